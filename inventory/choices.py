@@ -1,0 +1,68 @@
+"""Choices of the inventory app."""
+
+from django.db import models
+
+
+class Environment(models.TextChoices):
+    DEV = "dev", "dev"
+    STAGING = "staging", "staging"
+    PROD = "prod", "prod"
+
+
+class ClusterStatus(models.TextChoices):
+    """A cluster's health as the last sync saw it; only `connected` is healthy."""
+
+    PENDING = "pending", "pending first sync"
+    CONNECTED = "connected", "connected"
+    DEGRADED = "degraded", "degraded"
+    UNREACHABLE = "unreachable", "unreachable"
+    UNAUTHORIZED = "unauthorized", "unauthorized"
+    TLS_ERROR = "tls_error", "TLS error"
+    ERROR = "error", "error"
+    STALE = "stale", "stale"
+
+
+# Statuses listed first on the overview, worst first.
+STATUS_SEVERITY = {
+    ClusterStatus.UNREACHABLE: 0,
+    ClusterStatus.UNAUTHORIZED: 1,
+    ClusterStatus.TLS_ERROR: 2,
+    ClusterStatus.ERROR: 3,
+    ClusterStatus.STALE: 4,
+    ClusterStatus.DEGRADED: 5,
+    ClusterStatus.PENDING: 6,
+    ClusterStatus.CONNECTED: 7,
+}
+
+
+class Provider(models.TextChoices):
+    ALIBABA = "alibaba", "Alibaba Cloud ACK"
+    AWS = "aws", "Amazon EKS"
+    GCE = "gce", "Google GKE"
+    AZURE = "azure", "Azure AKS"
+    KIND = "kind", "kind"
+    K3S = "k3s", "k3s"
+    KWOK = "kwok", "KWOK"
+    OTHER = "other", "other"
+    UNKNOWN = "unknown", "unknown"
+
+
+class AuthMethod(models.TextChoices):
+    TOKEN = "token", "bearer token"
+    CLIENT_CERT = "client_cert", "client certificate"
+    KUBECONFIG = "kubeconfig", "kubeconfig"
+
+
+class WorkloadKind(models.TextChoices):
+    DEPLOYMENT = "Deployment", "Deployment"
+    STATEFULSET = "StatefulSet", "StatefulSet"
+    DAEMONSET = "DaemonSet", "DaemonSet"
+    JOB = "Job", "Job"
+    CRONJOB = "CronJob", "CronJob"
+
+
+class SyncOutcome(models.TextChoices):
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"
+    PARTIAL = "partial", "partial"
+    FAILED = "failed", "failed"

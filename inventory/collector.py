@@ -1,0 +1,286 @@
+"""Fetch phase of a sync: read every collected kind of one cluster into a Snapshot.
+
+Network first, database after: the Snapshot holds rows for nodes, namespaces, workloads and
+problem pods (pods themselves are only counted as their pages stream past), so memory grows
+with the cluster's workloads and nodes, never with its pods. `inventory.services` writes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter, defaultdict
+
+from inventory import decode, kube
+from inventory.choices import ClusterStatus, WorkloadKind
+
+# Errors that end the whole sync: the cluster did not answer or refused who we are.
+FATAL = {"dns", "refused", "timeout", "network", "tls", "unauthorized", "config"}
+MAX_LIST_RESTARTS = 3
+
+
+@dataclasses.dataclass
+class PodCounts:
+    total: int = 0
+    ready: int = 0
+    pending: int = 0
+    running: int = 0
+    failed: int = 0
+    crashlooping: int = 0
+    restarts: int = 0
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """What one sync read from a cluster."""
+
+    version: dict = dataclasses.field(default_factory=dict)
+    nodes: list[dict] = dataclasses.field(default_factory=list)
+    namespaces: list[dict] = dataclasses.field(default_factory=list)
+    workloads: dict[str, list[dict]] = dataclasses.field(default_factory=dict)
+    problem_pods: list[dict] = dataclasses.field(default_factory=list)
+    pods_by_workload: dict[str, PodCounts] = dataclasses.field(default_factory=lambda: defaultdict(PodCounts))
+    pods_by_namespace: dict[str, PodCounts] = dataclasses.field(default_factory=lambda: defaultdict(PodCounts))
+    node_providers: Counter = dataclasses.field(default_factory=Counter)
+    complete: set[str] = dataclasses.field(default_factory=set)
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    timings_ms: dict[str, int] = dataclasses.field(default_factory=dict)
+    bytes_read: int = 0
+    pod_total: int = 0
+
+    @property
+    def is_complete(self) -> bool:
+        return not self.errors and {k for k, *_ in kube.COLLECTED} <= self.complete
+
+
+class _Reader:
+    """Turns decoded items of each kind into rows; `reset(kind)` forgets a kind after a 410 restart."""
+
+    def __init__(self, snapshot: Snapshot):
+        self.s = snapshot
+        self.rs_owner: dict[str, str] = {}  # ReplicaSet uid -> Deployment uid
+
+    def reset(self, kind: str) -> None:
+        s = self.s
+        s.counts[kind] = 0
+        if kind == "Node":
+            s.nodes.clear()
+            s.node_providers.clear()
+        elif kind == "Namespace":
+            s.namespaces.clear()
+        elif kind == "ReplicaSet":
+            self.rs_owner.clear()
+        elif kind == "Pod":
+            s.problem_pods.clear()
+            s.pods_by_workload.clear()
+            s.pods_by_namespace.clear()
+            s.pod_total = 0
+        else:
+            s.workloads[kind] = []
+
+    def add(self, kind: str, items: list) -> None:
+        self.s.counts[kind] = self.s.counts.get(kind, 0) + len(items)
+        getattr(self, f"_add_{kind.lower()}", self._add_workload)(kind, items)
+
+    @staticmethod
+    def _meta(m: decode.Meta) -> dict:
+        return {"uid": m.uid, "name": m.name, "labels": dict(m.labels), "created": m.creation_timestamp}
+
+    def _add_node(self, _kind: str, items: list[decode.Node]) -> None:
+        for n in items:
+            labels = n.metadata.labels
+            provider = decode.detect_provider(n.spec.provider_id, labels)
+            self.s.node_providers[provider] += 1
+            cond = {c.type: c.status for c in n.status.conditions}
+            info = n.status.node_info
+            self.s.nodes.append({
+                **self._meta(n.metadata),
+                "roles": decode.node_roles(labels),
+                "kubelet_version": info.kubelet_version,
+                "os_image": info.os_image,
+                "kernel_version": info.kernel_version,
+                "container_runtime": info.container_runtime_version,
+                "architecture": info.architecture,
+                "zone": labels.get("topology.kubernetes.io/zone", ""),
+                "region": labels.get("topology.kubernetes.io/region", ""),
+                "instance_type": labels.get("node.kubernetes.io/instance-type", ""),
+                "provider_id": n.spec.provider_id,
+                "cpu_capacity_millis": decode.cpu_millis(n.status.capacity.get("cpu")),
+                "memory_capacity_bytes": decode.to_int(n.status.capacity.get("memory")),
+                "pods_capacity": decode.to_int(n.status.capacity.get("pods")),
+                "cpu_allocatable_millis": decode.cpu_millis(n.status.allocatable.get("cpu")),
+                "memory_allocatable_bytes": decode.to_int(n.status.allocatable.get("memory")),
+                "pods_allocatable": decode.to_int(n.status.allocatable.get("pods")),
+                "ready": cond.get("Ready") == "True",
+                "pressure": sorted(t for t, v in cond.items() if t.endswith("Pressure") and v == "True")
+                + (["NetworkUnavailable"] if cond.get("NetworkUnavailable") == "True" else []),
+                "unschedulable": n.spec.unschedulable,
+                "taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in n.spec.taints],
+            })
+
+    def _add_namespace(self, _kind: str, items: list[decode.Namespace]) -> None:
+        for ns in items:
+            self.s.namespaces.append({
+                **self._meta(ns.metadata),
+                "phase": ns.status.phase,
+                "pod_security_enforce": ns.metadata.labels.get("pod-security.kubernetes.io/enforce", ""),
+            })
+
+    def _add_replicaset(self, _kind: str, items: list[decode.ReplicaSet]) -> None:
+        for rs in items:
+            for ref in rs.metadata.owner_references:
+                if ref.controller and ref.kind == "Deployment":
+                    self.rs_owner[rs.metadata.uid] = ref.uid
+
+    def _add_cronjob(self, kind: str, items: list[decode.CronJob]) -> None:
+        rows = self.s.workloads.setdefault(kind, [])
+        for cj in items:
+            template = cj.spec.job_template.spec.template
+            rows.append({
+                **self._meta(cj.metadata),
+                "kind": kind,
+                "namespace": cj.metadata.namespace,
+                "replicas_desired": 0 if cj.spec.suspend else 1,
+                "replicas_ready": len(cj.status.active),
+                "replicas_available": len(cj.status.active),
+                "replicas_updated": 0,
+                "generation": cj.metadata.generation,
+                "observed_generation": cj.metadata.generation,
+                "images": decode.images_of(template),
+                "pod_template": decode.normalize_template(template),
+            })
+
+    def _add_workload(self, kind: str, items: list[decode.Workload]) -> None:
+        rows = self.s.workloads.setdefault(kind, [])
+        for w in items:
+            st = w.status
+            if kind == WorkloadKind.DAEMONSET:
+                desired, ready = st.desired_number_scheduled, st.number_ready
+                available, updated = st.number_available, st.updated_number_scheduled
+            elif kind == WorkloadKind.JOB:
+                desired = w.spec.completions if w.spec.completions is not None else (w.spec.parallelism or 1)
+                active = st.active if isinstance(st.active, int) else 0
+                ready = st.ready if st.ready is not None else active
+                available, updated = st.succeeded, st.succeeded
+            else:
+                desired = w.spec.replicas if w.spec.replicas is not None else 1
+                ready, available, updated = st.ready_replicas, st.available_replicas, st.updated_replicas
+            rows.append({
+                **self._meta(w.metadata),
+                "kind": kind,
+                "namespace": w.metadata.namespace,
+                "replicas_desired": desired,
+                "replicas_ready": ready,
+                "replicas_available": available,
+                "replicas_updated": updated,
+                "generation": w.metadata.generation,
+                "observed_generation": st.observed_generation,
+                "images": decode.images_of(w.spec.template),
+                "pod_template": decode.normalize_template(w.spec.template),
+            })
+
+    def _owner_of(self, pod: decode.Pod) -> tuple[str, str, str]:
+        """(workload uid, kind, name) owning a pod, through its ReplicaSet for Deployments."""
+        for ref in pod.metadata.owner_references:
+            if not ref.controller:
+                continue
+            if ref.kind == "ReplicaSet":
+                return self.rs_owner.get(ref.uid, ""), "Deployment", ref.name.rsplit("-", 1)[0]
+            return ref.uid, ref.kind, ref.name
+        return "", "", ""
+
+    def _add_pod(self, _kind: str, items: list[decode.Pod]) -> None:
+        s = self.s
+        for pod in items:
+            s.pod_total += 1
+            owner_uid, owner_kind, owner_name = self._owner_of(pod)
+            problem = decode.pod_problem(pod)
+            phase = pod.status.phase
+            ready = problem is None or problem[3]
+            for counts in (s.pods_by_workload[owner_uid] if owner_uid else None,
+                           s.pods_by_namespace[pod.metadata.namespace]):
+                if counts is None:
+                    continue
+                counts.total += 1
+                counts.ready += 1 if (ready and phase == "Running") else 0
+                counts.pending += 1 if phase == "Pending" else 0
+                counts.running += 1 if phase == "Running" else 0
+                counts.failed += 1 if phase == "Failed" else 0
+                if problem:
+                    counts.restarts += problem[2]
+                    counts.crashlooping += 1 if problem[4] else 0
+            if problem:
+                reason, message, restarts, ready_flag, _ = problem
+                s.problem_pods.append({
+                    **self._meta(pod.metadata),
+                    "namespace": pod.metadata.namespace,
+                    "workload_kind": owner_kind,
+                    "workload_name": owner_name,
+                    "node_name": pod.spec.node_name,
+                    "phase": phase,
+                    "reason": reason[:128],
+                    "message": message[:2000],
+                    "ready": ready_flag,
+                    "restarts": restarts,
+                })
+
+
+def fetch(session: kube.Session) -> Snapshot:
+    """Read /version and every collected kind; fatal errors raise KubeError, others are recorded."""
+    snapshot = Snapshot()
+    snapshot.version = kube.server_version(session)
+    reader = _Reader(snapshot)
+    for kind, path, _group, _resource in kube.COLLECTED:
+        started = time.monotonic()
+        for attempt in range(MAX_LIST_RESTARTS + 1):
+            reader.reset(kind)
+            try:
+                for page in kube.paged_list(session, path):
+                    reader.add(kind, decode.decode_page(kind, page).items)
+            except kube.ListRestarted:
+                if attempt == MAX_LIST_RESTARTS:
+                    snapshot.errors[kind] = f"list of {kind} kept expiring (410 Gone) after {attempt} restarts"
+                continue
+            except kube.KubeError as exc:
+                if exc.kind in FATAL:
+                    snapshot.bytes_read = session.bytes_read
+                    raise
+                snapshot.errors[kind] = exc.message
+            except decode.DecodeError as exc:
+                snapshot.errors[kind] = str(exc)
+            else:
+                snapshot.complete.add(kind)
+            break
+        snapshot.timings_ms[kind] = int((time.monotonic() - started) * 1000)
+    snapshot.bytes_read = session.bytes_read
+    return snapshot
+
+
+def health(snapshot: Snapshot) -> tuple[str, str]:
+    """(status, reason) of a cluster that answered: connected unless something is visibly wrong."""
+    problems = []
+    not_ready = sum(1 for n in snapshot.nodes if not n["ready"])
+    if not_ready:
+        problems.append(f"{not_ready} of {len(snapshot.nodes)} nodes NotReady")
+    unavailable = unavailable_workloads(snapshot)
+    if unavailable:
+        problems.append(f"{unavailable} workloads unavailable")
+    crashloops = sum(1 for p in snapshot.problem_pods if p["reason"] == "CrashLoopBackOff")
+    if crashloops:
+        problems.append(f"{crashloops} pods crash-looping")
+    if snapshot.errors:
+        problems.append("could not list " + ", ".join(sorted(snapshot.errors)))
+    if problems:
+        return ClusterStatus.DEGRADED, "; ".join(problems)
+    return ClusterStatus.CONNECTED, ""
+
+
+def unavailable_workloads(snapshot: Snapshot) -> int:
+    """Deployments, StatefulSets and DaemonSets with fewer available replicas than desired."""
+    count = 0
+    for kind in (WorkloadKind.DEPLOYMENT, WorkloadKind.STATEFULSET, WorkloadKind.DAEMONSET):
+        for row in snapshot.workloads.get(kind, []):
+            if row["replicas_available"] < row["replicas_desired"]:
+                count += 1
+    return count

@@ -1,0 +1,539 @@
+"""The only place that talks to member clusters: clients from stored credentials, raw paged lists,
+error classification and the connection test.
+
+Credentials (decrypted from ClusterCredential) are one of:
+  {"method": "token", "server", "ca_data", "token", "insecure"}
+  {"method": "client_cert", "server", "ca_data", "client_cert", "client_key", "insecure"}
+  {"method": "kubeconfig", "kubeconfig": <flattened single-context dict>, "context"}
+All three become a kubeconfig dict handed to the `kubernetes` package, which handles TLS, client
+certificates and exec/auth-provider plugins the same way kubectl does.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import errno
+import json
+import os
+import shutil
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import urllib3
+import yaml
+from django.conf import settings
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from inventory.choices import ClusterStatus
+
+MAX_KUBECONFIG_BYTES = 1024 * 1024
+
+# What the collector lists: (kind, API path, API group, resource). The least-privilege ClusterRole,
+# the permission check and the sync all read this one table.
+COLLECTED = (
+    ("Node", "/api/v1/nodes", "", "nodes"),
+    ("Namespace", "/api/v1/namespaces", "", "namespaces"),
+    ("Deployment", "/apis/apps/v1/deployments", "apps", "deployments"),
+    ("StatefulSet", "/apis/apps/v1/statefulsets", "apps", "statefulsets"),
+    ("DaemonSet", "/apis/apps/v1/daemonsets", "apps", "daemonsets"),
+    ("ReplicaSet", "/apis/apps/v1/replicasets", "apps", "replicasets"),
+    ("CronJob", "/apis/batch/v1/cronjobs", "batch", "cronjobs"),
+    ("Job", "/apis/batch/v1/jobs", "batch", "jobs"),
+    ("Pod", "/api/v1/pods", "", "pods"),
+)
+
+
+class KubeError(Exception):
+    """A failed call to a member cluster, classified so the UI can say exactly what went wrong."""
+
+    # kind -> cluster status it implies
+    STATUS = {
+        "dns": ClusterStatus.UNREACHABLE,
+        "refused": ClusterStatus.UNREACHABLE,
+        "timeout": ClusterStatus.UNREACHABLE,
+        "network": ClusterStatus.UNREACHABLE,
+        "tls": ClusterStatus.TLS_ERROR,
+        "unauthorized": ClusterStatus.UNAUTHORIZED,
+        "forbidden": ClusterStatus.UNAUTHORIZED,
+        "gone": ClusterStatus.ERROR,
+        "http": ClusterStatus.ERROR,
+        "config": ClusterStatus.ERROR,
+        "protocol": ClusterStatus.ERROR,
+    }
+    TRANSIENT = {"dns", "refused", "timeout", "network", "gone", "http", "protocol"}
+
+    def __init__(self, kind: str, message: str, *, http_status: int | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.http_status = http_status
+
+    @property
+    def status(self) -> str:
+        return self.STATUS[self.kind]
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying soon; 401/403 and TLS failures will not fix themselves."""
+        return self.kind in self.TRANSIENT and (self.http_status is None or self.http_status >= 500
+                                                 or self.http_status == 429 or self.kind == "gone")
+
+
+class KubeconfigError(ValueError):
+    """A kubeconfig Fleetweb cannot use; the message names the problem."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Kubeconfig parsing and validation
+
+
+def parse_kubeconfig(text: str | bytes) -> dict:
+    """Parse and structurally check a kubeconfig; raise KubeconfigError naming what is wrong."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_KUBECONFIG_BYTES:
+            raise KubeconfigError(f"The kubeconfig is {len(text) // 1024} KiB; the limit is "
+                                  f"{MAX_KUBECONFIG_BYTES // 1024} KiB. Export one context with "
+                                  "`kubectl config view --minify --flatten`.")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise KubeconfigError("The kubeconfig is not UTF-8 text (is this a binary file?).") from None
+    if len(text.encode()) > MAX_KUBECONFIG_BYTES:
+        raise KubeconfigError(f"The kubeconfig is larger than {MAX_KUBECONFIG_BYTES // 1024} KiB. Export one "
+                              "context with `kubectl config view --minify --flatten`.")
+    if not text.strip():
+        raise KubeconfigError("The kubeconfig is empty.")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid syntax"
+        raise KubeconfigError(f"The kubeconfig is not valid YAML{where}: {problem}.") from None
+    if not isinstance(data, dict):
+        raise KubeconfigError("The kubeconfig is not a YAML mapping with clusters, users and contexts.")
+    if data.get("kind") not in (None, "Config"):
+        raise KubeconfigError(f"This is a {data.get('kind')!r} manifest, not a kubeconfig (kind: Config).")
+    for section in ("clusters", "users", "contexts"):
+        value = data.get(section)
+        if not isinstance(value, list) or not value:
+            raise KubeconfigError(f"The kubeconfig has no '{section}' list.")
+        for index, entry in enumerate(value):
+            if not isinstance(entry, dict) or not entry.get("name"):
+                raise KubeconfigError(f"Entry {index + 1} of '{section}' has no name.")
+    return data
+
+
+def _named(data: dict, section: str, name: str) -> dict:
+    for entry in data.get(section) or []:
+        if entry.get("name") == name:
+            return entry
+    raise KubeconfigError(f"{section[:-1].capitalize()} '{name}' is referenced but not defined in '{section}'.")
+
+
+def context_names(data: dict) -> list[str]:
+    return [c["name"] for c in data.get("contexts") or []]
+
+
+def extract_context(data: dict, context: str, *, base_dir: Path | None = None) -> dict:
+    """A self-contained kubeconfig with one context: referenced files are inlined, plugins checked.
+
+    `base_dir` is where relative file paths are resolved (the kubeconfig's folder, for the CLI);
+    an uploaded kubeconfig has none, and any file path in it is refused: it would name a file on
+    the Fleetweb server, not on the uploader's machine.
+    """
+    ctx_entry = _named(data, "contexts", context)
+    ctx = ctx_entry.get("context") or {}
+    if not ctx.get("cluster"):
+        raise KubeconfigError(f"Context '{context}' names no cluster.")
+    if not ctx.get("user"):
+        raise KubeconfigError(f"Context '{context}' names no user.")
+    cluster_entry = _named(data, "clusters", ctx["cluster"])
+    user_entry = _named(data, "users", ctx["user"])
+    cluster = dict(cluster_entry.get("cluster") or {})
+    user = dict(user_entry.get("user") or {})
+    server = cluster.get("server")
+    if not server:
+        raise KubeconfigError(f"Cluster '{ctx['cluster']}' has no server URL.")
+    if not str(server).startswith("https://") and not str(server).startswith("http://"):
+        raise KubeconfigError(f"Cluster '{ctx['cluster']}' server {server!r} is not an http(s) URL.")
+
+    def inline(section: dict, path_key: str, data_key: str, what: str) -> None:
+        path = section.pop(path_key, None)
+        if not path:
+            return
+        if base_dir is None:
+            raise KubeconfigError(f"{what} refers to the file {path!r}; uploaded kubeconfigs must carry the "
+                                  f"data inline ({data_key}). Use `kubectl config view --minify --flatten`.")
+        file = Path(os.path.expanduser(path))
+        if not file.is_absolute():
+            file = base_dir / file
+        try:
+            section[data_key] = base64.b64encode(file.read_bytes()).decode()
+        except OSError as exc:
+            raise KubeconfigError(f"{what} refers to {str(file)!r}, which cannot be read: {exc.strerror}.") from None
+
+    inline(cluster, "certificate-authority", "certificate-authority-data", f"Cluster '{ctx['cluster']}'")
+    inline(user, "client-certificate", "client-certificate-data", f"User '{ctx['user']}'")
+    inline(user, "client-key", "client-key-data", f"User '{ctx['user']}'")
+    token_file = user.pop("tokenFile", None)
+    if token_file:
+        if base_dir is None:
+            raise KubeconfigError(f"User '{ctx['user']}' reads its token from the file {token_file!r}; "
+                                  "uploaded kubeconfigs must carry the token inline.")
+        try:
+            user["token"] = (base_dir / os.path.expanduser(token_file)).read_text().strip()
+        except OSError as exc:
+            raise KubeconfigError(f"User '{ctx['user']}' token file {token_file!r} cannot be read: "
+                                  f"{exc.strerror}.") from None
+
+    if "auth-provider" in user:
+        provider = (user["auth-provider"] or {}).get("name", "?")
+        if provider != "oidc":
+            raise KubeconfigError(f"User '{ctx['user']}' uses the auth provider '{provider}', which Fleetweb does "
+                                  "not support (only 'oidc'; gcp and azure providers were removed from kubectl: "
+                                  "use their exec plugins).")
+    if "exec" in user:
+        command = str((user["exec"] or {}).get("command") or "")
+        if not command:
+            raise KubeconfigError(f"User '{ctx['user']}' has an exec plugin without a command.")
+        plugin = os.path.basename(command)
+        if plugin not in settings.FLEETWEB_ALLOWED_EXEC_PLUGINS:
+            raise KubeconfigError(f"User '{ctx['user']}' runs the exec plugin '{plugin}', which is not in "
+                                  "FLEETWEB_ALLOWED_EXEC_PLUGINS.")
+        if shutil.which(command) is None:
+            raise KubeconfigError(f"User '{ctx['user']}' needs the exec plugin '{command}', which is not installed "
+                                  "on the Fleetweb server (workers run it to get a token).")
+    if not any(k in user for k in ("token", "client-certificate-data", "exec", "auth-provider", "username")):
+        raise KubeconfigError(f"User '{ctx['user']}' has no credentials (token, client certificate or exec plugin).")
+    if user.get("client-certificate-data") and not user.get("client-key-data"):
+        raise KubeconfigError(f"User '{ctx['user']}' has a client certificate but no client key.")
+
+    for key in ("certificate-authority-data", "client-certificate-data", "client-key-data"):
+        holder = cluster if key.startswith("certificate") else user
+        if holder.get(key):
+            try:
+                base64.b64decode(holder[key], validate=True)
+            except ValueError:
+                raise KubeconfigError(f"'{key}' of context '{context}' is not valid base64.") from None
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": ctx["cluster"], "cluster": cluster}],
+        "users": [{"name": ctx["user"], "user": user}],
+        "contexts": [{"name": context, "context": {k: v for k, v in ctx.items() if k in ("cluster", "user")}}],
+        "current-context": context,
+    }
+
+
+def credentials_from_kubeconfig(single: dict) -> dict:
+    """Credentials dict for a kubeconfig made by `extract_context`."""
+    return {"method": "kubeconfig", "kubeconfig": single, "context": single["current-context"]}
+
+
+def server_of(credentials: dict) -> str:
+    if credentials["method"] == "kubeconfig":
+        return credentials["kubeconfig"]["clusters"][0]["cluster"]["server"]
+    return credentials["server"]
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _as_kubeconfig(credentials: dict, *, insecure: bool) -> dict:
+    """Every credential method as one kubeconfig dict."""
+    if credentials["method"] == "kubeconfig":
+        config = json.loads(json.dumps(credentials["kubeconfig"]))
+        cluster = config["clusters"][0]["cluster"]
+    else:
+        cluster = {"server": credentials["server"]}
+        if credentials.get("ca_data"):
+            cluster["certificate-authority-data"] = _b64(credentials["ca_data"])
+        user: dict = {}
+        if credentials["method"] == "token":
+            user["token"] = credentials["token"]
+        else:
+            user["client-certificate-data"] = _b64(credentials["client_cert"])
+            user["client-key-data"] = _b64(credentials["client_key"])
+        config = {
+            "clusters": [{"name": "c", "cluster": cluster}],
+            "users": [{"name": "u", "user": user}],
+            "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "ctx",
+        }
+    if insecure:
+        cluster.pop("certificate-authority-data", None)
+        cluster["insecure-skip-tls-verify"] = True
+    else:
+        cluster.pop("insecure-skip-tls-verify", None)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients and calls
+
+
+@dataclasses.dataclass
+class Session:
+    """An API client for one cluster plus the byte count of what it read."""
+
+    api: k8s_client.ApiClient
+    bytes_read: int = 0
+
+    def close(self) -> None:
+        self.api.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def connect(credentials: dict, *, insecure: bool = False) -> Session:
+    """Build an API client from credentials; configuration problems raise KubeError('config')."""
+    config_dict = _as_kubeconfig(credentials, insecure=insecure)
+    configuration = k8s_client.Configuration()
+    try:
+        k8s_config.load_kube_config_from_dict(config_dict, client_configuration=configuration, persist_config=False)
+    except (ConfigException, ValueError, TypeError, KeyError) as exc:
+        raise KubeError("config", f"The credentials cannot be used: {exc}") from None
+    configuration.retries = False  # Fleetweb retries itself, with backoff, only what is worth retrying
+    return Session(k8s_client.ApiClient(configuration))
+
+
+def _timeout() -> tuple[int, int]:
+    return (settings.FLEETWEB_KUBE_CONNECT_TIMEOUT, settings.FLEETWEB_KUBE_READ_TIMEOUT)
+
+
+def classify(exc: BaseException, *, what: str = "") -> KubeError:
+    """Map urllib3/ssl/socket/ApiException failures to a KubeError with a precise message."""
+    prefix = f"{what}: " if what else ""
+    if isinstance(exc, KubeError):
+        return exc
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        reason = _api_message(exc)
+        if status == 401:
+            return KubeError("unauthorized", f"{prefix}401 Unauthorized: the API server rejected the credentials "
+                             "(token revoked or expired?)", http_status=401)
+        if status == 403:
+            return KubeError("forbidden", f"{prefix}403 Forbidden: {reason}", http_status=403)
+        if status == 410:
+            return KubeError("gone", f"{prefix}410 Gone: {reason}", http_status=410)
+        return KubeError("http", f"{prefix}HTTP {status}: {reason}", http_status=status)
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        return classify(exc.reason, what=what)
+    if isinstance(exc, urllib3.exceptions.SSLError | ssl.SSLError):
+        detail = str(exc.args[0] if exc.args else exc)
+        if isinstance(exc, urllib3.exceptions.SSLError) and exc.args and isinstance(exc.args[0], ssl.SSLError):
+            detail = exc.args[0].reason or str(exc.args[0])
+            if isinstance(exc.args[0], ssl.SSLCertVerificationError):
+                detail = exc.args[0].verify_message or detail
+        return KubeError("tls", f"{prefix}TLS verification failed: {detail}")
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        return KubeError("timeout", f"{prefix}connection timed out after {settings.FLEETWEB_KUBE_CONNECT_TIMEOUT}s")
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError | socket.timeout):
+        return KubeError("timeout", f"{prefix}no answer within {settings.FLEETWEB_KUBE_READ_TIMEOUT}s (read timeout)")
+    if isinstance(exc, urllib3.exceptions.NameResolutionError):
+        return KubeError("dns", f"{prefix}DNS lookup failed for '{exc.conn.host}'")
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        text = str(exc)
+        if isinstance(cause, ConnectionRefusedError) or "Connection refused" in text:
+            return KubeError("refused", f"{prefix}connection refused by {exc.conn.host}:{exc.conn.port} "
+                             "(API server down or wrong port?)")
+        if isinstance(cause, socket.gaierror) or "Name or service not known" in text:
+            return KubeError("dns", f"{prefix}DNS lookup failed for '{exc.conn.host}'")
+        if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return KubeError("network", f"{prefix}network unreachable: {cause.strerror}")
+        return KubeError("network", f"{prefix}cannot connect: {text}")
+    if isinstance(exc, urllib3.exceptions.ProtocolError | ConnectionError):
+        return KubeError("network", f"{prefix}connection broken: {exc}")
+    if isinstance(exc, urllib3.exceptions.HTTPError):
+        return KubeError("protocol", f"{prefix}{exc}")
+    if isinstance(exc, ConfigException):
+        return KubeError("config", f"{prefix}{exc}")
+    return KubeError("protocol", f"{prefix}{type(exc).__name__}: {exc}")
+
+
+def _api_message(exc: ApiException) -> str:
+    """The Status message the API server sent, else the HTTP reason."""
+    try:
+        body = json.loads(exc.body or b"{}")
+        return body.get("message") or exc.reason or ""
+    except (ValueError, TypeError, AttributeError):
+        return exc.reason or ""
+
+
+def request(session: Session, method: str, path: str, *, query: list | None = None, body: dict | None = None,
+            what: str = "") -> bytes:
+    """One raw call with timeouts; returns the body bytes or raises KubeError."""
+    api = session.api
+    try:
+        method, url, headers, body_data, post_params = api.param_serialize(
+            method, path, query_params=query or [], body=body,
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = api.call_api(method, url, header_params=headers, body=body_data, post_params=post_params,
+                                _request_timeout=_timeout())
+        data = response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(status=response.status, reason=response.reason, body=data)
+    except Exception as exc:  # every failure of the call becomes a classified KubeError
+        raise classify(exc, what=what or f"{method} {path}") from exc
+    session.bytes_read += len(data)
+    return data
+
+
+class ListRestarted(Exception):
+    """Raised inside `paged_list` consumers' loop when a 410 restarted the list from the start."""
+
+
+def paged_list(session: Session, path: str, *, limit: int | None = None) -> Iterator[bytes]:
+    """Yield raw pages of a LIST, following `continue`. A 410 on `continue` raises ListRestarted
+    after which the caller starts over (the accumulated pages are no longer a consistent list)."""
+    from inventory.decode import decode_list_meta
+
+    page_size = limit or settings.FLEETWEB_KUBE_PAGE_SIZE
+    token = ""
+    while True:
+        query: list = [("limit", page_size)]
+        if token:
+            query.append(("continue", token))
+        try:
+            page = request(session, "GET", path, query=query, what=f"list {path}")
+        except KubeError as exc:
+            if exc.kind == "gone" and token:
+                raise ListRestarted(path) from exc
+            raise
+        yield page
+        token = decode_list_meta(page)
+        if not token:
+            return
+
+
+def server_version(session: Session) -> dict:
+    """`/version` of the API server."""
+    return json.loads(request(session, "GET", "/version", what="GET /version"))
+
+
+@dataclasses.dataclass
+class Check:
+    """One line of the connection test."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclasses.dataclass
+class ConnectionReport:
+    """Result of `test_connection`: version, checks and the overall verdict."""
+
+    ok: bool
+    checks: list[Check]
+    version: str = ""
+    error: KubeError | None = None
+
+
+def can_i(session: Session, *, verb: str, group: str, resource: str) -> tuple[bool, str]:
+    """SelfSubjectAccessReview for one verb/resource across all namespaces."""
+    body = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource}},
+    }
+    result = json.loads(request(session, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=body,
+                                what="SelfSubjectAccessReview"))
+    status = result.get("status") or {}
+    return bool(status.get("allowed")), status.get("reason", "") or status.get("evaluationError", "")
+
+
+def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionReport:
+    """Reach /version and check every list permission the collector needs; never raises."""
+    checks: list[Check] = []
+    try:
+        session = connect(credentials, insecure=insecure)
+    except KubeError as exc:
+        return ConnectionReport(False, [Check("credentials", False, exc.message)], error=exc)
+    with session:
+        try:
+            version = server_version(session)
+        except KubeError as exc:
+            checks.append(Check("reach API server (/version)", False, exc.message))
+            return ConnectionReport(False, checks, error=exc)
+        git_version = version.get("gitVersion", "")
+        checks.append(Check("reach API server (/version)", True, f"Kubernetes {git_version}"))
+        ok = True
+        first_error: KubeError | None = None
+        for _kind, _path, group, resource in COLLECTED:
+            label = f"list {resource}" + (f".{group}" if group else "")
+            try:
+                allowed, reason = can_i(session, verb="list", group=group, resource=resource)
+            except KubeError as exc:
+                checks.append(Check(label, False, exc.message))
+                first_error = first_error or exc
+                ok = False
+                if exc.kind in ("unauthorized", "timeout", "refused", "tls", "dns", "network"):
+                    break
+                continue
+            if not allowed:
+                ok = False
+                detail = "403: not allowed to list " + resource + (f" in API group '{group}'" if group else "")
+                first_error = first_error or KubeError("forbidden", detail, http_status=403)
+                checks.append(Check(label, False, detail + (f" ({reason})" if reason else "")))
+            else:
+                checks.append(Check(label, True, "allowed"))
+        return ConnectionReport(ok, checks, version=git_version, error=first_error)
+
+
+def least_privilege_manifest(namespace: str = "fleetweb-system", name: str = "fleetweb-reader") -> str:
+    """ServiceAccount, ClusterRole (get/list/watch on exactly the collected kinds), binding, token Secret."""
+    rules: dict[str, list[str]] = {}
+    for _kind, _path, group, resource in COLLECTED:
+        rules.setdefault(group, []).append(resource)
+    docs = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": [group], "resources": sorted(resources), "verbs": ["get", "list", "watch"]}
+                      for group, resources in rules.items()],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/service-account-token",
+            "metadata": {"name": f"{name}-token", "namespace": namespace,
+                         "annotations": {"kubernetes.io/service-account.name": name}},
+        },
+    ]
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def least_privilege_commands(namespace: str = "fleetweb-system", name: str = "fleetweb-reader") -> str:
+    """The kubectl commands that apply the manifest and read back what Fleetweb needs."""
+    return "\n".join([
+        "kubectl apply -f fleetweb-reader.yaml",
+        f"kubectl -n {namespace} get secret {name}-token -o jsonpath='{{.data.token}}' | base64 -d",
+        f"kubectl -n {namespace} get secret {name}-token -o jsonpath='{{.data.ca\\.crt}}' | base64 -d",
+        "kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}'",
+    ])

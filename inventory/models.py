@@ -1,0 +1,228 @@
+"""Clusters, their encrypted credentials and the inventory the collector stores for them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from fleetweb import crypto
+from inventory.choices import AuthMethod, ClusterStatus, Environment, Provider, SyncOutcome, WorkloadKind
+from inventory.querysets import ClusterQuerySet, InventoryQuerySet
+
+
+class Cluster(models.Model):
+    """An attached Kubernetes cluster, its metadata and the health the last sync saw."""
+
+    name = models.SlugField(max_length=63, unique=True)
+    environment = models.CharField(max_length=16, choices=Environment.choices, default=Environment.DEV)
+    region = models.CharField(max_length=64, blank=True)
+    owner = models.CharField(max_length=128, blank=True, help_text="Owning team")
+    cost_center = models.CharField(max_length=64, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    server = models.URLField(max_length=512, help_text="API server URL")
+    auth_method = models.CharField(max_length=16, choices=AuthMethod.choices)
+    insecure_skip_tls_verify = models.BooleanField(default=False)
+
+    provider = models.CharField(max_length=16, choices=Provider.choices, default=Provider.UNKNOWN)
+    kubernetes_version = models.CharField(max_length=64, blank=True)
+    platform = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=ClusterStatus.choices, default=ClusterStatus.PENDING)
+    status_reason = models.CharField(max_length=255, blank=True, help_text="Why the status is not connected")
+    last_error = models.TextField(blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True, help_text="Last time the API server answered")
+    last_sync_at = models.DateTimeField(null=True, blank=True, help_text="Last successful full sync")
+    consecutive_failures = models.PositiveIntegerField(default=0)
+
+    # Counters kept by each sync so lists need no aggregation over the inventory tables.
+    node_count = models.PositiveIntegerField(default=0)
+    ready_node_count = models.PositiveIntegerField(default=0)
+    namespace_count = models.PositiveIntegerField(default=0)
+    workload_count = models.PositiveIntegerField(default=0)
+    unhealthy_workload_count = models.PositiveIntegerField(default=0)
+    pod_count = models.PositiveIntegerField(default=0)
+    problem_pod_count = models.PositiveIntegerField(default=0)
+
+    sync_interval = models.PositiveIntegerField(default=60, help_text="Seconds between syncs")
+    next_sync_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="A sync holds the cluster until then")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    objects = ClusterQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["status"]), models.Index(fields=["environment"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("inventory:cluster_detail", args=[self.name])
+
+    @property
+    def is_healthy(self) -> bool:
+        return self.status == ClusterStatus.CONNECTED
+
+    @property
+    def labels_text(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+
+
+class ClusterCredential(models.Model):
+    """A cluster's credentials, encrypted with MultiFernet; never shown or returned again."""
+
+    cluster = models.OneToOneField(Cluster, on_delete=models.CASCADE, related_name="credential")
+    ciphertext = models.TextField()
+    rotated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"credentials of {self.cluster_id}"
+
+    def __repr__(self) -> str:  # never let secrets reach a log through repr()
+        return f"<ClusterCredential cluster={self.cluster_id}>"
+
+    @classmethod
+    def seal(cls, secret: dict) -> str:
+        return crypto.encrypt_json(secret)
+
+    def open(self) -> dict:
+        """The decrypted credential dict (see inventory.kube.Credentials)."""
+        return crypto.decrypt_json(self.ciphertext)
+
+
+class InventoryModel(models.Model):
+    """Rows the collector upserts by (cluster, uid)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE)
+    uid = models.CharField(max_length=64)
+    name = models.CharField(max_length=253)
+    labels = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(null=True, blank=True, help_text="creationTimestamp in the cluster")
+
+    objects = InventoryQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Node(InventoryModel):
+    """A node of a cluster, as its status reports it."""
+
+    roles = models.JSONField(default=list, blank=True)
+    kubelet_version = models.CharField(max_length=64, blank=True)
+    os_image = models.CharField(max_length=255, blank=True)
+    kernel_version = models.CharField(max_length=128, blank=True)
+    container_runtime = models.CharField(max_length=128, blank=True)
+    architecture = models.CharField(max_length=32, blank=True)
+    zone = models.CharField(max_length=128, blank=True)
+    region = models.CharField(max_length=128, blank=True)
+    instance_type = models.CharField(max_length=128, blank=True)
+    provider_id = models.CharField(max_length=512, blank=True)
+    cpu_capacity_millis = models.BigIntegerField(default=0)
+    memory_capacity_bytes = models.BigIntegerField(default=0)
+    pods_capacity = models.IntegerField(default=0)
+    cpu_allocatable_millis = models.BigIntegerField(default=0)
+    memory_allocatable_bytes = models.BigIntegerField(default=0)
+    pods_allocatable = models.IntegerField(default=0)
+    ready = models.BooleanField(default=False)
+    pressure = models.JSONField(default=list, blank=True, help_text="Pressure conditions that are True")
+    unschedulable = models.BooleanField(default=False)
+    taints = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["cluster", "name"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "uid"], name="node_cluster_uid")]
+
+
+class Namespace(InventoryModel):
+    """A namespace with its Pod Security labels and pod counts."""
+
+    phase = models.CharField(max_length=32, blank=True)
+    pod_security_enforce = models.CharField(max_length=32, blank=True)
+    pods_total = models.IntegerField(default=0)
+    pods_running = models.IntegerField(default=0)
+    pods_pending = models.IntegerField(default=0)
+    pods_failed = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["cluster", "name"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "uid"], name="namespace_cluster_uid")]
+
+
+class Workload(InventoryModel):
+    """A Deployment, StatefulSet, DaemonSet, Job or CronJob with counts of its pods."""
+
+    kind = models.CharField(max_length=16, choices=WorkloadKind.choices)
+    namespace = models.CharField(max_length=253)
+    replicas_desired = models.IntegerField(default=0)
+    replicas_ready = models.IntegerField(default=0)
+    replicas_available = models.IntegerField(default=0)
+    replicas_updated = models.IntegerField(default=0)
+    generation = models.BigIntegerField(default=0)
+    observed_generation = models.BigIntegerField(default=0)
+    images = models.JSONField(default=list, blank=True)
+    pod_template = models.JSONField(default=dict, blank=True, help_text="Normalized pod spec fields policies read")
+    pods_total = models.IntegerField(default=0)
+    pods_ready = models.IntegerField(default=0)
+    pods_pending = models.IntegerField(default=0)
+    pods_crashlooping = models.IntegerField(default=0)
+    restarts = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["cluster", "namespace", "kind", "name"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "uid"], name="workload_cluster_uid")]
+        indexes = [models.Index(fields=["cluster", "namespace"]), models.Index(fields=["kind"])]
+
+    @property
+    def is_available(self) -> bool:
+        if self.kind in (WorkloadKind.JOB, WorkloadKind.CRONJOB):
+            return self.pods_crashlooping == 0
+        return self.replicas_available >= self.replicas_desired and self.pods_crashlooping == 0
+
+
+class ProblemPod(InventoryModel):
+    """A pod that is not running, not ready, restarting or failed (healthy pods are only counted)."""
+
+    namespace = models.CharField(max_length=253)
+    workload_kind = models.CharField(max_length=16, blank=True)
+    workload_name = models.CharField(max_length=253, blank=True)
+    node_name = models.CharField(max_length=253, blank=True)
+    phase = models.CharField(max_length=32, blank=True)
+    reason = models.CharField(max_length=128, blank=True)
+    message = models.TextField(blank=True)
+    ready = models.BooleanField(default=False)
+    restarts = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["cluster", "namespace", "name"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "uid"], name="problempod_cluster_uid")]
+
+
+class SyncRun(models.Model):
+    """One sync of one cluster: when, how long, what it read and how it ended."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="sync_runs")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=SyncOutcome.choices, default=SyncOutcome.RUNNING)
+    status = models.CharField(max_length=16, choices=ClusterStatus.choices, blank=True)
+    counts = models.JSONField(default=dict, blank=True, help_text="Objects read per kind")
+    bytes_read = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    triggered_by = models.CharField(max_length=32, default="schedule")
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["cluster", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"sync of {self.cluster_id} at {self.started_at:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,19 @@
+"""Querysets: every view, viewset and export starts from `visible_to(user)`."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from fleetweb.roles import VIEWER, has_role
+
+
+class ClusterQuerySet(models.QuerySet):
+    def visible_to(self, user) -> ClusterQuerySet:
+        """Clusters the user may see: all of them for any role holder, none for an outsider."""
+        return self if has_role(user, VIEWER) else self.none()
+
+
+class InventoryQuerySet(models.QuerySet):
+    def visible_to(self, user) -> InventoryQuerySet:
+        """Inventory rows of clusters the user may see."""
+        return self if has_role(user, VIEWER) else self.none()

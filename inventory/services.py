@@ -1,0 +1,338 @@
+"""Every side effect of the inventory app: attach, update, detach, sync. Pages, API and tasks call these."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from governance.audit import record
+from inventory import collector, kube
+from inventory.choices import ClusterStatus, Environment, SyncOutcome, WorkloadKind
+from inventory.models import Cluster, ClusterCredential, Namespace, Node, ProblemPod, SyncRun, Workload
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=330)  # longer than the sync task's hard time limit (300 s)
+BATCH = 500
+METADATA_FIELDS = ("environment", "region", "owner", "cost_center", "labels", "sync_interval")
+
+
+class AttachError(ValueError):
+    """An attach or update Fleetweb refuses; `field` names the input at fault."""
+
+    def __init__(self, message: str, *, field: str = "__all__"):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _check_insecure(*, insecure: bool, environment: str, user) -> None:
+    from fleetweb.roles import ADMIN, has_role
+
+    if not insecure:
+        return
+    if environment == Environment.PROD:
+        raise AttachError("Skipping TLS verification is never allowed for prod clusters.",
+                          field="insecure_skip_tls_verify")
+    if user is not None and not has_role(user, ADMIN):
+        raise AttachError("Only admins may skip TLS verification.", field="insecure_skip_tls_verify")
+
+
+def attach_cluster(*, name: str, credentials: dict, user, environment: str = Environment.DEV, region: str = "",
+                   owner: str = "", cost_center: str = "", labels: dict | None = None, insecure: bool = False,
+                   sync_interval: int | None = None, source_ip: str = "") -> Cluster:
+    """Store a cluster and its encrypted credentials, then queue its first sync."""
+    _check_insecure(insecure=insecure, environment=environment, user=user)
+    if Cluster.objects.filter(name=name).exists():
+        raise AttachError(f"A cluster named '{name}' is already attached.", field="name")
+    with transaction.atomic():
+        cluster = Cluster.objects.create(
+            name=name, environment=environment, region=region, owner=owner, cost_center=cost_center,
+            labels=labels or {}, server=kube.server_of(credentials), auth_method=credentials["method"],
+            insecure_skip_tls_verify=insecure, sync_interval=sync_interval or settings.FLEETWEB_SYNC_INTERVAL,
+            next_sync_at=timezone.now(), created_by=user if getattr(user, "pk", None) else None,
+        )
+        ClusterCredential.objects.create(cluster=cluster, ciphertext=ClusterCredential.seal(credentials))
+        record(user=user, action="cluster.attach", target=cluster, source_ip=source_ip,
+               after=cluster_audit_view(cluster))
+        transaction.on_commit(lambda: request_sync(cluster.pk, triggered_by="attach"))
+    return cluster
+
+
+def cluster_audit_view(cluster: Cluster) -> dict:
+    """The cluster fields the audit log keeps (never credentials)."""
+    return {"name": cluster.name, "server": cluster.server, "auth_method": cluster.auth_method,
+            "insecure_skip_tls_verify": cluster.insecure_skip_tls_verify,
+            **{f: getattr(cluster, f) for f in METADATA_FIELDS}}
+
+
+def update_cluster(cluster: Cluster, *, user, source_ip: str = "", credentials: dict | None = None,
+                   insecure: bool | None = None, **changes) -> Cluster:
+    """Change metadata, labels, interval or credentials of a cluster; audited with before/after."""
+    unknown = set(changes) - set(METADATA_FIELDS)
+    if unknown:
+        raise AttachError(f"These fields cannot be changed: {', '.join(sorted(unknown))}")
+    before = cluster_audit_view(cluster)
+    environment = changes.get("environment", cluster.environment)
+    new_insecure = cluster.insecure_skip_tls_verify if insecure is None else insecure
+    if new_insecure and (insecure or environment != cluster.environment):
+        _check_insecure(insecure=new_insecure, environment=environment, user=user)
+    with transaction.atomic():
+        for field, value in changes.items():
+            setattr(cluster, field, value)
+        cluster.insecure_skip_tls_verify = new_insecure
+        if credentials is not None:
+            cluster.server = kube.server_of(credentials)
+            cluster.auth_method = credentials["method"]
+            ClusterCredential.objects.update_or_create(
+                cluster=cluster, defaults={"ciphertext": ClusterCredential.seal(credentials)})
+            cluster.next_sync_at = timezone.now()
+        cluster.save()
+        after = cluster_audit_view(cluster)
+        if credentials is not None:
+            after["credentials"] = "replaced"
+        record(user=user, action="cluster.update", target=cluster, source_ip=source_ip, before=before, after=after)
+    return cluster
+
+
+def detach_cluster(cluster: Cluster, *, user, source_ip: str = "") -> None:
+    """Remove a cluster with its credentials, inventory and sync history; audited."""
+    with transaction.atomic():
+        record(user=user, action="cluster.detach", target=cluster, source_ip=source_ip,
+               before=cluster_audit_view(cluster))
+        cluster.delete()
+
+
+def request_sync(cluster_id: int, *, triggered_by: str = "manual") -> None:
+    """Queue a sync of one cluster now (the task itself refuses to run twice at once)."""
+    from inventory.tasks import sync_cluster
+
+    sync_cluster.delay(cluster_id, triggered_by=triggered_by)
+
+
+def credentials_of(cluster: Cluster) -> dict:
+    return ClusterCredential.objects.get(cluster=cluster).open()
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduling
+
+
+def claim_due_clusters(*, now=None, limit: int = 500) -> list[int]:
+    """Move the next sync time of due clusters forward and return them; run by beat every few seconds.
+
+    `select_for_update(skip_locked=True)` makes two schedulers never claim the same cluster.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            Cluster.objects.filter(Q(next_sync_at__lte=now) | Q(next_sync_at__isnull=True))
+            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+            .order_by("next_sync_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "sync_interval")[:limit]
+        )
+        for pk, interval in due:
+            Cluster.objects.filter(pk=pk).update(next_sync_at=now + timedelta(seconds=interval))
+    return [pk for pk, _ in due]
+
+
+def _acquire_lease(cluster_id: int) -> bool:
+    now = timezone.now()
+    return Cluster.objects.filter(pk=cluster_id).filter(
+        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+    ).update(lease_expires_at=now + LEASE) == 1
+
+
+def _release_lease(cluster_id: int) -> None:
+    Cluster.objects.filter(pk=cluster_id).update(lease_expires_at=None)
+
+
+def backoff_seconds(failures: int, interval: int) -> float:
+    """Exponential backoff with jitter for transient failures, never longer than the interval."""
+    base = min(interval, 5 * 2 ** max(failures - 1, 0))
+    return base * random.uniform(0.8, 1.2)
+
+
+def mark_stale_clusters(*, now=None) -> int:
+    """Clusters that answered before but have not been seen for N intervals become stale."""
+    now = now or timezone.now()
+    stale = 0
+    for cluster in Cluster.objects.filter(status__in=[ClusterStatus.CONNECTED, ClusterStatus.DEGRADED]).only(
+            "pk", "last_seen_at", "sync_interval"):
+        limit = now - timedelta(seconds=cluster.sync_interval * settings.FLEETWEB_STALE_AFTER_INTERVALS)
+        if cluster.last_seen_at is None or cluster.last_seen_at < limit:
+            stale += Cluster.objects.filter(pk=cluster.pk, status__in=[ClusterStatus.CONNECTED,
+                                                                       ClusterStatus.DEGRADED]).update(
+                status=ClusterStatus.STALE,
+                status_reason=f"not seen for more than {settings.FLEETWEB_STALE_AFTER_INTERVALS} sync intervals")
+    return stale
+
+
+# ---------------------------------------------------------------------------------------------
+# One sync
+
+
+def sync_cluster(cluster_id: int, *, triggered_by: str = "schedule") -> SyncRun | None:
+    """Sync one cluster if no other sync holds it; returns the SyncRun (None when skipped)."""
+    if not _acquire_lease(cluster_id):
+        log.info("sync of cluster %s skipped: another sync holds it", cluster_id)
+        return None
+    try:
+        cluster = Cluster.objects.get(pk=cluster_id)
+        return _sync(cluster, triggered_by=triggered_by)
+    except Cluster.DoesNotExist:
+        return None
+    finally:
+        _release_lease(cluster_id)
+
+
+def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun:
+    started = timezone.now()
+    clock = time.monotonic()
+    run = SyncRun.objects.create(cluster=cluster, started_at=started, triggered_by=triggered_by)
+    session = None
+    try:
+        credentials = credentials_of(cluster)
+        session = kube.connect(credentials, insecure=cluster.insecure_skip_tls_verify)
+        snapshot = collector.fetch(session)
+    except kube.KubeError as exc:
+        return _record_failure(cluster, run, exc, clock, bytes_read=session.bytes_read if session else 0)
+    except Exception as exc:  # a bug or bad data must not stop the next sync, only this one
+        log.exception("sync of %s failed", cluster.name)
+        error = kube.KubeError("protocol", f"internal error during sync: {type(exc).__name__}: {exc}")
+        return _record_failure(cluster, run, error, clock, bytes_read=session.bytes_read if session else 0)
+    finally:
+        if session is not None:
+            session.close()
+    with transaction.atomic():
+        write_snapshot(cluster, snapshot)
+        status, reason = collector.health(snapshot)
+        now = timezone.now()
+        cluster.status = status
+        cluster.status_reason = reason[:255]
+        cluster.last_error = "\n".join(f"{k}: {v}" for k, v in sorted(snapshot.errors.items()))
+        cluster.last_seen_at = now
+        if snapshot.is_complete:
+            cluster.last_sync_at = now
+        cluster.consecutive_failures = 0
+        cluster.next_sync_at = now + timedelta(seconds=cluster.sync_interval)
+        cluster.save(update_fields=[
+            "status", "status_reason", "last_error", "last_seen_at", "last_sync_at", "consecutive_failures",
+            "next_sync_at", "kubernetes_version", "platform", "provider", "node_count", "ready_node_count",
+            "namespace_count", "workload_count", "unhealthy_workload_count", "pod_count", "problem_pod_count",
+            "updated_at"])
+        run.finished_at = now
+        run.duration_ms = int((time.monotonic() - clock) * 1000)
+        run.outcome = SyncOutcome.SUCCEEDED if snapshot.is_complete else SyncOutcome.PARTIAL
+        run.status = status
+        run.counts = dict(snapshot.counts)
+        run.bytes_read = snapshot.bytes_read
+        run.error = cluster.last_error
+        run.save()
+    return run
+
+
+def _record_failure(cluster: Cluster, run: SyncRun, exc: kube.KubeError, clock: float, *, bytes_read: int) -> SyncRun:
+    """Keep every inventory row; say why the cluster could not be synced; schedule a retry."""
+    now = timezone.now()
+    failures = cluster.consecutive_failures + 1
+    delay = backoff_seconds(failures, cluster.sync_interval) if exc.transient else cluster.sync_interval
+    Cluster.objects.filter(pk=cluster.pk).update(
+        status=exc.status, status_reason=exc.message[:255], last_error=exc.message,
+        consecutive_failures=failures, next_sync_at=now + timedelta(seconds=delay), updated_at=now)
+    run.finished_at = now
+    run.duration_ms = int((time.monotonic() - clock) * 1000)
+    run.outcome = SyncOutcome.FAILED
+    run.status = exc.status
+    run.error = exc.message
+    run.bytes_read = bytes_read
+    run.save()
+    log.warning("sync of %s failed (%s): %s", cluster.name, exc.kind, exc.message)
+    return run
+
+
+def _ts(value: str | None):
+    return parse_datetime(value) if value else None
+
+
+def _upsert(model, cluster: Cluster, rows: list[dict], *, update_fields: list[str]) -> None:
+    for start in range(0, len(rows), BATCH):
+        batch = [model(cluster=cluster, **{**row, "created": _ts(row.get("created"))}) for row in
+                 rows[start:start + BATCH]]
+        model.objects.bulk_create(batch, update_conflicts=True, unique_fields=["cluster", "uid"],
+                                  update_fields=update_fields)
+
+
+def _fields(model, exclude: tuple[str, ...] = ()) -> list[str]:
+    skip = {"id", "cluster", "uid", *exclude}
+    return [f.name for f in model._meta.concrete_fields if f.name not in skip]
+
+
+def _prune(queryset, seen: list[str]) -> None:
+    queryset.exclude(uid__in=seen).delete()
+
+
+def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
+    """Upsert every kind whose list completed; delete missing rows only when the whole sync completed."""
+    prune = snapshot.is_complete
+    complete = snapshot.complete
+    pods_complete = "Pod" in complete
+
+    if "Node" in complete:
+        _upsert(Node, cluster, snapshot.nodes, update_fields=_fields(Node))
+        if prune:
+            _prune(Node.objects.filter(cluster=cluster), [n["uid"] for n in snapshot.nodes])
+    if "Namespace" in complete:
+        rows = snapshot.namespaces
+        pod_fields: tuple[str, ...] = ("pods_total", "pods_running", "pods_pending", "pods_failed")
+        if pods_complete:
+            for row in rows:
+                counts = snapshot.pods_by_namespace.get(row["name"]) or collector.PodCounts()
+                row.update(pods_total=counts.total, pods_running=counts.running, pods_pending=counts.pending,
+                           pods_failed=counts.failed)
+        _upsert(Namespace, cluster, rows, update_fields=_fields(Namespace, () if pods_complete else pod_fields))
+        if prune:
+            _prune(Namespace.objects.filter(cluster=cluster), [n["uid"] for n in rows])
+    count_fields = ("pods_total", "pods_ready", "pods_pending", "pods_crashlooping", "restarts")
+    for kind in WorkloadKind.values:
+        if kind not in complete:
+            continue
+        rows = snapshot.workloads.get(kind, [])
+        if pods_complete:
+            for row in rows:
+                counts = snapshot.pods_by_workload.get(row["uid"]) or collector.PodCounts()
+                row.update(pods_total=counts.total, pods_ready=counts.ready, pods_pending=counts.pending,
+                           pods_crashlooping=counts.crashlooping, restarts=counts.restarts)
+        _upsert(Workload, cluster, rows, update_fields=_fields(Workload, () if pods_complete else count_fields))
+        if prune:
+            _prune(Workload.objects.filter(cluster=cluster, kind=kind), [w["uid"] for w in rows])
+    if pods_complete:
+        _upsert(ProblemPod, cluster, snapshot.problem_pods, update_fields=_fields(ProblemPod))
+        if prune:
+            _prune(ProblemPod.objects.filter(cluster=cluster), [p["uid"] for p in snapshot.problem_pods])
+
+    version = snapshot.version
+    cluster.kubernetes_version = version.get("gitVersion", "")[:64]
+    cluster.platform = version.get("platform", "")[:64]
+    if snapshot.node_providers:
+        cluster.provider = collector.decode.cluster_provider(dict(snapshot.node_providers))
+    if "Node" in complete:
+        cluster.node_count = len(snapshot.nodes)
+        cluster.ready_node_count = sum(1 for n in snapshot.nodes if n["ready"])
+    if "Namespace" in complete:
+        cluster.namespace_count = len(snapshot.namespaces)
+    cluster.workload_count = Workload.objects.filter(cluster=cluster).count()
+    cluster.unhealthy_workload_count = collector.unavailable_workloads(snapshot)
+    if pods_complete:
+        cluster.pod_count = snapshot.pod_total
+        cluster.problem_pod_count = len(snapshot.problem_pods)
+

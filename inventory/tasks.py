@@ -1,0 +1,26 @@
+"""Celery tasks of the inventory app: thin wrappers around services, safe to run twice."""
+
+from celery import shared_task
+
+from inventory import services
+
+
+@shared_task(soft_time_limit=270, time_limit=300, acks_late=True)
+def sync_cluster(cluster_id: int, triggered_by: str = "schedule") -> str:
+    """Sync one cluster (skipped when another sync holds it)."""
+    run = services.sync_cluster(cluster_id, triggered_by=triggered_by)
+    return run.outcome if run else "skipped"
+
+
+@shared_task(ignore_result=True)
+def schedule_due_syncs() -> int:
+    """Run by beat every few seconds: queue a sync for every cluster whose time has come."""
+    due = services.claim_due_clusters()
+    for cluster_id in due:
+        sync_cluster.delay(cluster_id)
+    return len(due)
+
+
+@shared_task(ignore_result=True)
+def mark_stale_clusters() -> int:
+    return services.mark_stale_clusters()

@@ -1,0 +1,1 @@
+"""Local member clusters: real kube-apiservers (etcd, controller-manager, scheduler, KWOK) on loopback."""
