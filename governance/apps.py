@@ -2,6 +2,9 @@ from django.apps import AppConfig
 
 
 class GovernanceConfig(AppConfig):
-    """Policy catalog, assignments, compliance and the audit log (see the governance issue)."""
+    """Policy catalog, assignments, compliance and the audit log."""
 
     name = "governance"
+
+    def ready(self) -> None:
+        from governance import signals  # noqa: F401 - connects the login/logout audit receivers

@@ -338,10 +338,7 @@ def classify(exc: BaseException, *, what: str = "") -> KubeError:
             if isinstance(exc.args[0], ssl.SSLCertVerificationError):
                 detail = exc.args[0].verify_message or detail
         return KubeError("tls", f"{prefix}TLS verification failed: {detail}")
-    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
-        return KubeError("timeout", f"{prefix}connection timed out after {settings.FLEETWEB_KUBE_CONNECT_TIMEOUT}s")
-    if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError | socket.timeout):
-        return KubeError("timeout", f"{prefix}no answer within {settings.FLEETWEB_KUBE_READ_TIMEOUT}s (read timeout)")
+    # urllib3 2: NameResolutionError < NewConnectionError < ConnectTimeoutError, so the specific ones first.
     if isinstance(exc, urllib3.exceptions.NameResolutionError):
         return KubeError("dns", f"{prefix}DNS lookup failed for '{exc.conn.host}'")
     if isinstance(exc, urllib3.exceptions.NewConnectionError):
@@ -354,7 +351,12 @@ def classify(exc: BaseException, *, what: str = "") -> KubeError:
             return KubeError("dns", f"{prefix}DNS lookup failed for '{exc.conn.host}'")
         if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
             return KubeError("network", f"{prefix}network unreachable: {cause.strerror}")
-        return KubeError("network", f"{prefix}cannot connect: {text}")
+        if "timed out" not in text:
+            return KubeError("network", f"{prefix}cannot connect: {text}")
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        return KubeError("timeout", f"{prefix}connection timed out after {settings.FLEETWEB_KUBE_CONNECT_TIMEOUT}s")
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError | socket.timeout):
+        return KubeError("timeout", f"{prefix}no answer within {settings.FLEETWEB_KUBE_READ_TIMEOUT}s (read timeout)")
     if isinstance(exc, urllib3.exceptions.ProtocolError | ConnectionError):
         return KubeError("network", f"{prefix}connection broken: {exc}")
     if isinstance(exc, urllib3.exceptions.HTTPError):

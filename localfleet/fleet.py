@@ -30,7 +30,8 @@ class Fleet:
         self.out = out
 
     def say(self, message: str) -> None:
-        print(f"localfleet: {message}", file=self.out, flush=True)
+        self.out.write(f"localfleet: {message}\n")
+        self.out.flush()
 
     def members(self) -> list[Member]:
         found = []

@@ -1,1 +1,14 @@
-urlpatterns = []
+from rest_framework.routers import DefaultRouter
+
+from inventory.api import views
+
+router = DefaultRouter()
+router.register("clusters", views.ClusterViewSet, basename="cluster")
+router.register("nodes", views.NodeViewSet, basename="node")
+router.register("namespaces", views.NamespaceViewSet, basename="namespace")
+router.register("workloads", views.WorkloadViewSet, basename="workload")
+router.register("problem-pods", views.ProblemPodViewSet, basename="problempod")
+router.register("sync-runs", views.SyncRunViewSet, basename="syncrun")
+
+app_name = "api"
+urlpatterns = router.urls

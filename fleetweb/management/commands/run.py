@@ -1,0 +1,167 @@
+"""`manage.py run` (what `make run` calls): everything Fleetweb needs, in one terminal.
+
+Embedded PostgreSQL and Redis (unless DATABASE_URL/REDIS_URL are set), migrations, an admin
+account, web, one Celery worker and beat; then the contexts of a kubeconfig, or local member
+clusters from localfleet, attached. Ctrl-C stops everything it started; the data stays for the
+next run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from fleetweb import embedded
+
+
+class Command(BaseCommand):
+    help = "Start Fleetweb with everything it needs (web, worker, beat, and member clusters)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--kubeconfig", help="attach the contexts of this kubeconfig instead of local members")
+        parser.add_argument("--port", type=int, default=int(os.environ.get("FLEETWEB_PORT", "8000")))
+        parser.add_argument("--clusters", type=int, default=int(os.environ.get("LOCALFLEET_CLUSTERS", "3")))
+        parser.add_argument("--nodes", type=int, default=int(os.environ.get("LOCALFLEET_NODES", "5")))
+        parser.add_argument("--no-clusters", action="store_true", help="attach nothing")
+
+    def handle(self, *args, **options):
+        self.children: list[subprocess.Popen] = []
+        self.fleet = None
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            self._run(options)
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping…")
+        finally:
+            self._stop()
+
+    def say(self, message: str) -> None:
+        self.stdout.write(message)
+        self.stdout.flush()
+
+    def _run(self, options) -> None:
+        state = embedded.state_dir()
+        self.say(f"Fleetweb state folder: {state}")
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        self._ensure_admin()
+        env = {**os.environ, "DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL,
+               "PYTHONUNBUFFERED": "1"}
+        logs = state / "logs"
+        logs.mkdir(exist_ok=True)
+        python = sys.executable
+        port = options["port"]
+        self._spawn("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"], env, logs)
+        self._spawn("worker", [python, "-m", "celery", "-A", "fleetweb", "worker", "-Q", "sync,default,rollouts",
+                               "--concurrency", os.environ.get("FLEETWEB_WORKER_CONCURRENCY", "4"), "-l", "info",
+                               "--hostname", "fleetweb-worker@%h"], env, logs)
+        self._spawn("beat", [python, "-m", "celery", "-A", "fleetweb", "beat", "-l", "info",
+                             "--schedule", str(state / "celerybeat-schedule")], env, logs)
+        if options["kubeconfig"]:
+            self._attach_kubeconfig(Path(options["kubeconfig"]).expanduser())
+        elif not options["no_clusters"]:
+            self._attach_local_members(options["clusters"], options["nodes"])
+        self.say(f"\nFleetweb is up: http://127.0.0.1:{port}/  (logs in {logs}; Ctrl-C stops everything)")
+        while True:
+            for name, proc in self._named_children():
+                if proc.poll() is not None:
+                    raise CommandError(f"{name} exited with code {proc.returncode}; see {logs / (name + '.log')}")
+            time.sleep(1)
+
+    def _named_children(self):
+        return [(getattr(p, "fleetweb_name", "?"), p) for p in self.children]
+
+    def _spawn(self, name: str, cmd: list[str], env: dict, logs: Path) -> None:
+        log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=settings.BASE_DIR, start_new_session=True)
+        log.close()
+        proc.fleetweb_name = name
+        self.children.append(proc)
+        self.say(f"started {name} (pid {proc.pid}, log {logs / (name + '.log')})")
+
+    def _stop(self) -> None:
+        for proc in self.children:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in self.children:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        if self.fleet is not None:
+            self.fleet.down()
+        self.say("Stopped. Data is kept in the state folder; `make run` again to continue.")
+
+    def _ensure_admin(self) -> None:
+        from django.contrib.auth.models import Group
+
+        User = get_user_model()
+        if User.objects.filter(username="admin").exists():
+            self.say("Admin account: admin (password as set before; `manage.py changepassword admin` to reset)")
+            return
+        password = os.environ.get("FLEETWEB_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        user = User.objects.create_superuser("admin", "", password)
+        user.groups.add(Group.objects.get(name="admin"))
+        if os.environ.get("FLEETWEB_ADMIN_PASSWORD"):
+            self.say("Admin account: admin (password from FLEETWEB_ADMIN_PASSWORD)")
+        else:
+            self.say(f"Admin account created: admin / {password}   (shown once; write it down)")
+
+    def _attach_kubeconfig(self, path: Path) -> None:
+        from inventory import kube, services
+        from inventory.forms import default_name
+        from inventory.models import Cluster
+
+        try:
+            data = kube.parse_kubeconfig(path.read_bytes())
+        except OSError as exc:
+            raise CommandError(f"cannot read kubeconfig {path}: {exc.strerror}") from None
+        except kube.KubeconfigError as exc:
+            raise CommandError(f"{path}: {exc}") from None
+        for context in kube.context_names(data):
+            name = default_name(context)
+            if Cluster.objects.filter(name=name).exists():
+                self.say(f"{name}: already attached")
+                continue
+            try:
+                single = kube.extract_context(data, context, base_dir=path.parent)
+            except kube.KubeconfigError as exc:
+                self.say(f"{context}: not attached: {exc}")
+                continue
+            services.attach_cluster(name=name, credentials=kube.credentials_from_kubeconfig(single), user=None)
+            self.say(f"{name}: attached from context '{context}'")
+
+    def _attach_local_members(self, clusters: int, nodes: int) -> None:
+        from inventory import services
+        from inventory.models import Cluster
+        from localfleet.fleet import Fleet
+
+        self.fleet = Fleet(out=self.stdout)
+        self.say(f"Starting {clusters} local member clusters (the first run builds them from Go modules; "
+                 "see README)…")
+        members = self.fleet.up(clusters, nodes)
+        for member in members:
+            credentials = {"method": "token", "server": member.server, "ca_data": member.ca_pem,
+                           "token": member.file("reader.token").read_text()}
+            existing = Cluster.objects.filter(name=member.name).first()
+            if existing:
+                services.update_cluster(existing, user=None, credentials=credentials)
+                self.say(f"{member.name}: credentials refreshed")
+                continue
+            profile = self.fleet.profile_for(member.profile["index"])
+            services.attach_cluster(
+                name=member.name, credentials=credentials, user=None, environment=profile["environment"],
+                region=profile["region"], owner="platform", labels={"provider": profile["provider"], "source": "localfleet"})
+            self.say(f"{member.name}: attached ({member.server})")

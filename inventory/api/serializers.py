@@ -1,0 +1,150 @@
+"""API serializers. Credentials are write-only: nothing ever reads them back."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from inventory import kube
+from inventory.choices import Environment
+from inventory.forms import validate_label
+from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
+
+READ_ONLY_CLUSTER_FIELDS = (
+    "id", "auth_method", "provider", "kubernetes_version", "platform", "status", "status_reason",
+    "last_error", "last_seen_at", "last_sync_at", "node_count", "ready_node_count", "namespace_count",
+    "workload_count", "unhealthy_workload_count", "pod_count", "problem_pod_count", "created_at", "url",
+)
+
+
+class ClusterSerializer(serializers.ModelSerializer):
+    """A cluster; create with `kubeconfig` (+ `context`) or `server` + `ca_data` + `token` (or client cert).
+
+    `server` reads back as the API server URL; written, it comes with new credentials.
+    """
+
+    url = serializers.HyperlinkedIdentityField(view_name="api:cluster-detail")
+    kubeconfig = serializers.CharField(write_only=True, required=False, style={"base_template": "textarea.html"},
+                                       help_text="A kubeconfig (YAML); with `context`, or its current context")
+    context = serializers.CharField(write_only=True, required=False)
+    ca_data = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    token = serializers.CharField(write_only=True, required=False, style={"input_type": "password"})
+    client_cert = serializers.CharField(write_only=True, required=False)
+    client_key = serializers.CharField(write_only=True, required=False)
+
+    class Meta:
+        model = Cluster
+        fields = (
+            "id", "url", "name", "environment", "region", "owner", "cost_center", "labels", "server", "auth_method",
+            "insecure_skip_tls_verify", "provider", "kubernetes_version", "platform", "status", "status_reason",
+            "last_error", "last_seen_at", "last_sync_at", "sync_interval", "node_count", "ready_node_count",
+            "namespace_count", "workload_count", "unhealthy_workload_count", "pod_count", "problem_pod_count",
+            "created_at", "kubeconfig", "context", "ca_data", "token", "client_cert", "client_key",
+        )
+        read_only_fields = READ_ONLY_CLUSTER_FIELDS
+        extra_kwargs = {"server": {"required": False}}
+
+    def validate_labels(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("labels must be an object of string keys and values.")
+        for key, label in value.items():
+            if not isinstance(label, str):
+                raise serializers.ValidationError(f"label '{key}' must have a string value.")
+            try:
+                validate_label(key, label)
+            except Exception as exc:  # django ValidationError -> DRF's
+                raise serializers.ValidationError(getattr(exc, "messages", [str(exc)])[0]) from None
+        return value
+
+    def validate_environment(self, value):
+        if value not in Environment.values:
+            raise serializers.ValidationError(f"must be one of {', '.join(Environment.values)}")
+        return value
+
+    def validate(self, attrs):
+        creating = self.instance is None
+        has_kubeconfig = "kubeconfig" in attrs
+        has_server = "server" in attrs
+        if creating and not has_kubeconfig and not has_server:
+            raise serializers.ValidationError({"kubeconfig": "Give a kubeconfig (and context), or server with "
+                                                             "ca_data and a token or client certificate."})
+        if has_kubeconfig and has_server:
+            raise serializers.ValidationError({"server": "Give either a kubeconfig or server, not both."})
+        if has_kubeconfig:
+            try:
+                parsed = kube.parse_kubeconfig(attrs.pop("kubeconfig"))
+                context = attrs.pop("context", None) or parsed.get("current-context")
+                if not context:
+                    raise kube.KubeconfigError("The kubeconfig has no current-context; name one in 'context'.")
+                if context not in kube.context_names(parsed):
+                    raise serializers.ValidationError({"context": f"Context '{context}' is not in the kubeconfig "
+                                                                  f"(it has: {', '.join(kube.context_names(parsed))})."})
+                attrs["credentials"] = kube.credentials_from_kubeconfig(kube.extract_context(parsed, context))
+            except kube.KubeconfigError as exc:
+                raise serializers.ValidationError({"kubeconfig": str(exc)}) from None
+        elif has_server:
+            token, cert, key = attrs.pop("token", None), attrs.pop("client_cert", None), attrs.pop("client_key", None)
+            ca = attrs.pop("ca_data", "") or ""
+            if ca and "-----BEGIN CERTIFICATE-----" not in ca:
+                raise serializers.ValidationError({"ca_data": "must be a PEM certificate bundle."})
+            server = attrs.pop("server")
+            if token and cert:
+                raise serializers.ValidationError({"token": "Give either a token or a client certificate, not both."})
+            if token:
+                attrs["credentials"] = {"method": "token", "server": server, "ca_data": ca, "token": token}
+            elif cert and key:
+                attrs["credentials"] = {"method": "client_cert", "server": server, "ca_data": ca,
+                                        "client_cert": cert, "client_key": key}
+            else:
+                raise serializers.ValidationError({"token": "A token, or client_cert with client_key, is required."})
+        elif any(k in attrs for k in ("token", "client_cert", "client_key", "ca_data", "context")):
+            raise serializers.ValidationError({"token": "Credentials are replaced as a whole: give server or "
+                                                        "kubeconfig with them."})
+        if creating and not attrs.get("name"):
+            raise serializers.ValidationError({"name": "This field is required."})
+        return attrs
+
+
+class _InventorySerializer(serializers.ModelSerializer):
+    cluster_name = serializers.CharField(source="cluster.name", read_only=True)
+
+
+class NodeSerializer(_InventorySerializer):
+    class Meta:
+        model = Node
+        fields = ("id", "cluster", "cluster_name", "uid", "name", "labels", "created", "roles", "kubelet_version",
+                  "os_image", "kernel_version", "container_runtime", "architecture", "zone", "region", "instance_type",
+                  "provider_id", "cpu_capacity_millis", "memory_capacity_bytes", "pods_capacity",
+                  "cpu_allocatable_millis", "memory_allocatable_bytes", "pods_allocatable", "ready", "pressure",
+                  "unschedulable", "taints")
+
+
+class NamespaceSerializer(_InventorySerializer):
+    class Meta:
+        model = Namespace
+        fields = ("id", "cluster", "cluster_name", "uid", "name", "labels", "created", "phase", "pod_security_enforce",
+                  "pods_total", "pods_running", "pods_pending", "pods_failed")
+
+
+class WorkloadSerializer(_InventorySerializer):
+    class Meta:
+        model = Workload
+        fields = ("id", "cluster", "cluster_name", "uid", "kind", "namespace", "name", "labels", "created",
+                  "replicas_desired", "replicas_ready", "replicas_available", "replicas_updated", "generation",
+                  "observed_generation", "images", "pod_template", "pods_total", "pods_ready", "pods_pending",
+                  "pods_crashlooping", "restarts")
+
+
+class ProblemPodSerializer(_InventorySerializer):
+    class Meta:
+        model = ProblemPod
+        fields = ("id", "cluster", "cluster_name", "uid", "namespace", "name", "created", "workload_kind",
+                  "workload_name", "node_name", "phase", "reason", "message", "ready", "restarts")
+
+
+class SyncRunSerializer(serializers.ModelSerializer):
+    cluster_name = serializers.CharField(source="cluster.name", read_only=True)
+
+    class Meta:
+        model = SyncRun
+        fields = ("id", "cluster", "cluster_name", "started_at", "finished_at", "duration_ms", "outcome", "status",
+                  "counts", "bytes_read", "error", "triggered_by")

@@ -1,0 +1,127 @@
+"""API viewsets of the inventory app. Each starts from `visible_to(user)`; writes go through services."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from fleetweb.roles import VIEWER
+from inventory import services
+from inventory.api import serializers
+from inventory.filtersets import (
+    ClusterFilterSet,
+    NamespaceFilterSet,
+    NodeFilterSet,
+    ProblemPodFilterSet,
+    SyncRunFilterSet,
+    WorkloadFilterSet,
+)
+from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
+
+
+def client_ip(request) -> str:
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def _service_call(fn, **kwargs):
+    try:
+        return fn(**kwargs)
+    except services.AttachError as exc:
+        field = "non_field_errors" if exc.field == "__all__" else exc.field
+        raise ValidationError({field: [exc.message]}) from None
+    except IntegrityError:
+        raise ValidationError({"name": ["A cluster with this name already exists."]}) from None
+
+
+class ClusterViewSet(viewsets.ModelViewSet):
+    """Attached clusters: list, filter, attach, edit metadata, detach, and ask for a sync."""
+
+    serializer_class = serializers.ClusterSerializer
+    filterset_class = ClusterFilterSet
+    ordering_fields = ["name", "environment", "region", "provider", "status", "kubernetes_version", "node_count",
+                       "last_sync_at"]
+    ordering = ["name"]
+
+    def get_queryset(self):
+        return Cluster.objects.visible_to(self.request.user)
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        credentials = data.pop("credentials")
+        insecure = data.pop("insecure_skip_tls_verify", False)
+        serializer.instance = _service_call(
+            services.attach_cluster, credentials=credentials, user=self.request.user, insecure=insecure,
+            source_ip=client_ip(self.request), **data)
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        if "name" in data and data["name"] != serializer.instance.name:
+            raise ValidationError({"name": ["A cluster cannot be renamed; detach and attach it again."]})
+        data.pop("name", None)
+        credentials = data.pop("credentials", None)
+        insecure = data.pop("insecure_skip_tls_verify", None)
+        serializer.instance = _service_call(
+            services.update_cluster, cluster=serializer.instance, user=self.request.user, credentials=credentials,
+            insecure=insecure, source_ip=client_ip(self.request), **data)
+
+    def perform_destroy(self, instance):
+        services.detach_cluster(instance, user=self.request.user, source_ip=client_ip(self.request))
+
+    @extend_schema(request=None, responses={202: None})
+    @action(detail=True, methods=["post"])
+    def sync(self, request, pk=None):
+        """Queue a sync of this cluster now (202); the result shows in its sync runs."""
+        cluster = self.get_object()
+        services.request_sync(cluster.pk, triggered_by=f"api:{request.user.get_username()}")
+        return Response({"detail": f"Sync of {cluster.name} queued."}, status=status.HTTP_202_ACCEPTED)
+
+
+class _InventoryViewSet(viewsets.ReadOnlyModelViewSet):
+    model = None
+    required_role = VIEWER
+
+    def get_queryset(self):
+        return self.model.objects.visible_to(self.request.user).select_related("cluster")
+
+
+class NodeViewSet(_InventoryViewSet):
+    model = Node
+    serializer_class = serializers.NodeSerializer
+    filterset_class = NodeFilterSet
+    ordering_fields = ["name", "cluster__name", "kubelet_version", "zone"]
+
+
+class NamespaceViewSet(_InventoryViewSet):
+    model = Namespace
+    serializer_class = serializers.NamespaceSerializer
+    filterset_class = NamespaceFilterSet
+    ordering_fields = ["name", "cluster__name", "pods_total"]
+
+
+class WorkloadViewSet(_InventoryViewSet):
+    model = Workload
+    serializer_class = serializers.WorkloadSerializer
+    filterset_class = WorkloadFilterSet
+    ordering_fields = ["name", "namespace", "kind", "cluster__name", "restarts"]
+
+
+class ProblemPodViewSet(_InventoryViewSet):
+    model = ProblemPod
+    serializer_class = serializers.ProblemPodSerializer
+    filterset_class = ProblemPodFilterSet
+    ordering_fields = ["name", "namespace", "restarts", "cluster__name"]
+
+
+class SyncRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = serializers.SyncRunSerializer
+    filterset_class = SyncRunFilterSet
+    required_role = VIEWER
+    ordering_fields = ["started_at", "duration_ms"]
+
+    def get_queryset(self):
+        visible = Cluster.objects.visible_to(self.request.user)
+        return SyncRun.objects.filter(cluster__in=visible).select_related("cluster")

@@ -1,0 +1,133 @@
+"""One FilterSet per listable model, shared by the HTML lists and the API."""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Q
+
+from inventory.choices import ClusterStatus, Environment, Provider, WorkloadKind
+from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
+
+
+def _label_filter(queryset, field: str, value: str):
+    """`key=value` (or just `key`) against a JSON labels field."""
+    key, sep, wanted = value.partition("=")
+    key = key.strip()
+    if not key:
+        return queryset
+    if sep:
+        return queryset.filter(**{f"{field}__contains": {key: wanted.strip()}})
+    return queryset.filter(**{f"{field}__has_key": key})
+
+
+class ClusterFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search")
+    environment = django_filters.MultipleChoiceFilter(choices=Environment.choices)
+    status = django_filters.MultipleChoiceFilter(choices=ClusterStatus.choices)
+    provider = django_filters.MultipleChoiceFilter(choices=Provider.choices)
+    region = django_filters.CharFilter(lookup_expr="iexact")
+    owner = django_filters.CharFilter(lookup_expr="iexact")
+    version = django_filters.CharFilter(method="filter_version", label="Kubernetes version (prefix, e.g. v1.35)")
+    label = django_filters.CharFilter(method="filter_label", label="Label (key=value)")
+    ordering = django_filters.OrderingFilter(fields=(
+        ("name", "name"), ("environment", "environment"), ("region", "region"), ("provider", "provider"),
+        ("status", "status"), ("kubernetes_version", "version"), ("node_count", "nodes"),
+        ("last_sync_at", "last_sync"), ("last_seen_at", "last_seen"),
+    ))
+
+    class Meta:
+        model = Cluster
+        fields = ["q", "environment", "status", "provider", "region", "owner", "version", "label"]
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(name__icontains=value) | Q(region__icontains=value) | Q(owner__icontains=value)
+                               | Q(cost_center__icontains=value) | Q(server__icontains=value)
+                               | Q(kubernetes_version__icontains=value))
+
+    def filter_version(self, queryset, name, value):
+        value = value.strip()
+        if value and not value.startswith("v"):
+            value = "v" + value
+        return queryset.filter(kubernetes_version__startswith=value) if value else queryset
+
+    def filter_label(self, queryset, name, value):
+        return _label_filter(queryset, "labels", value)
+
+
+class _InventoryFilterSet(django_filters.FilterSet):
+    """Filters every inventory list has: by cluster id or name, and a name search."""
+
+    cluster = django_filters.NumberFilter(field_name="cluster_id")
+    cluster_name = django_filters.CharFilter(field_name="cluster__name")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
+
+
+class NodeFilterSet(_InventoryFilterSet):
+    ready = django_filters.BooleanFilter()
+    zone = django_filters.CharFilter()
+    kubelet_version = django_filters.CharFilter(lookup_expr="startswith")
+    label = django_filters.CharFilter(method="filter_label")
+
+    class Meta:
+        model = Node
+        fields = ["cluster", "cluster_name", "q", "ready", "zone", "region", "instance_type", "kubelet_version"]
+
+    def filter_label(self, queryset, name, value):
+        return _label_filter(queryset, "labels", value)
+
+
+class NamespaceFilterSet(_InventoryFilterSet):
+    class Meta:
+        model = Namespace
+        fields = ["cluster", "cluster_name", "q", "phase", "pod_security_enforce"]
+
+
+class WorkloadFilterSet(_InventoryFilterSet):
+    kind = django_filters.MultipleChoiceFilter(choices=WorkloadKind.choices)
+    namespace = django_filters.CharFilter()
+    image = django_filters.CharFilter(method="filter_image", label="Image contains")
+    unavailable = django_filters.BooleanFilter(method="filter_unavailable")
+
+    class Meta:
+        model = Workload
+        fields = ["cluster", "cluster_name", "q", "kind", "namespace"]
+
+    def filter_image(self, queryset, name, value):
+        from django.db.models import TextField
+        from django.db.models.functions import Cast
+
+        # images is a JSON list of strings: a substring of its text form is a substring of an image.
+        if not value:
+            return queryset
+        return queryset.annotate(images_text=Cast("images", TextField())).filter(images_text__icontains=value)
+
+    def filter_unavailable(self, queryset, name, value):
+        from django.db.models import F
+
+        if value is None:
+            return queryset
+        unavailable = Q(replicas_available__lt=F("replicas_desired"),
+                        kind__in=[WorkloadKind.DEPLOYMENT, WorkloadKind.STATEFULSET, WorkloadKind.DAEMONSET])
+        return queryset.filter(unavailable) if value else queryset.exclude(unavailable)
+
+
+class ProblemPodFilterSet(_InventoryFilterSet):
+    namespace = django_filters.CharFilter()
+    reason = django_filters.CharFilter()
+
+    class Meta:
+        model = ProblemPod
+        fields = ["cluster", "cluster_name", "q", "namespace", "reason", "phase"]
+
+
+class SyncRunFilterSet(django_filters.FilterSet):
+    cluster = django_filters.NumberFilter(field_name="cluster_id")
+    cluster_name = django_filters.CharFilter(field_name="cluster__name")
+    outcome = django_filters.MultipleChoiceFilter(choices=SyncRun._meta.get_field("outcome").choices)
+
+    class Meta:
+        model = SyncRun
+        fields = ["cluster", "cluster_name", "outcome"]

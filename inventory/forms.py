@@ -1,0 +1,179 @@
+"""Forms of the onboarding wizard and the cluster editor."""
+
+from __future__ import annotations
+
+import re
+
+from django import forms
+from django.core.validators import validate_slug
+from django.utils.text import slugify
+
+from inventory import kube
+from inventory.choices import Environment
+from inventory.models import Cluster
+
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """`key=value` pairs separated by commas or new lines, with Kubernetes label syntax checked."""
+    labels: dict[str, str] = {}
+    for raw in re.split(r"[,\n]", text or ""):
+        item = raw.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise forms.ValidationError(f"'{item}' is not key=value.")
+        key, value = (part.strip() for part in item.split("=", 1))
+        validate_label(key, value)
+        labels[key] = value
+    return labels
+
+
+def validate_label(key: str, value: str) -> None:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _LABEL_PREFIX.match(prefix)):
+        raise forms.ValidationError(f"Label key '{key}' has an invalid prefix (a DNS subdomain).")
+    if not _LABEL_NAME.match(name):
+        raise forms.ValidationError(f"Label key '{key}' is invalid: up to 63 letters, digits, '-', '_' or '.', "
+                                    "starting and ending with a letter or digit.")
+    if value and not _LABEL_NAME.match(value):
+        raise forms.ValidationError(f"Label value '{value}' of '{key}' is invalid: up to 63 letters, digits, "
+                                    "'-', '_' or '.', starting and ending with a letter or digit.")
+
+
+def format_labels(labels: dict[str, str]) -> str:
+    return "\n".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+class ClusterMetadataForm(forms.Form):
+    """What a cluster is: name, environment, region, owner, cost center, labels, sync interval."""
+
+    name = forms.CharField(max_length=63, validators=[validate_slug], required=False,
+                           help_text="Lowercase letters, digits and dashes; unique. Defaults to the context name.")
+    environment = forms.ChoiceField(choices=Environment.choices, initial=Environment.DEV)
+    region = forms.CharField(max_length=64, required=False)
+    owner = forms.CharField(max_length=128, required=False, label="Owner team")
+    cost_center = forms.CharField(max_length=64, required=False)
+    labels = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "placeholder": "tier=web\nteam=shop"}),
+                             help_text="key=value, one per line or comma-separated")
+    sync_interval = forms.IntegerField(min_value=15, max_value=86400, initial=60, label="Sync interval (seconds)")
+    insecure_skip_tls_verify = forms.BooleanField(required=False, label="Skip TLS verification (admins only; never prod)")
+
+    def clean_labels(self) -> dict[str, str]:
+        return parse_labels(self.cleaned_data.get("labels", ""))
+
+    def clean_name(self) -> str:
+        name = (self.cleaned_data.get("name") or "").lower()
+        if name and Cluster.objects.filter(name=name).exists():
+            raise forms.ValidationError(f"A cluster named '{name}' is already attached.")
+        return name
+
+
+class ClusterEditForm(ClusterMetadataForm):
+    """Editing an attached cluster: the name stays."""
+
+    def __init__(self, *args, cluster: Cluster, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cluster = cluster
+        del self.fields["name"]
+        if not self.is_bound:
+            for field in ("environment", "region", "owner", "cost_center", "sync_interval", "insecure_skip_tls_verify"):
+                self.fields[field].initial = getattr(cluster, field)
+            self.fields["labels"].initial = format_labels(cluster.labels)
+
+
+class TokenCredentialsForm(forms.Form):
+    """API server URL + CA bundle + bearer token or client certificate."""
+
+    server = forms.URLField(max_length=512, label="API server URL", assume_scheme="https",
+                            widget=forms.URLInput(attrs={"placeholder": "https://api.cluster.example.com:6443"}))
+    ca_data = forms.CharField(required=False, label="CA bundle (PEM)", widget=forms.Textarea(attrs={"rows": 4}),
+                              help_text="Leave empty only for API servers with a publicly trusted certificate.")
+    token = forms.CharField(required=False, label="Bearer token", strip=True,
+                            widget=forms.PasswordInput(render_value=True, attrs={"autocomplete": "off"}))
+    client_cert = forms.CharField(required=False, label="Client certificate (PEM)",
+                                  widget=forms.Textarea(attrs={"rows": 3}))
+    client_key = forms.CharField(required=False, label="Client key (PEM)",
+                                 widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}))
+
+    def clean_ca_data(self) -> str:
+        ca = self.cleaned_data.get("ca_data", "").strip()
+        if ca and "-----BEGIN CERTIFICATE-----" not in ca:
+            raise forms.ValidationError("The CA bundle must be PEM (-----BEGIN CERTIFICATE----- …).")
+        return ca
+
+    def clean(self):
+        data = super().clean()
+        token, cert, key = data.get("token"), data.get("client_cert", "").strip(), data.get("client_key", "").strip()
+        if token and (cert or key):
+            raise forms.ValidationError("Give either a bearer token or a client certificate, not both.")
+        if not token and not cert:
+            raise forms.ValidationError("A bearer token or a client certificate is required.")
+        if cert and not key:
+            self.add_error("client_key", "A client certificate needs its private key.")
+        if cert and "-----BEGIN CERTIFICATE-----" not in cert:
+            self.add_error("client_cert", "The client certificate must be PEM.")
+        if key and "PRIVATE KEY-----" not in key:
+            self.add_error("client_key", "The client key must be a PEM private key.")
+        return data
+
+    def credentials(self) -> dict:
+        d = self.cleaned_data
+        if d.get("token"):
+            return {"method": "token", "server": d["server"], "ca_data": d.get("ca_data", ""), "token": d["token"]}
+        return {"method": "client_cert", "server": d["server"], "ca_data": d.get("ca_data", ""),
+                "client_cert": d["client_cert"], "client_key": d["client_key"]}
+
+
+class KubeconfigForm(forms.Form):
+    """A pasted or uploaded kubeconfig and the contexts to attach."""
+
+    kubeconfig = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}),
+                                 help_text="Paste `kubectl config view --minify --flatten`, or upload the file.")
+    kubeconfig_file = forms.FileField(required=False, label="…or upload a kubeconfig file")
+    contexts = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("kubeconfig_file")
+        if upload is not None:
+            if upload.size > kube.MAX_KUBECONFIG_BYTES:
+                raise forms.ValidationError(f"The uploaded file is {upload.size // 1024} KiB; the limit is "
+                                            f"{kube.MAX_KUBECONFIG_BYTES // 1024} KiB.")
+            raw: str | bytes = upload.read()
+        else:
+            raw = data.get("kubeconfig", "")
+        if not raw:
+            raise forms.ValidationError("Paste a kubeconfig or upload one.")
+        try:
+            parsed = kube.parse_kubeconfig(raw)
+        except kube.KubeconfigError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        self.parsed = parsed
+        self.raw_text = raw.decode() if isinstance(raw, bytes) else raw
+        if upload is not None:
+            # Re-rendered forms keep what was uploaded: file inputs come back empty, the textarea does not.
+            self.data = self.data.copy()
+            self.data["kubeconfig"] = self.raw_text
+        self.fields["contexts"].choices = [(name, name) for name in kube.context_names(parsed)]
+        chosen = self.data.getlist("contexts") if hasattr(self.data, "getlist") else self.data.get("contexts", [])
+        unknown = [c for c in chosen if c not in kube.context_names(parsed)]
+        if unknown:
+            raise forms.ValidationError(f"Context '{unknown[0]}' is not in this kubeconfig.")
+        data["contexts"] = list(chosen)
+        return data
+
+    def selected(self) -> list[tuple[str, dict]]:
+        """(context, credentials) of each chosen context; KubeconfigError names the first bad one."""
+        result = []
+        for context in self.cleaned_data["contexts"]:
+            single = kube.extract_context(self.parsed, context)
+            result.append((context, kube.credentials_from_kubeconfig(single)))
+        return result
+
+
+def default_name(context: str) -> str:
+    """A cluster name from a kubeconfig context (slug, at most 63 characters)."""
+    return slugify(context.replace("_", "-").replace(":", "-").replace("/", "-"))[:63].strip("-") or "cluster"

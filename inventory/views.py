@@ -1,0 +1,289 @@
+"""Pages of the inventory app. Views check input and roles; services act."""
+
+from __future__ import annotations
+
+import csv
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from fleetweb.decorators import role_required
+from fleetweb.htmx import htmx_partial
+from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
+from inventory import kube, services
+from inventory.filtersets import ClusterFilterSet
+from inventory.forms import (
+    ClusterEditForm,
+    ClusterMetadataForm,
+    KubeconfigForm,
+    TokenCredentialsForm,
+    default_name,
+)
+from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
+
+PAGE_SIZE = 50
+TABS = ("summary", "nodes", "namespaces", "workloads", "problems", "syncs")
+
+
+def _ip(request) -> str:
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def _cluster_filter(request) -> ClusterFilterSet:
+    return ClusterFilterSet(request.GET or None, queryset=Cluster.objects.visible_to(request.user))
+
+
+@role_required(VIEWER)
+def cluster_list(request):
+    """Clusters with search, filters, sorting and pagination; HTMX swaps only the table."""
+    filterset = _cluster_filter(request)
+    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
+    page = Paginator(queryset.order_by(*(queryset.query.order_by or ["name"])), PAGE_SIZE).get_page(
+        request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"filterset": filterset, "page": page, "query": query.urlencode(),
+               "errors": filterset.errors if filterset.is_bound else {}}
+    return htmx_partial(request, "inventory/cluster_list.html", "inventory/partials/_cluster_table.html", context)
+
+
+@role_required(VIEWER)
+def cluster_export(request):
+    """CSV of the filtered cluster list."""
+    filterset = _cluster_filter(request)
+    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="fleetweb-clusters.csv"'
+    writer = csv.writer(response)
+    columns = ["name", "environment", "region", "owner", "cost_center", "provider", "kubernetes_version", "status",
+               "status_reason", "node_count", "ready_node_count", "workload_count", "pod_count", "problem_pod_count",
+               "last_seen_at", "last_sync_at", "server"]
+    writer.writerow(columns + ["labels"])
+    for cluster in queryset.iterator(chunk_size=1000):
+        writer.writerow([getattr(cluster, c) if getattr(cluster, c) is not None else "" for c in columns]
+                        + [cluster.labels_text])
+    return response
+
+
+def _tab_context(cluster: Cluster, tab: str, request) -> dict:
+    page_number = request.GET.get("page")
+    if tab == "nodes":
+        rows = Node.objects.filter(cluster=cluster).order_by("name")
+    elif tab == "namespaces":
+        rows = Namespace.objects.filter(cluster=cluster).order_by("name")
+    elif tab == "workloads":
+        rows = Workload.objects.filter(cluster=cluster).order_by("namespace", "kind", "name")
+    elif tab == "problems":
+        rows = ProblemPod.objects.filter(cluster=cluster).order_by("namespace", "name")
+    elif tab == "syncs":
+        rows = SyncRun.objects.filter(cluster=cluster).order_by("-started_at")
+    else:
+        return {"latest_run": SyncRun.objects.filter(cluster=cluster).order_by("-started_at").first()}
+    return {"page": Paginator(rows, PAGE_SIZE).get_page(page_number)}
+
+
+@role_required(VIEWER)
+def cluster_detail(request, name: str):
+    """Summary and tabs (nodes, namespaces, workloads, problem pods, sync history)."""
+    cluster = get_object_or_404(Cluster.objects.visible_to(request.user), name=name)
+    tab = request.GET.get("tab", "summary")
+    if tab not in TABS:
+        tab = "summary"
+    context = {"cluster": cluster, "tab": tab, "tabs": TABS, **_tab_context(cluster, tab, request)}
+    if request.htmx and request.htmx.target == "tab-content":
+        return render(request, f"inventory/partials/_tab_{tab}.html", context)
+    if request.htmx and request.htmx.target == "cluster-header":
+        return render(request, "inventory/partials/_cluster_header.html", context)
+    return render(request, "inventory/cluster_detail.html", context)
+
+
+@role_required(OPERATOR)
+@require_POST
+def cluster_sync(request, name: str):
+    """'Sync now': queue a sync; the header polls until it finishes."""
+    cluster = get_object_or_404(Cluster.objects.visible_to(request.user), name=name)
+    services.request_sync(cluster.pk, triggered_by=f"page:{request.user.get_username()}")
+    if request.htmx:
+        return render(request, "inventory/partials/_sync_button.html", {"cluster": cluster, "queued": True})
+    messages.info(request, f"Sync of {cluster.name} queued.")
+    return redirect(cluster)
+
+
+@role_required(OPERATOR)
+def cluster_edit(request, name: str):
+    cluster = get_object_or_404(Cluster.objects.visible_to(request.user), name=name)
+    form = ClusterEditForm(request.POST or None, cluster=cluster)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.update_cluster(
+                cluster, user=request.user, source_ip=_ip(request), insecure=data["insecure_skip_tls_verify"],
+                **{f: data[f] for f in ("environment", "region", "owner", "cost_center", "labels", "sync_interval")})
+        except services.AttachError as exc:
+            form.add_error(None if exc.field == "__all__" else exc.field, exc.message)
+        else:
+            messages.success(request, f"{cluster.name} updated.")
+            return redirect(cluster)
+    return render(request, "inventory/cluster_edit.html", {"cluster": cluster, "form": form})
+
+
+@role_required(OPERATOR)
+def cluster_detach(request, name: str):
+    """Confirm, then remove the cluster with its credentials and inventory."""
+    cluster = get_object_or_404(Cluster.objects.visible_to(request.user), name=name)
+    if request.method == "POST":
+        if request.POST.get("confirm_name") != cluster.name:
+            return render(request, "inventory/cluster_detach.html",
+                          {"cluster": cluster, "error": "Type the cluster's name to confirm."}, status=400)
+        services.detach_cluster(cluster, user=request.user, source_ip=_ip(request))
+        messages.success(request, f"{name} detached: its credentials and inventory are deleted.")
+        return redirect("inventory:cluster_list")
+    return render(request, "inventory/cluster_detach.html", {"cluster": cluster})
+
+
+# ---------------------------------------------------------------------------------------------
+# Onboarding wizard
+
+
+def _wizard_forms(request):
+    method = request.POST.get("method") or request.GET.get("method") or "kubeconfig"
+    if method not in ("kubeconfig", "token"):
+        method = "kubeconfig"
+    data = request.POST if request.method == "POST" else None
+    files = request.FILES if request.method == "POST" else None
+    meta = ClusterMetadataForm(data, prefix="meta")
+    creds = KubeconfigForm(data, files) if method == "kubeconfig" else TokenCredentialsForm(data)
+    return method, meta, creds
+
+
+def _wizard_context(method, meta, creds, **extra) -> dict:
+    return {"method": method, "meta": meta, "creds": creds, "manifest": kube.least_privilege_manifest(),
+            "commands": kube.least_privilege_commands(), **extra}
+
+
+def _targets(method: str, creds) -> list[tuple[str, dict]]:
+    """[(suggested name, credentials)] for the chosen contexts, or the one token/cert target."""
+    if method == "token":
+        return [("", creds.credentials())]
+    return [(context, credentials) for context, credentials in creds.selected()]
+
+
+@role_required(OPERATOR)
+def cluster_attach(request):
+    """Attach by kubeconfig (one or more contexts) or by API URL + CA + token/client certificate."""
+    method, meta, creds = _wizard_forms(request)
+    if request.method == "POST":
+        meta_ok, creds_ok = meta.is_valid(), creds.is_valid()
+        if meta_ok and creds_ok:
+            try:
+                targets = _targets(method, creds)
+            except kube.KubeconfigError as exc:
+                creds.add_error(None, str(exc))
+                targets = []
+            if method == "kubeconfig" and creds.is_valid() and not creds.cleaned_data["contexts"]:
+                creds.add_error("contexts", "Pick at least one context to attach.")
+                targets = []
+            if targets:
+                attached = _attach_all(request, method, meta, targets)
+                if attached:
+                    names = ", ".join(c.name for c in attached)
+                    messages.success(request, f"Attached {names}. The first sync is queued.")
+                    return redirect(attached[0] if len(attached) == 1 else reverse("inventory:cluster_list"))
+    extra = {}
+    if method == "kubeconfig" and hasattr(creds, "parsed"):
+        # Re-show the contexts the user picked, so a rejected submit loses nothing.
+        extra = {"contexts": _context_choices(creds, chosen=creds.cleaned_data.get("contexts", [])), "form": creds}
+    return render(request, "inventory/cluster_attach.html", _wizard_context(method, meta, creds, **extra),
+                  status=400 if request.method == "POST" else 200)
+
+
+def _attach_all(request, method: str, meta: ClusterMetadataForm, targets: list[tuple[str, dict]]) -> list[Cluster]:
+    """Attach every target or none: a clash on the second name must not leave the first half-done."""
+    data = meta.cleaned_data
+    names = []
+    for context, _credentials in targets:
+        if len(targets) == 1 and data["name"]:
+            names.append(data["name"])
+        elif context:
+            names.append(default_name(context))
+        else:
+            meta.add_error("name", "Give the cluster a name.")
+            return []
+    clashes = sorted(set(Cluster.objects.filter(name__in=names).values_list("name", flat=True)))
+    if clashes or len(set(names)) != len(names):
+        meta.add_error("name", f"These names are taken or repeated: {', '.join(clashes or names)}. Attach one "
+                               "context at a time with its own name.")
+        return []
+    if data["insecure_skip_tls_verify"] and not has_role(request.user, ADMIN):
+        meta.add_error("insecure_skip_tls_verify", "Only admins may skip TLS verification.")
+        return []
+    from django.db import transaction
+
+    attached = []
+    try:
+        with transaction.atomic():
+            for name, (_context, credentials) in zip(names, targets, strict=True):
+                attached.append(services.attach_cluster(
+                    name=name, credentials=credentials, user=request.user, environment=data["environment"],
+                    region=data["region"], owner=data["owner"], cost_center=data["cost_center"],
+                    labels=data["labels"], insecure=data["insecure_skip_tls_verify"],
+                    sync_interval=data["sync_interval"], source_ip=_ip(request)))
+    except services.AttachError as exc:
+        meta.add_error(None if exc.field == "__all__" else exc.field, exc.message)
+        return []
+    return attached
+
+
+@role_required(OPERATOR)
+def cluster_attach_test(request):
+    """HTMX: test the connection of what the wizard holds, without saving anything."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    method, meta, creds = _wizard_forms(request)
+    reports = []
+    error = ""
+    if not creds.is_valid():
+        error = "; ".join(str(e) for errors in creds.errors.values() for e in errors)
+    else:
+        try:
+            targets = _targets(method, creds)
+        except kube.KubeconfigError as exc:
+            targets, error = [], str(exc)
+        if method == "kubeconfig" and not targets and not error:
+            error = "Pick at least one context to test."
+        insecure = request.POST.get("meta-insecure_skip_tls_verify") == "on" and has_role(request.user, ADMIN)
+        for context, credentials in targets:
+            reports.append((context or kube.server_of(credentials), kube.test_connection(credentials, insecure=insecure)))
+    return render(request, "inventory/partials/_test_result.html", {"reports": reports, "error": error})
+
+
+@role_required(OPERATOR)
+def cluster_attach_contexts(request):
+    """HTMX: read a pasted/uploaded kubeconfig and offer its contexts."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    form = KubeconfigForm(request.POST, request.FILES)
+    contexts = _context_choices(form, chosen=None) if form.is_valid() else []
+    return render(request, "inventory/partials/_contexts.html", {"form": form, "contexts": contexts})
+
+
+def _context_choices(form: KubeconfigForm, *, chosen: list[str] | None) -> list[dict]:
+    """Each context of a parsed kubeconfig with its suggested name and any problem that stops it."""
+    current = form.parsed.get("current-context")
+    taken = set(Cluster.objects.filter(name__in=[default_name(n) for n in kube.context_names(form.parsed)])
+                .values_list("name", flat=True))
+    contexts = []
+    for name in kube.context_names(form.parsed):
+        problem = ""
+        try:
+            kube.extract_context(form.parsed, name)
+        except kube.KubeconfigError as exc:
+            problem = str(exc)
+        checked = (name in chosen) if chosen is not None else (name == current)
+        contexts.append({"name": name, "suggested": default_name(name), "problem": problem,
+                         "checked": checked and not problem, "exists": default_name(name) in taken})
+    return contexts

@@ -1,0 +1,109 @@
+"""Shared fixtures: role users, API clients, a real Celery worker and beat for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.builders import make_user
+
+QUEUES = ("sync", "default", "rollouts")
+
+
+@pytest.fixture
+def viewer(db):
+    return make_user("vera-viewer", "viewer")
+
+
+@pytest.fixture
+def operator(db):
+    return make_user("otto-operator", "operator")
+
+
+@pytest.fixture
+def approver(db):
+    return make_user("anna-approver", "approver")
+
+
+@pytest.fixture
+def admin_user(db):
+    return make_user("ada-admin", "admin")
+
+
+@pytest.fixture
+def outsider(db):
+    """Logged in, but holding no role."""
+    return make_user("olga-outsider")
+
+
+def api_client_for(user) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api_as():
+    return api_client_for
+
+
+def _purge_queues(app) -> None:
+    with app.connection_for_write() as conn:
+        for queue in QUEUES:
+            try:
+                conn.default_channel.queue_purge(queue)
+            except Exception:  # a queue that never existed has nothing to purge
+                pass
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real Celery worker (thread pool) consuming the real Redis broker, for the length of a test."""
+    from celery.contrib.testing.worker import start_worker
+
+    from fleetweb.celery import app
+
+    _purge_queues(app)
+    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, queues=list(QUEUES),
+                      shutdown_timeout=30, loglevel="WARNING") as worker:
+        yield worker
+    _purge_queues(app)
+
+
+@pytest.fixture
+def celery_beat(celery_worker, tmp_path):
+    """A real `celery beat` process sending the schedule (due-sync claims every 5 s) to the broker."""
+    env = {**os.environ, "DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL}
+    log = open(tmp_path / "beat.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "fleetweb", "beat", "-l", "info",
+                             "--schedule", str(tmp_path / "beat-schedule")], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=Path(settings.BASE_DIR))
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def wait_for(predicate, *, timeout: float = 60, interval: float = 0.25, what: str = "condition"):
+    """Poll until predicate() is truthy; return its value or fail saying what never happened."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last value: {last!r})")
