@@ -19,7 +19,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("FLEETWEB_DEBUG", False)
 
+# With DATABASE_URL set, Fleetweb runs as several processes (web, workers, beat) that must share one
+# secret key and one set of encryption keys: they have to be given, never generated per process.
+EMBEDDED = not env_str("DATABASE_URL")
+
 SECRET_KEY = env_str("FLEETWEB_SECRET_KEY")
+if not SECRET_KEY and not EMBEDDED:
+    raise ConfigError("FLEETWEB_SECRET_KEY must be set when DATABASE_URL is set (every process must share it)")
 if not SECRET_KEY:
     # Embedded default: a key generated once into the state folder, so sessions survive restarts.
     key_file = embedded.state_dir() / "secret_key"
@@ -54,6 +60,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -124,6 +131,15 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("FLEETWEB_STATIC_ROOT") or BASE_DIR / ".fleetweb" / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage" if not DEBUG
+                    else "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Tests and `make run` serve files straight from static/ without a collectstatic manifest.
+WHITENOISE_USE_FINDERS = EMBEDDED or DEBUG
+if WHITENOISE_USE_FINDERS:
+    STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
 
 SESSION_COOKIE_SECURE = env_bool("FLEETWEB_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
@@ -155,6 +171,9 @@ SPECTACULAR_SETTINGS = {
 # Fleetweb's own settings.
 # Fernet keys (urlsafe base64, 32 bytes) for credentials at rest; the first encrypts, all decrypt.
 FLEETWEB_ENCRYPTION_KEYS = env_list("FLEETWEB_ENCRYPTION_KEYS")
+if not FLEETWEB_ENCRYPTION_KEYS and not EMBEDDED:
+    raise ConfigError("FLEETWEB_ENCRYPTION_KEYS must be set when DATABASE_URL is set (generate one with "
+                      "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)")
 if not FLEETWEB_ENCRYPTION_KEYS:
     keys_file = embedded.state_dir() / "encryption_keys"
     if not keys_file.exists():
@@ -183,6 +202,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("FLEETWEB_LOG_LEVEL", "INFO").upper()},
     "loggers": {"kubernetes": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("FLEETWEB_BEHIND_TLS_PROXY") else None
 
 if len(SECRET_KEY) < 32:
     raise ConfigError("FLEETWEB_SECRET_KEY must be at least 32 characters")

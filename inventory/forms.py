@@ -11,6 +11,7 @@ from django.utils.text import slugify
 from inventory import kube
 from inventory.choices import Environment
 from inventory.models import Cluster
+from inventory.validators import validate_server_url
 
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -87,8 +88,8 @@ class ClusterEditForm(ClusterMetadataForm):
 class TokenCredentialsForm(forms.Form):
     """API server URL + CA bundle + bearer token or client certificate."""
 
-    server = forms.URLField(max_length=512, label="API server URL", assume_scheme="https",
-                            widget=forms.URLInput(attrs={"placeholder": "https://api.cluster.example.com:6443"}))
+    server = forms.CharField(max_length=512, label="API server URL", validators=[validate_server_url],
+                             widget=forms.TextInput(attrs={"placeholder": "https://api.cluster.example.com:6443"}))
     ca_data = forms.CharField(required=False, label="CA bundle (PEM)", widget=forms.Textarea(attrs={"rows": 4}),
                               help_text="Leave empty only for API servers with a publicly trusted certificate.")
     token = forms.CharField(required=False, label="Bearer token", strip=True,
@@ -133,7 +134,8 @@ class KubeconfigForm(forms.Form):
     kubeconfig = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}),
                                  help_text="Paste `kubectl config view --minify --flatten`, or upload the file.")
     kubeconfig_file = forms.FileField(required=False, label="…or upload a kubeconfig file")
-    contexts = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+    # Checked in clean() against the contexts the kubeconfig really has (choices are unknown until it is parsed).
+    contexts = forms.Field(required=False, widget=forms.CheckboxSelectMultiple)
 
     def clean(self):
         data = super().clean()
@@ -157,7 +159,6 @@ class KubeconfigForm(forms.Form):
             # Re-rendered forms keep what was uploaded: file inputs come back empty, the textarea does not.
             self.data = self.data.copy()
             self.data["kubeconfig"] = self.raw_text
-        self.fields["contexts"].choices = [(name, name) for name in kube.context_names(parsed)]
         chosen = self.data.getlist("contexts") if hasattr(self.data, "getlist") else self.data.get("contexts", [])
         unknown = [c for c in chosen if c not in kube.context_names(parsed)]
         if unknown:

@@ -318,6 +318,9 @@ def classify(exc: BaseException, *, what: str = "") -> KubeError:
     prefix = f"{what}: " if what else ""
     if isinstance(exc, KubeError):
         return exc
+    if isinstance(exc, ApiException) and not exc.status and isinstance(exc.__context__, BaseException):
+        # The client wraps transport failures (e.g. urllib3's SSLError) in ApiException(status=0).
+        return classify(exc.__context__, what=what)
     if isinstance(exc, ApiException):
         status = exc.status or 0
         reason = _api_message(exc)

@@ -9,6 +9,7 @@ from django.urls import reverse
 from fleetweb import crypto
 from inventory.choices import AuthMethod, ClusterStatus, Environment, Provider, SyncOutcome, WorkloadKind
 from inventory.querysets import ClusterQuerySet, InventoryQuerySet
+from inventory.validators import validate_server_url
 
 
 class Cluster(models.Model):
@@ -20,7 +21,7 @@ class Cluster(models.Model):
     owner = models.CharField(max_length=128, blank=True, help_text="Owning team")
     cost_center = models.CharField(max_length=64, blank=True)
     labels = models.JSONField(default=dict, blank=True)
-    server = models.URLField(max_length=512, help_text="API server URL")
+    server = models.CharField(max_length=512, validators=[validate_server_url], help_text="API server URL")
     auth_method = models.CharField(max_length=16, choices=AuthMethod.choices)
     insecure_skip_tls_verify = models.BooleanField(default=False)
 

@@ -41,7 +41,8 @@ class ClusterSerializer(serializers.ModelSerializer):
             "created_at", "kubeconfig", "context", "ca_data", "token", "client_cert", "client_key",
         )
         read_only_fields = READ_ONLY_CLUSTER_FIELDS
-        extra_kwargs = {"server": {"required": False}}
+        # Uniqueness is checked in validate_name, with a message that names the cluster.
+        extra_kwargs = {"server": {"required": False}, "name": {"validators": []}}
 
     def validate_labels(self, value):
         if not isinstance(value, dict):
@@ -53,6 +54,11 @@ class ClusterSerializer(serializers.ModelSerializer):
                 validate_label(key, label)
             except Exception as exc:  # django ValidationError -> DRF's
                 raise serializers.ValidationError(getattr(exc, "messages", [str(exc)])[0]) from None
+        return value
+
+    def validate_name(self, value):
+        if self.instance is None and Cluster.objects.filter(name=value).exists():
+            raise serializers.ValidationError(f"A cluster named '{value}' is already attached.")
         return value
 
     def validate_environment(self, value):

@@ -1,0 +1,48 @@
+"""Credentials at rest: encrypted, rotated by the command, never in repr or logs."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.management import call_command
+
+from fleetweb import crypto
+from fleetweb.env import ConfigError
+from inventory.models import ClusterCredential
+from tests.builders import make_cluster
+
+pytestmark = pytest.mark.django_db
+
+
+def test_round_trip_and_ciphertext_hides_the_secret():
+    token = crypto.encrypt_json({"token": "s3cret"})
+    assert "s3cret" not in token
+    assert crypto.decrypt_json(token) == {"token": "s3cret"}
+
+
+def test_rotation_reencrypts_under_the_new_key(settings):
+    old = settings.FLEETWEB_ENCRYPTION_KEYS[0]
+    cluster = make_cluster("c1")
+    before = ClusterCredential.objects.get(cluster=cluster).ciphertext
+    new = Fernet.generate_key().decode()
+    settings.FLEETWEB_ENCRYPTION_KEYS = [new, old]
+    call_command("rotate_encryption_keys")
+    after = ClusterCredential.objects.get(cluster=cluster)
+    assert after.ciphertext != before
+    settings.FLEETWEB_ENCRYPTION_KEYS = [new]  # the old key can now be dropped
+    assert after.open()["token"] == "secret-token-of-c1"
+
+
+def test_a_missing_key_is_a_clear_error(settings):
+    cluster = make_cluster("c1")
+    settings.FLEETWEB_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(ConfigError, match="cannot be decrypted with FLEETWEB_ENCRYPTION_KEYS"):
+        ClusterCredential.objects.get(cluster=cluster).open()
+    settings.FLEETWEB_ENCRYPTION_KEYS = ["not-a-key"]
+    with pytest.raises(ConfigError, match="not a Fernet key"):
+        crypto.encrypt_json({})
+
+
+def test_repr_never_shows_secrets():
+    credential = ClusterCredential.objects.get(cluster=make_cluster("c1"))
+    assert "secret" not in repr(credential) and "secret" not in str(credential)

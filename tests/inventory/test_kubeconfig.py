@@ -1,0 +1,130 @@
+"""Kubeconfig validation: every bad input gets a message naming the problem."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import yaml
+
+from inventory import kube
+
+CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
+
+
+def config(**user) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Config", "current-context": "prod",
+        "clusters": [{"name": "c", "cluster": {"server": "https://api.example.com:6443",
+                                               "certificate-authority-data": CA}}],
+        "users": [{"name": "u", "user": user or {"token": "abc"}}],
+        "contexts": [{"name": "prod", "context": {"cluster": "c", "user": "u"}}],
+    }
+
+
+def parse(data) -> dict:
+    return kube.parse_kubeconfig(yaml.safe_dump(data) if isinstance(data, dict) else data)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "The kubeconfig is empty."),
+    ("clusters: [unclosed", "not valid YAML at line 1"),
+    ("- just\n- a list\n", "not a YAML mapping"),
+    ("kind: Deployment\napiVersion: apps/v1\n", "This is a 'Deployment' manifest, not a kubeconfig"),
+    ("apiVersion: v1\nkind: Config\nclusters: []\n", "has no 'clusters' list"),
+])
+def test_unparseable_kubeconfigs(text, message):
+    with pytest.raises(kube.KubeconfigError, match=message.replace("(", r"\(").replace("'", "'")):
+        kube.parse_kubeconfig(text)
+
+
+def test_five_megabytes_of_garbage_is_refused_by_size():
+    with pytest.raises(kube.KubeconfigError, match="the limit is 1024 KiB"):
+        kube.parse_kubeconfig(b"\x00\xff" * (5 * 1024 * 1024 // 2))
+
+
+def test_binary_garbage_under_the_limit_is_not_utf8():
+    with pytest.raises(kube.KubeconfigError, match="not UTF-8"):
+        kube.parse_kubeconfig(b"\xff\xfe\x00garbage" * 100)
+
+
+def test_missing_references_are_named():
+    data = config()
+    data["contexts"][0]["context"]["user"] = "ghost"
+    with pytest.raises(kube.KubeconfigError, match="User 'ghost' is referenced but not defined in 'users'"):
+        kube.extract_context(parse(data), "prod")
+    data = config()
+    data["contexts"][0]["context"] = {"user": "u"}
+    with pytest.raises(kube.KubeconfigError, match="Context 'prod' names no cluster"):
+        kube.extract_context(parse(data), "prod")
+    with pytest.raises(kube.KubeconfigError, match="Context 'nope' is referenced but not defined"):
+        kube.extract_context(parse(config()), "nope")
+
+
+def test_file_paths_in_uploads_are_refused():
+    data = config()
+    data["clusters"][0]["cluster"] = {"server": "https://x:6443", "certificate-authority": "/etc/passwd"}
+    with pytest.raises(kube.KubeconfigError, match="refers to the file '/etc/passwd'; uploaded kubeconfigs"):
+        kube.extract_context(parse(data), "prod")
+
+
+def test_file_paths_are_inlined_from_the_cli_and_missing_files_named(tmp_path):
+    (tmp_path / "ca.crt").write_bytes(b"-----BEGIN CERTIFICATE-----\n")
+    data = config()
+    data["clusters"][0]["cluster"] = {"server": "https://x:6443", "certificate-authority": "ca.crt"}
+    single = kube.extract_context(parse(data), "prod", base_dir=tmp_path)
+    assert base64.b64decode(single["clusters"][0]["cluster"]["certificate-authority-data"]).startswith(b"-----BEGIN")
+    data["clusters"][0]["cluster"]["certificate-authority"] = "missing.crt"
+    with pytest.raises(kube.KubeconfigError, match="missing.crt', which cannot be read: No such file"):
+        kube.extract_context(parse(data), "prod", base_dir=tmp_path)
+
+
+def test_exec_plugins_must_be_allowed_and_installed(settings):
+    data = config(exec={"apiVersion": "client.authentication.k8s.io/v1", "command": "rm", "args": ["-rf", "/"]})
+    with pytest.raises(kube.KubeconfigError, match="exec plugin 'rm', which is not in FLEETWEB_ALLOWED_EXEC_PLUGINS"):
+        kube.extract_context(parse(data), "prod")
+    plugin = "fleetweb-test-absent-plugin"
+    data = config(exec={"apiVersion": "client.authentication.k8s.io/v1", "command": plugin, "args": ["eks"]})
+    settings.FLEETWEB_ALLOWED_EXEC_PLUGINS = [plugin]
+    with pytest.raises(kube.KubeconfigError, match=f"needs the exec plugin '{plugin}', which is not installed"):
+        kube.extract_context(parse(data), "prod")
+
+
+def test_unknown_auth_provider_is_named():
+    data = config(**{"auth-provider": {"name": "gcp", "config": {}}})
+    with pytest.raises(kube.KubeconfigError, match="auth provider 'gcp', which Fleetweb does not support"):
+        kube.extract_context(parse(data), "prod")
+
+
+def test_user_without_credentials_and_cert_without_key():
+    with pytest.raises(kube.KubeconfigError, match="User 'u' has no credentials"):
+        kube.extract_context(parse(_with_user({"as": "someone"})), "prod")
+    cert = base64.b64encode(b"cert").decode()
+    with pytest.raises(kube.KubeconfigError, match="client certificate but no client key"):
+        kube.extract_context(parse(config(**{"client-certificate-data": cert})), "prod")
+
+
+def _with_user(user: dict) -> dict:
+    data = config()
+    data["users"][0]["user"] = user
+    return data
+
+
+def test_bad_base64_and_bad_server_are_named():
+    data = config()
+    data["clusters"][0]["cluster"]["certificate-authority-data"] = "not base64!!"
+    with pytest.raises(kube.KubeconfigError, match="'certificate-authority-data' of context 'prod' is not valid base64"):
+        kube.extract_context(parse(data), "prod")
+    data = config()
+    data["clusters"][0]["cluster"]["server"] = "api.example.com"
+    with pytest.raises(kube.KubeconfigError, match="is not an http\\(s\\) URL"):
+        kube.extract_context(parse(data), "prod")
+
+
+def test_a_good_context_becomes_a_single_context_kubeconfig():
+    data = config()
+    data["contexts"].append({"name": "other", "context": {"cluster": "c", "user": "u"}})
+    single = kube.extract_context(parse(data), "prod")
+    assert [c["name"] for c in single["contexts"]] == ["prod"]
+    assert single["current-context"] == "prod"
+    assert kube.server_of(kube.credentials_from_kubeconfig(single)) == "https://api.example.com:6443"

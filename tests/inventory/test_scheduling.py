@@ -1,0 +1,69 @@
+"""Scheduling: due clusters are claimed once, a cluster is never synced twice at once, backoff, staleness."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from inventory import services
+from inventory.choices import ClusterStatus
+from inventory.models import Cluster, SyncRun
+from tests.builders import make_cluster
+
+pytestmark = pytest.mark.django_db
+
+
+def test_due_clusters_are_claimed_once_and_pushed_an_interval_ahead():
+    now = timezone.now()
+    due = make_cluster("due", next_sync_at=now - timedelta(seconds=1))
+    make_cluster("later", next_sync_at=now + timedelta(seconds=30))
+    held = make_cluster("held", next_sync_at=now - timedelta(seconds=1), lease_expires_at=now + timedelta(seconds=60))
+    assert services.claim_due_clusters(now=now) == [due.pk]
+    assert services.claim_due_clusters(now=now) == []
+    due.refresh_from_db()
+    assert due.next_sync_at == now + timedelta(seconds=due.sync_interval)
+    held.refresh_from_db()
+    assert held.next_sync_at < now
+
+
+def test_a_held_lease_skips_the_sync():
+    cluster = make_cluster("busy", lease_expires_at=timezone.now() + timedelta(seconds=60))
+    assert services.sync_cluster(cluster.pk) is None
+    assert not SyncRun.objects.filter(cluster=cluster).exists()
+
+
+def test_an_expired_lease_is_taken_over_and_released():
+    cluster = make_cluster("crashed-worker", server="https://127.0.0.1:1",
+                           lease_expires_at=timezone.now() - timedelta(seconds=1))
+    run = services.sync_cluster(cluster.pk)
+    assert run is not None and run.outcome == "failed"
+    cluster.refresh_from_db()
+    assert cluster.lease_expires_at is None
+    assert cluster.status == ClusterStatus.UNREACHABLE
+
+
+def test_backoff_grows_with_jitter_and_never_exceeds_the_interval():
+    for failures, low, high in ((1, 4, 6), (2, 8, 12), (3, 16, 24)):
+        assert low <= services.backoff_seconds(failures, 60) <= high
+    assert services.backoff_seconds(10, 60) <= 72  # capped at the interval (+20% jitter)
+
+
+def test_transient_failures_retry_sooner_than_the_interval():
+    cluster = make_cluster("flaky", server="https://127.0.0.1:1", sync_interval=300)
+    run = services.sync_cluster(cluster.pk)
+    cluster.refresh_from_db()
+    assert cluster.consecutive_failures == 1
+    assert (cluster.next_sync_at - run.finished_at).total_seconds() < 10
+
+
+def test_clusters_not_seen_for_n_intervals_become_stale():
+    old = make_cluster("old")
+    Cluster.objects.filter(pk=old.pk).update(last_seen_at=timezone.now() - timedelta(minutes=10))
+    fresh = make_cluster("fresh")
+    assert services.mark_stale_clusters() == 1
+    old.refresh_from_db()
+    fresh.refresh_from_db()
+    assert old.status == ClusterStatus.STALE and "3 sync intervals" in old.status_reason
+    assert fresh.status == ClusterStatus.CONNECTED
