@@ -20,7 +20,9 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(BIN)/python manage.py run $(if $(filter command line,$(origin KUBECONFIG)),--kubeconfig "$(KUBECONFIG)")
 
+# Builds (or finds cached) the local member clusters' binaries first, with progress, then the suite.
 test: install
+	$(BIN)/python -m localfleet build --for-tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

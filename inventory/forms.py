@@ -57,10 +57,12 @@ class ClusterMetadataForm(forms.Form):
     region = forms.CharField(max_length=64, required=False)
     owner = forms.CharField(max_length=128, required=False, label="Owner team")
     cost_center = forms.CharField(max_length=64, required=False)
-    labels = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "placeholder": "tier=web\nteam=shop"}),
+    labels = forms.CharField(required=False,
+                             widget=forms.Textarea(attrs={"rows": 3, "placeholder": "tier=web\nteam=shop"}),
                              help_text="key=value, one per line or comma-separated")
     sync_interval = forms.IntegerField(min_value=15, max_value=86400, initial=60, label="Sync interval (seconds)")
-    insecure_skip_tls_verify = forms.BooleanField(required=False, label="Skip TLS verification (admins only; never prod)")
+    insecure_skip_tls_verify = forms.BooleanField(required=False,
+                                                  label="Skip TLS verification (admins only; never prod)")
 
     def clean_labels(self) -> dict[str, str]:
         return parse_labels(self.cleaned_data.get("labels", ""))

@@ -257,7 +257,8 @@ def cluster_attach_test(request):
             error = "Pick at least one context to test."
         insecure = request.POST.get("meta-insecure_skip_tls_verify") == "on" and has_role(request.user, ADMIN)
         for context, credentials in targets:
-            reports.append((context or kube.server_of(credentials), kube.test_connection(credentials, insecure=insecure)))
+            target = context or kube.server_of(credentials)
+            reports.append((target, kube.test_connection(credentials, insecure=insecure)))
     return render(request, "inventory/partials/_test_result.html", {"reports": reports, "error": error})
 
 

@@ -144,6 +144,11 @@ def build(binary: Binary, *, out=sys.stderr) -> Path:
     return target
 
 
+def buildable() -> bool:
+    """Every binary is cached, or Go is here to build what is missing."""
+    return shutil.which("go") is not None or all(b.path().exists() for b in all_binaries())
+
+
 def ensure_all(*, out=sys.stderr) -> dict[str, Path]:
     """Build whatever is missing; return {module/name: path}."""
     return {f"{b.module}/{b.name}": build(b, out=out) for b in all_binaries()}

@@ -190,6 +190,8 @@ class Member:
                     "--cluster-signing-cert-file", str(pk / "ca.crt"), "--cluster-signing-key-file", str(pk / "ca.key"),
                     "--use-service-account-credentials=false", "--kube-api-qps", "200", "--kube-api-burst", "400",
                     "--concurrent-deployment-syncs", "10", "--concurrent-replicaset-syncs", "10",
+                    # KWOK renews node leases every lease/4; big members use long leases (see scale.py).
+                    "--node-monitor-grace-period", "120s",
                     "--profiling=false", "--v=1"]
         if component == "kube-scheduler":
             return [str(binaries.path_of("kube-scheduler")),

@@ -116,14 +116,10 @@ class MemberHandle:
         return token
 
 
-def _binaries_available() -> bool:
-    return shutil.which("go") is not None or all(b.path().exists() for b in binaries.all_binaries())
-
-
 @pytest.fixture(scope="session")
 def localfleet_members() -> dict[str, MemberHandle]:
     """Start the members once for the session (in a private state folder) and stop them at the end."""
-    require(_binaries_available(), "Go is not installed and no cached localfleet binaries exist")
+    require(binaries.buildable(), "Go is not installed and no cached localfleet binaries exist")
     count = int(os.environ.get("LOCALFLEET_TEST_CLUSTERS", "2"))
     state = Path(tempfile.mkdtemp(prefix="localfleet-test-"))
     fleet = Fleet(state)

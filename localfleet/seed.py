@@ -13,7 +13,8 @@ from kubernetes.client.exceptions import ApiException
 
 # Provider shapes: providerID, labels and node info as each cloud's nodes report them.
 PROFILES = [
-    {"key": "aws-eu-west", "provider": "aws", "region": "eu-west-1", "zones": ["eu-west-1a", "eu-west-1b", "eu-west-1c"],
+    {"key": "aws-eu-west", "provider": "aws", "region": "eu-west-1",
+     "zones": ["eu-west-1a", "eu-west-1b", "eu-west-1c"],
      "instance_types": ["m6i.xlarge", "m6i.2xlarge"], "os_image": "Amazon Linux 2023.6.20250115",
      "kernel": "6.1.119-129.201.amzn2023.x86_64", "runtime": "containerd://1.7.27", "cpu": "4", "memory": "16Gi",
      "extra_labels": {"eks.amazonaws.com/nodegroup": "general"}, "apiserver": "v1.36.3", "kubelet": "v1.35.4",
@@ -175,7 +176,8 @@ def workloads(profile: dict) -> list[dict]:
 
 def apply_docs(api: k8s.ApiClient, docs: list[dict]) -> None:
     """Create each object (409 means it exists: seeding is idempotent)."""
-    core, apps, batch, rbac = k8s.CoreV1Api(api), k8s.AppsV1Api(api), k8s.BatchV1Api(api), k8s.RbacAuthorizationV1Api(api)
+    core, apps, batch = k8s.CoreV1Api(api), k8s.AppsV1Api(api), k8s.BatchV1Api(api)
+    rbac = k8s.RbacAuthorizationV1Api(api)
     for doc in docs:
         kind, ns = doc["kind"], doc["metadata"].get("namespace")
         create = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -83,7 +82,9 @@ def celery_worker(transactional_db):
 @pytest.fixture
 def celery_beat(celery_worker, tmp_path):
     """A real `celery beat` process sending the schedule (due-sync claims every 5 s) to the broker."""
-    env = {**os.environ, "DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL}
+    from fleetweb.embedded import child_environment
+
+    env = child_environment()
     log = open(tmp_path / "beat.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "fleetweb", "beat", "-l", "info",
                              "--schedule", str(tmp_path / "beat-schedule")], env=env, stdout=log,

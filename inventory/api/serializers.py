@@ -82,8 +82,9 @@ class ClusterSerializer(serializers.ModelSerializer):
                 if not context:
                     raise kube.KubeconfigError("The kubeconfig has no current-context; name one in 'context'.")
                 if context not in kube.context_names(parsed):
-                    raise serializers.ValidationError({"context": f"Context '{context}' is not in the kubeconfig "
-                                                                  f"(it has: {', '.join(kube.context_names(parsed))})."})
+                    known = ", ".join(kube.context_names(parsed))
+                    raise serializers.ValidationError(
+                        {"context": f"Context '{context}' is not in the kubeconfig (it has: {known})."})
                 attrs["credentials"] = kube.credentials_from_kubeconfig(kube.extract_context(parsed, context))
             except kube.KubeconfigError as exc:
                 raise serializers.ValidationError({"kubeconfig": str(exc)}) from None

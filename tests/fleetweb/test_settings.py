@@ -88,7 +88,8 @@ def _import_settings(environment: dict[str, str]) -> subprocess.CompletedProcess
 def test_settings_accept_exactly_what_docker_compose_sets():
     from cryptography.fernet import Fernet
 
-    environment = _compose_env({"FLEETWEB_SECRET_KEY": "k" * 50, "FLEETWEB_ENCRYPTION_KEYS": Fernet.generate_key().decode()})
+    key = Fernet.generate_key().decode()
+    environment = _compose_env({"FLEETWEB_SECRET_KEY": "k" * 50, "FLEETWEB_ENCRYPTION_KEYS": key})
     result = _import_settings(environment)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[:2] == ["postgres", "redis://redis:6379/0"]
@@ -104,7 +105,8 @@ def test_compose_without_keys_is_refused_with_a_clear_message():
 
 def test_every_variable_the_code_reads_is_in_env_example():
     read = set()
-    pattern = re.compile(r"""(?:env_(?:str|bool|int|list)\(|os\.environ(?:\.get)?\(?\[?|environ\.get\()\s*["']([A-Z][A-Z0-9_]+)["']""")
+    pattern = re.compile(r"""(?:env_(?:str|bool|int|list)\(|os\.environ(?:\.get)?\(?\[?|environ\.get\()"""
+                         r"""\s*["']([A-Z][A-Z0-9_]+)["']""")
     for folder in ("fleetweb", "inventory", "governance", "rollouts", "localfleet"):
         for path in (ROOT / folder).rglob("*.py"):
             read |= set(pattern.findall(path.read_text()))

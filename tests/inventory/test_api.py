@@ -95,7 +95,8 @@ def test_unknown_context_is_named(api_as, operator):
     assert "Context 'two' is not in the kubeconfig (it has: one)" in str(response.json()["errors"]["context"])
 
 
-def test_create_stores_encrypted_credentials_and_audits_without_secrets(api_as, operator, django_capture_on_commit_callbacks):
+def test_create_stores_encrypted_credentials_and_audits_without_secrets(api_as, operator,
+                                                                        django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = api_as(operator).post("/api/v1/clusters/", {
             "name": "new", "server": "https://api.example.com:6443", "token": "very-secret", "environment": "staging",

@@ -89,7 +89,8 @@ def test_cluster_provider_is_the_majority_and_ignores_unknown():
 def test_pod_problems():
     ok = decode.decode_page("Pod", page([pod("ok")])).items[0]
     assert decode.pod_problem(ok) is None
-    crash = decode.decode_page("Pod", page([pod("crash", ready=False, restarts=7, waiting="CrashLoopBackOff")])).items[0]
+    crash_pod = pod("crash", ready=False, restarts=7, waiting="CrashLoopBackOff")
+    crash = decode.decode_page("Pod", page([crash_pod])).items[0]
     assert decode.pod_problem(crash) == ("CrashLoopBackOff", "back-off", 7, False, True)
     pending = decode.decode_page("Pod", page([pod("pending", phase="Pending", ready=False)])).items[0]
     assert decode.pod_problem(pending)[0] == "Pending"

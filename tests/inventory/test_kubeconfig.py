@@ -113,7 +113,8 @@ def _with_user(user: dict) -> dict:
 def test_bad_base64_and_bad_server_are_named():
     data = config()
     data["clusters"][0]["cluster"]["certificate-authority-data"] = "not base64!!"
-    with pytest.raises(kube.KubeconfigError, match="'certificate-authority-data' of context 'prod' is not valid base64"):
+    message = "'certificate-authority-data' of context 'prod' is not valid base64"
+    with pytest.raises(kube.KubeconfigError, match=message):
         kube.extract_context(parse(data), "prod")
     data = config()
     data["clusters"][0]["cluster"]["server"] = "api.example.com"

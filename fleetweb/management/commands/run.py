@@ -24,6 +24,10 @@ from django.core.management.base import BaseCommand, CommandError
 from fleetweb import embedded
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Start Fleetweb with everything it needs (web, worker, beat, and member clusters)."
 
@@ -37,7 +41,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         self.children: list[subprocess.Popen] = []
         self.fleet = None
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        # Ctrl-C, a closed terminal and `kill` all stop everything; SIGINT is set explicitly because a
+        # process started in the background by a non-interactive shell inherits it as ignored.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _interrupt)
         try:
             self._run(options)
         except KeyboardInterrupt:
@@ -55,13 +62,13 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         self._ensure_admin()
-        env = {**os.environ, "DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL,
-               "PYTHONUNBUFFERED": "1"}
+        env = embedded.child_environment()
         logs = state / "logs"
         logs.mkdir(exist_ok=True)
         python = sys.executable
         port = options["port"]
-        self._spawn("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"], env, logs)
+        self._spawn("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
+                    env, logs)
         self._spawn("worker", [python, "-m", "celery", "-A", "fleetweb", "worker", "-Q", "sync,default,rollouts",
                                "--concurrency", os.environ.get("FLEETWEB_WORKER_CONCURRENCY", "4"), "-l", "info",
                                "--hostname", "fleetweb-worker@%h"], env, logs)
@@ -163,5 +170,6 @@ class Command(BaseCommand):
             profile = self.fleet.profile_for(member.profile["index"])
             services.attach_cluster(
                 name=member.name, credentials=credentials, user=None, environment=profile["environment"],
-                region=profile["region"], owner="platform", labels={"provider": profile["provider"], "source": "localfleet"})
+                region=profile["region"], owner="platform",
+                labels={"provider": profile["provider"], "source": "localfleet"})
             self.say(f"{member.name}: attached ({member.server})")
