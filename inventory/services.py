@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -163,18 +163,16 @@ def backoff_seconds(failures: int, interval: int) -> float:
 
 
 def mark_stale_clusters(*, now=None) -> int:
-    """Clusters that answered before but have not been seen for N intervals become stale."""
+    """Clusters that answered before but have not been seen for N intervals become stale (one UPDATE)."""
     now = now or timezone.now()
-    stale = 0
-    for cluster in Cluster.objects.filter(status__in=[ClusterStatus.CONNECTED, ClusterStatus.DEGRADED]).only(
-            "pk", "last_seen_at", "sync_interval"):
-        limit = now - timedelta(seconds=cluster.sync_interval * settings.FLEETWEB_STALE_AFTER_INTERVALS)
-        if cluster.last_seen_at is None or cluster.last_seen_at < limit:
-            stale += Cluster.objects.filter(pk=cluster.pk, status__in=[ClusterStatus.CONNECTED,
-                                                                       ClusterStatus.DEGRADED]).update(
-                status=ClusterStatus.STALE,
-                status_reason=f"not seen for more than {settings.FLEETWEB_STALE_AFTER_INTERVALS} sync intervals")
-    return stale
+    intervals = settings.FLEETWEB_STALE_AFTER_INTERVALS
+    silence = ExpressionWrapper(F("sync_interval") * timedelta(seconds=intervals), output_field=DurationField())
+    return (
+        Cluster.objects.filter(status__in=[ClusterStatus.CONNECTED, ClusterStatus.DEGRADED])
+        .filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=now - silence))
+        .update(status=ClusterStatus.STALE, status_reason=f"not seen for more than {intervals} sync intervals",
+                updated_at=now)
+    )
 
 
 # ---------------------------------------------------------------------------------------------

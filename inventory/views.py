@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from fleetweb.decorators import role_required
 from fleetweb.htmx import htmx_partial
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
+from fleetweb.web import client_ip
 from inventory import kube, services
 from inventory.filtersets import ClusterFilterSet
 from inventory.forms import (
@@ -27,10 +28,6 @@ from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Work
 
 PAGE_SIZE = 50
 TABS = ("summary", "nodes", "namespaces", "workloads", "problems", "syncs")
-
-
-def _ip(request) -> str:
-    return request.META.get("REMOTE_ADDR", "")
 
 
 def _cluster_filter(request) -> ClusterFilterSet:
@@ -121,7 +118,7 @@ def cluster_edit(request, name: str):
         data = form.cleaned_data
         try:
             services.update_cluster(
-                cluster, user=request.user, source_ip=_ip(request), insecure=data["insecure_skip_tls_verify"],
+                cluster, user=request.user, source_ip=client_ip(request), insecure=data["insecure_skip_tls_verify"],
                 **{f: data[f] for f in ("environment", "region", "owner", "cost_center", "labels", "sync_interval")})
         except services.AttachError as exc:
             form.add_error(None if exc.field == "__all__" else exc.field, exc.message)
@@ -139,7 +136,7 @@ def cluster_detach(request, name: str):
         if request.POST.get("confirm_name") != cluster.name:
             return render(request, "inventory/cluster_detach.html",
                           {"cluster": cluster, "error": "Type the cluster's name to confirm."}, status=400)
-        services.detach_cluster(cluster, user=request.user, source_ip=_ip(request))
+        services.detach_cluster(cluster, user=request.user, source_ip=client_ip(request))
         messages.success(request, f"{name} detached: its credentials and inventory are deleted.")
         return redirect("inventory:cluster_list")
     return render(request, "inventory/cluster_detach.html", {"cluster": cluster})
@@ -231,7 +228,7 @@ def _attach_all(request, method: str, meta: ClusterMetadataForm, targets: list[t
                     name=name, credentials=credentials, user=request.user, environment=data["environment"],
                     region=data["region"], owner=data["owner"], cost_center=data["cost_center"],
                     labels=data["labels"], insecure=data["insecure_skip_tls_verify"],
-                    sync_interval=data["sync_interval"], source_ip=_ip(request)))
+                    sync_interval=data["sync_interval"], source_ip=client_ip(request)))
     except services.AttachError as exc:
         meta.add_error(None if exc.field == "__all__" else exc.field, exc.message)
         return []

@@ -10,6 +10,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from fleetweb.roles import VIEWER
+from fleetweb.web import client_ip
 from inventory import services
 from inventory.api import serializers
 from inventory.filtersets import (
@@ -21,10 +22,6 @@ from inventory.filtersets import (
     WorkloadFilterSet,
 )
 from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
-
-
-def client_ip(request) -> str:
-    return request.META.get("REMOTE_ADDR", "")
 
 
 def _service_call(fn, **kwargs):
