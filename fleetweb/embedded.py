@@ -27,8 +27,13 @@ def state_dir() -> Path:
 def database_url() -> str:
     """Start (or attach to) the embedded PostgreSQL and return a URL for the `fleetweb` database."""
     import logging
+    import warnings
 
-    import pgserver
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir at import; without a login session (CI, services)
+        # that warns about XDG_RUNTIME_DIR on every command. pgserver keeps its sockets in its data dir.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pgserver
 
     logging.getLogger("pgserver").setLevel(logging.WARNING)
 

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "django_filters",
     "django_htmx",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "fleetweb",
     "inventory",
     "governance",
@@ -161,6 +162,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Attach Kubernetes clusters, read their inventory, health and sync history.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI served from Fleetweb itself, not a CDN: self-hosted consoles often have no internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Fleetweb's own settings.

@@ -206,3 +206,10 @@ def test_openapi_schema_is_published(client):
     response = client.get("/api/schema/")
     assert response.status_code == 200
     assert b"/api/v1/clusters/" in response.content
+
+
+def test_api_docs_are_served_without_a_cdn(client, viewer):
+    client.force_login(viewer)
+    page = client.get("/api/docs/").content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page
+    assert "cdn.jsdelivr.net" not in page and "unpkg.com" not in page

@@ -209,3 +209,13 @@ def test_page_query_count_does_not_grow_with_the_fleet(client, viewer, url, extr
         make_workload(c, "w")
         make_workload(c0, f"w{i}")
     assert _queries(client, url, **extra) == few
+
+
+def test_admin_lists_inventory_without_credentials(client, django_user_model):
+    cluster = make_cluster("c1", nodes=1)
+    client.force_login(django_user_model.objects.create_superuser("root", "", "pw-for-tests-1"))
+    for url in ("/admin/inventory/cluster/", f"/admin/inventory/cluster/{cluster.pk}/change/", "/admin/inventory/node/",
+                "/admin/inventory/workload/", "/admin/inventory/syncrun/"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert b"secret-token-of-c1" not in response.content
