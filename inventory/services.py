@@ -67,6 +67,38 @@ def attach_cluster(*, name: str, credentials: dict, user, environment: str = Env
     return cluster
 
 
+def attach_kubeconfig_file(path, *, user=None) -> list[tuple[str, str]]:
+    """Attach every context of a kubeconfig on this machine (`make run KUBECONFIG=…`).
+
+    Files it references are read relative to it and stored inline. Returns (context, outcome)
+    for each context: attached as NAME, already attached, or why not; one bad context never
+    stops the others. An unreadable or invalid file raises KubeconfigError.
+    """
+    from pathlib import Path
+
+    from inventory.forms import default_name
+
+    path = Path(path).expanduser()
+    try:
+        data = kube.parse_kubeconfig(path.read_bytes())
+    except OSError as exc:
+        raise kube.KubeconfigError(f"cannot read {path}: {exc.strerror}") from None
+    results = []
+    for context in kube.context_names(data):
+        name = default_name(context)
+        if Cluster.objects.filter(name=name).exists():
+            results.append((context, f"already attached as {name}"))
+            continue
+        try:
+            single = kube.extract_context(data, context, base_dir=path.parent)
+            attach_cluster(name=name, credentials=kube.credentials_from_kubeconfig(single), user=user)
+        except (kube.KubeconfigError, AttachError) as exc:
+            results.append((context, f"not attached: {exc}"))
+            continue
+        results.append((context, f"attached as {name}"))
+    return results
+
+
 def cluster_audit_view(cluster: Cluster) -> dict:
     """The cluster fields the audit log keeps (never credentials)."""
     return {"name": cluster.name, "server": cluster.server, "auth_method": cluster.auth_method,

@@ -129,3 +129,26 @@ def test_a_good_context_becomes_a_single_context_kubeconfig():
     assert [c["name"] for c in single["contexts"]] == ["prod"]
     assert single["current-context"] == "prod"
     assert kube.server_of(kube.credentials_from_kubeconfig(single)) == "https://api.example.com:6443"
+
+
+@pytest.mark.django_db
+def test_attaching_a_kubeconfig_file_inlines_files_and_reports_each_context(tmp_path):
+    from inventory.models import Cluster
+    from inventory.services import attach_kubeconfig_file
+
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.crt").write_bytes(b"-----BEGIN CERTIFICATE-----\n")
+    data = config()
+    data["clusters"][0]["cluster"] = {"server": "https://k8s-master:6443", "certificate-authority": "certs/ca.crt"}
+    data["users"].append({"name": "plugin", "user": {"exec": {"command": "not-allowed"}}})
+    data["contexts"].append({"name": "team:dev", "context": {"cluster": "c", "user": "plugin"}})
+    (tmp_path / "config").write_text(yaml.safe_dump(data))
+    results = dict(attach_kubeconfig_file(tmp_path / "config"))
+    assert results["prod"] == "attached as prod"
+    assert results["team:dev"].startswith("not attached: User 'plugin' runs the exec plugin 'not-allowed'")
+    credentials = Cluster.objects.get(name="prod").credential.open()
+    cluster = credentials["kubeconfig"]["clusters"][0]["cluster"]
+    assert "certificate-authority" not in cluster and cluster["certificate-authority-data"]
+    assert dict(attach_kubeconfig_file(tmp_path / "config"))["prod"] == "already attached as prod"
+    with pytest.raises(kube.KubeconfigError, match="cannot read .*missing: No such file"):
+        attach_kubeconfig_file(tmp_path / "missing")

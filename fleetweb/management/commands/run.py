@@ -128,27 +128,13 @@ class Command(BaseCommand):
 
     def _attach_kubeconfig(self, path: Path) -> None:
         from inventory import kube, services
-        from inventory.forms import default_name
-        from inventory.models import Cluster
 
         try:
-            data = kube.parse_kubeconfig(path.read_bytes())
-        except OSError as exc:
-            raise CommandError(f"cannot read kubeconfig {path}: {exc.strerror}") from None
+            results = services.attach_kubeconfig_file(path)
         except kube.KubeconfigError as exc:
             raise CommandError(f"{path}: {exc}") from None
-        for context in kube.context_names(data):
-            name = default_name(context)
-            if Cluster.objects.filter(name=name).exists():
-                self.say(f"{name}: already attached")
-                continue
-            try:
-                single = kube.extract_context(data, context, base_dir=path.parent)
-            except kube.KubeconfigError as exc:
-                self.say(f"{context}: not attached: {exc}")
-                continue
-            services.attach_cluster(name=name, credentials=kube.credentials_from_kubeconfig(single), user=None)
-            self.say(f"{name}: attached from context '{context}'")
+        for context, outcome in results:
+            self.say(f"context '{context}': {outcome}")
 
     def _attach_local_members(self, clusters: int, nodes: int) -> None:
         from inventory import services
