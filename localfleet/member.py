@@ -213,7 +213,8 @@ class Member:
                     "--server-address", "", "--cidr", "10.0.0.1/16", "--node-ip", "10.0.0.1"]
         raise ValueError(component)
 
-    def _spawn(self, component: str) -> None:
+    def start_component(self, component: str) -> None:
+        """Start one component (no readiness wait) and record its pid."""
         log = open(self.dir / "logs" / f"{component}.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(self._command(component), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir)
@@ -273,12 +274,12 @@ class Member:
         """Start whatever component is not running, in dependency order, and wait until ready."""
         self.prepare()
         if not self.is_running("etcd"):
-            self._spawn("etcd")
+            self.start_component("etcd")
         self._wait("etcd", self._etcd_healthy, 60)
         self.start_apiserver()
         for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
             if not self.is_running(component):
-                self._spawn(component)
+                self.start_component(component)
         time.sleep(0.5)
         for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
             if not self.is_running(component):
@@ -286,7 +287,7 @@ class Member:
 
     def start_apiserver(self, timeout: float = 120) -> None:
         if not self.is_running("kube-apiserver"):
-            self._spawn("kube-apiserver")
+            self.start_component("kube-apiserver")
         self._wait("kube-apiserver", self.apiserver_ready, timeout)
 
     def stop_component(self, component: str, timeout: float = 15) -> None:

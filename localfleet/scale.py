@@ -87,7 +87,7 @@ def scale(member: Member, profile: dict, *, nodes: int, pods: int, workers: int,
         # Longer leases: 1,000 nodes renewing every 10 s would keep 2 cores busy with lease updates alone.
         member.profile["node_lease_seconds"] = SCALE_LEASE_SECONDS
         member.stop_component("kwok")
-        member._spawn("kwok")
+        member.start_component("kwok")
     http = _Http(member, workers)
     have_nodes = _count(http, "/api/v1/nodes")
     t0 = time.monotonic()
@@ -135,7 +135,7 @@ def scale(member: Member, profile: dict, *, nodes: int, pods: int, workers: int,
         say(f"{member.name}: creating {pods - have_pods} pods on {len(node_names)} nodes")
         _parallel(workers, create_pod, range(have_pods, pods))
     pod_seconds = time.monotonic() - t1
-    member._spawn("kube-controller-manager")
+    member.start_component("kube-controller-manager")
     t2 = time.monotonic()
     running = 0
     while time.monotonic() - t2 < 900:
