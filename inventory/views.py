@@ -116,9 +116,11 @@ def cluster_edit(request, name: str):
     form = ClusterEditForm(request.POST or None, cluster=cluster)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        # Only admins see the TLS option; for anyone else the form's missing checkbox means "unchanged".
+        insecure = data["insecure_skip_tls_verify"] if has_role(request.user, ADMIN) else None
         try:
             services.update_cluster(
-                cluster, user=request.user, source_ip=client_ip(request), insecure=data["insecure_skip_tls_verify"],
+                cluster, user=request.user, source_ip=client_ip(request), insecure=insecure,
                 **{f: data[f] for f in ("environment", "region", "owner", "cost_center", "labels", "sync_interval")})
         except services.AttachError as exc:
             form.add_error(None if exc.field == "__all__" else exc.field, exc.message)

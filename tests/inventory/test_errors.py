@@ -146,3 +146,11 @@ def test_credentials_that_cannot_be_loaded_are_a_config_error():
     report = kube.test_connection(creds)
     assert not report.ok
     assert report.checks[0].name in ("credentials", "reach API server (/version)")
+
+
+def test_insecure_drops_the_ca_and_skips_verification_only_when_asked():
+    creds = {**token_creds("https://api:6443", "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")}
+    strict = kube._as_kubeconfig(creds, insecure=False)["clusters"][0]["cluster"]
+    assert "certificate-authority-data" in strict and "insecure-skip-tls-verify" not in strict
+    loose = kube._as_kubeconfig(creds, insecure=True)["clusters"][0]["cluster"]
+    assert loose.get("insecure-skip-tls-verify") is True and "certificate-authority-data" not in loose

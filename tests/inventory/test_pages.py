@@ -219,3 +219,11 @@ def test_admin_lists_inventory_without_credentials(client, django_user_model):
         response = client.get(url)
         assert response.status_code == 200, url
         assert b"secret-token-of-c1" not in response.content
+
+
+def test_operator_edit_keeps_an_admins_tls_choice(client, operator):
+    make_cluster("lab", insecure_skip_tls_verify=True)
+    login(client, operator)
+    response = client.post("/clusters/lab/edit/", {"environment": "dev", "region": "r", "sync_interval": 60})
+    assert response.status_code == 302
+    assert Cluster.objects.get(name="lab").insecure_skip_tls_verify is True
