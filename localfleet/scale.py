@@ -78,7 +78,7 @@ def _not_running(http: _Http) -> int:
         page = json.loads(response.data)
         if response.status != 200:
             raise RuntimeError(f"counting pods -> {response.status}: {page.get('message')}")
-        count += len(page.get("items", []))
+        count += len(page.get("items") or [])  # a metadata-only list with no items says "items": null
         token = page.get("metadata", {}).get("continue", "")
         if not token:
             return count
