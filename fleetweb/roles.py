@@ -58,6 +58,4 @@ class RolePermission(BasePermission):
         required = getattr(view, "required_role", None)
         if required is None:
             required = VIEWER if request.method in SAFE_METHODS else OPERATOR
-        if callable(required):
-            required = required(request)
         return has_role(request.user, required)

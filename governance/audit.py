@@ -6,7 +6,7 @@ from django.db import models
 
 from governance.models import AuditEvent
 
-SECRET_KEYS = {"token", "password", "client_key", "client-key-data", "kubeconfig", "ca_data", "credentials_data"}
+SECRET_KEYS = {"token", "password", "client_key", "client-key-data", "kubeconfig", "ca_data"}
 
 
 def _scrub(value):

@@ -39,8 +39,7 @@ def cluster_list(request):
     """Clusters with search, filters, sorting and pagination; HTMX swaps only the table."""
     filterset = _cluster_filter(request)
     queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
-    page = Paginator(queryset.order_by(*(queryset.query.order_by or ["name"])), PAGE_SIZE).get_page(
-        request.GET.get("page"))
+    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))  # ?ordering=, else by name
     query = request.GET.copy()
     query.pop("page", None)
     context = {"filterset": filterset, "page": page, "query": query.urlencode(),
