@@ -109,6 +109,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
     "schedule-due-syncs": {"task": "inventory.tasks.schedule_due_syncs", "schedule": 5.0},
     "mark-stale-clusters": {"task": "inventory.tasks.mark_stale_clusters", "schedule": 30.0},
+    "record-group-compliance": {"task": "governance.tasks.record_group_history",
+                                "schedule": float(env_int("FLEETWEB_COMPLIANCE_HISTORY_INTERVAL", 900, minimum=10))},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -181,6 +183,8 @@ if not FLEETWEB_ENCRYPTION_KEYS:
                                                          lambda: Fernet.generate_key().decode()).split(",")
 FLEETWEB_SYNC_INTERVAL = env_int("FLEETWEB_SYNC_INTERVAL", 60, minimum=5)
 FLEETWEB_STALE_AFTER_INTERVALS = env_int("FLEETWEB_STALE_AFTER_INTERVALS", 3, minimum=2)
+# Seconds between compliance trend points when nothing changed (a change always writes one).
+FLEETWEB_COMPLIANCE_HISTORY_INTERVAL = env_int("FLEETWEB_COMPLIANCE_HISTORY_INTERVAL", 900, minimum=10)
 FLEETWEB_KUBE_CONNECT_TIMEOUT = env_int("FLEETWEB_KUBE_CONNECT_TIMEOUT", 5, minimum=1)
 FLEETWEB_KUBE_READ_TIMEOUT = env_int("FLEETWEB_KUBE_READ_TIMEOUT", 30, minimum=1)
 FLEETWEB_KUBE_PAGE_SIZE = env_int("FLEETWEB_KUBE_PAGE_SIZE", 500, minimum=10)

@@ -1,11 +1,14 @@
-"""Governance models. The audit log comes first: every change and decision, append-only."""
+"""Governance models: policy assignments, violations, compliance history, enforcement, and the audit log."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 
-from governance.querysets import AuditEventQuerySet
+from governance import rules
+from governance.choices import EnforcementState, Mode, Severity
+from governance.querysets import AuditEventQuerySet, GovernanceQuerySet
+from inventory.models import Cluster, ClusterGroup
 
 
 class AuditEvent(models.Model):
@@ -35,3 +38,161 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.target_name}"
+
+
+def default_excluded_namespaces() -> list[str]:
+    return list(rules.DEFAULT_EXCLUDED_NAMESPACES)
+
+
+class PolicyAssignment(models.Model):
+    """A rule of the catalog with its parameters, bound to a group in audit or enforce mode."""
+
+    group = models.ForeignKey(ClusterGroup, on_delete=models.CASCADE, related_name="assignments")
+    rule_key = models.CharField(max_length=64, help_text="Key of a rule in governance.rules")
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.AUDIT)
+    params = models.JSONField(default=dict, blank=True)
+    excluded_namespaces = models.JSONField(default=default_excluded_namespaces, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    objects = GovernanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["group__name", "rule_key"]
+        constraints = [models.UniqueConstraint(fields=["group", "rule_key"], name="assignment_group_rule")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_key} on {self.group.name} ({self.mode})"
+
+    @property
+    def rule(self) -> rules.Rule:
+        return rules.get(self.rule_key)
+
+    @property
+    def severity(self) -> str:
+        return self.rule.severity
+
+    def policy_name(self) -> str:
+        """Name of the ValidatingAdmissionPolicy (and binding) enforce mode installs."""
+        return f"fleetweb-{self.rule_key}-{self.pk}"
+
+
+class Violation(models.Model):
+    """One object that breaks an assigned rule: open while it does, resolved when it stopped, re-opened if back."""
+
+    assignment = models.ForeignKey(PolicyAssignment, on_delete=models.CASCADE, related_name="violations")
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="violations")
+    rule_key = models.CharField(max_length=64)
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    object_kind = models.CharField(max_length=32)
+    namespace = models.CharField(max_length=253, blank=True)
+    object_name = models.CharField(max_length=253)
+    message = models.TextField()
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    reopened_at = models.DateTimeField(null=True, blank=True, help_text="Last time it came back after being resolved")
+    times_reopened = models.PositiveIntegerField(default=0)
+
+    objects = GovernanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["resolved_at", "cluster__name", "rule_key", "namespace", "object_name"]
+        constraints = [models.UniqueConstraint(fields=["assignment", "cluster", "object_kind", "namespace",
+                                                       "object_name"], name="violation_identity")]
+        indexes = [models.Index(fields=["cluster", "resolved_at"]), models.Index(fields=["rule_key", "resolved_at"]),
+                   models.Index(fields=["resolved_at", "severity"])]
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.rule_key}: {self.object_kind} {where}{self.object_name} in {self.cluster_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class ClusterCompliance(models.Model):
+    """The latest evaluation of one cluster: score, counts and the result of each applicable assignment."""
+
+    cluster = models.OneToOneField(Cluster, on_delete=models.CASCADE, primary_key=True, related_name="compliance")
+    evaluated_at = models.DateTimeField()
+    score = models.FloatField(null=True, blank=True, help_text="Severity-weighted share of passed checks, 0-100")
+    passed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    open_violations = models.PositiveIntegerField(default=0)
+    results = models.JSONField(default=list, blank=True,
+                               help_text="[{assignment, group, rule, severity, mode, violations}]")
+
+    objects = GovernanceQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"compliance of {self.cluster_id}: {self.score}"
+
+
+class ComplianceSnapshot(models.Model):
+    """A point of a cluster's compliance trend: written when the result changed, else at most every interval."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="compliance_snapshots")
+    at = models.DateTimeField()
+    score = models.FloatField(null=True, blank=True)
+    passed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    open_violations = models.PositiveIntegerField(default=0)
+    by_rule = models.JSONField(default=dict, blank=True, help_text="{rule: {severity, passed, violations}}")
+    failed_by_severity = models.JSONField(default=dict, blank=True)
+
+    objects = GovernanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["cluster", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.cluster_id} at {self.at:%Y-%m-%d %H:%M}: {self.score}"
+
+
+class GroupComplianceSnapshot(models.Model):
+    """A point of a group's (or, with no group, the fleet's) compliance trend, written by beat."""
+
+    group = models.ForeignKey(ClusterGroup, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="compliance_snapshots")
+    at = models.DateTimeField()
+    score = models.FloatField(null=True, blank=True)
+    clusters = models.PositiveIntegerField(default=0)
+    failing_clusters = models.PositiveIntegerField(default=0)
+    open_violations = models.PositiveIntegerField(default=0)
+
+    objects = GovernanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["group", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.group_id or 'fleet'} at {self.at:%Y-%m-%d %H:%M}: {self.score}"
+
+
+class Enforcement(models.Model):
+    """Whether an enforce-mode assignment's admission policy is installed in one member cluster."""
+
+    # SET_NULL: an unassigned policy's rows stay, as "to remove", until the cluster confirmed the removal.
+    assignment = models.ForeignKey(PolicyAssignment, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="enforcements")
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="enforcements")
+    state = models.CharField(max_length=16, choices=EnforcementState.choices, default=EnforcementState.PENDING)
+    message = models.TextField(blank=True)
+    digest = models.CharField(max_length=64, blank=True, help_text="Digest of the installed policy and binding")
+    installed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = GovernanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["cluster__name", "assignment__rule_key"]
+        constraints = [models.UniqueConstraint(fields=["assignment", "cluster"], name="enforcement_identity")]
+
+    def __str__(self) -> str:
+        return f"{self.assignment_id} on {self.cluster_id}: {self.state}"

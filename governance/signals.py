@@ -1,10 +1,11 @@
-"""Logins, failed logins and logouts go to the audit log."""
+"""Logins, failed logins and logouts go to the audit log; inventory changes trigger evaluation."""
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
 from fleetweb.web import client_ip
 from governance.audit import record
+from inventory.signals import clusters_changed
 
 
 @receiver(user_logged_in)
@@ -24,3 +25,11 @@ def audit_login_failed(sender, credentials, request=None, **kwargs):
     username = str((credentials or {}).get("username", ""))[:150]
     record(user=None, action="auth.login_failed", source_ip=client_ip(request), target_name=username,
            message=f"failed login for '{username}'")
+
+
+@receiver(clusters_changed)
+def reevaluate(sender, cluster_ids, reason, **kwargs):
+    """After a sync, an attach, an edit or a group change: evaluate those clusters once committed."""
+    from governance.services import _reevaluate
+
+    _reevaluate(cluster_ids)

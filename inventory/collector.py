@@ -42,6 +42,8 @@ class Snapshot:
     pods_by_workload: dict[str, PodCounts] = dataclasses.field(default_factory=lambda: defaultdict(PodCounts))
     pods_by_namespace: dict[str, PodCounts] = dataclasses.field(default_factory=lambda: defaultdict(PodCounts))
     node_providers: Counter = dataclasses.field(default_factory=Counter)
+    quotas_by_namespace: Counter = dataclasses.field(default_factory=Counter)
+    limit_ranges_by_namespace: Counter = dataclasses.field(default_factory=Counter)
     complete: set[str] = dataclasses.field(default_factory=set)
     errors: dict[str, str] = dataclasses.field(default_factory=dict)
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -71,6 +73,10 @@ class _Reader:
             s.namespaces.clear()
         elif kind == "ReplicaSet":
             self.rs_owner.clear()
+        elif kind == "ResourceQuota":
+            s.quotas_by_namespace.clear()
+        elif kind == "LimitRange":
+            s.limit_ranges_by_namespace.clear()
         elif kind == "Pod":
             s.problem_pods.clear()
             s.pods_by_workload.clear()
@@ -126,6 +132,12 @@ class _Reader:
                 "phase": ns.status.phase,
                 "pod_security_enforce": ns.metadata.labels.get("pod-security.kubernetes.io/enforce", ""),
             })
+
+    def _add_resourcequota(self, _kind: str, items: list[decode.NamespacedObject]) -> None:
+        self.s.quotas_by_namespace.update(o.metadata.namespace for o in items)
+
+    def _add_limitrange(self, _kind: str, items: list[decode.NamespacedObject]) -> None:
+        self.s.limit_ranges_by_namespace.update(o.metadata.namespace for o in items)
 
     def _add_replicaset(self, _kind: str, items: list[decode.ReplicaSet]) -> None:
         for rs in items:

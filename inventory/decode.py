@@ -271,6 +271,12 @@ class Pod(_S):
     status: PodStatus = msgspec.field(default_factory=PodStatus)
 
 
+class NamespacedObject(_S):
+    """ResourceQuota, LimitRange: only which namespace holds one matters to policies."""
+
+    metadata: Meta = msgspec.field(default_factory=Meta)
+
+
 _DECODERS: dict[str, msgspec.json.Decoder] = {
     "Node": msgspec.json.Decoder(ObjectList[Node]),
     "Namespace": msgspec.json.Decoder(ObjectList[Namespace]),
@@ -281,6 +287,8 @@ _DECODERS: dict[str, msgspec.json.Decoder] = {
     "CronJob": msgspec.json.Decoder(ObjectList[CronJob]),
     "ReplicaSet": msgspec.json.Decoder(ObjectList[ReplicaSet]),
     "Pod": msgspec.json.Decoder(ObjectList[Pod]),
+    "ResourceQuota": msgspec.json.Decoder(ObjectList[NamespacedObject]),
+    "LimitRange": msgspec.json.Decoder(ObjectList[NamespacedObject]),
 }
 _LIST_META = msgspec.json.Decoder(_ListOnlyMeta)
 

@@ -46,6 +46,8 @@ COLLECTED = (
     ("CronJob", "/apis/batch/v1/cronjobs", "batch", "cronjobs"),
     ("Job", "/apis/batch/v1/jobs", "batch", "jobs"),
     ("Pod", "/api/v1/pods", "", "pods"),
+    ("ResourceQuota", "/api/v1/resourcequotas", "", "resourcequotas"),
+    ("LimitRange", "/api/v1/limitranges", "", "limitranges"),
 )
 
 
@@ -379,13 +381,13 @@ def _api_message(exc: ApiException) -> str:
 
 
 def request(session: Session, method: str, path: str, *, query: list | None = None, body: dict | None = None,
-            what: str = "") -> bytes:
+            what: str = "", content_type: str = "application/json") -> bytes:
     """One raw call with timeouts; returns the body bytes or raises KubeError."""
     api = session.api
     try:
         method, url, headers, body_data, post_params = api.param_serialize(
             method, path, query_params=query or [], body=body,
-            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            header_params={"Accept": "application/json", "Content-Type": content_type},
             auth_settings=["BearerToken"],
         )
         response = api.call_api(method, url, header_params=headers, body=body_data, post_params=post_params,
@@ -424,6 +426,32 @@ def paged_list(session: Session, path: str, *, limit: int | None = None) -> Iter
         token = decode_list_meta(page)
         if not token:
             return
+
+
+FIELD_MANAGER = "fleetweb"
+
+
+def apply(session: Session, path: str, body: dict) -> dict:
+    """Server-side apply of one object at its own path (field manager `fleetweb`, conflicts forced)."""
+    data = request(session, "PATCH", path, body=body, content_type="application/apply-patch+yaml",
+                   query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                   what=f"apply {body.get('kind', '')} {body.get('metadata', {}).get('name', '')}".strip())
+    return json.loads(data)
+
+
+def delete(session: Session, path: str) -> bool:
+    """Delete one object; False when it was already gone."""
+    try:
+        request(session, "DELETE", path, what=f"delete {path}")
+    except KubeError as exc:
+        if exc.http_status == 404:
+            return False
+        raise
+    return True
+
+
+def get_json(session: Session, path: str, *, query: list | None = None) -> dict:
+    return json.loads(request(session, "GET", path, query=query))
 
 
 def server_version(session: Session) -> dict:
@@ -502,7 +530,8 @@ def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionR
 
 
 def least_privilege_manifest(namespace: str = "fleetweb-system", name: str = "fleetweb-reader") -> str:
-    """ServiceAccount, ClusterRole (get/list/watch on exactly the collected kinds), binding, token Secret."""
+    """ServiceAccount, ClusterRole (get/list/watch on exactly the collected kinds), binding, token Secret,
+    and a separate role to manage Fleetweb's ValidatingAdmissionPolicies (enforce mode)."""
     rules: dict[str, list[str]] = {}
     for _kind, _path, group, resource in COLLECTED:
         rules.setdefault(group, []).append(resource)
@@ -521,6 +550,23 @@ def least_privilege_manifest(namespace: str = "fleetweb-system", name: str = "fl
             "kind": "ClusterRoleBinding",
             "metadata": {"name": name},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+        # Enforcement: install and remove Fleetweb's own admission policies. Leave these two
+        # documents out to attach read-only; enforce-mode policies then show "failed: 403".
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": f"{name}-enforcer"},
+            "rules": [{"apiGroups": ["admissionregistration.k8s.io"],
+                       "resources": ["validatingadmissionpolicies", "validatingadmissionpolicybindings"],
+                       "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"{name}-enforcer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{name}-enforcer"},
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         },
         {

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.urls import reverse
 
 from fleetweb import crypto
+from inventory import selectors
 from inventory.choices import AuthMethod, ClusterStatus, Environment, Provider, SyncOutcome, WorkloadKind
-from inventory.querysets import ClusterQuerySet, InventoryQuerySet
-from inventory.validators import validate_server_url
+from inventory.querysets import ClusterGroupQuerySet, ClusterQuerySet, InventoryQuerySet
+from inventory.validators import validate_selector, validate_server_url
 
 
 class Cluster(models.Model):
@@ -152,6 +154,8 @@ class Namespace(InventoryModel):
     pods_running = models.IntegerField(default=0)
     pods_pending = models.IntegerField(default=0)
     pods_failed = models.IntegerField(default=0)
+    resource_quotas = models.IntegerField(default=0, help_text="ResourceQuota objects in the namespace")
+    limit_ranges = models.IntegerField(default=0, help_text="LimitRange objects in the namespace")
 
     class Meta:
         ordering = ["cluster", "name"]
@@ -227,3 +231,43 @@ class SyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"sync of {self.cluster_id} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ClusterGroup(models.Model):
+    """A named set of clusters: static members plus every cluster its label selector matches, now or later."""
+
+    name = models.SlugField(max_length=63, unique=True)
+    description = models.TextField(blank=True)
+    owner = models.CharField(max_length=128, blank=True, help_text="Owning team")
+    selector = models.CharField(max_length=1024, blank=True, validators=[validate_selector],
+                                help_text="Kubernetes-style selector over cluster fields and labels")
+    static_members = models.ManyToManyField(Cluster, blank=True, related_name="static_groups")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    objects = ClusterGroupQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("inventory:group_detail", args=[self.name])
+
+    @property
+    def parsed_selector(self) -> selectors.Selector:
+        return selectors.parse(self.selector)
+
+    def members(self) -> ClusterQuerySet:
+        """Static members and every cluster the selector matches, as one query."""
+        return Cluster.objects.filter(Q(static_groups=self) | self.parsed_selector.q()).distinct()
+
+    def contains(self, cluster: Cluster, *, static_ids: set[int] | None = None) -> bool:
+        """Membership without a query when the static member ids are given (see `membership`)."""
+        if static_ids is None:
+            static_ids = set(self.static_members.values_list("pk", flat=True))
+        return cluster.pk in static_ids or self.parsed_selector.matches(cluster)

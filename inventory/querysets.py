@@ -17,3 +17,9 @@ class InventoryQuerySet(models.QuerySet):
     def visible_to(self, user) -> InventoryQuerySet:
         """Inventory rows of clusters the user may see."""
         return self if has_role(user, VIEWER) else self.none()
+
+
+class ClusterGroupQuerySet(models.QuerySet):
+    def visible_to(self, user) -> ClusterGroupQuerySet:
+        """Groups the user may see: all of them for any role holder, none for an outsider."""
+        return self if has_role(user, VIEWER) else self.none()

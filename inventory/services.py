@@ -14,9 +14,19 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from governance.audit import record
-from inventory import collector, kube
+from inventory import collector, kube, selectors
 from inventory.choices import ClusterStatus, Environment, SyncOutcome, WorkloadKind
-from inventory.models import Cluster, ClusterCredential, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.models import (
+    Cluster,
+    ClusterCredential,
+    ClusterGroup,
+    Namespace,
+    Node,
+    ProblemPod,
+    SyncRun,
+    Workload,
+)
+from inventory.signals import clusters_changed
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +73,7 @@ def attach_cluster(*, name: str, credentials: dict, user, environment: str = Env
         ClusterCredential.objects.create(cluster=cluster, ciphertext=ClusterCredential.seal(credentials))
         record(user=user, action="cluster.attach", target=cluster, source_ip=source_ip,
                after=cluster_audit_view(cluster))
+        # Its groups' policies are evaluated (and enforced) after that sync, like after every sync.
         transaction.on_commit(lambda: request_sync(cluster.pk, triggered_by="attach"))
     return cluster
 
@@ -132,6 +143,8 @@ def update_cluster(cluster: Cluster, *, user, source_ip: str = "", credentials: 
         if credentials is not None:
             after["credentials"] = "replaced"
         record(user=user, action="cluster.update", target=cluster, source_ip=source_ip, before=before, after=after)
+        if any(before[f] != after[f] for f in ("environment", "region", "owner", "cost_center", "labels")):
+            clusters_changed.send(sender=Cluster, cluster_ids=[cluster.pk], reason="update")
     return cluster
 
 
@@ -268,6 +281,7 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun:
         run.bytes_read = snapshot.bytes_read
         run.error = cluster.last_error
         run.save()
+        clusters_changed.send(sender=Cluster, cluster_ids=[cluster.pk], reason="sync")
     return run
 
 
@@ -329,7 +343,16 @@ def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
                 counts = snapshot.pods_by_namespace.get(row["name"]) or collector.PodCounts()
                 row.update(pods_total=counts.total, pods_running=counts.running, pods_pending=counts.pending,
                            pods_failed=counts.failed)
-        _upsert(Namespace, cluster, rows, update_fields=_fields(Namespace, () if pods_complete else pod_fields))
+        # Quota and LimitRange counts come from their own lists; keep the stored ones when a list failed.
+        keep = pod_fields if not pods_complete else ()
+        for kind, field, counter in (("ResourceQuota", "resource_quotas", snapshot.quotas_by_namespace),
+                                     ("LimitRange", "limit_ranges", snapshot.limit_ranges_by_namespace)):
+            if kind in complete:
+                for row in rows:
+                    row[field] = counter.get(row["name"], 0)
+            else:
+                keep += (field,)
+        _upsert(Namespace, cluster, rows, update_fields=_fields(Namespace, keep))
         if prune:
             _prune(Namespace.objects.filter(cluster=cluster), [n["uid"] for n in rows])
     count_fields = ("pods_total", "pods_ready", "pods_pending", "pods_crashlooping", "restarts")
@@ -366,3 +389,86 @@ def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
         cluster.pod_count = snapshot.pod_total
         cluster.problem_pod_count = len(snapshot.problem_pods)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Groups
+
+
+def membership(groups, clusters=None) -> dict[int, list[Cluster]]:
+    """{group id: member clusters} for many groups in three queries, matching selectors in Python."""
+    groups = list(groups)
+    if clusters is None:
+        clusters = list(Cluster.objects.only("pk", "name", "labels", *selectors.FIELDS, "status"))
+    static: dict[int, set[int]] = {g.pk: set() for g in groups}
+    for group_id, cluster_id in ClusterGroup.static_members.through.objects.filter(
+            clustergroup_id__in=static).values_list("clustergroup_id", "cluster_id"):
+        static[group_id].add(cluster_id)
+    return {g.pk: [c for c in clusters if g.contains(c, static_ids=static[g.pk])] for g in groups}
+
+
+def groups_of(cluster: Cluster) -> list[ClusterGroup]:
+    """The groups a cluster belongs to now (static or by selector)."""
+    groups = list(ClusterGroup.objects.all())
+    members = membership(groups, [cluster])
+    return [g for g in groups if members[g.pk]]
+
+
+def group_audit_view(group: ClusterGroup, static_names: list[str] | None = None) -> dict:
+    if static_names is None:
+        static_names = sorted(group.static_members.values_list("name", flat=True)) if group.pk else []
+    return {"name": group.name, "description": group.description, "owner": group.owner,
+            "selector": group.selector, "static_members": static_names}
+
+
+def _member_ids(group: ClusterGroup) -> set[int]:
+    return set(group.members().values_list("pk", flat=True))
+
+
+def create_group(*, name: str, user, selector: str = "", description: str = "", owner: str = "",
+                 static_members=(), source_ip: str = "") -> ClusterGroup:
+    """Create a group; its members are re-evaluated against the policies assigned to it."""
+    selectors.parse(selector)  # raises SelectorError with the position
+    if ClusterGroup.objects.filter(name=name).exists():
+        raise AttachError(f"A group named '{name}' already exists.", field="name")
+    with transaction.atomic():
+        group = ClusterGroup.objects.create(name=name, selector=selector.strip(), description=description,
+                                            owner=owner, created_by=user if getattr(user, "pk", None) else None)
+        group.static_members.set(static_members)
+        record(user=user, action="group.create", target=group, source_ip=source_ip,
+               after=group_audit_view(group))
+        clusters_changed.send(sender=ClusterGroup, cluster_ids=sorted(_member_ids(group)), reason="group")
+    return group
+
+
+def update_group(group: ClusterGroup, *, user, source_ip: str = "", static_members=None, **changes) -> ClusterGroup:
+    """Change a group; clusters that joined or left it are re-evaluated (and enforcement follows)."""
+    unknown = set(changes) - {"description", "owner", "selector"}
+    if unknown:
+        raise AttachError(f"These fields cannot be changed: {', '.join(sorted(unknown))}")
+    if "selector" in changes:
+        selectors.parse(changes["selector"])
+        changes["selector"] = changes["selector"].strip()
+    with transaction.atomic():
+        group = ClusterGroup.objects.select_for_update().get(pk=group.pk)
+        before = group_audit_view(group)
+        old_members = _member_ids(group)
+        for field, value in changes.items():
+            setattr(group, field, value)
+        group.save()
+        if static_members is not None:
+            group.static_members.set(static_members)
+        after = group_audit_view(group)
+        record(user=user, action="group.update", target=group, source_ip=source_ip, before=before, after=after)
+        new_members = _member_ids(group)
+        clusters_changed.send(sender=ClusterGroup, cluster_ids=sorted(old_members | new_members), reason="group")
+    return group
+
+
+def delete_group(group: ClusterGroup, *, user, source_ip: str = "") -> None:
+    """Delete a group with its policy assignments; its former members are re-evaluated."""
+    with transaction.atomic():
+        members = _member_ids(group)
+        record(user=user, action="group.delete", target=group, source_ip=source_ip, before=group_audit_view(group))
+        group.delete()
+        clusters_changed.send(sender=ClusterGroup, cluster_ids=sorted(members), reason="group")

@@ -21,3 +21,13 @@ def validate_server_url(value: str) -> None:
         raise ValidationError(f"'{value}' has an invalid port.") from None
     if any(c.isspace() for c in value):
         raise ValidationError(f"'{value}' contains spaces.")
+
+
+def validate_selector(value: str) -> None:
+    """A cluster selector that parses; the message names the position of the fault."""
+    from inventory.selectors import SelectorError, parse
+
+    try:
+        parse(value)
+    except SelectorError as exc:
+        raise ValidationError(str(exc), code="selector") from None

@@ -134,6 +134,12 @@ def workloads(profile: dict) -> list[dict]:
             "name": "monitoring", "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}},
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "legacy"}},
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "batch"}},
+        # Only payments is fenced in: the other namespaces break the quota and LimitRange policies.
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "payments", "namespace": "payments"},
+         "spec": {"hard": {"requests.cpu": "8", "requests.memory": "16Gi", "pods": "100"}}},
+        {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults", "namespace": "payments"},
+         "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m", "memory": "256Mi"},
+                              "defaultRequest": {"cpu": "100m", "memory": "128Mi"}}]}},
         _deployment("shop", "frontend", 3, [_container("web", "registry.example.com/shop/frontend:3.2.0")]),
         # Missing requests/limits: a common policy violation.
         _deployment("shop", "cart", 2, [_container("cart", "registry.example.com/shop/cart:2.4.1", limits=False)]),
@@ -184,6 +190,8 @@ def apply_docs(api: k8s.ApiClient, docs: list[dict]) -> None:
             "Namespace": lambda d: core.create_namespace(d),
             "ServiceAccount": lambda d, ns=ns: core.create_namespaced_service_account(ns, d),
             "Secret": lambda d, ns=ns: core.create_namespaced_secret(ns, d),
+            "ResourceQuota": lambda d, ns=ns: core.create_namespaced_resource_quota(ns, d),
+            "LimitRange": lambda d, ns=ns: core.create_namespaced_limit_range(ns, d),
             "ClusterRole": lambda d: rbac.create_cluster_role(d),
             "ClusterRoleBinding": lambda d: rbac.create_cluster_role_binding(d),
             "Deployment": lambda d, ns=ns: apps.create_namespaced_deployment(ns, d),

@@ -1,0 +1,207 @@
+"""The catalog of built-in baseline rules.
+
+A rule is a plain function over the stored inventory of one cluster (`Context`) that yields a
+`Finding` per violating object; adding a rule is one small module that calls `register(...)`
+plus its tests. A rule that can be expressed as a ValidatingAdmissionPolicy also gives an
+`admission` function returning its CEL, so `enforce` mode installs it in member clusters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Callable, Iterable
+
+SEVERITIES = ("critical", "high", "medium", "low")
+SEVERITY_WEIGHT = {"critical": 8, "high": 4, "medium": 2, "low": 1}
+DEFAULT_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+
+
+class ParamError(ValueError):
+    """Parameters a rule refuses; `errors` maps each parameter to its message."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One parameter of a rule: `kind` is int, bool, str or list (of strings)."""
+
+    name: str
+    kind: str
+    default: object
+    help: str
+    min_value: int | None = None
+    max_value: int | None = None
+    required: bool = False  # a list that must not be empty
+    pattern: str | None = None  # each string (or list item) must match
+
+    def clean(self, value):
+        import re
+
+        if value is None or value == "":
+            value = self.default
+        if self.kind == "int":
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"'{value}' is not a whole number") from None
+            if self.min_value is not None and value < self.min_value:
+                raise ValueError(f"must be at least {self.min_value}")
+            if self.max_value is not None and value > self.max_value:
+                raise ValueError(f"must be at most {self.max_value}")
+            return value
+        if self.kind == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "on", "off", "1", "0", "yes", "no"):
+                    raise ValueError(f"'{value}' is not true or false")
+                return value.lower() in ("true", "on", "1", "yes")
+            return bool(value)
+        if self.kind == "list":
+            if isinstance(value, str):
+                value = [v for v in (part.strip() for part in value.replace("\n", ",").split(",")) if v]
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ValueError("must be a list of strings")
+            value = list(dict.fromkeys(v.strip() for v in value if v.strip()))
+            if self.required and not value:
+                raise ValueError("give at least one value")
+            for item in value:
+                if self.pattern and not re.fullmatch(self.pattern, item):
+                    raise ValueError(f"'{item}' is not valid here")
+            return value
+        if not isinstance(value, str):
+            raise ValueError("must be text")
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One violating object: kind (Pod template owner, Namespace, Cluster, KubeletVersion), namespace, name."""
+
+    kind: str
+    namespace: str
+    name: str
+    message: str
+
+
+@dataclasses.dataclass
+class Context:
+    """The stored inventory of one cluster that rules read, with excluded namespaces already removed."""
+
+    cluster_name: str
+    kubernetes_version: str
+    today: datetime.date
+    workloads: list[dict] = dataclasses.field(default_factory=list)  # namespace, kind, name, labels, pod_template
+    namespaces: list[dict] = dataclasses.field(default_factory=list)  # name, labels, resource_quotas, limit_ranges
+    kubelet_versions: dict[str, int] = dataclasses.field(default_factory=dict)  # version -> node count
+
+
+@dataclasses.dataclass(frozen=True)
+class Admission:
+    """A rule as a ValidatingAdmissionPolicy: which resources it checks and its CEL validations."""
+
+    resources: tuple[tuple[str, str], ...]  # (apiGroup, resource)
+    validations: tuple[dict, ...]  # {"expression": ..., "message": ...}
+    operations: tuple[str, ...] = ("CREATE", "UPDATE")
+    variables: tuple[dict, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    key: str
+    title: str
+    why: str
+    severity: str
+    scope: str  # workload, namespace, cluster
+    fix: str
+    check: Callable[[Context, dict], Iterable[Finding]]
+    params: tuple[Param, ...] = ()
+    admission: Callable[[dict], Admission] | None = None
+    audit_only_reason: str = ""
+
+    @property
+    def enforceable(self) -> bool:
+        return self.admission is not None
+
+    def defaults(self) -> dict:
+        return {p.name: p.default for p in self.params}
+
+    @property
+    def needs_input(self) -> bool:
+        """True when the defaults are not enough (a list that must be filled in)."""
+        return any(p.required and not p.default for p in self.params)
+
+    def clean_params(self, raw: dict | None) -> dict:
+        """Validated parameters with defaults filled in; unknown names and bad values raise ParamError."""
+        raw = dict(raw or {})
+        known = {p.name for p in self.params}
+        errors = {name: "unknown parameter" for name in raw if name not in known}
+        cleaned = {}
+        for p in self.params:
+            try:
+                cleaned[p.name] = p.clean(raw.get(p.name))
+            except ValueError as exc:
+                errors[p.name] = str(exc)
+        if errors:
+            raise ParamError(errors)
+        return cleaned
+
+
+REGISTRY: dict[str, Rule] = {}
+
+
+def register(rule: Rule) -> Rule:
+    assert rule.key not in REGISTRY, f"rule {rule.key} registered twice"
+    assert rule.severity in SEVERITIES, rule.severity
+    assert rule.admission is not None or rule.audit_only_reason, f"{rule.key}: say why it cannot be enforced"
+    REGISTRY[rule.key] = rule
+    return rule
+
+
+def get(key: str) -> Rule:
+    return REGISTRY[key]
+
+
+def catalog() -> list[Rule]:
+    """Every rule, most severe first."""
+    return sorted(REGISTRY.values(), key=lambda r: (SEVERITIES.index(r.severity), r.key))
+
+
+# -- shared CEL for pod-template rules ---------------------------------------------------------
+
+POD_RESOURCES = (("", "pods"), ("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"),
+                 ("apps", "replicasets"), ("batch", "jobs"), ("batch", "cronjobs"))
+WORKLOAD_RESOURCES = POD_RESOURCES[1:]
+# The pod spec of a Pod, of a workload's template, or of a CronJob's job template.
+POD_SPEC_VARIABLES = (
+    {"name": "podSpec", "expression": "object.kind == 'Pod' ? object.spec : "
+                                      "(object.kind == 'CronJob' ? object.spec.jobTemplate.spec.template.spec : "
+                                      "object.spec.template.spec)"},
+    {"name": "containers", "expression": "variables.podSpec.containers + "
+                                         "variables.podSpec.?initContainers.orValue([])"},
+)
+
+
+def pod_admission(*validations: dict, kinds=POD_RESOURCES) -> Admission:
+    return Admission(resources=kinds, validations=tuple(validations), variables=POD_SPEC_VARIABLES)
+
+
+def cel_list(values: Iterable[str]) -> str:
+    """A CEL list literal of strings, safely quoted."""
+    import json
+
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def containers(workload: dict) -> list[dict]:
+    return workload["pod_template"].get("containers", [])
+
+
+def where(workload: dict) -> tuple[str, str, str]:
+    return workload["kind"], workload["namespace"], workload["name"]
+
+
+# Importing the rule modules registers them.
+from governance.rules import images, labels, namespaces, pod_security, resources, versions  # noqa: E402,F401

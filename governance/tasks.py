@@ -1,0 +1,26 @@
+"""Celery tasks of governance: thin wrappers around services, safe to run twice."""
+
+from celery import shared_task
+
+from governance import enforcement, services
+from inventory.models import Cluster
+
+
+@shared_task(soft_time_limit=120, time_limit=150, acks_late=True, ignore_result=True)
+def evaluate_cluster(cluster_id: int) -> str:
+    """Evaluate one cluster's assigned rules, then bring its admission policies in line (enforce mode)."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None:
+        return "gone"
+    assignments = services.assignments_for(cluster)
+    services.evaluate_cluster(cluster)
+    desired = enforcement.desired_for(cluster, assignments)
+    if enforcement.needs_reconcile(cluster, desired):
+        enforcement.reconcile(cluster, desired)
+    return "evaluated"
+
+
+@shared_task(ignore_result=True)
+def record_group_history() -> int:
+    """Run by beat: one compliance trend point per group and for the fleet."""
+    return services.record_group_history()
