@@ -3,7 +3,8 @@
 import django_filters
 from django.db.models import Q
 
-from governance.models import AuditEvent
+from governance.choices import Mode, Severity
+from governance.models import AuditEvent, PolicyAssignment, Violation
 
 
 class AuditEventFilterSet(django_filters.FilterSet):
@@ -23,3 +24,44 @@ class AuditEventFilterSet(django_filters.FilterSet):
             return queryset
         return queryset.filter(Q(action__icontains=value) | Q(actor_name__icontains=value)
                                | Q(target_name__icontains=value) | Q(message__icontains=value))
+
+
+class ViolationFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search")
+    cluster = django_filters.CharFilter(field_name="cluster__name", lookup_expr="exact")
+    group = django_filters.CharFilter(field_name="assignment__group__name", lookup_expr="exact")
+    rule = django_filters.CharFilter(field_name="rule_key", lookup_expr="exact")
+    severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
+    namespace = django_filters.CharFilter(lookup_expr="exact")
+    kind = django_filters.CharFilter(field_name="object_kind", lookup_expr="iexact")
+    state = django_filters.ChoiceFilter(choices=(("open", "open"), ("resolved", "resolved")), method="filter_state",
+                                        empty_label="open and resolved")
+    since = django_filters.IsoDateTimeFilter(field_name="first_seen", lookup_expr="gte")
+
+    class Meta:
+        model = Violation
+        fields = ["q", "cluster", "group", "rule", "severity", "namespace", "kind", "state", "since"]
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(object_name__icontains=value) | Q(namespace__icontains=value)
+                               | Q(message__icontains=value) | Q(cluster__name__icontains=value))
+
+    def filter_state(self, queryset, name, value):
+        if value == "open":
+            return queryset.filter(resolved_at__isnull=True)
+        if value == "resolved":
+            return queryset.filter(resolved_at__isnull=False)
+        return queryset
+
+
+class PolicyAssignmentFilterSet(django_filters.FilterSet):
+    group = django_filters.CharFilter(field_name="group__name")
+    rule = django_filters.CharFilter(field_name="rule_key")
+    mode = django_filters.ChoiceFilter(choices=Mode.choices)
+
+    class Meta:
+        model = PolicyAssignment
+        fields = ["group", "rule", "mode"]

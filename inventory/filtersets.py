@@ -6,7 +6,7 @@ import django_filters
 from django.db.models import Q
 
 from inventory.choices import ClusterStatus, Environment, Provider, WorkloadKind
-from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
 
 
 def _label_filter(queryset, field: str, value: str):
@@ -131,3 +131,19 @@ class SyncRunFilterSet(django_filters.FilterSet):
     class Meta:
         model = SyncRun
         fields = ["cluster", "cluster_name", "outcome"]
+
+
+class ClusterGroupFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search")
+    owner = django_filters.CharFilter(lookup_expr="iexact")
+
+    class Meta:
+        model = ClusterGroup
+        fields = ["q", "owner"]
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value)
+                               | Q(owner__icontains=value) | Q(selector__icontains=value))

@@ -1,8 +1,11 @@
-"""API serializers of governance: the audit log (read-only)."""
+"""API serializers of governance: the catalog, assignments, violations, compliance, the audit log."""
 
 from rest_framework import serializers
 
-from governance.models import AuditEvent
+from governance import rules
+from governance.choices import Mode
+from governance.models import AuditEvent, ClusterCompliance, Enforcement, PolicyAssignment, Violation
+from inventory.models import ClusterGroup
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -11,3 +14,90 @@ class AuditEventSerializer(serializers.ModelSerializer):
         fields = ("id", "at", "actor", "actor_name", "source_ip", "action", "target_type", "target_id", "target_name",
                   "before", "after", "message")
         read_only_fields = fields
+
+
+class ParamSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    default = serializers.JSONField()
+    help = serializers.CharField()
+    required = serializers.BooleanField()
+    min_value = serializers.IntegerField(allow_null=True)
+    max_value = serializers.IntegerField(allow_null=True)
+
+
+class RuleSerializer(serializers.Serializer):
+    """A rule of the built-in catalog."""
+
+    key = serializers.CharField()
+    title = serializers.CharField()
+    why = serializers.CharField()
+    severity = serializers.CharField()
+    scope = serializers.CharField()
+    fix = serializers.CharField()
+    params = ParamSerializer(many=True)
+    enforceable = serializers.BooleanField()
+    audit_only_reason = serializers.CharField()
+
+
+class EnforcementSerializer(serializers.ModelSerializer):
+    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Enforcement
+        fields = ("cluster", "state", "message", "installed_at", "updated_at")
+        read_only_fields = fields
+
+
+class PolicyAssignmentSerializer(serializers.ModelSerializer):
+    """A rule bound to a group: `group` by name, `rule` by key; params are validated by the rule."""
+
+    group = serializers.SlugRelatedField(slug_field="name", queryset=ClusterGroup.objects.all())
+    rule = serializers.ChoiceField(source="rule_key", choices=[r.key for r in rules.catalog()])
+    mode = serializers.ChoiceField(choices=Mode.choices, default=Mode.AUDIT)
+    params = serializers.JSONField(required=False, default=dict)
+    excluded_namespaces = serializers.ListField(child=serializers.CharField(), required=False,
+                                                default=lambda: list(rules.DEFAULT_EXCLUDED_NAMESPACES))
+    severity = serializers.CharField(read_only=True)
+    policy_name = serializers.CharField(read_only=True)
+    enforcement = EnforcementSerializer(source="enforcements", many=True, read_only=True)
+
+    class Meta:
+        model = PolicyAssignment
+        fields = ("id", "group", "rule", "severity", "mode", "params", "excluded_namespaces", "policy_name",
+                  "enforcement", "created_at", "updated_at")
+        read_only_fields = ("id", "severity", "policy_name", "enforcement", "created_at", "updated_at")
+        validators = []  # group+rule uniqueness is checked by the service, with a message that names both
+
+
+class ViolationSerializer(serializers.ModelSerializer):
+    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    group = serializers.CharField(source="assignment.group.name", read_only=True)
+    rule = serializers.CharField(source="rule_key", read_only=True)
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Violation
+        fields = ("id", "cluster", "group", "rule", "severity", "object_kind", "namespace", "object_name", "message",
+                  "state", "first_seen", "last_seen", "resolved_at", "reopened_at", "times_reopened")
+        read_only_fields = fields
+
+    def get_state(self, v) -> str:
+        return "open" if v.resolved_at is None else "resolved"
+
+
+class ClusterComplianceSerializer(serializers.ModelSerializer):
+    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    history = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ClusterCompliance
+        fields = ("cluster", "score", "passed", "failed", "open_violations", "evaluated_at", "results", "history")
+        read_only_fields = fields
+
+    def get_history(self, c) -> list[dict] | None:
+        if not self.context.get("with_history"):
+            return None
+        from governance.services import history
+
+        return history(c.cluster.compliance_snapshots.all(), days=self.context.get("days", 30))

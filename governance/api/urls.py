@@ -1,9 +1,17 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from governance.api import views
 
 router = SimpleRouter()
 router.register("audit-events", views.AuditEventViewSet, basename="auditevent")
+router.register("policies", views.PolicyViewSet, basename="policy")
+router.register("policy-assignments", views.PolicyAssignmentViewSet, basename="policyassignment")
+router.register("violations", views.ViolationViewSet, basename="violation")
+router.register("compliance/clusters", views.ClusterComplianceViewSet, basename="clustercompliance")
 
 app_name = "governance-api"
-urlpatterns = router.urls
+urlpatterns = [
+    path("compliance/", views.ComplianceView.as_view(), name="compliance"),
+    *router.urls,
+]

@@ -1,11 +1,27 @@
-"""The audit log over the API: read-only, admins only."""
+"""Governance over the API: catalog, assignments, violations, compliance (viewers read; writes need roles)."""
 
-from rest_framework import viewsets
+from __future__ import annotations
 
-from fleetweb.roles import ADMIN
-from governance.api.serializers import AuditEventSerializer
-from governance.filtersets import AuditEventFilterSet
-from governance.models import AuditEvent
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from fleetweb.roles import ADMIN, VIEWER
+from fleetweb.web import client_ip
+from governance import rules, services
+from governance.api.serializers import (
+    AuditEventSerializer,
+    ClusterComplianceSerializer,
+    PolicyAssignmentSerializer,
+    RuleSerializer,
+    ViolationSerializer,
+)
+from governance.filtersets import AuditEventFilterSet, PolicyAssignmentFilterSet, ViolationFilterSet
+from governance.models import AuditEvent, ClusterCompliance, GroupComplianceSnapshot, PolicyAssignment, Violation
+from inventory.models import ClusterGroup
 
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
@@ -16,3 +32,138 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return AuditEvent.objects.visible_to(self.request.user)
+
+
+class PolicyViewSet(viewsets.ViewSet):
+    """The built-in rule catalog, most severe first."""
+
+    required_role = VIEWER
+    lookup_field = "key"
+    lookup_value_regex = "[-a-z0-9]+"
+    serializer_class = RuleSerializer
+
+    @extend_schema(responses=RuleSerializer(many=True))
+    def list(self, request):
+        return Response(RuleSerializer(rules.catalog(), many=True).data)
+
+    @extend_schema(responses=RuleSerializer)
+    def retrieve(self, request, key=None):
+        if key not in rules.REGISTRY:
+            raise NotFound(f"No rule '{key}' in the catalog.")
+        return Response(RuleSerializer(rules.get(key)).data)
+
+
+def _policy_call(fn, **kwargs):
+    try:
+        return fn(**kwargs)
+    except services.PolicyError as exc:
+        errors: dict = {}
+        for field, message in exc.errors.items():
+            if field.startswith("params."):
+                errors.setdefault("params", {})[field.removeprefix("params.")] = [message]
+            else:
+                errors[field] = [message]
+        raise ValidationError(errors) from None
+
+
+class PolicyAssignmentViewSet(viewsets.ModelViewSet):
+    """Rules assigned to groups. Operators assign in audit mode; enforce mode is for admins."""
+
+    serializer_class = PolicyAssignmentSerializer
+    filterset_class = PolicyAssignmentFilterSet
+    ordering_fields = ["group__name", "rule_key", "mode", "created_at"]
+    ordering = ["group__name", "rule_key"]
+
+    def get_queryset(self):
+        return (PolicyAssignment.objects.visible_to(self.request.user).select_related("group")
+                .prefetch_related("enforcements__cluster"))
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = _policy_call(
+            services.create_assignment, group=data["group"], rule_key=data["rule_key"], mode=data["mode"],
+            params=data.get("params"), excluded_namespaces=data.get("excluded_namespaces"), user=self.request.user,
+            source_ip=client_ip(self.request))
+
+    def perform_update(self, serializer):
+        data = serializer.validated_data
+        instance = serializer.instance
+        if data.get("group", instance.group) != instance.group or data.get("rule_key", instance.rule_key) \
+                != instance.rule_key:
+            raise ValidationError({"non_field_errors": ["Group and rule of an assignment cannot change; "
+                                                        "delete it and assign again."]})
+        serializer.instance = _policy_call(
+            services.update_assignment, assignment=instance, mode=data.get("mode"), params=data.get("params"),
+            excluded_namespaces=data.get("excluded_namespaces"), user=self.request.user,
+            source_ip=client_ip(self.request))
+
+    def perform_destroy(self, instance):
+        _policy_call(services.delete_assignment, assignment=instance, user=self.request.user,
+                     source_ip=client_ip(self.request))
+
+
+class ViolationViewSet(viewsets.ReadOnlyModelViewSet):
+    """Violations, open first; filter by cluster, group, rule, severity, namespace, kind, state."""
+
+    serializer_class = ViolationSerializer
+    filterset_class = ViolationFilterSet
+    required_role = VIEWER
+    ordering_fields = ["first_seen", "last_seen", "severity", "cluster__name", "rule_key"]
+
+    def get_queryset(self):
+        return Violation.objects.visible_to(self.request.user).select_related("cluster", "assignment__group")
+
+
+def _days(request) -> int:
+    try:
+        days = int(request.query_params.get("days", 30))
+    except ValueError:
+        raise ValidationError({"days": ["must be a whole number of days"]}) from None
+    if not 1 <= days <= 365:
+        raise ValidationError({"days": ["must be between 1 and 365"]})
+    return days
+
+
+class ComplianceView(APIView):
+    """The fleet and every group: score (severity-weighted % of passed checks), clusters failing, history."""
+
+    required_role = VIEWER
+
+    @extend_schema(parameters=[OpenApiParameter("days", int, description="History window (default 30)")],
+                   responses={200: dict})
+    def get(self, request):
+        days = _days(request)
+        groups = list(ClusterGroup.objects.visible_to(request.user))
+        scores = services.group_scores(groups)
+
+        def entry(group, s):
+            snapshots = GroupComplianceSnapshot.objects.filter(group=group)
+            return {"score": s["score"], "clusters": s["clusters"], "failing_clusters": s["failing_clusters"],
+                    "open_violations": s["open_violations"], "history": services.history(snapshots, days=days)}
+
+        return Response({
+            "fleet": entry(None, scores[None]),
+            "groups": sorted(({"name": g.name, **entry(g, scores[g.pk])} for g in groups),
+                             key=lambda e: (e["score"] is None, e["score"] or 0)),
+        })
+
+
+class ClusterComplianceViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Per cluster: score and per-assignment results, worst first; `/{cluster}/` adds the history."""
+
+    serializer_class = ClusterComplianceSerializer
+    required_role = VIEWER
+    ordering_fields = ["score", "open_violations", "cluster__name"]
+    ordering = ["score", "cluster__name"]
+    lookup_field = "cluster__name"
+    lookup_url_kwarg = "cluster"
+    lookup_value_regex = "[-a-z0-9]+"
+
+    def get_queryset(self):
+        return ClusterCompliance.objects.visible_to(self.request.user).select_related("cluster")
+
+    @extend_schema(parameters=[OpenApiParameter("days", int, description="History window (default 30)")])
+    def retrieve(self, request, cluster=None):
+        compliance = get_object_or_404(self.get_queryset(), cluster__name=cluster)
+        return Response(ClusterComplianceSerializer(compliance, context={"with_history": True,
+                                                                         "days": _days(request)}).data)

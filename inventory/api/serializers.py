@@ -7,7 +7,7 @@ from rest_framework import serializers
 from inventory import kube
 from inventory.choices import Environment
 from inventory.forms import validate_label
-from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
 
 READ_ONLY_CLUSTER_FIELDS = (
     "id", "auth_method", "provider", "kubernetes_version", "platform", "status", "status_reason",
@@ -155,3 +155,41 @@ class SyncRunSerializer(serializers.ModelSerializer):
         model = SyncRun
         fields = ("id", "cluster", "cluster_name", "started_at", "finished_at", "duration_ms", "outcome", "status",
                   "counts", "bytes_read", "error", "triggered_by")
+
+
+class ClusterGroupSerializer(serializers.ModelSerializer):
+    """A group: static members by cluster name plus a selector; `members` is who is in it right now."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="api:group-detail", lookup_field="name")
+    static_members = serializers.SlugRelatedField(many=True, slug_field="name", queryset=Cluster.objects.all(),
+                                                  required=False)
+    members = serializers.SerializerMethodField(help_text="Names of the clusters in the group now")
+    member_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ClusterGroup
+        fields = ("id", "url", "name", "description", "owner", "selector", "static_members", "members",
+                  "member_count", "created_at", "updated_at")
+        read_only_fields = ("id", "url", "members", "member_count", "created_at", "updated_at")
+        extra_kwargs = {"name": {"validators": []}}
+
+    def _members(self, group) -> list[Cluster]:
+        membership = self.context.get("membership")
+        if membership is None or group.pk not in membership:
+            from inventory.services import membership as compute
+
+            membership = compute([group])
+        return membership[group.pk]
+
+    def get_members(self, group) -> list[str]:
+        return [c.name for c in self._members(group)]
+
+    def get_member_count(self, group) -> int:
+        return len(self._members(group))
+
+    def validate_name(self, value):
+        if self.instance is not None and value != self.instance.name:
+            raise serializers.ValidationError("A group cannot be renamed; create a new one.")
+        if self.instance is None and ClusterGroup.objects.filter(name=value).exists():
+            raise serializers.ValidationError(f"A group named '{value}' already exists.")
+        return value

@@ -9,6 +9,7 @@ router.register("namespaces", views.NamespaceViewSet, basename="namespace")
 router.register("workloads", views.WorkloadViewSet, basename="workload")
 router.register("problem-pods", views.ProblemPodViewSet, basename="problempod")
 router.register("sync-runs", views.SyncRunViewSet, basename="syncrun")
+router.register("groups", views.ClusterGroupViewSet, basename="group")
 
 app_name = "api"
 urlpatterns = router.urls

@@ -15,13 +15,14 @@ from inventory import services
 from inventory.api import serializers
 from inventory.filtersets import (
     ClusterFilterSet,
+    ClusterGroupFilterSet,
     NamespaceFilterSet,
     NodeFilterSet,
     ProblemPodFilterSet,
     SyncRunFilterSet,
     WorkloadFilterSet,
 )
-from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
 
 
 def _service_call(fn, **kwargs):
@@ -122,3 +123,52 @@ class SyncRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def get_queryset(self):
         visible = Cluster.objects.visible_to(self.request.user)
         return SyncRun.objects.filter(cluster__in=visible).select_related("cluster")
+
+
+class ClusterGroupViewSet(viewsets.ModelViewSet):
+    """Cluster groups by name; writes go through the group services (audited, policies re-evaluated)."""
+
+    serializer_class = serializers.ClusterGroupSerializer
+    lookup_field = "name"
+    lookup_value_regex = "[-a-zA-Z0-9_]+"
+    ordering_fields = ["name", "owner", "created_at"]
+    ordering = ["name"]
+    filterset_class = ClusterGroupFilterSet
+
+    def get_queryset(self):
+        return ClusterGroup.objects.visible_to(self.request.user).prefetch_related("static_members")
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if getattr(self, "_page", None) is not None:
+            context["membership"] = services.membership(self._page)
+        return context
+
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        self._page = self.paginate_queryset(queryset)
+        serializer = self.get_serializer(self._page, many=True)
+        return self.get_paginated_response(serializer.data)
+
+    def _call(self, fn, **kwargs):
+        from inventory.selectors import SelectorError
+
+        try:
+            return fn(source_ip=client_ip(self.request), user=self.request.user, **kwargs)
+        except SelectorError as exc:
+            raise ValidationError({"selector": [str(exc)]}) from None
+        except services.AttachError as exc:
+            raise ValidationError({"non_field_errors" if exc.field == "__all__" else exc.field: [exc.message]}) \
+                from None
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        serializer.instance = self._call(services.create_group, **data)
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        data.pop("name", None)
+        serializer.instance = self._call(services.update_group, group=serializer.instance, **data)
+
+    def perform_destroy(self, instance):
+        self._call(services.delete_group, group=instance)
