@@ -11,8 +11,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", views.logout_view, name="logout"),
-    path("clusters/", include("inventory.urls")),
-    path("audit/", include("governance.urls")),
+    path("", include("inventory.urls")),  # clusters/, groups/
+    path("", include("governance.urls")),  # policies/, compliance/, audit/
     path("api/v1/", include("inventory.api.urls")),
     path("api/v1/", include("governance.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

@@ -332,6 +332,16 @@ def history(queryset, *, days: int = 30) -> list[dict]:
             .values_list("at", "score", "open_violations")[:2000]]
 
 
+def group_history(*, days: int = 30) -> dict[int | None, list[dict]]:
+    """Trend points of every group (and the fleet, key None) in one query, oldest first."""
+    since = timezone.now() - timedelta(days=days)
+    out: dict[int | None, list[dict]] = defaultdict(list)
+    for group_id, at, score, open_v in (GroupComplianceSnapshot.objects.filter(at__gte=since).order_by("at")
+                                        .values_list("group_id", "at", "score", "open_violations")):
+        out[group_id].append({"at": at, "score": score, "open_violations": open_v})
+    return out
+
+
 def enforcement_by_assignment(assignment_ids) -> dict[int, list[Enforcement]]:
     out: dict[int, list[Enforcement]] = defaultdict(list)
     for e in Enforcement.objects.filter(assignment_id__in=assignment_ids).select_related("cluster"):

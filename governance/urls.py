@@ -4,6 +4,15 @@ from governance import views
 
 app_name = "governance"
 urlpatterns = [
-    path("", views.audit_list, name="audit_list"),
-    path("export.csv", views.audit_export, name="audit_export"),
+    path("audit/", views.audit_list, name="audit_list"),
+    path("audit/export.csv", views.audit_export, name="audit_export"),
+    path("policies/", views.policy_matrix, name="policy_matrix"),
+    path("policies/catalog/", views.policy_catalog, name="policy_catalog"),
+    path("policies/toggle/", views.policy_toggle, name="policy_toggle"),
+    path("policies/assign/", views.assignment_create, name="assignment_create"),
+    path("policies/assignments/<int:pk>/", views.assignment_edit, name="assignment_edit"),
+    path("policies/assignments/<int:pk>/delete/", views.assignment_delete, name="assignment_delete"),
+    path("compliance/", views.compliance_overview, name="compliance"),
+    path("compliance/violations/", views.violation_list, name="violation_list"),
+    path("compliance/violations/export.csv", views.violation_export, name="violation_export"),
 ]

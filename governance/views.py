@@ -1,15 +1,31 @@
-"""Pages of governance: the audit log (admins)."""
+"""Pages of governance: policy catalog and matrix, assignments, compliance, violations, the audit log."""
 
 import csv
 
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
+from django.db.models import Count, F
+from django.http import HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from fleetweb.decorators import role_required
 from fleetweb.htmx import htmx_partial
-from fleetweb.roles import ADMIN
-from governance.filtersets import AuditEventFilterSet
-from governance.models import AuditEvent
+from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
+from fleetweb.web import client_ip
+from governance import rules, services
+from governance.filtersets import AuditEventFilterSet, ViolationFilterSet
+from governance.forms import AssignmentForm
+from governance.models import (
+    AuditEvent,
+    ClusterCompliance,
+    GroupComplianceSnapshot,
+    PolicyAssignment,
+    Violation,
+)
+from inventory.models import ClusterGroup
 
 
 def _filtered(request):
@@ -48,4 +64,200 @@ def audit_export(request):
 
     response = StreamingHttpResponse(rows(), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="fleetweb-audit.csv"'
+    return response
+
+
+# ---------------------------------------------------------------------------------------------
+# Policies: catalog, matrix, assignment editor
+
+
+def _policy_error(form, exc: services.PolicyError) -> None:
+    for field, message in exc.errors.items():
+        name = field.replace("params.", "param_") if field.startswith("params.") else field
+        form.add_error(name if name in form.fields else None, message)
+
+
+@role_required(VIEWER)
+def policy_catalog(request):
+    """Every built-in rule: why it matters, severity, parameters, fix, and whether clusters can enforce it."""
+    return render(request, "governance/policy_catalog.html", {"rules": rules.catalog()})
+
+
+def _matrix_cell(group: ClusterGroup, rule: rules.Rule, assignment: PolicyAssignment | None, **extra) -> dict:
+    return {"group": group, "rule": rule, "assignment": assignment, **extra}
+
+
+@role_required(VIEWER)
+def policy_matrix(request):
+    """Groups × rules: each cell off / audit / enforce; operators switch it in place (HTMX)."""
+    groups = list(ClusterGroup.objects.visible_to(request.user))
+    catalog = rules.catalog()
+    assigned = {(a.group_id, a.rule_key): a for a in PolicyAssignment.objects.visible_to(request.user)}
+    scores = services.group_scores(groups)
+    rows = [{"group": g, "score": scores[g.pk]["score"], "clusters": scores[g.pk]["clusters"],
+             "cells": [_matrix_cell(g, r, assigned.get((g.pk, r.key))) for r in catalog]} for g in groups]
+    return render(request, "governance/policy_matrix.html", {"rows": rows, "rules": catalog})
+
+
+@role_required(OPERATOR)
+@require_POST
+def policy_toggle(request):
+    """HTMX: set one matrix cell to off, audit or enforce; answers with the new cell (or why not)."""
+    group = get_object_or_404(ClusterGroup, name=request.POST.get("group", ""))
+    key = request.POST.get("rule", "")
+    if key not in rules.REGISTRY:
+        return HttpResponseBadRequest(f"No rule '{key}'.")
+    rule = rules.get(key)
+    mode = request.POST.get("mode", "off")
+    assignment = PolicyAssignment.objects.filter(group=group, rule_key=key).first()
+    error = ""
+    try:
+        if mode == "off":
+            if assignment is not None:
+                services.delete_assignment(assignment, user=request.user, source_ip=client_ip(request))
+                assignment = None
+        elif assignment is None:
+            if rule.needs_input:
+                response = HttpResponse(status=204)
+                response["HX-Redirect"] = f"{reverse('governance:assignment_create')}?group={group.name}&rule={key}"
+                return response
+            assignment = services.create_assignment(group=group, rule_key=key, mode=mode, user=request.user,
+                                                    source_ip=client_ip(request))
+        elif assignment.mode != mode:
+            assignment = services.update_assignment(assignment, mode=mode, user=request.user,
+                                                    source_ip=client_ip(request))
+    except services.PolicyError as exc:
+        error = "; ".join(exc.errors.values())
+        assignment = PolicyAssignment.objects.filter(group=group, rule_key=key).first()
+    return render(request, "governance/partials/_matrix_cell.html",
+                  {"cell": _matrix_cell(group, rule, assignment, error=error)}, status=200)
+
+
+@role_required(OPERATOR)
+def assignment_create(request):
+    key = request.POST.get("rule") or request.GET.get("rule", "")
+    if key not in rules.REGISTRY:
+        return render(request, "governance/assignment_pick.html",
+                      {"rules": rules.catalog(), "group": request.GET.get("group", "")})
+    rule = rules.get(key)
+    initial = {"group": request.GET.get("group", ""), "mode": "audit",
+               "excluded_namespaces": "\n".join(rules.DEFAULT_EXCLUDED_NAMESPACES),
+               **{f"param_{p.name}": "\n".join(p.default) if p.kind == "list" else p.default for p in rule.params}}
+    form = AssignmentForm(request.POST or None, rule=rule, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            assignment = services.create_assignment(
+                group=form.cleaned_data["group"], rule_key=key, mode=form.cleaned_data["mode"], params=form.params(),
+                excluded_namespaces=form.cleaned_data["excluded_namespaces"], user=request.user,
+                source_ip=client_ip(request))
+        except services.PolicyError as exc:
+            _policy_error(form, exc)
+        else:
+            messages.success(request, f"{rule.title} assigned to {assignment.group.name}; evaluation is queued.")
+            return redirect("governance:assignment_edit", assignment.pk)
+    return render(request, "governance/assignment_form.html", {"form": form, "rule": rule},
+                  status=400 if request.method == "POST" else 200)
+
+
+@role_required(VIEWER)
+def assignment_edit(request, pk: int):
+    """The assignment: parameters, mode, excluded namespaces, and enforcement per member cluster."""
+    assignment = get_object_or_404(PolicyAssignment.objects.visible_to(request.user).select_related("group"), pk=pk)
+    rule = assignment.rule
+    can_edit = has_role(request.user, OPERATOR)
+    form = AssignmentForm(request.POST if request.method == "POST" and can_edit else None, rule=rule,
+                          assignment=assignment)
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied("Editing a policy needs the operator role.")
+        if form.is_valid():
+            try:
+                services.update_assignment(assignment, mode=form.cleaned_data["mode"], params=form.params(),
+                                           excluded_namespaces=form.cleaned_data["excluded_namespaces"],
+                                           user=request.user, source_ip=client_ip(request))
+            except services.PolicyError as exc:
+                _policy_error(form, exc)
+            else:
+                messages.success(request, "Saved; the group's clusters are being re-evaluated.")
+                return redirect("governance:assignment_edit", assignment.pk)
+    enforcements = assignment.enforcements.select_related("cluster").order_by("cluster__name")
+    open_count = assignment.violations.filter(resolved_at__isnull=True).count()
+    return render(request, "governance/assignment_form.html", {
+        "form": form, "rule": rule, "assignment": assignment, "enforcements": enforcements,
+        "open_count": open_count, "can_edit": can_edit}, status=400 if request.method == "POST" else 200)
+
+
+@role_required(OPERATOR)
+@require_POST
+def assignment_delete(request, pk: int):
+    assignment = get_object_or_404(PolicyAssignment.objects.select_related("group"), pk=pk)
+    group = assignment.group
+    try:
+        services.delete_assignment(assignment, user=request.user, source_ip=client_ip(request))
+    except services.PolicyError as exc:
+        messages.error(request, "; ".join(exc.errors.values()))
+        return redirect("governance:assignment_edit", pk)
+    messages.success(request, f"{assignment.rule.title} removed from {group.name}.")
+    return redirect(group)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compliance and violations
+
+
+@role_required(VIEWER)
+def compliance_overview(request):
+    """Score of the fleet, each group and each cluster (worst first), with the fleet's trend."""
+    groups = list(ClusterGroup.objects.visible_to(request.user))
+    scores = services.group_scores(groups)
+    group_rows = sorted(({"group": g, **scores[g.pk]} for g in groups),
+                        key=lambda r: (r["score"] is None, r["score"] or 0, r["group"].name))
+    clusters = (ClusterCompliance.objects.visible_to(request.user).select_related("cluster")
+                .order_by(F("score").asc(nulls_last=True), "cluster__name"))
+    page = Paginator(clusters, 50).get_page(request.GET.get("page"))
+    fleet_history = services.history(GroupComplianceSnapshot.objects.filter(group=None), days=30)
+    by_severity = dict(Violation.objects.visible_to(request.user).filter(resolved_at__isnull=True)
+                       .values_list("severity").annotate(n=Count("pk")).values_list("severity", "n"))
+    context = {"fleet": scores[None], "group_rows": group_rows, "page": page, "history": fleet_history,
+               "by_severity": [(s, by_severity.get(s, 0)) for s in rules.SEVERITIES]}
+    return htmx_partial(request, "governance/compliance.html", "governance/partials/_compliance_body.html", context)
+
+
+def _violations(request):
+    filterset = ViolationFilterSet(request.GET or None, queryset=Violation.objects.visible_to(request.user)
+                                   .select_related("cluster", "assignment__group"))
+    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
+    return filterset, queryset.order_by(F("resolved_at").desc(nulls_first=True), "cluster__name", "rule_key",
+                                        "namespace", "object_name")
+
+
+@role_required(VIEWER)
+def violation_list(request):
+    filterset, queryset = _violations(request)
+    page = Paginator(queryset, 100).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return htmx_partial(request, "governance/violation_list.html", "governance/partials/_violation_table.html",
+                        {"filterset": filterset, "page": page, "query": query.urlencode(), "rules": rules.catalog()})
+
+
+@role_required(VIEWER)
+def violation_export(request):
+    """The filtered violations as CSV, streamed."""
+    _, queryset = _violations(request)
+    writer = csv.writer(_Echo())
+    header = ["cluster", "group", "rule", "severity", "kind", "namespace", "name", "message", "state", "first_seen",
+              "last_seen", "resolved_at", "times_reopened"]
+
+    def rows():
+        yield writer.writerow(header)
+        for v in queryset.iterator(chunk_size=2000):
+            state = "open" if v.resolved_at is None else "resolved"
+            yield writer.writerow([v.cluster.name, v.assignment.group.name, v.rule_key, v.severity, v.object_kind,
+                                   v.namespace, v.object_name, v.message, state,
+                                   v.first_seen.isoformat(), v.last_seen.isoformat(),
+                                   v.resolved_at.isoformat() if v.resolved_at else "", v.times_reopened])
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="fleetweb-violations.csv"'
     return response

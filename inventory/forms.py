@@ -10,8 +10,8 @@ from django.utils.text import slugify
 
 from inventory import kube
 from inventory.choices import Environment
-from inventory.models import Cluster
-from inventory.validators import validate_server_url
+from inventory.models import Cluster, ClusterGroup
+from inventory.validators import validate_selector, validate_server_url
 
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -180,3 +180,46 @@ class KubeconfigForm(forms.Form):
 def default_name(context: str) -> str:
     """A cluster name from a kubeconfig context (slug, at most 63 characters)."""
     return slugify(context.replace("_", "-").replace(":", "-").replace("/", "-"))[:63].strip("-") or "cluster"
+
+
+class ClusterGroupForm(forms.Form):
+    """A group: name, description, owner, selector and static members (cluster names, one per line)."""
+
+    name = forms.CharField(max_length=63, validators=[validate_slug],
+                           help_text="Lowercase letters, digits and dashes; unique. Cannot change later.")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    owner = forms.CharField(max_length=128, required=False, label="Owner team")
+    selector = forms.CharField(
+        max_length=1024, required=False, validators=[validate_selector],
+        widget=forms.TextInput(attrs={"size": 70, "autocomplete": "off", "spellcheck": "false",
+                                      "placeholder": "environment=prod,region in (eu-west,eu-north),tier!=edge"}),
+        help_text="Kubernetes label-selector syntax. Keys name, environment, region, provider, owner and "
+                  "cost_center match the cluster's fields; any other key matches its labels. Empty: static "
+                  "members only; every cluster: name")
+    static_members = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3, "placeholder": "one cluster name per line"}),
+        help_text="Clusters that belong to the group whatever the selector says.")
+
+    def __init__(self, *args, group: ClusterGroup | None = None, **kwargs):
+        if group is not None and "initial" not in kwargs:
+            kwargs["initial"] = {"name": group.name, "description": group.description, "owner": group.owner,
+                                 "selector": group.selector,
+                                 "static_members": "\n".join(sorted(c.name for c in group.static_members.all()))}
+        super().__init__(*args, **kwargs)
+        self.group = group
+        if group is not None:
+            self.fields["name"].disabled = True
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        if self.group is None and ClusterGroup.objects.filter(name=name).exists():
+            raise forms.ValidationError(f"A group named '{name}' already exists.")
+        return name
+
+    def clean_static_members(self) -> list[Cluster]:
+        names = [n for n in (part.strip() for part in re.split(r"[,\s]+", self.cleaned_data["static_members"])) if n]
+        clusters = list(Cluster.objects.filter(name__in=names))
+        missing = sorted(set(names) - {c.name for c in clusters})
+        if missing:
+            raise forms.ValidationError(f"No cluster named: {', '.join(missing)}.")
+        return clusters

@@ -21,7 +21,7 @@ from django.db.models import Q
 FIELDS = ("name", "environment", "region", "provider", "owner", "cost_center")
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_TOKEN = re.compile(r"\s*(?:(?P<op>==|!=|=|!|\(|\)|,)|(?P<word>[^\s,()=!]+))")
+_TOKEN = re.compile(r"\s*(?:(?P<op>==|!=|=|!|\(|\)|,)|(?P<word>[^\s,()=!<>]+))")
 _UNSUPPORTED = re.compile(r"\s*[<>]")
 
 

@@ -6,6 +6,7 @@ import csv
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -16,18 +17,19 @@ from fleetweb.htmx import htmx_partial
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
 from inventory import kube, services
-from inventory.filtersets import ClusterFilterSet
+from inventory.filtersets import ClusterFilterSet, ClusterGroupFilterSet
 from inventory.forms import (
     ClusterEditForm,
+    ClusterGroupForm,
     ClusterMetadataForm,
     KubeconfigForm,
     TokenCredentialsForm,
     default_name,
 )
-from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
 
 PAGE_SIZE = 50
-TABS = ("summary", "nodes", "namespaces", "workloads", "problems", "syncs")
+TABS = ("summary", "nodes", "namespaces", "workloads", "problems", "compliance", "syncs")
 
 
 def _cluster_filter(request) -> ClusterFilterSet:
@@ -77,9 +79,26 @@ def _tab_context(cluster: Cluster, tab: str, request) -> dict:
         rows = ProblemPod.objects.filter(cluster=cluster).order_by("namespace", "name")
     elif tab == "syncs":
         rows = SyncRun.objects.filter(cluster=cluster).order_by("-started_at")
+    elif tab == "compliance":
+        return _compliance_context(cluster, page_number)
     else:
         return {"latest_run": SyncRun.objects.filter(cluster=cluster).order_by("-started_at").first()}
     return {"page": Paginator(rows, PAGE_SIZE).get_page(page_number)}
+
+
+def _compliance_context(cluster: Cluster, page_number) -> dict:
+    """The cluster's score, result per assigned policy, open violations, enforcement and trend."""
+    from governance.models import ClusterCompliance, Enforcement, Violation
+    from governance.services import history
+
+    compliance = ClusterCompliance.objects.filter(cluster=cluster).first()
+    violations = (Violation.objects.filter(cluster=cluster, resolved_at__isnull=True)
+                  .select_related("assignment__group").order_by("rule_key", "namespace", "object_name"))
+    return {"compliance": compliance, "page": Paginator(violations, PAGE_SIZE).get_page(page_number),
+            "groups": services.groups_of(cluster),
+            "enforcements": Enforcement.objects.filter(cluster=cluster).select_related("assignment")
+            .order_by("assignment__rule_key"),
+            "history": history(cluster.compliance_snapshots.all(), days=30)}
 
 
 @role_required(VIEWER)
@@ -286,3 +305,124 @@ def _context_choices(form: KubeconfigForm, *, chosen: list[str] | None) -> list[
         contexts.append({"name": name, "suggested": default_name(name), "problem": problem,
                          "checked": checked and not problem, "exists": default_name(name) in taken})
     return contexts
+
+
+# ---------------------------------------------------------------------------------------------
+# Groups
+
+
+@role_required(VIEWER)
+def group_list(request):
+    """Groups with their member counts and compliance (three queries, whatever the number of groups)."""
+    from governance.services import group_scores
+
+    filterset = ClusterGroupFilterSet(request.GET or None, queryset=ClusterGroup.objects.visible_to(request.user))
+    groups = list(filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset)
+    scores = group_scores(groups)
+    rows = [{"group": g, **scores[g.pk]} for g in groups]
+    return htmx_partial(request, "inventory/group_list.html", "inventory/partials/_group_table.html",
+                        {"filterset": filterset, "rows": rows})
+
+
+def _preview(selector_text: str, static_names: str = "") -> dict:
+    """Who a selector (plus static members) would hold right now, or where it fails to parse."""
+    from inventory.selectors import SelectorError, parse
+
+    try:
+        selector = parse(selector_text)
+    except SelectorError as exc:
+        return {"error": exc.message, "position": exc.position, "text": selector_text,
+                "before": selector_text[:exc.position], "at": selector_text[exc.position:exc.position + 1] or " ",
+                "after": selector_text[exc.position + 1:]}
+    names = [n for n in static_names.replace(",", " ").split() if n]
+    queryset = Cluster.objects.filter(Q(name__in=names) | selector.q()).order_by("name")
+    return {"matches": queryset[:PREVIEW_LIMIT], "count": queryset.count(), "limit": PREVIEW_LIMIT,
+            "empty_selector": selector.is_empty}
+
+
+PREVIEW_LIMIT = 50
+
+
+@role_required(VIEWER)
+def group_preview(request):
+    """HTMX: the live preview of a selector as it is typed in the editor."""
+    data = request.POST if request.method == "POST" else request.GET
+    return render(request, "inventory/partials/_group_preview.html",
+                  _preview(data.get("selector", ""), data.get("static_members", "")))
+
+
+def _save_group(request, form: ClusterGroupForm, group: ClusterGroup | None):
+    from inventory.selectors import SelectorError
+
+    data = form.cleaned_data
+    fields = {"description": data["description"], "owner": data["owner"], "selector": data["selector"],
+              "static_members": data["static_members"], "user": request.user, "source_ip": client_ip(request)}
+    try:
+        if group is None:
+            return services.create_group(name=data["name"], **fields)
+        return services.update_group(group, **fields)
+    except SelectorError as exc:
+        form.add_error("selector", str(exc))
+    except services.AttachError as exc:
+        form.add_error(None if exc.field == "__all__" else exc.field, exc.message)
+    return None
+
+
+@role_required(OPERATOR)
+def group_create(request):
+    form = ClusterGroupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        group = _save_group(request, form, None)
+        if group:
+            messages.success(request, f"Group {group.name} created.")
+            return redirect(group)
+    preview = _preview(form.data.get("selector", ""), form.data.get("static_members", "")) if form.is_bound else {}
+    return render(request, "inventory/group_form.html", {"form": form, "preview": preview},
+                  status=400 if request.method == "POST" else 200)
+
+
+@role_required(OPERATOR)
+def group_edit(request, name: str):
+    group = get_object_or_404(ClusterGroup.objects.visible_to(request.user), name=name)
+    form = ClusterGroupForm(request.POST or None, group=group)
+    if request.method == "POST" and form.is_valid():
+        if _save_group(request, form, group):
+            messages.success(request, f"Group {group.name} saved.")
+            return redirect(group)
+    preview = _preview(form["selector"].value() or "", form["static_members"].value() or "")
+    return render(request, "inventory/group_form.html", {"form": form, "group": group, "preview": preview},
+                  status=400 if request.method == "POST" else 200)
+
+
+@role_required(VIEWER)
+def group_detail(request, name: str):
+    """Members with their status and compliance, and the policies assigned to the group."""
+    from governance.models import ClusterCompliance, PolicyAssignment
+
+    group = get_object_or_404(ClusterGroup.objects.visible_to(request.user).prefetch_related("static_members"),
+                              name=name)
+    members = services.membership([group])[group.pk]
+    static = {c.pk for c in group.static_members.all()}
+    compliance = {c.cluster_id: c for c in ClusterCompliance.objects.filter(cluster__in=[m.pk for m in members])}
+    rows = []
+    for m in members:
+        c = compliance.get(m.pk)
+        own = [r for r in (c.results if c else []) if r["group"] == group.name]
+        rows.append({"cluster": m, "static": m.pk in static, "compliance": c,
+                     "failing": sum(1 for r in own if r["violations"]),
+                     "violations": sum(r["violations"] for r in own)})
+    assignments = PolicyAssignment.objects.filter(group=group).order_by("rule_key")
+    return render(request, "inventory/group_detail.html", {"group": group, "rows": rows, "assignments": assignments})
+
+
+@role_required(OPERATOR)
+def group_delete(request, name: str):
+    group = get_object_or_404(ClusterGroup.objects.visible_to(request.user), name=name)
+    if request.method == "POST":
+        if request.POST.get("confirm_name") != group.name:
+            return render(request, "inventory/group_delete.html",
+                          {"group": group, "error": "Type the group's name to confirm."}, status=400)
+        services.delete_group(group, user=request.user, source_ip=client_ip(request))
+        messages.success(request, f"Group {name} deleted with its policy assignments.")
+        return redirect("inventory:group_list")
+    return render(request, "inventory/group_delete.html", {"group": group})

@@ -20,7 +20,7 @@ from governance.api.serializers import (
     ViolationSerializer,
 )
 from governance.filtersets import AuditEventFilterSet, PolicyAssignmentFilterSet, ViolationFilterSet
-from governance.models import AuditEvent, ClusterCompliance, GroupComplianceSnapshot, PolicyAssignment, Violation
+from governance.models import AuditEvent, ClusterCompliance, PolicyAssignment, Violation
 from inventory.models import ClusterGroup
 
 
@@ -135,16 +135,16 @@ class ComplianceView(APIView):
         days = _days(request)
         groups = list(ClusterGroup.objects.visible_to(request.user))
         scores = services.group_scores(groups)
+        histories = services.group_history(days=days)
 
-        def entry(group, s):
-            snapshots = GroupComplianceSnapshot.objects.filter(group=group)
+        def entry(group_id, s):
             return {"score": s["score"], "clusters": s["clusters"], "failing_clusters": s["failing_clusters"],
-                    "open_violations": s["open_violations"], "history": services.history(snapshots, days=days)}
+                    "open_violations": s["open_violations"], "history": histories.get(group_id, [])}
 
         return Response({
             "fleet": entry(None, scores[None]),
-            "groups": sorted(({"name": g.name, **entry(g, scores[g.pk])} for g in groups),
-                             key=lambda e: (e["score"] is None, e["score"] or 0)),
+            "groups": sorted(({"name": g.name, **entry(g.pk, scores[g.pk])} for g in groups),
+                             key=lambda e: (e["score"] is None, e["score"] or 0, e["name"])),
         })
 
 

@@ -1,0 +1,178 @@
+"""Evaluation: idempotent, resolves and re-opens, keeps a trend, and runs after syncs and changes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from governance import services
+from governance.choices import Mode
+from governance.models import ClusterCompliance, ComplianceSnapshot, GroupComplianceSnapshot, Violation
+from inventory import services as inventory_services
+from inventory.models import Workload
+from tests.builders import make_cluster
+
+pytestmark = pytest.mark.django_db
+
+
+def privileged(cluster, name, namespace="shop", privileged=True):
+    return Workload.objects.create(
+        cluster=cluster, uid=f"{cluster.name}-{namespace}-{name}", name=name, kind="Deployment", namespace=namespace,
+        pod_template={"containers": [{"name": "main", "image": "r.example.com/a:1", "privileged": privileged}]})
+
+
+@pytest.fixture
+def prod(admin_user):
+    cluster = make_cluster("prod-1", environment="prod")
+    group = inventory_services.create_group(name="prod", selector="environment=prod", user=admin_user)
+    services.create_assignment(group=group, rule_key="no-privileged-containers", user=admin_user)
+    return cluster
+
+
+def test_violations_are_created_once_and_keep_their_first_seen(prod):
+    privileged(prod, "a")
+    privileged(prod, "sys", namespace="kube-system")
+    t0 = timezone.now()
+    services.evaluate_cluster(prod, now=t0)
+    services.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))
+    [v] = Violation.objects.filter(cluster=prod)
+    assert (v.namespace, v.object_name, v.first_seen, v.last_seen) == ("shop", "a", t0, t0 + timedelta(minutes=1))
+    compliance = ClusterCompliance.objects.get(cluster=prod)
+    assert (compliance.passed, compliance.failed, compliance.open_violations, compliance.score) == (0, 1, 1, 0.0)
+
+
+def test_fixed_objects_are_resolved_and_reopened_when_they_come_back(prod):
+    w = privileged(prod, "a")
+    t0 = timezone.now()
+    services.evaluate_cluster(prod, now=t0)
+    Workload.objects.filter(pk=w.pk).update(pod_template={"containers": [{"name": "main", "privileged": False}]})
+    services.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))
+    v = Violation.objects.get(cluster=prod)
+    assert v.resolved_at == t0 + timedelta(minutes=1)
+    assert ClusterCompliance.objects.get(cluster=prod).score == 100.0
+    Workload.objects.filter(pk=w.pk).update(pod_template={"containers": [{"name": "main", "privileged": True}]})
+    services.evaluate_cluster(prod, now=t0 + timedelta(minutes=2))
+    v.refresh_from_db()
+    assert (v.resolved_at, v.reopened_at, v.times_reopened, v.first_seen) == (None, t0 + timedelta(minutes=2), 1, t0)
+
+
+def test_deleted_objects_resolve_too(prod):
+    w = privileged(prod, "a")
+    services.evaluate_cluster(prod)
+    w.delete()
+    services.evaluate_cluster(prod)
+    assert Violation.objects.get(cluster=prod).resolved_at is not None
+
+
+def test_leaving_the_group_resolves_its_violations(prod, admin_user):
+    privileged(prod, "a")
+    services.evaluate_cluster(prod)
+    inventory_services.update_cluster(prod, user=admin_user, environment="staging")
+    services.evaluate_cluster(prod)
+    assert Violation.objects.get(cluster=prod).resolved_at is not None
+    assert ClusterCompliance.objects.get(cluster=prod).score is None  # nothing applies any more
+
+
+def test_trend_points_are_written_on_change_or_after_the_interval(prod, settings):
+    settings.FLEETWEB_COMPLIANCE_HISTORY_INTERVAL = 900
+    t0 = timezone.now()
+    services.evaluate_cluster(prod, now=t0)
+    services.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))  # unchanged: no point
+    assert ComplianceSnapshot.objects.filter(cluster=prod).count() == 1
+    privileged(prod, "a")
+    services.evaluate_cluster(prod, now=t0 + timedelta(minutes=2))  # changed: a point
+    services.evaluate_cluster(prod, now=t0 + timedelta(minutes=20))  # unchanged but interval passed: a point
+    points = list(ComplianceSnapshot.objects.filter(cluster=prod).order_by("at").values_list("score", "failed"))
+    assert points == [(100.0, 0), (0.0, 1), (0.0, 1)]
+
+
+def test_score_is_weighted_by_severity(prod, admin_user):
+    group = prod.static_groups.first() or inventory_services.groups_of(prod)[0]
+    services.create_assignment(group=group, rule_key="probes-set", user=admin_user)  # low, fails
+    Workload.objects.create(cluster=prod, uid="w", name="w", kind="Deployment", namespace="shop",
+                            pod_template={"containers": [{"name": "m", "privileged": False}]})
+    compliance = services.evaluate_cluster(prod)
+    # critical (weight 8) passes, low (weight 1) fails: 8/9
+    assert compliance.score == pytest.approx(88.9)
+
+
+def test_group_and_fleet_scores_count_only_their_own_assignments(prod, admin_user):
+    dev = make_cluster("dev-1", environment="dev")
+    everyone = inventory_services.create_group(name="all", selector="name", user=admin_user)
+    services.create_assignment(group=everyone, rule_key="no-latest-tag", user=admin_user)
+    privileged(prod, "a")
+    for cluster in (prod, dev):
+        services.evaluate_cluster(cluster)
+    prod_group = next(g for g in inventory_services.groups_of(prod) if g.name == "prod")
+    scores = services.group_scores([everyone, prod_group])
+    assert scores[everyone.pk]["score"] == 100.0 and scores[everyone.pk]["clusters"] == 2
+    assert scores[prod_group.pk]["score"] == 0.0 and scores[prod_group.pk]["failing_clusters"] == 1
+    assert scores[None]["failing_clusters"] == 1 and scores[None]["open_violations"] == 1
+    assert services.record_group_history() == 3
+    assert GroupComplianceSnapshot.objects.filter(group=None).get().open_violations == 1
+
+
+def test_a_broken_rule_does_not_hide_the_others(prod, admin_user, monkeypatch):
+    from governance import rules
+
+    privileged(prod, "a")
+    group = inventory_services.groups_of(prod)[0]
+    services.create_assignment(group=group, rule_key="no-latest-tag", user=admin_user)
+    original = rules.REGISTRY["no-latest-tag"]
+
+    def boom(ctx, params):
+        raise RuntimeError("bug")
+
+    import dataclasses
+
+    monkeypatch.setitem(rules.REGISTRY, "no-latest-tag", dataclasses.replace(original, check=boom))
+    compliance = services.evaluate_cluster(prod)
+    assert {r["rule"]: r["violations"] for r in compliance.results} == {"no-privileged-containers": 1,
+                                                                         "no-latest-tag": 0}
+
+
+def test_syncs_and_group_changes_queue_evaluation_after_commit(admin_user, django_capture_on_commit_callbacks,
+                                                               monkeypatch):
+    from django.db import transaction
+
+    from inventory.models import Cluster
+    from inventory.signals import clusters_changed
+
+    queued = []
+    monkeypatch.setattr(services, "queue_evaluations", lambda ids: queued.append(ids))
+    cluster = make_cluster("c1", environment="prod")
+    with django_capture_on_commit_callbacks(execute=True):
+        with transaction.atomic():  # what inventory.services._sync sends at the end of its transaction
+            clusters_changed.send(sender=Cluster, cluster_ids=[cluster.pk], reason="sync")
+            assert queued == []
+    assert queued == [[cluster.pk]]
+    with django_capture_on_commit_callbacks(execute=True):
+        group = inventory_services.create_group(name="g", selector="environment=prod", user=admin_user)
+    assert queued[-1] == [cluster.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        group = inventory_services.update_group(group, selector="environment=dev", user=admin_user)
+    assert queued[-1] == [cluster.pk]  # the cluster that left is re-evaluated too
+    count = len(queued)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.create_assignment(group=group, rule_key="no-latest-tag", user=admin_user)
+    assert len(queued) == count  # no member now: nothing to queue
+
+
+def test_enforce_needs_an_admin_and_an_enforceable_rule(operator, admin_user):
+    group = inventory_services.create_group(name="g", selector="name", user=admin_user)
+    with pytest.raises(services.PolicyError) as excinfo:
+        services.create_assignment(group=group, rule_key="no-privileged-containers", mode=Mode.ENFORCE, user=operator)
+    assert "Only admins" in excinfo.value.errors["mode"]
+    with pytest.raises(services.PolicyError) as excinfo:
+        services.create_assignment(group=group, rule_key="namespace-quota", mode=Mode.ENFORCE, user=admin_user)
+    assert "cannot be enforced" in excinfo.value.errors["mode"]
+    a = services.create_assignment(group=group, rule_key="no-privileged-containers", mode=Mode.ENFORCE,
+                                   user=admin_user)
+    # An operator may tune an enforced assignment's namespaces, not switch it off or remove it.
+    services.update_assignment(a, excluded_namespaces=["kube-system", "monitoring"], user=operator)
+    with pytest.raises(services.PolicyError):
+        services.update_assignment(a, mode=Mode.AUDIT, user=operator)
+    with pytest.raises(services.PolicyError):
+        services.delete_assignment(a, user=operator)
