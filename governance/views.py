@@ -89,14 +89,14 @@ def _matrix_cell(group: ClusterGroup, rule: rules.Rule, assignment: PolicyAssign
 
 @role_required(VIEWER)
 def policy_matrix(request):
-    """Groups × rules: each cell off / audit / enforce; operators switch it in place (HTMX)."""
+    """Rules × groups: each cell off / audit / enforce; operators switch it in place (HTMX)."""
     groups = list(ClusterGroup.objects.visible_to(request.user))
-    catalog = rules.catalog()
     assigned = {(a.group_id, a.rule_key): a for a in PolicyAssignment.objects.visible_to(request.user)}
     scores = services.group_scores(groups)
-    rows = [{"group": g, "score": scores[g.pk]["score"], "clusters": scores[g.pk]["clusters"],
-             "cells": [_matrix_cell(g, r, assigned.get((g.pk, r.key))) for r in catalog]} for g in groups]
-    return render(request, "governance/policy_matrix.html", {"rows": rows, "rules": catalog})
+    columns = [{"group": g, "score": scores[g.pk]["score"], "clusters": scores[g.pk]["clusters"]} for g in groups]
+    rows = [{"rule": r, "cells": [_matrix_cell(g, r, assigned.get((g.pk, r.key))) for g in groups]}
+            for r in rules.catalog()]
+    return render(request, "governance/policy_matrix.html", {"rows": rows, "columns": columns})
 
 
 @role_required(OPERATOR)
