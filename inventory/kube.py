@@ -466,6 +466,7 @@ class Check:
     name: str
     ok: bool
     detail: str = ""
+    optional: bool = False  # a failed optional check warns but does not stop the attach
 
 
 @dataclasses.dataclass
@@ -526,7 +527,23 @@ def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionR
                 checks.append(Check(label, False, detail + (f" ({reason})" if reason else "")))
             else:
                 checks.append(Check(label, True, "allowed"))
+        if ok:
+            checks.append(_enforcement_check(session))
         return ConnectionReport(ok, checks, version=git_version, error=first_error)
+
+
+def _enforcement_check(session: Session) -> Check:
+    """Optional: may Fleetweb install its admission policies here (policies in enforce mode)?"""
+    label = "manage validatingadmissionpolicies (enforce mode, optional)"
+    try:
+        allowed, _ = can_i(session, verb="create", group="admissionregistration.k8s.io",
+                           resource="validatingadmissionpolicies")
+    except KubeError as exc:
+        return Check(label, False, exc.message, optional=True)
+    if allowed:
+        return Check(label, True, "allowed", optional=True)
+    return Check(label, False, "not allowed: audit mode works, enforce-mode policies will fail on this cluster "
+                               "(apply the fleetweb-reader-enforcer role to allow it)", optional=True)
 
 
 def least_privilege_manifest(namespace: str = "fleetweb-system", name: str = "fleetweb-reader") -> str:

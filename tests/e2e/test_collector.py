@@ -96,7 +96,9 @@ def test_connection_test_reports_success_and_missing_permissions(member):
     assert report.version == member.version
     assert [c.name for c in report.checks][1:] == [
         "list nodes", "list namespaces", "list deployments.apps", "list statefulsets.apps", "list daemonsets.apps",
-        "list replicasets.apps", "list cronjobs.batch", "list jobs.batch", "list pods"]
+        "list replicasets.apps", "list cronjobs.batch", "list jobs.batch", "list pods", "list resourcequotas",
+        "list limitranges", "manage validatingadmissionpolicies (enforce mode, optional)"]
+    assert report.checks[-1].ok, "the seeded reader holds the enforcer role from the same manifest"
     # A token of a ServiceAccount without the ClusterRole: every list check fails with the resource named.
     with member.admin_api() as api:
         core = k8s.CoreV1Api(api)
@@ -109,7 +111,7 @@ def test_connection_test_reports_success_and_missing_permissions(member):
     report = kube.test_connection({**member.token_credentials(), "token": token})
     assert not report.ok
     failed = [c for c in report.checks if not c.ok]
-    assert len(failed) == 9
+    assert len(failed) == 11
     assert "403: not allowed to list nodes" in failed[0].detail
     assert any("deployments in API group 'apps'" in c.detail for c in failed)
 

@@ -159,3 +159,25 @@ class Command(BaseCommand):
                 region=profile["region"], owner="platform",
                 labels={"provider": profile["provider"], "source": "localfleet"})
             self.say(f"{member.name}: attached ({member.server})")
+        self._demo_baseline()
+
+    def _demo_baseline(self) -> None:
+        """On the first run with local members: two groups with a baseline in audit mode, so the policy and
+        compliance pages show something real. Never touches a database that already has groups."""
+        from governance import services as governance
+        from inventory import services
+        from inventory.models import ClusterGroup
+
+        if ClusterGroup.objects.exists():
+            return
+        baseline = {
+            "production": ("environment=prod", ["no-privileged-containers", "no-host-namespaces", "no-host-path",
+                                                "no-latest-tag", "resources-set", "kubernetes-version-supported"]),
+            "localfleet": ("source=localfleet", ["kubelet-version-skew", "namespace-quota", "probes-set"]),
+        }
+        for name, (selector, keys) in baseline.items():
+            group = services.create_group(name=name, selector=selector, user=None, owner="platform",
+                                          description="Demo baseline created by `make run`; edit or delete freely.")
+            for key in keys:
+                governance.create_assignment(group=group, rule_key=key, user=None)
+        self.say("Demo baseline: groups 'production' and 'localfleet' with policies in audit mode (see /policies/)")
