@@ -154,8 +154,9 @@ class Namespace(InventoryModel):
     pods_running = models.IntegerField(default=0)
     pods_pending = models.IntegerField(default=0)
     pods_failed = models.IntegerField(default=0)
-    resource_quotas = models.IntegerField(default=0, help_text="ResourceQuota objects in the namespace")
-    limit_ranges = models.IntegerField(default=0, help_text="LimitRange objects in the namespace")
+    # None: not known (the list was never read, e.g. the credentials may not list them).
+    resource_quotas = models.IntegerField(null=True, blank=True, help_text="ResourceQuota objects in the namespace")
+    limit_ranges = models.IntegerField(null=True, blank=True, help_text="LimitRange objects in the namespace")
 
     class Meta:
         ordering = ["cluster", "name"]

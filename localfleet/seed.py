@@ -84,12 +84,14 @@ def node_body(profile: dict, index: int, *, cluster: str) -> dict:
     }
 
 
-def _create(fn, *args, **kwargs) -> None:
+def _create(fn, *args, replace=None, **kwargs) -> None:
     try:
         fn(*args, **kwargs)
     except ApiException as exc:
         if exc.status != 409:  # already there: seeding is idempotent
             raise
+        if replace is not None:  # RBAC follows Fleetweb's manifest when a member outlives a change of it
+            replace(*args, **kwargs)
 
 
 def create_nodes(api: k8s.ApiClient, profile: dict, *, cluster: str, start: int, count: int, workers: int = 16) -> None:
@@ -200,7 +202,11 @@ def apply_docs(api: k8s.ApiClient, docs: list[dict]) -> None:
             "CronJob": lambda d, ns=ns: batch.create_namespaced_cron_job(ns, d),
             "Job": lambda d, ns=ns: batch.create_namespaced_job(ns, d),
         }[kind]
-        _create(create, doc)
+        replace = {
+            "ClusterRole": lambda d: rbac.replace_cluster_role(d["metadata"]["name"], d),
+            "ClusterRoleBinding": lambda d: rbac.replace_cluster_role_binding(d["metadata"]["name"], d),
+        }.get(kind)
+        _create(create, doc, replace=replace)
 
 
 def _wait_default_service_account(api: k8s.ApiClient, namespaces: list[str], timeout: float = 60) -> None:

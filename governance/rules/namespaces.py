@@ -10,7 +10,7 @@ _CROSS_OBJECT = ("it depends on other objects (a ResourceQuota in the namespace)
 
 def namespace_quota(ctx, params):
     for ns in ctx.namespaces:
-        if not ns["resource_quotas"]:
+        if ns["resource_quotas"] == 0:  # None: unknown (not listed), never reported as missing
             yield Finding("Namespace", ns["name"], ns["name"], "no ResourceQuota")
 
 
@@ -28,7 +28,7 @@ register(Rule(
 
 def namespace_limit_range(ctx, params):
     for ns in ctx.namespaces:
-        if not ns["limit_ranges"]:
+        if ns["limit_ranges"] == 0:
             yield Finding("Namespace", ns["name"], ns["name"], "no LimitRange")
 
 

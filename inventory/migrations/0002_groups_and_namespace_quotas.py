@@ -17,12 +17,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='namespace',
             name='limit_ranges',
-            field=models.IntegerField(default=0, help_text='LimitRange objects in the namespace'),
+            field=models.IntegerField(blank=True, null=True, help_text='LimitRange objects in the namespace'),
         ),
         migrations.AddField(
             model_name='namespace',
             name='resource_quotas',
-            field=models.IntegerField(default=0, help_text='ResourceQuota objects in the namespace'),
+            field=models.IntegerField(blank=True, null=True, help_text='ResourceQuota objects in the namespace'),
         ),
         migrations.CreateModel(
             name='ClusterGroup',

@@ -14,7 +14,7 @@ from governance.choices import EnforcementState, Mode
 from governance.models import Enforcement, PolicyAssignment, Violation
 from inventory import services as inventory_services
 from inventory.choices import SyncOutcome
-from inventory.models import Cluster, ClusterGroup, SyncRun
+from inventory.models import Cluster, ClusterGroup, Namespace, SyncRun
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -131,6 +131,9 @@ def test_audit_mode_reports_existing_violations_and_resolves_them_after_a_fix(me
     cluster = _attach(handle, "audited", environment="staging", user=admin_user)
     wait_for(lambda: SyncRun.objects.filter(cluster=cluster, outcome=SyncOutcome.SUCCEEDED).exists(),
              what="first sync")
+    # The collector counts quotas per namespace (the seed fences in only payments).
+    quotas = dict(Namespace.objects.filter(cluster=cluster).values_list("name", "resource_quotas"))
+    assert quotas["payments"] == 1 and quotas["shop"] == 0
     group = inventory_services.create_group(name="staging", selector="environment=staging", user=admin_user)
     services.create_assignment(group=group, rule_key="no-privileged-containers", user=admin_user)
 

@@ -135,8 +135,9 @@ def test_required_labels_parameter():
 def test_namespace_rules():
     namespaces = [namespace("ok"), namespace("open", quotas=0, limits=0, labels={}),
                   namespace("loose", labels={"pod-security.kubernetes.io/enforce": "privileged"})]
-    assert [f.name for f in run("namespace-quota", ctx(namespaces=namespaces))] == ["open"]
-    assert [f.name for f in run("namespace-limit-range", ctx(namespaces=namespaces))] == ["open"]
+    unknown = namespace("unknown", quotas=None, limits=None)  # not listed: never reported as missing
+    assert [f.name for f in run("namespace-quota", ctx(namespaces=namespaces + [unknown]))] == ["open"]
+    assert [f.name for f in run("namespace-limit-range", ctx(namespaces=namespaces + [unknown]))] == ["open"]
     findings = run("namespace-pod-security", ctx(namespaces=namespaces))
     assert [(f.name, f.message.split(";")[0]) for f in findings] == [
         ("open", "label pod-security.kubernetes.io/enforce is missing"),
