@@ -151,6 +151,7 @@ def _explain(exc: kube.KubeError) -> str:
 def _store(cluster, desired, states, removed, now, *, cleaned: bool) -> dict[int, Enforcement]:
     out = {}
     with transaction.atomic():
+        Cluster.objects.select_for_update().filter(pk=cluster.pk).first()  # one writer per cluster
         existing = {e.assignment_id: e for e in Enforcement.objects.filter(cluster=cluster, assignment__isnull=False)}
         for a in desired:
             state, message, digest = states.get(a.pk, (EnforcementState.PENDING, "", ""))

@@ -159,6 +159,18 @@ def delete_assignment(assignment: PolicyAssignment, *, user, source_ip: str = ""
 # Evaluation
 
 
+def evaluate_and_enforce(cluster: Cluster) -> ClusterCompliance:
+    """What follows every sync and change: evaluate, then bring the cluster's admission policies in line."""
+    from governance import enforcement
+
+    assignments = assignments_for(cluster)
+    compliance = evaluate_cluster(cluster)
+    desired = enforcement.desired_for(cluster, assignments)
+    if enforcement.needs_reconcile(cluster, desired):
+        enforcement.reconcile(cluster, desired)
+    return compliance
+
+
 def assignments_for(cluster: Cluster) -> list[PolicyAssignment]:
     groups = inventory_services.groups_of(cluster)
     return list(PolicyAssignment.objects.filter(group__in=groups).select_related("group").order_by("pk"))
@@ -224,6 +236,8 @@ def evaluate_cluster(cluster: Cluster, *, now=None) -> ClusterCompliance:
                         "mode": a.mode, "violations": len(findings)})
 
     with transaction.atomic():
+        # Evaluations of one cluster (after a sync and after a group change, say) write one at a time.
+        Cluster.objects.select_for_update().filter(pk=cluster.pk).first()
         existing = {(v.assignment_id, v.object_kind, v.namespace, v.object_name): v
                     for v in Violation.objects.filter(cluster=cluster).only(
                         "pk", "assignment_id", "object_kind", "namespace", "object_name", "resolved_at", "message",

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from governance import enforcement, services
+from governance import services
 from inventory.models import Cluster
 
 
@@ -12,11 +12,7 @@ def evaluate_cluster(cluster_id: int) -> str:
     cluster = Cluster.objects.filter(pk=cluster_id).first()
     if cluster is None:
         return "gone"
-    assignments = services.assignments_for(cluster)
-    services.evaluate_cluster(cluster)
-    desired = enforcement.desired_for(cluster, assignments)
-    if enforcement.needs_reconcile(cluster, desired):
-        enforcement.reconcile(cluster, desired)
+    services.evaluate_and_enforce(cluster)
     return "evaluated"
 
 
