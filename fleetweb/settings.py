@@ -82,6 +82,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "fleetweb.roles.roles_context",
+                "rollouts.context.pending_approvals",
             ],
         },
     },
@@ -109,6 +110,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
     "schedule-due-syncs": {"task": "inventory.tasks.schedule_due_syncs", "schedule": 5.0},
     "mark-stale-clusters": {"task": "inventory.tasks.mark_stale_clusters", "schedule": 30.0},
+    "advance-due-rollouts": {"task": "rollouts.tasks.advance_due_rollouts", "schedule": 3.0},
     "record-group-compliance": {"task": "governance.tasks.record_group_history",
                                 "schedule": float(env_int("FLEETWEB_COMPLIANCE_HISTORY_INTERVAL", 900, minimum=10))},
 }
@@ -183,6 +185,14 @@ if not FLEETWEB_ENCRYPTION_KEYS:
                                                          lambda: Fernet.generate_key().decode()).split(",")
 FLEETWEB_SYNC_INTERVAL = env_int("FLEETWEB_SYNC_INTERVAL", 60, minimum=5)
 FLEETWEB_STALE_AFTER_INTERVALS = env_int("FLEETWEB_STALE_AFTER_INTERVALS", 3, minimum=2)
+# Rollouts: how long an approval stays valid before its stage starts; how long one engine run holds a
+# rollout (a killed worker's rollout is picked up again after this); where events are POSTed (HMAC-signed
+# with the secret when one is set); the public URL used in links inside those events.
+FLEETWEB_APPROVAL_TTL = env_int("FLEETWEB_APPROVAL_TTL", 86400, minimum=60)
+FLEETWEB_ROLLOUT_LEASE = env_int("FLEETWEB_ROLLOUT_LEASE", 60, minimum=5)
+FLEETWEB_WEBHOOK_URL = env_str("FLEETWEB_WEBHOOK_URL", "")
+FLEETWEB_WEBHOOK_SECRET = env_str("FLEETWEB_WEBHOOK_SECRET", "")
+FLEETWEB_BASE_URL = env_str("FLEETWEB_BASE_URL", "").rstrip("/")
 # Seconds between compliance trend points when nothing changed (a change always writes one).
 FLEETWEB_COMPLIANCE_HISTORY_INTERVAL = env_int("FLEETWEB_COMPLIANCE_HISTORY_INTERVAL", 900, minimum=10)
 FLEETWEB_KUBE_CONNECT_TIMEOUT = env_int("FLEETWEB_KUBE_CONNECT_TIMEOUT", 5, minimum=1)

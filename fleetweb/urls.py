@@ -13,8 +13,10 @@ urlpatterns = [
     path("accounts/logout/", views.logout_view, name="logout"),
     path("", include("inventory.urls")),  # clusters/, groups/
     path("", include("governance.urls")),  # policies/, compliance/, audit/
+    path("", include("rollouts.urls")),  # applications/, rollouts/
     path("api/v1/", include("inventory.api.urls")),
     path("api/v1/", include("governance.api.urls")),
+    path("api/v1/", include("rollouts.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("admin/", admin.site.urls),

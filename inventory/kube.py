@@ -546,9 +546,21 @@ def _enforcement_check(session: Session) -> Check:
                                "(apply the fleetweb-reader-enforcer role to allow it)", optional=True)
 
 
+# What rollouts may apply, by API group (rollouts.manifests.KINDS, plus namespaces they create).
+DEPLOYABLE = {
+    "": ["namespaces", "serviceaccounts", "configmaps", "persistentvolumeclaims", "services"],
+    "apps": ["deployments", "statefulsets", "daemonsets"],
+    "batch": ["jobs", "cronjobs"],
+    "networking.k8s.io": ["ingresses", "networkpolicies"],
+    "policy": ["poddisruptionbudgets"],
+    "autoscaling": ["horizontalpodautoscalers"],
+}
+
+
 def least_privilege_manifest(namespace: str = "fleetweb-system", name: str = "fleetweb-reader") -> str:
     """ServiceAccount, ClusterRole (get/list/watch on exactly the collected kinds), binding, token Secret,
-    and a separate role to manage Fleetweb's ValidatingAdmissionPolicies (enforce mode)."""
+    a separate role to manage Fleetweb's ValidatingAdmissionPolicies (enforce mode), and one to apply
+    rollouts' objects."""
     rules: dict[str, list[str]] = {}
     for _kind, _path, group, resource in COLLECTED:
         rules.setdefault(group, []).append(resource)
@@ -584,6 +596,23 @@ def least_privilege_manifest(namespace: str = "fleetweb-system", name: str = "fl
             "kind": "ClusterRoleBinding",
             "metadata": {"name": f"{name}-enforcer"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{name}-enforcer"},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+        # Rollouts: server-side apply of application objects (never Secrets: Fleetweb neither reads nor ships them).
+        # Leave these two out for a cluster that only receives policies, never rollouts.
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": f"{name}-deployer"},
+            "rules": [{"apiGroups": [group], "resources": resources,
+                       "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}
+                      for group, resources in DEPLOYABLE.items()],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"{name}-deployer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{name}-deployer"},
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         },
         {

@@ -7,7 +7,7 @@
 
 Outside CI, a machine without Go (and without cached binaries) skips these tests with the
 reason; in CI (CI=true) that is an error, never a skip. `LOCALFLEET_TEST_CLUSTERS` sets how
-many members start (default 2: two Kubernetes minor versions).
+many members start (default 3: two Kubernetes minor versions, three environments for rollouts).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class MemberHandle:
 def localfleet_members() -> dict[str, MemberHandle]:
     """Start the members once for the session (in a private state folder) and stop them at the end."""
     require(binaries.buildable(), "Go is not installed and no cached localfleet binaries exist")
-    count = int(os.environ.get("LOCALFLEET_TEST_CLUSTERS", "2"))
+    count = int(os.environ.get("LOCALFLEET_TEST_CLUSTERS", "3"))
     state = Path(tempfile.mkdtemp(prefix="localfleet-test-"))
     fleet = Fleet(state)
     try:

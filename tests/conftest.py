@@ -80,9 +80,19 @@ def celery_worker(transactional_db):
 
 
 @pytest.fixture
-def celery_beat(celery_worker, tmp_path):
-    """A real `celery beat` process sending the schedule (due-sync claims every 5 s) to the broker."""
+def celery_beat(celery_worker, beat_process):
+    """A real worker (in-process threads) and a real `celery beat` process sending the schedule."""
+    return beat_process
+
+
+@pytest.fixture
+def beat_process(transactional_db, tmp_path):
+    """Only `celery beat` (due-sync claims every 5 s, due rollouts every 3 s): for tests that run their own
+    worker processes, so that no in-process worker takes their tasks."""
+    from fleetweb.celery import app
     from fleetweb.embedded import child_environment
+
+    _purge_queues(app)
 
     env = child_environment()
     log = open(tmp_path / "beat.log", "wb")  # noqa: SIM115 - closed below
@@ -96,6 +106,7 @@ def celery_beat(celery_worker, tmp_path):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+    _purge_queues(app)
 
 
 def wait_for(predicate, *, timeout: float = 60, interval: float = 0.25, what: str = "condition"):

@@ -65,7 +65,7 @@ def _name(prefix: str) -> str:
 
 
 def test_enforce_mode_makes_group_members_refuse_privileged_pods(members, celery_worker, api_as, admin_user):
-    inside, outside = members
+    inside, outside = members[:2]
     prod = _attach(inside, "enforce-prod", environment="prod", user=admin_user)
     _attach(outside, "enforce-dev", environment="dev", user=admin_user)
     client = api_as(admin_user)
@@ -112,7 +112,7 @@ def test_enforce_mode_makes_group_members_refuse_privileged_pods(members, celery
 
 
 def test_a_cluster_leaving_the_group_loses_the_policy(members, celery_worker, admin_user):
-    inside, _ = members
+    inside = members[0]
     cluster = _attach(inside, "leaver", environment="prod", user=admin_user)
     group = inventory_services.create_group(name="prod", selector="environment=prod", user=admin_user)
     services.create_assignment(group=group, rule_key="no-host-namespaces", user=admin_user, mode=Mode.ENFORCE)
@@ -127,7 +127,7 @@ def test_a_cluster_leaving_the_group_loses_the_policy(members, celery_worker, ad
 
 
 def test_audit_mode_reports_existing_violations_and_resolves_them_after_a_fix(members, celery_worker, admin_user):
-    handle, _ = members
+    handle = members[0]
     cluster = _attach(handle, "audited", environment="staging", user=admin_user)
     wait_for(lambda: SyncRun.objects.filter(cluster=cluster, outcome=SyncOutcome.SUCCEEDED).exists(),
              what="first sync")
@@ -183,7 +183,7 @@ BAD_SPEC = {"no-host-path": {"volumes": [{"name": "h", "hostPath": {"path": "/et
 
 
 def test_every_enforceable_rule_is_valid_cel_and_decides_like_the_audit(members, admin_user):
-    handle, _ = members
+    handle = members[0]
     cluster = _attach(handle, "all-rules", environment="prod", user=admin_user)
     group = ClusterGroup.objects.create(name="everything", selector="name=all-rules")
     params = {"allowed-registries": {"registries": ["registry.example.com"]}}

@@ -1,0 +1,110 @@
+"""API serializers of rollouts."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from rollouts.models import Application, Approval, Override, Revision, Rollout, RolloutPlan, Stage, Target
+
+
+class RevisionSerializer(serializers.ModelSerializer):
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Revision
+        fields = ("id", "number", "digest", "message", "author", "created_at", "objects_summary", "manifests")
+        read_only_fields = ("id", "number", "digest", "author", "created_at", "objects_summary")
+
+
+class OverrideSerializer(serializers.ModelSerializer):
+    group = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Override
+        fields = ("group", "replicas", "image_tags", "labels")
+        read_only_fields = fields
+
+
+class ApplicationSerializer(serializers.ModelSerializer):
+    """Create with `manifests` (multi-document YAML): that becomes revision 1."""
+
+    manifests = serializers.CharField(write_only=True, style={"base_template": "textarea.html"})
+    message = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    latest_revision = RevisionSerializer(read_only=True)
+    overrides = OverrideSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Application
+        fields = ("id", "name", "namespace", "owner", "description", "created_at", "latest_revision", "overrides",
+                  "manifests", "message")
+        read_only_fields = ("id", "created_at", "latest_revision", "overrides")
+        extra_kwargs = {"name": {"validators": []}}
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    revision = serializers.IntegerField(source="revision.number", read_only=True)
+
+    class Meta:
+        model = Approval
+        fields = ("user", "decision", "comment", "revision", "created_at", "expires_at", "voided_at", "void_reason")
+        read_only_fields = fields
+
+
+class TargetSerializer(serializers.ModelSerializer):
+    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    applied_revision = serializers.IntegerField(source="applied_revision.number", read_only=True, default=None)
+    previous_revision = serializers.IntegerField(source="previous_revision.number", read_only=True, default=None)
+
+    class Meta:
+        model = Target
+        fields = ("cluster", "state", "applied_revision", "previous_revision", "attempts", "observed", "message",
+                  "started_at", "deadline", "finished_at")
+        read_only_fields = fields
+
+
+class StageSerializer(serializers.ModelSerializer):
+    group = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    targets = TargetSerializer(many=True, read_only=True)
+    approvals = ApprovalSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Stage
+        fields = ("id", "index", "name", "group", "selector", "approvals_required", "max_parallel", "health_deadline",
+                  "soak_time", "failures_allowed", "state", "message", "started_at", "approved_at", "soak_until",
+                  "finished_at", "targets", "approvals")
+        read_only_fields = fields
+
+
+class RolloutSerializer(serializers.ModelSerializer):
+    """Create from `revision` (id) and a `plan` (name) or inline `stages`."""
+
+    application = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    revision = serializers.PrimaryKeyRelatedField(queryset=Revision.objects.all())
+    revision_number = serializers.IntegerField(source="revision.number", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    plan = serializers.SlugRelatedField(slug_field="name", queryset=RolloutPlan.objects.all(), write_only=True,
+                                        required=False)
+    stages = serializers.JSONField(write_only=True, required=False,
+                                   help_text="[{name, group | selector, approvals_required, max_parallel, "
+                                             "health_deadline, soak_time, failures_allowed}]")
+    stage_list = StageSerializer(source="stages", many=True, read_only=True)
+
+    class Meta:
+        model = Rollout
+        fields = ("id", "application", "revision", "revision_number", "plan_name", "state", "message",
+                  "requested_by", "created_at", "started_at", "finished_at", "plan", "stages", "stage_list")
+        read_only_fields = ("id", "application", "revision_number", "plan_name", "state", "message", "requested_by",
+                            "created_at", "started_at", "finished_at", "stage_list")
+
+
+class RolloutPlanSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RolloutPlan
+        fields = ("id", "name", "description", "stages", "created_at")
+        read_only_fields = ("id", "created_at")
+
+
+class DecisionSerializer(serializers.Serializer):
+    stage = serializers.IntegerField(required=False, help_text="Stage index; default: the one awaiting approval")
+    comment = serializers.CharField(required=False, allow_blank=True, default="")

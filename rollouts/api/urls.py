@@ -1,0 +1,11 @@
+from rest_framework.routers import SimpleRouter
+
+from rollouts.api import views
+
+router = SimpleRouter()
+router.register("applications", views.ApplicationViewSet, basename="application")
+router.register("rollout-plans", views.RolloutPlanViewSet, basename="rolloutplan")
+router.register("rollouts", views.RolloutViewSet, basename="rollout")
+
+app_name = "rollouts-api"
+urlpatterns = router.urls

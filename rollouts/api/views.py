@@ -1,0 +1,202 @@
+"""Rollouts over the API. Every action calls the same service as the pages; refusals say why (403/409/400)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
+from rest_framework.response import Response
+
+from fleetweb.roles import VIEWER
+from fleetweb.web import client_ip
+from inventory.models import ClusterGroup
+from rollouts import services
+from rollouts.api import serializers
+from rollouts.choices import StageState
+from rollouts.models import Application, Rollout, RolloutPlan
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Not possible in the rollout's current state."
+    default_code = "conflict"
+
+
+def _call(fn, **kwargs):
+    """Run a service; its refusals become 400 (bad input), 403 (not yours to do) or 409 (not now)."""
+    try:
+        return fn(**kwargs)
+    except services.RolloutError as exc:
+        if exc.status == 403:
+            raise PermissionDenied(exc.errors.get("detail") or "; ".join(exc.errors.values())) from None
+        if exc.status == 409:
+            raise Conflict(exc.errors.get("detail") or "; ".join(exc.errors.values())) from None
+        raise ValidationError({k if k != "detail" else "non_field_errors": [v]
+                               for k, v in exc.errors.items()}) from None
+
+
+class ApplicationViewSet(viewsets.ModelViewSet):
+    """Applications; every edit of the manifests is a new immutable revision (`POST …/revisions/`)."""
+
+    serializer_class = serializers.ApplicationSerializer
+    ordering_fields = ["name", "created_at"]
+    ordering = ["name"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return Application.objects.visible_to(self.request.user).prefetch_related("overrides__group")
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = _call(services.create_application, name=data["name"], namespace=data["namespace"],
+                                    owner=data.get("owner", ""), description=data.get("description", ""),
+                                    manifests_text=data["manifests"], message=data.get("message", ""),
+                                    user=self.request.user, source_ip=client_ip(self.request))
+
+    def perform_update(self, serializer):
+        data = serializer.validated_data
+        if set(data) - {"owner", "description"}:
+            raise ValidationError({"non_field_errors": ["Only owner and description change here; manifests change "
+                                                        "through a new revision, name and namespace never."]})
+        serializer.save()
+
+    @extend_schema(request=serializers.RevisionSerializer, responses=serializers.RevisionSerializer(many=True))
+    @action(detail=True, methods=["get", "post"])
+    def revisions(self, request, pk=None):
+        """List revisions (newest first) or create one from `manifests` (+ `message`)."""
+        app = self.get_object()
+        if request.method == "GET":
+            page = self.paginate_queryset(app.revisions.select_related("author").order_by("-number"))
+            return self.get_paginated_response(serializers.RevisionSerializer(page, many=True).data)
+        serializer = serializers.RevisionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        revision = _call(services.create_revision, app=app, manifests_text=serializer.validated_data["manifests"],
+                         message=serializer.validated_data.get("message", ""), user=request.user,
+                         source_ip=client_ip(request))
+        return Response(serializers.RevisionSerializer(revision).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=serializers.OverrideSerializer, responses=serializers.OverrideSerializer)
+    @action(detail=True, methods=["put"], url_path=r"overrides/(?P<group>[-a-z0-9_]+)")
+    def override(self, request, pk=None, group=None):
+        """Set the per-group patch (`replicas`, `image_tags`, `labels`); all empty removes it."""
+        app = self.get_object()
+        group_obj = ClusterGroup.objects.filter(name=group).first()
+        if group_obj is None:
+            raise NotFound(f"No group named '{group}'.")
+        override = _call(services.set_override, app=app, group=group_obj, user=request.user,
+                         replicas=request.data.get("replicas"), image_tags=request.data.get("image_tags"),
+                         labels=request.data.get("labels"), source_ip=client_ip(request))
+        if override is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(serializers.OverrideSerializer(override).data)
+
+
+class RolloutPlanViewSet(viewsets.ModelViewSet):
+    serializer_class = serializers.RolloutPlanSerializer
+    ordering = ["name"]
+
+    def get_queryset(self):
+        return RolloutPlan.objects.visible_to(self.request.user)
+
+    def perform_create(self, serializer):
+        _call(services.clean_stages, raw=serializer.validated_data.get("stages"))
+        serializer.save()
+
+    def perform_update(self, serializer):
+        if "stages" in serializer.validated_data:
+            _call(services.clean_stages, raw=serializer.validated_data["stages"])
+        serializer.save()
+
+
+class RolloutViewSet(viewsets.ModelViewSet):
+    """Rollouts. Actions answer with the new state, or 409 saying why it is not allowed now."""
+
+    serializer_class = serializers.RolloutSerializer
+    ordering_fields = ["created_at", "state"]
+    ordering = ["-created_at"]
+    filterset_fields = ["state", "application__name"]
+    http_method_names = ["get", "post", "head", "options"]
+
+    def get_queryset(self):
+        return (Rollout.objects.visible_to(self.request.user)
+                .select_related("application", "revision", "requested_by")
+                .prefetch_related("stages__group", "stages__targets__cluster", "stages__targets__applied_revision",
+                                  "stages__targets__previous_revision", "stages__approvals__user",
+                                  "stages__approvals__revision"))
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        if not data.get("plan") and data.get("stages") is None:
+            raise ValidationError({"stages": ["Give a plan or inline stages."]})
+        serializer.instance = _call(services.create_rollout, revision=data["revision"], plan=data.get("plan"),
+                                    stages=data.get("stages"), user=self.request.user,
+                                    source_ip=client_ip(self.request))
+
+    def _state(self, rollout) -> Response:
+        rollout = self.get_queryset().get(pk=rollout.pk)
+        return Response({"id": rollout.pk, "state": rollout.state, "message": rollout.message,
+                         "stages": [{"index": s.index, "name": s.name, "state": s.state} for s in
+                                    rollout.stages.all()]})
+
+    def _stage(self, rollout, index):
+        stages = rollout.stages.all()
+        if index is None:
+            stage = next((s for s in stages if s.state == StageState.AWAITING_APPROVAL), None)
+            if stage is None:
+                raise services.RolloutError("No stage of this rollout is awaiting approval.", status=409)
+            return stage
+        stage = next((s for s in stages if s.index == index), None)
+        if stage is None:
+            raise NotFound(f"This rollout has no stage {index}.")
+        return stage
+
+    def _action(self, request, fn, *, decision: bool = False):
+        rollout = self.get_object()
+        if decision:
+            body = serializers.DecisionSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            stage = _call(self._stage, rollout=rollout, index=body.validated_data.get("stage"))
+            _call(fn, stage=stage, user=request.user, comment=body.validated_data["comment"],
+                  source_ip=client_ip(request))
+        else:
+            _call(fn, rollout=rollout, user=request.user, source_ip=client_ip(request))
+        return self._state(rollout)
+
+    def get_permissions(self):
+        # Approvers are not operators: deciding needs only a role; the service says who may decide.
+        self.required_role = VIEWER if self.action in ("approve", "reject") else None
+        return super().get_permissions()
+
+    @extend_schema(request=serializers.DecisionSerializer, responses={200: dict, 403: dict, 409: dict})
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        """Approve the stage awaiting approval (approvers only, never the requester)."""
+        return self._action(request, services.approve_stage, decision=True)
+
+    @extend_schema(request=serializers.DecisionSerializer, responses={200: dict, 403: dict, 409: dict})
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        """Reject it with a comment: the rollout stops."""
+        return self._action(request, services.reject_stage, decision=True)
+
+    @extend_schema(request=None, responses={200: dict, 409: dict})
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._action(request, services.pause_rollout)
+
+    @extend_schema(request=None, responses={200: dict, 409: dict})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._action(request, services.resume_rollout)
+
+    @extend_schema(request=None, responses={200: dict, 409: dict})
+    @action(detail=True, methods=["post"])
+    def abort(self, request, pk=None):
+        return self._action(request, services.abort_rollout)
+
+    @extend_schema(request=None, responses={200: dict, 409: dict})
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, pk=None):
+        return self._action(request, services.rollback_rollout)
+

@@ -1,0 +1,79 @@
+"""Forms of rollouts: applications, revisions, rollouts and plans (stages as YAML), decisions."""
+
+from __future__ import annotations
+
+import yaml
+from django import forms
+from django.core.validators import validate_slug
+
+from rollouts.models import Revision, RolloutPlan
+
+STAGES_HELP = ("One item per stage: name; group (a group's name) or selector; approvals_required (0-3; a stage "
+               "reaching a prod cluster always needs 1); max_parallel; health_deadline and soak_time (seconds); "
+               "failures_allowed.")
+
+
+def parse_stages(text: str):
+    try:
+        value = yaml.safe_load(text or "")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise forms.ValidationError(f"The stages are not valid YAML{where}.") from None
+    if not isinstance(value, list):
+        raise forms.ValidationError("The stages must be a YAML list, one item per stage.")
+    return value
+
+
+class ApplicationForm(forms.Form):
+    name = forms.CharField(max_length=63, validators=[validate_slug])
+    namespace = forms.CharField(max_length=63, validators=[validate_slug],
+                                help_text="Where the objects go in every cluster; created when missing.")
+    owner = forms.CharField(max_length=128, required=False, label="Owner team")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    manifests = forms.CharField(widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false"}),
+                                help_text="Multi-document YAML: Deployments, StatefulSets, DaemonSets, Services, "
+                                          "ConfigMaps, Jobs, CronJobs, Ingresses, … (no Secrets, nothing "
+                                          "cluster-scoped).")
+    message = forms.CharField(max_length=500, required=False, label="Revision message")
+
+
+class RevisionForm(forms.Form):
+    manifests = forms.CharField(widget=forms.Textarea(attrs={"rows": 22, "spellcheck": "false"}))
+    message = forms.CharField(max_length=500, required=False, help_text="What changed and why")
+
+
+class RolloutForm(forms.Form):
+    revision = forms.ModelChoiceField(queryset=Revision.objects.none(), empty_label=None)
+    plan = forms.ModelChoiceField(queryset=RolloutPlan.objects.all(), required=False,
+                                  empty_label="— inline stages below —")
+    stages = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false"}),
+                             help_text=STAGES_HELP)
+
+    def __init__(self, *args, application, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["revision"].queryset = application.revisions.order_by("-number")
+        self.fields["revision"].label_from_instance = lambda r: f"r{r.number} · {r.short_digest} · {r.message}"
+
+    def clean_stages(self):
+        text = self.cleaned_data["stages"]
+        return parse_stages(text) if text.strip() else None
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("plan") and not data.get("stages"):
+            raise forms.ValidationError("Pick a plan or write the stages.")
+        return data
+
+
+class PlanForm(forms.Form):
+    name = forms.CharField(max_length=63, validators=[validate_slug])
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    stages = forms.CharField(widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}), help_text=STAGES_HELP)
+
+    def clean_stages(self):
+        return parse_stages(self.cleaned_data["stages"])
+
+
+class DecisionForm(forms.Form):
+    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)

@@ -1,0 +1,233 @@
+"""Applications and their immutable revisions, per-group overrides, plans, rollouts, stages, targets, approvals."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from inventory.models import Cluster, ClusterGroup
+from rollouts.choices import Decision, RolloutState, StageState, TargetState
+from rollouts.querysets import RolloutsQuerySet
+
+
+class Application(models.Model):
+    """Something to roll out: a name, the namespace it lives in, an owner, and its revisions."""
+
+    name = models.SlugField(max_length=63, unique=True)
+    namespace = models.SlugField(max_length=63, help_text="Target namespace, created when missing")
+    owner = models.CharField(max_length=128, blank=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    objects = RolloutsQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("rollouts:application_detail", args=[self.name])
+
+    @property
+    def latest_revision(self) -> Revision | None:
+        return self.revisions.order_by("-number").first()
+
+
+class Revision(models.Model):
+    """One immutable version of an application's manifests: never updated once saved."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    manifests = models.TextField(help_text="Multi-document YAML")
+    digest = models.CharField(max_length=64, help_text="sha256 of the normalized objects")
+    objects_summary = models.JSONField(default=list, help_text="[{kind, name}] in apply order")
+    message = models.CharField(max_length=500, blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = RolloutsQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["application", "-number"]
+        constraints = [models.UniqueConstraint(fields=["application", "number"], name="revision_number")]
+
+    def __str__(self) -> str:
+        return f"{self.application.name} r{self.number}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Revisions are immutable: create a new one instead.")
+        super().save(*args, **kwargs)
+
+    @property
+    def short_digest(self) -> str:
+        return self.digest[:12]
+
+
+class Override(models.Model):
+    """A small, validated patch of an application for the clusters of one group: replicas, image tags, labels."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="overrides")
+    group = models.ForeignKey(ClusterGroup, on_delete=models.CASCADE, related_name="+")
+    replicas = models.PositiveIntegerField(null=True, blank=True)
+    image_tags = models.JSONField(default=dict, blank=True, help_text="{container name: tag}")
+    labels = models.JSONField(default=dict, blank=True, help_text="Added to every object's metadata.labels")
+
+    objects = RolloutsQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["application", "group__name"]
+        constraints = [models.UniqueConstraint(fields=["application", "group"], name="override_app_group")]
+
+    def __str__(self) -> str:
+        return f"{self.application.name} on {self.group.name}"
+
+
+class RolloutPlan(models.Model):
+    """Reusable stages ("canary → eu → global"): [{name, group | selector, approvals, max_parallel, …}]."""
+
+    name = models.SlugField(max_length=63, unique=True)
+    description = models.TextField(blank=True)
+    stages = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = RolloutsQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Rollout(models.Model):
+    """One revision taken through ordered stages; advanced by idempotent tasks holding a short lease."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="rollouts")
+    revision = models.ForeignKey(Revision, on_delete=models.PROTECT, related_name="rollouts")
+    plan_name = models.CharField(max_length=63, blank=True)
+    state = models.CharField(max_length=16, choices=RolloutState.choices, default=RolloutState.PENDING,
+                             db_index=True)
+    paused_from = models.CharField(max_length=16, blank=True, help_text="State to resume into")
+    message = models.TextField(blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    next_step_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    objects = RolloutsQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"rollout #{self.pk} of {self.revision}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("rollouts:rollout_detail", args=[self.pk])
+
+
+class Stage(models.Model):
+    """One step of a rollout: which clusters, how many approvals, how fast, how healthy, how long to soak."""
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="stages")
+    index = models.PositiveIntegerField()
+    name = models.CharField(max_length=63)
+    group = models.ForeignKey(ClusterGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    selector = models.CharField(max_length=1024, blank=True)
+    approvals_required = models.PositiveIntegerField(default=0)
+    max_parallel = models.PositiveIntegerField(default=1)
+    health_deadline = models.PositiveIntegerField(default=300, help_text="Seconds for workloads to become ready")
+    soak_time = models.PositiveIntegerField(default=0, help_text="Seconds to watch after ready")
+    failures_allowed = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=20, choices=StageState.choices, default=StageState.PENDING)
+    message = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    soak_until = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RolloutsQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["rollout", "index"]
+        constraints = [models.UniqueConstraint(fields=["rollout", "index"], name="stage_index")]
+
+    def __str__(self) -> str:
+        return f"stage {self.index + 1} ({self.name}) of rollout #{self.rollout_id}"
+
+    @property
+    def target_text(self) -> str:
+        return f"group {self.group.name}" if self.group_id else f"selector {self.selector}"
+
+
+class Target(models.Model):
+    """One cluster of a stage: what was applied there, whether it became ready, and what it ran before."""
+
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="targets")
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="rollout_targets")
+    state = models.CharField(max_length=20, choices=TargetState.choices, default=TargetState.PENDING)
+    previous_revision = models.ForeignKey(Revision, null=True, blank=True, on_delete=models.SET_NULL,
+                                          related_name="+", help_text="What the cluster ran before (rollback)")
+    applied_revision = models.ForeignKey(Revision, null=True, blank=True, on_delete=models.SET_NULL,
+                                         related_name="+")
+    attempts = models.PositiveIntegerField(default=0, help_text="Applies started (a retry after a crash counts)")
+    observed = models.JSONField(default=list, blank=True, help_text="[{kind, name, desired, updated, available}]")
+    message = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RolloutsQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["stage", "cluster__name"]
+        constraints = [models.UniqueConstraint(fields=["stage", "cluster"], name="target_stage_cluster")]
+
+    def __str__(self) -> str:
+        return f"{self.cluster_id} in {self.stage}"
+
+
+class Approval(models.Model):
+    """A decision on a stage, valid for one revision until it expires or the revision changes."""
+
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="approvals")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    revision = models.ForeignKey(Revision, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=255, blank=True)
+
+    objects = RolloutsQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["stage", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} of {self.stage} by {self.user_id}"
+
+
+class Deployed(models.Model):
+    """Which revision of an application last became ready on a cluster (what rollback returns to)."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="deployments")
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
+    revision = models.ForeignKey(Revision, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["application", "cluster"], name="deployed_app_cluster")]
+
+    def __str__(self) -> str:
+        return f"{self.revision} on {self.cluster_id}"

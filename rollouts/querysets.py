@@ -1,0 +1,10 @@
+"""Access to rollouts: every role holder reads; outsiders see nothing."""
+
+from django.db import models
+
+from fleetweb.roles import VIEWER, has_role
+
+
+class RolloutsQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self if has_role(user, VIEWER) else self.none()

@@ -1,0 +1,21 @@
+from django.urls import path
+
+from rollouts import views
+
+app_name = "rollouts"
+urlpatterns = [
+    path("applications/", views.application_list, name="application_list"),
+    path("applications/new/", views.application_create, name="application_create"),
+    path("applications/<slug:name>/", views.application_detail, name="application_detail"),
+    path("applications/<slug:name>/revisions/new/", views.revision_create, name="revision_create"),
+    path("applications/<slug:name>/revisions/<int:number>.yaml", views.revision_raw, name="revision_raw"),
+    path("applications/<slug:name>/rollout/", views.rollout_create, name="rollout_create"),
+    path("rollouts/", views.rollout_list, name="rollout_list"),
+    path("rollouts/approvals/", views.my_approvals, name="my_approvals"),
+    path("rollouts/plans/", views.plan_list, name="plan_list"),
+    path("rollouts/plans/new/", views.plan_create, name="plan_create"),
+    path("rollouts/<int:pk>/", views.rollout_detail, name="rollout_detail"),
+    path("rollouts/<int:pk>/stages/<int:index>/approve/", views.stage_approve, name="stage_approve"),
+    path("rollouts/<int:pk>/stages/<int:index>/reject/", views.stage_reject, name="stage_reject"),
+    path("rollouts/<int:pk>/<str:action>/", views.rollout_action, name="rollout_action"),
+]

@@ -1,0 +1,274 @@
+"""Pages of rollouts: applications, revisions and diffs, rollouts with live progress, approvals, plans."""
+
+from __future__ import annotations
+
+import yaml
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from fleetweb.decorators import role_required
+from fleetweb.htmx import htmx_partial
+from fleetweb.roles import OPERATOR, VIEWER
+from fleetweb.web import client_ip
+from rollouts import manifests, services
+from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
+from rollouts.forms import ApplicationForm, DecisionForm, PlanForm, RevisionForm, RolloutForm
+from rollouts.models import Application, Rollout, RolloutPlan, Stage
+
+DEFAULT_STAGES = """- name: canary
+  selector: environment=dev
+  health_deadline: 300
+- name: staging
+  selector: environment=staging
+  max_parallel: 2
+- name: production
+  selector: environment=prod
+  approvals_required: 1
+  max_parallel: 2
+  soak_time: 60
+"""
+
+
+def _errors_to_form(form, exc: services.RolloutError) -> None:
+    for field, message in exc.errors.items():
+        target = field if field in form.fields else None
+        form.add_error(target, message if field in form.fields or field == "detail" else f"{field}: {message}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Applications
+
+
+@role_required(VIEWER)
+def application_list(request):
+    apps = Application.objects.visible_to(request.user).prefetch_related("revisions")
+    latest = {}
+    for app in apps:
+        revisions = sorted(app.revisions.all(), key=lambda r: r.number)
+        latest[app.pk] = revisions[-1] if revisions else None
+    rows = [{"app": a, "latest": latest[a.pk]} for a in apps]
+    return render(request, "rollouts/application_list.html", {"rows": rows})
+
+
+@role_required(OPERATOR)
+def application_create(request):
+    form = ApplicationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            app = services.create_application(name=d["name"], namespace=d["namespace"], owner=d["owner"],
+                                              description=d["description"], manifests_text=d["manifests"],
+                                              message=d["message"], user=request.user, source_ip=client_ip(request))
+        except services.RolloutError as exc:
+            _errors_to_form(form, exc)
+        else:
+            messages.success(request, f"{app.name} created with revision 1.")
+            return redirect(app)
+    return render(request, "rollouts/application_form.html", {"form": form},
+                  status=400 if request.method == "POST" else 200)
+
+
+@role_required(VIEWER)
+def application_detail(request, name: str):
+    """Revisions (with a diff between any two), overrides and the rollouts of one application."""
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
+    revisions = list(app.revisions.select_related("author").order_by("-number"))
+    diff_text, old, new = "", None, None
+    if len(revisions) > 1:
+        by_number = {r.number: r for r in revisions}
+        try:
+            new = by_number.get(int(request.GET.get("to", revisions[0].number)))
+            old = by_number.get(int(request.GET.get("from", new.number - 1 if new else 0)))
+        except (TypeError, ValueError):
+            new = old = None
+        if old and new:
+            diff_text = manifests.diff(old.manifests, new.manifests, old_label=f"r{old.number}",
+                                       new_label=f"r{new.number}")
+    rollouts = app.rollouts.select_related("revision", "requested_by").order_by("-created_at")[:20]
+    return render(request, "rollouts/application_detail.html", {
+        "app": app, "revisions": revisions, "diff": diff_text, "old": old, "new": new, "rollouts": rollouts,
+        "overrides": app.overrides.select_related("group")})
+
+
+@role_required(OPERATOR)
+def revision_create(request, name: str):
+    app = get_object_or_404(Application, name=name)
+    latest = app.latest_revision
+    form = RevisionForm(request.POST or None, initial={"manifests": latest.manifests if latest else ""})
+    if request.method == "POST" and form.is_valid():
+        try:
+            revision = services.create_revision(app, manifests_text=form.cleaned_data["manifests"],
+                                                message=form.cleaned_data["message"], user=request.user,
+                                                source_ip=client_ip(request))
+        except services.RolloutError as exc:
+            _errors_to_form(form, exc)
+        else:
+            messages.success(request, f"Revision {revision.number} of {app.name} saved.")
+            return redirect(f"{app.get_absolute_url()}?to={revision.number}")
+    return render(request, "rollouts/revision_form.html", {"app": app, "form": form},
+                  status=400 if request.method == "POST" else 200)
+
+
+@role_required(OPERATOR)
+def rollout_create(request, name: str):
+    app = get_object_or_404(Application, name=name)
+    form = RolloutForm(request.POST or None, application=app, initial={"stages": DEFAULT_STAGES})
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            rollout = services.create_rollout(revision=d["revision"], plan=d["plan"], stages=d["stages"],
+                                              user=request.user, source_ip=client_ip(request))
+        except services.RolloutError as exc:
+            _errors_to_form(form, exc)
+        else:
+            messages.success(request, f"Rollout of {app.name} r{rollout.revision.number} started.")
+            return redirect(rollout)
+    return render(request, "rollouts/rollout_form.html", {"app": app, "form": form},
+                  status=400 if request.method == "POST" else 200)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollouts
+
+
+@role_required(VIEWER)
+def rollout_list(request):
+    queryset = Rollout.objects.visible_to(request.user).select_related("application", "revision", "requested_by")
+    state = request.GET.get("state", "")
+    if state == "active":
+        queryset = queryset.filter(state__in=[*ACTIVE_ROLLOUT_STATES, RolloutState.PAUSED])
+    elif state in RolloutState.values:
+        queryset = queryset.filter(state=state)
+    page = Paginator(queryset.order_by("-created_at"), 50).get_page(request.GET.get("page"))
+    return htmx_partial(request, "rollouts/rollout_list.html", "rollouts/partials/_rollout_table.html",
+                        {"page": page, "state": state, "states": RolloutState.choices})
+
+
+def _rollout_context(request, rollout: Rollout) -> dict:
+    stages = list(rollout.stages.select_related("group").prefetch_related("targets__cluster",
+                                                                          "targets__applied_revision",
+                                                                          "approvals__user").order_by("index"))
+    user = request.user
+    decidable = {}
+    for stage in stages:
+        if stage.state == "awaiting_approval":
+            try:
+                services._check_can_decide(stage, user)
+            except services.RolloutError as exc:
+                decidable[stage.pk] = exc.errors.get("detail", "")
+            else:
+                decidable[stage.pk] = ""
+            stage.valid_count = len(services.valid_approvals(stage))
+        stage.can_decide = decidable.get(stage.pk) == ""
+        stage.refusal = decidable.get(stage.pk, "")
+        stage.cluster_names = [t.cluster.name for t in stage.targets.all()]
+    return {"rollout": rollout, "stages": stages, "active": rollout.state in (*ACTIVE_ROLLOUT_STATES,
+                                                                              RolloutState.PAUSED),
+            "form": DecisionForm()}
+
+
+@role_required(VIEWER)
+def rollout_detail(request, pk: int):
+    """Stage timeline, per-cluster status and approvals; the body refreshes itself while the rollout runs."""
+    rollout = get_object_or_404(Rollout.objects.visible_to(request.user).select_related(
+        "application", "revision", "requested_by"), pk=pk)
+    return htmx_partial(request, "rollouts/rollout_detail.html", "rollouts/partials/_rollout_body.html",
+                        _rollout_context(request, rollout))
+
+
+def _decide(request, pk: int, index: int, fn, verb: str):
+    rollout = get_object_or_404(Rollout.objects.select_related("application", "revision"), pk=pk)
+    stage = get_object_or_404(Stage, rollout=rollout, index=index)
+    form = DecisionForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    try:
+        fn(stage, user=request.user, comment=comment, source_ip=client_ip(request))
+    except services.RolloutError as exc:
+        reason = exc.errors.get("detail") or "; ".join(exc.errors.values())
+        if exc.status == 403:
+            raise PermissionDenied(reason) from None
+        messages.error(request, reason)
+        return redirect(rollout)
+    messages.success(request, f"You {verb} stage '{stage.name}' of {rollout.application.name} "
+                              f"r{rollout.revision.number}.")
+    return redirect(rollout)
+
+
+@role_required(VIEWER)
+@require_POST
+def stage_approve(request, pk: int, index: int):
+    return _decide(request, pk, index, services.approve_stage, "approved")
+
+
+@role_required(VIEWER)
+@require_POST
+def stage_reject(request, pk: int, index: int):
+    return _decide(request, pk, index, services.reject_stage, "rejected")
+
+
+ACTIONS = {"pause": services.pause_rollout, "resume": services.resume_rollout, "abort": services.abort_rollout,
+           "rollback": services.rollback_rollout}
+
+
+@role_required(OPERATOR)
+@require_POST
+def rollout_action(request, pk: int, action: str):
+    if action not in ACTIONS:
+        raise Http404
+    rollout = get_object_or_404(Rollout, pk=pk)
+    try:
+        rollout = ACTIONS[action](rollout, user=request.user, source_ip=client_ip(request))
+    except services.RolloutError as exc:
+        messages.error(request, exc.errors.get("detail") or "; ".join(exc.errors.values()))
+    else:
+        messages.success(request, f"Rollout #{rollout.pk} is {rollout.get_state_display()}.")
+    return redirect(rollout)
+
+
+@role_required(VIEWER)
+def my_approvals(request):
+    """Stages awaiting an approval this user may give."""
+    stages = list(services.pending_approvals_for(request.user).prefetch_related("targets__cluster"))
+    return render(request, "rollouts/my_approvals.html", {"stages": stages})
+
+
+# ---------------------------------------------------------------------------------------------
+# Plans
+
+
+@role_required(VIEWER)
+def plan_list(request):
+    return render(request, "rollouts/plan_list.html", {"plans": RolloutPlan.objects.visible_to(request.user)})
+
+
+@role_required(OPERATOR)
+def plan_create(request):
+    form = PlanForm(request.POST or None, initial={"stages": DEFAULT_STAGES})
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            stages = services.clean_stages(d["stages"])
+            if RolloutPlan.objects.filter(name=d["name"]).exists():
+                raise services.RolloutError({"name": f"A plan named '{d['name']}' already exists."})
+        except services.RolloutError as exc:
+            _errors_to_form(form, exc)
+        else:
+            RolloutPlan.objects.create(name=d["name"], description=d["description"], stages=stages)
+            messages.success(request, f"Plan {d['name']} saved.")
+            return redirect("rollouts:plan_list")
+    return render(request, "rollouts/plan_form.html", {"form": form}, status=400 if request.method == "POST" else 200)
+
+
+def plan_yaml(plan: RolloutPlan) -> str:
+    return yaml.safe_dump(plan.stages, sort_keys=False)
+
+
+@role_required(VIEWER)
+def revision_raw(request, name: str, number: int):
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
+    revision = get_object_or_404(app.revisions, number=number)
+    return HttpResponse(revision.manifests, content_type="text/plain; charset=utf-8")
