@@ -145,7 +145,7 @@ def rollout_list(request):
         queryset = queryset.filter(state=state)
     page = Paginator(queryset.order_by("-created_at"), 50).get_page(request.GET.get("page"))
     return htmx_partial(request, "rollouts/rollout_list.html", "rollouts/partials/_rollout_table.html",
-                        {"page": page, "state": state, "states": RolloutState.choices})
+                        {"page": page, "rows": page.object_list, "state": state, "states": RolloutState.choices})
 
 
 def _rollout_context(request, rollout: Rollout) -> dict:

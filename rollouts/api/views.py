@@ -42,7 +42,7 @@ class ApplicationViewSet(viewsets.ModelViewSet):
     serializer_class = serializers.ApplicationSerializer
     ordering_fields = ["name", "created_at"]
     ordering = ["name"]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
         return Application.objects.visible_to(self.request.user).prefetch_related("overrides__group")

@@ -1,0 +1,60 @@
+"""In a real browser: an approver finds the pending production approval, reads what it will touch,
+approves with a comment, and watches the production stage start on the real member."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from rollouts import services
+from rollouts.choices import StageState
+from rollouts.models import Rollout
+from tests.builders import make_user
+from tests.conftest import wait_for
+from tests.e2e.test_rollouts import app_yaml, fleet  # noqa: F401 - the fixture is used by name
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def test_approver_approves_production_in_the_browser(page, live_server, fleet, celery_worker,  # noqa: F811
+                                                     celery_beat, screenshot):
+    requester = make_user("rita-requester", "operator")
+    make_user("anna-approver", "approver")
+    app = services.create_application(name="storefront", namespace="storefront", user=requester,
+                                      manifests_text=app_yaml("4.2"), message="checkout redesign")
+    rollout = services.create_rollout(revision=app.latest_revision, user=requester, stages=[
+        {"name": "canary", "selector": "name=gke-us-central", "health_deadline": 90},
+        {"name": "staging", "group": "staging", "health_deadline": 90},
+        {"name": "production", "group": "prod", "health_deadline": 90}])
+    wait_for(lambda: rollout.stages.get(index=2).state == StageState.AWAITING_APPROVAL, timeout=120,
+             what="the production stage to await approval")
+
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "anna-approver")
+    page.fill("#id_password", "pw-for-tests-1")
+    page.click("main button[type=submit]")
+    expect(page.locator("#approvals-badge")).to_have_text("1")
+    page.click("#approvals-link")
+    expect(page.locator(f"#pending-approvals tr[data-rollout='{rollout.pk}']")).to_contain_text("production")
+    screenshot("20-my-approvals")
+    page.click(f"#pending-approvals tr[data-rollout='{rollout.pk}'] a.btn")
+
+    stage = page.locator("#stage-2")
+    expect(stage).to_have_attribute("data-state", "awaiting_approval")
+    expect(page.locator("#stage-0 .targets tr[data-cluster=gke-us-central]")).to_contain_text("ready")
+    page.click("#approve-open-2")
+    confirm = page.locator("#confirm-text-2")
+    expect(confirm).to_contain_text("stage 3 “production”")
+    expect(confirm).to_contain_text("storefront r1")
+    expect(confirm).to_contain_text("aws-eu-west")
+    page.fill("#comment-2", "Checked the canary dashboards, go.")
+    screenshot("21-approve-confirmation")
+    page.click("#approve-confirm-2")
+    expect(page.locator(".alert.success")).to_contain_text("You approved stage 'production'")
+
+    # The page follows the rollout by itself: production starts, then the rollout succeeds.
+    expect(page.locator("#stage-2")).not_to_have_attribute("data-state", "awaiting_approval", timeout=20_000)
+    expect(page.locator("#rollout-state")).to_have_text("succeeded", timeout=120_000)
+    expect(page.locator("#stage-2 .approvals")).to_contain_text("Checked the canary dashboards, go.")
+    screenshot("22-rollout-succeeded")
+    assert Rollout.objects.get(pk=rollout.pk).stages.get(index=2).approvals.get().user.username == "anna-approver"

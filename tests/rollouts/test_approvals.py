@@ -1,0 +1,173 @@
+"""Approval rules (one service for page and API), stage validation, and the engine's gate."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import yaml
+from django.utils import timezone
+
+from governance.models import AuditEvent
+from rollouts import engine, services
+from rollouts.choices import RolloutState, StageState
+from rollouts.models import Approval, Rollout
+from tests.builders import make_cluster, make_user
+
+pytestmark = pytest.mark.django_db
+
+MANIFESTS = yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+                            "data": {"a": "1"}})
+
+
+@pytest.fixture
+def rollout(operator):
+    make_cluster("dev-1", environment="dev")
+    make_cluster("prod-1", environment="prod")
+    app = services.create_application(name="web", namespace="web", manifests_text=MANIFESTS, user=operator)
+    return services.create_rollout(revision=app.latest_revision, user=operator, stages=[
+        {"name": "canary", "selector": "environment=dev"},
+        {"name": "production", "selector": "environment=prod", "approvals_required": 2}])
+
+
+def awaiting(rollout) -> object:
+    Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.RUNNING)
+    stage = rollout.stages.get(index=1)
+    stage.state = StageState.AWAITING_APPROVAL
+    stage.save()
+    return stage
+
+
+def test_prod_stages_always_need_an_approval(operator):
+    make_cluster("prod-1", environment="prod")
+    app = services.create_application(name="web", namespace="web", manifests_text=MANIFESTS, user=operator)
+    rollout = services.create_rollout(revision=app.latest_revision, user=operator,
+                                      stages=[{"name": "all", "selector": "name", "approvals_required": 0}])
+    stage = rollout.stages.get()
+    assert stage.approvals_required == 1 and "reaches prod cluster(s) prod-1" in stage.message
+
+
+@pytest.mark.parametrize(("stages", "expected"), [
+    ([{"name": "x", "selector": "environment=qa"}], "stage 'x' (selector 'environment=qa') matches no cluster"),
+    ([{"name": "a", "selector": "name"}, {"name": "b", "selector": "environment=dev"}],
+     "cluster dev-1 is in stage 'a' and in stage 'b'"),
+    ([{"name": "x", "group": "nope"}], "no group named 'nope'"),
+])
+def test_stage_resolution_is_refused_with_the_reason(operator, stages, expected):
+    make_cluster("dev-1", environment="dev")
+    app = services.create_application(name="web", namespace="web", manifests_text=MANIFESTS, user=operator)
+    with pytest.raises(services.RolloutError) as excinfo:
+        services.create_rollout(revision=app.latest_revision, user=operator, stages=stages)
+    assert expected in excinfo.value.errors["stages"]
+    assert not Rollout.objects.exists()
+
+
+def test_stage_fields_are_validated_by_name():
+    with pytest.raises(services.RolloutError) as excinfo:
+        services.clean_stages([{"name": "a", "group": "g", "selector": "x", "approvals_required": 4,
+                                "max_parallel": 0, "typo": 1}, "nope"])
+    assert excinfo.value.errors == {"stages[0]": "unknown fields: typo", "stages[1]": "must be an object"}
+    with pytest.raises(services.RolloutError) as excinfo:
+        services.clean_stages([{"name": "a", "group": "g", "selector": "x", "approvals_required": 4,
+                                "max_parallel": 0}])
+    assert set(excinfo.value.errors) == {"stages[0].group", "stages[0].approvals_required",
+                                         "stages[0].max_parallel"}
+
+
+def test_only_approvers_who_did_not_request_it_may_approve(rollout, operator, approver):
+    stage = awaiting(rollout)
+    requester_approver = make_user("ria", "operator", "approver")
+    Rollout.objects.filter(pk=rollout.pk).update(requested_by=requester_approver)
+    stage.refresh_from_db()
+    for user, reason in ((operator, "approver role"), (requester_approver, "someone else must approve")):
+        with pytest.raises(services.RolloutError) as excinfo:
+            services.approve_stage(stage, user=user)
+        assert reason in str(excinfo.value) and excinfo.value.status == 403
+    services.approve_stage(stage, user=approver, comment="ok")
+    with pytest.raises(services.RolloutError) as excinfo:
+        services.approve_stage(stage, user=approver)
+    assert excinfo.value.status == 409 and "already decided" in str(excinfo.value)
+    assert AuditEvent.objects.filter(action="rollout.approve", actor=approver).exists()
+
+
+def test_n_distinct_approvers_open_the_gate(rollout, approver, operator):
+    stage = awaiting(rollout)
+    services.approve_stage(stage, user=approver)
+    engine.step(Rollout.objects.get(pk=rollout.pk))
+    assert rollout.stages.get(index=1).state == StageState.AWAITING_APPROVAL, "one of two approvals"
+    # The stage's canary must not block this unit test: only the gate of stage 2 is under test.
+    rollout.stages.filter(index=0).update(state=StageState.SUCCEEDED)
+    services.approve_stage(stage, user=make_user("second", "approver"))
+    assert len(services.valid_approvals(stage)) == 2
+    engine.step(Rollout.objects.get(pk=rollout.pk))
+    stage.refresh_from_db()
+    assert stage.state == StageState.APPLYING and stage.approved_at is not None
+
+
+def test_expired_approvals_do_not_count(rollout, approver, settings):
+    stage = awaiting(rollout)
+    services.approve_stage(stage, user=approver)
+    assert len(services.valid_approvals(stage)) == 1
+    later = timezone.now() + timedelta(seconds=settings.FLEETWEB_APPROVAL_TTL + 1)
+    assert services.valid_approvals(stage, now=later) == []
+
+
+def test_a_new_revision_voids_pending_approvals(rollout, approver, operator):
+    stage = awaiting(rollout)
+    services.approve_stage(stage, user=approver)
+    services.create_revision(rollout.application, manifests_text=MANIFESTS.replace("'1'", "'2'"), user=operator)
+    approval = Approval.objects.get()
+    assert approval.voided_at is not None and "revision 2" in approval.void_reason
+    assert services.valid_approvals(stage) == []
+    services.approve_stage(stage, user=approver)  # the same approver may approve again, knowingly
+    assert len(services.valid_approvals(stage)) == 1
+
+
+def test_an_approver_who_lost_the_role_no_longer_counts(rollout, approver):
+    stage = awaiting(rollout)
+    services.approve_stage(stage, user=approver)
+    approver.groups.clear()
+    del approver._fleetweb_roles
+    assert services.valid_approvals(stage) == []
+
+
+def test_rejection_stops_the_rollout_and_needs_a_reason(rollout, approver):
+    stage = awaiting(rollout)
+    with pytest.raises(services.RolloutError):
+        services.reject_stage(stage, user=approver, comment=" ")
+    services.reject_stage(stage, user=approver, comment="not during the sale")
+    rollout.refresh_from_db()
+    assert rollout.state == RolloutState.FAILED and "not during the sale" in rollout.message
+    assert rollout.stages.get(index=1).state == StageState.REJECTED
+    assert not engine.step(rollout)
+
+
+def test_pause_resume_abort_are_conditional(rollout, operator):
+    services.pause_rollout(rollout, user=operator)
+    assert Rollout.objects.get(pk=rollout.pk).state == RolloutState.PAUSED
+    assert not engine.step(Rollout.objects.get(pk=rollout.pk)), "a paused rollout does not move"
+    with pytest.raises(services.RolloutError) as excinfo:
+        services.pause_rollout(rollout, user=operator)
+    assert excinfo.value.status == 409
+    services.resume_rollout(rollout, user=operator)
+    assert Rollout.objects.get(pk=rollout.pk).state == RolloutState.PENDING
+    services.abort_rollout(rollout, user=operator)
+    rollout.refresh_from_db()
+    assert rollout.state == RolloutState.ABORTED
+    assert set(rollout.stages.values_list("state", flat=True)) == {StageState.ABORTED}
+    with pytest.raises(services.RolloutError) as excinfo:
+        services.rollback_rollout(rollout, user=operator)
+    assert "nothing to roll back" in str(excinfo.value)
+    assert list(AuditEvent.objects.filter(action__in=["rollout.pause", "rollout.resume", "rollout.abort"])
+                .order_by("id").values_list("action", flat=True)) == ["rollout.pause", "rollout.resume",
+                                                                      "rollout.abort"]
+
+
+def test_pending_approvals_list_and_badge(rollout, approver, client):
+    awaiting(rollout)
+    assert [s.name for s in services.pending_approvals_for(approver)] == ["production"]
+    client.force_login(approver)
+    page = client.get("/rollouts/approvals/").content.decode()
+    assert 'id="approvals-badge">1<' in page and f'data-rollout="{rollout.pk}"' in page
+    services.approve_stage(rollout.stages.get(index=1), user=approver)
+    assert list(services.pending_approvals_for(approver)) == []
