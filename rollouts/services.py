@@ -294,6 +294,8 @@ def approve_stage(stage: Stage, *, user, comment: str = "", source_ip: str = "")
                target_name=f"rollout #{stage.rollout_id} stage {stage.name}",
                after={"stage": stage.name, "comment": comment, "approvals": count,
                       "required": stage.approvals_required, "revision": stage.rollout.revision.number})
+        # Beat picks it up too if the kick below is lost (worker down): the gate is re-checked either way.
+        Rollout.objects.filter(pk=stage.rollout_id).update(next_step_at=timezone.now())
         kick(stage.rollout)
     return stage
 

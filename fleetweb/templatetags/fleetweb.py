@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import template
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -22,7 +23,7 @@ def score_class(score: float | None) -> str:
 def score(value: float | None):
     """A score badge: 'n/a' when nothing is assigned."""
     if value is None:
-        return format_html('<span class="score none" title="no policy applies">n/a</span>')
+        return mark_safe('<span class="score none" title="no policy applies">n/a</span>')  # noqa: S308 - constant
     return format_html('<span class="score {}" data-score="{}">{}%</span>', score_class(value), value,
                        f"{value:.0f}" if value == int(value) else f"{value:.1f}")
 

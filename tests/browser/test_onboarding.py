@@ -78,8 +78,9 @@ def test_attach_with_token_through_the_wizard(page, live_server, localfleet_memb
 def test_attach_from_pasted_kubeconfig_picking_a_context(page, live_server, localfleet_members, celery_worker,
                                                          screenshot):
     members = list(localfleet_members.values())
+    broken = localfleet_members["ack-hangzhou"]  # the profile with an unschedulable Deployment
     config = members[0].admin_kubeconfig
-    second = members[-1].admin_kubeconfig
+    second = broken.admin_kubeconfig
     config["clusters"] += second["clusters"]
     config["users"] += second["users"]
     config["contexts"] += second["contexts"]
@@ -97,10 +98,10 @@ def test_attach_from_pasted_kubeconfig_picking_a_context(page, live_server, loca
     page.check(f"input[name=contexts][value='{second['current-context']}']")
     screenshot("08-wizard-kubeconfig-contexts")
     page.click("#attach-submit")
-    name = f"localfleet-{members[-1].name}"
+    name = f"localfleet-{broken.name}"
     expect(page).to_have_url(re.compile(rf"/clusters/{name}/$"))
     # This member runs a Deployment that cannot be scheduled, on purpose: it must read as degraded, with why.
     wait_status(page, name, "degraded")
     expect(page.locator("#cluster-header")).to_contain_text("1 workloads unavailable")
     assert Cluster.objects.count() == 1
-    expect(page.locator(".cards")).to_contain_text(members[-1].version)
+    expect(page.locator(".cards")).to_contain_text(broken.version)

@@ -61,10 +61,18 @@ def fleet(localfleet_members, admin_user):
     inventory_services.create_group(name="staging", selector="environment=staging", user=admin_user)
     inventory_services.create_group(name="prod", selector="environment=prod", user=admin_user)
     yield {"members": members, "clusters": clusters}
+    # Leave the members as the next tests expect them: the namespaces gone, not merely terminating
+    # (workloads in a terminating namespace read as unavailable, and the member as degraded).
+    selector = "app.kubernetes.io/managed-by=fleetweb"
     for handle in members.values():
         with handle.admin_api() as api:
-            for ns in k8s.CoreV1Api(api).list_namespace(label_selector="app.kubernetes.io/managed-by=fleetweb").items:
+            for ns in k8s.CoreV1Api(api).list_namespace(label_selector=selector).items:
                 k8s.CoreV1Api(api).delete_namespace(ns.metadata.name)
+    for name, handle in members.items():
+        def gone(handle=handle):
+            with handle.admin_api() as api:
+                return not k8s.CoreV1Api(api).list_namespace(label_selector=selector).items
+        wait_for(gone, timeout=120, interval=1, what=f"test namespaces deleted on {name}")
 
 
 STAGES = [{"name": "canary", "selector": "name=gke-us-central", "health_deadline": 90},
