@@ -1,0 +1,40 @@
+"""`python -m benchmarks [--size quick|full] [--only sync,fleet,freshness]`: run, print, save JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from benchmarks.common import STATE, machine, say, setup_django
+
+ALL = ("sync", "fleet", "freshness")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--size", choices=("quick", "full"), default="quick")
+    parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {', '.join(ALL)}")
+    args = parser.parse_args()
+    chosen = [c.strip() for c in args.only.split(",") if c.strip()]
+    unknown = set(chosen) - set(ALL)
+    if unknown:
+        parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
+    setup_django(migrate=True)
+    facts = machine()
+    say(f"Fleetweb benchmarks, size {args.size}: {facts['cores']} cores, {facts['memory_mib']} MiB, "
+        f"Python {facts['python']}, {facts['date']}")
+    results = {"size": args.size, "machine": facts}
+    for name in chosen:
+        module = __import__(f"benchmarks.{name}", fromlist=["run"])
+        started = time.monotonic()
+        results[name] = module.run(args.size)
+        say(f"[{name}] done in {time.monotonic() - started:.0f}s\n")
+    out = STATE / f"results-{args.size}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2, default=str))
+    say(f"Results saved to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,316 @@
+"""2. A thousand clusters: generated inventory (the rows a sync writes), pages and API under concurrent load
+through gunicorn, SQL queries per request, and policy evaluation of the whole fleet."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+
+from benchmarks.common import ROOT, STATE, median, say, table
+
+SIZES = {"quick": (100, 200), "full": (1000, 1000)}  # clusters, requests per endpoint
+NODES, WORKLOADS, NAMESPACES = 50, 200, 10
+REGIONS = ["eu-west-1", "eu-north-1", "us-east-1", "us-west-2", "ap-southeast-1", "cn-hangzhou"]
+ENVIRONMENTS = ["dev", "staging", "prod"]
+CONCURRENCY = 8
+
+
+def _template(i: int) -> dict:
+    return {"labels": {"app": f"app-{i}"}, "host_network": i % 97 == 0, "host_pid": False, "host_ipc": False,
+            "host_path_volumes": ["/var/log"] if i % 53 == 0 else [], "service_account": "default",
+            "containers": [{
+                "name": "main", "image": f"registry.example.com/team{i % 20}/app{i}:"
+                                         f"{'latest' if i % 41 == 0 else '1.4.2'}",
+                "init": False, "privileged": i % 101 == 0, "allow_privilege_escalation": False if i % 3 else None,
+                "run_as_non_root": i % 4 != 0, "run_as_user": None, "capabilities_add": [],
+                "requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"} if i % 6 else {},
+                "liveness_probe": True, "readiness_probe": i % 9 != 0}]}
+
+
+def snapshot_for(index: int):
+    """The Snapshot a sync of a 50-node, 200-workload cluster would produce."""
+    from inventory import collector
+
+    rng = random.Random(index)
+    s = collector.Snapshot()
+    minor = rng.choice([33, 34, 35, 36])
+    s.version = {"gitVersion": f"v1.{minor}.{rng.randint(0, 9)}", "platform": "linux/amd64"}
+    region = REGIONS[index % len(REGIONS)]
+    for n in range(NODES):
+        s.nodes.append({"uid": f"c{index}-n{n}", "name": f"node-{n}",
+                        "labels": {"topology.kubernetes.io/region": region}, "created": "2026-01-01T00:00:00Z",
+                        "roles": ["worker"], "kubelet_version": f"v1.{minor - (n % 2)}.3", "os_image": "Ubuntu 24.04",
+                        "kernel_version": "6.8",
+                        "container_runtime": "containerd://2.0.5", "architecture": "amd64", "zone": f"{region}a",
+                        "region": region, "instance_type": "m7i.2xlarge", "provider_id": f"aws:///{region}a/i-{n}",
+                        "cpu_capacity_millis": 8000, "memory_capacity_bytes": 32 << 30, "pods_capacity": 110,
+                        "cpu_allocatable_millis": 7800, "memory_allocatable_bytes": 30 << 30, "pods_allocatable": 110,
+                        "ready": n != 7 or index % 10 != 0, "pressure": [], "unschedulable": False, "taints": []})
+        s.node_providers["aws"] += 1
+    namespaces = [f"team-{k}" for k in range(NAMESPACES)]
+    for k, ns in enumerate(namespaces):
+        s.namespaces.append({"uid": f"c{index}-ns{k}", "name": ns, "labels": {"team": ns}, "created": None,
+                             "phase": "Active", "pod_security_enforce": "baseline" if k % 2 else ""})
+        s.quotas_by_namespace[ns] = k % 3 != 0
+        s.limit_ranges_by_namespace[ns] = 1
+    kinds = ["Deployment"] * 7 + ["StatefulSet", "DaemonSet", "CronJob"]
+    for w in range(WORKLOADS):
+        kind = kinds[w % len(kinds)]
+        desired = 1 if kind == "CronJob" else 3
+        available = desired - (1 if (w + index) % 57 == 0 else 0)
+        s.workloads.setdefault(kind, []).append({
+            "uid": f"c{index}-w{w}", "name": f"app-{w}",
+            "labels": {"app.kubernetes.io/name": f"app-{w}"} if w % 5 else {},
+            "created": None, "kind": kind, "namespace": namespaces[w % NAMESPACES], "replicas_desired": desired,
+            "replicas_ready": available, "replicas_available": available, "replicas_updated": desired,
+            "generation": 3, "observed_generation": 3, "images": [f"registry.example.com/app{w}:1.4.2"],
+            "pod_template": _template(w + index)})
+        counts = s.pods_by_workload[f"c{index}-w{w}"]
+        counts.total = counts.ready = counts.running = desired
+    for ns in namespaces:
+        s.pods_by_namespace[ns].total = 60
+    s.pod_total = WORKLOADS * 3
+    from inventory import kube
+
+    s.complete = {k for k, *_ in kube.COLLECTED}
+    return s
+
+
+def generate(count: int) -> list:
+    from django.db import transaction
+    from django.utils import timezone
+
+    from inventory import collector, services
+    from inventory.models import Cluster, ClusterCredential
+
+    existing = Cluster.objects.filter(name__startswith="fleet-").count()
+    if existing == count:
+        say(f"[fleet] reusing {count} generated clusters")
+        return list(Cluster.objects.filter(name__startswith="fleet-").order_by("name"))
+    Cluster.objects.filter(name__startswith="fleet-").delete()
+    say(f"[fleet] generating {count} clusters × {NODES} nodes × {WORKLOADS} workloads (the rows a sync writes)")
+    started = time.monotonic()
+    clusters = []
+    for i in range(count):
+        s = snapshot_for(i)
+        with transaction.atomic():
+            c = Cluster.objects.create(
+                name=f"fleet-{i:04d}", environment=ENVIRONMENTS[i % 3], region=REGIONS[i % len(REGIONS)],
+                owner=f"team-{i % 12}", labels={"tier": ["web", "data", "edge"][i % 3], "fleet": "bench"},
+                server=f"https://10.0.{i // 250}.{i % 250}:6443", auth_method="token", sync_interval=3600,
+                next_sync_at=timezone.now() + timezone.timedelta(days=365))
+            ClusterCredential.objects.create(cluster=c, ciphertext=ClusterCredential.seal(
+                {"method": "token", "server": c.server, "ca_data": "", "token": "unused"}))
+            services.write_snapshot(c, s)
+            c.status, c.status_reason = collector.health(s)
+            c.last_seen_at = c.last_sync_at = timezone.now()
+            c.save()
+        clusters.append(c)
+        if (i + 1) % 100 == 0:
+            say(f"[fleet]   {i + 1} clusters ({time.monotonic() - started:.0f}s)")
+    say(f"[fleet] generated in {time.monotonic() - started:.0f}s")
+    return clusters
+
+
+def baseline_policies() -> None:
+    from governance import rules
+    from governance.models import PolicyAssignment
+    from inventory.models import ClusterGroup
+
+    group, _ = ClusterGroup.objects.get_or_create(name="bench-all",
+                                                  defaults={"selector": "fleet=bench"})
+    for r in rules.catalog():
+        params = r.clean_params({"registries": ["registry.example.com"]} if r.key == "allowed-registries" else {})
+        PolicyAssignment.objects.get_or_create(group=group, rule_key=r.key, defaults={"params": params})
+    for region in REGIONS:
+        ClusterGroup.objects.get_or_create(name=f"bench-{region}",
+                                           defaults={"selector": f"region={region},fleet=bench"})
+
+
+def evaluate_fleet(clusters) -> dict:
+    from governance import services
+
+    runs = []
+    for attempt in range(3 if len(clusters) <= 200 else 2):
+        started = time.perf_counter()
+        for c in clusters:
+            services.evaluate_cluster(c)
+        runs.append(time.perf_counter() - started)
+        say(f"[fleet] evaluation of {len(clusters)} clusters, run {attempt + 1}: {runs[-1]:.1f}s")
+    return {"first_seconds": runs[0], "unchanged_seconds": median(runs[1:]), "workloads": len(clusters) * WORKLOADS}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _auth():
+    from django.contrib.auth.models import User
+    from django.contrib.sessions.backends.db import SessionStore
+    from rest_framework.authtoken.models import Token
+
+    from tests.builders import make_user
+
+    user = User.objects.filter(username="bench-viewer").first() or make_user("bench-viewer", "viewer")
+    token, _ = Token.objects.get_or_create(user=user)
+    session = SessionStore()
+    session["_auth_user_id"] = str(user.pk)
+    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_hash"] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key, token.key
+
+
+def endpoints(clusters) -> list[tuple[str, str, str, dict]]:
+    sample = clusters[len(clusters) // 2].name
+    hx = {"HX-Request": "true"}
+    return [
+        ("page", "fleet overview", "/", {}),
+        ("page", "cluster list, filtered and searched", "/clusters/?environment=prod&q=fleet-00", {}),
+        ("page", "cluster detail", f"/clusters/{sample}/", {}),
+        ("page", "workloads of a cluster", f"/clusters/{sample}/?tab=workloads", {}),
+        ("page", "compliance overview", "/compliance/", {}),
+        ("partial", "overview (HTMX refresh)", "/", hx),
+        ("partial", "cluster table (HTMX search)", "/clusters/?q=fleet-01&environment=prod", hx),
+        ("partial", "workloads tab (HTMX)", f"/clusters/{sample}/?tab=workloads", {**hx, "HX-Target": "tab-content"}),
+        ("api", "clusters", "/api/v1/clusters/?page_size=100", {}),
+        ("api", "nodes", "/api/v1/nodes/?page_size=100", {}),
+        ("api", "workloads", "/api/v1/workloads/?page_size=100", {}),
+        ("api", "violations", "/api/v1/violations/?page_size=100", {}),
+        ("api", "compliance per cluster", "/api/v1/compliance/clusters/?page_size=100", {}),
+    ]
+
+
+def query_counts(eps) -> dict:
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    client.force_login(User.objects.get(username="bench-viewer"))
+    counts = {}
+    for _kind, label, url, headers in eps:
+        extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+        with CaptureQueriesContext(connection) as ctx:
+            response = client.get(url, **extra)
+        assert response.status_code == 200, (url, response.status_code)
+        counts[label] = len(ctx.captured_queries)
+    return counts
+
+
+def load(eps, requests_per_endpoint: int) -> dict:
+    """gunicorn (3 workers × 2 threads) on loopback; 8 concurrent clients per endpoint; latency per request."""
+    import urllib3
+
+    from fleetweb.embedded import child_environment
+
+    session_key, token = _auth()
+    port = _free_port()
+    env = {**child_environment(), "FLEETWEB_STATE_DIR": str(STATE)}
+    log = open(STATE / "gunicorn.log", "ab")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "fleetweb.wsgi", "-b", f"127.0.0.1:{port}",
+                               "-w", "3", "--threads", "2", "--log-level", "warning"], env=env, cwd=ROOT,
+                              stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    http = urllib3.PoolManager(maxsize=CONCURRENCY * 2)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if http.request("GET", f"{base}/healthz", timeout=2, retries=False).status == 200:
+                    break
+            except urllib3.exceptions.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not start; see " + str(STATE / "gunicorn.log"))
+            time.sleep(0.3)
+        results = {}
+        for kind, label, url, headers in eps:
+            hdrs = dict(headers)
+            if kind == "api":
+                hdrs["Authorization"] = f"Token {token}"
+            else:
+                hdrs["Cookie"] = f"sessionid={session_key}"
+            for _ in range(10):  # warm every worker's caches and connections
+                http.request("GET", base + url, headers=hdrs)
+            results[label] = {"kind": kind, "url": url, **_measure(http, base + url, hdrs, requests_per_endpoint)}
+        return results
+    finally:
+        server.terminate()
+        server.wait(20)
+        log.close()
+
+
+def _measure(http, url: str, headers: dict, count: int) -> dict:
+    """`count` GETs from CONCURRENCY threads; latency percentiles in ms, throughput, non-200 answers."""
+    latencies: list[float] = []
+    errors: dict[int, int] = defaultdict(int)
+    lock = threading.Lock()
+    todo = iter(range(count))
+
+    def client():
+        while True:
+            with lock:
+                if next(todo, None) is None:
+                    return
+            t = time.perf_counter()
+            r = http.request("GET", url, headers=headers, retries=False, timeout=30)
+            elapsed = time.perf_counter() - t
+            with lock:
+                latencies.append(elapsed)
+                if r.status != 200:
+                    errors[r.status] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(CONCURRENCY)]
+    started = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000
+
+    return {"p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99), "requests": len(latencies),
+            "per_s": len(latencies) / wall, "errors": dict(errors)}
+
+
+GOALS = {"page": 150, "partial": 80, "api": 150}
+
+
+def run(size: str) -> dict:
+    from inventory.models import Cluster
+
+    count, per_endpoint = SIZES[size]
+    clusters = generate(count)
+    baseline_policies()
+    evaluation = evaluate_fleet(clusters)
+    eps = endpoints(clusters)
+    _auth()
+    counts = query_counts(eps)
+    say(f"[fleet] load: {per_endpoint} requests per endpoint, {CONCURRENCY} concurrent clients, gunicorn 3×2")
+    latency = load(eps, per_endpoint)
+    rows = []
+    for kind, label, _url, _h in eps:
+        r = latency[label]
+        ok = "ok" if r["p95_ms"] <= GOALS[kind] and not r["errors"] else "MISSED"
+        rows.append([kind, label, f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['p99_ms']:.0f}",
+                     f"{r['per_s']:.0f}", counts[label], f"≤ {GOALS[kind]} {ok}"])
+    say(table(rows, ["kind", "endpoint", "p50 ms", "p95 ms", "p99 ms", "req/s", "queries", "p95 goal"]))
+    say(f"[fleet] policy evaluation of {evaluation['workloads']:,} workloads ({count} clusters, 16 rules): "
+        f"first {evaluation['first_seconds']:.1f}s, unchanged {evaluation['unchanged_seconds']:.1f}s "
+        f"(goal ≤ 20 s for 200,000 workloads)")
+    return {"clusters": count, "nodes": Cluster.objects.filter(name__startswith="fleet-").count() * NODES,
+            "workloads": count * WORKLOADS, "evaluation": evaluation, "latency": latency, "queries": counts,
+            "pid": os.getpid()}

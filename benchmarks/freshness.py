@@ -1,0 +1,145 @@
+"""3. Freshness: many clusters (local members registered under many names, a few unreachable or hanging on
+purpose) at a fixed interval, served by 2 worker processes and beat; how stale does data get?"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from benchmarks.common import ROOT, STATE, say, table
+
+SIZES = {"quick": (60, 30, 150), "full": (200, 60, 420)}  # clusters, interval (s), duration (s)
+WORKERS, THREADS = 2, 8
+
+
+def _hanging_server() -> tuple[socket.socket, threading.Event]:
+    """Accepts connections and never answers: a cluster whose API server hangs."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    server.settimeout(0.5)
+    stop = threading.Event()
+    held = []
+
+    def loop():
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+        for conn in held:
+            conn.close()
+
+    threading.Thread(target=loop, daemon=True).start()
+    return server, stop
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when this returns: connections are refused
+
+
+def _processes(env: dict) -> list[subprocess.Popen]:
+    logs = STATE / "freshness-logs"
+    logs.mkdir(exist_ok=True)
+    procs = []
+    for i in range(WORKERS):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", "sync,default,rollouts", "-P", "threads",
+             "-c", str(THREADS), "-n", f"bench{i}@%h", "-l", "WARNING"], env=env, cwd=ROOT,
+            stdout=open(logs / f"worker{i}.log", "ab"), stderr=subprocess.STDOUT))  # noqa: SIM115
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "fleetweb", "beat", "-l", "WARNING", "--schedule",
+         str(STATE / "beat-schedule")], env=env, cwd=ROOT, stdout=open(logs / "beat.log", "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT))
+    return procs
+
+
+def run(size: str) -> dict:
+    from django.utils import timezone
+
+    from fleetweb.embedded import child_environment
+    from inventory import services
+    from inventory.choices import ClusterStatus
+    from inventory.models import Cluster
+    from localfleet.fleet import Fleet
+
+    count, interval, duration = SIZES[size]
+    fleet = Fleet(STATE / "localfleet-fresh")
+    members = fleet.up(3, nodes=5)
+    hanging, stop_hanging = _hanging_server()
+    Cluster.objects.filter(name__startswith="fresh-").delete()
+    unreachable_n, slow_n = max(2, count // 20), max(2, count // 40)
+    kinds = {}
+    for i in range(count):
+        name = f"fresh-{i:03d}"
+        if i < unreachable_n:
+            creds = {"method": "token", "server": f"https://127.0.0.1:{_closed_port()}", "ca_data": members[0].ca_pem,
+                     "token": "x"}
+            kinds[name] = "unreachable"
+        elif i < unreachable_n + slow_n:
+            creds = {"method": "token", "server": f"https://127.0.0.1:{hanging.getsockname()[1]}",
+                     "ca_data": members[0].ca_pem, "token": "x"}
+            kinds[name] = "hanging"
+        else:
+            m = members[i % len(members)]
+            creds = {"method": "token", "server": m.server, "ca_data": m.ca_pem,
+                     "token": m.file("reader.token").read_text()}
+            kinds[name] = "reachable"
+        services.attach_cluster(name=name, credentials=creds, user=None, sync_interval=interval)
+    attached_at = timezone.now()
+    say(f"[freshness] {count} clusters ({unreachable_n} refusing, {slow_n} hanging) every {interval}s, "
+        f"{WORKERS} workers × {THREADS} threads, for {duration}s")
+    env = {**child_environment(), "FLEETWEB_STATE_DIR": str(STATE)}
+    procs = _processes(env)
+    ages: list[float] = []
+    marked: dict[str, float] = {}
+    never: set[str] = set()
+    try:
+        end = time.monotonic() + duration
+        while time.monotonic() < end:
+            time.sleep(5)
+            now = timezone.now()
+            warm = (now - attached_at).total_seconds() > interval  # the first interval is the initial fill
+            for name, status, last_sync in Cluster.objects.filter(name__startswith="fresh-").values_list(
+                    "name", "status", "last_sync_at"):
+                if kinds[name] == "reachable" and warm:
+                    ages.append((now - (last_sync or attached_at)).total_seconds())
+                    if last_sync is None:
+                        never.add(name)
+                elif kinds[name] != "reachable" and name not in marked and status in (
+                        ClusterStatus.UNREACHABLE, ClusterStatus.ERROR, ClusterStatus.TLS_ERROR):
+                    marked[name] = (now - attached_at).total_seconds()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        stop_hanging.set()
+        hanging.close()
+    ages.sort()
+
+    def pct(p: float) -> float:
+        return ages[min(len(ages) - 1, int(p / 100 * len(ages)))] if ages else float("nan")
+
+    bad = [n for n, k in kinds.items() if k != "reachable"]
+    result = {"clusters": count, "interval": interval, "duration": duration, "samples": len(ages),
+              "age_p50": pct(50), "age_p95": pct(95), "age_max": ages[-1] if ages else None,
+              "never_synced": sorted(never), "unmarked": sorted(set(bad) - set(marked)),
+              "marked_after_max": max(marked.values()) if marked else None}
+    say(table([
+        ["reachable: age of data, p50", f"{result['age_p50']:.0f} s", ""],
+        ["reachable: age of data, p95", f"{result['age_p95']:.0f} s", f"goal ≤ {1.5 * interval:.0f} s (1.5 intervals)"],
+        ["reachable: age of data, max", f"{result['age_max']:.0f} s" if ages else "—", ""],
+        ["unreachable/hanging marked within", f"{result['marked_after_max']:.0f} s" if marked else "—",
+         f"goal ≤ {2 * interval} s (2 intervals); unmarked: {len(result['unmarked'])}"],
+    ], ["measure", "value", "goal"]))
+    Cluster.objects.filter(name__startswith="fresh-").delete()
+    return result
