@@ -113,6 +113,16 @@ class Violation(models.Model):
     def is_open(self) -> bool:
         return self.resolved_at is None
 
+    @property
+    def seen_until(self):
+        """Last time it was seen: the cluster's latest evaluation while open (open violations are not
+        rewritten on every evaluation), the evaluation before its resolution once resolved."""
+        if self.resolved_at is None:
+            compliance = getattr(self.cluster, "compliance", None)
+            if compliance is not None and compliance.evaluated_at > self.last_seen:
+                return compliance.evaluated_at
+        return self.last_seen
+
 
 class ClusterCompliance(models.Model):
     """The latest evaluation of one cluster: score, counts and the result of each applicable assignment."""

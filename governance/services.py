@@ -6,9 +6,11 @@ import logging
 from collections import Counter, defaultdict
 from datetime import timedelta
 
+import msgspec
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from fleetweb.roles import ADMIN, has_role
@@ -176,22 +178,6 @@ def assignments_for(cluster: Cluster) -> list[PolicyAssignment]:
     return list(PolicyAssignment.objects.filter(group__in=groups).select_related("group").order_by("pk"))
 
 
-def _context(cluster: Cluster, assignments: list[PolicyAssignment], today) -> rules.Context:
-    """Load only what the assigned rules read."""
-    scopes = {a.rule.scope for a in assignments}
-    ctx = rules.Context(cluster_name=cluster.name, kubernetes_version=cluster.kubernetes_version, today=today)
-    if "workload" in scopes:
-        ctx.workloads = list(Workload.objects.filter(cluster=cluster).order_by()
-                             .values("namespace", "kind", "name", "labels", "pod_template"))
-    if "namespace" in scopes:
-        ctx.namespaces = list(Namespace.objects.filter(cluster=cluster).order_by()
-                              .values("name", "labels", "resource_quotas", "limit_ranges"))
-    if "cluster" in scopes:
-        ctx.kubelet_versions = dict(Node.objects.filter(cluster=cluster).order_by().values_list("kubelet_version")
-                                    .annotate(n=Count("pk")).values_list("kubelet_version", "n"))
-    return ctx
-
-
 def _scoped(ctx: rules.Context, excluded: list[str]) -> rules.Context:
     if not excluded:
         return ctx
@@ -212,83 +198,157 @@ def score_of(results: list[dict]) -> float | None:
     return round(100 * passed / total, 1)
 
 
+CHUNK = 50
+_decode_json = msgspec.json.Decoder()
+
+
 def evaluate_cluster(cluster: Cluster, *, now=None) -> ClusterCompliance:
-    """Run every rule assigned to the cluster's groups over its stored inventory; idempotent.
+    """Evaluate one cluster (after its sync, or after a change); see `evaluate_clusters`."""
+    return evaluate_clusters([cluster], now=now)[cluster.pk]
+
+
+def evaluate_clusters(clusters, *, now=None) -> dict[int, ClusterCompliance]:
+    """Run every rule assigned to each cluster's groups over its stored inventory; idempotent.
 
     Violations are keyed by (assignment, cluster, kind, namespace, name): new ones are created,
-    still-present ones get last_seen, vanished ones are resolved, returning ones re-opened.
+    vanished ones resolved (last seen = the evaluation before), returning ones re-opened; open ones
+    that did not change are not written at all. Groups and assignments are read once, inventory and
+    violations in chunks of clusters, so evaluating the whole fleet costs a few queries per chunk.
     """
     now = now or timezone.now()
-    assignments = assignments_for(cluster)
-    base = _context(cluster, assignments, timezone.localdate(now))
-    found: dict[tuple, tuple[PolicyAssignment, rules.Finding]] = {}
-    results = []
-    for a in assignments:
-        rule = a.rule
-        try:
-            findings = list(rule.check(_scoped(base, a.excluded_namespaces), {**rule.defaults(), **a.params}))
-        except Exception:  # one broken rule must not hide the others' results
-            log.exception("rule %s failed on %s", a.rule_key, cluster.name)
-            findings = []
-        for f in findings:
-            found[(a.pk, f.kind, f.namespace, f.name)] = (a, f)
-        results.append({"assignment": a.pk, "group": a.group.name, "rule": a.rule_key, "severity": rule.severity,
-                        "mode": a.mode, "violations": len(findings)})
+    clusters = list(clusters)
+    groups = list(ClusterGroup.objects.all())
+    members = {pk: {c.pk for c in cs} for pk, cs in inventory_services.membership(groups, clusters).items()}
+    by_group: dict[int, list[PolicyAssignment]] = defaultdict(list)
+    for a in PolicyAssignment.objects.select_related("group").order_by("pk"):
+        by_group[a.group_id].append(a)
+    out: dict[int, ClusterCompliance] = {}
+    for start in range(0, len(clusters), CHUNK):
+        chunk = clusters[start:start + CHUNK]
+        assigned = {c.pk: sorted((a for g in groups if c.pk in members[g.pk] for a in by_group[g.pk]),
+                                 key=lambda a: a.pk) for c in chunk}
+        out.update(_evaluate_chunk(chunk, assigned, now))
+    return out
 
+
+def _load(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]], today) -> dict[int, rules.Context]:
+    """Only what the assigned rules read, for a chunk of clusters, one query per kind."""
+    contexts = {c.pk: rules.Context(cluster_name=c.name, kubernetes_version=c.kubernetes_version, today=today)
+                for c in chunk}
+    scopes: dict[str, list[int]] = defaultdict(list)
+    for c in chunk:
+        for scope in {a.rule.scope for a in assigned[c.pk]}:
+            scopes[scope].append(c.pk)
+    if scopes["workload"]:
+        # pod_template as text, decoded by msgspec: several times faster than json.loads per row.
+        rows = (Workload.objects.filter(cluster_id__in=scopes["workload"]).order_by()
+                .values_list("cluster_id", "namespace", "kind", "name", "labels",
+                             Cast("pod_template", output_field=TextField())))
+        for cluster_id, namespace, kind, name, labels, template in rows.iterator(chunk_size=5000):
+            contexts[cluster_id].workloads.append({"namespace": namespace, "kind": kind, "name": name,
+                                                   "labels": labels, "pod_template": _decode_json.decode(template)})
+    if scopes["namespace"]:
+        for row in (Namespace.objects.filter(cluster_id__in=scopes["namespace"]).order_by()
+                    .values("cluster_id", "name", "labels", "resource_quotas", "limit_ranges")):
+            contexts[row.pop("cluster_id")].namespaces.append(row)
+    if scopes["cluster"]:
+        for cluster_id, version, n in (Node.objects.filter(cluster_id__in=scopes["cluster"]).order_by()
+                                       .values_list("cluster_id", "kubelet_version")
+                                       .annotate(n=Count("pk")).values_list("cluster_id", "kubelet_version", "n")):
+            contexts[cluster_id].kubelet_versions[version] = n
+    return contexts
+
+
+def _evaluate_chunk(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]], now) -> dict:
+    contexts = _load(chunk, assigned, timezone.localdate(now))
+    found: dict[tuple, tuple[PolicyAssignment, rules.Finding]] = {}
+    results: dict[int, list[dict]] = {}
+    for c in chunk:
+        results[c.pk] = []
+        for a in assigned[c.pk]:
+            rule = a.rule
+            try:
+                findings = list(rule.check(_scoped(contexts[c.pk], a.excluded_namespaces),
+                                           {**rule.defaults(), **a.params}))
+            except Exception:  # one broken rule must not hide the others' results
+                log.exception("rule %s failed on %s", a.rule_key, c.name)
+                findings = []
+            for f in findings:
+                found[(c.pk, a.pk, f.kind, f.namespace, f.name)] = (a, f)
+            results[c.pk].append({"assignment": a.pk, "group": a.group.name, "rule": a.rule_key,
+                                  "severity": rule.severity, "mode": a.mode, "violations": len(findings)})
+    ids = [c.pk for c in chunk]
     with transaction.atomic():
         # Evaluations of one cluster (after a sync and after a group change, say) write one at a time.
-        Cluster.objects.select_for_update().filter(pk=cluster.pk).first()
-        existing = {(v.assignment_id, v.object_kind, v.namespace, v.object_name): v
-                    for v in Violation.objects.filter(cluster=cluster).only(
-                        "pk", "assignment_id", "object_kind", "namespace", "object_name", "resolved_at", "message",
-                        "times_reopened")}
-        still_open, new, changed = [], [], []
+        list(Cluster.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+        previous = dict(ClusterCompliance.objects.filter(cluster_id__in=ids).values_list("cluster_id",
+                                                                                         "evaluated_at"))
+        # Plain tuples, not model instances: a fleet holds hundreds of thousands of violations and most
+        # evaluations change none of them.
+        existing = {(cluster_id, assignment_id, kind, namespace, name): (pk, resolved_at, message, reopened)
+                    for pk, cluster_id, assignment_id, kind, namespace, name, resolved_at, message, reopened
+                    in Violation.objects.filter(cluster_id__in=ids).order_by().values_list(
+                        "pk", "cluster_id", "assignment_id", "object_kind", "namespace", "object_name",
+                        "resolved_at", "message", "times_reopened").iterator(chunk_size=5000)}
+        new, changed = [], []
         for key, (a, f) in found.items():
-            v = existing.get(key)
-            if v is None:
-                new.append(Violation(assignment=a, cluster=cluster, rule_key=a.rule_key, severity=a.rule.severity,
+            row = existing.get(key)
+            if row is None:
+                new.append(Violation(assignment=a, cluster_id=key[0], rule_key=a.rule_key, severity=a.rule.severity,
                                      object_kind=f.kind, namespace=f.namespace, object_name=f.name,
                                      message=f.message, first_seen=now, last_seen=now))
-            elif v.resolved_at is not None:
-                v.resolved_at, v.reopened_at, v.times_reopened = None, now, v.times_reopened + 1
-                v.message, v.last_seen = f.message, now
-                changed.append(v)
-            elif v.message != f.message:
-                v.message, v.last_seen = f.message, now
-                changed.append(v)
-            else:
-                still_open.append(v.pk)
-        gone = [v.pk for key, v in existing.items() if key not in found and v.resolved_at is None]
+                continue
+            pk, resolved_at, message, reopened = row
+            if resolved_at is not None:
+                changed.append(Violation(pk=pk, resolved_at=None, reopened_at=now, times_reopened=reopened + 1,
+                                         message=f.message, last_seen=now))
+            elif message != f.message:
+                changed.append(Violation(pk=pk, resolved_at=None, reopened_at=None, times_reopened=reopened,
+                                         message=f.message, last_seen=now))
         Violation.objects.bulk_create(new, batch_size=1000)
-        Violation.objects.bulk_update(changed, ["resolved_at", "reopened_at", "times_reopened", "message",
-                                                "last_seen"], batch_size=1000)
-        if still_open:
-            Violation.objects.filter(pk__in=still_open).update(last_seen=now)
-        if gone:
-            Violation.objects.filter(pk__in=gone).update(resolved_at=now)
-        compliance = _store_compliance(cluster, results, open_violations=len(found), now=now)
-    return compliance
+        reopened_rows = [v for v in changed if v.reopened_at is not None]
+        Violation.objects.bulk_update(reopened_rows, ["resolved_at", "reopened_at", "times_reopened", "message",
+                                                      "last_seen"], batch_size=1000)
+        Violation.objects.bulk_update([v for v in changed if v.reopened_at is None], ["message", "last_seen"],
+                                      batch_size=1000)
+        gone: dict[int, list[int]] = defaultdict(list)
+        for key, (pk, resolved_at, _message, _reopened) in existing.items():
+            if key not in found and resolved_at is None:
+                gone[key[0]].append(pk)
+        for cluster_id, pks in gone.items():  # last seen: the evaluation before this one
+            Violation.objects.filter(pk__in=pks).update(resolved_at=now,
+                                                        last_seen=previous.get(cluster_id) or now)
+        open_counts = Counter(key[0] for key in found)
+        return _store_compliance(ids, results, open_counts, now)
 
 
-def _store_compliance(cluster: Cluster, results: list[dict], *, open_violations: int, now) -> ClusterCompliance:
-    passed = sum(1 for r in results if not r["violations"])
-    score = score_of(results)
-    compliance, _ = ClusterCompliance.objects.update_or_create(
-        cluster=cluster, defaults={"evaluated_at": now, "score": score, "passed": passed,
-                                   "failed": len(results) - passed, "open_violations": open_violations,
-                                   "results": results})
-    by_rule = {r["rule"]: {"severity": r["severity"], "passed": not r["violations"], "violations": r["violations"]}
-               for r in results}
-    failed_by_severity = dict(Counter(r["severity"] for r in results if r["violations"]))
-    last = ComplianceSnapshot.objects.filter(cluster=cluster).order_by("-at").first()
+def _store_compliance(ids: list[int], results: dict[int, list[dict]], open_counts: Counter, now) -> dict:
+    compliances = {}
+    for pk in ids:
+        passed = sum(1 for r in results[pk] if not r["violations"])
+        compliances[pk] = ClusterCompliance(cluster_id=pk, evaluated_at=now, score=score_of(results[pk]),
+                                            passed=passed, failed=len(results[pk]) - passed,
+                                            open_violations=open_counts[pk], results=results[pk])
+    ClusterCompliance.objects.bulk_create(list(compliances.values()), update_conflicts=True, unique_fields=["cluster"],
+                                          update_fields=["evaluated_at", "score", "passed", "failed",
+                                                         "open_violations", "results"])
+    last = {s.cluster_id: s for s in ComplianceSnapshot.objects.filter(cluster_id__in=ids)
+            .order_by("cluster_id", "-at").distinct("cluster_id")}
     every = timedelta(seconds=settings.FLEETWEB_COMPLIANCE_HISTORY_INTERVAL)
-    # One point per evaluation would be 1,440 rows a day per cluster at a 60 s interval: write a point
-    # when the result changed, and otherwise at most once per history interval.
-    if last is None or last.by_rule != by_rule or last.score != score or last.at <= now - every:
-        ComplianceSnapshot.objects.create(cluster=cluster, at=now, score=score, passed=passed,
-                                          failed=len(results) - passed, open_violations=open_violations,
-                                          by_rule=by_rule, failed_by_severity=failed_by_severity)
-    return compliance
+    points = []
+    for pk, c in compliances.items():
+        by_rule = {r["rule"]: {"severity": r["severity"], "passed": not r["violations"],
+                               "violations": r["violations"]} for r in results[pk]}
+        prev = last.get(pk)
+        # One point per evaluation would be 1,440 rows a day per cluster at a 60 s interval: write a point
+        # when the result changed, and otherwise at most once per history interval.
+        if prev is None or prev.by_rule != by_rule or prev.score != c.score or prev.at <= now - every:
+            points.append(ComplianceSnapshot(
+                cluster_id=pk, at=now, score=c.score, passed=c.passed, failed=c.failed,
+                open_violations=c.open_violations, by_rule=by_rule,
+                failed_by_severity=dict(Counter(r["severity"] for r in results[pk] if r["violations"]))))
+    ComplianceSnapshot.objects.bulk_create(points)
+    return compliances
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,7 +376,10 @@ def group_scores(groups, *, clusters=None) -> dict[int | None, dict]:
         out[g.pk] = {"score": score_of(results), "clusters": len(members[g.pk]), "failing_clusters": failing,
                      "open_violations": open_v, "members": members[g.pk]}
     every = [r for c in compliance.values() for r in c.results]
-    out[None] = {"score": score_of(every), "clusters": len(compliance),
+    by_severity = Counter()
+    for r in every:
+        by_severity[r["severity"]] += r["violations"]
+    out[None] = {"score": score_of(every), "clusters": len(compliance), "by_severity": dict(by_severity),
                  "failing_clusters": sum(1 for c in compliance.values() if c.failed),
                  "open_violations": sum(c.open_violations for c in compliance.values()), "members": []}
     return out

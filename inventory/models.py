@@ -261,7 +261,12 @@ class ClusterGroup(models.Model):
 
     @property
     def parsed_selector(self) -> selectors.Selector:
-        return selectors.parse(self.selector)
+        """The parsed selector, parsed once per text (membership checks call this per cluster)."""
+        cached = self.__dict__.get("_parsed_selector")
+        if cached is None or cached[0] != self.selector:
+            cached = (self.selector, selectors.parse(self.selector))
+            self.__dict__["_parsed_selector"] = cached
+        return cached[1]
 
     def members(self) -> ClusterQuerySet:
         """Static members and every cluster the selector matches, as one query."""

@@ -75,6 +75,7 @@ class ViolationSerializer(serializers.ModelSerializer):
     group = serializers.CharField(source="assignment.group.name", read_only=True)
     rule = serializers.CharField(source="rule_key", read_only=True)
     state = serializers.SerializerMethodField()
+    last_seen = serializers.DateTimeField(source="seen_until", read_only=True)
 
     class Meta:
         model = Violation

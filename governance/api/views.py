@@ -108,10 +108,12 @@ class ViolationViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ViolationSerializer
     filterset_class = ViolationFilterSet
     required_role = VIEWER
-    ordering_fields = ["first_seen", "last_seen", "severity", "cluster__name", "rule_key"]
+    ordering_fields = ["id", "first_seen", "last_seen", "severity", "cluster__name", "rule_key"]
+    ordering = ["-id"]  # newest first; the primary key keeps it cheap at any size
 
     def get_queryset(self):
-        return Violation.objects.visible_to(self.request.user).select_related("cluster", "assignment__group")
+        return (Violation.objects.visible_to(self.request.user)
+                .select_related("cluster__compliance", "assignment__group"))
 
 
 def _days(request) -> int:

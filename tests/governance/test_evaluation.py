@@ -37,8 +37,9 @@ def test_violations_are_created_once_and_keep_their_first_seen(prod):
     t0 = timezone.now()
     services.evaluate_cluster(prod, now=t0)
     services.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))
-    [v] = Violation.objects.filter(cluster=prod)
-    assert (v.namespace, v.object_name, v.first_seen, v.last_seen) == ("shop", "a", t0, t0 + timedelta(minutes=1))
+    [v] = Violation.objects.select_related("cluster__compliance").filter(cluster=prod)
+    assert (v.namespace, v.object_name, v.first_seen, v.seen_until) == ("shop", "a", t0, t0 + timedelta(minutes=1))
+    assert v.last_seen == t0, "an unchanged open violation is not rewritten"
     compliance = ClusterCompliance.objects.get(cluster=prod)
     assert (compliance.passed, compliance.failed, compliance.open_violations, compliance.score) == (0, 1, 1, 0.0)
 
@@ -51,6 +52,7 @@ def test_fixed_objects_are_resolved_and_reopened_when_they_come_back(prod):
     services.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))
     v = Violation.objects.get(cluster=prod)
     assert v.resolved_at == t0 + timedelta(minutes=1)
+    assert v.seen_until == t0, "last seen: the evaluation before the one that found it gone"
     assert ClusterCompliance.objects.get(cluster=prod).score == 100.0
     Workload.objects.filter(pk=w.pk).update(pod_template={"containers": [{"name": "main", "privileged": True}]})
     services.evaluate_cluster(prod, now=t0 + timedelta(minutes=2))
