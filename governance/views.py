@@ -224,7 +224,8 @@ def compliance_overview(request):
 
 def _violations(request):
     filterset = ViolationFilterSet(request.GET or None, queryset=Violation.objects.visible_to(request.user)
-                                   .select_related("cluster__compliance", "assignment__group"))
+                                   .select_related("cluster__compliance", "assignment__group")
+                .defer("cluster__compliance__results", "cluster__labels", "cluster__last_error"))
     queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
     return filterset, queryset.order_by("-id")  # newest first; the primary key keeps it cheap at any size
 

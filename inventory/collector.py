@@ -248,7 +248,7 @@ def fetch(session: kube.Session) -> Snapshot:
         for attempt in range(MAX_LIST_RESTARTS + 1):
             reader.reset(kind)
             try:
-                for page in kube.paged_list(session, path):
+                for page in kube.prefetch(kube.paged_list(session, path)):
                     reader.add(kind, decode.decode_page(kind, page).items)
             except kube.ListRestarted:
                 if attempt == MAX_LIST_RESTARTS:

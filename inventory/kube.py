@@ -454,6 +454,53 @@ def get_json(session: Session, path: str, *, query: list | None = None) -> dict:
     return json.loads(request(session, "GET", path, query=query))
 
 
+def prefetch(pages: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+    """Read the next pages in a thread while the caller decodes this one, so a sync takes about as long as
+    its reads, not reads plus decoding. At most `depth` pages wait in memory; errors reach the caller in
+    order; stopping early stops the reader."""
+    import queue
+    import threading
+
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def reader() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        box.put((page, None), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item = (end, None)
+        except BaseException as exc:  # handed to the consumer, who raises it where the read happened
+            item = (None, exc)
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=reader, name="kube-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            page, error = box.get()
+            if error is not None:
+                raise error
+            if page is end:
+                return
+            yield page
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def server_version(session: Session) -> dict:
     """`/version` of the API server."""
     return json.loads(request(session, "GET", "/version", what="GET /version"))

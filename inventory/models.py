@@ -106,6 +106,7 @@ class InventoryModel(models.Model):
     name = models.CharField(max_length=253)
     labels = models.JSONField(default=dict, blank=True)
     created = models.DateTimeField(null=True, blank=True, help_text="creationTimestamp in the cluster")
+    fingerprint = models.CharField(max_length=32, blank=True, help_text="Hash of the row as last written by a sync")
 
     objects = InventoryQuerySet.as_manager()
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
 from datetime import timedelta
 
+import msgspec
 from django.conf import settings
 from django.db import transaction
 from django.db.models import DurationField, ExpressionWrapper, F, Q
@@ -308,21 +310,37 @@ def _ts(value: str | None):
     return parse_datetime(value) if value else None
 
 
-def _upsert(model, cluster: Cluster, rows: list[dict], *, update_fields: list[str]) -> None:
-    for start in range(0, len(rows), BATCH):
-        batch = [model(cluster=cluster, **{**row, "created": _ts(row.get("created"))}) for row in
-                 rows[start:start + BATCH]]
-        model.objects.bulk_create(batch, update_conflicts=True, unique_fields=["cluster", "uid"],
-                                  update_fields=update_fields)
+def _fingerprint(row: dict) -> str:
+    return hashlib.blake2b(msgspec.json.encode(row), digest_size=16).hexdigest()
+
+
+def _upsert(model, cluster: Cluster, rows: list[dict], *, update_fields: list[str]) -> int:
+    """Insert new rows and update changed ones; rows whose fingerprint is unchanged are not written, so a
+    sync of a cluster where nothing happened writes (almost) nothing. Returns the rows written."""
+    stored = dict(model.objects.filter(cluster=cluster).values_list("uid", "fingerprint"))
+    changed = []
+    for row in rows:
+        fingerprint = _fingerprint(row)
+        if stored.get(row["uid"]) != fingerprint:
+            changed.append(model(cluster=cluster, fingerprint=fingerprint,
+                                 **{**row, "created": _ts(row.get("created"))}))
+    for start in range(0, len(changed), BATCH):
+        model.objects.bulk_create(changed[start:start + BATCH], update_conflicts=True,
+                                  unique_fields=["cluster", "uid"], update_fields=[*update_fields, "fingerprint"])
+    return len(changed)
 
 
 def _fields(model, exclude: tuple[str, ...] = ()) -> list[str]:
-    skip = {"id", "cluster", "uid", *exclude}
+    skip = {"id", "cluster", "uid", "fingerprint", *exclude}
     return [f.name for f in model._meta.concrete_fields if f.name not in skip]
 
 
 def _prune(queryset, seen: list[str]) -> None:
-    queryset.exclude(uid__in=seen).delete()
+    """Delete rows the cluster no longer has (one SELECT of uids; a DELETE only when some are gone)."""
+    keep = set(seen)
+    gone = [pk for pk, uid in queryset.values_list("pk", "uid") if uid not in keep]
+    if gone:
+        queryset.model.objects.filter(pk__in=gone).delete()
 
 
 def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:

@@ -113,7 +113,8 @@ class ViolationViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return (Violation.objects.visible_to(self.request.user)
-                .select_related("cluster__compliance", "assignment__group"))
+                .select_related("cluster__compliance", "assignment__group")
+                .defer("cluster__compliance__results", "cluster__labels", "cluster__last_error"))
 
 
 def _days(request) -> int:

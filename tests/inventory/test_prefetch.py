@@ -1,0 +1,41 @@
+"""`kube.prefetch`: pages in order, errors where they happened, bounded read-ahead, early stop stops the reader."""
+
+import threading
+import time
+
+import pytest
+
+from inventory import kube
+
+
+def test_pages_arrive_in_order_and_errors_after_them():
+    def pages():
+        yield b"1"
+        yield b"2"
+        raise kube.ListRestarted("/api/v1/pods")
+
+    got = []
+    with pytest.raises(kube.ListRestarted):
+        for page in kube.prefetch(pages()):
+            got.append(page)
+    assert got == [b"1", b"2"]
+
+
+def test_read_ahead_is_bounded_and_stopping_early_stops_the_reader():
+    produced = []
+    finished = threading.Event()
+
+    def pages():
+        try:
+            for i in range(1000):
+                produced.append(i)
+                yield str(i).encode()
+        finally:
+            finished.set()
+
+    iterator = kube.prefetch(pages(), depth=2)
+    assert next(iterator) == b"0"
+    time.sleep(0.3)
+    assert len(produced) <= 4, "at most depth pages wait, plus one being read"
+    iterator.close()
+    assert len(produced) < 10
