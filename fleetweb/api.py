@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
 class Pagination(PageNumberPagination):
     """`?page=N&page_size=M` (at most 500)."""
 
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class NewestFirstCursorPagination(CursorPagination):
+    """For tables of millions of rows (violations): `next`/`previous` cursors, newest first, and no COUNT(*)
+    of the whole filtered table on every page. `?page_size=` up to 500."""
+
+    ordering = "-id"
+    page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
 

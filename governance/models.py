@@ -135,6 +135,8 @@ class ClusterCompliance(models.Model):
     open_violations = models.PositiveIntegerField(default=0)
     results = models.JSONField(default=list, blank=True,
                                help_text="[{assignment, group, rule, severity, mode, violations}]")
+    digest = models.CharField(max_length=32, blank=True,
+                              help_text="Hash of the open findings: equal means no violation changed")
 
     objects = GovernanceQuerySet.as_manager()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter, defaultdict
 from datetime import timedelta
@@ -278,20 +279,31 @@ def _evaluate_chunk(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignm
             results[c.pk].append({"assignment": a.pk, "group": a.group.name, "rule": a.rule_key,
                                   "severity": rule.severity, "mode": a.mode, "violations": len(findings)})
     ids = [c.pk for c in chunk]
+    digests = {pk: hashlib.blake2b(digest_size=16) for pk in ids}
+    for key in sorted(found, key=str):
+        digests[key[0]].update(repr((key, found[key][1].message)).encode())
+    digests = {pk: d.hexdigest() for pk, d in digests.items()}
     with transaction.atomic():
         # Evaluations of one cluster (after a sync and after a group change, say) write one at a time.
         list(Cluster.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
-        previous = dict(ClusterCompliance.objects.filter(cluster_id__in=ids).values_list("cluster_id",
-                                                                                         "evaluated_at"))
+        previous, unchanged = {}, set()
+        for cluster_id, evaluated_at, digest in ClusterCompliance.objects.filter(cluster_id__in=ids).values_list(
+                "cluster_id", "evaluated_at", "digest"):
+            previous[cluster_id] = evaluated_at
+            if digest == digests[cluster_id]:
+                unchanged.add(cluster_id)  # the same open findings as last time: no violation to touch
+        diff_ids = [pk for pk in ids if pk not in unchanged]
         # Plain tuples, not model instances: a fleet holds hundreds of thousands of violations and most
         # evaluations change none of them.
         existing = {(cluster_id, assignment_id, kind, namespace, name): (pk, resolved_at, message, reopened)
                     for pk, cluster_id, assignment_id, kind, namespace, name, resolved_at, message, reopened
-                    in Violation.objects.filter(cluster_id__in=ids).order_by().values_list(
+                    in Violation.objects.filter(cluster_id__in=diff_ids).order_by().values_list(
                         "pk", "cluster_id", "assignment_id", "object_kind", "namespace", "object_name",
                         "resolved_at", "message", "times_reopened").iterator(chunk_size=5000)}
         new, changed = [], []
         for key, (a, f) in found.items():
+            if key[0] in unchanged:
+                continue
             row = existing.get(key)
             if row is None:
                 new.append(Violation(assignment=a, cluster_id=key[0], rule_key=a.rule_key, severity=a.rule.severity,
@@ -319,19 +331,21 @@ def _evaluate_chunk(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignm
             Violation.objects.filter(pk__in=pks).update(resolved_at=now,
                                                         last_seen=previous.get(cluster_id) or now)
         open_counts = Counter(key[0] for key in found)
-        return _store_compliance(ids, results, open_counts, now)
+        return _store_compliance(ids, results, open_counts, digests, now)
 
 
-def _store_compliance(ids: list[int], results: dict[int, list[dict]], open_counts: Counter, now) -> dict:
+def _store_compliance(ids: list[int], results: dict[int, list[dict]], open_counts: Counter, digests: dict,
+                      now) -> dict:
     compliances = {}
     for pk in ids:
         passed = sum(1 for r in results[pk] if not r["violations"])
         compliances[pk] = ClusterCompliance(cluster_id=pk, evaluated_at=now, score=score_of(results[pk]),
                                             passed=passed, failed=len(results[pk]) - passed,
-                                            open_violations=open_counts[pk], results=results[pk])
+                                            open_violations=open_counts[pk], results=results[pk],
+                                            digest=digests[pk])
     ClusterCompliance.objects.bulk_create(list(compliances.values()), update_conflicts=True, unique_fields=["cluster"],
                                           update_fields=["evaluated_at", "score", "passed", "failed",
-                                                         "open_violations", "results"])
+                                                         "open_violations", "results", "digest"])
     last = {s.cluster_id: s for s in ComplianceSnapshot.objects.filter(cluster_id__in=ids)
             .order_by("cluster_id", "-at").distinct("cluster_id")}
     every = timedelta(seconds=settings.FLEETWEB_COMPLIANCE_HISTORY_INTERVAL)
@@ -362,26 +376,36 @@ def group_scores(groups, *, clusters=None) -> dict[int | None, dict]:
     Three queries whatever the number of groups.
     """
     groups = list(groups)
-    members = inventory_services.membership(groups, clusters)
-    compliance = {c.cluster_id: c for c in ClusterCompliance.objects.all()}
+    members = inventory_services.membership(groups, clusters, light=clusters is None)
+    # results as text decoded by msgspec, and indexed by group once: this runs over the whole fleet.
+    results_of: dict[int, dict[str, list[dict]]] = {}
+    failed_clusters = open_total = 0
+    every: list[dict] = []
+    for cluster_id, results, failed, open_v in ClusterCompliance.objects.order_by().values_list(
+            "cluster_id", Cast("results", output_field=TextField()), "failed", "open_violations"):
+        by_group: dict[str, list[dict]] = defaultdict(list)
+        for r in _decode_json.decode(results):
+            by_group[r["group"]].append(r)
+            every.append(r)
+        results_of[cluster_id] = by_group
+        failed_clusters += 1 if failed else 0
+        open_total += open_v
     out: dict[int | None, dict] = {}
+    empty: dict[str, list[dict]] = {}
     for g in groups:
         results, failing, open_v = [], 0, 0
         for cluster in members[g.pk]:
-            c = compliance.get(cluster.pk)
-            own = [r for r in (c.results if c else []) if r["group"] == g.name]
+            own = results_of.get(cluster.pk, empty).get(g.name, [])
             results += own
             failing += 1 if any(r["violations"] for r in own) else 0
             open_v += sum(r["violations"] for r in own)
         out[g.pk] = {"score": score_of(results), "clusters": len(members[g.pk]), "failing_clusters": failing,
                      "open_violations": open_v, "members": members[g.pk]}
-    every = [r for c in compliance.values() for r in c.results]
     by_severity = Counter()
     for r in every:
         by_severity[r["severity"]] += r["violations"]
-    out[None] = {"score": score_of(every), "clusters": len(compliance), "by_severity": dict(by_severity),
-                 "failing_clusters": sum(1 for c in compliance.values() if c.failed),
-                 "open_violations": sum(c.open_violations for c in compliance.values()), "members": []}
+    out[None] = {"score": score_of(every), "clusters": len(results_of), "by_severity": dict(by_severity),
+                 "failing_clusters": failed_clusters, "open_violations": open_total, "members": []}
     return out
 
 

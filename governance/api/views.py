@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fleetweb.api import NewestFirstCursorPagination
 from fleetweb.roles import ADMIN, VIEWER
 from fleetweb.web import client_ip
 from governance import rules, services
@@ -108,8 +110,8 @@ class ViolationViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ViolationSerializer
     filterset_class = ViolationFilterSet
     required_role = VIEWER
-    ordering_fields = ["id", "first_seen", "last_seen", "severity", "cluster__name", "rule_key"]
-    ordering = ["-id"]  # newest first; the primary key keeps it cheap at any size
+    pagination_class = NewestFirstCursorPagination
+    filter_backends = [DjangoFilterBackend]  # the cursor fixes the order: newest first
 
     def get_queryset(self):
         return (Violation.objects.visible_to(self.request.user)
