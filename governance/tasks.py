@@ -16,6 +16,14 @@ def evaluate_cluster(cluster_id: int) -> str:
     return "evaluated"
 
 
+@shared_task(soft_time_limit=600, time_limit=660, acks_late=True, ignore_result=True)
+def evaluate_clusters(cluster_ids: list[int]) -> int:
+    """Evaluate (and enforce on) a chunk of clusters after a group, assignment or cluster change."""
+    clusters = list(Cluster.objects.filter(pk__in=cluster_ids))
+    services.evaluate_and_enforce_many(clusters)
+    return len(clusters)
+
+
 @shared_task(ignore_result=True)
 def record_group_history() -> int:
     """Run by beat: one compliance trend point per group and for the fleet."""
