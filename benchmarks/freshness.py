@@ -60,16 +60,24 @@ def _processes(env: dict) -> list[subprocess.Popen]:
 
 
 def run(size: str) -> dict:
+    from localfleet.fleet import Fleet
+
+    count, interval, duration = SIZES[size]
+    fleet = Fleet(STATE / "localfleet-fresh")
+    try:
+        return _measure(fleet, count, interval, duration)
+    finally:
+        fleet.down()
+
+
+def _measure(fleet, count: int, interval: int, duration: int) -> dict:
     from django.utils import timezone
 
     from fleetweb.embedded import child_environment
     from inventory import services
     from inventory.choices import ClusterStatus
     from inventory.models import Cluster
-    from localfleet.fleet import Fleet
 
-    count, interval, duration = SIZES[size]
-    fleet = Fleet(STATE / "localfleet-fresh")
     members = fleet.up(3, nodes=5)
     hanging, stop_hanging = _hanging_server()
     Cluster.objects.filter(name__startswith="fresh-").delete()
