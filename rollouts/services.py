@@ -266,7 +266,8 @@ def valid_approvals(stage: Stage, *, now=None) -> list[Approval]:
     return counted
 
 
-def _check_can_decide(stage: Stage, user) -> None:
+def check_can_decide(stage: Stage, user) -> None:
+    """Raise RolloutError (403 or 409) unless `user` may approve or reject `stage` now."""
     rollout = stage.rollout
     if not has_role(user, APPROVER):
         raise RolloutError("Only users with the approver role may approve or reject a stage.", status=403)
@@ -286,7 +287,7 @@ def approve_stage(stage: Stage, *, user, comment: str = "", source_ip: str = "")
     """Record an approval; the stage starts once enough distinct approvers agreed (checked by the engine too)."""
     with transaction.atomic():
         stage = Stage.objects.select_for_update().select_related("rollout").get(pk=stage.pk)
-        _check_can_decide(stage, user)
+        check_can_decide(stage, user)
         Approval.objects.create(stage=stage, user=user, decision=Decision.APPROVE, comment=comment[:2000],
                                 revision_id=stage.rollout.revision_id, expires_at=timezone.now() + approval_ttl())
         count = len(valid_approvals(stage))
@@ -306,7 +307,7 @@ def reject_stage(stage: Stage, *, user, comment: str, source_ip: str = "") -> St
         raise RolloutError({"comment": "Say why you reject it."})
     with transaction.atomic():
         stage = Stage.objects.select_for_update().select_related("rollout").get(pk=stage.pk)
-        _check_can_decide(stage, user)
+        check_can_decide(stage, user)
         now = timezone.now()
         Approval.objects.create(stage=stage, user=user, decision=Decision.REJECT, comment=comment[:2000],
                                 revision_id=stage.rollout.revision_id, expires_at=now + approval_ttl())

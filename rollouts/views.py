@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import yaml
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -157,7 +156,7 @@ def _rollout_context(request, rollout: Rollout) -> dict:
     for stage in stages:
         if stage.state == "awaiting_approval":
             try:
-                services._check_can_decide(stage, user)
+                services.check_can_decide(stage, user)
             except services.RolloutError as exc:
                 decidable[stage.pk] = exc.errors.get("detail", "")
             else:
@@ -261,10 +260,6 @@ def plan_create(request):
             messages.success(request, f"Plan {d['name']} saved.")
             return redirect("rollouts:plan_list")
     return render(request, "rollouts/plan_form.html", {"form": form}, status=400 if request.method == "POST" else 200)
-
-
-def plan_yaml(plan: RolloutPlan) -> str:
-    return yaml.safe_dump(plan.stages, sort_keys=False)
 
 
 @role_required(VIEWER)
