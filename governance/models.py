@@ -144,6 +144,28 @@ class ClusterCompliance(models.Model):
         return f"compliance of {self.cluster_id}: {self.score}"
 
 
+class PolicyResult(models.Model):
+    """The latest result of one assignment on one cluster (the rows of `ClusterCompliance.results`).
+
+    Kept as rows so that group and fleet scores are a grouped aggregate in the database: the compliance
+    overview of a thousand clusters reads a few dozen rows, not every cluster's results. Written by each
+    evaluation (only rows that changed); an assignment or cluster that goes takes its rows with it.
+    """
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="policy_results")
+    assignment = models.ForeignKey(PolicyAssignment, on_delete=models.CASCADE, related_name="results")
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    violations = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["cluster", "assignment"],
+                                               name="policy_result_cluster_assignment")]
+        indexes = [models.Index(fields=["assignment"])]
+
+    def __str__(self) -> str:
+        return f"{self.assignment_id} on {self.cluster_id}: {self.violations} violation(s)"
+
+
 class ComplianceSnapshot(models.Model):
     """A point of a cluster's compliance trend: written when the result changed, else at most every interval."""
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 import msgspec
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, TextField
+from django.db.models import Count, Q, Sum, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -24,6 +24,7 @@ from governance.models import (
     Enforcement,
     GroupComplianceSnapshot,
     PolicyAssignment,
+    PolicyResult,
     Violation,
 )
 from inventory import services as inventory_services
@@ -383,50 +384,66 @@ def _store_compliance(ids: list[int], results: dict[int, list[dict]], open_count
                 open_violations=c.open_violations, by_rule=by_rule,
                 failed_by_severity=dict(Counter(r["severity"] for r in results[pk] if r["violations"]))))
     ComplianceSnapshot.objects.bulk_create(points)
+    _store_results(ids, results)
     return compliances
+
+
+def _store_results(ids: list[int], results: dict[int, list[dict]]) -> None:
+    """Bring the `PolicyResult` rows of these clusters in line with their results, writing only changes."""
+    existing = {(cluster_id, assignment_id): (pk, severity, violations)
+                for pk, cluster_id, assignment_id, severity, violations in PolicyResult.objects.filter(
+                    cluster_id__in=ids).values_list("pk", "cluster_id", "assignment_id", "severity", "violations")}
+    wanted = {(pk, r["assignment"]): (r["severity"], r["violations"]) for pk in ids for r in results[pk]}
+    changed = [PolicyResult(cluster_id=key[0], assignment_id=key[1], severity=severity, violations=violations)
+               for key, (severity, violations) in wanted.items()
+               if existing.get(key, (None,))[1:] != (severity, violations)]
+    PolicyResult.objects.bulk_create(changed, update_conflicts=True, unique_fields=["cluster", "assignment"],
+                                     update_fields=["severity", "violations"])
+    gone = [row[0] for key, row in existing.items() if key not in wanted]
+    if gone:
+        PolicyResult.objects.filter(pk__in=gone).delete()
 
 
 # ---------------------------------------------------------------------------------------------
 # Group and fleet compliance
 
 
-def group_scores(groups, *, clusters=None) -> dict[int | None, dict]:
-    """{group id: {score, clusters, failing_clusters, open_violations, members}} plus None for the fleet.
+def group_scores(groups) -> dict[int | None, dict]:
+    """{group id: {score, clusters, failing_clusters, open_violations}} plus None for the fleet (with by_severity).
 
-    A group's score counts only its own assignments' results on its members; the fleet's counts all.
-    Three queries whatever the number of groups.
+    A group's score counts only its own assignments' results (on the clusters that were its members when
+    they were last evaluated: every membership change queues an evaluation); the fleet's counts all.
+    Four aggregate queries whatever the number of groups and clusters.
     """
     groups = list(groups)
-    members = inventory_services.membership(groups, clusters, light=clusters is None)
-    # results as text decoded by msgspec, and indexed by group once: this runs over the whole fleet.
-    results_of: dict[int, dict[str, list[dict]]] = {}
-    failed_clusters = open_total = 0
-    every: list[dict] = []
-    for cluster_id, results, failed, open_v in ClusterCompliance.objects.order_by().values_list(
-            "cluster_id", Cast("results", output_field=TextField()), "failed", "open_violations"):
-        by_group: dict[str, list[dict]] = defaultdict(list)
-        for r in _decode_json.decode(results):
-            by_group[r["group"]].append(r)
-            every.append(r)
-        results_of[cluster_id] = by_group
-        failed_clusters += 1 if failed else 0
-        open_total += open_v
-    out: dict[int | None, dict] = {}
-    empty: dict[str, list[dict]] = {}
-    for g in groups:
-        results, failing, open_v = [], 0, 0
-        for cluster in members[g.pk]:
-            own = results_of.get(cluster.pk, empty).get(g.name, [])
-            results += own
-            failing += 1 if any(r["violations"] for r in own) else 0
-            open_v += sum(r["violations"] for r in own)
-        out[g.pk] = {"score": score_of(results), "clusters": len(members[g.pk]), "failing_clusters": failing,
-                     "open_violations": open_v, "members": members[g.pk]}
-    by_severity = Counter()
-    for r in every:
-        by_severity[r["severity"]] += r["violations"]
-    out[None] = {"score": score_of(every), "clusters": len(results_of), "by_severity": dict(by_severity),
-                 "failing_clusters": failed_clusters, "open_violations": open_total, "members": []}
+    weight = rules.SEVERITY_WEIGHT
+    totals: dict[int | None, list[int]] = defaultdict(lambda: [0, 0])  # weight of all checks, of passed ones
+    open_by_group: Counter = Counter()
+    by_severity: Counter = Counter()
+    for group_id, severity, checks, passed, violations in (
+            PolicyResult.objects.order_by().values_list("assignment__group_id", "severity")
+            .annotate(checks=Count("pk"), passed=Count("pk", filter=Q(violations=0)), open=Sum("violations"))
+            .values_list("assignment__group_id", "severity", "checks", "passed", "open")):
+        for key in (group_id, None):
+            totals[key][0] += weight[severity] * checks
+            totals[key][1] += weight[severity] * passed
+        open_by_group[group_id] += violations
+        by_severity[severity] += violations
+    failing = dict(PolicyResult.objects.filter(violations__gt=0).order_by().values("assignment__group_id")
+                   .annotate(n=Count("cluster_id", distinct=True)).values_list("assignment__group_id", "n"))
+    counts = inventory_services.member_counts(groups)
+    fleet = ClusterCompliance.objects.aggregate(clusters=Count("pk"), failing=Count("pk", filter=Q(failed__gt=0)),
+                                                open=Sum("open_violations"))
+
+    def score(key) -> float | None:
+        total, passed = totals.get(key, (0, 0))
+        return round(100 * passed / total, 1) if total else None
+
+    out: dict[int | None, dict] = {
+        g.pk: {"score": score(g.pk), "clusters": counts[g.pk], "failing_clusters": failing.get(g.pk, 0),
+               "open_violations": open_by_group[g.pk]} for g in groups}
+    out[None] = {"score": score(None), "clusters": fleet["clusters"], "by_severity": dict(by_severity),
+                 "failing_clusters": fleet["failing"], "open_violations": fleet["open"] or 0}
     return out
 
 

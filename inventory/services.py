@@ -11,7 +11,7 @@ from datetime import timedelta
 import msgspec
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DurationField, ExpressionWrapper, F, Q
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -440,6 +440,18 @@ def membership(groups, clusters=None, *, light: bool = False) -> dict[int, list]
             clustergroup_id__in=static).values_list("clustergroup_id", "cluster_id"):
         static[group_id].add(cluster_id)
     return {g.pk: [c for c in clusters if g.contains(c, static_ids=static[g.pk])] for g in groups}
+
+
+def member_counts(groups) -> dict[int, int]:
+    """{group id: number of members now}, counted by the database in one query for all groups."""
+    groups = list(groups)
+    if not groups:
+        return {}
+    static = ClusterGroup.static_members.through.objects
+    counts = Cluster.objects.aggregate(**{
+        f"g{g.pk}": Count("pk", filter=Q(pk__in=static.filter(clustergroup_id=g.pk).values("cluster_id"))
+                          | g.parsed_selector.q()) for g in groups})
+    return {g.pk: counts[f"g{g.pk}"] for g in groups}
 
 
 def groups_of(cluster: Cluster) -> list[ClusterGroup]:

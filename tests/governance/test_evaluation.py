@@ -116,6 +116,57 @@ def test_group_and_fleet_scores_count_only_their_own_assignments(prod, admin_use
     assert GroupComplianceSnapshot.objects.filter(group=None).get().open_violations == 1
 
 
+def test_policy_result_rows_follow_each_evaluation(prod, admin_user):
+    """Group scores are aggregated from PolicyResult rows: they must say what the latest evaluation said."""
+    from governance.models import PolicyResult
+
+    group = next(g for g in inventory_services.groups_of(prod) if g.name == "prod")
+    latest = services.create_assignment(group=group, rule_key="no-latest-tag", user=admin_user)
+    w = privileged(prod, "a")
+    services.evaluate_cluster(prod)
+
+    def rows():
+        return sorted(PolicyResult.objects.filter(cluster=prod).values_list("assignment__rule_key", "severity",
+                                                                            "violations"))
+
+    assert rows() == [("no-latest-tag", "medium", 0), ("no-privileged-containers", "critical", 1)]
+    assert rows() == sorted((r["rule"], r["severity"], r["violations"])
+                            for r in ClusterCompliance.objects.get(cluster=prod).results)
+    before = dict(PolicyResult.objects.values_list("assignment__rule_key", "pk"))
+    Workload.objects.filter(pk=w.pk).update(pod_template={"containers": [{"name": "main", "image": "r/a:latest"}]})
+    services.evaluate_cluster(prod)
+    assert rows() == [("no-latest-tag", "medium", 1), ("no-privileged-containers", "critical", 0)]
+    assert dict(PolicyResult.objects.values_list("assignment__rule_key", "pk")) == before, "updated in place"
+    assert services.group_scores([group])[group.pk] == {"score": 80.0, "clusters": 1, "failing_clusters": 1,
+                                                        "open_violations": 1}
+    services.delete_assignment(latest, user=admin_user)
+    assert rows() == [("no-privileged-containers", "critical", 0)], "an assignment takes its rows with it"
+    inventory_services.update_cluster(prod, user=admin_user, environment="staging")
+    services.evaluate_cluster(prod)
+    assert rows() == [], "a cluster that left the group has no result for its assignments"
+    assert services.group_scores([group])[group.pk] == {"score": None, "clusters": 0, "failing_clusters": 0,
+                                                        "open_violations": 0}
+
+
+def test_group_scores_take_the_same_queries_for_any_number_of_groups(prod, admin_user,
+                                                                    django_assert_num_queries):
+    lab = make_cluster("lab-1", environment="dev")
+    groups = [inventory_services.create_group(name="static-only", user=admin_user, static_members=[lab])]
+    groups += [inventory_services.create_group(name=f"g{i}", selector=f"environment in (prod,dev),name!=x{i}",
+                                               user=admin_user) for i in range(5)]
+    for g in groups[:3]:
+        services.create_assignment(group=g, rule_key="no-privileged-containers", user=admin_user)
+    privileged(prod, "a")
+    services.evaluate_clusters([prod, lab])
+    with django_assert_num_queries(4):
+        scores = services.group_scores(groups)
+    assert [scores[g.pk]["clusters"] for g in groups] == [1, 2, 2, 2, 2, 2]
+    assert [scores[g.pk]["failing_clusters"] for g in groups] == [0, 1, 1, 0, 0, 0]
+    assert [scores[g.pk]["score"] for g in groups] == [100.0, 50.0, 50.0, None, None, None]
+    assert scores[None]["by_severity"] == {"critical": 3}
+    assert (scores[None]["clusters"], scores[None]["failing_clusters"], scores[None]["open_violations"]) == (2, 1, 3)
+
+
 def test_a_broken_rule_does_not_hide_the_others(prod, admin_user, monkeypatch):
     from governance import rules
 
