@@ -1,4 +1,6 @@
-"""`python -m benchmarks [--size quick|full] [--only sync,fleet,freshness]`: run, print, save JSON."""
+"""`python -m benchmarks [--size quick|full|limit] [--only sync,fleet,freshness]`: run, print, save JSON.
+
+`limit` (5,000 nodes, 150,000 pods) exists for `--only sync`."""
 
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ ALL = ("sync", "fleet", "freshness")
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("--size", choices=("quick", "full"), default="quick")
+    parser.add_argument("--size", choices=("quick", "full", "limit"), default="quick")
     parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {', '.join(ALL)}")
     args = parser.parse_args()
     chosen = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = set(chosen) - set(ALL)
     if unknown:
         parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
+    sizes = {name: __import__(f"benchmarks.{name}", fromlist=["SIZES"]).SIZES for name in ALL}
+    if any(args.size not in sizes[name] for name in chosen):
+        parser.error(f"size '{args.size}' exists only for: {', '.join(n for n in ALL if args.size in sizes[n])}")
     setup_django(migrate=True)
     facts = machine()
     say(f"Fleetweb benchmarks, size {args.size}: {facts['cores']} cores, {facts['memory_mib']} MiB, "
