@@ -49,6 +49,7 @@ def _measure(fleet, nodes: int, pods: int, services, Cluster) -> dict:
         "floor_seconds": floor_s, "sync_seconds": sync_s, "ratio": sync_s / floor_s,
         "cold_floor_seconds": cold_floor_s, "cold_sync_seconds": cold_sync_s,
         "cold_ratio": cold_sync_s / cold_floor_s,
+        "floor_runs": [f["seconds"] for f in floors], "sync_runs": [s["seconds"] for s in syncs],
         "bytes_read": syncs[-1]["bytes"],
         "floor_peak_rss_mib": median([f["peak_rss_mib"] for f in floors]),
         "sync_peak_rss_mib": max(s["peak_rss_mib"] for s in syncs),
