@@ -206,9 +206,10 @@ def query_counts(eps) -> dict:
     return counts
 
 
-def load(eps, requests_per_endpoint: int) -> dict:
+def load(eps, requests_per_endpoint: int, *, tree=ROOT) -> dict:
     """gunicorn (3 workers × 2 threads) on loopback; CONCURRENCY clients per endpoint; server time (from the
-    Server-Timing header) and client latency per request."""
+    Server-Timing header) and client latency per request. `tree`: the source tree gunicorn serves (another
+    checkout, for an A/B against the same database; see `benchmarks.ab`)."""
     import urllib3
 
     from fleetweb.embedded import child_environment
@@ -218,7 +219,7 @@ def load(eps, requests_per_endpoint: int) -> dict:
     env = {**child_environment(), "FLEETWEB_STATE_DIR": str(STATE)}
     log = open(STATE / "gunicorn.log", "ab")  # noqa: SIM115 - closed below
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "fleetweb.wsgi", "-b", f"127.0.0.1:{port}",
-                               "-w", "3", "--threads", "2", "--log-level", "warning"], env=env, cwd=ROOT,
+                               "-w", "3", "--threads", "2", "--log-level", "warning"], env=env, cwd=tree,
                               stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     http = urllib3.PoolManager(maxsize=CONCURRENCY * 2)

@@ -1,0 +1,58 @@
+"""A/B of request latency: the same endpoints served by two source trees against the same fleet.
+
+    git worktree add /tmp/base HEAD~3
+    python -m benchmarks.ab /tmp/base --endpoints "workloads|compliance overview" --requests 400 --rounds 3
+
+Each round serves every endpoint from one tree's gunicorn, then from the other's, so machine noise hits
+both alike; prints each round's p95/p50 and the median p95 per tree. Needs the fleet of
+`python -m benchmarks --only fleet` (any size) in `.fleetweb/bench`; the other tree must run against the
+same database schema (an older tree ignores newer tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from benchmarks.common import ROOT, median, say, setup_django, table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ab")
+    parser.add_argument("other", type=Path, help="the other source tree (e.g. a git worktree of the base commit)")
+    parser.add_argument("--endpoints", required=True, help="endpoint labels of benchmarks.fleet, separated by |")
+    parser.add_argument("--requests", type=int, default=400, help="requests per endpoint per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if not (args.other / "manage.py").is_file():
+        parser.error(f"{args.other} is not a Fleetweb source tree (no manage.py)")
+    setup_django()
+    from benchmarks import fleet
+    from inventory.models import Cluster
+
+    clusters = list(Cluster.objects.filter(name__startswith="fleet-").order_by("name"))
+    if not clusters:
+        parser.error("no generated fleet: run `python -m benchmarks --only fleet` first")
+    labels = [label.strip() for label in args.endpoints.split("|")]
+    eps = [e for e in fleet.endpoints(clusters) if e[1] in labels]
+    unknown = set(labels) - {e[1] for e in eps}
+    if unknown:
+        parser.error(f"unknown endpoints: {', '.join(sorted(unknown))}; known: "
+                     f"{', '.join(e[1] for e in fleet.endpoints(clusters))}")
+    trees = {"other": args.other.resolve(), "this": ROOT}
+    p95: dict[str, dict[str, list[float]]] = {name: {label: [] for label in labels} for name in trees}
+    for r in range(args.rounds):
+        for name, tree in trees.items():
+            result = fleet.load(eps, args.requests, tree=tree)
+            for label in labels:
+                p95[name][label].append(result[label]["p95_ms"])
+            say(f"round {r + 1} {name}: " + ", ".join(
+                f"{label} p95 {result[label]['p95_ms']:.0f} / p50 {result[label]['p50_ms']:.0f} ms"
+                for label in labels))
+    say(table([[label, f"{median(p95['other'][label]):.0f}", f"{median(p95['this'][label]):.0f}"]
+               for label in labels], ["endpoint", f"p95 ms {args.other}", "p95 ms this tree"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
