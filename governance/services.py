@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import msgspec
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -153,6 +153,8 @@ def delete_assignment(assignment: PolicyAssignment, *, user, source_ip: str = ""
     if assignment.mode == Mode.ENFORCE and not has_role(user, ADMIN):
         raise PolicyError({"mode": "Only admins may remove an enforced policy."})
     with transaction.atomic():
+        # Lock first: an evaluation writing violations for it finishes before they are collected for deletion.
+        list(PolicyAssignment.objects.select_for_update().filter(pk=assignment.pk).values_list("pk"))
         clusters = _members(assignment.group) + list(assignment.enforcements.values_list("cluster_id", flat=True))
         record(user=user, action="policy.unassign", target=assignment, source_ip=source_ip,
                before=assignment_audit_view(assignment))
@@ -164,12 +166,14 @@ def delete_assignment(assignment: PolicyAssignment, *, user, source_ip: str = ""
 # Evaluation
 
 
-def evaluate_and_enforce(cluster: Cluster) -> ClusterCompliance:
+def evaluate_and_enforce(cluster: Cluster) -> ClusterCompliance | None:
     """What follows every sync and change: evaluate, then bring the cluster's admission policies in line."""
     from governance import enforcement
 
     assignments = assignments_for(cluster)
     compliance = evaluate_cluster(cluster)
+    if compliance is None:
+        return None  # detached meanwhile
     desired = enforcement.desired_for(cluster, assignments)
     if enforcement.needs_reconcile(cluster, desired):
         enforcement.reconcile(cluster, desired)
@@ -182,6 +186,7 @@ def evaluate_and_enforce_many(clusters: list[Cluster]) -> dict[int, ClusterCompl
     from governance import enforcement
 
     compliances = evaluate_clusters(clusters)
+    clusters = [c for c in clusters if c.pk in compliances]  # not those detached meanwhile
     any_enforced = PolicyAssignment.objects.filter(mode=Mode.ENFORCE).exists()
     installed = set(Enforcement.objects.filter(cluster__in=clusters).values_list("cluster_id", flat=True))
     for cluster in clusters:
@@ -225,9 +230,9 @@ CHUNK = 50
 _decode_json = msgspec.json.Decoder()
 
 
-def evaluate_cluster(cluster: Cluster, *, now=None) -> ClusterCompliance:
-    """Evaluate one cluster (after its sync, or after a change); see `evaluate_clusters`."""
-    return evaluate_clusters([cluster], now=now)[cluster.pk]
+def evaluate_cluster(cluster: Cluster, *, now=None) -> ClusterCompliance | None:
+    """Evaluate one cluster (after its sync, or after a change); None if it was detached meanwhile."""
+    return evaluate_clusters([cluster], now=now).get(cluster.pk)
 
 
 def evaluate_clusters(clusters, *, now=None) -> dict[int, ClusterCompliance]:
@@ -301,13 +306,22 @@ def _evaluate_chunk(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignm
             results[c.pk].append({"assignment": a.pk, "group": a.group.name, "rule": a.rule_key,
                                   "severity": rule.severity, "mode": a.mode, "violations": len(findings)})
     ids = [c.pk for c in chunk]
-    digests = {pk: hashlib.blake2b(digest_size=16) for pk in ids}
-    for key in sorted(found, key=str):
-        digests[key[0]].update(repr((key, found[key][1].message)).encode())
-    digests = {pk: d.hexdigest() for pk, d in digests.items()}
     with transaction.atomic():
-        # Evaluations of one cluster (after a sync and after a group change, say) write one at a time.
-        list(Cluster.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+        # Evaluations of one cluster (after a sync and after a group change, say) write one at a time; a
+        # cluster detached or an assignment removed while the rules ran (their deletions lock those rows
+        # first) is left out rather than written for.
+        present = set(Cluster.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+                      .values_list("pk", flat=True))
+        used = {r["assignment"] for pk in ids for r in results[pk]}
+        alive = _lock_assignments_shared(used)
+        if present != set(ids) or alive != used:
+            ids = [pk for pk in ids if pk in present]
+            found = {key: value for key, value in found.items() if key[0] in present and key[1] in alive}
+            results = {pk: [r for r in results[pk] if r["assignment"] in alive] for pk in ids}
+        digests = {pk: hashlib.blake2b(digest_size=16) for pk in ids}
+        for key in sorted(found, key=str):
+            digests[key[0]].update(repr((key, found[key][1].message)).encode())
+        digests = {pk: d.hexdigest() for pk, d in digests.items()}
         previous, unchanged = {}, set()
         for cluster_id, evaluated_at, digest in ClusterCompliance.objects.filter(cluster_id__in=ids).values_list(
                 "cluster_id", "evaluated_at", "digest"):
@@ -354,6 +368,18 @@ def _evaluate_chunk(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignm
                                                         last_seen=previous.get(cluster_id) or now)
         open_counts = Counter(key[0] for key in found)
         return _store_compliance(ids, results, open_counts, digests, now)
+
+
+def _lock_assignments_shared(ids: set[int]) -> set[int]:
+    """FOR SHARE on these assignments until commit (evaluations share it; deleting one waits for them and
+    evaluations wait for a deletion in progress); returns the ids that still exist. Django's
+    select_for_update has no shared mode, hence SQL."""
+    if not ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {PolicyAssignment._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",
+                       [sorted(ids)])
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _store_compliance(ids: list[int], results: dict[int, list[dict]], open_counts: Counter, digests: dict,

@@ -153,6 +153,8 @@ def update_cluster(cluster: Cluster, *, user, source_ip: str = "", credentials: 
 def detach_cluster(cluster: Cluster, *, user, source_ip: str = "") -> None:
     """Remove a cluster with its credentials, inventory and sync history; audited."""
     with transaction.atomic():
+        # Lock first: an evaluation or enforcement writing rows for it finishes before they are collected.
+        list(Cluster.objects.select_for_update().filter(pk=cluster.pk).values_list("pk"))
         record(user=user, action="cluster.detach", target=cluster, source_ip=source_ip,
                before=cluster_audit_view(cluster))
         cluster.delete()
@@ -515,6 +517,8 @@ def update_group(group: ClusterGroup, *, user, source_ip: str = "", static_membe
 def delete_group(group: ClusterGroup, *, user, source_ip: str = "") -> None:
     """Delete a group with its policy assignments; its former members are re-evaluated."""
     with transaction.atomic():
+        # Lock its assignments first: evaluations writing violations for them finish before they are collected.
+        list(group.assignments.select_for_update().values_list("pk"))
         members = _member_ids(group)
         record(user=user, action="group.delete", target=group, source_ip=source_ip, before=group_audit_view(group))
         group.delete()

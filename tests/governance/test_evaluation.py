@@ -186,6 +186,42 @@ def test_a_broken_rule_does_not_hide_the_others(prod, admin_user, monkeypatch):
                                                                          "no-latest-tag": 0}
 
 
+def test_an_assignment_removed_or_a_cluster_detached_while_rules_run_is_left_out(prod, admin_user, monkeypatch):
+    """Deleting either locks its row first; an evaluation that read it before must not write rows for it
+    (they would break the deletion's foreign keys) and must not fail the other clusters of its chunk."""
+    import dataclasses
+
+    from governance import rules
+    from governance.models import PolicyAssignment, PolicyResult
+    from inventory.models import Cluster
+
+    other = make_cluster("prod-2", environment="prod")
+    group = next(g for g in inventory_services.groups_of(prod) if g.name == "prod")
+    latest = services.create_assignment(group=group, rule_key="no-latest-tag", user=admin_user)
+    for cluster in (prod, other):
+        Workload.objects.create(cluster=cluster, uid=f"{cluster.name}-w", name="w", kind="Deployment",
+                                namespace="shop", pod_template={"containers": [
+                                    {"name": "m", "image": "r/a:latest", "privileged": True}]})
+    original = rules.REGISTRY["no-latest-tag"]
+
+    def check_then_unassign_and_detach(ctx, params):
+        found = list(original.check(ctx, params))
+        if PolicyAssignment.objects.filter(pk=latest.pk).exists():
+            # Fresh instances, as another process would have (delete() clears the instance's pk).
+            services.delete_assignment(PolicyAssignment.objects.get(pk=latest.pk), user=admin_user)
+            inventory_services.detach_cluster(Cluster.objects.get(pk=other.pk), user=admin_user)
+        return found
+
+    monkeypatch.setitem(rules.REGISTRY, "no-latest-tag", dataclasses.replace(original,
+                                                                            check=check_then_unassign_and_detach))
+    compliances = services.evaluate_clusters([prod, other])
+    assert set(compliances) == {prod.pk}
+    assert [r["rule"] for r in compliances[prod.pk].results] == ["no-privileged-containers"]
+    assert list(Violation.objects.values_list("cluster__name", "rule_key")) == [("prod-1", "no-privileged-containers")]
+    assert list(PolicyResult.objects.values_list("cluster__name", "assignment__rule_key", "violations")) == [
+        ("prod-1", "no-privileged-containers", 1)]
+
+
 def test_syncs_and_group_changes_queue_evaluation_after_commit(admin_user, django_capture_on_commit_callbacks,
                                                                monkeypatch):
     from django.db import transaction
