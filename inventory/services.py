@@ -242,7 +242,7 @@ def sync_cluster(cluster_id: int, *, triggered_by: str = "schedule") -> SyncRun 
         _release_lease(cluster_id)
 
 
-def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun:
+def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
     started = timezone.now()
     clock = time.monotonic()
     run = SyncRun.objects.create(cluster=cluster, started_at=started, triggered_by=triggered_by)
@@ -261,6 +261,10 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun:
         if session is not None:
             session.close()
     with transaction.atomic():
+        # Detached while it was being read: nothing to write to. The lock also makes a detach wait for this write.
+        if not list(Cluster.objects.select_for_update().filter(pk=cluster.pk).values_list("pk")):
+            log.info("%s was detached during its sync; the snapshot is dropped", cluster.name)
+            return None
         write_snapshot(cluster, snapshot)
         status, reason = collector.health(snapshot)
         now = timezone.now()
@@ -289,7 +293,8 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun:
     return run
 
 
-def _record_failure(cluster: Cluster, run: SyncRun, exc: kube.KubeError, clock: float, *, bytes_read: int) -> SyncRun:
+def _record_failure(cluster: Cluster, run: SyncRun, exc: kube.KubeError, clock: float, *,
+                    bytes_read: int) -> SyncRun | None:
     """Keep every inventory row; say why the cluster could not be synced; schedule a retry."""
     now = timezone.now()
     failures = cluster.consecutive_failures + 1
@@ -297,13 +302,12 @@ def _record_failure(cluster: Cluster, run: SyncRun, exc: kube.KubeError, clock: 
     Cluster.objects.filter(pk=cluster.pk).update(
         status=exc.status, status_reason=exc.message[:255], last_error=exc.message,
         consecutive_failures=failures, next_sync_at=now + timedelta(seconds=delay), updated_at=now)
-    run.finished_at = now
-    run.duration_ms = int((time.monotonic() - clock) * 1000)
-    run.outcome = SyncOutcome.FAILED
-    run.status = exc.status
-    run.error = exc.message
-    run.bytes_read = bytes_read
-    run.save()
+    fields = {"finished_at": now, "duration_ms": int((time.monotonic() - clock) * 1000),
+              "outcome": SyncOutcome.FAILED, "status": exc.status, "error": exc.message, "bytes_read": bytes_read}
+    for name, value in fields.items():
+        setattr(run, name, value)
+    if not SyncRun.objects.filter(pk=run.pk).update(**fields):
+        return None  # detached meanwhile: the run went with the cluster
     log.warning("sync of %s failed (%s): %s", cluster.name, exc.kind, exc.message)
     return run
 
