@@ -198,6 +198,12 @@ FLEETWEB_BASE_URL = env_str("FLEETWEB_BASE_URL", "").rstrip("/")
 FLEETWEB_COMPLIANCE_HISTORY_INTERVAL = env_int("FLEETWEB_COMPLIANCE_HISTORY_INTERVAL", 900, minimum=10)
 FLEETWEB_KUBE_CONNECT_TIMEOUT = env_int("FLEETWEB_KUBE_CONNECT_TIMEOUT", 5, minimum=1)
 FLEETWEB_KUBE_READ_TIMEOUT = env_int("FLEETWEB_KUBE_READ_TIMEOUT", 30, minimum=1)
+# The rollout engine renews its lease before every call to a cluster: the lease must outlast the longest call,
+# or a second engine could take the rollout while the first is still applying.
+if FLEETWEB_ROLLOUT_LEASE <= FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_TIMEOUT:
+    raise ConfigError(f"FLEETWEB_ROLLOUT_LEASE ({FLEETWEB_ROLLOUT_LEASE}) must be longer than "
+                      f"FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_TIMEOUT "
+                      f"({FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_TIMEOUT}), the longest call to a cluster")
 FLEETWEB_KUBE_PAGE_SIZE = env_int("FLEETWEB_KUBE_PAGE_SIZE", 500, minimum=10)
 # Kubeconfig exec credential plugins Fleetweb may run (basename of `exec.command`); anything else
 # in an uploaded kubeconfig is refused, since running it would let an uploader execute commands.

@@ -8,3 +8,8 @@ class GovernanceConfig(AppConfig):
 
     def ready(self) -> None:
         from governance import signals  # noqa: F401 - connects the login/logout audit receivers
+        from governance.services import EnforcementGuard
+        from inventory.signals import membership_guards
+
+        if not any(isinstance(g, EnforcementGuard) for g in membership_guards):
+            membership_guards.append(EnforcementGuard())

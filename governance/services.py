@@ -81,6 +81,63 @@ def _validate(*, rule_key: str, mode: str, params, excluded_namespaces, user) ->
     return rule, cleaned, _clean_namespaces(excluded_namespaces)
 
 
+# ---------------------------------------------------------------------------------------------
+# Enforcement is removed or weakened only by admins, whatever the door
+
+
+def enforced_on(cluster_ids) -> dict[int, list[tuple[str, str, frozenset, str]]]:
+    """{cluster id: [(rule key, parameters as canonical JSON, excluded namespaces, group name)]} of the enforce
+    assignments that cover each cluster now."""
+    ids = list(cluster_ids)
+    enforced = list(PolicyAssignment.objects.filter(mode=Mode.ENFORCE).select_related("group"))
+    if not ids or not enforced:
+        return {cid: [] for cid in ids}
+    groups = {a.group_id: a.group for a in enforced}
+    members = inventory_services.membership(groups.values(), list(Cluster.objects.filter(pk__in=ids)))
+    covered: dict[int, list] = {cid: [] for cid in ids}
+    for a in enforced:
+        for c in members.get(a.group_id, []):
+            covered[c.pk].append((a.rule_key, msgspec.json.encode(a.params, order="sorted").decode(),
+                                  frozenset(a.excluded_namespaces), a.group.name))
+    return covered
+
+
+def weakened(before: dict, after: dict) -> dict[str, set[str]]:
+    """{"rule (group g)": {cluster names}} of enforcement that `before` had and `after` lacks: a rule is kept only
+    when the cluster is still enforced by it with the same parameters and no more excluded namespaces."""
+    lost: dict[str, set[int]] = defaultdict(set)
+    for cid, items in before.items():
+        now = after.get(cid, [])
+        for rule_key, params, excluded, group in items:
+            if not any(r == rule_key and p == params and e <= excluded for r, p, e, _g in now):
+                lost[f"{rule_key} (group {group})"].add(cid)
+    if not lost:
+        return {}
+    names = dict(Cluster.objects.filter(pk__in={c for ids in lost.values() for c in ids}).values_list("pk", "name"))
+    return {what: {names.get(c, f"#{c}") for c in ids} for what, ids in lost.items()}
+
+
+def enforcement_refusal(lost: dict[str, set[str]]) -> str:
+    parts = [f"{what} on {', '.join(sorted(clusters)[:5])}{' …' if len(clusters) > 5 else ''}"
+             for what, clusters in sorted(lost.items())]
+    return ("Only admins may remove or weaken an enforced policy; this change would stop enforcing "
+            + "; ".join(parts) + ".")
+
+
+class EnforcementGuard:
+    """Registered with inventory: group edits and deletes and cluster edits that would remove or weaken an enforced
+    rule on any cluster are refused for non-admins (inventory.services.guarded)."""
+
+    def snapshot(self, cluster_ids):
+        return enforced_on(cluster_ids)
+
+    def refusal(self, before, cluster_ids, user) -> str | None:
+        if user is None or has_role(user, ADMIN):
+            return None
+        lost = weakened(before, enforced_on(cluster_ids))
+        return enforcement_refusal(lost) if lost else None
+
+
 def assignment_audit_view(a: PolicyAssignment) -> dict:
     return {"group": a.group.name, "rule": a.rule_key, "mode": a.mode, "params": a.params,
             "excluded_namespaces": a.excluded_namespaces}
@@ -140,8 +197,15 @@ def update_assignment(assignment: PolicyAssignment, *, user, source_ip: str = ""
             user=check_user)
         if assignment.mode == Mode.ENFORCE and new_mode != Mode.ENFORCE and not has_role(user, ADMIN):
             raise PolicyError({"mode": "Only admins may stop enforcing a policy."})
+        members = _members(assignment.group)
+        before_enforced = enforced_on(members) if assignment.mode == Mode.ENFORCE else None
         assignment.mode, assignment.params, assignment.excluded_namespaces = new_mode, cleaned, excluded
         assignment.save()
+        if before_enforced is not None and not (user is None or has_role(user, ADMIN)):
+            # Wider parameters (allowed_paths: ["/"]) or more excluded namespaces weaken what clusters refuse.
+            lost = weakened(before_enforced, enforced_on(members))
+            if lost:
+                raise PolicyError({"params": enforcement_refusal(lost)})
         record(user=user, action="policy.update", target=assignment, source_ip=source_ip, before=before,
                after=assignment_audit_view(assignment))
         _reevaluate(_members(assignment.group) + list(assignment.enforcements.values_list("cluster_id", flat=True)))

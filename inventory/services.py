@@ -6,6 +6,7 @@ import hashlib
 import logging
 import random
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import msgspec
@@ -28,7 +29,7 @@ from inventory.models import (
     SyncRun,
     Workload,
 )
-from inventory.signals import clusters_changed
+from inventory.signals import clusters_changed, membership_guards
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +39,43 @@ METADATA_FIELDS = ("environment", "region", "owner", "cost_center", "labels", "s
 
 
 class AttachError(ValueError):
-    """An attach or update Fleetweb refuses; `field` names the input at fault."""
+    """An attach or update Fleetweb refuses; `field` names the input at fault; `status` 400 (bad input) or 403
+    (not yours to do)."""
 
-    def __init__(self, message: str, *, field: str = "__all__"):
+    def __init__(self, message: str, *, field: str = "__all__", status: int = 400):
         super().__init__(message)
         self.field = field
         self.message = message
+        self.status = status
+
+
+@contextmanager
+def guarded(cluster_ids, *, user):
+    """Around a change (inside its transaction): every registered guard compares before and after, and a refusal
+    undoes the change by raising AttachError (403) out of the transaction."""
+    ids = sorted(set(cluster_ids))
+    states = [(guard, guard.snapshot(ids)) for guard in membership_guards]
+    yield
+    for guard, state in states:
+        refusal = guard.refusal(state, ids, user)
+        if refusal:
+            raise AttachError(refusal, status=403)
+
+
+def _is_admin(user) -> bool:
+    """None is the system itself (commands, tasks run by an admin's hand), which may."""
+    from fleetweb.roles import ADMIN, has_role
+
+    return user is None or has_role(user, ADMIN)
 
 
 def _check_insecure(*, insecure: bool, environment: str, user) -> None:
-    from fleetweb.roles import ADMIN, has_role
-
     if not insecure:
         return
     if environment == Environment.PROD:
         raise AttachError("Skipping TLS verification is never allowed for prod clusters.",
                           field="insecure_skip_tls_verify")
-    if user is not None and not has_role(user, ADMIN):
+    if not _is_admin(user):
         raise AttachError("Only admins may skip TLS verification.", field="insecure_skip_tls_verify")
 
 
@@ -130,7 +151,11 @@ def update_cluster(cluster: Cluster, *, user, source_ip: str = "", credentials: 
     new_insecure = cluster.insecure_skip_tls_verify if insecure is None else insecure
     if new_insecure and (insecure or environment != cluster.environment):
         _check_insecure(insecure=new_insecure, environment=environment, user=user)
-    with transaction.atomic():
+    if cluster.environment == Environment.PROD and environment != Environment.PROD and not _is_admin(user):
+        # Otherwise: relabel to dev, start a rollout needing no approval, relabel back.
+        raise AttachError(f"Only admins may move {cluster.name} out of prod: production approvals and rules follow "
+                          f"the environment.", field="environment", status=403)
+    with transaction.atomic(), guarded([cluster.pk], user=user):
         for field, value in changes.items():
             setattr(cluster, field, value)
         cluster.insecure_skip_tls_verify = new_insecure
@@ -162,9 +187,11 @@ def detach_cluster(cluster: Cluster, *, user, source_ip: str = "") -> None:
 
 def request_sync(cluster_id: int, *, triggered_by: str = "manual") -> None:
     """Queue a sync of one cluster now (the task itself refuses to run twice at once)."""
+    from fleetweb.queueing import send_safely
     from inventory.tasks import sync_cluster
 
-    sync_cluster.delay(cluster_id, triggered_by=triggered_by)
+    # A lost message is no lost sync: the cluster stays due and beat claims it.
+    send_safely(lambda: sync_cluster.delay(cluster_id, triggered_by=triggered_by), what=f"sync of cluster {cluster_id}")
 
 
 def credentials_of(cluster: Cluster) -> dict:
@@ -506,11 +533,12 @@ def update_group(group: ClusterGroup, *, user, source_ip: str = "", static_membe
         group = ClusterGroup.objects.select_for_update().get(pk=group.pk)
         before = group_audit_view(group)
         old_members = _member_ids(group)
-        for field, value in changes.items():
-            setattr(group, field, value)
-        group.save()
-        if static_members is not None:
-            group.static_members.set(static_members)
+        with guarded(old_members, user=user):  # members that leave may lose an enforced policy
+            for field, value in changes.items():
+                setattr(group, field, value)
+            group.save()
+            if static_members is not None:
+                group.static_members.set(static_members)
         after = group_audit_view(group)
         record(user=user, action="group.update", target=group, source_ip=source_ip, before=before, after=after)
         new_members = _member_ids(group)
@@ -525,5 +553,6 @@ def delete_group(group: ClusterGroup, *, user, source_ip: str = "") -> None:
         list(group.assignments.select_for_update().values_list("pk"))
         members = _member_ids(group)
         record(user=user, action="group.delete", target=group, source_ip=source_ip, before=group_audit_view(group))
-        group.delete()
+        with guarded(members, user=user):  # its assignments go with it
+            group.delete()
         clusters_changed.send(sender=ClusterGroup, cluster_ids=sorted(members), reason="group")

@@ -142,6 +142,8 @@ def cluster_edit(request, name: str):
                 **{f: data[f] for f in ("environment", "region", "owner", "cost_center", "labels", "sync_interval")})
         except services.AttachError as exc:
             form.add_error(None if exc.field == "__all__" else exc.field, exc.message)
+            return render(request, "inventory/cluster_edit.html", {"cluster": cluster, "form": form},
+                          status=exc.status)
         else:
             messages.success(request, f"{cluster.name} updated.")
             return redirect(cluster)
@@ -422,7 +424,11 @@ def group_delete(request, name: str):
         if request.POST.get("confirm_name") != group.name:
             return render(request, "inventory/group_delete.html",
                           {"group": group, "error": "Type the group's name to confirm."}, status=400)
-        services.delete_group(group, user=request.user, source_ip=client_ip(request))
+        try:
+            services.delete_group(group, user=request.user, source_ip=client_ip(request))
+        except services.AttachError as exc:
+            return render(request, "inventory/group_delete.html", {"group": group, "error": exc.message},
+                          status=exc.status)
         messages.success(request, f"Group {name} deleted with its policy assignments.")
         return redirect("inventory:group_list")
     return render(request, "inventory/group_delete.html", {"group": group})

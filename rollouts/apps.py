@@ -5,3 +5,6 @@ class RolloutsConfig(AppConfig):
     """Staged multi-cluster rollouts with approvals (see the rollouts issue)."""
 
     name = "rollouts"
+
+    def ready(self) -> None:
+        from rollouts import signals  # noqa: F401 - connects the receiver that voids approvals on cluster changes

@@ -1,14 +1,27 @@
-"""The rollout engine: one idempotent step function, run by Celery under a short lease.
+"""The rollout engine: one idempotent step function, run by Celery under a fenced lease.
 
 Every transition is written before the next side effect, so a worker killed at any point leaves a
 state the next run continues from: an interrupted apply is applied again (server-side apply makes
 that harmless), an interrupted verify is verified again, and a stage never starts before its gate
 (approvals counted by `services.valid_approvals`) passed.
+
+One engine per rollout, provably: a run holds the lease under a random token (the fence). Every state
+write happens inside `Fence.hold`, which locks the rollout row, checks the token and the state the step
+started from, and renews the lease; the lease is also renewed before every call to a cluster and is longer
+than any single call. So a run whose lease was taken over, or whose rollout was paused, aborted or
+rejected meanwhile, stops at its next write and never overwrites the newer state.
+
+What is applied is what was approved: each target's objects are rendered and frozen on the target
+(`Target.rendered`, `rendered_digest`) when its stage awaits approval or starts; approvals record the
+digests they cover; a stage starts only when they match, and a target whose digest its stage's approvals
+did not cover is never applied.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,135 +31,229 @@ from django.utils import timezone
 
 from governance.audit import record
 from inventory import kube
-from inventory.services import credentials_of, groups_of
+from inventory.choices import Environment
+from inventory.services import credentials_of
 from rollouts import manifests, services
 from rollouts.choices import RolloutState, StageState, TargetState
-from rollouts.models import Deployed, Override, Revision, Rollout, Stage, Target
+from rollouts.models import Deployed, Revision, Rollout, Stage, Target
 
 log = logging.getLogger(__name__)
 POLL = timedelta(seconds=2)
 MAX_STEPS = 50
+# A message queued and not picked up within this time is queued again by beat (the first may be lost).
+QUEUE_GRACE = timedelta(minutes=5)
 
 
 def _lease() -> timedelta:
     return timedelta(seconds=settings.FLEETWEB_ROLLOUT_LEASE)
 
 
-def acquire(rollout_id: int) -> bool:
+class LeaseLost(Exception):
+    """This run no longer owns the rollout (another run took the lease) or its state moved on without it."""
+
+
+class Fence:
+    """The token of one engine run; every write of that run goes through `hold`."""
+
+    def __init__(self, rollout_id: int, token: str):
+        self.rollout_id, self.token = rollout_id, token
+        self.expected: str | None = None  # the rollout state the current step started from
+
+    def renew(self) -> None:
+        """Extend the lease; raise LeaseLost when another run holds it now."""
+        if not Rollout.objects.filter(pk=self.rollout_id, lease_token=self.token).update(
+                lease_expires_at=timezone.now() + _lease()):
+            raise LeaseLost(f"rollout #{self.rollout_id}: the lease was taken over")
+
+    @contextmanager
+    def hold(self):
+        """A transaction in which this run may write: the rollout row is locked (actions and decisions lock it
+        too, so they wait or we do), still leased to us and still in the state the step started from."""
+        with transaction.atomic():
+            state = (Rollout.objects.select_for_update().filter(pk=self.rollout_id, lease_token=self.token)
+                     .values_list("state", flat=True).first())
+            if state is None:
+                raise LeaseLost(f"rollout #{self.rollout_id}: the lease was taken over")
+            if self.expected is not None and state != self.expected:
+                raise LeaseLost(f"rollout #{self.rollout_id} is {state} now, not {self.expected}")
+            Rollout.objects.filter(pk=self.rollout_id).update(lease_expires_at=timezone.now() + _lease())
+            yield
+
+
+def acquire(rollout_id: int) -> Fence | None:
+    """Take the lease when nobody holds it (or it expired); None when another run holds it."""
     now = timezone.now()
-    return Rollout.objects.filter(pk=rollout_id).filter(
-        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)).update(lease_expires_at=now + _lease()) == 1
+    token = uuid.uuid4().hex
+    taken = Rollout.objects.filter(pk=rollout_id).filter(
+        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)).update(
+        lease_expires_at=now + _lease(), lease_token=token)
+    return Fence(rollout_id, token) if taken == 1 else None
 
 
-def release(rollout_id: int) -> None:
-    Rollout.objects.filter(pk=rollout_id).update(lease_expires_at=None)
+def release(fence: Fence) -> None:
+    Rollout.objects.filter(pk=fence.rollout_id, lease_token=fence.token).update(lease_expires_at=None,
+                                                                                lease_token="")
 
 
 def advance(rollout_id: int) -> str:
     """Take the rollout as far as it can go now; returns its state (or 'busy' when another run holds it)."""
-    if not acquire(rollout_id):
+    Rollout.objects.filter(pk=rollout_id).update(queued_at=None)  # picked up: beat may queue it again
+    fence = acquire(rollout_id)
+    if fence is None:
         return "busy"
     try:
         for _ in range(MAX_STEPS):
             rollout = Rollout.objects.select_related("application", "revision").get(pk=rollout_id)
-            if not step(rollout):
+            fence.expected = rollout.state
+            if not step(rollout, fence):
                 break
-            Rollout.objects.filter(pk=rollout_id).update(lease_expires_at=timezone.now() + _lease())
-        return Rollout.objects.get(pk=rollout_id).state
+    except LeaseLost as exc:
+        log.info("%s; this run stops", exc)
     finally:
-        release(rollout_id)
+        release(fence)
+    return Rollout.objects.get(pk=rollout_id).state
 
 
-def due_rollouts(now=None) -> list[int]:
-    """Active rollouts whose next step is due and that no run holds (beat queues these)."""
-    now = now or timezone.now()
-    return list(Rollout.objects.filter(state__in=[RolloutState.PENDING, RolloutState.RUNNING,
-                                                  RolloutState.ROLLING_BACK], next_step_at__lte=now)
-                .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
-                .values_list("pk", flat=True)[:200])
+def step_once(rollout_id: int) -> bool | None:
+    """One step under its own lease (commands and tests); None when another run holds the rollout."""
+    fence = acquire(rollout_id)
+    if fence is None:
+        return None
+    try:
+        rollout = Rollout.objects.select_related("application", "revision").get(pk=rollout_id)
+        fence.expected = rollout.state
+        return step(rollout, fence)
+    except LeaseLost:
+        return False
+    finally:
+        release(fence)
 
 
-def _schedule(rollout: Rollout, when) -> None:
-    Rollout.objects.filter(pk=rollout.pk).update(next_step_at=when)
+def _due():
+    now = timezone.now()
+    return (Rollout.objects.filter(state__in=[RolloutState.PENDING, RolloutState.RUNNING, RolloutState.ROLLING_BACK],
+                                   next_step_at__lte=now)
+            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+            .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - QUEUE_GRACE)))
 
 
-def step(rollout: Rollout) -> bool:
+def due_rollouts() -> list[int]:
+    """Claim active rollouts whose next step is due, that no run holds and that are not queued already (beat
+    queues these); each claimed one is marked queued until a worker picks it up."""
+    with transaction.atomic():
+        ids = list(_due().select_for_update(skip_locked=True).values_list("pk", flat=True)[:200])
+        Rollout.objects.filter(pk__in=ids).update(queued_at=timezone.now())
+    return ids
+
+
+def _schedule(fence: Fence, when) -> None:
+    Rollout.objects.filter(pk=fence.rollout_id, lease_token=fence.token).update(next_step_at=when)
+
+
+def step(rollout: Rollout, fence: Fence) -> bool:
     """One transition; True when something changed and another step may follow at once."""
     now = timezone.now()
     if rollout.state == RolloutState.PENDING:
-        Rollout.objects.filter(pk=rollout.pk, state=RolloutState.PENDING).update(
-            state=RolloutState.RUNNING, started_at=now)
+        with fence.hold():
+            Rollout.objects.filter(pk=rollout.pk).update(state=RolloutState.RUNNING, started_at=now)
         return True
     if rollout.state == RolloutState.ROLLING_BACK:
-        return _rollback_step(rollout, now)
+        return _rollback_step(rollout, fence, now)
     if rollout.state != RolloutState.RUNNING:
         return False
     stage = rollout.stages.exclude(state=StageState.SUCCEEDED).order_by("index").first()
     if stage is None:
-        _finish(rollout, RolloutState.SUCCEEDED, "every stage succeeded", now)
-        services.notify("rollout.succeeded", rollout)
+        with fence.hold():
+            _finish(rollout, RolloutState.SUCCEEDED, "every stage succeeded", now)
+            services.notify("rollout.succeeded", rollout)
         return False
+    stage.rollout = rollout
     if stage.state == StageState.PENDING:
-        if stage.approvals_required:
-            _set_stage(stage, StageState.AWAITING_APPROVAL)
-            services.notify("stage.awaiting_approval", rollout, stage=stage)
-            return True
-        _start_stage(stage, now)
+        with fence.hold():
+            services.refresh_stage(stage, reason="changed before the stage started")
+            _require_prod_approval(stage)
+            if stage.approvals_required:
+                _set_stage(stage, StageState.AWAITING_APPROVAL)
+                services.notify("stage.awaiting_approval", rollout, stage=stage)
+                return True
+            _start_stage(stage, now)
         return True
     if stage.state == StageState.AWAITING_APPROVAL:
-        approvals = services.valid_approvals(stage, now=now)
-        if len(approvals) >= stage.approvals_required:
-            _start_stage(stage, now, approved=True, approvers=[a.user.get_username() for a in approvals])
-            return True
-        # Approvals expire: look again when the oldest one counted would lapse, else wait for a click.
-        _schedule(rollout, min((a.expires_at for a in approvals), default=None))
+        with fence.hold():
+            services.refresh_stage(stage, reason="changed while the stage awaited approval")
+            _require_prod_approval(stage)
+            approvals = services.valid_approvals(stage, now=now)
+            if len(approvals) >= stage.approvals_required:
+                _start_stage(stage, now, approved=True, approvers=[a.user.get_username() for a in approvals],
+                             digests=services.stage_digests(stage))
+                return True
+            # Approvals expire: look again when the oldest one counted would lapse, else wait for a click.
+            _schedule(fence, min((a.expires_at for a in approvals), default=None))
         return False
     if stage.state in (StageState.APPLYING, StageState.VERIFYING):
-        return _progress_stage(rollout, stage, now)
+        return _progress_stage(rollout, stage, fence, now)
     if stage.state == StageState.SOAKING:
         if stage.soak_until and now < stage.soak_until:
-            _schedule(rollout, stage.soak_until)
+            _schedule(fence, stage.soak_until)
             return False
-        stage.state, stage.finished_at = StageState.SUCCEEDED, now
-        stage.save(update_fields=["state", "finished_at"])
-        record(user=None, action="rollout.stage_succeeded", target=rollout,
-               target_name=f"rollout #{rollout.pk} stage {stage.name}")
+        with fence.hold():
+            _set_stage(stage, StageState.SUCCEEDED, finished_at=now)
+            record(user=None, action="rollout.stage_succeeded", target=rollout,
+                   target_name=f"rollout #{rollout.pk} stage {stage.name}")
         return True
     return False
 
 
+def _require_prod_approval(stage: Stage) -> None:
+    """The production rule, checked against the clusters' environment now (not only when the rollout was made):
+    a stage reaching a prod cluster needs at least one approval."""
+    prod = list(stage.targets.filter(cluster__environment=Environment.PROD)
+                .values_list("cluster__name", flat=True)[:5])
+    if prod and stage.approvals_required < 1:
+        note = f"approval required: reaches prod cluster(s) {', '.join(prod)}"
+        Stage.objects.filter(pk=stage.pk).update(approvals_required=1, message=note)
+        stage.approvals_required, stage.message = 1, note
+
+
 def _set_stage(stage: Stage, state: str, **fields) -> None:
-    Stage.objects.filter(pk=stage.pk).update(state=state, **fields)
+    """Move a stage on from the state it was read in (never over a state someone else wrote meanwhile)."""
+    if not Stage.objects.filter(pk=stage.pk, state=stage.state).update(state=state, **fields):
+        raise LeaseLost(f"stage {stage.pk} is no longer {stage.state}")
+    stage.state = state
 
 
-def _start_stage(stage: Stage, now, *, approved: bool = False, approvers=()) -> None:
-    fields = {"started_at": now}
+def _start_stage(stage: Stage, now, *, approved: bool = False, approvers=(), digests=None) -> None:
+    fields = {"started_at": now, "approved_digests": digests or {}}
     if approved:
         fields["approved_at"] = now
     _set_stage(stage, StageState.APPLYING, **fields)
+    stage.approved_digests = digests or {}
     record(user=None, action="rollout.stage_started", target=stage.rollout,
            target_name=f"rollout #{stage.rollout_id} stage {stage.name}",
-           after={"stage": stage.name, "approved_by": list(approvers)})
+           after={"stage": stage.name, "approved_by": list(approvers),
+                  "stage_digest": services.stage_digest(stage)})
 
 
 def _finish(rollout: Rollout, state: str, message: str, now) -> None:
+    """Called inside `Fence.hold`: the rollout is locked and still in the state the step read."""
     Rollout.objects.filter(pk=rollout.pk).update(state=state, message=message[:2000], finished_at=now,
                                                  next_step_at=None)
     rollout.state = state
     record(user=None, action=f"rollout.{state}", target=rollout, message=message)
 
 
-def _progress_stage(rollout: Rollout, stage: Stage, now) -> bool:
+def _progress_stage(rollout: Rollout, stage: Stage, fence: Fence, now) -> bool:
     targets = list(stage.targets.select_related("cluster").order_by("cluster__name"))
     changed = False
     for t in targets:  # left in APPLYING by a run that died mid-apply: apply again
         if t.state == TargetState.APPLYING:
-            Target.objects.filter(pk=t.pk).update(attempts=F("attempts") + 1)
-            _apply_target(rollout, stage, t, rollout.revision, now)
+            with fence.hold():
+                Target.objects.filter(pk=t.pk).update(attempts=F("attempts") + 1)
+            _apply_target(rollout, stage, t, rollout.revision, fence)
             changed = True
     for t in targets:
         if t.state == TargetState.VERIFYING:
-            changed |= _verify_target(rollout, t, rollout.revision, now, ok=TargetState.READY,
+            changed |= _verify_target(rollout, t, rollout.revision, fence, now, ok=TargetState.READY,
                                       failed=TargetState.FAILED)
     in_flight = sum(1 for t in targets if t.state in (TargetState.APPLYING, TargetState.VERIFYING))
     failures = sum(1 for t in targets if t.state == TargetState.FAILED)
@@ -154,114 +261,149 @@ def _progress_stage(rollout: Rollout, stage: Stage, now) -> bool:
         names = ", ".join(t.cluster.name for t in targets if t.state == TargetState.FAILED)
         message = f"stage '{stage.name}' failed on {names}: " + "; ".join(
             t.message for t in targets if t.state == TargetState.FAILED)[:1500]
-        _set_stage(stage, StageState.FAILED, finished_at=now, message=message)
-        _finish(rollout, RolloutState.FAILED, message, now)
-        services.notify("rollout.failed", rollout, stage=stage)
+        with fence.hold():
+            _set_stage(stage, StageState.FAILED, finished_at=now, message=message)
+            _finish(rollout, RolloutState.FAILED, message, now)
+            services.notify("rollout.failed", rollout, stage=stage)
         return False
     for t in targets:
         if t.state == TargetState.PENDING and in_flight < stage.max_parallel:
-            Target.objects.filter(pk=t.pk).update(state=TargetState.APPLYING, attempts=t.attempts + 1,
-                                                  started_at=now)
+            with fence.hold():
+                if not Target.objects.filter(pk=t.pk, state=TargetState.PENDING).update(
+                        state=TargetState.APPLYING, attempts=t.attempts + 1, started_at=now):
+                    raise LeaseLost(f"target {t.pk} is no longer pending")
             t.state, t.attempts = TargetState.APPLYING, t.attempts + 1
-            _apply_target(rollout, stage, t, rollout.revision, now)
+            _apply_target(rollout, stage, t, rollout.revision, fence)
             in_flight += 1
             changed = True
     if all(t.state in (TargetState.READY, TargetState.FAILED) for t in targets):
         failures = sum(1 for t in targets if t.state == TargetState.FAILED)
         if failures > stage.failures_allowed:
             return True  # the next step fails the stage
-        _set_stage(stage, StageState.SOAKING, soak_until=now + timedelta(seconds=stage.soak_time))
+        with fence.hold():
+            _set_stage(stage, StageState.SOAKING, soak_until=now + timedelta(seconds=stage.soak_time))
         return True
     pending = any(t.state in (TargetState.PENDING, TargetState.APPLYING) for t in targets)
     new_state = StageState.APPLYING if pending else StageState.VERIFYING
     if new_state != stage.state:
-        _set_stage(stage, new_state)
-    _schedule(rollout, now + POLL)
+        with fence.hold():
+            _set_stage(stage, new_state)
+    _schedule(fence, now + POLL)
     return changed and pending
 
 
-def _objects(rollout: Rollout, revision: Revision, cluster) -> list[dict]:
-    """The revision's objects rendered for one cluster (with the override of the first group it is in)."""
-    parsed = manifests.parse(revision.manifests, namespace=rollout.application.namespace)
-    group_ids = [g.pk for g in groups_of(cluster)]
-    override = (Override.objects.filter(application=rollout.application, group_id__in=group_ids)
-                .select_related("group").order_by("group__name").first())
-    return manifests.render(parsed.objects, application=rollout.application.name, revision=revision.number,
-                            digest=revision.digest, override=override)
+# ---------------------------------------------------------------------------------------------
+# Talking to the member cluster (the only functions here that do)
 
 
 def _session(cluster):
     return kube.connect(credentials_of(cluster), insecure=cluster.insecure_skip_tls_verify)
 
 
-def _ensure_namespace(session, name: str) -> None:
-    try:
-        kube.get_json(session, f"/api/v1/namespaces/{name}")
-    except kube.KubeError as exc:
-        if exc.http_status != 404:
-            raise
-        kube.apply(session, f"/api/v1/namespaces/{name}", {
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "fleetweb"}}})
+def push(cluster, namespace: str, objects: list[dict], *, renew) -> None:
+    """Server-side apply the namespace (when missing) and every object; `renew()` runs before each call."""
+    with _session(cluster) as session:
+        renew()
+        try:
+            kube.get_json(session, f"/api/v1/namespaces/{namespace}")
+        except kube.KubeError as exc:
+            if exc.http_status != 404:
+                raise
+            renew()
+            kube.apply(session, f"/api/v1/namespaces/{namespace}", {
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "fleetweb"}}})
+        for obj in objects:
+            renew()
+            kube.apply(session, manifests.path_of(obj), obj)
 
 
-def _apply_target(rollout: Rollout, stage: Stage, t: Target, revision: Revision, now, *,
+def read_back(cluster, objects: list[dict], *, renew) -> list[tuple[dict, dict]]:
+    """(object, live object) for every workload among `objects`."""
+    live = []
+    with _session(cluster) as session:
+        for obj in objects:
+            if obj["kind"] in manifests.WORKLOADS:
+                renew()
+                live.append((obj, kube.get_json(session, manifests.path_of(obj))))
+    return live
+
+
+def remove(cluster, objects: list[dict], *, renew) -> None:
+    with _session(cluster) as session:
+        for obj in reversed(objects):
+            renew()
+            kube.delete(session, manifests.path_of(obj))
+
+
+def _objects(rollout: Rollout, t: Target, revision: Revision) -> list[dict]:
+    """The rollout's revision as frozen for this target; another revision (rollback) as rendered now."""
+    if revision.pk == rollout.revision_id and t.rendered_digest:
+        return t.rendered
+    return services.render_for(rollout.application, revision, t.cluster)
+
+
+def _apply_target(rollout: Rollout, stage: Stage, t: Target, revision: Revision, fence: Fence, *,
                   next_state: str = TargetState.VERIFYING, failed: str = TargetState.FAILED) -> None:
-    """Server-side apply every object (namespace first); then the target waits for readiness until its deadline."""
-    try:
-        objects = _objects(rollout, revision, t.cluster)
-        with _session(t.cluster) as session:
-            _ensure_namespace(session, rollout.application.namespace)
-            for obj in objects:
-                kube.apply(session, manifests.path_of(obj), obj)
-    except kube.KubeError as exc:
-        Target.objects.filter(pk=t.pk).update(state=failed, message=f"apply failed: {exc.message}"[:2000],
-                                              finished_at=timezone.now())
-        t.state, t.message = failed, f"apply failed: {exc.message}"
-        return
-    deadline = timezone.now() + timedelta(seconds=stage.health_deadline)
-    fields = {"state": next_state, "deadline": deadline, "message": ""}
-    if next_state == TargetState.VERIFYING:
-        fields["applied_revision"] = revision
-    Target.objects.filter(pk=t.pk).update(**fields)
+    """Server-side apply the target's objects (namespace first); then the target waits for readiness until its
+    deadline. On the forward path only frozen objects an approval covered (or that needed none) are applied."""
+    forward = revision.pk == rollout.revision_id
+    problem = ""
+    if forward and stage.approvals_required and stage.approved_digests.get(str(t.cluster_id)) != t.rendered_digest:
+        problem = "not applied: these objects are not the ones the approval covered"
+    elif forward and not t.rendered_digest:
+        problem = "not applied: nothing was rendered for this cluster when the stage started"
+    if not problem:
+        try:
+            push(t.cluster, rollout.application.namespace, _objects(rollout, t, revision), renew=fence.renew)
+        except kube.KubeError as exc:
+            problem = f"apply failed: {exc.message}"
+    with fence.hold():
+        if problem:
+            Target.objects.filter(pk=t.pk).update(state=failed, message=problem[:2000], finished_at=timezone.now())
+            t.state, t.message = failed, problem
+            return
+        deadline = timezone.now() + timedelta(seconds=stage.health_deadline)
+        fields = {"state": next_state, "deadline": deadline, "message": ""}
+        if next_state == TargetState.VERIFYING:
+            fields["applied_revision"] = revision
+        Target.objects.filter(pk=t.pk).update(**fields)
     t.state, t.deadline = next_state, deadline
 
 
-def _verify_target(rollout: Rollout, t: Target, revision: Revision, now, *, ok: str, failed: str) -> bool:
+def _verify_target(rollout: Rollout, t: Target, revision: Revision, fence: Fence, now, *, ok: str,
+                   failed: str) -> bool:
     """Read every workload back: ready when observed at the new generation with all replicas updated and
     available. Unreachable clusters are retried until the deadline."""
     try:
-        objects = _objects(rollout, revision, t.cluster)
         observed = []
-        with _session(t.cluster) as session:
-            for obj in objects:
-                if obj["kind"] not in manifests.WORKLOADS:
-                    continue
-                live = kube.get_json(session, manifests.path_of(obj))
-                live_revision = (live.get("metadata", {}).get("annotations") or {}).get("fleetweb.io/revision")
-                state = manifests.readiness(obj["kind"], live)
-                state["ready"] = state["ready"] and live_revision == str(revision.number)
-                observed.append({"kind": obj["kind"], "name": obj["metadata"]["name"], **state})
+        for obj, live in read_back(t.cluster, _objects(rollout, t, revision), renew=fence.renew):
+            live_revision = (live.get("metadata", {}).get("annotations") or {}).get("fleetweb.io/revision")
+            state = manifests.readiness(obj["kind"], live)
+            state["ready"] = state["ready"] and live_revision == str(revision.number)
+            observed.append({"kind": obj["kind"], "name": obj["metadata"]["name"], **state})
         problem = ""
     except kube.KubeError as exc:
         observed, problem = t.observed, exc.message
     ready = not problem and all(o["ready"] for o in observed)
-    if ready:
-        Target.objects.filter(pk=t.pk).update(state=ok, observed=observed, message="", finished_at=now)
-        t.state = ok
-        if ok == TargetState.READY:
-            Deployed.objects.update_or_create(application=rollout.application, cluster=t.cluster,
-                                              defaults={"revision": revision, "at": now})
-        return True
-    waiting = problem or "; ".join(f"{o['kind']} {o['name']}: {o['updated']}/{o['desired']} updated, "
-                                   f"{o['available']}/{o['desired']} available" for o in observed if not o["ready"])
-    if t.deadline and now >= t.deadline:
-        message = f"not ready within the health deadline: {waiting}"
-        Target.objects.filter(pk=t.pk).update(state=failed, observed=observed, message=message[:2000],
-                                              finished_at=now)
-        t.state, t.message = failed, message
-        return True
-    Target.objects.filter(pk=t.pk).update(observed=observed, message=waiting[:2000])
+    with fence.hold():
+        if ready:
+            Target.objects.filter(pk=t.pk).update(state=ok, observed=observed, message="", finished_at=now)
+            t.state = ok
+            if ok == TargetState.READY:
+                Deployed.objects.update_or_create(application=rollout.application, cluster=t.cluster,
+                                                  defaults={"revision": revision, "at": now})
+            return True
+        waiting = problem or "; ".join(f"{o['kind']} {o['name']}: {o['updated']}/{o['desired']} updated, "
+                                       f"{o['available']}/{o['desired']} available" for o in observed
+                                       if not o["ready"])
+        if t.deadline and now >= t.deadline:
+            message = f"not ready within the health deadline: {waiting}"
+            Target.objects.filter(pk=t.pk).update(state=failed, observed=observed, message=message[:2000],
+                                                  finished_at=now)
+            t.state, t.message = failed, message
+            return True
+        Target.objects.filter(pk=t.pk).update(observed=observed, message=waiting[:2000])
     return False
 
 
@@ -269,48 +411,48 @@ def _verify_target(rollout: Rollout, t: Target, revision: Revision, now, *, ok: 
 # Rollback
 
 
-def _rollback_step(rollout: Rollout, now) -> bool:
+def _rollback_step(rollout: Rollout, fence: Fence, now) -> bool:
     targets = list(Target.objects.filter(stage__rollout=rollout, state__in=[
         TargetState.ROLLING_BACK, TargetState.ROLLBACK_VERIFYING, TargetState.ROLLED_BACK,
         TargetState.ROLLBACK_FAILED]).select_related("cluster", "stage", "previous_revision"))
     for t in targets:
         if t.state == TargetState.ROLLING_BACK:
             if t.previous_revision is None:
-                _remove(rollout, t, now)
+                _remove(rollout, t, fence, now)
             else:
-                _apply_target(rollout, t.stage, t, t.previous_revision, now,
+                _apply_target(rollout, t.stage, t, t.previous_revision, fence,
                               next_state=TargetState.ROLLBACK_VERIFYING, failed=TargetState.ROLLBACK_FAILED)
         elif t.state == TargetState.ROLLBACK_VERIFYING:
-            if _verify_target(rollout, t, t.previous_revision, now, ok=TargetState.ROLLED_BACK,
+            if _verify_target(rollout, t, t.previous_revision, fence, now, ok=TargetState.ROLLED_BACK,
                               failed=TargetState.ROLLBACK_FAILED) and t.state == TargetState.ROLLED_BACK:
-                Deployed.objects.update_or_create(application=rollout.application, cluster=t.cluster,
-                                                  defaults={"revision": t.previous_revision, "at": now})
+                with fence.hold():
+                    Deployed.objects.update_or_create(application=rollout.application, cluster=t.cluster,
+                                                      defaults={"revision": t.previous_revision, "at": now})
     if any(t.state in (TargetState.ROLLING_BACK, TargetState.ROLLBACK_VERIFYING) for t in targets):
-        _schedule(rollout, now + POLL)
+        _schedule(fence, now + POLL)
         return False
     failed = [t.cluster.name for t in targets if t.state == TargetState.ROLLBACK_FAILED]
-    with transaction.atomic():
+    with fence.hold():
         if failed:
             _finish(rollout, RolloutState.FAILED, f"rollback failed on {', '.join(failed)}", now)
         else:
             _finish(rollout, RolloutState.ROLLED_BACK, f"rolled back on {len(targets)} cluster(s)", now)
-    services.notify("rollout.rolled_back" if not failed else "rollout.failed", rollout)
+        services.notify("rollout.rolled_back" if not failed else "rollout.failed", rollout)
     return False
 
 
-def _remove(rollout: Rollout, t: Target, now) -> None:
+def _remove(rollout: Rollout, t: Target, fence: Fence, now) -> None:
     """Rollback where nothing ran before: delete what this rollout applied."""
     try:
-        objects = _objects(rollout, rollout.revision, t.cluster)
-        with _session(t.cluster) as session:
-            for obj in reversed(objects):
-                kube.delete(session, manifests.path_of(obj))
+        remove(t.cluster, _objects(rollout, t, rollout.revision), renew=fence.renew)
     except kube.KubeError as exc:
-        Target.objects.filter(pk=t.pk).update(state=TargetState.ROLLBACK_FAILED,
-                                              message=f"removal failed: {exc.message}"[:2000], finished_at=now)
+        with fence.hold():
+            Target.objects.filter(pk=t.pk).update(state=TargetState.ROLLBACK_FAILED,
+                                                  message=f"removal failed: {exc.message}"[:2000], finished_at=now)
         t.state = TargetState.ROLLBACK_FAILED
         return
-    Target.objects.filter(pk=t.pk).update(state=TargetState.ROLLED_BACK, finished_at=now,
-                                          message="removed: the cluster ran no earlier revision")
-    Deployed.objects.filter(application=rollout.application, cluster=t.cluster).delete()
+    with fence.hold():
+        Target.objects.filter(pk=t.pk).update(state=TargetState.ROLLED_BACK, finished_at=now,
+                                              message="removed: the cluster ran no earlier revision")
+        Deployed.objects.filter(application=rollout.application, cluster=t.cluster).delete()
     t.state = TargetState.ROLLED_BACK

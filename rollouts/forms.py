@@ -77,3 +77,4 @@ class PlanForm(forms.Form):
 
 class DecisionForm(forms.Form):
     comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+    stage_digest = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)

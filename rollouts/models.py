@@ -78,6 +78,9 @@ class Override(models.Model):
     replicas = models.PositiveIntegerField(null=True, blank=True)
     image_tags = models.JSONField(default=dict, blank=True, help_text="{container name: tag}")
     labels = models.JSONField(default=dict, blank=True, help_text="Added to every object's metadata.labels")
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", help_text="Who wrote what is in effect (may not approve it)")
+    updated_at = models.DateTimeField(null=True, blank=True)
 
     objects = RolloutsQuerySet.as_manager()
 
@@ -121,6 +124,9 @@ class Rollout(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True,
+                                   help_text="Fence of the engine run holding the lease: every state write names it")
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="Queued and not yet picked up (beat waits)")
     next_step_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     objects = RolloutsQuerySet.as_manager()
@@ -152,6 +158,8 @@ class Stage(models.Model):
     message = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True)
+    approved_digests = models.JSONField(default=dict, blank=True,
+                                        help_text="{cluster id: rendered digest} the approvals covered at start")
     soak_until = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -180,6 +188,10 @@ class Target(models.Model):
     applied_revision = models.ForeignKey(Revision, null=True, blank=True, on_delete=models.SET_NULL,
                                          related_name="+")
     attempts = models.PositiveIntegerField(default=0, help_text="Applies started (a retry after a crash counts)")
+    rendered = models.JSONField(default=list, blank=True,
+                                help_text="The objects this cluster receives (revision + override + labels), frozen "
+                                          "when the stage awaits approval or starts")
+    rendered_digest = models.CharField(max_length=64, blank=True)
     observed = models.JSONField(default=list, blank=True, help_text="[{kind, name, desired, updated, available}]")
     message = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -197,13 +209,15 @@ class Target(models.Model):
 
 
 class Approval(models.Model):
-    """A decision on a stage, valid for one revision until it expires or the revision changes."""
+    """A decision on a stage, valid for exactly the rendered objects it names until it expires or they change."""
 
     stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="approvals")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     decision = models.CharField(max_length=8, choices=Decision.choices)
     comment = models.TextField(blank=True)
     revision = models.ForeignKey(Revision, on_delete=models.PROTECT, related_name="+")
+    digests = models.JSONField(default=dict, blank=True,
+                               help_text="{cluster id: rendered digest} this decision covers; void if any changes")
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     voided_at = models.DateTimeField(null=True, blank=True)

@@ -5,6 +5,8 @@ Pages and API call these same functions, so the approval rules cannot differ bet
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import uuid
 from datetime import timedelta
@@ -14,9 +16,11 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from fleetweb.queueing import after_commit
 from fleetweb.roles import APPROVER, OPERATOR, has_role
 from governance.audit import record
 from inventory import selectors
+from inventory.services import groups_of
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup
 from rollouts import manifests
@@ -126,10 +130,179 @@ def set_override(app: Application, *, group: ClusterGroup, user, replicas=None, 
         else:
             override, _ = Override.objects.update_or_create(
                 application=app, group=group, defaults={"replicas": replicas, "image_tags": image_tags,
-                                                        "labels": labels})
+                                                        "labels": labels, "updated_by": _user(user),
+                                                        "updated_at": timezone.now()})
+        voided = refresh_pending(application=app, reason=f"the override of {app.name} for group {group.name} "
+                                                          f"was changed by {_name(user)}")
         record(user=user, action="application.override", target=app, source_ip=source_ip, before=before,
-               after={**(_override_view(override) or {}), "group": group.name})
+               after={**(_override_view(override) or {}), "group": group.name, "approvals_voided": voided})
     return override
+
+
+def _name(user) -> str:
+    return user.get_username() if getattr(user, "pk", None) else "system"
+
+
+def update_application(app: Application, *, user, source_ip: str = "", **changes) -> Application:
+    """Change owner or description; manifests change through a new revision, name and namespace never."""
+    _check_operator(user)
+    unknown = set(changes) - {"owner", "description"}
+    if unknown:
+        raise RolloutError({"detail": "Only owner and description change here; manifests change through a new "
+                                      "revision, name and namespace never."})
+    with transaction.atomic():
+        app = Application.objects.select_for_update().get(pk=app.pk)
+        before = {f: getattr(app, f) for f in changes}
+        for field, value in changes.items():
+            setattr(app, field, value)
+        app.save(update_fields=list(changes) or None)
+        record(user=user, action="application.update", target=app, source_ip=source_ip, before=before,
+               after={f: getattr(app, f) for f in changes})
+    return app
+
+
+def delete_application(app: Application, *, user, source_ip: str = "") -> None:
+    """Delete an application with its revisions and rollouts; refused while one of its rollouts is active."""
+    _check_operator(user)
+    with transaction.atomic():
+        app = Application.objects.select_for_update().get(pk=app.pk)
+        active = app.rollouts.filter(state__in=[*ACTIVE_ROLLOUT_STATES, RolloutState.PAUSED])
+        if active.exists():
+            raise RolloutError(f"Rollout #{active.first().pk} of {app.name} is still active: abort it first.",
+                               conflict=True)
+        record(user=user, action="application.delete", target=app, source_ip=source_ip,
+               before={"name": app.name, "namespace": app.namespace, "owner": app.owner,
+                       "revisions": app.revisions.count(), "rollouts": app.rollouts.count()})
+        # Rollouts protect their revisions (PROTECT): remove them first, in the same transaction.
+        Rollout.objects.filter(application=app).delete()
+        app.delete()
+
+
+# ---------------------------------------------------------------------------------------------
+# Plans
+
+
+def _plan_view(plan: RolloutPlan) -> dict:
+    return {"name": plan.name, "description": plan.description, "stages": plan.stages}
+
+
+def create_plan(*, name: str, user, stages, description: str = "", source_ip: str = "") -> RolloutPlan:
+    """A reusable list of stages, validated like inline stages."""
+    _check_operator(user)
+    cleaned = clean_stages(stages)
+    if RolloutPlan.objects.filter(name=name).exists():
+        raise RolloutError({"name": f"A plan named '{name}' already exists."})
+    with transaction.atomic():
+        plan = RolloutPlan.objects.create(name=name, description=description, stages=cleaned)
+        record(user=user, action="plan.create", target=plan, source_ip=source_ip, after=_plan_view(plan))
+    return plan
+
+
+def update_plan(plan: RolloutPlan, *, user, source_ip: str = "", **changes) -> RolloutPlan:
+    """Change a plan's description or stages (rollouts already created keep the stages they were given)."""
+    _check_operator(user)
+    unknown = set(changes) - {"description", "stages"}
+    if unknown:
+        raise RolloutError({"detail": f"These fields cannot be changed: {', '.join(sorted(unknown))}"})
+    if "stages" in changes:
+        changes["stages"] = clean_stages(changes["stages"])
+    with transaction.atomic():
+        plan = RolloutPlan.objects.select_for_update().get(pk=plan.pk)
+        before = _plan_view(plan)
+        for field, value in changes.items():
+            setattr(plan, field, value)
+        plan.save()
+        record(user=user, action="plan.update", target=plan, source_ip=source_ip, before=before,
+               after=_plan_view(plan))
+    return plan
+
+
+def delete_plan(plan: RolloutPlan, *, user, source_ip: str = "") -> None:
+    _check_operator(user)
+    with transaction.atomic():
+        record(user=user, action="plan.delete", target=plan, source_ip=source_ip, before=_plan_view(plan))
+        plan.delete()
+
+
+# ---------------------------------------------------------------------------------------------
+# What each cluster receives: rendered once, frozen, and what approvals cover
+
+
+def override_in_effect(application: Application, cluster: Cluster) -> Override | None:
+    """The override of the first group (by name) the cluster is in now, or None."""
+    group_ids = [g.pk for g in groups_of(cluster)]
+    if not group_ids:
+        return None
+    return (Override.objects.filter(application=application, group_id__in=group_ids)
+            .select_related("group").order_by("group__name").first())
+
+
+def render_for(application: Application, revision: Revision, cluster: Cluster) -> list[dict]:
+    """The revision's objects for one cluster as they would be applied now (override and labels included)."""
+    parsed = manifests.parse(revision.manifests, namespace=application.namespace)
+    return manifests.render(parsed.objects, application=application.name, revision=revision.number,
+                            digest=revision.digest, override=override_in_effect(application, cluster))
+
+
+def objects_digest(objects: list[dict]) -> str:
+    """sha256 of the exact objects sent to a cluster (canonical JSON)."""
+    return hashlib.sha256(json.dumps(objects, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def stage_digests(stage: Stage) -> dict[str, str]:
+    """{cluster id: rendered digest} of the stage's targets as frozen now."""
+    return {str(cid): d for cid, d in stage.targets.values_list("cluster_id", "rendered_digest")}
+
+
+def digest_of(digests: dict[str, str]) -> str:
+    """One digest over {cluster id: digest}: what the approver is shown and what a decision names."""
+    lines = sorted(f"{cid}:{d}" for cid, d in digests.items())
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def stage_digest(stage: Stage) -> str:
+    return digest_of(stage_digests(stage))
+
+
+def refresh_stage(stage: Stage, *, reason: str) -> list[str]:
+    """Render every target of a stage not yet started and freeze the result; when what a cluster would receive
+    changed, the stage's pending approvals are void (with `reason`). Returns the clusters whose objects changed."""
+    rollout = stage.rollout
+    changed = []
+    for t in stage.targets.select_related("cluster"):
+        objects = render_for(rollout.application, rollout.revision, t.cluster)
+        digest = objects_digest(objects)
+        if digest != t.rendered_digest:
+            if t.rendered_digest:
+                changed.append(t.cluster.name)
+            Target.objects.filter(pk=t.pk).update(rendered=objects, rendered_digest=digest)
+    if changed:
+        stage.approvals.filter(voided_at__isnull=True).update(
+            voided_at=timezone.now(),
+            void_reason=f"{reason}: what {', '.join(changed[:5])}{' …' if len(changed) > 5 else ''} would "
+                        f"receive changed"[:255])
+    return changed
+
+
+def _not_started():
+    return Stage.objects.filter(state__in=[StageState.PENDING, StageState.AWAITING_APPROVAL],
+                                rollout__state__in=[*ACTIVE_ROLLOUT_STATES, RolloutState.PAUSED])
+
+
+def refresh_pending(*, reason: str, application: Application | None = None, cluster_ids=None) -> int:
+    """Re-render the stages not yet started of an application's rollouts, or those reaching these clusters;
+    returns how many approvals were voided because what they covered changed."""
+    stages = _not_started()
+    if application is not None:
+        stages = stages.filter(rollout__application=application)
+    if cluster_ids is not None:
+        stages = stages.filter(targets__cluster_id__in=list(cluster_ids))
+    voided = 0
+    for stage in stages.select_related("rollout__application", "rollout__revision").distinct():
+        before = stage.approvals.filter(voided_at__isnull=True).count()
+        if refresh_stage(stage, reason=reason):
+            voided += before
+    return voided
 
 
 def _override_view(o: Override | None) -> dict | None:
@@ -226,6 +399,8 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
                 message=spec.get("note", ""), **{f: spec[f] for f in STAGE_DEFAULTS})
             Target.objects.bulk_create([Target(stage=stage, cluster=c, previous_revision_id=deployed.get(c.pk))
                                         for c in clusters])
+            stage.rollout = rollout
+            refresh_stage(stage, reason="created")
         record(user=user, action="rollout.create", target=rollout, source_ip=source_ip,
                after={"application": app.name, "revision": revision.number, "plan": rollout.plan_name,
                       "stages": [{"name": s["name"], "clusters": [c.name for c in cl],
@@ -235,10 +410,14 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
 
 
 def kick(rollout: Rollout) -> None:
-    """Advance the rollout right after this transaction commits (beat also picks it up within seconds)."""
+    """Advance the rollout right after this transaction commits. It is marked queued so beat does not queue it
+    again meanwhile; when the broker cannot take the message, the mark is cleared and beat queues it."""
     from rollouts.tasks import advance_rollout
 
-    transaction.on_commit(lambda: advance_rollout.delay(rollout.pk))
+    pk = rollout.pk
+    Rollout.objects.filter(pk=pk).update(queued_at=timezone.now(), next_step_at=timezone.now())
+    after_commit(lambda: advance_rollout.delay(pk), what=f"rollout #{pk}",
+                 on_failure=lambda: Rollout.objects.filter(pk=pk).update(queued_at=None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,15 +428,37 @@ def approval_ttl() -> timedelta:
     return timedelta(seconds=settings.FLEETWEB_APPROVAL_TTL)
 
 
+def excluded_deciders(stage: Stage) -> dict[int, str]:
+    """{user id: why} of the people who may not decide on this stage: whoever requested the rollout, wrote the
+    revision, or wrote an override in effect for one of the stage's clusters (no one reviews their own change)."""
+    rollout = stage.rollout
+    excluded: dict[int, str] = {}
+    for t in stage.targets.select_related("cluster"):
+        override = override_in_effect(rollout.application, t.cluster)
+        if override is not None and override.updated_by_id:
+            excluded.setdefault(override.updated_by_id,
+                                f"You wrote the override for group {override.group.name} that {t.cluster.name} "
+                                f"receives: someone else must approve it.")
+    if rollout.revision.author_id:
+        excluded[rollout.revision.author_id] = (f"You wrote revision {rollout.revision.number}: someone else must "
+                                                f"approve it.")
+    if rollout.requested_by_id:
+        excluded[rollout.requested_by_id] = "You requested this rollout: someone else must approve it."
+    return excluded
+
+
 def valid_approvals(stage: Stage, *, now=None) -> list[Approval]:
-    """Approvals that count now: approve decisions for the rollout's revision, not voided, not expired,
-    one per user, never the requester's, only from users who still hold the approver role."""
+    """Approvals that count now: approve decisions for the rollout's revision covering exactly the objects each
+    cluster would receive now, not voided, not expired, one per person, none from an excluded person (requester,
+    revision author, override author), only from users who still hold the approver role."""
     now = now or timezone.now()
     rollout = stage.rollout
+    current = stage_digests(stage)
+    excluded = excluded_deciders(stage)
     counted, users = [], set()
     for a in stage.approvals.filter(decision=Decision.APPROVE, voided_at__isnull=True,
                                     revision_id=rollout.revision_id).select_related("user").order_by("created_at"):
-        if a.expires_at <= now or a.user_id in users or a.user_id == rollout.requested_by_id:
+        if a.expires_at <= now or a.user_id in users or a.user_id in excluded or a.digests != current:
             continue
         if not has_role(a.user, APPROVER):
             continue
@@ -271,8 +472,9 @@ def check_can_decide(stage: Stage, user) -> None:
     rollout = stage.rollout
     if not has_role(user, APPROVER):
         raise RolloutError("Only users with the approver role may approve or reject a stage.", status=403)
-    if rollout.requested_by_id == user.pk:
-        raise RolloutError("You requested this rollout: someone else must approve it.", status=403)
+    excluded = excluded_deciders(stage)
+    if user.pk in excluded:
+        raise RolloutError(excluded[user.pk], status=403)
     if stage.state != StageState.AWAITING_APPROVAL:
         raise RolloutError(f"Stage '{stage.name}' is {stage.get_state_display()}, not awaiting approval.",
                            conflict=True)
@@ -283,34 +485,53 @@ def check_can_decide(stage: Stage, user) -> None:
         raise RolloutError("You already decided on this stage.", conflict=True)
 
 
-def approve_stage(stage: Stage, *, user, comment: str = "", source_ip: str = "") -> Stage:
-    """Record an approval; the stage starts once enough distinct approvers agreed (checked by the engine too)."""
+def _lock_for_decision(stage: Stage, *, seen_digest: str) -> Stage:
+    """Lock the rollout, then the stage (the engine and the actions lock the rollout first too), bring the
+    frozen objects up to date and refuse when they are not what the approver was shown."""
+    Rollout.objects.select_for_update().filter(pk=stage.rollout_id).first()
+    stage = Stage.objects.select_for_update().select_related("rollout__application", "rollout__revision").get(
+        pk=stage.pk)
+    if stage.state == StageState.AWAITING_APPROVAL:
+        refresh_stage(stage, reason="changed before this decision")
+    if seen_digest and seen_digest != stage_digest(stage):
+        raise RolloutError("What this stage would apply changed since you opened it: look at it again before "
+                           "deciding.", conflict=True)
+    return stage
+
+
+def approve_stage(stage: Stage, *, user, comment: str = "", seen_digest: str = "", source_ip: str = "") -> Stage:
+    """Record an approval of exactly the objects each of the stage's clusters would receive now (`seen_digest`,
+    when given, must be the stage digest the approver was shown); the stage starts once enough distinct approvers
+    agreed (checked by the engine too)."""
     with transaction.atomic():
-        stage = Stage.objects.select_for_update().select_related("rollout").get(pk=stage.pk)
+        stage = _lock_for_decision(stage, seen_digest=seen_digest)
         check_can_decide(stage, user)
+        digests = stage_digests(stage)
         Approval.objects.create(stage=stage, user=user, decision=Decision.APPROVE, comment=comment[:2000],
-                                revision_id=stage.rollout.revision_id, expires_at=timezone.now() + approval_ttl())
+                                revision_id=stage.rollout.revision_id, digests=digests,
+                                expires_at=timezone.now() + approval_ttl())
         count = len(valid_approvals(stage))
         record(user=user, action="rollout.approve", target=stage.rollout, source_ip=source_ip,
                target_name=f"rollout #{stage.rollout_id} stage {stage.name}",
                after={"stage": stage.name, "comment": comment, "approvals": count,
-                      "required": stage.approvals_required, "revision": stage.rollout.revision.number})
-        # Beat picks it up too if the kick below is lost (worker down): the gate is re-checked either way.
-        Rollout.objects.filter(pk=stage.rollout_id).update(next_step_at=timezone.now())
+                      "required": stage.approvals_required, "revision": stage.rollout.revision.number,
+                      "stage_digest": stage_digest(stage)})
+        # Beat picks it up too if the kick below is lost (broker down): the gate is re-checked either way.
         kick(stage.rollout)
     return stage
 
 
-def reject_stage(stage: Stage, *, user, comment: str, source_ip: str = "") -> Stage:
+def reject_stage(stage: Stage, *, user, comment: str, seen_digest: str = "", source_ip: str = "") -> Stage:
     """A rejection stops the rollout: the stage is rejected, later stages never run."""
     if not comment.strip():
         raise RolloutError({"comment": "Say why you reject it."})
     with transaction.atomic():
-        stage = Stage.objects.select_for_update().select_related("rollout").get(pk=stage.pk)
+        stage = _lock_for_decision(stage, seen_digest="")
         check_can_decide(stage, user)
         now = timezone.now()
         Approval.objects.create(stage=stage, user=user, decision=Decision.REJECT, comment=comment[:2000],
-                                revision_id=stage.rollout.revision_id, expires_at=now + approval_ttl())
+                                revision_id=stage.rollout.revision_id, digests=stage_digests(stage),
+                                expires_at=now + approval_ttl())
         stage.state, stage.finished_at = StageState.REJECTED, now
         stage.message = f"rejected by {user.get_username()}: {comment}"[:2000]
         stage.save()
@@ -329,10 +550,13 @@ def pending_approvals_for(user):
         return Stage.objects.none()
     decided = Approval.objects.filter(user=user, voided_at__isnull=True, expires_at__gt=timezone.now()
                                       ).values_list("stage_id", flat=True)
-    return (Stage.objects.filter(state=StageState.AWAITING_APPROVAL,
-                                 rollout__state__in=[RolloutState.RUNNING, RolloutState.PAUSED])
-            .exclude(rollout__requested_by=user).exclude(pk__in=decided)
-            .select_related("rollout__application", "rollout__revision", "rollout__requested_by", "group"))
+    stages = (Stage.objects.filter(state=StageState.AWAITING_APPROVAL,
+                                   rollout__state__in=[RolloutState.RUNNING, RolloutState.PAUSED])
+              .exclude(rollout__requested_by=user).exclude(rollout__revision__author=user).exclude(pk__in=decided)
+              .select_related("rollout__application", "rollout__revision", "rollout__requested_by", "group"))
+    # Override authors are excluded per cluster: few stages await approval at once, so ask each.
+    return Stage.objects.filter(pk__in=[s.pk for s in stages if user.pk not in excluded_deciders(s)]).select_related(
+        "rollout__application", "rollout__revision", "rollout__requested_by", "group")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,6 +632,8 @@ def rollback_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
         got.update(state=TargetState.ROLLING_BACK, message="", deadline=None)
         record(user=user, action="rollout.rollback", target=rollout, source_ip=source_ip,
                after={"clusters": clusters})
+        # An operator's emergency action without approval: announced, so approvers learn of it at once.
+        notify("rollout.rollback_requested", rollout)
         kick(rollout)
     return rollout
 
@@ -432,5 +658,5 @@ def notify(event: str, rollout: Rollout, *, stage: Stage | None = None) -> None:
         payload["stage"] = {"name": stage.name, "index": stage.index, "state": stage.state,
                             "approvals_required": stage.approvals_required,
                             "clusters": list(stage.targets.values_list("cluster__name", flat=True))}
-    transaction.on_commit(lambda: send_webhook.delay(payload))
+    after_commit(lambda: send_webhook.delay(payload), what=f"webhook {event} of rollout #{rollout.pk}")
 

@@ -9,7 +9,9 @@ import json
 from celery import shared_task
 from django.conf import settings
 
+from fleetweb.queueing import send_safely
 from rollouts import engine
+from rollouts.models import Rollout
 
 
 @shared_task(soft_time_limit=240, time_limit=270, acks_late=True, ignore_result=True)
@@ -20,10 +22,12 @@ def advance_rollout(rollout_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def advance_due_rollouts() -> int:
-    """Run by beat every few seconds: queue every active rollout whose next step is due."""
+    """Run by beat every few seconds: queue every active rollout whose next step is due and that is not queued
+    already; one the broker refuses is left unmarked, for the next tick."""
     due = engine.due_rollouts()
     for pk in due:
-        advance_rollout.delay(pk)
+        send_safely(lambda pk=pk: advance_rollout.delay(pk), what=f"rollout #{pk}",
+                    on_failure=lambda pk=pk: Rollout.objects.filter(pk=pk).update(queued_at=None))
     return len(due)
 
 

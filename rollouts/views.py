@@ -165,6 +165,7 @@ def _rollout_context(request, rollout: Rollout) -> dict:
         stage.can_decide = decidable.get(stage.pk) == ""
         stage.refusal = decidable.get(stage.pk, "")
         stage.cluster_names = [t.cluster.name for t in stage.targets.all()]
+        stage.digest = services.stage_digest(stage)
     return {"rollout": rollout, "stages": stages, "active": rollout.state in (*ACTIVE_ROLLOUT_STATES,
                                                                               RolloutState.PAUSED),
             "form": DecisionForm()}
@@ -183,9 +184,11 @@ def _decide(request, pk: int, index: int, fn, verb: str):
     rollout = get_object_or_404(Rollout.objects.select_related("application", "revision"), pk=pk)
     stage = get_object_or_404(Stage, rollout=rollout, index=index)
     form = DecisionForm(request.POST)
-    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    valid = form.is_valid()
+    comment = form.cleaned_data["comment"] if valid else ""
+    seen = form.cleaned_data["stage_digest"] if valid else ""
     try:
-        fn(stage, user=request.user, comment=comment, source_ip=client_ip(request))
+        fn(stage, user=request.user, comment=comment, seen_digest=seen, source_ip=client_ip(request))
     except services.RolloutError as exc:
         reason = exc.errors.get("detail") or "; ".join(exc.errors.values())
         if exc.status == 403:
@@ -250,13 +253,11 @@ def plan_create(request):
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:
-            stages = services.clean_stages(d["stages"])
-            if RolloutPlan.objects.filter(name=d["name"]).exists():
-                raise services.RolloutError({"name": f"A plan named '{d['name']}' already exists."})
+            services.create_plan(name=d["name"], description=d["description"], stages=d["stages"],
+                                 user=request.user, source_ip=client_ip(request))
         except services.RolloutError as exc:
             _errors_to_form(form, exc)
         else:
-            RolloutPlan.objects.create(name=d["name"], description=d["description"], stages=stages)
             messages.success(request, f"Plan {d['name']} saved.")
             return redirect("rollouts:plan_list")
     return render(request, "rollouts/plan_form.html", {"form": form}, status=400 if request.method == "POST" else 200)

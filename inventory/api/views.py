@@ -6,7 +6,7 @@ from django.db import IntegrityError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from fleetweb.roles import VIEWER
@@ -29,6 +29,8 @@ def _service_call(fn, **kwargs):
     try:
         return fn(**kwargs)
     except services.AttachError as exc:
+        if exc.status == 403:
+            raise PermissionDenied(exc.message) from None
         field = "non_field_errors" if exc.field == "__all__" else exc.field
         raise ValidationError({field: [exc.message]}) from None
     except IntegrityError:
@@ -161,6 +163,8 @@ class ClusterGroupViewSet(viewsets.ModelViewSet):
         except SelectorError as exc:
             raise ValidationError({"selector": [str(exc)]}) from None
         except services.AttachError as exc:
+            if exc.status == 403:
+                raise PermissionDenied(exc.message) from None
             raise ValidationError({"non_field_errors" if exc.field == "__all__" else exc.field: [exc.message]}) \
                 from None
 

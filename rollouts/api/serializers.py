@@ -47,7 +47,8 @@ class ApprovalSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Approval
-        fields = ("user", "decision", "comment", "revision", "created_at", "expires_at", "voided_at", "void_reason")
+        fields = ("user", "decision", "comment", "revision", "digests", "created_at", "expires_at", "voided_at",
+                  "void_reason")
         read_only_fields = fields
 
 
@@ -58,8 +59,8 @@ class TargetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Target
-        fields = ("cluster", "state", "applied_revision", "previous_revision", "attempts", "observed", "message",
-                  "started_at", "deadline", "finished_at")
+        fields = ("cluster", "state", "applied_revision", "previous_revision", "rendered_digest", "attempts",
+                  "observed", "message", "started_at", "deadline", "finished_at")
         read_only_fields = fields
 
 
@@ -67,13 +68,21 @@ class StageSerializer(serializers.ModelSerializer):
     group = serializers.SlugRelatedField(slug_field="name", read_only=True)
     targets = TargetSerializer(many=True, read_only=True)
     approvals = ApprovalSerializer(many=True, read_only=True)
+    digest = serializers.SerializerMethodField(help_text="Digest over every target's rendered objects: what an "
+                                                         "approval covers (send it back as `stage_digest`)")
 
     class Meta:
         model = Stage
         fields = ("id", "index", "name", "group", "selector", "approvals_required", "max_parallel", "health_deadline",
                   "soak_time", "failures_allowed", "state", "message", "started_at", "approved_at", "soak_until",
-                  "finished_at", "targets", "approvals")
+                  "finished_at", "digest", "targets", "approvals")
         read_only_fields = fields
+
+
+    def get_digest(self, stage) -> str:
+        from rollouts.services import digest_of
+
+        return digest_of({str(t.cluster_id): t.rendered_digest for t in stage.targets.all()})
 
 
 class RolloutSerializer(serializers.ModelSerializer):
@@ -108,3 +117,6 @@ class RolloutPlanSerializer(serializers.ModelSerializer):
 class DecisionSerializer(serializers.Serializer):
     stage = serializers.IntegerField(required=False, help_text="Stage index; default: the one awaiting approval")
     comment = serializers.CharField(required=False, allow_blank=True, default="")
+    stage_digest = serializers.CharField(required=False, allow_blank=True, default="", max_length=64,
+                                         help_text="The stage's `digest` you reviewed: refused (409) when what the "
+                                                   "stage would apply changed since")

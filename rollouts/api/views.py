@@ -55,11 +55,11 @@ class ApplicationViewSet(viewsets.ModelViewSet):
                                     user=self.request.user, source_ip=client_ip(self.request))
 
     def perform_update(self, serializer):
-        data = serializer.validated_data
-        if set(data) - {"owner", "description"}:
-            raise ValidationError({"non_field_errors": ["Only owner and description change here; manifests change "
-                                                        "through a new revision, name and namespace never."]})
-        serializer.save()
+        serializer.instance = _call(services.update_application, app=serializer.instance, user=self.request.user,
+                                    source_ip=client_ip(self.request), **serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        _call(services.delete_application, app=instance, user=self.request.user, source_ip=client_ip(self.request))
 
     @extend_schema(request=serializers.RevisionSerializer, responses=serializers.RevisionSerializer(many=True))
     @action(detail=True, methods=["get", "post"])
@@ -100,13 +100,20 @@ class RolloutPlanViewSet(viewsets.ModelViewSet):
         return RolloutPlan.objects.visible_to(self.request.user)
 
     def perform_create(self, serializer):
-        _call(services.clean_stages, raw=serializer.validated_data.get("stages"))
-        serializer.save()
+        data = serializer.validated_data
+        serializer.instance = _call(services.create_plan, name=data["name"], stages=data.get("stages"),
+                                    description=data.get("description", ""), user=self.request.user,
+                                    source_ip=client_ip(self.request))
 
     def perform_update(self, serializer):
-        if "stages" in serializer.validated_data:
-            _call(services.clean_stages, raw=serializer.validated_data["stages"])
-        serializer.save()
+        data = dict(serializer.validated_data)
+        if "name" in data and data["name"] == serializer.instance.name:
+            data.pop("name")
+        serializer.instance = _call(services.update_plan, plan=serializer.instance, user=self.request.user,
+                                    source_ip=client_ip(self.request), **data)
+
+    def perform_destroy(self, instance):
+        _call(services.delete_plan, plan=instance, user=self.request.user, source_ip=client_ip(self.request))
 
 
 class RolloutViewSet(viewsets.ModelViewSet):
@@ -158,7 +165,7 @@ class RolloutViewSet(viewsets.ModelViewSet):
             body.is_valid(raise_exception=True)
             stage = _call(self._stage, rollout=rollout, index=body.validated_data.get("stage"))
             _call(fn, stage=stage, user=request.user, comment=body.validated_data["comment"],
-                  source_ip=client_ip(request))
+                  seen_digest=body.validated_data.get("stage_digest", ""), source_ip=client_ip(request))
         else:
             _call(fn, rollout=rollout, user=request.user, source_ip=client_ip(request))
         return self._state(rollout)

@@ -212,6 +212,8 @@ def _worker_env() -> dict:
     url = urlparse(settings.DATABASE_URL)  # the same server, but pytest's test database
     env["DATABASE_URL"] = urlunparse(url._replace(path="/" + connection.settings_dict["NAME"]))
     env["FLEETWEB_ROLLOUT_LEASE"] = "6"
+    # The lease must outlast the longest single call to a cluster (settings refuse it otherwise).
+    env["FLEETWEB_KUBE_CONNECT_TIMEOUT"], env["FLEETWEB_KUBE_READ_TIMEOUT"] = "1", "4"
     return env
 
 

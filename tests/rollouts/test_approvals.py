@@ -93,13 +93,13 @@ def test_only_approvers_who_did_not_request_it_may_approve(rollout, operator, ap
 def test_n_distinct_approvers_open_the_gate(rollout, approver, operator):
     stage = awaiting(rollout)
     services.approve_stage(stage, user=approver)
-    engine.step(Rollout.objects.get(pk=rollout.pk))
+    engine.step_once(rollout.pk)
     assert rollout.stages.get(index=1).state == StageState.AWAITING_APPROVAL, "one of two approvals"
     # The stage's canary must not block this unit test: only the gate of stage 2 is under test.
     rollout.stages.filter(index=0).update(state=StageState.SUCCEEDED)
     services.approve_stage(stage, user=make_user("second", "approver"))
     assert len(services.valid_approvals(stage)) == 2
-    engine.step(Rollout.objects.get(pk=rollout.pk))
+    engine.step_once(rollout.pk)
     stage.refresh_from_db()
     assert stage.state == StageState.APPLYING and stage.approved_at is not None
 
@@ -139,13 +139,13 @@ def test_rejection_stops_the_rollout_and_needs_a_reason(rollout, approver):
     rollout.refresh_from_db()
     assert rollout.state == RolloutState.FAILED and "not during the sale" in rollout.message
     assert rollout.stages.get(index=1).state == StageState.REJECTED
-    assert not engine.step(rollout)
+    assert not engine.step_once(rollout.pk)
 
 
 def test_pause_resume_abort_are_conditional(rollout, operator):
     services.pause_rollout(rollout, user=operator)
     assert Rollout.objects.get(pk=rollout.pk).state == RolloutState.PAUSED
-    assert not engine.step(Rollout.objects.get(pk=rollout.pk)), "a paused rollout does not move"
+    assert not engine.step_once(rollout.pk), "a paused rollout does not move"
     with pytest.raises(services.RolloutError) as excinfo:
         services.pause_rollout(rollout, user=operator)
     assert excinfo.value.status == 409
