@@ -20,9 +20,9 @@ from fleetweb.queueing import after_commit
 from fleetweb.roles import APPROVER, OPERATOR, has_role
 from governance.audit import record
 from inventory import selectors
-from inventory.services import groups_of
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup
+from inventory.services import groups_of
 from rollouts import manifests
 from rollouts.choices import (
     ACTIVE_ROLLOUT_STATES,
