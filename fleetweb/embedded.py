@@ -47,6 +47,49 @@ def database_url() -> str:
     return server.get_uri(DATABASE_NAME)
 
 
+OWNER_ROLE, RUNTIME_ROLE = "fleetweb_owner", "fleetweb_app"
+
+_ROLES_SQL = f"""
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{OWNER_ROLE}') THEN CREATE ROLE {OWNER_ROLE} LOGIN; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{RUNTIME_ROLE}') THEN CREATE ROLE {RUNTIME_ROLE} LOGIN; END IF;
+END $$;
+ALTER DATABASE {DATABASE_NAME} OWNER TO {OWNER_ROLE};
+"""
+
+# A data folder from before the two roles holds objects the superuser owns: hand them to the owner role.
+_HAND_OVER_SQL = f"""
+DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'S', 'v')
+             AND pg_get_userbyid(c.relowner) <> '{OWNER_ROLE}' LOOP
+    IF r.relkind = 'S' AND EXISTS (SELECT FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
+                                   WHERE s.relname = r.relname AND d.deptype IN ('a', 'i')) THEN
+      CONTINUE;  -- owned by a table column: moves with its table
+    END IF;
+    EXECUTE format('ALTER %s %I OWNER TO {OWNER_ROLE}',
+                   CASE r.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END, r.relname);
+  END LOOP;
+  FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> '{OWNER_ROLE}' LOOP
+    EXECUTE format('ALTER FUNCTION %s OWNER TO {OWNER_ROLE}', r.fn);
+  END LOOP;
+END $$;
+"""
+
+
+def role_urls() -> tuple[str, str]:
+    """(owner URL, runtime URL) of the embedded database: `make run` migrates as the owner and runs every process
+    as the runtime role, which may only INSERT and SELECT the audit log (fleetweb/dbroles.py)."""
+    superuser = database_url()
+    server = _servers["postgres"]
+    # psql reads stdin: stop at the first error (pgserver's psql then raises), and switch database with \c.
+    server.psql("\\set ON_ERROR_STOP on\n" + _ROLES_SQL + f"\\c {DATABASE_NAME}\n" + _HAND_OVER_SQL)
+    user = superuser.split("//", 1)[1].split(":", 1)[0].split("@", 1)[0]
+    return (superuser.replace(f"//{user}", f"//{OWNER_ROLE}", 1),
+            superuser.replace(f"//{user}", f"//{RUNTIME_ROLE}", 1))
+
+
 def redis_url() -> str:
     """Start (or attach to) the embedded Redis and return a `unix://` URL of its socket."""
     import logging

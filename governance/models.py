@@ -14,8 +14,9 @@ from inventory.models import Cluster, ClusterGroup
 class AuditEvent(models.Model):
     """One change or decision: who, when, from where, what, before/after (never secrets).
 
-    Append-only: the application never updates or deletes a row, and a database trigger
-    (migration 0002) refuses UPDATE and DELETE on the table.
+    Append-only: the application never updates or deletes a row (only a failed-login row's `count` grows), a
+    database trigger refuses any other UPDATE, every DELETE and TRUNCATE (migration 0006), and the role the
+    application runs as may only INSERT and SELECT it (fleetweb/dbroles.py).
     """
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -30,6 +31,8 @@ class AuditEvent(models.Model):
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     message = models.TextField(blank=True)
+    count = models.PositiveIntegerField(default=1, help_text="Failed logins of one username and address within a "
+                                                             "minute share a row; the only column that may grow")
 
     objects = AuditEventQuerySet.as_manager()
 

@@ -1,30 +1,38 @@
-"""Django admin for inventory: metadata only. Credentials are never shown or edited here."""
+"""Django admin for inventory: read-only. Credentials are never shown here.
+
+Every change of a cluster goes through the pages, the API or a command, which call the services that check the
+rules (enforced policies, the prod environment) and write the audit log; detaching goes through the service that
+cleans up. The admin would bypass both, so it may only look.
+"""
 
 from django.contrib import admin
 
 from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
 
 
-@admin.register(Cluster)
-class ClusterAdmin(admin.ModelAdmin):
-    list_display = ("name", "environment", "region", "provider", "kubernetes_version", "status", "node_count",
-                    "last_sync_at")
-    list_filter = ("environment", "status", "provider")
-    search_fields = ("name", "region", "owner", "server")
-    # Changes of these go through the pages or the API, which audit them and check the rules.
-    readonly_fields = [f.name for f in Cluster._meta.fields if f.name not in ("owner", "cost_center")]
-
-
-class _ReadOnlyAdmin(admin.ModelAdmin):
-    """Inventory rows are written by the collector only."""
-
-    list_select_related = ("cluster",)
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """No add, change or delete: rows are written by the services and the collector only."""
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Cluster)
+class ClusterAdmin(ReadOnlyAdmin):
+    list_display = ("name", "environment", "region", "provider", "kubernetes_version", "status", "node_count",
+                    "last_sync_at")
+    list_filter = ("environment", "status", "provider")
+    search_fields = ("name", "region", "owner", "server")
+
+
+class _ReadOnlyAdmin(ReadOnlyAdmin):
+    list_select_related = ("cluster",)
 
 
 @admin.register(Node)

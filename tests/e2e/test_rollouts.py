@@ -266,3 +266,40 @@ def test_rollout_survives_a_worker_killed_during_apply_and_during_verify(fleet, 
             maps = k8s.CoreV1Api(api).list_namespaced_config_map("ledger", label_selector="fleetweb.io/application")
         assert len(maps.items) == 150
     assert live_deployment(members["aws-eu-west"], "ledger") is None
+
+
+def test_an_override_changed_after_approval_never_reaches_the_prod_member(fleet, celery_worker, celery_beat, api_as,
+                                                                          operator, approver):
+    """The approver approves web:2.0 for prod; an operator then sets a prod override to an image nobody approved.
+    The approval is void, prod keeps running nothing, and only what a second approval covers is applied."""
+    members = fleet["members"]
+    app = services.create_application(name="pay", namespace="pay", manifests_text=app_yaml("2.0"), user=operator)
+    rollout = services.create_rollout(revision=app.latest_revision, user=operator, stages=[
+        {"name": "production", "group": "prod", "health_deadline": 90}])
+    wait_for(lambda: stage_state(rollout, 0) == StageState.AWAITING_APPROVAL, timeout=60,
+             what="the prod stage to await approval")
+    shown = api_as(approver).get(f"/api/v1/rollouts/{rollout.pk}/").json()["stage_list"][0]["digest"]
+    # Approve and change the override in one go, before any worker can start the stage: the approval commits
+    # first, the override second, both before the engine runs (it is paused between them).
+    services.pause_rollout(rollout, user=operator)
+    approved = api_as(approver).post(f"/api/v1/rollouts/{rollout.pk}/approve/",
+                                     {"comment": "2.0 for prod", "stage_digest": shown}, format="json")
+    assert approved.status_code == 200, approved.json()
+    evil = api_as(operator).put(f"/api/v1/applications/{app.pk}/overrides/prod/", {"image_tags": {"web": "evil"}},
+                                format="json")
+    assert evil.status_code == 200, evil.json()
+    services.resume_rollout(rollout, user=operator)
+    time.sleep(8)  # beat and the worker had every chance to start the stage
+    assert stage_state(rollout, 0) == StageState.AWAITING_APPROVAL
+    assert live_deployment(members["aws-eu-west"], "pay") is None, "the unapproved image never reached prod"
+    body = api_as(approver).get(f"/api/v1/rollouts/{rollout.pk}/").json()["stage_list"][0]
+    assert "override of pay for group prod was changed by otto-operator" in body["approvals"][0]["void_reason"]
+    # A second approver looks at what would really be applied now and approves exactly that.
+    second = make_user("second-approver", "approver")
+    assert api_as(second).post(f"/api/v1/rollouts/{rollout.pk}/approve/",
+                               {"comment": "seen", "stage_digest": body["digest"]}, format="json").status_code == 200
+    wait_for(lambda: Rollout.objects.get(pk=rollout.pk).state == RolloutState.SUCCEEDED, timeout=120,
+             what="the re-approved rollout to finish")
+    live = live_deployment(members["aws-eu-west"], "pay")
+    assert live.spec.template.spec.containers[0].image == "registry.example.com/shop/web:evil", \
+        "what the second approval covered, and only that, was applied"

@@ -57,6 +57,9 @@ def test_celery_broker_url_for_unix_sockets():
     assert env.celery_broker_url("redis://r:6379/0") == "redis://r:6379/0"
 
 
+DB = {"FLEETWEB_DB_PASSWORD": "runtime-pw"}  # compose requires the runtime role's password too
+
+
 def _compose_env(extra: dict[str, str]) -> dict[str, str]:
     """The environment docker compose gives the app containers, with ${VAR:-default} resolved."""
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -72,6 +75,8 @@ def _compose_env(extra: dict[str, str]) -> dict[str, str]:
         resolved[key] = re.sub(r"\$\{(\w+)(:-|:\?)?([^}]*)\}", sub, str(value))
     for service in ("web", "worker", "beat"):
         assert compose["services"][service]["environment"] == compose["x-fleetweb-env"]
+    # Only the one-shot migrate service knows the owner role; the long-running ones cannot alter the record.
+    assert "FLEETWEB_MIGRATE_DATABASE_URL" in compose["services"]["migrate"]["environment"]
     return resolved
 
 
@@ -89,7 +94,7 @@ def test_settings_accept_exactly_what_docker_compose_sets():
     from cryptography.fernet import Fernet
 
     key = Fernet.generate_key().decode()
-    environment = _compose_env({"FLEETWEB_SECRET_KEY": "k" * 50, "FLEETWEB_ENCRYPTION_KEYS": key})
+    environment = _compose_env({"FLEETWEB_SECRET_KEY": "k" * 50, "FLEETWEB_ENCRYPTION_KEYS": key, **DB})
     result = _import_settings(environment)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[:2] == ["postgres", "redis://redis:6379/0"]
@@ -97,7 +102,7 @@ def test_settings_accept_exactly_what_docker_compose_sets():
 
 
 def test_compose_without_keys_is_refused_with_a_clear_message():
-    environment = _compose_env({"FLEETWEB_SECRET_KEY": "k" * 50, "FLEETWEB_ENCRYPTION_KEYS": ""})
+    environment = _compose_env({"FLEETWEB_SECRET_KEY": "k" * 50, "FLEETWEB_ENCRYPTION_KEYS": "", **DB})
     result = _import_settings(environment)
     assert result.returncode != 0
     assert "FLEETWEB_ENCRYPTION_KEYS must be set when DATABASE_URL is set" in result.stderr
@@ -116,5 +121,5 @@ def test_every_variable_the_code_reads_is_in_env_example():
     not_fleetweb = {"DJANGO_SETTINGS_MODULE", "CI", "HOME", "PATH"}
     missing = read - documented - not_fleetweb
     assert not missing, f"read by the code but not in .env.example: {sorted(missing)}"
-    compose_vars = set(_compose_env({"FLEETWEB_SECRET_KEY": "x", "FLEETWEB_ENCRYPTION_KEYS": "y"}))
+    compose_vars = set(_compose_env({"FLEETWEB_SECRET_KEY": "x", "FLEETWEB_ENCRYPTION_KEYS": "y", **DB}))
     assert compose_vars <= documented

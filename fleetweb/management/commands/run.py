@@ -59,10 +59,20 @@ class Command(BaseCommand):
     def _run(self, options) -> None:
         state = embedded.state_dir()
         self.say(f"Fleetweb state folder: {state}")
+        runtime_url = None
+        if settings.EMBEDDED:
+            # Migrations as the owner role; web, worker and beat as the runtime role, which cannot erase the record.
+            owner_url, runtime_url = embedded.role_urls()
+            os.environ["FLEETWEB_MIGRATE_DATABASE_URL"] = owner_url
+            os.environ["FLEETWEB_RUNTIME_DATABASE_URL"] = runtime_url
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         self._ensure_admin()
         env = embedded.child_environment()
+        if runtime_url:
+            env["DATABASE_URL"] = runtime_url
+            env.pop("FLEETWEB_MIGRATE_DATABASE_URL", None)
+            env.pop("FLEETWEB_RUNTIME_DATABASE_URL", None)
         logs = state / "logs"
         logs.mkdir(exist_ok=True)
         python = sys.executable
