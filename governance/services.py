@@ -197,15 +197,15 @@ def update_assignment(assignment: PolicyAssignment, *, user, source_ip: str = ""
             user=check_user)
         if assignment.mode == Mode.ENFORCE and new_mode != Mode.ENFORCE and not has_role(user, ADMIN):
             raise PolicyError({"mode": "Only admins may stop enforcing a policy."})
-        members = _members(assignment.group)
-        before_enforced = enforced_on(members) if assignment.mode == Mode.ENFORCE else None
+        # Wider parameters (allowed_paths: ["/"]) or more excluded namespaces weaken what clusters refuse: the
+        # same guard as group and cluster edits decides, before and after the change.
+        members, guard = _members(assignment.group), EnforcementGuard()
+        before_enforced = guard.snapshot(members) if assignment.mode == Mode.ENFORCE else None
         assignment.mode, assignment.params, assignment.excluded_namespaces = new_mode, cleaned, excluded
         assignment.save()
-        if before_enforced is not None and not (user is None or has_role(user, ADMIN)):
-            # Wider parameters (allowed_paths: ["/"]) or more excluded namespaces weaken what clusters refuse.
-            lost = weakened(before_enforced, enforced_on(members))
-            if lost:
-                raise PolicyError({"params": enforcement_refusal(lost)})
+        refusal = guard.refusal(before_enforced, members, user) if before_enforced is not None else None
+        if refusal:
+            raise PolicyError({"params": refusal})
         record(user=user, action="policy.update", target=assignment, source_ip=source_ip, before=before,
                after=assignment_audit_view(assignment))
         _reevaluate(_members(assignment.group) + list(assignment.enforcements.values_list("cluster_id", flat=True)))

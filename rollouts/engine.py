@@ -210,7 +210,7 @@ def _require_prod_approval(stage: Stage) -> None:
     prod = list(stage.targets.filter(cluster__environment=Environment.PROD)
                 .values_list("cluster__name", flat=True)[:5])
     if prod and stage.approvals_required < 1:
-        note = f"approval required: reaches prod cluster(s) {', '.join(prod)}"
+        note = services.prod_approval_note(prod)
         Stage.objects.filter(pk=stage.pk).update(approvals_required=1, message=note)
         stage.approvals_required, stage.message = 1, note
 

@@ -22,7 +22,7 @@ from governance.audit import record
 from inventory import selectors
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup
-from inventory.services import groups_of
+from inventory.services import membership
 from rollouts import manifests
 from rollouts.choices import (
     ACTIVE_ROLLOUT_STATES,
@@ -228,20 +228,35 @@ def delete_plan(plan: RolloutPlan, *, user, source_ip: str = "") -> None:
 # What each cluster receives: rendered once, frozen, and what approvals cover
 
 
-def override_in_effect(application: Application, cluster: Cluster) -> Override | None:
-    """The override of the first group (by name) the cluster is in now, or None."""
-    group_ids = [g.pk for g in groups_of(cluster)]
-    if not group_ids:
-        return None
-    return (Override.objects.filter(application=application, group_id__in=group_ids)
-            .select_related("group").order_by("group__name").first())
+def overrides_in_effect(application: Application, clusters) -> dict[int, Override | None]:
+    """{cluster id: the override of the first group (by name) the cluster is in now, or None}, for many clusters at
+    once: only the groups that carry an override of this application are matched (inventory.services.membership)."""
+    clusters = list(clusters)
+    result: dict[int, Override | None] = {c.pk: None for c in clusters}
+    overrides = list(Override.objects.filter(application=application).select_related("group").order_by("group__name"))
+    if not overrides or not clusters:
+        return result
+    members = membership([o.group for o in overrides], clusters)
+    for override in overrides:  # by group name: the first group a cluster is in wins
+        for cluster in members[override.group_id]:
+            if result[cluster.pk] is None:
+                result[cluster.pk] = override
+    return result
+
+
+def render_all(application: Application, revision: Revision, clusters) -> dict[int, list[dict]]:
+    """{cluster id: the revision's objects as they would be applied there now} (override and labels included);
+    the manifests are parsed once for all clusters."""
+    clusters = list(clusters)
+    parsed = manifests.parse(revision.manifests, namespace=application.namespace)
+    overrides = overrides_in_effect(application, clusters)
+    return {c.pk: manifests.render(parsed.objects, application=application.name, revision=revision.number,
+                                   digest=revision.digest, override=overrides[c.pk]) for c in clusters}
 
 
 def render_for(application: Application, revision: Revision, cluster: Cluster) -> list[dict]:
-    """The revision's objects for one cluster as they would be applied now (override and labels included)."""
-    parsed = manifests.parse(revision.manifests, namespace=application.namespace)
-    return manifests.render(parsed.objects, application=application.name, revision=revision.number,
-                            digest=revision.digest, override=override_in_effect(application, cluster))
+    """The revision's objects for one cluster as they would be applied now."""
+    return render_all(application, revision, [cluster])[cluster.pk]
 
 
 def objects_digest(objects: list[dict]) -> str:
@@ -269,8 +284,10 @@ def refresh_stage(stage: Stage, *, reason: str) -> list[str]:
     changed, the stage's pending approvals are void (with `reason`). Returns the clusters whose objects changed."""
     rollout = stage.rollout
     changed = []
-    for t in stage.targets.select_related("cluster"):
-        objects = render_for(rollout.application, rollout.revision, t.cluster)
+    targets = list(stage.targets.select_related("cluster"))
+    rendered = render_all(rollout.application, rollout.revision, [t.cluster for t in targets])
+    for t in targets:
+        objects = rendered[t.cluster_id]
         digest = objects_digest(objects)
         if digest != t.rendered_digest:
             if t.rendered_digest:
@@ -360,6 +377,11 @@ def _stage_clusters(spec: dict) -> list[Cluster]:
     return list(Cluster.objects.filter(selectors.parse(spec["selector"]).q()).order_by("name"))
 
 
+def prod_approval_note(prod_names: list[str]) -> str:
+    """Why a stage needs an approval its plan did not ask for (at creation, and again when the stage starts)."""
+    return f"approval required: reaches prod cluster(s) {', '.join(prod_names[:5])}"
+
+
 def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan | None = None,
                    source_ip: str = "") -> Rollout:
     """A rollout of one revision through ordered stages; clusters are resolved now and never change.
@@ -384,8 +406,7 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
             seen[c.pk] = spec["name"]
         prod = [c.name for c in clusters if c.environment == Environment.PROD]
         if prod and spec["approvals_required"] < 1:
-            spec = {**spec, "approvals_required": 1,
-                    "note": f"approval required: reaches prod cluster(s) {', '.join(prod[:5])}"}
+            spec = {**spec, "approvals_required": 1, "note": prod_approval_note(prod)}
         resolved.append((spec, clusters))
     app = revision.application
     deployed = dict(Deployed.objects.filter(application=app).values_list("cluster_id", "revision_id"))
@@ -433,8 +454,10 @@ def excluded_deciders(stage: Stage) -> dict[int, str]:
     revision, or wrote an override in effect for one of the stage's clusters (no one reviews their own change)."""
     rollout = stage.rollout
     excluded: dict[int, str] = {}
-    for t in stage.targets.select_related("cluster"):
-        override = override_in_effect(rollout.application, t.cluster)
+    targets = list(stage.targets.select_related("cluster"))
+    overrides = overrides_in_effect(rollout.application, [t.cluster for t in targets])
+    for t in targets:
+        override = overrides[t.cluster_id]
         if override is not None and override.updated_by_id:
             excluded.setdefault(override.updated_by_id,
                                 f"You wrote the override for group {override.group.name} that {t.cluster.name} "
@@ -522,7 +545,8 @@ def approve_stage(stage: Stage, *, user, comment: str = "", seen_digest: str = "
 
 
 def reject_stage(stage: Stage, *, user, comment: str, seen_digest: str = "", source_ip: str = "") -> Stage:
-    """A rejection stops the rollout: the stage is rejected, later stages never run."""
+    """A rejection stops the rollout: the stage is rejected, later stages never run. `seen_digest` is accepted for
+    one signature with `approve_stage` and not compared: a rejection stands whatever changed since."""
     if not comment.strip():
         raise RolloutError({"comment": "Say why you reject it."})
     with transaction.atomic():
