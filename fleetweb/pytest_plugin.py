@@ -20,6 +20,8 @@ _folder = None
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     global _server, _folder
+    # The local member clusters listen on loopback, which the outbound address policy refuses by default.
+    os.environ.setdefault("FLEETWEB_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
     if os.environ.get("REDIS_URL"):
         return
     import logging

@@ -206,12 +206,23 @@ if FLEETWEB_ROLLOUT_LEASE <= FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_
                       f"FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_TIMEOUT "
                       f"({FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_TIMEOUT}), the longest call to a cluster")
 FLEETWEB_KUBE_PAGE_SIZE = env_int("FLEETWEB_KUBE_PAGE_SIZE", 500, minimum=10)
-# Kubeconfig exec credential plugins Fleetweb may run (basename of `exec.command`); anything else
-# in an uploaded kubeconfig is refused, since running it would let an uploader execute commands.
+# Kubeconfig exec credential plugins (inventory/execplugins.py): which of the known plugins may run, the
+# directories they are looked up in by name (empty: none runs), the HOME they run in, and host environment
+# variables passed through to them (e.g. AWS_ROLE_ARN,AWS_WEB_IDENTITY_TOKEN_FILE for IRSA). Nothing else of
+# Fleetweb's environment reaches a plugin.
 FLEETWEB_ALLOWED_EXEC_PLUGINS = env_list(
     "FLEETWEB_ALLOWED_EXEC_PLUGINS",
     ["aws", "aws-iam-authenticator", "gke-gcloud-auth-plugin", "kubelogin", "ack-ram-authenticator"],
 )
+FLEETWEB_EXEC_PLUGIN_DIRS = env_list("FLEETWEB_EXEC_PLUGIN_DIRS")
+FLEETWEB_EXEC_PLUGIN_HOME = env_str("FLEETWEB_EXEC_PLUGIN_HOME") or str(BASE_DIR / ".fleetweb" / "exec-home")
+FLEETWEB_EXEC_PLUGIN_ENV = env_list("FLEETWEB_EXEC_PLUGIN_ENV")
+# Outbound address policy (fleetweb/outbound.py): networks never dialled besides loopback, link-local and
+# metadata addresses, and networks dialled even so (`make run` and the tests allow loopback for local members).
+FLEETWEB_DENIED_NETWORKS = env_list("FLEETWEB_DENIED_NETWORKS")
+FLEETWEB_ALLOWED_NETWORKS = env_list("FLEETWEB_ALLOWED_NETWORKS")
+# The whole connection test of one attach (every context, concurrently) ends within this many seconds.
+FLEETWEB_CONNECTION_TEST_BUDGET = env_int("FLEETWEB_CONNECTION_TEST_BUDGET", 20, minimum=5)
 
 LOGGING = {
     "version": 1,

@@ -11,7 +11,7 @@ from django.utils.text import slugify
 from inventory import kube
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup
-from inventory.validators import validate_selector, validate_server_url
+from inventory.validators import normalize_server_url, validate_selector, validate_server_url
 
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -100,6 +100,9 @@ class TokenCredentialsForm(forms.Form):
                                   widget=forms.Textarea(attrs={"rows": 3}))
     client_key = forms.CharField(required=False, label="Client key (PEM)",
                                  widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}))
+
+    def clean_server(self) -> str:
+        return normalize_server_url(self.cleaned_data["server"])
 
     def clean_ca_data(self) -> str:
         ca = self.cleaned_data.get("ca_data", "").strip()

@@ -16,7 +16,6 @@ import dataclasses
 import errno
 import json
 import os
-import shutil
 import socket
 import ssl
 from collections.abc import Iterator
@@ -30,6 +29,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from fleetweb import outbound
+from inventory import execplugins
 from inventory.choices import ClusterStatus
 
 MAX_KUBECONFIG_BYTES = 1024 * 1024
@@ -67,6 +68,7 @@ class KubeError(Exception):
         "http": ClusterStatus.ERROR,
         "config": ClusterStatus.ERROR,
         "protocol": ClusterStatus.ERROR,
+        "policy": ClusterStatus.ERROR,
     }
     TRANSIENT = {"dns", "refused", "timeout", "network", "gone", "http", "protocol"}
 
@@ -163,8 +165,14 @@ def extract_context(data: dict, context: str, *, base_dir: Path | None = None) -
     server = cluster.get("server")
     if not server:
         raise KubeconfigError(f"Cluster '{ctx['cluster']}' has no server URL.")
-    if not str(server).startswith("https://") and not str(server).startswith("http://"):
-        raise KubeconfigError(f"Cluster '{ctx['cluster']}' server {server!r} is not an http(s) URL.")
+    try:
+        cluster["server"] = outbound.check_url(str(server), schemes=("https", "http"),
+                                               what=f"server URL of cluster '{ctx['cluster']}'").url
+        if cluster.get("proxy-url"):
+            cluster["proxy-url"] = outbound.check_url(str(cluster["proxy-url"]), schemes=("http", "https"),
+                                                      what=f"proxy-url of cluster '{ctx['cluster']}'").url
+    except outbound.OutboundRefused as exc:
+        raise KubeconfigError(str(exc)) from None
 
     def inline(section: dict, path_key: str, data_key: str, what: str) -> None:
         path = section.pop(path_key, None)
@@ -202,16 +210,10 @@ def extract_context(data: dict, context: str, *, base_dir: Path | None = None) -
                                   "not support (only 'oidc'; gcp and azure providers were removed from kubectl: "
                                   "use their exec plugins).")
     if "exec" in user:
-        command = str((user["exec"] or {}).get("command") or "")
-        if not command:
-            raise KubeconfigError(f"User '{ctx['user']}' has an exec plugin without a command.")
-        plugin = os.path.basename(command)
-        if plugin not in settings.FLEETWEB_ALLOWED_EXEC_PLUGINS:
-            raise KubeconfigError(f"User '{ctx['user']}' runs the exec plugin '{plugin}', which is not in "
-                                  "FLEETWEB_ALLOWED_EXEC_PLUGINS.")
-        if shutil.which(command) is None:
-            raise KubeconfigError(f"User '{ctx['user']}' needs the exec plugin '{command}', which is not installed "
-                                  "on the Fleetweb server (workers run it to get a token).")
+        try:
+            execplugins.check(user["exec"] or {}, user=ctx["user"])
+        except execplugins.ExecPluginError as exc:
+            raise KubeconfigError(str(exc)) from None
     if not any(k in user for k in ("token", "client-certificate-data", "exec", "auth-provider", "username")):
         raise KubeconfigError(f"User '{ctx['user']}' has no credentials (token, client certificate or exec plugin).")
     if user.get("client-certificate-data") and not user.get("client-key-data"):
@@ -299,16 +301,51 @@ class Session:
         self.close()
 
 
+def uses_exec(credentials: dict) -> bool:
+    return credentials.get("method") == "kubeconfig" and "exec" in credentials["kubeconfig"]["users"][0]["user"]
+
+
+def _dial_targets(cluster: dict) -> list[tuple[outbound.Target, str]]:
+    """The hosts this client may dial (server, and proxy when set), checked as text by the outbound policy; each
+    connection resolves and checks its address again when it is made."""
+    targets = [(outbound.check_url(cluster["server"], schemes=("https", "http"), what="API server URL"),
+                "API server URL")]
+    if cluster.get("proxy-url"):
+        targets.append((outbound.check_url(cluster["proxy-url"], schemes=("http", "https"), what="proxy-url"),
+                        "proxy-url"))
+    return targets
+
+
 def connect(credentials: dict, *, insecure: bool = False) -> Session:
-    """Build an API client from credentials; configuration problems raise KubeError('config')."""
+    """Build an API client from credentials. It dials only the addresses the outbound policy checked, pinned
+    (KubeError 'policy' otherwise); configuration problems raise KubeError('config')."""
     config_dict = _as_kubeconfig(credentials, insecure=insecure)
+    cluster = config_dict["clusters"][0]["cluster"]
+    try:
+        targets = _dial_targets(cluster)
+    except outbound.OutboundRefused as exc:
+        raise KubeError(exc.kind, str(exc)) from None
+    user = config_dict["users"][0]["user"]
+    if "exec" in user:
+        try:
+            user.update(execplugins.credential(user.pop("exec") or {}, server=cluster["server"]))
+        except execplugins.ExecPluginError as exc:
+            raise KubeError("config", str(exc)) from None
+    if "auth-provider" in user and (user["auth-provider"] or {}).get("config", {}).get("idp-issuer-url"):
+        # The oidc provider refreshes its token at the issuer: the same policy for that URL.
+        try:
+            outbound.check_and_resolve(user["auth-provider"]["config"]["idp-issuer-url"], what="OIDC issuer URL")
+        except outbound.OutboundRefused as exc:
+            raise KubeError(exc.kind, str(exc)) from None
     configuration = k8s_client.Configuration()
     try:
         k8s_config.load_kube_config_from_dict(config_dict, client_configuration=configuration, persist_config=False)
     except (ConfigException, ValueError, TypeError, KeyError) as exc:
         raise KubeError("config", f"The credentials cannot be used: {exc}") from None
     configuration.retries = False  # Fleetweb retries itself, with backoff, only what is worth retrying
-    return Session(k8s_client.ApiClient(configuration))
+    api = k8s_client.ApiClient(configuration)
+    outbound.pin_pool_manager(api.rest_client.pool_manager, *targets)
+    return Session(api)
 
 
 def _timeout() -> tuple[int, int]:
@@ -334,6 +371,8 @@ def classify(exc: BaseException, *, what: str = "") -> KubeError:
         if status == 410:
             return KubeError("gone", f"{prefix}410 Gone: {reason}", http_status=410)
         return KubeError("http", f"{prefix}HTTP {status}: {reason}", http_status=status)
+    if isinstance(exc, outbound.OutboundRefused):
+        return KubeError(exc.kind, f"{prefix}{exc}")
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         return classify(exc.reason, what=what)
     if isinstance(exc, urllib3.exceptions.SSLError | ssl.SSLError):
@@ -357,27 +396,45 @@ def classify(exc: BaseException, *, what: str = "") -> KubeError:
         if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
             return KubeError("network", f"{prefix}network unreachable: {cause.strerror}")
         if "timed out" not in text:
-            return KubeError("network", f"{prefix}cannot connect: {text}")
+            reason = f": {cause.strerror}" if isinstance(cause, OSError) and cause.strerror else ""
+            return KubeError("network", f"{prefix}cannot connect to {exc.conn.host}:{exc.conn.port}{reason}")
     if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
         return KubeError("timeout", f"{prefix}connection timed out after {settings.FLEETWEB_KUBE_CONNECT_TIMEOUT}s")
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError | socket.timeout):
         return KubeError("timeout", f"{prefix}no answer within {settings.FLEETWEB_KUBE_READ_TIMEOUT}s (read timeout)")
     if isinstance(exc, urllib3.exceptions.ProtocolError | ConnectionError):
-        return KubeError("network", f"{prefix}connection broken: {exc}")
+        # Never the text: a non-HTTP server's banner lands there.
+        return KubeError("network", f"{prefix}connection broken: the server closed it or does not speak HTTP(S)")
     if isinstance(exc, urllib3.exceptions.HTTPError):
-        return KubeError("protocol", f"{prefix}{exc}")
+        return KubeError("protocol", f"{prefix}invalid HTTP exchange ({type(exc).__name__})")
     if isinstance(exc, ConfigException):
         return KubeError("config", f"{prefix}{exc}")
-    return KubeError("protocol", f"{prefix}{type(exc).__name__}: {exc}")
+    return KubeError("protocol", f"{prefix}{type(exc).__name__}")
+
+
+MAX_STATUS_MESSAGE = 500
 
 
 def _api_message(exc: ApiException) -> str:
-    """The Status message the API server sent, else the HTTP reason."""
+    """The message of a Kubernetes Status object the server sent, else the standard reason phrase of the HTTP
+    status: never another body, nor the server's own reason text (anything may answer a URL)."""
+    from http import HTTPStatus
+
+    try:
+        phrase = HTTPStatus(exc.status).phrase
+    except ValueError:
+        phrase = ""
     try:
         body = json.loads(exc.body or b"{}")
-        return body.get("message") or exc.reason or ""
-    except (ValueError, TypeError, AttributeError):
-        return exc.reason or ""
+    except (ValueError, TypeError):
+        return phrase
+    if not (isinstance(body, dict) and body.get("kind") == "Status" and body.get("apiVersion", "v1") == "v1"
+            and isinstance(body.get("message"), str)):
+        return phrase
+    message = "".join(ch if ch.isprintable() else " " for ch in body["message"]).strip()
+    if len(message) > MAX_STATUS_MESSAGE:
+        message = message[:MAX_STATUS_MESSAGE] + "…"
+    return message or phrase
 
 
 def request(session: Session, method: str, path: str, *, query: list | None = None, body: dict | None = None,

@@ -16,6 +16,7 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from fleetweb import outbound
 from governance.audit import record
 from inventory import collector, kube, selectors
 from inventory.choices import ClusterStatus, Environment, SyncOutcome, WorkloadKind
@@ -79,11 +80,32 @@ def _check_insecure(*, insecure: bool, environment: str, user) -> None:
         raise AttachError("Only admins may skip TLS verification.", field="insecure_skip_tls_verify")
 
 
+def _check_credentials(credentials: dict, *, environment: str, user) -> None:
+    """What an operator may not hand Fleetweb: plain-http servers (never for prod) and exec plugins."""
+    server = kube.server_of(credentials)
+    if server.lower().startswith("http://"):
+        if environment == Environment.PROD:
+            raise AttachError("Plain http:// API servers are never allowed for prod clusters: the token would travel "
+                              "in clear. Use https://.", field="server")
+        if not _is_admin(user):
+            raise AttachError("Only admins may attach a plain http:// API server (the token travels in clear).",
+                              field="server", status=403)
+    try:
+        outbound.check_and_resolve(server, schemes=("https", "http"), what="API server URL")
+    except outbound.OutboundRefused as exc:
+        if exc.kind != "dns":  # a name not yet published is fine: every connection checks again
+            raise AttachError(str(exc), field="server") from None
+    if kube.uses_exec(credentials) and not _is_admin(user):
+        raise AttachError("Only admins may attach a kubeconfig that runs an exec plugin (it runs a program on "
+                          "Fleetweb's workers).", status=403)
+
+
 def attach_cluster(*, name: str, credentials: dict, user, environment: str = Environment.DEV, region: str = "",
                    owner: str = "", cost_center: str = "", labels: dict | None = None, insecure: bool = False,
                    sync_interval: int | None = None, source_ip: str = "") -> Cluster:
     """Store a cluster and its encrypted credentials, then queue its first sync."""
     _check_insecure(insecure=insecure, environment=environment, user=user)
+    _check_credentials(credentials, environment=environment, user=user)
     if Cluster.objects.filter(name=name).exists():
         raise AttachError(f"A cluster named '{name}' is already attached.", field="name")
     with transaction.atomic():
@@ -151,6 +173,11 @@ def update_cluster(cluster: Cluster, *, user, source_ip: str = "", credentials: 
     new_insecure = cluster.insecure_skip_tls_verify if insecure is None else insecure
     if new_insecure and (insecure or environment != cluster.environment):
         _check_insecure(insecure=new_insecure, environment=environment, user=user)
+    if credentials is not None:
+        _check_credentials(credentials, environment=environment, user=user)
+    elif environment == Environment.PROD and cluster.server.lower().startswith("http://"):
+        raise AttachError(f"{cluster.name} uses a plain http:// API server, which is never allowed for prod clusters.",
+                          field="environment")
     if cluster.environment == Environment.PROD and environment != Environment.PROD and not _is_admin(user):
         # Otherwise: relabel to dev, start a rollout needing no approval, relabel back.
         raise AttachError(f"Only admins may move {cluster.name} out of prod: production approvals and rules follow "

@@ -1,26 +1,23 @@
 """Validators of the inventory app."""
 
-from urllib.parse import urlparse
-
 from django.core.exceptions import ValidationError
 
 
 def validate_server_url(value: str) -> None:
-    """An API server URL: http(s), a host (single-label names like `k8s-master` are fine), a valid port.
+    """An API server URL as the outbound address policy reads it: https (http only where the service allows it),
+    a host (single-label names like `k8s-master` are fine), a port, a path prefix, no query or fragment."""
+    from fleetweb.outbound import OutboundRefused, check_url
 
-    Django's URLValidator refuses single-label hosts, which real kubeconfigs use.
-    """
-    parsed = urlparse(value or "")
-    if parsed.scheme not in ("https", "http"):
-        raise ValidationError(f"'{value}' is not an API server URL: it must start with https://")
-    if not parsed.hostname:
-        raise ValidationError(f"'{value}' names no host.")
     try:
-        parsed.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise ValidationError(f"'{value}' has an invalid port.") from None
-    if any(c.isspace() for c in value):
-        raise ValidationError(f"'{value}' contains spaces.")
+        check_url(value, schemes=("https", "http"), what="API server URL")
+    except OutboundRefused as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def normalize_server_url(value: str) -> str:
+    from fleetweb.outbound import check_url
+
+    return check_url(value, schemes=("https", "http"), what="API server URL").url
 
 
 def validate_selector(value: str) -> None:

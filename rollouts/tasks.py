@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 
 from celery import shared_task
 from django.conf import settings
@@ -12,6 +13,8 @@ from django.conf import settings
 from fleetweb.queueing import send_safely
 from rollouts import engine
 from rollouts.models import Rollout
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(soft_time_limit=240, time_limit=270, acks_late=True, ignore_result=True)
@@ -50,11 +53,21 @@ def send_webhook(self, payload: dict) -> int:
                "X-Fleetweb-Delivery": payload.get("delivery", "")}
     if settings.FLEETWEB_WEBHOOK_SECRET:
         headers["X-Fleetweb-Signature"] = sign(body)
+    from fleetweb import outbound
+
     try:
-        response = urllib3.request("POST", settings.FLEETWEB_WEBHOOK_URL, body=body, headers=headers,
-                                   timeout=urllib3.Timeout(connect=5, read=10), retries=False)
+        url, pool = outbound.pool_manager(settings.FLEETWEB_WEBHOOK_URL, schemes=("https", "http"),
+                                          what="webhook URL (FLEETWEB_WEBHOOK_URL)")
+        with pool:
+            response = pool.request("POST", url, body=body, headers=headers,
+                                    timeout=urllib3.Timeout(connect=5, read=10), retries=False, redirect=False)
+    except outbound.OutboundRefused as exc:
+        if exc.kind == "dns":
+            raise OSError(str(exc)) from None  # may resolve later: retried
+        log.error("webhook %s not sent: %s", payload["event"], exc)  # refused by policy: retrying cannot help
+        return 0
     except urllib3.exceptions.HTTPError as exc:
-        raise OSError(str(exc)) from exc
+        raise OSError(type(exc).__name__) from exc
     if not 200 <= response.status < 300:
         raise WebhookRefused(f"webhook answered {response.status}")
     return response.status

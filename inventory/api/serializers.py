@@ -8,6 +8,7 @@ from inventory import kube
 from inventory.choices import Environment
 from inventory.forms import validate_label
 from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.validators import normalize_server_url
 
 READ_ONLY_CLUSTER_FIELDS = (
     "id", "auth_method", "provider", "kubernetes_version", "platform", "status", "status_reason",
@@ -93,7 +94,7 @@ class ClusterSerializer(serializers.ModelSerializer):
             ca = attrs.pop("ca_data", "") or ""
             if ca and "-----BEGIN CERTIFICATE-----" not in ca:
                 raise serializers.ValidationError({"ca_data": "must be a PEM certificate bundle."})
-            server = attrs.pop("server")
+            server = normalize_server_url(attrs.pop("server"))
             if token and cert:
                 raise serializers.ValidationError({"token": "Give either a token or a client certificate, not both."})
             if token:

@@ -65,6 +65,11 @@ class Command(BaseCommand):
             owner_url, runtime_url = embedded.role_urls()
             os.environ["FLEETWEB_MIGRATE_DATABASE_URL"] = owner_url
             os.environ["FLEETWEB_RUNTIME_DATABASE_URL"] = runtime_url
+        if "FLEETWEB_ALLOWED_NETWORKS" not in os.environ:
+            # Local members (and a kind/k3d kubeconfig) listen on loopback, which the outbound policy refuses.
+            os.environ["FLEETWEB_ALLOWED_NETWORKS"] = "127.0.0.0/8,::1/128"
+            settings.FLEETWEB_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
+            self.say("Outbound policy: loopback allowed for local clusters (set FLEETWEB_ALLOWED_NETWORKS to change)")
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         self._ensure_admin()

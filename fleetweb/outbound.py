@@ -1,0 +1,198 @@
+"""The outbound address policy: every URL Fleetweb dials (cluster API servers, kubeconfig proxy-url,
+webhook receivers, OIDC issuers) is checked here, first as text and then after DNS resolution, and the
+address it resolved to is the one the connection uses (`pinned`), so a name cannot resolve to a public
+address for the check and to 127.0.0.1 for the call (DNS rebinding).
+
+Refused after resolution: loopback, link-local (which holds the cloud metadata services), the unspecified
+address and FLEETWEB_DENIED_NETWORKS; FLEETWEB_ALLOWED_NETWORKS wins over all of these (`make run` and the
+tests allow loopback for the local member clusters).
+
+Errors say what was refused and why, never what the other side answered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import socket
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+
+# Always refused unless allowed explicitly: these reach the host itself or the cloud's metadata service.
+BUILTIN_DENIED = (
+    "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "100.100.100.200/32",  # Alibaba Cloud metadata
+    "::/128", "::1/128", "fe80::/10", "fd00:ec2::254/128",  # AWS metadata over IPv6
+)
+
+
+class OutboundRefused(ValueError):
+    """A URL Fleetweb will not dial; the message says why and names the URL's host, nothing else. `kind` is
+    'policy' (refused) or 'dns' (the name does not resolve, which may pass)."""
+
+    def __init__(self, message: str, *, kind: str = "policy"):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A checked URL: its normalized text, host, port and the address the connection must use."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    address: str = ""
+
+
+def _networks(values) -> list[ipaddress._BaseNetwork]:
+    nets = []
+    for value in values:
+        try:
+            nets.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            from fleetweb.env import ConfigError
+
+            raise ConfigError(f"{value!r} in FLEETWEB_DENIED_NETWORKS/FLEETWEB_ALLOWED_NETWORKS is not a "
+                              "network (CIDR such as 10.0.0.0/8)") from None
+    return nets
+
+
+def denied_networks() -> list:
+    return _networks([*BUILTIN_DENIED, *settings.FLEETWEB_DENIED_NETWORKS])
+
+
+def allowed_networks() -> list:
+    return _networks(settings.FLEETWEB_ALLOWED_NETWORKS)
+
+
+def address_refusal(address: str) -> str:
+    """Why this IP address may not be dialled, or '' when it may."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if any(ip in net for net in allowed_networks() if net.version == ip.version):
+        return ""
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address (cloud metadata services live there)"
+    if ip.is_unspecified or ip.is_multicast:
+        return "not a unicast address"
+    for net in denied_networks():
+        if net.version == ip.version and ip in net:
+            return f"in the denied network {net}"
+    return ""
+
+
+def check_url(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "URL") -> Target:
+    """The URL as text: scheme, host, no credentials, query or fragment; the path normalized (a proxied API
+    server has a path prefix such as /k8s/clusters/c-1). Raises OutboundRefused."""
+    text = (url or "").strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise OutboundRefused(f"The {what} is not a valid URL.") from None
+    scheme = parts.scheme.lower()
+    if scheme not in schemes:
+        raise OutboundRefused(f"The {what} must start with {' or '.join(s + '://' for s in schemes)}.")
+    if any(ch in text for ch in "\x00\r\n\t "):
+        raise OutboundRefused(f"The {what} contains spaces or control characters.")
+    try:
+        port = parts.port
+    except ValueError:
+        raise OutboundRefused(f"The {what} has an invalid port.") from None
+    if not parts.hostname:
+        raise OutboundRefused(f"The {what} has no host.")
+    if parts.username is not None or parts.password is not None:
+        raise OutboundRefused(f"The {what} may not carry a user name or password.")
+    if parts.query or "?" in text:
+        raise OutboundRefused(f"The {what} may not have a query string (?…).")
+    if parts.fragment or "#" in text:
+        raise OutboundRefused(f"The {what} may not have a fragment (#…).")
+    segments = [s for s in parts.path.split("/") if s]
+    if any(s in (".", "..") or "%" in s for s in segments):
+        raise OutboundRefused(f"The {what} path may not contain '.', '..' or percent-escapes.")
+    path = "/" + "/".join(segments) if segments else ""
+    host = parts.hostname.lower().rstrip(".")
+    port = port or (443 if scheme == "https" else 80)
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return Target(url=urlunsplit((scheme, netloc, path, "", "")), scheme=scheme, host=host, port=port)
+
+
+def resolve(target: Target, *, what: str = "URL") -> Target:
+    """Resolve the host; refuse when any address it resolves to is refused; pin the first one."""
+    try:
+        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise OutboundRefused(f"DNS lookup failed for '{target.host}'", kind="dns") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    for address in addresses:
+        reason = address_refusal(address)
+        if reason:
+            shown = "" if address == target.host else f" resolves to {address}, which"
+            raise OutboundRefused(f"The {what} host '{target.host}'{shown} is {reason}; Fleetweb does not dial it "
+                                  "(FLEETWEB_ALLOWED_NETWORKS can allow it).")
+    return dataclasses.replace(target, address=addresses[0])
+
+
+def check_and_resolve(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "URL") -> Target:
+    return resolve(check_url(url, schemes=schemes, what=what), what=what)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dialling: each new connection to a checked host resolves it, checks every address and dials the checked one
+# (TLS still verifies the name), so a name cannot pass the check and then resolve to 127.0.0.1 (DNS rebinding).
+
+
+def _pinning_connection(base):
+    class Pinned(base):
+        def _new_conn(self):
+            self._dns_host = self._fleetweb_address
+            return super()._new_conn()
+
+    Pinned.__name__ = f"Pinned{base.__name__}"
+    return Pinned
+
+
+def _pinning_pool(pool_cls, hosts: dict[str, str]):
+    connection_cls = _pinning_connection(pool_cls.ConnectionCls)
+
+    class PinnedPool(pool_cls):
+        ConnectionCls = connection_cls
+
+        def _new_conn(self):
+            conn = super()._new_conn()
+            host = (conn.host or "").lower().rstrip(".")
+            what = hosts.get(host)
+            if what is None:
+                # Only checked hosts are dialled: a redirect or any other host is not followed.
+                raise OutboundRefused(f"The host '{host}' was not checked by the outbound policy; not dialled.")
+            conn._fleetweb_address = resolve(Target(url="", scheme="", host=host, port=conn.port), what=what).address
+            return conn
+
+    return PinnedPool
+
+
+def pin_pool_manager(pool_manager, *targets: tuple[Target, str]):
+    """Make this urllib3 PoolManager (or ProxyManager) dial only the checked targets ((target, what) pairs), each
+    at an address resolved and checked when the connection is made. OutboundRefused comes out of the request."""
+    import urllib3
+
+    hosts = {target.host: what for target, what in targets}
+    pool_manager.pool_classes_by_scheme = {
+        "http": _pinning_pool(urllib3.HTTPConnectionPool, hosts),
+        "https": _pinning_pool(urllib3.HTTPSConnectionPool, hosts),
+    }
+    return pool_manager
+
+
+def pool_manager(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "URL", **kwargs):
+    """(checked URL, a urllib3 PoolManager that dials only its host under the policy)."""
+    import urllib3
+
+    target = check_url(url, schemes=schemes, what=what)
+    return target.url, pin_pool_manager(urllib3.PoolManager(**kwargs), (target, what))
