@@ -87,19 +87,33 @@ class ClusterEditForm(ClusterMetadataForm):
             self.fields["labels"].initial = format_labels(cluster.labels)
 
 
+class SecretTextarea(forms.Textarea):
+    """A textarea that never renders its value back into the page (kubeconfigs, private keys)."""
+
+    def format_value(self, value):
+        return None
+
+
 class TokenCredentialsForm(forms.Form):
-    """API server URL + CA bundle + bearer token or client certificate."""
+    """API server URL + CA bundle + bearer token or client certificate.
+
+    The token and key are never rendered back: after a rejected submit the wizard holds them in an encrypted draft
+    (`held`), used when the fields come back empty."""
 
     server = forms.CharField(max_length=512, label="API server URL", validators=[validate_server_url],
                              widget=forms.TextInput(attrs={"placeholder": "https://api.cluster.example.com:6443"}))
     ca_data = forms.CharField(required=False, label="CA bundle (PEM)", widget=forms.Textarea(attrs={"rows": 4}),
                               help_text="Leave empty only for API servers with a publicly trusted certificate.")
     token = forms.CharField(required=False, label="Bearer token", strip=True,
-                            widget=forms.PasswordInput(render_value=True, attrs={"autocomplete": "off"}))
+                            widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}))
     client_cert = forms.CharField(required=False, label="Client certificate (PEM)",
                                   widget=forms.Textarea(attrs={"rows": 3}))
     client_key = forms.CharField(required=False, label="Client key (PEM)",
-                                 widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}))
+                                 widget=SecretTextarea(attrs={"rows": 3, "autocomplete": "off"}))
+
+    def __init__(self, *args, held: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.held = held
 
     def clean_server(self) -> str:
         return normalize_server_url(self.cleaned_data["server"])
@@ -113,6 +127,13 @@ class TokenCredentialsForm(forms.Form):
     def clean(self):
         data = super().clean()
         token, cert, key = data.get("token"), data.get("client_cert", "").strip(), data.get("client_key", "").strip()
+        held = self.held or {}
+        if held and not token and not key:
+            if held.get("method") == "token" and not cert:
+                token = data["token"] = held["token"]
+            elif held.get("method") == "client_cert":
+                key = data["client_key"] = held["client_key"]
+                cert = data["client_cert"] = cert or held["client_cert"]
         if token and (cert or key):
             raise forms.ValidationError("Give either a bearer token or a client certificate, not both.")
         if not token and not cert:
@@ -125,6 +146,10 @@ class TokenCredentialsForm(forms.Form):
             self.add_error("client_key", "The client key must be a PEM private key.")
         return data
 
+    def source(self) -> dict:
+        """What an attach draft holds for this form."""
+        return {"credentials": self.credentials()}
+
     def credentials(self) -> dict:
         d = self.cleaned_data
         if d.get("token"):
@@ -134,13 +159,21 @@ class TokenCredentialsForm(forms.Form):
 
 
 class KubeconfigForm(forms.Form):
-    """A pasted or uploaded kubeconfig and the contexts to attach."""
+    """A pasted or uploaded kubeconfig and the contexts to attach. The kubeconfig is never rendered back: after a
+    rejected submit the wizard holds it parsed in an encrypted draft (`held`), used when none is given again."""
 
-    kubeconfig = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}),
+    kubeconfig = forms.CharField(required=False, widget=SecretTextarea(attrs={"rows": 8, "spellcheck": "false"}),
                                  help_text="Paste `kubectl config view --minify --flatten`, or upload the file.")
     kubeconfig_file = forms.FileField(required=False, label="…or upload a kubeconfig file")
     # Checked in clean() against the contexts the kubeconfig really has (choices are unknown until it is parsed).
     contexts = forms.Field(required=False, widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, held: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.held = held
+
+    def source(self) -> dict:
+        return {"kubeconfig": self.parsed}
 
     def clean(self):
         data = super().clean()
@@ -152,18 +185,16 @@ class KubeconfigForm(forms.Form):
             raw: str | bytes = upload.read()
         else:
             raw = data.get("kubeconfig", "")
-        if not raw:
+        if raw:
+            try:
+                parsed = kube.parse_kubeconfig(raw)
+            except kube.KubeconfigError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        elif self.held and "kubeconfig" in self.held:
+            parsed = self.held["kubeconfig"]
+        else:
             raise forms.ValidationError("Paste a kubeconfig or upload one.")
-        try:
-            parsed = kube.parse_kubeconfig(raw)
-        except kube.KubeconfigError as exc:
-            raise forms.ValidationError(str(exc)) from None
         self.parsed = parsed
-        self.raw_text = raw.decode() if isinstance(raw, bytes) else raw
-        if upload is not None:
-            # Re-rendered forms keep what was uploaded: file inputs come back empty, the textarea does not.
-            self.data = self.data.copy()
-            self.data["kubeconfig"] = self.raw_text
         chosen = self.data.getlist("contexts") if hasattr(self.data, "getlist") else self.data.get("contexts", [])
         unknown = [c for c in chosen if c not in kube.context_names(parsed)]
         if unknown:

@@ -12,12 +12,15 @@ certificates and exec/auth-provider plugins the same way kubectl does.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import errno
 import json
 import os
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -348,13 +351,38 @@ def connect(credentials: dict, *, insecure: bool = False) -> Session:
     return Session(api)
 
 
-def _timeout() -> tuple[int, int]:
-    return (settings.FLEETWEB_KUBE_CONNECT_TIMEOUT, settings.FLEETWEB_KUBE_READ_TIMEOUT)
+_budget = threading.local()
+
+
+@contextlib.contextmanager
+def deadline(at: float):
+    """Calls made in this thread inside the block end by `at` (time.monotonic()): their timeouts shrink to what
+    is left, and a call with nothing left fails as a timeout without dialling."""
+    previous = getattr(_budget, "at", None)
+    _budget.at = at
+    try:
+        yield
+    finally:
+        _budget.at = previous
+
+
+def _timeout() -> tuple[float, float]:
+    connect, read = settings.FLEETWEB_KUBE_CONNECT_TIMEOUT, settings.FLEETWEB_KUBE_READ_TIMEOUT
+    at = getattr(_budget, "at", None)
+    if at is None:
+        return (connect, read)
+    left = at - time.monotonic()
+    if left <= 0.05:
+        raise KubeError("timeout", "the connection test's time budget "
+                                   f"({settings.FLEETWEB_CONNECTION_TEST_BUDGET}s) ran out")
+    return (min(connect, left), min(read, left))
 
 
 def classify(exc: BaseException, *, what: str = "") -> KubeError:
     """Map urllib3/ssl/socket/ApiException failures to a KubeError with a precise message."""
     prefix = f"{what}: " if what else ""
+    if isinstance(exc, KubeError):
+        return exc
     if isinstance(exc, KubeError):
         return exc
     if isinstance(exc, ApiException) and not exc.status and isinstance(exc.__context__, BaseException):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -278,3 +281,41 @@ class ClusterGroup(models.Model):
         if static_ids is None:
             static_ids = set(self.static_members.values_list("pk", flat=True))
         return cluster.pk in static_ids or self.parsed_selector.matches(cluster)
+
+
+class AttachDraft(models.Model):
+    """What someone is attaching, held encrypted between the wizard's steps so secrets are never sent back to the
+    browser: the parsed kubeconfig or the credentials, and the last connection test (run by a worker). Kept one
+    hour; deleted when the attach succeeds."""
+
+    TTL = timedelta(hours=1)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    method = models.CharField(max_length=16)  # "kubeconfig" or "token"
+    ciphertext = models.TextField()
+    summary = models.CharField(max_length=512, blank=True)  # what the page may show: servers or contexts, no secret
+    test_state = models.CharField(max_length=16, blank=True)  # "", queued, running, done
+    test_requested_at = models.DateTimeField(null=True, blank=True)
+    test_finished_at = models.DateTimeField(null=True, blank=True)
+    test_request = models.JSONField(default=dict, blank=True)  # {"contexts": [...], "insecure": bool}
+    test_results = models.JSONField(default=list, blank=True)
+    test_error = models.CharField(max_length=1024, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"])]
+
+    def __str__(self) -> str:
+        return f"attach draft {self.pk}"
+
+    def __repr__(self) -> str:
+        return f"<AttachDraft {self.pk} by={self.created_by_id}>"
+
+    @classmethod
+    def seal(cls, source: dict) -> str:
+        return crypto.encrypt_json(source)
+
+    def open(self) -> dict:
+        return crypto.decrypt_json(self.ciphertext)

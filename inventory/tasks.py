@@ -24,3 +24,11 @@ def schedule_due_syncs() -> int:
 @shared_task(ignore_result=True)
 def mark_stale_clusters() -> int:
     return services.mark_stale_clusters()
+
+
+@shared_task(soft_time_limit=60, time_limit=90, acks_late=True, ignore_result=True)
+def test_attach_connection(draft_id: str) -> str:
+    """Test the connection of what an attach draft holds (its id only: the credentials stay encrypted in it)."""
+    from inventory import onboarding
+
+    return onboarding.run_test(draft_id)

@@ -8,6 +8,7 @@ urlpatterns = [
     path("clusters/export.csv", views.cluster_export, name="cluster_export"),
     path("clusters/attach/", views.cluster_attach, name="cluster_attach"),
     path("clusters/attach/test/", views.cluster_attach_test, name="cluster_attach_test"),
+    path("clusters/attach/test/<uuid:draft_id>/", views.cluster_attach_test_result, name="cluster_attach_test_result"),
     path("clusters/attach/contexts/", views.cluster_attach_contexts, name="cluster_attach_contexts"),
     path("clusters/<slug:name>/", views.cluster_detail, name="cluster_detail"),
     path("clusters/<slug:name>/sync/", views.cluster_sync, name="cluster_sync"),

@@ -16,7 +16,7 @@ from fleetweb.decorators import role_required
 from fleetweb.htmx import htmx_partial
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
-from inventory import kube, services
+from inventory import kube, onboarding, services
 from inventory.filtersets import ClusterFilterSet, ClusterGroupFilterSet
 from inventory.forms import (
     ClusterEditForm,
@@ -169,18 +169,36 @@ def cluster_detach(request, name: str):
 
 
 def _wizard_forms(request):
+    """(method, metadata form, credentials form, draft): the draft holds what an earlier submit gave, encrypted,
+    so a rejected submit loses nothing without sending a secret back to the browser."""
     method = request.POST.get("method") or request.GET.get("method") or "kubeconfig"
     if method not in ("kubeconfig", "token"):
         method = "kubeconfig"
     data = request.POST if request.method == "POST" else None
     files = request.FILES if request.method == "POST" else None
+    draft, held = None, None
+    if data is not None and data.get("draft"):
+        try:
+            draft = onboarding.draft_of(request.user, data["draft"])
+        except onboarding.DraftError:
+            draft = None  # the form then asks for the credentials again
+        if draft is not None and draft.method == method:
+            held = draft.open()
     meta = ClusterMetadataForm(data, prefix="meta")
-    creds = KubeconfigForm(data, files) if method == "kubeconfig" else TokenCredentialsForm(data)
-    return method, meta, creds
+    if method == "kubeconfig":
+        creds = KubeconfigForm(data, files, held=held)
+    else:
+        creds = TokenCredentialsForm(data, held=(held or {}).get("credentials"))
+    return method, meta, creds, draft
 
 
-def _wizard_context(method, meta, creds, **extra) -> dict:
-    return {"method": method, "meta": meta, "creds": creds, "manifest": kube.least_privilege_manifest(),
+def _hold(request, method: str, creds, draft):
+    """Save what the valid credentials form holds into the user's draft (a new one when there is none)."""
+    return onboarding.save_draft(user=request.user, method=method, source=creds.source(), draft=draft)
+
+
+def _wizard_context(method, meta, creds, draft=None, **extra) -> dict:
+    return {"method": method, "meta": meta, "creds": creds, "draft": draft, "manifest": kube.least_privilege_manifest(),
             "commands": kube.least_privilege_commands(), **extra}
 
 
@@ -194,9 +212,11 @@ def _targets(method: str, creds) -> list[tuple[str, dict]]:
 @role_required(OPERATOR)
 def cluster_attach(request):
     """Attach by kubeconfig (one or more contexts) or by API URL + CA + token/client certificate."""
-    method, meta, creds = _wizard_forms(request)
+    method, meta, creds, draft = _wizard_forms(request)
     if request.method == "POST":
         meta_ok, creds_ok = meta.is_valid(), creds.is_valid()
+        if creds_ok:
+            draft = _hold(request, method, creds, draft)
         if meta_ok and creds_ok:
             try:
                 targets = _targets(method, creds)
@@ -209,6 +229,7 @@ def cluster_attach(request):
             if targets:
                 attached = _attach_all(request, method, meta, targets)
                 if attached:
+                    onboarding.discard(draft)
                     names = ", ".join(c.name for c in attached)
                     messages.success(request, f"Attached {names}. The first sync is queued.")
                     return redirect(attached[0] if len(attached) == 1 else reverse("inventory:cluster_list"))
@@ -216,7 +237,7 @@ def cluster_attach(request):
     if method == "kubeconfig" and hasattr(creds, "parsed"):
         # Re-show the contexts the user picked, so a rejected submit loses nothing.
         extra = {"contexts": _context_choices(creds, chosen=creds.cleaned_data.get("contexts", [])), "form": creds}
-    return render(request, "inventory/cluster_attach.html", _wizard_context(method, meta, creds, **extra),
+    return render(request, "inventory/cluster_attach.html", _wizard_context(method, meta, creds, draft, **extra),
                   status=400 if request.method == "POST" else 200)
 
 
@@ -259,26 +280,37 @@ def _attach_all(request, method: str, meta: ClusterMetadataForm, targets: list[t
 
 @role_required(OPERATOR)
 def cluster_attach_test(request):
-    """HTMX: test the connection of what the wizard holds, without saving anything."""
+    """HTMX: queue a connection test of what the wizard holds (run by a worker, within one time budget); the
+    answer polls `cluster_attach_test_result`. Nothing is attached."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    method, meta, creds = _wizard_forms(request)
-    reports = []
-    error = ""
+    method, _meta, creds, draft = _wizard_forms(request)
     if not creds.is_valid():
         error = "; ".join(str(e) for errors in creds.errors.values() for e in errors)
-    else:
-        try:
-            targets = _targets(method, creds)
-        except kube.KubeconfigError as exc:
-            targets, error = [], str(exc)
-        if method == "kubeconfig" and not targets and not error:
-            error = "Pick at least one context to test."
-        insecure = request.POST.get("meta-insecure_skip_tls_verify") == "on" and has_role(request.user, ADMIN)
-        for context, credentials in targets:
-            target = context or kube.server_of(credentials)
-            reports.append((target, kube.test_connection(credentials, insecure=insecure)))
-    return render(request, "inventory/partials/_test_result.html", {"reports": reports, "error": error})
+        return render(request, "inventory/partials/_test_result.html", {"error": error, "draft": draft})
+    draft = _hold(request, method, creds, draft)
+    contexts = creds.cleaned_data["contexts"] if method == "kubeconfig" else []
+    if method == "kubeconfig" and not contexts:
+        return render(request, "inventory/partials/_test_result.html",
+                      {"error": "Pick at least one context to test.", "draft": draft})
+    insecure = request.POST.get("meta-insecure_skip_tls_verify") == "on" and has_role(request.user, ADMIN)
+    onboarding.request_test(draft, contexts=contexts, insecure=insecure, user=request.user,
+                            source_ip=client_ip(request))
+    draft.refresh_from_db()
+    return render(request, "inventory/partials/_test_result.html", {"draft": draft, "polling": True})
+
+
+@role_required(OPERATOR)
+def cluster_attach_test_result(request, draft_id):
+    """HTMX: the connection test's report once the worker wrote it; until then the same polling placeholder."""
+    try:
+        draft = onboarding.draft_of(request.user, draft_id)
+    except onboarding.DraftError as exc:
+        return render(request, "inventory/partials/_test_result.html", {"error": str(exc)})
+    done = draft.test_state == "done"
+    return render(request, "inventory/partials/_test_result.html",
+                  {"draft": draft, "polling": not done, "reports": draft.test_results if done else [],
+                   "error": draft.test_error if done else ""})
 
 
 @role_required(OPERATOR)

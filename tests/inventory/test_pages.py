@@ -177,11 +177,19 @@ def test_wizard_upload_of_5mb_garbage_is_refused_clearly(client, operator):
     assert b"the limit is 1024 KiB" in response.content
 
 
-def test_wizard_test_connection_partial(client, operator):
+def test_wizard_test_connection_partial(client, operator, django_capture_on_commit_callbacks):
+    from inventory import onboarding
+    from inventory.models import AttachDraft
+
     login(client, operator)
-    response = client.post("/clusters/attach/test/", {"method": "token", "server": "https://127.0.0.1:1",
-                                                      "token": "t"}, **HX)
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post("/clusters/attach/test/", {"method": "token", "server": "https://127.0.0.1:1",
+                                                          "token": "t"}, **HX)
     assert response.status_code == 200
+    assert b"testing in a worker" in response.content
+    draft = AttachDraft.objects.get()
+    onboarding.run_test(str(draft.pk))  # what the worker does with the queued task
+    response = client.get(f"/clusters/attach/test/{draft.pk}/", **HX)
     assert b"connection refused" in response.content and b"not ready" in response.content
 
 

@@ -1,0 +1,133 @@
+"""The onboarding wizard's state: drafts that hold what is being attached (encrypted, never sent back to the
+browser) and connection tests, which run in a worker within one time budget, every context at once.
+
+Pages and the API call these; the task `inventory.tasks.test_attach_connection` gets only a draft's id.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor, wait
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from governance.audit import record
+from inventory import kube
+from inventory.models import AttachDraft
+
+
+class DraftError(ValueError):
+    """A draft that is not there any more (expired, attached, someone else's); the message says what to do."""
+
+
+def save_draft(*, user, method: str, source: dict, draft: AttachDraft | None = None) -> AttachDraft:
+    """Hold `source` ({"kubeconfig": parsed} or {"credentials": {...}}) for this user; replaces `draft`'s."""
+    now = timezone.now()
+    AttachDraft.objects.filter(expires_at__lt=now).delete()
+    summary = _summary(method, source)
+    if draft is not None and draft.created_by_id == user.pk:
+        draft.method, draft.ciphertext, draft.summary = method, AttachDraft.seal(source), summary
+        draft.expires_at = now + AttachDraft.TTL
+        draft.test_state, draft.test_results, draft.test_error = "", [], ""
+        draft.save()
+        return draft
+    return AttachDraft.objects.create(created_by=user, method=method, ciphertext=AttachDraft.seal(source),
+                                      summary=summary, expires_at=now + AttachDraft.TTL)
+
+
+def _summary(method: str, source: dict) -> str:
+    if method == "kubeconfig":
+        return "contexts: " + ", ".join(kube.context_names(source["kubeconfig"]))[:500]
+    return kube.server_of(source["credentials"])[:512]
+
+
+def draft_of(user, draft_id) -> AttachDraft:
+    """The user's unexpired draft; DraftError otherwise (another user's draft reads as absent)."""
+    try:
+        key = uuid.UUID(str(draft_id))
+    except ValueError:
+        raise DraftError("The attach form is out of date: paste the credentials again.") from None
+    draft = AttachDraft.objects.filter(pk=key, created_by=user, expires_at__gte=timezone.now()).first()
+    if draft is None:
+        raise DraftError("The credentials held for this attach expired or were used: paste them again.")
+    return draft
+
+
+def discard(draft: AttachDraft | None) -> None:
+    if draft is not None and draft.pk:
+        AttachDraft.objects.filter(pk=draft.pk).delete()
+
+
+def targets_of(draft: AttachDraft, contexts: list[str]) -> list[tuple[str, dict]]:
+    """[(context or "", credentials)] of what the draft holds; KubeconfigError names a bad context."""
+    source = draft.open()
+    if draft.method == "token":
+        return [("", source["credentials"])]
+    parsed = source["kubeconfig"]
+    return [(context, kube.credentials_from_kubeconfig(kube.extract_context(parsed, context))) for context in contexts]
+
+
+def request_test(draft: AttachDraft, *, contexts: list[str], insecure: bool, user, source_ip: str = "") -> None:
+    """Queue the connection test of the draft's targets in a worker (the page polls `draft.test_state`)."""
+    from fleetweb.queueing import after_commit
+    from inventory.tasks import test_attach_connection
+
+    with transaction.atomic():
+        AttachDraft.objects.filter(pk=draft.pk).update(
+            test_state="queued", test_requested_at=timezone.now(), test_finished_at=None, test_results=[],
+            test_error="", test_request={"contexts": contexts, "insecure": insecure})
+        record(user=user, action="cluster.test_connection", target_name=draft.summary, source_ip=source_ip,
+               after={"contexts": contexts, "insecure": insecure})
+        after_commit(lambda: test_attach_connection.delay(str(draft.pk)), what="connection test")
+
+
+def run_test(draft_id: str) -> str:
+    """In a worker: test every target concurrently within FLEETWEB_CONNECTION_TEST_BUDGET seconds; store the
+    report on the draft. Never raises for a cluster's failure."""
+    draft = AttachDraft.objects.filter(pk=draft_id, expires_at__gte=timezone.now()).first()
+    if draft is None or draft.test_state not in ("queued", "running"):
+        return "gone"
+    AttachDraft.objects.filter(pk=draft.pk).update(test_state="running")
+    request = draft.test_request or {}
+    budget = settings.FLEETWEB_CONNECTION_TEST_BUDGET
+    results, error = [], ""
+    try:
+        targets = targets_of(draft, request.get("contexts") or [])
+    except kube.KubeconfigError as exc:
+        targets, error = [], str(exc)
+    if targets:
+        results = test_all(targets, insecure=bool(request.get("insecure")), budget=budget)
+    AttachDraft.objects.filter(pk=draft.pk).update(test_state="done", test_finished_at=timezone.now(),
+                                                   test_results=results, test_error=error)
+    return "done"
+
+
+def test_all(targets: list[tuple[str, dict]], *, insecure: bool, budget: float) -> list[dict]:
+    """Each target's connection report as a dict, all tested at once; whatever is not done by the budget's end
+    reads as timed out."""
+    at = time.monotonic() + budget
+
+    def one(credentials: dict) -> kube.ConnectionReport:
+        with kube.deadline(at):
+            return kube.test_connection(credentials, insecure=insecure)
+
+    pool = ThreadPoolExecutor(max_workers=min(16, len(targets)), thread_name_prefix="connection-test")
+    futures = [pool.submit(one, credentials) for _context, credentials in targets]
+    wait(futures, timeout=budget + 2)
+    pool.shutdown(wait=False, cancel_futures=True)
+    results = []
+    for (context, credentials), future in zip(targets, futures, strict=True):
+        name = context or kube.server_of(credentials)
+        if future.done() and future.exception() is None:
+            report = future.result()
+            results.append({"target": name, "ok": report.ok, "version": report.version,
+                            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "optional": c.optional}
+                                       for c in report.checks]})
+        else:
+            results.append({"target": name, "ok": False, "version": "",
+                            "checks": [{"name": "connection test", "ok": False, "optional": False,
+                                        "detail": f"not finished within the {budget:g}s budget"}]})
+    return results
