@@ -1,8 +1,9 @@
 """Top-level URLs: pages of each app, the API under /api/v1/, the schema and its docs."""
 
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from fleetweb import views
 
@@ -18,6 +19,7 @@ urlpatterns = [
     path("api/v1/", include("governance.api.urls")),
     path("api/v1/", include("rollouts.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
+    # Both need a login; the split view serves Swagger UI's start-up script as a file (no inline script, for the CSP).
+    path("api/docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api_schema")), name="api_docs"),
     path("admin/", admin.site.urls),
 ]

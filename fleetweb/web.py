@@ -55,3 +55,65 @@ class ActorMiddleware:
             return self.get_response(request)
         finally:
             _request.reset(token)
+
+
+class TextInputMiddleware:
+    """One check for all text input: no NUL byte in any query parameter, form field or JSON string (PostgreSQL
+    text cannot hold 0x00, and no legitimate input carries one). The 400 names the field; the API's body has the
+    API's error shape."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        field = _nul_field(request)
+        if field is not None:
+            message = "Text may not contain NUL (0x00) characters."
+            if request.path.startswith("/api/"):
+                from django.http import JsonResponse
+
+                return JsonResponse({"detail": f"Invalid input in: {field}.", "errors": {field: [message]}},
+                                    status=400)
+            from django.http import HttpResponseBadRequest
+
+            return HttpResponseBadRequest(f"{field}: {message}", content_type="text/plain")
+        return self.get_response(request)
+
+
+def _nul_field(request) -> str | None:
+    for name, values in request.GET.lists():
+        if "\x00" in name or any("\x00" in v for v in values):
+            return name.replace("\x00", "")
+    content_type = request.META.get("CONTENT_TYPE", "")
+    if request.method in ("POST", "PUT", "PATCH") and content_type.startswith("application/json"):
+        import json
+
+        try:
+            data = json.loads(request.body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            return None  # the parser says what is wrong with it
+        return _nul_in(data, "")
+    if request.method == "POST":
+        for name, values in request.POST.lists():
+            if "\x00" in name or any("\x00" in v for v in values):
+                return name.replace("\x00", "")
+    return None
+
+
+def _nul_in(value, path: str) -> str | None:
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return sub.replace("\x00", "")
+            found = _nul_in(item, sub)
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_in(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None

@@ -3,6 +3,7 @@
 import django_filters
 from django.db.models import Q
 
+from fleetweb.filters import IsoDateTimeFilter
 from governance.choices import Mode, Severity
 from governance.models import AuditEvent, PolicyAssignment, Violation
 
@@ -12,8 +13,8 @@ class AuditEventFilterSet(django_filters.FilterSet):
     action = django_filters.CharFilter(lookup_expr="startswith")
     actor = django_filters.CharFilter(field_name="actor_name", lookup_expr="iexact")
     target = django_filters.CharFilter(field_name="target_name", lookup_expr="icontains")
-    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+    since = IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = IsoDateTimeFilter(field_name="at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent
@@ -36,7 +37,7 @@ class ViolationFilterSet(django_filters.FilterSet):
     kind = django_filters.CharFilter(field_name="object_kind", lookup_expr="iexact")
     state = django_filters.ChoiceFilter(choices=(("open", "open"), ("resolved", "resolved")), method="filter_state",
                                         empty_label="open and resolved")
-    since = django_filters.IsoDateTimeFilter(field_name="first_seen", lookup_expr="gte")
+    since = IsoDateTimeFilter(field_name="first_seen", lookup_expr="gte")
 
     class Meta:
         model = Violation

@@ -4,6 +4,9 @@ and every save or delete made in the admin. Inventory changes trigger evaluation
 
 from datetime import timedelta
 
+from axes.models import AccessAttempt
+from axes.signals import user_locked_out
+from django.conf import settings
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.auth.models import Group, User
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
@@ -46,6 +49,28 @@ def audit_login_failed(sender, credentials, request=None, **kwargs):
         return
     record(user=None, action="auth.login_failed", source_ip=ip or "", target_name=username,
            message=f"failed login for '{username}'")
+
+
+@receiver(user_locked_out)
+def audit_locked_out(sender, request=None, username=None, ip_address=None, **kwargs):
+    """django-axes locked logins for a username or an address (FLEETWEB_LOGIN_FAILURE_LIMIT failures)."""
+    name = str(username or "")[:150]
+    ip = ip_address or client_ip(request) or None
+    if AuditEvent.objects.filter(action="auth.locked_out", target_name=name, source_ip=ip,
+                                 at__gte=timezone.now() - settings.AXES_COOLOFF_TIME).exists():
+        return  # each refused attempt while locked signals again: one row per lock-out
+    record(user=None, action="auth.locked_out", source_ip=ip_address or client_ip(request) or "", target_name=name,
+           message=f"logins locked for '{name}' or from {ip_address or 'an unknown address'} after "
+                   f"{settings.AXES_FAILURE_LIMIT} failures")
+
+
+@receiver(post_delete, sender=AccessAttempt)
+def audit_unlocked(sender, instance: AccessAttempt, **kwargs):
+    """A lock-out record removed: by `axes_reset*` commands (an unlock), a successful login or its expiry."""
+    if instance.failures_since_start >= settings.AXES_FAILURE_LIMIT:
+        actor, ip = current_actor()
+        record(user=actor, action="auth.unlocked", source_ip=ip, target_name=str(instance.username or "")[:150],
+               message=f"login lock lifted for '{instance.username}' from {instance.ip_address}")
 
 
 def _user_view(user: User) -> dict:

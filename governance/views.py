@@ -1,17 +1,17 @@
 """Pages of governance: policy catalog and matrix, assignments, compliance, violations, the audit log."""
 
-import csv
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import F
-from django.http import HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from fleetweb.decorators import role_required
+from fleetweb.exports import csv_response
 from fleetweb.htmx import htmx_partial
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
@@ -44,27 +44,14 @@ def audit_list(request):
                         {"filterset": filterset, "page": page, "query": query.urlencode()})
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @role_required(ADMIN)
 def audit_export(request):
     """The filtered audit log as CSV, streamed."""
     _, queryset = _filtered(request)
-    writer = csv.writer(_Echo())
     header = ["at", "actor", "source_ip", "action", "target_type", "target_name", "before", "after", "message"]
-
-    def rows():
-        yield writer.writerow(header)
-        for e in queryset.order_by("at", "id").iterator(chunk_size=2000):
-            yield writer.writerow([e.at.isoformat(), e.actor_name, e.source_ip or "", e.action, e.target_type,
-                                   e.target_name, e.before or "", e.after or "", e.message])
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv")
-    response["Content-Disposition"] = 'attachment; filename="fleetweb-audit.csv"'
-    return response
+    rows = ([e.at.isoformat(), e.actor_name, e.source_ip, e.action, e.target_type, e.target_name, e.before or "",
+             e.after or "", e.message] for e in queryset.order_by("at", "id").iterator(chunk_size=2000))
+    return csv_response("fleetweb-audit.csv", header, rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,19 +231,10 @@ def violation_list(request):
 def violation_export(request):
     """The filtered violations as CSV, streamed."""
     _, queryset = _violations(request)
-    writer = csv.writer(_Echo())
     header = ["cluster", "group", "rule", "severity", "kind", "namespace", "name", "message", "state", "first_seen",
               "last_seen", "resolved_at", "times_reopened"]
-
-    def rows():
-        yield writer.writerow(header)
-        for v in queryset.iterator(chunk_size=2000):
-            state = "open" if v.resolved_at is None else "resolved"
-            yield writer.writerow([v.cluster.name, v.assignment.group.name, v.rule_key, v.severity, v.object_kind,
-                                   v.namespace, v.object_name, v.message, state,
-                                   v.first_seen.isoformat(), v.seen_until.isoformat(),
-                                   v.resolved_at.isoformat() if v.resolved_at else "", v.times_reopened])
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv")
-    response["Content-Disposition"] = 'attachment; filename="fleetweb-violations.csv"'
-    return response
+    rows = ([v.cluster.name, v.assignment.group.name, v.rule_key, v.severity, v.object_kind, v.namespace,
+             v.object_name, v.message, "open" if v.resolved_at is None else "resolved", v.first_seen.isoformat(),
+             v.seen_until.isoformat(), v.resolved_at.isoformat() if v.resolved_at else "", v.times_reopened]
+            for v in queryset.iterator(chunk_size=2000))
+    return csv_response("fleetweb-violations.csv", header, rows)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import HttpResponse, HttpResponseNotAllowed
+from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from fleetweb.decorators import role_required
+from fleetweb.exports import csv_response
 from fleetweb.htmx import htmx_partial
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
@@ -54,17 +53,12 @@ def cluster_export(request):
     """CSV of the filtered cluster list."""
     filterset = _cluster_filter(request)
     queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
-    response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = 'attachment; filename="fleetweb-clusters.csv"'
-    writer = csv.writer(response)
     columns = ["name", "environment", "region", "owner", "cost_center", "provider", "kubernetes_version", "status",
                "status_reason", "node_count", "ready_node_count", "workload_count", "pod_count", "problem_pod_count",
                "last_seen_at", "last_sync_at", "server"]
-    writer.writerow(columns + ["labels"])
-    for cluster in queryset.iterator(chunk_size=1000):
-        writer.writerow([getattr(cluster, c) if getattr(cluster, c) is not None else "" for c in columns]
-                        + [cluster.labels_text])
-    return response
+    rows = ([getattr(cluster, c) for c in columns] + [cluster.labels_text]
+            for cluster in queryset.iterator(chunk_size=1000))
+    return csv_response("fleetweb-clusters.csv", columns + ["labels"], rows)
 
 
 def _tab_context(cluster: Cluster, tab: str, request) -> dict:

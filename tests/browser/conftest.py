@@ -33,11 +33,17 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    """A page whose every Content-Security-Policy violation fails the test: no page may need inline script or
+    style, nor load anything from elsewhere."""
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     page = context.new_page()
     page.set_default_timeout(20_000)
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text)
+            if "Content Security Policy" in message.text else None)
     yield page
     context.close()
+    assert violations == [], f"Content-Security-Policy violations: {violations}"
 
 
 @pytest.fixture

@@ -57,7 +57,8 @@ def test_celery_broker_url_for_unix_sockets():
     assert env.celery_broker_url("redis://r:6379/0") == "redis://r:6379/0"
 
 
-DB = {"FLEETWEB_DB_PASSWORD": "runtime-pw"}  # compose requires the runtime role's password too
+# compose requires the runtime role's password and Redis's too
+DB = {"FLEETWEB_DB_PASSWORD": "runtime-pw", "FLEETWEB_REDIS_PASSWORD": "redis-pw"}
 
 
 def _compose_env(extra: dict[str, str]) -> dict[str, str]:
@@ -97,8 +98,31 @@ def test_settings_accept_exactly_what_docker_compose_sets():
     environment = _compose_env({"FLEETWEB_SECRET_KEY": "k" * 50, "FLEETWEB_ENCRYPTION_KEYS": key, **DB})
     result = _import_settings(environment)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[:2] == ["postgres", "redis://redis:6379/0"]
+    assert result.stdout.split()[:2] == ["postgres", "redis://:redis-pw@redis:6379/0"]
     assert "/app/staticfiles" in result.stdout
+
+
+def test_check_deploy_with_the_compose_environment_gives_no_warning():
+    import secrets
+
+    from cryptography.fernet import Fernet
+
+    environment = _compose_env({"FLEETWEB_SECRET_KEY": secrets.token_urlsafe(50),
+                                "FLEETWEB_ENCRYPTION_KEYS": Fernet.generate_key().decode(), **DB})
+    env_vars = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **environment}
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            env=env_vars, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_compose_redis_requires_its_password():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    redis = compose["services"]["redis"]
+    assert "--requirepass" in " ".join(redis["command"])
+    assert "FLEETWEB_REDIS_PASSWORD:?" in redis["environment"]["REDIS_PASSWORD"]
+    with pytest.raises(KeyError, match="FLEETWEB_REDIS_PASSWORD"):
+        _compose_env({"FLEETWEB_DB_PASSWORD": "x", "FLEETWEB_SECRET_KEY": "x", "FLEETWEB_ENCRYPTION_KEYS": "y"})
 
 
 def test_compose_without_keys_is_refused_with_a_clear_message():

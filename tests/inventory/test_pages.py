@@ -74,10 +74,11 @@ def test_cluster_csv_export(client, viewer):
     login(client, viewer)
     response = client.get("/clusters/export.csv")
     assert response["Content-Type"] == "text/csv"
-    lines = response.content.decode().splitlines()
+    content = b"".join(response.streaming_content)
+    lines = content.decode().splitlines()
     assert lines[0].startswith("name,environment,region")
     assert lines[1].startswith("c1,dev,eu-west-1") and "team=shop" in lines[1]
-    assert "secret-token" not in response.content.decode()
+    assert "secret-token" not in content.decode()
 
 
 def test_cluster_detail_tabs_are_partials(client, viewer):
