@@ -24,9 +24,59 @@ class NewestFirstCursorPagination(CursorPagination):
 
 
 def exception_handler(exc, context):
-    """DRF's handler, with a top-level `detail` on validation errors so clients get one sentence too."""
+    """DRF's handler, every error body as {"detail": one sentence, "errors": {field: [messages]}}."""
     response = drf_exception_handler(exc, context)
-    if response is not None and isinstance(response.data, dict) and "detail" not in response.data:
-        fields = ", ".join(str(key) for key in response.data)
-        response.data = {"detail": f"Invalid input in: {fields}.", "errors": response.data}
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(data, dict) and "detail" not in data:
+        fields = ", ".join(str(key) for key in data)
+        response.data = {"detail": f"Invalid input in: {fields}.", "errors": data}
+    elif isinstance(data, dict):
+        response.data = {"errors": {}, **data}
+    elif isinstance(data, list):
+        response.data = {"detail": " ".join(str(item) for item in data), "errors": {"non_field_errors": data}}
     return response
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["detail", "errors"],
+    "properties": {
+        "detail": {"type": "string", "description": "One sentence saying what is wrong."},
+        "errors": {"type": "object", "description": "Field name -> messages (empty when no field is at fault).",
+                   "additionalProperties": {}},
+    },
+}
+ERROR_STATUSES = {
+    "400": "Invalid input: `errors` names each field at fault.",
+    "401": "No or invalid credentials.",
+    "403": "Your role may not do this.",
+    "404": "No such object (or no such page of a list).",
+    "409": "Not possible in the object's current state.",
+    "429": "Too many requests.",
+}
+
+
+def declare_errors(result, generator, request, public):
+    """drf-spectacular post-processing hook: every operation declares the error statuses it can answer, with the
+    one error body. 404 where the path names an object or a list has pages, 409 where the operation changes
+    something."""
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components["Error"] = ERROR_SCHEMA
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            statuses = ["400", "401", "403"]
+            if "{" in path or method == "get":
+                statuses.append("404")
+            if method != "get":
+                statuses.append("409")
+            responses = operation.setdefault("responses", {})
+            for status in statuses:
+                responses.setdefault(status, {
+                    "description": ERROR_STATUSES[status],
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                })
+    return result

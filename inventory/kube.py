@@ -72,6 +72,7 @@ class KubeError(Exception):
         "config": ClusterStatus.ERROR,
         "protocol": ClusterStatus.ERROR,
         "policy": ClusterStatus.ERROR,
+        "conflict": ClusterStatus.ERROR,
     }
     TRANSIENT = {"dns", "refused", "timeout", "network", "gone", "http", "protocol"}
 
@@ -689,7 +690,11 @@ DEPLOYABLE = {
 }
 
 
-def least_privilege_manifest(namespace: str = "fleetweb-system", name: str = "fleetweb-reader") -> str:
+# Fleetweb's own namespace in member clusters (its ServiceAccount and token): never an application's.
+FLEETWEB_NAMESPACE = "fleetweb-system"
+
+
+def least_privilege_manifest(namespace: str = FLEETWEB_NAMESPACE, name: str = "fleetweb-reader") -> str:
     """ServiceAccount, ClusterRole (get/list/watch on exactly the collected kinds), binding, token Secret,
     a separate role to manage Fleetweb's ValidatingAdmissionPolicies (enforce mode), and one to apply
     rollouts' objects."""
@@ -758,7 +763,7 @@ def least_privilege_manifest(namespace: str = "fleetweb-system", name: str = "fl
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-def least_privilege_commands(namespace: str = "fleetweb-system", name: str = "fleetweb-reader") -> str:
+def least_privilege_commands(namespace: str = FLEETWEB_NAMESPACE, name: str = "fleetweb-reader") -> str:
     """The kubectl commands that apply the manifest and read back what Fleetweb needs."""
     return "\n".join([
         "kubectl apply -f fleetweb-reader.yaml",

@@ -66,6 +66,26 @@ def _where(index: int, doc) -> str:
     return f"document {index}"
 
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def namespace_problem(namespace: str, *, admin: bool) -> tuple[str, int]:
+    """('', 0) when an application may live in `namespace`, else (why not, 400 or 403). Only our own objects:
+    never the system namespaces or Fleetweb's own, `default` only by an admin's decision."""
+    from inventory.kube import FLEETWEB_NAMESPACE
+
+    if not _DNS_LABEL.match(namespace or ""):
+        return (f"'{namespace}' is not a Kubernetes namespace name: up to 63 lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit.", 400)
+    if namespace.startswith("kube-"):
+        return f"'{namespace}' is a Kubernetes system namespace; applications may not deploy there.", 400
+    if namespace == FLEETWEB_NAMESPACE:
+        return f"'{namespace}' is Fleetweb's own namespace in the member clusters.", 400
+    if namespace == "default" and not admin:
+        return "Only admins may deploy an application into the 'default' namespace.", 403
+    return "", 0
+
+
 def parse(text: str, *, namespace: str) -> Parsed:
     """Validate manifests for an application in `namespace`; raises ManifestError listing every problem."""
     if not text or not text.strip():

@@ -17,7 +17,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from fleetweb.queueing import after_commit
-from fleetweb.roles import APPROVER, OPERATOR, has_role
+from fleetweb.roles import ADMIN, APPROVER, OPERATOR, has_role
 from governance.audit import record
 from inventory import selectors
 from inventory.choices import Environment
@@ -62,6 +62,9 @@ class RolloutError(ValueError):
 def create_application(*, name: str, namespace: str, user, manifests_text: str, owner: str = "",
                        description: str = "", message: str = "", source_ip: str = "") -> Application:
     """An application and its first revision; invalid manifests are refused with every error listed."""
+    problem, status = manifests.namespace_problem(namespace, admin=has_role(user, ADMIN) if user else True)
+    if problem:
+        raise RolloutError({"namespace": problem}, status=status)
     try:
         parsed = manifests.parse(manifests_text, namespace=namespace)
     except manifests.ManifestError as exc:

@@ -124,6 +124,7 @@ class Command(BaseCommand):
                 os.killpg(proc.pid, signal.SIGKILL)
         if self.fleet is not None:
             self.fleet.down()
+        embedded.stop()
         self.say("Stopped. Data is kept in the state folder; `make run` again to continue.")
 
     def _ensure_admin(self) -> None:

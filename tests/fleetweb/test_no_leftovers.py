@@ -1,0 +1,98 @@
+"""`make run` and the test session stop every process they started, proved by pid: Ctrl-C on `manage.py run` stops
+web, worker, beat, the local member and the embedded PostgreSQL and Redis; a finished test session leaves no Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from localfleet import binaries
+from localfleet.pytest_plugin import require
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _started_by(run: psutil.Process, state: Path) -> dict[int, str]:
+    """Every process `run` started: its descendants, and the servers that detach from it (their command line or
+    working folder is in its state folder)."""
+    found = {p.pid: " ".join(p.cmdline())[:300] for p in run.children(recursive=True)}
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        try:
+            text = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["cwd"] or "")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if str(state) in text and proc.pid != run.pid:
+            found[proc.pid] = " ".join(proc.info["cmdline"] or [])[:300]
+    return found
+
+
+def _clean_env(state: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "FLEETWEB_STATE_DIR")}
+    return {**env, "FLEETWEB_STATE_DIR": str(state), "LOCALFLEET_STATE_DIR": str(state / "localfleet")}
+
+
+@pytest.mark.e2e
+def test_ctrl_c_on_make_run_stops_everything_it_started(tmp_path):
+    require(binaries.buildable(), "Go is not installed and no cached localfleet binaries exist")
+    state = tmp_path / "state"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(tmp_path / "run.log", "wb")  # noqa: SIM115
+    run = subprocess.Popen([sys.executable, "manage.py", "run", "--port", str(port), "--clusters", "1", "--nodes", "1"],
+                           cwd=ROOT, env=_clean_env(state), stdout=log, stderr=subprocess.STDOUT,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while b"Fleetweb is up" not in (tmp_path / "run.log").read_bytes():
+            assert run.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-3000:]
+            time.sleep(0.5)
+        started = _started_by(psutil.Process(run.pid), state)
+        names = " ".join(started.values())
+        for expected in ("runserver", "worker", "beat", "postgres", "redis-server", "kube-apiserver", "etcd"):
+            assert expected in names, f"{expected} not found among {started}"
+        os.kill(run.pid, signal.SIGINT)
+        assert run.wait(90) == 0, (tmp_path / "run.log").read_text()[-3000:]
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in started) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert [started[pid] for pid in started if _alive(pid)] == []
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_a_test_session_leaves_no_redis_behind(tmp_path):
+    probe = tmp_path / "session_probe.py"
+    probe.write_text(
+        "import os, redis\n"
+        "def test_probe():\n"
+        "    pid = redis.Redis.from_url(os.environ['REDIS_URL']).info('server')['process_id']\n"
+        f"    open({str(tmp_path / 'pid')!r}, 'w').write(str(pid))\n")
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    done = subprocess.run([sys.executable, "-m", "pytest", str(probe), "-q", "-p", "no:cacheprovider",
+                           f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    pid = int((tmp_path / "pid").read_text())
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(pid), f"the session's redis-server (pid {pid}) is still running"
