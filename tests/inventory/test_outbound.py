@@ -226,3 +226,23 @@ def test_webhooks_to_refused_addresses_are_not_sent(strict, server, settings, ca
     assert send_webhook.run({"event": "rollout.succeeded"}) == 0
     assert server["hits"] == []
     assert "loopback" in caplog.text
+
+
+def test_a_proxied_server_url_with_a_path_prefix_attaches(operator, api_as, django_capture_on_commit_callbacks):
+    """Rancher-style proxied API servers live under a path; the prefix is kept, normalized, and used for calls."""
+    with django_capture_on_commit_callbacks(execute=False):
+        response = api_as(operator).post("/api/v1/clusters/", {
+            "name": "proxied", "server": "https://rancher.example.com//k8s/clusters/c-m-1/", "token": "t"},
+            format="json")
+    assert response.status_code == 201, response.content
+    cluster = Cluster.objects.get(name="proxied")
+    assert cluster.server == "https://rancher.example.com/k8s/clusters/c-m-1"
+    with kube.connect(services.credentials_of(cluster)) as session:
+        assert session.api.configuration.host == "https://rancher.example.com/k8s/clusters/c-m-1"
+
+
+def test_calls_keep_the_path_prefix(server):
+    server["reply"].update(status=200, type="application/json", body=b'{"gitVersion": "v1.36.0"}')
+    with kube.connect(token(server["url"] + "/k8s/clusters/c-1")) as session:
+        assert kube.server_version(session)["gitVersion"] == "v1.36.0"
+    assert server["hits"] == ["/k8s/clusters/c-1/version"]
