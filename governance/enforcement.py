@@ -16,8 +16,8 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from fleetweb.audit import record
 from governance import rules
-from governance.audit import record
 from governance.choices import EnforcementState, Mode
 from governance.models import Enforcement, PolicyAssignment
 from inventory import kube

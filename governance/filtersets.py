@@ -4,8 +4,9 @@ import django_filters
 from django.db.models import Q
 
 from fleetweb.filters import IsoDateTimeFilter
+from fleetweb.models import AuditEvent
 from governance.choices import Mode, Severity
-from governance.models import AuditEvent, PolicyAssignment, Violation
+from governance.models import PolicyAssignment, Violation
 
 
 class AuditEventFilterSet(django_filters.FilterSet):

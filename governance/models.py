@@ -1,4 +1,4 @@
-"""Governance models: policy assignments, violations, compliance history, enforcement, and the audit log."""
+"""Governance models: policy assignments, violations, compliance history and enforcement."""
 
 from __future__ import annotations
 
@@ -7,40 +7,8 @@ from django.db import models
 
 from governance import rules
 from governance.choices import EnforcementState, Mode, Severity
-from governance.querysets import AuditEventQuerySet, GovernanceQuerySet
+from governance.querysets import GovernanceQuerySet
 from inventory.models import Cluster, ClusterGroup
-
-
-class AuditEvent(models.Model):
-    """One change or decision: who, when, from where, what, before/after (never secrets).
-
-    Append-only: the application never updates or deletes a row (only a failed-login row's `count` grows), a
-    database trigger refuses any other UPDATE, every DELETE and TRUNCATE (migration 0006), and the role the
-    application runs as may only INSERT and SELECT it (fleetweb/dbroles.py).
-    """
-
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING,
-                              db_constraint=False, related_name="+")
-    actor_name = models.CharField(max_length=150, blank=True, help_text="Username at the time, kept if the user goes")
-    source_ip = models.GenericIPAddressField(null=True, blank=True)
-    action = models.CharField(max_length=64, db_index=True)
-    target_type = models.CharField(max_length=64, blank=True)
-    target_id = models.CharField(max_length=64, blank=True)
-    target_name = models.CharField(max_length=255, blank=True)
-    before = models.JSONField(null=True, blank=True)
-    after = models.JSONField(null=True, blank=True)
-    message = models.TextField(blank=True)
-    count = models.PositiveIntegerField(default=1, help_text="Failed logins of one username and address within a "
-                                                             "minute share a row; the only column that may grow")
-
-    objects = AuditEventQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.target_name}"
 
 
 def default_excluded_namespaces() -> list[str]:

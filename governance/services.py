@@ -14,9 +14,9 @@ from django.db.models import Count, Q, Sum, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from fleetweb.audit import record
 from fleetweb.roles import ADMIN, has_role
 from governance import rules
-from governance.audit import record
 from governance.choices import Mode
 from governance.models import (
     ClusterCompliance,

@@ -16,10 +16,10 @@ from django.dispatch import receiver
 from django.utils import timezone
 from rest_framework.authtoken.models import Token, TokenProxy
 
+from fleetweb.audit import record
+from fleetweb.models import AuditEvent
 from fleetweb.roles import ROLES
 from fleetweb.web import client_ip, current_actor
-from governance.audit import record
-from governance.models import AuditEvent
 from inventory.signals import clusters_changed
 
 USER_FIELDS = ("username", "first_name", "last_name", "email", "is_active", "is_staff", "is_superuser")

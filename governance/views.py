@@ -13,13 +13,13 @@ from django.views.decorators.http import require_POST
 from fleetweb.decorators import role_required
 from fleetweb.exports import csv_response
 from fleetweb.htmx import htmx_partial
+from fleetweb.models import AuditEvent
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
 from governance import rules, services
 from governance.filtersets import AuditEventFilterSet, ViolationFilterSet
 from governance.forms import AssignmentForm
 from governance.models import (
-    AuditEvent,
     ClusterCompliance,
     GroupComplianceSnapshot,
     PolicyAssignment,

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from governance.audit import record
+from fleetweb.audit import record
 from inventory import kube
 from inventory.models import AttachDraft
 

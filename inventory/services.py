@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from fleetweb import outbound
-from governance.audit import record
+from fleetweb.audit import record
 from inventory import collector, kube, selectors
 from inventory.choices import ClusterStatus, Environment, SyncOutcome, WorkloadKind
 from inventory.models import (

@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from governance.audit import record
+from fleetweb.audit import record
 from inventory import kube
 from inventory.choices import Environment
 from inventory.services import credentials_of

@@ -16,9 +16,9 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from fleetweb.audit import record
 from fleetweb.queueing import after_commit
 from fleetweb.roles import ADMIN, APPROVER, OPERATOR, has_role
-from governance.audit import record
 from inventory import selectors
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup

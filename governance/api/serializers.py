@@ -2,9 +2,10 @@
 
 from rest_framework import serializers
 
+from fleetweb.models import AuditEvent
 from governance import rules
 from governance.choices import Mode
-from governance.models import AuditEvent, ClusterCompliance, Enforcement, PolicyAssignment, Violation
+from governance.models import ClusterCompliance, Enforcement, PolicyAssignment, Violation
 from inventory.models import ClusterGroup
 
 

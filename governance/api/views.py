@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleetweb.api import NewestFirstCursorPagination
+from fleetweb.models import AuditEvent
 from fleetweb.roles import ADMIN, VIEWER
 from fleetweb.web import client_ip
 from governance import rules, services
@@ -22,7 +23,7 @@ from governance.api.serializers import (
     ViolationSerializer,
 )
 from governance.filtersets import AuditEventFilterSet, PolicyAssignmentFilterSet, ViolationFilterSet
-from governance.models import AuditEvent, ClusterCompliance, PolicyAssignment, Violation
+from governance.models import ClusterCompliance, PolicyAssignment, Violation
 from inventory.models import ClusterGroup
 
 

@@ -10,7 +10,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 
 from fleetweb.exports import safe_cell
-from governance.models import AuditEvent
+from fleetweb.models import AuditEvent
 from tests.builders import make_cluster, make_user
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from fleetweb.models import AuditEvent
 from governance import services
 from governance.choices import Mode
-from governance.models import AuditEvent, PolicyAssignment
+from governance.models import PolicyAssignment
 from inventory.models import Cluster, ClusterGroup
 from inventory.services import AttachError, create_group, delete_group, update_cluster, update_group
 from tests.builders import make_cluster

@@ -6,8 +6,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from fleetweb.models import AuditEvent
 from governance import services
-from governance.models import AuditEvent, PolicyAssignment
+from governance.models import PolicyAssignment
 from inventory import services as inventory_services
 from inventory.models import ClusterGroup, Workload
 from tests.builders import make_cluster

@@ -15,9 +15,9 @@ from django.db import connection
 from psycopg import sql
 from rest_framework.authtoken.models import Token
 
+from fleetweb.audit import record
 from fleetweb.dbroles import grant_runtime
-from governance.audit import record
-from governance.models import AuditEvent
+from fleetweb.models import AuditEvent
 from inventory.models import Cluster
 from tests.builders import make_cluster, make_user
 

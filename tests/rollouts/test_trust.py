@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from governance.models import AuditEvent
+from fleetweb.models import AuditEvent
 from inventory.models import Cluster, ClusterGroup
 from inventory.services import AttachError, create_group, update_cluster
 from rollouts import engine, services

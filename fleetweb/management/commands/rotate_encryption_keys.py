@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from fleetweb import crypto
-from governance.audit import record
+from fleetweb.audit import record
 from inventory.models import ClusterCredential
 
 
