@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from fleetweb import views
 
 urlpatterns = [
-    path("", views.overview, name="overview"),
+    path("", include("inventory.overview")),  # the fleet overview
     path("healthz", views.healthz, name="healthz"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", views.logout_view, name="logout"),

@@ -1,19 +1,12 @@
-"""Fleet-wide pages: the overview, login/logout and the health endpoint."""
+"""Login/logout and the health endpoint (the fleet overview is inventory's: inventory/overview.py)."""
 
 from __future__ import annotations
 
 from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
 from django.db import connection
-from django.db.models import Count, Q, Sum
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect
-
-from fleetweb.decorators import role_required
-from fleetweb.htmx import htmx_partial
-from fleetweb.roles import VIEWER
-from inventory.choices import STATUS_SEVERITY, ClusterStatus, Environment, Provider
-from inventory.models import Cluster
 
 
 class LoginView(auth_views.LoginView):
@@ -34,48 +27,3 @@ def healthz(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
-
-
-def _minor(version: str) -> str:
-    """'v1.35.4' -> 'v1.35'; anything else as it is."""
-    parts = version.split(".")
-    return ".".join(parts[:2]) if len(parts) >= 2 else (version or "unknown")
-
-
-def overview_context(user) -> dict:
-    """Everything the overview shows, in a fixed number of queries whatever the fleet size."""
-    clusters = Cluster.objects.visible_to(user)
-    totals = clusters.aggregate(
-        clusters=Count("id"), nodes=Sum("node_count"), ready_nodes=Sum("ready_node_count"),
-        workloads=Sum("workload_count"), pods=Sum("pod_count"), problem_pods=Sum("problem_pod_count"),
-        healthy=Count("id", filter=Q(status=ClusterStatus.CONNECTED)),
-    )
-    by_status = dict(clusters.values_list("status").annotate(n=Count("id")).order_by())
-    by_env = dict(clusters.values_list("environment").annotate(n=Count("id")).order_by())
-    by_provider = dict(clusters.values_list("provider").annotate(n=Count("id")).order_by())
-    versions: dict[str, int] = {}
-    for version, n in clusters.values_list("kubernetes_version").annotate(n=Count("id")).order_by():
-        versions[_minor(version)] = versions.get(_minor(version), 0) + n
-    most = max(versions.values(), default=1)
-    version_bars = [{"label": v, "count": n, "pct": round(100 * n / most)}
-                    for v, n in sorted(versions.items(), key=lambda item: item[0], reverse=True)]
-    attention = sorted(
-        clusters.exclude(status=ClusterStatus.CONNECTED).only(
-            "name", "status", "status_reason", "environment", "last_seen_at", "kubernetes_version")[:50],
-        key=lambda c: (STATUS_SEVERITY.get(c.status, 9), c.name))
-    return {
-        "totals": {k: v or 0 for k, v in totals.items()},
-        "status_cards": [{"value": s.value, "label": s.label, "count": by_status.get(s.value, 0)}
-                         for s in ClusterStatus if by_status.get(s.value)],
-        "by_env": [(e.label, by_env.get(e.value, 0)) for e in Environment],
-        "by_provider": [(p.label, by_provider[p.value]) for p in Provider if by_provider.get(p.value)],
-        "version_bars": version_bars,
-        "attention": attention,
-    }
-
-
-@role_required(VIEWER)
-def overview(request):
-    """Fleet overview; the partial refreshes itself every 10 s."""
-    return htmx_partial(request, "fleetweb/overview.html", "fleetweb/partials/_overview.html",
-                        overview_context(request.user))

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class GovernanceConfig(AppConfig):
-    """Policy catalog, assignments, compliance and the audit log."""
+    """Policy catalog, assignments, compliance, enforcement; the audit pages."""
 
     name = "governance"
 
@@ -13,3 +13,6 @@ class GovernanceConfig(AppConfig):
 
         if not any(isinstance(g, EnforcementGuard) for g in membership_guards):
             membership_guards.append(EnforcementGuard())
+        from governance import pages
+
+        pages.register()  # the compliance tab, group scores and member compliance on inventory's pages

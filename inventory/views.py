@@ -15,7 +15,7 @@ from fleetweb.exports import csv_response
 from fleetweb.htmx import htmx_partial
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
-from inventory import kube, onboarding, services
+from inventory import extensions, kube, onboarding, services
 from inventory.filtersets import ClusterFilterSet, ClusterGroupFilterSet
 from inventory.forms import (
     ClusterEditForm,
@@ -28,7 +28,12 @@ from inventory.forms import (
 from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
 
 PAGE_SIZE = 50
-TABS = ("summary", "nodes", "namespaces", "workloads", "problems", "compliance", "syncs")
+BASE_TABS = ("summary", "nodes", "namespaces", "workloads", "problems")
+
+
+def tabs() -> tuple[str, ...]:
+    """The cluster page's tabs: inventory's own, those other apps registered (inventory.extensions), sync history."""
+    return (*BASE_TABS, *extensions.cluster_tabs, "syncs")
 
 
 def _cluster_filter(request) -> ClusterFilterSet:
@@ -73,26 +78,11 @@ def _tab_context(cluster: Cluster, tab: str, request) -> dict:
         rows = ProblemPod.objects.filter(cluster=cluster).order_by("namespace", "name")
     elif tab == "syncs":
         rows = SyncRun.objects.filter(cluster=cluster).order_by("-started_at")
-    elif tab == "compliance":
-        return _compliance_context(cluster, page_number)
+    elif tab in extensions.cluster_tabs:
+        return extensions.cluster_tabs[tab](cluster, page_number)
     else:
         return {"latest_run": SyncRun.objects.filter(cluster=cluster).order_by("-started_at").first()}
     return {"page": Paginator(rows, PAGE_SIZE).get_page(page_number)}
-
-
-def _compliance_context(cluster: Cluster, page_number) -> dict:
-    """The cluster's score, result per assigned policy, open violations, enforcement and trend."""
-    from governance.models import ClusterCompliance, Enforcement, Violation
-    from governance.services import history
-
-    compliance = ClusterCompliance.objects.filter(cluster=cluster).first()
-    violations = (Violation.objects.filter(cluster=cluster, resolved_at__isnull=True)
-                  .select_related("assignment__group").order_by("rule_key", "namespace", "object_name"))
-    return {"compliance": compliance, "page": Paginator(violations, PAGE_SIZE).get_page(page_number),
-            "groups": services.groups_of(cluster),
-            "enforcements": Enforcement.objects.filter(cluster=cluster).select_related("assignment")
-            .order_by("assignment__rule_key"),
-            "history": history(cluster.compliance_snapshots.all(), days=30)}
 
 
 @role_required(VIEWER)
@@ -100,9 +90,9 @@ def cluster_detail(request, name: str):
     """Summary and tabs (nodes, namespaces, workloads, problem pods, sync history)."""
     cluster = get_object_or_404(Cluster.objects.visible_to(request.user), name=name)
     tab = request.GET.get("tab", "summary")
-    if tab not in TABS:
+    if tab not in tabs():
         tab = "summary"
-    context = {"cluster": cluster, "tab": tab, "tabs": TABS, **_tab_context(cluster, tab, request)}
+    context = {"cluster": cluster, "tab": tab, "tabs": tabs(), **_tab_context(cluster, tab, request)}
     if request.htmx and request.htmx.target == "tab-content":
         return render(request, f"inventory/partials/_tab_{tab}.html", context)
     if request.htmx and request.htmx.target == "cluster-header":
@@ -342,11 +332,9 @@ def _context_choices(form: KubeconfigForm, *, chosen: list[str] | None) -> list[
 @role_required(VIEWER)
 def group_list(request):
     """Groups with their member counts and compliance (three queries, whatever the number of groups)."""
-    from governance.services import group_scores
-
     filterset = ClusterGroupFilterSet(request.GET or None, queryset=ClusterGroup.objects.visible_to(request.user))
     groups = list(filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset)
-    scores = group_scores(groups)
+    scores = extensions.group_scores(groups)
     rows = [{"group": g, **scores[g.pk]} for g in groups]
     return htmx_partial(request, "inventory/group_list.html", "inventory/partials/_group_table.html",
                         {"filterset": filterset, "rows": rows})
@@ -425,22 +413,14 @@ def group_edit(request, name: str):
 @role_required(VIEWER)
 def group_detail(request, name: str):
     """Members with their status and compliance, and the policies assigned to the group."""
-    from governance.models import ClusterCompliance, PolicyAssignment
-
     group = get_object_or_404(ClusterGroup.objects.visible_to(request.user).prefetch_related("static_members"),
                               name=name)
     members = services.membership([group])[group.pk]
     static = {c.pk for c in group.static_members.all()}
-    compliance = {c.cluster_id: c for c in ClusterCompliance.objects.filter(cluster__in=[m.pk for m in members])}
-    rows = []
-    for m in members:
-        c = compliance.get(m.pk)
-        own = [r for r in (c.results if c else []) if r["group"] == group.name]
-        rows.append({"cluster": m, "static": m.pk in static, "compliance": c,
-                     "failing": sum(1 for r in own if r["violations"]),
-                     "violations": sum(r["violations"] for r in own)})
-    assignments = PolicyAssignment.objects.filter(group=group).order_by("rule_key")
-    return render(request, "inventory/group_detail.html", {"group": group, "rows": rows, "assignments": assignments})
+    extra = extensions.group_detail(group, members)
+    rows = [{"cluster": m, "static": m.pk in static, **extra["members"].get(m.pk, {})} for m in members]
+    context = {k: v for k, v in extra.items() if k != "members"}
+    return render(request, "inventory/group_detail.html", {"group": group, "rows": rows, **context})
 
 
 @role_required(OPERATOR)

@@ -1,0 +1,43 @@
+"""What governance adds to inventory's pages (registered in `GovernanceConfig.ready` through
+`inventory.extensions`): the cluster's compliance tab, group scores, and each group member's compliance."""
+
+from __future__ import annotations
+
+from django.core.paginator import Paginator
+
+from governance.models import ClusterCompliance, Enforcement, PolicyAssignment, Violation
+from governance.services import group_scores, history
+from inventory import services as inventory_services
+
+PAGE_SIZE = 50
+
+
+def compliance_tab(cluster, page_number) -> dict:
+    """The cluster's score, result per assigned policy, open violations, enforcement and trend."""
+    compliance = ClusterCompliance.objects.filter(cluster=cluster).first()
+    violations = (Violation.objects.filter(cluster=cluster, resolved_at__isnull=True)
+                  .select_related("assignment__group").order_by("rule_key", "namespace", "object_name"))
+    return {"compliance": compliance, "page": Paginator(violations, PAGE_SIZE).get_page(page_number),
+            "groups": inventory_services.groups_of(cluster),
+            "enforcements": Enforcement.objects.filter(cluster=cluster).select_related("assignment")
+            .order_by("assignment__rule_key"),
+            "history": history(cluster.compliance_snapshots.all(), days=30)}
+
+
+def group_detail(group, members) -> dict:
+    """Per member: its compliance, and how many of this group's policies fail there and with how many
+    violations; and the group's assignments."""
+    compliance = {c.cluster_id: c for c in ClusterCompliance.objects.filter(cluster__in=[m.pk for m in members])}
+    rows = {}
+    for m in members:
+        c = compliance.get(m.pk)
+        own = [r for r in (c.results if c else []) if r["group"] == group.name]
+        rows[m.pk] = {"compliance": c, "failing": sum(1 for r in own if r["violations"]),
+                      "violations": sum(r["violations"] for r in own)}
+    return {"members": rows, "assignments": PolicyAssignment.objects.filter(group=group).order_by("rule_key")}
+
+
+def register() -> None:
+    from inventory import extensions
+
+    extensions.register(tab=("compliance", compliance_tab), scores=group_scores, detail=group_detail)

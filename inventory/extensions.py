@@ -1,0 +1,39 @@
+"""Where the apps above inventory add to its pages without inventory importing them (layers point one way).
+Governance registers its compliance tab, group scores and group-member compliance in `GovernanceConfig.ready`.
+
+- `cluster_tabs[name] = builder(cluster, page_number) -> template context`: an extra tab on the cluster page,
+  rendered from `inventory/partials/_tab_<name>.html`; shown before "syncs".
+- `group_scores = fn(groups) -> {group pk: fields}`: extra fields of each row of the group list.
+- `group_detail = fn(group, members) -> {"members": {cluster pk: fields}, **context}`: extra fields of each
+  member row of a group's page, and extra context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+cluster_tabs: dict[str, Callable[[Any, Any], dict]] = {}
+
+
+def _no_scores(groups) -> dict[int, dict]:
+    return {g.pk: {} for g in groups}
+
+
+def _no_detail(group, members) -> dict:
+    return {"members": {}}
+
+
+group_scores: Callable[[list], dict[int, dict]] = _no_scores
+group_detail: Callable[[Any, list], dict] = _no_detail
+
+
+def register(*, tab: tuple[str, Callable] | None = None, scores: Callable | None = None,
+             detail: Callable | None = None) -> None:
+    global group_scores, group_detail
+    if tab is not None:
+        cluster_tabs[tab[0]] = tab[1]
+    if scores is not None:
+        group_scores = scores
+    if detail is not None:
+        group_detail = detail
