@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from rest_framework import status
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from fleetweb.errors import ServiceError
 
 
 class Pagination(PageNumberPagination):
@@ -23,8 +27,28 @@ class NewestFirstCursorPagination(CursorPagination):
     max_page_size = 500
 
 
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Not possible in the object's current state."
+    default_code = "conflict"
+
+
+def as_api_exception(exc: ServiceError) -> APIException:
+    """The one translation of a service's refusal for the API: 400 names the fields, 403/404/409 say why."""
+    if exc.status == 403:
+        return PermissionDenied(exc.message)
+    if exc.status == 404:
+        return NotFound(exc.message)
+    if exc.status == 409:
+        return Conflict(exc.message)
+    return ValidationError(exc.api_errors())
+
+
 def exception_handler(exc, context):
-    """DRF's handler, every error body as {"detail": one sentence, "errors": {field: [messages]}}."""
+    """DRF's handler, every error body as {"detail": one sentence, "errors": {field: [messages]}}; a service's
+    ServiceError reaching it is translated here, so views and serializers need not catch it."""
+    if isinstance(exc, ServiceError):
+        exc = as_api_exception(exc)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -74,9 +98,9 @@ def declare_errors(result, generator, request, public):
             if method != "get":
                 statuses.append("409")
             responses = operation.setdefault("responses", {})
-            for status in statuses:
-                responses.setdefault(status, {
-                    "description": ERROR_STATUSES[status],
+            for code in statuses:
+                responses.setdefault(code, {
+                    "description": ERROR_STATUSES[code],
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
                 })
     return result

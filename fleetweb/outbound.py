@@ -46,7 +46,7 @@ class Target:
     address: str = ""
 
 
-def _networks(values) -> list[ipaddress._BaseNetwork]:
+def _networks(values) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     nets = []
     for value in values:
         try:
@@ -59,11 +59,11 @@ def _networks(values) -> list[ipaddress._BaseNetwork]:
     return nets
 
 
-def denied_networks() -> list:
+def denied_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return _networks([*BUILTIN_DENIED, *settings.FLEETWEB_DENIED_NETWORKS])
 
 
-def allowed_networks() -> list:
+def allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return _networks(settings.FLEETWEB_ALLOWED_NETWORKS)
 
 
@@ -129,7 +129,7 @@ def resolve(target: Target, *, what: str = "URL") -> Target:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise OutboundRefused(f"DNS lookup failed for '{target.host}'", kind="dns") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
         reason = address_refusal(address)
         if reason:

@@ -32,7 +32,7 @@ def roles_of(user: User | AnonymousUser) -> set[str]:
         roles = set()
         for name in user.groups.filter(name__in=ROLES).values_list("name", flat=True):
             roles |= _IMPLIES[name]
-    user._fleetweb_roles = roles
+    user._fleetweb_roles = roles  # type: ignore[union-attr]  # a per-request cache on the user object
     return roles
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -39,7 +40,7 @@ def manifests(assignment: PolicyAssignment) -> tuple[dict, dict]:
     for group, resource in admission.resources:
         groups.setdefault(group, []).append(resource)
     labels = {**MANAGED_BY, "fleetweb.io/rule": rule.key, "fleetweb.io/assignment": str(assignment.pk)}
-    policy = {
+    policy: dict[str, Any] = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
         "metadata": {"name": name, "labels": labels,

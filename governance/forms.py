@@ -16,8 +16,10 @@ def _param_field(p: rules.Param) -> forms.Field:
         return forms.IntegerField(initial=p.default, min_value=p.min_value, max_value=p.max_value, help_text=p.help,
                                   label=p.name)
     if p.kind == "list":
-        return forms.CharField(required=False, initial="\n".join(p.default or []), help_text=p.help + " (one per line)",
-                               widget=forms.Textarea(attrs={"rows": 3}), label=p.name)
+        values = p.default if isinstance(p.default, list | tuple) else []
+        return forms.CharField(required=False, initial="\n".join(str(v) for v in values),
+                               help_text=p.help + " (one per line)", widget=forms.Textarea(attrs={"rows": 3}),
+                               label=p.name)
     return forms.CharField(required=False, initial=p.default, help_text=p.help, label=p.name)
 
 
@@ -46,7 +48,7 @@ class AssignmentForm(forms.Form):
         if assignment is not None:
             self.fields["group"].disabled = True
         if not rule.enforceable:
-            self.fields["mode"].choices = [(Mode.AUDIT, Mode.AUDIT.label)]
+            self.fields["mode"].choices = [(Mode.AUDIT, Mode.AUDIT.label)]  # type: ignore[attr-defined]
             self.fields["mode"].help_text = f"Audit only: {rule.audit_only_reason}."
 
     @property

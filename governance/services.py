@@ -15,6 +15,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from fleetweb.audit import record
+from fleetweb.errors import ServiceError
 from fleetweb.roles import ADMIN, has_role
 from governance import rules
 from governance.choices import Mode
@@ -33,12 +34,8 @@ from inventory.models import Cluster, ClusterGroup, Namespace, Node, Workload
 log = logging.getLogger(__name__)
 
 
-class PolicyError(ValueError):
+class PolicyError(ServiceError):
     """An assignment Fleetweb refuses; `errors` maps fields (or params.NAME) to messages."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
 
 
 # ---------------------------------------------------------------------------------------------

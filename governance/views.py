@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from fleetweb.decorators import role_required
+from fleetweb.errors import add_to_form
 from fleetweb.exports import csv_response
 from fleetweb.htmx import htmx_partial
 from fleetweb.models import AuditEvent
@@ -59,9 +60,7 @@ def audit_export(request):
 
 
 def _policy_error(form, exc: services.PolicyError) -> None:
-    for field, message in exc.errors.items():
-        name = field.replace("params.", "param_") if field.startswith("params.") else field
-        form.add_error(name if name in form.fields else None, message)
+    add_to_form(form, exc, field_name=lambda field: field.replace("params.", "param_", 1), name_unknown=False)
 
 
 @role_required(VIEWER)

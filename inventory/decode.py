@@ -334,7 +334,7 @@ def parse_quantity(value: str | int | float | None) -> Decimal:
         raise ValueError(f"not a Kubernetes quantity: {value!r}")
     number, suffix = match.groups()
     try:
-        return Decimal(number) * Decimal(_SUFFIX[suffix])
+        return Decimal(number) * Decimal(str(_SUFFIX[suffix]))
     except InvalidOperation:
         raise ValueError(f"not a Kubernetes quantity: {value!r}") from None
 

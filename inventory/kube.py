@@ -562,7 +562,7 @@ def prefetch(pages: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
                         continue
                 if stop.is_set():
                     return
-            item = (end, None)
+            item: tuple[object, BaseException | None] = (end, None)
         except BaseException as exc:  # handed to the consumer, who raises it where the read happened
             item = (None, exc)
         while not stop.is_set():

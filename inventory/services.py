@@ -18,6 +18,7 @@ from django.utils.dateparse import parse_datetime
 
 from fleetweb import outbound
 from fleetweb.audit import record
+from fleetweb.errors import ServiceError
 from inventory import collector, kube, selectors
 from inventory.choices import ClusterStatus, Environment, SyncOutcome, WorkloadKind
 from inventory.models import (
@@ -39,15 +40,12 @@ BATCH = 500
 METADATA_FIELDS = ("environment", "region", "owner", "cost_center", "labels", "sync_interval")
 
 
-class AttachError(ValueError):
+class AttachError(ServiceError):
     """An attach or update Fleetweb refuses; `field` names the input at fault; `status` 400 (bad input) or 403
     (not yours to do)."""
 
     def __init__(self, message: str, *, field: str = "__all__", status: int = 400):
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        self.status = status
+        super().__init__(message, field=field, status=status)
 
 
 @contextmanager

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from fleetweb.decorators import role_required
+from fleetweb.errors import add_to_form
 from fleetweb.exports import csv_response
 from fleetweb.htmx import htmx_partial
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
@@ -68,6 +69,7 @@ def cluster_export(request):
 
 def _tab_context(cluster: Cluster, tab: str, request) -> dict:
     page_number = request.GET.get("page")
+    rows: QuerySet
     if tab == "nodes":
         rows = Node.objects.filter(cluster=cluster).order_by("name")
     elif tab == "namespaces":
@@ -125,7 +127,7 @@ def cluster_edit(request, name: str):
                 cluster, user=request.user, source_ip=client_ip(request), insecure=insecure,
                 **{f: data[f] for f in ("environment", "region", "owner", "cost_center", "labels", "sync_interval")})
         except services.AttachError as exc:
-            form.add_error(None if exc.field == "__all__" else exc.field, exc.message)
+            add_to_form(form, exc)
             return render(request, "inventory/cluster_edit.html", {"cluster": cluster, "form": form},
                           status=exc.status)
         else:
@@ -257,7 +259,7 @@ def _attach_all(request, method: str, meta: ClusterMetadataForm, targets: list[t
                     labels=data["labels"], insecure=data["insecure_skip_tls_verify"],
                     sync_interval=data["sync_interval"], source_ip=client_ip(request)))
     except services.AttachError as exc:
-        meta.add_error(None if exc.field == "__all__" else exc.field, exc.message)
+        add_to_form(meta, exc)
         return []
     return attached
 
@@ -380,7 +382,7 @@ def _save_group(request, form: ClusterGroupForm, group: ClusterGroup | None):
     except SelectorError as exc:
         form.add_error("selector", str(exc))
     except services.AttachError as exc:
-        form.add_error(None if exc.field == "__all__" else exc.field, exc.message)
+        add_to_form(form, exc)
     return None
 
 

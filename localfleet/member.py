@@ -224,7 +224,7 @@ class Member:
 
     def is_running(self, component: str) -> bool:
         entry = self.pids.get(component)
-        return bool(entry) and _alive(entry[0], entry[1])
+        return entry is not None and bool(entry) and _alive(entry[0], entry[1])
 
     def _tail(self, component: str, lines: int = 25) -> str:
         try:

@@ -16,6 +16,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -117,7 +118,7 @@ class MemberHandle:
 
 
 @pytest.fixture(scope="session")
-def localfleet_members() -> dict[str, MemberHandle]:
+def localfleet_members() -> Iterator[dict[str, MemberHandle]]:
     """Start the members once for the session (in a private state folder) and stop them at the end."""
     require(binaries.buildable(), "Go is not installed and no cached localfleet binaries exist")
     count = int(os.environ.get("LOCALFLEET_TEST_CLUSTERS", "3"))
@@ -136,7 +137,7 @@ def localfleet_members() -> dict[str, MemberHandle]:
 
 
 @pytest.fixture
-def member(localfleet_members) -> MemberHandle:
+def member(localfleet_members) -> Iterator[MemberHandle]:
     """The first member (kube-apiserver v1.36), restored to a working state after the test."""
     handle = next(iter(localfleet_members.values()))
     yield handle

@@ -296,14 +296,15 @@ def wait_ready(api: k8s.ApiClient, *, nodes: int, timeout: float = 180) -> dict:
     last: dict = {}
     while time.monotonic() < deadline:
         node_list = core.list_node().items
-        ready = sum(1 for n in node_list if any(c.type == "Ready" and c.status == "True"
-                                                for c in (n.status.conditions or [])))
+        ready = sum(1 for n in node_list if n.status and any(c.type == "Ready" and c.status == "True"
+                                                             for c in (n.status.conditions or [])))
         pending = []
         for d in apps.list_deployment_for_all_namespaces().items:
-            if d.metadata.name == "recommendations":
+            meta, status, spec = d.metadata, d.status, d.spec
+            if meta is None or meta.name == "recommendations":
                 continue  # deliberately unschedulable
-            if (d.status.available_replicas or 0) < (d.spec.replicas or 0):
-                pending.append(f"{d.metadata.namespace}/{d.metadata.name}")
+            if ((status.available_replicas if status else 0) or 0) < ((spec.replicas if spec else 0) or 0):
+                pending.append(f"{meta.namespace}/{meta.name}")
         last = {"nodes_ready": ready, "nodes": len(node_list), "deployments_pending": pending}
         if ready >= nodes and not pending:
             return last

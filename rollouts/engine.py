@@ -477,7 +477,7 @@ def _rollback_step(rollout: Rollout, fence: Fence, now) -> bool:
             else:
                 _apply_target(rollout, t.stage, t, t.previous_revision, fence,
                               next_state=TargetState.ROLLBACK_VERIFYING, failed=TargetState.ROLLBACK_FAILED)
-        elif t.state == TargetState.ROLLBACK_VERIFYING:
+        elif t.state == TargetState.ROLLBACK_VERIFYING and t.previous_revision is not None:
             if _verify_target(rollout, t, t.previous_revision, fence, now, ok=TargetState.ROLLED_BACK,
                               failed=TargetState.ROLLBACK_FAILED) and t.state == TargetState.ROLLED_BACK:
                 with fence.hold():

@@ -174,7 +174,7 @@ class Stage(models.Model):
 
     @property
     def target_text(self) -> str:
-        return f"group {self.group.name}" if self.group_id else f"selector {self.selector}"
+        return f"group {self.group.name}" if self.group is not None else f"selector {self.selector}"
 
 
 class Target(models.Model):

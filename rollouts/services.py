@@ -17,6 +17,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from fleetweb.audit import record
+from fleetweb.errors import ServiceError
 from fleetweb.queueing import after_commit
 from fleetweb.roles import ADMIN, APPROVER, OPERATOR, has_role
 from inventory import selectors
@@ -42,17 +43,12 @@ STAGE_DEFAULTS = {"approvals_required": 0, "max_parallel": 1, "health_deadline":
                   "failures_allowed": 0}
 
 
-class RolloutError(ValueError):
+class RolloutError(ServiceError):
     """A request Fleetweb refuses; `errors` maps fields to messages; `status`: 400 bad input, 403 not yours to
     do, 409 not possible now."""
 
     def __init__(self, errors: dict[str, str] | str, *, conflict: bool = False, status: int | None = None):
-        if isinstance(errors, str):
-            errors = {"detail": errors}
-        super().__init__("; ".join(errors.values()))
-        self.errors = errors
-        self.conflict = conflict or status == 409
-        self.status = 409 if conflict else (status or 400)
+        super().__init__(errors, status=409 if conflict else (status or 400))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,8 +166,9 @@ def delete_application(app: Application, *, user, source_ip: str = "") -> None:
     with transaction.atomic():
         app = Application.objects.select_for_update().get(pk=app.pk)
         active = app.rollouts.filter(state__in=[*ACTIVE_ROLLOUT_STATES, RolloutState.PAUSED])
-        if active.exists():
-            raise RolloutError(f"Rollout #{active.first().pk} of {app.name} is still active: abort it first.",
+        first = active.first()
+        if first is not None:
+            raise RolloutError(f"Rollout #{first.pk} of {app.name} is still active: abort it first.",
                                conflict=True)
         record(user=user, action="application.delete", target=app, source_ip=source_ip,
                before={"name": app.name, "namespace": app.namespace, "owner": app.owner,

@@ -28,9 +28,14 @@ def advance_due_rollouts() -> int:
     """Run by beat every few seconds: queue every active rollout whose next step is due and that is not queued
     already; one the broker refuses is left unmarked, for the next tick."""
     due = engine.due_rollouts()
+    def sender(pk: int):
+        return lambda: advance_rollout.delay(pk)
+
+    def unmark(pk: int):
+        return lambda: Rollout.objects.filter(pk=pk).update(queued_at=None)
+
     for pk in due:
-        send_safely(lambda pk=pk: advance_rollout.delay(pk), what=f"rollout #{pk}",
-                    on_failure=lambda pk=pk: Rollout.objects.filter(pk=pk).update(queued_at=None))
+        send_safely(sender(pk), what=f"rollout #{pk}", on_failure=unmark(pk))
     return len(due)
 
 

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from fleetweb.decorators import role_required
+from fleetweb.errors import add_to_form
 from fleetweb.htmx import htmx_partial
 from fleetweb.roles import OPERATOR, VIEWER
 from fleetweb.web import client_ip
@@ -33,9 +34,7 @@ DEFAULT_STAGES = """- name: canary
 
 
 def _errors_to_form(form, exc: services.RolloutError) -> None:
-    for field, message in exc.errors.items():
-        target = field if field in form.fields else None
-        form.add_error(target, message if field in form.fields or field == "detail" else f"{field}: {message}")
+    add_to_form(form, exc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,7 +157,7 @@ def _rollout_context(request, rollout: Rollout) -> dict:
             try:
                 services.check_can_decide(stage, user)
             except services.RolloutError as exc:
-                decidable[stage.pk] = exc.errors.get("detail", "")
+                decidable[stage.pk] = exc.message
             else:
                 decidable[stage.pk] = ""
             stage.valid_count = len(services.valid_approvals(stage))
@@ -190,7 +189,7 @@ def _decide(request, pk: int, index: int, fn, verb: str):
     try:
         fn(stage, user=request.user, comment=comment, seen_digest=seen, source_ip=client_ip(request))
     except services.RolloutError as exc:
-        reason = exc.errors.get("detail") or "; ".join(exc.errors.values())
+        reason = exc.message
         if exc.status == 403:
             raise PermissionDenied(reason) from None
         messages.error(request, reason)
@@ -225,7 +224,7 @@ def rollout_action(request, pk: int, action: str):
     try:
         rollout = ACTIONS[action](rollout, user=request.user, source_ip=client_ip(request))
     except services.RolloutError as exc:
-        messages.error(request, exc.errors.get("detail") or "; ".join(exc.errors.values()))
+        messages.error(request, exc.message)
     else:
         messages.success(request, f"Rollout #{rollout.pk} is {rollout.get_state_display()}.")
     return redirect(rollout)

@@ -22,7 +22,7 @@ class ParamSerializer(serializers.Serializer):
     kind = serializers.CharField()
     default = serializers.JSONField()
     help = serializers.CharField()
-    required = serializers.BooleanField()
+    required = serializers.BooleanField()  # type: ignore[assignment]  # a field, moved off the class by DRF
     min_value = serializers.IntegerField(allow_null=True)
     max_value = serializers.IntegerField(allow_null=True)
 
@@ -42,7 +42,7 @@ class RuleSerializer(serializers.Serializer):
 
 
 class EnforcementSerializer(serializers.ModelSerializer):
-    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    cluster: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Enforcement
@@ -53,7 +53,8 @@ class EnforcementSerializer(serializers.ModelSerializer):
 class PolicyAssignmentSerializer(serializers.ModelSerializer):
     """A rule bound to a group: `group` by name, `rule` by key; params are validated by the rule."""
 
-    group = serializers.SlugRelatedField(slug_field="name", queryset=ClusterGroup.objects.all())
+    group: serializers.SlugRelatedField = (
+        serializers.SlugRelatedField(slug_field="name", queryset=ClusterGroup.objects.all()))
     rule = serializers.ChoiceField(source="rule_key", choices=[r.key for r in rules.catalog()])
     mode = serializers.ChoiceField(choices=Mode.choices, default=Mode.AUDIT)
     params = serializers.JSONField(required=False, default=dict)
@@ -68,11 +69,11 @@ class PolicyAssignmentSerializer(serializers.ModelSerializer):
         fields = ("id", "group", "rule", "severity", "mode", "params", "excluded_namespaces", "policy_name",
                   "enforcement", "created_at", "updated_at")
         read_only_fields = ("id", "severity", "policy_name", "enforcement", "created_at", "updated_at")
-        validators = []  # group+rule uniqueness is checked by the service, with a message that names both
+        validators: list = []  # group+rule uniqueness is checked by the service, with a message that names both
 
 
 class ViolationSerializer(serializers.ModelSerializer):
-    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    cluster: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
     group = serializers.CharField(source="assignment.group.name", read_only=True)
     rule = serializers.CharField(source="rule_key", read_only=True)
     state = serializers.SerializerMethodField()
@@ -89,7 +90,7 @@ class ViolationSerializer(serializers.ModelSerializer):
 
 
 class ClusterComplianceSerializer(serializers.ModelSerializer):
-    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    cluster: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
     history = serializers.SerializerMethodField()
 
     class Meta:

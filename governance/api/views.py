@@ -57,16 +57,8 @@ class PolicyViewSet(viewsets.ViewSet):
 
 
 def _policy_call(fn, **kwargs):
-    try:
-        return fn(**kwargs)
-    except services.PolicyError as exc:
-        errors: dict = {}
-        for field, message in exc.errors.items():
-            if field.startswith("params."):
-                errors.setdefault("params", {})[field.removeprefix("params.")] = [message]
-            else:
-                errors[field] = [message]
-        raise ValidationError(errors) from None
+    """Run a service; its PolicyError is translated by fleetweb.api.exception_handler."""
+    return fn(**kwargs)
 
 
 class PolicyAssignmentViewSet(viewsets.ModelViewSet):

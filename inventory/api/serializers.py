@@ -26,7 +26,8 @@ class ClusterSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:cluster-detail")
     kubeconfig = serializers.CharField(write_only=True, required=False, style={"base_template": "textarea.html"},
                                        help_text="A kubeconfig (YAML); with `context`, or its current context")
-    context = serializers.CharField(write_only=True, required=False)
+    # A field named like Serializer.context: DRF's metaclass moves declared fields off the class, so no clash.
+    context = serializers.CharField(write_only=True, required=False)  # type: ignore[assignment]
     ca_data = serializers.CharField(write_only=True, required=False, allow_blank=True)
     token = serializers.CharField(write_only=True, required=False, style={"input_type": "password"})
     client_cert = serializers.CharField(write_only=True, required=False)
@@ -43,7 +44,7 @@ class ClusterSerializer(serializers.ModelSerializer):
         )
         read_only_fields = READ_ONLY_CLUSTER_FIELDS
         # Uniqueness is checked in validate_name, with a message that names the cluster.
-        extra_kwargs = {"server": {"required": False}, "name": {"validators": []}}
+        extra_kwargs: dict[str, dict] = {"server": {"required": False}, "name": {"validators": []}}
 
     def validate_labels(self, value):
         if not isinstance(value, dict):
@@ -162,8 +163,9 @@ class ClusterGroupSerializer(serializers.ModelSerializer):
     """A group: static members by cluster name plus a selector; `members` is who is in it right now."""
 
     url = serializers.HyperlinkedIdentityField(view_name="api:group-detail", lookup_field="name")
-    static_members = serializers.SlugRelatedField(many=True, slug_field="name", queryset=Cluster.objects.all(),
-                                                  required=False)
+    static_members: serializers.SlugRelatedField = (
+        serializers.SlugRelatedField(many=True, slug_field="name", queryset=Cluster.objects.all(),
+                                     required=False))
     members = serializers.SerializerMethodField(help_text="Names of the clusters in the group now")
     member_count = serializers.SerializerMethodField()
 
@@ -172,7 +174,7 @@ class ClusterGroupSerializer(serializers.ModelSerializer):
         fields = ("id", "url", "name", "description", "owner", "selector", "static_members", "members",
                   "member_count", "created_at", "updated_at")
         read_only_fields = ("id", "url", "members", "member_count", "created_at", "updated_at")
-        extra_kwargs = {"name": {"validators": []}}
+        extra_kwargs: dict[str, dict] = {"name": {"validators": []}}
 
     def _members(self, group) -> list[Cluster]:
         membership = self.context.get("membership")

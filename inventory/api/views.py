@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.db import IntegrityError
+from django.db import IntegrityError, models
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from fleetweb.roles import VIEWER
@@ -26,13 +26,10 @@ from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod,
 
 
 def _service_call(fn, **kwargs):
+    """Run a service (its AttachError is translated by fleetweb.api.exception_handler); a name taken by a
+    concurrent attach is the unique constraint's."""
     try:
         return fn(**kwargs)
-    except services.AttachError as exc:
-        if exc.status == 403:
-            raise PermissionDenied(exc.message) from None
-        field = "non_field_errors" if exc.field == "__all__" else exc.field
-        raise ValidationError({field: [exc.message]}) from None
     except IntegrityError:
         raise ValidationError({"name": ["A cluster with this name already exists."]}) from None
 
@@ -81,7 +78,7 @@ class ClusterViewSet(viewsets.ModelViewSet):
 
 
 class _InventoryViewSet(viewsets.ReadOnlyModelViewSet):
-    model = None
+    model: type[models.Model]
     required_role = VIEWER
 
     def get_queryset(self):
@@ -162,11 +159,6 @@ class ClusterGroupViewSet(viewsets.ModelViewSet):
             return fn(source_ip=client_ip(self.request), user=self.request.user, **kwargs)
         except SelectorError as exc:
             raise ValidationError({"selector": [str(exc)]}) from None
-        except services.AttachError as exc:
-            if exc.status == 403:
-                raise PermissionDenied(exc.message) from None
-            raise ValidationError({"non_field_errors" if exc.field == "__all__" else exc.field: [exc.message]}) \
-                from None
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)

@@ -8,7 +8,7 @@ from rollouts.models import Application, Approval, Override, Revision, Rollout, 
 
 
 class RevisionSerializer(serializers.ModelSerializer):
-    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    author: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Revision
@@ -17,7 +17,7 @@ class RevisionSerializer(serializers.ModelSerializer):
 
 
 class OverrideSerializer(serializers.ModelSerializer):
-    group = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    group: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Override
@@ -38,11 +38,11 @@ class ApplicationSerializer(serializers.ModelSerializer):
         fields = ("id", "name", "namespace", "owner", "description", "created_at", "latest_revision", "overrides",
                   "manifests", "message")
         read_only_fields = ("id", "created_at", "latest_revision", "overrides")
-        extra_kwargs = {"name": {"validators": []}}
+        extra_kwargs: dict[str, dict] = {"name": {"validators": []}}
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    user: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
     revision = serializers.IntegerField(source="revision.number", read_only=True)
 
     class Meta:
@@ -53,7 +53,7 @@ class ApprovalSerializer(serializers.ModelSerializer):
 
 
 class TargetSerializer(serializers.ModelSerializer):
-    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    cluster: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
     applied_revision = serializers.IntegerField(source="applied_revision.number", read_only=True, default=None)
     previous_revision = serializers.IntegerField(source="previous_revision.number", read_only=True, default=None)
 
@@ -65,7 +65,7 @@ class TargetSerializer(serializers.ModelSerializer):
 
 
 class StageSerializer(serializers.ModelSerializer):
-    group = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    group: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
     targets = TargetSerializer(many=True, read_only=True)
     approvals = ApprovalSerializer(many=True, read_only=True)
     digest = serializers.SerializerMethodField(help_text="Digest over every target's rendered objects: what an "
@@ -88,12 +88,13 @@ class StageSerializer(serializers.ModelSerializer):
 class RolloutSerializer(serializers.ModelSerializer):
     """Create from `revision` (id) and a `plan` (name) or inline `stages`."""
 
-    application = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    application: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
     revision = serializers.PrimaryKeyRelatedField(queryset=Revision.objects.all())
     revision_number = serializers.IntegerField(source="revision.number", read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    plan = serializers.SlugRelatedField(slug_field="name", queryset=RolloutPlan.objects.all(), write_only=True,
-                                        required=False)
+    requested_by: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    plan: serializers.SlugRelatedField = (
+        serializers.SlugRelatedField(slug_field="name", queryset=RolloutPlan.objects.all(), write_only=True,
+                                     required=False))
     stages = serializers.JSONField(write_only=True, required=False,
                                    help_text="[{name, group | selector, approvals_required, max_parallel, "
                                              "health_deadline, soak_time, failures_allowed}]")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from fleetweb.roles import VIEWER
@@ -17,23 +17,9 @@ from rollouts.choices import StageState
 from rollouts.models import Application, Rollout, RolloutPlan
 
 
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "Not possible in the rollout's current state."
-    default_code = "conflict"
-
-
 def _call(fn, **kwargs):
-    """Run a service; its refusals become 400 (bad input), 403 (not yours to do) or 409 (not now)."""
-    try:
-        return fn(**kwargs)
-    except services.RolloutError as exc:
-        if exc.status == 403:
-            raise PermissionDenied(exc.errors.get("detail") or "; ".join(exc.errors.values())) from None
-        if exc.status == 409:
-            raise Conflict(exc.errors.get("detail") or "; ".join(exc.errors.values())) from None
-        raise ValidationError({k if k != "detail" else "non_field_errors": [v]
-                               for k, v in exc.errors.items()}) from None
+    """Run a service; its refusals (RolloutError) become 400, 403 or 409 in fleetweb.api.exception_handler."""
+    return fn(**kwargs)
 
 
 class ApplicationViewSet(viewsets.ModelViewSet):
