@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SIZE ?= quick
 
-.PHONY: install run test lint bench localfleet clean
+.PHONY: install run test test-unit check typecheck lint bench localfleet clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,20 @@ run: install
 test: install
 	$(BIN)/python -m localfleet build --for-tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Unit tests only: no Go, no member clusters, no browser (real PostgreSQL and Redis, embedded).
+test-unit: install
+	$(BIN)/python -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+
+# The static checks CI runs before the tests (.ci/run), and pre-commit runs on every commit.
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+# Type checking (mypy with django-stubs and djangorestframework-stubs); not yet at zero errors, so not in `check`.
+typecheck: install
+	$(BIN)/mypy
 
 lint: install
 	$(BIN)/ruff check .

@@ -18,7 +18,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from fleetweb.audit import record
-from governance import rules
 from governance.choices import EnforcementState, Mode
 from governance.models import Enforcement, PolicyAssignment
 from inventory import kube
@@ -79,11 +78,6 @@ def _digest(policy: dict) -> str:
 
 def desired_for(cluster: Cluster, assignments: list[PolicyAssignment]) -> list[PolicyAssignment]:
     return [a for a in assignments if a.mode == Mode.ENFORCE and a.rule.enforceable]
-
-
-def needs_reconcile(cluster: Cluster, desired: list[PolicyAssignment]) -> bool:
-    """Talk to the cluster only when something is to be installed or removed there."""
-    return bool(desired) or Enforcement.objects.filter(cluster=cluster).exists()
 
 
 def reconcile(cluster: Cluster, desired: list[PolicyAssignment]) -> dict[int, Enforcement]:
@@ -179,7 +173,3 @@ def _store(cluster, desired, states, removed, now, *, cleaned: bool) -> dict[int
             record(user=None, action="enforcement.remove", target=cluster, target_name=f"{name} on {cluster.name}",
                    message="the policy no longer applies to this cluster")
     return out
-
-
-def enforceable_rules() -> list[rules.Rule]:
-    return [r for r in rules.catalog() if r.enforceable]

@@ -29,7 +29,6 @@ END_OF_LIFE: dict[tuple[int, int], datetime.date] = {
     (1, 36): datetime.date(2027, 6, 28),
 }
 OLDEST = min(END_OF_LIFE)
-NEWEST = max(END_OF_LIFE)
 
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)")
 

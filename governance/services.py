@@ -227,22 +227,8 @@ def delete_assignment(assignment: PolicyAssignment, *, user, source_ip: str = ""
 # Evaluation
 
 
-def evaluate_and_enforce(cluster: Cluster) -> ClusterCompliance | None:
-    """What follows every sync and change: evaluate, then bring the cluster's admission policies in line."""
-    from governance import enforcement
-
-    assignments = assignments_for(cluster)
-    compliance = evaluate_cluster(cluster)
-    if compliance is None:
-        return None  # detached meanwhile
-    desired = enforcement.desired_for(cluster, assignments)
-    if enforcement.needs_reconcile(cluster, desired):
-        enforcement.reconcile(cluster, desired)
-    return compliance
-
-
 def evaluate_and_enforce_many(clusters: list[Cluster]) -> dict[int, ClusterCompliance]:
-    """`evaluate_and_enforce` for many clusters: one batched evaluation, then each cluster's admission
+    """What follows every sync and change, for many clusters: one batched evaluation, then each cluster's admission
     policies (only clusters that have or need some are contacted; one failing never stops the others)."""
     from governance import enforcement
 
@@ -565,11 +551,4 @@ def group_history(*, days: int = 30) -> dict[int | None, list[dict]]:
     for group_id, at, score, open_v in (GroupComplianceSnapshot.objects.filter(at__gte=since).order_by("at")
                                         .values_list("group_id", "at", "score", "open_violations")):
         out[group_id].append({"at": at, "score": score, "open_violations": open_v})
-    return out
-
-
-def enforcement_by_assignment(assignment_ids) -> dict[int, list[Enforcement]]:
-    out: dict[int, list[Enforcement]] = defaultdict(list)
-    for e in Enforcement.objects.filter(assignment_id__in=assignment_ids).select_related("cluster"):
-        out[e.assignment_id].append(e)
     return out

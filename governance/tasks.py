@@ -6,16 +6,6 @@ from governance import services
 from inventory.models import Cluster
 
 
-@shared_task(soft_time_limit=120, time_limit=150, acks_late=True, ignore_result=True)
-def evaluate_cluster(cluster_id: int) -> str:
-    """Evaluate one cluster's assigned rules, then bring its admission policies in line (enforce mode)."""
-    cluster = Cluster.objects.filter(pk=cluster_id).first()
-    if cluster is None:
-        return "gone"
-    services.evaluate_and_enforce(cluster)
-    return "evaluated"
-
-
 @shared_task(soft_time_limit=600, time_limit=660, acks_late=True, ignore_result=True)
 def evaluate_clusters(cluster_ids: list[int]) -> int:
     """Evaluate (and enforce on) a chunk of clusters after a group, assignment or cluster change."""

@@ -561,6 +561,8 @@ def reject_stage(stage: Stage, *, user, comment: str, seen_digest: str = "", sou
         stage.save()
         Rollout.objects.filter(pk=stage.rollout_id).update(state=RolloutState.FAILED, finished_at=now,
                                                            message=stage.message, next_step_at=None)
+        stage.rollout.state, stage.rollout.finished_at = RolloutState.FAILED, now  # what the webhook announces
+        stage.rollout.message = stage.message
         record(user=user, action="rollout.reject", target=stage.rollout, source_ip=source_ip,
                target_name=f"rollout #{stage.rollout_id} stage {stage.name}",
                after={"stage": stage.name, "comment": comment})

@@ -171,3 +171,20 @@ def test_pending_approvals_list_and_badge(rollout, approver, client):
     assert 'id="approvals-badge">1<' in page and f'data-rollout="{rollout.pk}"' in page
     services.approve_stage(rollout.stages.get(index=1), user=approver)
     assert list(services.pending_approvals_for(approver)) == []
+
+
+def test_the_rejection_webhook_announces_the_failed_state(rollout, approver, settings, monkeypatch,
+                                                         django_capture_on_commit_callbacks):
+    """The webhook of a rejection carried the rollout's state from before the rejection ("running")."""
+    from rollouts import tasks
+
+    settings.FLEETWEB_WEBHOOK_URL = "http://127.0.0.1:9/hook"
+    sent = []
+    monkeypatch.setattr(tasks.send_webhook, "delay", lambda payload: sent.append(payload))
+    stage = awaiting(rollout)
+    stage.rollout.refresh_from_db()
+    assert stage.rollout.state == RolloutState.RUNNING
+    with django_capture_on_commit_callbacks(execute=True):
+        services.reject_stage(stage, user=approver, comment="not during the sale")
+    assert [(p["event"], p["state"], p["stage"]["state"]) for p in sent] == [
+        ("rollout.failed", RolloutState.FAILED, StageState.REJECTED)]
