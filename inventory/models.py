@@ -226,6 +226,7 @@ class SyncRun(models.Model):
     outcome = models.CharField(max_length=16, choices=SyncOutcome.choices, default=SyncOutcome.RUNNING)
     status = models.CharField(max_length=16, choices=ClusterStatus.choices, blank=True)
     counts = models.JSONField(default=dict, blank=True, help_text="Objects read per kind")
+    timings_ms = models.JSONField(default=dict, blank=True, help_text="Milliseconds spent reading each kind")
     bytes_read = models.BigIntegerField(default=0)
     error = models.TextField(blank=True)
     triggered_by = models.CharField(max_length=32, default="schedule")

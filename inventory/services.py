@@ -338,6 +338,7 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
         run.outcome = SyncOutcome.SUCCEEDED if snapshot.is_complete else SyncOutcome.PARTIAL
         run.status = status
         run.counts = dict(snapshot.counts)
+        run.timings_ms = dict(snapshot.timings_ms)
         run.bytes_read = snapshot.bytes_read
         run.error = cluster.last_error
         run.save()

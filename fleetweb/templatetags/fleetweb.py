@@ -55,3 +55,9 @@ def trend(points: list[dict], width: int = 640, height: int = 120):
         '<text class="dates" x="{pad}" y="{h}">{a}</text><text class="dates end" x="{r}" y="{h}">{b}</text></svg>',
         w=width, h=height, grid=grid, line=line, pad=pad, r=width - pad,
         a=points[0]["at"].strftime("%Y-%m-%d %H:%M"), b=last["at"].strftime("%Y-%m-%d %H:%M"), s=last["score"])
+
+
+@register.filter
+def get_item(mapping, key):
+    """`{{ d|get_item:k }}`: a dict's value for a key held in a variable (None when absent or not a dict)."""
+    return mapping.get(key) if isinstance(mapping, dict) else None

@@ -156,7 +156,7 @@ class SyncRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = SyncRun
         fields = ("id", "cluster", "cluster_name", "started_at", "finished_at", "duration_ms", "outcome", "status",
-                  "counts", "bytes_read", "error", "triggered_by")
+                  "counts", "timings_ms", "bytes_read", "error", "triggered_by")
 
 
 class ClusterGroupSerializer(serializers.ModelSerializer):

@@ -298,3 +298,19 @@ def test_health_of_snapshot_is_never_connected_with_not_ready_nodes():
     status, reason = collector.health(snapshot)
     assert status == ClusterStatus.DEGRADED
     assert reason == "1 of 2 nodes NotReady"
+
+
+def test_a_sync_run_keeps_the_time_spent_on_each_kind_and_shows_it(member, db, client, viewer):
+    """Per-kind timings were measured and dropped; each run now keeps them, the API returns them and the sync
+    history shows them."""
+    cluster = services.attach_cluster(name="timed", credentials=member.token_credentials(), user=None)
+    run = services.sync_cluster(cluster.pk)
+    assert run.outcome == SyncOutcome.SUCCEEDED
+    run.refresh_from_db()
+    assert set(run.timings_ms) == set(run.counts) and {"Node", "Pod", "Deployment"} <= set(run.timings_ms)
+    assert all(isinstance(ms, int) and ms >= 0 for ms in run.timings_ms.values())
+    client.force_login(viewer)
+    page = client.get(f"/clusters/{cluster.name}/?tab=syncs").content.decode()
+    assert f"Node {run.counts['Node']} ({run.timings_ms['Node']} ms)" in page
+    api = client.get(f"/api/v1/sync-runs/?cluster={cluster.pk}").json()
+    assert api["results"][0]["timings_ms"] == run.timings_ms
