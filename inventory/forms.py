@@ -8,7 +8,7 @@ from django import forms
 from django.core.validators import validate_slug
 from django.utils.text import slugify
 
-from inventory import kube
+from inventory import kube, services
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup
 from inventory.validators import normalize_server_url, validate_selector, validate_server_url
@@ -69,8 +69,9 @@ class ClusterMetadataForm(forms.Form):
 
     def clean_name(self) -> str:
         name = (self.cleaned_data.get("name") or "").lower()
-        if name and Cluster.objects.filter(name=name).exists():
-            raise forms.ValidationError(f"A cluster named '{name}' is already attached.")
+        taken = services.cluster_name_taken(name) if name else ""
+        if taken:
+            raise forms.ValidationError(taken)
         return name
 
 
@@ -246,8 +247,9 @@ class ClusterGroupForm(forms.Form):
 
     def clean_name(self):
         name = self.cleaned_data["name"]
-        if self.group is None and ClusterGroup.objects.filter(name=name).exists():
-            raise forms.ValidationError(f"A group named '{name}' already exists.")
+        taken = services.group_name_taken(name) if self.group is None else ""
+        if taken:
+            raise forms.ValidationError(taken)
         return name
 
     def clean_static_members(self) -> list[Cluster]:

@@ -104,8 +104,9 @@ def attach_cluster(*, name: str, credentials: dict, user, environment: str = Env
     """Store a cluster and its encrypted credentials, then queue its first sync."""
     _check_insecure(insecure=insecure, environment=environment, user=user)
     _check_credentials(credentials, environment=environment, user=user)
-    if Cluster.objects.filter(name=name).exists():
-        raise AttachError(f"A cluster named '{name}' is already attached.", field="name")
+    taken = cluster_name_taken(name)
+    if taken:
+        raise AttachError(taken, field="name")
     with transaction.atomic():
         cluster = Cluster.objects.create(
             name=name, environment=environment, region=region, owner=owner, cost_center=cost_center,
@@ -119,6 +120,28 @@ def attach_cluster(*, name: str, credentials: dict, user, environment: str = Env
         # Its groups' policies are evaluated (and enforced) after that sync, like after every sync.
         transaction.on_commit(lambda: request_sync(cluster.pk, triggered_by="attach"))
     return cluster
+
+
+def cluster_name_taken(name: str) -> str:
+    """Why `name` cannot be a new cluster's name, or '' (the one check pages, API and services share)."""
+    return f"A cluster named '{name}' is already attached." if Cluster.objects.filter(name=name).exists() else ""
+
+
+def group_name_taken(name: str) -> str:
+    return f"A group named '{name}' already exists." if ClusterGroup.objects.filter(name=name).exists() else ""
+
+
+def attach_many(named: list[tuple[str, dict]], *, user, **metadata) -> list[Cluster]:
+    """Attach several clusters (the contexts of one kubeconfig) with the same metadata, all or none: a clash on the
+    second name must not leave the first half-done."""
+    names = [name for name, _credentials in named]
+    clashes = sorted(set(Cluster.objects.filter(name__in=names).values_list("name", flat=True)))
+    if clashes or len(set(names)) != len(names):
+        raise AttachError(f"These names are taken or repeated: {', '.join(clashes or names)}. Attach one context at "
+                          "a time with its own name.", field="name")
+    with transaction.atomic():
+        return [attach_cluster(name=name, credentials=credentials, user=user, **metadata)
+                for name, credentials in named]
 
 
 def attach_kubeconfig_file(path, *, user=None) -> list[tuple[str, str]]:
@@ -535,8 +558,9 @@ def create_group(*, name: str, user, selector: str = "", description: str = "", 
                  static_members=(), source_ip: str = "") -> ClusterGroup:
     """Create a group; its members are re-evaluated against the policies assigned to it."""
     selectors.parse(selector)  # raises SelectorError with the position
-    if ClusterGroup.objects.filter(name=name).exists():
-        raise AttachError(f"A group named '{name}' already exists.", field="name")
+    taken = group_name_taken(name)
+    if taken:
+        raise AttachError(taken, field="name")
     with transaction.atomic():
         group = ClusterGroup.objects.create(name=name, selector=selector.strip(), description=description,
                                             owner=owner, created_by=user if getattr(user, "pk", None) else None)

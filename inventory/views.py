@@ -228,7 +228,7 @@ def cluster_attach(request):
 
 
 def _attach_all(request, method: str, meta: ClusterMetadataForm, targets: list[tuple[str, dict]]) -> list[Cluster]:
-    """Attach every target or none: a clash on the second name must not leave the first half-done."""
+    """Attach every target or none (services.attach_many); the single target may carry the name field's name."""
     data = meta.cleaned_data
     names = []
     for context, _credentials in targets:
@@ -239,29 +239,15 @@ def _attach_all(request, method: str, meta: ClusterMetadataForm, targets: list[t
         else:
             meta.add_error("name", "Give the cluster a name.")
             return []
-    clashes = sorted(set(Cluster.objects.filter(name__in=names).values_list("name", flat=True)))
-    if clashes or len(set(names)) != len(names):
-        meta.add_error("name", f"These names are taken or repeated: {', '.join(clashes or names)}. Attach one "
-                               "context at a time with its own name.")
-        return []
-    if data["insecure_skip_tls_verify"] and not has_role(request.user, ADMIN):
-        meta.add_error("insecure_skip_tls_verify", "Only admins may skip TLS verification.")
-        return []
-    from django.db import transaction
-
-    attached = []
     try:
-        with transaction.atomic():
-            for name, (_context, credentials) in zip(names, targets, strict=True):
-                attached.append(services.attach_cluster(
-                    name=name, credentials=credentials, user=request.user, environment=data["environment"],
-                    region=data["region"], owner=data["owner"], cost_center=data["cost_center"],
-                    labels=data["labels"], insecure=data["insecure_skip_tls_verify"],
-                    sync_interval=data["sync_interval"], source_ip=client_ip(request)))
+        return services.attach_many(
+            [(name, credentials) for name, (_context, credentials) in zip(names, targets, strict=True)],
+            user=request.user, environment=data["environment"], region=data["region"], owner=data["owner"],
+            cost_center=data["cost_center"], labels=data["labels"], insecure=data["insecure_skip_tls_verify"],
+            sync_interval=data["sync_interval"], source_ip=client_ip(request))
     except services.AttachError as exc:
         add_to_form(meta, exc)
         return []
-    return attached
 
 
 @role_required(OPERATOR)

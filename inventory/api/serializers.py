@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from inventory import kube
+from inventory import kube, services
 from inventory.choices import Environment
 from inventory.forms import validate_label
 from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
@@ -59,8 +59,9 @@ class ClusterSerializer(serializers.ModelSerializer):
         return value
 
     def validate_name(self, value):
-        if self.instance is None and Cluster.objects.filter(name=value).exists():
-            raise serializers.ValidationError(f"A cluster named '{value}' is already attached.")
+        taken = services.cluster_name_taken(value) if self.instance is None else ""
+        if taken:
+            raise serializers.ValidationError(taken)
         return value
 
     def validate_environment(self, value):
@@ -193,6 +194,7 @@ class ClusterGroupSerializer(serializers.ModelSerializer):
     def validate_name(self, value):
         if self.instance is not None and value != self.instance.name:
             raise serializers.ValidationError("A group cannot be renamed; create a new one.")
-        if self.instance is None and ClusterGroup.objects.filter(name=value).exists():
-            raise serializers.ValidationError(f"A group named '{value}' already exists.")
+        taken = services.group_name_taken(value) if self.instance is None else ""
+        if taken:
+            raise serializers.ValidationError(taken)
         return value
