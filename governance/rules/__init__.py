@@ -203,5 +203,14 @@ def where(workload: dict) -> tuple[str, str, str]:
     return workload["kind"], workload["namespace"], workload["name"]
 
 
-# Importing the rule modules registers them.
-from governance.rules import images, labels, namespaces, pod_security, resources, versions  # noqa: E402,F401
+def _register_rule_modules() -> None:
+    """Import every module of this package: a module's rules register themselves, so a new policy module is found
+    by being here, with no list to keep."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+_register_rule_modules()
