@@ -8,7 +8,7 @@ from django import forms
 from django.core.validators import validate_slug
 from django.utils.text import slugify
 
-from inventory import kube, services
+from inventory import kubeconfigs, services
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup
 from inventory.validators import normalize_server_url, validate_selector, validate_server_url
@@ -180,16 +180,16 @@ class KubeconfigForm(forms.Form):
         data = super().clean()
         upload = data.get("kubeconfig_file")
         if upload is not None:
-            if upload.size > kube.MAX_KUBECONFIG_BYTES:
+            if upload.size > kubeconfigs.MAX_KUBECONFIG_BYTES:
                 raise forms.ValidationError(f"The uploaded file is {upload.size // 1024} KiB; the limit is "
-                                            f"{kube.MAX_KUBECONFIG_BYTES // 1024} KiB.")
+                                            f"{kubeconfigs.MAX_KUBECONFIG_BYTES // 1024} KiB.")
             raw: str | bytes = upload.read()
         else:
             raw = data.get("kubeconfig", "")
         if raw:
             try:
-                parsed = kube.parse_kubeconfig(raw)
-            except kube.KubeconfigError as exc:
+                parsed = kubeconfigs.parse_kubeconfig(raw)
+            except kubeconfigs.KubeconfigError as exc:
                 raise forms.ValidationError(str(exc)) from None
         elif self.held and "kubeconfig" in self.held:
             parsed = self.held["kubeconfig"]
@@ -197,7 +197,7 @@ class KubeconfigForm(forms.Form):
             raise forms.ValidationError("Paste a kubeconfig or upload one.")
         self.parsed = parsed
         chosen = self.data.getlist("contexts") if hasattr(self.data, "getlist") else self.data.get("contexts", [])
-        unknown = [c for c in chosen if c not in kube.context_names(parsed)]
+        unknown = [c for c in chosen if c not in kubeconfigs.context_names(parsed)]
         if unknown:
             raise forms.ValidationError(f"Context '{unknown[0]}' is not in this kubeconfig.")
         data["contexts"] = list(chosen)
@@ -207,8 +207,8 @@ class KubeconfigForm(forms.Form):
         """(context, credentials) of each chosen context; KubeconfigError names the first bad one."""
         result = []
         for context in self.cleaned_data["contexts"]:
-            single = kube.extract_context(self.parsed, context)
-            result.append((context, kube.credentials_from_kubeconfig(single)))
+            single = kubeconfigs.extract_context(self.parsed, context)
+            result.append((context, kubeconfigs.credentials_from_kubeconfig(single)))
         return result
 
 

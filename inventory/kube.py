@@ -1,5 +1,6 @@
-"""The only place that talks to member clusters: clients from stored credentials, raw paged lists,
-error classification and the connection test.
+"""The only place that talks to member clusters: clients from stored credentials (dialled only through the outbound
+address policy), raw paged lists, error classification. Kubeconfig files are read in `inventory.kubeconfigs`; what
+Fleetweb may do in a cluster (RBAC manifest, connection test) is `inventory.access`.
 
 Credentials (decrypted from ClusterCredential) are one of:
   {"method": "token", "server", "ca_data", "token", "insecure"}
@@ -16,16 +17,13 @@ import contextlib
 import dataclasses
 import errno
 import json
-import os
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import urllib3
-import yaml
 from django.conf import settings
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
@@ -35,8 +33,6 @@ from kubernetes.config.config_exception import ConfigException
 from fleetweb import outbound
 from inventory import execplugins
 from inventory.choices import ClusterStatus
-
-MAX_KUBECONFIG_BYTES = 1024 * 1024
 
 # What the collector lists: (kind, API path, API group, resource). The least-privilege ClusterRole,
 # the permission check and the sync all read this one table.
@@ -91,158 +87,6 @@ class KubeError(Exception):
         """Worth retrying soon; 401/403 and TLS failures will not fix themselves."""
         return self.kind in self.TRANSIENT and (self.http_status is None or self.http_status >= 500
                                                  or self.http_status == 429 or self.kind == "gone")
-
-
-class KubeconfigError(ValueError):
-    """A kubeconfig Fleetweb cannot use; the message names the problem."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Kubeconfig parsing and validation
-
-
-def parse_kubeconfig(text: str | bytes) -> dict:
-    """Parse and structurally check a kubeconfig; raise KubeconfigError naming what is wrong."""
-    if isinstance(text, bytes):
-        if len(text) > MAX_KUBECONFIG_BYTES:
-            raise KubeconfigError(f"The kubeconfig is {len(text) // 1024} KiB; the limit is "
-                                  f"{MAX_KUBECONFIG_BYTES // 1024} KiB. Export one context with "
-                                  "`kubectl config view --minify --flatten`.")
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise KubeconfigError("The kubeconfig is not UTF-8 text (is this a binary file?).") from None
-    if len(text.encode()) > MAX_KUBECONFIG_BYTES:
-        raise KubeconfigError(f"The kubeconfig is larger than {MAX_KUBECONFIG_BYTES // 1024} KiB. Export one "
-                              "context with `kubectl config view --minify --flatten`.")
-    if not text.strip():
-        raise KubeconfigError("The kubeconfig is empty.")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid syntax"
-        raise KubeconfigError(f"The kubeconfig is not valid YAML{where}: {problem}.") from None
-    if not isinstance(data, dict):
-        raise KubeconfigError("The kubeconfig is not a YAML mapping with clusters, users and contexts.")
-    if data.get("kind") not in (None, "Config"):
-        raise KubeconfigError(f"This is a {data.get('kind')!r} manifest, not a kubeconfig (kind: Config).")
-    for section in ("clusters", "users", "contexts"):
-        value = data.get(section)
-        if not isinstance(value, list) or not value:
-            raise KubeconfigError(f"The kubeconfig has no '{section}' list.")
-        for index, entry in enumerate(value):
-            if not isinstance(entry, dict) or not entry.get("name"):
-                raise KubeconfigError(f"Entry {index + 1} of '{section}' has no name.")
-    return data
-
-
-def _named(data: dict, section: str, name: str) -> dict:
-    for entry in data.get(section) or []:
-        if entry.get("name") == name:
-            return entry
-    raise KubeconfigError(f"{section[:-1].capitalize()} '{name}' is referenced but not defined in '{section}'.")
-
-
-def context_names(data: dict) -> list[str]:
-    return [c["name"] for c in data.get("contexts") or []]
-
-
-def extract_context(data: dict, context: str, *, base_dir: Path | None = None) -> dict:
-    """A self-contained kubeconfig with one context: referenced files are inlined, plugins checked.
-
-    `base_dir` is where relative file paths are resolved (the kubeconfig's folder, for the CLI);
-    an uploaded kubeconfig has none, and any file path in it is refused: it would name a file on
-    the Fleetweb server, not on the uploader's machine.
-    """
-    ctx_entry = _named(data, "contexts", context)
-    ctx = ctx_entry.get("context") or {}
-    if not ctx.get("cluster"):
-        raise KubeconfigError(f"Context '{context}' names no cluster.")
-    if not ctx.get("user"):
-        raise KubeconfigError(f"Context '{context}' names no user.")
-    cluster_entry = _named(data, "clusters", ctx["cluster"])
-    user_entry = _named(data, "users", ctx["user"])
-    cluster = dict(cluster_entry.get("cluster") or {})
-    user = dict(user_entry.get("user") or {})
-    server = cluster.get("server")
-    if not server:
-        raise KubeconfigError(f"Cluster '{ctx['cluster']}' has no server URL.")
-    try:
-        cluster["server"] = outbound.check_url(str(server), schemes=("https", "http"),
-                                               what=f"server URL of cluster '{ctx['cluster']}'").url
-        if cluster.get("proxy-url"):
-            cluster["proxy-url"] = outbound.check_url(str(cluster["proxy-url"]), schemes=("http", "https"),
-                                                      what=f"proxy-url of cluster '{ctx['cluster']}'").url
-    except outbound.OutboundRefused as exc:
-        raise KubeconfigError(str(exc)) from None
-
-    def inline(section: dict, path_key: str, data_key: str, what: str) -> None:
-        path = section.pop(path_key, None)
-        if not path:
-            return
-        if base_dir is None:
-            raise KubeconfigError(f"{what} refers to the file {path!r}; uploaded kubeconfigs must carry the "
-                                  f"data inline ({data_key}). Use `kubectl config view --minify --flatten`.")
-        file = Path(os.path.expanduser(path))
-        if not file.is_absolute():
-            file = base_dir / file
-        try:
-            section[data_key] = base64.b64encode(file.read_bytes()).decode()
-        except OSError as exc:
-            raise KubeconfigError(f"{what} refers to {str(file)!r}, which cannot be read: {exc.strerror}.") from None
-
-    inline(cluster, "certificate-authority", "certificate-authority-data", f"Cluster '{ctx['cluster']}'")
-    inline(user, "client-certificate", "client-certificate-data", f"User '{ctx['user']}'")
-    inline(user, "client-key", "client-key-data", f"User '{ctx['user']}'")
-    token_file = user.pop("tokenFile", None)
-    if token_file:
-        if base_dir is None:
-            raise KubeconfigError(f"User '{ctx['user']}' reads its token from the file {token_file!r}; "
-                                  "uploaded kubeconfigs must carry the token inline.")
-        try:
-            user["token"] = (base_dir / os.path.expanduser(token_file)).read_text().strip()
-        except OSError as exc:
-            raise KubeconfigError(f"User '{ctx['user']}' token file {token_file!r} cannot be read: "
-                                  f"{exc.strerror}.") from None
-
-    if "auth-provider" in user:
-        provider = (user["auth-provider"] or {}).get("name", "?")
-        if provider != "oidc":
-            raise KubeconfigError(f"User '{ctx['user']}' uses the auth provider '{provider}', which Fleetweb does "
-                                  "not support (only 'oidc'; gcp and azure providers were removed from kubectl: "
-                                  "use their exec plugins).")
-    if "exec" in user:
-        try:
-            execplugins.check(user["exec"] or {}, user=ctx["user"])
-        except execplugins.ExecPluginError as exc:
-            raise KubeconfigError(str(exc)) from None
-    if not any(k in user for k in ("token", "client-certificate-data", "exec", "auth-provider", "username")):
-        raise KubeconfigError(f"User '{ctx['user']}' has no credentials (token, client certificate or exec plugin).")
-    if user.get("client-certificate-data") and not user.get("client-key-data"):
-        raise KubeconfigError(f"User '{ctx['user']}' has a client certificate but no client key.")
-
-    for key in ("certificate-authority-data", "client-certificate-data", "client-key-data"):
-        holder = cluster if key.startswith("certificate") else user
-        if holder.get(key):
-            try:
-                base64.b64decode(holder[key], validate=True)
-            except ValueError:
-                raise KubeconfigError(f"'{key}' of context '{context}' is not valid base64.") from None
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": ctx["cluster"], "cluster": cluster}],
-        "users": [{"name": ctx["user"], "user": user}],
-        "contexts": [{"name": context, "context": {k: v for k, v in ctx.items() if k in ("cluster", "user")}}],
-        "current-context": context,
-    }
-
-
-def credentials_from_kubeconfig(single: dict) -> dict:
-    """Credentials dict for a kubeconfig made by `extract_context`."""
-    return {"method": "kubeconfig", "kubeconfig": single, "context": single["current-context"]}
 
 
 def server_of(credentials: dict) -> str:
@@ -590,184 +434,3 @@ def prefetch(pages: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
 def server_version(session: Session) -> dict:
     """`/version` of the API server."""
     return json.loads(request(session, "GET", "/version", what="GET /version"))
-
-
-@dataclasses.dataclass
-class Check:
-    """One line of the connection test."""
-
-    name: str
-    ok: bool
-    detail: str = ""
-    optional: bool = False  # a failed optional check warns but does not stop the attach
-
-
-@dataclasses.dataclass
-class ConnectionReport:
-    """Result of `test_connection`: version, checks and the overall verdict."""
-
-    ok: bool
-    checks: list[Check]
-    version: str = ""
-    error: KubeError | None = None
-
-
-def can_i(session: Session, *, verb: str, group: str, resource: str) -> tuple[bool, str]:
-    """SelfSubjectAccessReview for one verb/resource across all namespaces."""
-    body = {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SelfSubjectAccessReview",
-        "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource}},
-    }
-    result = json.loads(request(session, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=body,
-                                what="SelfSubjectAccessReview"))
-    status = result.get("status") or {}
-    return bool(status.get("allowed")), status.get("reason", "") or status.get("evaluationError", "")
-
-
-def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionReport:
-    """Reach /version and check every list permission the collector needs; never raises."""
-    checks: list[Check] = []
-    try:
-        session = connect(credentials, insecure=insecure)
-    except KubeError as exc:
-        return ConnectionReport(False, [Check("credentials", False, exc.message)], error=exc)
-    with session:
-        try:
-            version = server_version(session)
-        except KubeError as exc:
-            checks.append(Check("reach API server (/version)", False, exc.message))
-            return ConnectionReport(False, checks, error=exc)
-        git_version = version.get("gitVersion", "")
-        checks.append(Check("reach API server (/version)", True, f"Kubernetes {git_version}"))
-        ok = True
-        first_error: KubeError | None = None
-        for _kind, _path, group, resource in COLLECTED:
-            label = f"list {resource}" + (f".{group}" if group else "")
-            try:
-                allowed, reason = can_i(session, verb="list", group=group, resource=resource)
-            except KubeError as exc:
-                checks.append(Check(label, False, exc.message))
-                first_error = first_error or exc
-                ok = False
-                if exc.kind in ("unauthorized", "timeout", "refused", "tls", "dns", "network"):
-                    break
-                continue
-            if not allowed:
-                ok = False
-                detail = "403: not allowed to list " + resource + (f" in API group '{group}'" if group else "")
-                first_error = first_error or KubeError("forbidden", detail, http_status=403)
-                checks.append(Check(label, False, detail + (f" ({reason})" if reason else "")))
-            else:
-                checks.append(Check(label, True, "allowed"))
-        if ok:
-            checks.append(_enforcement_check(session))
-        return ConnectionReport(ok, checks, version=git_version, error=first_error)
-
-
-def _enforcement_check(session: Session) -> Check:
-    """Optional: may Fleetweb install its admission policies here (policies in enforce mode)?"""
-    label = "manage validatingadmissionpolicies (enforce mode, optional)"
-    try:
-        allowed, _ = can_i(session, verb="create", group="admissionregistration.k8s.io",
-                           resource="validatingadmissionpolicies")
-    except KubeError as exc:
-        return Check(label, False, exc.message, optional=True)
-    if allowed:
-        return Check(label, True, "allowed", optional=True)
-    return Check(label, False, "not allowed: audit mode works, enforce-mode policies will fail on this cluster "
-                               "(apply the fleetweb-reader-enforcer role to allow it)", optional=True)
-
-
-# What rollouts may apply, by API group (rollouts.manifests.KINDS, plus namespaces they create).
-DEPLOYABLE = {
-    "": ["namespaces", "serviceaccounts", "configmaps", "persistentvolumeclaims", "services"],
-    "apps": ["deployments", "statefulsets", "daemonsets"],
-    "batch": ["jobs", "cronjobs"],
-    "networking.k8s.io": ["ingresses", "networkpolicies"],
-    "policy": ["poddisruptionbudgets"],
-    "autoscaling": ["horizontalpodautoscalers"],
-}
-
-
-# Fleetweb's own namespace in member clusters (its ServiceAccount and token): never an application's.
-FLEETWEB_NAMESPACE = "fleetweb-system"
-
-
-def least_privilege_manifest(namespace: str = FLEETWEB_NAMESPACE, name: str = "fleetweb-reader") -> str:
-    """ServiceAccount, ClusterRole (get/list/watch on exactly the collected kinds), binding, token Secret,
-    a separate role to manage Fleetweb's ValidatingAdmissionPolicies (enforce mode), and one to apply
-    rollouts' objects."""
-    rules: dict[str, list[str]] = {}
-    for _kind, _path, group, resource in COLLECTED:
-        rules.setdefault(group, []).append(resource)
-    docs = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": name},
-            "rules": [{"apiGroups": [group], "resources": sorted(resources), "verbs": ["get", "list", "watch"]}
-                      for group, resources in rules.items()],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        },
-        # Enforcement: install and remove Fleetweb's own admission policies. Leave these two
-        # documents out to attach read-only; enforce-mode policies then show "failed: 403".
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": f"{name}-enforcer"},
-            "rules": [{"apiGroups": ["admissionregistration.k8s.io"],
-                       "resources": ["validatingadmissionpolicies", "validatingadmissionpolicybindings"],
-                       "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": f"{name}-enforcer"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{name}-enforcer"},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        },
-        # Rollouts: server-side apply of application objects (never Secrets: Fleetweb neither reads nor ships them).
-        # Leave these two out for a cluster that only receives policies, never rollouts.
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": f"{name}-deployer"},
-            "rules": [{"apiGroups": [group], "resources": resources,
-                       "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}
-                      for group, resources in DEPLOYABLE.items()],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": f"{name}-deployer"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{name}-deployer"},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "kubernetes.io/service-account-token",
-            "metadata": {"name": f"{name}-token", "namespace": namespace,
-                         "annotations": {"kubernetes.io/service-account.name": name}},
-        },
-    ]
-    return yaml.safe_dump_all(docs, sort_keys=False)
-
-
-def least_privilege_commands(namespace: str = FLEETWEB_NAMESPACE, name: str = "fleetweb-reader") -> str:
-    """The kubectl commands that apply the manifest and read back what Fleetweb needs."""
-    return "\n".join([
-        "kubectl apply -f fleetweb-reader.yaml",
-        f"kubectl -n {namespace} get secret {name}-token -o jsonpath='{{.data.token}}' | base64 -d",
-        f"kubectl -n {namespace} get secret {name}-token -o jsonpath='{{.data.ca\\.crt}}' | base64 -d",
-        "kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}'",
-    ])

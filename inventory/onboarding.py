@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from fleetweb.audit import record
-from inventory import kube
+from inventory import access, kube, kubeconfigs
 from inventory.models import AttachDraft
 
 
@@ -40,7 +40,7 @@ def save_draft(*, user, method: str, source: dict, draft: AttachDraft | None = N
 
 def _summary(method: str, source: dict) -> str:
     if method == "kubeconfig":
-        return "contexts: " + ", ".join(kube.context_names(source["kubeconfig"]))[:500]
+        return "contexts: " + ", ".join(kubeconfigs.context_names(source["kubeconfig"]))[:500]
     return kube.server_of(source["credentials"])[:512]
 
 
@@ -67,7 +67,8 @@ def targets_of(draft: AttachDraft, contexts: list[str]) -> list[tuple[str, dict]
     if draft.method == "token":
         return [("", source["credentials"])]
     parsed = source["kubeconfig"]
-    return [(context, kube.credentials_from_kubeconfig(kube.extract_context(parsed, context))) for context in contexts]
+    return [(context, kubeconfigs.credentials_from_kubeconfig(kubeconfigs.extract_context(parsed, context)))
+            for context in contexts]
 
 
 def request_test(draft: AttachDraft, *, contexts: list[str], insecure: bool, user, source_ip: str = "") -> None:
@@ -96,7 +97,7 @@ def run_test(draft_id: str) -> str:
     results, error = [], ""
     try:
         targets = targets_of(draft, request.get("contexts") or [])
-    except kube.KubeconfigError as exc:
+    except kubeconfigs.KubeconfigError as exc:
         targets, error = [], str(exc)
     if targets:
         results = test_all(targets, insecure=bool(request.get("insecure")), budget=budget)
@@ -110,9 +111,9 @@ def test_all(targets: list[tuple[str, dict]], *, insecure: bool, budget: float) 
     reads as timed out."""
     at = time.monotonic() + budget
 
-    def one(credentials: dict) -> kube.ConnectionReport:
+    def one(credentials: dict) -> access.ConnectionReport:
         with kube.deadline(at):
-            return kube.test_connection(credentials, insecure=insecure)
+            return access.test_connection(credentials, insecure=insecure)
 
     pool = ThreadPoolExecutor(max_workers=min(16, len(targets)), thread_name_prefix="connection-test")
     futures = [pool.submit(one, credentials) for _context, credentials in targets]

@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 from fleetweb import outbound
 from fleetweb.audit import record
 from fleetweb.errors import ServiceError
-from inventory import collector, kube, selectors
+from inventory import collector, kube, kubeconfigs, selectors
 from inventory.choices import ClusterStatus, Environment, SyncOutcome, WorkloadKind
 from inventory.models import (
     Cluster,
@@ -157,19 +157,19 @@ def attach_kubeconfig_file(path, *, user=None) -> list[tuple[str, str]]:
 
     path = Path(path).expanduser()
     try:
-        data = kube.parse_kubeconfig(path.read_bytes())
+        data = kubeconfigs.parse_kubeconfig(path.read_bytes())
     except OSError as exc:
-        raise kube.KubeconfigError(f"cannot read {path}: {exc.strerror}") from None
+        raise kubeconfigs.KubeconfigError(f"cannot read {path}: {exc.strerror}") from None
     results = []
-    for context in kube.context_names(data):
+    for context in kubeconfigs.context_names(data):
         name = default_name(context)
         if Cluster.objects.filter(name=name).exists():
             results.append((context, f"already attached as {name}"))
             continue
         try:
-            single = kube.extract_context(data, context, base_dir=path.parent)
-            attach_cluster(name=name, credentials=kube.credentials_from_kubeconfig(single), user=user)
-        except (kube.KubeconfigError, AttachError) as exc:
+            single = kubeconfigs.extract_context(data, context, base_dir=path.parent)
+            attach_cluster(name=name, credentials=kubeconfigs.credentials_from_kubeconfig(single), user=user)
+        except (kubeconfigs.KubeconfigError, AttachError) as exc:
             results.append((context, f"not attached: {exc}"))
             continue
         results.append((context, f"attached as {name}"))

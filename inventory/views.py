@@ -16,7 +16,7 @@ from fleetweb.exports import csv_response
 from fleetweb.htmx import htmx_partial
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
-from inventory import extensions, kube, onboarding, services
+from inventory import access, extensions, kubeconfigs, onboarding, services
 from inventory.filtersets import ClusterFilterSet, ClusterGroupFilterSet
 from inventory.forms import (
     ClusterEditForm,
@@ -184,8 +184,8 @@ def _hold(request, method: str, creds, draft):
 
 
 def _wizard_context(method, meta, creds, draft=None, **extra) -> dict:
-    return {"method": method, "meta": meta, "creds": creds, "draft": draft, "manifest": kube.least_privilege_manifest(),
-            "commands": kube.least_privilege_commands(), **extra}
+    return {"method": method, "meta": meta, "creds": creds, "draft": draft,
+            "manifest": access.least_privilege_manifest(), "commands": access.least_privilege_commands(), **extra}
 
 
 def _targets(method: str, creds) -> list[tuple[str, dict]]:
@@ -206,7 +206,7 @@ def cluster_attach(request):
         if meta_ok and creds_ok:
             try:
                 targets = _targets(method, creds)
-            except kube.KubeconfigError as exc:
+            except kubeconfigs.KubeconfigError as exc:
                 creds.add_error(None, str(exc))
                 targets = []
             if method == "kubeconfig" and creds.is_valid() and not creds.cleaned_data["contexts"]:
@@ -298,14 +298,14 @@ def cluster_attach_contexts(request):
 def _context_choices(form: KubeconfigForm, *, chosen: list[str] | None) -> list[dict]:
     """Each context of a parsed kubeconfig with its suggested name and any problem that stops it."""
     current = form.parsed.get("current-context")
-    taken = set(Cluster.objects.filter(name__in=[default_name(n) for n in kube.context_names(form.parsed)])
+    taken = set(Cluster.objects.filter(name__in=[default_name(n) for n in kubeconfigs.context_names(form.parsed)])
                 .values_list("name", flat=True))
     contexts = []
-    for name in kube.context_names(form.parsed):
+    for name in kubeconfigs.context_names(form.parsed):
         problem = ""
         try:
-            kube.extract_context(form.parsed, name)
-        except kube.KubeconfigError as exc:
+            kubeconfigs.extract_context(form.parsed, name)
+        except kubeconfigs.KubeconfigError as exc:
             problem = str(exc)
         checked = (name in chosen) if chosen is not None else (name == current)
         contexts.append({"name": name, "suggested": default_name(name), "problem": problem,

@@ -238,7 +238,7 @@ def install_reader(api: k8s.ApiClient, timeout: float = 60) -> str:
     """Apply Fleetweb's least-privilege manifest and return the reader's token (from its Secret)."""
     import yaml
 
-    from inventory.kube import least_privilege_manifest
+    from inventory.access import least_privilege_manifest
 
     docs = list(yaml.safe_load_all(least_privilege_manifest(READER_NAMESPACE, READER_NAME)))
     apply_docs(api, [d for d in docs if d["kind"] == "Namespace"])
@@ -271,7 +271,7 @@ def restore_reader_token(api: k8s.ApiClient) -> str:
     """A new token Secret for the reader (after `revoke_reader_token`)."""
     import yaml
 
-    from inventory.kube import least_privilege_manifest
+    from inventory.access import least_privilege_manifest
 
     docs = [d for d in yaml.safe_load_all(least_privilege_manifest(READER_NAMESPACE, READER_NAME))
             if d["kind"] == "Secret"]

@@ -72,7 +72,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 def namespace_problem(namespace: str, *, admin: bool) -> tuple[str, int]:
     """('', 0) when an application may live in `namespace`, else (why not, 400 or 403). Only our own objects:
     never the system namespaces or Fleetweb's own, `default` only by an admin's decision."""
-    from inventory.kube import FLEETWEB_NAMESPACE
+    from inventory.access import FLEETWEB_NAMESPACE
 
     if not _DNS_LABEL.match(namespace or ""):
         return (f"'{namespace}' is not a Kubernetes namespace name: up to 63 lowercase letters, digits and '-', "

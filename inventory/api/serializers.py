@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from inventory import kube, services
+from inventory import kubeconfigs, services
 from inventory.choices import Environment
 from inventory.forms import validate_label
 from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
@@ -80,16 +80,17 @@ class ClusterSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({"server": "Give either a kubeconfig or server, not both."})
         if has_kubeconfig:
             try:
-                parsed = kube.parse_kubeconfig(attrs.pop("kubeconfig"))
+                parsed = kubeconfigs.parse_kubeconfig(attrs.pop("kubeconfig"))
                 context = attrs.pop("context", None) or parsed.get("current-context")
                 if not context:
-                    raise kube.KubeconfigError("The kubeconfig has no current-context; name one in 'context'.")
-                if context not in kube.context_names(parsed):
-                    known = ", ".join(kube.context_names(parsed))
+                    raise kubeconfigs.KubeconfigError("The kubeconfig has no current-context; name one in 'context'.")
+                if context not in kubeconfigs.context_names(parsed):
+                    known = ", ".join(kubeconfigs.context_names(parsed))
                     raise serializers.ValidationError(
                         {"context": f"Context '{context}' is not in the kubeconfig (it has: {known})."})
-                attrs["credentials"] = kube.credentials_from_kubeconfig(kube.extract_context(parsed, context))
-            except kube.KubeconfigError as exc:
+                single = kubeconfigs.extract_context(parsed, context)
+                attrs["credentials"] = kubeconfigs.credentials_from_kubeconfig(single)
+            except kubeconfigs.KubeconfigError as exc:
                 raise serializers.ValidationError({"kubeconfig": str(exc)}) from None
         elif has_server:
             token, cert, key = attrs.pop("token", None), attrs.pop("client_cert", None), attrs.pop("client_key", None)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from inventory import collector, kube, services
+from inventory import access, collector, kube, services
 from inventory.choices import ClusterStatus, SyncOutcome
 from inventory.models import Cluster, Namespace, Node, SyncRun, Workload
 from tests.conftest import wait_for
@@ -91,7 +91,7 @@ def test_attach_via_kubeconfig_with_client_certificate(localfleet_members, celer
 
 
 def test_connection_test_reports_success_and_missing_permissions(member):
-    report = kube.test_connection(member.token_credentials())
+    report = access.test_connection(member.token_credentials())
     assert report.ok, report.checks
     assert report.version == member.version
     assert [c.name for c in report.checks][1:] == [
@@ -108,7 +108,7 @@ def test_connection_test_reports_success_and_missing_permissions(member):
             assert exc.status == 409
         token = core.create_namespaced_service_account_token(
             "nobody", "default", {"spec": {"expirationSeconds": 3600}}).status.token
-    report = kube.test_connection({**member.token_credentials(), "token": token})
+    report = access.test_connection({**member.token_credentials(), "token": token})
     assert not report.ok
     failed = [c for c in report.checks if not c.ok]
     assert len(failed) == 11

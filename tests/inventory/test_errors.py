@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from inventory import kube
+from inventory import access, kube
 from inventory.choices import ClusterStatus
 from localfleet import pki
 
@@ -134,7 +134,7 @@ def test_http_statuses(http_server, status, kind, cluster_status, transient):
 def test_connection_test_never_raises_and_says_what_failed(http_server):
     url, replies = http_server
     replies["/version"] = (401, {"message": "Unauthorized"})
-    report = kube.test_connection(token_creds(url))
+    report = access.test_connection(token_creds(url))
     assert not report.ok
     assert report.checks[0].name == "reach API server (/version)"
     assert "401 Unauthorized" in report.checks[0].detail
@@ -143,7 +143,7 @@ def test_connection_test_never_raises_and_says_what_failed(http_server):
 def test_credentials_that_cannot_be_loaded_are_a_config_error():
     creds = {"method": "client_cert", "server": "https://127.0.0.1:1", "ca_data": "", "client_cert": "not a cert",
              "client_key": "not a key"}
-    report = kube.test_connection(creds)
+    report = access.test_connection(creds)
     assert not report.ok
     assert report.checks[0].name in ("credentials", "reach API server (/version)")
 

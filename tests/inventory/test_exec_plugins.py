@@ -10,7 +10,7 @@ import stat
 import pytest
 import yaml
 
-from inventory import execplugins, kube, services
+from inventory import access, execplugins, kube, kubeconfigs, services
 from inventory.models import Cluster
 
 AWS_ARGS = ["eks", "get-token", "--cluster-name", "prod", "--region", "eu-west-1", "--output", "json"]
@@ -27,7 +27,7 @@ def exec_kubeconfig(server: str = "https://api.example.com:6443", **exec_spec) -
 
 
 def extract(text: str) -> dict:
-    return kube.extract_context(kube.parse_kubeconfig(text), "eks")
+    return kubeconfigs.extract_context(kubeconfigs.parse_kubeconfig(text), "eks")
 
 
 @pytest.fixture
@@ -67,19 +67,19 @@ def plugin_dir(settings, tmp_path):
     ({"env": [{"name": "AWS_PROFILE", "value": "$(id)"}]}, "value of 'AWS_PROFILE'"),
 ])
 def test_exec_sections_outside_the_allow_list_are_refused(plugin_dir, spec, message):
-    with pytest.raises(kube.KubeconfigError, match=message):
+    with pytest.raises(kubeconfigs.KubeconfigError, match=message):
         extract(exec_kubeconfig(**spec))
 
 
 def test_no_plugin_runs_without_configured_directories(settings):
     settings.FLEETWEB_EXEC_PLUGIN_DIRS = []
-    with pytest.raises(kube.KubeconfigError, match="runs no exec plugins"):
+    with pytest.raises(kubeconfigs.KubeconfigError, match="runs no exec plugins"):
         extract(exec_kubeconfig())
 
 
 def test_a_plugin_not_in_the_allowed_names_is_refused_even_when_installed(plugin_dir, settings):
     settings.FLEETWEB_ALLOWED_EXEC_PLUGINS = ["kubelogin"]
-    with pytest.raises(kube.KubeconfigError, match="'aws', which is not allowed here"):
+    with pytest.raises(kubeconfigs.KubeconfigError, match="'aws', which is not allowed here"):
         extract(exec_kubeconfig())
 
 
@@ -108,7 +108,7 @@ def test_plugins_do_not_run_in_the_web_process(plugin_dir):
         execplugins.credential(spec, server="https://api.example.com:6443")
     assert not plugin_dir["record"].exists()
     with pytest.raises(kube.KubeError, match="run only in Fleetweb's workers"):
-        kube.connect(kube.credentials_from_kubeconfig(extract(exec_kubeconfig())))
+        kube.connect(kubeconfigs.credentials_from_kubeconfig(extract(exec_kubeconfig())))
 
 
 def test_a_failing_plugin_says_so_without_echoing_its_output(plugin_dir):
@@ -123,7 +123,8 @@ def test_a_failing_plugin_says_so_without_echoing_its_output(plugin_dir):
 
 def _attach_exec(user):
     single = extract(exec_kubeconfig())
-    return services.attach_cluster(name="eks-prod", credentials=kube.credentials_from_kubeconfig(single), user=user)
+    credentials = kubeconfigs.credentials_from_kubeconfig(single)
+    return services.attach_cluster(name="eks-prod", credentials=credentials, user=user)
 
 
 def test_operator_cannot_attach_an_exec_kubeconfig(plugin_dir, operator):
@@ -165,7 +166,7 @@ def test_an_exec_plugin_token_reaches_a_real_member(plugin_dir, member):
     kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"] = __import__("base64").b64encode(
         creds["ca_data"].encode()).decode()
     single = extract(yaml.safe_dump(kubeconfig))
-    report = kube.test_connection(kube.credentials_from_kubeconfig(single))
+    report = access.test_connection(kubeconfigs.credentials_from_kubeconfig(single))
     assert report.ok, [c.detail for c in report.checks if not c.ok]
     assert report.version.startswith("v1.")
     assert json.loads(plugin_dir["record"].read_text())["argv"] == AWS_ARGS

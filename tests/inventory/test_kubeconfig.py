@@ -7,7 +7,7 @@ import base64
 import pytest
 import yaml
 
-from inventory import kube
+from inventory import kube, kubeconfigs
 
 CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
 
@@ -23,7 +23,7 @@ def config(**user) -> dict:
 
 
 def parse(data) -> dict:
-    return kube.parse_kubeconfig(yaml.safe_dump(data) if isinstance(data, dict) else data)
+    return kubeconfigs.parse_kubeconfig(yaml.safe_dump(data) if isinstance(data, dict) else data)
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -34,74 +34,74 @@ def parse(data) -> dict:
     ("apiVersion: v1\nkind: Config\nclusters: []\n", "has no 'clusters' list"),
 ])
 def test_unparseable_kubeconfigs(text, message):
-    with pytest.raises(kube.KubeconfigError, match=message.replace("(", r"\(").replace("'", "'")):
-        kube.parse_kubeconfig(text)
+    with pytest.raises(kubeconfigs.KubeconfigError, match=message.replace("(", r"\(").replace("'", "'")):
+        kubeconfigs.parse_kubeconfig(text)
 
 
 def test_five_megabytes_of_garbage_is_refused_by_size():
-    with pytest.raises(kube.KubeconfigError, match="the limit is 1024 KiB"):
-        kube.parse_kubeconfig(b"\x00\xff" * (5 * 1024 * 1024 // 2))
+    with pytest.raises(kubeconfigs.KubeconfigError, match="the limit is 1024 KiB"):
+        kubeconfigs.parse_kubeconfig(b"\x00\xff" * (5 * 1024 * 1024 // 2))
 
 
 def test_binary_garbage_under_the_limit_is_not_utf8():
-    with pytest.raises(kube.KubeconfigError, match="not UTF-8"):
-        kube.parse_kubeconfig(b"\xff\xfe\x00garbage" * 100)
+    with pytest.raises(kubeconfigs.KubeconfigError, match="not UTF-8"):
+        kubeconfigs.parse_kubeconfig(b"\xff\xfe\x00garbage" * 100)
 
 
 def test_missing_references_are_named():
     data = config()
     data["contexts"][0]["context"]["user"] = "ghost"
-    with pytest.raises(kube.KubeconfigError, match="User 'ghost' is referenced but not defined in 'users'"):
-        kube.extract_context(parse(data), "prod")
+    with pytest.raises(kubeconfigs.KubeconfigError, match="User 'ghost' is referenced but not defined in 'users'"):
+        kubeconfigs.extract_context(parse(data), "prod")
     data = config()
     data["contexts"][0]["context"] = {"user": "u"}
-    with pytest.raises(kube.KubeconfigError, match="Context 'prod' names no cluster"):
-        kube.extract_context(parse(data), "prod")
-    with pytest.raises(kube.KubeconfigError, match="Context 'nope' is referenced but not defined"):
-        kube.extract_context(parse(config()), "nope")
+    with pytest.raises(kubeconfigs.KubeconfigError, match="Context 'prod' names no cluster"):
+        kubeconfigs.extract_context(parse(data), "prod")
+    with pytest.raises(kubeconfigs.KubeconfigError, match="Context 'nope' is referenced but not defined"):
+        kubeconfigs.extract_context(parse(config()), "nope")
 
 
 def test_file_paths_in_uploads_are_refused():
     data = config()
     data["clusters"][0]["cluster"] = {"server": "https://x:6443", "certificate-authority": "/etc/passwd"}
-    with pytest.raises(kube.KubeconfigError, match="refers to the file '/etc/passwd'; uploaded kubeconfigs"):
-        kube.extract_context(parse(data), "prod")
+    with pytest.raises(kubeconfigs.KubeconfigError, match="refers to the file '/etc/passwd'; uploaded kubeconfigs"):
+        kubeconfigs.extract_context(parse(data), "prod")
 
 
 def test_file_paths_are_inlined_from_the_cli_and_missing_files_named(tmp_path):
     (tmp_path / "ca.crt").write_bytes(b"-----BEGIN CERTIFICATE-----\n")
     data = config()
     data["clusters"][0]["cluster"] = {"server": "https://x:6443", "certificate-authority": "ca.crt"}
-    single = kube.extract_context(parse(data), "prod", base_dir=tmp_path)
+    single = kubeconfigs.extract_context(parse(data), "prod", base_dir=tmp_path)
     assert base64.b64decode(single["clusters"][0]["cluster"]["certificate-authority-data"]).startswith(b"-----BEGIN")
     data["clusters"][0]["cluster"]["certificate-authority"] = "missing.crt"
-    with pytest.raises(kube.KubeconfigError, match="missing.crt', which cannot be read: No such file"):
-        kube.extract_context(parse(data), "prod", base_dir=tmp_path)
+    with pytest.raises(kubeconfigs.KubeconfigError, match="missing.crt', which cannot be read: No such file"):
+        kubeconfigs.extract_context(parse(data), "prod", base_dir=tmp_path)
 
 
 def test_exec_plugins_must_be_allowed_and_installed(settings, tmp_path):
     data = config(exec={"apiVersion": "client.authentication.k8s.io/v1", "command": "rm", "args": ["-rf", "/"]})
-    with pytest.raises(kube.KubeconfigError, match="exec plugin 'rm', which is not allowed here"):
-        kube.extract_context(parse(data), "prod")
+    with pytest.raises(kubeconfigs.KubeconfigError, match="exec plugin 'rm', which is not allowed here"):
+        kubeconfigs.extract_context(parse(data), "prod")
     settings.FLEETWEB_EXEC_PLUGIN_DIRS = [str(tmp_path)]
     data = config(exec={"apiVersion": "client.authentication.k8s.io/v1", "command": "aws",
                         "args": ["eks", "get-token", "--cluster-name", "prod"]})
-    with pytest.raises(kube.KubeconfigError, match="needs the exec plugin 'aws', which is not installed"):
-        kube.extract_context(parse(data), "prod")
+    with pytest.raises(kubeconfigs.KubeconfigError, match="needs the exec plugin 'aws', which is not installed"):
+        kubeconfigs.extract_context(parse(data), "prod")
 
 
 def test_unknown_auth_provider_is_named():
     data = config(**{"auth-provider": {"name": "gcp", "config": {}}})
-    with pytest.raises(kube.KubeconfigError, match="auth provider 'gcp', which Fleetweb does not support"):
-        kube.extract_context(parse(data), "prod")
+    with pytest.raises(kubeconfigs.KubeconfigError, match="auth provider 'gcp', which Fleetweb does not support"):
+        kubeconfigs.extract_context(parse(data), "prod")
 
 
 def test_user_without_credentials_and_cert_without_key():
-    with pytest.raises(kube.KubeconfigError, match="User 'u' has no credentials"):
-        kube.extract_context(parse(_with_user({"as": "someone"})), "prod")
+    with pytest.raises(kubeconfigs.KubeconfigError, match="User 'u' has no credentials"):
+        kubeconfigs.extract_context(parse(_with_user({"as": "someone"})), "prod")
     cert = base64.b64encode(b"cert").decode()
-    with pytest.raises(kube.KubeconfigError, match="client certificate but no client key"):
-        kube.extract_context(parse(config(**{"client-certificate-data": cert})), "prod")
+    with pytest.raises(kubeconfigs.KubeconfigError, match="client certificate but no client key"):
+        kubeconfigs.extract_context(parse(config(**{"client-certificate-data": cert})), "prod")
 
 
 def _with_user(user: dict) -> dict:
@@ -114,21 +114,21 @@ def test_bad_base64_and_bad_server_are_named():
     data = config()
     data["clusters"][0]["cluster"]["certificate-authority-data"] = "not base64!!"
     message = "'certificate-authority-data' of context 'prod' is not valid base64"
-    with pytest.raises(kube.KubeconfigError, match=message):
-        kube.extract_context(parse(data), "prod")
+    with pytest.raises(kubeconfigs.KubeconfigError, match=message):
+        kubeconfigs.extract_context(parse(data), "prod")
     data = config()
     data["clusters"][0]["cluster"]["server"] = "api.example.com"
-    with pytest.raises(kube.KubeconfigError, match="server URL of cluster 'c' must start with https:// or http://"):
-        kube.extract_context(parse(data), "prod")
+    with pytest.raises(kubeconfigs.KubeconfigError, match="server URL of cluster 'c' must start with https:// or http://"):
+        kubeconfigs.extract_context(parse(data), "prod")
 
 
 def test_a_good_context_becomes_a_single_context_kubeconfig():
     data = config()
     data["contexts"].append({"name": "other", "context": {"cluster": "c", "user": "u"}})
-    single = kube.extract_context(parse(data), "prod")
+    single = kubeconfigs.extract_context(parse(data), "prod")
     assert [c["name"] for c in single["contexts"]] == ["prod"]
     assert single["current-context"] == "prod"
-    assert kube.server_of(kube.credentials_from_kubeconfig(single)) == "https://api.example.com:6443"
+    assert kube.server_of(kubeconfigs.credentials_from_kubeconfig(single)) == "https://api.example.com:6443"
 
 
 @pytest.mark.django_db
@@ -150,5 +150,5 @@ def test_attaching_a_kubeconfig_file_inlines_files_and_reports_each_context(tmp_
     cluster = credentials["kubeconfig"]["clusters"][0]["cluster"]
     assert "certificate-authority" not in cluster and cluster["certificate-authority-data"]
     assert dict(attach_kubeconfig_file(tmp_path / "config"))["prod"] == "already attached as prod"
-    with pytest.raises(kube.KubeconfigError, match="cannot read .*missing: No such file"):
+    with pytest.raises(kubeconfigs.KubeconfigError, match="cannot read .*missing: No such file"):
         attach_kubeconfig_file(tmp_path / "missing")

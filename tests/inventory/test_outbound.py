@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from fleetweb import outbound
-from inventory import kube, services
+from inventory import access, kube, services
 from inventory.models import Cluster
 from tests.builders import make_cluster
 
@@ -125,20 +125,20 @@ def test_the_dialled_address_is_the_checked_one_at_connection_time(strict, serve
 
 
 def test_connection_test_to_loopback_reaches_nothing(strict, server):
-    report = kube.test_connection(token(server["url"]))
+    report = access.test_connection(token(server["url"]))
     assert not report.ok
     assert "loopback address" in report.checks[0].detail
     assert server["hits"] == []
 
 
 def test_metadata_address_is_refused_without_dialling(strict):
-    report = kube.test_connection(token("http://169.254.169.254"))
+    report = access.test_connection(token("http://169.254.169.254"))
     assert not report.ok
     assert "link-local" in report.checks[0].detail
 
 
 def test_a_body_that_is_not_a_kubernetes_status_is_never_echoed(server):
-    report = kube.test_connection(token(server["url"]))
+    report = access.test_connection(token(server["url"]))
     assert not report.ok
     text = " ".join(c.detail for c in report.checks)
     assert "SECRET-BODY" not in text
@@ -147,7 +147,7 @@ def test_a_body_that_is_not_a_kubernetes_status_is_never_echoed(server):
 
 def test_a_status_lookalike_from_a_non_kubernetes_server_is_not_echoed(server):
     server["reply"].update(type="application/json", body=b'{"message": "SECRET-MESSAGE", "kind": "Other"}')
-    report = kube.test_connection(token(server["url"]))
+    report = access.test_connection(token(server["url"]))
     assert "SECRET-MESSAGE" not in " ".join(c.detail for c in report.checks)
 
 
@@ -167,7 +167,7 @@ def test_a_raw_banner_is_never_echoed():
 
     threading.Thread(target=banner, daemon=True).start()
     try:
-        report = kube.test_connection(token(f"http://127.0.0.1:{listener.getsockname()[1]}"))
+        report = access.test_connection(token(f"http://127.0.0.1:{listener.getsockname()[1]}"))
     finally:
         listener.close()
     detail = report.checks[0].detail

@@ -143,11 +143,11 @@ class Command(BaseCommand):
             self.say(f"Admin account created: admin / {password}   (shown once; write it down)")
 
     def _attach_kubeconfig(self, path: Path) -> None:
-        from inventory import kube, services
+        from inventory import kubeconfigs, services
 
         try:
             results = services.attach_kubeconfig_file(path)
-        except kube.KubeconfigError as exc:
+        except kubeconfigs.KubeconfigError as exc:
             raise CommandError(f"{path}: {exc}") from None
         for context, outcome in results:
             self.say(f"context '{context}': {outcome}")

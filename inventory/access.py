@@ -1,0 +1,192 @@
+"""What Fleetweb may do in a member cluster: the connection test (reach the API server, check every permission the
+collector needs) and the least-privilege RBAC manifest it asks platform teams to apply."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import yaml
+
+from inventory import kube
+
+
+@dataclasses.dataclass
+class Check:
+    """One line of the connection test."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+    optional: bool = False  # a failed optional check warns but does not stop the attach
+
+
+@dataclasses.dataclass
+class ConnectionReport:
+    """Result of `test_connection`: version, checks and the overall verdict."""
+
+    ok: bool
+    checks: list[Check]
+    version: str = ""
+    error: kube.KubeError | None = None
+
+
+def can_i(session: kube.Session, *, verb: str, group: str, resource: str) -> tuple[bool, str]:
+    """SelfSubjectAccessReview for one verb/resource across all namespaces."""
+    body = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource}},
+    }
+    result = json.loads(kube.request(session, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                                     body=body, what="SelfSubjectAccessReview"))
+    status = result.get("status") or {}
+    return bool(status.get("allowed")), status.get("reason", "") or status.get("evaluationError", "")
+
+
+def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionReport:
+    """Reach /version and check every list permission the collector needs; never raises."""
+    checks: list[Check] = []
+    try:
+        session = kube.connect(credentials, insecure=insecure)
+    except kube.KubeError as exc:
+        return ConnectionReport(False, [Check("credentials", False, exc.message)], error=exc)
+    with session:
+        try:
+            version = kube.server_version(session)
+        except kube.KubeError as exc:
+            checks.append(Check("reach API server (/version)", False, exc.message))
+            return ConnectionReport(False, checks, error=exc)
+        git_version = version.get("gitVersion", "")
+        checks.append(Check("reach API server (/version)", True, f"Kubernetes {git_version}"))
+        ok = True
+        first_error: kube.KubeError | None = None
+        for _kind, _path, group, resource in kube.COLLECTED:
+            label = f"list {resource}" + (f".{group}" if group else "")
+            try:
+                allowed, reason = can_i(session, verb="list", group=group, resource=resource)
+            except kube.KubeError as exc:
+                checks.append(Check(label, False, exc.message))
+                first_error = first_error or exc
+                ok = False
+                if exc.kind in ("unauthorized", "timeout", "refused", "tls", "dns", "network"):
+                    break
+                continue
+            if not allowed:
+                ok = False
+                detail = "403: not allowed to list " + resource + (f" in API group '{group}'" if group else "")
+                first_error = first_error or kube.KubeError("forbidden", detail, http_status=403)
+                checks.append(Check(label, False, detail + (f" ({reason})" if reason else "")))
+            else:
+                checks.append(Check(label, True, "allowed"))
+        if ok:
+            checks.append(_enforcement_check(session))
+        return ConnectionReport(ok, checks, version=git_version, error=first_error)
+
+
+def _enforcement_check(session: kube.Session) -> Check:
+    """Optional: may Fleetweb install its admission policies here (policies in enforce mode)?"""
+    label = "manage validatingadmissionpolicies (enforce mode, optional)"
+    try:
+        allowed, _ = can_i(session, verb="create", group="admissionregistration.k8s.io",
+                           resource="validatingadmissionpolicies")
+    except kube.KubeError as exc:
+        return Check(label, False, exc.message, optional=True)
+    if allowed:
+        return Check(label, True, "allowed", optional=True)
+    return Check(label, False, "not allowed: audit mode works, enforce-mode policies will fail on this cluster "
+                               "(apply the fleetweb-reader-enforcer role to allow it)", optional=True)
+
+
+# What rollouts may apply, by API group (rollouts.manifests.KINDS, plus namespaces they create).
+DEPLOYABLE = {
+    "": ["namespaces", "serviceaccounts", "configmaps", "persistentvolumeclaims", "services"],
+    "apps": ["deployments", "statefulsets", "daemonsets"],
+    "batch": ["jobs", "cronjobs"],
+    "networking.k8s.io": ["ingresses", "networkpolicies"],
+    "policy": ["poddisruptionbudgets"],
+    "autoscaling": ["horizontalpodautoscalers"],
+}
+
+
+# Fleetweb's own namespace in member clusters (its ServiceAccount and token): never an application's.
+FLEETWEB_NAMESPACE = "fleetweb-system"
+
+
+def least_privilege_manifest(namespace: str = FLEETWEB_NAMESPACE, name: str = "fleetweb-reader") -> str:
+    """ServiceAccount, ClusterRole (get/list/watch on exactly the collected kinds), binding, token Secret,
+    a separate role to manage Fleetweb's ValidatingAdmissionPolicies (enforce mode), and one to apply
+    rollouts' objects."""
+    rules: dict[str, list[str]] = {}
+    for _kind, _path, group, resource in kube.COLLECTED:
+        rules.setdefault(group, []).append(resource)
+    docs = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": [group], "resources": sorted(resources), "verbs": ["get", "list", "watch"]}
+                      for group, resources in rules.items()],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+        # Enforcement: install and remove Fleetweb's own admission policies. Leave these two
+        # documents out to attach read-only; enforce-mode policies then show "failed: 403".
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": f"{name}-enforcer"},
+            "rules": [{"apiGroups": ["admissionregistration.k8s.io"],
+                       "resources": ["validatingadmissionpolicies", "validatingadmissionpolicybindings"],
+                       "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"{name}-enforcer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{name}-enforcer"},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+        # Rollouts: server-side apply of application objects (never Secrets: Fleetweb neither reads nor ships them).
+        # Leave these two out for a cluster that only receives policies, never rollouts.
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": f"{name}-deployer"},
+            "rules": [{"apiGroups": [group], "resources": resources,
+                       "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}
+                      for group, resources in DEPLOYABLE.items()],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"{name}-deployer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{name}-deployer"},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/service-account-token",
+            "metadata": {"name": f"{name}-token", "namespace": namespace,
+                         "annotations": {"kubernetes.io/service-account.name": name}},
+        },
+    ]
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def least_privilege_commands(namespace: str = FLEETWEB_NAMESPACE, name: str = "fleetweb-reader") -> str:
+    """The kubectl commands that apply the manifest and read back what Fleetweb needs."""
+    return "\n".join([
+        "kubectl apply -f fleetweb-reader.yaml",
+        f"kubectl -n {namespace} get secret {name}-token -o jsonpath='{{.data.token}}' | base64 -d",
+        f"kubectl -n {namespace} get secret {name}-token -o jsonpath='{{.data.ca\\.crt}}' | base64 -d",
+        "kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}'",
+    ])

@@ -1,0 +1,167 @@
+"""Reading kubeconfig files: parse, check, and cut one context into a self-contained kubeconfig (files inlined,
+exec plugins checked against the allow-list). Nothing here dials a cluster."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import yaml
+
+from fleetweb import outbound
+from inventory import execplugins
+
+MAX_KUBECONFIG_BYTES = 1024 * 1024
+
+
+class KubeconfigError(ValueError):
+    """A kubeconfig Fleetweb cannot use; the message names the problem."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Kubeconfig parsing and validation
+
+
+def parse_kubeconfig(text: str | bytes) -> dict:
+    """Parse and structurally check a kubeconfig; raise KubeconfigError naming what is wrong."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_KUBECONFIG_BYTES:
+            raise KubeconfigError(f"The kubeconfig is {len(text) // 1024} KiB; the limit is "
+                                  f"{MAX_KUBECONFIG_BYTES // 1024} KiB. Export one context with "
+                                  "`kubectl config view --minify --flatten`.")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise KubeconfigError("The kubeconfig is not UTF-8 text (is this a binary file?).") from None
+    if len(text.encode()) > MAX_KUBECONFIG_BYTES:
+        raise KubeconfigError(f"The kubeconfig is larger than {MAX_KUBECONFIG_BYTES // 1024} KiB. Export one "
+                              "context with `kubectl config view --minify --flatten`.")
+    if not text.strip():
+        raise KubeconfigError("The kubeconfig is empty.")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid syntax"
+        raise KubeconfigError(f"The kubeconfig is not valid YAML{where}: {problem}.") from None
+    if not isinstance(data, dict):
+        raise KubeconfigError("The kubeconfig is not a YAML mapping with clusters, users and contexts.")
+    if data.get("kind") not in (None, "Config"):
+        raise KubeconfigError(f"This is a {data.get('kind')!r} manifest, not a kubeconfig (kind: Config).")
+    for section in ("clusters", "users", "contexts"):
+        value = data.get(section)
+        if not isinstance(value, list) or not value:
+            raise KubeconfigError(f"The kubeconfig has no '{section}' list.")
+        for index, entry in enumerate(value):
+            if not isinstance(entry, dict) or not entry.get("name"):
+                raise KubeconfigError(f"Entry {index + 1} of '{section}' has no name.")
+    return data
+
+
+def _named(data: dict, section: str, name: str) -> dict:
+    for entry in data.get(section) or []:
+        if entry.get("name") == name:
+            return entry
+    raise KubeconfigError(f"{section[:-1].capitalize()} '{name}' is referenced but not defined in '{section}'.")
+
+
+def context_names(data: dict) -> list[str]:
+    return [c["name"] for c in data.get("contexts") or []]
+
+
+def extract_context(data: dict, context: str, *, base_dir: Path | None = None) -> dict:
+    """A self-contained kubeconfig with one context: referenced files are inlined, plugins checked.
+
+    `base_dir` is where relative file paths are resolved (the kubeconfig's folder, for the CLI);
+    an uploaded kubeconfig has none, and any file path in it is refused: it would name a file on
+    the Fleetweb server, not on the uploader's machine.
+    """
+    ctx_entry = _named(data, "contexts", context)
+    ctx = ctx_entry.get("context") or {}
+    if not ctx.get("cluster"):
+        raise KubeconfigError(f"Context '{context}' names no cluster.")
+    if not ctx.get("user"):
+        raise KubeconfigError(f"Context '{context}' names no user.")
+    cluster_entry = _named(data, "clusters", ctx["cluster"])
+    user_entry = _named(data, "users", ctx["user"])
+    cluster = dict(cluster_entry.get("cluster") or {})
+    user = dict(user_entry.get("user") or {})
+    server = cluster.get("server")
+    if not server:
+        raise KubeconfigError(f"Cluster '{ctx['cluster']}' has no server URL.")
+    try:
+        cluster["server"] = outbound.check_url(str(server), schemes=("https", "http"),
+                                               what=f"server URL of cluster '{ctx['cluster']}'").url
+        if cluster.get("proxy-url"):
+            cluster["proxy-url"] = outbound.check_url(str(cluster["proxy-url"]), schemes=("http", "https"),
+                                                      what=f"proxy-url of cluster '{ctx['cluster']}'").url
+    except outbound.OutboundRefused as exc:
+        raise KubeconfigError(str(exc)) from None
+
+    def inline(section: dict, path_key: str, data_key: str, what: str) -> None:
+        path = section.pop(path_key, None)
+        if not path:
+            return
+        if base_dir is None:
+            raise KubeconfigError(f"{what} refers to the file {path!r}; uploaded kubeconfigs must carry the "
+                                  f"data inline ({data_key}). Use `kubectl config view --minify --flatten`.")
+        file = Path(os.path.expanduser(path))
+        if not file.is_absolute():
+            file = base_dir / file
+        try:
+            section[data_key] = base64.b64encode(file.read_bytes()).decode()
+        except OSError as exc:
+            raise KubeconfigError(f"{what} refers to {str(file)!r}, which cannot be read: {exc.strerror}.") from None
+
+    inline(cluster, "certificate-authority", "certificate-authority-data", f"Cluster '{ctx['cluster']}'")
+    inline(user, "client-certificate", "client-certificate-data", f"User '{ctx['user']}'")
+    inline(user, "client-key", "client-key-data", f"User '{ctx['user']}'")
+    token_file = user.pop("tokenFile", None)
+    if token_file:
+        if base_dir is None:
+            raise KubeconfigError(f"User '{ctx['user']}' reads its token from the file {token_file!r}; "
+                                  "uploaded kubeconfigs must carry the token inline.")
+        try:
+            user["token"] = (base_dir / os.path.expanduser(token_file)).read_text().strip()
+        except OSError as exc:
+            raise KubeconfigError(f"User '{ctx['user']}' token file {token_file!r} cannot be read: "
+                                  f"{exc.strerror}.") from None
+
+    if "auth-provider" in user:
+        provider = (user["auth-provider"] or {}).get("name", "?")
+        if provider != "oidc":
+            raise KubeconfigError(f"User '{ctx['user']}' uses the auth provider '{provider}', which Fleetweb does "
+                                  "not support (only 'oidc'; gcp and azure providers were removed from kubectl: "
+                                  "use their exec plugins).")
+    if "exec" in user:
+        try:
+            execplugins.check(user["exec"] or {}, user=ctx["user"])
+        except execplugins.ExecPluginError as exc:
+            raise KubeconfigError(str(exc)) from None
+    if not any(k in user for k in ("token", "client-certificate-data", "exec", "auth-provider", "username")):
+        raise KubeconfigError(f"User '{ctx['user']}' has no credentials (token, client certificate or exec plugin).")
+    if user.get("client-certificate-data") and not user.get("client-key-data"):
+        raise KubeconfigError(f"User '{ctx['user']}' has a client certificate but no client key.")
+
+    for key in ("certificate-authority-data", "client-certificate-data", "client-key-data"):
+        holder = cluster if key.startswith("certificate") else user
+        if holder.get(key):
+            try:
+                base64.b64decode(holder[key], validate=True)
+            except ValueError:
+                raise KubeconfigError(f"'{key}' of context '{context}' is not valid base64.") from None
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": ctx["cluster"], "cluster": cluster}],
+        "users": [{"name": ctx["user"], "user": user}],
+        "contexts": [{"name": context, "context": {k: v for k, v in ctx.items() if k in ("cluster", "user")}}],
+        "current-context": context,
+    }
+
+
+def credentials_from_kubeconfig(single: dict) -> dict:
+    """Credentials dict for a kubeconfig made by `extract_context`."""
+    return {"method": "kubeconfig", "kubeconfig": single, "context": single["current-context"]}
