@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
+from fleetweb.env import ConfigError
+
 # Always refused unless allowed explicitly: these reach the host itself or the cloud's metadata service.
 BUILTIN_DENIED = (
     "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "100.100.100.200/32",  # Alibaba Cloud metadata
@@ -52,8 +54,6 @@ def _networks(values) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         try:
             nets.append(ipaddress.ip_network(value.strip(), strict=False))
         except ValueError:
-            from fleetweb.env import ConfigError
-
             raise ConfigError(f"{value!r} in FLEETWEB_DENIED_NETWORKS/FLEETWEB_ALLOWED_NETWORKS is not a "
                               "network (CIDR such as 10.0.0.0/8)") from None
     return nets

@@ -22,6 +22,7 @@ from governance.choices import EnforcementState, Mode
 from governance.models import Enforcement, PolicyAssignment
 from inventory import kube
 from inventory.models import Cluster
+from inventory.services import credentials_of
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,6 @@ def desired_for(cluster: Cluster, assignments: list[PolicyAssignment]) -> list[P
 
 def reconcile(cluster: Cluster, desired: list[PolicyAssignment]) -> dict[int, Enforcement]:
     """Install the desired policies in the cluster and remove Fleetweb's others; returns {assignment: state}."""
-    from inventory.services import credentials_of
-
     now = timezone.now()
     states: dict[int, tuple[str, str, str]] = {}
     removed: list[str] = []

@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 
 from governance.models import ClusterCompliance, Enforcement, PolicyAssignment, Violation
 from governance.services import group_scores, history
+from inventory import extensions
 from inventory import services as inventory_services
 
 PAGE_SIZE = 50
@@ -38,6 +39,4 @@ def group_detail(group, members) -> dict:
 
 
 def register() -> None:
-    from inventory import extensions
-
     extensions.register(tab=("compliance", compliance_tab), scores=group_scores, detail=group_detail)

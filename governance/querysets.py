@@ -2,12 +2,10 @@
 
 from django.db import models
 
-from fleetweb.roles import has_role
+from fleetweb.roles import VIEWER, has_role
 
 
 class GovernanceQuerySet(models.QuerySet):
     def visible_to(self, user):
         """Policies, violations and compliance: every role holder reads them; outsiders see nothing."""
-        from fleetweb.roles import VIEWER
-
         return self if has_role(user, VIEWER) else self.none()

@@ -6,46 +6,17 @@ import re
 
 from django import forms
 from django.core.validators import validate_slug
-from django.utils.text import slugify
 
 from inventory import kubeconfigs, services
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup
-from inventory.validators import normalize_server_url, validate_selector, validate_server_url
-
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-def parse_labels(text: str) -> dict[str, str]:
-    """`key=value` pairs separated by commas or new lines, with Kubernetes label syntax checked."""
-    labels: dict[str, str] = {}
-    for raw in re.split(r"[,\n]", text or ""):
-        item = raw.strip()
-        if not item:
-            continue
-        if "=" not in item:
-            raise forms.ValidationError(f"'{item}' is not key=value.")
-        key, value = (part.strip() for part in item.split("=", 1))
-        validate_label(key, value)
-        labels[key] = value
-    return labels
-
-
-def validate_label(key: str, value: str) -> None:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _LABEL_PREFIX.match(prefix)):
-        raise forms.ValidationError(f"Label key '{key}' has an invalid prefix (a DNS subdomain).")
-    if not _LABEL_NAME.match(name):
-        raise forms.ValidationError(f"Label key '{key}' is invalid: up to 63 letters, digits, '-', '_' or '.', "
-                                    "starting and ending with a letter or digit.")
-    if value and not _LABEL_NAME.match(value):
-        raise forms.ValidationError(f"Label value '{value}' of '{key}' is invalid: up to 63 letters, digits, "
-                                    "'-', '_' or '.', starting and ending with a letter or digit.")
-
-
-def format_labels(labels: dict[str, str]) -> str:
-    return "\n".join(f"{k}={v}" for k, v in sorted(labels.items()))
+from inventory.validators import (
+    format_labels,
+    normalize_server_url,
+    parse_labels,
+    validate_selector,
+    validate_server_url,
+)
 
 
 class ClusterMetadataForm(forms.Form):
@@ -210,11 +181,6 @@ class KubeconfigForm(forms.Form):
             single = kubeconfigs.extract_context(self.parsed, context)
             result.append((context, kubeconfigs.credentials_from_kubeconfig(single)))
         return result
-
-
-def default_name(context: str) -> str:
-    """A cluster name from a kubeconfig context (slug, at most 63 characters)."""
-    return slugify(context.replace("_", "-").replace(":", "-").replace("/", "-"))[:63].strip("-") or "cluster"
 
 
 class ClusterGroupForm(forms.Form):

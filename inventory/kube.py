@@ -33,6 +33,7 @@ from kubernetes.config.config_exception import ConfigException
 from fleetweb import outbound
 from inventory import execplugins
 from inventory.choices import ClusterStatus
+from inventory.decode import decode_list_meta
 
 # What the collector lists: (kind, API path, API group, resource). The least-privilege ClusterRole,
 # the permission check and the sync all read this one table.
@@ -338,8 +339,6 @@ class ListRestarted(Exception):
 def paged_list(session: Session, path: str, *, limit: int | None = None) -> Iterator[bytes]:
     """Yield raw pages of a LIST, following `continue`. A 410 on `continue` raises ListRestarted
     after which the caller starts over (the accumulated pages are no longer a consistent list)."""
-    from inventory.decode import decode_list_meta
-
     page_size = limit or settings.FLEETWEB_KUBE_PAGE_SIZE
     token = ""
     while True:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import yaml
+from django.utils.text import slugify
 
 from fleetweb import outbound
 from inventory import execplugins
@@ -165,3 +166,8 @@ def extract_context(data: dict, context: str, *, base_dir: Path | None = None) -
 def credentials_from_kubeconfig(single: dict) -> dict:
     """Credentials dict for a kubeconfig made by `extract_context`."""
     return {"method": "kubeconfig", "kubeconfig": single, "context": single["current-context"]}
+
+
+def default_name(context: str) -> str:
+    """A cluster name from a kubeconfig context (slug, at most 63 characters)."""
+    return slugify(context.replace("_", "-").replace(":", "-").replace("/", "-"))[:63].strip("-") or "cluster"

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from fleetweb.audit import record
+from fleetweb.queueing import after_commit
 from inventory import access, kube, kubeconfigs
 from inventory.models import AttachDraft
 
@@ -73,7 +74,6 @@ def targets_of(draft: AttachDraft, contexts: list[str]) -> list[tuple[str, dict]
 
 def request_test(draft: AttachDraft, *, contexts: list[str], insecure: bool, user, source_ip: str = "") -> None:
     """Queue the connection test of the draft's targets in a worker (the page polls `draft.test_state`)."""
-    from fleetweb.queueing import after_commit
     from inventory.tasks import test_attach_connection
 
     with transaction.atomic():

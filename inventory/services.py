@@ -19,6 +19,8 @@ from django.utils.dateparse import parse_datetime
 from fleetweb import outbound
 from fleetweb.audit import record
 from fleetweb.errors import ServiceError
+from fleetweb.queueing import send_safely
+from fleetweb.roles import ADMIN, has_role
 from inventory import collector, kube, kubeconfigs, selectors
 from inventory.choices import ClusterStatus, Environment, SyncOutcome, WorkloadKind
 from inventory.models import (
@@ -63,8 +65,6 @@ def guarded(cluster_ids, *, user):
 
 def _is_admin(user) -> bool:
     """None is the system itself (commands, tasks run by an admin's hand), which may."""
-    from fleetweb.roles import ADMIN, has_role
-
     return user is None or has_role(user, ADMIN)
 
 
@@ -153,7 +153,6 @@ def attach_kubeconfig_file(path, *, user=None) -> list[tuple[str, str]]:
     """
     from pathlib import Path
 
-    from inventory.forms import default_name
 
     path = Path(path).expanduser()
     try:
@@ -162,7 +161,7 @@ def attach_kubeconfig_file(path, *, user=None) -> list[tuple[str, str]]:
         raise kubeconfigs.KubeconfigError(f"cannot read {path}: {exc.strerror}") from None
     results = []
     for context in kubeconfigs.context_names(data):
-        name = default_name(context)
+        name = kubeconfigs.default_name(context)
         if Cluster.objects.filter(name=name).exists():
             results.append((context, f"already attached as {name}"))
             continue
@@ -235,7 +234,6 @@ def detach_cluster(cluster: Cluster, *, user, source_ip: str = "") -> None:
 
 def request_sync(cluster_id: int, *, triggered_by: str = "manual") -> None:
     """Queue a sync of one cluster now (the task itself refuses to run twice at once)."""
-    from fleetweb.queueing import send_safely
     from inventory.tasks import sync_cluster
 
     # A lost message is no lost sync: the cluster stays due and beat claims it.

@@ -24,9 +24,9 @@ from inventory.forms import (
     ClusterMetadataForm,
     KubeconfigForm,
     TokenCredentialsForm,
-    default_name,
 )
 from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.selectors import SelectorError, parse
 
 PAGE_SIZE = 50
 BASE_TABS = ("summary", "nodes", "namespaces", "workloads", "problems")
@@ -235,7 +235,7 @@ def _attach_all(request, method: str, meta: ClusterMetadataForm, targets: list[t
         if len(targets) == 1 and data["name"]:
             names.append(data["name"])
         elif context:
-            names.append(default_name(context))
+            names.append(kubeconfigs.default_name(context))
         else:
             meta.add_error("name", "Give the cluster a name.")
             return []
@@ -298,8 +298,8 @@ def cluster_attach_contexts(request):
 def _context_choices(form: KubeconfigForm, *, chosen: list[str] | None) -> list[dict]:
     """Each context of a parsed kubeconfig with its suggested name and any problem that stops it."""
     current = form.parsed.get("current-context")
-    taken = set(Cluster.objects.filter(name__in=[default_name(n) for n in kubeconfigs.context_names(form.parsed)])
-                .values_list("name", flat=True))
+    suggested = [kubeconfigs.default_name(n) for n in kubeconfigs.context_names(form.parsed)]
+    taken = set(Cluster.objects.filter(name__in=suggested).values_list("name", flat=True))
     contexts = []
     for name in kubeconfigs.context_names(form.parsed):
         problem = ""
@@ -308,8 +308,8 @@ def _context_choices(form: KubeconfigForm, *, chosen: list[str] | None) -> list[
         except kubeconfigs.KubeconfigError as exc:
             problem = str(exc)
         checked = (name in chosen) if chosen is not None else (name == current)
-        contexts.append({"name": name, "suggested": default_name(name), "problem": problem,
-                         "checked": checked and not problem, "exists": default_name(name) in taken})
+        contexts.append({"name": name, "suggested": kubeconfigs.default_name(name), "problem": problem,
+                         "checked": checked and not problem, "exists": kubeconfigs.default_name(name) in taken})
     return contexts
 
 
@@ -330,8 +330,6 @@ def group_list(request):
 
 def _preview(selector_text: str, static_names: str = "") -> dict:
     """Who a selector (plus static members) would hold right now, or where it fails to parse."""
-    from inventory.selectors import SelectorError, parse
-
     try:
         selector = parse(selector_text)
     except SelectorError as exc:
@@ -356,8 +354,6 @@ def group_preview(request):
 
 
 def _save_group(request, form: ClusterGroupForm, group: ClusterGroup | None):
-    from inventory.selectors import SelectorError
-
     data = form.cleaned_data
     fields = {"description": data["description"], "owner": data["owner"], "selector": data["selector"],
               "static_members": data["static_members"], "user": request.user, "source_ip": client_ip(request)}

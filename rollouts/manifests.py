@@ -14,6 +14,9 @@ import re
 
 import yaml
 
+from inventory.access import FLEETWEB_NAMESPACE
+from inventory.validators import validate_label
+
 # kind -> (accepted apiVersions, API path prefix, plural); all namespaced.
 KINDS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "ServiceAccount": (("v1",), "/api/v1", "serviceaccounts"),
@@ -72,8 +75,6 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 def namespace_problem(namespace: str, *, admin: bool) -> tuple[str, int]:
     """('', 0) when an application may live in `namespace`, else (why not, 400 or 403). Only our own objects:
     never the system namespaces or Fleetweb's own, `default` only by an admin's decision."""
-    from inventory.access import FLEETWEB_NAMESPACE
-
     if not _DNS_LABEL.match(namespace or ""):
         return (f"'{namespace}' is not a Kubernetes namespace name: up to 63 lowercase letters, digits and '-', "
                 "starting and ending with a letter or digit.", 400)
@@ -176,7 +177,6 @@ def _check(doc: dict, namespace: str) -> list[str]:
 def validate_override(*, replicas, image_tags, labels) -> list[str]:
     from django.core.exceptions import ValidationError as DjangoValidationError
 
-    from inventory.forms import validate_label
 
     errors = []
     if replicas is not None and (not isinstance(replicas, int) or not 0 <= replicas <= 1000):

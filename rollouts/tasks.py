@@ -10,6 +10,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from fleetweb import outbound
 from fleetweb.queueing import send_safely
 from rollouts import engine
 from rollouts.models import Rollout
@@ -58,8 +59,6 @@ def send_webhook(self, payload: dict) -> int:
                "X-Fleetweb-Delivery": payload.get("delivery", "")}
     if settings.FLEETWEB_WEBHOOK_SECRET:
         headers["X-Fleetweb-Signature"] = sign(body)
-    from fleetweb import outbound
-
     try:
         url, pool = outbound.pool_manager(settings.FLEETWEB_WEBHOOK_URL, schemes=("https", "http"),
                                           what="webhook URL (FLEETWEB_WEBHOOK_URL)")

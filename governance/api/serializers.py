@@ -6,6 +6,7 @@ from fleetweb.models import AuditEvent
 from governance import rules
 from governance.choices import Mode
 from governance.models import ClusterCompliance, Enforcement, PolicyAssignment, Violation
+from governance.services import history
 from inventory.models import ClusterGroup
 
 
@@ -101,6 +102,4 @@ class ClusterComplianceSerializer(serializers.ModelSerializer):
     def get_history(self, c) -> list[dict] | None:
         if not self.context.get("with_history"):
             return None
-        from governance.services import history
-
         return history(c.cluster.compliance_snapshots.all(), days=self.context.get("days", 30))

@@ -6,9 +6,9 @@ from rest_framework import serializers
 
 from inventory import kubeconfigs, services
 from inventory.choices import Environment
-from inventory.forms import validate_label
 from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
-from inventory.validators import normalize_server_url
+from inventory.services import membership as compute
+from inventory.validators import normalize_server_url, validate_label
 
 READ_ONLY_CLUSTER_FIELDS = (
     "id", "auth_method", "provider", "kubernetes_version", "platform", "status", "status_reason",
@@ -181,8 +181,6 @@ class ClusterGroupSerializer(serializers.ModelSerializer):
     def _members(self, group) -> list[Cluster]:
         membership = self.context.get("membership")
         if membership is None or group.pk not in membership:
-            from inventory.services import membership as compute
-
             membership = compute([group])
         return membership[group.pk]
 

@@ -23,6 +23,7 @@ from inventory.filtersets import (
     WorkloadFilterSet,
 )
 from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.selectors import SelectorError
 
 
 def _service_call(fn, **kwargs):
@@ -153,8 +154,6 @@ class ClusterGroupViewSet(viewsets.ModelViewSet):
         return self.get_paginated_response(serializer.data)
 
     def _call(self, fn, **kwargs):
-        from inventory.selectors import SelectorError
-
         try:
             return fn(source_ip=client_ip(self.request), user=self.request.user, **kwargs)
         except SelectorError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from rollouts.models import Application, Approval, Override, Revision, Rollout, RolloutPlan, Stage, Target
+from rollouts.services import digest_of
 
 
 class RevisionSerializer(serializers.ModelSerializer):
@@ -80,8 +81,6 @@ class StageSerializer(serializers.ModelSerializer):
 
 
     def get_digest(self, stage) -> str:
-        from rollouts.services import digest_of
-
         return digest_of({str(t.cluster_id): t.rendered_digest for t in stage.targets.all()})
 
 
