@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from inventory import services as inventory_services
 from rollouts import services
 from rollouts.choices import RolloutState, StageState, TargetState
-from rollouts.models import Rollout, Target
+from rollouts.models import Approval, Rollout, Target
 from tests.builders import make_user
 from tests.conftest import wait_for
 
@@ -289,7 +289,14 @@ def test_an_override_changed_after_approval_never_reaches_the_prod_member(fleet,
                                 format="json")
     assert evil.status_code == 200, evil.json()
     services.resume_rollout(rollout, user=operator)
-    time.sleep(8)  # beat and the worker had every chance to start the stage
+    assert Rollout.objects.get(pk=rollout.pk).next_step_at is not None  # resume makes it due at once
+
+    def engine_looked():  # at the gate with no valid approval the engine waits for a click: nothing scheduled
+        now = Rollout.objects.get(pk=rollout.pk)
+        return now.next_step_at is None and now.lease_expires_at is None
+
+    wait_for(engine_looked, timeout=60, interval=0.25, what="beat and a worker to look at the gate after resume")
+    assert Approval.objects.filter(stage__rollout=rollout).exclude(void_reason="").exists()
     assert stage_state(rollout, 0) == StageState.AWAITING_APPROVAL
     assert live_deployment(members["aws-eu-west"], "pay") is None, "the unapproved image never reached prod"
     body = api_as(approver).get(f"/api/v1/rollouts/{rollout.pk}/").json()["stage_list"][0]

@@ -1,11 +1,11 @@
 """`kube.prefetch`: pages in order, errors where they happened, bounded read-ahead, early stop stops the reader."""
 
 import threading
-import time
 
 import pytest
 
 from inventory import kube
+from tests.conftest import wait_for
 
 
 def test_pages_arrive_in_order_and_errors_after_them():
@@ -35,7 +35,8 @@ def test_read_ahead_is_bounded_and_stopping_early_stops_the_reader():
 
     iterator = kube.prefetch(pages(), depth=2)
     assert next(iterator) == b"0"
-    time.sleep(0.3)
+    # The reader fills the queue (2), reads one more and blocks on it: wait for that, not for a fixed time.
+    wait_for(lambda: len(produced) >= 4, timeout=5, interval=0.01, what="the reader to fill its queue")
     assert len(produced) <= 4, "at most depth pages wait, plus one being read"
     iterator.close()
     assert len(produced) < 10
