@@ -35,7 +35,7 @@ def floor(cluster_id: int) -> dict:
 def sync(cluster_id: int) -> dict:
     from django.db import connection
 
-    from inventory import services
+    from inventory import sync
     from inventory.models import SyncRun
 
     writes = {"statements": 0, "rows": 0}
@@ -50,7 +50,7 @@ def sync(cluster_id: int) -> dict:
 
     started = time.perf_counter()
     with connection.execute_wrapper(count):
-        run = services.sync_cluster(cluster_id, triggered_by="benchmark")
+        run = sync.sync_cluster(cluster_id, triggered_by="benchmark")
     seconds = time.perf_counter() - started
     assert run is not None and run.outcome == "succeeded", (run and run.outcome, run and run.error)
     run = SyncRun.objects.get(pk=run.pk)

@@ -86,7 +86,7 @@ def generate(count: int) -> list:
     from django.db import transaction
     from django.utils import timezone
 
-    from inventory import collector, services
+    from inventory import collector, sync
     from inventory.models import Cluster, ClusterCredential
 
     existing = Cluster.objects.filter(name__startswith="fleet-").count()
@@ -107,7 +107,7 @@ def generate(count: int) -> list:
                 next_sync_at=timezone.now() + timezone.timedelta(days=365))
             ClusterCredential.objects.create(cluster=c, ciphertext=ClusterCredential.seal(
                 {"method": "token", "server": c.server, "ca_data": "", "token": "unused"}))
-            services.write_snapshot(c, s)
+            sync.write_snapshot(c, s)
             c.status, c.status_reason = collector.health(s)
             c.last_seen_at = c.last_sync_at = timezone.now()
             c.save()

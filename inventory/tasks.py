@@ -2,20 +2,20 @@
 
 from celery import shared_task
 
-from inventory import services
+from inventory import sync
 
 
 @shared_task(soft_time_limit=270, time_limit=300, acks_late=True)
 def sync_cluster(cluster_id: int, triggered_by: str = "schedule") -> str:
     """Sync one cluster (skipped when another sync holds it)."""
-    run = services.sync_cluster(cluster_id, triggered_by=triggered_by)
+    run = sync.sync_cluster(cluster_id, triggered_by=triggered_by)
     return run.outcome if run else "skipped"
 
 
 @shared_task(ignore_result=True)
 def schedule_due_syncs() -> int:
     """Run by beat every few seconds: queue a sync for every cluster whose time has come."""
-    due = services.claim_due_clusters()
+    due = sync.claim_due_clusters()
     for cluster_id in due:
         sync_cluster.delay(cluster_id)
     return len(due)
@@ -23,7 +23,7 @@ def schedule_due_syncs() -> int:
 
 @shared_task(ignore_result=True)
 def mark_stale_clusters() -> int:
-    return services.mark_stale_clusters()
+    return sync.mark_stale_clusters()
 
 
 @shared_task(soft_time_limit=60, time_limit=90, acks_late=True, ignore_result=True)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from inventory import access, collector, kube, services
+from inventory import access, collector, kube, services, sync
 from inventory.choices import ClusterStatus, SyncOutcome
 from inventory.models import Cluster, Namespace, Node, SyncRun, Workload
 from tests.conftest import wait_for
@@ -118,13 +118,13 @@ def test_connection_test_reports_success_and_missing_permissions(member):
 
 def test_stopped_apiserver_keeps_inventory_and_shows_unreachable(member, db):
     cluster = services.attach_cluster(name="will-stop", credentials=member.token_credentials(), user=None)
-    first = services.sync_cluster(cluster.pk)
+    first = sync.sync_cluster(cluster.pk)
     assert first.outcome == SyncOutcome.SUCCEEDED
     nodes_before = Node.objects.filter(cluster=cluster).count()
     workloads_before = Workload.objects.filter(cluster=cluster).count()
     member.stop_apiserver()
     try:
-        run = services.sync_cluster(cluster.pk)
+        run = sync.sync_cluster(cluster.pk)
     finally:
         member.start_apiserver()
     cluster.refresh_from_db()
@@ -135,17 +135,17 @@ def test_stopped_apiserver_keeps_inventory_and_shows_unreachable(member, db):
     assert Workload.objects.filter(cluster=cluster).count() == workloads_before > 0
     assert not cluster.is_healthy
     # Back up: the next sync reconnects.
-    assert services.sync_cluster(cluster.pk).outcome == SyncOutcome.SUCCEEDED
+    assert sync.sync_cluster(cluster.pk).outcome == SyncOutcome.SUCCEEDED
     cluster.refresh_from_db()
     assert cluster.status == ClusterStatus.CONNECTED
 
 
 def test_revoked_token_shows_unauthorized_and_is_not_retried_quickly(member, db):
     cluster = services.attach_cluster(name="revoked", credentials=member.token_credentials(), user=None)
-    assert services.sync_cluster(cluster.pk).outcome == SyncOutcome.SUCCEEDED
+    assert sync.sync_cluster(cluster.pk).outcome == SyncOutcome.SUCCEEDED
     member.revoke_token()
     try:
-        run = wait_for(lambda: (r := services.sync_cluster(cluster.pk)) and r.status == ClusterStatus.UNAUTHORIZED
+        run = wait_for(lambda: (r := sync.sync_cluster(cluster.pk)) and r.status == ClusterStatus.UNAUTHORIZED
                        and r, timeout=30, what="401 after revoking the token")
     finally:
         token = member.restore_token()
@@ -156,12 +156,12 @@ def test_revoked_token_shows_unauthorized_and_is_not_retried_quickly(member, db)
     # 401 is not transient: the next attempt waits a full interval, not a short backoff.
     assert (cluster.next_sync_at - run.finished_at).total_seconds() >= cluster.sync_interval - 1
     services.update_cluster(cluster, user=None, credentials={**member.token_credentials(), "token": token})
-    assert services.sync_cluster(cluster.pk).outcome == SyncOutcome.SUCCEEDED
+    assert sync.sync_cluster(cluster.pk).outcome == SyncOutcome.SUCCEEDED
 
 
 def test_list_failing_half_way_deletes_nothing(member, db, monkeypatch):
     cluster = services.attach_cluster(name="half-way", credentials=member.token_credentials(), user=None)
-    assert services.sync_cluster(cluster.pk).outcome == SyncOutcome.SUCCEEDED
+    assert sync.sync_cluster(cluster.pk).outcome == SyncOutcome.SUCCEEDED
     counts = {m: m.objects.filter(cluster=cluster).count() for m in (Node, Namespace, Workload)}
     real_paged_list = kube.paged_list
 
@@ -175,7 +175,7 @@ def test_list_failing_half_way_deletes_nothing(member, db, monkeypatch):
         raise kube.KubeError("network", "connection broken: reset by peer")
 
     monkeypatch.setattr(kube, "paged_list", failing_pods)
-    run = services.sync_cluster(cluster.pk)
+    run = sync.sync_cluster(cluster.pk)
     assert run.outcome == SyncOutcome.FAILED
     assert {m: m.objects.filter(cluster=cluster).count() for m in counts} == counts
 
@@ -196,7 +196,7 @@ def test_410_on_continue_restarts_that_list(member, db, monkeypatch):
 
     monkeypatch.setattr(kube, "request", request_with_expired_token)
     monkeypatch.setattr("django.conf.settings.FLEETWEB_KUBE_PAGE_SIZE", 3)
-    run = services.sync_cluster(cluster.pk)
+    run = sync.sync_cluster(cluster.pk)
     assert calls["gone"] == 1
     assert run.outcome == SyncOutcome.SUCCEEDED, run.error
     cluster.refresh_from_db()
@@ -279,7 +279,7 @@ def test_problem_pods_and_degraded_status(localfleet_members, db):
         cluster = services.attach_cluster(name="degraded", credentials=member.token_credentials(), user=None)
 
         def synced_with_pending():
-            services.sync_cluster(cluster.pk)
+            sync.sync_cluster(cluster.pk)
             cluster.refresh_from_db()
             return cluster.problem_pod_count >= 2
 
@@ -304,7 +304,7 @@ def test_a_sync_run_keeps_the_time_spent_on_each_kind_and_shows_it(member, db, c
     """Per-kind timings were measured and dropped; each run now keeps them, the API returns them and the sync
     history shows them."""
     cluster = services.attach_cluster(name="timed", credentials=member.token_credentials(), user=None)
-    run = services.sync_cluster(cluster.pk)
+    run = sync.sync_cluster(cluster.pk)
     assert run.outcome == SyncOutcome.SUCCEEDED
     run.refresh_from_db()
     assert set(run.timings_ms) == set(run.counts) and {"Node", "Pod", "Deployment"} <= set(run.timings_ms)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from inventory import services
+from inventory import services, sync
 from inventory.choices import ClusterStatus
 from inventory.models import Cluster, SyncRun
 from tests.builders import make_cluster
@@ -20,8 +20,8 @@ def test_due_clusters_are_claimed_once_and_pushed_an_interval_ahead():
     due = make_cluster("due", next_sync_at=now - timedelta(seconds=1))
     make_cluster("later", next_sync_at=now + timedelta(seconds=30))
     held = make_cluster("held", next_sync_at=now - timedelta(seconds=1), lease_expires_at=now + timedelta(seconds=60))
-    assert services.claim_due_clusters(now=now) == [due.pk]
-    assert services.claim_due_clusters(now=now) == []
+    assert sync.claim_due_clusters(now=now) == [due.pk]
+    assert sync.claim_due_clusters(now=now) == []
     due.refresh_from_db()
     assert due.next_sync_at == now + timedelta(seconds=due.sync_interval)
     held.refresh_from_db()
@@ -30,14 +30,14 @@ def test_due_clusters_are_claimed_once_and_pushed_an_interval_ahead():
 
 def test_a_held_lease_skips_the_sync():
     cluster = make_cluster("busy", lease_expires_at=timezone.now() + timedelta(seconds=60))
-    assert services.sync_cluster(cluster.pk) is None
+    assert sync.sync_cluster(cluster.pk) is None
     assert not SyncRun.objects.filter(cluster=cluster).exists()
 
 
 def test_an_expired_lease_is_taken_over_and_released():
     cluster = make_cluster("crashed-worker", server="https://127.0.0.1:1",
                            lease_expires_at=timezone.now() - timedelta(seconds=1))
-    run = services.sync_cluster(cluster.pk)
+    run = sync.sync_cluster(cluster.pk)
     assert run is not None and run.outcome == "failed"
     cluster.refresh_from_db()
     assert cluster.lease_expires_at is None
@@ -46,13 +46,13 @@ def test_an_expired_lease_is_taken_over_and_released():
 
 def test_backoff_grows_with_jitter_and_never_exceeds_the_interval():
     for failures, low, high in ((1, 4, 6), (2, 8, 12), (3, 16, 24)):
-        assert low <= services.backoff_seconds(failures, 60) <= high
-    assert services.backoff_seconds(10, 60) <= 72  # capped at the interval (+20% jitter)
+        assert low <= sync.backoff_seconds(failures, 60) <= high
+    assert sync.backoff_seconds(10, 60) <= 72  # capped at the interval (+20% jitter)
 
 
 def test_transient_failures_retry_sooner_than_the_interval():
     cluster = make_cluster("flaky", server="https://127.0.0.1:1", sync_interval=300)
-    run = services.sync_cluster(cluster.pk)
+    run = sync.sync_cluster(cluster.pk)
     cluster.refresh_from_db()
     assert cluster.consecutive_failures == 1
     assert (cluster.next_sync_at - run.finished_at).total_seconds() < 10
@@ -62,7 +62,7 @@ def test_clusters_not_seen_for_n_intervals_become_stale():
     old = make_cluster("old")
     Cluster.objects.filter(pk=old.pk).update(last_seen_at=timezone.now() - timedelta(minutes=10))
     fresh = make_cluster("fresh")
-    assert services.mark_stale_clusters() == 1
+    assert sync.mark_stale_clusters() == 1
     old.refresh_from_db()
     fresh.refresh_from_db()
     assert old.status == ClusterStatus.STALE and "3 sync intervals" in old.status_reason
@@ -85,9 +85,9 @@ def test_a_cluster_detached_during_its_sync_is_dropped_quietly(monkeypatch, admi
         snapshot.nodes.append({"uid": "n1", "name": "n1"})
         return snapshot
 
-    monkeypatch.setattr(services.kube, "connect", lambda credentials, insecure=False: _Session())
-    monkeypatch.setattr(services.collector, "fetch", fetch_while_detached)
-    assert services.sync_cluster(cluster.pk) is None
+    monkeypatch.setattr(sync.kube, "connect", lambda credentials, insecure=False: _Session())
+    monkeypatch.setattr(sync.collector, "fetch", fetch_while_detached)
+    assert sync.sync_cluster(cluster.pk) is None
     assert not Cluster.objects.filter(pk=cluster.pk).exists()
     assert not SyncRun.objects.exists()
 

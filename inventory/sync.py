@@ -1,0 +1,272 @@
+"""Syncing clusters: which are due (scheduling, leases, backoff, staleness), one sync (fetch through
+`inventory.collector`, then write the snapshot in batches), and the failure record. Tasks and commands call these."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from datetime import timedelta
+
+import msgspec
+from django.conf import settings
+from django.db import transaction
+from django.db.models import DurationField, ExpressionWrapper, F, Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from inventory import collector, kube
+from inventory.choices import ClusterStatus, SyncOutcome, WorkloadKind
+from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.services import credentials_of
+from inventory.signals import clusters_changed
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=330)  # longer than the sync task's hard time limit (300 s)
+BATCH = 500
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduling
+
+
+def claim_due_clusters(*, now=None, limit: int = 500) -> list[int]:
+    """Move the next sync time of due clusters forward and return them; run by beat every few seconds.
+
+    `select_for_update(skip_locked=True)` makes two schedulers never claim the same cluster.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            Cluster.objects.filter(Q(next_sync_at__lte=now) | Q(next_sync_at__isnull=True))
+            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+            .order_by("next_sync_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "sync_interval")[:limit]
+        )
+        for pk, interval in due:
+            Cluster.objects.filter(pk=pk).update(next_sync_at=now + timedelta(seconds=interval))
+    return [pk for pk, _ in due]
+
+
+def _acquire_lease(cluster_id: int) -> bool:
+    now = timezone.now()
+    return Cluster.objects.filter(pk=cluster_id).filter(
+        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+    ).update(lease_expires_at=now + LEASE) == 1
+
+
+def _release_lease(cluster_id: int) -> None:
+    Cluster.objects.filter(pk=cluster_id).update(lease_expires_at=None)
+
+
+def backoff_seconds(failures: int, interval: int) -> float:
+    """Exponential backoff with jitter for transient failures, never longer than the interval."""
+    base = min(interval, 5 * 2 ** max(failures - 1, 0))
+    return base * random.uniform(0.8, 1.2)
+
+
+def mark_stale_clusters(*, now=None) -> int:
+    """Clusters that answered before but have not been seen for N intervals become stale (one UPDATE)."""
+    now = now or timezone.now()
+    intervals = settings.FLEETWEB_STALE_AFTER_INTERVALS
+    silence = ExpressionWrapper(F("sync_interval") * timedelta(seconds=intervals), output_field=DurationField())
+    return (
+        Cluster.objects.filter(status__in=[ClusterStatus.CONNECTED, ClusterStatus.DEGRADED])
+        .filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=now - silence))
+        .update(status=ClusterStatus.STALE, status_reason=f"not seen for more than {intervals} sync intervals",
+                updated_at=now)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# One sync
+
+
+def sync_cluster(cluster_id: int, *, triggered_by: str = "schedule") -> SyncRun | None:
+    """Sync one cluster if no other sync holds it; returns the SyncRun (None when skipped)."""
+    if not _acquire_lease(cluster_id):
+        log.info("sync of cluster %s skipped: another sync holds it", cluster_id)
+        return None
+    try:
+        cluster = Cluster.objects.get(pk=cluster_id)
+        return _sync(cluster, triggered_by=triggered_by)
+    except Cluster.DoesNotExist:
+        return None
+    finally:
+        _release_lease(cluster_id)
+
+
+def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
+    started = timezone.now()
+    clock = time.monotonic()
+    run = SyncRun.objects.create(cluster=cluster, started_at=started, triggered_by=triggered_by)
+    session = None
+    try:
+        credentials = credentials_of(cluster)
+        session = kube.connect(credentials, insecure=cluster.insecure_skip_tls_verify)
+        snapshot = collector.fetch(session)
+    except kube.KubeError as exc:
+        return _record_failure(cluster, run, exc, clock, bytes_read=session.bytes_read if session else 0)
+    except Exception as exc:  # a bug or bad data must not stop the next sync, only this one
+        log.exception("sync of %s failed", cluster.name)
+        error = kube.KubeError("protocol", f"internal error during sync: {type(exc).__name__}: {exc}")
+        return _record_failure(cluster, run, error, clock, bytes_read=session.bytes_read if session else 0)
+    finally:
+        if session is not None:
+            session.close()
+    with transaction.atomic():
+        # Detached while it was being read: nothing to write to. The lock also makes a detach wait for this write.
+        if not list(Cluster.objects.select_for_update().filter(pk=cluster.pk).values_list("pk")):
+            log.info("%s was detached during its sync; the snapshot is dropped", cluster.name)
+            return None
+        write_snapshot(cluster, snapshot)
+        status, reason = collector.health(snapshot)
+        now = timezone.now()
+        cluster.status = status
+        cluster.status_reason = reason[:255]
+        cluster.last_error = "\n".join(f"{k}: {v}" for k, v in sorted(snapshot.errors.items()))
+        cluster.last_seen_at = now
+        if snapshot.is_complete:
+            cluster.last_sync_at = now
+        cluster.consecutive_failures = 0
+        cluster.next_sync_at = now + timedelta(seconds=cluster.sync_interval)
+        cluster.save(update_fields=[
+            "status", "status_reason", "last_error", "last_seen_at", "last_sync_at", "consecutive_failures",
+            "next_sync_at", "kubernetes_version", "platform", "provider", "node_count", "ready_node_count",
+            "namespace_count", "workload_count", "unhealthy_workload_count", "pod_count", "problem_pod_count",
+            "updated_at"])
+        run.finished_at = now
+        run.duration_ms = int((time.monotonic() - clock) * 1000)
+        run.outcome = SyncOutcome.SUCCEEDED if snapshot.is_complete else SyncOutcome.PARTIAL
+        run.status = status
+        run.counts = dict(snapshot.counts)
+        run.timings_ms = dict(snapshot.timings_ms)
+        run.bytes_read = snapshot.bytes_read
+        run.error = cluster.last_error
+        run.save()
+        clusters_changed.send(sender=Cluster, cluster_ids=[cluster.pk], reason="sync")
+    return run
+
+
+def _record_failure(cluster: Cluster, run: SyncRun, exc: kube.KubeError, clock: float, *,
+                    bytes_read: int) -> SyncRun | None:
+    """Keep every inventory row; say why the cluster could not be synced; schedule a retry."""
+    now = timezone.now()
+    failures = cluster.consecutive_failures + 1
+    delay = backoff_seconds(failures, cluster.sync_interval) if exc.transient else cluster.sync_interval
+    Cluster.objects.filter(pk=cluster.pk).update(
+        status=exc.status, status_reason=exc.message[:255], last_error=exc.message,
+        consecutive_failures=failures, next_sync_at=now + timedelta(seconds=delay), updated_at=now)
+    fields = {"finished_at": now, "duration_ms": int((time.monotonic() - clock) * 1000),
+              "outcome": SyncOutcome.FAILED, "status": exc.status, "error": exc.message, "bytes_read": bytes_read}
+    for name, value in fields.items():
+        setattr(run, name, value)
+    if not SyncRun.objects.filter(pk=run.pk).update(**fields):
+        return None  # detached meanwhile: the run went with the cluster
+    log.warning("sync of %s failed (%s): %s", cluster.name, exc.kind, exc.message)
+    return run
+
+
+def _ts(value: str | None):
+    return parse_datetime(value) if value else None
+
+
+def _fingerprint(row: dict) -> str:
+    return hashlib.blake2b(msgspec.json.encode(row), digest_size=16).hexdigest()
+
+
+def _upsert(model, cluster: Cluster, rows: list[dict], *, update_fields: list[str]) -> int:
+    """Insert new rows and update changed ones; rows whose fingerprint is unchanged are not written, so a
+    sync of a cluster where nothing happened writes (almost) nothing. Returns the rows written."""
+    stored = dict(model.objects.filter(cluster=cluster).values_list("uid", "fingerprint"))
+    changed = []
+    for row in rows:
+        fingerprint = _fingerprint(row)
+        if stored.get(row["uid"]) != fingerprint:
+            changed.append(model(cluster=cluster, fingerprint=fingerprint,
+                                 **{**row, "created": _ts(row.get("created"))}))
+    for start in range(0, len(changed), BATCH):
+        model.objects.bulk_create(changed[start:start + BATCH], update_conflicts=True,
+                                  unique_fields=["cluster", "uid"], update_fields=[*update_fields, "fingerprint"])
+    return len(changed)
+
+
+def _fields(model, exclude: tuple[str, ...] = ()) -> list[str]:
+    skip = {"id", "cluster", "uid", "fingerprint", *exclude}
+    return [f.name for f in model._meta.concrete_fields if f.name not in skip]
+
+
+def _prune(queryset, seen: list[str]) -> None:
+    """Delete rows the cluster no longer has (one SELECT of uids; a DELETE only when some are gone)."""
+    keep = set(seen)
+    gone = [pk for pk, uid in queryset.values_list("pk", "uid") if uid not in keep]
+    if gone:
+        queryset.model.objects.filter(pk__in=gone).delete()
+
+
+def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
+    """Upsert every kind whose list completed; delete missing rows only when the whole sync completed."""
+    prune = snapshot.is_complete
+    complete = snapshot.complete
+    pods_complete = "Pod" in complete
+
+    if "Node" in complete:
+        _upsert(Node, cluster, snapshot.nodes, update_fields=_fields(Node))
+        if prune:
+            _prune(Node.objects.filter(cluster=cluster), [n["uid"] for n in snapshot.nodes])
+    if "Namespace" in complete:
+        rows = snapshot.namespaces
+        pod_fields: tuple[str, ...] = ("pods_total", "pods_running", "pods_pending", "pods_failed")
+        if pods_complete:
+            for row in rows:
+                counts = snapshot.pods_by_namespace.get(row["name"]) or collector.PodCounts()
+                row.update(pods_total=counts.total, pods_running=counts.running, pods_pending=counts.pending,
+                           pods_failed=counts.failed)
+        # Quota and LimitRange counts come from their own lists; keep the stored ones when a list failed.
+        keep = pod_fields if not pods_complete else ()
+        for kind, field, counter in (("ResourceQuota", "resource_quotas", snapshot.quotas_by_namespace),
+                                     ("LimitRange", "limit_ranges", snapshot.limit_ranges_by_namespace)):
+            if kind in complete:
+                for row in rows:
+                    row[field] = counter.get(row["name"], 0)
+            else:
+                keep += (field,)
+        _upsert(Namespace, cluster, rows, update_fields=_fields(Namespace, keep))
+        if prune:
+            _prune(Namespace.objects.filter(cluster=cluster), [n["uid"] for n in rows])
+    count_fields = ("pods_total", "pods_ready", "pods_pending", "pods_crashlooping", "restarts")
+    for kind in WorkloadKind.values:
+        if kind not in complete:
+            continue
+        rows = snapshot.workloads.get(kind, [])
+        if pods_complete:
+            for row in rows:
+                counts = snapshot.pods_by_workload.get(row["uid"]) or collector.PodCounts()
+                row.update(pods_total=counts.total, pods_ready=counts.ready, pods_pending=counts.pending,
+                           pods_crashlooping=counts.crashlooping, restarts=counts.restarts)
+        _upsert(Workload, cluster, rows, update_fields=_fields(Workload, () if pods_complete else count_fields))
+        if prune:
+            _prune(Workload.objects.filter(cluster=cluster, kind=kind), [w["uid"] for w in rows])
+    if pods_complete:
+        _upsert(ProblemPod, cluster, snapshot.problem_pods, update_fields=_fields(ProblemPod))
+        if prune:
+            _prune(ProblemPod.objects.filter(cluster=cluster), [p["uid"] for p in snapshot.problem_pods])
+
+    version = snapshot.version
+    cluster.kubernetes_version = version.get("gitVersion", "")[:64]
+    cluster.platform = version.get("platform", "")[:64]
+    if snapshot.node_providers:
+        cluster.provider = collector.decode.cluster_provider(dict(snapshot.node_providers))
+    if "Node" in complete:
+        cluster.node_count = len(snapshot.nodes)
+        cluster.ready_node_count = sum(1 for n in snapshot.nodes if n["ready"])
+    if "Namespace" in complete:
+        cluster.namespace_count = len(snapshot.namespaces)
+    cluster.workload_count = Workload.objects.filter(cluster=cluster).count()
+    cluster.unhealthy_workload_count = collector.unavailable_workloads(snapshot)
+    if pods_complete:
+        cluster.pod_count = snapshot.pod_total
+        cluster.problem_pod_count = len(snapshot.problem_pods)
