@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from django.core.paginator import Paginator
 
+from governance.compliance import group_scores, history
 from governance.models import ClusterCompliance, Enforcement, PolicyAssignment, Violation
-from governance.services import group_scores, history
 from inventory import extensions
 from inventory import services as inventory_services
 

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from governance import services
+from governance import compliance, evaluation
 from inventory.models import Cluster
 
 
@@ -10,11 +10,11 @@ from inventory.models import Cluster
 def evaluate_clusters(cluster_ids: list[int]) -> int:
     """Evaluate (and enforce on) a chunk of clusters after a group, assignment or cluster change."""
     clusters = list(Cluster.objects.filter(pk__in=cluster_ids))
-    services.evaluate_and_enforce_many(clusters)
+    evaluation.evaluate_and_enforce_many(clusters)
     return len(clusters)
 
 
 @shared_task(ignore_result=True)
 def record_group_history() -> int:
     """Run by beat: one compliance trend point per group and for the fleet."""
-    return services.record_group_history()
+    return compliance.record_group_history()

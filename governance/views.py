@@ -17,7 +17,7 @@ from fleetweb.htmx import htmx_partial
 from fleetweb.models import AuditEvent
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
-from governance import rules, services
+from governance import compliance, rules, services
 from governance.filtersets import AuditEventFilterSet, ViolationFilterSet
 from governance.forms import AssignmentForm
 from governance.models import (
@@ -78,7 +78,7 @@ def policy_matrix(request):
     """Rules × groups: each cell off / audit / enforce; operators switch it in place (HTMX)."""
     groups = list(ClusterGroup.objects.visible_to(request.user))
     assigned = {(a.group_id, a.rule_key): a for a in PolicyAssignment.objects.visible_to(request.user)}
-    scores = services.group_scores(groups)
+    scores = compliance.group_scores(groups)
     columns = [{"group": g, "score": scores[g.pk]["score"], "clusters": scores[g.pk]["clusters"]} for g in groups]
     rows = [{"rule": r, "cells": [_matrix_cell(g, r, assigned.get((g.pk, r.key))) for g in groups]}
             for r in rules.catalog()]
@@ -195,13 +195,13 @@ def assignment_delete(request, pk: int):
 def compliance_overview(request):
     """Score of the fleet, each group and each cluster (worst first), with the fleet's trend."""
     groups = list(ClusterGroup.objects.visible_to(request.user))
-    scores = services.group_scores(groups)
+    scores = compliance.group_scores(groups)
     group_rows = sorted(({"group": g, **scores[g.pk]} for g in groups),
                         key=lambda r: (r["score"] is None, r["score"] or 0, r["group"].name))
     clusters = (ClusterCompliance.objects.visible_to(request.user).select_related("cluster")
                 .order_by(F("score").asc(nulls_last=True), "cluster__name"))
     page = Paginator(clusters, 50).get_page(request.GET.get("page"))
-    fleet_history = services.history(GroupComplianceSnapshot.objects.filter(group=None), days=30)
+    fleet_history = compliance.history(GroupComplianceSnapshot.objects.filter(group=None), days=30)
     by_severity = scores[None]["by_severity"]  # from the latest evaluations: no scan of the violations table
     context = {"fleet": scores[None], "group_rows": group_rows, "page": page, "history": fleet_history,
                "by_severity": [(s, by_severity.get(s, 0)) for s in rules.SEVERITIES]}

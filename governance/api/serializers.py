@@ -5,8 +5,8 @@ from rest_framework import serializers
 from fleetweb.models import AuditEvent
 from governance import rules
 from governance.choices import Mode
+from governance.compliance import history
 from governance.models import ClusterCompliance, Enforcement, PolicyAssignment, Violation
-from governance.services import history
 from inventory.models import ClusterGroup
 
 

@@ -14,7 +14,7 @@ from fleetweb.api import NewestFirstCursorPagination
 from fleetweb.models import AuditEvent
 from fleetweb.roles import ADMIN, VIEWER
 from fleetweb.web import client_ip
-from governance import rules, services
+from governance import compliance, rules, services
 from governance.api.serializers import (
     AuditEventSerializer,
     ClusterComplianceSerializer,
@@ -132,8 +132,8 @@ class ComplianceView(APIView):
     def get(self, request):
         days = _days(request)
         groups = list(ClusterGroup.objects.visible_to(request.user))
-        scores = services.group_scores(groups)
-        histories = services.group_history(days=days)
+        scores = compliance.group_scores(groups)
+        histories = compliance.group_history(days=days)
 
         def entry(group_id, s):
             return {"score": s["score"], "clusters": s["clusters"], "failing_clusters": s["failing_clusters"],

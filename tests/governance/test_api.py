@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from fleetweb.models import AuditEvent
-from governance import services
+from governance import evaluation, services
 from governance.models import PolicyAssignment, Violation
 from inventory import services as inventory_services
 from inventory.models import ClusterGroup, Workload
@@ -24,7 +24,7 @@ def fleet(admin_user):
     assignment = services.create_assignment(group=group, rule_key="no-privileged-containers", user=admin_user)
     Workload.objects.create(cluster=prod, uid="w", name="admin", kind="Deployment", namespace="legacy",
                             pod_template={"containers": [{"name": "a", "image": "x:1", "privileged": True}]})
-    services.evaluate_cluster(prod)
+    evaluation.evaluate_cluster(prod)
     return {"prod": prod, "group": group, "assignment": assignment}
 
 
@@ -179,5 +179,5 @@ def test_list_query_count_does_not_grow_with_rows(api_as, fleet, viewer, admin_u
                                 pod_template={"containers": [{"name": "a", "image": "x:1", "privileged": True}]})
         g = inventory_services.create_group(name=f"g{i}", selector=f"name=more-{i}", user=admin_user)
         services.create_assignment(group=g, rule_key="no-latest-tag", user=admin_user)
-        services.evaluate_cluster(c)
+        evaluation.evaluate_cluster(c)
     assert _queries(client, url) == few

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from governance import services
+from governance import compliance, evaluation, services
 from governance.choices import Mode
 from governance.models import ClusterCompliance, ComplianceSnapshot, GroupComplianceSnapshot, Violation
 from inventory import services as inventory_services
@@ -35,8 +35,8 @@ def test_violations_are_created_once_and_keep_their_first_seen(prod):
     privileged(prod, "a")
     privileged(prod, "sys", namespace="kube-system")
     t0 = timezone.now()
-    services.evaluate_cluster(prod, now=t0)
-    services.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))
+    evaluation.evaluate_cluster(prod, now=t0)
+    evaluation.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))
     [v] = Violation.objects.select_related("cluster__compliance").filter(cluster=prod)
     assert (v.namespace, v.object_name, v.first_seen, v.seen_until) == ("shop", "a", t0, t0 + timedelta(minutes=1))
     assert v.last_seen == t0, "an unchanged open violation is not rewritten"
@@ -47,32 +47,32 @@ def test_violations_are_created_once_and_keep_their_first_seen(prod):
 def test_fixed_objects_are_resolved_and_reopened_when_they_come_back(prod):
     w = privileged(prod, "a")
     t0 = timezone.now()
-    services.evaluate_cluster(prod, now=t0)
+    evaluation.evaluate_cluster(prod, now=t0)
     Workload.objects.filter(pk=w.pk).update(pod_template={"containers": [{"name": "main", "privileged": False}]})
-    services.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))
+    evaluation.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))
     v = Violation.objects.get(cluster=prod)
     assert v.resolved_at == t0 + timedelta(minutes=1)
     assert v.seen_until == t0, "last seen: the evaluation before the one that found it gone"
     assert ClusterCompliance.objects.get(cluster=prod).score == 100.0
     Workload.objects.filter(pk=w.pk).update(pod_template={"containers": [{"name": "main", "privileged": True}]})
-    services.evaluate_cluster(prod, now=t0 + timedelta(minutes=2))
+    evaluation.evaluate_cluster(prod, now=t0 + timedelta(minutes=2))
     v.refresh_from_db()
     assert (v.resolved_at, v.reopened_at, v.times_reopened, v.first_seen) == (None, t0 + timedelta(minutes=2), 1, t0)
 
 
 def test_deleted_objects_resolve_too(prod):
     w = privileged(prod, "a")
-    services.evaluate_cluster(prod)
+    evaluation.evaluate_cluster(prod)
     w.delete()
-    services.evaluate_cluster(prod)
+    evaluation.evaluate_cluster(prod)
     assert Violation.objects.get(cluster=prod).resolved_at is not None
 
 
 def test_leaving_the_group_resolves_its_violations(prod, admin_user):
     privileged(prod, "a")
-    services.evaluate_cluster(prod)
+    evaluation.evaluate_cluster(prod)
     inventory_services.update_cluster(prod, user=admin_user, environment="staging")
-    services.evaluate_cluster(prod)
+    evaluation.evaluate_cluster(prod)
     assert Violation.objects.get(cluster=prod).resolved_at is not None
     assert ClusterCompliance.objects.get(cluster=prod).score is None  # nothing applies any more
 
@@ -80,12 +80,12 @@ def test_leaving_the_group_resolves_its_violations(prod, admin_user):
 def test_trend_points_are_written_on_change_or_after_the_interval(prod, settings):
     settings.FLEETWEB_COMPLIANCE_HISTORY_INTERVAL = 900
     t0 = timezone.now()
-    services.evaluate_cluster(prod, now=t0)
-    services.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))  # unchanged: no point
+    evaluation.evaluate_cluster(prod, now=t0)
+    evaluation.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))  # unchanged: no point
     assert ComplianceSnapshot.objects.filter(cluster=prod).count() == 1
     privileged(prod, "a")
-    services.evaluate_cluster(prod, now=t0 + timedelta(minutes=2))  # changed: a point
-    services.evaluate_cluster(prod, now=t0 + timedelta(minutes=20))  # unchanged but interval passed: a point
+    evaluation.evaluate_cluster(prod, now=t0 + timedelta(minutes=2))  # changed: a point
+    evaluation.evaluate_cluster(prod, now=t0 + timedelta(minutes=20))  # unchanged but interval passed: a point
     points = list(ComplianceSnapshot.objects.filter(cluster=prod).order_by("at").values_list("score", "failed"))
     assert points == [(100.0, 0), (0.0, 1), (0.0, 1)]
 
@@ -95,7 +95,7 @@ def test_score_is_weighted_by_severity(prod, admin_user):
     services.create_assignment(group=group, rule_key="probes-set", user=admin_user)  # low, fails
     Workload.objects.create(cluster=prod, uid="w", name="w", kind="Deployment", namespace="shop",
                             pod_template={"containers": [{"name": "m", "privileged": False}]})
-    compliance = services.evaluate_cluster(prod)
+    compliance = evaluation.evaluate_cluster(prod)
     # critical (weight 8) passes, low (weight 1) fails: 8/9
     assert compliance.score == pytest.approx(88.9)
 
@@ -106,13 +106,13 @@ def test_group_and_fleet_scores_count_only_their_own_assignments(prod, admin_use
     services.create_assignment(group=everyone, rule_key="no-latest-tag", user=admin_user)
     privileged(prod, "a")
     for cluster in (prod, dev):
-        services.evaluate_cluster(cluster)
+        evaluation.evaluate_cluster(cluster)
     prod_group = next(g for g in inventory_services.groups_of(prod) if g.name == "prod")
-    scores = services.group_scores([everyone, prod_group])
+    scores = compliance.group_scores([everyone, prod_group])
     assert scores[everyone.pk]["score"] == 100.0 and scores[everyone.pk]["clusters"] == 2
     assert scores[prod_group.pk]["score"] == 0.0 and scores[prod_group.pk]["failing_clusters"] == 1
     assert scores[None]["failing_clusters"] == 1 and scores[None]["open_violations"] == 1
-    assert services.record_group_history() == 3
+    assert compliance.record_group_history() == 3
     assert GroupComplianceSnapshot.objects.filter(group=None).get().open_violations == 1
 
 
@@ -123,7 +123,7 @@ def test_policy_result_rows_follow_each_evaluation(prod, admin_user):
     group = next(g for g in inventory_services.groups_of(prod) if g.name == "prod")
     latest = services.create_assignment(group=group, rule_key="no-latest-tag", user=admin_user)
     w = privileged(prod, "a")
-    services.evaluate_cluster(prod)
+    evaluation.evaluate_cluster(prod)
 
     def rows():
         return sorted(PolicyResult.objects.filter(cluster=prod).values_list("assignment__rule_key", "severity",
@@ -134,17 +134,17 @@ def test_policy_result_rows_follow_each_evaluation(prod, admin_user):
                             for r in ClusterCompliance.objects.get(cluster=prod).results)
     before = dict(PolicyResult.objects.values_list("assignment__rule_key", "pk"))
     Workload.objects.filter(pk=w.pk).update(pod_template={"containers": [{"name": "main", "image": "r/a:latest"}]})
-    services.evaluate_cluster(prod)
+    evaluation.evaluate_cluster(prod)
     assert rows() == [("no-latest-tag", "medium", 1), ("no-privileged-containers", "critical", 0)]
     assert dict(PolicyResult.objects.values_list("assignment__rule_key", "pk")) == before, "updated in place"
-    assert services.group_scores([group])[group.pk] == {"score": 80.0, "clusters": 1, "failing_clusters": 1,
+    assert compliance.group_scores([group])[group.pk] == {"score": 80.0, "clusters": 1, "failing_clusters": 1,
                                                         "open_violations": 1}
     services.delete_assignment(latest, user=admin_user)
     assert rows() == [("no-privileged-containers", "critical", 0)], "an assignment takes its rows with it"
     inventory_services.update_cluster(prod, user=admin_user, environment="staging")
-    services.evaluate_cluster(prod)
+    evaluation.evaluate_cluster(prod)
     assert rows() == [], "a cluster that left the group has no result for its assignments"
-    assert services.group_scores([group])[group.pk] == {"score": None, "clusters": 0, "failing_clusters": 0,
+    assert compliance.group_scores([group])[group.pk] == {"score": None, "clusters": 0, "failing_clusters": 0,
                                                         "open_violations": 0}
 
 
@@ -157,9 +157,9 @@ def test_group_scores_take_the_same_queries_for_any_number_of_groups(prod, admin
     for g in groups[:3]:
         services.create_assignment(group=g, rule_key="no-privileged-containers", user=admin_user)
     privileged(prod, "a")
-    services.evaluate_clusters([prod, lab])
+    evaluation.evaluate_clusters([prod, lab])
     with django_assert_num_queries(4):
-        scores = services.group_scores(groups)
+        scores = compliance.group_scores(groups)
     assert [scores[g.pk]["clusters"] for g in groups] == [1, 2, 2, 2, 2, 2]
     assert [scores[g.pk]["failing_clusters"] for g in groups] == [0, 1, 1, 0, 0, 0]
     assert [scores[g.pk]["score"] for g in groups] == [100.0, 50.0, 50.0, None, None, None]
@@ -181,7 +181,7 @@ def test_a_broken_rule_does_not_hide_the_others(prod, admin_user, monkeypatch):
     import dataclasses
 
     monkeypatch.setitem(rules.REGISTRY, "no-latest-tag", dataclasses.replace(original, check=boom))
-    compliance = services.evaluate_cluster(prod)
+    compliance = evaluation.evaluate_cluster(prod)
     assert {r["rule"]: r["violations"] for r in compliance.results} == {"no-privileged-containers": 1,
                                                                          "no-latest-tag": 0}
 
@@ -214,7 +214,7 @@ def test_an_assignment_removed_or_a_cluster_detached_while_rules_run_is_left_out
 
     monkeypatch.setitem(rules.REGISTRY, "no-latest-tag", dataclasses.replace(original,
                                                                             check=check_then_unassign_and_detach))
-    compliances = services.evaluate_clusters([prod, other])
+    compliances = evaluation.evaluate_clusters([prod, other])
     assert set(compliances) == {prod.pk}
     assert [r["rule"] for r in compliances[prod.pk].results] == ["no-privileged-containers"]
     assert list(Violation.objects.values_list("cluster__name", "rule_key")) == [("prod-1", "no-privileged-containers")]

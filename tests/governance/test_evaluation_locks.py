@@ -7,7 +7,7 @@ import threading
 import pytest
 from django.db import connection
 
-from governance import services
+from governance import evaluation, services
 from governance.models import PolicyAssignment, PolicyResult, Violation
 from inventory import services as inventory_services
 from inventory.models import Cluster, ClusterGroup, Workload
@@ -40,7 +40,7 @@ def test_a_deletion_waits_for_an_evaluation_writing_for_it_and_removes_what_it_w
     assignment = services.create_assignment(group=group, rule_key="no-latest-tag", user=admin_user)
 
     writing, release = threading.Event(), threading.Event()
-    store = services._store_compliance
+    store = evaluation._store_compliance
 
     def store_then_wait(*args, **kwargs):  # inside the evaluation's transaction, violations written
         result = store(*args, **kwargs)
@@ -48,7 +48,7 @@ def test_a_deletion_waits_for_an_evaluation_writing_for_it_and_removes_what_it_w
         assert release.wait(30), "the test never released the evaluation"
         return result
 
-    monkeypatch.setattr(services, "_store_compliance", store_then_wait)
+    monkeypatch.setattr(evaluation, "_store_compliance", store_then_wait)
     delete = {
         "unassign": lambda: services.delete_assignment(PolicyAssignment.objects.get(pk=assignment.pk),
                                                        user=admin_user),
@@ -57,8 +57,8 @@ def test_a_deletion_waits_for_an_evaluation_writing_for_it_and_removes_what_it_w
         "detach": lambda: inventory_services.detach_cluster(Cluster.objects.get(pk=cluster.pk), user=admin_user),
     }[deletion]
     outcome: dict = {}
-    evaluation = _in_thread(lambda: services.evaluate_clusters([Cluster.objects.get(pk=cluster.pk)]), outcome,
-                            "evaluation")
+    running = _in_thread(lambda: evaluation.evaluate_clusters([Cluster.objects.get(pk=cluster.pk)]), outcome,
+                         "evaluation")
     try:
         assert writing.wait(30), "the evaluation never reached its writes"
         deleter = _in_thread(delete, outcome, "deletion")
@@ -66,7 +66,7 @@ def test_a_deletion_waits_for_an_evaluation_writing_for_it_and_removes_what_it_w
         assert deleter.is_alive(), "the deletion must wait for the evaluation's transaction"
     finally:
         release.set()
-    evaluation.join(30)
+    running.join(30)
     deleter.join(30)
     assert not isinstance(outcome["evaluation"], Exception), outcome["evaluation"]
     assert outcome.get("deletion") is None, f"the deletion failed: {outcome.get('deletion')!r}"

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from fleetweb.models import AuditEvent
-from governance import services
+from governance import compliance, evaluation, services
 from governance.models import PolicyAssignment
 from inventory import services as inventory_services
 from inventory.models import ClusterGroup, Workload
@@ -26,8 +26,8 @@ def fleet(admin_user):
     assignment = services.create_assignment(group=group, rule_key="no-privileged-containers", user=admin_user)
     Workload.objects.create(cluster=prod, uid="w", name="old-admin", kind="Deployment", namespace="legacy",
                             pod_template={"containers": [{"name": "a", "image": "x:1", "privileged": True}]})
-    services.evaluate_cluster(prod)
-    services.record_group_history()
+    evaluation.evaluate_cluster(prod)
+    compliance.record_group_history()
     return {"prod": prod, "group": group, "assignment": assignment}
 
 
@@ -165,5 +165,5 @@ def test_page_query_count_does_not_grow_with_rows(client, fleet, viewer, admin_u
                                 pod_template={"containers": [{"name": "a", "image": "x", "privileged": True}]})
         g = inventory_services.create_group(name=f"g{i}", selector=f"name=more-{i}", user=admin_user)
         services.create_assignment(group=g, rule_key="no-latest-tag", user=admin_user)
-        services.evaluate_cluster(c)
+        evaluation.evaluate_cluster(c)
     assert _queries(client, url) == few

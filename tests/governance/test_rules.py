@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from governance import kubernetes_releases, rules
-from governance.services import _scoped
+from governance.evaluation import _scoped
 
 TODAY = datetime.date(2026, 11, 28)
 

@@ -1,0 +1,99 @@
+"""Compliance of groups and the fleet: scores over what clusters report, trend points, history for the pages."""
+
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from datetime import timedelta
+
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from governance import rules
+from governance.models import (
+    ClusterCompliance,
+    GroupComplianceSnapshot,
+    PolicyResult,
+)
+from inventory import services as inventory_services
+from inventory.models import ClusterGroup
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Group and fleet compliance
+
+
+def group_scores(groups) -> dict[int | None, dict]:
+    """{group id: {score, clusters, failing_clusters, open_violations}} plus None for the fleet (with by_severity).
+
+    A group's score counts only its own assignments' results (on the clusters that were its members when
+    they were last evaluated: every membership change queues an evaluation); the fleet's counts all.
+    Four aggregate queries whatever the number of groups and clusters.
+    """
+    groups = list(groups)
+    weight = rules.SEVERITY_WEIGHT
+    totals: dict[int | None, list[int]] = defaultdict(lambda: [0, 0])  # weight of all checks, of passed ones
+    open_by_group: Counter = Counter()
+    by_severity: Counter = Counter()
+    for group_id, severity, checks, passed, violations in (
+            PolicyResult.objects.order_by().values_list("assignment__group_id", "severity")
+            .annotate(checks=Count("pk"), passed=Count("pk", filter=Q(violations=0)), open=Sum("violations"))
+            .values_list("assignment__group_id", "severity", "checks", "passed", "open")):
+        for key in (group_id, None):
+            totals[key][0] += weight[severity] * checks
+            totals[key][1] += weight[severity] * passed
+        open_by_group[group_id] += violations
+        by_severity[severity] += violations
+    failing = dict(PolicyResult.objects.filter(violations__gt=0).order_by().values("assignment__group_id")
+                   .annotate(n=Count("cluster_id", distinct=True)).values_list("assignment__group_id", "n"))
+    counts = inventory_services.member_counts(groups)
+    fleet = ClusterCompliance.objects.aggregate(clusters=Count("pk"), failing=Count("pk", filter=Q(failed__gt=0)),
+                                                open=Sum("open_violations"))
+
+    def score(key) -> float | None:
+        total, passed = totals.get(key, (0, 0))
+        return round(100 * passed / total, 1) if total else None
+
+    out: dict[int | None, dict] = {
+        g.pk: {"score": score(g.pk), "clusters": counts[g.pk], "failing_clusters": failing.get(g.pk, 0),
+               "open_violations": open_by_group[g.pk]} for g in groups}
+    out[None] = {"score": score(None), "clusters": fleet["clusters"], "by_severity": dict(by_severity),
+                 "failing_clusters": fleet["failing"], "open_violations": fleet["open"] or 0}
+    return out
+
+
+def record_group_history(*, now=None) -> int:
+    """Write one trend point per group and one for the fleet (run by beat); returns the points written."""
+    now = now or timezone.now()
+    groups = list(ClusterGroup.objects.all())
+    scores = group_scores(groups)
+    points = [GroupComplianceSnapshot(group=g, at=now, score=scores[g.pk]["score"], clusters=scores[g.pk]["clusters"],
+                                      failing_clusters=scores[g.pk]["failing_clusters"],
+                                      open_violations=scores[g.pk]["open_violations"]) for g in groups]
+    fleet = scores[None]
+    points.append(GroupComplianceSnapshot(group=None, at=now, score=fleet["score"], clusters=fleet["clusters"],
+                                          failing_clusters=fleet["failing_clusters"],
+                                          open_violations=fleet["open_violations"]))
+    GroupComplianceSnapshot.objects.bulk_create(points)
+    return len(points)
+
+
+def history(queryset, *, days: int = 30) -> list[dict]:
+    """Trend points (at, score, open violations) of the last `days`, oldest first."""
+    since = timezone.now() - timedelta(days=days)
+    return [{"at": at, "score": score, "open_violations": open_v}
+            for at, score, open_v in queryset.filter(at__gte=since).order_by("at")
+            .values_list("at", "score", "open_violations")[:2000]]
+
+
+def group_history(*, days: int = 30) -> dict[int | None, list[dict]]:
+    """Trend points of every group (and the fleet, key None) in one query, oldest first."""
+    since = timezone.now() - timedelta(days=days)
+    out: dict[int | None, list[dict]] = defaultdict(list)
+    for group_id, at, score, open_v in (GroupComplianceSnapshot.objects.filter(at__gte=since).order_by("at")
+                                        .values_list("group_id", "at", "score", "open_violations")):
+        out[group_id].append({"at": at, "score": score, "open_violations": open_v})
+    return out
