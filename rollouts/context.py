@@ -1,7 +1,7 @@
 """Template context: how many approvals wait for the user (the header badge)."""
 
 from fleetweb.roles import APPROVER, has_role
-from rollouts.services import pending_approvals_for
+from rollouts.approvals import pending_approvals_for
 
 
 def pending_approvals(request) -> dict:

@@ -3,7 +3,7 @@
 Every transition is written before the next side effect, so a worker killed at any point leaves a
 state the next run continues from: an interrupted apply is applied again (server-side apply makes
 that harmless), an interrupted verify is verified again, and a stage never starts before its gate
-(approvals counted by `services.valid_approvals`) passed.
+(approvals counted by `approvals.valid_approvals`) passed.
 
 One engine per rollout, provably: a run holds the lease under a random token (the fence). Every state
 write happens inside `Fence.hold`, which locks the rollout row, checks the token and the state the step
@@ -33,7 +33,7 @@ from fleetweb.audit import record
 from inventory import kube
 from inventory.choices import Environment
 from inventory.services import credentials_of
-from rollouts import manifests, services
+from rollouts import approvals, manifests, rendering, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Deployed, Revision, Rollout, Stage, Target
 
@@ -170,7 +170,7 @@ def step(rollout: Rollout, fence: Fence) -> bool:
     stage.rollout = rollout
     if stage.state == StageState.PENDING:
         with fence.hold():
-            services.refresh_stage(stage, reason="changed before the stage started")
+            rendering.refresh_stage(stage, reason="changed before the stage started")
             _require_prod_approval(stage)
             if stage.approvals_required:
                 _set_stage(stage, StageState.AWAITING_APPROVAL)
@@ -180,15 +180,15 @@ def step(rollout: Rollout, fence: Fence) -> bool:
         return True
     if stage.state == StageState.AWAITING_APPROVAL:
         with fence.hold():
-            services.refresh_stage(stage, reason="changed while the stage awaited approval")
+            rendering.refresh_stage(stage, reason="changed while the stage awaited approval")
             _require_prod_approval(stage)
-            approvals = services.valid_approvals(stage, now=now)
-            if len(approvals) >= stage.approvals_required:
-                _start_stage(stage, now, approved=True, approvers=[a.user.get_username() for a in approvals],
-                             digests=services.stage_digests(stage))
+            valid = approvals.valid_approvals(stage, now=now)
+            if len(valid) >= stage.approvals_required:
+                _start_stage(stage, now, approved=True, approvers=[a.user.get_username() for a in valid],
+                             digests=rendering.stage_digests(stage))
                 return True
             # Approvals expire: look again when the oldest one counted would lapse, else wait for a click.
-            _schedule(fence, min((a.expires_at for a in approvals), default=None))
+            _schedule(fence, min((a.expires_at for a in valid), default=None))
         return False
     if stage.state in (StageState.APPLYING, StageState.VERIFYING):
         return _progress_stage(rollout, stage, fence, now)
@@ -231,7 +231,7 @@ def _start_stage(stage: Stage, now, *, approved: bool = False, approvers=(), dig
     record(user=None, action="rollout.stage_started", target=stage.rollout,
            target_name=f"rollout #{stage.rollout_id} stage {stage.name}",
            after={"stage": stage.name, "approved_by": list(approvers),
-                  "stage_digest": services.stage_digest(stage)})
+                  "stage_digest": rendering.stage_digest(stage)})
 
 
 def _finish(rollout: Rollout, state: str, message: str, now) -> None:
@@ -395,7 +395,7 @@ def _objects(rollout: Rollout, t: Target, revision: Revision) -> list[dict]:
     """The rollout's revision as frozen for this target; another revision (rollback) as rendered now."""
     if revision.pk == rollout.revision_id and t.rendered_digest:
         return t.rendered
-    return services.render_for(rollout.application, revision, t.cluster)
+    return rendering.render_for(rollout.application, revision, t.cluster)
 
 
 def _apply_target(rollout: Rollout, stage: Stage, t: Target, revision: Revision, fence: Fence, *,

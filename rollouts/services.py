@@ -1,15 +1,13 @@
-"""Every side effect of rollouts: applications, revisions, overrides, rollouts, approvals and the actions on them.
+"""Every side effect of rollouts: applications, revisions, overrides, plans, rollouts and the actions on them.
+What each cluster receives is `rollouts.rendering`; approvals and their rules are `rollouts.approvals`.
 
 Pages and API call these same functions, so the approval rules cannot differ between them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import uuid
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -19,21 +17,20 @@ from django.utils import timezone
 from fleetweb.audit import record
 from fleetweb.errors import ServiceError
 from fleetweb.queueing import after_commit
-from fleetweb.roles import ADMIN, APPROVER, OPERATOR, has_role
+from fleetweb.roles import ADMIN, OPERATOR, has_role
 from inventory import selectors
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup
-from inventory.services import membership
 from rollouts import manifests
 from rollouts.choices import (
     ACTIVE_ROLLOUT_STATES,
     FINISHED_ROLLOUT_STATES,
-    Decision,
     RolloutState,
     StageState,
     TargetState,
 )
 from rollouts.models import Application, Approval, Deployed, Override, Revision, Rollout, RolloutPlan, Stage, Target
+from rollouts.rendering import _override_view, refresh_pending, refresh_stage
 
 log = logging.getLogger(__name__)
 
@@ -225,109 +222,6 @@ def delete_plan(plan: RolloutPlan, *, user, source_ip: str = "") -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# What each cluster receives: rendered once, frozen, and what approvals cover
-
-
-def overrides_in_effect(application: Application, clusters) -> dict[int, Override | None]:
-    """{cluster id: the override of the first group (by name) the cluster is in now, or None}, for many clusters at
-    once: only the groups that carry an override of this application are matched (inventory.services.membership)."""
-    clusters = list(clusters)
-    result: dict[int, Override | None] = {c.pk: None for c in clusters}
-    overrides = list(Override.objects.filter(application=application).select_related("group").order_by("group__name"))
-    if not overrides or not clusters:
-        return result
-    members = membership([o.group for o in overrides], clusters)
-    for override in overrides:  # by group name: the first group a cluster is in wins
-        for cluster in members[override.group_id]:
-            if result[cluster.pk] is None:
-                result[cluster.pk] = override
-    return result
-
-
-def render_all(application: Application, revision: Revision, clusters) -> dict[int, list[dict]]:
-    """{cluster id: the revision's objects as they would be applied there now} (override and labels included);
-    the manifests are parsed once for all clusters."""
-    clusters = list(clusters)
-    parsed = manifests.parse(revision.manifests, namespace=application.namespace)
-    overrides = overrides_in_effect(application, clusters)
-    return {c.pk: manifests.render(parsed.objects, application=application.name, revision=revision.number,
-                                   digest=revision.digest, override=overrides[c.pk]) for c in clusters}
-
-
-def render_for(application: Application, revision: Revision, cluster: Cluster) -> list[dict]:
-    """The revision's objects for one cluster as they would be applied now."""
-    return render_all(application, revision, [cluster])[cluster.pk]
-
-
-def objects_digest(objects: list[dict]) -> str:
-    """sha256 of the exact objects sent to a cluster (canonical JSON)."""
-    return hashlib.sha256(json.dumps(objects, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def stage_digests(stage: Stage) -> dict[str, str]:
-    """{cluster id: rendered digest} of the stage's targets as frozen now."""
-    return {str(cid): d for cid, d in stage.targets.values_list("cluster_id", "rendered_digest")}
-
-
-def digest_of(digests: dict[str, str]) -> str:
-    """One digest over {cluster id: digest}: what the approver is shown and what a decision names."""
-    lines = sorted(f"{cid}:{d}" for cid, d in digests.items())
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
-
-
-def stage_digest(stage: Stage) -> str:
-    return digest_of(stage_digests(stage))
-
-
-def refresh_stage(stage: Stage, *, reason: str) -> list[str]:
-    """Render every target of a stage not yet started and freeze the result; when what a cluster would receive
-    changed, the stage's pending approvals are void (with `reason`). Returns the clusters whose objects changed."""
-    rollout = stage.rollout
-    changed = []
-    targets = list(stage.targets.select_related("cluster"))
-    rendered = render_all(rollout.application, rollout.revision, [t.cluster for t in targets])
-    for t in targets:
-        objects = rendered[t.cluster_id]
-        digest = objects_digest(objects)
-        if digest != t.rendered_digest:
-            if t.rendered_digest:
-                changed.append(t.cluster.name)
-            Target.objects.filter(pk=t.pk).update(rendered=objects, rendered_digest=digest)
-    if changed:
-        stage.approvals.filter(voided_at__isnull=True).update(
-            voided_at=timezone.now(),
-            void_reason=f"{reason}: what {', '.join(changed[:5])}{' …' if len(changed) > 5 else ''} would "
-                        f"receive changed"[:255])
-    return changed
-
-
-def _not_started():
-    return Stage.objects.filter(state__in=[StageState.PENDING, StageState.AWAITING_APPROVAL],
-                                rollout__state__in=[*ACTIVE_ROLLOUT_STATES, RolloutState.PAUSED])
-
-
-def refresh_pending(*, reason: str, application: Application | None = None, cluster_ids=None) -> int:
-    """Re-render the stages not yet started of an application's rollouts, or those reaching these clusters;
-    returns how many approvals were voided because what they covered changed."""
-    stages = _not_started()
-    if application is not None:
-        stages = stages.filter(rollout__application=application)
-    if cluster_ids is not None:
-        stages = stages.filter(targets__cluster_id__in=list(cluster_ids))
-    voided = 0
-    for stage in stages.select_related("rollout__application", "rollout__revision").distinct():
-        before = stage.approvals.filter(voided_at__isnull=True).count()
-        if refresh_stage(stage, reason=reason):
-            voided += before
-    return voided
-
-
-def _override_view(o: Override | None) -> dict | None:
-    return None if o is None else {"group": o.group.name, "replicas": o.replicas, "image_tags": o.image_tags,
-                                   "labels": o.labels}
-
-
-# ---------------------------------------------------------------------------------------------
 # Creating a rollout
 
 
@@ -439,150 +333,6 @@ def kick(rollout: Rollout) -> None:
     Rollout.objects.filter(pk=pk).update(queued_at=timezone.now(), next_step_at=timezone.now())
     after_commit(lambda: advance_rollout.delay(pk), what=f"rollout #{pk}",
                  on_failure=lambda: Rollout.objects.filter(pk=pk).update(queued_at=None))
-
-
-# ---------------------------------------------------------------------------------------------
-# Approvals: the one place their rules live
-
-
-def approval_ttl() -> timedelta:
-    return timedelta(seconds=settings.FLEETWEB_APPROVAL_TTL)
-
-
-def excluded_deciders(stage: Stage) -> dict[int, str]:
-    """{user id: why} of the people who may not decide on this stage: whoever requested the rollout, wrote the
-    revision, or wrote an override in effect for one of the stage's clusters (no one reviews their own change)."""
-    rollout = stage.rollout
-    excluded: dict[int, str] = {}
-    targets = list(stage.targets.select_related("cluster"))
-    overrides = overrides_in_effect(rollout.application, [t.cluster for t in targets])
-    for t in targets:
-        override = overrides[t.cluster_id]
-        if override is not None and override.updated_by_id:
-            excluded.setdefault(override.updated_by_id,
-                                f"You wrote the override for group {override.group.name} that {t.cluster.name} "
-                                f"receives: someone else must approve it.")
-    if rollout.revision.author_id:
-        excluded[rollout.revision.author_id] = (f"You wrote revision {rollout.revision.number}: someone else must "
-                                                f"approve it.")
-    if rollout.requested_by_id:
-        excluded[rollout.requested_by_id] = "You requested this rollout: someone else must approve it."
-    return excluded
-
-
-def valid_approvals(stage: Stage, *, now=None) -> list[Approval]:
-    """Approvals that count now: approve decisions for the rollout's revision covering exactly the objects each
-    cluster would receive now, not voided, not expired, one per person, none from an excluded person (requester,
-    revision author, override author), only from users who still hold the approver role."""
-    now = now or timezone.now()
-    rollout = stage.rollout
-    current = stage_digests(stage)
-    excluded = excluded_deciders(stage)
-    counted, users = [], set()
-    for a in stage.approvals.filter(decision=Decision.APPROVE, voided_at__isnull=True,
-                                    revision_id=rollout.revision_id).select_related("user").order_by("created_at"):
-        if a.expires_at <= now or a.user_id in users or a.user_id in excluded or a.digests != current:
-            continue
-        if not has_role(a.user, APPROVER):
-            continue
-        users.add(a.user_id)
-        counted.append(a)
-    return counted
-
-
-def check_can_decide(stage: Stage, user) -> None:
-    """Raise RolloutError (403 or 409) unless `user` may approve or reject `stage` now."""
-    rollout = stage.rollout
-    if not has_role(user, APPROVER):
-        raise RolloutError("Only users with the approver role may approve or reject a stage.", status=403)
-    excluded = excluded_deciders(stage)
-    if user.pk in excluded:
-        raise RolloutError(excluded[user.pk], status=403)
-    if stage.state != StageState.AWAITING_APPROVAL:
-        raise RolloutError(f"Stage '{stage.name}' is {stage.get_state_display()}, not awaiting approval.",
-                           conflict=True)
-    if rollout.state not in (RolloutState.RUNNING, RolloutState.PAUSED):
-        raise RolloutError(f"The rollout is {rollout.get_state_display()}.", conflict=True)
-    if stage.approvals.filter(user=user, voided_at__isnull=True, revision_id=rollout.revision_id,
-                              expires_at__gt=timezone.now()).exists():
-        raise RolloutError("You already decided on this stage.", conflict=True)
-
-
-def _lock_for_decision(stage: Stage, *, seen_digest: str) -> Stage:
-    """Lock the rollout, then the stage (the engine and the actions lock the rollout first too), bring the
-    frozen objects up to date and refuse when they are not what the approver was shown."""
-    Rollout.objects.select_for_update().filter(pk=stage.rollout_id).first()
-    stage = Stage.objects.select_for_update().select_related("rollout__application", "rollout__revision").get(
-        pk=stage.pk)
-    if stage.state == StageState.AWAITING_APPROVAL:
-        refresh_stage(stage, reason="changed before this decision")
-    if seen_digest and seen_digest != stage_digest(stage):
-        raise RolloutError("What this stage would apply changed since you opened it: look at it again before "
-                           "deciding.", conflict=True)
-    return stage
-
-
-def approve_stage(stage: Stage, *, user, comment: str = "", seen_digest: str = "", source_ip: str = "") -> Stage:
-    """Record an approval of exactly the objects each of the stage's clusters would receive now (`seen_digest`,
-    when given, must be the stage digest the approver was shown); the stage starts once enough distinct approvers
-    agreed (checked by the engine too)."""
-    with transaction.atomic():
-        stage = _lock_for_decision(stage, seen_digest=seen_digest)
-        check_can_decide(stage, user)
-        digests = stage_digests(stage)
-        Approval.objects.create(stage=stage, user=user, decision=Decision.APPROVE, comment=comment[:2000],
-                                revision_id=stage.rollout.revision_id, digests=digests,
-                                expires_at=timezone.now() + approval_ttl())
-        count = len(valid_approvals(stage))
-        record(user=user, action="rollout.approve", target=stage.rollout, source_ip=source_ip,
-               target_name=f"rollout #{stage.rollout_id} stage {stage.name}",
-               after={"stage": stage.name, "comment": comment, "approvals": count,
-                      "required": stage.approvals_required, "revision": stage.rollout.revision.number,
-                      "stage_digest": stage_digest(stage)})
-        # Beat picks it up too if the kick below is lost (broker down): the gate is re-checked either way.
-        kick(stage.rollout)
-    return stage
-
-
-def reject_stage(stage: Stage, *, user, comment: str, seen_digest: str = "", source_ip: str = "") -> Stage:
-    """A rejection stops the rollout: the stage is rejected, later stages never run. `seen_digest` is accepted for
-    one signature with `approve_stage` and not compared: a rejection stands whatever changed since."""
-    if not comment.strip():
-        raise RolloutError({"comment": "Say why you reject it."})
-    with transaction.atomic():
-        stage = _lock_for_decision(stage, seen_digest="")
-        check_can_decide(stage, user)
-        now = timezone.now()
-        Approval.objects.create(stage=stage, user=user, decision=Decision.REJECT, comment=comment[:2000],
-                                revision_id=stage.rollout.revision_id, digests=stage_digests(stage),
-                                expires_at=now + approval_ttl())
-        stage.state, stage.finished_at = StageState.REJECTED, now
-        stage.message = f"rejected by {user.get_username()}: {comment}"[:2000]
-        stage.save()
-        Rollout.objects.filter(pk=stage.rollout_id).update(state=RolloutState.FAILED, finished_at=now,
-                                                           message=stage.message, next_step_at=None)
-        stage.rollout.state, stage.rollout.finished_at = RolloutState.FAILED, now  # what the webhook announces
-        stage.rollout.message = stage.message
-        record(user=user, action="rollout.reject", target=stage.rollout, source_ip=source_ip,
-               target_name=f"rollout #{stage.rollout_id} stage {stage.name}",
-               after={"stage": stage.name, "comment": comment})
-        notify("rollout.failed", stage.rollout, stage=stage)
-    return stage
-
-
-def pending_approvals_for(user):
-    """Stages awaiting approval that this user may approve now (never their own rollouts)."""
-    if not has_role(user, APPROVER):
-        return Stage.objects.none()
-    decided = Approval.objects.filter(user=user, voided_at__isnull=True, expires_at__gt=timezone.now()
-                                      ).values_list("stage_id", flat=True)
-    stages = (Stage.objects.filter(state=StageState.AWAITING_APPROVAL,
-                                   rollout__state__in=[RolloutState.RUNNING, RolloutState.PAUSED])
-              .exclude(rollout__requested_by=user).exclude(rollout__revision__author=user).exclude(pk__in=decided)
-              .select_related("rollout__application", "rollout__revision", "rollout__requested_by", "group"))
-    # Override authors are excluded per cluster: few stages await approval at once, so ask each.
-    return Stage.objects.filter(pk__in=[s.pk for s in stages if user.pk not in excluded_deciders(s)]).select_related(
-        "rollout__application", "rollout__revision", "rollout__requested_by", "group")
 
 
 # ---------------------------------------------------------------------------------------------

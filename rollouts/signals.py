@@ -11,7 +11,7 @@ def revoid_changed_targets(sender, cluster_ids, reason, **kwargs):
     objects a cluster would no longer receive is void at once, and the page says why."""
     if reason == "sync":
         return  # a sync changes inventory rows, never a cluster's fields, labels or groups
-    from rollouts.services import refresh_pending
+    from rollouts.rendering import refresh_pending
 
     refresh_pending(cluster_ids=cluster_ids, reason={"update": "a cluster's fields or labels changed",
                                                      "group": "a group's members changed"}.get(reason, reason))

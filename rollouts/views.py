@@ -14,7 +14,7 @@ from fleetweb.errors import add_to_form
 from fleetweb.htmx import htmx_partial
 from fleetweb.roles import OPERATOR, VIEWER
 from fleetweb.web import client_ip
-from rollouts import manifests, services
+from rollouts import approvals, manifests, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
 from rollouts.forms import ApplicationForm, DecisionForm, PlanForm, RevisionForm, RolloutForm
 from rollouts.models import Application, Rollout, RolloutPlan, Stage
@@ -155,16 +155,16 @@ def _rollout_context(request, rollout: Rollout) -> dict:
     for stage in stages:
         if stage.state == "awaiting_approval":
             try:
-                services.check_can_decide(stage, user)
+                approvals.check_can_decide(stage, user)
             except services.RolloutError as exc:
                 decidable[stage.pk] = exc.message
             else:
                 decidable[stage.pk] = ""
-            stage.valid_count = len(services.valid_approvals(stage))
+            stage.valid_count = len(approvals.valid_approvals(stage))
         stage.can_decide = decidable.get(stage.pk) == ""
         stage.refusal = decidable.get(stage.pk, "")
         stage.cluster_names = [t.cluster.name for t in stage.targets.all()]
-        stage.digest = services.stage_digest(stage)
+        stage.digest = rendering.stage_digest(stage)
     return {"rollout": rollout, "stages": stages, "active": rollout.state in (*ACTIVE_ROLLOUT_STATES,
                                                                               RolloutState.PAUSED),
             "form": DecisionForm()}
@@ -202,13 +202,13 @@ def _decide(request, pk: int, index: int, fn, verb: str):
 @role_required(VIEWER)
 @require_POST
 def stage_approve(request, pk: int, index: int):
-    return _decide(request, pk, index, services.approve_stage, "approved")
+    return _decide(request, pk, index, approvals.approve_stage, "approved")
 
 
 @role_required(VIEWER)
 @require_POST
 def stage_reject(request, pk: int, index: int):
-    return _decide(request, pk, index, services.reject_stage, "rejected")
+    return _decide(request, pk, index, approvals.reject_stage, "rejected")
 
 
 ACTIONS = {"pause": services.pause_rollout, "resume": services.resume_rollout, "abort": services.abort_rollout,
@@ -233,7 +233,7 @@ def rollout_action(request, pk: int, action: str):
 @role_required(VIEWER)
 def my_approvals(request):
     """Stages awaiting an approval this user may give."""
-    stages = list(services.pending_approvals_for(request.user).prefetch_related("targets__cluster"))
+    stages = list(approvals.pending_approvals_for(request.user).prefetch_related("targets__cluster"))
     return render(request, "rollouts/my_approvals.html", {"stages": stages})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from rollouts.models import Application, Approval, Override, Revision, Rollout, RolloutPlan, Stage, Target
-from rollouts.services import digest_of
+from rollouts.rendering import digest_of
 
 
 class RevisionSerializer(serializers.ModelSerializer):

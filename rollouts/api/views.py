@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from fleetweb.roles import VIEWER
 from fleetweb.web import client_ip
 from inventory.models import ClusterGroup
-from rollouts import services
+from rollouts import approvals, services
 from rollouts.api import serializers
 from rollouts.choices import StageState
 from rollouts.models import Application, Rollout, RolloutPlan
@@ -165,13 +165,13 @@ class RolloutViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         """Approve the stage awaiting approval (approvers only, never the requester)."""
-        return self._action(request, services.approve_stage, decision=True)
+        return self._action(request, approvals.approve_stage, decision=True)
 
     @extend_schema(request=serializers.DecisionSerializer, responses={200: dict, 403: dict, 409: dict})
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         """Reject it with a comment: the rollout stops."""
-        return self._action(request, services.reject_stage, decision=True)
+        return self._action(request, approvals.reject_stage, decision=True)
 
     @extend_schema(request=None, responses={200: dict, 409: dict})
     @action(detail=True, methods=["post"])

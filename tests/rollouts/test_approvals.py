@@ -9,7 +9,7 @@ import yaml
 from django.utils import timezone
 
 from fleetweb.models import AuditEvent
-from rollouts import engine, services
+from rollouts import approvals, engine, services
 from rollouts.choices import RolloutState, StageState
 from rollouts.models import Approval, Rollout
 from tests.builders import make_cluster, make_user
@@ -81,24 +81,24 @@ def test_only_approvers_who_did_not_request_it_may_approve(rollout, operator, ap
     stage.refresh_from_db()
     for user, reason in ((operator, "approver role"), (requester_approver, "someone else must approve")):
         with pytest.raises(services.RolloutError) as excinfo:
-            services.approve_stage(stage, user=user)
+            approvals.approve_stage(stage, user=user)
         assert reason in str(excinfo.value) and excinfo.value.status == 403
-    services.approve_stage(stage, user=approver, comment="ok")
+    approvals.approve_stage(stage, user=approver, comment="ok")
     with pytest.raises(services.RolloutError) as excinfo:
-        services.approve_stage(stage, user=approver)
+        approvals.approve_stage(stage, user=approver)
     assert excinfo.value.status == 409 and "already decided" in str(excinfo.value)
     assert AuditEvent.objects.filter(action="rollout.approve", actor=approver).exists()
 
 
 def test_n_distinct_approvers_open_the_gate(rollout, approver, operator):
     stage = awaiting(rollout)
-    services.approve_stage(stage, user=approver)
+    approvals.approve_stage(stage, user=approver)
     engine.step_once(rollout.pk)
     assert rollout.stages.get(index=1).state == StageState.AWAITING_APPROVAL, "one of two approvals"
     # The stage's canary must not block this unit test: only the gate of stage 2 is under test.
     rollout.stages.filter(index=0).update(state=StageState.SUCCEEDED)
-    services.approve_stage(stage, user=make_user("second", "approver"))
-    assert len(services.valid_approvals(stage)) == 2
+    approvals.approve_stage(stage, user=make_user("second", "approver"))
+    assert len(approvals.valid_approvals(stage)) == 2
     engine.step_once(rollout.pk)
     stage.refresh_from_db()
     assert stage.state == StageState.APPLYING and stage.approved_at is not None
@@ -106,36 +106,36 @@ def test_n_distinct_approvers_open_the_gate(rollout, approver, operator):
 
 def test_expired_approvals_do_not_count(rollout, approver, settings):
     stage = awaiting(rollout)
-    services.approve_stage(stage, user=approver)
-    assert len(services.valid_approvals(stage)) == 1
+    approvals.approve_stage(stage, user=approver)
+    assert len(approvals.valid_approvals(stage)) == 1
     later = timezone.now() + timedelta(seconds=settings.FLEETWEB_APPROVAL_TTL + 1)
-    assert services.valid_approvals(stage, now=later) == []
+    assert approvals.valid_approvals(stage, now=later) == []
 
 
 def test_a_new_revision_voids_pending_approvals(rollout, approver, operator):
     stage = awaiting(rollout)
-    services.approve_stage(stage, user=approver)
+    approvals.approve_stage(stage, user=approver)
     services.create_revision(rollout.application, manifests_text=MANIFESTS.replace("'1'", "'2'"), user=operator)
     approval = Approval.objects.get()
     assert approval.voided_at is not None and "revision 2" in approval.void_reason
-    assert services.valid_approvals(stage) == []
-    services.approve_stage(stage, user=approver)  # the same approver may approve again, knowingly
-    assert len(services.valid_approvals(stage)) == 1
+    assert approvals.valid_approvals(stage) == []
+    approvals.approve_stage(stage, user=approver)  # the same approver may approve again, knowingly
+    assert len(approvals.valid_approvals(stage)) == 1
 
 
 def test_an_approver_who_lost_the_role_no_longer_counts(rollout, approver):
     stage = awaiting(rollout)
-    services.approve_stage(stage, user=approver)
+    approvals.approve_stage(stage, user=approver)
     approver.groups.clear()
     del approver._fleetweb_roles
-    assert services.valid_approvals(stage) == []
+    assert approvals.valid_approvals(stage) == []
 
 
 def test_rejection_stops_the_rollout_and_needs_a_reason(rollout, approver):
     stage = awaiting(rollout)
     with pytest.raises(services.RolloutError):
-        services.reject_stage(stage, user=approver, comment=" ")
-    services.reject_stage(stage, user=approver, comment="not during the sale")
+        approvals.reject_stage(stage, user=approver, comment=" ")
+    approvals.reject_stage(stage, user=approver, comment="not during the sale")
     rollout.refresh_from_db()
     assert rollout.state == RolloutState.FAILED and "not during the sale" in rollout.message
     assert rollout.stages.get(index=1).state == StageState.REJECTED
@@ -165,12 +165,12 @@ def test_pause_resume_abort_are_conditional(rollout, operator):
 
 def test_pending_approvals_list_and_badge(rollout, approver, client):
     awaiting(rollout)
-    assert [s.name for s in services.pending_approvals_for(approver)] == ["production"]
+    assert [s.name for s in approvals.pending_approvals_for(approver)] == ["production"]
     client.force_login(approver)
     page = client.get("/rollouts/approvals/").content.decode()
     assert 'id="approvals-badge">1<' in page and f'data-rollout="{rollout.pk}"' in page
-    services.approve_stage(rollout.stages.get(index=1), user=approver)
-    assert list(services.pending_approvals_for(approver)) == []
+    approvals.approve_stage(rollout.stages.get(index=1), user=approver)
+    assert list(approvals.pending_approvals_for(approver)) == []
 
 
 def test_the_rejection_webhook_announces_the_failed_state(rollout, approver, settings, monkeypatch,
@@ -185,6 +185,6 @@ def test_the_rejection_webhook_announces_the_failed_state(rollout, approver, set
     stage.rollout.refresh_from_db()
     assert stage.rollout.state == RolloutState.RUNNING
     with django_capture_on_commit_callbacks(execute=True):
-        services.reject_stage(stage, user=approver, comment="not during the sale")
+        approvals.reject_stage(stage, user=approver, comment="not during the sale")
     assert [(p["event"], p["state"], p["stage"]["state"]) for p in sent] == [
         ("rollout.failed", RolloutState.FAILED, StageState.REJECTED)]

@@ -12,7 +12,7 @@ import yaml
 from fleetweb.models import AuditEvent
 from inventory.models import Cluster, ClusterGroup
 from inventory.services import AttachError, create_group, update_cluster
-from rollouts import engine, services
+from rollouts import approvals, engine, rendering, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Approval, Rollout, Target
 from tests.builders import make_cluster, make_user
@@ -99,7 +99,7 @@ def test_operator_cannot_skip_prod_approval_by_relabelling(operator, admin_user,
 
 def test_operator_cannot_change_the_override_after_approval(prod_rollout, operator, approver, applied, api_as):
     stage = prod_rollout.stages.get()
-    services.approve_stage(stage, user=approver, comment="1.27 is fine")
+    approvals.approve_stage(stage, user=approver, comment="1.27 is fine")
     approved_digest = Target.objects.get(stage=stage).rendered_digest
     response = api_as(operator).put(f"/api/v1/applications/{prod_rollout.application.pk}/overrides/prod/",
                                     {"image_tags": {"web": "evil"}}, format="json")
@@ -107,7 +107,7 @@ def test_operator_cannot_change_the_override_after_approval(prod_rollout, operat
     approval = Approval.objects.get(stage=stage)
     assert approval.voided_at is not None and "override of web for group prod was changed by otto-operator" in \
         approval.void_reason
-    assert services.valid_approvals(stage) == []
+    assert approvals.valid_approvals(stage) == []
     _run(prod_rollout)
     assert Rollout.objects.get(pk=prod_rollout.pk).stages.get().state == StageState.AWAITING_APPROVAL
     assert applied == [], "the unapproved image never left Fleetweb"
@@ -121,7 +121,7 @@ def test_operator_cannot_move_the_cluster_into_another_override_after_approval(p
     group = create_group(name="canary-web", selector="tier=canary", user=admin_user)
     services.set_override(prod_rollout.application, group=group, user=admin_user, image_tags={"web": "evil"})
     stage = prod_rollout.stages.get()
-    services.approve_stage(stage, user=approver)
+    approvals.approve_stage(stage, user=approver)
     cluster = Cluster.objects.get(name="prod-1")
     update_cluster(cluster, user=operator, labels={"tier": "canary"})  # now in canary-web: another override
     assert Approval.objects.get(stage=stage).voided_at is not None
@@ -133,12 +133,12 @@ def test_operator_cannot_move_the_cluster_into_another_override_after_approval(p
 
 def test_what_is_applied_is_exactly_what_was_approved(prod_rollout, approver, applied):
     stage = prod_rollout.stages.get()
-    shown = services.stage_digest(stage)
-    services.approve_stage(stage, user=approver, seen_digest=shown)
+    shown = rendering.stage_digest(stage)
+    approvals.approve_stage(stage, user=approver, seen_digest=shown)
     _run(prod_rollout)
     assert [name for name, _ in applied] == ["prod-1"]
     target = Target.objects.get(stage=stage)
-    assert services.objects_digest(applied[0][1]) == target.rendered_digest == \
+    assert rendering.objects_digest(applied[0][1]) == target.rendered_digest == \
         Approval.objects.get().digests[str(target.cluster_id)]
     started = AuditEvent.objects.get(action="rollout.stage_started")
     assert started.after["stage_digest"] == shown and started.after["approved_by"] == ["anna-approver"]
@@ -146,7 +146,7 @@ def test_what_is_applied_is_exactly_what_was_approved(prod_rollout, approver, ap
 
 def test_an_approval_of_something_other_than_what_was_shown_is_refused(prod_rollout, approver, admin_user, client):
     stage = prod_rollout.stages.get()
-    shown = services.stage_digest(stage)
+    shown = rendering.stage_digest(stage)
     services.set_override(prod_rollout.application, group=ClusterGroup.objects.get(name="prod"), user=admin_user,
                           replicas=5)
     client.force_login(approver)
@@ -157,7 +157,7 @@ def test_an_approval_of_something_other_than_what_was_shown_is_refused(prod_roll
 
 def test_the_engine_never_applies_objects_no_approval_covered(prod_rollout, approver, applied):
     stage = prod_rollout.stages.get()
-    services.approve_stage(stage, user=approver)
+    approvals.approve_stage(stage, user=approver)
     _run(prod_rollout, steps=1)  # the gate opens: the stage starts with the covered digests
     # Someone writes the frozen objects behind Fleetweb's back (database access, a bug): not what was approved.
     Target.objects.filter(stage=stage).update(rendered=[{"kind": "ConfigMap"}], rendered_digest="0" * 64)
@@ -180,14 +180,14 @@ def test_revision_author_cannot_approve_it(prod_rollout, api_as, client):
     _run(rollout, steps=2)
     stage = rollout.stages.get()
     with pytest.raises(services.RolloutError) as excinfo:
-        services.approve_stage(stage, user=author)
+        approvals.approve_stage(stage, user=author)
     assert excinfo.value.status == 403 and "You wrote revision 2" in str(excinfo.value)
     response = api_as(author).post(f"/api/v1/rollouts/{rollout.pk}/approve/", {"comment": "lgtm"}, format="json")
     assert response.status_code == 403 and "You wrote revision 2" in response.json()["detail"]
     client.force_login(author)
     assert client.post(f"/rollouts/{rollout.pk}/stages/0/approve/").status_code == 403
     assert not Approval.objects.filter(stage=stage).exists()
-    assert [s.rollout_id for s in services.pending_approvals_for(author)] == [prod_rollout.pk], \
+    assert [s.rollout_id for s in approvals.pending_approvals_for(author)] == [prod_rollout.pk], \
         "the author is asked about the rollout they did not write, not their own"
 
 
@@ -198,7 +198,7 @@ def test_override_author_cannot_approve_it(prod_rollout, admin_user, api_as):
     response = api_as(author).post(f"/api/v1/rollouts/{prod_rollout.pk}/approve/", {}, format="json")
     assert response.status_code == 403 and "You wrote the override for group prod" in response.json()["detail"]
     assert not Approval.objects.exists()
-    assert list(services.pending_approvals_for(author)) == []
+    assert list(approvals.pending_approvals_for(author)) == []
 
 
 def test_n_approvals_are_n_people_none_of_them_excluded(prod_rollout, approver):
@@ -206,9 +206,9 @@ def test_n_approvals_are_n_people_none_of_them_excluded(prod_rollout, approver):
 
     Stage.objects.filter(rollout=prod_rollout).update(approvals_required=2)
     stage = prod_rollout.stages.get()
-    services.approve_stage(stage, user=approver)
+    approvals.approve_stage(stage, user=approver)
     with pytest.raises(services.RolloutError):
-        services.approve_stage(stage, user=approver)
+        approvals.approve_stage(stage, user=approver)
     _run(prod_rollout)
     assert prod_rollout.stages.get().state == StageState.AWAITING_APPROVAL, "one person is one approval"
 
@@ -218,7 +218,7 @@ def test_rollback_is_an_operators_emergency_action_announced_and_audited(prod_ro
                                                                          django_capture_on_commit_callbacks):
     from rollouts import tasks
 
-    services.approve_stage(prod_rollout.stages.get(), user=approver)
+    approvals.approve_stage(prod_rollout.stages.get(), user=approver)
     _run(prod_rollout)
     assert Rollout.objects.get(pk=prod_rollout.pk).state == RolloutState.SUCCEEDED
     settings.FLEETWEB_WEBHOOK_URL = "http://127.0.0.1:9/hook"

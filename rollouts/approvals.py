@@ -1,0 +1,168 @@
+"""Approvals: the one place their rules live (who may decide, what counts, how long it lasts), for pages, API
+and the engine alike."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from fleetweb.audit import record
+from fleetweb.roles import APPROVER, has_role
+from rollouts.choices import (
+    Decision,
+    RolloutState,
+    StageState,
+)
+from rollouts.models import Approval, Rollout, Stage
+from rollouts.rendering import overrides_in_effect, refresh_stage, stage_digest, stage_digests
+from rollouts.services import RolloutError, kick, notify
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Approvals: the one place their rules live
+
+
+def approval_ttl() -> timedelta:
+    return timedelta(seconds=settings.FLEETWEB_APPROVAL_TTL)
+
+
+def excluded_deciders(stage: Stage) -> dict[int, str]:
+    """{user id: why} of the people who may not decide on this stage: whoever requested the rollout, wrote the
+    revision, or wrote an override in effect for one of the stage's clusters (no one reviews their own change)."""
+    rollout = stage.rollout
+    excluded: dict[int, str] = {}
+    targets = list(stage.targets.select_related("cluster"))
+    overrides = overrides_in_effect(rollout.application, [t.cluster for t in targets])
+    for t in targets:
+        override = overrides[t.cluster_id]
+        if override is not None and override.updated_by_id:
+            excluded.setdefault(override.updated_by_id,
+                                f"You wrote the override for group {override.group.name} that {t.cluster.name} "
+                                f"receives: someone else must approve it.")
+    if rollout.revision.author_id:
+        excluded[rollout.revision.author_id] = (f"You wrote revision {rollout.revision.number}: someone else must "
+                                                f"approve it.")
+    if rollout.requested_by_id:
+        excluded[rollout.requested_by_id] = "You requested this rollout: someone else must approve it."
+    return excluded
+
+
+def valid_approvals(stage: Stage, *, now=None) -> list[Approval]:
+    """Approvals that count now: approve decisions for the rollout's revision covering exactly the objects each
+    cluster would receive now, not voided, not expired, one per person, none from an excluded person (requester,
+    revision author, override author), only from users who still hold the approver role."""
+    now = now or timezone.now()
+    rollout = stage.rollout
+    current = stage_digests(stage)
+    excluded = excluded_deciders(stage)
+    counted, users = [], set()
+    for a in stage.approvals.filter(decision=Decision.APPROVE, voided_at__isnull=True,
+                                    revision_id=rollout.revision_id).select_related("user").order_by("created_at"):
+        if a.expires_at <= now or a.user_id in users or a.user_id in excluded or a.digests != current:
+            continue
+        if not has_role(a.user, APPROVER):
+            continue
+        users.add(a.user_id)
+        counted.append(a)
+    return counted
+
+
+def check_can_decide(stage: Stage, user) -> None:
+    """Raise RolloutError (403 or 409) unless `user` may approve or reject `stage` now."""
+    rollout = stage.rollout
+    if not has_role(user, APPROVER):
+        raise RolloutError("Only users with the approver role may approve or reject a stage.", status=403)
+    excluded = excluded_deciders(stage)
+    if user.pk in excluded:
+        raise RolloutError(excluded[user.pk], status=403)
+    if stage.state != StageState.AWAITING_APPROVAL:
+        raise RolloutError(f"Stage '{stage.name}' is {stage.get_state_display()}, not awaiting approval.",
+                           conflict=True)
+    if rollout.state not in (RolloutState.RUNNING, RolloutState.PAUSED):
+        raise RolloutError(f"The rollout is {rollout.get_state_display()}.", conflict=True)
+    if stage.approvals.filter(user=user, voided_at__isnull=True, revision_id=rollout.revision_id,
+                              expires_at__gt=timezone.now()).exists():
+        raise RolloutError("You already decided on this stage.", conflict=True)
+
+
+def _lock_for_decision(stage: Stage, *, seen_digest: str) -> Stage:
+    """Lock the rollout, then the stage (the engine and the actions lock the rollout first too), bring the
+    frozen objects up to date and refuse when they are not what the approver was shown."""
+    Rollout.objects.select_for_update().filter(pk=stage.rollout_id).first()
+    stage = Stage.objects.select_for_update().select_related("rollout__application", "rollout__revision").get(
+        pk=stage.pk)
+    if stage.state == StageState.AWAITING_APPROVAL:
+        refresh_stage(stage, reason="changed before this decision")
+    if seen_digest and seen_digest != stage_digest(stage):
+        raise RolloutError("What this stage would apply changed since you opened it: look at it again before "
+                           "deciding.", conflict=True)
+    return stage
+
+
+def approve_stage(stage: Stage, *, user, comment: str = "", seen_digest: str = "", source_ip: str = "") -> Stage:
+    """Record an approval of exactly the objects each of the stage's clusters would receive now (`seen_digest`,
+    when given, must be the stage digest the approver was shown); the stage starts once enough distinct approvers
+    agreed (checked by the engine too)."""
+    with transaction.atomic():
+        stage = _lock_for_decision(stage, seen_digest=seen_digest)
+        check_can_decide(stage, user)
+        digests = stage_digests(stage)
+        Approval.objects.create(stage=stage, user=user, decision=Decision.APPROVE, comment=comment[:2000],
+                                revision_id=stage.rollout.revision_id, digests=digests,
+                                expires_at=timezone.now() + approval_ttl())
+        count = len(valid_approvals(stage))
+        record(user=user, action="rollout.approve", target=stage.rollout, source_ip=source_ip,
+               target_name=f"rollout #{stage.rollout_id} stage {stage.name}",
+               after={"stage": stage.name, "comment": comment, "approvals": count,
+                      "required": stage.approvals_required, "revision": stage.rollout.revision.number,
+                      "stage_digest": stage_digest(stage)})
+        # Beat picks it up too if the kick below is lost (broker down): the gate is re-checked either way.
+        kick(stage.rollout)
+    return stage
+
+
+def reject_stage(stage: Stage, *, user, comment: str, seen_digest: str = "", source_ip: str = "") -> Stage:
+    """A rejection stops the rollout: the stage is rejected, later stages never run. `seen_digest` is accepted for
+    one signature with `approve_stage` and not compared: a rejection stands whatever changed since."""
+    if not comment.strip():
+        raise RolloutError({"comment": "Say why you reject it."})
+    with transaction.atomic():
+        stage = _lock_for_decision(stage, seen_digest="")
+        check_can_decide(stage, user)
+        now = timezone.now()
+        Approval.objects.create(stage=stage, user=user, decision=Decision.REJECT, comment=comment[:2000],
+                                revision_id=stage.rollout.revision_id, digests=stage_digests(stage),
+                                expires_at=now + approval_ttl())
+        stage.state, stage.finished_at = StageState.REJECTED, now
+        stage.message = f"rejected by {user.get_username()}: {comment}"[:2000]
+        stage.save()
+        Rollout.objects.filter(pk=stage.rollout_id).update(state=RolloutState.FAILED, finished_at=now,
+                                                           message=stage.message, next_step_at=None)
+        stage.rollout.state, stage.rollout.finished_at = RolloutState.FAILED, now  # what the webhook announces
+        stage.rollout.message = stage.message
+        record(user=user, action="rollout.reject", target=stage.rollout, source_ip=source_ip,
+               target_name=f"rollout #{stage.rollout_id} stage {stage.name}",
+               after={"stage": stage.name, "comment": comment})
+        notify("rollout.failed", stage.rollout, stage=stage)
+    return stage
+
+
+def pending_approvals_for(user):
+    """Stages awaiting approval that this user may approve now (never their own rollouts)."""
+    if not has_role(user, APPROVER):
+        return Stage.objects.none()
+    decided = Approval.objects.filter(user=user, voided_at__isnull=True, expires_at__gt=timezone.now()
+                                      ).values_list("stage_id", flat=True)
+    stages = (Stage.objects.filter(state=StageState.AWAITING_APPROVAL,
+                                   rollout__state__in=[RolloutState.RUNNING, RolloutState.PAUSED])
+              .exclude(rollout__requested_by=user).exclude(rollout__revision__author=user).exclude(pk__in=decided)
+              .select_related("rollout__application", "rollout__revision", "rollout__requested_by", "group"))
+    # Override authors are excluded per cluster: few stages await approval at once, so ask each.
+    return Stage.objects.filter(pk__in=[s.pk for s in stages if user.pk not in excluded_deciders(s)]).select_related(
+        "rollout__application", "rollout__revision", "rollout__requested_by", "group")
