@@ -32,7 +32,7 @@ def roles_of(user: User | AnonymousUser) -> set[str]:
         roles = set()
         for name in user.groups.filter(name__in=ROLES).values_list("name", flat=True):
             roles |= _IMPLIES[name]
-    user._fleetweb_roles = roles  # type: ignore[union-attr]  # a per-request cache on the user object
+    user._fleetweb_roles = roles  # type: ignore[union-attr,attr-defined]  # a per-request cache on the user
     return roles
 
 

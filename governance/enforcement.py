@@ -34,6 +34,8 @@ SELECTOR = "app.kubernetes.io/managed-by=fleetweb"
 def manifests(assignment: PolicyAssignment) -> tuple[dict, dict]:
     """The ValidatingAdmissionPolicy and its binding for one assignment."""
     rule = assignment.rule
+    if rule.admission is None:
+        raise ValueError(f"rule {rule.key} cannot be enforced")  # callers pass enforceable rules only
     admission = rule.admission({**rule.defaults(), **assignment.params})
     name = assignment.policy_name()
     groups: dict[str, list[str]] = {}

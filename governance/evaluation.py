@@ -132,7 +132,8 @@ def _load(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]], tod
     if scopes["namespace"]:
         for row in (Namespace.objects.filter(cluster_id__in=scopes["namespace"]).order_by()
                     .values("cluster_id", "name", "labels", "resource_quotas", "limit_ranges")):
-            contexts[row.pop("cluster_id")].namespaces.append(row)
+            ns: dict = dict(row)
+            contexts[ns.pop("cluster_id")].namespaces.append(ns)
     if scopes["cluster"]:
         for cluster_id, version, n in (Node.objects.filter(cluster_id__in=scopes["cluster"]).order_by()
                                        .values_list("cluster_id", "kubelet_version")
@@ -172,10 +173,10 @@ def _evaluate_chunk(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignm
             ids = [pk for pk in ids if pk in present]
             found = {key: value for key, value in found.items() if key[0] in present and key[1] in alive}
             results = {pk: [r for r in results[pk] if r["assignment"] in alive] for pk in ids}
-        digests = {pk: hashlib.blake2b(digest_size=16) for pk in ids}
+        hashes = {pk: hashlib.blake2b(digest_size=16) for pk in ids}
         for key in sorted(found, key=str):
-            digests[key[0]].update(repr((key, found[key][1].message)).encode())
-        digests = {pk: d.hexdigest() for pk, d in digests.items()}
+            hashes[key[0]].update(repr((key, found[key][1].message)).encode())
+        digests = {pk: d.hexdigest() for pk, d in hashes.items()}
         previous, unchanged = {}, set()
         for cluster_id, evaluated_at, digest in ClusterCompliance.objects.filter(cluster_id__in=ids).values_list(
                 "cluster_id", "evaluated_at", "digest"):

@@ -26,7 +26,7 @@ def _param_field(p: rules.Param) -> forms.Field:
 class AssignmentForm(forms.Form):
     """Group, mode, excluded namespaces and the rule's own parameters (validated by the rule)."""
 
-    group = forms.ModelChoiceField(queryset=ClusterGroup.objects.all(), to_field_name="name")
+    group: forms.ModelChoiceField = forms.ModelChoiceField(queryset=ClusterGroup.objects.all(), to_field_name="name")
     mode = forms.ChoiceField(choices=Mode.choices, initial=Mode.AUDIT)
     excluded_namespaces = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}),

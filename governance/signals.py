@@ -79,11 +79,11 @@ def _user_view(user: User) -> dict:
 
 @receiver(pre_save, sender=User)
 def remember_user_before(sender, instance: User, **kwargs):
-    instance._audit_before = None
+    instance._audit_before = None  # type: ignore[attr-defined]  # carried from pre_save to post_save
     if instance.pk:
         old = User.objects.filter(pk=instance.pk).first()
         if old is not None:
-            instance._audit_before = {**_user_view(old), "password": old.password}
+            instance._audit_before = {**_user_view(old), "password": old.password}  # type: ignore[attr-defined]
 
 
 @receiver(post_save, sender=User)
@@ -169,7 +169,7 @@ def audit_admin_action(sender, instance: LogEntry, created: bool, **kwargs):
     if not created:
         return
     verb = {ADDITION: "add", CHANGE: "change", DELETION: "delete"}.get(instance.action_flag, "change")
-    model = instance.content_type.model_class() if instance.content_type_id else None
+    model = instance.content_type.model_class() if instance.content_type is not None else None
     _, ip = current_actor()
     record(user=instance.user, action=f"admin.{verb}", source_ip=ip,
            target_name=f"{model._meta.label_lower if model else 'object'} {instance.object_repr}"[:255],

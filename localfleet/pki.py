@@ -53,6 +53,7 @@ def issue(ca_cert_pem: bytes, ca_key_pem: bytes, *, cn: str, orgs: tuple[str, ..
     """(cert PEM, key PEM) signed by the CA: a client certificate, or a serving one for `hosts`."""
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey), "the localfleet CA key is an EC key (pki._key)"
     key = _key()
     now = datetime.datetime.now(datetime.UTC)
     builder = (

@@ -44,8 +44,8 @@ class RevisionForm(forms.Form):
 
 
 class RolloutForm(forms.Form):
-    revision = forms.ModelChoiceField(queryset=Revision.objects.none(), empty_label=None)
-    plan = forms.ModelChoiceField(queryset=RolloutPlan.objects.all(), required=False,
+    revision: forms.ModelChoiceField = forms.ModelChoiceField(queryset=Revision.objects.none(), empty_label=None)
+    plan: forms.ModelChoiceField = forms.ModelChoiceField(queryset=RolloutPlan.objects.all(), required=False,
                                   empty_label="— inline stages below —")
     stages = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false"}),
                              help_text=STAGES_HELP)

@@ -160,11 +160,12 @@ def _rollout_context(request, rollout: Rollout) -> dict:
                 decidable[stage.pk] = exc.message
             else:
                 decidable[stage.pk] = ""
-            stage.valid_count = len(approvals.valid_approvals(stage))
-        stage.can_decide = decidable.get(stage.pk) == ""
-        stage.refusal = decidable.get(stage.pk, "")
-        stage.cluster_names = [t.cluster.name for t in stage.targets.all()]
-        stage.digest = rendering.stage_digest(stage)
+            stage.valid_count = len(approvals.valid_approvals(stage))  # type: ignore[attr-defined]
+        # What the template shows of each stage, set on it (not model fields).
+        stage.can_decide = decidable.get(stage.pk) == ""  # type: ignore[attr-defined]
+        stage.refusal = decidable.get(stage.pk, "")  # type: ignore[attr-defined]
+        stage.cluster_names = [t.cluster.name for t in stage.targets.all()]  # type: ignore[attr-defined]
+        stage.digest = rendering.stage_digest(stage)  # type: ignore[attr-defined]
     return {"rollout": rollout, "stages": stages, "active": rollout.state in (*ACTIVE_ROLLOUT_STATES,
                                                                               RolloutState.PAUSED),
             "form": DecisionForm()}
@@ -180,7 +181,7 @@ def rollout_detail(request, pk: int):
 
 
 def _decide(request, pk: int, index: int, fn, verb: str):
-    rollout = get_object_or_404(Rollout.objects.select_related("application", "revision"), pk=pk)
+    rollout: Rollout = get_object_or_404(Rollout.objects.select_related("application", "revision"), pk=pk)
     stage = get_object_or_404(Stage, rollout=rollout, index=index)
     form = DecisionForm(request.POST)
     valid = form.is_valid()

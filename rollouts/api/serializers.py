@@ -88,7 +88,7 @@ class RolloutSerializer(serializers.ModelSerializer):
     """Create from `revision` (id) and a `plan` (name) or inline `stages`."""
 
     application: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    revision = serializers.PrimaryKeyRelatedField(queryset=Revision.objects.all())
+    revision: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(queryset=Revision.objects.all())
     revision_number = serializers.IntegerField(source="revision.number", read_only=True)
     requested_by: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
     plan: serializers.SlugRelatedField = (

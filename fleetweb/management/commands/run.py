@@ -40,6 +40,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         self.children: list[subprocess.Popen] = []
+        self.names: dict[int, str] = {}
         self.fleet = None
         # Ctrl-C, a closed terminal and `kill` all stop everything; SIGINT is set explicitly because a
         # process started in the background by a non-interactive shell inherits it as ignored.
@@ -101,14 +102,14 @@ class Command(BaseCommand):
             time.sleep(1)
 
     def _named_children(self):
-        return [(getattr(p, "fleetweb_name", "?"), p) for p in self.children]
+        return [(self.names.get(p.pid, "?"), p) for p in self.children]
 
     def _spawn(self, name: str, cmd: list[str], env: dict, logs: Path) -> None:
         log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=settings.BASE_DIR, start_new_session=True)
         log.close()
-        proc.fleetweb_name = name
+        self.names[proc.pid] = name
         self.children.append(proc)
         self.say(f"started {name} (pid {proc.pid}, log {logs / (name + '.log')})")
 
