@@ -25,6 +25,26 @@ def state_dir() -> Path:
     return path
 
 
+def _forget_dead_handles(pgdata: Path) -> None:
+    """pgserver stops the server when the last process using it exits, counting users in `.handle_pids.json`; a
+    process that died without its exit handler (killed, or `os._exit`) stays counted forever and the server is never
+    stopped. Drop the pids that are no longer running before counting ourselves in."""
+    import json
+
+    import psutil
+    from pgserver.postgres_server import PostgresServer
+
+    handles = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:  # the inter-process lock pgserver itself takes around this file
+        try:
+            pids = json.loads(handles.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+
+
 def database_url() -> str:
     """Start (or attach to) the embedded PostgreSQL and return a URL for the `fleetweb` database."""
     import logging
@@ -40,6 +60,7 @@ def database_url() -> str:
 
     server = _servers.get("postgres")
     if server is None:
+        _forget_dead_handles(state_dir() / "postgres")
         server = pgserver.get_server(state_dir() / "postgres", cleanup_mode="stop")
         _servers["postgres"] = server
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")

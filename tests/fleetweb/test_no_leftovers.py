@@ -57,6 +57,7 @@ def test_ctrl_c_on_make_run_stops_everything_it_started(tmp_path):
     run = subprocess.Popen([sys.executable, "manage.py", "run", "--port", str(port), "--clusters", "1", "--nodes", "1"],
                            cwd=ROOT, env=_clean_env(state), stdout=log, stderr=subprocess.STDOUT,
                            start_new_session=True)
+    started: dict[int, str] = {}
     try:
         deadline = time.monotonic() + 240
         while b"Fleetweb is up" not in (tmp_path / "run.log").read_bytes():
@@ -76,6 +77,12 @@ def test_ctrl_c_on_make_run_stops_everything_it_started(tmp_path):
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
+        for pid in started:  # a failed test still leaves nothing: the members run in sessions of their own
+            if _alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         log.close()
 
 
