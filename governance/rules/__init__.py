@@ -12,8 +12,11 @@ import dataclasses
 import datetime
 from collections.abc import Callable, Iterable
 
-SEVERITIES = ("critical", "high", "medium", "low")
-SEVERITY_WEIGHT = {"critical": 8, "high": 4, "medium": 2, "low": 1}
+from governance.choices import Severity
+
+# The one severity list is governance.choices.Severity; rules, scores, filters and models read it.
+SEVERITIES = tuple(Severity.values)
+SEVERITY_WEIGHT: dict[str, int] = {Severity.CRITICAL: 8, Severity.HIGH: 4, Severity.MEDIUM: 2, Severity.LOW: 1}
 DEFAULT_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 
 
