@@ -300,15 +300,12 @@ def _session(cluster):
     return kube.connect(credentials_of(cluster), insecure=cluster.insecure_skip_tls_verify)
 
 
-APPLICATION_LABEL = "fleetweb.io/application"
-
-
 def not_ours(obj: dict, live: dict) -> str:
     """'' when the live object is Fleetweb's to change or delete for `obj`'s application (its label names that
     application, or only Fleetweb's field manager ever wrote it), else why not."""
     meta = live.get("metadata") or {}
-    mine = obj["metadata"]["labels"][APPLICATION_LABEL]
-    owner = (meta.get("labels") or {}).get(APPLICATION_LABEL)
+    mine = obj["metadata"]["labels"][manifests.APPLICATION_LABEL]
+    owner = (meta.get("labels") or {}).get(manifests.APPLICATION_LABEL)
     if owner == mine:
         return ""
     if owner:

@@ -207,6 +207,10 @@ def _retag(image: str, tag: str) -> str:
     return f"{base}:{tag}"
 
 
+# The label that says which application an object is; the engine takes over or deletes only objects carrying theirs.
+APPLICATION_LABEL = "fleetweb.io/application"
+
+
 def render(parsed_objects: list[dict], *, application: str, revision: int, digest: str,
            override=None) -> list[dict]:
     """The objects to apply on one cluster: Fleetweb's labels and annotations, plus the group's override."""
@@ -215,7 +219,7 @@ def render(parsed_objects: list[dict], *, application: str, revision: int, diges
         obj = copy.deepcopy(original)
         meta = obj["metadata"]
         meta["labels"] = {**(meta.get("labels") or {}), "app.kubernetes.io/managed-by": "fleetweb",
-                          "fleetweb.io/application": application}
+                          APPLICATION_LABEL: application}
         meta["annotations"] = {**(meta.get("annotations") or {}), "fleetweb.io/revision": str(revision),
                                "fleetweb.io/digest": digest}
         if override is not None:
