@@ -17,7 +17,7 @@ from benchmarks.common import peak_rss_mib, setup_django
 
 
 def floor(cluster_id: int) -> dict:
-    from inventory import kube
+    from inventory import kinds, kube
     from inventory.models import Cluster
     from inventory.services import credentials_of
 
@@ -25,8 +25,8 @@ def floor(cluster_id: int) -> dict:
     started = time.perf_counter()
     with kube.connect(credentials_of(cluster)) as session:
         kube.server_version(session)
-        for _kind, path, _group, _resource in kube.COLLECTED:
-            for _page in kube.paged_list(session, path):
+        for kind in kinds.KINDS:
+            for _page in kube.paged_list(session, kind.path):
                 pass
         read = session.bytes_read
     return {"seconds": time.perf_counter() - started, "bytes": read, "peak_rss_mib": peak_rss_mib()}
@@ -63,7 +63,7 @@ def decode(cluster_id: int) -> dict:
 
     from kubernetes.client import V1PodList
 
-    from inventory import decode as fw_decode
+    from inventory import kinds as fw_kinds
     from inventory import kube
     from inventory.models import Cluster
     from inventory.services import credentials_of
@@ -71,7 +71,7 @@ def decode(cluster_id: int) -> dict:
     cluster = Cluster.objects.get(pk=cluster_id)
     with kube.connect(credentials_of(cluster)) as session:
         pages = list(kube.paged_list(session, "/api/v1/pods"))
-    pods = sum(len(fw_decode.decode_page("Pod", p).items) for p in pages)
+    pods = sum(len(fw_kinds.decode_page("Pod", p).items) for p in pages)
 
     def rate(fn, rounds: int) -> float:
         best = float("inf")
@@ -83,7 +83,7 @@ def decode(cluster_id: int) -> dict:
         return pods / best
 
     sample = pages[: max(1, len(pages) // 10)]  # the model path is slow: a tenth of the pages is enough
-    sample_pods = sum(len(fw_decode.decode_page("Pod", p).items) for p in sample)
+    sample_pods = sum(len(fw_kinds.decode_page("Pod", p).items) for p in sample)
 
     def models_rate(rounds: int = 3) -> float:
         best = float("inf")
@@ -94,7 +94,7 @@ def decode(cluster_id: int) -> dict:
             best = min(best, time.perf_counter() - t)
         return sample_pods / best
 
-    fleetweb_rate = rate(lambda p: fw_decode.decode_page("Pod", p), 5)
+    fleetweb_rate = rate(lambda p: fw_kinds.decode_page("Pod", p), 5)
     models = models_rate()
     return {"pods": pods, "pages": len(pages), "fleetweb_pods_per_s": fleetweb_rate,
             "kubernetes_models_pods_per_s": models, "ratio": fleetweb_rate / models}

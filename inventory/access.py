@@ -8,7 +8,7 @@ import json
 
 import yaml
 
-from inventory import kube
+from inventory import kinds, kube
 
 
 @dataclasses.dataclass
@@ -61,10 +61,10 @@ def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionR
         checks.append(Check("reach API server (/version)", True, f"Kubernetes {git_version}"))
         ok = True
         first_error: kube.KubeError | None = None
-        for _kind, _path, group, resource in kube.COLLECTED:
-            label = f"list {resource}" + (f".{group}" if group else "")
+        for kind in kinds.KINDS:
+            label = f"list {kind.rbac_label}"
             try:
-                allowed, reason = can_i(session, verb="list", group=group, resource=resource)
+                allowed, reason = can_i(session, verb="list", group=kind.group, resource=kind.resource)
             except kube.KubeError as exc:
                 checks.append(Check(label, False, exc.message))
                 first_error = first_error or exc
@@ -74,7 +74,8 @@ def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionR
                 continue
             if not allowed:
                 ok = False
-                detail = "403: not allowed to list " + resource + (f" in API group '{group}'" if group else "")
+                where = f" in API group '{kind.group}'" if kind.group else ""
+                detail = f"403: not allowed to list {kind.resource}{where}"
                 first_error = first_error or kube.KubeError("forbidden", detail, http_status=403)
                 checks.append(Check(label, False, detail + (f" ({reason})" if reason else "")))
             else:
@@ -117,9 +118,7 @@ def least_privilege_manifest(namespace: str = FLEETWEB_NAMESPACE, name: str = "f
     """ServiceAccount, ClusterRole (get/list/watch on exactly the collected kinds), binding, token Secret,
     a separate role to manage Fleetweb's ValidatingAdmissionPolicies (enforce mode), and one to apply
     rollouts' objects."""
-    rules: dict[str, list[str]] = {}
-    for _kind, _path, group, resource in kube.COLLECTED:
-        rules.setdefault(group, []).append(resource)
+    rules = kinds.rbac_rules()
     docs = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},

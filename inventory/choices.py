@@ -61,6 +61,18 @@ class WorkloadKind(models.TextChoices):
     CRONJOB = "CronJob", "CronJob"
 
 
+# The one definition of an unavailable workload, read by the workload badge, the `?unavailable=` filter, the
+# cluster's "N down" counter and its health: a Deployment, StatefulSet or DaemonSet with fewer available replicas
+# than desired, or any workload (Jobs and CronJobs too) with a crash-looping pod. Replica counts say nothing about
+# a Job, and a crash loop is an outage even in the seconds its replica still counts as available.
+# `inventory.querysets.WorkloadQuerySet.unavailable` is the same rule in SQL; a test holds them together.
+LONG_RUNNING = (WorkloadKind.DEPLOYMENT, WorkloadKind.STATEFULSET, WorkloadKind.DAEMONSET)
+
+
+def workload_unavailable(kind: str, *, desired: int, available: int, crashlooping: int) -> bool:
+    return crashlooping > 0 or (kind in LONG_RUNNING and available < desired)
+
+
 class SyncOutcome(models.TextChoices):
     RUNNING = "running", "running"
     SUCCEEDED = "succeeded", "succeeded"

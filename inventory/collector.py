@@ -11,8 +11,10 @@ import dataclasses
 import time
 from collections import Counter, defaultdict
 
-from inventory import decode, kube
-from inventory.choices import ClusterStatus, WorkloadKind
+from django.template.defaultfilters import pluralize
+
+from inventory import decode, kinds, kube
+from inventory.choices import ClusterStatus, WorkloadKind, workload_unavailable
 
 # Errors that end the whole sync: the cluster did not answer or refused who we are.
 FATAL = {"dns", "refused", "timeout", "network", "tls", "unauthorized", "config"}
@@ -53,7 +55,7 @@ class Snapshot:
 
     @property
     def is_complete(self) -> bool:
-        return not self.errors and {k for k, *_ in kube.COLLECTED} <= self.complete
+        return not self.errors and kinds.NAMES <= self.complete
 
 
 class _Reader:
@@ -64,36 +66,47 @@ class _Reader:
         self.rs_owner: dict[str, str] = {}  # ReplicaSet uid -> Deployment uid
 
     def reset(self, kind: str) -> None:
-        s = self.s
-        s.counts[kind] = 0
-        if kind == "Node":
-            s.nodes.clear()
-            s.node_providers.clear()
-        elif kind == "Namespace":
-            s.namespaces.clear()
-        elif kind == "ReplicaSet":
-            self.rs_owner.clear()
-        elif kind == "ResourceQuota":
-            s.quotas_by_namespace.clear()
-        elif kind == "LimitRange":
-            s.limit_ranges_by_namespace.clear()
-        elif kind == "Pod":
-            s.problem_pods.clear()
-            s.pods_by_workload.clear()
-            s.pods_by_namespace.clear()
-            s.pod_total = 0
-        else:
-            s.workloads[kind] = []
+        """Forget what was read of `kind` (before its first page, and again after a 410 restart)."""
+        self.s.counts[kind] = 0
+        getattr(self, f"reset_{kinds.BY_NAME[kind].fold}")(kind)
 
     def add(self, kind: str, items: list) -> None:
         self.s.counts[kind] = self.s.counts.get(kind, 0) + len(items)
-        getattr(self, f"_add_{kind.lower()}", self._add_workload)(kind, items)
+        getattr(self, f"fold_{kinds.BY_NAME[kind].fold}")(kind, items)
+
+    def reset_node(self, _kind: str) -> None:
+        self.s.nodes.clear()
+        self.s.node_providers.clear()
+
+    def reset_namespace(self, _kind: str) -> None:
+        self.s.namespaces.clear()
+
+    def reset_owners(self, _kind: str) -> None:
+        self.rs_owner.clear()
+
+    def reset_quota(self, _kind: str) -> None:
+        self.s.quotas_by_namespace.clear()
+
+    def reset_limit_range(self, _kind: str) -> None:
+        self.s.limit_ranges_by_namespace.clear()
+
+    def reset_pod(self, _kind: str) -> None:
+        s = self.s
+        s.problem_pods.clear()
+        s.pods_by_workload.clear()
+        s.pods_by_namespace.clear()
+        s.pod_total = 0
+
+    def reset_workload(self, kind: str) -> None:
+        self.s.workloads[kind] = []
+
+    reset_cronjob = reset_workload
 
     @staticmethod
     def _meta(m: decode.Meta) -> dict:
         return {"uid": m.uid, "name": m.name, "labels": dict(m.labels), "created": m.creation_timestamp}
 
-    def _add_node(self, _kind: str, items: list[decode.Node]) -> None:
+    def fold_node(self, _kind: str, items: list[decode.Node]) -> None:
         for n in items:
             labels = n.metadata.labels
             provider = decode.detect_provider(n.spec.provider_id, labels)
@@ -125,7 +138,7 @@ class _Reader:
                 "taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in n.spec.taints],
             })
 
-    def _add_namespace(self, _kind: str, items: list[decode.Namespace]) -> None:
+    def fold_namespace(self, _kind: str, items: list[decode.Namespace]) -> None:
         for ns in items:
             self.s.namespaces.append({
                 **self._meta(ns.metadata),
@@ -133,19 +146,19 @@ class _Reader:
                 "pod_security_enforce": ns.metadata.labels.get("pod-security.kubernetes.io/enforce", ""),
             })
 
-    def _add_resourcequota(self, _kind: str, items: list[decode.NamespacedObject]) -> None:
+    def fold_quota(self, _kind: str, items: list[decode.NamespacedObject]) -> None:
         self.s.quotas_by_namespace.update(o.metadata.namespace for o in items)
 
-    def _add_limitrange(self, _kind: str, items: list[decode.NamespacedObject]) -> None:
+    def fold_limit_range(self, _kind: str, items: list[decode.NamespacedObject]) -> None:
         self.s.limit_ranges_by_namespace.update(o.metadata.namespace for o in items)
 
-    def _add_replicaset(self, _kind: str, items: list[decode.ReplicaSet]) -> None:
+    def fold_owners(self, _kind: str, items: list[decode.ReplicaSet]) -> None:
         for rs in items:
             for ref in rs.metadata.owner_references:
                 if ref.controller and ref.kind == "Deployment":
                     self.rs_owner[rs.metadata.uid] = ref.uid
 
-    def _add_cronjob(self, kind: str, items: list[decode.CronJob]) -> None:
+    def fold_cronjob(self, kind: str, items: list[decode.CronJob]) -> None:
         rows = self.s.workloads.setdefault(kind, [])
         for cj in items:
             template = cj.spec.job_template.spec.template
@@ -163,7 +176,7 @@ class _Reader:
                 "pod_template": decode.normalize_template(template),
             })
 
-    def _add_workload(self, kind: str, items: list[decode.Workload]) -> None:
+    def fold_workload(self, kind: str, items: list[decode.Workload]) -> None:
         rows = self.s.workloads.setdefault(kind, [])
         for w in items:
             st = w.status
@@ -202,7 +215,7 @@ class _Reader:
             return ref.uid, ref.kind, ref.name
         return "", "", ""
 
-    def _add_pod(self, _kind: str, items: list[decode.Pod]) -> None:
+    def fold_pod(self, _kind: str, items: list[decode.Pod]) -> None:
         s = self.s
         for pod in items:
             s.pod_total += 1
@@ -243,13 +256,13 @@ def fetch(session: kube.Session) -> Snapshot:
     snapshot = Snapshot()
     snapshot.version = kube.server_version(session)
     reader = _Reader(snapshot)
-    for kind, path, _group, _resource in kube.COLLECTED:
+    for kind, path in ((k.name, k.path) for k in kinds.KINDS):
         started = time.monotonic()
         for attempt in range(MAX_LIST_RESTARTS + 1):
             reader.reset(kind)
             try:
                 for page in kube.prefetch(kube.paged_list(session, path)):
-                    reader.add(kind, decode.decode_page(kind, page).items)
+                    reader.add(kind, kinds.decode_page(kind, page).items)
             except kube.ListRestarted:
                 if attempt == MAX_LIST_RESTARTS:
                     snapshot.errors[kind] = f"list of {kind} kept expiring (410 Gone) after {attempt} restarts"
@@ -269,18 +282,22 @@ def fetch(session: kube.Session) -> Snapshot:
     return snapshot
 
 
-def health(snapshot: Snapshot) -> tuple[str, str]:
-    """(status, reason) of a cluster that answered: connected unless something is visibly wrong."""
+def health(snapshot: Snapshot, unavailable: int | None = None) -> tuple[str, str]:
+    """(status, reason) of a cluster that answered: connected unless something is visibly wrong.
+
+    `unavailable` is the stored count after the write (it keeps the last known pod counts when only the pod list
+    failed); without it the snapshot's own rows are counted by the same rule."""
     problems = []
     not_ready = sum(1 for n in snapshot.nodes if not n["ready"])
     if not_ready:
         problems.append(f"{not_ready} of {len(snapshot.nodes)} nodes NotReady")
-    unavailable = unavailable_workloads(snapshot)
+    if unavailable is None:
+        unavailable = unavailable_workloads(snapshot)
     if unavailable:
-        problems.append(f"{unavailable} workloads unavailable")
+        problems.append(f"{unavailable} workload{pluralize(unavailable)} unavailable")
     crashloops = sum(1 for p in snapshot.problem_pods if p["reason"] == "CrashLoopBackOff")
     if crashloops:
-        problems.append(f"{crashloops} pods crash-looping")
+        problems.append(f"{crashloops} pod{pluralize(crashloops)} crash-looping")
     if snapshot.errors:
         problems.append("could not list " + ", ".join(sorted(snapshot.errors)))
     if problems:
@@ -289,10 +306,12 @@ def health(snapshot: Snapshot) -> tuple[str, str]:
 
 
 def unavailable_workloads(snapshot: Snapshot) -> int:
-    """Deployments, StatefulSets and DaemonSets with fewer available replicas than desired."""
+    """Workloads of the snapshot unavailable by the one rule (`inventory.choices.workload_unavailable`)."""
     count = 0
-    for kind in (WorkloadKind.DEPLOYMENT, WorkloadKind.STATEFULSET, WorkloadKind.DAEMONSET):
-        for row in snapshot.workloads.get(kind, []):
-            if row["replicas_available"] < row["replicas_desired"]:
+    for kind, rows in snapshot.workloads.items():
+        for row in rows:
+            pods = snapshot.pods_by_workload.get(row["uid"])
+            if workload_unavailable(kind, desired=row["replicas_desired"], available=row["replicas_available"],
+                                    crashlooping=pods.crashlooping if pods else 0):
                 count += 1
     return count

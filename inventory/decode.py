@@ -277,32 +277,11 @@ class NamespacedObject(_S):
     metadata: Meta = msgspec.field(default_factory=Meta)
 
 
-_DECODERS: dict[str, msgspec.json.Decoder] = {
-    "Node": msgspec.json.Decoder(ObjectList[Node]),
-    "Namespace": msgspec.json.Decoder(ObjectList[Namespace]),
-    "Deployment": msgspec.json.Decoder(ObjectList[Workload]),
-    "StatefulSet": msgspec.json.Decoder(ObjectList[Workload]),
-    "DaemonSet": msgspec.json.Decoder(ObjectList[Workload]),
-    "Job": msgspec.json.Decoder(ObjectList[Workload]),
-    "CronJob": msgspec.json.Decoder(ObjectList[CronJob]),
-    "ReplicaSet": msgspec.json.Decoder(ObjectList[ReplicaSet]),
-    "Pod": msgspec.json.Decoder(ObjectList[Pod]),
-    "ResourceQuota": msgspec.json.Decoder(ObjectList[NamespacedObject]),
-    "LimitRange": msgspec.json.Decoder(ObjectList[NamespacedObject]),
-}
 _LIST_META = msgspec.json.Decoder(_ListOnlyMeta)
 
 
 class DecodeError(ValueError):
     """A page that is not the JSON list it claims to be."""
-
-
-def decode_page(kind: str, page: bytes) -> ObjectList:
-    """Decode one LIST page of `kind`."""
-    try:
-        return _DECODERS[kind].decode(page)
-    except msgspec.DecodeError as exc:
-        raise DecodeError(f"{kind} list is not valid: {exc}") from None
 
 
 def decode_list_meta(page: bytes) -> str:

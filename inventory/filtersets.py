@@ -105,13 +105,10 @@ class WorkloadFilterSet(_InventoryFilterSet):
         return queryset.annotate(images_text=Cast("images", TextField())).filter(images_text__icontains=value)
 
     def filter_unavailable(self, queryset, name, value):
-        from django.db.models import F
-
+        """Workloads unavailable by the one rule (`inventory.choices.workload_unavailable`)."""
         if value is None:
             return queryset
-        unavailable = Q(replicas_available__lt=F("replicas_desired"),
-                        kind__in=[WorkloadKind.DEPLOYMENT, WorkloadKind.STATEFULSET, WorkloadKind.DAEMONSET])
-        return queryset.filter(unavailable) if value else queryset.exclude(unavailable)
+        return queryset.unavailable() if value else queryset.available()
 
 
 class ProblemPodFilterSet(_InventoryFilterSet):

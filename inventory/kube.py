@@ -35,22 +35,6 @@ from inventory import execplugins
 from inventory.choices import ClusterStatus
 from inventory.decode import decode_list_meta
 
-# What the collector lists: (kind, API path, API group, resource). The least-privilege ClusterRole,
-# the permission check and the sync all read this one table.
-COLLECTED = (
-    ("Node", "/api/v1/nodes", "", "nodes"),
-    ("Namespace", "/api/v1/namespaces", "", "namespaces"),
-    ("Deployment", "/apis/apps/v1/deployments", "apps", "deployments"),
-    ("StatefulSet", "/apis/apps/v1/statefulsets", "apps", "statefulsets"),
-    ("DaemonSet", "/apis/apps/v1/daemonsets", "apps", "daemonsets"),
-    ("ReplicaSet", "/apis/apps/v1/replicasets", "apps", "replicasets"),
-    ("CronJob", "/apis/batch/v1/cronjobs", "batch", "cronjobs"),
-    ("Job", "/apis/batch/v1/jobs", "batch", "jobs"),
-    ("Pod", "/api/v1/pods", "", "pods"),
-    ("ResourceQuota", "/api/v1/resourcequotas", "", "resourcequotas"),
-    ("LimitRange", "/api/v1/limitranges", "", "limitranges"),
-)
-
 
 class KubeError(Exception):
     """A failed call to a member cluster, classified so the UI can say exactly what went wrong."""

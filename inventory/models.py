@@ -12,8 +12,16 @@ from django.urls import reverse
 
 from fleetweb import crypto
 from inventory import selectors
-from inventory.choices import AuthMethod, ClusterStatus, Environment, Provider, SyncOutcome, WorkloadKind
-from inventory.querysets import ClusterGroupQuerySet, ClusterQuerySet, InventoryQuerySet
+from inventory.choices import (
+    AuthMethod,
+    ClusterStatus,
+    Environment,
+    Provider,
+    SyncOutcome,
+    WorkloadKind,
+    workload_unavailable,
+)
+from inventory.querysets import ClusterGroupQuerySet, ClusterQuerySet, InventoryQuerySet, WorkloadQuerySet
 from inventory.validators import validate_selector, validate_server_url
 
 
@@ -186,6 +194,8 @@ class Workload(InventoryModel):
     pods_crashlooping = models.IntegerField(default=0)
     restarts = models.IntegerField(default=0)
 
+    objects = WorkloadQuerySet.as_manager()
+
     class Meta:
         ordering = ["cluster", "namespace", "kind", "name"]
         constraints = [models.UniqueConstraint(fields=["cluster", "uid"], name="workload_cluster_uid")]
@@ -193,9 +203,8 @@ class Workload(InventoryModel):
 
     @property
     def is_available(self) -> bool:
-        if self.kind in (WorkloadKind.JOB, WorkloadKind.CRONJOB):
-            return self.pods_crashlooping == 0
-        return self.replicas_available >= self.replicas_desired and self.pods_crashlooping == 0
+        return not workload_unavailable(self.kind, desired=self.replicas_desired, available=self.replicas_available,
+                                        crashlooping=self.pods_crashlooping)
 
 
 class ProblemPod(InventoryModel):

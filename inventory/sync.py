@@ -123,7 +123,7 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
             log.info("%s was detached during its sync; the snapshot is dropped", cluster.name)
             return None
         write_snapshot(cluster, snapshot)
-        status, reason = collector.health(snapshot)
+        status, reason = collector.health(snapshot, cluster.unhealthy_workload_count)
         now = timezone.now()
         cluster.status = status
         cluster.status_reason = reason[:255]
@@ -266,7 +266,7 @@ def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
     if "Namespace" in complete:
         cluster.namespace_count = len(snapshot.namespaces)
     cluster.workload_count = Workload.objects.filter(cluster=cluster).count()
-    cluster.unhealthy_workload_count = collector.unavailable_workloads(snapshot)
+    cluster.unhealthy_workload_count = Workload.objects.filter(cluster=cluster).unavailable().count()
     if pods_complete:
         cluster.pod_count = snapshot.pod_total
         cluster.problem_pod_count = len(snapshot.problem_pods)

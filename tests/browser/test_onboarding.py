@@ -102,6 +102,6 @@ def test_attach_from_pasted_kubeconfig_picking_a_context(page, live_server, loca
     expect(page).to_have_url(re.compile(rf"/clusters/{name}/$"))
     # This member runs a Deployment that cannot be scheduled, on purpose: it must read as degraded, with why.
     wait_status(page, name, "degraded")
-    expect(page.locator("#cluster-header")).to_contain_text("1 workloads unavailable")
+    expect(page.locator("#cluster-header")).to_contain_text("1 workload unavailable")
     assert Cluster.objects.count() == 1
     expect(page.locator(".cards")).to_contain_text(broken.version)

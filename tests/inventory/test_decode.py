@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from inventory import decode
+from inventory import decode, kinds
 from inventory.collector import Snapshot, _Reader
 
 
@@ -34,16 +34,16 @@ def test_continue_token_is_read_from_the_page():
 
 
 def test_unknown_fields_are_skipped_and_missing_ones_default():
-    items = decode.decode_page("Pod", page([pod("p1")])).items
+    items = kinds.decode_page("Pod", page([pod("p1")])).items
     assert items[0].metadata.name == "p1"
     assert items[0].status.container_statuses[0].restart_count == 0
-    empty = decode.decode_page("Node", page([{"metadata": {"name": "bare", "uid": "u"}}])).items[0]
+    empty = kinds.decode_page("Node", page([{"metadata": {"name": "bare", "uid": "u"}}])).items[0]
     assert empty.spec.provider_id == "" and empty.status.conditions == []
 
 
 def test_a_page_that_is_not_json_is_a_clear_decode_error():
     with pytest.raises(decode.DecodeError, match="Pod list is not valid"):
-        decode.decode_page("Pod", b"<html>502 Bad Gateway</html>")
+        kinds.decode_page("Pod", b"<html>502 Bad Gateway</html>")
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -87,27 +87,27 @@ def test_cluster_provider_is_the_majority_and_ignores_unknown():
 
 
 def test_pod_problems():
-    ok = decode.decode_page("Pod", page([pod("ok")])).items[0]
+    ok = kinds.decode_page("Pod", page([pod("ok")])).items[0]
     assert decode.pod_problem(ok) is None
     crash_pod = pod("crash", ready=False, restarts=7, waiting="CrashLoopBackOff")
-    crash = decode.decode_page("Pod", page([crash_pod])).items[0]
+    crash = kinds.decode_page("Pod", page([crash_pod])).items[0]
     assert decode.pod_problem(crash) == ("CrashLoopBackOff", "back-off", 7, False, True)
-    pending = decode.decode_page("Pod", page([pod("pending", phase="Pending", ready=False)])).items[0]
+    pending = kinds.decode_page("Pod", page([pod("pending", phase="Pending", ready=False)])).items[0]
     assert decode.pod_problem(pending)[0] == "Pending"
-    restarted = decode.decode_page("Pod", page([pod("restarted", restarts=2)])).items[0]
+    restarted = kinds.decode_page("Pod", page([pod("restarted", restarts=2)])).items[0]
     assert decode.pod_problem(restarted)[0] == "Restarting"
-    done = decode.decode_page("Pod", page([pod("done", phase="Succeeded", ready=False)])).items[0]
+    done = kinds.decode_page("Pod", page([pod("done", phase="Succeeded", ready=False)])).items[0]
     assert decode.pod_problem(done) is None
 
 
 def test_pods_count_against_their_deployment_through_the_replicaset():
     snapshot = Snapshot()
     reader = _Reader(snapshot)
-    reader.add("ReplicaSet", decode.decode_page("ReplicaSet", page([{"metadata": {
+    reader.add("ReplicaSet", kinds.decode_page("ReplicaSet", page([{"metadata": {
         "name": "web-5d8f", "uid": "rs-1", "ownerReferences": [{"kind": "Deployment", "name": "web", "uid": "dep-1",
                                                                  "controller": True}]}}])).items)
     owner = {"kind": "ReplicaSet", "name": "web-5d8f", "uid": "rs-1", "controller": True}
-    reader.add("Pod", decode.decode_page("Pod", page([
+    reader.add("Pod", kinds.decode_page("Pod", page([
         pod("web-5d8f-a", owner=owner), pod("web-5d8f-b", owner=owner, ready=False, waiting="CrashLoopBackOff",
                                             restarts=3)])).items)
     counts = snapshot.pods_by_workload["dep-1"]
@@ -119,7 +119,7 @@ def test_pods_count_against_their_deployment_through_the_replicaset():
 
 
 def test_pod_template_normalization_keeps_what_policies_read():
-    template = decode.PodTemplate(spec=decode.decode_page("Deployment", page([{
+    template = decode.PodTemplate(spec=kinds.decode_page("Deployment", page([{
         "metadata": {"name": "d", "uid": "u"},
         "spec": {"template": {"spec": {
             "hostNetwork": True, "hostPID": True, "volumes": [{"name": "p", "hostPath": {"path": "/proc"}}],

@@ -1,0 +1,67 @@
+"""The one table of what a sync collects from each member cluster.
+
+One `Kind` entry says where the LIST lives (path, API group, resource: the least-privilege ClusterRole, the
+attach permission check and the collector all read it), which `msgspec` struct its pages decode into, how the
+collector folds its items into the snapshot (`fold`, a `collector._Reader.fold_<fold>` method), and which stored
+rows it becomes (`stored_as`: the model whose tab, API, filters and serializer show it). A new workload-like kind
+is one entry here plus a `WorkloadKind` choice; CONTRIBUTING.md lists the rest for a kind with a model of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import msgspec
+
+from inventory import decode
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    name: str
+    path: str
+    group: str
+    resource: str
+    item: type
+    fold: str
+    stored_as: str = ""  # model label in `inventory`, empty when only counted or folded into another kind's rows
+
+    @property
+    def rbac_label(self) -> str:
+        return self.resource + (f".{self.group}" if self.group else "")
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("Node", "/api/v1/nodes", "", "nodes", decode.Node, "node", "Node"),
+    Kind("Namespace", "/api/v1/namespaces", "", "namespaces", decode.Namespace, "namespace", "Namespace"),
+    Kind("Deployment", "/apis/apps/v1/deployments", "apps", "deployments", decode.Workload, "workload", "Workload"),
+    Kind("StatefulSet", "/apis/apps/v1/statefulsets", "apps", "statefulsets", decode.Workload, "workload", "Workload"),
+    Kind("DaemonSet", "/apis/apps/v1/daemonsets", "apps", "daemonsets", decode.Workload, "workload", "Workload"),
+    # Before Pods: a Pod's owner is its ReplicaSet, whose owner is the Deployment the pod counts for.
+    Kind("ReplicaSet", "/apis/apps/v1/replicasets", "apps", "replicasets", decode.ReplicaSet, "owners"),
+    Kind("CronJob", "/apis/batch/v1/cronjobs", "batch", "cronjobs", decode.CronJob, "cronjob", "Workload"),
+    Kind("Job", "/apis/batch/v1/jobs", "batch", "jobs", decode.Workload, "workload", "Workload"),
+    Kind("Pod", "/api/v1/pods", "", "pods", decode.Pod, "pod", "ProblemPod"),
+    Kind("ResourceQuota", "/api/v1/resourcequotas", "", "resourcequotas", decode.NamespacedObject, "quota"),
+    Kind("LimitRange", "/api/v1/limitranges", "", "limitranges", decode.NamespacedObject, "limit_range"),
+)
+BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
+NAMES: frozenset[str] = frozenset(BY_NAME)
+
+_DECODERS: dict[str, msgspec.json.Decoder] = {k.name: msgspec.json.Decoder(decode.ObjectList[k.item]) for k in KINDS}
+
+
+def decode_page(kind: str, page: bytes) -> decode.ObjectList:
+    """Decode one LIST page of `kind` into its entry's struct."""
+    try:
+        return _DECODERS[kind].decode(page)
+    except msgspec.DecodeError as exc:
+        raise decode.DecodeError(f"{kind} list is not valid: {exc}") from None
+
+
+def rbac_rules() -> dict[str, list[str]]:
+    """API group -> resources to get/list/watch, for the least-privilege ClusterRole."""
+    rules: dict[str, list[str]] = {}
+    for kind in KINDS:
+        rules.setdefault(kind.group, []).append(kind.resource)
+    return rules
