@@ -210,36 +210,53 @@ def _prune(queryset, seen: list[str]) -> None:
 def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
     """Upsert every kind whose list completed; delete missing rows only when the whole sync completed."""
     prune = snapshot.is_complete
-    complete = snapshot.complete
-    pods_complete = "Pod" in complete
+    if "Node" in snapshot.complete:
+        _write(Node.objects.filter(cluster=cluster), cluster, snapshot.nodes, prune=prune)
+    if "Namespace" in snapshot.complete:
+        _write_namespaces(cluster, snapshot, prune=prune)
+    _write_workloads(cluster, snapshot, prune=prune)
+    if "Pod" in snapshot.complete:
+        _write(ProblemPod.objects.filter(cluster=cluster), cluster, snapshot.problem_pods, prune=prune)
+    _update_counters(cluster, snapshot)
 
-    if "Node" in complete:
-        _upsert(Node, cluster, snapshot.nodes, update_fields=_fields(Node))
-        if prune:
-            _prune(Node.objects.filter(cluster=cluster), [n["uid"] for n in snapshot.nodes])
-    if "Namespace" in complete:
-        rows = snapshot.namespaces
-        pod_fields: tuple[str, ...] = ("pods_total", "pods_running", "pods_pending", "pods_failed")
-        if pods_complete:
+
+def _write(queryset, cluster: Cluster, rows: list[dict], *, prune: bool, keep: tuple[str, ...] = ()) -> None:
+    """Upsert `rows` into the queryset's model, leaving the `keep` columns as stored; prune what is gone."""
+    _upsert(queryset.model, cluster, rows, update_fields=_fields(queryset.model, keep))
+    if prune:
+        _prune(queryset, [row["uid"] for row in rows])
+
+
+NAMESPACE_POD_FIELDS = ("pods_total", "pods_running", "pods_pending", "pods_failed")
+WORKLOAD_POD_FIELDS = ("pods_total", "pods_ready", "pods_pending", "pods_crashlooping", "restarts")
+
+
+def _write_namespaces(cluster: Cluster, snapshot: collector.Snapshot, *, prune: bool) -> None:
+    """Namespaces with their pod counts, quotas and limit ranges; a count whose list failed keeps its stored value."""
+    rows = snapshot.namespaces
+    keep: tuple[str, ...] = ()
+    if "Pod" in snapshot.complete:
+        for row in rows:
+            counts = snapshot.pods_by_namespace.get(row["name"]) or collector.PodCounts()
+            row.update(pods_total=counts.total, pods_running=counts.running, pods_pending=counts.pending,
+                       pods_failed=counts.failed)
+    else:
+        keep += NAMESPACE_POD_FIELDS
+    for kind, field, counter in (("ResourceQuota", "resource_quotas", snapshot.quotas_by_namespace),
+                                 ("LimitRange", "limit_ranges", snapshot.limit_ranges_by_namespace)):
+        if kind in snapshot.complete:
             for row in rows:
-                counts = snapshot.pods_by_namespace.get(row["name"]) or collector.PodCounts()
-                row.update(pods_total=counts.total, pods_running=counts.running, pods_pending=counts.pending,
-                           pods_failed=counts.failed)
-        # Quota and LimitRange counts come from their own lists; keep the stored ones when a list failed.
-        keep = pod_fields if not pods_complete else ()
-        for kind, field, counter in (("ResourceQuota", "resource_quotas", snapshot.quotas_by_namespace),
-                                     ("LimitRange", "limit_ranges", snapshot.limit_ranges_by_namespace)):
-            if kind in complete:
-                for row in rows:
-                    row[field] = counter.get(row["name"], 0)
-            else:
-                keep += (field,)
-        _upsert(Namespace, cluster, rows, update_fields=_fields(Namespace, keep))
-        if prune:
-            _prune(Namespace.objects.filter(cluster=cluster), [n["uid"] for n in rows])
-    count_fields = ("pods_total", "pods_ready", "pods_pending", "pods_crashlooping", "restarts")
+                row[field] = counter.get(row["name"], 0)
+        else:
+            keep += (field,)
+    _write(Namespace.objects.filter(cluster=cluster), cluster, rows, prune=prune, keep=keep)
+
+
+def _write_workloads(cluster: Cluster, snapshot: collector.Snapshot, *, prune: bool) -> None:
+    """Each workload kind whose list completed, with its pods' counts when the pod list completed too."""
+    pods_complete = "Pod" in snapshot.complete
     for kind in WorkloadKind.values:
-        if kind not in complete:
+        if kind not in snapshot.complete:
             continue
         rows = snapshot.workloads.get(kind, [])
         if pods_complete:
@@ -247,14 +264,13 @@ def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
                 counts = snapshot.pods_by_workload.get(row["uid"]) or collector.PodCounts()
                 row.update(pods_total=counts.total, pods_ready=counts.ready, pods_pending=counts.pending,
                            pods_crashlooping=counts.crashlooping, restarts=counts.restarts)
-        _upsert(Workload, cluster, rows, update_fields=_fields(Workload, () if pods_complete else count_fields))
-        if prune:
-            _prune(Workload.objects.filter(cluster=cluster, kind=kind), [w["uid"] for w in rows])
-    if pods_complete:
-        _upsert(ProblemPod, cluster, snapshot.problem_pods, update_fields=_fields(ProblemPod))
-        if prune:
-            _prune(ProblemPod.objects.filter(cluster=cluster), [p["uid"] for p in snapshot.problem_pods])
+        _write(Workload.objects.filter(cluster=cluster, kind=kind), cluster, rows, prune=prune,
+               keep=() if pods_complete else WORKLOAD_POD_FIELDS)
 
+
+def _update_counters(cluster: Cluster, snapshot: collector.Snapshot) -> None:
+    """The cluster row's version, provider and counters (saved by the caller)."""
+    complete = snapshot.complete
     version = snapshot.version
     cluster.kubernetes_version = version.get("gitVersion", "")[:64]
     cluster.platform = version.get("platform", "")[:64]
@@ -267,6 +283,6 @@ def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
         cluster.namespace_count = len(snapshot.namespaces)
     cluster.workload_count = Workload.objects.filter(cluster=cluster).count()
     cluster.unhealthy_workload_count = Workload.objects.filter(cluster=cluster).unavailable().count()
-    if pods_complete:
+    if "Pod" in complete:
         cluster.pod_count = snapshot.pod_total
         cluster.problem_pod_count = len(snapshot.problem_pods)

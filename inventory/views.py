@@ -29,7 +29,14 @@ from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod,
 from inventory.selectors import SelectorError, parse
 
 PAGE_SIZE = 50
-BASE_TABS = ("summary", "nodes", "namespaces", "workloads", "problems")
+# The cluster page's inventory tabs: tab -> (model, ordering); each has `inventory/partials/_tab_<tab>.html`.
+INVENTORY_TABS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "nodes": (Node, ("name",)),
+    "namespaces": (Namespace, ("name",)),
+    "workloads": (Workload, ("namespace", "kind", "name")),
+    "problems": (ProblemPod, ("namespace", "name")),
+}
+BASE_TABS = ("summary", *INVENTORY_TABS)
 
 
 def tabs() -> tuple[str, ...]:
@@ -70,14 +77,9 @@ def cluster_export(request):
 def _tab_context(cluster: Cluster, tab: str, request) -> dict:
     page_number = request.GET.get("page")
     rows: QuerySet
-    if tab == "nodes":
-        rows = Node.objects.filter(cluster=cluster).order_by("name")
-    elif tab == "namespaces":
-        rows = Namespace.objects.filter(cluster=cluster).order_by("name")
-    elif tab == "workloads":
-        rows = Workload.objects.filter(cluster=cluster).order_by("namespace", "kind", "name")
-    elif tab == "problems":
-        rows = ProblemPod.objects.filter(cluster=cluster).order_by("namespace", "name")
+    if tab in INVENTORY_TABS:
+        model, ordering = INVENTORY_TABS[tab]
+        rows = model.objects.filter(cluster=cluster).order_by(*ordering)
     elif tab == "syncs":
         rows = SyncRun.objects.filter(cluster=cluster).order_by("-started_at")
     elif tab in extensions.cluster_tabs:
