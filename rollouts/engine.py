@@ -31,9 +31,7 @@ from django.utils import timezone
 
 from fleetweb.audit import record
 from inventory import kube
-from inventory.choices import Environment
-from inventory.services import credentials_of
-from rollouts import approvals, manifests, rendering, services
+from rollouts import gates, manifests, members, rendering, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Deployed, Revision, Rollout, Stage, Target
 
@@ -168,51 +166,44 @@ def step(rollout: Rollout, fence: Fence) -> bool:
             services.notify("rollout.succeeded", rollout)
         return False
     stage.rollout = rollout
-    if stage.state == StageState.PENDING:
-        with fence.hold():
-            rendering.refresh_stage(stage, reason="changed before the stage started")
-            _require_prod_approval(stage)
-            if stage.approvals_required:
-                _set_stage(stage, StageState.AWAITING_APPROVAL)
-                services.notify("stage.awaiting_approval", rollout, stage=stage)
-                return True
-            _start_stage(stage, now)
-        return True
-    if stage.state == StageState.AWAITING_APPROVAL:
-        with fence.hold():
-            rendering.refresh_stage(stage, reason="changed while the stage awaited approval")
-            _require_prod_approval(stage)
-            valid = approvals.valid_approvals(stage, now=now)
-            if len(valid) >= stage.approvals_required:
-                _start_stage(stage, now, approved=True, approvers=[a.user.get_username() for a in valid],
-                             digests=rendering.stage_digests(stage))
-                return True
-            # Approvals expire: look again when the oldest one counted would lapse, else wait for a click.
-            _schedule(fence, min((a.expires_at for a in valid), default=None))
-        return False
+    if stage.state in (StageState.PENDING, StageState.AWAITING_APPROVAL):
+        return _enter_stage(rollout, stage, fence, now)
     if stage.state in (StageState.APPLYING, StageState.VERIFYING):
         return _progress_stage(rollout, stage, fence, now)
     if stage.state == StageState.SOAKING:
-        if stage.soak_until and now < stage.soak_until:
-            _schedule(fence, stage.soak_until)
-            return False
-        with fence.hold():
-            _set_stage(stage, StageState.SUCCEEDED, finished_at=now)
-            record(user=None, action="rollout.stage_succeeded", target=rollout,
-                   target_name=f"rollout #{rollout.pk} stage {stage.name}")
-        return True
+        return _leave_stage(rollout, stage, fence, now)
     return False
 
 
-def _require_prod_approval(stage: Stage) -> None:
-    """The production rule, checked against the clusters' environment now (not only when the rollout was made):
-    a stage reaching a prod cluster needs at least one approval."""
-    prod = list(stage.targets.filter(cluster__environment=Environment.PROD)
-                .values_list("cluster__name", flat=True)[:5])
-    if prod and stage.approvals_required < 1:
-        note = services.prod_approval_note(prod)
-        Stage.objects.filter(pk=stage.pk).update(approvals_required=1, message=note)
-        stage.approvals_required, stage.message = 1, note
+def _enter_stage(rollout: Rollout, stage: Stage, fence: Fence, now) -> bool:
+    """Start the stage when its entry gates pass (`rollouts.gates.entry`); else wait for approval or recheck."""
+    waiting_for = "changed while the stage awaited approval" if stage.state == StageState.AWAITING_APPROVAL else \
+        "changed before the stage started"
+    with fence.hold():
+        rendering.refresh_stage(stage, reason=waiting_for)
+        verdict = gates.entry(stage, now)
+        if verdict.passed:
+            _start_stage(stage, now, verdict)
+            return True
+        if stage.approvals_required and stage.state == StageState.PENDING:
+            _set_stage(stage, StageState.AWAITING_APPROVAL)
+            services.notify("stage.awaiting_approval", rollout, stage=stage)
+            return True
+        _schedule(fence, verdict.recheck_at)
+    return False
+
+
+def _leave_stage(rollout: Rollout, stage: Stage, fence: Fence, now) -> bool:
+    """Mark the soaking stage succeeded when its exit gates pass (`rollouts.gates.exit`)."""
+    verdict = gates.exit(stage, now)
+    if not verdict.passed:
+        _schedule(fence, verdict.recheck_at)
+        return False
+    with fence.hold():
+        _set_stage(stage, StageState.SUCCEEDED, finished_at=now)
+        record(user=None, action="rollout.stage_succeeded", target=rollout,
+               target_name=f"rollout #{rollout.pk} stage {stage.name}", after=verdict.evidence or None)
+    return True
 
 
 def _set_stage(stage: Stage, state: str, **fields) -> None:
@@ -222,15 +213,17 @@ def _set_stage(stage: Stage, state: str, **fields) -> None:
     stage.state = state
 
 
-def _start_stage(stage: Stage, now, *, approved: bool = False, approvers=(), digests=None) -> None:
-    fields = {"started_at": now, "approved_digests": digests or {}}
-    if approved:
+def _start_stage(stage: Stage, now, verdict: gates.Verdict) -> None:
+    """Into APPLYING; the digests the approvals covered are frozen on the stage (what may be applied)."""
+    digests = verdict.evidence.get("digests") or {}
+    fields = {"started_at": now, "approved_digests": digests}
+    if stage.approvals_required:
         fields["approved_at"] = now
     _set_stage(stage, StageState.APPLYING, **fields)
-    stage.approved_digests = digests or {}
+    stage.approved_digests = digests
     record(user=None, action="rollout.stage_started", target=stage.rollout,
            target_name=f"rollout #{stage.rollout_id} stage {stage.name}",
-           after={"stage": stage.name, "approved_by": list(approvers),
+           after={"stage": stage.name, "approved_by": verdict.evidence.get("approved_by", []),
                   "stage_digest": rendering.stage_digest(stage)})
 
 
@@ -243,42 +236,20 @@ def _finish(rollout: Rollout, state: str, message: str, now) -> None:
 
 
 def _progress_stage(rollout: Rollout, stage: Stage, fence: Fence, now) -> bool:
+    """Apply and verify the stage's targets, at most `max_parallel` in flight; fail the stage past its failure
+    budget; soak when every target is ready (or failed within the budget)."""
     targets = list(stage.targets.select_related("cluster").order_by("cluster__name"))
-    changed = False
-    for t in targets:  # left in APPLYING by a run that died mid-apply: apply again
-        if t.state == TargetState.APPLYING:
-            with fence.hold():
-                Target.objects.filter(pk=t.pk).update(attempts=F("attempts") + 1)
-            _apply_target(rollout, stage, t, rollout.revision, fence)
-            changed = True
+    changed = _resume_interrupted(rollout, stage, targets, fence)
     for t in targets:
         if t.state == TargetState.VERIFYING:
             changed |= _verify_target(rollout, t, rollout.revision, fence, now, ok=TargetState.READY,
                                       failed=TargetState.FAILED)
-    in_flight = sum(1 for t in targets if t.state in (TargetState.APPLYING, TargetState.VERIFYING))
-    failures = sum(1 for t in targets if t.state == TargetState.FAILED)
-    if failures > stage.failures_allowed:
-        names = ", ".join(t.cluster.name for t in targets if t.state == TargetState.FAILED)
-        message = f"stage '{stage.name}' failed on {names}: " + "; ".join(
-            t.message for t in targets if t.state == TargetState.FAILED)[:1500]
-        with fence.hold():
-            _set_stage(stage, StageState.FAILED, finished_at=now, message=message)
-            _finish(rollout, RolloutState.FAILED, message, now)
-            services.notify("rollout.failed", rollout, stage=stage)
+    if _over_budget(targets, stage):
+        _fail_stage(rollout, stage, targets, fence, now)
         return False
-    for t in targets:
-        if t.state == TargetState.PENDING and in_flight < stage.max_parallel:
-            with fence.hold():
-                if not Target.objects.filter(pk=t.pk, state=TargetState.PENDING).update(
-                        state=TargetState.APPLYING, attempts=t.attempts + 1, started_at=now):
-                    raise LeaseLost(f"target {t.pk} is no longer pending")
-            t.state, t.attempts = TargetState.APPLYING, t.attempts + 1
-            _apply_target(rollout, stage, t, rollout.revision, fence)
-            in_flight += 1
-            changed = True
+    changed |= _start_targets(rollout, stage, targets, fence, now)
     if all(t.state in (TargetState.READY, TargetState.FAILED) for t in targets):
-        failures = sum(1 for t in targets if t.state == TargetState.FAILED)
-        if failures > stage.failures_allowed:
+        if _over_budget(targets, stage):
             return True  # the next step fails the stage
         with fence.hold():
             _set_stage(stage, StageState.SOAKING, soak_until=now + timedelta(seconds=stage.soak_time))
@@ -292,100 +263,48 @@ def _progress_stage(rollout: Rollout, stage: Stage, fence: Fence, now) -> bool:
     return changed and pending
 
 
-# ---------------------------------------------------------------------------------------------
-# Talking to the member cluster (the only functions here that do)
+def _resume_interrupted(rollout: Rollout, stage: Stage, targets: list[Target], fence: Fence) -> bool:
+    """Targets left in APPLYING by a run that died mid-apply are applied again (server-side apply is idempotent)."""
+    changed = False
+    for t in targets:
+        if t.state == TargetState.APPLYING:
+            with fence.hold():
+                Target.objects.filter(pk=t.pk).update(attempts=F("attempts") + 1)
+            _apply_target(rollout, stage, t, rollout.revision, fence)
+            changed = True
+    return changed
 
 
-def _session(cluster):
-    return kube.connect(credentials_of(cluster), insecure=cluster.insecure_skip_tls_verify)
+def _over_budget(targets: list[Target], stage: Stage) -> bool:
+    return sum(1 for t in targets if t.state == TargetState.FAILED) > stage.failures_allowed
 
 
-def not_ours(obj: dict, live: dict) -> str:
-    """'' when the live object is Fleetweb's to change or delete for `obj`'s application (its label names that
-    application, or only Fleetweb's field manager ever wrote it), else why not."""
-    meta = live.get("metadata") or {}
-    mine = obj["metadata"]["labels"][manifests.APPLICATION_LABEL]
-    owner = (meta.get("labels") or {}).get(manifests.APPLICATION_LABEL)
-    if owner == mine:
-        return ""
-    if owner:
-        return f"belongs to the Fleetweb application '{owner}'"
-    managers = {entry.get("manager") for entry in meta.get("managedFields") or []}
-    if managers == {kube.FIELD_MANAGER}:
-        return ""
-    return "was not created by Fleetweb"
+def _fail_stage(rollout: Rollout, stage: Stage, targets: list[Target], fence: Fence, now) -> None:
+    failed = [t for t in targets if t.state == TargetState.FAILED]
+    message = (f"stage '{stage.name}' failed on {', '.join(t.cluster.name for t in failed)}: "
+               + "; ".join(t.message for t in failed)[:1500])
+    with fence.hold():
+        _set_stage(stage, StageState.FAILED, finished_at=now, message=message)
+        _finish(rollout, RolloutState.FAILED, message, now)
+        services.notify("rollout.failed", rollout, stage=stage)
 
 
-def _live(session, obj: dict) -> dict | None:
-    try:
-        return kube.get_json(session, manifests.path_of(obj))
-    except kube.KubeError as exc:
-        if exc.http_status == 404:
-            return None
-        raise
-
-
-def _name(obj: dict) -> str:
-    return f"{obj['kind']} {obj['metadata']['namespace']}/{obj['metadata']['name']}"
-
-
-def push(cluster, namespace: str, objects: list[dict], *, renew) -> None:
-    """Server-side apply the namespace (when missing) and every object; `renew()` runs before each call. An object
-    that exists and is not Fleetweb's is never taken over: the target fails naming it (forced apply would
-    silently take the fields of whoever made it)."""
-    with _session(cluster) as session:
-        renew()
-        try:
-            kube.get_json(session, f"/api/v1/namespaces/{namespace}")
-        except kube.KubeError as exc:
-            if exc.http_status != 404:
-                raise
-            renew()
-            kube.apply(session, f"/api/v1/namespaces/{namespace}", {
-                "apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "fleetweb"}}})
-        conflicts = []
-        for obj in objects:  # every object checked before any is applied: a conflict leaves the cluster as it was
-            renew()
-            live = _live(session, obj)
-            reason = not_ours(obj, live) if live is not None else ""
-            if reason:
-                conflicts.append(f"{_name(obj)} already exists and {reason}")
-        if conflicts:
-            raise kube.KubeError("conflict", "; ".join(conflicts) + ": Fleetweb does not take over objects it did "
-                                 "not create (rename them in the manifests, or delete them first)", http_status=409)
-        for obj in objects:
-            renew()
-            kube.apply(session, manifests.path_of(obj), obj)
-
-
-def read_back(cluster, objects: list[dict], *, renew) -> list[tuple[dict, dict]]:
-    """(object, live object) for every workload among `objects`."""
-    live = []
-    with _session(cluster) as session:
-        for obj in objects:
-            if obj["kind"] in manifests.WORKLOADS:
-                renew()
-                live.append((obj, kube.get_json(session, manifests.path_of(obj))))
-    return live
-
-
-def remove(cluster, objects: list[dict], *, renew) -> list[str]:
-    """Delete the objects that are Fleetweb's; return the names of those left alone because they are not."""
-    left = []
-    with _session(cluster) as session:
-        for obj in reversed(objects):
-            renew()
-            live = _live(session, obj)
-            if live is None:
-                continue
-            reason = not_ours(obj, live)
-            if reason:
-                left.append(f"{_name(obj)} ({reason})")
-                continue
-            renew()
-            kube.delete(session, manifests.path_of(obj))
-    return left
+def _start_targets(rollout: Rollout, stage: Stage, targets: list[Target], fence: Fence, now) -> bool:
+    """Apply pending targets while fewer than `max_parallel` are applying or verifying."""
+    in_flight = sum(1 for t in targets if t.state in (TargetState.APPLYING, TargetState.VERIFYING))
+    changed = False
+    for t in targets:
+        if t.state != TargetState.PENDING or in_flight >= stage.max_parallel:
+            continue
+        with fence.hold():
+            if not Target.objects.filter(pk=t.pk, state=TargetState.PENDING).update(
+                    state=TargetState.APPLYING, attempts=t.attempts + 1, started_at=now):
+                raise LeaseLost(f"target {t.pk} is no longer pending")
+        t.state, t.attempts = TargetState.APPLYING, t.attempts + 1
+        _apply_target(rollout, stage, t, rollout.revision, fence)
+        in_flight += 1
+        changed = True
+    return changed
 
 
 def _objects(rollout: Rollout, t: Target, revision: Revision) -> list[dict]:
@@ -407,7 +326,7 @@ def _apply_target(rollout: Rollout, stage: Stage, t: Target, revision: Revision,
         problem = "not applied: nothing was rendered for this cluster when the stage started"
     if not problem:
         try:
-            push(t.cluster, rollout.application.namespace, _objects(rollout, t, revision), renew=fence.renew)
+            members.push(t.cluster, rollout.application.namespace, _objects(rollout, t, revision), renew=fence.renew)
         except kube.KubeError as exc:
             problem = f"apply failed: {exc.message}"
     with fence.hold():
@@ -415,7 +334,7 @@ def _apply_target(rollout: Rollout, stage: Stage, t: Target, revision: Revision,
             Target.objects.filter(pk=t.pk).update(state=failed, message=problem[:2000], finished_at=timezone.now())
             t.state, t.message = failed, problem
             return
-        deadline = timezone.now() + timedelta(seconds=stage.health_deadline)
+        deadline = gates.health_deadline(stage, timezone.now())
         fields = {"state": next_state, "deadline": deadline, "message": ""}
         if next_state == TargetState.VERIFYING:
             fields["applied_revision"] = revision
@@ -429,7 +348,7 @@ def _verify_target(rollout: Rollout, t: Target, revision: Revision, fence: Fence
     available. Unreachable clusters are retried until the deadline."""
     try:
         observed = []
-        for obj, live in read_back(t.cluster, _objects(rollout, t, revision), renew=fence.renew):
+        for obj, live in members.read_back(t.cluster, _objects(rollout, t, revision), renew=fence.renew):
             live_revision = (live.get("metadata", {}).get("annotations") or {}).get("fleetweb.io/revision")
             state = manifests.readiness(obj["kind"], live)
             state["ready"] = state["ready"] and live_revision == str(revision.number)
@@ -437,25 +356,21 @@ def _verify_target(rollout: Rollout, t: Target, revision: Revision, fence: Fence
         problem = ""
     except kube.KubeError as exc:
         observed, problem = t.observed, exc.message
-    ready = not problem and all(o["ready"] for o in observed)
+    verdict, message = gates.health(t, observed, problem, now)
     with fence.hold():
-        if ready:
+        if verdict == "ready":
             Target.objects.filter(pk=t.pk).update(state=ok, observed=observed, message="", finished_at=now)
             t.state = ok
             if ok == TargetState.READY:
                 Deployed.objects.update_or_create(application=rollout.application, cluster=t.cluster,
                                                   defaults={"revision": revision, "at": now})
             return True
-        waiting = problem or "; ".join(f"{o['kind']} {o['name']}: {o['updated']}/{o['desired']} updated, "
-                                       f"{o['available']}/{o['desired']} available" for o in observed
-                                       if not o["ready"])
-        if t.deadline and now >= t.deadline:
-            message = f"not ready within the health deadline: {waiting}"
+        if verdict == "failed":
             Target.objects.filter(pk=t.pk).update(state=failed, observed=observed, message=message[:2000],
                                                   finished_at=now)
             t.state, t.message = failed, message
             return True
-        Target.objects.filter(pk=t.pk).update(observed=observed, message=waiting[:2000])
+        Target.objects.filter(pk=t.pk).update(observed=observed, message=message[:2000])
     return False
 
 
@@ -496,7 +411,7 @@ def _rollback_step(rollout: Rollout, fence: Fence, now) -> bool:
 def _remove(rollout: Rollout, t: Target, fence: Fence, now) -> None:
     """Rollback where nothing ran before: delete what this rollout applied."""
     try:
-        left = remove(t.cluster, _objects(rollout, t, rollout.revision), renew=fence.renew)
+        left = members.remove(t.cluster, _objects(rollout, t, rollout.revision), renew=fence.renew)
     except kube.KubeError as exc:
         with fence.hold():
             Target.objects.filter(pk=t.pk).update(state=TargetState.ROLLBACK_FAILED,

@@ -8,85 +8,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import yaml
 from django.utils import timezone
 
-from inventory import kube
-from rollouts import engine, manifests, services
+from rollouts import services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Rollout, Stage, Target
-from tests.builders import make_cluster
+from tests.rollouts.fakes import run, start, states
 
 pytestmark = pytest.mark.django_db
-
-
-def web(tag: str) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "web", "image": f"registry.example.com/web:{tag}"}]}}}})
-
-
-class FakeFleet:
-    """Member clusters as the engine sees them: what was pushed where, which clusters' workloads are ready, which
-    refuse the apply."""
-
-    def __init__(self):
-        self.pushed: list[tuple[str, str]] = []  # (cluster, revision)
-        self.ready: set[str] = set()
-        self.failing: dict[str, str] = {}
-
-    def push(self, cluster, namespace, objects, *, renew):
-        renew()
-        if cluster.name in self.failing:
-            raise kube.KubeError("http", self.failing[cluster.name], http_status=500)
-        self.pushed.append((cluster.name, objects[0]["metadata"]["annotations"]["fleetweb.io/revision"]))
-
-    def read_back(self, cluster, objects, *, renew):
-        renew()
-        live = []
-        for obj in objects:
-            if obj["kind"] not in manifests.WORKLOADS:
-                continue
-            n = obj["spec"].get("replicas", 1) if cluster.name in self.ready else 0
-            live.append((obj, {"metadata": {"generation": 1, "annotations": obj["metadata"]["annotations"]},
-                               "spec": obj["spec"],
-                               "status": {"observedGeneration": 1, "replicas": obj["spec"].get("replicas", 1),
-                                          "updatedReplicas": n, "availableReplicas": n}}))
-        return live
-
-    def applied_to(self, revision: int) -> list[str]:
-        return sorted(c for c, r in self.pushed if r == str(revision))
-
-
-@pytest.fixture
-def fleet(monkeypatch):
-    fake = FakeFleet()
-    monkeypatch.setattr(engine, "push", fake.push)
-    monkeypatch.setattr(engine, "read_back", fake.read_back)
-    for name in ("a-1", "a-2", "a-3", "b-1"):
-        make_cluster(name, labels={"ring": name[0]})
-    return fake
-
-
-def start(operator, stages, *, tag="1.0", app=None):
-    if app is None:
-        app = services.create_application(name="web", namespace="web", manifests_text=web(tag), user=operator)
-        revision = app.latest_revision
-    else:
-        revision = services.create_revision(app, manifests_text=web(tag), user=operator)
-    return services.create_rollout(revision=revision, user=operator, stages=stages)
-
-
-def run(rollout, steps: int = 8) -> Rollout:
-    for _ in range(steps):
-        engine.step_once(rollout.pk)
-    return Rollout.objects.get(pk=rollout.pk)
-
-
-def states(rollout) -> dict[str, str]:
-    return dict(Target.objects.filter(stage__rollout=rollout).values_list("cluster__name", "state"))
 
 
 def test_no_more_clusters_in_flight_than_max_parallel(fleet, operator):

@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from rollouts import engine, services, tasks
+from rollouts import engine, members, services, tasks
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Approval, Rollout, Target
 from tests.builders import make_cluster
@@ -42,8 +42,8 @@ def test_two_engines_on_one_rollout_apply_each_target_once(operator, monkeypatch
             applied.append(cluster.name)
         time.sleep(0.3)  # long enough for the other engine to try every step meanwhile
 
-    monkeypatch.setattr(engine, "push", slow_push)
-    monkeypatch.setattr(engine, "read_back", lambda cluster, objects, *, renew: [])
+    monkeypatch.setattr(members, "push", slow_push)
+    monkeypatch.setattr(members, "read_back", lambda cluster, objects, *, renew: [])
     outcomes: list[str] = []
 
     def run():
@@ -97,7 +97,7 @@ def test_an_abort_during_an_apply_is_never_overwritten(operator, monkeypatch):
         renew()
         services.abort_rollout(Rollout.objects.get(pk=rollout.pk), user=operator)  # someone clicks Abort now
 
-    monkeypatch.setattr(engine, "push", push_then_abort)
+    monkeypatch.setattr(members, "push", push_then_abort)
     assert engine.advance(rollout.pk) == RolloutState.ABORTED
     rollout.refresh_from_db()
     assert rollout.state == RolloutState.ABORTED and rollout.stages.get().state == StageState.ABORTED
@@ -112,8 +112,8 @@ def test_beat_does_not_queue_a_rollout_already_queued(operator, monkeypatch):
     Rollout.objects.filter(pk=rollout.pk).update(queued_at=None)  # as if the kick's message was lost
     assert engine.due_rollouts() == [rollout.pk]
     assert engine.due_rollouts() == [], "queued and not picked up: not queued again"
-    monkeypatch.setattr(engine, "push", lambda cluster, namespace, objects, *, renew: None)
-    monkeypatch.setattr(engine, "read_back", lambda cluster, objects, *, renew: [])
+    monkeypatch.setattr(members, "push", lambda cluster, namespace, objects, *, renew: None)
+    monkeypatch.setattr(members, "read_back", lambda cluster, objects, *, renew: [])
     engine.advance(rollout.pk)
     assert Rollout.objects.get(pk=rollout.pk).queued_at is None, "picking it up clears the mark"
     Rollout.objects.filter(pk=rollout.pk).update(queued_at=timezone.now() - engine.QUEUE_GRACE - timedelta(1),

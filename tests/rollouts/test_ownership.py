@@ -6,7 +6,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from rollouts import engine, manifests, services
+from rollouts import manifests, members, services
 from rollouts.choices import RolloutState, TargetState
 from rollouts.models import Application, Rollout, Target
 from tests.conftest import wait_for
@@ -53,7 +53,7 @@ def test_an_admin_may_choose_default(admin_user):
 def test_ownership_of_a_live_object(labels, managers, refusal):
     obj = {"kind": "Deployment", "metadata": {"name": "web", "labels": {"fleetweb.io/application": "web"}}}
     live = {"metadata": {"labels": labels, "managedFields": [{"manager": m} for m in managers]}}
-    assert engine.not_ours(obj, live) == refusal
+    assert members.not_ours(obj, live) == refusal
 
 
 def test_rendered_objects_carry_the_application_label():

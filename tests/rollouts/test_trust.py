@@ -12,7 +12,7 @@ import yaml
 from fleetweb.models import AuditEvent
 from inventory.models import Cluster, ClusterGroup
 from inventory.services import AttachError, create_group, update_cluster
-from rollouts import approvals, engine, rendering, services
+from rollouts import approvals, engine, members, rendering, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Approval, Rollout, Target
 from tests.builders import make_cluster, make_user
@@ -34,8 +34,8 @@ def applied(monkeypatch):
         renew()
         sent.append((cluster.name, objects))
 
-    monkeypatch.setattr(engine, "push", push)
-    monkeypatch.setattr(engine, "read_back", lambda cluster, objects, *, renew: [])
+    monkeypatch.setattr(members, "push", push)
+    monkeypatch.setattr(members, "read_back", lambda cluster, objects, *, renew: [])
     return sent
 
 

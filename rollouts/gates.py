@@ -1,0 +1,122 @@
+"""Gates: what must hold before a stage applies anything, and before it counts as succeeded.
+
+The engine asks `entry(stage, now)` while a stage is pending or awaiting approval and starts it only when every
+entry gate passed; it asks `exit(stage, now)` while the stage soaks and marks it succeeded only when every exit
+gate passed. Each target's readiness is judged by `health` against the stage's health deadline. A gate that does
+not pass says when to look again (`recheck_at`, None to wait for a click or another event) and why, in words the
+stage page shows.
+
+A new gate is a class with `name` and `check(stage, now) -> Verdict`, appended to `ENTRY` or `EXIT` with
+`register`. Copy `tests/rollouts/test_gates.py`. Gates run inside the engine's `Fence.hold` (the rollout row is
+locked); they may read anything, and write only the stage they are given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from inventory.choices import Environment
+from rollouts import approvals, rendering, services
+from rollouts.models import Stage, Target
+
+
+@dataclasses.dataclass
+class Verdict:
+    passed: bool
+    recheck_at: datetime | None = None  # when to look again; None: on the next click or event
+    message: str = ""
+    evidence: dict = dataclasses.field(default_factory=dict)  # recorded with the stage's start or success
+
+
+class Gate(Protocol):
+    name: str
+
+    def check(self, stage: Stage, now: datetime) -> Verdict: ...
+
+
+class ApprovalGate:
+    """Enough valid approvals (`approvals.valid_approvals`: not expired, not the requester, covering the digests
+    rendered now). A stage reaching a prod cluster needs at least one, checked against the clusters' environment
+    now, not only when the rollout was made."""
+
+    name = "approval"
+
+    def check(self, stage: Stage, now: datetime) -> Verdict:
+        prod = list(stage.targets.filter(cluster__environment=Environment.PROD)
+                    .values_list("cluster__name", flat=True)[:5])
+        if prod and stage.approvals_required < 1:
+            note = services.prod_approval_note(prod)
+            Stage.objects.filter(pk=stage.pk).update(approvals_required=1, message=note)
+            stage.approvals_required, stage.message = 1, note
+        if not stage.approvals_required:
+            return Verdict(True)
+        valid = approvals.valid_approvals(stage, now=now)
+        evidence = {"approved_by": [a.user.get_username() for a in valid], "digests": rendering.stage_digests(stage)}
+        if len(valid) >= stage.approvals_required:
+            return Verdict(True, evidence=evidence)
+        # Approvals expire: look again when the oldest one counted would lapse, else wait for a click.
+        return Verdict(False, recheck_at=min((a.expires_at for a in valid), default=None),
+                       message=f"{len(valid)} of {stage.approvals_required} approval(s)", evidence=evidence)
+
+
+class SoakGate:
+    """Every target stayed ready for the stage's soak time after the last one became ready."""
+
+    name = "soak"
+
+    def check(self, stage: Stage, now: datetime) -> Verdict:
+        if stage.soak_until and now < stage.soak_until:
+            return Verdict(False, recheck_at=stage.soak_until, message=f"soaking until {stage.soak_until:%H:%M:%S}")
+        return Verdict(True, evidence={"soak_seconds": stage.soak_time})
+
+
+ENTRY: list[Gate] = [ApprovalGate()]
+EXIT: list[Gate] = [SoakGate()]
+
+
+def register(gate: Gate, *, at: str) -> None:
+    """Add a gate to the stage's entry ("entry") or exit ("exit")."""
+    {"entry": ENTRY, "exit": EXIT}[at].append(gate)
+
+
+def _all(gates: list[Gate], stage: Stage, now: datetime) -> Verdict:
+    verdicts = [gate.check(stage, now) for gate in gates]
+    waiting = [v for v in verdicts if not v.passed]
+    evidence = {k: v for verdict in verdicts for k, v in verdict.evidence.items()}
+    if not waiting:
+        return Verdict(True, evidence=evidence)
+    times = [v.recheck_at for v in waiting if v.recheck_at is not None]
+    return Verdict(False, recheck_at=min(times) if times else None,
+                   message="; ".join(v.message for v in waiting if v.message), evidence=evidence)
+
+
+def entry(stage: Stage, now: datetime) -> Verdict:
+    """May the stage start applying now?"""
+    return _all(ENTRY, stage, now)
+
+
+def exit(stage: Stage, now: datetime) -> Verdict:  # noqa: A001 - the stage's exit, next to its entry
+    """May the stage count as succeeded now?"""
+    return _all(EXIT, stage, now)
+
+
+# --- health: each target's objects ready before its deadline ------------------------------------------------
+
+
+def health_deadline(stage: Stage, now: datetime) -> datetime:
+    """When a target applied now must be ready by."""
+    return now + timedelta(seconds=stage.health_deadline)
+
+
+def health(target: Target, observed: list[dict], problem: str, now: datetime) -> tuple[str, str]:
+    """('ready' | 'waiting' | 'failed', message) for a target whose workloads read back as `observed` (or could
+    not be read: `problem`). An unreachable cluster is waited for until the deadline like a slow one."""
+    if not problem and all(o["ready"] for o in observed):
+        return "ready", ""
+    waiting = problem or "; ".join(f"{o['kind']} {o['name']}: {o['updated']}/{o['desired']} updated, "
+                                   f"{o['available']}/{o['desired']} available" for o in observed if not o["ready"])
+    if target.deadline and now >= target.deadline:
+        return "failed", f"not ready within the health deadline: {waiting}"
+    return "waiting", waiting

@@ -1,0 +1,103 @@
+"""Talking to a member cluster on a rollout's behalf: apply, read back, remove; never taking over what is not ours.
+
+`renew()` (the engine's lease renewal) runs before every call, so a run that lost its lease stops before its next
+call to the cluster.
+"""
+
+from __future__ import annotations
+
+from inventory import kube
+from inventory.services import credentials_of
+from rollouts import manifests
+
+
+def _session(cluster):
+    return kube.connect(credentials_of(cluster), insecure=cluster.insecure_skip_tls_verify)
+
+
+def not_ours(obj: dict, live: dict) -> str:
+    """'' when the live object is Fleetweb's to change or delete for `obj`'s application (its label names that
+    application, or only Fleetweb's field manager ever wrote it), else why not."""
+    meta = live.get("metadata") or {}
+    mine = obj["metadata"]["labels"][manifests.APPLICATION_LABEL]
+    owner = (meta.get("labels") or {}).get(manifests.APPLICATION_LABEL)
+    if owner == mine:
+        return ""
+    if owner:
+        return f"belongs to the Fleetweb application '{owner}'"
+    managers = {entry.get("manager") for entry in meta.get("managedFields") or []}
+    if managers == {kube.FIELD_MANAGER}:
+        return ""
+    return "was not created by Fleetweb"
+
+
+def _live(session, obj: dict) -> dict | None:
+    try:
+        return kube.get_json(session, manifests.path_of(obj))
+    except kube.KubeError as exc:
+        if exc.http_status == 404:
+            return None
+        raise
+
+
+def _name(obj: dict) -> str:
+    return f"{obj['kind']} {obj['metadata']['namespace']}/{obj['metadata']['name']}"
+
+
+def push(cluster, namespace: str, objects: list[dict], *, renew) -> None:
+    """Server-side apply the namespace (when missing) and every object; `renew()` runs before each call. An object
+    that exists and is not Fleetweb's is never taken over: the target fails naming it (forced apply would
+    silently take the fields of whoever made it)."""
+    with _session(cluster) as session:
+        renew()
+        try:
+            kube.get_json(session, f"/api/v1/namespaces/{namespace}")
+        except kube.KubeError as exc:
+            if exc.http_status != 404:
+                raise
+            renew()
+            kube.apply(session, f"/api/v1/namespaces/{namespace}", {
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "fleetweb"}}})
+        conflicts = []
+        for obj in objects:  # every object checked before any is applied: a conflict leaves the cluster as it was
+            renew()
+            live = _live(session, obj)
+            reason = not_ours(obj, live) if live is not None else ""
+            if reason:
+                conflicts.append(f"{_name(obj)} already exists and {reason}")
+        if conflicts:
+            raise kube.KubeError("conflict", "; ".join(conflicts) + ": Fleetweb does not take over objects it did "
+                                 "not create (rename them in the manifests, or delete them first)", http_status=409)
+        for obj in objects:
+            renew()
+            kube.apply(session, manifests.path_of(obj), obj)
+
+
+def read_back(cluster, objects: list[dict], *, renew) -> list[tuple[dict, dict]]:
+    """(object, live object) for every workload among `objects`."""
+    live = []
+    with _session(cluster) as session:
+        for obj in objects:
+            if obj["kind"] in manifests.WORKLOADS:
+                renew()
+                live.append((obj, kube.get_json(session, manifests.path_of(obj))))
+    return live
+
+
+def remove(cluster, objects: list[dict], *, renew) -> list[str]:
+    """Delete the objects that are Fleetweb's; return the names of those left alone because they are not."""
+    left = []
+    with _session(cluster) as session:
+        for obj in reversed(objects):
+            renew()
+            live = _live(session, obj)
+            if live is None:
+                continue
+            reason = not_ours(obj, live)
+            if reason:
+                left.append(f"{_name(obj)} ({reason})")
+                continue
+            renew()
+            kube.delete(session, manifests.path_of(obj))
+    return left
