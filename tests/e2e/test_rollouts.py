@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -19,7 +18,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from inventory import services as inventory_services
-from rollouts import services
+from rollouts import engine, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Approval, Rollout, Target
 from tests.builders import make_user
@@ -134,7 +133,9 @@ def test_three_stage_rollout_waits_for_a_real_approver(fleet, celery_worker, cel
     assert page.status_code == 403 and b"someone else must approve" in page.content
     no_role = api_as(operator).post(f"/api/v1/rollouts/{rollout.pk}/approve/", {}, format="json")
     assert no_role.status_code == 403 and "approver role" in no_role.json()["detail"]
-    time.sleep(3)
+    # Not "sleep and hope": run the engine over the rollout once more ourselves (waiting while a worker holds it)
+    # and see that the refused approvals moved nothing.
+    wait_for(lambda: engine.advance(rollout.pk) != "busy", timeout=30, what="an engine pass after the refusals")
     assert stage_state(rollout, 2) == StageState.AWAITING_APPROVAL
     assert live_deployment(members["aws-eu-west"], "shop-web") is None
 
