@@ -60,6 +60,7 @@ class Cluster(models.Model):
     sync_interval = models.PositiveIntegerField(default=60, help_text="Seconds between syncs")
     next_sync_at = models.DateTimeField(null=True, blank=True, db_index=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="A sync holds the cluster until then")
+    lease_token = models.CharField(max_length=32, blank=True, help_text="Token of the sync holding the lease")
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -16,6 +16,7 @@ from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from fleetweb import leases
 from inventory import collector, kube
 from inventory.choices import ClusterStatus, SyncOutcome, WorkloadKind
 from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
@@ -41,7 +42,7 @@ def claim_due_clusters(*, now=None, limit: int = 500) -> list[int]:
     with transaction.atomic():
         due = list(
             Cluster.objects.filter(Q(next_sync_at__lte=now) | Q(next_sync_at__isnull=True))
-            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+            .filter(leases.free(now))
             .order_by("next_sync_at")
             .select_for_update(skip_locked=True)
             .values_list("pk", "sync_interval")[:limit]
@@ -49,17 +50,6 @@ def claim_due_clusters(*, now=None, limit: int = 500) -> list[int]:
         for pk, interval in due:
             Cluster.objects.filter(pk=pk).update(next_sync_at=now + timedelta(seconds=interval))
     return [pk for pk, _ in due]
-
-
-def _acquire_lease(cluster_id: int) -> bool:
-    now = timezone.now()
-    return Cluster.objects.filter(pk=cluster_id).filter(
-        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
-    ).update(lease_expires_at=now + LEASE) == 1
-
-
-def _release_lease(cluster_id: int) -> None:
-    Cluster.objects.filter(pk=cluster_id).update(lease_expires_at=None)
 
 
 def backoff_seconds(failures: int, interval: int) -> float:
@@ -87,7 +77,8 @@ def mark_stale_clusters(*, now=None) -> int:
 
 def sync_cluster(cluster_id: int, *, triggered_by: str = "schedule") -> SyncRun | None:
     """Sync one cluster if no other sync holds it; returns the SyncRun (None when skipped)."""
-    if not _acquire_lease(cluster_id):
+    token = leases.acquire(Cluster, cluster_id, LEASE)
+    if token is None:
         log.info("sync of cluster %s skipped: another sync holds it", cluster_id)
         return None
     try:
@@ -96,7 +87,7 @@ def sync_cluster(cluster_id: int, *, triggered_by: str = "schedule") -> SyncRun 
     except Cluster.DoesNotExist:
         return None
     finally:
-        _release_lease(cluster_id)
+        leases.release(Cluster, cluster_id, token)
 
 
 def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:

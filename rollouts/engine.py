@@ -20,7 +20,6 @@ did not cover is never applied.
 from __future__ import annotations
 
 import logging
-import uuid
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -29,6 +28,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from fleetweb import leases
 from fleetweb.audit import record
 from inventory import kube
 from rollouts import gates, manifests, members, rendering, services
@@ -59,8 +59,7 @@ class Fence:
 
     def renew(self) -> None:
         """Extend the lease; raise LeaseLost when another run holds it now."""
-        if not Rollout.objects.filter(pk=self.rollout_id, lease_token=self.token).update(
-                lease_expires_at=timezone.now() + _lease()):
+        if not leases.renew(Rollout, self.rollout_id, self.token, _lease()):
             raise LeaseLost(f"rollout #{self.rollout_id}: the lease was taken over")
 
     @contextmanager
@@ -74,23 +73,18 @@ class Fence:
                 raise LeaseLost(f"rollout #{self.rollout_id}: the lease was taken over")
             if self.expected is not None and state != self.expected:
                 raise LeaseLost(f"rollout #{self.rollout_id} is {state} now, not {self.expected}")
-            Rollout.objects.filter(pk=self.rollout_id).update(lease_expires_at=timezone.now() + _lease())
+            leases.renew(Rollout, self.rollout_id, self.token, _lease())
             yield
 
 
 def acquire(rollout_id: int) -> Fence | None:
     """Take the lease when nobody holds it (or it expired); None when another run holds it."""
-    now = timezone.now()
-    token = uuid.uuid4().hex
-    taken = Rollout.objects.filter(pk=rollout_id).filter(
-        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)).update(
-        lease_expires_at=now + _lease(), lease_token=token)
-    return Fence(rollout_id, token) if taken == 1 else None
+    token = leases.acquire(Rollout, rollout_id, _lease())
+    return Fence(rollout_id, token) if token else None
 
 
 def release(fence: Fence) -> None:
-    Rollout.objects.filter(pk=fence.rollout_id, lease_token=fence.token).update(lease_expires_at=None,
-                                                                                lease_token="")
+    leases.release(Rollout, fence.rollout_id, fence.token)
 
 
 def advance(rollout_id: int) -> str:
@@ -131,7 +125,7 @@ def _due():
     now = timezone.now()
     return (Rollout.objects.filter(state__in=[RolloutState.PENDING, RolloutState.RUNNING, RolloutState.ROLLING_BACK],
                                    next_step_at__lte=now)
-            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+            .filter(leases.free(now))
             .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - QUEUE_GRACE)))
 
 

@@ -1,0 +1,41 @@
+"""One lease: a row held by one worker until `lease_expires_at`, under a random token (the fence).
+
+Used by cluster syncs (`inventory.sync`) and rollout engine runs (`rollouts.engine`). Only the holder's token
+renews or releases it, so a run that outlived its lease (killed, stalled past the expiry) cannot free or extend
+the lease a newer run took over. The model needs `lease_expires_at` (nullable DateTimeField) and `lease_token`
+(CharField, 32).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def free(now: datetime | None = None) -> Q:
+    """Rows nobody holds (never leased, released, or expired)."""
+    now = now or timezone.now()
+    return Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+
+
+def acquire(model: type[models.Model], pk: int, duration: timedelta) -> str | None:
+    """Take the lease of row `pk` when it is free; the token, or None when another run holds it."""
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    taken = model._default_manager.filter(free(now), pk=pk).update(lease_expires_at=now + duration, lease_token=token)
+    return token if taken == 1 else None
+
+
+def renew(model: type[models.Model], pk: int, token: str, duration: timedelta) -> bool:
+    """Extend the lease while `token` still holds it; False when it was taken over."""
+    return model._default_manager.filter(pk=pk, lease_token=token).update(
+        lease_expires_at=timezone.now() + duration) == 1
+
+
+def release(model: type[models.Model], pk: int, token: str) -> None:
+    """Give the lease back, only if `token` still holds it."""
+    model._default_manager.filter(pk=pk, lease_token=token).update(lease_expires_at=None, lease_token="")

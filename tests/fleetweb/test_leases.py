@@ -1,0 +1,41 @@
+"""The one lease (fleetweb/leases.py), as syncs and rollout runs use it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from fleetweb import leases
+from inventory import sync
+from inventory.models import Cluster
+from tests.builders import make_cluster
+
+pytestmark = pytest.mark.django_db
+MINUTE = timedelta(minutes=1)
+
+
+def test_a_held_lease_cannot_be_taken_and_an_expired_one_can():
+    cluster = make_cluster("c1")
+    first = leases.acquire(Cluster, cluster.pk, MINUTE)
+    assert first and leases.acquire(Cluster, cluster.pk, MINUTE) is None
+    Cluster.objects.filter(pk=cluster.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    second = leases.acquire(Cluster, cluster.pk, MINUTE)
+    assert second and second != first
+
+
+def test_a_run_that_outlived_its_lease_can_neither_renew_nor_release_the_new_holders():
+    cluster = make_cluster("c1")
+    stale = leases.acquire(Cluster, cluster.pk, MINUTE)
+    Cluster.objects.filter(pk=cluster.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    current = leases.acquire(Cluster, cluster.pk, MINUTE)
+    held_until = Cluster.objects.get(pk=cluster.pk).lease_expires_at
+    assert not leases.renew(Cluster, cluster.pk, stale, timedelta(hours=1))
+    leases.release(Cluster, cluster.pk, stale)
+    row = Cluster.objects.get(pk=cluster.pk)
+    assert (row.lease_token, row.lease_expires_at) == (current, held_until), "the new holder keeps its lease"
+    assert sync.sync_cluster(cluster.pk) is None, "and a sync still sees the cluster as held"
+    leases.release(Cluster, cluster.pk, current)
+    row.refresh_from_db()
+    assert (row.lease_token, row.lease_expires_at) == ("", None)
