@@ -34,8 +34,7 @@ def group_scores(groups) -> dict[int | None, dict]:
     Four aggregate queries whatever the number of groups and clusters.
     """
     groups = list(groups)
-    weight = rules.SEVERITY_WEIGHT
-    totals: dict[int | None, list[int]] = defaultdict(lambda: [0, 0])  # weight of all checks, of passed ones
+    checks_by: dict[int | None, list[tuple[str, int, int]]] = defaultdict(list)  # (severity, checks, passed)
     open_by_group: Counter = Counter()
     by_severity: Counter = Counter()
     for group_id, severity, checks, passed, violations in (
@@ -43,8 +42,7 @@ def group_scores(groups) -> dict[int | None, dict]:
             .annotate(checks=Count("pk"), passed=Count("pk", filter=Q(violations=0)), open=Sum("violations"))
             .values_list("assignment__group_id", "severity", "checks", "passed", "open")):
         for key in (group_id, None):
-            totals[key][0] += weight[severity] * checks
-            totals[key][1] += weight[severity] * passed
+            checks_by[key].append((severity, checks, passed))
         open_by_group[group_id] += violations
         by_severity[severity] += violations
     failing = dict(PolicyResult.objects.filter(violations__gt=0).order_by().values("assignment__group_id")
@@ -54,8 +52,7 @@ def group_scores(groups) -> dict[int | None, dict]:
                                                 open=Sum("open_violations"))
 
     def score(key) -> float | None:
-        total, passed = totals.get(key, (0, 0))
-        return round(100 * passed / total, 1) if total else None
+        return rules.weighted_score(checks_by.get(key, ()))
 
     out: dict[int | None, dict] = {
         g.pk: {"score": score(g.pk), "clusters": counts[g.pk], "failing_clusters": failing.get(g.pk, 0),

@@ -72,12 +72,8 @@ def _scoped(ctx: rules.Context, excluded: list[str]) -> rules.Context:
 
 
 def score_of(results: list[dict]) -> float | None:
-    """Severity-weighted share of passed checks (0-100); None when nothing is assigned."""
-    total = sum(rules.SEVERITY_WEIGHT[r["severity"]] for r in results)
-    if not total:
-        return None
-    passed = sum(rules.SEVERITY_WEIGHT[r["severity"]] for r in results if not r["violations"])
-    return round(100 * passed / total, 1)
+    """A cluster's score over its results (`rules.weighted_score`); None when nothing is assigned."""
+    return rules.weighted_score((r["severity"], 1, 0 if r["violations"] else 1) for r in results)
 
 
 CHUNK = 50

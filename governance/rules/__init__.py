@@ -17,6 +17,16 @@ from governance.choices import Severity
 # The one severity list is governance.choices.Severity; rules, scores, filters and models read it.
 SEVERITIES = tuple(Severity.values)
 SEVERITY_WEIGHT: dict[str, int] = {Severity.CRITICAL: 8, Severity.HIGH: 4, Severity.MEDIUM: 2, Severity.LOW: 1}
+
+
+def weighted_score(checks) -> float | None:
+    """The one compliance score: the severity-weighted share of passed checks, 0-100, over `(severity, checks,
+    passed)` triples (a cluster's results, or a group's or the fleet's aggregated); None when nothing was checked."""
+    total = passed = 0
+    for severity, count, ok in checks:
+        total += SEVERITY_WEIGHT[severity] * count
+        passed += SEVERITY_WEIGHT[severity] * ok
+    return round(100 * passed / total, 1) if total else None
 DEFAULT_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 
 
