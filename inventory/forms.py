@@ -7,7 +7,8 @@ import re
 from django import forms
 from django.core.validators import validate_slug
 
-from inventory import kubeconfigs, services
+from fleetweb.errors import add_to_form
+from inventory import credentials, kubeconfigs, services
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup
 from inventory.validators import (
@@ -90,32 +91,22 @@ class TokenCredentialsForm(forms.Form):
     def clean_server(self) -> str:
         return normalize_server_url(self.cleaned_data["server"])
 
-    def clean_ca_data(self) -> str:
-        ca = self.cleaned_data.get("ca_data", "").strip()
-        if ca and "-----BEGIN CERTIFICATE-----" not in ca:
-            raise forms.ValidationError("The CA bundle must be PEM (-----BEGIN CERTIFICATE----- …).")
-        return ca
-
     def clean(self):
         data = super().clean()
+        if "server" not in data:
+            return data  # the URL's own error is on its field already
         token, cert, key = data.get("token"), data.get("client_cert", "").strip(), data.get("client_key", "").strip()
         held = self.held or {}
         if held and not token and not key:
             if held.get("method") == "token" and not cert:
-                token = data["token"] = held["token"]
+                token = held["token"]
             elif held.get("method") == "client_cert":
-                key = data["client_key"] = held["client_key"]
-                cert = data["client_cert"] = cert or held["client_cert"]
-        if token and (cert or key):
-            raise forms.ValidationError("Give either a bearer token or a client certificate, not both.")
-        if not token and not cert:
-            raise forms.ValidationError("A bearer token or a client certificate is required.")
-        if cert and not key:
-            self.add_error("client_key", "A client certificate needs its private key.")
-        if cert and "-----BEGIN CERTIFICATE-----" not in cert:
-            self.add_error("client_cert", "The client certificate must be PEM.")
-        if key and "PRIVATE KEY-----" not in key:
-            self.add_error("client_key", "The client key must be a PEM private key.")
+                key, cert = held["client_key"], cert or held["client_cert"]
+        try:
+            self._credentials = credentials.direct(server=data["server"], ca_data=data.get("ca_data", ""),
+                                                   token=token or "", client_cert=cert, client_key=key)
+        except credentials.CredentialsError as exc:
+            add_to_form(self, exc)
         return data
 
     def source(self) -> dict:
@@ -123,11 +114,7 @@ class TokenCredentialsForm(forms.Form):
         return {"credentials": self.credentials()}
 
     def credentials(self) -> dict:
-        d = self.cleaned_data
-        if d.get("token"):
-            return {"method": "token", "server": d["server"], "ca_data": d.get("ca_data", ""), "token": d["token"]}
-        return {"method": "client_cert", "server": d["server"], "ca_data": d.get("ca_data", ""),
-                "client_cert": d["client_cert"], "client_key": d["client_key"]}
+        return self._credentials
 
 
 class KubeconfigForm(forms.Form):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from inventory import kubeconfigs, services
+from inventory import credentials, kubeconfigs, services
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
 from inventory.services import membership as compute
-from inventory.validators import normalize_server_url, validate_label
+from inventory.validators import validate_label
 
 READ_ONLY_CLUSTER_FIELDS = (
     "id", "auth_method", "provider", "kubernetes_version", "platform", "status", "status_reason",
@@ -93,20 +93,13 @@ class ClusterSerializer(serializers.ModelSerializer):
             except kubeconfigs.KubeconfigError as exc:
                 raise serializers.ValidationError({"kubeconfig": str(exc)}) from None
         elif has_server:
-            token, cert, key = attrs.pop("token", None), attrs.pop("client_cert", None), attrs.pop("client_key", None)
-            ca = attrs.pop("ca_data", "") or ""
-            if ca and "-----BEGIN CERTIFICATE-----" not in ca:
-                raise serializers.ValidationError({"ca_data": "must be a PEM certificate bundle."})
-            server = normalize_server_url(attrs.pop("server"))
-            if token and cert:
-                raise serializers.ValidationError({"token": "Give either a token or a client certificate, not both."})
-            if token:
-                attrs["credentials"] = {"method": "token", "server": server, "ca_data": ca, "token": token}
-            elif cert and key:
-                attrs["credentials"] = {"method": "client_cert", "server": server, "ca_data": ca,
-                                        "client_cert": cert, "client_key": key}
-            else:
-                raise serializers.ValidationError({"token": "A token, or client_cert with client_key, is required."})
+            try:
+                attrs["credentials"] = credentials.direct(
+                    server=attrs.pop("server"), ca_data=attrs.pop("ca_data", "") or "",
+                    token=attrs.pop("token", "") or "", client_cert=attrs.pop("client_cert", "") or "",
+                    client_key=attrs.pop("client_key", "") or "")
+            except credentials.CredentialsError as exc:
+                raise serializers.ValidationError(exc.api_errors()) from None
         elif any(k in attrs for k in ("token", "client_cert", "client_key", "ca_data", "context")):
             raise serializers.ValidationError({"token": "Credentials are replaced as a whole: give server or "
                                                         "kubeconfig with them."})

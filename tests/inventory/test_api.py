@@ -67,7 +67,7 @@ def test_cluster_fields(api_as, viewer):
     ({"name": "x"}, "kubeconfig", "Give a kubeconfig"),
     ({"name": "x", "kubeconfig": "clusters: [oops"}, "kubeconfig", "not valid YAML"),
     ({"name": "x", "server": "https://a:6443", "ca_data": "nope", "token": "t"}, "ca_data", "PEM"),
-    ({"name": "x", "server": "https://a:6443"}, "token", "A token, or client_cert"),
+    ({"name": "x", "server": "https://a:6443"}, "token", "A bearer token or a client certificate is required"),
     ({"name": "x", "server": "not a url", "token": "t"}, "server", "must start with https://"),
     ({"name": "x", "server": "https://k8s-master:99999", "token": "t"}, "server", "invalid port"),
     ({"name": "Bad Name", "server": "https://a:6443", "token": "t"}, "name", "slug"),
