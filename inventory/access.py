@@ -69,7 +69,7 @@ def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionR
                 checks.append(Check(label, False, exc.message))
                 first_error = first_error or exc
                 ok = False
-                if exc.kind in ("unauthorized", "timeout", "refused", "tls", "dns", "network"):
+                if exc.fatal:
                     break
                 continue
             if not allowed:

@@ -16,8 +16,6 @@ from django.template.defaultfilters import pluralize
 from inventory import decode, kinds, kube
 from inventory.choices import ClusterStatus, WorkloadKind, workload_unavailable
 
-# Errors that end the whole sync: the cluster did not answer or refused who we are.
-FATAL = {"dns", "refused", "timeout", "network", "tls", "unauthorized", "config"}
 MAX_LIST_RESTARTS = 3
 
 
@@ -268,7 +266,7 @@ def fetch(session: kube.Session) -> Snapshot:
                     snapshot.errors[kind] = f"list of {kind} kept expiring (410 Gone) after {attempt} restarts"
                 continue
             except kube.KubeError as exc:
-                if exc.kind in FATAL:
+                if exc.fatal:  # the cluster did not answer or refused who we are: the sync ends
                     snapshot.bytes_read = session.bytes_read
                     raise
                 snapshot.errors[kind] = exc.message

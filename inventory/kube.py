@@ -39,23 +39,23 @@ from inventory.decode import decode_list_meta
 class KubeError(Exception):
     """A failed call to a member cluster, classified so the UI can say exactly what went wrong."""
 
-    # kind -> cluster status it implies
-    STATUS = {
-        "dns": ClusterStatus.UNREACHABLE,
-        "refused": ClusterStatus.UNREACHABLE,
-        "timeout": ClusterStatus.UNREACHABLE,
-        "network": ClusterStatus.UNREACHABLE,
-        "tls": ClusterStatus.TLS_ERROR,
-        "unauthorized": ClusterStatus.UNAUTHORIZED,
-        "forbidden": ClusterStatus.UNAUTHORIZED,
-        "gone": ClusterStatus.ERROR,
-        "http": ClusterStatus.ERROR,
-        "config": ClusterStatus.ERROR,
-        "protocol": ClusterStatus.ERROR,
-        "policy": ClusterStatus.ERROR,
-        "conflict": ClusterStatus.ERROR,
+    # The one table of error kinds: kind -> (cluster status it implies, worth retrying soon, fatal: the cluster did
+    # not answer or refused who we are, so no further call of this sync or check can work).
+    KINDS: dict[str, tuple[str, bool, bool]] = {
+        "dns": (ClusterStatus.UNREACHABLE, True, True),
+        "refused": (ClusterStatus.UNREACHABLE, True, True),
+        "timeout": (ClusterStatus.UNREACHABLE, True, True),
+        "network": (ClusterStatus.UNREACHABLE, True, True),
+        "tls": (ClusterStatus.TLS_ERROR, False, True),
+        "unauthorized": (ClusterStatus.UNAUTHORIZED, False, True),
+        "forbidden": (ClusterStatus.UNAUTHORIZED, False, False),
+        "gone": (ClusterStatus.ERROR, True, False),
+        "http": (ClusterStatus.ERROR, True, False),
+        "config": (ClusterStatus.ERROR, False, True),
+        "protocol": (ClusterStatus.ERROR, True, False),
+        "policy": (ClusterStatus.ERROR, False, False),
+        "conflict": (ClusterStatus.ERROR, False, False),
     }
-    TRANSIENT = {"dns", "refused", "timeout", "network", "gone", "http", "protocol"}
 
     def __init__(self, kind: str, message: str, *, http_status: int | None = None):
         super().__init__(message)
@@ -65,12 +65,17 @@ class KubeError(Exception):
 
     @property
     def status(self) -> str:
-        return self.STATUS[self.kind]
+        return self.KINDS[self.kind][0]
+
+    @property
+    def fatal(self) -> bool:
+        """Nothing more can work against this cluster now (it did not answer, or refused who we are)."""
+        return self.KINDS[self.kind][2]
 
     @property
     def transient(self) -> bool:
         """Worth retrying soon; 401/403 and TLS failures will not fix themselves."""
-        return self.kind in self.TRANSIENT and (self.http_status is None or self.http_status >= 500
+        return self.KINDS[self.kind][1] and (self.http_status is None or self.http_status >= 500
                                                  or self.http_status == 429 or self.kind == "gone")
 
 
