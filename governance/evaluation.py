@@ -138,9 +138,36 @@ def _load(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]], tod
     return contexts
 
 
+Found = dict[tuple, tuple[PolicyAssignment, rules.Finding]]  # (cluster, assignment, kind, namespace, name) -> …
+
+
 def _evaluate_chunk(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]], now) -> dict:
+    """Run the rules over the stored inventory (no lock held), then write what changed in one transaction."""
+    found, results = _run_rules(chunk, assigned, now)
+    ids = [c.pk for c in chunk]
+    with transaction.atomic():
+        # Evaluations of one cluster (after a sync and after a group change, say) write one at a time; a
+        # cluster detached or an assignment removed while the rules ran (their deletions lock those rows
+        # first) is left out rather than written for.
+        present = set(Cluster.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+                      .values_list("pk", flat=True))
+        used = {r["assignment"] for pk in ids for r in results[pk]}
+        alive = _lock_assignments_shared(used)
+        if present != set(ids) or alive != used:
+            ids = [pk for pk in ids if pk in present]
+            found = {key: value for key, value in found.items() if key[0] in present and key[1] in alive}
+            results = {pk: [r for r in results[pk] if r["assignment"] in alive] for pk in ids}
+        digests = _digests(ids, found)
+        previous, unchanged = _previous_evaluations(ids, digests)
+        _write_violations(found, [pk for pk in ids if pk not in unchanged], unchanged, previous, now)
+        open_counts = Counter(key[0] for key in found)
+        return _store_compliance(ids, results, open_counts, digests, now)
+
+
+def _run_rules(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]], now) -> tuple[Found, dict]:
+    """Findings by key, and per cluster one result row per assignment; a rule that raises counts as no finding."""
     contexts = _load(chunk, assigned, timezone.localdate(now))
-    found: dict[tuple, tuple[PolicyAssignment, rules.Finding]] = {}
+    found: Found = {}
     results: dict[int, list[dict]] = {}
     for c in chunk:
         results[c.pk] = []
@@ -156,69 +183,66 @@ def _evaluate_chunk(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignm
                 found[(c.pk, a.pk, f.kind, f.namespace, f.name)] = (a, f)
             results[c.pk].append({"assignment": a.pk, "group": a.group.name, "rule": a.rule_key,
                                   "severity": rule.severity, "mode": a.mode, "violations": len(findings)})
-    ids = [c.pk for c in chunk]
-    with transaction.atomic():
-        # Evaluations of one cluster (after a sync and after a group change, say) write one at a time; a
-        # cluster detached or an assignment removed while the rules ran (their deletions lock those rows
-        # first) is left out rather than written for.
-        present = set(Cluster.objects.select_for_update().filter(pk__in=ids).order_by("pk")
-                      .values_list("pk", flat=True))
-        used = {r["assignment"] for pk in ids for r in results[pk]}
-        alive = _lock_assignments_shared(used)
-        if present != set(ids) or alive != used:
-            ids = [pk for pk in ids if pk in present]
-            found = {key: value for key, value in found.items() if key[0] in present and key[1] in alive}
-            results = {pk: [r for r in results[pk] if r["assignment"] in alive] for pk in ids}
-        hashes = {pk: hashlib.blake2b(digest_size=16) for pk in ids}
-        for key in sorted(found, key=str):
-            hashes[key[0]].update(repr((key, found[key][1].message)).encode())
-        digests = {pk: d.hexdigest() for pk, d in hashes.items()}
-        previous, unchanged = {}, set()
-        for cluster_id, evaluated_at, digest in ClusterCompliance.objects.filter(cluster_id__in=ids).values_list(
-                "cluster_id", "evaluated_at", "digest"):
-            previous[cluster_id] = evaluated_at
-            if digest == digests[cluster_id]:
-                unchanged.add(cluster_id)  # the same open findings as last time: no violation to touch
-        diff_ids = [pk for pk in ids if pk not in unchanged]
-        # Plain tuples, not model instances: a fleet holds hundreds of thousands of violations and most
-        # evaluations change none of them.
-        existing = {(cluster_id, assignment_id, kind, namespace, name): (pk, resolved_at, message, reopened)
-                    for pk, cluster_id, assignment_id, kind, namespace, name, resolved_at, message, reopened
-                    in Violation.objects.filter(cluster_id__in=diff_ids).order_by().values_list(
-                        "pk", "cluster_id", "assignment_id", "object_kind", "namespace", "object_name",
-                        "resolved_at", "message", "times_reopened").iterator(chunk_size=5000)}
-        new, changed = [], []
-        for key, (a, f) in found.items():
-            if key[0] in unchanged:
-                continue
-            row = existing.get(key)
-            if row is None:
-                new.append(Violation(assignment=a, cluster_id=key[0], rule_key=a.rule_key, severity=a.rule.severity,
-                                     object_kind=f.kind, namespace=f.namespace, object_name=f.name,
-                                     message=f.message, first_seen=now, last_seen=now))
-                continue
-            pk, resolved_at, message, reopened = row
-            if resolved_at is not None:
-                changed.append(Violation(pk=pk, resolved_at=None, reopened_at=now, times_reopened=reopened + 1,
-                                         message=f.message, last_seen=now))
-            elif message != f.message:
-                changed.append(Violation(pk=pk, resolved_at=None, reopened_at=None, times_reopened=reopened,
-                                         message=f.message, last_seen=now))
-        Violation.objects.bulk_create(new, batch_size=1000)
-        reopened_rows = [v for v in changed if v.reopened_at is not None]
-        Violation.objects.bulk_update(reopened_rows, ["resolved_at", "reopened_at", "times_reopened", "message",
-                                                      "last_seen"], batch_size=1000)
-        Violation.objects.bulk_update([v for v in changed if v.reopened_at is None], ["message", "last_seen"],
-                                      batch_size=1000)
-        gone: dict[int, list[int]] = defaultdict(list)
-        for key, (pk, resolved_at, _message, _reopened) in existing.items():
-            if key not in found and resolved_at is None:
-                gone[key[0]].append(pk)
-        for cluster_id, pks in gone.items():  # last seen: the evaluation before this one
-            Violation.objects.filter(pk__in=pks).update(resolved_at=now,
-                                                        last_seen=previous.get(cluster_id) or now)
-        open_counts = Counter(key[0] for key in found)
-        return _store_compliance(ids, results, open_counts, digests, now)
+    return found, results
+
+
+def _digests(ids: list[int], found: Found) -> dict[int, str]:
+    """A hash of each cluster's open findings: equal to the stored one means no violation row to touch."""
+    hashes = {pk: hashlib.blake2b(digest_size=16) for pk in ids}
+    for key in sorted(found, key=str):
+        hashes[key[0]].update(repr((key, found[key][1].message)).encode())
+    return {pk: d.hexdigest() for pk, d in hashes.items()}
+
+
+def _previous_evaluations(ids: list[int], digests: dict[int, str]) -> tuple[dict, set[int]]:
+    """(cluster -> when it was last evaluated, clusters whose findings are the same as then)."""
+    previous, unchanged = {}, set()
+    for cluster_id, evaluated_at, digest in ClusterCompliance.objects.filter(cluster_id__in=ids).values_list(
+            "cluster_id", "evaluated_at", "digest"):
+        previous[cluster_id] = evaluated_at
+        if digest == digests[cluster_id]:
+            unchanged.add(cluster_id)
+    return previous, unchanged
+
+
+def _write_violations(found: Found, diff_ids: list[int], unchanged: set[int], previous: dict, now) -> None:
+    """Open new violations, reopen resolved ones found again, update changed messages, resolve those gone."""
+    # Plain tuples, not model instances: a fleet holds hundreds of thousands of violations and most
+    # evaluations change none of them.
+    existing = {(cluster_id, assignment_id, kind, namespace, name): (pk, resolved_at, message, reopened)
+                for pk, cluster_id, assignment_id, kind, namespace, name, resolved_at, message, reopened
+                in Violation.objects.filter(cluster_id__in=diff_ids).order_by().values_list(
+                    "pk", "cluster_id", "assignment_id", "object_kind", "namespace", "object_name",
+                    "resolved_at", "message", "times_reopened").iterator(chunk_size=5000)}
+    new, changed = [], []
+    for key, (a, f) in found.items():
+        if key[0] in unchanged:
+            continue
+        row = existing.get(key)
+        if row is None:
+            new.append(Violation(assignment=a, cluster_id=key[0], rule_key=a.rule_key, severity=a.rule.severity,
+                                 object_kind=f.kind, namespace=f.namespace, object_name=f.name,
+                                 message=f.message, first_seen=now, last_seen=now))
+            continue
+        pk, resolved_at, message, reopened = row
+        if resolved_at is not None:
+            changed.append(Violation(pk=pk, resolved_at=None, reopened_at=now, times_reopened=reopened + 1,
+                                     message=f.message, last_seen=now))
+        elif message != f.message:
+            changed.append(Violation(pk=pk, resolved_at=None, reopened_at=None, times_reopened=reopened,
+                                     message=f.message, last_seen=now))
+    Violation.objects.bulk_create(new, batch_size=1000)
+    Violation.objects.bulk_update([v for v in changed if v.reopened_at is not None],
+                                  ["resolved_at", "reopened_at", "times_reopened", "message", "last_seen"],
+                                  batch_size=1000)
+    Violation.objects.bulk_update([v for v in changed if v.reopened_at is None], ["message", "last_seen"],
+                                  batch_size=1000)
+    gone: dict[int, list[int]] = defaultdict(list)
+    for key, (pk, resolved_at, _message, _reopened) in existing.items():
+        if key not in found and resolved_at is None:
+            gone[key[0]].append(pk)
+    for cluster_id, pks in gone.items():  # last seen: the evaluation before this one
+        Violation.objects.filter(pk__in=pks).update(resolved_at=now, last_seen=previous.get(cluster_id) or now)
 
 
 def _lock_assignments_shared(ids: set[int]) -> set[int]:
