@@ -214,53 +214,71 @@ def _timeout() -> tuple[float, float]:
 
 
 def classify(exc: BaseException, *, what: str = "") -> KubeError:
-    """Map urllib3/ssl/socket/ApiException failures to a KubeError with a precise message."""
+    """Map urllib3/ssl/socket/ApiException failures to a KubeError with a precise message (never the other side's
+    words, except a Kubernetes Status message)."""
     prefix = f"{what}: " if what else ""
-    if isinstance(exc, KubeError):
-        return exc
     if isinstance(exc, KubeError):
         return exc
     if isinstance(exc, ApiException) and not exc.status and isinstance(exc.__context__, BaseException):
         # The client wraps transport failures (e.g. urllib3's SSLError) in ApiException(status=0).
         return classify(exc.__context__, what=what)
     if isinstance(exc, ApiException):
-        status = exc.status or 0
-        reason = _api_message(exc)
-        if status == 401:
-            return KubeError("unauthorized", f"{prefix}401 Unauthorized: the API server rejected the credentials "
-                             "(token revoked or expired?)", http_status=401)
-        if status == 403:
-            return KubeError("forbidden", f"{prefix}403 Forbidden: {reason}", http_status=403)
-        if status == 410:
-            return KubeError("gone", f"{prefix}410 Gone: {reason}", http_status=410)
-        return KubeError("http", f"{prefix}HTTP {status}: {reason}", http_status=status)
+        return _http_error(exc, prefix)
     if isinstance(exc, outbound.OutboundRefused):
         return KubeError(exc.kind, f"{prefix}{exc}")
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         return classify(exc.reason, what=what)
     if isinstance(exc, urllib3.exceptions.SSLError | ssl.SSLError):
-        detail = str(exc.args[0] if exc.args else exc)
-        if isinstance(exc, urllib3.exceptions.SSLError) and exc.args and isinstance(exc.args[0], ssl.SSLError):
-            detail = exc.args[0].reason or str(exc.args[0])
-            if isinstance(exc.args[0], ssl.SSLCertVerificationError):
-                detail = exc.args[0].verify_message or detail
-        return KubeError("tls", f"{prefix}TLS verification failed: {detail}")
+        return KubeError("tls", f"{prefix}TLS verification failed: {_tls_detail(exc)}")
     # urllib3 2: NameResolutionError < NewConnectionError < ConnectTimeoutError, so the specific ones first.
     if isinstance(exc, urllib3.exceptions.NameResolutionError):
         return KubeError("dns", f"{prefix}DNS lookup failed for '{exc.conn.host}'")
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        text = str(exc)
-        if isinstance(cause, ConnectionRefusedError) or "Connection refused" in text:
-            return KubeError("refused", f"{prefix}connection refused by {exc.conn.host}:{exc.conn.port} "
-                             "(API server down or wrong port?)")
-        if isinstance(cause, socket.gaierror) or "Name or service not known" in text:
-            return KubeError("dns", f"{prefix}DNS lookup failed for '{exc.conn.host}'")
-        if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-            return KubeError("network", f"{prefix}network unreachable: {cause.strerror}")
-        if "timed out" not in text:
-            reason = f": {cause.strerror}" if isinstance(cause, OSError) and cause.strerror else ""
-            return KubeError("network", f"{prefix}cannot connect to {exc.conn.host}:{exc.conn.port}{reason}")
+    if isinstance(exc, urllib3.exceptions.NewConnectionError) and (failed := _connect_error(exc, prefix)):
+        return failed
+    return _transport_error(exc, prefix)
+
+
+def _http_error(exc: ApiException, prefix: str) -> KubeError:
+    status = exc.status or 0
+    reason = _api_message(exc)
+    if status == 401:
+        return KubeError("unauthorized", f"{prefix}401 Unauthorized: the API server rejected the credentials "
+                         "(token revoked or expired?)", http_status=401)
+    if status == 403:
+        return KubeError("forbidden", f"{prefix}403 Forbidden: {reason}", http_status=403)
+    if status == 410:
+        return KubeError("gone", f"{prefix}410 Gone: {reason}", http_status=410)
+    return KubeError("http", f"{prefix}HTTP {status}: {reason}", http_status=status)
+
+
+def _tls_detail(exc: BaseException) -> str:
+    """What the local TLS stack said (our verification result, not the server's words)."""
+    detail = str(exc.args[0] if exc.args else exc)
+    if isinstance(exc, urllib3.exceptions.SSLError) and exc.args and isinstance(exc.args[0], ssl.SSLError):
+        detail = exc.args[0].reason or str(exc.args[0])
+        if isinstance(exc.args[0], ssl.SSLCertVerificationError):
+            detail = exc.args[0].verify_message or detail
+    return detail
+
+
+def _connect_error(exc: urllib3.exceptions.NewConnectionError, prefix: str) -> KubeError | None:
+    """Refused, DNS, unreachable or another socket error; None for a timeout (classified as one after)."""
+    cause = exc.__cause__ or exc.__context__
+    text = str(exc)
+    if isinstance(cause, ConnectionRefusedError) or "Connection refused" in text:
+        return KubeError("refused", f"{prefix}connection refused by {exc.conn.host}:{exc.conn.port} "
+                         "(API server down or wrong port?)")
+    if isinstance(cause, socket.gaierror) or "Name or service not known" in text:
+        return KubeError("dns", f"{prefix}DNS lookup failed for '{exc.conn.host}'")
+    if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return KubeError("network", f"{prefix}network unreachable: {cause.strerror}")
+    if "timed out" in text:
+        return None
+    reason = f": {cause.strerror}" if isinstance(cause, OSError) and cause.strerror else ""
+    return KubeError("network", f"{prefix}cannot connect to {exc.conn.host}:{exc.conn.port}{reason}")
+
+
+def _transport_error(exc: BaseException, prefix: str) -> KubeError:
     if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
         return KubeError("timeout", f"{prefix}connection timed out after {settings.FLEETWEB_KUBE_CONNECT_TIMEOUT}s")
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError | socket.timeout):
