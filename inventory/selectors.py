@@ -149,77 +149,87 @@ def _check_value(value: str, at: int) -> None:
 
 def parse(text: str) -> Selector:
     """Parse a selector or raise SelectorError naming the position of the first fault."""
-    tokens = _tokens(text or "")
-    i = 0
-    requirements: list[Requirement] = []
+    return _Parser(_tokens(text or "")).selector()
 
-    def peek() -> tuple[str, str, int]:
-        return tokens[i]
 
-    def take() -> tuple[str, str, int]:
-        nonlocal i
-        token = tokens[i]
-        i += 1
-        return token
+class _Parser:
+    """Recursive descent over the tokens: selector := requirement (',' requirement)*."""
 
-    if peek()[0] == "end":
-        return Selector(())
-    while True:
-        kind, value, at = take()
-        negated = False
-        if kind == "op" and value == "!":
-            negated = True
-            kind, value, at = take()
+    def __init__(self, tokens: list[tuple[str, str, int]]):
+        self.tokens, self.i = tokens, 0
+
+    def peek(self) -> tuple[str, str, int]:
+        return self.tokens[self.i]
+
+    def take(self) -> tuple[str, str, int]:
+        self.i += 1
+        return self.tokens[self.i - 1]
+
+    def selector(self) -> Selector:
+        if self.peek()[0] == "end":
+            return Selector(())
+        requirements = [self.requirement()]
+        while True:
+            kind, value, at = self.take()
+            if kind == "end":
+                return Selector(tuple(requirements))
+            if value != ",":
+                raise SelectorError(f"expected ',' between requirements, found '{value}'", at)
+            if self.peek()[0] == "end":
+                raise SelectorError("expected a requirement after ','", self.peek()[2])
+            requirements.append(self.requirement())
+
+    def requirement(self) -> Requirement:
+        kind, value, at = self.take()
+        negated = kind == "op" and value == "!"
+        if negated:
+            kind, value, at = self.take()
         if kind != "word":
             raise SelectorError("expected a key" + (f", found '{value}'" if value else " at the end"), at)
         key = value
         if key in ("in", "notin"):
             raise SelectorError(f"expected a key, found the operator '{key}'", at)
         _check_key(key, at)
-        kind, value, op_at = peek()
+        kind, value, op_at = self.peek()
+        at_boundary = kind == "end" or value == ","
         if negated:
-            if kind not in ("end",) and value != ",":
+            if not at_boundary:
                 raise SelectorError("'!key' takes no operator or value", op_at)
-            requirements.append(Requirement(key, "!exists"))
-        elif kind == "end" or value == ",":
-            requirements.append(Requirement(key, "exists"))
-        elif kind == "op" and value in ("=", "==", "!="):
-            take()
-            vkind, vvalue, vat = peek()
-            if vkind == "word" and vvalue not in ("in", "notin"):
-                take()
-                _check_value(vvalue, vat)
-            elif vkind == "end" or vvalue in (",",):
-                vvalue = ""  # `key=` selects an empty value, as in Kubernetes
-            else:
-                raise SelectorError(f"expected a value after '{value}'", vat)
-            requirements.append(Requirement(key, "!=" if value == "!=" else "=", (vvalue,)))
-        elif kind == "word" and value in ("in", "notin"):
-            take()
-            pkind, pvalue, pat = take()
-            if pvalue != "(":
-                raise SelectorError(f"expected '(' after '{value}'", pat)
-            values: list[str] = []
-            while True:
-                vkind, vvalue, vat = take()
-                if vkind == "word":
-                    _check_value(vvalue, vat)
-                    values.append(vvalue)
-                    vkind, vvalue, vat = take()
-                elif vvalue == ")" and not values:
-                    raise SelectorError(f"'{value}' needs at least one value", vat)
-                if vvalue == ")":
-                    break
-                if vvalue != ",":
-                    raise SelectorError("expected ',' or ')' in the value list", vat)
-            requirements.append(Requirement(key, value, tuple(values)))
-        else:
-            raise SelectorError(f"expected '=', '!=', 'in' or 'notin' after '{key}'", op_at)
-        kind, value, at = take()
-        if kind == "end":
-            break
-        if value != ",":
-            raise SelectorError(f"expected ',' between requirements, found '{value}'", at)
-        if peek()[0] == "end":
-            raise SelectorError("expected a requirement after ','", peek()[2])
-    return Selector(tuple(requirements))
+            return Requirement(key, "!exists")
+        if at_boundary:
+            return Requirement(key, "exists")
+        if kind == "op" and value in ("=", "==", "!="):
+            self.take()
+            return Requirement(key, "!=" if value == "!=" else "=", (self.equality_value(value),))
+        if kind == "word" and value in ("in", "notin"):
+            self.take()
+            return Requirement(key, value, self.value_list(value))
+        raise SelectorError(f"expected '=', '!=', 'in' or 'notin' after '{key}'", op_at)
+
+    def equality_value(self, op: str) -> str:
+        kind, value, at = self.peek()
+        if kind == "word" and value not in ("in", "notin"):
+            self.take()
+            _check_value(value, at)
+            return value
+        if kind == "end" or value == ",":
+            return ""  # `key=` selects an empty value, as in Kubernetes
+        raise SelectorError(f"expected a value after '{op}'", at)
+
+    def value_list(self, op: str) -> tuple[str, ...]:
+        _kind, value, at = self.take()
+        if value != "(":
+            raise SelectorError(f"expected '(' after '{op}'", at)
+        values: list[str] = []
+        while True:
+            kind, value, at = self.take()
+            if kind == "word":
+                _check_value(value, at)
+                values.append(value)
+                kind, value, at = self.take()
+            elif value == ")" and not values:
+                raise SelectorError(f"'{op}' needs at least one value", at)
+            if value == ")":
+                return tuple(values)
+            if value != ",":
+                raise SelectorError("expected ',' or ')' in the value list", at)
