@@ -85,67 +85,13 @@ def extract_context(data: dict, context: str, *, base_dir: Path | None = None) -
         raise KubeconfigError(f"Context '{context}' names no cluster.")
     if not ctx.get("user"):
         raise KubeconfigError(f"Context '{context}' names no user.")
-    cluster_entry = _named(data, "clusters", ctx["cluster"])
-    user_entry = _named(data, "users", ctx["user"])
-    cluster = dict(cluster_entry.get("cluster") or {})
-    user = dict(user_entry.get("user") or {})
-    server = cluster.get("server")
-    if not server:
-        raise KubeconfigError(f"Cluster '{ctx['cluster']}' has no server URL.")
-    try:
-        cluster["server"] = outbound.check_url(str(server), schemes=("https", "http"),
-                                               what=f"server URL of cluster '{ctx['cluster']}'").url
-        if cluster.get("proxy-url"):
-            cluster["proxy-url"] = outbound.check_url(str(cluster["proxy-url"]), schemes=("http", "https"),
-                                                      what=f"proxy-url of cluster '{ctx['cluster']}'").url
-    except outbound.OutboundRefused as exc:
-        raise KubeconfigError(str(exc)) from None
-
-    def inline(section: dict, path_key: str, data_key: str, what: str) -> None:
-        path = section.pop(path_key, None)
-        if not path:
-            return
-        if base_dir is None:
-            raise KubeconfigError(f"{what} refers to the file {path!r}; uploaded kubeconfigs must carry the "
-                                  f"data inline ({data_key}). Use `kubectl config view --minify --flatten`.")
-        file = Path(os.path.expanduser(path))
-        if not file.is_absolute():
-            file = base_dir / file
-        try:
-            section[data_key] = base64.b64encode(file.read_bytes()).decode()
-        except OSError as exc:
-            raise KubeconfigError(f"{what} refers to {str(file)!r}, which cannot be read: {exc.strerror}.") from None
-
-    inline(cluster, "certificate-authority", "certificate-authority-data", f"Cluster '{ctx['cluster']}'")
-    inline(user, "client-certificate", "client-certificate-data", f"User '{ctx['user']}'")
-    inline(user, "client-key", "client-key-data", f"User '{ctx['user']}'")
-    token_file = user.pop("tokenFile", None)
-    if token_file:
-        if base_dir is None:
-            raise KubeconfigError(f"User '{ctx['user']}' reads its token from the file {token_file!r}; "
-                                  "uploaded kubeconfigs must carry the token inline.")
-        try:
-            user["token"] = (base_dir / os.path.expanduser(token_file)).read_text().strip()
-        except OSError as exc:
-            raise KubeconfigError(f"User '{ctx['user']}' token file {token_file!r} cannot be read: "
-                                  f"{exc.strerror}.") from None
-
-    if "auth-provider" in user:
-        provider = (user["auth-provider"] or {}).get("name", "?")
-        if provider != "oidc":
-            raise KubeconfigError(f"User '{ctx['user']}' uses the auth provider '{provider}', which Fleetweb does "
-                                  "not support (only 'oidc'; gcp and azure providers were removed from kubectl: "
-                                  "use their exec plugins).")
-    if "exec" in user:
-        try:
-            execplugins.check(user["exec"] or {}, user=ctx["user"])
-        except execplugins.ExecPluginError as exc:
-            raise KubeconfigError(str(exc)) from None
-    if not any(k in user for k in ("token", "client-certificate-data", "exec", "auth-provider", "username")):
-        raise KubeconfigError(f"User '{ctx['user']}' has no credentials (token, client certificate or exec plugin).")
-    if user.get("client-certificate-data") and not user.get("client-key-data"):
-        raise KubeconfigError(f"User '{ctx['user']}' has a client certificate but no client key.")
-
+    cluster = _checked_cluster(ctx["cluster"], dict(_named(data, "clusters", ctx["cluster"]).get("cluster") or {}))
+    user = dict(_named(data, "users", ctx["user"]).get("user") or {})
+    _inline(cluster, "certificate-authority", "certificate-authority-data", f"Cluster '{ctx['cluster']}'", base_dir)
+    _inline(user, "client-certificate", "client-certificate-data", f"User '{ctx['user']}'", base_dir)
+    _inline(user, "client-key", "client-key-data", f"User '{ctx['user']}'", base_dir)
+    _inline_token(user, ctx["user"], base_dir)
+    _check_user(user, ctx["user"])
     for key in ("certificate-authority-data", "client-certificate-data", "client-key-data"):
         holder = cluster if key.startswith("certificate") else user
         if holder.get(key):
@@ -161,6 +107,71 @@ def extract_context(data: dict, context: str, *, base_dir: Path | None = None) -
         "contexts": [{"name": context, "context": {k: v for k, v in ctx.items() if k in ("cluster", "user")}}],
         "current-context": context,
     }
+
+
+def _checked_cluster(name: str, cluster: dict) -> dict:
+    """The cluster entry with its server and proxy URLs passed through the outbound address policy."""
+    server = cluster.get("server")
+    if not server:
+        raise KubeconfigError(f"Cluster '{name}' has no server URL.")
+    try:
+        cluster["server"] = outbound.check_url(str(server), schemes=("https", "http"),
+                                               what=f"server URL of cluster '{name}'").url
+        if cluster.get("proxy-url"):
+            cluster["proxy-url"] = outbound.check_url(str(cluster["proxy-url"]), schemes=("http", "https"),
+                                                      what=f"proxy-url of cluster '{name}'").url
+    except outbound.OutboundRefused as exc:
+        raise KubeconfigError(str(exc)) from None
+    return cluster
+
+
+def _inline(section: dict, path_key: str, data_key: str, what: str, base_dir: Path | None) -> None:
+    """Replace a file reference by its base64 content (refused for an upload, which has no folder)."""
+    path = section.pop(path_key, None)
+    if not path:
+        return
+    if base_dir is None:
+        raise KubeconfigError(f"{what} refers to the file {path!r}; uploaded kubeconfigs must carry the "
+                              f"data inline ({data_key}). Use `kubectl config view --minify --flatten`.")
+    file = Path(os.path.expanduser(path))
+    if not file.is_absolute():
+        file = base_dir / file
+    try:
+        section[data_key] = base64.b64encode(file.read_bytes()).decode()
+    except OSError as exc:
+        raise KubeconfigError(f"{what} refers to {str(file)!r}, which cannot be read: {exc.strerror}.") from None
+
+
+def _inline_token(user: dict, name: str, base_dir: Path | None) -> None:
+    token_file = user.pop("tokenFile", None)
+    if not token_file:
+        return
+    if base_dir is None:
+        raise KubeconfigError(f"User '{name}' reads its token from the file {token_file!r}; "
+                              "uploaded kubeconfigs must carry the token inline.")
+    try:
+        user["token"] = (base_dir / os.path.expanduser(token_file)).read_text().strip()
+    except OSError as exc:
+        raise KubeconfigError(f"User '{name}' token file {token_file!r} cannot be read: {exc.strerror}.") from None
+
+
+def _check_user(user: dict, name: str) -> None:
+    """Credentials Fleetweb can use: a token, a client certificate with its key, an allowed exec plugin or OIDC."""
+    if "auth-provider" in user:
+        provider = (user["auth-provider"] or {}).get("name", "?")
+        if provider != "oidc":
+            raise KubeconfigError(f"User '{name}' uses the auth provider '{provider}', which Fleetweb does "
+                                  "not support (only 'oidc'; gcp and azure providers were removed from kubectl: "
+                                  "use their exec plugins).")
+    if "exec" in user:
+        try:
+            execplugins.check(user["exec"] or {}, user=name)
+        except execplugins.ExecPluginError as exc:
+            raise KubeconfigError(str(exc)) from None
+    if not any(k in user for k in ("token", "client-certificate-data", "exec", "auth-provider", "username")):
+        raise KubeconfigError(f"User '{name}' has no credentials (token, client certificate or exec plugin).")
+    if user.get("client-certificate-data") and not user.get("client-key-data"):
+        raise KubeconfigError(f"User '{name}' has a client certificate but no client key.")
 
 
 def credentials_from_kubeconfig(single: dict) -> dict:
