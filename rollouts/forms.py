@@ -71,6 +71,12 @@ class PlanForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     stages = forms.CharField(widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}), help_text=STAGES_HELP)
 
+    def __init__(self, *args, renaming: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not renaming:  # an existing plan: its name is shown, never taken from the request
+            self.fields["name"].disabled = True
+            self.fields["name"].help_text = "A plan keeps its name: rollouts record the plan they came from by it."
+
     def clean_stages(self):
         return parse_stages(self.cleaned_data["stages"])
 

@@ -6,6 +6,7 @@ Pages and API call these same functions, so the approval rules cannot differ bet
 
 from __future__ import annotations
 
+import difflib
 import logging
 import uuid
 
@@ -225,41 +226,69 @@ def delete_plan(plan: RolloutPlan, *, user, source_ip: str = "") -> None:
 # Creating a rollout
 
 
+STAGE_FIELDS = ("name", "group", "selector", *STAGE_DEFAULTS)
+
+
 def clean_stages(raw) -> list[dict]:
-    """Validate stage specs (from a plan or inline); errors name the stage and field."""
+    """Validate stage specs (from a plan or inline). Error keys are paths (`stages[0].selector`); every message
+    starts with the stage as people count it ("stage 1 'canary': …"), since that is what the page shows."""
     if not isinstance(raw, list) or not raw:
         raise RolloutError({"stages": "give at least one stage"})
     if len(raw) > 20:
         raise RolloutError({"stages": "at most 20 stages"})
     errors: dict[str, str] = {}
     cleaned = []
+    seen: dict[str, int] = {}
     for i, spec in enumerate(raw):
         where = f"stages[{i}]"
         if not isinstance(spec, dict):
-            errors[where] = "must be an object"
+            errors[where] = f"stage {i + 1}: must be a mapping (name: …, selector: …), not {type(spec).__name__}"
             continue
-        unknown = set(spec) - {"name", "group", "selector", *STAGE_DEFAULTS}
+        name = spec.get("name")
+        label = f"stage {i + 1}" + (f" '{name}'" if isinstance(name, str) and name.strip() else "")
+        key = name.strip() if isinstance(name, str) else ""
+        if key and key in seen:
+            errors[f"{where}.name"] = f"{label}: the name is already used by stage {seen[key] + 1}"
+        seen.setdefault(key, i)
+        unknown = sorted(set(spec) - set(STAGE_FIELDS), key=str)
         if unknown:
-            errors[where] = f"unknown fields: {', '.join(sorted(unknown))}"
+            errors[where] = f"{label}: " + "; ".join(_unknown_field(str(key)) for key in unknown)
             continue
-        stage = {"name": str(spec.get("name") or f"stage {i + 1}")[:63], "group": spec.get("group") or "",
-                 "selector": (spec.get("selector") or "").strip()}
-        if bool(stage["group"]) == bool(stage["selector"]):
-            errors[f"{where}.group"] = "give a group or a selector (exactly one)"
-        if stage["selector"]:
-            try:
-                selectors.parse(stage["selector"])
-            except selectors.SelectorError as exc:
-                errors[f"{where}.selector"] = str(exc)
-        for field, (low, high) in STAGE_LIMITS.items():
-            value = spec.get(field, STAGE_DEFAULTS[field])
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                errors[f"{where}.{field}"] = f"must be a whole number from {low} to {high}"
-            stage[field] = value
+        stage = _clean_stage(spec, label, where, errors)
         cleaned.append(stage)
     if errors:
         raise RolloutError(errors)
     return cleaned
+
+
+def _unknown_field(key: str) -> str:
+    close = difflib.get_close_matches(key, STAGE_FIELDS, n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(STAGE_FIELDS)})"
+    return f"unknown field '{key}'{hint}"
+
+
+def _clean_stage(spec: dict, label: str, where: str, errors: dict[str, str]) -> dict:
+    name = spec.get("name")
+    if not isinstance(name, str) or not name.strip():
+        errors[f"{where}.name"] = f"{label}: a name is required (approvers and the timeline show it)"
+        name = ""
+    elif len(name.strip()) > 63:
+        errors[f"{where}.name"] = f"{label}: the name is longer than 63 characters"
+    stage = {"name": (name or "").strip()[:63], "group": spec.get("group") or "",
+             "selector": str(spec.get("selector") or "").strip()}
+    if bool(stage["group"]) == bool(stage["selector"]):
+        errors[f"{where}.group"] = f"{label}: give a group or a selector (exactly one)"
+    if stage["selector"]:
+        try:
+            selectors.parse(stage["selector"])
+        except selectors.SelectorError as exc:
+            errors[f"{where}.selector"] = f"{label}: {exc}"
+    for field, (low, high) in STAGE_LIMITS.items():
+        value = spec.get(field, STAGE_DEFAULTS[field])
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            errors[f"{where}.{field}"] = f"{label}: {field} must be a whole number from {low} to {high}"
+        stage[field] = value
+    return stage
 
 
 def _stage_clusters(spec: dict) -> list[Cluster]:

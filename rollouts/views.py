@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import yaml
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -33,8 +34,9 @@ DEFAULT_STAGES = """- name: canary
 """
 
 
-def _errors_to_form(form, exc: services.RolloutError) -> None:
-    add_to_form(form, exc)
+def _stages_field(path: str) -> str:
+    """A stage's error (`stages[1].selector`) goes on the stages box; its message names the stage as people count."""
+    return "stages" if path.startswith("stages") else path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,7 +64,7 @@ def application_create(request):
                                               description=d["description"], manifests_text=d["manifests"],
                                               message=d["message"], user=request.user, source_ip=client_ip(request))
         except services.RolloutError as exc:
-            _errors_to_form(form, exc)
+            add_to_form(form, exc)
         else:
             messages.success(request, f"{app.name} created with revision 1.")
             return redirect(app)
@@ -103,7 +105,7 @@ def revision_create(request, name: str):
                                                 message=form.cleaned_data["message"], user=request.user,
                                                 source_ip=client_ip(request))
         except services.RolloutError as exc:
-            _errors_to_form(form, exc)
+            add_to_form(form, exc)
         else:
             messages.success(request, f"Revision {revision.number} of {app.name} saved.")
             return redirect(f"{app.get_absolute_url()}?to={revision.number}")
@@ -121,7 +123,7 @@ def rollout_create(request, name: str):
             rollout = services.create_rollout(revision=d["revision"], plan=d["plan"], stages=d["stages"],
                                               user=request.user, source_ip=client_ip(request))
         except services.RolloutError as exc:
-            _errors_to_form(form, exc)
+            add_to_form(form, exc, field_name=_stages_field)
         else:
             messages.success(request, f"Rollout of {app.name} r{rollout.revision.number} started.")
             return redirect(rollout)
@@ -256,11 +258,42 @@ def plan_create(request):
             services.create_plan(name=d["name"], description=d["description"], stages=d["stages"],
                                  user=request.user, source_ip=client_ip(request))
         except services.RolloutError as exc:
-            _errors_to_form(form, exc)
+            add_to_form(form, exc, field_name=_stages_field)
         else:
             messages.success(request, f"Plan {d['name']} saved.")
             return redirect("rollouts:plan_list")
     return render(request, "rollouts/plan_form.html", {"form": form}, status=400 if request.method == "POST" else 200)
+
+
+@role_required(OPERATOR)
+def plan_edit(request, name: str):
+    """Change a plan's description and stages (its name stays: rollouts record the plan they came from by name)."""
+    plan = get_object_or_404(RolloutPlan.objects.visible_to(request.user), name=name)
+    initial = {"name": plan.name, "description": plan.description,
+               "stages": yaml.safe_dump(plan.stages, sort_keys=False)}
+    form = PlanForm(request.POST or None, initial=initial, renaming=False)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            services.update_plan(plan, description=d["description"], stages=d["stages"], user=request.user,
+                                 source_ip=client_ip(request))
+        except services.RolloutError as exc:
+            add_to_form(form, exc, field_name=_stages_field)
+        else:
+            messages.success(request, f"Plan {plan.name} saved.")
+            return redirect("rollouts:plan_list")
+    return render(request, "rollouts/plan_form.html", {"form": form, "plan": plan},
+                  status=400 if request.method == "POST" else 200)
+
+
+@role_required(OPERATOR)
+@require_POST
+def plan_delete(request, name: str):
+    """Delete a plan; rollouts made from it keep their stages."""
+    plan = get_object_or_404(RolloutPlan.objects.visible_to(request.user), name=name)
+    services.delete_plan(plan, user=request.user, source_ip=client_ip(request))
+    messages.success(request, f"Plan {name} deleted; rollouts made from it keep their stages.")
+    return redirect("rollouts:plan_list")
 
 
 @role_required(VIEWER)

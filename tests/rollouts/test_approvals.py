@@ -66,12 +66,27 @@ def test_stage_fields_are_validated_by_name():
     with pytest.raises(services.RolloutError) as excinfo:
         services.clean_stages([{"name": "a", "group": "g", "selector": "x", "approvals_required": 4,
                                 "max_parallel": 0, "typo": 1}, "nope"])
-    assert excinfo.value.errors == {"stages[0]": "unknown fields: typo", "stages[1]": "must be an object"}
+    assert excinfo.value.errors == {"stages[0]": "stage 1 'a': unknown field 'typo' (known: name, group, selector, "
+                                                 "approvals_required, max_parallel, health_deadline, soak_time, "
+                                                 "failures_allowed)",
+                                    "stages[1]": "stage 2: must be a mapping (name: …, selector: …), not str"}
     with pytest.raises(services.RolloutError) as excinfo:
         services.clean_stages([{"name": "a", "group": "g", "selector": "x", "approvals_required": 4,
                                 "max_parallel": 0}])
     assert set(excinfo.value.errors) == {"stages[0].group", "stages[0].approvals_required",
                                          "stages[0].max_parallel"}
+
+
+def test_stage_errors_count_from_one_suggest_the_field_and_require_a_unique_name():
+    with pytest.raises(services.RolloutError) as excinfo:
+        services.clean_stages([{"name": "canary", "selector": "ring=a", "max_paralel": 2},
+                               {"name": "", "selector": "ring=b"},
+                               {"name": "canary", "selector": "ring=c"}])
+    assert excinfo.value.errors == {
+        "stages[0]": "stage 1 'canary': unknown field 'max_paralel' (did you mean 'max_parallel'?)",
+        "stages[1].name": "stage 2: a name is required (approvers and the timeline show it)",
+        "stages[2].name": "stage 3 'canary': the name is already used by stage 1",
+    }
 
 
 def test_only_approvers_who_did_not_request_it_may_approve(rollout, operator, approver):
