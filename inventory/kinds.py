@@ -48,7 +48,9 @@ KINDS: tuple[Kind, ...] = (
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
 NAMES: frozenset[str] = frozenset(BY_NAME)
 
-_DECODERS: dict[str, msgspec.json.Decoder] = {k.name: msgspec.json.Decoder(decode.ObjectList[k.item]) for k in KINDS}
+_DECODERS: dict[str, msgspec.json.Decoder] = {
+    k.name: msgspec.json.Decoder(decode.ObjectList[k.item]) for k in KINDS  # type: ignore[name-defined]
+}
 
 
 def decode_page(kind: str, page: bytes) -> decode.ObjectList:

@@ -195,7 +195,7 @@ class Workload(InventoryModel):
     pods_crashlooping = models.IntegerField(default=0)
     restarts = models.IntegerField(default=0)
 
-    objects = WorkloadQuerySet.as_manager()
+    objects = WorkloadQuerySet.as_manager()  # type: ignore[misc]
 
     class Meta:
         ordering = ["cluster", "namespace", "kind", "name"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import models
 from django.db.models import Q, QuerySet
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
@@ -30,7 +31,7 @@ from inventory.selectors import SelectorError, parse
 
 PAGE_SIZE = 50
 # The cluster page's inventory tabs: tab -> (model, ordering); each has `inventory/partials/_tab_<tab>.html`.
-INVENTORY_TABS: dict[str, tuple[type, tuple[str, ...]]] = {
+INVENTORY_TABS: dict[str, tuple[type[models.Model], tuple[str, ...]]] = {
     "nodes": (Node, ("name",)),
     "namespaces": (Namespace, ("name",)),
     "workloads": (Workload, ("namespace", "kind", "name")),
@@ -79,7 +80,7 @@ def _tab_context(cluster: Cluster, tab: str, request) -> dict:
     rows: QuerySet
     if tab in INVENTORY_TABS:
         model, ordering = INVENTORY_TABS[tab]
-        rows = model.objects.filter(cluster=cluster).order_by(*ordering)
+        rows = model._default_manager.filter(cluster=cluster).order_by(*ordering)
     elif tab == "syncs":
         rows = SyncRun.objects.filter(cluster=cluster).order_by("-started_at")
     elif tab in extensions.cluster_tabs:
