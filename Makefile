@@ -31,11 +31,13 @@ test-unit: install
 
 # The static checks CI runs before the tests (.ci/run), and pre-commit runs on every commit: lint, layers (import-
 # linter), types (mypy with django-stubs and djangorestframework-stubs; not incremental, since its Django plugin
-# misreads managers from a cache older than a model move), and no missing migration.
+# misreads managers from a cache older than a model move), a return type on every public function, and no missing
+# migration.
 check: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy --no-incremental
+	$(BIN)/python .ci/annotations.py
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 lint: install

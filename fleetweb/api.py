@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from fleetweb.errors import ServiceError
@@ -44,7 +45,7 @@ def as_api_exception(exc: ServiceError) -> APIException:
     return ValidationError(exc.api_errors())
 
 
-def exception_handler(exc, context):
+def exception_handler(exc, context) -> Response | None:
     """DRF's handler, every error body as {"detail": one sentence, "errors": {field: [messages]}}; a service's
     ServiceError reaching it is translated here, so views and serializers need not catch it."""
     if isinstance(exc, ServiceError):
@@ -82,7 +83,7 @@ ERROR_STATUSES = {
 }
 
 
-def declare_errors(result, generator, request, public):
+def declare_errors(result: dict, generator, request, public) -> dict:
     """drf-spectacular post-processing hook: every operation declares the error statuses it can answer, with the
     one error body. 404 where the path names an object or a list has pages, 409 where the operation changes
     something."""

@@ -1,5 +1,6 @@
 """Page access: `role_required(OPERATOR)` = logged in (else login page) and holding the role (else 403)."""
 
+from collections.abc import Callable
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
@@ -8,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from fleetweb.roles import has_role
 
 
-def role_required(role: str):
+def role_required(role: str) -> Callable:
     def decorator(view):
         @wraps(view)
         @login_required

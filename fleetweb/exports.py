@@ -20,7 +20,7 @@ def safe_cell(value) -> str:
 
 
 class _Echo:
-    def write(self, value):
+    def write(self, value: str) -> str:
         return value
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 
 import django_filters
 from django import forms
@@ -13,7 +13,7 @@ class UTCIsoDateTimeField(IsoDateTimeField):
     """An ISO 8601 datetime, handed to the database in UTC: PostgreSQL refuses offsets beyond ±15:59
     ("time zone displacement out of range"), and a year-1 date with a negative offset leaves the calendar."""
 
-    def to_python(self, value):
+    def to_python(self, value) -> datetime | None:
         parsed = super().to_python(value)
         if parsed is None:
             return None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import QuerySet
 
 from fleetweb.roles import ADMIN, has_role
 
 
 class AuditEventQuerySet(models.QuerySet):
-    def visible_to(self, user):
+    def visible_to(self, user) -> QuerySet:
         """Admins read all of the audit log; nobody else does."""
         return self if has_role(user, ADMIN) else self.none()
 

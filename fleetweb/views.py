@@ -6,6 +6,7 @@ from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
 from django.db import connection
 from django.http import HttpResponseNotAllowed, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 
 
@@ -15,14 +16,14 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
 
-def logout_view(request):
+def logout_view(request) -> HttpResponseBase:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     logout(request)
     return redirect("login")
 
 
-def healthz(request):
+def healthz(request) -> HttpResponseBase:
     """Liveness for load balancers: the database answers."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")

@@ -1,7 +1,7 @@
 """FilterSets of governance, shared by pages and API."""
 
 import django_filters
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from fleetweb.filters import IsoDateTimeFilter
 from fleetweb.models import AuditEvent
@@ -21,7 +21,7 @@ class AuditEventFilterSet(django_filters.FilterSet):
         model = AuditEvent
         fields = ["q", "action", "actor", "target", "since", "until"]
 
-    def search(self, queryset, name, value):
+    def search(self, queryset, name, value) -> QuerySet:
         if not value:
             return queryset
         return queryset.filter(Q(action__icontains=value) | Q(actor_name__icontains=value)
@@ -44,14 +44,14 @@ class ViolationFilterSet(django_filters.FilterSet):
         model = Violation
         fields = ["q", "cluster", "group", "rule", "severity", "namespace", "kind", "state", "since"]
 
-    def search(self, queryset, name, value):
+    def search(self, queryset, name, value) -> QuerySet:
         value = value.strip()
         if not value:
             return queryset
         return queryset.filter(Q(object_name__icontains=value) | Q(namespace__icontains=value)
                                | Q(message__icontains=value) | Q(cluster__name__icontains=value))
 
-    def filter_state(self, queryset, name, value):
+    def filter_state(self, queryset, name, value) -> QuerySet:
         if value == "open":
             return queryset.filter(resolved_at__isnull=True)
         if value == "resolved":

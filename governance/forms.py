@@ -52,7 +52,7 @@ class AssignmentForm(forms.Form):
             self.fields["mode"].help_text = f"Audit only: {rule.audit_only_reason}."
 
     @property
-    def param_fields(self):
+    def param_fields(self) -> list:
         return [self[f"param_{p.name}"] for p in self.rule.params]
 
     def params(self) -> dict:

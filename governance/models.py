@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 
@@ -85,7 +87,7 @@ class Violation(models.Model):
         return self.resolved_at is None
 
     @property
-    def seen_until(self):
+    def seen_until(self) -> datetime | None:
         """Last time it was seen: the cluster's latest evaluation while open (open violations are not
         rewritten on every evaluation), the evaluation before its resolution once resolved."""
         if self.resolved_at is None:

@@ -115,7 +115,7 @@ class EnforcementGuard:
     """Registered with inventory: group edits and deletes and cluster edits that would remove or weaken an enforced
     rule on any cluster are refused for non-admins (inventory.services.guarded)."""
 
-    def snapshot(self, cluster_ids):
+    def snapshot(self, cluster_ids) -> dict:
         return enforced_on(cluster_ids)
 
     def refusal(self, before, cluster_ids, user) -> str | None:

@@ -26,18 +26,18 @@ USER_FIELDS = ("username", "first_name", "last_name", "email", "is_active", "is_
 
 
 @receiver(user_logged_in)
-def audit_login(sender, request, user, **kwargs):
+def audit_login(sender, request, user, **kwargs) -> None:
     record(user=user, action="auth.login", source_ip=client_ip(request), target_name=user.get_username())
 
 
 @receiver(user_logged_out)
-def audit_logout(sender, request, user, **kwargs):
+def audit_logout(sender, request, user, **kwargs) -> None:
     if user is not None:
         record(user=user, action="auth.logout", source_ip=client_ip(request), target_name=user.get_username())
 
 
 @receiver(user_login_failed)
-def audit_login_failed(sender, credentials, request=None, **kwargs):
+def audit_login_failed(sender, credentials, request=None, **kwargs) -> None:
     """One row per username and address per minute, its count growing (the only update the log allows): a
     password-guessing run is on the record without flooding it."""
     username = str((credentials or {}).get("username", ""))[:150]  # only the username, never the password
@@ -52,7 +52,7 @@ def audit_login_failed(sender, credentials, request=None, **kwargs):
 
 
 @receiver(user_locked_out)
-def audit_locked_out(sender, request=None, username=None, ip_address=None, **kwargs):
+def audit_locked_out(sender, request=None, username=None, ip_address=None, **kwargs) -> None:
     """django-axes locked logins for a username or an address (FLEETWEB_LOGIN_FAILURE_LIMIT failures)."""
     name = str(username or "")[:150]
     ip = ip_address or client_ip(request) or None
@@ -65,7 +65,7 @@ def audit_locked_out(sender, request=None, username=None, ip_address=None, **kwa
 
 
 @receiver(post_delete, sender=AccessAttempt)
-def audit_unlocked(sender, instance: AccessAttempt, **kwargs):
+def audit_unlocked(sender, instance: AccessAttempt, **kwargs) -> None:
     """A lock-out record removed: by `axes_reset*` commands (an unlock), a successful login or its expiry."""
     if instance.failures_since_start >= settings.AXES_FAILURE_LIMIT:
         actor, ip = current_actor()
@@ -78,7 +78,7 @@ def _user_view(user: User) -> dict:
 
 
 @receiver(pre_save, sender=User)
-def remember_user_before(sender, instance: User, **kwargs):
+def remember_user_before(sender, instance: User, **kwargs) -> None:
     instance._audit_before = None  # type: ignore[attr-defined]  # carried from pre_save to post_save
     if instance.pk:
         old = User.objects.filter(pk=instance.pk).first()
@@ -87,7 +87,7 @@ def remember_user_before(sender, instance: User, **kwargs):
 
 
 @receiver(post_save, sender=User)
-def audit_user_saved(sender, instance: User, created: bool, update_fields=None, **kwargs):
+def audit_user_saved(sender, instance: User, created: bool, update_fields=None, **kwargs) -> None:
     if update_fields and set(update_fields) <= {"last_login"}:
         return  # every login touches last_login; the login itself is recorded
     actor, ip = current_actor()
@@ -107,14 +107,14 @@ def audit_user_saved(sender, instance: User, created: bool, update_fields=None, 
 
 
 @receiver(post_delete, sender=User)
-def audit_user_deleted(sender, instance: User, **kwargs):
+def audit_user_deleted(sender, instance: User, **kwargs) -> None:
     actor, ip = current_actor()
     record(user=actor, action="user.delete", target_name=instance.get_username(), source_ip=ip,
            before=_user_view(instance))
 
 
 @receiver(m2m_changed, sender=User.groups.through)
-def audit_roles_changed(sender, instance, action: str, reverse: bool, pk_set, **kwargs):
+def audit_roles_changed(sender, instance, action: str, reverse: bool, pk_set, **kwargs) -> None:
     """Roles are groups: granting `approver` or `admin` is on the record, from either side of the relation."""
     if action not in ("post_add", "post_remove", "pre_clear"):
         return
@@ -134,21 +134,21 @@ def audit_roles_changed(sender, instance, action: str, reverse: bool, pk_set, **
 
 
 @receiver(post_save, sender=Group)
-def audit_group_saved(sender, instance: Group, created: bool, **kwargs):
+def audit_group_saved(sender, instance: Group, created: bool, **kwargs) -> None:
     actor, ip = current_actor()
     record(user=actor, action="role.create" if created else "role.update", target=instance, source_ip=ip,
            after={"name": instance.name})
 
 
 @receiver(post_delete, sender=Group)
-def audit_group_deleted(sender, instance: Group, **kwargs):
+def audit_group_deleted(sender, instance: Group, **kwargs) -> None:
     actor, ip = current_actor()
     record(user=actor, action="role.delete", target_name=instance.name, source_ip=ip)
 
 
 @receiver(post_save, sender=Token)
 @receiver(post_save, sender=TokenProxy)  # the admin saves tokens through its proxy model
-def audit_token_created(sender, instance: Token, created: bool, **kwargs):
+def audit_token_created(sender, instance: Token, created: bool, **kwargs) -> None:
     if created:  # the key itself never reaches the log
         actor, ip = current_actor()
         record(user=actor, action="token.create", target=instance.user, source_ip=ip,
@@ -157,14 +157,14 @@ def audit_token_created(sender, instance: Token, created: bool, **kwargs):
 
 @receiver(post_delete, sender=Token)
 @receiver(post_delete, sender=TokenProxy)
-def audit_token_deleted(sender, instance: Token, **kwargs):
+def audit_token_deleted(sender, instance: Token, **kwargs) -> None:
     actor, ip = current_actor()
     record(user=actor, action="token.delete", source_ip=ip, target_name=f"API token of {instance.user_id}",
            before={"for_user_id": instance.user_id})
 
 
 @receiver(post_save, sender=LogEntry)
-def audit_admin_action(sender, instance: LogEntry, created: bool, **kwargs):
+def audit_admin_action(sender, instance: LogEntry, created: bool, **kwargs) -> None:
     """Every add, change and delete made in `/admin/`, in the admin's own transaction."""
     if not created:
         return
@@ -177,7 +177,7 @@ def audit_admin_action(sender, instance: LogEntry, created: bool, **kwargs):
 
 
 @receiver(clusters_changed)
-def reevaluate(sender, cluster_ids, reason, **kwargs):
+def reevaluate(sender, cluster_ids, reason, **kwargs) -> None:
     """After a sync, an attach, an edit or a group change: evaluate those clusters once committed."""
     from governance.services import _reevaluate
 

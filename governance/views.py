@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import F
 from django.http import HttpResponse, HttpResponseBadRequest
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -36,7 +37,7 @@ def _filtered(request):
 
 
 @role_required(ADMIN)
-def audit_list(request):
+def audit_list(request) -> HttpResponseBase:
     filterset, queryset = _filtered(request)
     page = Paginator(queryset.order_by("-at", "-id"), 100).get_page(request.GET.get("page"))
     query = request.GET.copy()
@@ -46,7 +47,7 @@ def audit_list(request):
 
 
 @role_required(ADMIN)
-def audit_export(request):
+def audit_export(request) -> HttpResponseBase:
     """The filtered audit log as CSV, streamed."""
     _, queryset = _filtered(request)
     header = ["at", "actor", "source_ip", "action", "target_type", "target_name", "before", "after", "message"]
@@ -64,7 +65,7 @@ def _policy_error(form, exc: services.PolicyError) -> None:
 
 
 @role_required(VIEWER)
-def policy_catalog(request):
+def policy_catalog(request) -> HttpResponseBase:
     """Every built-in rule: why it matters, severity, parameters, fix, and whether clusters can enforce it."""
     return render(request, "governance/policy_catalog.html", {"rules": rules.catalog()})
 
@@ -74,7 +75,7 @@ def _matrix_cell(group: ClusterGroup, rule: rules.Rule, assignment: PolicyAssign
 
 
 @role_required(VIEWER)
-def policy_matrix(request):
+def policy_matrix(request) -> HttpResponseBase:
     """Rules × groups: each cell off / audit / enforce; operators switch it in place (HTMX)."""
     groups = list(ClusterGroup.objects.visible_to(request.user))
     assigned = {(a.group_id, a.rule_key): a for a in PolicyAssignment.objects.visible_to(request.user)}
@@ -87,7 +88,7 @@ def policy_matrix(request):
 
 @role_required(OPERATOR)
 @require_POST
-def policy_toggle(request):
+def policy_toggle(request) -> HttpResponseBase:
     """HTMX: set one matrix cell to off, audit or enforce; answers with the new cell (or why not)."""
     group = get_object_or_404(ClusterGroup, name=request.POST.get("group", ""))
     key = request.POST.get("rule", "")
@@ -120,7 +121,7 @@ def policy_toggle(request):
 
 
 @role_required(OPERATOR)
-def assignment_create(request):
+def assignment_create(request) -> HttpResponseBase:
     key = request.POST.get("rule") or request.GET.get("rule", "")
     if key not in rules.REGISTRY:
         return render(request, "governance/assignment_pick.html",
@@ -128,7 +129,8 @@ def assignment_create(request):
     rule = rules.get(key)
     initial = {"group": request.GET.get("group", ""), "mode": "audit",
                "excluded_namespaces": "\n".join(rules.DEFAULT_EXCLUDED_NAMESPACES),
-               **{f"param_{p.name}": "\n".join(p.default) if p.kind == "list" else p.default for p in rule.params}}
+               **{f"param_{p.name}": "\n".join(p.default) if p.kind == "list" else p.default  # type: ignore[arg-type]
+                  for p in rule.params}}
     form = AssignmentForm(request.POST or None, rule=rule, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -146,7 +148,7 @@ def assignment_create(request):
 
 
 @role_required(VIEWER)
-def assignment_edit(request, pk: int):
+def assignment_edit(request, pk: int) -> HttpResponseBase:
     """The assignment: parameters, mode, excluded namespaces, and enforcement per member cluster."""
     assignment = get_object_or_404(PolicyAssignment.objects.visible_to(request.user).select_related("group"), pk=pk)
     rule = assignment.rule
@@ -175,7 +177,7 @@ def assignment_edit(request, pk: int):
 
 @role_required(OPERATOR)
 @require_POST
-def assignment_delete(request, pk: int):
+def assignment_delete(request, pk: int) -> HttpResponseBase:
     assignment = get_object_or_404(PolicyAssignment.objects.select_related("group"), pk=pk)
     group = assignment.group
     try:
@@ -192,7 +194,7 @@ def assignment_delete(request, pk: int):
 
 
 @role_required(VIEWER)
-def compliance_overview(request):
+def compliance_overview(request) -> HttpResponseBase:
     """Score of the fleet, each group and each cluster (worst first), with the fleet's trend."""
     groups = list(ClusterGroup.objects.visible_to(request.user))
     scores = compliance.group_scores(groups)
@@ -217,7 +219,7 @@ def _violations(request):
 
 
 @role_required(VIEWER)
-def violation_list(request):
+def violation_list(request) -> HttpResponseBase:
     filterset, queryset = _violations(request)
     page = Paginator(queryset, 100).get_page(request.GET.get("page"))
     query = request.GET.copy()
@@ -227,7 +229,7 @@ def violation_list(request):
 
 
 @role_required(VIEWER)
-def violation_export(request):
+def violation_export(request) -> HttpResponseBase:
     """The filtered violations as CSV, streamed."""
     _, queryset = _violations(request)
     header = ["cluster", "group", "rule", "severity", "kind", "namespace", "name", "message", "state", "first_seen",

@@ -13,13 +13,13 @@ from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Work
 class ReadOnlyAdmin(admin.ModelAdmin):
     """No add, change or delete: rows are written by the services and the collector only."""
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 

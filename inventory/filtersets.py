@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import django_filters
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from inventory.choices import ClusterStatus, Environment, Provider, WorkloadKind
 from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
@@ -39,7 +39,7 @@ class ClusterFilterSet(django_filters.FilterSet):
         model = Cluster
         fields = ["q", "environment", "status", "provider", "region", "owner", "version", "label"]
 
-    def search(self, queryset, name, value):
+    def search(self, queryset, name, value) -> QuerySet:
         value = value.strip()
         if not value:
             return queryset
@@ -47,13 +47,13 @@ class ClusterFilterSet(django_filters.FilterSet):
                                | Q(cost_center__icontains=value) | Q(server__icontains=value)
                                | Q(kubernetes_version__icontains=value))
 
-    def filter_version(self, queryset, name, value):
+    def filter_version(self, queryset, name, value) -> QuerySet:
         value = value.strip()
         if value and not value.startswith("v"):
             value = "v" + value
         return queryset.filter(kubernetes_version__startswith=value) if value else queryset
 
-    def filter_label(self, queryset, name, value):
+    def filter_label(self, queryset, name, value) -> QuerySet:
         return _label_filter(queryset, "labels", value)
 
 
@@ -75,7 +75,7 @@ class NodeFilterSet(_InventoryFilterSet):
         model = Node
         fields = ["cluster", "cluster_name", "q", "ready", "zone", "region", "instance_type", "kubelet_version"]
 
-    def filter_label(self, queryset, name, value):
+    def filter_label(self, queryset, name, value) -> QuerySet:
         return _label_filter(queryset, "labels", value)
 
 
@@ -95,7 +95,7 @@ class WorkloadFilterSet(_InventoryFilterSet):
         model = Workload
         fields = ["cluster", "cluster_name", "q", "kind", "namespace"]
 
-    def filter_image(self, queryset, name, value):
+    def filter_image(self, queryset, name, value) -> QuerySet:
         from django.db.models import TextField
         from django.db.models.functions import Cast
 
@@ -104,7 +104,7 @@ class WorkloadFilterSet(_InventoryFilterSet):
             return queryset
         return queryset.annotate(images_text=Cast("images", TextField())).filter(images_text__icontains=value)
 
-    def filter_unavailable(self, queryset, name, value):
+    def filter_unavailable(self, queryset, name, value) -> QuerySet:
         """Workloads unavailable by the one rule (`inventory.choices.workload_unavailable`)."""
         if value is None:
             return queryset
@@ -138,7 +138,7 @@ class ClusterGroupFilterSet(django_filters.FilterSet):
         model = ClusterGroup
         fields = ["q", "owner"]
 
-    def search(self, queryset, name, value):
+    def search(self, queryset, name, value) -> QuerySet:
         value = value.strip()
         if not value:
             return queryset

@@ -63,7 +63,7 @@ class ClusterEditForm(ClusterMetadataForm):
 class SecretTextarea(forms.Textarea):
     """A textarea that never renders its value back into the page (kubeconfigs, private keys)."""
 
-    def format_value(self, value):
+    def format_value(self, value) -> None:
         return None
 
 
@@ -91,8 +91,8 @@ class TokenCredentialsForm(forms.Form):
     def clean_server(self) -> str:
         return normalize_server_url(self.cleaned_data["server"])
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict:
+        data: dict = super().clean() or {}
         if "server" not in data:
             return data  # the URL's own error is on its field already
         token, cert, key = data.get("token"), data.get("client_cert", "").strip(), data.get("client_key", "").strip()
@@ -134,8 +134,8 @@ class KubeconfigForm(forms.Form):
     def source(self) -> dict:
         return {"kubeconfig": self.parsed}
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict:
+        data: dict = super().clean() or {}
         upload = data.get("kubeconfig_file")
         if upload is not None:
             if upload.size > kubeconfigs.MAX_KUBECONFIG_BYTES:
@@ -198,7 +198,7 @@ class ClusterGroupForm(forms.Form):
         if group is not None:
             self.fields["name"].disabled = True
 
-    def clean_name(self):
+    def clean_name(self) -> str:
         name = self.cleaned_data["name"]
         taken = services.group_name_taken(name) if self.group is None else ""
         if taken:

@@ -190,7 +190,7 @@ _budget = threading.local()
 
 
 @contextlib.contextmanager
-def deadline(at: float):
+def deadline(at: float) -> Iterator[None]:
     """Calls made in this thread inside the block end by `at` (time.monotonic()): their timeouts shrink to what
     is left, and a call with nothing left fails as a timeout without dialling."""
     previous = getattr(_budget, "at", None)

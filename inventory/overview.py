@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Count, Q, Sum
+from django.http import HttpResponse
 from django.urls import path
 
 from fleetweb.decorators import role_required
@@ -51,7 +52,7 @@ def overview_context(user) -> dict:
 
 
 @role_required(VIEWER)
-def overview(request):
+def overview(request) -> HttpResponse:
     """Fleet overview; the partial refreshes itself every 10 s."""
     return htmx_partial(request, "fleetweb/overview.html", "fleetweb/partials/_overview.html",
                         overview_context(request.user))

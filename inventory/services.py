@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -38,7 +39,7 @@ class AttachError(ServiceError):
 
 
 @contextmanager
-def guarded(cluster_ids, *, user):
+def guarded(cluster_ids, *, user) -> Iterator[None]:
     """Around a change (inside its transaction): every registered guard compares before and after, and a refusal
     undoes the change by raising AttachError (403) out of the transaction."""
     ids = sorted(set(cluster_ids))

@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.http import HttpResponseNotAllowed
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -50,7 +51,7 @@ def _cluster_filter(request) -> ClusterFilterSet:
 
 
 @role_required(VIEWER)
-def cluster_list(request):
+def cluster_list(request) -> HttpResponseBase:
     """Clusters with search, filters, sorting and pagination; HTMX swaps only the table."""
     filterset = _cluster_filter(request)
     queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
@@ -63,7 +64,7 @@ def cluster_list(request):
 
 
 @role_required(VIEWER)
-def cluster_export(request):
+def cluster_export(request) -> HttpResponseBase:
     """CSV of the filtered cluster list."""
     filterset = _cluster_filter(request)
     queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
@@ -91,7 +92,7 @@ def _tab_context(cluster: Cluster, tab: str, request) -> dict:
 
 
 @role_required(VIEWER)
-def cluster_detail(request, name: str):
+def cluster_detail(request, name: str) -> HttpResponseBase:
     """Summary and tabs (nodes, namespaces, workloads, problem pods, sync history)."""
     cluster = get_object_or_404(Cluster.objects.visible_to(request.user), name=name)
     tab = request.GET.get("tab", "summary")
@@ -107,7 +108,7 @@ def cluster_detail(request, name: str):
 
 @role_required(OPERATOR)
 @require_POST
-def cluster_sync(request, name: str):
+def cluster_sync(request, name: str) -> HttpResponseBase:
     """'Sync now': queue a sync; the header polls until it finishes."""
     cluster = get_object_or_404(Cluster.objects.visible_to(request.user), name=name)
     services.request_sync(cluster.pk, triggered_by=f"page:{request.user.get_username()}")
@@ -118,7 +119,7 @@ def cluster_sync(request, name: str):
 
 
 @role_required(OPERATOR)
-def cluster_edit(request, name: str):
+def cluster_edit(request, name: str) -> HttpResponseBase:
     cluster = get_object_or_404(Cluster.objects.visible_to(request.user), name=name)
     form = ClusterEditForm(request.POST or None, cluster=cluster)
     if request.method == "POST" and form.is_valid():
@@ -140,7 +141,7 @@ def cluster_edit(request, name: str):
 
 
 @role_required(OPERATOR)
-def cluster_detach(request, name: str):
+def cluster_detach(request, name: str) -> HttpResponseBase:
     """Confirm, then remove the cluster with its credentials and inventory."""
     cluster = get_object_or_404(Cluster.objects.visible_to(request.user), name=name)
     if request.method == "POST":
@@ -199,7 +200,7 @@ def _targets(method: str, creds) -> list[tuple[str, dict]]:
 
 
 @role_required(OPERATOR)
-def cluster_attach(request):
+def cluster_attach(request) -> HttpResponseBase:
     """Attach by kubeconfig (one or more contexts) or by API URL + CA + token/client certificate."""
     method, meta, creds, draft = _wizard_forms(request)
     if request.method == "POST":
@@ -254,7 +255,7 @@ def _attach_all(request, method: str, meta: ClusterMetadataForm, targets: list[t
 
 
 @role_required(OPERATOR)
-def cluster_attach_test(request):
+def cluster_attach_test(request) -> HttpResponseBase:
     """HTMX: queue a connection test of what the wizard holds (run by a worker, within one time budget); the
     answer polls `cluster_attach_test_result`. Nothing is attached."""
     if request.method != "POST":
@@ -276,7 +277,7 @@ def cluster_attach_test(request):
 
 
 @role_required(OPERATOR)
-def cluster_attach_test_result(request, draft_id):
+def cluster_attach_test_result(request, draft_id) -> HttpResponseBase:
     """HTMX: the connection test's report once the worker wrote it; until then the same polling placeholder."""
     try:
         draft = onboarding.draft_of(request.user, draft_id)
@@ -289,7 +290,7 @@ def cluster_attach_test_result(request, draft_id):
 
 
 @role_required(OPERATOR)
-def cluster_attach_contexts(request):
+def cluster_attach_contexts(request) -> HttpResponseBase:
     """HTMX: read a pasted/uploaded kubeconfig and offer its contexts."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
@@ -321,7 +322,7 @@ def _context_choices(form: KubeconfigForm, *, chosen: list[str] | None) -> list[
 
 
 @role_required(VIEWER)
-def group_list(request):
+def group_list(request) -> HttpResponseBase:
     """Groups with their member counts and compliance (three queries, whatever the number of groups)."""
     filterset = ClusterGroupFilterSet(request.GET or None, queryset=ClusterGroup.objects.visible_to(request.user))
     groups = list(filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset)
@@ -349,7 +350,7 @@ PREVIEW_LIMIT = 50
 
 
 @role_required(VIEWER)
-def group_preview(request):
+def group_preview(request) -> HttpResponseBase:
     """HTMX: the live preview of a selector as it is typed in the editor."""
     data = request.POST if request.method == "POST" else request.GET
     return render(request, "inventory/partials/_group_preview.html",
@@ -372,7 +373,7 @@ def _save_group(request, form: ClusterGroupForm, group: ClusterGroup | None):
 
 
 @role_required(OPERATOR)
-def group_create(request):
+def group_create(request) -> HttpResponseBase:
     form = ClusterGroupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         group = _save_group(request, form, None)
@@ -385,7 +386,7 @@ def group_create(request):
 
 
 @role_required(OPERATOR)
-def group_edit(request, name: str):
+def group_edit(request, name: str) -> HttpResponseBase:
     group = get_object_or_404(ClusterGroup.objects.visible_to(request.user), name=name)
     form = ClusterGroupForm(request.POST or None, group=group)
     if request.method == "POST" and form.is_valid():
@@ -398,7 +399,7 @@ def group_edit(request, name: str):
 
 
 @role_required(VIEWER)
-def group_detail(request, name: str):
+def group_detail(request, name: str) -> HttpResponseBase:
     """Members with their status and compliance, and the policies assigned to the group."""
     group = get_object_or_404(ClusterGroup.objects.visible_to(request.user).prefetch_related("static_members"),
                               name=name)
@@ -411,7 +412,7 @@ def group_detail(request, name: str):
 
 
 @role_required(OPERATOR)
-def group_delete(request, name: str):
+def group_delete(request, name: str) -> HttpResponseBase:
     group = get_object_or_404(ClusterGroup.objects.visible_to(request.user), name=name)
     if request.method == "POST":
         if request.POST.get("confirm_name") != group.name:

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from fleetweb.audit import record
@@ -153,7 +154,7 @@ def reject_stage(stage: Stage, *, user, comment: str, seen_digest: str = "", sou
     return stage
 
 
-def pending_approvals_for(user):
+def pending_approvals_for(user) -> QuerySet:
     """Stages awaiting approval that this user may approve now (never their own rollouts)."""
     if not has_role(user, APPROVER):
         return Stage.objects.none()

@@ -20,6 +20,7 @@ did not cover is never applied.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -63,7 +64,7 @@ class Fence:
             raise LeaseLost(f"rollout #{self.rollout_id}: the lease was taken over")
 
     @contextmanager
-    def hold(self):
+    def hold(self) -> Iterator[None]:
         """A transaction in which this run may write: the rollout row is locked (actions and decisions lock it
         too, so they wait or we do), still leased to us and still in the state the step started from."""
         with transaction.atomic():

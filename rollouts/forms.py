@@ -13,7 +13,7 @@ STAGES_HELP = ("One item per stage: name; group (a group's name) or selector; ap
                "failures_allowed.")
 
 
-def parse_stages(text: str):
+def parse_stages(text: str) -> list:
     try:
         value = yaml.safe_load(text or "")
     except yaml.YAMLError as exc:
@@ -55,12 +55,12 @@ class RolloutForm(forms.Form):
         self.fields["revision"].queryset = application.revisions.order_by("-number")
         self.fields["revision"].label_from_instance = lambda r: f"r{r.number} · {r.short_digest} · {r.message}"
 
-    def clean_stages(self):
+    def clean_stages(self) -> list | None:
         text = self.cleaned_data["stages"]
         return parse_stages(text) if text.strip() else None
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict:
+        data: dict = super().clean() or {}
         if not data.get("plan") and not data.get("stages"):
             raise forms.ValidationError("Pick a plan or write the stages.")
         return data
@@ -77,7 +77,7 @@ class PlanForm(forms.Form):
             self.fields["name"].disabled = True
             self.fields["name"].help_text = "A plan keeps its name: rollouts record the plan they came from by it."
 
-    def clean_stages(self):
+    def clean_stages(self) -> list | None:
         return parse_stages(self.cleaned_data["stages"])
 
 

@@ -60,7 +60,7 @@ class Revision(models.Model):
     def __str__(self) -> str:
         return f"{self.application.name} r{self.number}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args, **kwargs) -> None:
         if self.pk is not None:
             raise ValueError("Revisions are immutable: create a new one instead.")
         super().save(*args, **kwargs)

@@ -6,7 +6,7 @@ from inventory.signals import clusters_changed
 
 
 @receiver(clusters_changed)
-def revoid_changed_targets(sender, cluster_ids, reason, **kwargs):
+def revoid_changed_targets(sender, cluster_ids, reason, **kwargs) -> None:
     """Re-render the stages not yet started that reach these clusters, in the same transaction: an approval of
     objects a cluster would no longer receive is void at once, and the page says why."""
     if reason == "sync":

@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -44,7 +45,7 @@ def _stages_field(path: str) -> str:
 
 
 @role_required(VIEWER)
-def application_list(request):
+def application_list(request) -> HttpResponseBase:
     apps = Application.objects.visible_to(request.user).prefetch_related("revisions")
     latest = {}
     for app in apps:
@@ -55,7 +56,7 @@ def application_list(request):
 
 
 @role_required(OPERATOR)
-def application_create(request):
+def application_create(request) -> HttpResponseBase:
     form = ApplicationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
@@ -73,7 +74,7 @@ def application_create(request):
 
 
 @role_required(VIEWER)
-def application_detail(request, name: str):
+def application_detail(request, name: str) -> HttpResponseBase:
     """Revisions (with a diff between any two), overrides and the rollouts of one application."""
     app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
     revisions = list(app.revisions.select_related("author").order_by("-number"))
@@ -95,7 +96,7 @@ def application_detail(request, name: str):
 
 
 @role_required(OPERATOR)
-def revision_create(request, name: str):
+def revision_create(request, name: str) -> HttpResponseBase:
     app = get_object_or_404(Application, name=name)
     latest = app.latest_revision
     form = RevisionForm(request.POST or None, initial={"manifests": latest.manifests if latest else ""})
@@ -114,7 +115,7 @@ def revision_create(request, name: str):
 
 
 @role_required(OPERATOR)
-def rollout_create(request, name: str):
+def rollout_create(request, name: str) -> HttpResponseBase:
     app = get_object_or_404(Application, name=name)
     form = RolloutForm(request.POST or None, application=app, initial={"stages": DEFAULT_STAGES})
     if request.method == "POST" and form.is_valid():
@@ -136,7 +137,7 @@ def rollout_create(request, name: str):
 
 
 @role_required(VIEWER)
-def rollout_list(request):
+def rollout_list(request) -> HttpResponseBase:
     queryset = Rollout.objects.visible_to(request.user).select_related("application", "revision", "requested_by")
     state = request.GET.get("state", "")
     if state == "active":
@@ -174,7 +175,7 @@ def _rollout_context(request, rollout: Rollout) -> dict:
 
 
 @role_required(VIEWER)
-def rollout_detail(request, pk: int):
+def rollout_detail(request, pk: int) -> HttpResponseBase:
     """Stage timeline, per-cluster status and approvals; the body refreshes itself while the rollout runs."""
     rollout = get_object_or_404(Rollout.objects.visible_to(request.user).select_related(
         "application", "revision", "requested_by"), pk=pk)
@@ -204,13 +205,13 @@ def _decide(request, pk: int, index: int, fn, verb: str):
 
 @role_required(VIEWER)
 @require_POST
-def stage_approve(request, pk: int, index: int):
+def stage_approve(request, pk: int, index: int) -> HttpResponseBase:
     return _decide(request, pk, index, approvals.approve_stage, "approved")
 
 
 @role_required(VIEWER)
 @require_POST
-def stage_reject(request, pk: int, index: int):
+def stage_reject(request, pk: int, index: int) -> HttpResponseBase:
     return _decide(request, pk, index, approvals.reject_stage, "rejected")
 
 
@@ -220,7 +221,7 @@ ACTIONS = {"pause": services.pause_rollout, "resume": services.resume_rollout, "
 
 @role_required(OPERATOR)
 @require_POST
-def rollout_action(request, pk: int, action: str):
+def rollout_action(request, pk: int, action: str) -> HttpResponseBase:
     if action not in ACTIONS:
         raise Http404
     rollout = get_object_or_404(Rollout, pk=pk)
@@ -234,7 +235,7 @@ def rollout_action(request, pk: int, action: str):
 
 
 @role_required(VIEWER)
-def my_approvals(request):
+def my_approvals(request) -> HttpResponseBase:
     """Stages awaiting an approval this user may give."""
     stages = list(approvals.pending_approvals_for(request.user).prefetch_related("targets__cluster"))
     return render(request, "rollouts/my_approvals.html", {"stages": stages})
@@ -245,12 +246,12 @@ def my_approvals(request):
 
 
 @role_required(VIEWER)
-def plan_list(request):
+def plan_list(request) -> HttpResponseBase:
     return render(request, "rollouts/plan_list.html", {"plans": RolloutPlan.objects.visible_to(request.user)})
 
 
 @role_required(OPERATOR)
-def plan_create(request):
+def plan_create(request) -> HttpResponseBase:
     form = PlanForm(request.POST or None, initial={"stages": DEFAULT_STAGES})
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
@@ -266,7 +267,7 @@ def plan_create(request):
 
 
 @role_required(OPERATOR)
-def plan_edit(request, name: str):
+def plan_edit(request, name: str) -> HttpResponseBase:
     """Change a plan's description and stages (its name stays: rollouts record the plan they came from by name)."""
     plan = get_object_or_404(RolloutPlan.objects.visible_to(request.user), name=name)
     initial = {"name": plan.name, "description": plan.description,
@@ -288,7 +289,7 @@ def plan_edit(request, name: str):
 
 @role_required(OPERATOR)
 @require_POST
-def plan_delete(request, name: str):
+def plan_delete(request, name: str) -> HttpResponseBase:
     """Delete a plan; rollouts made from it keep their stages."""
     plan = get_object_or_404(RolloutPlan.objects.visible_to(request.user), name=name)
     services.delete_plan(plan, user=request.user, source_ip=client_ip(request))
@@ -297,7 +298,7 @@ def plan_delete(request, name: str):
 
 
 @role_required(VIEWER)
-def revision_raw(request, name: str, number: int):
+def revision_raw(request, name: str, number: int) -> HttpResponseBase:
     app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
     revision = get_object_or_404(app.revisions, number=number)
     return HttpResponse(revision.manifests, content_type="text/plain; charset=utf-8")

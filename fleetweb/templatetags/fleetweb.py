@@ -20,7 +20,7 @@ def score_class(score: float | None) -> str:
 
 
 @register.simple_tag
-def score(value: float | None):
+def score(value: float | None) -> str:
     """A score badge: 'n/a' when nothing is assigned."""
     if value is None:
         return mark_safe('<span class="score none" title="no policy applies">n/a</span>')  # noqa: S308 - constant
@@ -29,7 +29,7 @@ def score(value: float | None):
 
 
 @register.simple_tag
-def trend(points: list[dict], width: int = 640, height: int = 120):
+def trend(points: list[dict], width: int = 640, height: int = 120) -> str:
     """An SVG line of score (0-100) over time; points are {at, score} oldest first."""
     points = [p for p in points if p.get("score") is not None]
     if len(points) < 2:
@@ -58,6 +58,6 @@ def trend(points: list[dict], width: int = 640, height: int = 120):
 
 
 @register.filter
-def get_item(mapping, key):
+def get_item(mapping, key) -> object:
     """`{{ d|get_item:k }}`: a dict's value for a key held in a variable (None when absent or not a dict)."""
     return mapping.get(key) if isinstance(mapping, dict) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -33,7 +34,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     required_role = ADMIN
     ordering_fields = ["at", "action"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return AuditEvent.objects.visible_to(self.request.user)
 
 
@@ -46,11 +47,11 @@ class PolicyViewSet(viewsets.ViewSet):
     serializer_class = RuleSerializer
 
     @extend_schema(responses=RuleSerializer(many=True))
-    def list(self, request):
+    def list(self, request) -> Response:
         return Response(RuleSerializer(rules.catalog(), many=True).data)
 
     @extend_schema(responses=RuleSerializer)
-    def retrieve(self, request, key=None):
+    def retrieve(self, request, key=None) -> Response:
         if key not in rules.REGISTRY:
             raise NotFound(f"No rule '{key}' in the catalog.")
         return Response(RuleSerializer(rules.get(key)).data)
@@ -69,18 +70,18 @@ class PolicyAssignmentViewSet(viewsets.ModelViewSet):
     ordering_fields = ["group__name", "rule_key", "mode", "created_at"]
     ordering = ["group__name", "rule_key"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return (PolicyAssignment.objects.visible_to(self.request.user).select_related("group")
                 .prefetch_related("enforcements__cluster"))
 
-    def perform_create(self, serializer):
+    def perform_create(self, serializer) -> None:
         data = serializer.validated_data
         serializer.instance = _policy_call(
             services.create_assignment, group=data["group"], rule_key=data["rule_key"], mode=data["mode"],
             params=data.get("params"), excluded_namespaces=data.get("excluded_namespaces"), user=self.request.user,
             source_ip=client_ip(self.request))
 
-    def perform_update(self, serializer):
+    def perform_update(self, serializer) -> None:
         data = serializer.validated_data
         instance = serializer.instance
         if data.get("group", instance.group) != instance.group or data.get("rule_key", instance.rule_key) \
@@ -92,7 +93,7 @@ class PolicyAssignmentViewSet(viewsets.ModelViewSet):
             excluded_namespaces=data.get("excluded_namespaces"), user=self.request.user,
             source_ip=client_ip(self.request))
 
-    def perform_destroy(self, instance):
+    def perform_destroy(self, instance) -> None:
         _policy_call(services.delete_assignment, assignment=instance, user=self.request.user,
                      source_ip=client_ip(self.request))
 
@@ -106,7 +107,7 @@ class ViolationViewSet(viewsets.ReadOnlyModelViewSet):
     pagination_class = NewestFirstCursorPagination
     filter_backends = [DjangoFilterBackend]  # the cursor fixes the order: newest first
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return (Violation.objects.visible_to(self.request.user)
                 .select_related("cluster__compliance", "assignment__group")
                 .defer("cluster__compliance__results", "cluster__labels", "cluster__last_error"))
@@ -129,7 +130,7 @@ class ComplianceView(APIView):
 
     @extend_schema(parameters=[OpenApiParameter("days", int, description="History window (default 30)")],
                    responses={200: dict})
-    def get(self, request):
+    def get(self, request) -> Response:
         days = _days(request)
         groups = list(ClusterGroup.objects.visible_to(request.user))
         scores = compliance.group_scores(groups)
@@ -157,11 +158,11 @@ class ClusterComplianceViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     lookup_url_kwarg = "cluster"
     lookup_value_regex = "[-a-z0-9]+"
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return ClusterCompliance.objects.visible_to(self.request.user).select_related("cluster")
 
     @extend_schema(parameters=[OpenApiParameter("days", int, description="History window (default 30)")])
-    def retrieve(self, request, cluster=None):
+    def retrieve(self, request, cluster=None) -> Response:
         compliance = get_object_or_404(self.get_queryset(), cluster__name=cluster)
         return Response(ClusterComplianceSerializer(compliance, context={"with_history": True,
                                                                          "days": _days(request)}).data)

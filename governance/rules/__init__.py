@@ -51,7 +51,7 @@ class Param:
     required: bool = False  # a list that must not be empty
     pattern: str | None = None  # each string (or list item) must match
 
-    def clean(self, value):
+    def clean(self, value) -> object:
         import re
 
         if value is None or value == "":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from governance.rules import Finding, Param, Rule, cel_list, containers, pod_admission, register, where
 
 
@@ -15,7 +17,7 @@ def image_allowed(image: str, registries: list[str]) -> bool:
     return any(image == r or image.startswith(r.rstrip("/") + "/") for r in registries)
 
 
-def allowed_registries(ctx, params):
+def allowed_registries(ctx, params) -> Iterator[Finding]:
     registries = params["registries"]
     for w in ctx.workloads:
         bad = sorted({c["image"] for c in containers(w) if not image_allowed(c["image"], registries)})
@@ -51,7 +53,7 @@ def is_unpinned(image: str) -> bool:
     return ":" not in name or name.endswith(":latest")
 
 
-def no_latest(ctx, params):
+def no_latest(ctx, params) -> Iterator[Finding]:
     for w in ctx.workloads:
         bad = sorted({c["image"] for c in containers(w) if is_unpinned(c["image"])})
         if bad:

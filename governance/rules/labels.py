@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from governance.rules import WORKLOAD_RESOURCES, Admission, Finding, Param, Rule, cel_list, register, where
 
 LABEL_KEY = (r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
              r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 
 
-def required_labels(ctx, params):
+def required_labels(ctx, params) -> Iterator[Finding]:
     keys = params["labels"]
     for w in ctx.workloads:
         missing = [k for k in keys if k not in (w.get("labels") or {})]

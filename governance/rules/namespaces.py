@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from governance.rules import Admission, Finding, Param, Rule, cel_list, register
 
 _CROSS_OBJECT = ("it depends on other objects (a ResourceQuota in the namespace), which admission policies "
                  "on a single object cannot see")
 
 
-def namespace_quota(ctx, params):
+def namespace_quota(ctx, params) -> Iterator[Finding]:
     for ns in ctx.namespaces:
         if ns["resource_quotas"] == 0:  # None: unknown (not listed), never reported as missing
             yield Finding("Namespace", ns["name"], ns["name"], "no ResourceQuota")
@@ -26,7 +28,7 @@ register(Rule(
 ))
 
 
-def namespace_limit_range(ctx, params):
+def namespace_limit_range(ctx, params) -> Iterator[Finding]:
     for ns in ctx.namespaces:
         if ns["limit_ranges"] == 0:
             yield Finding("Namespace", ns["name"], ns["name"], "no LimitRange")
@@ -46,7 +48,7 @@ register(Rule(
 PSA_LABEL = "pod-security.kubernetes.io/enforce"
 
 
-def pod_security_labels(ctx, params):
+def pod_security_labels(ctx, params) -> Iterator[Finding]:
     levels = params["levels"]
     for ns in ctx.namespaces:
         level = (ns.get("labels") or {}).get(PSA_LABEL, "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from governance.rules import Finding, Param, Rule, cel_list, containers, pod_admission, register, where
 
 
@@ -9,7 +11,7 @@ def _names(items: list[dict]) -> str:
     return ", ".join(c["name"] for c in items)
 
 
-def no_privileged(ctx, params):
+def no_privileged(ctx, params) -> Iterator[Finding]:
     for w in ctx.workloads:
         bad = [c for c in containers(w) if c.get("privileged")]
         if bad:
@@ -32,7 +34,7 @@ register(Rule(
 ))
 
 
-def no_privilege_escalation(ctx, params):
+def no_privilege_escalation(ctx, params) -> Iterator[Finding]:
     for w in ctx.workloads:
         bad = [c for c in containers(w) if c.get("allow_privilege_escalation") is not False]
         if bad:
@@ -64,7 +66,7 @@ def _runs_as_root(c: dict) -> bool:
     return c.get("run_as_user") in (None, 0)
 
 
-def no_root(ctx, params):
+def no_root(ctx, params) -> Iterator[Finding]:
     for w in ctx.workloads:
         bad = [c for c in containers(w) if _runs_as_root(c)]
         if bad:
@@ -92,7 +94,7 @@ register(Rule(
 ))
 
 
-def no_host_path(ctx, params):
+def no_host_path(ctx, params) -> Iterator[Finding]:
     allowed = params.get("allowed_paths") or []
     for w in ctx.workloads:
         bad = [p for p in w["pod_template"].get("host_path_volumes", [])
@@ -130,7 +132,7 @@ register(Rule(
 ))
 
 
-def no_host_namespaces(ctx, params):
+def no_host_namespaces(ctx, params) -> Iterator[Finding]:
     for w in ctx.workloads:
         t = w["pod_template"]
         shared = [n for n, key in (("network", "host_network"), ("PID", "host_pid"), ("IPC", "host_ipc")) if t.get(key)]

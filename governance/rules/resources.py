@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from governance.rules import (
     WORKLOAD_RESOURCES,
     Admission,
@@ -22,7 +24,7 @@ def _required(params: dict) -> list[tuple[str, str]]:
     return [(section, resource) for name, section, resource in _WANTED if params.get(name)]
 
 
-def resources_set(ctx, params):
+def resources_set(ctx, params) -> Iterator[Finding]:
     wanted = _required(params)
     for w in ctx.workloads:
         missing = []
@@ -65,7 +67,7 @@ register(Rule(
 _LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
 
 
-def probes_set(ctx, params):
+def probes_set(ctx, params) -> Iterator[Finding]:
     wanted = [p for p in ("liveness", "readiness") if params.get(p)]
     for w in ctx.workloads:
         if w["kind"] not in _LONG_RUNNING:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterator
 
 from governance import kubernetes_releases as releases
 from governance.rules import Finding, Param, Rule, register
@@ -14,7 +15,7 @@ def _cluster_finding(ctx, message: str) -> Finding:
     return Finding("Cluster", "", ctx.cluster_name, message)
 
 
-def version_supported(ctx, params):
+def version_supported(ctx, params) -> Iterator[Finding]:
     minor = releases.minor_of(ctx.kubernetes_version)
     if minor is None:
         return
@@ -36,7 +37,7 @@ register(Rule(
 ))
 
 
-def support_ending(ctx, params):
+def support_ending(ctx, params) -> Iterator[Finding]:
     minor = releases.minor_of(ctx.kubernetes_version)
     if minor is None:
         return
@@ -62,7 +63,7 @@ register(Rule(
 ))
 
 
-def kubelet_skew(ctx, params):
+def kubelet_skew(ctx, params) -> Iterator[Finding]:
     server = releases.minor_of(ctx.kubernetes_version)
     if server is None:
         return

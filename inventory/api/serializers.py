@@ -46,7 +46,7 @@ class ClusterSerializer(serializers.ModelSerializer):
         # Uniqueness is checked in validate_name, with a message that names the cluster.
         extra_kwargs: dict[str, dict] = {"server": {"required": False}, "name": {"validators": []}}
 
-    def validate_labels(self, value):
+    def validate_labels(self, value) -> dict:
         if not isinstance(value, dict):
             raise serializers.ValidationError("labels must be an object of string keys and values.")
         for key, label in value.items():
@@ -58,18 +58,18 @@ class ClusterSerializer(serializers.ModelSerializer):
                 raise serializers.ValidationError(getattr(exc, "messages", [str(exc)])[0]) from None
         return value
 
-    def validate_name(self, value):
+    def validate_name(self, value) -> str:
         taken = services.cluster_name_taken(value) if self.instance is None else ""
         if taken:
             raise serializers.ValidationError(taken)
         return value
 
-    def validate_environment(self, value):
+    def validate_environment(self, value) -> str:
         if value not in Environment.values:
             raise serializers.ValidationError(f"must be one of {', '.join(Environment.values)}")
         return value
 
-    def validate(self, attrs):
+    def validate(self, attrs) -> dict:
         creating = self.instance is None
         has_kubeconfig = "kubeconfig" in attrs
         has_server = "server" in attrs
@@ -183,7 +183,7 @@ class ClusterGroupSerializer(serializers.ModelSerializer):
     def get_member_count(self, group) -> int:
         return len(self._members(group))
 
-    def validate_name(self, value):
+    def validate_name(self, value) -> str:
         if self.instance is not None and value != self.instance.name:
             raise serializers.ValidationError("A group cannot be renamed; create a new one.")
         taken = services.group_name_taken(value) if self.instance is None else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import IntegrityError, models
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -23,6 +24,7 @@ from inventory.filtersets import (
     WorkloadFilterSet,
 )
 from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.querysets import InventoryQuerySet
 from inventory.selectors import SelectorError
 
 
@@ -44,10 +46,10 @@ class ClusterViewSet(viewsets.ModelViewSet):
                        "last_sync_at"]
     ordering = ["name"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return Cluster.objects.visible_to(self.request.user)
 
-    def perform_create(self, serializer):
+    def perform_create(self, serializer) -> None:
         data = dict(serializer.validated_data)
         credentials = data.pop("credentials")
         insecure = data.pop("insecure_skip_tls_verify", False)
@@ -55,7 +57,7 @@ class ClusterViewSet(viewsets.ModelViewSet):
             services.attach_cluster, credentials=credentials, user=self.request.user, insecure=insecure,
             source_ip=client_ip(self.request), **data)
 
-    def perform_update(self, serializer):
+    def perform_update(self, serializer) -> None:
         data = dict(serializer.validated_data)
         if "name" in data and data["name"] != serializer.instance.name:
             raise ValidationError({"name": ["A cluster cannot be renamed; detach and attach it again."]})
@@ -66,12 +68,12 @@ class ClusterViewSet(viewsets.ModelViewSet):
             services.update_cluster, cluster=serializer.instance, user=self.request.user, credentials=credentials,
             insecure=insecure, source_ip=client_ip(self.request), **data)
 
-    def perform_destroy(self, instance):
+    def perform_destroy(self, instance) -> None:
         services.detach_cluster(instance, user=self.request.user, source_ip=client_ip(self.request))
 
     @extend_schema(request=None, responses={202: None})
     @action(detail=True, methods=["post"])
-    def sync(self, request, pk=None):
+    def sync(self, request, pk=None) -> Response:
         """Queue a sync of this cluster now (202); the result shows in its sync runs."""
         cluster = self.get_object()
         services.request_sync(cluster.pk, triggered_by=f"api:{request.user.get_username()}")
@@ -82,11 +84,12 @@ class _InventoryViewSet(viewsets.ReadOnlyModelViewSet):
     model: type[models.Model]
     required_role = VIEWER
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         # Of the cluster only its name, not its whole row (labels, errors, counters) per item; select_related
         # rather than an annotation, so the page's COUNT(*) stays a scan of one index without the join.
         own = (f.name for f in self.model._meta.concrete_fields)
-        return self.model.objects.visible_to(self.request.user).select_related("cluster").only(*own, "cluster__name")
+        rows: InventoryQuerySet = self.model._default_manager.all()  # type: ignore[assignment]
+        return rows.visible_to(self.request.user).select_related("cluster").only(*own, "cluster__name")
 
 
 class NodeViewSet(_InventoryViewSet):
@@ -123,7 +126,7 @@ class SyncRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     required_role = VIEWER
     ordering_fields = ["started_at", "duration_ms"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         visible = Cluster.objects.visible_to(self.request.user)
         return SyncRun.objects.filter(cluster__in=visible).select_related("cluster")
 
@@ -138,16 +141,16 @@ class ClusterGroupViewSet(viewsets.ModelViewSet):
     ordering = ["name"]
     filterset_class = ClusterGroupFilterSet
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return ClusterGroup.objects.visible_to(self.request.user).prefetch_related("static_members")
 
-    def get_serializer_context(self):
-        context = super().get_serializer_context()
+    def get_serializer_context(self) -> dict:
+        context = dict(super().get_serializer_context())
         if getattr(self, "_page", None) is not None:
             context["membership"] = services.membership(self._page)
         return context
 
-    def list(self, request, *args, **kwargs):
+    def list(self, request, *args, **kwargs) -> Response:
         queryset = self.filter_queryset(self.get_queryset())
         self._page = self.paginate_queryset(queryset)
         serializer = self.get_serializer(self._page, many=True)
@@ -159,14 +162,14 @@ class ClusterGroupViewSet(viewsets.ModelViewSet):
         except SelectorError as exc:
             raise ValidationError({"selector": [str(exc)]}) from None
 
-    def perform_create(self, serializer):
+    def perform_create(self, serializer) -> None:
         data = dict(serializer.validated_data)
         serializer.instance = self._call(services.create_group, **data)
 
-    def perform_update(self, serializer):
+    def perform_update(self, serializer) -> None:
         data = dict(serializer.validated_data)
         data.pop("name", None)
         serializer.instance = self._call(services.update_group, group=serializer.instance, **data)
 
-    def perform_destroy(self, instance):
+    def perform_destroy(self, instance) -> None:
         self._call(services.delete_group, group=instance)

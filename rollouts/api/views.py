@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -30,26 +33,26 @@ class ApplicationViewSet(viewsets.ModelViewSet):
     ordering = ["name"]
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return Application.objects.visible_to(self.request.user).prefetch_related("overrides__group")
 
-    def perform_create(self, serializer):
+    def perform_create(self, serializer) -> None:
         data = serializer.validated_data
         serializer.instance = _call(services.create_application, name=data["name"], namespace=data["namespace"],
                                     owner=data.get("owner", ""), description=data.get("description", ""),
                                     manifests_text=data["manifests"], message=data.get("message", ""),
                                     user=self.request.user, source_ip=client_ip(self.request))
 
-    def perform_update(self, serializer):
+    def perform_update(self, serializer) -> None:
         serializer.instance = _call(services.update_application, app=serializer.instance, user=self.request.user,
                                     source_ip=client_ip(self.request), **serializer.validated_data)
 
-    def perform_destroy(self, instance):
+    def perform_destroy(self, instance) -> None:
         _call(services.delete_application, app=instance, user=self.request.user, source_ip=client_ip(self.request))
 
     @extend_schema(request=serializers.RevisionSerializer, responses=serializers.RevisionSerializer(many=True))
     @action(detail=True, methods=["get", "post"])
-    def revisions(self, request, pk=None):
+    def revisions(self, request, pk=None) -> Response:
         """List revisions (newest first) or create one from `manifests` (+ `message`)."""
         app = self.get_object()
         if request.method == "GET":
@@ -64,7 +67,7 @@ class ApplicationViewSet(viewsets.ModelViewSet):
 
     @extend_schema(request=serializers.OverrideSerializer, responses=serializers.OverrideSerializer)
     @action(detail=True, methods=["put"], url_path=r"overrides/(?P<group>[-a-z0-9_]+)")
-    def override(self, request, pk=None, group=None):
+    def override(self, request, pk=None, group=None) -> Response:
         """Set the per-group patch (`replicas`, `image_tags`, `labels`); all empty removes it."""
         app = self.get_object()
         group_obj = ClusterGroup.objects.filter(name=group).first()
@@ -82,23 +85,23 @@ class RolloutPlanViewSet(viewsets.ModelViewSet):
     serializer_class = serializers.RolloutPlanSerializer
     ordering = ["name"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return RolloutPlan.objects.visible_to(self.request.user)
 
-    def perform_create(self, serializer):
+    def perform_create(self, serializer) -> None:
         data = serializer.validated_data
         serializer.instance = _call(services.create_plan, name=data["name"], stages=data.get("stages"),
                                     description=data.get("description", ""), user=self.request.user,
                                     source_ip=client_ip(self.request))
 
-    def perform_update(self, serializer):
+    def perform_update(self, serializer) -> None:
         data = dict(serializer.validated_data)
         if "name" in data and data["name"] == serializer.instance.name:
             data.pop("name")
         serializer.instance = _call(services.update_plan, plan=serializer.instance, user=self.request.user,
                                     source_ip=client_ip(self.request), **data)
 
-    def perform_destroy(self, instance):
+    def perform_destroy(self, instance) -> None:
         _call(services.delete_plan, plan=instance, user=self.request.user, source_ip=client_ip(self.request))
 
 
@@ -111,14 +114,14 @@ class RolloutViewSet(viewsets.ModelViewSet):
     filterset_fields = ["state", "application__name"]
     http_method_names = ["get", "post", "head", "options"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return (Rollout.objects.visible_to(self.request.user)
                 .select_related("application", "revision", "requested_by")
                 .prefetch_related("stages__group", "stages__targets__cluster", "stages__targets__applied_revision",
                                   "stages__targets__previous_revision", "stages__approvals__user",
                                   "stages__approvals__revision"))
 
-    def perform_create(self, serializer):
+    def perform_create(self, serializer) -> None:
         data = serializer.validated_data
         if not data.get("plan") and data.get("stages") is None:
             raise ValidationError({"stages": ["Give a plan or inline stages."]})
@@ -156,40 +159,40 @@ class RolloutViewSet(viewsets.ModelViewSet):
             _call(fn, rollout=rollout, user=request.user, source_ip=client_ip(request))
         return self._state(rollout)
 
-    def get_permissions(self):
+    def get_permissions(self) -> Sequence:
         # Approvers are not operators: deciding needs only a role; the service says who may decide.
         self.required_role = VIEWER if self.action in ("approve", "reject") else None
         return super().get_permissions()
 
     @extend_schema(request=serializers.DecisionSerializer, responses={200: dict, 403: dict, 409: dict})
     @action(detail=True, methods=["post"])
-    def approve(self, request, pk=None):
+    def approve(self, request, pk=None) -> Response:
         """Approve the stage awaiting approval (approvers only, never the requester)."""
         return self._action(request, approvals.approve_stage, decision=True)
 
     @extend_schema(request=serializers.DecisionSerializer, responses={200: dict, 403: dict, 409: dict})
     @action(detail=True, methods=["post"])
-    def reject(self, request, pk=None):
+    def reject(self, request, pk=None) -> Response:
         """Reject it with a comment: the rollout stops."""
         return self._action(request, approvals.reject_stage, decision=True)
 
     @extend_schema(request=None, responses={200: dict, 409: dict})
     @action(detail=True, methods=["post"])
-    def pause(self, request, pk=None):
+    def pause(self, request, pk=None) -> Response:
         return self._action(request, services.pause_rollout)
 
     @extend_schema(request=None, responses={200: dict, 409: dict})
     @action(detail=True, methods=["post"])
-    def resume(self, request, pk=None):
+    def resume(self, request, pk=None) -> Response:
         return self._action(request, services.resume_rollout)
 
     @extend_schema(request=None, responses={200: dict, 409: dict})
     @action(detail=True, methods=["post"])
-    def abort(self, request, pk=None):
+    def abort(self, request, pk=None) -> Response:
         return self._action(request, services.abort_rollout)
 
     @extend_schema(request=None, responses={200: dict, 409: dict})
     @action(detail=True, methods=["post"])
-    def rollback(self, request, pk=None):
+    def rollback(self, request, pk=None) -> Response:
         return self._action(request, services.rollback_rollout)
 

@@ -21,13 +21,14 @@ SWAPPED = ("USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
 class Command(DjangoMigrate):
     help = DjangoMigrate.help + " Runs as FLEETWEB_MIGRATE_DATABASE_URL's role when set."
 
-    def handle(self, *args, **options):
+    def handle(self, *args, **options) -> None:
         owner_url = os.environ.get("FLEETWEB_MIGRATE_DATABASE_URL", "").strip()
         connection = connections[options["database"]]
         runtime = dict(connection.settings_dict)
         owner = parse_database_url(owner_url) if owner_url else None
         if owner is None or owner["NAME"] != runtime["NAME"]:
-            return super().handle(*args, **options)
+            super().handle(*args, **options)
+            return
         connection.close()
         connection.settings_dict.update({key: owner[key] for key in SWAPPED})
         try:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -31,17 +32,17 @@ def _interrupt(signum, frame):
 class Command(BaseCommand):
     help = "Start Fleetweb with everything it needs (web, worker, beat, and member clusters)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--kubeconfig", help="attach the contexts of this kubeconfig instead of local members")
         parser.add_argument("--port", type=int, default=int(os.environ.get("FLEETWEB_PORT", "8000")))
         parser.add_argument("--clusters", type=int, default=int(os.environ.get("LOCALFLEET_CLUSTERS", "3")))
         parser.add_argument("--nodes", type=int, default=int(os.environ.get("LOCALFLEET_NODES", "5")))
         parser.add_argument("--no-clusters", action="store_true", help="attach nothing")
 
-    def handle(self, *args, **options):
+    def handle(self, *args, **options) -> None:
         self.children: list[subprocess.Popen] = []
         self.names: dict[int, str] = {}
-        self.fleet = None
+        self.fleet: Any = None  # a localfleet.fleet.Fleet once started (imported late: it is the composition root)
         # Ctrl-C, a closed terminal and `kill` all stop everything; SIGINT is set explicitly because a
         # process started in the background by a non-interactive shell inherits it as ignored.
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -158,10 +159,10 @@ class Command(BaseCommand):
         from inventory.models import Cluster
         from localfleet.fleet import Fleet
 
-        self.fleet = Fleet(out=self.stdout)
+        fleet = self.fleet = Fleet(out=self.stdout)
         self.say(f"Starting {clusters} local member clusters (the first run builds them from Go modules; "
                  "see README)…")
-        members = self.fleet.up(clusters, nodes)
+        members = fleet.up(clusters, nodes)
         for member in members:
             credentials = {"method": "token", "server": member.server, "ca_data": member.ca_pem,
                            "token": member.file("reader.token").read_text()}
@@ -170,7 +171,7 @@ class Command(BaseCommand):
                 services.update_cluster(existing, user=None, credentials=credentials)
                 self.say(f"{member.name}: credentials refreshed")
                 continue
-            profile = self.fleet.profile_for(member.profile["index"])
+            profile = fleet.profile_for(member.profile["index"])
             services.attach_cluster(
                 name=member.name, credentials=credentials, user=None, environment=profile["environment"],
                 region=profile["region"], owner="platform",

@@ -14,7 +14,7 @@ from inventory.models import ClusterCredential
 class Command(BaseCommand):
     help = "Re-encrypt all stored cluster credentials under the newest encryption key."
 
-    def handle(self, *args, **options):
+    def handle(self, *args, **options) -> None:
         count = 0
         with transaction.atomic():
             for credential in ClusterCredential.objects.select_for_update().only("pk", "ciphertext"):
