@@ -7,6 +7,23 @@ from django.core.exceptions import ValidationError
 from fleetweb.outbound import OutboundRefused, check_url
 from inventory.selectors import SelectorError, parse
 
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def dns_label_problem(value: str, what: str = "name") -> str:
+    """'' when `value` is a Kubernetes name (RFC 1123 label), else the rule, in the words kubectl users know."""
+    if DNS_LABEL.match(value or ""):
+        return ""
+    return (f"'{value}' is not a Kubernetes {what}: at most 63 characters, lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit, e.g. 'shop-web' (RFC 1123 label).")
+
+
+def validate_dns_label(value: str) -> None:
+    """Django/DRF validator of a name that becomes a Kubernetes name or label value."""
+    problem = dns_label_problem(value)
+    if problem:
+        raise ValidationError(problem)
+
 
 def validate_server_url(value: str) -> None:
     """An API server URL as the outbound address policy reads it: https (http only where the service allows it),

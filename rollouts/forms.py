@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 from django import forms
-from django.core.validators import validate_slug
 
+from inventory.validators import validate_dns_label
 from rollouts.models import Revision, RolloutPlan
 
 STAGES_HELP = ("One item per stage: name; group (a group's name) or selector; approvals_required (0-3; a stage "
@@ -26,8 +26,8 @@ def parse_stages(text: str) -> list:
 
 
 class ApplicationForm(forms.Form):
-    name = forms.CharField(max_length=63, validators=[validate_slug])
-    namespace = forms.CharField(max_length=63, validators=[validate_slug],
+    name = forms.CharField(max_length=63, validators=[validate_dns_label])
+    namespace = forms.CharField(max_length=63, validators=[validate_dns_label],
                                 help_text="Where the objects go in every cluster; created when missing.")
     owner = forms.CharField(max_length=128, required=False, label="Owner team")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
@@ -67,7 +67,7 @@ class RolloutForm(forms.Form):
 
 
 class PlanForm(forms.Form):
-    name = forms.CharField(max_length=63, validators=[validate_slug])
+    name = forms.CharField(max_length=63, validators=[validate_dns_label])
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     stages = forms.CharField(widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}), help_text=STAGES_HELP)
 

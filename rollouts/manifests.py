@@ -15,7 +15,7 @@ import re
 import yaml
 
 from inventory.access import FLEETWEB_NAMESPACE
-from inventory.validators import validate_label
+from inventory.validators import dns_label_problem, validate_label
 
 # kind -> (accepted apiVersions, API path prefix, plural); all namespaced.
 KINDS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -69,15 +69,14 @@ def _where(index: int, doc) -> str:
     return f"document {index}"
 
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def namespace_problem(namespace: str, *, admin: bool) -> tuple[str, int]:
     """('', 0) when an application may live in `namespace`, else (why not, 400 or 403). Only our own objects:
     never the system namespaces or Fleetweb's own, `default` only by an admin's decision."""
-    if not _DNS_LABEL.match(namespace or ""):
-        return (f"'{namespace}' is not a Kubernetes namespace name: up to 63 lowercase letters, digits and '-', "
-                "starting and ending with a letter or digit.", 400)
+    problem = dns_label_problem(namespace, "namespace name")
+    if problem:
+        return problem, 400
     if namespace.startswith("kube-"):
         return f"'{namespace}' is a Kubernetes system namespace; applications may not deploy there.", 400
     if namespace == FLEETWEB_NAMESPACE:

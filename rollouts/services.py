@@ -22,6 +22,7 @@ from fleetweb.roles import ADMIN, OPERATOR, has_role
 from inventory import selectors
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup
+from inventory.validators import dns_label_problem
 from rollouts import manifests
 from rollouts.choices import (
     ACTIVE_ROLLOUT_STATES,
@@ -56,6 +57,8 @@ class RolloutError(ServiceError):
 def create_application(*, name: str, namespace: str, user, manifests_text: str, owner: str = "",
                        description: str = "", message: str = "", source_ip: str = "") -> Application:
     """An application and its first revision; invalid manifests are refused with every error listed."""
+    if problem := dns_label_problem(name, "name"):
+        raise RolloutError({"name": problem})
     problem, status = manifests.namespace_problem(namespace, admin=has_role(user, ADMIN) if user else True)
     if problem:
         raise RolloutError({"namespace": problem}, status=status)

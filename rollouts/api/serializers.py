@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from inventory.validators import validate_dns_label
 from rollouts.models import Application, Approval, Override, Revision, Rollout, RolloutPlan, Stage, Target
 from rollouts.rendering import digest_of
 
@@ -39,7 +40,8 @@ class ApplicationSerializer(serializers.ModelSerializer):
         fields = ("id", "name", "namespace", "owner", "description", "created_at", "latest_revision", "overrides",
                   "manifests", "message")
         read_only_fields = ("id", "created_at", "latest_revision", "overrides")
-        extra_kwargs: dict[str, dict] = {"name": {"validators": []}}
+        extra_kwargs: dict[str, dict] = {"name": {"validators": [validate_dns_label]},
+                                         "namespace": {"validators": [validate_dns_label]}}
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
@@ -112,6 +114,7 @@ class RolloutPlanSerializer(serializers.ModelSerializer):
         model = RolloutPlan
         fields = ("id", "name", "description", "stages", "created_at")
         read_only_fields = ("id", "created_at")
+        extra_kwargs: dict[str, dict] = {"name": {"validators": [validate_dns_label]}}
 
 
 class DecisionSerializer(serializers.Serializer):

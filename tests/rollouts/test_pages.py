@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from fleetweb.models import AuditEvent
 from rollouts import services
-from rollouts.models import Rollout, RolloutPlan
+from rollouts.models import Application, Rollout, RolloutPlan
 from tests.builders import make_cluster
 
 pytestmark = pytest.mark.django_db
@@ -139,3 +139,18 @@ def test_htmx_requests_get_only_the_partial_and_responses_vary_on_it(client, ope
         assert b"<html" in full.content and b"<html" not in partial.content
         assert marker in partial.content
         assert "HX-Request" in partial["Vary"] and "HX-Request" in full["Vary"]
+
+
+@pytest.mark.parametrize(("name", "namespace", "field"), [
+    ("Shop", "shop", "name"), ("shop_web", "shop", "name"), ("shop", "Demo", "namespace"),
+    ("shop", "demo_ns", "namespace"), ("shop", "-demo", "namespace")])
+def test_names_follow_the_kubernetes_rule_and_say_it_on_the_page_and_in_the_api(client, api_as, operator, name,
+                                                                                 namespace, field):
+    client.force_login(operator)
+    page = client.post("/applications/new/", {"name": name, "namespace": namespace, "manifests": MANIFESTS})
+    api = api_as(operator).post("/api/v1/applications/", {"name": name, "namespace": namespace,
+                                                          "manifests": MANIFESTS}, format="json")
+    rule = "lowercase letters, digits and &#x27;-&#x27;, starting and ending with a letter or digit"
+    assert page.status_code == 400 and rule in page.content.decode()
+    assert api.status_code == 400 and "starting and ending with a letter or digit" in api.json()["errors"][field][0]
+    assert not Application.objects.exists()
