@@ -269,6 +269,8 @@ FLEETWEB_DENIED_NETWORKS = env_list("FLEETWEB_DENIED_NETWORKS")
 FLEETWEB_ALLOWED_NETWORKS = env_list("FLEETWEB_ALLOWED_NETWORKS")
 # The whole connection test of one attach (every context, concurrently) ends within this many seconds.
 FLEETWEB_CONNECTION_TEST_BUDGET = env_int("FLEETWEB_CONNECTION_TEST_BUDGET", 20, minimum=5)
+# Seconds for the dry run of a new revision against one member per Kubernetes minor (in parallel).
+FLEETWEB_DRY_RUN_BUDGET = env_int("FLEETWEB_DRY_RUN_BUDGET", 10, minimum=2)
 
 LOGGING = {
     "version": 1,

@@ -32,6 +32,7 @@ from django.utils import timezone
 from fleetweb import leases
 from fleetweb.audit import record
 from inventory import kube
+from inventory import services as inventory_services
 from rollouts import gates, manifests, members, rendering, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Deployed, Revision, Rollout, Stage, Target
@@ -359,6 +360,9 @@ def _verify_target(rollout: Rollout, t: Target, revision: Revision, fence: Fence
             if ok == TargetState.READY:
                 Deployed.objects.update_or_create(application=rollout.application, cluster=t.cluster,
                                                   defaults={"revision": revision, "at": now})
+            # The inventory shows the change now, not at the cluster's next periodic sync.
+            transaction.on_commit(lambda cid=t.cluster_id: inventory_services.request_sync(
+                cid, triggered_by=f"rollout #{rollout.pk}"))
             return True
         if verdict == "failed":
             Target.objects.filter(pk=t.pk).update(state=failed, observed=observed, message=message[:2000],

@@ -36,11 +36,15 @@ class ApplicationForm(forms.Form):
                                           "ConfigMaps, Jobs, CronJobs, Ingresses, … (no Secrets, nothing "
                                           "cluster-scoped).")
     message = forms.CharField(max_length=500, required=False, label="Revision message")
+    save_anyway = forms.BooleanField(required=False, label="Save anyway, although the dry run refused it",
+                                     help_text="No rollout starts from a revision saved this way.")
 
 
 class RevisionForm(forms.Form):
     manifests = forms.CharField(widget=forms.Textarea(attrs={"rows": 22, "spellcheck": "false"}))
     message = forms.CharField(max_length=500, required=False, help_text="What changed and why")
+    save_anyway = forms.BooleanField(required=False, label="Save anyway, although the dry run refused it",
+                                     help_text="No rollout starts from a revision saved this way.")
 
 
 class RolloutForm(forms.Form):

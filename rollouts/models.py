@@ -46,6 +46,8 @@ class Revision(models.Model):
     manifests = models.TextField(help_text="Multi-document YAML")
     digest = models.CharField(max_length=64, help_text="sha256 of the normalized objects")
     objects_summary = models.JSONField(default=list, help_text="[{kind, name}] in apply order")
+    validation = models.JSONField(default=dict, blank=True,
+                                  help_text="The dry run at save: {state: passed|failed|unchecked, members: [...]}")
     message = models.CharField(max_length=500, blank=True)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                related_name="+")

@@ -23,7 +23,7 @@ from inventory import selectors
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup
 from inventory.validators import dns_label_problem
-from rollouts import manifests
+from rollouts import dryrun, manifests
 from rollouts.choices import (
     ACTIVE_ROLLOUT_STATES,
     FINISHED_ROLLOUT_STATES,
@@ -55,7 +55,8 @@ class RolloutError(ServiceError):
 
 
 def create_application(*, name: str, namespace: str, user, manifests_text: str, owner: str = "",
-                       description: str = "", message: str = "", source_ip: str = "") -> Application:
+                       description: str = "", message: str = "", source_ip: str = "",
+                       save_anyway: bool = False) -> Application:
     """An application and its first revision; invalid manifests are refused with every error listed."""
     if problem := dns_label_problem(name, "name"):
         raise RolloutError({"name": problem})
@@ -68,13 +69,15 @@ def create_application(*, name: str, namespace: str, user, manifests_text: str, 
         raise RolloutError({"manifests": "\n".join(exc.errors)}) from None
     if Application.objects.filter(name=name).exists():
         raise RolloutError({"name": f"An application named '{name}' already exists."})
+    validation = _dry_run(parsed, save_anyway=save_anyway)
     with transaction.atomic():
         app = Application.objects.create(name=name, namespace=namespace, owner=owner, description=description,
                                          created_by=_user(user))
-        revision = _new_revision(app, parsed, manifests_text, user=user, message=message or "first revision")
+        revision = _new_revision(app, parsed, manifests_text, user=user, message=message or "first revision",
+                                 validation=validation)
         record(user=user, action="application.create", target=app, source_ip=source_ip,
                after={"name": name, "namespace": namespace, "owner": owner, "revision": revision.number,
-                      "digest": revision.digest})
+                      "digest": revision.digest, "dry_run": validation["state"]})
     return app
 
 
@@ -82,34 +85,51 @@ def _user(user):
     return user if getattr(user, "pk", None) else None
 
 
-def _new_revision(app: Application, parsed: manifests.Parsed, text: str, *, user, message: str) -> Revision:
+def _new_revision(app: Application, parsed: manifests.Parsed, text: str, *, user, message: str,
+                  validation: dict) -> Revision:
     number = (app.revisions.aggregate(n=Max("number"))["n"] or 0) + 1
     return Revision.objects.create(application=app, number=number, manifests=text, digest=parsed.digest,
-                                   objects_summary=parsed.summary, message=message[:500], author=_user(user))
+                                   objects_summary=parsed.summary, message=message[:500], author=_user(user),
+                                   validation=validation)
+
+
+def _dry_run(parsed: manifests.Parsed, *, save_anyway: bool) -> dict:
+    """The members' verdict on the objects (rollouts.dryrun); a failure refuses the save unless `save_anyway`."""
+    validation = dryrun.check(parsed.objects)
+    if validation["state"] == dryrun.FAILED and not save_anyway:
+        raise RolloutError({"manifests": "The member clusters refused these objects in a dry run:\n"
+                            + dryrun.summary(validation)
+                            + "\nFix them, or save anyway (a rollout never starts from a revision that failed)."})
+    return validation
 
 
 def create_revision(app: Application, *, manifests_text: str, user, message: str = "",
-                    source_ip: str = "") -> Revision:
+                    source_ip: str = "", save_anyway: bool = False) -> Revision:
     """A new immutable revision; pending approvals of this application's rollouts are voided (what the
     approvers saw has changed)."""
     try:
         parsed = manifests.parse(manifests_text, namespace=app.namespace)
     except manifests.ManifestError as exc:
         raise RolloutError({"manifests": "\n".join(exc.errors)}) from None
+    latest = app.latest_revision
+    if latest is not None and latest.digest == parsed.digest:
+        raise RolloutError({"manifests": f"Nothing changed: this is revision {latest.number} "
+                                         f"({latest.short_digest})."})
+    validation = _dry_run(parsed, save_anyway=save_anyway)
     with transaction.atomic():
         Application.objects.select_for_update().get(pk=app.pk)  # numbers revisions one at a time
         latest = app.latest_revision
         if latest is not None and latest.digest == parsed.digest:
             raise RolloutError({"manifests": f"Nothing changed: this is revision {latest.number} "
                                              f"({latest.short_digest})."})
-        revision = _new_revision(app, parsed, manifests_text, user=user, message=message)
+        revision = _new_revision(app, parsed, manifests_text, user=user, message=message, validation=validation)
         voided = Approval.objects.filter(
             stage__rollout__application=app, stage__state__in=[StageState.PENDING, StageState.AWAITING_APPROVAL],
             stage__rollout__state__in=[*ACTIVE_ROLLOUT_STATES, RolloutState.PAUSED], voided_at__isnull=True,
         ).update(voided_at=timezone.now(), void_reason=f"revision {revision.number} of {app.name} was created")
         record(user=user, action="application.revision", target=app, source_ip=source_ip,
                after={"revision": revision.number, "digest": revision.digest, "message": message,
-                      "approvals_voided": voided})
+                      "approvals_voided": voided, "dry_run": validation["state"]})
     return revision
 
 
@@ -315,6 +335,10 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
     Refused: a stage matching no cluster, a cluster in two stages. A stage reaching an
     `environment=prod` cluster requires at least one approval whatever the plan says.
     """
+    if (revision.validation or {}).get("state") == dryrun.FAILED:
+        raise RolloutError({"revision": f"Revision {revision.number} failed its dry run at save and was saved anyway: "
+                            "a rollout never starts from it. Fix the manifests in a new revision.\n"
+                            + dryrun.summary(revision.validation)}, status=409)
     if plan is not None:
         stages = plan.stages
     specs = clean_stages(stages)

@@ -16,7 +16,7 @@ from fleetweb.errors import add_to_form
 from fleetweb.htmx import htmx_partial
 from fleetweb.roles import OPERATOR, VIEWER
 from fleetweb.web import client_ip
-from rollouts import approvals, manifests, rendering, services
+from rollouts import approvals, manifests, placement, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
 from rollouts.forms import ApplicationForm, DecisionForm, PlanForm, RevisionForm, RolloutForm
 from rollouts.models import Application, Rollout, RolloutPlan, Stage
@@ -63,7 +63,8 @@ def application_create(request) -> HttpResponseBase:
         try:
             app = services.create_application(name=d["name"], namespace=d["namespace"], owner=d["owner"],
                                               description=d["description"], manifests_text=d["manifests"],
-                                              message=d["message"], user=request.user, source_ip=client_ip(request))
+                                              message=d["message"], save_anyway=d["save_anyway"], user=request.user,
+                                              source_ip=client_ip(request))
         except services.RolloutError as exc:
             add_to_form(form, exc)
         else:
@@ -92,7 +93,7 @@ def application_detail(request, name: str) -> HttpResponseBase:
     rollouts = app.rollouts.select_related("revision", "requested_by").order_by("-created_at")[:20]
     return render(request, "rollouts/application_detail.html", {
         "app": app, "revisions": revisions, "diff": diff_text, "old": old, "new": new, "rollouts": rollouts,
-        "overrides": app.overrides.select_related("group")})
+        "overrides": app.overrides.select_related("group"), "placements": placement.where_it_runs(app)})
 
 
 @role_required(OPERATOR)
@@ -104,6 +105,7 @@ def revision_create(request, name: str) -> HttpResponseBase:
         try:
             revision = services.create_revision(app, manifests_text=form.cleaned_data["manifests"],
                                                 message=form.cleaned_data["message"], user=request.user,
+                                                save_anyway=form.cleaned_data["save_anyway"],
                                                 source_ip=client_ip(request))
         except services.RolloutError as exc:
             add_to_form(form, exc)

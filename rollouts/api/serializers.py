@@ -12,10 +12,37 @@ from rollouts.rendering import digest_of
 class RevisionSerializer(serializers.ModelSerializer):
     author: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
+    save_anyway = serializers.BooleanField(write_only=True, required=False, default=False,
+                                           help_text="Save although the members' dry run refused the objects "
+                                                     "(no rollout starts from such a revision)")
+
     class Meta:
         model = Revision
-        fields = ("id", "number", "digest", "message", "author", "created_at", "objects_summary", "manifests")
-        read_only_fields = ("id", "number", "digest", "author", "created_at", "objects_summary")
+        fields = ("id", "number", "digest", "message", "author", "created_at", "objects_summary", "manifests",
+                  "validation", "save_anyway")
+        read_only_fields = ("id", "number", "digest", "author", "created_at", "objects_summary", "validation")
+
+
+class PlacementWorkloadSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    name = serializers.CharField()
+    desired = serializers.IntegerField(allow_null=True, help_text="As the rollout verified it")
+    available = serializers.IntegerField(allow_null=True, help_text="As the rollout verified it")
+    in_inventory = serializers.BooleanField()
+    available_now = serializers.BooleanField(allow_null=True, help_text="By the inventory's last sync")
+    replicas_now = serializers.CharField(help_text="available/desired by the inventory's last sync")
+    restarts = serializers.IntegerField(allow_null=True)
+    crashlooping = serializers.IntegerField(allow_null=True)
+
+
+class PlacementSerializer(serializers.Serializer):
+    cluster = serializers.CharField()
+    environment = serializers.CharField()
+    revision = serializers.IntegerField()
+    since = serializers.DateTimeField()
+    rollout = serializers.IntegerField(allow_null=True)
+    healthy = serializers.BooleanField()
+    workloads = PlacementWorkloadSerializer(many=True)
 
 
 class OverrideSerializer(serializers.ModelSerializer):
@@ -32,13 +59,15 @@ class ApplicationSerializer(serializers.ModelSerializer):
 
     manifests = serializers.CharField(write_only=True, style={"base_template": "textarea.html"})
     message = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    save_anyway = serializers.BooleanField(write_only=True, required=False, default=False,
+                                           help_text="Save although the members' dry run refused the objects")
     latest_revision = RevisionSerializer(read_only=True)
     overrides = OverrideSerializer(many=True, read_only=True)
 
     class Meta:
         model = Application
         fields = ("id", "name", "namespace", "owner", "description", "created_at", "latest_revision", "overrides",
-                  "manifests", "message")
+                  "manifests", "message", "save_anyway")
         read_only_fields = ("id", "created_at", "latest_revision", "overrides")
         extra_kwargs: dict[str, dict] = {"name": {"validators": [validate_dns_label]},
                                          "namespace": {"validators": [validate_dns_label]}}

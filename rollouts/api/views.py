@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from fleetweb.roles import VIEWER
 from fleetweb.web import client_ip
 from inventory.models import ClusterGroup
-from rollouts import approvals, services
+from rollouts import approvals, placement, services
 from rollouts.api import serializers
 from rollouts.choices import StageState
 from rollouts.models import Application, Rollout, RolloutPlan
@@ -41,7 +41,8 @@ class ApplicationViewSet(viewsets.ModelViewSet):
         serializer.instance = _call(services.create_application, name=data["name"], namespace=data["namespace"],
                                     owner=data.get("owner", ""), description=data.get("description", ""),
                                     manifests_text=data["manifests"], message=data.get("message", ""),
-                                    user=self.request.user, source_ip=client_ip(self.request))
+                                    save_anyway=data.get("save_anyway", False), user=self.request.user,
+                                    source_ip=client_ip(self.request))
 
     def perform_update(self, serializer) -> None:
         serializer.instance = _call(services.update_application, app=serializer.instance, user=self.request.user,
@@ -62,8 +63,15 @@ class ApplicationViewSet(viewsets.ModelViewSet):
         serializer.is_valid(raise_exception=True)
         revision = _call(services.create_revision, app=app, manifests_text=serializer.validated_data["manifests"],
                          message=serializer.validated_data.get("message", ""), user=request.user,
-                         source_ip=client_ip(request))
+                         save_anyway=serializer.validated_data.get("save_anyway", False), source_ip=client_ip(request))
         return Response(serializers.RevisionSerializer(revision).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=serializers.PlacementSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def clusters(self, request, pk=None) -> Response:
+        """Where the application runs: per cluster the revision, the rollout it came from, workload health."""
+        rows = placement.where_it_runs(self.get_object())
+        return Response(serializers.PlacementSerializer(rows, many=True).data)
 
     @extend_schema(request=serializers.OverrideSerializer, responses=serializers.OverrideSerializer)
     @action(detail=True, methods=["put"], url_path=r"overrides/(?P<group>[-a-z0-9_]+)")

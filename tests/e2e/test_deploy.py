@@ -1,0 +1,96 @@
+"""Deploy and approve, end to end against real member clusters: a typo is refused at save by a member's own dry
+run, naming the field, the member and its version; a rollout refreshes the inventory of each cluster it reached;
+the application page and API say where it runs, with what health."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+
+from inventory import services as inventory_services
+from inventory import sync
+from inventory.models import Workload
+from rollouts import services
+from rollouts.choices import RolloutState
+from rollouts.models import Rollout
+from tests.conftest import wait_for
+from tests.e2e.test_rollouts import app_yaml
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def typo(text: str) -> str:
+    docs = list(yaml.safe_load_all(text))
+    docs[0]["spec"]["replica"] = docs[0]["spec"].pop("replicas")
+    return yaml.safe_dump_all(docs)
+
+
+@pytest.fixture
+def member_cluster(localfleet_members):
+    name, handle = next(iter(localfleet_members.items()))
+    cluster = inventory_services.attach_cluster(name=name, credentials=handle.token_credentials(), user=None,
+                                                sync_interval=3600)
+    sync.sync_cluster(cluster.pk)
+    cluster.refresh_from_db()
+    assert cluster.kubernetes_version, "the member answered its first sync"
+    yield cluster, handle
+    with handle.admin_api() as api:
+        for ns in k8s.CoreV1Api(api).list_namespace(label_selector="app.kubernetes.io/managed-by=fleetweb").items:
+            k8s.CoreV1Api(api).delete_namespace(ns.metadata.name)
+
+
+def test_a_typo_is_refused_at_save_by_the_members_dry_run(member_cluster, operator, api_as):
+    cluster, _handle = member_cluster
+    with pytest.raises(services.RolloutError) as refused:
+        services.create_application(name="shop", namespace="shop-typo", manifests_text=typo(app_yaml("1.0")),
+                                    user=operator)
+    message = refused.value.errors["manifests"]
+    assert "replica" in message and f"{cluster.name} ({cluster.kubernetes_version})" in message, message
+    api = api_as(operator).post("/api/v1/applications/", {"name": "shop", "namespace": "shop-typo",
+                                                          "manifests": typo(app_yaml("1.0"))}, format="json")
+    assert api.status_code == 400 and "replica" in api.json()["errors"]["manifests"][0]
+
+    # Saved anyway, it is marked failed and no rollout starts from it.
+    app = services.create_application(name="shop", namespace="shop-typo", manifests_text=typo(app_yaml("1.0")),
+                                      user=operator, save_anyway=True)
+    assert app.latest_revision.validation["state"] == "failed"
+    with pytest.raises(services.RolloutError) as no_rollout:
+        services.create_rollout(revision=app.latest_revision, user=operator,
+                                stages=[{"name": "all", "selector": f"name={cluster.name}"}])
+    assert no_rollout.value.status == 409 and "failed its dry run" in no_rollout.value.message
+
+    # The fixed revision passes, checked by that member.
+    fixed = services.create_revision(app, manifests_text=app_yaml("1.0"), user=operator)
+    assert fixed.validation["state"] == "passed"
+    assert [(m["cluster"], m["checked"], m["problems"]) for m in fixed.validation["members"]] == [
+        (cluster.name, True, [])]
+
+
+def test_a_rollout_refreshes_the_inventory_and_the_application_page_says_where_it_runs(
+        member_cluster, celery_worker, celery_beat, operator, viewer, client, api_as):
+    cluster, _handle = member_cluster
+    app = services.create_application(name="shop", namespace="shop-live", manifests_text=app_yaml("1.0"),
+                                      user=operator)
+    assert not Workload.objects.filter(cluster=cluster, namespace="shop-live").exists()
+    rollout = services.create_rollout(revision=app.latest_revision, user=operator,
+                                      stages=[{"name": "all", "selector": f"name={cluster.name}",
+                                               "health_deadline": 90}])
+    wait_for(lambda: Rollout.objects.get(pk=rollout.pk).state == RolloutState.SUCCEEDED, timeout=120,
+             what="the rollout to succeed")
+    # The cluster syncs every hour here: only the sync the rollout asked for can bring the Deployment in.
+    wait_for(lambda: Workload.objects.filter(cluster=cluster, namespace="shop-live", name="web",
+                                             replicas_available=2).exists(),
+             timeout=30, what="the rolled-out Deployment in the inventory")
+
+    client.force_login(viewer)
+    page = client.get(f"/applications/{app.name}/").content.decode()
+    row = page[page.index(f'data-cluster="{cluster.name}"'):]
+    row = row[:row.index("</tr>")]
+    assert "r1" in row and f"#{rollout.pk}" in row and "healthy" in row and "2/2" in row, row
+    body = api_as(viewer).get(f"/api/v1/applications/{app.pk}/clusters/").json()
+    assert body[0]["cluster"] == cluster.name and body[0]["revision"] == 1 and body[0]["healthy"]
+    assert body[0]["rollout"] == rollout.pk
+    assert body[0]["workloads"][0] == {
+        "kind": "Deployment", "name": "web", "desired": 2, "available": 2, "in_inventory": True,
+        "available_now": True, "replicas_now": "2/2", "restarts": 0, "crashlooping": 0}
