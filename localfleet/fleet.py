@@ -96,11 +96,18 @@ class Fleet:
         profile = self.profile_for(member.profile["index"])
         api = seed.api_client(member.kubeconfig("admin"))
         try:
-            seed.seed(api, profile, cluster=member.name, nodes=member.profile["nodes"])
+            refused = seed.seed(api, profile, cluster=member.name, nodes=member.profile["nodes"])
+            if refused:
+                self.say(f"{member.name}: {len(refused)} demo object(s) refused by the member's admission policies "
+                         f"and left out: {', '.join(refused[:5])}{' …' if len(refused) > 5 else ''}")
             token = seed.install_reader(api)
             member.file("reader.token").write_text(token)
             member.file("reader.token").chmod(0o600)
-            state = seed.wait_ready(api, nodes=member.profile["nodes"], timeout=timeout)
+            try:
+                state = seed.wait_ready(api, nodes=member.profile["nodes"], timeout=timeout)
+            except TimeoutError as exc:  # pods an enforced policy refuses never come up: say so, start anyway
+                self.say(f"{member.name}: {exc}; starting anyway")
+                state = {"nodes_ready": "?", "nodes": member.profile["nodes"]}
         finally:
             api.close()
         member.profile["environment"] = profile["environment"]

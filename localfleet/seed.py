@@ -182,8 +182,9 @@ def workloads(profile: dict) -> list[dict]:
     return docs
 
 
-def apply_docs(api: k8s.ApiClient, docs: list[dict]) -> None:
-    """Create each object (409 means it exists: seeding is idempotent)."""
+def apply_docs(api: k8s.ApiClient, docs: list[dict], *, refused: list[str] | None = None) -> None:
+    """Create each object (409 means it exists: seeding is idempotent). With `refused`, an object the member's
+    admission refuses (403/422) is named there and skipped instead of raising."""
     core, apps, batch = k8s.CoreV1Api(api), k8s.AppsV1Api(api), k8s.BatchV1Api(api)
     rbac = k8s.RbacAuthorizationV1Api(api)
     for doc in docs:
@@ -206,7 +207,12 @@ def apply_docs(api: k8s.ApiClient, docs: list[dict]) -> None:
             "ClusterRole": lambda d: rbac.replace_cluster_role(d["metadata"]["name"], d),
             "ClusterRoleBinding": lambda d: rbac.replace_cluster_role_binding(d["metadata"]["name"], d),
         }.get(kind)
-        _create(create, doc, replace=replace)
+        try:
+            _create(create, doc, replace=replace)
+        except ApiException as exc:
+            if refused is None or exc.status not in (403, 422):
+                raise
+            refused.append(f"{kind} {ns + '/' if ns else ''}{doc['metadata']['name']}")
 
 
 def _wait_default_service_account(api: k8s.ApiClient, namespaces: list[str], timeout: float = 60) -> None:
@@ -224,14 +230,18 @@ def _wait_default_service_account(api: k8s.ApiClient, namespaces: list[str], tim
                 time.sleep(0.3)
 
 
-def seed(api: k8s.ApiClient, profile: dict, *, cluster: str, nodes: int) -> None:
-    """Nodes, namespaces and workloads; safe to run again."""
+def seed(api: k8s.ApiClient, profile: dict, *, cluster: str, nodes: int) -> list[str]:
+    """Nodes, namespaces and workloads; safe to run again. Returns the demo objects the member refused (an
+    enforced Fleetweb policy's admission check, say): they are left out, never a reason not to start."""
     create_nodes(api, profile, cluster=cluster, start=0, count=nodes)
     docs = workloads(profile)
     namespaces = [d for d in docs if d["kind"] == "Namespace"]
-    apply_docs(api, namespaces)
-    _wait_default_service_account(api, [d["metadata"]["name"] for d in namespaces])
-    apply_docs(api, [d for d in docs if d["kind"] != "Namespace"])
+    refused: list[str] = []
+    apply_docs(api, namespaces, refused=refused)
+    _wait_default_service_account(api, [d["metadata"]["name"] for d in namespaces
+                                        if f"Namespace {d['metadata']['name']}" not in refused])
+    apply_docs(api, [d for d in docs if d["kind"] != "Namespace"], refused=refused)
+    return refused
 
 
 def install_reader(api: k8s.ApiClient, timeout: float = 60) -> str:

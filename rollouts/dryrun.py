@@ -3,7 +3,7 @@ against one reachable member per Kubernetes minor version in the fleet.
 
 A typo (`replica: 2`), a wrong type or a schema error is then named at save, with the member and version that said
 so, instead of failing the rollout in production's path. The dry run is done in Fleetweb's own namespace on the
-member (`fleetweb`, which the least-privilege manifest creates and where its apply role reaches): the
+member (`fleetweb-system`, which the least-privilege manifest creates and where its apply role reaches): the
 application's namespace may not exist there yet, and a dry run cannot create it. The objects are validated exactly
 as they would be applied; only their namespace differs, so a rule bound to the application's namespace alone (a
 quota, an admission policy) is not seen here but at rollout.

@@ -15,6 +15,8 @@ from governance.models import Enforcement, PolicyAssignment, Violation
 from inventory import services as inventory_services
 from inventory.choices import SyncOutcome
 from inventory.models import Cluster, ClusterGroup, Namespace, SyncRun
+from localfleet import seed
+from localfleet.fleet import Fleet
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -243,3 +245,32 @@ def test_every_enforceable_rule_is_valid_cel_and_decides_like_the_audit(members,
     with handle.admin_api() as api:
         assert k8s.AdmissionregistrationV1Api(api).list_validating_admission_policy(
             label_selector=enforcement.SELECTOR).items == []
+
+
+def test_demo_seeding_leaves_out_what_an_enforced_policy_refuses_and_never_fails(members, admin_user):
+    """`make run` seeds its members again at every start: with a Fleetweb policy enforced on them, the refused
+    demo objects are named and left out; the seeding itself goes through (it used to stop `make run`)."""
+    handle = members[0]
+    cluster = _attach(handle, "seeded", environment="prod", user=admin_user)
+    group = ClusterGroup.objects.create(name="seeded", selector="name=seeded")
+    assignment = PolicyAssignment.objects.create(group=group, rule_key="probes-set", mode=Mode.ENFORCE,
+                                                 params=rules.get("probes-set").clean_params(None))
+    states = enforcement.reconcile(cluster, [assignment])
+    assert states[assignment.pk].state == EnforcementState.INSTALLED, states[assignment.pk].message
+    with handle.admin_api() as api:
+        k8s.AppsV1Api(api).delete_namespaced_deployment("old-admin", "legacy")  # the probe-less demo workload
+    profile = Fleet.profile_for(handle.member.profile["index"])
+
+    def seeded_without_it():
+        with handle.admin_api() as api:
+            return "Deployment legacy/old-admin" in seed.seed(api, profile, cluster=handle.name,
+                                                                nodes=handle.member.profile["nodes"])
+
+    wait_for(seeded_without_it, timeout=30, what="the seeding to report the refused demo Deployment")
+    # Put the member back as the other tests expect it, once the policy is gone.
+    enforcement.reconcile(cluster, [])
+
+    def restored():
+        with handle.admin_api() as api:
+            return not seed.seed(api, profile, cluster=handle.name, nodes=handle.member.profile["nodes"])
+    wait_for(restored, timeout=30, what="the demo Deployment re-created once the policy is removed")
