@@ -198,6 +198,11 @@ def _decide(request, pk: int, index: int, fn, verb: str):
         reason = exc.message
         if exc.status == 403:
             raise PermissionDenied(reason) from None
+        if fn is approvals.reject_stage and "comment" in exc.errors:
+            # Said in the dialog, which stays open, not in a banner above a closed one.
+            context = {**_rollout_context(request, rollout), "reject_error": exc.errors["comment"],
+                       "reject_index": stage.index}
+            return render(request, "rollouts/rollout_detail.html", context, status=400)
         messages.error(request, reason)
         return redirect(rollout)
     messages.success(request, f"You {verb} stage '{stage.name}' of {rollout.application.name} "

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from rollouts import services
-from rollouts.choices import StageState
+from rollouts import engine, services
+from rollouts.choices import RolloutState, StageState
 from rollouts.models import Rollout
-from tests.builders import make_user
+from tests.builders import make_cluster, make_user
 from tests.conftest import wait_for
 from tests.e2e.test_rollouts import app_yaml, fleet  # noqa: F401 - the fixture is used by name
 
@@ -58,3 +58,38 @@ def test_approver_approves_production_in_the_browser(page, live_server, fleet, c
     expect(page.locator("#stage-2 .approvals")).to_contain_text("Checked the canary dashboards, go.")
     screenshot("22-rollout-succeeded")
     assert Rollout.objects.get(pk=rollout.pk).stages.get(index=2).approvals.get().user.username == "anna-approver"
+
+
+def test_reject_is_its_own_button_and_needs_a_comment_said_in_the_dialog(page, live_server, screenshot):
+    """No member needed: a stage reaching a prod cluster awaits approval before anything is applied."""
+    requester = make_user("rita-requester", "operator")
+    make_user("anna-approver", "approver")
+    make_cluster("prod-1", environment="prod")
+    app = services.create_application(name="storefront", namespace="storefront", user=requester,
+                                      manifests_text=app_yaml("4.2"))
+    rollout = services.create_rollout(revision=app.latest_revision, user=requester,
+                                      stages=[{"name": "production", "selector": "environment=prod"}])
+    for _ in range(3):
+        engine.step_once(rollout.pk)
+    assert rollout.stages.get().state == StageState.AWAITING_APPROVAL
+
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "anna-approver")
+    page.fill("#id_password", "pw-for-tests-1")
+    page.click("main button[type=submit]")
+    page.goto(f"{live_server.url}/rollouts/{rollout.pk}/")
+    expect(page.locator("#approve-open-0")).to_be_visible()
+    expect(page.locator("#reject-open-0")).to_be_visible()  # not hidden behind "Approve…"
+    page.click("#reject-open-0")
+    page.fill("#reject-comment-0", "   ")  # passes the browser's `required`, not the service
+    page.click("#reject-0")
+    expect(page.locator("#reject-error-0")).to_contain_text("Say why you reject it.")
+    expect(page.locator("#reject-dialog-0")).to_have_attribute("open", "")
+    screenshot("23-reject-needs-a-comment")
+    assert rollout.stages.get().state == StageState.AWAITING_APPROVAL, "nothing was decided"
+
+    page.fill("#reject-comment-0", "The canary error rate doubled.")
+    page.click("#reject-0")
+    expect(page.locator(".alert.success")).to_contain_text("You rejected stage 'production'")
+    expect(page.locator("#rollout-state")).to_have_text("failed")
+    assert Rollout.objects.get(pk=rollout.pk).state == RolloutState.FAILED
