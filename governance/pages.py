@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 from django.core.paginator import Paginator
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
 
+from governance import compliance as fleet_compliance
 from governance.compliance import group_scores, history
 from governance.models import ClusterCompliance, Enforcement, PolicyAssignment, Violation
 from inventory import extensions
@@ -38,5 +41,17 @@ def group_detail(group, members) -> dict:
     return {"members": rows, "assignments": PolicyAssignment.objects.filter(group=group).order_by("rule_key")}
 
 
+def overview_cards(user) -> list[dict]:
+    """The fleet's compliance score and open violations, for the overview."""
+    fleet = fleet_compliance.group_scores([])[None]
+    score = fleet["score"]
+    return [{"id": "card-score", "value": "—" if score is None else f"{score:g}", "label": "fleet compliance score",
+             "url": reverse("governance:compliance")},
+            {"id": "card-violations", "value": fleet["open_violations"],
+             "label": f"open violation{pluralize(fleet['open_violations'])}",
+             "url": reverse("governance:violation_list")}]
+
+
 def register() -> None:
-    extensions.register(tab=("compliance", compliance_tab), scores=group_scores, detail=group_detail)
+    extensions.register(tab=("compliance", compliance_tab), scores=group_scores, detail=group_detail,
+                        cards=overview_cards)

@@ -6,6 +6,8 @@ Governance registers its compliance tab, group scores and group-member complianc
 - `group_scores = fn(groups) -> {group pk: fields}`: extra fields of each row of the group list.
 - `group_detail = fn(group, members) -> {"members": {cluster pk: fields}, **context}`: extra fields of each
   member row of a group's page, and extra context.
+- `overview_cards`: `fn(user) -> [{"value", "label", "url", "id"}]` functions, each adding stat cards to the
+  overview (governance: the fleet score and open violations; rollouts: active rollouts, approvals waiting).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 cluster_tabs: dict[str, Callable[[Any, Any], dict]] = {}
+overview_cards: list[Callable[[Any], list[dict]]] = []
 
 
 def _no_scores(groups) -> dict[int, dict]:
@@ -29,8 +32,10 @@ group_detail: Callable[[Any, list], dict] = _no_detail
 
 
 def register(*, tab: tuple[str, Callable] | None = None, scores: Callable | None = None,
-             detail: Callable | None = None) -> None:
+             detail: Callable | None = None, cards: Callable | None = None) -> None:
     global group_scores, group_detail
+    if cards is not None and cards not in overview_cards:
+        overview_cards.append(cards)
     if tab is not None:
         cluster_tabs[tab[0]] = tab[1]
     if scores is not None:

@@ -32,7 +32,8 @@ class ClusterFilterSet(django_filters.FilterSet):
     ordering = django_filters.OrderingFilter(fields=(
         ("name", "name"), ("environment", "environment"), ("region", "region"), ("provider", "provider"),
         ("status", "status"), ("kubernetes_version", "version"), ("node_count", "nodes"),
-        ("last_sync_at", "last_sync"), ("last_seen_at", "last_seen"),
+        ("last_sync_at", "last_sync"), ("last_seen_at", "last_seen"), ("workload_count", "workloads"),
+        ("problem_pod_count", "problem_pods"),
     ))
 
     class Meta:

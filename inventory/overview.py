@@ -9,6 +9,7 @@ from django.urls import path
 from fleetweb.decorators import role_required
 from fleetweb.htmx import htmx_partial
 from fleetweb.roles import VIEWER
+from inventory import extensions
 from inventory.choices import STATUS_SEVERITY, ClusterStatus, Environment, Provider
 from inventory.models import Cluster
 
@@ -48,6 +49,7 @@ def overview_context(user) -> dict:
         "by_provider": [(p.label, by_provider[p.value]) for p in Provider if by_provider.get(p.value)],
         "version_bars": version_bars,
         "attention": attention,
+        "more_cards": [card for cards in extensions.overview_cards for card in cards(user)],
     }
 
 

@@ -7,4 +7,9 @@ class RolloutsConfig(AppConfig):
     name = "rollouts"
 
     def ready(self) -> None:
-        from rollouts import signals  # noqa: F401 - connects the receiver that voids approvals on cluster changes
+        from rollouts import (
+            pages,
+            signals,  # noqa: F401 - connects the receiver that voids approvals on cluster changes
+        )
+
+        pages.register()  # the overview's rollout cards

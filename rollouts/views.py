@@ -171,9 +171,11 @@ def _rollout_context(request, rollout: Rollout) -> dict:
         stage.refusal = decidable.get(stage.pk, "")  # type: ignore[attr-defined]
         stage.cluster_names = [t.cluster.name for t in stage.targets.all()]  # type: ignore[attr-defined]
         stage.digest = rendering.stage_digest(stage)  # type: ignore[attr-defined]
+    # Roll back is offered only where this revision reached a cluster (the service refuses it elsewhere).
+    applied = any(t.applied_revision_id == rollout.revision_id for s in stages for t in s.targets.all())
     return {"rollout": rollout, "stages": stages, "active": rollout.state in (*ACTIVE_ROLLOUT_STATES,
                                                                               RolloutState.PAUSED),
-            "form": DecisionForm()}
+            "form": DecisionForm(), "can_roll_back": applied}
 
 
 @role_required(VIEWER)

@@ -1,0 +1,26 @@
+"""What rollouts add to inventory's pages (registered in `RolloutsConfig.ready` through `inventory.extensions`)."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+
+from inventory import extensions
+from rollouts.choices import ACTIVE_ROLLOUT_STATES, StageState
+from rollouts.models import Rollout, Stage
+
+
+def overview_cards(user) -> list[dict]:
+    """Active rollouts, and stages waiting for an approval, for the overview (two counts in one query each)."""
+    active = Rollout.objects.visible_to(user).aggregate(n=Count("pk", filter=Q(state__in=ACTIVE_ROLLOUT_STATES)))["n"]
+    waiting = Stage.objects.filter(state=StageState.AWAITING_APPROVAL,
+                                   rollout__in=Rollout.objects.visible_to(user)).count()
+    return [{"id": "card-rollouts", "value": active, "label": f"active rollout{pluralize(active)}",
+             "url": reverse("rollouts:rollout_list") + "?state=active"},
+            {"id": "card-awaiting", "value": waiting, "label": f"stage{pluralize(waiting)} awaiting approval",
+             "url": reverse("rollouts:my_approvals")}]
+
+
+def register() -> None:
+    extensions.register(cards=overview_cards)
