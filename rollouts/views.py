@@ -16,7 +16,7 @@ from fleetweb.errors import add_to_form
 from fleetweb.htmx import htmx_partial
 from fleetweb.roles import OPERATOR, VIEWER
 from fleetweb.web import client_ip
-from rollouts import approvals, manifests, placement, rendering, services
+from rollouts import approvals, evidence, manifests, placement, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
 from rollouts.forms import ApplicationForm, DecisionForm, PlanForm, RevisionForm, RolloutForm
 from rollouts.models import Application, Rollout, RolloutPlan, Stage
@@ -166,6 +166,9 @@ def _rollout_context(request, rollout: Rollout) -> dict:
             else:
                 decidable[stage.pk] = ""
             stage.valid_count = len(approvals.valid_approvals(stage))  # type: ignore[attr-defined]
+            stage.rollout = rollout
+            stage.changes = evidence.stage_changes(stage)  # type: ignore[attr-defined]
+            stage.earlier = evidence.earlier_stages(rollout, stage)  # type: ignore[attr-defined]
         # What the template shows of each stage, set on it (not model fields).
         stage.can_decide = decidable.get(stage.pk) == ""  # type: ignore[attr-defined]
         stage.refusal = decidable.get(stage.pk, "")  # type: ignore[attr-defined]

@@ -80,6 +80,12 @@ def test_reject_is_its_own_button_and_needs_a_comment_said_in_the_dialog(page, l
     page.goto(f"{live_server.url}/rollouts/{rollout.pk}/")
     expect(page.locator("#approve-open-0")).to_be_visible()
     expect(page.locator("#reject-open-0")).to_be_visible()  # not hidden behind "Approve…"
+    # The change is on the page before any click: what the cluster runs now (nothing) against what it would get.
+    changes = page.locator("#changes-0")
+    expect(changes).to_contain_text("prod-1: runs nothing now → r1")
+    expect(changes.locator(".add").first).to_contain_text("+")
+    expect(changes).to_contain_text("registry.example.com/shop/web:4.2")
+    screenshot("22b-approval-shows-the-change")
     page.click("#reject-open-0")
     page.fill("#reject-comment-0", "   ")  # passes the browser's `required`, not the service
     page.click("#reject-0")

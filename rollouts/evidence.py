@@ -1,0 +1,63 @@
+"""What an approver sees before deciding: the change each cluster of the stage would get, against what it runs now,
+and the evidence of the stages before (where they ran, how long healthy, restarts, failures).
+
+"What it runs now" is the objects Fleetweb last applied and verified there (the frozen rendering of the last
+ready target: the revision with the override it had then), so the diff shows exactly what the approval changes.
+Clusters that would get the same change are shown together.
+"""
+
+from __future__ import annotations
+
+import yaml
+from django.db.models import Sum
+
+from inventory.models import Workload
+from rollouts import manifests
+from rollouts.choices import StageState, TargetState
+from rollouts.models import Rollout, Stage, Target
+
+
+def _yaml(objects: list[dict]) -> str:
+    return yaml.safe_dump_all(objects, sort_keys=True) if objects else ""
+
+
+def stage_changes(stage: Stage) -> list[dict]:
+    """[{clusters: [names], running: "r3" | "nothing", diff: unified diff text}] for the stage's targets."""
+    rollout = stage.rollout
+    targets = list(stage.targets.select_related("cluster").order_by("cluster__name"))
+    last_applied = {}
+    for t in (Target.objects.filter(stage__rollout__application_id=rollout.application_id,
+                                    cluster_id__in=[t.cluster_id for t in targets], state=TargetState.READY)
+              .exclude(stage__rollout=rollout).select_related("applied_revision").order_by("finished_at")):
+        last_applied[t.cluster_id] = t  # the newest wins
+    groups: dict[tuple[str, str], list[str]] = {}
+    for t in targets:
+        before = last_applied.get(t.cluster_id)
+        old = _yaml(before.rendered) if before else ""
+        running = f"r{before.applied_revision.number}" if before and before.applied_revision else "nothing"
+        text = manifests.diff(old, _yaml(t.rendered), old_label=f"{t.cluster.name}: running {running}",
+                              new_label=f"{t.cluster.name}: r{rollout.revision.number}") or "(no change)"
+        # One entry per distinct change: the labels name one cluster, so group on the body only.
+        body = "\n".join(text.splitlines()[2:]) if text.startswith("---") else text
+        groups.setdefault((running, body), []).append(t.cluster.name)
+    return [{"clusters": names, "running": running, "diff": body} for (running, body), names in groups.items()]
+
+
+def earlier_stages(rollout: Rollout, stage: Stage) -> list[dict]:
+    """Each stage before `stage`: clusters, how long it ran healthy (ready to now), restarts of the application's
+    workloads there by the last sync, failed targets."""
+    rows = []
+    workload_names = [o["name"] for o in rollout.revision.objects_summary if o["kind"] in manifests.WORKLOADS]
+    for earlier in rollout.stages.filter(index__lt=stage.index).order_by("index"):
+        targets = list(earlier.targets.select_related("cluster"))
+        ready_at = [t.finished_at for t in targets if t.state == TargetState.READY and t.finished_at]
+        restarts = Workload.objects.filter(cluster__in=[t.cluster_id for t in targets],
+                                           namespace=rollout.application.namespace,
+                                           name__in=workload_names).aggregate(n=Sum("restarts"))["n"] or 0
+        rows.append({"index": earlier.index, "name": earlier.name, "state": earlier.state,
+                     "succeeded": earlier.state == StageState.SUCCEEDED,
+                     "clusters": sorted(t.cluster.name for t in targets),
+                     "failed": sorted(t.cluster.name for t in targets if t.state == TargetState.FAILED),
+                     "healthy_since": max(ready_at) if ready_at else None, "soak_seconds": earlier.soak_time,
+                     "restarts": restarts})
+    return rows
