@@ -141,6 +141,20 @@ def _load(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]], tod
 Found = dict[tuple, tuple[PolicyAssignment, rules.Finding]]  # (cluster, assignment, kind, namespace, name) -> …
 
 
+def preview(assignment: PolicyAssignment, clusters: list[Cluster], *, now=None) -> dict:
+    """What `assignment` (saved or not) finds on `clusters` by their stored inventory, writing nothing:
+    {"objects": findings, "clusters": clusters with one, "examples": a few "cluster: kind namespace/name"}."""
+    now = now or timezone.now()
+    found: Found = {}
+    for start in range(0, len(clusters), CHUNK):
+        chunk = clusters[start:start + CHUNK]
+        found.update(_run_rules(chunk, {c.pk: [assignment] for c in chunk}, now)[0])
+    names = {c.pk: c.name for c in clusters}
+    examples = [f"{names[key[0]]}: {f.kind} {f.namespace + '/' if f.namespace else ''}{f.name}"
+                for key, (_a, f) in sorted(found.items(), key=str)[:5]]
+    return {"objects": len(found), "clusters": len({key[0] for key in found}), "examples": examples}
+
+
 def _evaluate_chunk(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]], now) -> dict:
     """Run the rules over the stored inventory (no lock held), then write what changed in one transaction."""
     found, results = _run_rules(chunk, assigned, now)

@@ -46,6 +46,15 @@ def _clean_namespaces(value) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def check_assignment(*, rule_key: str, mode: str, user, params: dict | None = None,
+                     excluded_namespaces=None) -> None:
+    """Refuse (PolicyError) what `create_assignment`/`update_assignment` would refuse, changing nothing: for a
+    confirmation asked before the change."""
+    _validate(rule_key=rule_key, mode=mode, params=params, user=user,
+              excluded_namespaces=list(rules.DEFAULT_EXCLUDED_NAMESPACES) if excluded_namespaces is None
+              else excluded_namespaces)
+
+
 def _validate(*, rule_key: str, mode: str, params, excluded_namespaces, user) -> tuple[rules.Rule, dict, list]:
     if rule_key not in rules.REGISTRY:
         raise PolicyError({"rule": f"'{rule_key}' is not a rule of the catalog"})

@@ -18,7 +18,8 @@ from fleetweb.htmx import htmx_partial
 from fleetweb.models import AuditEvent
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
-from governance import compliance, rules, services
+from governance import compliance, evaluation, rules, services
+from governance.choices import Mode
 from governance.filtersets import AuditEventFilterSet, ViolationFilterSet
 from governance.forms import AssignmentForm
 from governance.models import (
@@ -97,6 +98,20 @@ def policy_toggle(request) -> HttpResponseBase:
     rule = rules.get(key)
     mode = request.POST.get("mode", "off")
     assignment = PolicyAssignment.objects.filter(group=group, rule_key=key).first()
+    if mode == Mode.ENFORCE and getattr(assignment, "mode", None) != Mode.ENFORCE and not request.POST.get("confirmed"):
+        # Enforce with eyes open: what already violates it, then an explicit second click.
+        probe = assignment or PolicyAssignment(group=group, rule_key=key, mode=Mode.ENFORCE, params=rule.defaults(),
+                                               excluded_namespaces=list(rules.DEFAULT_EXCLUDED_NAMESPACES))
+        try:
+            services.check_assignment(rule_key=key, mode=Mode.ENFORCE, user=request.user,
+                                      params=assignment.params if assignment else None,
+                                      excluded_namespaces=probe.excluded_namespaces)
+        except services.PolicyError as exc:
+            return render(request, "governance/partials/_matrix_cell.html",
+                          {"cell": _matrix_cell(group, rule, assignment, error="; ".join(exc.errors.values()))})
+        found = evaluation.preview(probe, list(group.members()))
+        return render(request, "governance/partials/_matrix_cell.html",
+                      {"cell": _matrix_cell(group, rule, assignment, confirm=found)})
     error = ""
     try:
         if mode == "off":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from governance.models import PolicyAssignment
 from inventory import services as inventory_services
 from inventory.choices import SyncOutcome
 from inventory.models import SyncRun
@@ -74,3 +75,18 @@ def test_toggle_a_policy_in_the_matrix_and_see_compliance_change(page, live_serv
     page.goto(f"{live_server.url}/clusters/eu-prod-1/?tab=compliance")
     expect(page.locator("#policy-results tr[data-rule=no-privileged-containers]")).to_contain_text("1")
     screenshot("14-cluster-compliance-tab")
+
+    # Enforce with eyes open: the cell first says what already violates the rule; nothing changes until confirmed.
+    page.goto(f"{live_server.url}/policies/")
+    cell = page.locator("#policy-matrix td[data-group=production][data-rule=no-privileged-containers]")
+    cell.locator("select").select_option("enforce")
+    confirm = page.locator("#policy-matrix td[data-group=production][data-rule=no-privileged-containers] "
+                           ".confirm-enforce")
+    expect(confirm.locator(".enforce-count")).to_contain_text("existing object")
+    expect(confirm).to_contain_text("eu-prod-1: Deployment legacy/old-admin")
+    screenshot("15-enforce-confirmation")
+    assert PolicyAssignment.objects.get(group__name="production", rule_key="no-privileged-containers").mode == "audit"
+    confirm.locator("button", has_text="Cancel").click()
+    expect(page.locator("#policy-matrix td[data-group=production][data-rule=no-privileged-containers]")) \
+        .to_have_class("cell on-audit")
+    assert PolicyAssignment.objects.get(group__name="production", rule_key="no-privileged-containers").mode == "audit"

@@ -94,8 +94,12 @@ def test_matrix_toggle_creates_changes_and_removes_assignments(client, fleet, op
     refused = client.post("/policies/toggle/", {"group": "prod", "rule": "no-latest-tag", "mode": "enforce"}, **HX)
     assert b"Only admins" in refused.content and b"on-audit" in refused.content
     client.force_login(admin_user)
+    # Enforce with eyes open: the first change only says what violates it already, the second enforces.
+    asked = client.post("/policies/toggle/", {"group": "prod", "rule": "no-latest-tag", "mode": "enforce"}, **HX)
+    assert b"confirm-enforce" in asked.content and b"on-audit" in asked.content
+    assert PolicyAssignment.objects.get(pk=assignment.pk).mode == "audit", "nothing changes before the confirmation"
     assert b"on-enforce" in client.post("/policies/toggle/", {"group": "prod", "rule": "no-latest-tag",
-                                                              "mode": "enforce"}, **HX).content
+                                                              "mode": "enforce", "confirmed": "1"}, **HX).content
     assert b"cannot be enforced" in client.post("/policies/toggle/", {"group": "prod", "rule": "namespace-quota",
                                                                       "mode": "enforce"}, **HX).content
     off = client.post("/policies/toggle/", {"group": "prod", "rule": "no-latest-tag", "mode": "off"}, **HX)
@@ -167,3 +171,20 @@ def test_page_query_count_does_not_grow_with_rows(client, fleet, viewer, admin_u
         services.create_assignment(group=g, rule_key="no-latest-tag", user=admin_user)
         evaluation.evaluate_cluster(c)
     assert _queries(client, url) == few
+
+
+def test_switching_to_enforce_first_says_how_many_existing_objects_violate_it(client, fleet, admin_user):
+    client.force_login(admin_user)
+    asked = client.post("/policies/toggle/", {"group": "prod", "rule": "no-privileged-containers",
+                                              "mode": "enforce"}, **HX).content.decode()
+    assert "1 existing object on 1 cluster" in asked and "prod-1: Deployment legacy/old-admin" in asked
+    assert PolicyAssignment.objects.get(pk=fleet["assignment"].pk).mode == "audit"
+    assert not AuditEvent.objects.filter(action="policy.update").exists()
+    # Cancel leaves it as it was.
+    cancelled = client.post("/policies/toggle/", {"group": "prod", "rule": "no-privileged-containers",
+                                                  "mode": "audit"}, **HX).content.decode()
+    assert "on-audit" in cancelled and "confirm-enforce" not in cancelled
+    # A rule not assigned yet is counted over the stored inventory too, before anything is written.
+    fresh = client.post("/policies/toggle/", {"group": "prod", "rule": "no-latest-tag", "mode": "enforce"},
+                        **HX).content.decode()
+    assert "confirm-enforce" in fresh and not PolicyAssignment.objects.filter(rule_key="no-latest-tag").exists()
