@@ -361,8 +361,8 @@ def _verify_target(rollout: Rollout, t: Target, revision: Revision, fence: Fence
                 Deployed.objects.update_or_create(application=rollout.application, cluster=t.cluster,
                                                   defaults={"revision": revision, "at": now})
             # The inventory shows the change now, not at the cluster's next periodic sync.
-            transaction.on_commit(lambda cid=t.cluster_id: inventory_services.request_sync(
-                cid, triggered_by=f"rollout #{rollout.pk}"))
+            cluster_id, why = t.cluster_id, f"rollout #{rollout.pk}"
+            transaction.on_commit(lambda: inventory_services.request_sync(cluster_id, triggered_by=why))
             return True
         if verdict == "failed":
             Target.objects.filter(pk=t.pk).update(state=failed, observed=observed, message=message[:2000],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import yaml
 from django import forms
 
+from inventory.models import ClusterGroup
 from inventory.validators import validate_dns_label
 from rollouts.models import Revision, RolloutPlan
 
@@ -88,3 +89,48 @@ class PlanForm(forms.Form):
 class DecisionForm(forms.Form):
     comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
     stage_digest = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+
+class ApplicationEditForm(forms.Form):
+    owner = forms.CharField(max_length=128, required=False, label="Owner team")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class ApplicationDeleteForm(forms.Form):
+    confirm_name = forms.CharField(max_length=63, label="Type the application's name to confirm")
+
+
+def _pairs(text: str, what: str) -> dict[str, str]:
+    """'a=b' lines (or comma-separated) into a dict; a line without '=' is an error naming it."""
+    pairs: dict[str, str] = {}
+    for raw in text.replace(",", "\n").splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise forms.ValidationError(f"'{line}' is not {what} (write one per line).")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+class OverrideForm(forms.Form):
+    """The per-group patch of an application; all empty removes it."""
+
+    group: forms.ModelChoiceField = forms.ModelChoiceField(queryset=ClusterGroup.objects.none(), to_field_name="name",
+                                                           empty_label=None)
+    replicas = forms.IntegerField(required=False, min_value=0, max_value=1000)
+    image_tags = forms.CharField(required=False, label="Image tags", widget=forms.Textarea(attrs={"rows": 2}),
+                                 help_text="container=tag, one per line (e.g. web=4.2.1)")
+    labels = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
+                             help_text="key=value, one per line; added to every object")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["group"].queryset = ClusterGroup.objects.order_by("name")  # type: ignore[attr-defined]  # per request
+
+    def clean_image_tags(self) -> dict[str, str]:
+        return _pairs(self.cleaned_data["image_tags"], "container=tag")
+
+    def clean_labels(self) -> dict[str, str]:
+        return _pairs(self.cleaned_data["labels"], "key=value")

@@ -136,6 +136,7 @@ def create_revision(app: Application, *, manifests_text: str, user, message: str
 def set_override(app: Application, *, group: ClusterGroup, user, replicas=None, image_tags=None, labels=None,
                  source_ip: str = "") -> Override | None:
     """Set (or, when empty, remove) the per-group patch of an application."""
+    _check_operator(user)
     image_tags, labels = image_tags or {}, labels or {}
     errors = manifests.validate_override(replicas=replicas, image_tags=image_tags, labels=labels)
     if errors:

@@ -18,7 +18,16 @@ from fleetweb.roles import OPERATOR, VIEWER
 from fleetweb.web import client_ip
 from rollouts import approvals, evidence, manifests, placement, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
-from rollouts.forms import ApplicationForm, DecisionForm, PlanForm, RevisionForm, RolloutForm
+from rollouts.forms import (
+    ApplicationDeleteForm,
+    ApplicationEditForm,
+    ApplicationForm,
+    DecisionForm,
+    OverrideForm,
+    PlanForm,
+    RevisionForm,
+    RolloutForm,
+)
 from rollouts.models import Application, Rollout, RolloutPlan, Stage
 
 DEFAULT_STAGES = """- name: canary
@@ -94,6 +103,69 @@ def application_detail(request, name: str) -> HttpResponseBase:
     return render(request, "rollouts/application_detail.html", {
         "app": app, "revisions": revisions, "diff": diff_text, "old": old, "new": new, "rollouts": rollouts,
         "overrides": app.overrides.select_related("group"), "placements": placement.where_it_runs(app)})
+
+
+@role_required(OPERATOR)
+def application_edit(request, name: str) -> HttpResponseBase:
+    """Owner and description; manifests change through a new revision, name and namespace never."""
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
+    form = ApplicationEditForm(request.POST or None, initial={"owner": app.owner, "description": app.description})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_application(app, user=request.user, source_ip=client_ip(request), **form.cleaned_data)
+        except services.RolloutError as exc:
+            add_to_form(form, exc)
+        else:
+            messages.success(request, f"{app.name} saved.")
+            return redirect(app)
+    return render(request, "rollouts/application_edit.html", {"app": app, "form": form},
+                  status=400 if request.method == "POST" else 200)
+
+
+@role_required(OPERATOR)
+def application_delete(request, name: str) -> HttpResponseBase:
+    """Delete with its revisions and rollouts (refused while a rollout is active); the clusters keep their objects."""
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
+    form = ApplicationDeleteForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if form.cleaned_data["confirm_name"] != app.name:
+            form.add_error("confirm_name", f"Type '{app.name}' exactly to delete it.")
+        else:
+            try:
+                services.delete_application(app, user=request.user, source_ip=client_ip(request))
+            except services.RolloutError as exc:
+                add_to_form(form, exc)
+            else:
+                messages.success(request, f"{app.name} deleted; the clusters keep the objects it rolled out.")
+                return redirect("rollouts:application_list")
+    return render(request, "rollouts/application_delete.html", {"app": app, "form": form},
+                  status=400 if request.method == "POST" else 200)
+
+
+@role_required(OPERATOR)
+def override_edit(request, name: str) -> HttpResponseBase:
+    """Set, change or (all empty) remove the per-group patch of an application; pending approvals it touches
+    are voided by the service."""
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
+    existing = app.overrides.select_related("group").filter(group__name=request.GET.get("group", "")).first()
+    initial = {}
+    if existing:
+        initial = {"group": existing.group.name, "replicas": existing.replicas,
+                   "image_tags": "\n".join(f"{k}={v}" for k, v in existing.image_tags.items()),
+                   "labels": "\n".join(f"{k}={v}" for k, v in existing.labels.items())}
+    form = OverrideForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            services.set_override(app, group=d["group"], user=request.user, replicas=d["replicas"],
+                                  image_tags=d["image_tags"], labels=d["labels"], source_ip=client_ip(request))
+        except services.RolloutError as exc:
+            add_to_form(form, exc)
+        else:
+            messages.success(request, f"Override of {app.name} for group {d['group'].name} saved.")
+            return redirect(app)
+    return render(request, "rollouts/override_form.html", {"app": app, "form": form},
+                  status=400 if request.method == "POST" else 200)
 
 
 @role_required(OPERATOR)

@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from fleetweb.models import AuditEvent
+from inventory import services as inventory_services
 from rollouts import services
 from rollouts.models import Application, Rollout, RolloutPlan
 from tests.builders import make_cluster
@@ -154,3 +155,60 @@ def test_names_follow_the_kubernetes_rule_and_say_it_on_the_page_and_in_the_api(
     assert page.status_code == 400 and rule in page.content.decode()
     assert api.status_code == 400 and "starting and ending with a letter or digit" in api.json()["errors"][field][0]
     assert not Application.objects.exists()
+
+
+def test_application_edit_and_delete_by_page_through_the_services(client, operator):
+    app = services.create_application(name="web", namespace="web", manifests_text=MANIFESTS, user=operator)
+    client.force_login(operator)
+    assert client.post("/applications/web/edit/", {"owner": "team-shop", "description": "the shop"}).status_code == 302
+    app.refresh_from_db()
+    assert (app.owner, app.description) == ("team-shop", "the shop")
+    assert AuditEvent.objects.get(action="application.update").after == {"owner": "team-shop",
+                                                                           "description": "the shop"}
+    make_cluster("dev-1")
+    rollout = services.create_rollout(revision=app.latest_revision, user=operator,
+                                      stages=[{"name": "dev", "selector": "name=dev-1"}])
+    wrong = client.post("/applications/web/delete/", {"confirm_name": "wbe"})
+    assert wrong.status_code == 400 and b"Type &#x27;web&#x27; exactly" in wrong.content
+    busy = client.post("/applications/web/delete/", {"confirm_name": "web"})
+    assert busy.status_code == 400 and f"Rollout #{rollout.pk} of web is still active".encode() in busy.content
+    services.abort_rollout(rollout, user=operator)
+    assert client.post("/applications/web/delete/", {"confirm_name": "web"}).status_code == 302
+    assert not Application.objects.exists() and AuditEvent.objects.filter(action="application.delete").exists()
+
+
+def test_override_set_changed_and_removed_in_the_page(client, operator, admin_user):
+    inventory_services.create_group(name="prod", selector="environment=prod", user=admin_user)
+    app = services.create_application(name="web", namespace="web", manifests_text=MANIFESTS, user=operator)
+    client.force_login(operator)
+    bad = client.post("/applications/web/overrides/", {"group": "prod", "image_tags": "web"})
+    assert bad.status_code == 400 and b"is not container=tag" in bad.content and not app.overrides.exists()
+    saved = client.post("/applications/web/overrides/", {"group": "prod", "replicas": 3, "image_tags": "web=4.2",
+                                                         "labels": "tier=front"})
+    assert saved.status_code == 302
+    override = app.overrides.get()
+    assert (override.replicas, override.image_tags, override.labels) == (3, {"web": "4.2"}, {"tier": "front"})
+    form = client.get("/applications/web/overrides/?group=prod").content.decode()
+    assert "web=4.2" in form and 'value="3"' in form
+    assert client.post("/applications/web/overrides/", {"group": "prod"}).status_code == 302
+    assert not app.overrides.exists()
+    assert AuditEvent.objects.filter(action="application.override").count() == 2
+
+
+@pytest.mark.parametrize("role", ["viewer", "approver"])
+def test_viewer_and_approver_cannot_edit_delete_or_override_an_application(client, operator, admin_user, role,
+                                                                           request):
+    group = inventory_services.create_group(name="prod", selector="environment=prod", user=admin_user)
+    app = services.create_application(name="web", namespace="web", manifests_text=MANIFESTS, user=operator)
+    user = request.getfixturevalue(role)
+    client.force_login(user)
+    assert client.post("/applications/web/edit/", {"owner": "mine"}).status_code == 403
+    assert client.post("/applications/web/delete/", {"confirm_name": "web"}).status_code == 403
+    assert client.post("/applications/web/overrides/", {"group": "prod", "replicas": 9}).status_code == 403
+    with pytest.raises(services.RolloutError) as refused:
+        services.set_override(app, group=group, user=user, replicas=9)
+    assert refused.value.status == 403
+    app.refresh_from_db()
+    assert app.owner == "" and not app.overrides.exists() and Application.objects.filter(pk=app.pk).exists()
+    assert not AuditEvent.objects.filter(action__in=["application.update", "application.delete",
+                                                     "application.override"]).exists()
