@@ -91,10 +91,14 @@ class WorkloadFilterSet(_InventoryFilterSet):
     namespace = django_filters.CharFilter()
     image = django_filters.CharFilter(method="filter_image", label="Image contains")
     unavailable = django_filters.BooleanFilter(method="filter_unavailable")
+    label = django_filters.CharFilter(method="filter_label", label="Label (key=value)")
 
     class Meta:
         model = Workload
         fields = ["cluster", "cluster_name", "q", "kind", "namespace"]
+
+    def filter_label(self, queryset, name, value) -> QuerySet:
+        return _label_filter(queryset, "labels", value)
 
     def filter_image(self, queryset, name, value) -> QuerySet:
         from django.db.models import TextField

@@ -19,7 +19,7 @@ from fleetweb.htmx import htmx_partial
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
 from inventory import access, extensions, kubeconfigs, onboarding, services
-from inventory.filtersets import ClusterFilterSet, ClusterGroupFilterSet
+from inventory.filtersets import ClusterFilterSet, ClusterGroupFilterSet, WorkloadFilterSet
 from inventory.forms import (
     ClusterEditForm,
     ClusterGroupForm,
@@ -74,6 +74,37 @@ def cluster_export(request) -> HttpResponseBase:
     rows = ([getattr(cluster, c) for c in columns] + [cluster.labels_text]
             for cluster in queryset.iterator(chunk_size=1000))
     return csv_response("fleetweb-clusters.csv", columns + ["labels"], rows)
+
+
+def _workload_filter(request) -> WorkloadFilterSet:
+    visible = Workload.objects.visible_to(request.user).select_related("cluster").order_by(
+        "cluster__name", "namespace", "kind", "name")
+    return WorkloadFilterSet(request.GET or None, queryset=visible)
+
+
+@role_required(VIEWER)
+def workload_list(request) -> HttpResponseBase:
+    """Fleet-wide workload search over the stored inventory (name, namespace, image, label, cluster, kind)."""
+    filterset = _workload_filter(request)
+    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
+    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"filterset": filterset, "page": page, "query": query.urlencode(),
+               "errors": filterset.errors if filterset.is_bound else {}}
+    return htmx_partial(request, "inventory/workload_list.html", "inventory/partials/_workload_table.html", context)
+
+
+@role_required(VIEWER)
+def workload_export(request) -> HttpResponseBase:
+    """CSV of the filtered fleet-wide workload search."""
+    filterset = _workload_filter(request)
+    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
+    columns = ["cluster", "namespace", "kind", "name", "replicas_desired", "replicas_available", "restarts",
+               "pods_crashlooping", "available", "images"]
+    rows = ([w.cluster.name, w.namespace, w.kind, w.name, w.replicas_desired, w.replicas_available, w.restarts,
+             w.pods_crashlooping, w.is_available, " ".join(w.images)] for w in queryset.iterator(chunk_size=1000))
+    return csv_response("fleetweb-workloads.csv", columns, rows)
 
 
 def _tab_context(cluster: Cluster, tab: str, request) -> dict:
