@@ -363,7 +363,7 @@ def group_list(request) -> HttpResponseBase:
                         {"filterset": filterset, "rows": rows})
 
 
-def _preview(selector_text: str, static_names: str = "") -> dict:
+def selector_preview(selector_text: str, static_names: str = "") -> dict:
     """Who a selector (plus static members) would hold right now, or where it fails to parse."""
     try:
         selector = parse(selector_text)
@@ -385,7 +385,7 @@ def group_preview(request) -> HttpResponseBase:
     """HTMX: the live preview of a selector as it is typed in the editor."""
     data = request.POST if request.method == "POST" else request.GET
     return render(request, "inventory/partials/_group_preview.html",
-                  _preview(data.get("selector", ""), data.get("static_members", "")))
+                  selector_preview(data.get("selector", ""), data.get("static_members", "")))
 
 
 def _save_group(request, form: ClusterGroupForm, group: ClusterGroup | None):
@@ -411,7 +411,8 @@ def group_create(request) -> HttpResponseBase:
         if group:
             messages.success(request, f"Group {group.name} created.")
             return redirect(group)
-    preview = _preview(form.data.get("selector", ""), form.data.get("static_members", "")) if form.is_bound else {}
+    preview = (selector_preview(form.data.get("selector", ""), form.data.get("static_members", ""))
+               if form.is_bound else {})
     return render(request, "inventory/group_form.html", {"form": form, "preview": preview},
                   status=400 if request.method == "POST" else 200)
 
@@ -424,7 +425,7 @@ def group_edit(request, name: str) -> HttpResponseBase:
         if _save_group(request, form, group):
             messages.success(request, f"Group {group.name} saved.")
             return redirect(group)
-    preview = _preview(form["selector"].value() or "", form["static_members"].value() or "")
+    preview = selector_preview(form["selector"].value() or "", form["static_members"].value() or "")
     return render(request, "inventory/group_form.html", {"form": form, "group": group, "preview": preview},
                   status=400 if request.method == "POST" else 200)
 

@@ -8,6 +8,7 @@ from django import forms
 from inventory.models import ClusterGroup
 from inventory.validators import validate_dns_label
 from rollouts.models import Revision, RolloutPlan
+from rollouts.services import STAGE_DEFAULTS, STAGE_LIMITS
 
 STAGES_HELP = ("One item per stage: name; group (a group's name) or selector; approvals_required (0-3; a stage "
                "reaching a prod cluster always needs 1); max_parallel; health_deadline and soak_time (seconds); "
@@ -53,7 +54,13 @@ class RolloutForm(forms.Form):
     plan: forms.ModelChoiceField = forms.ModelChoiceField(queryset=RolloutPlan.objects.all(), required=False,
                                   empty_label="— inline stages below —")
     stages = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false"}),
-                             help_text=STAGES_HELP)
+                             help_text=STAGES_HELP, label="Stages as YAML")
+    source = forms.ChoiceField(choices=[("builder", "the stage builder"), ("plan", "a saved plan"),
+                                        ("yaml", "the YAML below")], initial="builder", label="Stages from",
+                               widget=forms.RadioSelect)
+    save_as_plan = forms.CharField(required=False, max_length=63, validators=[validate_dns_label],
+                                   label="Also save the builder's stages as a plan named",
+                                   help_text="Leave empty to use them once.")
 
     def __init__(self, *args, application, **kwargs):
         super().__init__(*args, **kwargs)
@@ -66,8 +73,11 @@ class RolloutForm(forms.Form):
 
     def clean(self) -> dict:
         data: dict = super().clean() or {}
-        if not data.get("plan") and not data.get("stages"):
-            raise forms.ValidationError("Pick a plan or write the stages.")
+        source = data.get("source") or "builder"
+        if source == "plan" and not data.get("plan"):
+            self.add_error("plan", "Pick a plan, or take the stages from the builder.")
+        if source == "yaml" and not data.get("stages"):
+            self.add_error("stages", "Write the stages, or take them from the builder.")
         return data
 
 
@@ -134,3 +144,42 @@ class OverrideForm(forms.Form):
 
     def clean_labels(self) -> dict[str, str]:
         return _pairs(self.cleaned_data["labels"], "key=value")
+
+
+class StageForm(forms.Form):
+    """One stage of the stage builder; the numbers carry the limits the service checks."""
+
+    name = forms.CharField(max_length=63)
+    group: forms.ModelChoiceField = forms.ModelChoiceField(queryset=ClusterGroup.objects.none(), to_field_name="name",
+                                                           required=False, empty_label="— or a selector —")
+    selector = forms.CharField(max_length=1024, required=False,
+                               widget=forms.TextInput(attrs={"placeholder": "environment=prod,region in (eu-west-1)"}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["group"].queryset = ClusterGroup.objects.order_by("name")  # type: ignore[attr-defined]
+        for field, (low, high) in STAGE_LIMITS.items():
+            self.fields[field] = forms.IntegerField(min_value=low, max_value=high, initial=STAGE_DEFAULTS[field],
+                                                    label=field.replace("_", " "),
+                                                    help_text=f"{low}–{high}")
+
+    def spec(self) -> dict:
+        d = self.cleaned_data
+        return {"name": d["name"], "group": d["group"].name if d.get("group") else "",
+                "selector": d.get("selector", ""), **{f: d[f] for f in STAGE_LIMITS}}
+
+
+StageFormSet = forms.formset_factory(StageForm, extra=0, can_delete=True, can_order=True, min_num=1,
+                                     validate_min=True, max_num=20, validate_max=True)
+
+
+def stage_initial(stages: list[dict]) -> list[dict]:
+    """Builder rows for stage specs (a plan's, or the defaults)."""
+    return [{"name": s.get("name", ""), "group": s.get("group") or None, "selector": s.get("selector", ""),
+             **{f: s.get(f, STAGE_DEFAULTS[f]) for f in STAGE_LIMITS}, "ORDER": i + 1} for i, s in enumerate(stages)]
+
+
+def builder_stages(formset) -> list[dict]:
+    """The specs in the order the user gave, the removed ones left out."""
+    kept = [f for f in formset.ordered_forms if not f.cleaned_data.get("DELETE")] if formset.can_order else []
+    return [f.spec() for f in kept]

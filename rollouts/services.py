@@ -315,11 +315,11 @@ def _clean_stage(spec: dict, label: str, where: str, errors: dict[str, str]) -> 
     return stage
 
 
-def _stage_clusters(spec: dict) -> list[Cluster]:
+def _stage_clusters(spec: dict, *, field: str = "stages") -> list[Cluster]:
     if spec["group"]:
         group = ClusterGroup.objects.filter(name=spec["group"]).first()
         if group is None:
-            raise RolloutError({"stages": f"stage '{spec['name']}': no group named '{spec['group']}'"})
+            raise RolloutError({field: f"stage '{spec['name']}': no group named '{spec['group']}'"})
         return list(group.members().order_by("name"))
     return list(Cluster.objects.filter(selectors.parse(spec["selector"]).q()).order_by("name"))
 
@@ -345,15 +345,17 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
     specs = clean_stages(stages)
     resolved = []
     seen: dict[int, str] = {}
-    for spec in specs:
-        clusters = _stage_clusters(spec)
+    for i, spec in enumerate(specs):
+        # Keys are paths like clean_stages's, so the builder puts each refusal on the stage at fault.
+        field = f"stages[{i}].{'group' if spec['group'] else 'selector'}"
+        clusters = _stage_clusters(spec, field=field)
         if not clusters:
             what = f"group {spec['group']}" if spec["group"] else f"selector '{spec['selector']}'"
-            raise RolloutError({"stages": f"stage '{spec['name']}' ({what}) matches no cluster"})
+            raise RolloutError({field: f"stage {i + 1} '{spec['name']}' ({what}) matches no cluster"})
         for c in clusters:
             if c.pk in seen:
-                raise RolloutError({"stages": f"cluster {c.name} is in stage '{seen[c.pk]}' and in stage "
-                                              f"'{spec['name']}': a cluster may be in one stage only"})
+                raise RolloutError({field: f"cluster {c.name} is in stage '{seen[c.pk]}' and in stage "
+                                           f"'{spec['name']}': a cluster may be in one stage only"})
             seen[c.pk] = spec["name"]
         prod = [c.name for c in clusters if c.environment == Environment.PROD]
         if prod and spec["approvals_required"] < 1:

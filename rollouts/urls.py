@@ -15,6 +15,7 @@ urlpatterns = [
     path("applications/<slug:name>/rollout/", views.rollout_create, name="rollout_create"),
     path("rollouts/", views.rollout_list, name="rollout_list"),
     path("rollouts/approvals/", views.my_approvals, name="my_approvals"),
+    path("rollouts/stages/preview/", views.stage_preview, name="stage_preview"),
     path("rollouts/plans/", views.plan_list, name="plan_list"),
     path("rollouts/plans/new/", views.plan_create, name="plan_create"),
     path("rollouts/plans/<slug:name>/edit/", views.plan_edit, name="plan_edit"),

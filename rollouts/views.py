@@ -16,6 +16,9 @@ from fleetweb.errors import add_to_form
 from fleetweb.htmx import htmx_partial
 from fleetweb.roles import OPERATOR, VIEWER
 from fleetweb.web import client_ip
+from inventory.choices import Environment
+from inventory.models import ClusterGroup
+from inventory.views import PREVIEW_LIMIT, selector_preview
 from rollouts import approvals, evidence, manifests, placement, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
 from rollouts.forms import (
@@ -27,8 +30,12 @@ from rollouts.forms import (
     PlanForm,
     RevisionForm,
     RolloutForm,
+    StageFormSet,
+    builder_stages,
+    stage_initial,
 )
 from rollouts.models import Application, Rollout, RolloutPlan, Stage
+from rollouts.services import STAGE_DEFAULTS
 
 DEFAULT_STAGES = """- name: canary
   selector: environment=dev
@@ -190,20 +197,85 @@ def revision_create(request, name: str) -> HttpResponseBase:
 
 @role_required(OPERATOR)
 def rollout_create(request, name: str) -> HttpResponseBase:
-    app = get_object_or_404(Application, name=name)
-    form = RolloutForm(request.POST or None, application=app, initial={"stages": DEFAULT_STAGES})
-    if request.method == "POST" and form.is_valid():
+    """Start a rollout with stages from the stage builder (the default), a saved plan, or YAML."""
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
+    post = request.POST if request.method == "POST" else None
+    form = RolloutForm(post, application=app, initial={"stages": DEFAULT_STAGES, "source": "builder"})
+    # Bound without initial: a submitted stage equal to a default one must still count as a stage.
+    builder = (StageFormSet(post, prefix="stage") if post is not None
+               else StageFormSet(prefix="stage", initial=stage_initial(yaml.safe_load(DEFAULT_STAGES))))
+    if post is not None and post.get("builder_action") == "add":
+        builder = _with_one_more_stage(post)
+        return render(request, "rollouts/rollout_form.html", {"app": app, "form": form, "builder": builder})
+    if post is not None and form.is_valid():
         d = form.cleaned_data
-        try:
-            rollout = services.create_rollout(revision=d["revision"], plan=d["plan"], stages=d["stages"],
-                                              user=request.user, source_ip=client_ip(request))
-        except services.RolloutError as exc:
-            add_to_form(form, exc, field_name=_stages_field)
-        else:
-            messages.success(request, f"Rollout of {app.name} r{rollout.revision.number} started.")
-            return redirect(rollout)
-    return render(request, "rollouts/rollout_form.html", {"app": app, "form": form},
+        source = d["source"]
+        stages = d["stages"] if source == "yaml" else None
+        if source == "builder":
+            stages = builder_stages(builder) if builder.is_valid() else None
+        if source != "builder" or stages is not None:
+            try:
+                plan = d["plan"] if source == "plan" else None
+                if source == "builder" and d["save_as_plan"]:
+                    plan = services.create_plan(name=d["save_as_plan"], stages=stages, user=request.user,
+                                                source_ip=client_ip(request))
+                rollout = services.create_rollout(revision=d["revision"], plan=plan, stages=stages,
+                                                  user=request.user, source_ip=client_ip(request))
+            except services.RolloutError as exc:
+                if source == "builder":
+                    _errors_to_builder(builder, form, exc)
+                else:
+                    add_to_form(form, exc, field_name=_stages_field)
+            else:
+                messages.success(request, f"Rollout of {app.name} r{rollout.revision.number} started.")
+                return redirect(rollout)
+    return render(request, "rollouts/rollout_form.html", {"app": app, "form": form, "builder": builder},
                   status=400 if request.method == "POST" else 200)
+
+
+def _with_one_more_stage(post) -> StageFormSet:
+    """The builder as submitted plus one empty stage at the end (the "Add a stage" button, no JavaScript)."""
+    data = post.copy()
+    total = int(data.get("stage-TOTAL_FORMS", "0") or 0)
+    data["stage-TOTAL_FORMS"] = str(total + 1)
+    data[f"stage-{total}-ORDER"] = str(total + 1)
+    for field, value in STAGE_DEFAULTS.items():
+        data[f"stage-{total}-{field}"] = str(value)
+    return StageFormSet(data, prefix="stage")
+
+
+def _errors_to_builder(builder, form, exc: services.RolloutError) -> None:
+    """A refusal of `stages[i].field` goes on that stage's field in the builder; others on top of the form."""
+    kept = [f for f in builder.ordered_forms]
+    for path, message in exc.errors.items():
+        target = None
+        if path.startswith("stages[") and "]" in path:
+            index, _, field = path[len("stages["):].partition("]")
+            field = field.lstrip(".")
+            if index.isdigit() and int(index) < len(kept):
+                target = kept[int(index)]
+                target.add_error(field if field in target.fields else None, message)
+                continue
+        form.add_error(None, message)
+
+
+@role_required(VIEWER)
+def stage_preview(request) -> HttpResponseBase:
+    """HTMX: which clusters a builder stage reaches now (its group or selector), and whether the prod rule applies.
+    Reads the first `*-group` / `*-selector` parameter, so every builder row can send its own fields."""
+    group_name = next((v for k, v in request.GET.items() if k.endswith("group") and v), "")
+    selector = next((v for k, v in request.GET.items() if k.endswith("selector")), "")
+    if group_name:
+        group = ClusterGroup.objects.filter(name=group_name).first()
+        clusters = list(group.members().order_by("name")) if group else []
+        context: dict = {"matches": clusters[:PREVIEW_LIMIT], "count": len(clusters), "limit": PREVIEW_LIMIT,
+                         "source": f"group {group_name}"}
+    else:
+        context = {**selector_preview(selector), "source": f"selector '{selector}'" if selector else ""}
+        clusters = list(context.get("matches") or [])
+    prod = [c.name for c in clusters if c.environment == Environment.PROD]
+    context["prod"] = prod[:5]
+    return render(request, "rollouts/partials/_stage_preview.html", context)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def test_creating_applications_revisions_and_rollouts_validates_by_field(api_as,
     assert same.status_code == 400 and "Nothing changed" in same.json()["errors"]["manifests"][0]
     empty = client.post("/api/v1/rollouts/", {"revision": rollout.revision_id, "stages": [
         {"name": "x", "selector": "environment=qa"}]}, format="json")
-    assert empty.status_code == 400 and "matches no cluster" in empty.json()["errors"]["stages"][0]
+    assert empty.status_code == 400 and "matches no cluster" in empty.json()["errors"]["stages[0].selector"][0]
     neither = client.post("/api/v1/rollouts/", {"revision": rollout.revision_id}, format="json")
     assert neither.status_code == 400
 

@@ -47,18 +47,19 @@ def test_prod_stages_always_need_an_approval(operator):
     assert stage.approvals_required == 1 and "reaches prod cluster(s) prod-1" in stage.message
 
 
-@pytest.mark.parametrize(("stages", "expected"), [
-    ([{"name": "x", "selector": "environment=qa"}], "stage 'x' (selector 'environment=qa') matches no cluster"),
-    ([{"name": "a", "selector": "name"}, {"name": "b", "selector": "environment=dev"}],
+@pytest.mark.parametrize(("stages", "field", "expected"), [
+    ([{"name": "x", "selector": "environment=qa"}], "stages[0].selector",
+     "stage 1 'x' (selector 'environment=qa') matches no cluster"),
+    ([{"name": "a", "selector": "name"}, {"name": "b", "selector": "environment=dev"}], "stages[1].selector",
      "cluster dev-1 is in stage 'a' and in stage 'b'"),
-    ([{"name": "x", "group": "nope"}], "no group named 'nope'"),
+    ([{"name": "x", "group": "nope"}], "stages[0].group", "no group named 'nope'"),
 ])
-def test_stage_resolution_is_refused_with_the_reason(operator, stages, expected):
+def test_stage_resolution_is_refused_with_the_reason(operator, stages, field, expected):
     make_cluster("dev-1", environment="dev")
     app = services.create_application(name="web", namespace="web", manifests_text=MANIFESTS, user=operator)
     with pytest.raises(services.RolloutError) as excinfo:
         services.create_rollout(revision=app.latest_revision, user=operator, stages=stages)
-    assert expected in excinfo.value.errors["stages"]
+    assert expected in excinfo.value.errors[field]
     assert not Rollout.objects.exists()
 
 
