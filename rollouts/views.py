@@ -6,6 +6,7 @@ import yaml
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.forms import BaseFormSet
 from django.http import Http404, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
@@ -233,7 +234,7 @@ def rollout_create(request, name: str) -> HttpResponseBase:
                   status=400 if request.method == "POST" else 200)
 
 
-def _with_one_more_stage(post) -> StageFormSet:
+def _with_one_more_stage(post) -> BaseFormSet:
     """The builder as submitted plus one empty stage at the end (the "Add a stage" button, no JavaScript)."""
     data = post.copy()
     total = int(data.get("stage-TOTAL_FORMS", "0") or 0)
