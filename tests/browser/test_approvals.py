@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from inventory.models import Workload
 from rollouts import engine, services
 from rollouts.choices import RolloutState, StageState
 from rollouts.models import Rollout
@@ -58,6 +59,19 @@ def test_approver_approves_production_in_the_browser(page, live_server, fleet, c
     expect(page.locator("#stage-2 .approvals")).to_contain_text("Checked the canary dashboards, go.")
     screenshot("22-rollout-succeeded")
     assert Rollout.objects.get(pk=rollout.pk).stages.get(index=2).approvals.get().user.username == "anna-approver"
+
+    # The application page says where it runs now: per cluster the revision, the rollout, and health, with the
+    # Deployment in the inventory (each cluster was synced when its target became ready).
+    wait_for(lambda: Workload.objects.filter(namespace="storefront", name="web", replicas_available=2).count() == 3,
+             timeout=30, what="the rolled-out Deployment in the inventory of each cluster")
+    page.goto(f"{live_server.url}/applications/storefront/")
+    for name in ("gke-us-central", "ack-hangzhou", "aws-eu-west"):
+        row = page.locator(f"#placements tr[data-cluster={name}]")
+        expect(row).to_contain_text("r1")
+        expect(row).to_contain_text(f"#{rollout.pk}")
+        expect(row.locator(".badge")).to_have_text("healthy")
+        expect(row).to_contain_text("Deployment web: 2/2 → 2/2")
+    screenshot("25-where-it-runs")
 
 
 def test_reject_is_its_own_button_and_needs_a_comment_said_in_the_dialog(page, live_server, screenshot):
