@@ -15,6 +15,7 @@ from fleetweb.decorators import role_required
 from fleetweb.errors import add_to_form
 from fleetweb.exports import csv_response
 from fleetweb.htmx import htmx_partial
+from fleetweb.lists import filtered
 from fleetweb.models import AuditEvent
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
@@ -33,8 +34,7 @@ from inventory.models import ClusterGroup
 
 def _filtered(request):
     filterset = AuditEventFilterSet(request.GET or None, queryset=AuditEvent.objects.visible_to(request.user))
-    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
-    return filterset, queryset
+    return filterset, filtered(filterset)
 
 
 @role_required(ADMIN)
@@ -229,8 +229,7 @@ def _violations(request):
     filterset = ViolationFilterSet(request.GET or None, queryset=Violation.objects.visible_to(request.user)
                                    .select_related("cluster__compliance", "assignment__group")
                 .defer("cluster__compliance__results", "cluster__labels", "cluster__last_error"))
-    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
-    return filterset, queryset.order_by("-id")  # newest first; the primary key keeps it cheap at any size
+    return filterset, filtered(filterset).order_by("-id")  # newest first; the primary key keeps it cheap at any size
 
 
 @role_required(VIEWER)

@@ -16,6 +16,7 @@ from fleetweb.decorators import role_required
 from fleetweb.errors import add_to_form
 from fleetweb.exports import csv_response
 from fleetweb.htmx import htmx_partial
+from fleetweb.lists import filtered, filtered_page
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
 from inventory import access, extensions, kubeconfigs, onboarding, services
@@ -53,21 +54,14 @@ def _cluster_filter(request) -> ClusterFilterSet:
 @role_required(VIEWER)
 def cluster_list(request) -> HttpResponseBase:
     """Clusters with search, filters, sorting and pagination; HTMX swaps only the table."""
-    filterset = _cluster_filter(request)
-    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
-    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))  # ?ordering=, else by name
-    query = request.GET.copy()
-    query.pop("page", None)
-    context = {"filterset": filterset, "page": page, "query": query.urlencode(),
-               "errors": filterset.errors if filterset.is_bound else {}}
+    context = filtered_page(request, _cluster_filter(request))  # ?ordering=, else by name
     return htmx_partial(request, "inventory/cluster_list.html", "inventory/partials/_cluster_table.html", context)
 
 
 @role_required(VIEWER)
 def cluster_export(request) -> HttpResponseBase:
     """CSV of the filtered cluster list."""
-    filterset = _cluster_filter(request)
-    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
+    queryset = filtered(_cluster_filter(request))
     columns = ["name", "environment", "region", "owner", "cost_center", "provider", "kubernetes_version", "status",
                "status_reason", "node_count", "ready_node_count", "workload_count", "pod_count", "problem_pod_count",
                "last_seen_at", "last_sync_at", "server"]
@@ -85,21 +79,14 @@ def _workload_filter(request) -> WorkloadFilterSet:
 @role_required(VIEWER)
 def workload_list(request) -> HttpResponseBase:
     """Fleet-wide workload search over the stored inventory (name, namespace, image, label, cluster, kind)."""
-    filterset = _workload_filter(request)
-    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
-    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    context = {"filterset": filterset, "page": page, "query": query.urlencode(),
-               "errors": filterset.errors if filterset.is_bound else {}}
+    context = filtered_page(request, _workload_filter(request))
     return htmx_partial(request, "inventory/workload_list.html", "inventory/partials/_workload_table.html", context)
 
 
 @role_required(VIEWER)
 def workload_export(request) -> HttpResponseBase:
     """CSV of the filtered fleet-wide workload search."""
-    filterset = _workload_filter(request)
-    queryset = filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset
+    queryset = filtered(_workload_filter(request))
     columns = ["cluster", "namespace", "kind", "name", "replicas_desired", "replicas_available", "restarts",
                "pods_crashlooping", "available", "images"]
     rows = ([w.cluster.name, w.namespace, w.kind, w.name, w.replicas_desired, w.replicas_available, w.restarts,
@@ -356,7 +343,7 @@ def _context_choices(form: KubeconfigForm, *, chosen: list[str] | None) -> list[
 def group_list(request) -> HttpResponseBase:
     """Groups with their member counts and compliance (three queries, whatever the number of groups)."""
     filterset = ClusterGroupFilterSet(request.GET or None, queryset=ClusterGroup.objects.visible_to(request.user))
-    groups = list(filterset.qs if filterset.is_bound and filterset.is_valid() else filterset.queryset)
+    groups = list(filtered(filterset))
     scores = extensions.group_scores(groups)
     rows = [{"group": g, **scores[g.pk]} for g in groups]
     return htmx_partial(request, "inventory/group_list.html", "inventory/partials/_group_table.html",
