@@ -135,6 +135,23 @@ def policy_toggle(request) -> HttpResponseBase:
                   {"cell": _matrix_cell(group, rule, assignment, error=error)}, status=200)
 
 
+def _enforce_question(request, form, *, group, rule_key: str, current_mode: str | None) -> dict | None:
+    """Switching to enforce from the form: first what already violates it (like the matrix), unless confirmed.
+    None when no question is due; the refusal, if any, is put on the form by the caller's save."""
+    data = form.cleaned_data
+    if data["mode"] != Mode.ENFORCE or current_mode == Mode.ENFORCE or request.POST.get("confirmed"):
+        return None
+    try:
+        services.check_assignment(rule_key=rule_key, mode=Mode.ENFORCE, user=request.user, params=form.params(),
+                                  excluded_namespaces=data["excluded_namespaces"])
+    except services.PolicyError:
+        return None  # the save refuses it with the reason
+    probe = PolicyAssignment(group=group, rule_key=rule_key, mode=Mode.ENFORCE,
+                             params=rules.get(rule_key).clean_params(form.params()),
+                             excluded_namespaces=data["excluded_namespaces"])
+    return evaluation.preview(probe, list(group.members()))
+
+
 @role_required(OPERATOR)
 def assignment_create(request) -> HttpResponseBase:
     key = request.POST.get("rule") or request.GET.get("rule", "")
@@ -148,6 +165,10 @@ def assignment_create(request) -> HttpResponseBase:
                   for p in rule.params}}
     form = AssignmentForm(request.POST or None, rule=rule, initial=initial)
     if request.method == "POST" and form.is_valid():
+        question = _enforce_question(request, form, group=form.cleaned_data["group"], rule_key=key, current_mode=None)
+        if question is not None:
+            return render(request, "governance/assignment_form.html", {"form": form, "rule": rule,
+                                                                        "confirm": question})
         try:
             assignment = services.create_assignment(
                 group=form.cleaned_data["group"], rule_key=key, mode=form.cleaned_data["mode"], params=form.params(),
@@ -173,6 +194,13 @@ def assignment_edit(request, pk: int) -> HttpResponseBase:
     if request.method == "POST":
         if not can_edit:
             raise PermissionDenied("Editing a policy needs the operator role.")
+        question = (_enforce_question(request, form, group=assignment.group, rule_key=assignment.rule_key,
+                                      current_mode=assignment.mode) if form.is_valid() else None)
+        if question is not None:
+            return render(request, "governance/assignment_form.html", {
+                "form": form, "rule": rule, "assignment": assignment, "can_edit": can_edit, "confirm": question,
+                "enforcements": assignment.enforcements.none(),
+                "open_count": assignment.violations.filter(resolved_at__isnull=True).count()})
         if form.is_valid():
             try:
                 services.update_assignment(assignment, mode=form.cleaned_data["mode"], params=form.params(),

@@ -188,3 +188,22 @@ def test_switching_to_enforce_first_says_how_many_existing_objects_violate_it(cl
     fresh = client.post("/policies/toggle/", {"group": "prod", "rule": "no-latest-tag", "mode": "enforce"},
                         **HX).content.decode()
     assert "confirm-enforce" in fresh and not PolicyAssignment.objects.filter(rule_key="no-latest-tag").exists()
+
+
+def test_the_assignment_form_asks_before_enforcing_and_says_what_violates_it(client, fleet, admin_user, operator):
+    url = f"/policies/assignments/{fleet['assignment'].pk}/"
+    data = {"rule": "no-privileged-containers", "group": "prod", "mode": "enforce",
+            "excluded_namespaces": "kube-system"}
+    client.force_login(operator)
+    refused = client.post(url, data)
+    assert refused.status_code == 400 and b"confirm-enforce" not in refused.content, "the role check comes first"
+    client.force_login(admin_user)
+    asked = client.post(url, data).content.decode()
+    assert "1 existing object on 1 cluster" in asked and "prod-1: Deployment legacy/old-admin" in asked
+    assert PolicyAssignment.objects.get(pk=fleet["assignment"].pk).mode == "audit"
+    assert client.post(url, {**data, "confirmed": "1"}).status_code == 302
+    assert PolicyAssignment.objects.get(pk=fleet["assignment"].pk).mode == "enforce"
+    # Creating an enforced assignment asks the same question.
+    new = client.post("/policies/assign/", {"rule": "no-latest-tag", "group": "prod", "mode": "enforce",
+                                            "excluded_namespaces": "kube-system"}).content.decode()
+    assert 'id="confirm-enforce"' in new and not PolicyAssignment.objects.filter(rule_key="no-latest-tag").exists()
