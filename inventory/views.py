@@ -359,9 +359,14 @@ def selector_preview(selector_text: str, static_names: str = "") -> dict:
                 "before": selector_text[:exc.position], "at": selector_text[exc.position:exc.position + 1] or " ",
                 "after": selector_text[exc.position + 1:]}
     names = [n for n in static_names.replace(",", " ").split() if n]
-    queryset = Cluster.objects.filter(Q(name__in=names) | selector.q()).order_by("name")
+    return {**preview_of(Cluster.objects.filter(Q(name__in=names) | selector.q())), "empty_selector": selector.is_empty}
+
+
+def preview_of(clusters: QuerySet) -> dict:
+    """The first PREVIEW_LIMIT clusters by name, how many in all, and the queryset itself (for more questions)."""
+    queryset = clusters.order_by("name")
     return {"matches": queryset[:PREVIEW_LIMIT], "count": queryset.count(), "limit": PREVIEW_LIMIT,
-            "empty_selector": selector.is_empty}
+            "queryset": queryset}
 
 
 PREVIEW_LIMIT = 50

@@ -9,10 +9,11 @@ Clusters that would get the same change are shown together.
 from __future__ import annotations
 
 import yaml
-from django.db.models import Sum
+from django.core.cache import cache
+from django.db.models import Count, Max, Sum
 
 from inventory.models import Workload
-from rollouts import manifests
+from rollouts import manifests, rendering
 from rollouts.choices import StageState, TargetState
 from rollouts.models import Rollout, Stage, Target
 
@@ -22,7 +23,17 @@ def _yaml(objects: list[dict]) -> str:
 
 
 def stage_changes(stage: Stage) -> list[dict]:
-    """[{clusters: [names], running: "r3" | "nothing", diff: unified diff text}] for the stage's targets."""
+    """[{clusters: [names], running: "r3" | "nothing", diff: unified diff text}] for the stage's targets.
+
+    The rollout page polls every 2 s while a stage awaits approval: the diffs are cached until what they compare
+    changes (the stage's frozen objects, by its digest; what the clusters run, by the application's ready targets)."""
+    ready = Target.objects.filter(stage__rollout__application_id=stage.rollout.application_id,
+                                  state=TargetState.READY).aggregate(n=Count("pk"), last=Max("pk"))
+    key = f"fleetweb:stage-changes:{stage.pk}:{rendering.stage_digest(stage)}:{ready['n']}:{ready['last']}"
+    return list(cache.get_or_set(key, lambda: _stage_changes(stage), timeout=600) or [])
+
+
+def _stage_changes(stage: Stage) -> list[dict]:
     rollout = stage.rollout
     targets = list(stage.targets.select_related("cluster").order_by("cluster__name"))
     last_applied = {}

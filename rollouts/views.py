@@ -18,8 +18,8 @@ from fleetweb.htmx import htmx_partial
 from fleetweb.roles import OPERATOR, VIEWER
 from fleetweb.web import client_ip
 from inventory.choices import Environment
-from inventory.models import ClusterGroup
-from inventory.views import PREVIEW_LIMIT, selector_preview
+from inventory.models import Cluster, ClusterGroup
+from inventory.views import preview_of, selector_preview
 from rollouts import approvals, evidence, manifests, placement, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
 from rollouts.forms import (
@@ -247,9 +247,8 @@ def _with_one_more_stage(post) -> BaseFormSet:
 
 def _errors_to_builder(builder, form, exc: services.RolloutError) -> None:
     """A refusal of `stages[i].field` goes on that stage's field in the builder; others on top of the form."""
-    kept = [f for f in builder.ordered_forms]
+    kept = list(builder.ordered_forms)
     for path, message in exc.errors.items():
-        target = None
         if path.startswith("stages[") and "]" in path:
             index, _, field = path[len("stages["):].partition("]")
             field = field.lstrip(".")
@@ -268,14 +267,13 @@ def stage_preview(request) -> HttpResponseBase:
     selector = next((v for k, v in request.GET.items() if k.endswith("selector")), "")
     if group_name:
         group = ClusterGroup.objects.filter(name=group_name).first()
-        clusters = list(group.members().order_by("name")) if group else []
-        context: dict = {"matches": clusters[:PREVIEW_LIMIT], "count": len(clusters), "limit": PREVIEW_LIMIT,
-                         "source": f"group {group_name}"}
+        context = {**preview_of(group.members() if group else Cluster.objects.none()), "source": f"group {group_name}"}
     else:
         context = {**selector_preview(selector), "source": f"selector '{selector}'" if selector else ""}
-        clusters = list(context.get("matches") or [])
-    prod = [c.name for c in clusters if c.environment == Environment.PROD]
-    context["prod"] = prod[:5]
+    # Over every match, not only the ones listed: the prod rule applies if any of them is prod.
+    matched = context.get("queryset")
+    context["prod"] = (list(matched.filter(environment=Environment.PROD).values_list("name", flat=True)[:5])
+                       if matched is not None else [])
     return render(request, "rollouts/partials/_stage_preview.html", context)
 
 

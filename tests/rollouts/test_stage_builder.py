@@ -101,3 +101,13 @@ def test_the_preview_says_what_a_stage_reaches_and_when_the_prod_rule_applies(cl
     assert "Matches no cluster" in nothing
     broken = client.get("/rollouts/stages/preview/", {"stage-2-selector": "environment in qa"}).content.decode()
     assert "expected" in broken
+
+
+def test_the_prod_rule_is_seen_beyond_the_clusters_the_preview_lists(client, viewer):
+    for i in range(52):
+        make_cluster(f"a-{i:02d}", environment="dev", labels={"tier": "web"})
+    make_cluster("z-prod", environment="prod", labels={"tier": "web"})
+    client.force_login(viewer)
+    body = client.get("/rollouts/stages/preview/", {"stage-0-selector": "tier=web"}).content.decode()
+    assert 'data-cluster="z-prod"' not in body, "only the first 50 are listed"
+    assert "<strong>53</strong> clusters" in body and "Reaches prod</strong> (z-prod)" in body
