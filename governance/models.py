@@ -11,6 +11,7 @@ from governance import rules
 from governance.choices import EnforcementState, Mode, Severity
 from governance.querysets import GovernanceQuerySet
 from inventory.models import Cluster, ClusterGroup
+from inventory.querysets import Visibility
 
 
 def default_excluded_namespaces() -> list[str]:
@@ -31,6 +32,7 @@ class PolicyAssignment(models.Model):
                                    related_name="+")
 
     objects = GovernanceQuerySet.as_manager()
+    visibility = Visibility(group="group_id")
 
     class Meta:
         ordering = ["group__name", "rule_key"]
@@ -173,6 +175,7 @@ class GroupComplianceSnapshot(models.Model):
     open_violations = models.PositiveIntegerField(default=0)
 
     objects = GovernanceQuerySet.as_manager()
+    visibility = Visibility(group="group_id")
 
     class Meta:
         ordering = ["-at"]

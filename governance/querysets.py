@@ -1,13 +1,10 @@
-"""Who reads governance data."""
+"""Who reads governance data: what hangs off a cluster with the cluster, assignments with their group (each
+model's `visibility`); see inventory.querysets."""
 
 from __future__ import annotations
 
-from django.db import models
-
-from fleetweb.roles import VIEWER, has_role
+from inventory.querysets import ScopedQuerySet
 
 
-class GovernanceQuerySet(models.QuerySet):
-    def visible_to(self, user) -> GovernanceQuerySet:
-        """Policies, violations and compliance: every role holder reads them; outsiders see nothing."""
-        return self if has_role(user, VIEWER) else self.none()
+class GovernanceQuerySet(ScopedQuerySet):
+    pass

@@ -78,3 +78,18 @@ class SyncOutcome(models.TextChoices):
     SUCCEEDED = "succeeded", "succeeded"
     PARTIAL = "partial", "partial"
     FAILED = "failed", "failed"
+
+
+class TeamRole(models.TextChoices):
+    """A member's role in one team: reads its clusters; deploys its applications; approves them."""
+
+    VIEWER = "viewer", "viewer"
+    OPERATOR = "operator", "operator"
+    APPROVER = "approver", "approver"
+
+
+class GrantSource(models.TextChoices):
+    """Who gave a team role: a person in Fleetweb (kept) or the identity provider's claim (re-synced each login)."""
+
+    MANUAL = "manual", "given in Fleetweb"
+    SSO = "sso", "from the identity provider"

@@ -16,12 +16,21 @@ from inventory.choices import (
     AuthMethod,
     ClusterStatus,
     Environment,
+    GrantSource,
     Provider,
     SyncOutcome,
+    TeamRole,
     WorkloadKind,
     workload_unavailable,
 )
-from inventory.querysets import ClusterGroupQuerySet, ClusterQuerySet, InventoryQuerySet, WorkloadQuerySet
+from inventory.querysets import (
+    ClusterGroupQuerySet,
+    ClusterQuerySet,
+    InventoryQuerySet,
+    ScopedQuerySet,
+    Visibility,
+    WorkloadQuerySet,
+)
 from inventory.validators import validate_selector, validate_server_url
 
 
@@ -68,6 +77,7 @@ class Cluster(models.Model):
                                    related_name="+")
 
     objects = ClusterQuerySet.as_manager()
+    visibility = Visibility(cluster="pk")
 
     class Meta:
         ordering = ["name"]
@@ -241,6 +251,8 @@ class SyncRun(models.Model):
     error = models.TextField(blank=True)
     triggered_by = models.CharField(max_length=32, default="schedule")
 
+    objects = InventoryQuerySet.as_manager()
+
     class Meta:
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["cluster", "-started_at"])]
@@ -264,6 +276,7 @@ class ClusterGroup(models.Model):
                                    related_name="+")
 
     objects = ClusterGroupQuerySet.as_manager()
+    visibility = Visibility(group="pk")
 
     class Meta:
         ordering = ["name"]
@@ -292,6 +305,95 @@ class ClusterGroup(models.Model):
         if static_ids is None:
             static_ids = set(self.static_members.values_list("pk", flat=True))
         return cluster.pk in static_ids or self.parsed_selector.matches(cluster)
+
+
+class Team(models.Model):
+    """People who own part of the fleet: members with a role here, and a scope of clusters (the clusters of its
+    groups plus every cluster its selector matches, now or later). A cluster may be in several teams' scopes."""
+
+    name = models.SlugField(max_length=63, unique=True)
+    description = models.TextField(blank=True)
+    groups = models.ManyToManyField(ClusterGroup, blank=True, related_name="teams",
+                                    help_text="The team owns every cluster of these groups")
+    selector = models.CharField(max_length=1024, blank=True, validators=[validate_selector],
+                                help_text="…and every cluster this selector matches (the groups' syntax)")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
+    visibility = Visibility(team="pk")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("inventory:team_detail", args=[self.name])
+
+    @property
+    def parsed_selector(self) -> selectors.Selector:
+        cached = self.__dict__.get("_parsed_selector")
+        if cached is None or cached[0] != self.selector:
+            cached = (self.selector, selectors.parse(self.selector))
+            self.__dict__["_parsed_selector"] = cached
+        return cached[1]
+
+    def scope_q(self, groups: list[ClusterGroup] | None = None) -> Q:
+        """Clusters in scope as one condition: static members of its groups, their selectors, its own selector."""
+        groups = list(self.groups.all()) if groups is None else groups
+        q = self.parsed_selector.q()
+        if groups:
+            q |= Q(static_groups__in=[g.pk for g in groups])
+            for group in groups:
+                q |= group.parsed_selector.q()
+        return q
+
+    def clusters(self) -> ClusterQuerySet:
+        return Cluster.objects.filter(self.scope_q()).distinct()
+
+
+class TeamMember(models.Model):
+    """One role of one person in one team; a person may hold several (operator and approver)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_roles")
+    role = models.CharField(max_length=16, choices=TeamRole.choices)
+    source = models.CharField(max_length=8, choices=GrantSource.choices, default=GrantSource.MANUAL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedQuerySet.as_manager()
+    visibility = Visibility(team="team_id")
+
+    class Meta:
+        ordering = ["team__name", "user__username", "role"]
+        constraints = [models.UniqueConstraint(fields=["team", "user", "role"], name="one_grant_per_team_role")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.role} in {self.team_id}"
+
+
+class RoleMapping(models.Model):
+    """Single sign-on: people whose claim (default `groups`) holds `claim_value` get `role`, in `team` or, with
+    no team, globally (viewer, operator, approver, admin). Re-applied at every login; removed with the claim."""
+
+    claim_value = models.CharField(max_length=255)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="mappings")
+    role = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedQuerySet.as_manager()
+    visibility = Visibility()  # admins only
+
+    class Meta:
+        ordering = ["claim_value", "team__name", "role"]
+        constraints = [models.UniqueConstraint(fields=["claim_value", "team", "role"], name="one_mapping",
+                                               nulls_distinct=False)]
+
+    def __str__(self) -> str:
+        where = f"team {self.team_id}" if self.team_id else "global"
+        return f"{self.claim_value} -> {where}: {self.role}"
 
 
 class AttachDraft(models.Model):

@@ -1,23 +1,64 @@
-"""Querysets: every view, viewset and export starts from `visible_to(user)`."""
+"""Querysets: every view, viewset and export starts from `visible_to(user)`.
+
+A global role (viewer, operator, approver, admin) sees the whole fleet. A team member sees the clusters in their
+teams' scopes and what hangs off them; each model says how through its `visibility` (`Visibility` below), and
+`inventory.teams.Access` holds the user's scope, computed once per request in a constant number of queries.
+"""
 
 from __future__ import annotations
 
-from django.db import models
+import dataclasses
 
-from fleetweb.roles import VIEWER, has_role
+from django.db import models
+from django.db.models import Q
+
 from inventory.choices import LONG_RUNNING
 
 
-class ClusterQuerySet(models.QuerySet):
-    def visible_to(self, user) -> ClusterQuerySet:
-        """Clusters the user may see: all of them for any role holder, none for an outsider."""
-        return self if has_role(user, VIEWER) else self.none()
+@dataclasses.dataclass(frozen=True)
+class Visibility:
+    """How a scoped (team) user reaches a row: through a cluster, a group or a team it hangs off. Any path
+    admits; none given (and not `everyone`) means global roles only. `everyone`: any role holder reads it."""
+
+    cluster: str | None = None  # path to a cluster's pk
+    group: str | None = None  # path to a group's pk
+    team: tuple[str, ...] | str = ()  # paths to teams' pks
+    everyone: bool = False
+
+    def q(self, access) -> Q:
+        q = Q(pk__in=[])
+        if self.cluster:
+            q |= Q(**{f"{self.cluster}__in": access.cluster_ids})
+        if self.group:
+            q |= Q(**{f"{self.group}__in": access.group_ids})
+        for path in (self.team,) if isinstance(self.team, str) else self.team:
+            q |= Q(**{f"{path}__in": access.team_ids})
+        return q
 
 
-class InventoryQuerySet(models.QuerySet):
-    def visible_to(self, user) -> InventoryQuerySet:
-        """Inventory rows of clusters the user may see."""
-        return self if has_role(user, VIEWER) else self.none()
+BY_CLUSTER = Visibility(cluster="cluster_id")
+
+
+class ScopedQuerySet(models.QuerySet):
+    def visible_to(self, user):  # -> Self
+        """Rows the user may see: all for a global role, the team scope's for a team member, none otherwise."""
+        from inventory.teams import access_of
+
+        access = access_of(user)
+        if not access.roles_anywhere:
+            return self.none()
+        visibility: Visibility = getattr(self.model, "visibility", BY_CLUSTER)
+        if access.sees_all or visibility.everyone:
+            return self
+        return self.filter(visibility.q(access))
+
+
+class ClusterQuerySet(ScopedQuerySet):
+    pass
+
+
+class InventoryQuerySet(ScopedQuerySet):
+    """Inventory rows: visible with their cluster."""
 
 
 class WorkloadQuerySet(InventoryQuerySet):
@@ -33,7 +74,5 @@ UNAVAILABLE = (models.Q(pods_crashlooping__gt=0)
                | models.Q(kind__in=LONG_RUNNING, replicas_available__lt=models.F("replicas_desired")))
 
 
-class ClusterGroupQuerySet(models.QuerySet):
-    def visible_to(self, user) -> ClusterGroupQuerySet:
-        """Groups the user may see: all of them for any role holder, none for an outsider."""
-        return self if has_role(user, VIEWER) else self.none()
+class ClusterGroupQuerySet(ScopedQuerySet):
+    pass

@@ -26,6 +26,8 @@ KUBE_VERSION = "v1.35.4"
 APISERVER_VERSIONS = ("v1.35.4", "v1.36.3")
 ETCD_MODULE = "etcd-v3.6.16"
 KWOK_MODULE = "kwok-v0.7.0"
+# The OpenID Connect provider the single sign-on tests log in through (tests/sso/).
+HYDRA_MODULE = "hydra-v2.3.0"
 
 
 class BuildError(RuntimeError):
@@ -40,6 +42,8 @@ class Binary:
     module: str  # folder under localfleet/go/
     package: str
     ldflags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    cgo: bool = False  # Hydra's in-memory SQLite needs cgo (a C compiler); everything else builds without
 
     @property
     def module_dir(self) -> Path:
@@ -50,6 +54,8 @@ class Binary:
         digest = hashlib.sha256()
         for name in ("go.mod", "go.sum"):
             digest.update((self.module_dir / name).read_bytes())
+        if self.tags or self.cgo:
+            digest.update(repr((self.tags, self.cgo)).encode())
         return digest.hexdigest()[:10]
 
     def path(self) -> Path:
@@ -96,6 +102,8 @@ def all_binaries() -> list[Binary]:
     binaries = [
         Binary("etcd", ETCD_MODULE, "."),
         Binary("kwok", KWOK_MODULE, "sigs.k8s.io/kwok/cmd/kwok"),
+        Binary("hydra", HYDRA_MODULE, "github.com/ory/hydra/v2", tags=("sqlite", "sqlite_omit_load_extension"),
+               cgo=True),
     ]
     for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         binaries.append(kube_binary(name, KUBE_VERSION))
@@ -119,8 +127,10 @@ def build(binary: Binary, *, out=sys.stderr) -> Path:
         ldflags += _kube_ldflags(binary.module.removeprefix("kube-"))
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{binary.name}.{os.getpid()}.partial")
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false -mod=readonly"}
-    cmd = ["go", "build", "-v", "-trimpath", "-ldflags", " ".join(ldflags), "-o", str(partial), binary.package]
+    env = {**os.environ, "CGO_ENABLED": "1" if binary.cgo else "0", "GOFLAGS": "-buildvcs=false -mod=readonly"}
+    tags = ["-tags", ",".join(binary.tags)] if binary.tags else []
+    cmd = ["go", "build", "-v", "-trimpath", *tags, "-ldflags", " ".join(ldflags), "-o", str(partial),
+           binary.package]
     print(f"localfleet: building {binary.name} from {binary.module} (first time on this machine)", file=out, flush=True)
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=binary.module_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -8,11 +8,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from fleetweb.audit import record
-from fleetweb.roles import APPROVER, has_role
+from fleetweb.roles import APPROVER, has_role_anywhere
+from inventory.teams import access_of, can
 from rollouts.choices import (
     Decision,
     RolloutState,
@@ -67,7 +68,7 @@ def valid_approvals(stage: Stage, *, now=None) -> list[Approval]:
                                     revision_id=rollout.revision_id).select_related("user").order_by("created_at"):
         if a.expires_at <= now or a.user_id in users or a.user_id in excluded or a.digests != current:
             continue
-        if not has_role(a.user, APPROVER):
+        if not can(a.user, "approve", rollout.application):  # still an approver of this application's team
             continue
         users.add(a.user_id)
         counted.append(a)
@@ -77,8 +78,11 @@ def valid_approvals(stage: Stage, *, now=None) -> list[Approval]:
 def check_can_decide(stage: Stage, user) -> None:
     """Raise RolloutError (403 or 409) unless `user` may approve or reject `stage` now."""
     rollout = stage.rollout
-    if not has_role(user, APPROVER):
-        raise RolloutError("Only users with the approver role may approve or reject a stage.", status=403)
+    if not can(user, "approve", rollout.application):
+        team = rollout.application.approving_team_id
+        who = (f"approvers of team {rollout.application.approver_team or rollout.application.owner_team}"
+               if team else "users with the approver role")
+        raise RolloutError(f"Only {who} may approve or reject a stage of {rollout.application.name}.", status=403)
     excluded = excluded_deciders(stage)
     if user.pk in excluded:
         raise RolloutError(excluded[user.pk], status=403)
@@ -155,12 +159,19 @@ def reject_stage(stage: Stage, *, user, comment: str, seen_digest: str = "", sou
 
 
 def pending_approvals_for(user) -> QuerySet:
-    """Stages awaiting approval that this user may approve now (never their own rollouts)."""
-    if not has_role(user, APPROVER):
+    """Stages awaiting approval that this user may approve now (never their own rollouts), of the applications
+    whose approver team they approve for (global approvers: applications of no team)."""
+    if not has_role_anywhere(user, APPROVER):
         return Stage.objects.none()
+    access = access_of(user)
+    teams = Q(rollout__application__owner_team_id__in=access.teams_with(APPROVER),
+              rollout__application__approver_team__isnull=True)
+    teams |= Q(rollout__application__approver_team_id__in=access.teams_with(APPROVER))
+    if APPROVER in access.global_roles:
+        teams |= Q(rollout__application__owner_team__isnull=True, rollout__application__approver_team__isnull=True)
     decided = Approval.objects.filter(user=user, voided_at__isnull=True, expires_at__gt=timezone.now()
                                       ).values_list("stage_id", flat=True)
-    stages = (Stage.objects.filter(state=StageState.AWAITING_APPROVAL,
+    stages = (Stage.objects.filter(teams, state=StageState.AWAITING_APPROVAL,
                                    rollout__state__in=[RolloutState.RUNNING, RolloutState.PAUSED])
               .exclude(rollout__requested_by=user).exclude(rollout__revision__author=user).exclude(pk__in=decided)
               .select_related("rollout__application", "rollout__revision", "rollout__requested_by", "group"))

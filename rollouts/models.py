@@ -6,9 +6,10 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from inventory.models import Cluster, ClusterGroup
+from inventory.models import Cluster, ClusterGroup, Team
+from inventory.querysets import Visibility
 from rollouts.choices import Decision, RolloutState, StageState, TargetState
-from rollouts.querysets import RolloutsQuerySet
+from rollouts.querysets import RolloutsQuerySet, through_application
 
 
 class Application(models.Model):
@@ -17,12 +18,19 @@ class Application(models.Model):
     name = models.SlugField(max_length=63, unique=True)
     namespace = models.SlugField(max_length=63, help_text="Target namespace, created when missing")
     owner = models.CharField(max_length=128, blank=True)
+    owner_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="applications",
+                                   help_text="The team that deploys it, only to clusters in its scope; none: the "
+                                             "platform team (global operators)")
+    approver_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                      help_text="Whose approvers approve its production stages (default: the owner "
+                                                "team)")
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
 
     objects = RolloutsQuerySet.as_manager()
+    visibility = Visibility(team=("owner_team_id", "approver_team_id"))
 
     class Meta:
         ordering = ["name"]
@@ -32,6 +40,11 @@ class Application(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("rollouts:application_detail", args=[self.name])
+
+    @property
+    def approving_team_id(self) -> int | None:
+        """The team whose approvers approve its production stages; None: global approvers."""
+        return self.approver_team_id or self.owner_team_id
 
     @property
     def latest_revision(self) -> Revision | None:
@@ -54,6 +67,7 @@ class Revision(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = RolloutsQuerySet.as_manager()
+    visibility = through_application()
 
     class Meta:
         ordering = ["application", "-number"]
@@ -85,6 +99,7 @@ class Override(models.Model):
     updated_at = models.DateTimeField(null=True, blank=True)
 
     objects = RolloutsQuerySet.as_manager()
+    visibility = through_application()
 
     class Meta:
         ordering = ["application", "group__name"]
@@ -103,6 +118,7 @@ class RolloutPlan(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = RolloutsQuerySet.as_manager()
+    visibility = Visibility(everyone=True)
 
     class Meta:
         ordering = ["name"]
@@ -132,6 +148,7 @@ class Rollout(models.Model):
     next_step_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     objects = RolloutsQuerySet.as_manager()
+    visibility = through_application()
 
     class Meta:
         ordering = ["-created_at"]
@@ -166,6 +183,7 @@ class Stage(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     objects = RolloutsQuerySet.as_manager()
+    visibility = through_application("rollout__application")
 
     class Meta:
         ordering = ["rollout", "index"]
@@ -201,6 +219,7 @@ class Target(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     objects = RolloutsQuerySet.as_manager()
+    visibility = through_application("stage__rollout__application")
 
     class Meta:
         ordering = ["stage", "cluster__name"]
@@ -226,6 +245,7 @@ class Approval(models.Model):
     void_reason = models.CharField(max_length=255, blank=True)
 
     objects = RolloutsQuerySet.as_manager()
+    visibility = through_application("stage__rollout__application")
 
     class Meta:
         ordering = ["stage", "created_at"]

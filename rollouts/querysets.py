@@ -1,12 +1,15 @@
-"""Access to rollouts: every role holder reads; outsiders see nothing."""
+"""Access to rollouts: global roles read all; a team member reads the applications their team owns or approves,
+and their revisions, overrides, rollouts, stages, targets and approvals (each model's `visibility`)."""
 
 from __future__ import annotations
 
-from django.db import models
-
-from fleetweb.roles import VIEWER, has_role
+from inventory.querysets import ScopedQuerySet, Visibility
 
 
-class RolloutsQuerySet(models.QuerySet):
-    def visible_to(self, user) -> RolloutsQuerySet:
-        return self if has_role(user, VIEWER) else self.none()
+def through_application(path: str = "application") -> Visibility:
+    """Visible with the application at `path` (owner team or approver team)."""
+    return Visibility(team=(f"{path}__owner_team_id", f"{path}__approver_team_id"))
+
+
+class RolloutsQuerySet(ScopedQuerySet):
+    pass

@@ -18,10 +18,11 @@ from django.utils import timezone
 from fleetweb.audit import record
 from fleetweb.errors import ServiceError
 from fleetweb.queueing import after_commit
-from fleetweb.roles import ADMIN, OPERATOR, has_role
+from fleetweb.roles import ADMIN, has_role
 from inventory import selectors
 from inventory.choices import Environment
-from inventory.models import Cluster, ClusterGroup
+from inventory.models import Cluster, ClusterGroup, Team
+from inventory.teams import can, deploy_refusal, require
 from inventory.validators import dns_label_problem
 from rollouts import dryrun, manifests
 from rollouts.choices import (
@@ -56,8 +57,16 @@ class RolloutError(ServiceError):
 
 def create_application(*, name: str, namespace: str, user, manifests_text: str, owner: str = "",
                        description: str = "", message: str = "", source_ip: str = "",
-                       save_anyway: bool = False) -> Application:
-    """An application and its first revision; invalid manifests are refused with every error listed."""
+                       save_anyway: bool = False, owner_team: Team | None = None,
+                       approver_team: Team | None = None) -> Application:
+    """An application and its first revision; invalid manifests are refused with every error listed. A team
+    operator creates applications of their own team only; naming another approver team is the platform's."""
+    if user is not None and not can(user, "create_application", owner_team):
+        raise RolloutError({"owner_team": "Choose a team you are an operator of." if owner_team is None else
+                            f"You are not an operator of team {owner_team.name}."}, status=403)
+    if approver_team is not None and approver_team != owner_team:
+        require(user, "choose_approvers", message="Only global operators name an approver team other than the "
+                                                  "owner team.")
     if problem := dns_label_problem(name, "name"):
         raise RolloutError({"name": problem})
     problem, status = manifests.namespace_problem(namespace, admin=has_role(user, ADMIN) if user else True)
@@ -72,11 +81,13 @@ def create_application(*, name: str, namespace: str, user, manifests_text: str, 
     validation = _dry_run(parsed, save_anyway=save_anyway)
     with transaction.atomic():
         app = Application.objects.create(name=name, namespace=namespace, owner=owner, description=description,
-                                         created_by=_user(user))
+                                         created_by=_user(user), owner_team=owner_team, approver_team=approver_team)
         revision = _new_revision(app, parsed, manifests_text, user=user, message=message or "first revision",
                                  validation=validation)
         record(user=user, action="application.create", target=app, source_ip=source_ip,
                after={"name": name, "namespace": namespace, "owner": owner, "revision": revision.number,
+                      "owner_team": owner_team.name if owner_team else None,
+                      "approver_team": approver_team.name if approver_team else None,
                       "digest": revision.digest, "dry_run": validation["state"]})
     return app
 
@@ -107,6 +118,7 @@ def create_revision(app: Application, *, manifests_text: str, user, message: str
                     source_ip: str = "", save_anyway: bool = False) -> Revision:
     """A new immutable revision; pending approvals of this application's rollouts are voided (what the
     approvers saw has changed)."""
+    _check_change(user, app)
     try:
         parsed = manifests.parse(manifests_text, namespace=app.namespace)
     except manifests.ManifestError as exc:
@@ -136,7 +148,7 @@ def create_revision(app: Application, *, manifests_text: str, user, message: str
 def set_override(app: Application, *, group: ClusterGroup, user, replicas=None, image_tags=None, labels=None,
                  source_ip: str = "") -> Override | None:
     """Set (or, when empty, remove) the per-group patch of an application."""
-    _check_operator(user)
+    _check_change(user, app)
     image_tags, labels = image_tags or {}, labels or {}
     errors = manifests.validate_override(replicas=replicas, image_tags=image_tags, labels=labels)
     if errors:
@@ -165,26 +177,38 @@ def _name(user) -> str:
 
 
 def update_application(app: Application, *, user, source_ip: str = "", **changes) -> Application:
-    """Change owner or description; manifests change through a new revision, name and namespace never."""
-    _check_operator(user)
-    unknown = set(changes) - {"owner", "description"}
+    """Change owner or description (the owner team's operators), owner team or approver team (global operators
+    only: moving an application or its approvers is the platform's); manifests change through a new revision,
+    name and namespace never."""
+    _check_change(user, app)
+    unknown = set(changes) - {"owner", "description", "owner_team", "approver_team"}
     if unknown:
-        raise RolloutError({"detail": "Only owner and description change here; manifests change through a new "
-                                      "revision, name and namespace never."})
+        raise RolloutError({"detail": "Only owner, description, owner team and approver team change here; "
+                                      "manifests change through a new revision, name and namespace never."})
+    for field in ("owner_team", "approver_team"):
+        if field in changes and changes[field] != getattr(app, field):
+            require(user, "choose_approvers", message=f"Only global operators change the {field.replace('_', ' ')} "
+                                                      "of an application.")
     with transaction.atomic():
         app = Application.objects.select_for_update().get(pk=app.pk)
-        before = {f: getattr(app, f) for f in changes}
+        before = {f: _shown(getattr(app, f)) for f in changes}
         for field, value in changes.items():
             setattr(app, field, value)
         app.save(update_fields=list(changes) or None)
+        if {"owner_team", "approver_team"} & set(changes):
+            refresh_pending(application=app, reason=f"the teams of {app.name} were changed by {_name(user)}")
         record(user=user, action="application.update", target=app, source_ip=source_ip, before=before,
-               after={f: getattr(app, f) for f in changes})
+               after={f: _shown(getattr(app, f)) for f in changes})
     return app
+
+
+def _shown(value):
+    return value.name if isinstance(value, Team) else value
 
 
 def delete_application(app: Application, *, user, source_ip: str = "") -> None:
     """Delete an application with its revisions and rollouts; refused while one of its rollouts is active."""
-    _check_operator(user)
+    _check_change(user, app)
     with transaction.atomic():
         app = Application.objects.select_for_update().get(pk=app.pk)
         active = app.rollouts.filter(state__in=[*ACTIVE_ROLLOUT_STATES, RolloutState.PAUSED])
@@ -210,7 +234,7 @@ def _plan_view(plan: RolloutPlan) -> dict:
 
 def create_plan(*, name: str, user, stages, description: str = "", source_ip: str = "") -> RolloutPlan:
     """A reusable list of stages, validated like inline stages."""
-    _check_operator(user)
+    _check_plans(user)
     cleaned = clean_stages(stages)
     if RolloutPlan.objects.filter(name=name).exists():
         raise RolloutError({"name": f"A plan named '{name}' already exists."})
@@ -222,7 +246,7 @@ def create_plan(*, name: str, user, stages, description: str = "", source_ip: st
 
 def update_plan(plan: RolloutPlan, *, user, source_ip: str = "", **changes) -> RolloutPlan:
     """Change a plan's description or stages (rollouts already created keep the stages they were given)."""
-    _check_operator(user)
+    _check_plans(user)
     unknown = set(changes) - {"description", "stages"}
     if unknown:
         raise RolloutError({"detail": f"These fields cannot be changed: {', '.join(sorted(unknown))}"})
@@ -240,7 +264,7 @@ def update_plan(plan: RolloutPlan, *, user, source_ip: str = "", **changes) -> R
 
 
 def delete_plan(plan: RolloutPlan, *, user, source_ip: str = "") -> None:
-    _check_operator(user)
+    _check_plans(user)
     with transaction.atomic():
         record(user=user, action="plan.delete", target=plan, source_ip=source_ip, before=_plan_view(plan))
         plan.delete()
@@ -340,6 +364,8 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
         raise RolloutError({"revision": f"Revision {revision.number} failed its dry run at save and was saved anyway: "
                             "a rollout never starts from it. Fix the manifests in a new revision.\n"
                             + dryrun.summary(revision.validation)}, status=409)
+    app = revision.application
+    _check_change(user, app)
     if plan is not None:
         stages = plan.stages
     specs = clean_stages(stages)
@@ -357,11 +383,12 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
                 raise RolloutError({field: f"cluster {c.name} is in stage '{seen[c.pk]}' and in stage "
                                            f"'{spec['name']}': a cluster may be in one stage only"})
             seen[c.pk] = spec["name"]
+        if refusal := deploy_refusal(user, app, clusters):
+            raise RolloutError({field: f"stage {i + 1} '{spec['name']}': {refusal}"}, status=403)
         prod = [c.name for c in clusters if c.environment == Environment.PROD]
         if prod and spec["approvals_required"] < 1:
             spec = {**spec, "approvals_required": 1, "note": prod_approval_note(prod)}
         resolved.append((spec, clusters))
-    app = revision.application
     deployed = dict(Deployed.objects.filter(application=app).values_list("cluster_id", "revision_id"))
     with transaction.atomic():
         rollout = Rollout.objects.create(application=app, revision=revision, requested_by=_user(user),
@@ -408,14 +435,20 @@ def _claim(rollout: Rollout, allowed: tuple, new_state: str, **fields) -> Rollou
     return rollout
 
 
-def _check_operator(user) -> None:
-    if not has_role(user, OPERATOR):
-        raise RolloutError("This action needs the operator role.", status=403)
+def _check_change(user, app: Application) -> None:
+    """Changing an application or acting on its rollouts: global operators and its owner team's operators."""
+    if user is not None and not can(user, "change_application", app):
+        raise RolloutError("This action needs the operator role" + (f" in team {app.owner_team.name}."
+                                                                     if app.owner_team_id else "."), status=403)
+
+
+def _check_plans(user) -> None:
+    require(user, "edit_plan", message="Plans are shared by every team: only global operators change them.")
 
 
 def pause_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
     """Stop advancing: nothing new is applied until resumed (in-flight applies finish)."""
-    _check_operator(user)
+    _check_change(user, rollout.application)
     with transaction.atomic():
         current = Rollout.objects.select_for_update().get(pk=rollout.pk)
         rollout = _claim(current, (RolloutState.PENDING, RolloutState.RUNNING), RolloutState.PAUSED,
@@ -425,7 +458,7 @@ def pause_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
 
 
 def resume_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
-    _check_operator(user)
+    _check_change(user, rollout.application)
     with transaction.atomic():
         current = Rollout.objects.select_for_update().get(pk=rollout.pk)
         back = current.paused_from or RolloutState.RUNNING
@@ -437,7 +470,7 @@ def resume_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
 
 def abort_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
     """Stop for good: no further stage or cluster is touched; what was applied stays (roll back to undo)."""
-    _check_operator(user)
+    _check_change(user, rollout.application)
     now = timezone.now()
     with transaction.atomic():
         rollout = _claim(rollout, (RolloutState.PENDING, RolloutState.RUNNING, RolloutState.PAUSED),
@@ -452,7 +485,7 @@ def abort_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
 def rollback_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
     """Re-apply, on every cluster that got this revision, what it ran before (or remove it where it ran
     nothing), and verify it."""
-    _check_operator(user)
+    _check_change(user, rollout.application)
     with transaction.atomic():
         got = Target.objects.filter(stage__rollout=rollout, applied_revision_id=rollout.revision_id)
         if not got.exists():

@@ -1,0 +1,249 @@
+"""Who may see and change which part of the fleet: global roles, team roles and team scopes, and the one
+permission check `can(user, action, obj)` every door asks.
+
+A global role covers the whole fleet: global `viewer` (auditors) reads everything, global `operator` and
+`approver` are the platform team's, `admin` is the platform admin. A team role covers the team's scope: a team
+`viewer` reads its clusters and applications, a team `operator` also syncs its clusters and creates, changes
+and rolls out the team's applications to clusters in the scope, a team `approver` approves the production
+stages of the applications the team approves. Attaching and detaching clusters, groups, teams, policies and
+the sign-on mapping stay with global roles.
+
+`Access` is computed once per request (cached on the user object) in a constant number of queries however many
+teams or clusters there are: memberships, their teams' groups, those groups' static members and the clusters
+in the union of the scopes (evaluated per team in Python with the selectors' own predicate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from functools import cached_property
+
+from django.db.models import Q
+
+from fleetweb.errors import ServiceError
+from fleetweb.roles import ADMIN, APPROVER, OPERATOR, VIEWER, implied, roles_of
+from inventory.models import Cluster, ClusterGroup, Team, TeamMember
+from inventory.selectors import FIELDS
+
+
+@dataclasses.dataclass
+class Access:
+    """A user's global roles, team roles and (lazily) the clusters, groups and teams within reach."""
+
+    user: object
+    global_roles: frozenset[str]
+    team_roles: dict[int, frozenset[str]]  # team id -> roles held there (implied roles included)
+
+    @property
+    def sees_all(self) -> bool:
+        """A global role: every row is visible."""
+        return VIEWER in self.global_roles
+
+    @cached_property
+    def roles_anywhere(self) -> frozenset[str]:
+        roles = set(self.global_roles)
+        for held in self.team_roles.values():
+            roles |= held
+        return frozenset(roles)
+
+    @property
+    def team_ids(self) -> frozenset[int]:
+        return frozenset(self.team_roles)
+
+    def teams_with(self, role: str) -> frozenset[int]:
+        return frozenset(team for team, held in self.team_roles.items() if role in held)
+
+    @cached_property
+    def team_clusters(self) -> dict[int, frozenset[int]]:
+        """Team id -> ids of the clusters in its scope (3 queries, or none without teams)."""
+        if not self.team_roles:
+            return {}
+        return scopes_of(Team.objects.filter(pk__in=self.team_roles))
+
+    @cached_property
+    def cluster_ids(self) -> frozenset[int]:
+        """Clusters in any of the user's teams' scopes (meaningful only when not `sees_all`)."""
+        return frozenset().union(*self.team_clusters.values()) if self.team_clusters else frozenset()
+
+    def clusters_for(self, role: str) -> frozenset[int] | None:
+        """Clusters the user holds `role` over; None for all of them (a global role)."""
+        if role in self.global_roles:
+            return None
+        teams = self.teams_with(role)
+        return frozenset().union(*(self.team_clusters.get(t, frozenset()) for t in teams)) if teams else frozenset()
+
+    @cached_property
+    def group_ids(self) -> frozenset[int]:
+        """Groups the user sees: those of their teams' scopes and any group with a cluster in reach (2 queries)."""
+        ids = set(Team.groups.through.objects.filter(team_id__in=self.team_roles)
+                  .values_list("clustergroup_id", flat=True))
+        if self.cluster_ids:
+            static = set(ClusterGroup.static_members.through.objects.filter(cluster_id__in=self.cluster_ids)
+                         .values_list("clustergroup_id", flat=True))
+            ids |= static
+            clusters = list(Cluster.objects.filter(pk__in=self.cluster_ids).only("pk", "labels", *FIELDS))
+            for group in ClusterGroup.objects.exclude(pk__in=ids).exclude(selector="").only("pk", "selector"):
+                if any(group.parsed_selector.matches(c) for c in clusters):
+                    ids.add(group.pk)
+        return frozenset(ids)
+
+
+def scopes_of(teams) -> dict[int, frozenset[int]]:
+    """Team id -> ids of the clusters in its scope, for many teams in three queries."""
+    teams = list(teams.prefetch_related("groups"))
+    if not teams:
+        return {}
+    group_ids = {g.pk for t in teams for g in t.groups.all()}
+    static: dict[int, set[int]] = {}
+    for group_id, cluster_id in (ClusterGroup.static_members.through.objects.filter(clustergroup_id__in=group_ids)
+                                 .values_list("clustergroup_id", "cluster_id")):
+        static.setdefault(group_id, set()).add(cluster_id)
+    union = Q(pk__in=[])
+    for team in teams:
+        union |= team.scope_q(list(team.groups.all()))
+    clusters = list(Cluster.objects.filter(union).distinct().only("pk", "labels", *FIELDS))
+    scopes = {}
+    for team in teams:
+        groups = list(team.groups.all())
+        ids = set().union(*(static.get(g.pk, set()) for g in groups)) if groups else set()
+        for cluster in clusters:
+            if team.parsed_selector.matches(cluster) or any(g.parsed_selector.matches(cluster) for g in groups):
+                ids.add(cluster.pk)
+        scopes[team.pk] = frozenset(ids)
+    return scopes
+
+
+def access_of(user) -> Access:
+    """The user's access, cached on the user object for the request (one query for team roles)."""
+    cached = getattr(user, "_fleetweb_access", None)
+    if cached is not None:
+        return cached
+    global_roles = frozenset(roles_of(user))
+    team_roles: dict[int, set[str]] = {}
+    if user.is_authenticated and user.is_active:
+        for team_id, role in TeamMember.objects.filter(user=user).values_list("team_id", "role"):
+            team_roles.setdefault(team_id, set()).update(implied(role))
+    access = Access(user, global_roles, {t: frozenset(r) for t, r in team_roles.items()})
+    if user.is_authenticated:
+        user._fleetweb_access = access
+    return access
+
+
+def forget(user) -> None:
+    """Drop the cached access (after the user's roles changed within the request)."""
+    for attr in ("_fleetweb_access", "_fleetweb_roles"):
+        if hasattr(user, attr):
+            delattr(user, attr)
+
+
+def team_roles_anywhere(user) -> set[str]:
+    """For fleetweb.roles: the roles the user holds in any team."""
+    access = access_of(user)
+    return set(access.roles_anywhere - access.global_roles)
+
+
+# ---------------------------------------------------------------------------------------------
+# The permission check.
+
+_RULES: dict[str, Callable[[Access, object], bool]] = {}
+
+
+def rule(action: str) -> Callable:
+    """Register the rule for one action: fn(access, obj) -> bool."""
+    def decorator(fn):
+        _RULES[action] = fn
+        return fn
+    return decorator
+
+
+def can(user, action: str, obj=None) -> bool:
+    """The one permission check: may `user` do `action` on `obj`? Unknown actions are refused."""
+    fn = _RULES.get(action)
+    if fn is None or user is None or not getattr(user, "is_authenticated", False):
+        return False
+    return fn(access_of(user), obj)
+
+
+def require(user, action: str, obj=None, *, message: str) -> None:
+    """`can`, or a 403 ServiceError saying `message`. System callers (user None) pass."""
+    if user is not None and not can(user, action, obj):
+        raise ServiceError(message, status=403)
+
+
+def in_reach(access: Access, role: str, cluster_id: int) -> bool:
+    clusters = access.clusters_for(role)
+    return clusters is None or cluster_id in clusters
+
+
+def _platform(role: str) -> Callable[[Access, object], bool]:
+    return lambda access, obj: role in access.global_roles
+
+
+for _action in ("attach", "detach", "edit_cluster", "edit_group", "edit_policy", "edit_plan", "choose_approvers"):
+    rule(_action)(_platform(OPERATOR))
+for _action in ("manage_teams", "manage_sso", "manage_tokens", "read_audit", "enforce"):
+    rule(_action)(_platform(ADMIN))
+
+
+@rule("view")
+def _view(access: Access, obj) -> bool:
+    return type(obj).objects.visible_to(access.user).filter(pk=obj.pk).exists()
+
+
+@rule("sync")
+def _sync(access: Access, cluster) -> bool:
+    return in_reach(access, OPERATOR, cluster.pk)
+
+
+@rule("create_application")
+def _create_application(access: Access, team) -> bool:
+    """In `team` (None: a platform application, global operators only)."""
+    if OPERATOR in access.global_roles:
+        return True
+    return team is not None and team.pk in access.teams_with(OPERATOR)
+
+
+@rule("change_application")
+def _change_application(access: Access, app) -> bool:
+    """Edit, add revisions, set overrides, roll out, pause, roll back: the owner team's operators."""
+    if OPERATOR in access.global_roles:
+        return True
+    return app.owner_team_id is not None and app.owner_team_id in access.teams_with(OPERATOR)
+
+
+@rule("approve")
+def _approve(access: Access, app) -> bool:
+    """Approve or reject an application's production stage: its approver team's approvers (the owner team's
+    by default); an application of no team: global approvers."""
+    team = app.approving_team_id
+    if team is None:
+        return APPROVER in access.global_roles
+    return team in access.teams_with(APPROVER)
+
+
+def team_scope(team_id: int) -> frozenset[int]:
+    return scopes_of(Team.objects.filter(pk=team_id)).get(team_id, frozenset())
+
+
+def deploy_refusal(user, app, clusters) -> str:
+    """Why `clusters` may not receive `app` from `user` ("" when they may): each must be in the owner team's
+    scope (for a team's application, whoever starts it) and within the user's operator reach. Clusters the
+    user can see are named; the others are counted, so a refusal does not reveal what lies outside one's scope."""
+    outside = []
+    if app.owner_team_id is not None:
+        scope = team_scope(app.owner_team_id)
+        outside = [c for c in clusters if c.pk not in scope]
+        why = f"outside the scope of team {app.owner_team.name}"
+    if not outside and user is not None:
+        reach = access_of(user).clusters_for(OPERATOR)
+        outside = [] if reach is None else [c for c in clusters if c.pk not in reach]
+        why = "outside the clusters you operate"
+    if not outside:
+        return ""
+    access = access_of(user) if user is not None else None
+    shown = [c.name for c in outside if access is None or access.sees_all or c.pk in access.cluster_ids]
+    hidden = len(outside) - len(shown)
+    parts = ([("cluster " if len(shown) == 1 else "clusters ") + ", ".join(shown[:10])] if shown else []) + (
+        [f"{hidden} cluster(s) you cannot see"] if hidden else [])
+    return f"{' and '.join(parts)} {'is' if len(outside) == 1 else 'are'} {why}"
