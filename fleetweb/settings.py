@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "fleetweb.htmx.VaryOnHtmxMiddleware",
     "fleetweb.web.TextInputMiddleware",
+    "fleetweb.web.ServiceErrorMiddleware",
     # Last: turns a locked-out login into the lock-out page.
     "axes.middleware.AxesMiddleware",
 ]

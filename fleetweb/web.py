@@ -117,3 +117,29 @@ def _nul_in(value, path: str) -> str | None:
             if found:
                 return found
     return None
+
+
+class ServiceErrorMiddleware:
+    """A service's refusal no page caught becomes the matching error page (403, 404, 409 or 400) with the
+    refusal's own words, never a 500: permission checks live in the services, so every door refuses alike."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from django.core.exceptions import PermissionDenied
+        from django.http import Http404, HttpResponse
+        from django.views import defaults
+
+        from fleetweb.errors import ServiceError
+
+        if not isinstance(exception, ServiceError):
+            return None
+        if exception.status == 403:
+            return defaults.permission_denied(request, PermissionDenied(exception.message))
+        if exception.status == 404:
+            return defaults.page_not_found(request, Http404(exception.message))
+        return HttpResponse(exception.message, status=exception.status, content_type="text/plain; charset=utf-8")

@@ -18,6 +18,7 @@ from governance.models import (
 )
 from inventory import services as inventory_services
 from inventory.models import ClusterGroup
+from inventory.teams import cluster_scope
 
 log = logging.getLogger(__name__)
 
@@ -26,29 +27,35 @@ log = logging.getLogger(__name__)
 # Group and fleet compliance
 
 
-def group_scores(groups) -> dict[int | None, dict]:
+def group_scores(groups, *, user=None) -> dict[int | None, dict]:
     """{group id: {score, clusters, failing_clusters, open_violations}} plus None for the fleet (with by_severity).
 
     A group's score counts only its own assignments' results (on the clusters that were its members when
-    they were last evaluated: every membership change queues an evaluation); the fleet's counts all.
-    Four aggregate queries whatever the number of groups and clusters.
+    they were last evaluated: every membership change queues an evaluation); the fleet's counts all. For a
+    team member (`user` with no global role) everything is computed over the clusters in their teams' scopes
+    only: "the fleet" is then their part of it. Four aggregate queries whatever the number of groups and
+    clusters (plus the scope's, once per request).
     """
     groups = list(groups)
+    scope = cluster_scope(user) if user is not None else None
+    results = PolicyResult.objects.all() if scope is None else PolicyResult.objects.filter(cluster_id__in=scope)
+    fleet_rows = (ClusterCompliance.objects.all() if scope is None
+                  else ClusterCompliance.objects.filter(cluster_id__in=scope))
     checks_by: dict[int | None, list[tuple[str, int, int]]] = defaultdict(list)  # (severity, checks, passed)
     open_by_group: Counter = Counter()
     by_severity: Counter = Counter()
     for group_id, severity, checks, passed, violations in (
-            PolicyResult.objects.order_by().values_list("assignment__group_id", "severity")
+            results.order_by().values_list("assignment__group_id", "severity")
             .annotate(checks=Count("pk"), passed=Count("pk", filter=Q(violations=0)), open=Sum("violations"))
             .values_list("assignment__group_id", "severity", "checks", "passed", "open")):
         for key in (group_id, None):
             checks_by[key].append((severity, checks, passed))
         open_by_group[group_id] += violations
         by_severity[severity] += violations
-    failing = dict(PolicyResult.objects.filter(violations__gt=0).order_by().values("assignment__group_id")
+    failing = dict(results.filter(violations__gt=0).order_by().values("assignment__group_id")
                    .annotate(n=Count("cluster_id", distinct=True)).values_list("assignment__group_id", "n"))
-    counts = inventory_services.member_counts(groups)
-    fleet = ClusterCompliance.objects.aggregate(clusters=Count("pk"), failing=Count("pk", filter=Q(failed__gt=0)),
+    counts = inventory_services.member_counts(groups, within=scope)
+    fleet = fleet_rows.aggregate(clusters=Count("pk"), failing=Count("pk", filter=Q(failed__gt=0)),
                                                 open=Sum("open_violations"))
 
     def score(key) -> float | None:

@@ -20,6 +20,7 @@ from governance.models import (
 )
 from inventory import services as inventory_services
 from inventory.models import Cluster, ClusterGroup
+from inventory.teams import require
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ def queue_evaluations(cluster_ids: list[int]) -> None:
 def create_assignment(*, group: ClusterGroup, rule_key: str, user, mode: str = Mode.AUDIT, params: dict | None = None,
                       excluded_namespaces=None, source_ip: str = "") -> PolicyAssignment:
     """Assign a rule to a group; its members are evaluated (and, in enforce mode, get the admission policy)."""
+    require(user, "edit_policy", message="Policies are the platform's: this needs the global operator role.")
     if excluded_namespaces is None:
         excluded_namespaces = list(rules.DEFAULT_EXCLUDED_NAMESPACES)
     _rule, cleaned, excluded = _validate(rule_key=rule_key, mode=mode, params=params,
@@ -180,6 +182,7 @@ def create_assignment(*, group: ClusterGroup, rule_key: str, user, mode: str = M
 def update_assignment(assignment: PolicyAssignment, *, user, source_ip: str = "", mode: str | None = None,
                       params: dict | None = None, excluded_namespaces=None) -> PolicyAssignment:
     """Change mode, parameters or excluded namespaces; audited with before/after."""
+    require(user, "edit_policy", message="Policies are the platform's: this needs the global operator role.")
     with transaction.atomic():
         assignment = PolicyAssignment.objects.select_for_update().select_related("group").get(pk=assignment.pk)
         before = assignment_audit_view(assignment)
@@ -210,6 +213,7 @@ def update_assignment(assignment: PolicyAssignment, *, user, source_ip: str = ""
 
 def delete_assignment(assignment: PolicyAssignment, *, user, source_ip: str = "") -> None:
     """Unassign a rule: its violations go, and member clusters drop its admission policy."""
+    require(user, "edit_policy", message="Policies are the platform's: this needs the global operator role.")
     if assignment.mode == Mode.ENFORCE and not has_role(user, ADMIN):
         raise PolicyError({"mode": "Only admins may remove an enforced policy."})
     with transaction.atomic():

@@ -30,6 +30,7 @@ from governance.models import (
     Violation,
 )
 from inventory.models import ClusterGroup
+from inventory.teams import cluster_scope
 
 
 def _filtered(request):
@@ -80,7 +81,7 @@ def policy_matrix(request) -> HttpResponseBase:
     """Rules × groups: each cell off / audit / enforce; operators switch it in place (HTMX)."""
     groups = list(ClusterGroup.objects.visible_to(request.user))
     assigned = {(a.group_id, a.rule_key): a for a in PolicyAssignment.objects.visible_to(request.user)}
-    scores = compliance.group_scores(groups)
+    scores = compliance.group_scores(groups, user=request.user)
     columns = [{"group": g, "score": scores[g.pk]["score"], "clusters": scores[g.pk]["clusters"]} for g in groups]
     rows = [{"rule": r, "cells": [_matrix_cell(g, r, assigned.get((g.pk, r.key))) for g in groups]}
             for r in rules.catalog()]
@@ -240,13 +241,15 @@ def assignment_delete(request, pk: int) -> HttpResponseBase:
 def compliance_overview(request) -> HttpResponseBase:
     """Score of the fleet, each group and each cluster (worst first), with the fleet's trend."""
     groups = list(ClusterGroup.objects.visible_to(request.user))
-    scores = compliance.group_scores(groups)
+    scores = compliance.group_scores(groups, user=request.user)
     group_rows = sorted(({"group": g, **scores[g.pk]} for g in groups),
                         key=lambda r: (r["score"] is None, r["score"] or 0, r["group"].name))
     clusters = (ClusterCompliance.objects.visible_to(request.user).select_related("cluster")
                 .order_by(F("score").asc(nulls_last=True), "cluster__name"))
     page = Paginator(clusters, 50).get_page(request.GET.get("page"))
-    fleet_history = compliance.history(GroupComplianceSnapshot.objects.filter(group=None), days=30)
+    # The trend is kept for the whole fleet: a team member's "fleet" (their scope) has no stored history.
+    fleet_history = (compliance.history(GroupComplianceSnapshot.objects.filter(group=None), days=30)
+                     if cluster_scope(request.user) is None else [])
     by_severity = scores[None]["by_severity"]  # from the latest evaluations: no scan of the violations table
     context = {"fleet": scores[None], "group_rows": group_rows, "page": page, "history": fleet_history,
                "by_severity": [(s, by_severity.get(s, 0)) for s in rules.SEVERITIES]}

@@ -3,7 +3,7 @@ Governance registers its compliance tab, group scores and group-member complianc
 
 - `cluster_tabs[name] = builder(cluster, page_number) -> template context`: an extra tab on the cluster page,
   rendered from `inventory/partials/_tab_<name>.html`; shown before "syncs".
-- `group_scores = fn(groups) -> {group pk: fields}`: extra fields of each row of the group list.
+- `group_scores = fn(groups, *, user) -> {group pk: fields}`: extra fields of each row of the group list.
 - `group_detail = fn(group, members) -> {"members": {cluster pk: fields}, **context}`: extra fields of each
   member row of a group's page, and extra context.
 - `overview_cards`: `fn(user) -> [{"value", "label", "url", "id"}]` functions, each adding stat cards to the
@@ -19,7 +19,7 @@ cluster_tabs: dict[str, Callable[[Any, Any], dict]] = {}
 overview_cards: list[Callable[[Any], list[dict]]] = []
 
 
-def _no_scores(groups) -> dict[int, dict]:
+def _no_scores(groups, *, user=None) -> dict[int, dict]:
     return {g.pk: {} for g in groups}
 
 
@@ -27,7 +27,7 @@ def _no_detail(group, members) -> dict:
     return {"members": {}}
 
 
-group_scores: Callable[[list], dict[int, dict]] = _no_scores
+group_scores: Callable[..., dict[int, dict]] = _no_scores
 group_detail: Callable[[Any, list], dict] = _no_detail
 
 

@@ -24,6 +24,7 @@ from inventory.models import (
     ClusterGroup,
 )
 from inventory.signals import clusters_changed, membership_guards
+from inventory.teams import require
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def attach_cluster(*, name: str, credentials: dict, user, environment: str = Env
                    owner: str = "", cost_center: str = "", labels: dict | None = None, insecure: bool = False,
                    sync_interval: int | None = None, source_ip: str = "") -> Cluster:
     """Store a cluster and its encrypted credentials, then queue its first sync."""
+    require(user, "attach", message="Attaching clusters needs the global operator role.")
     _check_insecure(insecure=insecure, environment=environment, user=user)
     _check_credentials(credentials, environment=environment, user=user)
     taken = cluster_name_taken(name)
@@ -173,6 +175,7 @@ def cluster_audit_view(cluster: Cluster) -> dict:
 def update_cluster(cluster: Cluster, *, user, source_ip: str = "", credentials: dict | None = None,
                    insecure: bool | None = None, **changes) -> Cluster:
     """Change metadata, labels, interval or credentials of a cluster; audited with before/after."""
+    require(user, "edit_cluster", cluster, message="Changing a cluster needs the global operator role.")
     unknown = set(changes) - set(METADATA_FIELDS)
     if unknown:
         raise AttachError(f"These fields cannot be changed: {', '.join(sorted(unknown))}")
@@ -212,12 +215,19 @@ def update_cluster(cluster: Cluster, *, user, source_ip: str = "", credentials: 
 
 def detach_cluster(cluster: Cluster, *, user, source_ip: str = "") -> None:
     """Remove a cluster with its credentials, inventory and sync history; audited."""
+    require(user, "detach", cluster, message="Detaching clusters needs the global operator role.")
     with transaction.atomic():
         # Lock first: an evaluation or enforcement writing rows for it finishes before they are collected.
         list(Cluster.objects.select_for_update().filter(pk=cluster.pk).values_list("pk"))
         record(user=user, action="cluster.detach", target=cluster, source_ip=source_ip,
                before=cluster_audit_view(cluster))
         cluster.delete()
+
+
+def sync_now(cluster: Cluster, *, user, via: str) -> None:
+    """'Sync now' from a page or the API: global operators and the operators of a team whose scope holds it."""
+    require(user, "sync", cluster, message=f"Syncing {cluster.name} needs the operator role over it.")
+    request_sync(cluster.pk, triggered_by=f"{via}:{user.get_username()}")
 
 
 def request_sync(cluster_id: int, *, triggered_by: str = "manual") -> None:
@@ -265,13 +275,15 @@ def membership(groups, clusters=None, *, light: bool = False) -> dict[int, list]
     return {g.pk: [c for c in clusters if g.contains(c, static_ids=static[g.pk])] for g in groups}
 
 
-def member_counts(groups) -> dict[int, int]:
-    """{group id: number of members now}, counted by the database in one query for all groups."""
+def member_counts(groups, *, within=None) -> dict[int, int]:
+    """{group id: number of members now} (among the cluster ids `within`, when given), counted by the database in
+    one query for all groups."""
     groups = list(groups)
     if not groups:
         return {}
     static = ClusterGroup.static_members.through.objects
-    counts = Cluster.objects.aggregate(**{
+    clusters = Cluster.objects.all() if within is None else Cluster.objects.filter(pk__in=within)
+    counts = clusters.aggregate(**{
         f"g{g.pk}": Count("pk", filter=Q(pk__in=static.filter(clustergroup_id=g.pk).values("cluster_id"))
                           | g.parsed_selector.q()) for g in groups})
     return {g.pk: counts[f"g{g.pk}"] for g in groups}
@@ -298,6 +310,7 @@ def _member_ids(group: ClusterGroup) -> set[int]:
 def create_group(*, name: str, user, selector: str = "", description: str = "", owner: str = "",
                  static_members=(), source_ip: str = "") -> ClusterGroup:
     """Create a group; its members are re-evaluated against the policies assigned to it."""
+    require(user, "edit_group", message="Creating groups needs the global operator role.")
     selectors.parse(selector)  # raises SelectorError with the position
     taken = group_name_taken(name)
     if taken:
@@ -314,6 +327,7 @@ def create_group(*, name: str, user, selector: str = "", description: str = "", 
 
 def update_group(group: ClusterGroup, *, user, source_ip: str = "", static_members=None, **changes) -> ClusterGroup:
     """Change a group; clusters that joined or left it are re-evaluated (and enforcement follows)."""
+    require(user, "edit_group", group, message="Changing groups needs the global operator role.")
     unknown = set(changes) - {"description", "owner", "selector"}
     if unknown:
         raise AttachError(f"These fields cannot be changed: {', '.join(sorted(unknown))}")
@@ -339,6 +353,7 @@ def update_group(group: ClusterGroup, *, user, source_ip: str = "", static_membe
 
 def delete_group(group: ClusterGroup, *, user, source_ip: str = "") -> None:
     """Delete a group with its policy assignments; its former members are re-evaluated."""
+    require(user, "edit_group", group, message="Deleting groups needs the global operator role.")
     with transaction.atomic():
         # Lock its assignments first: evaluations writing violations for them finish before they are collected.
         list(group.assignments.select_for_update().values_list("pk"))

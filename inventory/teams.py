@@ -130,6 +130,14 @@ def access_of(user) -> Access:
     return access
 
 
+def cluster_scope(user) -> frozenset[int] | None:
+    """Ids of the clusters the user sees; None for all of them (a global role)."""
+    access = access_of(user)
+    if access.sees_all:
+        return None
+    return access.cluster_ids if access.roles_anywhere else frozenset()
+
+
 def forget(user) -> None:
     """Drop the cached access (after the user's roles changed within the request)."""
     for attr in ("_fleetweb_access", "_fleetweb_roles"):

@@ -29,7 +29,7 @@ from inventory.forms import (
     TokenCredentialsForm,
 )
 from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
-from inventory.selectors import SelectorError, parse
+from inventory.selectors import FIELDS, SelectorError, parse
 
 PAGE_SIZE = 50
 # The cluster page's inventory tabs: tab -> (model, ordering); each has `inventory/partials/_tab_<tab>.html`.
@@ -124,12 +124,12 @@ def cluster_detail(request, name: str) -> HttpResponseBase:
     return render(request, "inventory/cluster_detail.html", context)
 
 
-@role_required(OPERATOR)
+@role_required(OPERATOR, teams=True)
 @require_POST
 def cluster_sync(request, name: str) -> HttpResponseBase:
     """'Sync now': queue a sync; the header polls until it finishes."""
     cluster = get_object_or_404(Cluster.objects.visible_to(request.user), name=name)
-    services.request_sync(cluster.pk, triggered_by=f"page:{request.user.get_username()}")
+    services.sync_now(cluster, user=request.user, via="page")
     if request.htmx:
         return render(request, "inventory/partials/_sync_button.html", {"cluster": cluster, "queued": True})
     messages.info(request, f"Sync of {cluster.name} queued.")
@@ -344,13 +344,13 @@ def group_list(request) -> HttpResponseBase:
     """Groups with their member counts and compliance (three queries, whatever the number of groups)."""
     filterset = ClusterGroupFilterSet(request.GET or None, queryset=ClusterGroup.objects.visible_to(request.user))
     groups = list(filtered(filterset))
-    scores = extensions.group_scores(groups)
+    scores = extensions.group_scores(groups, user=request.user)
     rows = [{"group": g, **scores[g.pk]} for g in groups]
     return htmx_partial(request, "inventory/group_list.html", "inventory/partials/_group_table.html",
                         {"filterset": filterset, "rows": rows})
 
 
-def selector_preview(selector_text: str, static_names: str = "") -> dict:
+def selector_preview(selector_text: str, static_names: str = "", *, user) -> dict:
     """Who a selector (plus static members) would hold right now, or where it fails to parse."""
     try:
         selector = parse(selector_text)
@@ -359,12 +359,14 @@ def selector_preview(selector_text: str, static_names: str = "") -> dict:
                 "before": selector_text[:exc.position], "at": selector_text[exc.position:exc.position + 1] or " ",
                 "after": selector_text[exc.position + 1:]}
     names = [n for n in static_names.replace(",", " ").split() if n]
-    return {**preview_of(Cluster.objects.filter(Q(name__in=names) | selector.q())), "empty_selector": selector.is_empty}
+    return {**preview_of(Cluster.objects.filter(Q(name__in=names) | selector.q()), user=user),
+            "empty_selector": selector.is_empty}
 
 
-def preview_of(clusters: QuerySet) -> dict:
-    """The first PREVIEW_LIMIT clusters by name, how many in all, and the queryset itself (for more questions)."""
-    queryset = clusters.order_by("name")
+def preview_of(clusters: QuerySet, *, user) -> dict:
+    """The first PREVIEW_LIMIT clusters by name that the user may see, how many in all, and the queryset itself
+    (for more questions)."""
+    queryset = clusters.filter(pk__in=Cluster.objects.visible_to(user).values("pk")).order_by("name")
     return {"matches": queryset[:PREVIEW_LIMIT], "count": queryset.count(), "limit": PREVIEW_LIMIT,
             "queryset": queryset}
 
@@ -377,7 +379,7 @@ def group_preview(request) -> HttpResponseBase:
     """HTMX: the live preview of a selector as it is typed in the editor."""
     data = request.POST if request.method == "POST" else request.GET
     return render(request, "inventory/partials/_group_preview.html",
-                  selector_preview(data.get("selector", ""), data.get("static_members", "")))
+                  selector_preview(data.get("selector", ""), data.get("static_members", ""), user=request.user))
 
 
 def _save_group(request, form: ClusterGroupForm, group: ClusterGroup | None):
@@ -403,7 +405,7 @@ def group_create(request) -> HttpResponseBase:
         if group:
             messages.success(request, f"Group {group.name} created.")
             return redirect(group)
-    preview = (selector_preview(form.data.get("selector", ""), form.data.get("static_members", ""))
+    preview = (selector_preview(form.data.get("selector", ""), form.data.get("static_members", ""), user=request.user)
                if form.is_bound else {})
     return render(request, "inventory/group_form.html", {"form": form, "preview": preview},
                   status=400 if request.method == "POST" else 200)
@@ -417,7 +419,7 @@ def group_edit(request, name: str) -> HttpResponseBase:
         if _save_group(request, form, group):
             messages.success(request, f"Group {group.name} saved.")
             return redirect(group)
-    preview = selector_preview(form["selector"].value() or "", form["static_members"].value() or "")
+    preview = selector_preview(form["selector"].value() or "", form["static_members"].value() or "", user=request.user)
     return render(request, "inventory/group_form.html", {"form": form, "group": group, "preview": preview},
                   status=400 if request.method == "POST" else 200)
 
@@ -427,7 +429,8 @@ def group_detail(request, name: str) -> HttpResponseBase:
     """Members with their status and compliance, and the policies assigned to the group."""
     group = get_object_or_404(ClusterGroup.objects.visible_to(request.user).prefetch_related("static_members"),
                               name=name)
-    members = services.membership([group])[group.pk]
+    visible = Cluster.objects.visible_to(request.user).only("pk", "name", "labels", *FIELDS, "status")
+    members = services.membership([group], list(visible))[group.pk]
     static = {c.pk for c in group.static_members.all()}
     extra = extensions.group_detail(group, members)
     rows = [{"cluster": m, "static": m.pk in static, **extra["members"].get(m.pk, {})} for m in members]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import yaml
 from django import forms
 
-from inventory.models import ClusterGroup
+from fleetweb.roles import OPERATOR
+from inventory.models import ClusterGroup, Team
+from inventory.teams import access_of, can
 from inventory.validators import validate_dns_label
 from rollouts.models import Revision, RolloutPlan
 from rollouts.services import STAGE_DEFAULTS, STAGE_LIMITS
@@ -27,11 +29,33 @@ def parse_stages(text: str) -> list:
     return value
 
 
-class ApplicationForm(forms.Form):
+class TeamFieldsMixin:
+    """Owner team (the teams the user operates; any team, or none, for a global operator) and approver team
+    (global operators only: the service refuses it from anyone else too)."""
+
+    def _team_fields(self, user, *, instance=None) -> None:
+        access = access_of(user) if user is not None else None
+        platform = access is None or OPERATOR in access.global_roles
+        owner = self.fields["owner_team"]
+        owner.queryset = Team.objects.all() if platform else Team.objects.filter(pk__in=access.teams_with(OPERATOR))
+        owner.required = not platform
+        owner.empty_label = "— the platform team (global operators) —" if platform else None
+        if not platform or instance is not None and not can(user, "choose_approvers"):
+            self.fields.pop("approver_team")
+        if instance is not None and not platform:
+            self.fields.pop("owner_team")
+
+
+class ApplicationForm(TeamFieldsMixin, forms.Form):
     name = forms.CharField(max_length=63, validators=[validate_dns_label])
     namespace = forms.CharField(max_length=63, validators=[validate_dns_label],
                                 help_text="Where the objects go in every cluster; created when missing.")
-    owner = forms.CharField(max_length=128, required=False, label="Owner team")
+    owner_team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Team",
+                                        help_text="Its operators deploy it, only to the team's clusters.")
+    approver_team = forms.ModelChoiceField(queryset=Team.objects.all(), required=False,
+                                           empty_label="— the owner team —",
+                                           help_text="Whose approvers approve its production stages.")
+    owner = forms.CharField(max_length=128, required=False, label="Contact")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     manifests = forms.CharField(widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false"}),
                                 help_text="Multi-document YAML: Deployments, StatefulSets, DaemonSets, Services, "
@@ -40,6 +64,10 @@ class ApplicationForm(forms.Form):
     message = forms.CharField(max_length=500, required=False, label="Revision message")
     save_anyway = forms.BooleanField(required=False, label="Save anyway, although the dry run refused it",
                                      help_text="No rollout starts from a revision saved this way.")
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._team_fields(user)
 
 
 class RevisionForm(forms.Form):
@@ -101,9 +129,16 @@ class DecisionForm(forms.Form):
     stage_digest = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
 
-class ApplicationEditForm(forms.Form):
-    owner = forms.CharField(max_length=128, required=False, label="Owner team")
+class ApplicationEditForm(TeamFieldsMixin, forms.Form):
+    owner_team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Team")
+    approver_team = forms.ModelChoiceField(queryset=Team.objects.all(), required=False,
+                                           empty_label="— the owner team —")
+    owner = forms.CharField(max_length=128, required=False, label="Contact")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args, user=None, instance=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._team_fields(user, instance=instance)
 
 
 class ApplicationDeleteForm(forms.Form):

@@ -339,9 +339,10 @@ def _clean_stage(spec: dict, label: str, where: str, errors: dict[str, str]) -> 
     return stage
 
 
-def _stage_clusters(spec: dict, *, field: str = "stages") -> list[Cluster]:
+def _stage_clusters(spec: dict, *, field: str = "stages", user=None) -> list[Cluster]:
     if spec["group"]:
-        group = ClusterGroup.objects.filter(name=spec["group"]).first()
+        groups = ClusterGroup.objects.all() if user is None else ClusterGroup.objects.visible_to(user)
+        group = groups.filter(name=spec["group"]).first()
         if group is None:
             raise RolloutError({field: f"stage '{spec['name']}': no group named '{spec['group']}'"})
         return list(group.members().order_by("name"))
@@ -374,7 +375,7 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
     for i, spec in enumerate(specs):
         # Keys are paths like clean_stages's, so the builder puts each refusal on the stage at fault.
         field = f"stages[{i}].{'group' if spec['group'] else 'selector'}"
-        clusters = _stage_clusters(spec, field=field)
+        clusters = _stage_clusters(spec, field=field, user=user)
         if not clusters:
             what = f"group {spec['group']}" if spec["group"] else f"selector '{spec['selector']}'"
             raise RolloutError({field: f"stage {i + 1} '{spec['name']}' ({what}) matches no cluster"})

@@ -63,7 +63,7 @@ def _stages_field(path: str) -> str:
 
 @role_required(VIEWER)
 def application_list(request) -> HttpResponseBase:
-    apps = Application.objects.visible_to(request.user).prefetch_related("revisions")
+    apps = Application.objects.visible_to(request.user).select_related("owner_team").prefetch_related("revisions")
     latest = {}
     for app in apps:
         revisions = sorted(app.revisions.all(), key=lambda r: r.number)
@@ -72,13 +72,14 @@ def application_list(request) -> HttpResponseBase:
     return render(request, "rollouts/application_list.html", {"rows": rows})
 
 
-@role_required(OPERATOR)
+@role_required(OPERATOR, teams=True)
 def application_create(request) -> HttpResponseBase:
-    form = ApplicationForm(request.POST or None)
+    form = ApplicationForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:
             app = services.create_application(name=d["name"], namespace=d["namespace"], owner=d["owner"],
+                                              owner_team=d.get("owner_team"), approver_team=d.get("approver_team"),
                                               description=d["description"], manifests_text=d["manifests"],
                                               message=d["message"], save_anyway=d["save_anyway"], user=request.user,
                                               source_ip=client_ip(request))
@@ -113,14 +114,18 @@ def application_detail(request, name: str) -> HttpResponseBase:
         "overrides": app.overrides.select_related("group"), "placements": placement.where_it_runs(app)})
 
 
-@role_required(OPERATOR)
+@role_required(OPERATOR, teams=True)
 def application_edit(request, name: str) -> HttpResponseBase:
     """Owner and description; manifests change through a new revision, name and namespace never."""
     app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
-    form = ApplicationEditForm(request.POST or None, initial={"owner": app.owner, "description": app.description})
+    form = ApplicationEditForm(request.POST or None, user=request.user, instance=app, initial={
+        "owner": app.owner, "description": app.description, "owner_team": app.owner_team,
+        "approver_team": app.approver_team})
     if request.method == "POST" and form.is_valid():
         try:
-            services.update_application(app, user=request.user, source_ip=client_ip(request), **form.cleaned_data)
+            changes = {k: v for k, v in form.cleaned_data.items()
+                       if k in ("owner", "description") or v != getattr(app, k)}  # teams: only when changed
+            services.update_application(app, user=request.user, source_ip=client_ip(request), **changes)
         except services.RolloutError as exc:
             add_to_form(form, exc)
         else:
@@ -130,7 +135,7 @@ def application_edit(request, name: str) -> HttpResponseBase:
                   status=400 if request.method == "POST" else 200)
 
 
-@role_required(OPERATOR)
+@role_required(OPERATOR, teams=True)
 def application_delete(request, name: str) -> HttpResponseBase:
     """Delete with its revisions and rollouts (refused while a rollout is active); the clusters keep their objects."""
     app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
@@ -150,7 +155,7 @@ def application_delete(request, name: str) -> HttpResponseBase:
                   status=400 if request.method == "POST" else 200)
 
 
-@role_required(OPERATOR)
+@role_required(OPERATOR, teams=True)
 def override_edit(request, name: str) -> HttpResponseBase:
     """Set, change or (all empty) remove the per-group patch of an application; pending approvals it touches
     are voided by the service."""
@@ -176,7 +181,7 @@ def override_edit(request, name: str) -> HttpResponseBase:
                   status=400 if request.method == "POST" else 200)
 
 
-@role_required(OPERATOR)
+@role_required(OPERATOR, teams=True)
 def revision_create(request, name: str) -> HttpResponseBase:
     app = get_object_or_404(Application, name=name)
     latest = app.latest_revision
@@ -196,7 +201,7 @@ def revision_create(request, name: str) -> HttpResponseBase:
                   status=400 if request.method == "POST" else 200)
 
 
-@role_required(OPERATOR)
+@role_required(OPERATOR, teams=True)
 def rollout_create(request, name: str) -> HttpResponseBase:
     """Start a rollout with stages from the stage builder (the default), a saved plan, or YAML."""
     app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
@@ -266,10 +271,12 @@ def stage_preview(request) -> HttpResponseBase:
     group_name = next((v for k, v in request.GET.items() if k.endswith("group") and v), "")
     selector = next((v for k, v in request.GET.items() if k.endswith("selector")), "")
     if group_name:
-        group = ClusterGroup.objects.filter(name=group_name).first()
-        context = {**preview_of(group.members() if group else Cluster.objects.none()), "source": f"group {group_name}"}
+        group = ClusterGroup.objects.visible_to(request.user).filter(name=group_name).first()
+        members = group.members() if group else Cluster.objects.none()
+        context = {**preview_of(members, user=request.user), "source": f"group {group_name}"}
     else:
-        context = {**selector_preview(selector), "source": f"selector '{selector}'" if selector else ""}
+        context = {**selector_preview(selector, user=request.user),
+                   "source": f"selector '{selector}'" if selector else ""}
     # Over every match, not only the ones listed: the prod rule applies if any of them is prod.
     matched = context.get("queryset")
     context["prod"] = (list(matched.filter(environment=Environment.PROD).values_list("name", flat=True)[:5])
@@ -374,7 +381,7 @@ ACTIONS = {"pause": services.pause_rollout, "resume": services.resume_rollout, "
            "rollback": services.rollback_rollout}
 
 
-@role_required(OPERATOR)
+@role_required(OPERATOR, teams=True)
 @require_POST
 def rollout_action(request, pk: int, action: str) -> HttpResponseBase:
     if action not in ACTIONS:

@@ -26,6 +26,7 @@ from governance.api.serializers import (
 from governance.filtersets import AuditEventFilterSet, PolicyAssignmentFilterSet, ViolationFilterSet
 from governance.models import ClusterCompliance, PolicyAssignment, Violation
 from inventory.models import ClusterGroup
+from inventory.teams import cluster_scope
 
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
@@ -133,8 +134,9 @@ class ComplianceView(APIView):
     def get(self, request) -> Response:
         days = _days(request)
         groups = list(ClusterGroup.objects.visible_to(request.user))
-        scores = compliance.group_scores(groups)
-        histories = compliance.group_history(days=days)
+        scores = compliance.group_scores(groups, user=request.user)
+        # Trends are kept per group over all its members: none for a team member (see SECURITY.md).
+        histories = compliance.group_history(days=days) if cluster_scope(request.user) is None else {}
 
         def entry(group_id, s):
             return {"score": s["score"], "clusters": s["clusters"], "failing_clusters": s["failing_clusters"],
