@@ -154,18 +154,18 @@ def _free_port() -> int:
 def _auth():
     from django.contrib.auth.models import User
     from django.contrib.sessions.backends.db import SessionStore
-    from rest_framework.authtoken.models import Token
 
+    from fleetweb.tokens import create_token
     from tests.builders import make_user
 
     user = User.objects.filter(username="bench-viewer").first() or make_user("bench-viewer", "viewer")
-    token, _ = Token.objects.get_or_create(user=user)
+    _token, key = create_token(owner=user, user=None, name="benchmark")
     session = SessionStore()
     session["_auth_user_id"] = str(user.pk)
     session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
     session["_auth_user_hash"] = user.get_session_auth_hash()
     session.create()
-    return session.session_key, token.key
+    return session.session_key, key
 
 
 def endpoints(clusters) -> list[tuple[str, str, str, dict]]:
@@ -238,7 +238,7 @@ def load(eps, requests_per_endpoint: int, *, tree=ROOT) -> dict:
         for kind, label, url, headers in eps:
             hdrs = dict(headers)
             if kind == "api":
-                hdrs["Authorization"] = f"Token {token}"
+                hdrs["Authorization"] = f"Bearer {token}"
             else:
                 hdrs["Cookie"] = f"sessionid={session_key}"
             for _ in range(10):  # warm every worker's caches and connections

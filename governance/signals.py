@@ -14,7 +14,6 @@ from django.db.models import F
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.utils import timezone
-from rest_framework.authtoken.models import Token, TokenProxy
 
 from fleetweb.audit import record
 from fleetweb.models import AuditEvent
@@ -144,23 +143,6 @@ def audit_group_saved(sender, instance: Group, created: bool, **kwargs) -> None:
 def audit_group_deleted(sender, instance: Group, **kwargs) -> None:
     actor, ip = current_actor()
     record(user=actor, action="role.delete", target_name=instance.name, source_ip=ip)
-
-
-@receiver(post_save, sender=Token)
-@receiver(post_save, sender=TokenProxy)  # the admin saves tokens through its proxy model
-def audit_token_created(sender, instance: Token, created: bool, **kwargs) -> None:
-    if created:  # the key itself never reaches the log
-        actor, ip = current_actor()
-        record(user=actor, action="token.create", target=instance.user, source_ip=ip,
-               target_name=f"API token of {instance.user.get_username()}", after={"for": instance.user.get_username()})
-
-
-@receiver(post_delete, sender=Token)
-@receiver(post_delete, sender=TokenProxy)
-def audit_token_deleted(sender, instance: Token, **kwargs) -> None:
-    actor, ip = current_actor()
-    record(user=actor, action="token.delete", source_ip=ip, target_name=f"API token of {instance.user_id}",
-           before={"for_user_id": instance.user_id})
 
 
 @receiver(post_save, sender=LogEntry)

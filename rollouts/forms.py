@@ -170,9 +170,10 @@ class OverrideForm(forms.Form):
     labels = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
                              help_text="key=value, one per line; added to every object")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["group"].queryset = ClusterGroup.objects.order_by("name")  # type: ignore[attr-defined]  # per request
+        groups = ClusterGroup.objects.all() if user is None else ClusterGroup.objects.visible_to(user)
+        self.fields["group"].queryset = groups.order_by("name")  # type: ignore[attr-defined]  # per request
 
     def clean_image_tags(self) -> dict[str, str]:
         return _pairs(self.cleaned_data["image_tags"], "container=tag")

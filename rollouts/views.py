@@ -166,7 +166,7 @@ def override_edit(request, name: str) -> HttpResponseBase:
         initial = {"group": existing.group.name, "replicas": existing.replicas,
                    "image_tags": "\n".join(f"{k}={v}" for k, v in existing.image_tags.items()),
                    "labels": "\n".join(f"{k}={v}" for k, v in existing.labels.items())}
-    form = OverrideForm(request.POST or None, initial=initial)
+    form = OverrideForm(request.POST or None, initial=initial, user=request.user)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:

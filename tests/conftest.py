@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from fleetweb.tokens import create_token
 from tests.builders import make_user
 
 QUEUES = ("sync", "default", "rollouts")
@@ -46,8 +46,8 @@ def outsider(db):
 def api_client_for(user) -> APIClient:
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        _token, key = create_token(owner=user, user=None, name="tests")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
 
 

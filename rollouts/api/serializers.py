@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from inventory.models import Team
 from inventory.validators import validate_dns_label
 from rollouts.models import Application, Approval, Override, Revision, Rollout, RolloutPlan, Stage, Target
 from rollouts.rendering import digest_of
@@ -54,9 +55,28 @@ class OverrideSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
+    """A related id the requesting user may see: any other answers "does not exist", like a 404 would."""
+
+    def get_queryset(self):
+        return super().get_queryset().visible_to(self.context["request"].user)
+
+
+class VisibleSlugField(serializers.SlugRelatedField):
+    def get_queryset(self):
+        return super().get_queryset().visible_to(self.context["request"].user)
+
+
 class ApplicationSerializer(serializers.ModelSerializer):
     """Create with `manifests` (multi-document YAML): that becomes revision 1."""
 
+    owner_team: serializers.SlugRelatedField = VisibleSlugField(
+        slug_field="name", queryset=Team.objects.all(), required=False, allow_null=True,
+        help_text="Team that deploys it (to its clusters only); null: the platform team. A team operator must name "
+                  "a team they operate; changing it later is for global operators.")
+    approver_team: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="name", queryset=Team.objects.all(), required=False, allow_null=True,
+        help_text="Whose approvers approve its production stages (default: the owner team; set by global operators)")
     manifests = serializers.CharField(write_only=True, style={"base_template": "textarea.html"})
     message = serializers.CharField(write_only=True, required=False, allow_blank=True)
     save_anyway = serializers.BooleanField(write_only=True, required=False, default=False,
@@ -66,7 +86,8 @@ class ApplicationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Application
-        fields = ("id", "name", "namespace", "owner", "description", "created_at", "latest_revision", "overrides",
+        fields = ("id", "name", "namespace", "owner", "owner_team", "approver_team", "description", "created_at",
+                  "latest_revision", "overrides",
                   "manifests", "message", "save_anyway")
         read_only_fields = ("id", "created_at", "latest_revision", "overrides")
         extra_kwargs: dict[str, dict] = {"name": {"validators": [validate_dns_label]},
@@ -119,7 +140,7 @@ class RolloutSerializer(serializers.ModelSerializer):
     """Create from `revision` (id) and a `plan` (name) or inline `stages`."""
 
     application: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    revision: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(queryset=Revision.objects.all())
+    revision: serializers.PrimaryKeyRelatedField = VisibleRelatedField(queryset=Revision.objects.all())
     revision_number = serializers.IntegerField(source="revision.number", read_only=True)
     requested_by: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
     plan: serializers.SlugRelatedField = (

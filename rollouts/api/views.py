@@ -29,6 +29,7 @@ class ApplicationViewSet(viewsets.ModelViewSet):
     """Applications; every edit of the manifests is a new immutable revision (`POST …/revisions/`)."""
 
     serializer_class = serializers.ApplicationSerializer
+    team_roles = True  # team operators write their team's applications: the services check which
     ordering_fields = ["name", "created_at"]
     ordering = ["name"]
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
@@ -42,6 +43,7 @@ class ApplicationViewSet(viewsets.ModelViewSet):
                                     owner=data.get("owner", ""), description=data.get("description", ""),
                                     manifests_text=data["manifests"], message=data.get("message", ""),
                                     save_anyway=data.get("save_anyway", False), user=self.request.user,
+                                    owner_team=data.get("owner_team"), approver_team=data.get("approver_team"),
                                     source_ip=client_ip(self.request))
 
     def perform_update(self, serializer) -> None:
@@ -78,7 +80,7 @@ class ApplicationViewSet(viewsets.ModelViewSet):
     def override(self, request, pk=None, group=None) -> Response:
         """Set the per-group patch (`replicas`, `image_tags`, `labels`); all empty removes it."""
         app = self.get_object()
-        group_obj = ClusterGroup.objects.filter(name=group).first()
+        group_obj = ClusterGroup.objects.visible_to(request.user).filter(name=group).first()
         if group_obj is None:
             raise NotFound(f"No group named '{group}'.")
         override = _call(services.set_override, app=app, group=group_obj, user=request.user,
@@ -166,6 +168,8 @@ class RolloutViewSet(viewsets.ModelViewSet):
         else:
             _call(fn, rollout=rollout, user=request.user, source_ip=client_ip(request))
         return self._state(rollout)
+
+    team_roles = True  # team operators act on their applications' rollouts: the services check which
 
     def get_permissions(self) -> Sequence:
         # Approvers are not operators: deciding needs only a role; the service says who may decide.

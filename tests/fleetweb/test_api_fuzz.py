@@ -11,11 +11,11 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
+from fleetweb.tokens import create_token
 from tests.builders import make_cluster, make_user
 
 EXAMPLES = 15  # per operation and mode; `FLEETWEB_FUZZ_EXAMPLES` raises it for a longer hunt
@@ -25,13 +25,13 @@ EXAMPLES = 15  # per operation and mode; `FLEETWEB_FUZZ_EXAMPLES` raises it for 
 def api_schema(db):
     """The schema as the app serves it to an admin, calling the app in-process as that admin."""
     admin = make_user("fuzz-admin", "admin")
-    key = Token.objects.create(user=admin).key
+    key = create_token(owner=admin, user=None, name="fuzz")[1]
     for name in ("c1", "c2"):
         make_cluster(name, nodes=1)
     django_app = WSGIHandler()
 
     def as_admin(environ, start_response):
-        environ["HTTP_AUTHORIZATION"] = f"Token {key}"
+        environ["HTTP_AUTHORIZATION"] = f"Bearer {key}"
         return django_app(environ, start_response)
 
     # As Django's test client does: the test's transaction is the requests', so no request may close it.
