@@ -5,13 +5,15 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from fleetweb import views
+from fleetweb import token_views, views
 
 urlpatterns = [
     path("", include("inventory.overview")),  # the fleet overview
     path("healthz", views.healthz, name="healthz"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", views.logout_view, name="logout"),
+    path("accounts/tokens/", token_views.my_tokens, name="my_tokens"),
+    path("accounts/tokens/<int:pk>/revoke/", token_views.revoke, name="token_revoke"),
     path("", include("inventory.urls")),  # clusters/, groups/
     path("", include("governance.urls")),  # policies/, compliance/, audit/
     path("", include("rollouts.urls")),  # applications/, rollouts/

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from inventory import views
+from inventory import team_views, views
 
 app_name = "inventory"
 urlpatterns = [
@@ -22,4 +22,12 @@ urlpatterns = [
     path("groups/<slug:name>/", views.group_detail, name="group_detail"),
     path("groups/<slug:name>/edit/", views.group_edit, name="group_edit"),
     path("groups/<slug:name>/delete/", views.group_delete, name="group_delete"),
+    path("teams/", team_views.team_list, name="team_list"),
+    path("teams/new/", team_views.team_create, name="team_create"),
+    path("teams/preview/", team_views.team_preview, name="team_preview"),
+    path("teams/<slug:name>/", team_views.team_detail, name="team_detail"),
+    path("teams/<slug:name>/edit/", team_views.team_edit, name="team_edit"),
+    path("teams/<slug:name>/delete/", team_views.team_delete, name="team_delete"),
+    path("teams/<slug:name>/members/", team_views.team_member_add, name="team_member_add"),
+    path("teams/<slug:name>/members/<int:pk>/remove/", team_views.team_member_remove, name="team_member_remove"),
 ]

@@ -1,0 +1,67 @@
+"""'My tokens': create (the key is shown once, on the answer to the POST), list and revoke one's API tokens;
+admins see and revoke everyone's and create tokens for service accounts. Changes go through fleetweb.tokens."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.http import HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from fleetweb import tokens
+from fleetweb.errors import ServiceError, add_to_form
+from fleetweb.models import ApiToken
+from fleetweb.roles import ADMIN, has_role
+from fleetweb.web import client_ip
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What will use it, e.g. 'ci-deploy'")
+    days = forms.IntegerField(min_value=1, max_value=tokens.MAX_DAYS, initial=90, label="Expires in (days)")
+    read_only = forms.BooleanField(required=False, label="Read-only (GET only)")
+    owner = forms.ModelChoiceField(queryset=User.objects.filter(service_account__isnull=False), required=False,
+                                   empty_label="— me —", label="For", help_text="Admins: a service account")
+
+
+@never_cache
+@login_required
+def my_tokens(request) -> HttpResponseBase:
+    admin = has_role(request.user, ADMIN)
+    form = TokenForm(request.POST or None)
+    if not admin:
+        form.fields.pop("owner")
+    key = None
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            _token, key = tokens.create_token(owner=d.get("owner") or request.user, user=request.user,
+                                              name=d["name"], days=d["days"], read_only=d["read_only"],
+                                              source_ip=client_ip(request))
+        except ServiceError as exc:
+            add_to_form(form, exc)
+        else:
+            form = TokenForm()
+            if not admin:
+                form.fields.pop("owner")
+    rows = ApiToken.objects.visible_to(request.user).select_related("user")
+    if not (admin and request.GET.get("all")):
+        rows = rows.filter(user=request.user) | rows.filter(user__service_account__isnull=False) if admin else rows
+    return render(request, "fleetweb/my_tokens.html", {"form": form, "key": key, "tokens": rows, "admin": admin},
+                  status=400 if request.method == "POST" and key is None else 200)
+
+
+@login_required
+@require_POST
+def revoke(request, pk: int) -> HttpResponseBase:
+    token = get_object_or_404(ApiToken.objects.visible_to(request.user), pk=pk)  # another's: 404
+    try:
+        tokens.revoke_token(token, user=request.user, source_ip=client_ip(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Token '{token.name}' revoked.")
+    return redirect("my_tokens")

@@ -1,0 +1,371 @@
+"""Teams: one table of doors × who asks, each answer asserted (200 with exactly the in-scope rows, 404 for another
+team's objects, 403 for someone with no role), plus what a team operator must not be able to do."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from fleetweb.audit import AuditEvent
+from fleetweb.errors import ServiceError
+from fleetweb.models import ApiToken
+from fleetweb.tokens import create_token, digest, revoke_token
+from governance import services as governance_services
+from inventory import services as inventory_services
+from inventory import team_services
+from inventory.models import Cluster, ClusterGroup, Team
+from rollouts import approvals, services
+from rollouts.models import Application, Rollout
+from tests.builders import make_cluster, make_user, make_workload
+from tests.conftest import api_client_for
+
+MANIFESTS = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "nginx:1.27"}]}
+"""
+
+PAYMENTS = {"pay-prod", "pay-dev", "pay-app"}
+SHOP = {"shop-prod", "shop-app"}
+EVERYTHING = PAYMENTS | SHOP
+
+
+@pytest.fixture
+def org(db, admin_user):
+    """Two teams, each owning its clusters (by owner field) and one application; users in each role."""
+    for name, env, owner in (("pay-prod", "prod", "payments"), ("pay-dev", "dev", "payments"),
+                             ("shop-prod", "prod", "shop")):
+        make_workload(make_cluster(name, environment=env, owner=owner, nodes=1), f"{name}-web")
+    payments = team_services.save_team(user=admin_user, name="payments", selector="owner=payments")
+    shop = team_services.save_team(user=admin_user, name="shop", selector="owner=shop")
+    users = {"nobody": make_user("nobody"), "viewer": make_user("auditor", "viewer"), "admin": admin_user}
+    for team, prefix in ((payments, "pay"), (shop, "shop")):
+        for role in ("viewer", "operator", "approver"):
+            users[f"{prefix}_{role}"] = member = make_user(f"{prefix}-{role}")
+            team_services.add_member(team, member=member, role=role, user=admin_user)
+    for name, team in (("pay-app", payments), ("shop-app", shop)):
+        services.create_application(name=name, namespace=name, manifests_text=MANIFESTS, user=None, owner_team=team)
+    return {"teams": {"payments": payments, "shop": shop}, "users": users}
+
+
+# who asks -> what they see (None: no role at all, every door answers 403)
+SEES = {"nobody": None, "viewer": EVERYTHING, "admin": EVERYTHING, "pay_viewer": PAYMENTS, "pay_operator": PAYMENTS,
+        "pay_approver": PAYMENTS, "shop_viewer": SHOP, "shop_operator": SHOP}
+
+# (door, url, kind) for lists: the answer names exactly the objects in scope
+LISTS = [
+    ("clusters page", "/clusters/", "page"),
+    ("clusters partial", "/clusters/?q=", "partial"),
+    ("clusters CSV", "/clusters/export.csv", "export"),
+    ("workloads page", "/workloads/", "page"),
+    ("workloads CSV", "/workloads/export.csv", "export"),
+    ("applications page", "/applications/", "page"),
+    ("API clusters", "/api/v1/clusters/", "api"),
+    ("API workloads", "/api/v1/workloads/", "api"),
+    ("API nodes", "/api/v1/nodes/", "api"),
+    ("API applications", "/api/v1/applications/", "api"),
+    ("API rollouts", "/api/v1/rollouts/", "api"),
+]
+# (door, url with {cluster}/{cluster_id}/{app}/{app_id}, kind) for one object of one team
+DETAILS = [
+    ("cluster page", "/clusters/{cluster}/", "page"),
+    ("cluster tab partial", "/clusters/{cluster}/?tab=workloads", "partial"),
+    ("application page", "/applications/{app}/", "page"),
+    ("API cluster", "/api/v1/clusters/{cluster_id}/", "api"),
+    ("API application", "/api/v1/applications/{app_id}/", "api"),
+    ("API where it runs", "/api/v1/applications/{app_id}/clusters/", "api"),
+]
+
+
+def _get(org, who: str, url: str, kind: str):
+    user = org["users"][who]
+    if kind == "api":
+        return api_client_for(user).get(url)
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    headers = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "tab-content"} if kind == "partial" else {}
+    return client.get(url, **headers)
+
+
+@pytest.mark.parametrize("who", sorted(SEES))
+@pytest.mark.parametrize(("door", "url", "kind"), LISTS, ids=[d for d, _, _ in LISTS])
+def test_lists_hold_exactly_what_the_user_may_see(org, who, door, url, kind):
+    response = _get(org, who, url, kind)
+    expected = SEES[who]
+    if expected is None:
+        assert response.status_code == 403, door
+        return
+    assert response.status_code == 200, (door, response.status_code)
+    body = b"".join(response.streaming_content).decode() if response.streaming else response.content.decode()
+    shown = {name for name in EVERYTHING if name in body}
+    relevant = {n for n in EVERYTHING if _kind_of(n) in _listed(door)}
+    assert shown & relevant == expected & relevant, (door, who)
+
+
+@pytest.mark.parametrize("who", ["pay_viewer", "shop_operator", "viewer"])
+def test_overview_counts_only_what_the_user_sees(org, who):
+    response = _get(org, who, "/", "page")
+    assert response.status_code == 200
+    clusters = {n for n in SEES[who] if _kind_of(n) == "cluster"}
+    assert response.context["totals"]["clusters"] == len(clusters)
+
+
+def _kind_of(name: str) -> str:
+    return "app" if name.endswith("-app") else "cluster"
+
+
+def _listed(door: str) -> set[str]:
+    if "application" in door:
+        return {"app"}
+    if "rollouts" in door:
+        return set()
+    return {"cluster"}
+
+
+@pytest.mark.parametrize("who", sorted(SEES))
+@pytest.mark.parametrize("team", ["payments", "shop"])
+@pytest.mark.parametrize(("door", "url", "kind"), DETAILS, ids=[d for d, _, _ in DETAILS])
+def test_another_teams_objects_answer_404_not_403(org, who, team, door, url, kind):
+    cluster = Cluster.objects.get(name="pay-prod" if team == "payments" else "shop-prod")
+    app = Application.objects.get(name="pay-app" if team == "payments" else "shop-app")
+    response = _get(org, who, url.format(cluster=cluster.name, cluster_id=cluster.pk, app=app.name, app_id=app.pk),
+                    kind)
+    if SEES[who] is None:
+        assert response.status_code == 403, door
+    elif cluster.name in SEES[who]:
+        assert response.status_code == 200, (door, who, response.status_code)
+    else:
+        assert response.status_code == 404, (door, who, response.status_code)
+
+
+def test_scoped_lists_cost_a_constant_number_of_queries(org, admin_user):
+    client = api_client_for(org["users"]["pay_viewer"])
+    client.get("/api/v1/clusters/")  # the token's first use writes its last-used time
+    with CaptureQueriesContext(connection) as few:
+        assert client.get("/api/v1/clusters/").status_code == 200
+    for i in range(10):
+        make_cluster(f"pay-more-{i}", owner="payments")
+        make_cluster(f"other-{i}", owner="elsewhere")
+    second = team_services.save_team(user=admin_user, name="payments-eu", selector="owner=payments,region=eu-west-1")
+    team_services.add_member(second, member=org["users"]["pay_viewer"], role="viewer", user=admin_user)
+    with CaptureQueriesContext(connection) as many:
+        response = client.get("/api/v1/clusters/?page_size=100")
+    assert response.status_code == 200 and response.json()["count"] == 12
+    assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_compliance_scores_count_only_the_clusters_in_scope(org, admin_user, api_as):
+    prod = inventory_services.create_group(name="prod", selector="environment=prod", user=admin_user)
+    assert ClusterGroup.objects.visible_to(org["users"]["pay_viewer"]).filter(pk=prod.pk).exists()
+    response = api_as(org["users"]["pay_viewer"]).get("/api/v1/compliance/")
+    assert response.status_code == 200
+    groups = {g["name"]: g for g in response.json()["groups"]}
+    assert groups["prod"]["clusters"] == 1  # pay-prod only, not shop-prod
+    assert response.json()["fleet"]["history"] == []
+    assert api_as(admin_user).get("/api/v1/compliance/").json()["groups"][0]["clusters"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# What the lowest role that reaches a feature must not be able to do
+
+
+def test_operator_cannot_roll_out_to_another_teams_cluster(org):
+    app = Application.objects.get(name="pay-app")
+    operator = org["users"]["pay_operator"]
+    with pytest.raises(services.RolloutError) as refused:
+        services.create_rollout(revision=app.latest_revision, user=operator,
+                                stages=[{"name": "prod", "selector": "environment=prod"}])
+    assert refused.value.status == 403
+    assert "cluster(s) you cannot see" in refused.value.message and "shop-prod" not in refused.value.message
+    assert not Rollout.objects.exists()
+    rollout = services.create_rollout(revision=app.latest_revision, user=operator,
+                                      stages=[{"name": "prod", "selector": "environment=prod,owner=payments"}])
+    assert [t.cluster.name for t in rollout.stages.get().targets.all()] == ["pay-prod"]
+
+
+def test_global_operator_cannot_send_a_teams_application_outside_its_scope(org, operator):
+    app = Application.objects.get(name="pay-app")
+    with pytest.raises(services.RolloutError) as refused:
+        services.create_rollout(revision=app.latest_revision, user=operator,
+                                stages=[{"name": "all", "selector": "environment=prod"}])
+    assert "cluster shop-prod is outside the scope of team payments" in refused.value.message
+    assert not Rollout.objects.exists()
+
+
+def test_operator_cannot_touch_another_teams_application(org, api_as):
+    shop_app = Application.objects.get(name="shop-app")
+    client = api_as(org["users"]["pay_operator"])
+    assert client.patch(f"/api/v1/applications/{shop_app.pk}/", {"description": "mine"}, format="json"
+                        ).status_code == 404
+    assert client.post("/api/v1/rollouts/", {"revision": shop_app.latest_revision.pk, "stages": [
+        {"name": "s", "selector": "owner=shop"}]}, format="json").status_code == 400  # no such revision for them
+    with pytest.raises(services.RolloutError):
+        services.create_revision(shop_app, manifests_text=MANIFESTS.replace("1.27", "1.28"),
+                                 user=org["users"]["pay_operator"])
+    shop_app.refresh_from_db()
+    assert shop_app.description == "" and shop_app.revisions.count() == 1 and not Rollout.objects.exists()
+
+
+def test_operator_cannot_change_who_approves(org, api_as):
+    app = Application.objects.get(name="pay-app")
+    client = api_as(org["users"]["pay_operator"])
+    response = client.patch(f"/api/v1/applications/{app.pk}/", {"approver_team": "shop"}, format="json")
+    assert response.status_code == 403, response.content
+    response = client.patch(f"/api/v1/applications/{app.pk}/", {"owner_team": None}, format="json")
+    assert response.status_code == 403
+    app.refresh_from_db()
+    assert app.approver_team is None and app.owner_team.name == "payments"
+    assert client.post("/api/v1/applications/", {"name": "sneaky", "namespace": "sneaky", "manifests": MANIFESTS,
+                                                 "owner_team": "payments", "approver_team": "shop"},
+                       format="json").status_code == 403
+    assert client.post("/api/v1/applications/", {"name": "platformish", "namespace": "p", "manifests": MANIFESTS},
+                       format="json").status_code == 403  # an application of no team is the platform's
+    assert not Application.objects.filter(name__in=["sneaky", "platformish"]).exists()
+
+
+def test_operator_cannot_attach_detach_or_edit_groups_teams_and_policies(org, api_as):
+    operator = org["users"]["pay_operator"]
+    client = api_as(operator)
+    cluster = Cluster.objects.get(name="pay-prod")
+    group = ClusterGroup.objects.create(name="g")
+    changes = AuditEvent.objects.exclude(action__startswith="auth.")  # logging in is on the record too
+    before = changes.count()
+    assert client.delete(f"/api/v1/clusters/{cluster.pk}/").status_code == 403
+    assert client.patch(f"/api/v1/clusters/{cluster.pk}/", {"owner": "shop"}, format="json").status_code == 403
+    assert client.post("/api/v1/groups/", {"name": "mine", "selector": "owner=payments"},
+                       format="json").status_code == 403
+    with pytest.raises(ServiceError) as refused:
+        governance_services.create_assignment(group=group, rule_key="no-latest-tag", user=operator)
+    assert getattr(refused.value, "status", None) == 403
+    with pytest.raises(ServiceError) as refused:
+        team_services.add_member(org["teams"]["shop"], member=operator, role="approver", user=operator)
+    assert getattr(refused.value, "status", None) == 403
+    with pytest.raises(ServiceError):
+        team_services.save_team(user=operator, team=org["teams"]["payments"], name="payments", selector="")
+    from django.test import Client
+
+    page = Client()
+    page.force_login(operator)
+    assert page.get("/clusters/attach/").status_code == 403
+    assert page.get("/teams/new/").status_code == 403
+    assert Cluster.objects.get(pk=cluster.pk).owner == "payments"
+    assert org["teams"]["payments"].selector == Team.objects.get(name="payments").selector == "owner=payments"
+    assert not org["teams"]["shop"].members.filter(user=operator).exists()
+    assert changes.count() == before
+
+
+def test_operator_syncs_their_clusters_only(org, api_as, django_capture_on_commit_callbacks):
+    client = api_as(org["users"]["pay_operator"])
+    assert client.post(f"/api/v1/clusters/{Cluster.objects.get(name='shop-prod').pk}/sync/").status_code == 404
+    assert api_as(org["users"]["pay_viewer"]).post(
+        f"/api/v1/clusters/{Cluster.objects.get(name='pay-prod').pk}/sync/").status_code == 403
+    assert client.post(f"/api/v1/clusters/{Cluster.objects.get(name='pay-prod').pk}/sync/").status_code == 202
+
+
+def test_only_the_approver_team_approves(org, approver, admin_user):
+    app = Application.objects.get(name="pay-app")
+    rollout = services.create_rollout(revision=app.latest_revision, user=org["users"]["pay_operator"],
+                                      stages=[{"name": "prod", "selector": "name=pay-prod"}])
+    stage = rollout.stages.get()
+    for outsider in (org["users"]["shop_approver"], org["users"]["pay_viewer"], approver):  # global approver too
+        with pytest.raises(services.RolloutError) as refused:
+            approvals.check_can_decide(stage, outsider)
+        assert refused.value.status == 403 and "approvers of team payments" in refused.value.message
+    with pytest.raises(services.RolloutError) as not_yet:
+        approvals.check_can_decide(stage, org["users"]["pay_approver"])
+    assert not_yet.value.status == 409  # allowed to decide; the stage just is not awaiting approval yet
+    services.update_application(app, user=admin_user, approver_team=org["teams"]["shop"])
+    app.refresh_from_db()
+    stage.rollout.application = app
+    with pytest.raises(services.RolloutError) as moved:
+        approvals.check_can_decide(stage, org["users"]["pay_approver"])
+    assert moved.value.status == 403
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens
+
+
+def test_expired_and_revoked_tokens_get_401_and_read_only_cannot_write(org):
+    from rest_framework.test import APIClient
+
+    owner = org["users"]["pay_operator"]
+    token, key = create_token(owner=owner, user=owner, name="ci")
+    stored = ApiToken.objects.get(pk=token.pk)
+    assert stored.digest == digest(key) and key not in str(ApiToken.objects.filter(pk=token.pk).values().get())
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert client.get("/api/v1/clusters/").status_code == 200
+    assert ApiToken.objects.get(pk=token.pk).last_used_at is not None
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert client.get("/api/v1/clusters/").status_code == 401
+    token2, key2 = create_token(owner=owner, user=owner, name="ci2")
+    revoke_token(token2, user=org["users"]["admin"])
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key2}")
+    assert client.get("/api/v1/clusters/").status_code == 401
+    client.credentials(HTTP_AUTHORIZATION="Bearer fwt_not-a-token")
+    assert client.get("/api/v1/clusters/").status_code == 401
+    _ro, key3 = create_token(owner=owner, user=owner, name="read", read_only=True)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key3}")
+    pay_prod = Cluster.objects.get(name="pay-prod")
+    assert client.get("/api/v1/clusters/").status_code == 200
+    response = client.post(f"/api/v1/clusters/{pay_prod.pk}/sync/")
+    assert response.status_code == 403 and "read-only" in response.json()["detail"]
+    assert set(AuditEvent.objects.filter(action__startswith="token.").values_list("action", flat=True)) == {
+        "token.create", "token.revoke"}
+    assert not [e for e in AuditEvent.objects.all() if key in f"{e.before}{e.after}{e.target_name}"]
+
+
+def test_a_token_acts_with_its_owners_current_roles(org, admin_user):
+    from rest_framework.test import APIClient
+
+    owner = org["users"]["pay_viewer"]
+    _token, key = create_token(owner=owner, user=owner, name="dash")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert client.get("/api/v1/clusters/").json()["count"] == 2
+    grant = org["teams"]["payments"].members.get(user=owner)
+    team_services.remove_member(grant, user=admin_user)
+    assert client.get("/api/v1/clusters/").status_code == 403
+
+
+def test_only_owners_and_admins_revoke_and_service_accounts_cannot_log_in(org, admin_user, client):
+    other = org["users"]["shop_viewer"]
+    token, _key = create_token(owner=org["users"]["pay_viewer"], user=org["users"]["pay_viewer"], name="x")
+    client.force_login(other)
+    assert client.post(f"/accounts/tokens/{token.pk}/revoke/").status_code == 404
+    assert ApiToken.objects.get(pk=token.pk).revoked_at is None
+    from fleetweb.tokens import create_service_account
+
+    with pytest.raises(ServiceError):
+        create_service_account(username="ci-bot", user=other)
+    bot = create_service_account(username="ci-bot", user=admin_user)
+    assert not bot.has_usable_password()
+    _t, bot_key = create_token(owner=bot, user=admin_user, name="deploy")
+    assert bot_key.startswith("fwt_")
+    client.logout()
+    response = client.post("/accounts/login/", {"username": "ci-bot", "password": ""})
+    assert response.status_code != 302
+
+
+def test_my_tokens_page_shows_the_key_once(org, client):
+    owner = org["users"]["pay_operator"]
+    client.force_login(owner)
+    response = client.post("/accounts/tokens/", {"name": "laptop", "days": 30})
+    assert response.status_code == 200
+    key = response.context["key"]
+    assert key.startswith("fwt_") and key in response.content.decode()
+    again = client.get("/accounts/tokens/").content.decode()
+    assert "laptop" in again and key not in again and key[:12] in again
+    assert client.post("/accounts/tokens/", {"name": "", "days": 9999}).status_code == 400
