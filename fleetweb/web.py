@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
+from django.http.response import HttpResponseBase
+
 
 def client_ip(request) -> str:
     """The address a request came from, as the WSGI server saw it ('' without a request).
@@ -129,7 +131,7 @@ class ServiceErrorMiddleware:
     def __call__(self, request):
         return self.get_response(request)
 
-    def process_exception(self, request, exception):
+    def process_exception(self, request, exception) -> HttpResponseBase | None:
         from django.core.exceptions import PermissionDenied
         from django.http import Http404, HttpResponse
         from django.views import defaults

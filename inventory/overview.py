@@ -40,7 +40,7 @@ def overview_context(user) -> dict:
     attention = sorted(
         clusters.exclude(status=ClusterStatus.CONNECTED).only(
             "name", "status", "status_reason", "environment", "last_seen_at", "kubernetes_version")[:50],
-        key=lambda c: (STATUS_SEVERITY.get(c.status, 9), c.name))
+        key=lambda c: (STATUS_SEVERITY.get(ClusterStatus(c.status), 9), c.name))
     return {
         "totals": {k: v or 0 for k, v in totals.items()},
         "status_cards": [{"value": s.value, "label": s.label, "count": by_status.get(s.value, 0)}

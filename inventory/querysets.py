@@ -8,6 +8,7 @@ teams' scopes and what hangs off them; each model says how through its `visibili
 from __future__ import annotations
 
 import dataclasses
+from typing import Self
 
 from django.db import models
 from django.db.models import Q
@@ -40,7 +41,7 @@ BY_CLUSTER = Visibility(cluster="cluster_id")
 
 
 class ScopedQuerySet(models.QuerySet):
-    def visible_to(self, user):  # -> Self
+    def visible_to(self, user) -> Self:
         """Rows the user may see: all for a global role, the team scope's for a team member, none otherwise."""
         from inventory.teams import access_of
 

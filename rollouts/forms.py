@@ -29,7 +29,7 @@ def parse_stages(text: str) -> list:
     return value
 
 
-class TeamFieldsMixin:
+class TeamFieldsMixin(forms.Form):
     """Owner team (the teams the user operates; any team, or none, for a global operator) and approver team
     (global operators only: the service refuses it from anyone else too)."""
 
@@ -37,16 +37,18 @@ class TeamFieldsMixin:
         access = access_of(user) if user is not None else None
         platform = access is None or OPERATOR in access.global_roles
         owner = self.fields["owner_team"]
-        owner.queryset = Team.objects.all() if platform else Team.objects.filter(pk__in=access.teams_with(OPERATOR))
+        owner.queryset = (Team.objects.all() if platform or access is None  # type: ignore[attr-defined]
+                          else Team.objects.filter(pk__in=access.teams_with(OPERATOR)))
         owner.required = not platform
-        owner.empty_label = "— the platform team (global operators) —" if platform else None
+        owner.empty_label = (  # type: ignore[attr-defined]  # a ModelChoiceField
+            "— the platform team (global operators) —" if platform else None)
         if not platform or instance is not None and not can(user, "choose_approvers"):
             self.fields.pop("approver_team")
         if instance is not None and not platform:
             self.fields.pop("owner_team")
 
 
-class ApplicationForm(TeamFieldsMixin, forms.Form):
+class ApplicationForm(TeamFieldsMixin):
     name = forms.CharField(max_length=63, validators=[validate_dns_label])
     namespace = forms.CharField(max_length=63, validators=[validate_dns_label],
                                 help_text="Where the objects go in every cluster; created when missing.")
@@ -129,7 +131,7 @@ class DecisionForm(forms.Form):
     stage_digest = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
 
-class ApplicationEditForm(TeamFieldsMixin, forms.Form):
+class ApplicationEditForm(TeamFieldsMixin):
     owner_team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Team")
     approver_team = forms.ModelChoiceField(queryset=Team.objects.all(), required=False,
                                            empty_label="— the owner team —")

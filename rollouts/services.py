@@ -439,8 +439,8 @@ def _claim(rollout: Rollout, allowed: tuple, new_state: str, **fields) -> Rollou
 def _check_change(user, app: Application) -> None:
     """Changing an application or acting on its rollouts: global operators and its owner team's operators."""
     if user is not None and not can(user, "change_application", app):
-        raise RolloutError("This action needs the operator role" + (f" in team {app.owner_team.name}."
-                                                                     if app.owner_team_id else "."), status=403)
+        team = f" in team {app.owner_team.name}." if app.owner_team is not None else "."
+        raise RolloutError(f"This action needs the operator role{team}", status=403)
 
 
 def _check_plans(user) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db.models import QuerySet
 from rest_framework import serializers
 
 from inventory.models import Team
@@ -58,13 +61,15 @@ class OverrideSerializer(serializers.ModelSerializer):
 class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
     """A related id the requesting user may see: any other answers "does not exist", like a 404 would."""
 
-    def get_queryset(self):
-        return super().get_queryset().visible_to(self.context["request"].user)
+    def get_queryset(self) -> QuerySet:
+        queryset: Any = super().get_queryset()  # a ScopedQuerySet: every model here has visible_to
+        return queryset.visible_to(self.context["request"].user)
 
 
 class VisibleSlugField(serializers.SlugRelatedField):
-    def get_queryset(self):
-        return super().get_queryset().visible_to(self.context["request"].user)
+    def get_queryset(self) -> QuerySet:
+        queryset: Any = super().get_queryset()  # a ScopedQuerySet: every model here has visible_to
+        return queryset.visible_to(self.context["request"].user)
 
 
 class ApplicationSerializer(serializers.ModelSerializer):
