@@ -198,3 +198,23 @@ def pool_manager(url: str, *, schemes: tuple[str, ...] = ("https",), what: str =
 
     target = check_url(url, schemes=schemes, what=what)
     return target.url, pin_pool_manager(urllib3.PoolManager(**kwargs), (target, what))
+
+
+def requests_session(*urls: str, what: str = "URL", schemes: tuple[str, ...] = ("https",),
+                     verify: bool | str = True, session: Any = None) -> Any:
+    """A requests Session (or the given one, e.g. an OAuth client's) that dials only the hosts of `urls`, each
+    at an address checked by the policy when the connection is made; no redirects, no proxies from the
+    environment. OutboundRefused (inside requests' ConnectionError) comes out of a refused call."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    targets = [(check_url(url, schemes=schemes, what=what), what) for url in urls]
+    session = session if session is not None else requests.Session()
+    adapter = HTTPAdapter(max_retries=0)
+    pin_pool_manager(adapter.poolmanager, *targets)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.verify = verify
+    session.trust_env = False
+    session.max_redirects = 0
+    return session

@@ -132,7 +132,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # Login throttling (django-axes): after FLEETWEB_LOGIN_FAILURE_LIMIT failures for one username, or from one
 # address, logins from it are refused for FLEETWEB_LOGIN_LOCKOUT_MINUTES (a success resets the username's count).
 # Lock-outs and unlocks are on the audit log; `manage.py axes_reset_username NAME` unlocks early.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "fleetweb.auth.PasswordBackend"]
 AXES_FAILURE_LIMIT = env_int("FLEETWEB_LOGIN_FAILURE_LIMIT", 10, minimum=3)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("FLEETWEB_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
@@ -267,6 +267,29 @@ FLEETWEB_EXEC_PLUGIN_ENV = env_list("FLEETWEB_EXEC_PLUGIN_ENV")
 # metadata addresses, and networks dialled even so (`make run` and the tests allow loopback for local members).
 FLEETWEB_DENIED_NETWORKS = env_list("FLEETWEB_DENIED_NETWORKS")
 FLEETWEB_ALLOWED_NETWORKS = env_list("FLEETWEB_ALLOWED_NETWORKS")
+# Single sign-on with OpenID Connect (inventory/sso.py): on when an issuer is set. The issuer is dialled through
+# the outbound address policy (https only; FLEETWEB_OIDC_CA_FILE for a private CA). Users are created at their
+# first sign-in; their roles come from the claim FLEETWEB_OIDC_GROUPS_CLAIM through the mapping admins edit on
+# the Teams page, re-applied at every sign-in. A signed-in session lasts FLEETWEB_OIDC_SESSION_MAX_AGE seconds,
+# then the provider is asked again (someone disabled there is out from then on).
+FLEETWEB_OIDC_ISSUER = env_str("FLEETWEB_OIDC_ISSUER").rstrip("/")
+FLEETWEB_OIDC_CLIENT_ID = env_str("FLEETWEB_OIDC_CLIENT_ID")
+FLEETWEB_OIDC_CLIENT_SECRET = env_str("FLEETWEB_OIDC_CLIENT_SECRET")
+FLEETWEB_OIDC_SCOPES = env_str("FLEETWEB_OIDC_SCOPES", "openid profile email")
+FLEETWEB_OIDC_GROUPS_CLAIM = env_str("FLEETWEB_OIDC_GROUPS_CLAIM", "groups")
+FLEETWEB_OIDC_USERNAME_CLAIM = env_str("FLEETWEB_OIDC_USERNAME_CLAIM", "preferred_username")
+FLEETWEB_OIDC_SESSION_MAX_AGE = env_int("FLEETWEB_OIDC_SESSION_MAX_AGE", 8 * 3600, minimum=60)
+FLEETWEB_OIDC_CA_FILE = env_str("FLEETWEB_OIDC_CA_FILE")
+FLEETWEB_OIDC_LABEL = env_str("FLEETWEB_OIDC_LABEL", "Sign in with single sign-on")
+if FLEETWEB_OIDC_ISSUER and not (FLEETWEB_OIDC_CLIENT_ID and FLEETWEB_OIDC_CLIENT_SECRET):
+    raise ConfigError("FLEETWEB_OIDC_ISSUER is set: FLEETWEB_OIDC_CLIENT_ID and FLEETWEB_OIDC_CLIENT_SECRET "
+                      "(or FLEETWEB_OIDC_CLIENT_SECRET_FILE) are needed too")
+# Password sign-in (pages and /admin/): off with FLEETWEB_LOCAL_LOGIN=false, except for the break-glass admin
+# named here (a local account holding the admin role, for when the identity provider is down).
+FLEETWEB_LOCAL_LOGIN = env_bool("FLEETWEB_LOCAL_LOGIN", True)
+FLEETWEB_BREAK_GLASS_ADMIN = env_str("FLEETWEB_BREAK_GLASS_ADMIN")
+if not FLEETWEB_LOCAL_LOGIN and not FLEETWEB_OIDC_ISSUER:
+    raise ConfigError("FLEETWEB_LOCAL_LOGIN=false needs single sign-on (FLEETWEB_OIDC_ISSUER): nobody could sign in")
 # The whole connection test of one attach (every context, concurrently) ends within this many seconds.
 FLEETWEB_CONNECTION_TEST_BUDGET = env_int("FLEETWEB_CONNECTION_TEST_BUDGET", 20, minimum=5)
 # Seconds for the dry run of a new revision against one member per Kubernetes minor (in parallel).

@@ -15,6 +15,12 @@ class LoginView(auth_views.LoginView):
 
     redirect_authenticated_user = True
 
+    def get_context_data(self, **kwargs) -> dict:
+        from django.conf import settings
+
+        return {**super().get_context_data(**kwargs), "sso_enabled": bool(settings.FLEETWEB_OIDC_ISSUER),
+                "sso_label": settings.FLEETWEB_OIDC_LABEL, "local_login": settings.FLEETWEB_LOCAL_LOGIN}
+
 
 def logout_view(request) -> HttpResponseBase:
     if request.method != "POST":

@@ -396,6 +396,23 @@ class RoleMapping(models.Model):
         return f"{self.claim_value} -> {where}: {self.role}"
 
 
+class SsoIdentity(models.Model):
+    """Who a user is at the identity provider: (issuer, subject) links a sign-in to one account, never the
+    username (an IdP user named 'admin' does not become the local admin)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identity")
+    issuer = models.CharField(max_length=512)
+    subject = models.CharField(max_length=255)
+    claim_values = models.JSONField(default=list, blank=True, help_text="The groups claim at the last sign-in")
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="one_account_per_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
+
+
 class AttachDraft(models.Model):
     """What someone is attaching, held encrypted between the wizard's steps so secrets are never sent back to the
     browser: the parsed kubeconfig or the credentials, and the last connection test (run by a worker). Kept one

@@ -3,14 +3,16 @@ transaction, whatever the door (pages, API, the sign-on's login sync calls `sync
 
 from __future__ import annotations
 
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import ProtectedError
 
 from fleetweb.audit import record
 from fleetweb.errors import ServiceError
+from fleetweb.roles import ROLES
 from inventory import selectors
 from inventory.choices import GrantSource, TeamRole
-from inventory.models import ClusterGroup, Team, TeamMember
+from inventory.models import ClusterGroup, RoleMapping, Team, TeamMember
 from inventory.teams import forget, require
 from inventory.validators import dns_label_problem
 
@@ -95,3 +97,62 @@ def remove_member(grant: TeamMember, *, user, source_ip: str = "") -> None:
                before={"user": grant.user.get_username(), "role": grant.role, "source": grant.source})
         grant.delete()
     forget(grant.user)
+
+
+# ---------------------------------------------------------------------------------------------
+# Single sign-on: the mapping of claim values to roles, and applying it at each sign-in
+
+
+def mapping_view(mapping: RoleMapping) -> dict:
+    return {"claim_value": mapping.claim_value, "team": mapping.team.name if mapping.team else None,
+            "role": mapping.role}
+
+
+def add_mapping(*, claim_value: str, role: str, user, team: Team | None = None, source_ip: str = "") -> RoleMapping:
+    """`claim_value` in the groups claim gives `role` in `team` (or globally, with no team)."""
+    require(user, "manage_sso", message="The sign-on role mapping is edited by platform admins.")
+    claim_value = (claim_value or "").strip()
+    if not claim_value or len(claim_value) > 255:
+        raise ServiceError({"claim_value": "The group name as the identity provider sends it (1-255 characters)."})
+    allowed = TeamRole.values if team is not None else list(ROLES)
+    if role not in allowed:
+        raise ServiceError({"role": f"One of {', '.join(allowed)}" + (" in a team." if team else " (global).")})
+    with transaction.atomic():
+        mapping, created = RoleMapping.objects.get_or_create(claim_value=claim_value, team=team, role=role)
+        if not created:
+            raise ServiceError({"claim_value": "This mapping exists already."}, status=409)
+        record(user=user, action="sso.mapping_add", target=mapping, source_ip=source_ip, after=mapping_view(mapping))
+    return mapping
+
+
+def delete_mapping(mapping: RoleMapping, *, user, source_ip: str = "") -> None:
+    """Remove a mapping; people lose the role it gave at their next sign-in."""
+    require(user, "manage_sso", message="The sign-on role mapping is edited by platform admins.")
+    with transaction.atomic():
+        record(user=user, action="sso.mapping_delete", target=mapping, source_ip=source_ip,
+               before=mapping_view(mapping))
+        mapping.delete()
+
+
+def sync_sso_roles(member, claim_values: list[str]) -> dict:
+    """Make `member`'s roles what the mapping gives `claim_values`: global roles exactly (a signed-on account's
+    global roles come from the provider), team roles from the provider added and removed (roles given in
+    Fleetweb stay). Every grant and removal is on the record. Returns what changed."""
+    mappings = list(RoleMapping.objects.filter(claim_value__in=claim_values).select_related("team"))
+    want_global = {m.role for m in mappings if m.team_id is None and m.role in ROLES}
+    want_team = {(m.team_id, m.role): m.team for m in mappings if m.team is not None}
+    have_global = set(member.groups.filter(name__in=ROLES).values_list("name", flat=True))
+    for role in sorted(want_global - have_global):
+        member.groups.add(Group.objects.get_or_create(name=role)[0])  # on the record (governance.signals)
+    for role in sorted(have_global - want_global):
+        member.groups.remove(Group.objects.get(name=role))
+    have_team = {(g.team_id, g.role): g for g in TeamMember.objects.filter(user=member, source=GrantSource.SSO)
+                 .select_related("team", "user")}
+    for team_id, role in sorted(set(want_team) - set(have_team)):
+        add_member(want_team[(team_id, role)], member=member, role=role, user=None, source=GrantSource.SSO)
+    for key in sorted(set(have_team) - set(want_team)):
+        remove_member(have_team[key], user=None)
+    forget(member)
+    return {"global_added": sorted(want_global - have_global), "global_removed": sorted(have_global - want_global),
+            "team_added": sorted(set(want_team) - set(have_team)),
+            "team_removed": sorted(set(have_team) - set(want_team))}

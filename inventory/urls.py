@@ -1,6 +1,6 @@
 from django.urls import path
 
-from inventory import team_views, views
+from inventory import sso_views, team_views, views
 
 app_name = "inventory"
 urlpatterns = [
@@ -23,6 +23,10 @@ urlpatterns = [
     path("groups/<slug:name>/edit/", views.group_edit, name="group_edit"),
     path("groups/<slug:name>/delete/", views.group_delete, name="group_delete"),
     path("teams/", team_views.team_list, name="team_list"),
+    path("teams/sign-on/", sso_views.mapping_list, name="sso_mappings"),
+    path("teams/sign-on/<int:pk>/delete/", sso_views.mapping_delete, name="sso_mapping_delete"),
+    path("accounts/sso/login/", sso_views.sso_login, name="sso_login"),
+    path("accounts/sso/callback/", sso_views.sso_callback, name="sso_callback"),
     path("teams/new/", team_views.team_create, name="team_create"),
     path("teams/preview/", team_views.team_preview, name="team_preview"),
     path("teams/<slug:name>/", team_views.team_detail, name="team_detail"),

@@ -143,3 +143,18 @@ def member(localfleet_members) -> Iterator[MemberHandle]:
     yield handle
     if not handle.member.is_running("kube-apiserver"):
         handle.start_apiserver()
+
+
+@pytest.fixture(scope="session")
+def identity_provider() -> Iterator:
+    """A real OpenID Connect provider (Ory Hydra and its login app, localfleet/idp.py) for the session."""
+    from localfleet.idp import IdentityProvider
+
+    require(binaries.buildable(), "Go is not installed and no cached hydra binary exists")
+    state = Path(tempfile.mkdtemp(prefix="fleetweb-idp-"))
+    idp = IdentityProvider(state).start()
+    try:
+        yield idp
+    finally:
+        idp.stop()
+        shutil.rmtree(state, ignore_errors=True)
