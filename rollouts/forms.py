@@ -193,9 +193,10 @@ class StageForm(forms.Form):
     selector = forms.CharField(max_length=1024, required=False,
                                widget=forms.TextInput(attrs={"placeholder": "environment=prod,region in (eu-west-1)"}))
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["group"].queryset = ClusterGroup.objects.order_by("name")  # type: ignore[attr-defined]
+        groups = ClusterGroup.objects.all() if user is None else ClusterGroup.objects.visible_to(user)
+        self.fields["group"].queryset = groups.order_by("name")  # type: ignore[attr-defined]
         for field, (low, high) in STAGE_LIMITS.items():
             self.fields[field] = forms.IntegerField(min_value=low, max_value=high, initial=STAGE_DEFAULTS[field],
                                                     label=field.replace("_", " "),

@@ -208,10 +208,12 @@ def rollout_create(request, name: str) -> HttpResponseBase:
     post = request.POST if request.method == "POST" else None
     form = RolloutForm(post, application=app, initial={"stages": DEFAULT_STAGES, "source": "builder"})
     # Bound without initial: a submitted stage equal to a default one must still count as a stage.
-    builder = (StageFormSet(post, prefix="stage") if post is not None
-               else StageFormSet(prefix="stage", initial=stage_initial(yaml.safe_load(DEFAULT_STAGES))))
+    user_kwargs = {"user": request.user}
+    builder = (StageFormSet(post, prefix="stage", form_kwargs=user_kwargs) if post is not None
+               else StageFormSet(prefix="stage", initial=stage_initial(yaml.safe_load(DEFAULT_STAGES)),
+                                 form_kwargs=user_kwargs))
     if post is not None and post.get("builder_action") == "add":
-        builder = _with_one_more_stage(post)
+        builder = _with_one_more_stage(post, request.user)
         return render(request, "rollouts/rollout_form.html", {"app": app, "form": form, "builder": builder})
     if post is not None and form.is_valid():
         d = form.cleaned_data
@@ -239,7 +241,7 @@ def rollout_create(request, name: str) -> HttpResponseBase:
                   status=400 if request.method == "POST" else 200)
 
 
-def _with_one_more_stage(post) -> BaseFormSet:
+def _with_one_more_stage(post, user) -> BaseFormSet:
     """The builder as submitted plus one empty stage at the end (the "Add a stage" button, no JavaScript)."""
     data = post.copy()
     total = int(data.get("stage-TOTAL_FORMS", "0") or 0)
@@ -247,7 +249,7 @@ def _with_one_more_stage(post) -> BaseFormSet:
     data[f"stage-{total}-ORDER"] = str(total + 1)
     for field, value in STAGE_DEFAULTS.items():
         data[f"stage-{total}-{field}"] = str(value)
-    return StageFormSet(data, prefix="stage")
+    return StageFormSet(data, prefix="stage", form_kwargs={"user": user})
 
 
 def _errors_to_builder(builder, form, exc: services.RolloutError) -> None:
