@@ -27,17 +27,19 @@ log = logging.getLogger(__name__)
 # Group and fleet compliance
 
 
-def group_scores(groups, *, user=None) -> dict[int | None, dict]:
+def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> dict[int | None, dict]:
     """{group id: {score, clusters, failing_clusters, open_violations}} plus None for the fleet (with by_severity).
 
     A group's score counts only its own assignments' results (on the clusters that were its members when
     they were last evaluated: every membership change queues an evaluation); the fleet's counts all. For a
     team member (`user` with no global role) everything is computed over the clusters in their teams' scopes
     only: "the fleet" is then their part of it. Four aggregate queries whatever the number of groups and
-    clusters (plus the scope's, once per request).
+    clusters (plus the scope's, once per request). `within` narrows further (the team switcher).
     """
     groups = list(groups)
     scope = cluster_scope(user) if user is not None else None
+    if within is not None:
+        scope = within if scope is None else scope & within
     results = PolicyResult.objects.all() if scope is None else PolicyResult.objects.filter(cluster_id__in=scope)
     fleet_rows = (ClusterCompliance.objects.all() if scope is None
                   else ClusterCompliance.objects.filter(cluster_id__in=scope))

@@ -7,6 +7,7 @@ from fleetweb.filters import IsoDateTimeFilter
 from fleetweb.models import AuditEvent
 from governance.choices import Mode, Severity
 from governance.models import PolicyAssignment, Violation
+from inventory.filtersets import TeamFilter
 
 
 class AuditEventFilterSet(django_filters.FilterSet):
@@ -31,6 +32,7 @@ class AuditEventFilterSet(django_filters.FilterSet):
 class ViolationFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
     cluster = django_filters.CharFilter(field_name="cluster__name", lookup_expr="exact")
+    team = TeamFilter(path="cluster_id")
     group = django_filters.CharFilter(field_name="assignment__group__name", lookup_expr="exact")
     rule = django_filters.CharFilter(field_name="rule_key", lookup_expr="exact")
     severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
@@ -42,7 +44,7 @@ class ViolationFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = Violation
-        fields = ["q", "cluster", "group", "rule", "severity", "namespace", "kind", "state", "since"]
+        fields = ["q", "cluster", "team", "group", "rule", "severity", "namespace", "kind", "state", "since"]
 
     def search(self, queryset, name, value) -> QuerySet:
         value = value.strip()

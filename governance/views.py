@@ -30,7 +30,7 @@ from governance.models import (
     Violation,
 )
 from inventory.models import ClusterGroup
-from inventory.teams import cluster_scope
+from inventory.teams import cluster_scope, narrowed_scope
 
 
 def _filtered(request):
@@ -241,15 +241,19 @@ def assignment_delete(request, pk: int) -> HttpResponseBase:
 def compliance_overview(request) -> HttpResponseBase:
     """Score of the fleet, each group and each cluster (worst first), with the fleet's trend."""
     groups = list(ClusterGroup.objects.visible_to(request.user))
-    scores = compliance.group_scores(groups, user=request.user)
+    team = request.GET.get("team", "").strip()
+    within = narrowed_scope(request.user, team) if team else None
+    scores = compliance.group_scores(groups, user=request.user, within=within)
     group_rows = sorted(({"group": g, **scores[g.pk]} for g in groups),
                         key=lambda r: (r["score"] is None, r["score"] or 0, r["group"].name))
     clusters = (ClusterCompliance.objects.visible_to(request.user).select_related("cluster")
                 .order_by(F("score").asc(nulls_last=True), "cluster__name"))
+    if within is not None:
+        clusters = clusters.filter(cluster_id__in=within)
     page = Paginator(clusters, 50).get_page(request.GET.get("page"))
     # The trend is kept for the whole fleet: a team member's "fleet" (their scope) has no stored history.
     fleet_history = (compliance.history(GroupComplianceSnapshot.objects.filter(group=None), days=30)
-                     if cluster_scope(request.user) is None else [])
+                     if cluster_scope(request.user) is None and within is None else [])
     by_severity = scores[None]["by_severity"]  # from the latest evaluations: no scan of the violations table
     context = {"fleet": scores[None], "group_rows": group_rows, "page": page, "history": fleet_history,
                "by_severity": [(s, by_severity.get(s, 0)) for s in rules.SEVERITIES]}
@@ -257,7 +261,8 @@ def compliance_overview(request) -> HttpResponseBase:
 
 
 def _violations(request):
-    filterset = ViolationFilterSet(request.GET or None, queryset=Violation.objects.visible_to(request.user)
+    filterset = ViolationFilterSet(request.GET or None, request=request,
+                                   queryset=Violation.objects.visible_to(request.user)
                                    .select_related("cluster__compliance", "assignment__group")
                 .defer("cluster__compliance__results", "cluster__labels", "cluster__last_error"))
     return filterset, filtered(filterset).order_by("-id")  # newest first; the primary key keeps it cheap at any size

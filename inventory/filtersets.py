@@ -6,7 +6,7 @@ import django_filters
 from django.db.models import Q, QuerySet
 
 from inventory.choices import ClusterStatus, Environment, Provider, WorkloadKind
-from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Team, Workload
 
 
 def _label_filter(queryset, field: str, value: str):
@@ -20,8 +20,34 @@ def _label_filter(queryset, field: str, value: str):
     return queryset.filter(**{f"{field}__has_key": key})
 
 
+def team_scope_filter(queryset, path: str, team_name: str, user) -> QuerySet:
+    """Rows whose cluster (at `path`) is in the scope of the team named, among the teams the user may see; a
+    team they may not see, or none by that name, leaves nothing (as a 404 would)."""
+    from inventory.teams import scopes_of
+
+    team = Team.objects.visible_to(user).filter(name=team_name.strip()).first() if user is not None else None
+    if team is None:
+        return queryset.none()
+    return queryset.filter(**{f"{path}__in": scopes_of(Team.objects.filter(pk=team.pk)).get(team.pk, frozenset())})
+
+
+class TeamFilter(django_filters.CharFilter):
+    """`?team=NAME`: only what lies in that team's scope (the team switcher of the lists, and the API)."""
+
+    def __init__(self, path: str = "pk", **kwargs):
+        kwargs.setdefault("label", "Team (its clusters only)")
+        super().__init__(**kwargs)
+        self.path = path
+
+    def filter(self, qs, value):  # noqa: ANN201 - django-filter's signature
+        if not value:
+            return qs
+        return team_scope_filter(qs, self.path, value, getattr(self.parent.request, "user", None))
+
+
 class ClusterFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
+    team = TeamFilter()
     environment = django_filters.MultipleChoiceFilter(choices=Environment.choices)
     status = django_filters.MultipleChoiceFilter(choices=ClusterStatus.choices)
     provider = django_filters.MultipleChoiceFilter(choices=Provider.choices)
@@ -38,7 +64,7 @@ class ClusterFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = Cluster
-        fields = ["q", "environment", "status", "provider", "region", "owner", "version", "label"]
+        fields = ["q", "team", "environment", "status", "provider", "region", "owner", "version", "label"]
 
     def search(self, queryset, name, value) -> QuerySet:
         value = value.strip()
@@ -64,6 +90,7 @@ class _InventoryFilterSet(django_filters.FilterSet):
     cluster = django_filters.NumberFilter(field_name="cluster_id")
     cluster_name = django_filters.CharFilter(field_name="cluster__name")
     q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
+    team = TeamFilter(path="cluster_id")
 
 
 class NodeFilterSet(_InventoryFilterSet):

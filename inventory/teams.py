@@ -138,6 +138,19 @@ def cluster_scope(user) -> frozenset[int] | None:
     return access.cluster_ids if access.roles_anywhere else frozenset()
 
 
+def narrowed_scope(user, team_name: str = "") -> frozenset[int] | None:
+    """The user's clusters, narrowed to one team's scope by the team switcher (`?team=`); None: all of them.
+    A team the user may not see narrows to nothing."""
+    scope = cluster_scope(user)
+    if not team_name:
+        return scope
+    team = Team.objects.visible_to(user).filter(name=team_name).first()
+    if team is None:
+        return frozenset()
+    clusters = team_scope(team.pk)
+    return clusters if scope is None else clusters & scope
+
+
 def forget(user) -> None:
     """Drop the cached access (after the user's roles changed within the request)."""
     for attr in ("_fleetweb_access", "_fleetweb_roles"):

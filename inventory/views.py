@@ -48,7 +48,7 @@ def tabs() -> tuple[str, ...]:
 
 
 def _cluster_filter(request) -> ClusterFilterSet:
-    return ClusterFilterSet(request.GET or None, queryset=Cluster.objects.visible_to(request.user))
+    return ClusterFilterSet(request.GET or None, queryset=Cluster.objects.visible_to(request.user), request=request)
 
 
 @role_required(VIEWER)
@@ -73,7 +73,7 @@ def cluster_export(request) -> HttpResponseBase:
 def _workload_filter(request) -> WorkloadFilterSet:
     visible = Workload.objects.visible_to(request.user).select_related("cluster").order_by(
         "cluster__name", "namespace", "kind", "name")
-    return WorkloadFilterSet(request.GET or None, queryset=visible)
+    return WorkloadFilterSet(request.GET or None, queryset=visible, request=request)
 
 
 @role_required(VIEWER)

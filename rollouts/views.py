@@ -18,7 +18,7 @@ from fleetweb.htmx import htmx_partial
 from fleetweb.roles import OPERATOR, VIEWER
 from fleetweb.web import client_ip
 from inventory.choices import Environment
-from inventory.models import Cluster, ClusterGroup
+from inventory.models import Cluster, ClusterGroup, Team
 from inventory.views import preview_of, selector_preview
 from rollouts import approvals, evidence, manifests, placement, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
@@ -294,6 +294,8 @@ def stage_preview(request) -> HttpResponseBase:
 def rollout_list(request) -> HttpResponseBase:
     queryset = Rollout.objects.visible_to(request.user).select_related("application", "revision", "requested_by")
     state = request.GET.get("state", "")
+    if team := request.GET.get("team", "").strip():  # the team switcher: that team's applications
+        queryset = queryset.filter(application__owner_team__in=Team.objects.visible_to(request.user).filter(name=team))
     if state == "active":
         queryset = queryset.filter(state__in=[*ACTIVE_ROLLOUT_STATES, RolloutState.PAUSED])
     elif state in RolloutState.values:

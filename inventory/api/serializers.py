@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from inventory import credentials, kubeconfigs, services
 from inventory.choices import Environment
-from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Team, TeamMember, Workload
 from inventory.services import membership as compute
 from inventory.validators import validate_label
 
@@ -190,3 +190,31 @@ class ClusterGroupSerializer(serializers.ModelSerializer):
         if taken:
             raise serializers.ValidationError(taken)
         return value
+
+
+class TeamMemberSerializer(serializers.ModelSerializer):
+    user: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = TeamMember
+        fields = ("user", "role", "source")
+        read_only_fields = fields
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    """A team, its members and its scope; `clusters`: the clusters of the scope the caller may see."""
+
+    groups: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    members = TeamMemberSerializer(many=True, read_only=True)
+    clusters = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Team
+        fields = ("id", "name", "description", "groups", "selector", "members", "clusters")
+        read_only_fields = fields
+
+    def get_clusters(self, team: Team) -> list[str]:
+        scopes = self.context.get("scopes", {})
+        visible = self.context.get("visible")
+        ids = scopes.get(team.pk, frozenset())
+        return sorted(name for pk, name in (visible or {}).items() if pk in ids)

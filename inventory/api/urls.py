@@ -10,6 +10,7 @@ router.register("workloads", views.WorkloadViewSet, basename="workload")
 router.register("problem-pods", views.ProblemPodViewSet, basename="problempod")
 router.register("sync-runs", views.SyncRunViewSet, basename="syncrun")
 router.register("groups", views.ClusterGroupViewSet, basename="group")
+router.register("teams", views.TeamViewSet, basename="team")
 
 app_name = "api"
 urlpatterns = router.urls

@@ -23,9 +23,10 @@ from inventory.filtersets import (
     SyncRunFilterSet,
     WorkloadFilterSet,
 )
-from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Team, Workload
 from inventory.querysets import InventoryQuerySet
 from inventory.selectors import SelectorError
+from inventory.teams import scopes_of
 
 
 def _service_call(fn, **kwargs):
@@ -178,3 +179,22 @@ class ClusterGroupViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance) -> None:
         self._call(services.delete_group, group=instance)
+
+
+class TeamViewSet(viewsets.ReadOnlyModelViewSet):
+    """Teams: admins see all, anyone else their own; members, roles and the clusters of the scope (changed on the
+    Teams pages by platform admins)."""
+
+    serializer_class = serializers.TeamSerializer
+    required_role = VIEWER
+    lookup_value_regex = "[0-9]+"
+
+    def get_queryset(self) -> QuerySet:
+        return Team.objects.visible_to(self.request.user).prefetch_related("groups", "members__user")
+
+    def get_serializer_context(self) -> dict:
+        context = super().get_serializer_context()
+        teams = Team.objects.visible_to(self.request.user)
+        context["scopes"] = scopes_of(teams)
+        context["visible"] = dict(Cluster.objects.visible_to(self.request.user).values_list("pk", "name"))
+        return context

@@ -369,3 +369,68 @@ def test_my_tokens_page_shows_the_key_once(org, client):
     again = client.get("/accounts/tokens/").content.decode()
     assert "laptop" in again and key not in again and key[:12] in again
     assert client.post("/accounts/tokens/", {"name": "", "days": 9999}).status_code == 400
+
+
+# ---------------------------------------------------------------------------------------------
+# The team switcher (`?team=`) and the teams API
+
+
+def test_the_team_switcher_narrows_lists_and_never_widens_them(org, admin_user, client):
+    client.force_login(admin_user)
+    page = client.get("/clusters/?team=payments").content.decode()
+    assert "pay-prod" in page and "pay-dev" in page and "shop-prod" not in page
+    assert 'id="team-select"' in page
+    overview = client.get("/?team=shop")
+    assert overview.context["totals"]["clusters"] == 1
+    rollouts = client.get("/rollouts/?team=shop")
+    assert rollouts.status_code == 200
+    api = api_client_for(org["users"]["pay_viewer"])
+    assert api.get("/api/v1/clusters/?team=payments").json()["count"] == 2
+    assert api.get("/api/v1/clusters/?team=shop").json()["count"] == 0  # another team's: nothing, not more
+    assert api.get("/api/v1/workloads/?team=payments").json()["count"] == 2
+    schema = client.get("/api/schema/?format=json").json()
+    params = {p["name"] for p in schema["paths"]["/api/v1/clusters/"]["get"]["parameters"]}
+    assert "team" in params
+
+
+def test_teams_api_shows_own_teams_with_their_visible_clusters(org, api_as, admin_user):
+    mine = api_as(org["users"]["pay_operator"]).get("/api/v1/teams/").json()
+    assert [t["name"] for t in mine["results"]] == ["payments"]
+    assert mine["results"][0]["clusters"] == ["pay-dev", "pay-prod"]
+    assert {"user": "pay-operator", "role": "operator", "source": "manual"} in mine["results"][0]["members"]
+    shop = org["teams"]["shop"]
+    assert api_as(org["users"]["pay_operator"]).get(f"/api/v1/teams/{shop.pk}/").status_code == 404
+    assert api_as(org["users"]["pay_operator"]).post("/api/v1/teams/", {"name": "x"}).status_code == 405
+    assert len(api_as(admin_user).get("/api/v1/teams/").json()["results"]) == 2
+
+
+def test_team_pages_for_admins_and_members(org, admin_user, client):
+    client.force_login(org["users"]["pay_viewer"])
+    listing = client.get("/teams/").content.decode()
+    assert "payments" in listing and "shop" not in listing
+    assert client.get("/teams/shop/").status_code == 404
+    detail = client.get("/teams/payments/").content.decode()
+    assert "pay-prod" in detail and "pay-app" in detail and "shop-prod" not in detail
+    assert client.post("/teams/payments/members/", {"username": "shop-viewer", "role": "approver"}).status_code == 403
+    client.force_login(admin_user)
+    assert client.post("/teams/new/", {"name": "Bad Name", "selector": "owner=x"}).status_code == 400
+    assert client.post("/teams/new/", {"name": "ops", "selector": "environment in (prod"}).status_code == 400
+    assert client.post("/teams/new/", {"name": "ops", "selector": "environment=prod"}).status_code == 302
+    preview = client.post("/teams/preview/", {"selector": "environment=prod"}).content.decode()
+    assert "pay-prod" in preview and "shop-prod" in preview and "pay-dev" not in preview
+    assert client.post("/teams/ops/members/", {"username": "shop-viewer", "role": "approver"}).status_code == 302
+    assert Team.objects.get(name="ops").members.filter(user__username="shop-viewer", role="approver").exists()
+    assert AuditEvent.objects.filter(action="team.member_add", after__user="shop-viewer").exists()
+    response = client.post("/teams/payments/delete/")
+    assert response.status_code == 302 and Team.objects.filter(name="payments").exists()  # owns pay-app: kept
+
+
+def test_sign_on_mapping_page_is_admin_only(org, admin_user, client):
+    client.force_login(org["users"]["pay_operator"])
+    assert client.get("/teams/sign-on/").status_code == 403
+    client.force_login(admin_user)
+    assert client.post("/teams/sign-on/", {"claim_value": "payments-sre", "team": org["teams"]["payments"].pk,
+                                           "role": "admin"}).status_code == 400  # admin is no team role
+    assert client.post("/teams/sign-on/", {"claim_value": "payments-sre", "team": org["teams"]["payments"].pk,
+                                           "role": "operator"}).status_code == 302
+    assert AuditEvent.objects.filter(action="sso.mapping_add", after__claim_value="payments-sre").exists()
