@@ -151,14 +151,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _auth():
+TEAM_USER = "bench-member"
+
+
+def scoped_member(every: int = 10) -> list:
+    """A team whose scope holds every `every`-th generated cluster (100 of 1,000), and a viewer of it."""
+    from django.contrib.auth.models import User
+
+    from inventory import team_services
+    from inventory.models import Cluster, Team
+    from tests.builders import make_user
+
+    ids = list(Cluster.objects.filter(name__startswith="fleet-").order_by("name").values_list("pk", flat=True))
+    Cluster.objects.filter(pk__in=ids[::every]).update(owner="bench-team")
+    team = Team.objects.filter(name="bench-team").first() or team_services.save_team(
+        user=None, name="bench-team", selector="owner=bench-team")
+    member = User.objects.filter(username=TEAM_USER).first() or make_user(TEAM_USER)
+    team_services.add_member(team, member=member, role="viewer", user=None)
+    return list(Cluster.objects.filter(owner="bench-team").order_by("name"))
+
+
+def _auth(username: str = "bench-viewer"):
     from django.contrib.auth.models import User
     from django.contrib.sessions.backends.db import SessionStore
 
     from fleetweb.tokens import create_token
     from tests.builders import make_user
 
-    user = User.objects.filter(username="bench-viewer").first() or make_user("bench-viewer", "viewer")
+    user = User.objects.filter(username=username).first() or make_user(username, "viewer")
     _token, key = create_token(owner=user, user=None, name="benchmark")
     session = SessionStore()
     session["_auth_user_id"] = str(user.pk)
@@ -188,14 +208,14 @@ def endpoints(clusters) -> list[tuple[str, str, str, dict]]:
     ]
 
 
-def query_counts(eps) -> dict:
+def query_counts(eps, username: str = "bench-viewer") -> dict:
     from django.contrib.auth.models import User
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     client = Client(HTTP_HOST="127.0.0.1")
-    client.force_login(User.objects.get(username="bench-viewer"))
+    client.force_login(User.objects.get(username=username))
     counts = {}
     for _kind, label, url, headers in eps:
         extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
@@ -206,7 +226,7 @@ def query_counts(eps) -> dict:
     return counts
 
 
-def load(eps, requests_per_endpoint: int, *, tree=ROOT) -> dict:
+def load(eps, requests_per_endpoint: int, *, tree=ROOT, username: str = "bench-viewer") -> dict:
     """gunicorn (3 workers × 2 threads) on loopback; CONCURRENCY clients per endpoint; server time (from the
     Server-Timing header) and client latency per request. `tree`: the source tree gunicorn serves (another
     checkout, for an A/B against the same database; see `benchmarks.ab`)."""
@@ -214,7 +234,7 @@ def load(eps, requests_per_endpoint: int, *, tree=ROOT) -> dict:
 
     from fleetweb.embedded import child_environment
 
-    session_key, token = _auth()
+    session_key, token = _auth(username)
     port = _free_port()
     env = {**child_environment(), "FLEETWEB_STATE_DIR": str(STATE)}
     log = open(STATE / "gunicorn.log", "ab")  # noqa: SIM115 - closed below
@@ -317,9 +337,24 @@ def run(size: str) -> dict:
                      f"{r['client_p95_ms']:.0f}", f"{r['per_s']:.0f}", counts[label], f"≤ {GOALS[kind]} {ok}"])
     say(table(rows, ["kind", "endpoint", "server p50", "p95", "p99 ms", "client p95", "req/s", "queries",
                      "p95 goal"]))
+    scoped = scoped_member()
+    scoped_eps = endpoints(scoped)
+    scoped_counts = query_counts(scoped_eps, TEAM_USER)
+    say(f"[fleet] the same load as a team member whose scope holds {len(scoped)} of {count} clusters")
+    scoped_latency = load(scoped_eps, per_endpoint, username=TEAM_USER)
+    rows = []
+    for kind, label, _url, _h in scoped_eps:
+        r = scoped_latency[label]
+        ok = "ok" if r["p95_ms"] <= GOALS[kind] and not r["errors"] else "MISSED"
+        rows.append([kind, label, f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['p99_ms']:.0f}",
+                     f"{r['client_p95_ms']:.0f}", f"{r['per_s']:.0f}", scoped_counts[label],
+                     f"{counts[label]} global", f"≤ {GOALS[kind]} {ok}"])
+    say(table(rows, ["kind", "endpoint", "server p50", "p95", "p99 ms", "client p95", "req/s", "queries",
+                     "queries as viewer", "p95 goal"]))
     say(f"[fleet] policy evaluation of {evaluation['workloads']:,} workloads ({count} clusters, 16 rules): "
         f"first {evaluation['first_seconds']:.1f}s, unchanged {evaluation['unchanged_seconds']:.1f}s "
         f"(goal ≤ 20 s for 200,000 workloads)")
     return {"clusters": count, "nodes": Cluster.objects.filter(name__startswith="fleet-").count() * NODES,
             "workloads": count * WORKLOADS, "evaluation": evaluation, "latency": latency, "queries": counts,
+            "scoped": {"clusters": len(scoped), "latency": scoped_latency, "queries": scoped_counts},
             "pid": os.getpid()}

@@ -50,8 +50,34 @@ def my_tokens(request) -> HttpResponseBase:
     rows = ApiToken.objects.visible_to(request.user).select_related("user")
     if not (admin and request.GET.get("all")):
         rows = rows.filter(user=request.user) | rows.filter(user__service_account__isnull=False) if admin else rows
-    return render(request, "fleetweb/my_tokens.html", {"form": form, "key": key, "tokens": rows, "admin": admin},
+    return render(request, "fleetweb/my_tokens.html", {"form": form, "key": key, "tokens": rows, "admin": admin,
+                                                       "account_form": ServiceAccountForm() if admin else None},
                   status=400 if request.method == "POST" and key is None else 200)
+
+
+class ServiceAccountForm(forms.Form):
+    username = forms.CharField(max_length=150, help_text="e.g. ci-deploy; give it roles in a team or globally")
+    description = forms.CharField(required=False, max_length=500)
+
+
+@login_required
+@require_POST
+def service_account_create(request) -> HttpResponseBase:
+    """Admins: a user without a password, for CI; then create its tokens above and give it roles."""
+    form = ServiceAccountForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give the service account a username.")
+        return redirect("my_tokens")
+    try:
+        account = tokens.create_service_account(username=form.cleaned_data["username"], user=request.user,
+                                                description=form.cleaned_data["description"],
+                                                source_ip=client_ip(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Service account {account.username} created: create its token here, and give "
+                                  "it roles on a team page or in the admin.")
+    return redirect("my_tokens")
 
 
 @login_required

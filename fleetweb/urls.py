@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/logout/", views.logout_view, name="logout"),
     path("accounts/tokens/", token_views.my_tokens, name="my_tokens"),
     path("accounts/tokens/<int:pk>/revoke/", token_views.revoke, name="token_revoke"),
+    path("accounts/service-accounts/", token_views.service_account_create, name="service_account_create"),
     path("", include("inventory.urls")),  # clusters/, groups/
     path("", include("governance.urls")),  # policies/, compliance/, audit/
     path("", include("rollouts.urls")),  # applications/, rollouts/

@@ -39,7 +39,7 @@ class TeamFilter(django_filters.CharFilter):
         super().__init__(**kwargs)
         self.path = path
 
-    def filter(self, qs, value):  # noqa: ANN201 - django-filter's signature
+    def filter(self, qs, value) -> QuerySet:
         if not value:
             return qs
         return team_scope_filter(qs, self.path, value, getattr(self.parent.request, "user", None))

@@ -25,8 +25,9 @@ def overview_context(user, team: str = "") -> dict:
     """Everything the overview shows, in a fixed number of queries whatever the fleet size; `team` narrows it to
     that team's clusters (the team switcher)."""
     clusters = Cluster.objects.visible_to(user)
-    if team:
-        clusters = clusters.filter(pk__in=narrowed_scope(user, team))
+    narrowed = narrowed_scope(user, team) if team else None
+    if narrowed is not None:
+        clusters = clusters.filter(pk__in=narrowed)
     totals = clusters.aggregate(
         clusters=Count("id"), nodes=Sum("node_count"), ready_nodes=Sum("ready_node_count"),
         workloads=Sum("workload_count"), pods=Sum("pod_count"), problem_pods=Sum("problem_pod_count"),

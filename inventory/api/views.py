@@ -193,7 +193,7 @@ class TeamViewSet(viewsets.ReadOnlyModelViewSet):
         return Team.objects.visible_to(self.request.user).prefetch_related("groups", "members__user")
 
     def get_serializer_context(self) -> dict:
-        context = super().get_serializer_context()
+        context = dict(super().get_serializer_context())
         teams = Team.objects.visible_to(self.request.user)
         context["scopes"] = scopes_of(teams)
         context["visible"] = dict(Cluster.objects.visible_to(self.request.user).values_list("pk", "name"))

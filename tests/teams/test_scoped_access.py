@@ -434,3 +434,18 @@ def test_sign_on_mapping_page_is_admin_only(org, admin_user, client):
     assert client.post("/teams/sign-on/", {"claim_value": "payments-sre", "team": org["teams"]["payments"].pk,
                                            "role": "operator"}).status_code == 302
     assert AuditEvent.objects.filter(action="sso.mapping_add", after__claim_value="payments-sre").exists()
+
+
+def test_admins_create_service_accounts_on_the_tokens_page(org, admin_user, client):
+    client.force_login(org["users"]["pay_operator"])
+    assert client.post("/accounts/service-accounts/", {"username": "ci-deploy"}).status_code == 302
+    from django.contrib.auth.models import User
+
+    assert not User.objects.filter(username="ci-deploy").exists()  # refused: not an admin
+    client.force_login(admin_user)
+    client.post("/accounts/service-accounts/", {"username": "ci-deploy", "description": "pipelines"})
+    bot = User.objects.get(username="ci-deploy")
+    assert hasattr(bot, "service_account") and not bot.has_usable_password()
+    response = client.post("/accounts/tokens/", {"name": "deploy", "days": 30, "owner": bot.pk})
+    assert response.status_code == 200 and ApiToken.objects.filter(user=bot, name="deploy").exists()
+    assert AuditEvent.objects.filter(action="service_account.create", after__username="ci-deploy").exists()
