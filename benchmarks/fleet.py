@@ -182,7 +182,7 @@ def _auth(username: str = "bench-viewer"):
     _token, key = create_token(owner=user, user=None, name="benchmark")
     session = SessionStore()
     session["_auth_user_id"] = str(user.pk)
-    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_backend"] = "fleetweb.auth.PasswordBackend"
     session["_auth_user_hash"] = user.get_session_auth_hash()
     session.create()
     return session.session_key, key

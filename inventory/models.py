@@ -261,7 +261,21 @@ class SyncRun(models.Model):
         return f"sync of {self.cluster_id} at {self.started_at:%Y-%m-%d %H:%M:%S}"
 
 
-class ClusterGroup(models.Model):
+class SelectorMixin:
+    """`parsed_selector`: the `selector` text parsed once per text (membership checks ask it per cluster)."""
+
+    selector: str
+
+    @property
+    def parsed_selector(self) -> selectors.Selector:
+        cached = self.__dict__.get("_parsed_selector")
+        if cached is None or cached[0] != self.selector:
+            cached = (self.selector, selectors.parse(self.selector))
+            self.__dict__["_parsed_selector"] = cached
+        return cached[1]
+
+
+class ClusterGroup(SelectorMixin, models.Model):
     """A named set of clusters: static members plus every cluster its label selector matches, now or later."""
 
     name = models.SlugField(max_length=63, unique=True)
@@ -287,15 +301,6 @@ class ClusterGroup(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("inventory:group_detail", args=[self.name])
 
-    @property
-    def parsed_selector(self) -> selectors.Selector:
-        """The parsed selector, parsed once per text (membership checks call this per cluster)."""
-        cached = self.__dict__.get("_parsed_selector")
-        if cached is None or cached[0] != self.selector:
-            cached = (self.selector, selectors.parse(self.selector))
-            self.__dict__["_parsed_selector"] = cached
-        return cached[1]
-
     def members(self) -> ClusterQuerySet:
         """Static members and every cluster the selector matches, as one query."""
         return Cluster.objects.filter(Q(static_groups=self) | self.parsed_selector.q()).distinct()
@@ -307,7 +312,7 @@ class ClusterGroup(models.Model):
         return cluster.pk in static_ids or self.parsed_selector.matches(cluster)
 
 
-class Team(models.Model):
+class Team(SelectorMixin, models.Model):
     """People who own part of the fleet: members with a role here, and a scope of clusters (the clusters of its
     groups plus every cluster its selector matches, now or later). A cluster may be in several teams' scopes."""
 
@@ -331,14 +336,6 @@ class Team(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("inventory:team_detail", args=[self.name])
-
-    @property
-    def parsed_selector(self) -> selectors.Selector:
-        cached = self.__dict__.get("_parsed_selector")
-        if cached is None or cached[0] != self.selector:
-            cached = (self.selector, selectors.parse(self.selector))
-            self.__dict__["_parsed_selector"] = cached
-        return cached[1]
 
     def scope_q(self, groups: list[ClusterGroup] | None = None) -> Q:
         """Clusters in scope as one condition: static members of its groups, their selectors, its own selector."""
