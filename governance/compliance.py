@@ -71,6 +71,21 @@ def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> 
     return out
 
 
+def fleet_summary(*, user=None) -> dict:
+    """The fleet's score and open violations only (what the overview polls every 10 s): the score of
+    `group_scores(...)[None]` from one aggregate by severity, with no join and no per-group counts, and the
+    open violations from the clusters' own counters. Over the user's clusters for a team member."""
+    scope = cluster_scope(user) if user is not None else None
+    results = PolicyResult.objects.all() if scope is None else PolicyResult.objects.filter(cluster_id__in=scope)
+    rows = (ClusterCompliance.objects.all() if scope is None
+            else ClusterCompliance.objects.filter(cluster_id__in=scope))
+    checks = list(results.order_by().values("severity").annotate(checks=Count("pk"),
+                                                                 passed=Count("pk", filter=Q(violations=0)))
+                  .values_list("severity", "checks", "passed"))
+    return {"score": rules.weighted_score(checks),
+            "open_violations": rows.aggregate(n=Sum("open_violations"))["n"] or 0}
+
+
 def record_group_history(*, now=None) -> int:
     """Write one trend point per group and one for the fleet (run by beat); returns the points written."""
     now = now or timezone.now()

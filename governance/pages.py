@@ -43,7 +43,7 @@ def group_detail(group, members) -> dict:
 
 def overview_cards(user) -> list[dict]:
     """The fleet's compliance score and open violations, for the overview."""
-    fleet = fleet_compliance.group_scores([], user=user)[None]
+    fleet = fleet_compliance.fleet_summary(user=user)
     score = fleet["score"]
     return [{"id": "card-score", "value": "—" if score is None else f"{score:g}", "label": "fleet compliance score",
              "url": reverse("governance:compliance")},

@@ -165,6 +165,9 @@ def test_group_scores_take_the_same_queries_for_any_number_of_groups(prod, admin
     assert [scores[g.pk]["score"] for g in groups] == [100.0, 50.0, 50.0, None, None, None]
     assert scores[None]["by_severity"] == {"critical": 3}
     assert (scores[None]["clusters"], scores[None]["failing_clusters"], scores[None]["open_violations"]) == (2, 1, 3)
+    with django_assert_num_queries(2):  # what the overview polls: the same score, cheaper
+        summary = compliance.fleet_summary()
+    assert summary == {"score": scores[None]["score"], "open_violations": 3}
 
 
 def test_a_broken_rule_does_not_hide_the_others(prod, admin_user, monkeypatch):
