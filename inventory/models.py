@@ -342,13 +342,15 @@ class Team(SelectorMixin, models.Model):
         groups = list(self.groups.all()) if groups is None else groups
         q = self.parsed_selector.q()
         if groups:
-            q |= Q(static_groups__in=[g.pk for g in groups])
+            # A subquery, not a join: the condition can then also be an annotation (teams.scopes_of).
+            q |= Q(pk__in=ClusterGroup.static_members.through.objects.filter(
+                clustergroup_id__in=[g.pk for g in groups]).values("cluster_id"))
             for group in groups:
                 q |= group.parsed_selector.q()
         return q
 
     def clusters(self) -> ClusterQuerySet:
-        return Cluster.objects.filter(self.scope_q()).distinct()
+        return Cluster.objects.filter(self.scope_q())
 
 
 class TeamMember(models.Model):

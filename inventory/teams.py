@@ -9,8 +9,8 @@ stages of the applications the team approves. Attaching and detaching clusters, 
 the sign-on mapping stay with global roles.
 
 `Access` is computed once per request (cached on the user object) in a constant number of queries however many
-teams or clusters there are: memberships, their teams' groups, those groups' static members and the clusters
-in the union of the scopes (evaluated per team in Python with the selectors' own predicate).
+teams or clusters there are: memberships, their teams and groups, and the clusters in the union of the scopes
+with one column per team saying whether it is in that team's scope.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Callable
 from functools import cached_property
 
-from django.db.models import Q
+from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from fleetweb.errors import ServiceError
 from fleetweb.roles import ADMIN, APPROVER, OPERATOR, VIEWER, implied, roles_of
@@ -90,28 +90,26 @@ class Access:
 
 
 def scopes_of(teams) -> dict[int, frozenset[int]]:
-    """Team id -> ids of the clusters in its scope, for many teams in three queries."""
+    """Team id -> ids of the clusters in its scope, for any number of teams in three queries: the teams, their
+    groups, and the clusters in the union with one true/false column per team, all decided by the database."""
     teams = list(teams.prefetch_related("groups"))
     if not teams:
         return {}
-    group_ids = {g.pk for t in teams for g in t.groups.all()}
-    static: dict[int, set[int]] = {}
-    for group_id, cluster_id in (ClusterGroup.static_members.through.objects.filter(clustergroup_id__in=group_ids)
-                                 .values_list("clustergroup_id", "cluster_id")):
-        static.setdefault(group_id, set()).add(cluster_id)
+    conditions = {team.pk: team.scope_q(list(team.groups.all())) for team in teams}
     union = Q(pk__in=[])
-    for team in teams:
-        union |= team.scope_q(list(team.groups.all()))
-    clusters = list(Cluster.objects.filter(union).distinct().only("pk", "labels", *FIELDS))
-    scopes = {}
-    for team in teams:
-        groups = list(team.groups.all())
-        ids = set().union(*(static.get(g.pk, set()) for g in groups)) if groups else set()
-        for cluster in clusters:
-            if team.parsed_selector.matches(cluster) or any(g.parsed_selector.matches(cluster) for g in groups):
-                ids.add(cluster.pk)
-        scopes[team.pk] = frozenset(ids)
-    return scopes
+    for condition in conditions.values():
+        union |= condition
+    matched = Cluster.objects.filter(union).order_by()
+    if len(teams) == 1:
+        return {teams[0].pk: frozenset(matched.values_list("pk", flat=True))}
+    flags = {f"in_{pk}": ExpressionWrapper(condition, output_field=BooleanField())
+             for pk, condition in conditions.items()}
+    scopes: dict[int, set[int]] = {pk: set() for pk in conditions}
+    for row in matched.annotate(**flags).values_list("pk", *flags):
+        for pk, inside in zip(conditions, row[1:], strict=True):
+            if inside:
+                scopes[pk].add(row[0])
+    return {pk: frozenset(ids) for pk, ids in scopes.items()}
 
 
 def access_of(user) -> Access:

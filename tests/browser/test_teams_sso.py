@@ -83,3 +83,9 @@ def test_a_team_signs_in_through_the_provider_and_deploys_to_its_own_clusters(
     expect(page.locator("#rollout-state")).to_have_text("succeeded", timeout=120_000)
     screenshot("32-team-approver-approved")
     assert rollout.stages.get(index=1).approvals.get().user.username == lead
+
+    page.goto(f"{live_server.url}/teams/payments/")  # the team as its members see it
+    expect(page.locator(f"#members tr[data-member={lead}-approver]")).to_contain_text("from the identity provider")
+    expect(page.locator("[data-cluster=aws-eu-west]")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("checkout")
+    screenshot("33-team-page")

@@ -449,3 +449,20 @@ def test_admins_create_service_accounts_on_the_tokens_page(org, admin_user, clie
     response = client.post("/accounts/tokens/", {"name": "deploy", "days": 30, "owner": bot.pk})
     assert response.status_code == 200 and ApiToken.objects.filter(user=bot, name="deploy").exists()
     assert AuditEvent.objects.filter(action="service_account.create", after__username="ci-deploy").exists()
+
+
+def test_scopes_of_many_teams_match_each_teams_own_clusters(org, admin_user):
+    from inventory.teams import scopes_of
+
+    edge = make_cluster("edge-1", owner="nobody")
+    static = inventory_services.create_group(name="edge", user=admin_user, static_members=[edge])
+    prod = inventory_services.create_group(name="prod-all", selector="environment=prod", user=admin_user)
+    mixed = team_services.save_team(user=admin_user, name="mixed", groups=[static, prod], selector="name=pay-dev")
+    teams = Team.objects.filter(name__in=["payments", "shop", "mixed"])
+    scopes = scopes_of(teams)
+    names = {t.name: set(Cluster.objects.filter(pk__in=scopes[t.pk]).values_list("name", flat=True)) for t in teams}
+    assert names == {"payments": {"pay-prod", "pay-dev"}, "shop": {"shop-prod"},
+                     "mixed": {"edge-1", "pay-prod", "shop-prod", "pay-dev"}}
+    for team in teams:  # the same answer as one team at a time, and as the team's own queryset
+        assert scopes_of(Team.objects.filter(pk=team.pk))[team.pk] == scopes[team.pk]
+        assert set(team.clusters().values_list("pk", flat=True)) == scopes[team.pk]
