@@ -457,7 +457,7 @@ def test_scopes_of_many_teams_match_each_teams_own_clusters(org, admin_user):
     edge = make_cluster("edge-1", owner="nobody")
     static = inventory_services.create_group(name="edge", user=admin_user, static_members=[edge])
     prod = inventory_services.create_group(name="prod-all", selector="environment=prod", user=admin_user)
-    mixed = team_services.save_team(user=admin_user, name="mixed", groups=[static, prod], selector="name=pay-dev")
+    team_services.save_team(user=admin_user, name="mixed", groups=[static, prod], selector="name=pay-dev")
     teams = Team.objects.filter(name__in=["payments", "shop", "mixed"])
     scopes = scopes_of(teams)
     names = {t.name: set(Cluster.objects.filter(pk__in=scopes[t.pk]).values_list("name", flat=True)) for t in teams}
