@@ -75,7 +75,7 @@ class Access:
 
     @cached_property
     def group_ids(self) -> frozenset[int]:
-        """Groups the user sees: those of their teams' scopes and any group with a cluster in reach (2 queries)."""
+        """Groups the user sees: those of their teams' scopes and any group with a cluster in reach (4 queries)."""
         ids = set(Team.groups.through.objects.filter(team_id__in=self.team_roles)
                   .values_list("clustergroup_id", flat=True))
         if self.cluster_ids:
