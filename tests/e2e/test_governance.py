@@ -224,17 +224,30 @@ def test_every_enforceable_rule_is_valid_cel_and_decides_like_the_audit(members,
 
         good = apps.create_namespaced_deployment("shop", deployment({"app.kubernetes.io/name": "x"}, GOOD))
         apps.delete_namespaced_deployment(good.metadata.name, "shop")
+        def refusal(create, delete):
+            """The ApiException of a refused create, or None (the accepted object is deleted again)."""
+            try:
+                created = create()
+            except ApiException as exc:
+                return exc
+            delete(created.metadata.name)
+            return None
+
+        # Like the pods' rules above, each of these loads on the API server's own schedule: wait for each one.
         for key, labels, container in (("required-labels", {}, GOOD),
                                        ("probes-set", {"app.kubernetes.io/name": "x"},
                                         {k: v for k, v in GOOD.items() if k != "readinessProbe"})):
-            with pytest.raises(ApiException) as excinfo:
-                apps.create_namespaced_deployment("shop", deployment(labels, container))
-            assert f"Fleetweb policy {key}" in excinfo.value.body
+            refused = wait_for(lambda labels=labels, container=container: refusal(
+                lambda: apps.create_namespaced_deployment("shop", deployment(labels, container)),
+                lambda name: apps.delete_namespaced_deployment(name, "shop")),
+                timeout=30, what=f"policy {key} to refuse a violating Deployment")
+            assert f"Fleetweb policy {key}" in refused.body
 
         core = k8s.CoreV1Api(api)
-        with pytest.raises(ApiException) as excinfo:
-            core.create_namespace({"metadata": {"name": _name("ns")}})
-        assert "Fleetweb policy namespace-pod-security" in excinfo.value.body
+        refused = wait_for(lambda: refusal(lambda: core.create_namespace({"metadata": {"name": _name("ns")}}),
+                                           core.delete_namespace),
+                           timeout=30, what="policy namespace-pod-security to refuse an unlabelled namespace")
+        assert "Fleetweb policy namespace-pod-security" in refused.body
         name = _name("ns")
         core.create_namespace({"metadata": {"name": name, "labels": {
             "pod-security.kubernetes.io/enforce": "baseline"}}})
