@@ -10,6 +10,7 @@ from fleetweb import token_views, views
 urlpatterns = [
     path("", include("inventory.overview")),  # the fleet overview
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", views.logout_view, name="logout"),
     path("accounts/tokens/", token_views.my_tokens, name="my_tokens"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
-from django.db import connection
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
@@ -30,7 +29,16 @@ def logout_view(request) -> HttpResponseBase:
 
 
 def healthz(request) -> HttpResponseBase:
-    """Liveness for load balancers: the database answers."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})
+    """Liveness: the process answers. Asks nothing of the database or Redis, so their outage does not get every
+    web process restarted (that is `/readyz`'s question)."""
+    return JsonResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+def readyz(request) -> HttpResponseBase:
+    """Readiness: database reachable and migrated, Redis reachable, beat ticked within 3 intervals; 503 with each
+    failed check named otherwise."""
+    from fleetweb import health
+
+    ready, checks = health.readiness()
+    return JsonResponse({"status": "ok" if ready else "fail", "checks": checks}, status=200 if ready else 503,
+                        headers={"Cache-Control": "no-store"})
