@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
+from django.db.models import Q
 from django.http import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
@@ -26,14 +27,17 @@ class TokenForm(forms.Form):
     owner = forms.ModelChoiceField(queryset=User.objects.filter(service_account__isnull=False), required=False,
                                    empty_label="— me —", label="For", help_text="Admins: a service account")
 
+    def __init__(self, *args, admin: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not admin:
+            self.fields.pop("owner")
+
 
 @never_cache
 @login_required
 def my_tokens(request) -> HttpResponseBase:
     admin = has_role(request.user, ADMIN)
-    form = TokenForm(request.POST or None)
-    if not admin:
-        form.fields.pop("owner")
+    form = TokenForm(request.POST or None, admin=admin)
     key = None
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
@@ -44,12 +48,10 @@ def my_tokens(request) -> HttpResponseBase:
         except ServiceError as exc:
             add_to_form(form, exc)
         else:
-            form = TokenForm()
-            if not admin:
-                form.fields.pop("owner")
-    rows = ApiToken.objects.visible_to(request.user).select_related("user")
-    if not (admin and request.GET.get("all")):
-        rows = rows.filter(user=request.user) | rows.filter(user__service_account__isnull=False) if admin else rows
+            form = TokenForm(admin=admin)
+    rows = ApiToken.objects.visible_to(request.user).select_related("user")  # an admin's: everyone's
+    if admin and not request.GET.get("all"):  # by default their own and the service accounts'
+        rows = rows.filter(Q(user=request.user) | Q(user__service_account__isnull=False))
     return render(request, "fleetweb/my_tokens.html", {"form": form, "key": key, "tokens": rows, "admin": admin,
                                                        "account_form": ServiceAccountForm() if admin else None},
                   status=400 if request.method == "POST" and key is None else 200)

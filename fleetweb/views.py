@@ -9,16 +9,22 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 
 
+def sign_in_options() -> dict:
+    """What the login page offers: the single sign-on button and whether password sign-in is on (the login
+    view, and the sign-on views when they show it again with an error)."""
+    from django.conf import settings
+
+    return {"sso_enabled": bool(settings.FLEETWEB_OIDC_ISSUER), "sso_label": settings.FLEETWEB_OIDC_LABEL,
+            "local_login": settings.FLEETWEB_LOCAL_LOGIN}
+
+
 class LoginView(auth_views.LoginView):
     """Django's login; successes and failures reach the audit log through auth signals."""
 
     redirect_authenticated_user = True
 
     def get_context_data(self, **kwargs) -> dict:
-        from django.conf import settings
-
-        return {**super().get_context_data(**kwargs), "sso_enabled": bool(settings.FLEETWEB_OIDC_ISSUER),
-                "sso_label": settings.FLEETWEB_OIDC_LABEL, "local_login": settings.FLEETWEB_LOCAL_LOGIN}
+        return {**super().get_context_data(**kwargs), **sign_in_options()}
 
 
 def logout_view(request) -> HttpResponseBase:

@@ -27,6 +27,18 @@ log = logging.getLogger(__name__)
 # Group and fleet compliance
 
 
+def _rows_seen_by(user, within: frozenset[int] | None):
+    """(cluster ids or None for all, PolicyResult rows, ClusterCompliance rows) over the clusters `user` sees
+    (all for no user), narrowed to `within` when given."""
+    scope = cluster_scope(user) if user is not None else None
+    if within is not None:
+        scope = within if scope is None else scope & within
+    if scope is None:
+        return None, PolicyResult.objects.all(), ClusterCompliance.objects.all()
+    return scope, PolicyResult.objects.filter(cluster_id__in=scope), ClusterCompliance.objects.filter(
+        cluster_id__in=scope)
+
+
 def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> dict[int | None, dict]:
     """{group id: {score, clusters, failing_clusters, open_violations}} plus None for the fleet (with by_severity).
 
@@ -37,12 +49,7 @@ def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> 
     clusters (plus the scope's, once per request). `within` narrows further (the team switcher).
     """
     groups = list(groups)
-    scope = cluster_scope(user) if user is not None else None
-    if within is not None:
-        scope = within if scope is None else scope & within
-    results = PolicyResult.objects.all() if scope is None else PolicyResult.objects.filter(cluster_id__in=scope)
-    fleet_rows = (ClusterCompliance.objects.all() if scope is None
-                  else ClusterCompliance.objects.filter(cluster_id__in=scope))
+    scope, results, fleet_rows = _rows_seen_by(user, within)
     checks_by: dict[int | None, list[tuple[str, int, int]]] = defaultdict(list)  # (severity, checks, passed)
     open_by_group: Counter = Counter()
     by_severity: Counter = Counter()
@@ -75,10 +82,7 @@ def fleet_summary(*, user=None) -> dict:
     """The fleet's score and open violations only (what the overview polls every 10 s): the score of
     `group_scores(...)[None]` from one aggregate by severity, with no join and no per-group counts, and the
     open violations from the clusters' own counters. Over the user's clusters for a team member."""
-    scope = cluster_scope(user) if user is not None else None
-    results = PolicyResult.objects.all() if scope is None else PolicyResult.objects.filter(cluster_id__in=scope)
-    rows = (ClusterCompliance.objects.all() if scope is None
-            else ClusterCompliance.objects.filter(cluster_id__in=scope))
+    _scope, results, rows = _rows_seen_by(user, None)
     checks = list(results.order_by().values("severity").annotate(checks=Count("pk"),
                                                                  passed=Count("pk", filter=Q(violations=0)))
                   .values_list("severity", "checks", "passed"))

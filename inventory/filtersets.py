@@ -6,7 +6,7 @@ import django_filters
 from django.db.models import Q, QuerySet
 
 from inventory.choices import ClusterStatus, Environment, Provider, WorkloadKind
-from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Team, Workload
+from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
 
 
 def _label_filter(queryset, field: str, value: str):
@@ -23,12 +23,11 @@ def _label_filter(queryset, field: str, value: str):
 def team_scope_filter(queryset, path: str, team_name: str, user) -> QuerySet:
     """Rows whose cluster (at `path`) is in the scope of the team named, among the teams the user may see; a
     team they may not see, or none by that name, leaves nothing (as a 404 would)."""
-    from inventory.teams import scopes_of
+    from inventory.teams import narrowed_scope
 
-    team = Team.objects.visible_to(user).filter(name=team_name.strip()).first() if user is not None else None
-    if team is None:
+    if user is None:
         return queryset.none()
-    return queryset.filter(**{f"{path}__in": scopes_of(Team.objects.filter(pk=team.pk)).get(team.pk, frozenset())})
+    return queryset.filter(**{f"{path}__in": narrowed_scope(user, team_name.strip()) or frozenset()})
 
 
 class TeamFilter(django_filters.CharFilter):

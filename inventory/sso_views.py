@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from fleetweb.decorators import role_required
 from fleetweb.errors import ServiceError, add_to_form
 from fleetweb.roles import ADMIN, ROLES
+from fleetweb.views import sign_in_options
 from fleetweb.web import client_ip
 from inventory import sso, team_services
 from inventory.models import RoleMapping, Team
@@ -59,8 +60,7 @@ def sso_callback(request) -> HttpResponseBase:
 def _login_context(request, **extra) -> dict:
     from django.contrib.auth.forms import AuthenticationForm
 
-    return {"form": AuthenticationForm(request), "next": request.GET.get("next", ""), "sso_enabled": sso.enabled(),
-            "sso_label": settings.FLEETWEB_OIDC_LABEL, "local_login": settings.FLEETWEB_LOCAL_LOGIN, **extra}
+    return {"form": AuthenticationForm(request), "next": request.GET.get("next", ""), **sign_in_options(), **extra}
 
 
 class MappingForm(forms.Form):

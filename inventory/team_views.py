@@ -17,7 +17,7 @@ from fleetweb.web import client_ip
 from inventory import team_services
 from inventory.choices import TeamRole
 from inventory.models import Cluster, ClusterGroup, Team, TeamMember
-from inventory.teams import scopes_of
+from inventory.teams import scopes_of, team_scope
 from inventory.validators import validate_dns_label, validate_selector
 from inventory.views import preview_of
 
@@ -54,7 +54,7 @@ def team_list(request) -> HttpResponseBase:
 @role_required(VIEWER)
 def team_detail(request, name: str) -> HttpResponseBase:
     team = get_object_or_404(Team.objects.visible_to(request.user).prefetch_related("groups"), name=name)
-    scope = scopes_of(Team.objects.filter(pk=team.pk)).get(team.pk, frozenset())
+    scope = team_scope(team.pk)
     preview = preview_of(Cluster.objects.filter(pk__in=scope), user=request.user)
     members = team.members.select_related("user").order_by("user__username", "role")
     apps = list(team.applications.order_by("name").values_list("name", flat=True))

@@ -201,13 +201,8 @@ def _platform(role: str) -> Callable[[Access, object], bool]:
 
 for _action in ("attach", "detach", "edit_cluster", "edit_group", "edit_policy", "edit_plan", "choose_approvers"):
     rule(_action)(_platform(OPERATOR))
-for _action in ("manage_teams", "manage_sso", "manage_tokens", "read_audit", "enforce"):
+for _action in ("manage_teams", "manage_sso"):
     rule(_action)(_platform(ADMIN))
-
-
-@rule("view")
-def _view(access: Access, obj) -> bool:
-    return type(obj).objects.visible_to(access.user).filter(pk=obj.pk).exists()
 
 
 @rule("sync")
@@ -245,13 +240,14 @@ def team_scope(team_id: int) -> frozenset[int]:
     return scopes_of(Team.objects.filter(pk=team_id)).get(team_id, frozenset())
 
 
-def deploy_refusal(user, app, clusters) -> str:
+def deploy_refusal(user, app, clusters, *, owner_scope: frozenset[int] | None = None) -> str:
     """Why `clusters` may not receive `app` from `user` ("" when they may): each must be in the owner team's
     scope (for a team's application, whoever starts it) and within the user's operator reach. Clusters the
-    user can see are named; the others are counted, so a refusal does not reveal what lies outside one's scope."""
+    user can see are named; the others are counted, so a refusal does not reveal what lies outside one's scope.
+    `owner_scope`: the owner team's `team_scope`, when the caller asks for many stages of one rollout."""
     outside = []
     if app.owner_team_id is not None:
-        scope = team_scope(app.owner_team_id)
+        scope = team_scope(app.owner_team_id) if owner_scope is None else owner_scope
         outside = [c for c in clusters if c.pk not in scope]
         why = f"outside the scope of team {app.owner_team.name}"
     if not outside and user is not None:

@@ -30,6 +30,7 @@ from inventory.forms import (
 )
 from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
 from inventory.selectors import FIELDS, SelectorError, parse
+from inventory.teams import cluster_scope
 
 PAGE_SIZE = 50
 # The cluster page's inventory tabs: tab -> (model, ordering); each has `inventory/partials/_tab_<tab>.html`.
@@ -366,7 +367,8 @@ def selector_preview(selector_text: str, static_names: str = "", *, user) -> dic
 def preview_of(clusters: QuerySet, *, user) -> dict:
     """The first PREVIEW_LIMIT clusters by name that the user may see, how many in all, and the queryset itself
     (for more questions)."""
-    queryset = clusters.filter(pk__in=Cluster.objects.visible_to(user).values("pk")).order_by("name")
+    scope = cluster_scope(user)  # None: a global role sees every cluster, and the preview needs no filter
+    queryset = (clusters if scope is None else clusters.filter(pk__in=scope)).order_by("name")
     return {"matches": queryset[:PREVIEW_LIMIT], "count": queryset.count(), "limit": PREVIEW_LIMIT,
             "queryset": queryset}
 

@@ -23,7 +23,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -201,6 +200,3 @@ class IdentityProvider:
         self.app = ThreadingHTTPServer(("127.0.0.1", self.app_port), Handler)
         threading.Thread(target=self.app.serve_forever, daemon=True).start()
 
-
-def admin_error(exc: urllib.error.HTTPError) -> str:
-    return exc.read().decode(errors="replace")[:500]

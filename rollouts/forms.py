@@ -7,7 +7,7 @@ from django import forms
 
 from fleetweb.roles import OPERATOR
 from inventory.models import ClusterGroup, Team
-from inventory.teams import access_of, can
+from inventory.teams import access_of
 from inventory.validators import validate_dns_label
 from rollouts.models import Revision, RolloutPlan
 from rollouts.services import STAGE_DEFAULTS, STAGE_LIMITS
@@ -42,7 +42,7 @@ class TeamFieldsMixin(forms.Form):
         owner.required = not platform
         owner.empty_label = (  # type: ignore[attr-defined]  # a ModelChoiceField
             "— the platform team (global operators) —" if platform else None)
-        if not platform or instance is not None and not can(user, "choose_approvers"):
+        if not platform:  # the service refuses it too ("choose_approvers")
             self.fields.pop("approver_team")
         if instance is not None and not platform:
             self.fields.pop("owner_team")

@@ -22,7 +22,7 @@ from fleetweb.roles import ADMIN, has_role
 from inventory import selectors
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup, Team
-from inventory.teams import can, deploy_refusal, require
+from inventory.teams import can, deploy_refusal, require, team_scope
 from inventory.validators import dns_label_problem
 from rollouts import dryrun, manifests
 from rollouts.choices import (
@@ -370,6 +370,7 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
     if plan is not None:
         stages = plan.stages
     specs = clean_stages(stages)
+    owner_scope = team_scope(app.owner_team_id) if app.owner_team_id is not None else None  # once, not per stage
     resolved = []
     seen: dict[int, str] = {}
     for i, spec in enumerate(specs):
@@ -384,7 +385,7 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
                 raise RolloutError({field: f"cluster {c.name} is in stage '{seen[c.pk]}' and in stage "
                                            f"'{spec['name']}': a cluster may be in one stage only"})
             seen[c.pk] = spec["name"]
-        if refusal := deploy_refusal(user, app, clusters):
+        if refusal := deploy_refusal(user, app, clusters, owner_scope=owner_scope):
             raise RolloutError({field: f"stage {i + 1} '{spec['name']}': {refusal}"}, status=403)
         prod = [c.name for c in clusters if c.environment == Environment.PROD]
         if prod and spec["approvals_required"] < 1:
