@@ -10,6 +10,7 @@ import threading
 import time
 
 from benchmarks.common import ROOT, STATE, say, table
+from fleetweb.queueing import QUEUES
 
 SIZES = {"quick": (60, 30, 150), "full": (200, 60, 420)}  # clusters, interval (s), duration (s)
 WORKERS, THREADS = 2, 8
@@ -49,7 +50,7 @@ def _processes(env: dict) -> list[subprocess.Popen]:
     procs = []
     for i in range(WORKERS):
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", "sync,default,rollouts", "-P", "threads",
+            [sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", ",".join(QUEUES), "-P", "threads",
              "-c", str(THREADS), "-n", f"bench{i}@%h", "-l", "WARNING"], env=env, cwd=ROOT,
             stdout=open(logs / f"worker{i}.log", "ab"), stderr=subprocess.STDOUT))  # noqa: SIM115
     procs.append(subprocess.Popen(

@@ -38,3 +38,35 @@ def _beat_ticked(**_kwargs) -> None:
         from fleetweb import health
 
         health.record_beat_tick()
+
+
+_task_started: dict[str, float] = {}
+
+
+@__import__("celery").signals.task_prerun.connect
+def _task_started_at(task_id=None, **_kwargs) -> None:
+    import time
+
+    if task_id:
+        _task_started[task_id] = time.monotonic()
+
+
+@__import__("celery").signals.task_postrun.connect
+def _task_finished(task_id=None, task=None, state=None, **_kwargs) -> None:
+    """Runtime and outcome of each task, for /metrics (fleetweb_task_duration_seconds)."""
+    import time
+
+    started = _task_started.pop(task_id, None) if task_id else None
+    if started is None or task is None:
+        return
+    from fleetweb import metrics
+
+    outcome = {"SUCCESS": "success", "RETRY": "retry"}.get(state or "", "failure")
+    metrics.TASK_RUNTIME.labels(task=task.name, outcome=outcome).observe(time.monotonic() - started)
+
+
+@__import__("celery").signals.worker_process_shutdown.connect
+def _pool_process_exited(pid=None, **_kwargs) -> None:
+    from fleetweb import metrics
+
+    metrics.mark_process_dead(pid or os.getpid())

@@ -41,6 +41,12 @@ def record_beat_tick(now: float | None = None) -> None:
         log.warning("beat heartbeat not written: %s", type(exc).__name__)
 
 
+def last_beat_tick(client: redis.Redis | None = None) -> float | None:
+    """When beat last ticked (Unix time), or None."""
+    raw = (client or redis_client()).get(BEAT_KEY)
+    return float(raw) if raw is not None else None
+
+
 def _database() -> dict:
     try:
         with connection.cursor() as cursor:
@@ -73,13 +79,13 @@ def _redis_and_beat() -> tuple[dict, dict]:
     try:
         client = redis_client()
         client.ping()
-        raw = client.get(BEAT_KEY)
+        tick = last_beat_tick(client)
     except Exception as exc:
         failed = {"ok": False, "detail": f"Redis did not answer ({type(exc).__name__})"}
         return failed, {"ok": False, "detail": "unknown: Redis did not answer"}
-    if raw is None:
+    if tick is None:
         return {"ok": True}, {"ok": False, "detail": "beat has not ticked (is `celery -A fleetweb beat` running?)"}
-    age = time.time() - float(raw)
+    age = time.time() - tick
     late = 3 * BEAT_INTERVAL
     if age > late:
         return {"ok": True}, {"ok": False, "detail": f"beat last ticked {age:.0f} s ago (more than {late} s)"}

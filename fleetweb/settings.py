@@ -57,6 +57,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "fleetweb.metrics.MetricsMiddleware",
     "fleetweb.web.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -112,12 +113,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("FLEETWEB_CELERY_EAGER", False)
 CELERY_TASK_ROUTES = {
     "inventory.tasks.sync_cluster": {"queue": "sync"},
+    "inventory.tasks.deliver": {"queue": "notify"},  # a slow receiver holds up other messages, never a sync
     "rollouts.*": {"queue": "rollouts"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
     "schedule-due-syncs": {"task": "inventory.tasks.schedule_due_syncs", "schedule": 5.0},
     "mark-stale-clusters": {"task": "inventory.tasks.mark_stale_clusters", "schedule": 30.0},
+    "evaluate-alerts": {"task": "inventory.tasks.evaluate_alerts",
+                        "schedule": float(env_int("FLEETWEB_ALERT_INTERVAL", 15, minimum=1))},
     "advance-due-rollouts": {"task": "rollouts.tasks.advance_due_rollouts", "schedule": 3.0},
     "record-group-compliance": {"task": "governance.tasks.record_group_history",
                                 "schedule": float(env_int("FLEETWEB_COMPLIANCE_HISTORY_INTERVAL", 900, minimum=10))},
@@ -212,6 +216,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Attach Kubernetes clusters, read their inventory, health and sync history.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Violations' severity and alert rules' min_severity are one choice set: one enum in the schema.
+    "ENUM_NAME_OVERRIDES": {"SeverityEnum": "inventory.choices.Severity"},
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "fleetweb.api.declare_errors"],
     # Swagger UI served from Fleetweb itself, not a CDN: self-hosted consoles often have no internet.
@@ -290,6 +296,25 @@ FLEETWEB_LOCAL_LOGIN = env_bool("FLEETWEB_LOCAL_LOGIN", True)
 FLEETWEB_BREAK_GLASS_ADMIN = env_str("FLEETWEB_BREAK_GLASS_ADMIN")
 if not FLEETWEB_LOCAL_LOGIN and not FLEETWEB_OIDC_ISSUER:
     raise ConfigError("FLEETWEB_LOCAL_LOGIN=false needs single sign-on (FLEETWEB_OIDC_ISSUER): nobody could sign in")
+# /metrics (fleetweb/metrics.py): served only with a bearer token; unset means disabled.
+FLEETWEB_METRICS_TOKEN = env_str("FLEETWEB_METRICS_TOKEN")
+# Notifications (inventory/notifications.py): alert rules are evaluated every FLEETWEB_ALERT_INTERVAL seconds;
+# when one evaluation has more than FLEETWEB_ALERT_DIGEST_OVER messages for one channel, it sends one digest
+# instead. A delivery is tried FLEETWEB_DELIVERY_ATTEMPTS times with backoff. Email goes through the SMTP server
+# FLEETWEB_EMAIL_HOST (email channels are refused while it is unset).
+FLEETWEB_ALERT_INTERVAL = env_int("FLEETWEB_ALERT_INTERVAL", 15, minimum=1)
+FLEETWEB_ALERT_DIGEST_OVER = env_int("FLEETWEB_ALERT_DIGEST_OVER", 10, minimum=1)
+FLEETWEB_DELIVERY_ATTEMPTS = env_int("FLEETWEB_DELIVERY_ATTEMPTS", 6, minimum=1)
+EMAIL_HOST = env_str("FLEETWEB_EMAIL_HOST")
+EMAIL_PORT = env_int("FLEETWEB_EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("FLEETWEB_EMAIL_USER")
+EMAIL_HOST_PASSWORD = env_str("FLEETWEB_EMAIL_PASSWORD")
+EMAIL_USE_TLS = env_bool("FLEETWEB_EMAIL_STARTTLS", True)
+EMAIL_USE_SSL = env_bool("FLEETWEB_EMAIL_SSL", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("FLEETWEB_EMAIL_FROM", "fleetweb@localhost")
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ConfigError("FLEETWEB_EMAIL_STARTTLS and FLEETWEB_EMAIL_SSL exclude each other; set one to false")
 # The whole connection test of one attach (every context, concurrently) ends within this many seconds.
 FLEETWEB_CONNECTION_TEST_BUDGET = env_int("FLEETWEB_CONNECTION_TEST_BUDGET", 20, minimum=5)
 # Seconds for the dry run of a new revision against one member per Kubernetes minor (in parallel).

@@ -5,12 +5,13 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from fleetweb import token_views, views
+from fleetweb import metrics, token_views, views
 
 urlpatterns = [
     path("", include("inventory.overview")),  # the fleet overview
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics.view, name="metrics"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", views.logout_view, name="logout"),
     path("accounts/tokens/", token_views.my_tokens, name="my_tokens"),

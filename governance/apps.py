@@ -7,7 +7,7 @@ class GovernanceConfig(AppConfig):
     name = "governance"
 
     def ready(self) -> None:
-        from governance import signals  # noqa: F401 - connects the login/logout audit receivers
+        from governance import alerts, metrics, signals  # noqa: F401 - audit receivers, alert conditions, metrics
         from governance.services import EnforcementGuard
         from inventory.signals import membership_guards
 

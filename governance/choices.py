@@ -2,17 +2,16 @@
 
 from django.db import models
 
+from inventory import choices as inventory_choices
+
 
 class Mode(models.TextChoices):
     AUDIT = "audit", "audit (report only)"
     ENFORCE = "enforce", "enforce (clusters refuse violating objects)"
 
 
-class Severity(models.TextChoices):
-    CRITICAL = "critical", "critical"
-    HIGH = "high", "high"
-    MEDIUM = "medium", "medium"
-    LOW = "low", "low"
+# Inventory holds it: alert rules there filter violations by it (layers point one way).
+Severity = inventory_choices.Severity
 
 
 class EnforcementState(models.TextChoices):

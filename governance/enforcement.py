@@ -20,7 +20,8 @@ from django.utils import timezone
 from fleetweb.audit import record
 from governance.choices import EnforcementState, Mode
 from governance.models import Enforcement, PolicyAssignment
-from inventory import kube
+from inventory import history, kube
+from inventory.choices import ClusterEventKind
 from inventory.models import Cluster
 from inventory.services import credentials_of
 
@@ -149,6 +150,7 @@ def _store(cluster, desired, states, removed, now, *, cleaned: bool) -> dict[int
     with transaction.atomic():
         Cluster.objects.select_for_update().filter(pk=cluster.pk).first()  # one writer per cluster
         existing = {e.assignment_id: e for e in Enforcement.objects.filter(cluster=cluster, assignment__isnull=False)}
+        events = []
         for a in desired:
             state, message, digest = states.get(a.pk, (EnforcementState.PENDING, "", ""))
             e = existing.get(a.pk) or Enforcement(assignment=a, cluster=cluster)
@@ -158,13 +160,21 @@ def _store(cluster, desired, states, removed, now, *, cleaned: bool) -> dict[int
             if state == EnforcementState.INSTALLED and not was_installed:
                 e.installed_at = now
             if changed:
+                failed_before = e.state == EnforcementState.FAILED
                 e.save()
                 if state == EnforcementState.INSTALLED:
                     record(user=None, action="enforcement.install", target=a, target_name=f"{a.policy_name()} on "
                            f"{cluster.name}", after={"cluster": cluster.name, "rule": a.rule_key, "digest": digest})
+                    events.append(history.event(cluster.pk, ClusterEventKind.POLICY,
+                                                f"installed {a.policy_name()} ({a.rule_key}, enforce)",
+                                                after={"rule": a.rule_key, "digest": digest}, at=now))
                 elif state == EnforcementState.FAILED:
                     record(user=None, action="enforcement.fail", target=a, target_name=f"{a.policy_name()} on "
                            f"{cluster.name}", message=message)
+                    if not failed_before:
+                        events.append(history.event(cluster.pk, ClusterEventKind.POLICY,
+                                                    f"installing {a.policy_name()} failed: {message}",
+                                                    after={"rule": a.rule_key}, at=now))
             out[a.pk] = e
         wanted = {a.pk for a in desired}
         stale = [e for e in Enforcement.objects.filter(cluster=cluster) if e.assignment_id not in wanted]
@@ -173,4 +183,7 @@ def _store(cluster, desired, states, removed, now, *, cleaned: bool) -> dict[int
         for name in removed:
             record(user=None, action="enforcement.remove", target=cluster, target_name=f"{name} on {cluster.name}",
                    message="the policy no longer applies to this cluster")
+            events.append(history.event(cluster.pk, ClusterEventKind.POLICY, f"removed {name} (no longer assigned)",
+                                        at=now))
+        history.record(*events)
     return out

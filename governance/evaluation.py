@@ -16,7 +16,7 @@ from django.db.models import Count, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from governance import enforcement, rules
+from governance import alerts, enforcement, rules
 from governance.choices import Mode
 from governance.models import (
     ClusterCompliance,
@@ -229,10 +229,13 @@ def _write_violations(found: Found, diff_ids: list[int], unchanged: set[int], pr
                     "pk", "cluster_id", "assignment_id", "object_kind", "namespace", "object_name",
                     "resolved_at", "message", "times_reopened").iterator(chunk_size=5000)}
     new, changed = [], []
+    opened: list[tuple[int, str, str, str, str, str]] = []  # for violation.opened alerts
     for key, (a, f) in found.items():
         if key[0] in unchanged:
             continue
         row = existing.get(key)
+        if row is None or row[1] is not None:
+            opened.append((key[0], a.rule_key, a.rule.severity, f.kind, f.namespace, f.name))
         if row is None:
             new.append(Violation(assignment=a, cluster_id=key[0], rule_key=a.rule_key, severity=a.rule.severity,
                                  object_kind=f.kind, namespace=f.namespace, object_name=f.name,
@@ -257,6 +260,7 @@ def _write_violations(found: Found, diff_ids: list[int], unchanged: set[int], pr
             gone[key[0]].append(pk)
     for cluster_id, pks in gone.items():  # last seen: the evaluation before this one
         Violation.objects.filter(pk__in=pks).update(resolved_at=now, last_seen=previous.get(cluster_id) or now)
+    alerts.violations_opened(opened)
 
 
 def _lock_assignments_shared(ids: set[int]) -> set[int]:

@@ -11,3 +11,4 @@ class InventoryConfig(AppConfig):
         from inventory.teams import team_roles_anywhere
 
         register_team_roles(team_roles_anywhere)
+        from inventory import metrics, notifications  # noqa: F401 - registers the cluster metrics and conditions

@@ -93,3 +93,61 @@ class GrantSource(models.TextChoices):
 
     MANUAL = "manual", "given in Fleetweb"
     SSO = "sso", "from the identity provider"
+
+
+# Statuses that alert (cluster.status rules) and whose end is a recovery.
+ALERTING_STATUSES = (ClusterStatus.UNREACHABLE, ClusterStatus.UNAUTHORIZED, ClusterStatus.TLS_ERROR,
+                     ClusterStatus.ERROR, ClusterStatus.STALE)
+
+
+class Severity(models.TextChoices):
+    """How bad a broken rule is (governance's rules; alert rules filter violations by it)."""
+
+    CRITICAL = "critical", "critical"
+    HIGH = "high", "high"
+    MEDIUM = "medium", "medium"
+    LOW = "low", "low"
+
+
+SEVERITY_RANK: dict[str, int] = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
+
+
+class ClusterEventKind(models.TextChoices):
+    """What a line of a cluster's History records."""
+
+    ATTACHED = "attached", "attached"
+    STATUS = "status", "status"
+    VERSION = "version", "Kubernetes version"
+    NODES = "nodes", "node count"
+    CREDENTIALS = "credentials", "credentials"
+    METADATA = "metadata", "metadata"
+    POLICY = "policy", "policy enforcement"
+    ROLLOUT = "rollout", "rollout"
+
+
+class ChannelKind(models.TextChoices):
+    WEBHOOK = "webhook", "webhook (signed JSON)"
+    SLACK = "slack", "Slack-compatible incoming webhook"
+    EMAIL = "email", "email"
+
+
+class NotifyEvent(models.TextChoices):
+    """What an alert rule may listen to. The first four are conditions (open, then closed by a recovery);
+    the others are events (one message each)."""
+
+    CLUSTER_STATUS = "cluster.status", "cluster unreachable, unauthorized, TLS error, error or stale (and recovery)"
+    CREDENTIALS_EXPIRING = "cluster.credentials_expiring", "cluster credentials nearing expiry"
+    GROUP_SCORE = "group.score_low", "group compliance score below the threshold"
+    ENFORCEMENT_FAILED = "enforcement.failed", "enforcement install failing"
+    VIOLATION_OPENED = "violation.opened", "new open violation at or above the severity"
+    AWAITING_APPROVAL = "rollout.awaiting_approval", "rollout stage awaiting approval"
+    ROLLOUT_FAILED = "rollout.failed", "rollout failed"
+    ROLLOUT_SUCCEEDED = "rollout.succeeded", "rollout succeeded"
+    ROLLOUT_ROLLED_BACK = "rollout.rolled_back", "rollout rolled back"
+
+
+class DeliveryState(models.TextChoices):
+    PENDING = "pending", "pending"
+    RETRYING = "retrying", "retrying"
+    SENT = "sent", "sent"
+    FAILED = "failed", "failed"

@@ -7,6 +7,10 @@ save with the field named, not discovered as a TLS error at the first sync. Mess
 
 from __future__ import annotations
 
+import base64
+import json
+from datetime import UTC, datetime
+
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -65,3 +69,36 @@ def direct(*, server: str, ca_data: str = "", token: str = "", client_cert: str 
     if token:
         return {"method": "token", "server": server, "ca_data": ca, "token": token}
     return {"method": "client_cert", "server": server, "ca_data": ca, "client_cert": cert, "client_key": key}
+
+
+def expiry_of(credentials: dict) -> datetime | None:
+    """When these credentials stop working, where they say so: a client certificate's notAfter, a JWT bearer
+    token's `exp` (read, not verified: only the cluster can verify it). None when unknown (opaque tokens,
+    exec plugins)."""
+    token, cert = credentials.get("token", ""), credentials.get("client_cert", "")
+    if credentials.get("method") == "kubeconfig":
+        user = credentials["kubeconfig"]["users"][0]["user"]
+        token = user.get("token", "")
+        data = user.get("client-certificate-data", "")
+        try:
+            cert = base64.b64decode(data).decode() if data else ""
+        except (ValueError, UnicodeDecodeError):
+            cert = ""
+    if cert:
+        try:
+            return min(c.not_valid_after_utc for c in x509.load_pem_x509_certificates(cert.encode()))
+        except ValueError:
+            return None
+    return _jwt_expiry(token) if token else None
+
+
+def _jwt_expiry(token: str) -> datetime | None:
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        exp = claims.get("exp") if isinstance(claims, dict) else None
+        return datetime.fromtimestamp(int(exp), tz=UTC) if isinstance(exp, int | float) else None
+    except (ValueError, TypeError, OverflowError, OSError):
+        return None

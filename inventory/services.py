@@ -16,8 +16,9 @@ from fleetweb.audit import record
 from fleetweb.errors import ServiceError
 from fleetweb.queueing import send_safely
 from fleetweb.roles import ADMIN, has_role
-from inventory import kube, kubeconfigs, selectors
-from inventory.choices import Environment
+from inventory import history, kube, kubeconfigs, selectors
+from inventory.choices import ClusterEventKind, Environment
+from inventory.credentials import expiry_of
 from inventory.models import (
     Cluster,
     ClusterCredential,
@@ -103,13 +104,28 @@ def attach_cluster(*, name: str, credentials: dict, user, environment: str = Env
             labels=labels or {}, server=kube.server_of(credentials), auth_method=credentials["method"],
             insecure_skip_tls_verify=insecure, sync_interval=sync_interval or settings.FLEETWEB_SYNC_INTERVAL,
             next_sync_at=timezone.now(), created_by=user if getattr(user, "pk", None) else None,
+            credentials_expire_at=expiry_of(credentials),
         )
         ClusterCredential.objects.create(cluster=cluster, ciphertext=ClusterCredential.seal(credentials))
         record(user=user, action="cluster.attach", target=cluster, source_ip=source_ip,
                after=cluster_audit_view(cluster))
+        history.record(history.event(cluster.pk, ClusterEventKind.ATTACHED,
+                                     f"attached ({credentials_summary(cluster)})", actor=_actor(user)))
         # Its groups' policies are evaluated (and enforced) after that sync, like after every sync.
         transaction.on_commit(lambda: request_sync(cluster.pk, triggered_by="attach"))
     return cluster
+
+
+def _actor(user) -> str:
+    return user.get_username() if getattr(user, "pk", None) else ""
+
+
+def credentials_summary(cluster: Cluster) -> str:
+    """What the History says of credentials: the method and, where known, the expiry. Never the secret."""
+    text = f"{cluster.get_auth_method_display()} to {cluster.server}"
+    if cluster.credentials_expire_at:
+        text += f", expires {cluster.credentials_expire_at:%Y-%m-%d %H:%M} UTC"
+    return text
 
 
 def cluster_name_taken(name: str) -> str:
@@ -202,12 +218,25 @@ def update_cluster(cluster: Cluster, *, user, source_ip: str = "", credentials: 
             cluster.auth_method = credentials["method"]
             ClusterCredential.objects.update_or_create(
                 cluster=cluster, defaults={"ciphertext": ClusterCredential.seal(credentials)})
+            cluster.credentials_expire_at = expiry_of(credentials)
             cluster.next_sync_at = timezone.now()
         cluster.save()
         after = cluster_audit_view(cluster)
         if credentials is not None:
             after["credentials"] = "replaced"
         record(user=user, action="cluster.update", target=cluster, source_ip=source_ip, before=before, after=after)
+        events = []
+        if credentials is not None:
+            events.append(history.event(cluster.pk, ClusterEventKind.CREDENTIALS,
+                                        f"credentials replaced ({credentials_summary(cluster)})", actor=_actor(user)))
+        changed = sorted(f for f in METADATA_FIELDS if before[f] != after[f])
+        if changed or before["insecure_skip_tls_verify"] != after["insecure_skip_tls_verify"]:
+            fields = changed + (["insecure_skip_tls_verify"] if before["insecure_skip_tls_verify"] !=
+                                after["insecure_skip_tls_verify"] else [])
+            events.append(history.event(
+                cluster.pk, ClusterEventKind.METADATA, f"changed {', '.join(fields)}", actor=_actor(user),
+                before={f: before[f] for f in fields}, after={f: after[f] for f in fields}))
+        history.record(*events)
         if any(before[f] != after[f] for f in ("environment", "region", "owner", "cost_center", "labels")):
             clusters_changed.send(sender=Cluster, cluster_ids=[cluster.pk], reason="update")
     return cluster

@@ -16,8 +16,8 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from fleetweb import leases
-from inventory import collector, kube
+from fleetweb import leases, metrics
+from inventory import collector, history, kube
 from inventory.choices import ClusterStatus, SyncOutcome, WorkloadKind
 from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
 from inventory.querysets import UNAVAILABLE
@@ -60,16 +60,23 @@ def backoff_seconds(failures: int, interval: int) -> float:
 
 
 def mark_stale_clusters(*, now=None) -> int:
-    """Clusters that answered before but have not been seen for N intervals become stale (one UPDATE)."""
+    """Clusters that answered before but have not been seen for N intervals become stale (one locking SELECT,
+    one UPDATE and their History rows in one INSERT)."""
     now = now or timezone.now()
     intervals = settings.FLEETWEB_STALE_AFTER_INTERVALS
     silence = ExpressionWrapper(F("sync_interval") * timedelta(seconds=intervals), output_field=DurationField())
-    return (
-        Cluster.objects.filter(status__in=[ClusterStatus.CONNECTED, ClusterStatus.DEGRADED])
-        .filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=now - silence))
-        .update(status=ClusterStatus.STALE, status_reason=f"not seen for more than {intervals} sync intervals",
-                updated_at=now)
-    )
+    reason = f"not seen for more than {intervals} sync intervals"
+    with transaction.atomic():
+        stale = list(
+            Cluster.objects.filter(status__in=[ClusterStatus.CONNECTED, ClusterStatus.DEGRADED])
+            .filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=now - silence))
+            .select_for_update(skip_locked=True).values_list("pk", "status"))
+        if not stale:
+            return 0
+        Cluster.objects.filter(pk__in=[pk for pk, _ in stale]).update(
+            status=ClusterStatus.STALE, status_reason=reason, status_changed_at=now, updated_at=now)
+        history.record(*(history.status_change(pk, old, ClusterStatus.STALE, reason, at=now) for pk, old in stale))
+    return len(stale)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,6 +88,7 @@ def sync_cluster(cluster_id: int, *, triggered_by: str = "schedule") -> SyncRun 
     token = leases.acquire(Cluster, cluster_id, LEASE)
     if token is None:
         log.info("sync of cluster %s skipped: another sync holds it", cluster_id)
+        metrics.LEASE_CONTENTION.inc()
         return None
     try:
         cluster = Cluster.objects.get(pk=cluster_id)
@@ -111,12 +119,17 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
             session.close()
     with transaction.atomic():
         # Detached while it was being read: nothing to write to. The lock also makes a detach wait for this write.
-        if not list(Cluster.objects.select_for_update().filter(pk=cluster.pk).values_list("pk")):
+        locked = list(Cluster.objects.select_for_update().filter(pk=cluster.pk)
+                      .values_list(*history.HISTORY_FIELDS))
+        if not locked:
             log.info("%s was detached during its sync; the snapshot is dropped", cluster.name)
             return None
+        before = dict(zip(history.HISTORY_FIELDS, locked[0], strict=True))  # as stored now, not as first read
         write_snapshot(cluster, snapshot)
         status, reason = collector.health(snapshot, cluster.unhealthy_workload_count)
         now = timezone.now()
+        if status != before["status"]:
+            cluster.status_changed_at = now
         cluster.status = status
         cluster.status_reason = reason[:255]
         cluster.last_error = "\n".join(f"{k}: {v}" for k, v in sorted(snapshot.errors.items()))
@@ -126,10 +139,10 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
         cluster.consecutive_failures = 0
         cluster.next_sync_at = now + timedelta(seconds=cluster.sync_interval)
         cluster.save(update_fields=[
-            "status", "status_reason", "last_error", "last_seen_at", "last_sync_at", "consecutive_failures",
-            "next_sync_at", "kubernetes_version", "platform", "provider", "node_count", "ready_node_count",
-            "namespace_count", "workload_count", "unhealthy_workload_count", "pod_count", "problem_pod_count",
-            "updated_at"])
+            "status", "status_reason", "status_changed_at", "last_error", "last_seen_at", "last_sync_at",
+            "consecutive_failures", "next_sync_at", "kubernetes_version", "platform", "provider", "node_count",
+            "ready_node_count", "namespace_count", "workload_count", "unhealthy_workload_count", "pod_count",
+            "problem_pod_count", "updated_at"])
         run.finished_at = now
         run.duration_ms = int((time.monotonic() - clock) * 1000)
         run.outcome = SyncOutcome.SUCCEEDED if snapshot.is_complete else SyncOutcome.PARTIAL
@@ -139,6 +152,7 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
         run.bytes_read = snapshot.bytes_read
         run.error = cluster.last_error
         run.save()
+        history.record(*history.sync_changes(cluster, before, at=now))
         clusters_changed.send(sender=Cluster, cluster_ids=[cluster.pk], reason="sync")
     return run
 
@@ -149,15 +163,21 @@ def _record_failure(cluster: Cluster, run: SyncRun, exc: kube.KubeError, clock: 
     now = timezone.now()
     failures = cluster.consecutive_failures + 1
     delay = backoff_seconds(failures, cluster.sync_interval) if exc.transient else cluster.sync_interval
-    Cluster.objects.filter(pk=cluster.pk).update(
-        status=exc.status, status_reason=exc.message[:255], last_error=exc.message,
-        consecutive_failures=failures, next_sync_at=now + timedelta(seconds=delay), updated_at=now)
     fields = {"finished_at": now, "duration_ms": int((time.monotonic() - clock) * 1000),
               "outcome": SyncOutcome.FAILED, "status": exc.status, "error": exc.message, "bytes_read": bytes_read}
     for name, value in fields.items():
         setattr(run, name, value)
-    if not SyncRun.objects.filter(pk=run.pk).update(**fields):
-        return None  # detached meanwhile: the run went with the cluster
+    with transaction.atomic():
+        stored = list(Cluster.objects.select_for_update().filter(pk=cluster.pk).values_list("status", flat=True))
+        if not stored:
+            return None  # detached meanwhile: the run went with the cluster
+        changed = {"status_changed_at": now} if stored[0] != exc.status else {}
+        Cluster.objects.filter(pk=cluster.pk).update(
+            status=exc.status, status_reason=exc.message[:255], last_error=exc.message,
+            consecutive_failures=failures, next_sync_at=now + timedelta(seconds=delay), updated_at=now, **changed)
+        SyncRun.objects.filter(pk=run.pk).update(**fields)
+        if changed:
+            history.record(history.status_change(cluster.pk, stored[0], exc.status, exc.message, at=now))
     log.warning("sync of %s failed (%s): %s", cluster.name, exc.kind, exc.message)
     return run
 

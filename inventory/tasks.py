@@ -32,3 +32,23 @@ def test_attach_connection(draft_id: str) -> str:
     from inventory import onboarding
 
     return onboarding.run_test(draft_id)
+
+
+@shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
+def evaluate_alerts() -> int:
+    """Run by beat every FLEETWEB_ALERT_INTERVAL seconds: open and close alerts, queue their messages."""
+    from inventory import notifications
+
+    return notifications.evaluate()
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, soft_time_limit=30, time_limit=45, max_retries=None)
+def deliver(self, delivery_id: int) -> str:
+    """Send one notification (its id only: the channel's URL and secrets never travel in a task message);
+    retried with backoff until FLEETWEB_DELIVERY_ATTEMPTS attempts were made."""
+    from inventory import notifications
+
+    state, retry_in = notifications.attempt(delivery_id)
+    if retry_in is not None:
+        raise self.retry(countdown=retry_in)
+    return state

@@ -205,6 +205,14 @@ for _action in ("manage_teams", "manage_sso"):
     rule(_action)(_platform(ADMIN))
 
 
+@rule("manage_notifications")
+def _manage_notifications(access: Access, team) -> bool:
+    """Channels and alert rules: a team's by its operators (and admins); the platform's (no team) by admins."""
+    if ADMIN in access.global_roles:
+        return True
+    return team is not None and team.pk in access.teams_with(OPERATOR)
+
+
 @rule("sync")
 def _sync(access: Access, cluster) -> bool:
     return in_reach(access, OPERATOR, cluster.pk)

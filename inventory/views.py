@@ -28,7 +28,7 @@ from inventory.forms import (
     KubeconfigForm,
     TokenCredentialsForm,
 )
-from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.models import Cluster, ClusterEvent, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
 from inventory.selectors import FIELDS, SelectorError, parse
 from inventory.teams import cluster_scope
 
@@ -45,7 +45,7 @@ BASE_TABS = ("summary", *INVENTORY_TABS)
 
 def tabs() -> tuple[str, ...]:
     """The cluster page's tabs: inventory's own, those other apps registered (inventory.extensions), sync history."""
-    return (*BASE_TABS, *extensions.cluster_tabs, "syncs")
+    return (*BASE_TABS, *extensions.cluster_tabs, "history", "syncs")
 
 
 def _cluster_filter(request) -> ClusterFilterSet:
@@ -103,6 +103,8 @@ def _tab_context(cluster: Cluster, tab: str, request) -> dict:
         rows = model._default_manager.filter(cluster=cluster).order_by(*ordering)
     elif tab == "syncs":
         rows = SyncRun.objects.filter(cluster=cluster).order_by("-started_at")
+    elif tab == "history":
+        rows = ClusterEvent.objects.filter(cluster=cluster).order_by("-at", "-pk")
     elif tab in extensions.cluster_tabs:
         return extensions.cluster_tabs[tab](cluster, page_number)
     else:

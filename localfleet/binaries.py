@@ -28,6 +28,9 @@ ETCD_MODULE = "etcd-v3.6.16"
 KWOK_MODULE = "kwok-v0.7.0"
 # The OpenID Connect provider the single sign-on tests log in through (tests/sso/).
 HYDRA_MODULE = "hydra-v2.3.0"
+# The Prometheus server the metrics end-to-end test scrapes Fleetweb with (tests/e2e/test_metrics.py); built
+# with static targets only (`remove_all_sd`), which halves its build.
+PROMETHEUS_MODULE = "prometheus-v0.316.0"
 
 
 class BuildError(RuntimeError):
@@ -104,6 +107,8 @@ def all_binaries() -> list[Binary]:
         Binary("kwok", KWOK_MODULE, "sigs.k8s.io/kwok/cmd/kwok"),
         Binary("hydra", HYDRA_MODULE, "github.com/ory/hydra/v2", tags=("sqlite", "sqlite_omit_load_extension"),
                cgo=True),
+        Binary("prometheus", PROMETHEUS_MODULE, "github.com/prometheus/prometheus/cmd/prometheus",
+               tags=("remove_all_sd",)),
     ]
     for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         binaries.append(kube_binary(name, KUBE_VERSION))

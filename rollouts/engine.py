@@ -31,8 +31,9 @@ from django.utils import timezone
 
 from fleetweb import leases
 from fleetweb.audit import record
-from inventory import kube
+from inventory import history, kube
 from inventory import services as inventory_services
+from inventory.choices import ClusterEventKind
 from rollouts import gates, manifests, members, rendering, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Deployed, Revision, Rollout, Stage, Target
@@ -182,7 +183,7 @@ def _enter_stage(rollout: Rollout, stage: Stage, fence: Fence, now) -> bool:
             _start_stage(stage, now, verdict)
             return True
         if stage.approvals_required and stage.state == StageState.PENDING:
-            _set_stage(stage, StageState.AWAITING_APPROVAL)
+            _set_stage(stage, StageState.AWAITING_APPROVAL, awaiting_since=now)
             services.notify("stage.awaiting_approval", rollout, stage=stage)
             return True
         _schedule(fence, verdict.recheck_at)
@@ -360,6 +361,7 @@ def _verify_target(rollout: Rollout, t: Target, revision: Revision, fence: Fence
             if ok == TargetState.READY:
                 Deployed.objects.update_or_create(application=rollout.application, cluster=t.cluster,
                                                   defaults={"revision": revision, "at": now})
+            _history(rollout, t, revision, "rolled out" if ok == TargetState.READY else "rolled back to", now)
             # The inventory shows the change now, not at the cluster's next periodic sync.
             cluster_id, why = t.cluster_id, f"rollout #{rollout.pk}"
             transaction.on_commit(lambda: inventory_services.request_sync(cluster_id, triggered_by=why))
@@ -368,9 +370,22 @@ def _verify_target(rollout: Rollout, t: Target, revision: Revision, fence: Fence
             Target.objects.filter(pk=t.pk).update(state=failed, observed=observed, message=message[:2000],
                                                   finished_at=now)
             t.state, t.message = failed, message
+            _history(rollout, t, revision,
+                     "failed to roll out" if ok == TargetState.READY else "failed to roll back to", now, message)
             return True
         Target.objects.filter(pk=t.pk).update(observed=observed, message=message[:2000])
     return False
+
+
+def _history(rollout: Rollout, t: Target, revision: Revision, what: str, now, problem: str = "") -> None:
+    """The line on the cluster's History saying what this rollout did there."""
+    app = rollout.application
+    summary = f"{what} {app.name} revision {revision.number} (rollout #{rollout.pk})"
+    if problem:
+        summary += f": {problem}"
+    actor = rollout.requested_by.get_username() if rollout.requested_by is not None else ""
+    history.record(history.event(t.cluster_id, ClusterEventKind.ROLLOUT, summary, at=now, actor=actor,
+                                 after={"application": app.name, "revision": revision.number, "rollout": rollout.pk}))
 
 
 # ---------------------------------------------------------------------------------------------

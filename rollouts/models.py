@@ -177,6 +177,7 @@ class Stage(models.Model):
     message = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True)
+    awaiting_since = models.DateTimeField(null=True, blank=True, help_text="When it began to await approval")
     approved_digests = models.JSONField(default=dict, blank=True,
                                         help_text="{cluster id: rendered digest} the approvals covered at start")
     soak_until = models.DateTimeField(null=True, blank=True)

@@ -19,8 +19,8 @@ from fleetweb.audit import record
 from fleetweb.errors import ServiceError
 from fleetweb.queueing import after_commit
 from fleetweb.roles import ADMIN, has_role
-from inventory import selectors
-from inventory.choices import Environment
+from inventory import notifications, selectors
+from inventory.choices import Environment, NotifyEvent
 from inventory.models import Cluster, ClusterGroup, Team
 from inventory.teams import can, deploy_refusal, require, team_scope
 from inventory.validators import dns_label_problem
@@ -512,8 +512,17 @@ def rollback_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
 # Notifications
 
 
+# Rollout events -> the alert rules' events (inventory.choices.NotifyEvent) they are sent as.
+ALERT_EVENTS = {"stage.awaiting_approval": NotifyEvent.AWAITING_APPROVAL,
+                "rollout.failed": NotifyEvent.ROLLOUT_FAILED, "rollout.succeeded": NotifyEvent.ROLLOUT_SUCCEEDED,
+                "rollout.rolled_back": NotifyEvent.ROLLOUT_ROLLED_BACK}
+
+
 def notify(event: str, rollout: Rollout, *, stage: Stage | None = None) -> None:
-    """Queue a signed webhook after commit, when FLEETWEB_WEBHOOK_URL is set."""
+    """Tell the alert rules listening (a stage awaiting approval goes to the teams whose approvers approve it), and
+    queue the signed webhook to FLEETWEB_WEBHOOK_URL when it is set; both after commit."""
+    if event in ALERT_EVENTS:
+        _alert(ALERT_EVENTS[event], rollout, stage)
     if not settings.FLEETWEB_WEBHOOK_URL:
         return
     from rollouts.tasks import send_webhook
@@ -530,3 +539,30 @@ def notify(event: str, rollout: Rollout, *, stage: Stage | None = None) -> None:
                             "clusters": list(stage.targets.values_list("cluster__name", flat=True))}
     after_commit(lambda: send_webhook.delay(payload), what=f"webhook {event} of rollout #{rollout.pk}")
 
+
+
+def _alert(event: str, rollout: Rollout, stage: Stage | None) -> None:
+    rules = notifications.active_rules([event])
+    if not rules:
+        return
+    app = rollout.application
+    teams: tuple[int, ...]
+    if event == NotifyEvent.AWAITING_APPROVAL:
+        teams = (app.approving_team_id,) if app.approving_team_id else ()
+    else:
+        teams = tuple(t for t in {app.owner_team_id, app.approver_team_id} if t)
+    targets = (stage.targets if stage is not None else Target.objects.filter(stage__rollout=rollout))
+    clusters = list(targets.values_list("cluster_id", "cluster__environment", "cluster__name"))
+    what: str = {NotifyEvent.AWAITING_APPROVAL: f"stage {stage.name if stage else ''} awaits approval",
+            NotifyEvent.ROLLOUT_FAILED: "failed", NotifyEvent.ROLLOUT_SUCCEEDED: "succeeded",
+            NotifyEvent.ROLLOUT_ROLLED_BACK: "rolled back"}[NotifyEvent(event)]
+    names = sorted({name for _, _, name in clusters})
+    notifications.emit(notifications.Message(
+        event=event, title=f"{app.name} revision {rollout.revision.number}: {what}",
+        text=f"rollout #{rollout.pk} on {', '.join(names[:10])}" + (f" and {len(names) - 10} more" if len(names) > 10
+                                                                   else ""),
+        severity="critical" if event == NotifyEvent.ROLLOUT_FAILED else "info",
+        url=notifications.link(rollout.get_absolute_url()), teams=teams, by_team=True,
+        clusters=tuple({pk for pk, _, _ in clusters}), environments=tuple({env for _, env, _ in clusters}),
+        data={"rollout": rollout.pk, "application": app.name, "revision": rollout.revision.number,
+              "state": rollout.state, "stage": stage.name if stage else "", "clusters": names}), rules=rules)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 
 from celery import shared_task
 from django.conf import settings
 
-from fleetweb import outbound
 from fleetweb.queueing import send_safely
+from inventory import channels
 from rollouts import engine
 from rollouts.models import Rollout
 
@@ -41,37 +38,25 @@ def advance_due_rollouts() -> int:
 
 
 class WebhookRefused(Exception):
-    """The receiver answered with a non-2xx status (retried with backoff)."""
+    """The receiver could not take the event now (retried with backoff)."""
 
 
 def sign(body: bytes) -> str:
-    return "sha256=" + hmac.new(settings.FLEETWEB_WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return channels.sign(settings.FLEETWEB_WEBHOOK_SECRET, body)
 
 
-@shared_task(bind=True, autoretry_for=(WebhookRefused, OSError), retry_backoff=2, retry_backoff_max=600,
+@shared_task(bind=True, autoretry_for=(WebhookRefused,), retry_backoff=2, retry_backoff_max=600,
              retry_jitter=True, max_retries=8, ignore_result=True)
-def send_webhook(self, payload: dict) -> int:
-    """POST the event as JSON, signed with HMAC-SHA256 of the body (X-Fleetweb-Signature), retried with backoff."""
-    import urllib3
-
-    body = json.dumps(payload, sort_keys=True).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "Fleetweb", "X-Fleetweb-Event": payload["event"],
-               "X-Fleetweb-Delivery": payload.get("delivery", "")}
-    if settings.FLEETWEB_WEBHOOK_SECRET:
-        headers["X-Fleetweb-Signature"] = sign(body)
+def send_webhook(self, payload: dict) -> str:
+    """POST the event to FLEETWEB_WEBHOOK_URL as JSON, signed with HMAC-SHA256 of the body (X-Fleetweb-Signature),
+    retried with backoff; the same sender as the notification channels' webhooks."""
     try:
-        url, pool = outbound.pool_manager(settings.FLEETWEB_WEBHOOK_URL, schemes=("https", "http"),
-                                          what="webhook URL (FLEETWEB_WEBHOOK_URL)")
-        with pool:
-            response = pool.request("POST", url, body=body, headers=headers,
-                                    timeout=urllib3.Timeout(connect=5, read=10), retries=False, redirect=False)
-    except outbound.OutboundRefused as exc:
-        if exc.kind == "dns":
-            raise OSError(str(exc)) from None  # may resolve later: retried
-        log.error("webhook %s not sent: %s", payload["event"], exc)  # refused by policy: retrying cannot help
-        return 0
-    except urllib3.exceptions.HTTPError as exc:
-        raise OSError(type(exc).__name__) from exc
-    if not 200 <= response.status < 300:
-        raise WebhookRefused(f"webhook answered {response.status}")
-    return response.status
+        return channels.post_json(settings.FLEETWEB_WEBHOOK_URL, payload, secret=settings.FLEETWEB_WEBHOOK_SECRET,
+                                  what="webhook URL (FLEETWEB_WEBHOOK_URL)",
+                                  headers={"X-Fleetweb-Event": payload["event"],
+                                           "X-Fleetweb-Delivery": payload.get("delivery", "")})
+    except channels.DeliveryError as exc:
+        if exc.retry:
+            raise WebhookRefused(str(exc)) from None
+        log.error("webhook %s not sent: %s", payload["event"], exc)  # retrying cannot help
+        return ""

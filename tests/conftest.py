@@ -11,10 +11,10 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from fleetweb.queueing import QUEUES
 from fleetweb.tokens import create_token
 from tests.builders import make_user
-
-QUEUES = ("sync", "default", "rollouts")
+from tests.receivers import _http_receiver_server, _smtp_server, http_receiver, smtp_server  # noqa: F401 - fixtures
 
 
 @pytest.fixture

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db.models import QuerySet
 from rest_framework import serializers
 
 from inventory import credentials, kubeconfigs, services
 from inventory.choices import Environment
-from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Team, TeamMember, Workload
+from inventory.models import (
+    AlertRule,
+    Channel,
+    Cluster,
+    ClusterEvent,
+    ClusterGroup,
+    Delivery,
+    Namespace,
+    Node,
+    ProblemPod,
+    SyncRun,
+    Team,
+    TeamMember,
+    Workload,
+)
 from inventory.services import membership as compute
 from inventory.validators import validate_label
 
@@ -218,3 +235,68 @@ class TeamSerializer(serializers.ModelSerializer):
         visible = self.context.get("visible")
         ids = scopes.get(team.pk, frozenset())
         return sorted(name for pk, name in (visible or {}).items() if pk in ids)
+
+
+class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
+    """A related id the requesting user may see: any other answers "does not exist", like a 404 would."""
+
+    def get_queryset(self) -> QuerySet:
+        queryset: Any = super().get_queryset()  # a ScopedQuerySet: every model here has visible_to
+        return queryset.visible_to(self.context["request"].user)
+
+
+class VisibleSlugField(serializers.SlugRelatedField):
+    def get_queryset(self) -> QuerySet:
+        queryset: Any = super().get_queryset()  # a ScopedQuerySet: every model here has visible_to
+        return queryset.visible_to(self.context["request"].user)
+
+
+class ClusterEventSerializer(serializers.ModelSerializer):
+    """A line of a cluster's History."""
+
+    cluster_name = serializers.CharField(source="cluster.name", read_only=True)
+
+    class Meta:
+        model = ClusterEvent
+        fields = ("id", "cluster", "cluster_name", "at", "kind", "summary", "before", "after", "actor")
+        read_only_fields = fields
+
+
+class ChannelSerializer(serializers.ModelSerializer):
+    """A notification channel. `url` and `secret` are written, never read back: `destination` shows the URL's host
+    (or the email addresses)."""
+
+    team = VisibleSlugField(slug_field="name", queryset=Team.objects.all(), required=False, allow_null=True)
+    url = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=2048)
+    secret = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=256)
+    recipients = serializers.ListField(child=serializers.CharField(max_length=254), required=False)
+
+    class Meta:
+        model = Channel
+        fields = ("id", "name", "team", "kind", "destination", "url", "secret", "recipients", "enabled", "created_at",
+                  "updated_at")
+        read_only_fields = ("id", "destination", "created_at", "updated_at")
+        validators: list = []  # the service checks the name per team (and says so in the field's words)
+
+
+class AlertRuleSerializer(serializers.ModelSerializer):
+    team = VisibleSlugField(slug_field="name", queryset=Team.objects.all(), required=False, allow_null=True)
+    channel = VisibleRelatedField(queryset=Channel.objects.all())
+    events = serializers.ListField(child=serializers.CharField(max_length=40), allow_empty=False)
+    environments = serializers.ListField(child=serializers.CharField(max_length=16), required=False)
+
+    class Meta:
+        model = AlertRule
+        fields = ("id", "name", "team", "channel", "events", "environments", "min_severity", "score_below",
+                  "hold_down", "expiry_days", "enabled", "created_at", "updated_at")
+        read_only_fields = ("id", "created_at", "updated_at")
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    channel_name = serializers.CharField(source="channel.name", read_only=True)
+
+    class Meta:
+        model = Delivery
+        fields = ("id", "channel", "channel_name", "rule", "event", "title", "payload", "state", "attempts", "answer",
+                  "is_test", "created_at", "last_attempt_at", "sent_at")
+        read_only_fields = fields

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.db.models import QuerySet
 from rest_framework import serializers
 
+from inventory.api.serializers import VisibleRelatedField, VisibleSlugField
 from inventory.models import Team
 from inventory.validators import validate_dns_label
 from rollouts.models import Application, Approval, Override, Revision, Rollout, RolloutPlan, Stage, Target
@@ -56,20 +54,6 @@ class OverrideSerializer(serializers.ModelSerializer):
         model = Override
         fields = ("group", "replicas", "image_tags", "labels")
         read_only_fields = fields
-
-
-class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
-    """A related id the requesting user may see: any other answers "does not exist", like a 404 would."""
-
-    def get_queryset(self) -> QuerySet:
-        queryset: Any = super().get_queryset()  # a ScopedQuerySet: every model here has visible_to
-        return queryset.visible_to(self.context["request"].user)
-
-
-class VisibleSlugField(serializers.SlugRelatedField):
-    def get_queryset(self) -> QuerySet:
-        queryset: Any = super().get_queryset()  # a ScopedQuerySet: every model here has visible_to
-        return queryset.visible_to(self.context["request"].user)
 
 
 class ApplicationSerializer(serializers.ModelSerializer):

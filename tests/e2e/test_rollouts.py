@@ -17,6 +17,7 @@ from django.db import connection
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from fleetweb.queueing import QUEUES
 from inventory import services as inventory_services
 from rollouts import engine, services
 from rollouts.choices import RolloutState, StageState, TargetState
@@ -220,7 +221,7 @@ def _worker_env() -> dict:
 
 def _start_worker(tmp_path: Path, name: str) -> subprocess.Popen:
     log = open(tmp_path / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it until it ends
-    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", "sync,default,rollouts",
+    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", ",".join(QUEUES),
                              "-c", "2", "-P", "threads", "-n", f"{name}@%h", "-l", "WARNING"],
                             env=_worker_env(), stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR)
 

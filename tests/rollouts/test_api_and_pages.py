@@ -174,7 +174,7 @@ def test_webhook_is_signed_and_refusals_are_retried(settings):
         payload = {"event": "rollout.succeeded", "delivery": "d-1", "rollout": 7}
         with pytest.raises(Exception):  # noqa: B017 - the eager retry surfaces the receiver's 503
             send_webhook.apply(args=[payload], throw=True)
-        assert send_webhook.apply(args=[payload]).result == 204
+        assert send_webhook.apply(args=[payload]).result == "HTTP 204 No Content"
     finally:
         server.shutdown()
     headers, body = _Receiver.received[-1]

@@ -23,6 +23,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from fleetweb import embedded
+from fleetweb.queueing import QUEUES
 
 
 def _interrupt(signum, frame):
@@ -86,7 +87,7 @@ class Command(BaseCommand):
         port = options["port"]
         self._spawn("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
                     env, logs)
-        self._spawn("worker", [python, "-m", "celery", "-A", "fleetweb", "worker", "-Q", "sync,default,rollouts",
+        self._spawn("worker", [python, "-m", "celery", "-A", "fleetweb", "worker", "-Q", ",".join(QUEUES),
                                "--concurrency", os.environ.get("FLEETWEB_WORKER_CONCURRENCY", "4"), "-l", "info",
                                "--hostname", "fleetweb-worker@%h"], env, logs)
         self._spawn("beat", [python, "-m", "celery", "-A", "fleetweb", "beat", "-l", "info",

@@ -1,0 +1,163 @@
+"""Prometheus metrics at /metrics.
+
+Two sources, one exposition:
+
+- **Fleetweb's own processes** (request latency by view, Celery task runtime and outcome, sync lease contention,
+  notification delivery failures): prometheus_client counters and histograms. Under gunicorn and Celery prefork
+  each process writes them to files in PROMETHEUS_MULTIPROC_DIR and the scrape adds them up (prometheus_client's
+  multiprocess mode); with the variable unset (one process: tests, `runserver`) they live in this process.
+- **The fleet** (clusters, compliance, rollouts, queues, beat): computed from the database and Redis at scrape
+  time by the collectors the apps register (`register`), each in one or two aggregate queries, so every web
+  process answers the same and nothing is kept in memory between scrapes.
+
+Label values are bounded: cluster, environment, region, provider and owner team come from attached clusters;
+view names from the URL configuration; task names from the code. Never a user name, an id or a URL.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseBase, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+REQUEST_LATENCY = Histogram(
+    "fleetweb_http_request_duration_seconds", "Time to answer a request, by view name, method and status class",
+    ["view", "method", "status"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+TASK_RUNTIME = Histogram(
+    "fleetweb_task_duration_seconds", "Celery task runtime by task and outcome (success, failure, retry)",
+    ["task", "outcome"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+LEASE_CONTENTION = Counter(
+    "fleetweb_sync_lease_contention_total", "Syncs skipped because another sync held the cluster's lease")
+DELIVERY_FAILURES = Counter(
+    "fleetweb_notification_delivery_failures_total",
+    "Notifications and webhooks given up on after their last attempt, by channel kind", ["kind"])
+
+# fn() -> metric families, called at each scrape (inventory, governance and rollouts register theirs).
+COLLECTORS: list[Callable[[], Iterable[Metric]]] = []
+
+
+def register(fn: Callable[[], Iterable[Metric]]) -> Callable[[], Iterable[Metric]]:
+    if fn not in COLLECTORS:
+        COLLECTORS.append(fn)
+    return fn
+
+
+def gauge(name: str, documentation: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=list(labels))
+
+
+class _Fleet(Collector):
+    """Every registered collector; one failing (a database hiccup) costs its metrics, not the scrape."""
+
+    def collect(self) -> Iterable[Metric]:
+        for fn in COLLECTORS:
+            started = time.monotonic()
+            try:
+                yield from fn()
+            except Exception:
+                log.exception("metrics collector %s failed", getattr(fn, "__name__", fn))
+                up = gauge("fleetweb_metrics_collector_up", "0 when a collector failed in this scrape", ["collector"])
+                up.add_metric([fn.__name__], 0)
+                yield up
+                continue
+            took = gauge("fleetweb_metrics_collector_seconds", "Time each collector took in this scrape",
+                         ["collector"])
+            took.add_metric([fn.__name__], time.monotonic() - started)
+            yield took
+
+
+class _ThisProcess(Collector):
+    """The default registry's metrics (this process only), for when multiprocess mode is off."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
+
+
+def multiprocess_dir() -> str:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def exposition() -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_ThisProcess())
+    registry.register(_Fleet())
+    return generate_latest(registry)
+
+
+def mark_process_dead(pid: int) -> None:
+    """Called when a gunicorn worker or Celery pool process exits: its live gauges go, its counters stay."""
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+def view(request) -> HttpResponseBase:
+    """GET /metrics: 404 while FLEETWEB_METRICS_TOKEN is unset; otherwise `Authorization: Bearer <token>`."""
+    token = settings.FLEETWEB_METRICS_TOKEN
+    if not token:
+        return JsonResponse({"detail": "Metrics are disabled: set FLEETWEB_METRICS_TOKEN to enable /metrics."},
+                            status=404)
+    given = request.headers.get("Authorization", "")
+    if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].strip().encode(), token.encode()):
+        response = JsonResponse({"detail": "A bearer token (FLEETWEB_METRICS_TOKEN) is required."}, status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="fleetweb-metrics"'
+        return response
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+class MetricsMiddleware:
+    """Times every request by the view that answered it ("unmatched" for a URL no view has)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        name = (match.view_name or match._func_path) if match is not None else "unmatched"
+        REQUEST_LATENCY.labels(view=name, method=request.method if request.method in _METHODS else "other",
+                               status=f"{response.status_code // 100}xx").observe(time.perf_counter() - started)
+        return response
+
+
+_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Fleetweb itself: queue depth and beat, from Redis.
+
+
+@register
+def platform() -> Iterable[Metric]:
+    from fleetweb import health
+    from fleetweb.queueing import QUEUES
+
+    client = health.redis_client()
+    depth = gauge("fleetweb_queue_depth", "Tasks waiting in each Celery queue", ["queue"])
+    pipe = client.pipeline()
+    for queue in QUEUES:
+        pipe.llen(queue)
+    for queue, length in zip(QUEUES, pipe.execute(), strict=True):
+        depth.add_metric([queue], length)
+    yield depth
+    tick = health.last_beat_tick(client)
+    beat = gauge("fleetweb_beat_last_tick_timestamp_seconds", "When beat last sent a task (Unix time; 0: never)")
+    beat.add_metric([], tick or 0)
+    yield beat

@@ -1,0 +1,237 @@
+"""Notification pages: channels and alert rules (list, create, edit, delete, send a test message), the delivery
+log with each payload and answer. Everyone with a role sees the channels, rules and deliveries of their scope
+(a team's for its members, all for global roles); changes go through inventory.notification_services."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from fleetweb.decorators import role_required
+from fleetweb.errors import ServiceError, add_to_form
+from fleetweb.roles import VIEWER
+from fleetweb.web import client_ip
+from inventory import notification_services as services
+from inventory.choices import ChannelKind, DeliveryState, Environment, NotifyEvent, Severity
+from inventory.models import AlertRule, Channel, Delivery, Team
+from inventory.teams import can
+
+PAGE_SIZE = 50
+
+
+def _manageable_teams(user) -> list[tuple[str, str]]:
+    """Where the user may add channels and rules: ("", platform) for admins, then each team they operate."""
+    choices = [("", "Platform (no team)")] if can(user, "manage_notifications", None) else []
+    teams = Team.objects.visible_to(user).order_by("name")
+    return choices + [(t.name, f"Team {t.name}") for t in teams if can(user, "manage_notifications", t)]
+
+
+def _team_named(user, name: str) -> Team | None:
+    return get_object_or_404(Team.objects.visible_to(user), name=name) if name else None
+
+
+class ChannelForm(forms.Form):
+    team = forms.ChoiceField(required=False, help_text="A team's channel receives only what the team may see.")
+    name = forms.SlugField(max_length=63)
+    kind = forms.ChoiceField(choices=ChannelKind.choices)
+    url = forms.CharField(required=False, max_length=2048, label="URL",
+                          widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "size": 60}),
+                          help_text="Webhook or Slack incoming-webhook URL. Stored encrypted and never shown again; "
+                                    "leave blank to keep the stored one.")
+    secret = forms.CharField(required=False, max_length=256, label="Signing secret",
+                             widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+                             help_text="Webhooks: HMAC-SHA256 of the body in X-Fleetweb-Signature (16+ characters). "
+                                       "Blank keeps the stored one.")
+    recipients = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
+                                 help_text="Email: addresses, comma or newline separated.")
+    enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(self, *args, user, channel: Channel | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].choices = _manageable_teams(user)
+        if channel is not None:
+            for name in ("team", "kind"):
+                self.fields[name].disabled = True
+            self.fields["team"].choices = [(channel.team.name if channel.team_id else "",
+                                            f"Team {channel.team.name}" if channel.team_id else "Platform (no team)")]
+
+
+class RuleForm(forms.Form):
+    team = forms.ChoiceField(required=False)
+    name = forms.CharField(max_length=100)
+    channel = forms.ModelChoiceField(queryset=Channel.objects.none())
+    events = forms.MultipleChoiceField(choices=NotifyEvent.choices, widget=forms.CheckboxSelectMultiple)
+    environments = forms.MultipleChoiceField(choices=Environment.choices, required=False,
+                                             widget=forms.CheckboxSelectMultiple, help_text="None: every environment.")
+    min_severity = forms.ChoiceField(choices=Severity.choices, initial=Severity.HIGH, label="Violations from severity")
+    score_below = forms.FloatField(initial=80, min_value=0.1, max_value=100, label="Group score below")
+    hold_down = forms.IntegerField(initial=120, min_value=0, max_value=86400, label="Hold-down (seconds)",
+                                   help_text="A cluster must stay in a state this long before it alerts or recovers.")
+    expiry_days = forms.IntegerField(initial=14, min_value=1, max_value=365, label="Credentials expiring within (days)")
+    enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(self, *args, user, rule: AlertRule | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].choices = _manageable_teams(user)
+        manageable = [t.pk for t in Team.objects.visible_to(user) if can(user, "manage_notifications", t)]
+        channels = Channel.objects.filter(team__in=manageable)
+        if can(user, "manage_notifications", None):
+            channels = channels | Channel.objects.filter(team__isnull=True)
+        self.fields["channel"].queryset = channels.select_related("team").order_by("team__name", "name")
+        self.fields["channel"].label_from_instance = lambda c: (f"{c.team.name}/{c.name}" if c.team_id
+                                                                else f"{c.name} (platform)")
+        if rule is not None:
+            self.fields["team"].disabled = True
+            self.fields["team"].choices = [(rule.team.name if rule.team_id else "",
+                                            f"Team {rule.team.name}" if rule.team_id else "Platform (no team)")]
+
+
+@role_required(VIEWER, teams=True)
+def notification_list(request) -> HttpResponseBase:
+    channels = Channel.objects.visible_to(request.user).select_related("team")
+    rules = AlertRule.objects.visible_to(request.user).select_related("team", "channel")
+    return render(request, "inventory/notifications.html", {
+        "channels": channels, "rules": rules, "can_add": bool(_manageable_teams(request.user))})
+
+
+def _channel_form(request, channel: Channel | None) -> HttpResponseBase:
+    initial = None
+    if channel is not None:
+        initial = {"team": channel.team.name if channel.team_id else "", "name": channel.name, "kind": channel.kind,
+                   "recipients": ", ".join(channel.recipients), "enabled": channel.enabled}
+    form = ChannelForm(request.POST or None, user=request.user, channel=channel, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            team = channel.team if channel is not None else _team_named(request.user, d["team"])
+            saved = services.save_channel(user=request.user, channel=channel, team=team, name=d["name"],
+                                          kind=d["kind"] if channel is None else channel.kind, url=d["url"],
+                                          secret=d["secret"], recipients=d["recipients"], enabled=d["enabled"],
+                                          source_ip=client_ip(request))
+        except ServiceError as exc:
+            add_to_form(form, exc)
+        else:
+            messages.success(request, f"Channel {saved.name} saved.")
+            return redirect(saved.get_absolute_url())
+    status = 400 if request.method == "POST" else 200
+    return render(request, "inventory/channel_form.html", {"form": form, "channel": channel}, status=status)
+
+
+@role_required(VIEWER, teams=True)
+def channel_create(request) -> HttpResponseBase:
+    if not _manageable_teams(request.user):
+        raise ServiceError("Notifications are managed by admins and by each team's operators.", status=403)
+    return _channel_form(request, None)
+
+
+def _visible_channel(request, pk: int) -> Channel:
+    return get_object_or_404(Channel.objects.visible_to(request.user).select_related("team"), pk=pk)
+
+
+@role_required(VIEWER, teams=True)
+def channel_detail(request, pk: int) -> HttpResponseBase:
+    channel = _visible_channel(request, pk)
+    if request.method == "POST":
+        return _channel_form(request, channel)
+    deliveries = channel.deliveries.order_by("-created_at")[:20]
+    return render(request, "inventory/channel_detail.html", {
+        "channel": channel, "deliveries": deliveries, "rules": channel.rules.order_by("name"),
+        "can_manage": can(request.user, "manage_notifications", channel.team),
+        "form": ChannelForm(user=request.user, channel=channel, initial={
+            "team": channel.team.name if channel.team_id else "", "name": channel.name, "kind": channel.kind,
+            "recipients": ", ".join(channel.recipients), "enabled": channel.enabled})})
+
+
+@require_POST
+@role_required(VIEWER, teams=True)
+def channel_test(request, pk: int) -> HttpResponseBase:
+    channel = _visible_channel(request, pk)
+    delivery = services.send_test(channel, user=request.user, source_ip=client_ip(request))
+    if request.htmx:
+        return render(request, "inventory/partials/_test_delivery.html", {"delivery": delivery})
+    level = messages.success if delivery.state == DeliveryState.SENT else messages.error
+    level(request, f"Test message: {delivery.get_state_display()} ({delivery.answer}).")
+    return redirect(channel.get_absolute_url())
+
+
+@require_POST
+@role_required(VIEWER, teams=True)
+def channel_delete(request, pk: int) -> HttpResponseBase:
+    channel = _visible_channel(request, pk)
+    services.delete_channel(channel, user=request.user, source_ip=client_ip(request))
+    messages.success(request, f"Channel {channel.name} deleted.")
+    return redirect("inventory:notifications")
+
+
+def _rule_form(request, rule: AlertRule | None) -> HttpResponseBase:
+    initial = None
+    if rule is not None:
+        initial = {"team": rule.team.name if rule.team_id else "", "name": rule.name, "channel": rule.channel,
+                   **{f: getattr(rule, f) for f in services.RULE_FIELDS}}
+    form = RuleForm(request.POST or None, user=request.user, rule=rule, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            team = rule.team if rule is not None else _team_named(request.user, d["team"])
+            saved = services.save_rule(user=request.user, rule=rule, team=team, name=d["name"], channel=d["channel"],
+                                       **{f: d[f] for f in services.RULE_FIELDS}, source_ip=client_ip(request))
+        except ServiceError as exc:
+            add_to_form(form, exc)
+        else:
+            messages.success(request, f"Alert rule {saved.name} saved.")
+            return redirect("inventory:notifications")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "inventory/rule_form.html", {"form": form, "rule": rule}, status=status)
+
+
+@role_required(VIEWER, teams=True)
+def rule_create(request) -> HttpResponseBase:
+    if not _manageable_teams(request.user):
+        raise ServiceError("Notifications are managed by admins and by each team's operators.", status=403)
+    return _rule_form(request, None)
+
+
+@role_required(VIEWER, teams=True)
+def rule_edit(request, pk: int) -> HttpResponseBase:
+    rule = get_object_or_404(AlertRule.objects.visible_to(request.user).select_related("team", "channel"), pk=pk)
+    if not can(request.user, "manage_notifications", rule.team):
+        raise ServiceError("Only the rule's managers may change it.", status=403)
+    return _rule_form(request, rule)
+
+
+@require_POST
+@role_required(VIEWER, teams=True)
+def rule_delete(request, pk: int) -> HttpResponseBase:
+    rule = get_object_or_404(AlertRule.objects.visible_to(request.user).select_related("team"), pk=pk)
+    services.delete_rule(rule, user=request.user, source_ip=client_ip(request))
+    messages.success(request, f"Alert rule {rule.name} deleted.")
+    return redirect("inventory:notifications")
+
+
+def visible_deliveries(user) -> QuerySet:
+    return Delivery.objects.visible_to(user).select_related("channel", "channel__team", "rule")
+
+
+@role_required(VIEWER, teams=True)
+def delivery_list(request) -> HttpResponseBase:
+    rows = visible_deliveries(request.user)
+    state, channel = request.GET.get("state", ""), request.GET.get("channel", "")
+    if state in DeliveryState.values:
+        rows = rows.filter(state=state)
+    if channel.isdigit():
+        rows = rows.filter(channel_id=int(channel))
+    page = Paginator(rows.order_by("-created_at", "-pk"), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "inventory/delivery_list.html", {
+        "page": page, "states": DeliveryState.choices, "state": state,
+        "channels": Channel.objects.visible_to(request.user).order_by("name"), "channel": channel})
+
+
+@role_required(VIEWER, teams=True)
+def delivery_detail(request, pk: int) -> HttpResponseBase:
+    delivery = get_object_or_404(visible_deliveries(request.user), pk=pk)
+    return render(request, "inventory/delivery_detail.html", {"delivery": delivery})

@@ -1,0 +1,342 @@
+"""Alerts: which rules a condition or an event matches, one message per transition, digests, deliveries.
+
+Two kinds of things alert:
+
+- **Conditions** (a cluster unreachable, credentials about to expire, a group's score low, an enforcement
+  failing) are found by beat every FLEETWEB_ALERT_INTERVAL seconds (`evaluate`). Each rule keeps an `Alert`
+  per subject: opened once when the condition is found (for cluster states, after it held for the rule's
+  hold-down, so a flapping cluster does not alert), closed once by a recovery message when it is gone (also
+  after the hold-down). Apps above inventory add conditions with `condition(event)`.
+- **Events** (a violation opened, a rollout awaiting approval, failed, succeeded, rolled back) are sent as
+  they happen (`emit`), in the transaction that made them.
+
+Both end in `queue`: one Delivery per channel and message, queued to a worker after commit; a channel with
+more than FLEETWEB_ALERT_DIGEST_OVER messages from one evaluation or one event batch gets one digest instead.
+A team's rule matches only its team's clusters (its scope), groups and applications.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from fleetweb.queueing import after_commit, send_safely
+from inventory import channels
+from inventory.choices import ALERTING_STATUSES, SEVERITY_RANK, ClusterStatus, DeliveryState, NotifyEvent
+from inventory.models import Alert, AlertRule, Cluster, Delivery, Team
+from inventory.teams import scopes_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Message:
+    """Something to tell: an event, or a condition firing or resolved. `clusters` and `teams` decide which
+    teams' rules see it; `environments` which rules' environment filters pass it."""
+
+    event: str
+    title: str
+    text: str = ""
+    severity: str = "warning"  # critical, warning, info, resolved
+    url: str = ""
+    data: dict = dataclasses.field(default_factory=dict)
+    clusters: tuple[int, ...] = ()
+    teams: tuple[int, ...] = ()
+    environments: tuple[str, ...] = ()
+    rank: int | None = None  # a violation's severity rank, for rules' min_severity
+    by_team: bool = False  # reaches team rules through `teams` only (an application's events), not clusters
+
+    def payload(self, *, delivery: str = "") -> dict:
+        return {"event": self.event, "delivery": delivery or str(uuid.uuid4()), "at": timezone.now().isoformat(),
+                "title": self.title, "text": self.text, "severity": self.severity, "url": self.url,
+                "data": self.data}
+
+
+@dataclasses.dataclass
+class Finding:
+    """A condition holding for one subject now, as a rule's condition function sees it."""
+
+    state: str
+    subject: str
+    text: str = ""
+    url: str = ""
+    cluster_id: int | None = None
+    environment: str = ""
+    data: dict = dataclasses.field(default_factory=dict)
+
+
+# event -> fn(rule, scope or None, now) -> (findings by key, keys to leave as they are for now)
+CONDITIONS: dict[str, Callable] = {}
+
+
+def condition(event: str) -> Callable:
+    def decorator(fn):
+        CONDITIONS[event] = fn
+        return fn
+    return decorator
+
+
+def link(path: str) -> str:
+    return f"{settings.FLEETWEB_BASE_URL}{path}" if settings.FLEETWEB_BASE_URL else path
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching
+
+
+class Scopes:
+    """Team id -> the clusters in its scope, computed once for every team holding a rule (3 queries)."""
+
+    def __init__(self, rules: Iterable[AlertRule]):
+        teams = {r.team_id for r in rules if r.team_id is not None}
+        self._scopes = scopes_of(Team.objects.filter(pk__in=teams)) if teams else {}
+
+    def of(self, rule: AlertRule) -> frozenset[int] | None:
+        return None if rule.team_id is None else self._scopes.get(rule.team_id, frozenset())
+
+
+def matches(rule: AlertRule, message: Message, scope: frozenset[int] | None) -> bool:
+    if message.event not in rule.events:
+        return False
+    if rule.environments and message.environments and not set(rule.environments) & set(message.environments):
+        return False
+    if message.rank is not None and message.rank > SEVERITY_RANK.get(rule.min_severity, 3):
+        return False
+    if rule.team_id is None:
+        return True
+    if message.teams or message.by_team:
+        return rule.team_id in message.teams
+    return bool(message.clusters) and scope is not None and bool(scope & set(message.clusters))
+
+
+def active_rules(events: Iterable[str] | None = None) -> list[AlertRule]:
+    rules = list(AlertRule.objects.filter(enabled=True, channel__enabled=True).select_related("channel"))
+    if events is not None:
+        wanted = set(events)
+        rules = [r for r in rules if wanted & set(r.events)]
+    return rules
+
+
+def emit(*messages: Message, rules: list[AlertRule] | None = None) -> int:
+    """Send these event messages to every rule they match (in the caller's transaction; queued after commit).
+    Returns the deliveries made. Never raises: an alerting problem must not undo what happened. `rules`: the
+    caller's `active_rules(...)`, when it asked first whether building the messages is worth it."""
+    if not messages:
+        return 0
+    try:
+        with transaction.atomic():
+            rules = active_rules(m.event for m in messages) if rules is None else rules
+            if not rules:
+                return 0
+            scopes = Scopes(rules)
+            pairs = [(rule, m) for m in messages for rule in rules if matches(rule, m, scopes.of(rule))]
+            return len(queue(pairs))
+    except Exception:
+        log.exception("notifications for %s could not be queued", ", ".join(sorted({m.event for m in messages})))
+        return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditions
+
+
+def evaluate(*, now=None) -> int:
+    """Open and close every rule's alerts (run by beat); returns the deliveries made. A rule another evaluator
+    holds is skipped (SKIP LOCKED), so two beats never send one transition twice."""
+    now = now or timezone.now()
+    pairs: list[tuple[AlertRule, Message]] = []
+    with transaction.atomic():
+        rules = list(AlertRule.objects.filter(enabled=True, channel__enabled=True).select_related("channel")
+                     .select_for_update(skip_locked=True, of=("self",)))
+        rules = [r for r in rules if set(r.events) & set(CONDITIONS)]
+        scopes = Scopes(rules)
+        for rule in rules:
+            for event in rule.events:
+                if event in CONDITIONS:
+                    try:
+                        pairs += _reconcile(rule, event, scopes.of(rule), now)
+                    except Exception:  # one broken condition must not stop the others
+                        log.exception("alert rule %s: condition %s failed", rule.pk, event)
+        deliveries = queue(pairs)
+    requeue_stuck(now=now)
+    return len(deliveries)
+
+
+def _reconcile(rule: AlertRule, event: str, scope, now) -> list[tuple[AlertRule, Message]]:
+    found, held = CONDITIONS[event](rule, scope, now)
+    open_alerts = {a.key: a for a in Alert.objects.filter(rule=rule, event=event, closed_at__isnull=True)}
+    out = []
+    for key, finding in found.items():
+        alert = open_alerts.get(key)
+        if alert is None:
+            Alert.objects.create(rule=rule, key=key, event=event, state=finding.state, subject=finding.subject[:255],
+                                 cluster_id=finding.cluster_id, opened_at=now)
+        elif alert.state != finding.state:
+            alert.state = finding.state
+            alert.save(update_fields=["state"])
+        else:
+            continue
+        out.append((rule, Message(event=event, title=f"{finding.subject}: {finding.state}", text=finding.text,
+                                  severity="critical" if finding.state in _CRITICAL else "warning", url=finding.url,
+                                  data={**finding.data, "key": key, "state": finding.state, "alert": "firing"},
+                                  clusters=(finding.cluster_id,) if finding.cluster_id else (),
+                                  environments=(finding.environment,) if finding.environment else ())))
+    for key, alert in open_alerts.items():
+        if key in found or key in held:
+            continue
+        alert.closed_at = now
+        alert.save(update_fields=["closed_at"])
+        out.append((rule, Message(event=event, title=f"{alert.subject}: recovered (was {alert.state})",
+                                  severity="resolved", data={"key": key, "state": "resolved", "was": alert.state,
+                                                             "alert": "resolved"},
+                                  clusters=(alert.cluster_id,) if alert.cluster_id else ())))
+    return out
+
+
+_CRITICAL = {ClusterStatus.UNREACHABLE, ClusterStatus.UNAUTHORIZED, ClusterStatus.TLS_ERROR, "expired"}
+
+
+def _clusters_of(rule: AlertRule, scope):
+    rows = Cluster.objects.all()
+    if scope is not None:
+        rows = rows.filter(pk__in=scope)
+    if rule.environments:
+        rows = rows.filter(environment__in=rule.environments)
+    return rows
+
+
+@condition(NotifyEvent.CLUSTER_STATUS)
+def _cluster_status(rule: AlertRule, scope, now):
+    """Clusters in an alerting status for at least the hold-down; any cluster whose status changed within it is
+    left as it is (neither opened nor closed), which is what holds a flapping cluster down."""
+    since = now - timedelta(seconds=rule.hold_down)
+    found, held = {}, set()
+    rows = (_clusters_of(rule, scope).filter(Q(status__in=ALERTING_STATUSES) | Q(status_changed_at__gt=since))
+            .values_list("pk", "name", "status", "status_reason", "status_changed_at", "environment"))
+    for pk, name, status, reason, changed_at, environment in rows:
+        key = f"cluster:{pk}"
+        if changed_at is not None and changed_at > since:
+            held.add(key)
+        elif status in ALERTING_STATUSES:
+            found[key] = Finding(state=status, subject=f"cluster {name}", text=reason, cluster_id=pk,
+                                 url=link(f"/clusters/{name}/"), environment=environment,
+                                 data={"cluster": name, "environment": environment, "status": status})
+    return found, held
+
+
+@condition(NotifyEvent.CREDENTIALS_EXPIRING)
+def _credentials_expiring(rule: AlertRule, scope, now):
+    horizon = now + timedelta(days=rule.expiry_days)
+    found = {}
+    rows = (_clusters_of(rule, scope).filter(credentials_expire_at__lte=horizon)
+            .values_list("pk", "name", "credentials_expire_at", "environment"))
+    for pk, name, expires, environment in rows:
+        state = "expired" if expires <= now else f"expires in {max(1, (expires - now).days)} day(s)"
+        found[f"credentials:{pk}"] = Finding(
+            state="expired" if expires <= now else "expiring", subject=f"credentials of cluster {name}",
+            text=f"{state} ({expires:%Y-%m-%d %H:%M} UTC); replace them on the cluster's Edit page", cluster_id=pk,
+            url=link(f"/clusters/{name}/edit/"), environment=environment,
+            data={"cluster": name, "expires_at": expires.isoformat()})
+    return found, set()
+
+
+# ---------------------------------------------------------------------------------------------
+# Deliveries
+
+
+def queue(pairs: list[tuple[AlertRule, Message]]) -> list[Delivery]:
+    """One Delivery per channel and message (two rules sending one message to one channel send it once); a
+    channel with more than FLEETWEB_ALERT_DIGEST_OVER messages gets one digest. Queued after commit."""
+    by_channel: dict[int, list[tuple[AlertRule, Message]]] = defaultdict(list)
+    seen: set[tuple[int, int]] = set()
+    for rule, message in pairs:
+        if (rule.channel_id, id(message)) not in seen:
+            seen.add((rule.channel_id, id(message)))
+            by_channel[rule.channel_id].append((rule, message))
+    rows = []
+    for channel_id, items in by_channel.items():
+        if len(items) > settings.FLEETWEB_ALERT_DIGEST_OVER:
+            rows.append(_digest(channel_id, items))
+        else:
+            rows += [Delivery(channel_id=channel_id, rule=rule, event=m.event, title=m.title[:255],
+                              payload=m.payload()) for rule, m in items]
+    rows = Delivery.objects.bulk_create(rows)
+    for row in rows:
+        after_commit(_sender(row.pk), what=f"notification delivery #{row.pk}")
+    return rows
+
+
+def _digest(channel_id: int, items: list[tuple[AlertRule, Message]]) -> Delivery:
+    firing = sum(1 for _, m in items if m.severity != "resolved")
+    title = f"{len(items)} alerts: {firing} firing, {len(items) - firing} resolved"
+    counts: dict[str, int] = defaultdict(int)
+    for _, m in items:
+        counts[m.event] += 1
+    payload = Message(event="digest", title=title, text=", ".join(f"{n} {e}" for e, n in sorted(counts.items())),
+                      severity="critical" if firing else "resolved", url=link("/notifications/deliveries/"),
+                      data={"messages": [{"event": m.event, "title": m.title, "severity": m.severity, **m.data}
+                                         for _, m in items]}).payload()
+    payload["items"] = [m.title for _, m in items]
+    return Delivery(channel_id=channel_id, rule=items[0][0], event="digest", title=title, payload=payload)
+
+
+def _sender(pk: int) -> Callable[[], object]:
+    from inventory.tasks import deliver
+
+    return lambda: deliver.delay(pk)
+
+
+def requeue_stuck(*, now=None) -> int:
+    """Deliveries whose message was lost (broker down when queued): queued again after a minute."""
+    now = now or timezone.now()
+    stuck = list(Delivery.objects.filter(state=DeliveryState.PENDING, attempts=0,
+                                         created_at__lt=now - timedelta(seconds=60)).values_list("pk", flat=True)[:500])
+    for pk in stuck:
+        send_safely(_sender(pk), what=f"notification delivery #{pk}")
+    return len(stuck)
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before attempt `attempt + 1`: 10, 20, 40 … at most 10 minutes, with jitter."""
+    return min(600, 10 * 2 ** max(attempt - 1, 0)) * random.uniform(0.8, 1.2)
+
+
+def attempt(delivery_id: int) -> tuple[str, float | None]:
+    """Try one delivery once; (state, seconds until the next try or None). Another worker holding it, or a
+    delivery already sent, is left alone."""
+    with transaction.atomic():
+        delivery = (Delivery.objects.select_for_update(skip_locked=True).select_related("channel")
+                    .filter(pk=delivery_id, state__in=[DeliveryState.PENDING, DeliveryState.RETRYING]).first())
+        if delivery is None:
+            return "skipped", None
+        delivery.attempts += 1
+        delivery.last_attempt_at = timezone.now()
+        try:
+            delivery.answer = channels.send(delivery.channel, delivery.payload)[:255]
+            delivery.state, delivery.sent_at, retry_in = DeliveryState.SENT, timezone.now(), None
+        except channels.DeliveryError as exc:
+            delivery.answer = str(exc)[:255]
+            if exc.retry and delivery.attempts < settings.FLEETWEB_DELIVERY_ATTEMPTS:
+                delivery.state, retry_in = DeliveryState.RETRYING, backoff(delivery.attempts)
+            else:
+                delivery.state, retry_in = DeliveryState.FAILED, None
+        except Exception as exc:  # a bug in a sender: recorded, not retried forever
+            log.exception("delivery #%s failed", delivery.pk)
+            delivery.answer, retry_in = f"internal error ({type(exc).__name__})", None
+            delivery.state = DeliveryState.FAILED
+        delivery.save(update_fields=["attempts", "last_attempt_at", "answer", "state", "sent_at"])
+    if delivery.state == DeliveryState.FAILED:
+        from fleetweb import metrics
+
+        metrics.DELIVERY_FAILURES.labels(kind=delivery.channel.kind).inc()
+    return delivery.state, retry_in
