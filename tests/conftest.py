@@ -86,7 +86,13 @@ def celery_beat(celery_worker, beat_process):
 
 
 @pytest.fixture
-def beat_process(transactional_db, tmp_path):
+def beat_env() -> dict:
+    """Extra environment of the beat process; a test module overrides it (e.g. a shorter alert interval)."""
+    return {}
+
+
+@pytest.fixture
+def beat_process(transactional_db, tmp_path, beat_env):
     """Only `celery beat` (due-sync claims every 5 s, due rollouts every 3 s): for tests that run their own
     worker processes, so that no in-process worker takes their tasks."""
     from fleetweb.celery import app
@@ -94,7 +100,7 @@ def beat_process(transactional_db, tmp_path):
 
     _purge_queues(app)
 
-    env = child_environment()
+    env = {**child_environment(), **beat_env}
     log = open(tmp_path / "beat.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "fleetweb", "beat", "-l", "info",
                              "--schedule", str(tmp_path / "beat-schedule")], env=env, stdout=log,
