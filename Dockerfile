@@ -22,4 +22,4 @@ RUN pip install --no-cache-dir . \
 
 USER fleetweb
 EXPOSE 8000
-CMD ["gunicorn", "fleetweb.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4"]
+CMD ["gunicorn", "-c", "fleetweb/deploy/gunicorn.conf.py", "fleetweb.wsgi:application"]

@@ -30,6 +30,9 @@ from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # a process (beat, a one-off command) without the shared volume
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 REQUEST_LATENCY = Histogram(
     "fleetweb_http_request_duration_seconds", "Time to answer a request, by view name, method and status class",
     ["view", "method", "status"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))

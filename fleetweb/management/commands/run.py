@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -83,6 +84,11 @@ class Command(BaseCommand):
             env.pop("FLEETWEB_RUNTIME_DATABASE_URL", None)
         logs = state / "logs"
         logs.mkdir(exist_ok=True)
+        # web and worker write their metrics here, emptied at each start (prometheus_client's multiprocess mode).
+        metrics_dir = state / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir()
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
         python = sys.executable
         port = options["port"]
         self._spawn("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
