@@ -418,3 +418,30 @@ def test_api_creates_channels_and_rules_through_the_services(http_receiver, admi
     tested = api.post(f"/api/v1/notification-channels/{channel}/test/")
     assert tested.status_code == 200 and tested.json()["state"] == "sent"
     assert api.get("/api/v1/notification-deliveries/").json()["count"] == 1
+
+
+def test_group_score_and_failing_enforcement_conditions(http_receiver, admin):
+    from governance.choices import EnforcementState, Mode
+    from governance.models import Enforcement, PolicyAssignment, PolicyResult
+    from inventory.models import ClusterGroup
+
+    rule_for(hook(http_receiver, admin), admin, NotifyEvent.GROUP_SCORE, NotifyEvent.ENFORCEMENT_FAILED,
+             score_below=75)
+    group = ClusterGroup.objects.create(name="prod", selector="environment=prod")
+    clusters = [make_cluster(f"p{i}", environment="prod") for i in range(4)]
+    assignment = PolicyAssignment.objects.create(group=group, rule_key="no-privileged", mode=Mode.ENFORCE)
+    for i, cluster in enumerate(clusters):
+        PolicyResult.objects.create(cluster=cluster, assignment=assignment, severity="critical",
+                                    violations=1 if i < 2 else 0)
+    failing = Enforcement.objects.create(assignment=assignment, cluster=clusters[0], state=EnforcementState.FAILED,
+                                         message="403: cannot create validatingadmissionpolicies")
+    assert notifications.evaluate() == 2
+    titles = sorted(d.title for d in Delivery.objects.all())
+    assert titles == ["enforcement of no-privileged on p0: failing", "group prod compliance: below 75"]
+    # Fixed: both close, one recovery each.
+    PolicyResult.objects.update(violations=0)
+    failing.state = EnforcementState.INSTALLED
+    failing.save()
+    assert notifications.evaluate() == 2
+    assert Alert.objects.filter(closed_at__isnull=True).count() == 0
+    assert Delivery.objects.filter(payload__severity="resolved").count() == 2
