@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseBase, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -45,38 +45,62 @@ DELIVERY_FAILURES = Counter(
     "fleetweb_notification_delivery_failures_total",
     "Notifications and webhooks given up on after their last attempt, by channel kind", ["kind"])
 
-# fn() -> metric families, called at each scrape (inventory, governance and rollouts register theirs).
-COLLECTORS: list[Callable[[], Iterable[Metric]]] = []
+# fn() -> Gauge families, called at each scrape (inventory, governance and rollouts register theirs).
+COLLECTORS: list[Callable[[], Iterable[Gauge]]] = []
 
 
-def register(fn: Callable[[], Iterable[Metric]]) -> Callable[[], Iterable[Metric]]:
+def register(fn: Callable[[], Iterable[Gauge]]) -> Callable[[], Iterable[Gauge]]:
     if fn not in COLLECTORS:
         COLLECTORS.append(fn)
     return fn
 
 
-def gauge(name: str, documentation: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, documentation, labels=list(labels))
+def labels(**values: str) -> str:
+    """Label pairs as exposition text (`cluster="a",region="b"`), escaped once: a cluster's labels are written
+    on a dozen series each scrape, so they are formatted once per cluster, not once per sample."""
+    return ",".join(f'{key}="{_escape(str(value))}"' for key, value in values.items())
 
 
-class _Fleet(Collector):
-    """Every registered collector; one failing (a database hiccup) costs its metrics, not the scrape."""
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
-    def collect(self) -> Iterable[Metric]:
-        for fn in COLLECTORS:
-            started = time.monotonic()
-            try:
-                yield from fn()
-            except Exception:
-                log.exception("metrics collector %s failed", getattr(fn, "__name__", fn))
-                up = gauge("fleetweb_metrics_collector_up", "0 when a collector failed in this scrape", ["collector"])
-                up.add_metric([fn.__name__], 0)
-                yield up
-                continue
-            took = gauge("fleetweb_metrics_collector_seconds", "Time each collector took in this scrape",
-                         ["collector"])
-            took.add_metric([fn.__name__], time.monotonic() - started)
-            yield took
+
+class Gauge:
+    """One gauge family written straight as exposition text (the fleet has tens of thousands of samples per
+    scrape; prometheus_client's per-sample objects would cost more than the database does)."""
+
+    def __init__(self, name: str, documentation: str):
+        self.name = name
+        self.lines = [f"# HELP {name} {documentation}", f"# TYPE {name} gauge"]
+
+    def add(self, label_text: str, value: float) -> None:
+        self.lines.append(f"{self.name}{{{label_text}}} {float(value)!r}" if label_text
+                          else f"{self.name} {float(value)!r}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def gauge(name: str, documentation: str) -> Gauge:
+    return Gauge(name, documentation)
+
+
+def fleet_text() -> str:
+    """Every registered collector's gauges; one failing (a database hiccup) costs its gauges, not the scrape."""
+    parts, took, failed = [], gauge("fleetweb_metrics_collector_seconds", "Time each collector took this scrape"), []
+    for fn in COLLECTORS:
+        started = time.monotonic()
+        try:
+            parts += [family.text() for family in fn()]
+        except Exception:
+            log.exception("metrics collector %s failed", getattr(fn, "__name__", fn))
+            failed.append(fn.__name__)
+            continue
+        took.add(labels(collector=fn.__name__), time.monotonic() - started)
+    up = gauge("fleetweb_metrics_collector_up", "0 when a collector failed in this scrape")
+    for fn in COLLECTORS:
+        up.add(labels(collector=fn.__name__), 0 if fn.__name__ in failed else 1)
+    return "".join([*parts, took.text(), up.text()])
 
 
 class _ThisProcess(Collector):
@@ -91,6 +115,7 @@ def multiprocess_dir() -> str:
 
 
 def exposition() -> bytes:
+    """Fleetweb's processes (through prometheus_client, multiprocess when configured), then the fleet."""
     registry = CollectorRegistry(auto_describe=False)
     if multiprocess_dir():
         from prometheus_client import multiprocess
@@ -98,8 +123,7 @@ def exposition() -> bytes:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_ThisProcess())
-    registry.register(_Fleet())
-    return generate_latest(registry)
+    return generate_latest(registry) + fleet_text().encode()
 
 
 def mark_process_dead(pid: int) -> None:
@@ -134,7 +158,7 @@ class MetricsMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         match = getattr(request, "resolver_match", None)
-        name = (match.view_name or match._func_path) if match is not None else "unmatched"
+        name = match.view_name if match is not None else "unmatched"  # the URL name, else the view's dotted path
         REQUEST_LATENCY.labels(view=name, method=request.method if request.method in _METHODS else "other",
                                status=f"{response.status_code // 100}xx").observe(time.perf_counter() - started)
         return response
@@ -148,19 +172,19 @@ _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 
 
 @register
-def platform() -> Iterable[Metric]:
+def platform() -> Iterable[Gauge]:
     from fleetweb import health
     from fleetweb.queueing import QUEUES
 
     client = health.redis_client()
-    depth = gauge("fleetweb_queue_depth", "Tasks waiting in each Celery queue", ["queue"])
+    depth = gauge("fleetweb_queue_depth", "Tasks waiting in each Celery queue")
     pipe = client.pipeline()
     for queue in QUEUES:
         pipe.llen(queue)
     for queue, length in zip(QUEUES, pipe.execute(), strict=True):
-        depth.add_metric([queue], length)
+        depth.add(labels(queue=queue), length)
     yield depth
     tick = health.last_beat_tick(client)
     beat = gauge("fleetweb_beat_last_tick_timestamp_seconds", "When beat last sent a task (Unix time; 0: never)")
-    beat.add_metric([], tick or 0)
+    beat.add("", tick or 0)
     yield beat

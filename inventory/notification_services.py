@@ -35,9 +35,15 @@ def _check(user, team: Team | None) -> None:
             else "The platform's notifications are managed by admins.")
 
 
+def team_name(obj) -> str:
+    """The name of a channel's or rule's team, "" for the platform's (no query when it has none)."""
+    team = obj.team if obj.team_id else None
+    return team.name if team is not None else ""
+
+
 def channel_view(channel: Channel) -> dict:
     """What the record says of a channel: never its URL nor its secret."""
-    return {"name": channel.name, "team": channel.team.name if channel.team_id else "", "kind": channel.kind,
+    return {"name": channel.name, "team": team_name(channel), "kind": channel.kind,
             "destination": channel.destination, "enabled": channel.enabled}
 
 
@@ -78,7 +84,9 @@ def save_channel(*, user, name: str, kind: str, team: Team | None = None, url: s
         raise ServiceError({"kind": f"One of {', '.join(ChannelKind.values)}."})
     if problem := dns_label_problem(name, "name"):
         raise ServiceError({"name": problem})
-    taken = Channel.objects.filter(name=name, team=team).exclude(pk=channel.pk if channel else None)
+    taken = Channel.objects.filter(name=name, team=team)
+    if channel is not None:
+        taken = taken.exclude(pk=channel.pk)
     if taken.exists():
         raise ServiceError({"name": f"A channel named '{name}' already exists here."})
     stored = channel.open() if channel is not None else {}
@@ -117,7 +125,7 @@ def save_channel(*, user, name: str, kind: str, team: Team | None = None, url: s
 
 
 def _label(obj) -> str:
-    return f"{obj.team.name}/{obj.name}" if obj.team_id else obj.name
+    return f"{team_name(obj)}/{obj.name}" if obj.team_id else obj.name
 
 
 def delete_channel(channel: Channel, *, user, source_ip: str = "") -> None:
@@ -130,7 +138,7 @@ def delete_channel(channel: Channel, *, user, source_ip: str = "") -> None:
 
 
 def rule_view(rule: AlertRule) -> dict:
-    return {"name": rule.name, "team": rule.team.name if rule.team_id else "", "channel": rule.channel.name,
+    return {"name": rule.name, "team": team_name(rule), "channel": rule.channel.name,
             "events": list(rule.events), "environments": list(rule.environments), "min_severity": rule.min_severity,
             "score_below": rule.score_below, "hold_down": rule.hold_down, "expiry_days": rule.expiry_days,
             "enabled": rule.enabled}

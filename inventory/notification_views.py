@@ -31,6 +31,17 @@ def _manageable_teams(user) -> list[tuple[str, str]]:
     return choices + [(t.name, f"Team {t.name}") for t in teams if can(user, "manage_notifications", t)]
 
 
+def _choices(form: forms.Form, name: str) -> forms.ChoiceField:
+    field = form.fields[name]
+    assert isinstance(field, forms.ChoiceField)
+    return field
+
+
+def _own_choice(obj) -> list[tuple[str, str]]:
+    name = services.team_name(obj)
+    return [(name, f"Team {name}" if name else "Platform (no team)")]
+
+
 def _team_named(user, name: str) -> Team | None:
     return get_object_or_404(Team.objects.visible_to(user), name=name) if name else None
 
@@ -53,18 +64,22 @@ class ChannelForm(forms.Form):
 
     def __init__(self, *args, user, channel: Channel | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["team"].choices = _manageable_teams(user)
+        _choices(self, "team").choices = _manageable_teams(user)
         if channel is not None:
             for name in ("team", "kind"):
                 self.fields[name].disabled = True
-            self.fields["team"].choices = [(channel.team.name if channel.team_id else "",
-                                            f"Team {channel.team.name}" if channel.team_id else "Platform (no team)")]
+            _choices(self, "team").choices = _own_choice(channel)
+
+
+class ChannelChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        return f"{services.team_name(obj)}/{obj.name}" if obj.team_id else f"{obj.name} (platform)"
 
 
 class RuleForm(forms.Form):
     team = forms.ChoiceField(required=False)
     name = forms.CharField(max_length=100)
-    channel = forms.ModelChoiceField(queryset=Channel.objects.none())
+    channel = ChannelChoiceField(queryset=Channel.objects.none())
     events = forms.MultipleChoiceField(choices=NotifyEvent.choices, widget=forms.CheckboxSelectMultiple)
     environments = forms.MultipleChoiceField(choices=Environment.choices, required=False,
                                              widget=forms.CheckboxSelectMultiple, help_text="None: every environment.")
@@ -77,18 +92,17 @@ class RuleForm(forms.Form):
 
     def __init__(self, *args, user, rule: AlertRule | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["team"].choices = _manageable_teams(user)
+        _choices(self, "team").choices = _manageable_teams(user)
         manageable = [t.pk for t in Team.objects.visible_to(user) if can(user, "manage_notifications", t)]
         channels = Channel.objects.filter(team__in=manageable)
         if can(user, "manage_notifications", None):
             channels = channels | Channel.objects.filter(team__isnull=True)
-        self.fields["channel"].queryset = channels.select_related("team").order_by("team__name", "name")
-        self.fields["channel"].label_from_instance = lambda c: (f"{c.team.name}/{c.name}" if c.team_id
-                                                                else f"{c.name} (platform)")
+        field = self.fields["channel"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = channels.select_related("team").order_by("team__name", "name")
         if rule is not None:
             self.fields["team"].disabled = True
-            self.fields["team"].choices = [(rule.team.name if rule.team_id else "",
-                                            f"Team {rule.team.name}" if rule.team_id else "Platform (no team)")]
+            _choices(self, "team").choices = _own_choice(rule)
 
 
 @role_required(VIEWER, teams=True)
@@ -102,7 +116,7 @@ def notification_list(request) -> HttpResponseBase:
 def _channel_form(request, channel: Channel | None) -> HttpResponseBase:
     initial = None
     if channel is not None:
-        initial = {"team": channel.team.name if channel.team_id else "", "name": channel.name, "kind": channel.kind,
+        initial = {"team": services.team_name(channel), "name": channel.name, "kind": channel.kind,
                    "recipients": ", ".join(channel.recipients), "enabled": channel.enabled}
     form = ChannelForm(request.POST or None, user=request.user, channel=channel, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -114,6 +128,8 @@ def _channel_form(request, channel: Channel | None) -> HttpResponseBase:
                                           secret=d["secret"], recipients=d["recipients"], enabled=d["enabled"],
                                           source_ip=client_ip(request))
         except ServiceError as exc:
+            if exc.status in (403, 404):  # not theirs to change: the refusal page, not a form error
+                raise
             add_to_form(form, exc)
         else:
             messages.success(request, f"Channel {saved.name} saved.")
@@ -143,7 +159,7 @@ def channel_detail(request, pk: int) -> HttpResponseBase:
         "channel": channel, "deliveries": deliveries, "rules": channel.rules.order_by("name"),
         "can_manage": can(request.user, "manage_notifications", channel.team),
         "form": ChannelForm(user=request.user, channel=channel, initial={
-            "team": channel.team.name if channel.team_id else "", "name": channel.name, "kind": channel.kind,
+            "team": services.team_name(channel), "name": channel.name, "kind": channel.kind,
             "recipients": ", ".join(channel.recipients), "enabled": channel.enabled})})
 
 
@@ -171,7 +187,7 @@ def channel_delete(request, pk: int) -> HttpResponseBase:
 def _rule_form(request, rule: AlertRule | None) -> HttpResponseBase:
     initial = None
     if rule is not None:
-        initial = {"team": rule.team.name if rule.team_id else "", "name": rule.name, "channel": rule.channel,
+        initial = {"team": services.team_name(rule), "name": rule.name, "channel": rule.channel,
                    **{f: getattr(rule, f) for f in services.RULE_FIELDS}}
     form = RuleForm(request.POST or None, user=request.user, rule=rule, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -181,6 +197,8 @@ def _rule_form(request, rule: AlertRule | None) -> HttpResponseBase:
             saved = services.save_rule(user=request.user, rule=rule, team=team, name=d["name"], channel=d["channel"],
                                        **{f: d[f] for f in services.RULE_FIELDS}, source_ip=client_ip(request))
         except ServiceError as exc:
+            if exc.status in (403, 404):  # not theirs to change: the refusal page, not a form error
+                raise
             add_to_form(form, exc)
         else:
             messages.success(request, f"Alert rule {saved.name} saved.")

@@ -297,10 +297,12 @@ def _sender(pk: int) -> Callable[[], object]:
 
 
 def requeue_stuck(*, now=None) -> int:
-    """Deliveries whose message was lost (broker down when queued): queued again after a minute."""
+    """Deliveries whose message was lost (the broker down when queued, or a retry lost with a Redis flush):
+    queued again after a minute, or after the longest backoff."""
     now = now or timezone.now()
-    stuck = list(Delivery.objects.filter(state=DeliveryState.PENDING, attempts=0,
-                                         created_at__lt=now - timedelta(seconds=60)).values_list("pk", flat=True)[:500])
+    lost = (Q(state=DeliveryState.PENDING, attempts=0, created_at__lt=now - timedelta(seconds=60))
+            | Q(state=DeliveryState.RETRYING, last_attempt_at__lt=now - timedelta(seconds=900)))
+    stuck = list(Delivery.objects.filter(lost).values_list("pk", flat=True)[:500])
     for pk in stuck:
         send_safely(_sender(pk), what=f"notification delivery #{pk}")
     return len(stuck)

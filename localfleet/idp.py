@@ -18,17 +18,15 @@ import html
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import threading
-import time
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from localfleet import binaries
+from localfleet import binaries, procs
 
 
 def _free_port() -> int:
@@ -84,27 +82,16 @@ class IdentityProvider:
         self.proc = subprocess.Popen([str(binaries.path_of("hydra")), "serve", "all", "--dev", "--sqa-opt-out",
                                       "-c", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True, env={**os.environ, "DSN": "memory"})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hydra exited ({self.proc.returncode}); see {self.dir / 'hydra.log'}")
-            try:
-                with urllib.request.urlopen(f"{self.admin}/health/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"hydra did not become ready in {timeout:.0f}s; see {self.dir / 'hydra.log'}")
+        try:
+            procs.wait_ready(self.proc, f"{self.admin}/health/ready", name="hydra", log=self.dir / "hydra.log",
+                             timeout=timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        procs.stop(self.proc)
         if self.app is not None:
             self.app.shutdown()
             self.app.server_close()

@@ -8,15 +8,12 @@ for the metrics end-to-end test and for trying dashboards locally:
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from localfleet import binaries
+from localfleet import binaries, procs
 from localfleet.member import free_port
 
 
@@ -32,8 +29,9 @@ class Prometheus:
         return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> str:
-        job = {"job_name": "fleetweb", "scrape_interval": self.interval, "scrape_timeout": self.interval,
-               "metrics_path": "/metrics", "static_configs": [{"targets": [self.target]}]}
+        job: dict[str, object] = {
+            "job_name": "fleetweb", "scrape_interval": self.interval, "scrape_timeout": self.interval,
+            "metrics_path": "/metrics", "static_configs": [{"targets": [self.target]}]}
         if self.token:
             (self.dir / "token").write_text(self.token)
             job["authorization"] = {"type": "Bearer", "credentials_file": str(self.dir / "token")}
@@ -48,27 +46,12 @@ class Prometheus:
             [str(binaries.path_of("prometheus")), f"--config.file={config}", f"--storage.tsdb.path={self.dir / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited ({self.proc.returncode}); see {self.dir / 'prometheus.log'}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"prometheus did not become ready in {timeout:.0f}s; see {self.dir / 'prometheus.log'}")
+        procs.wait_ready(self.proc, f"{self.url}/-/ready", name="prometheus", log=self.dir / "prometheus.log",
+                         timeout=timeout)
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        procs.stop(self.proc)
 
     def _get(self, path: str, **params) -> dict:
         with urllib.request.urlopen(f"{self.url}{path}?{urllib.parse.urlencode(params)}", timeout=10) as answer:

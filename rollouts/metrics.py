@@ -7,32 +7,31 @@ from collections.abc import Iterable
 
 from django.db.models import Count
 from django.utils import timezone
-from prometheus_client.core import Metric
 
-from fleetweb.metrics import gauge, register
+from fleetweb.metrics import Gauge, gauge, labels, register
 from rollouts.choices import RolloutState, StageState
 from rollouts.models import Rollout, Stage
 
 
 @register
-def rollouts() -> Iterable[Metric]:
-    by_state = gauge("fleetweb_rollouts", "Rollouts by state", ["state"])
+def rollouts() -> Iterable[Gauge]:
+    by_state = gauge("fleetweb_rollouts", "Rollouts by state")
     counts = dict(Rollout.objects.order_by().values("state").annotate(n=Count("pk")).values_list("state", "n"))
     for state in RolloutState.values:
-        by_state.add_metric([state], counts.get(state, 0))
+        by_state.add(labels(state=state), counts.get(state, 0))
     yield by_state
     now = timezone.now()
     waiting = list(Stage.objects.filter(state=StageState.AWAITING_APPROVAL)
                    .values_list("rollout__application__name", "awaiting_since"))
     awaiting = gauge("fleetweb_stages_awaiting_approval", "Stages awaiting approval")
-    awaiting.add_metric([], len(waiting))
+    awaiting.add("", len(waiting))
     yield awaiting
     oldest = gauge("fleetweb_stage_approval_wait_seconds",
-                   "How long the longest-waiting stage of each application has awaited approval", ["application"])
+                   "How long the longest-waiting stage of each application has awaited approval")
     longest: dict[str, float] = {}
     for app, since in waiting:
         if since is not None:
             longest[app] = max(longest.get(app, 0.0), (now - since).total_seconds())
     for app, seconds in sorted(longest.items()):
-        oldest.add_metric([app], seconds)
+        oldest.add(labels(application=app), seconds)
     yield oldest

@@ -7,6 +7,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from fleetweb import metrics
 from fleetweb.queueing import send_safely
 from inventory import channels
 from rollouts import engine
@@ -56,7 +57,8 @@ def send_webhook(self, payload: dict) -> str:
                                   headers={"X-Fleetweb-Event": payload["event"],
                                            "X-Fleetweb-Delivery": payload.get("delivery", "")})
     except channels.DeliveryError as exc:
-        if exc.retry:
+        if exc.retry and self.request.retries < self.max_retries:
             raise WebhookRefused(str(exc)) from None
-        log.error("webhook %s not sent: %s", payload["event"], exc)  # retrying cannot help
+        log.error("webhook %s not sent: %s", payload["event"], exc)  # retrying cannot help, or no more tries
+        metrics.DELIVERY_FAILURES.labels(kind="webhook").inc()
         return ""

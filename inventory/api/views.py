@@ -281,10 +281,12 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
         current = {f: getattr(rule, f) for f in notification_services.RULE_FIELDS} if rule is not None else {}
         team = data.pop("team", rule.team if rule is not None else None)
         values = {**current, **{f: data[f] for f in notification_services.RULE_FIELDS if f in data}}
+        channel = data.get("channel") or (rule.channel if rule is not None else None)
+        if channel is None:
+            raise ValidationError({"channel": ["This field is required."]})
         serializer.instance = notification_services.save_rule(
             user=self.request.user, rule=rule, team=team, source_ip=client_ip(self.request),
-            name=data.get("name", rule.name if rule else ""), channel=data.get("channel", rule.channel if rule
-                                                                                else None), **values)
+            name=data.get("name", rule.name if rule else ""), channel=channel, **values)
 
     def perform_create(self, serializer) -> None:
         self._save(serializer)
