@@ -84,7 +84,8 @@ def test_request_latency_is_labelled_by_view_and_status_class(client, settings, 
     samples = scrape(client)
     assert value(samples, "fleetweb_http_request_duration_seconds_count", view="inventory:cluster_list",
                  method="GET", status="2xx") >= 1
-    assert value(samples, "fleetweb_http_request_duration_seconds_count", view="unmatched", status="4xx") >= 1
+    assert value(samples, "fleetweb_http_request_duration_seconds_count", view="unmatched", method="GET",
+                 status="4xx") >= 1
     views = {labels["view"] for labels, _ in samples["fleetweb_http_request_duration_seconds_count"]}
     assert not any("/" in v for v in views - {"unmatched"}), "view names, never paths"
 
