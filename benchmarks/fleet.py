@@ -325,6 +325,39 @@ def _measure(http, url: str, headers: dict, count: int, *, concurrency: int = 0)
             "per_s": len(latencies) / wall, "errors": dict(errors)}
 
 
+def scrape_breakdown(runs: int = 7) -> dict:
+    """/metrics in this process: each collector (database and formatting), the whole exposition, and, as the
+    baseline on the same samples, prometheus_client's own parser-and-writer path (`generate_latest` over
+    metric families), which is how the fleet's gauges were first written. Medians of `runs`."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from fleetweb import metrics
+
+    def timed(fn) -> float:
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - started) * 1000)
+        return median(times)
+
+    collectors = {fn.__name__: timed(lambda fn=fn: [g.text() for g in fn()]) for fn in metrics.COLLECTORS}
+    text = metrics.fleet_text()
+    families = list(text_string_to_metric_families(text))
+
+    class Replay:
+        def collect(self):
+            return families
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Replay())
+    return {"collectors_ms": collectors, "exposition_ms": timed(metrics.exposition),
+            "fleet_text_only_ms": timed(metrics.fleet_text), "baseline_generate_latest_ms": timed(
+                lambda: generate_latest(registry)), "samples": sum(len(f.samples) for f in families),
+            "bytes": len(text)}
+
+
 GOALS = {"page": 150, "partial": 80, "api": 150, "metrics": 150}
 METRICS_TOKEN = "bench-metrics-token"
 
@@ -350,6 +383,13 @@ def run(size: str) -> dict:
                      f"{r['client_p95_ms']:.0f}", f"{r['per_s']:.0f}", counts[label], f"≤ {GOALS[kind]} {ok}"])
     say(table(rows, ["kind", "endpoint", "server p50", "p95", "p99 ms", "client p95", "req/s", "queries",
                      "p95 goal"]))
+    breakdown = scrape_breakdown()
+    say(f"[fleet] /metrics in one process, median of 7: exposition {breakdown['exposition_ms']:.1f} ms for "
+        f"{breakdown['samples']:,} samples ({breakdown['bytes'] / 1024:.0f} KiB); per collector "
+        + ", ".join(f"{k} {v:.1f} ms" for k, v in breakdown["collectors_ms"].items())
+        + f"; Fleetweb's writer {breakdown['fleet_text_only_ms']:.1f} ms (queries included) against "
+        f"prometheus_client's generate_latest on the same samples {breakdown['baseline_generate_latest_ms']:.1f} ms "
+        "(formatting alone)")
     scoped = scoped_member()
     scoped_eps = [e for e in endpoints(scoped) if e[0] != "metrics"]  # one token, the whole fleet: not scoped
     scoped_counts = query_counts(scoped_eps, TEAM_USER)
@@ -370,4 +410,5 @@ def run(size: str) -> dict:
     return {"clusters": count, "nodes": Cluster.objects.filter(name__startswith="fleet-").count() * NODES,
             "workloads": count * WORKLOADS, "evaluation": evaluation, "latency": latency, "queries": counts,
             "scoped": {"clusters": len(scoped), "latency": scoped_latency, "queries": scoped_counts},
+            "metrics_breakdown": breakdown,
             "pid": os.getpid()}

@@ -164,7 +164,8 @@ def evaluate(*, now=None) -> int:
             for event in rule.events:
                 if event in CONDITIONS:
                     try:
-                        pairs += _reconcile(rule, event, scopes.of(rule), now)
+                        with transaction.atomic():  # a savepoint: a failed query leaves the others usable
+                            pairs += _reconcile(rule, event, scopes.of(rule), now)
                     except Exception:  # one broken condition must not stop the others
                         log.exception("alert rule %s: condition %s failed", rule.pk, event)
         deliveries = queue(pairs)
@@ -323,6 +324,10 @@ def attempt(delivery_id: int) -> tuple[str, float | None]:
             return "skipped", None
         delivery.attempts += 1
         delivery.last_attempt_at = timezone.now()
+        if not delivery.channel.enabled:
+            delivery.answer, delivery.state = "not sent: the channel was disabled", DeliveryState.FAILED
+            delivery.save(update_fields=["attempts", "last_attempt_at", "answer", "state"])
+            return delivery.state, None
         try:
             delivery.answer = channels.send(delivery.channel, delivery.payload)[:255]
             delivery.state, delivery.sent_at, retry_in = DeliveryState.SENT, timezone.now(), None

@@ -445,3 +445,31 @@ def test_group_score_and_failing_enforcement_conditions(http_receiver, admin):
     assert notifications.evaluate() == 2
     assert Alert.objects.filter(closed_at__isnull=True).count() == 0
     assert Delivery.objects.filter(payload__severity="resolved").count() == 2
+
+
+def test_a_disabled_channel_sends_nothing_more(http_receiver, admin):
+    channel = hook(http_receiver, admin)
+    rule_for(channel, admin)
+    down(make_cluster("x"))
+    notifications.evaluate()
+    services.save_channel(user=admin, channel=channel, name=channel.name, kind=channel.kind, enabled=False)
+    assert notifications.attempt(Delivery.objects.get().pk) == (DeliveryState.FAILED, None)
+    assert Delivery.objects.get().answer == "not sent: the channel was disabled"
+    assert http_receiver.at("/hook") == []
+    down(make_cluster("y"))
+    assert notifications.evaluate() == 0, "rules of a disabled channel are not evaluated"
+
+
+def test_one_broken_condition_does_not_stop_the_others(http_receiver, admin, monkeypatch):
+    def broken(rule, scope, now):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")  # a failed query inside the evaluation's transaction
+        return {}, set()
+
+    monkeypatch.setitem(notifications.CONDITIONS, NotifyEvent.GROUP_SCORE, broken)
+    rule_for(hook(http_receiver, admin), admin, NotifyEvent.GROUP_SCORE, NotifyEvent.CLUSTER_STATUS)
+    down(make_cluster("still-alerts"))
+    assert notifications.evaluate() == 1
+    assert Delivery.objects.get().title == "cluster still-alerts: unreachable"
