@@ -6,7 +6,8 @@ Two kinds of things alert:
   failing) are found by beat every FLEETWEB_ALERT_INTERVAL seconds (`evaluate`). Each rule keeps an `Alert`
   per subject: opened once when the condition is found (for cluster states, after it held for the rule's
   hold-down, so a flapping cluster does not alert), closed once by a recovery message when it is gone (also
-  after the hold-down). Apps above inventory add conditions with `condition(event)`.
+  after the hold-down). A subject failing in another way while its alert is open (unreachable, then
+  unauthorized) stays that one alert. Apps above inventory add conditions with `condition(event)`.
 - **Events** (a violation opened, a rollout awaiting approval, failed, succeeded, rolled back) are sent as
   they happen (`emit`), in the transaction that made them.
 
@@ -179,14 +180,15 @@ def _reconcile(rule: AlertRule, event: str, scope, now) -> list[tuple[AlertRule,
     out = []
     for key, finding in found.items():
         alert = open_alerts.get(key)
-        if alert is None:
-            Alert.objects.create(rule=rule, key=key, event=event, state=finding.state, subject=finding.subject[:255],
-                                 cluster_id=finding.cluster_id, opened_at=now)
-        elif alert.state != finding.state:
-            alert.state = finding.state
-            alert.save(update_fields=["state"])
-        else:
+        if alert is not None:
+            # Still failing, perhaps differently (unreachable, then 401 while its apiserver starts up): one alert,
+            # whose recovery names the last state; the cluster's History has each transition.
+            if alert.state != finding.state:
+                alert.state = finding.state
+                alert.save(update_fields=["state"])
             continue
+        Alert.objects.create(rule=rule, key=key, event=event, state=finding.state, subject=finding.subject[:255],
+                             cluster_id=finding.cluster_id, opened_at=now)
         out.append((rule, Message(event=event, title=f"{finding.subject}: {finding.state}", text=finding.text,
                                   severity="critical" if finding.state in _CRITICAL else "warning", url=finding.url,
                                   data={**finding.data, "key": key, "state": finding.state, "alert": "firing"},
