@@ -258,6 +258,8 @@ if FLEETWEB_ROLLOUT_LEASE <= FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_
                       f"FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_TIMEOUT "
                       f"({FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_TIMEOUT}), the longest call to a cluster")
 FLEETWEB_KUBE_PAGE_SIZE = env_int("FLEETWEB_KUBE_PAGE_SIZE", 500, minimum=10)
+# The node label naming a node's pool where the provider has none of its own (inventory/decode.py lists those).
+FLEETWEB_NODE_POOL_LABEL = env_str("FLEETWEB_NODE_POOL_LABEL")
 # Kubeconfig exec credential plugins (inventory/execplugins.py): which of the known plugins may run, the
 # directories they are looked up in by name (empty: none runs), the HOME they run in, and host environment
 # variables passed through to them (e.g. AWS_ROLE_ARN,AWS_WEB_IDENTITY_TOKEN_FILE for IRSA). Nothing else of

@@ -11,6 +11,7 @@ import dataclasses
 import time
 from collections import Counter, defaultdict
 
+from django.conf import settings
 from django.template.defaultfilters import pluralize
 
 from inventory import decode, kinds, kube
@@ -122,6 +123,7 @@ class _Reader:
                 "zone": labels.get("topology.kubernetes.io/zone", ""),
                 "region": labels.get("topology.kubernetes.io/region", ""),
                 "instance_type": labels.get("node.kubernetes.io/instance-type", ""),
+                "pool": decode.node_pool(labels, settings.FLEETWEB_NODE_POOL_LABEL),
                 "provider_id": n.spec.provider_id,
                 "cpu_capacity_millis": decode.cpu_millis(n.status.capacity.get("cpu")),
                 "memory_capacity_bytes": decode.to_int(n.status.capacity.get("memory")),

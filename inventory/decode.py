@@ -366,6 +366,29 @@ def cluster_provider(node_providers: dict[str, int]) -> str:
     return max(sorted(known), key=lambda p: known[p])
 
 
+# Where each provider says which node pool a node belongs to, first match wins; FLEETWEB_NODE_POOL_LABEL is
+# asked first (k3s, kind, kubeadm and others have no such label of their own). Add a row for a new provider.
+NODE_POOL_LABELS = (
+    "eks.amazonaws.com/nodegroup",      # EKS managed node groups
+    "karpenter.sh/nodepool",            # Karpenter (EKS, AKS node auto-provisioning)
+    "cloud.google.com/gke-nodepool",    # GKE
+    "kubernetes.azure.com/agentpool",   # AKS
+    "agentpool",                        # AKS, older clusters
+    "alibabacloud.com/nodepool-id",     # ACK
+    "node.kubernetes.io/pool",          # a common convention elsewhere
+)
+DEFAULT_POOL = "default"
+
+
+def node_pool(labels: dict[str, str], configured: str = "") -> str:
+    """The node's pool from its provider's labels, or "default"."""
+    for key in ((configured,) if configured else ()) + NODE_POOL_LABELS:
+        value = labels.get(key)
+        if value:
+            return value[:128]
+    return DEFAULT_POOL
+
+
 def node_roles(labels: dict[str, str]) -> list[str]:
     roles = sorted(key.split("/", 1)[1] for key in labels if key.startswith("node-role.kubernetes.io/"))
     if labels.get("kubernetes.io/role"):

@@ -100,10 +100,30 @@ class NodeFilterSet(_InventoryFilterSet):
 
     class Meta:
         model = Node
-        fields = ["cluster", "cluster_name", "q", "ready", "zone", "region", "instance_type", "kubelet_version"]
+        fields = ["cluster", "cluster_name", "q", "ready", "zone", "region", "instance_type", "kubelet_version",
+                  "pool"]
 
     def filter_label(self, queryset, name, value) -> QuerySet:
         return _label_filter(queryset, "labels", value)
+
+
+class NodePoolFilterSet(_InventoryFilterSet):
+    """Which nodes the pools are made of: by cluster, team, environment, provider, pool name (`q` searches it).
+    `kubelet_version` keeps pools with a node of that version (applied to the groups, see inventory.pools)."""
+
+    q = django_filters.CharFilter(field_name="pool", lookup_expr="icontains", label="Pool name contains")
+    environment = django_filters.ChoiceFilter(field_name="cluster__environment", choices=Environment.choices)
+    provider = django_filters.ChoiceFilter(field_name="cluster__provider", choices=Provider.choices)
+    pool = django_filters.CharFilter()
+    kubelet_version = django_filters.CharFilter(method="filter_nothing",
+                                                help_text="Pools with a node running this kubelet version")
+
+    class Meta:
+        model = Node
+        fields = ["cluster", "cluster_name", "q", "team", "environment", "provider", "pool", "kubelet_version"]
+
+    def filter_nothing(self, queryset, name, value) -> QuerySet:
+        return queryset  # applied after grouping: inventory.pools.pools(kubelet_version=...)
 
 
 class NamespaceFilterSet(_InventoryFilterSet):

@@ -158,6 +158,7 @@ class Node(InventoryModel):
     zone = models.CharField(max_length=128, blank=True)
     region = models.CharField(max_length=128, blank=True)
     instance_type = models.CharField(max_length=128, blank=True)
+    pool = models.CharField(max_length=128, default="default", help_text="Node pool, from the provider's labels")
     provider_id = models.CharField(max_length=512, blank=True)
     cpu_capacity_millis = models.BigIntegerField(default=0)
     memory_capacity_bytes = models.BigIntegerField(default=0)
@@ -173,6 +174,7 @@ class Node(InventoryModel):
     class Meta:
         ordering = ["cluster", "name"]
         constraints = [models.UniqueConstraint(fields=["cluster", "uid"], name="node_cluster_uid")]
+        indexes = [models.Index(fields=["cluster", "pool"])]
 
 
 class Namespace(InventoryModel):

@@ -19,8 +19,9 @@ from fleetweb.htmx import htmx_partial
 from fleetweb.lists import filtered, filtered_page
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
-from inventory import access, extensions, kubeconfigs, onboarding, services
-from inventory.filtersets import ClusterFilterSet, ClusterGroupFilterSet, WorkloadFilterSet
+from inventory import access, extensions, kubeconfigs, onboarding, pools, services
+from inventory.choices import Environment, Provider
+from inventory.filtersets import ClusterFilterSet, ClusterGroupFilterSet, NodePoolFilterSet, WorkloadFilterSet
 from inventory.forms import (
     ClusterEditForm,
     ClusterGroupForm,
@@ -40,7 +41,7 @@ INVENTORY_TABS: dict[str, tuple[type[models.Model], tuple[str, ...]]] = {
     "workloads": (Workload, ("namespace", "kind", "name")),
     "problems": (ProblemPod, ("namespace", "name")),
 }
-BASE_TABS = ("summary", *INVENTORY_TABS)
+BASE_TABS = ("summary", "nodes", "pools", "namespaces", "workloads", "problems")
 
 
 def tabs() -> tuple[str, ...]:
@@ -69,6 +70,17 @@ def cluster_export(request) -> HttpResponseBase:
     rows = ([getattr(cluster, c) for c in columns] + [cluster.labels_text]
             for cluster in queryset.iterator(chunk_size=1000))
     return csv_response("fleetweb-clusters.csv", columns + ["labels"], rows)
+
+
+@role_required(VIEWER, teams=True)
+def node_pool_list(request) -> HttpResponseBase:
+    """The fleet's node pools: kubelet versions by pool, with filters; HTMX swaps only the table."""
+    nodes = NodePoolFilterSet(request.GET, queryset=Node.objects.visible_to(request.user), request=request).qs
+    version = request.GET.get("kubelet_version", "").strip()
+    page = Paginator(pools.pools(nodes, kubelet_version=version), 100).get_page(request.GET.get("page"))
+    context = {"page": page, "rows": [pools.tidy(r) for r in page.object_list], "versions": pools.versions(nodes),
+               "filters": request.GET, "environments": Environment.choices, "providers": Provider.choices}
+    return htmx_partial(request, "inventory/node_pool_list.html", "inventory/partials/_node_pool_table.html", context)
 
 
 def _workload_filter(request) -> WorkloadFilterSet:
@@ -103,6 +115,8 @@ def _tab_context(cluster: Cluster, tab: str, request) -> dict:
         rows = model._default_manager.filter(cluster=cluster).order_by(*ordering)
     elif tab == "syncs":
         rows = SyncRun.objects.filter(cluster=cluster).order_by("-started_at")
+    elif tab == "pools":
+        return {"pools": [pools.tidy(r) for r in pools.pools(Node.objects.filter(cluster=cluster))]}
     elif tab == "history":
         rows = ClusterEvent.objects.filter(cluster=cluster).order_by("-at", "-pk")
     elif tab in extensions.cluster_tabs:

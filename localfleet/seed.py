@@ -11,29 +11,41 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-# Provider shapes: providerID, labels and node info as each cloud's nodes report them.
+# Provider shapes: providerID, labels and node info as each cloud's nodes report them; each member's nodes
+# alternate between two node pools labelled as the provider labels them, on two kubelet versions.
 PROFILES = [
     {"key": "aws-eu-west", "provider": "aws", "region": "eu-west-1",
      "zones": ["eu-west-1a", "eu-west-1b", "eu-west-1c"],
      "instance_types": ["m6i.xlarge", "m6i.2xlarge"], "os_image": "Amazon Linux 2023.6.20250115",
      "kernel": "6.1.119-129.201.amzn2023.x86_64", "runtime": "containerd://1.7.27", "cpu": "4", "memory": "16Gi",
-     "extra_labels": {"eks.amazonaws.com/nodegroup": "general"}, "apiserver": "v1.36.3", "kubelet": "v1.35.4",
+     "extra_labels": {}, "apiserver": "v1.36.3",
+     "pools": [{"labels": {"eks.amazonaws.com/nodegroup": "general"}, "kubelet": "v1.35.4"},
+               {"labels": {"karpenter.sh/nodepool": "spot", "karpenter.sh/capacity-type": "spot"},
+                "kubelet": "v1.36.3"}],
      "environment": "prod", "broken": False},
     {"key": "ack-hangzhou", "provider": "alibaba", "region": "cn-hangzhou", "zones": ["cn-hangzhou-h", "cn-hangzhou-i"],
      "instance_types": ["ecs.g7.xlarge"], "os_image": "Alibaba Cloud Linux 3.2104 U10",
      "kernel": "5.10.134-17.al8.x86_64", "runtime": "containerd://1.6.36", "cpu": "4", "memory": "16Gi",
-     "extra_labels": {"alibabacloud.com/nodepool-id": "np5b7c0d"}, "apiserver": "v1.35.4", "kubelet": "v1.35.4",
+     "extra_labels": {}, "apiserver": "v1.35.4",
+     "pools": [{"labels": {"alibabacloud.com/nodepool-id": "np5b7c0d"}, "kubelet": "v1.35.4"},
+               {"labels": {"alibabacloud.com/nodepool-id": "np9e1f2a3"}, "kubelet": "v1.34.4"}],
      "environment": "staging", "broken": True},
     {"key": "gke-us-central", "provider": "gce", "region": "us-central1", "zones": ["us-central1-a", "us-central1-b"],
      "instance_types": ["e2-standard-4"], "os_image": "Container-Optimized OS from Google",
      "kernel": "6.6.56+", "runtime": "containerd://1.7.24", "cpu": "4", "memory": "16Gi",
-     "extra_labels": {"cloud.google.com/gke-nodepool": "default-pool"}, "apiserver": "v1.35.4", "kubelet": "v1.34.4",
+     "extra_labels": {}, "apiserver": "v1.35.4",
+     "pools": [{"labels": {"cloud.google.com/gke-nodepool": "default-pool"}, "kubelet": "v1.34.4"},
+               {"labels": {"cloud.google.com/gke-nodepool": "highmem-pool"}, "kubelet": "v1.35.4"}],
      "environment": "dev", "broken": False},
     {"key": "aks-westeurope", "provider": "azure", "region": "westeurope", "zones": ["westeurope-1", "westeurope-2"],
      "instance_types": ["Standard_D4s_v5"], "os_image": "Ubuntu 22.04.5 LTS", "kernel": "5.15.0-1079-azure",
      "runtime": "containerd://1.7.25-1", "cpu": "4", "memory": "16Gi",
      "extra_labels": {"kubernetes.azure.com/cluster": "MC_rg_aks_westeurope"}, "apiserver": "v1.36.3",
-     "kubelet": "v1.36.3", "environment": "prod", "broken": False},
+     "pools": [{"labels": {"kubernetes.azure.com/agentpool": "nodepool1", "agentpool": "nodepool1"},
+                "kubelet": "v1.36.3"},
+               {"labels": {"kubernetes.azure.com/agentpool": "userpool", "agentpool": "userpool"},
+                "kubelet": "v1.35.4"}],
+     "environment": "prod", "broken": False},
 ]
 
 READER_NAMESPACE = "fleetweb-system"
@@ -62,11 +74,12 @@ def _provider_id(profile: dict, zone: str, index: int) -> str:
 def node_body(profile: dict, index: int, *, cluster: str) -> dict:
     zone = profile["zones"][index % len(profile["zones"])]
     instance = profile["instance_types"][index % len(profile["instance_types"])]
+    pool = profile["pools"][index % len(profile["pools"])]
     name = f"{cluster}-node-{index:05d}"
     labels = {
         "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
         "topology.kubernetes.io/region": profile["region"], "topology.kubernetes.io/zone": zone,
-        "node.kubernetes.io/instance-type": instance, "type": "kwok", **profile["extra_labels"],
+        "node.kubernetes.io/instance-type": instance, "type": "kwok", **profile["extra_labels"], **pool["labels"],
     }
     resources = {"cpu": profile["cpu"], "memory": profile["memory"], "pods": "110"}
     return {
@@ -75,7 +88,7 @@ def node_body(profile: dict, index: int, *, cluster: str) -> dict:
         "spec": {"providerID": _provider_id(profile, zone, index)},
         "status": {
             "capacity": resources, "allocatable": resources,
-            "nodeInfo": {"kubeletVersion": profile["kubelet"], "kubeProxyVersion": profile["kubelet"],
+            "nodeInfo": {"kubeletVersion": pool["kubelet"], "kubeProxyVersion": pool["kubelet"],
                          "osImage": profile["os_image"], "kernelVersion": profile["kernel"],
                          "containerRuntimeVersion": profile["runtime"], "architecture": "amd64",
                          "operatingSystem": "linux", "bootID": secrets.token_hex(16),

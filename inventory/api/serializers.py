@@ -300,3 +300,20 @@ class DeliverySerializer(serializers.ModelSerializer):
         fields = ("id", "channel", "channel_name", "rule", "event", "title", "payload", "state", "attempts", "answer",
                   "is_test", "created_at", "last_attempt_at", "sent_at")
         read_only_fields = fields
+
+
+class NodePoolSerializer(serializers.Serializer):
+    """One node pool of one cluster (read-only, computed from its nodes)."""
+
+    cluster = serializers.IntegerField(source="cluster_id")
+    cluster_name = serializers.CharField(source="cluster__name")
+    environment = serializers.CharField(source="cluster__environment")
+    pool = serializers.CharField()
+    nodes = serializers.IntegerField()
+    ready = serializers.IntegerField()
+    kubelet_versions = serializers.ListField(child=serializers.CharField())
+    os_images = serializers.ListField(child=serializers.CharField())
+    instance_types = serializers.ListField(child=serializers.CharField())
+    zones = serializers.ListField(child=serializers.CharField())
+    cpu_allocatable_millis = serializers.IntegerField()
+    memory_allocatable_bytes = serializers.IntegerField()

@@ -5,6 +5,7 @@ from inventory.api import views
 router = DefaultRouter()
 router.register("clusters", views.ClusterViewSet, basename="cluster")
 router.register("nodes", views.NodeViewSet, basename="node")
+router.register("node-pools", views.NodePoolViewSet, basename="nodepool")
 router.register("namespaces", views.NamespaceViewSet, basename="namespace")
 router.register("workloads", views.WorkloadViewSet, basename="workload")
 router.register("problem-pods", views.ProblemPodViewSet, basename="problempod")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import IntegrityError, models
 from django.db.models import QuerySet
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -12,13 +13,14 @@ from rest_framework.response import Response
 
 from fleetweb.roles import VIEWER
 from fleetweb.web import client_ip
-from inventory import notification_services, services
+from inventory import notification_services, pools, services
 from inventory.api import serializers
 from inventory.filtersets import (
     ClusterFilterSet,
     ClusterGroupFilterSet,
     NamespaceFilterSet,
     NodeFilterSet,
+    NodePoolFilterSet,
     ProblemPodFilterSet,
     SyncRunFilterSet,
     WorkloadFilterSet,
@@ -147,6 +149,26 @@ class ProblemPodViewSet(_InventoryViewSet):
     serializer_class = serializers.ProblemPodSerializer
     filterset_class = ProblemPodFilterSet
     ordering_fields = ["name", "namespace", "restarts", "cluster__name"]
+
+
+class NodePoolViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Node pools: each cluster's nodes grouped by the pool their provider's labels name, with counts, kubelet
+    versions, OS images, instance types, zones and allocatable CPU and memory."""
+
+    serializer_class = serializers.NodePoolSerializer
+    filterset_class = NodePoolFilterSet
+    filter_backends = [DjangoFilterBackend]
+    required_role = VIEWER
+
+    def get_queryset(self) -> QuerySet:
+        nodes: InventoryQuerySet = Node.objects.all()  # type: ignore[assignment]
+        return nodes.visible_to(self.request.user)
+
+    def list(self, request, *args, **kwargs) -> Response:
+        nodes = self.filter_queryset(self.get_queryset())
+        rows = pools.pools(nodes, kubelet_version=request.query_params.get("kubelet_version", "").strip())
+        page = self.paginate_queryset(rows) or []
+        return self.get_paginated_response(self.get_serializer([pools.tidy(r) for r in page], many=True).data)
 
 
 class SyncRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
