@@ -125,8 +125,10 @@ def baseline_policies() -> None:
 
     group, _ = ClusterGroup.objects.get_or_create(name="bench-all",
                                                   defaults={"selector": "fleet=bench"})
+    needed = {"allowed-registries": {"registries": ["registry.example.com"]},
+              "addon-baseline": {"minimums": ["coredns=v1.11.1"]}}
     for r in rules.catalog():
-        params = r.clean_params({"registries": ["registry.example.com"]} if r.key == "allowed-registries" else {})
+        params = r.clean_params(needed.get(r.key, {}))
         PolicyAssignment.objects.get_or_create(group=group, rule_key=r.key, defaults={"params": params})
     for region in REGIONS:
         ClusterGroup.objects.get_or_create(name=f"bench-{region}",

@@ -217,7 +217,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # Violations' severity and alert rules' min_severity are one choice set: one enum in the schema.
-    "ENUM_NAME_OVERRIDES": {"SeverityEnum": "inventory.choices.Severity"},
+    "ENUM_NAME_OVERRIDES": {"SeverityEnum": "inventory.choices.Severity",
+                            "WorkloadKindEnum": "inventory.choices.WorkloadKind",
+                            "ChannelKindEnum": "inventory.choices.ChannelKind"},
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "fleetweb.api.declare_errors"],
     # Swagger UI served from Fleetweb itself, not a CDN: self-hosted consoles often have no internet.

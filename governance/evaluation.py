@@ -27,7 +27,7 @@ from governance.models import (
     Violation,
 )
 from inventory import services as inventory_services
-from inventory.models import Cluster, ClusterGroup, Namespace, Node, Workload
+from inventory.models import Cluster, ClusterAddon, ClusterGroup, Namespace, Node, Workload
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _scoped(ctx: rules.Context, excluded: list[str]) -> rules.Context:
         cluster_name=ctx.cluster_name, kubernetes_version=ctx.kubernetes_version, today=ctx.today,
         workloads=[w for w in ctx.workloads if w["namespace"] not in skip],
         namespaces=[n for n in ctx.namespaces if n["name"] not in skip],
-        kubelet_versions=ctx.kubelet_versions)
+        kubelet_versions=ctx.kubelet_versions, addons=ctx.addons)  # add-ons are the cluster's, kube-system or not
 
 
 def score_of(results: list[dict]) -> float | None:
@@ -135,6 +135,12 @@ def _load(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]], tod
                                        .values_list("cluster_id", "kubelet_version")
                                        .annotate(n=Count("pk")).values_list("cluster_id", "kubelet_version", "n")):
             contexts[cluster_id].kubelet_versions[version] = n
+    if scopes["addon"]:
+        for cluster_id, addon, version, namespace, workload, kind in (
+                ClusterAddon.objects.filter(cluster_id__in=scopes["addon"]).order_by()
+                .values_list("cluster_id", "addon", "version", "namespace", "workload", "kind")):
+            contexts[cluster_id].addons.append({"addon": addon, "version": version, "namespace": namespace,
+                                                "workload": workload, "kind": kind})
     return contexts
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q, QuerySet
 
+from inventory.addons import ADDONS
 from inventory.choices import ClusterStatus, Environment, Provider, WorkloadKind
-from inventory.models import Cluster, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.models import Cluster, ClusterAddon, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
 
 
 def _label_filter(queryset, field: str, value: str):
@@ -195,3 +196,14 @@ class ClusterGroupFilterSet(django_filters.FilterSet):
             return queryset
         return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value)
                                | Q(owner__icontains=value) | Q(selector__icontains=value))
+
+
+class AddonFilterSet(_InventoryFilterSet):
+    q = django_filters.CharFilter(field_name="workload", lookup_expr="icontains", label="Workload contains")
+    addon = django_filters.ChoiceFilter(choices=[(a.key, a.name) for a in ADDONS])
+    version = django_filters.CharFilter(lookup_expr="startswith")
+    environment = django_filters.ChoiceFilter(field_name="cluster__environment", choices=Environment.choices)
+
+    class Meta:
+        model = ClusterAddon
+        fields = ["cluster", "cluster_name", "q", "team", "addon", "version", "namespace", "environment"]

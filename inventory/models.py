@@ -459,6 +459,31 @@ class AttachDraft(models.Model):
         return crypto.decrypt_json(self.ciphertext)
 
 
+class ClusterAddon(models.Model):
+    """A well-known add-on (inventory/addons.py) running in a cluster, as its last complete sync of workloads saw
+    it: which workload runs it and the version its image tag states."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="addons")
+    addon = models.CharField(max_length=32)
+    version = models.CharField(max_length=32)
+    namespace = models.CharField(max_length=253)
+    workload = models.CharField(max_length=253)
+    kind = models.CharField(max_length=16, choices=WorkloadKind.choices)
+    image = models.CharField(max_length=512)
+
+    objects = InventoryQuerySet.as_manager()
+    visibility = Visibility(cluster="cluster_id")
+
+    class Meta:
+        ordering = ["cluster__name", "addon", "namespace", "workload"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "addon", "namespace", "workload"],
+                                               name="one_addon_row_per_workload")]
+        indexes = [models.Index(fields=["addon", "version"])]
+
+    def __str__(self) -> str:
+        return f"{self.addon} {self.version} on {self.cluster_id}"
+
+
 # ---------------------------------------------------------------------------------------------
 # History and notifications
 

@@ -17,9 +17,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from fleetweb import leases, metrics
-from inventory import collector, history, kube
+from inventory import addons, collector, history, kube
 from inventory.choices import ClusterStatus, SyncOutcome, WorkloadKind
-from inventory.models import Cluster, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.models import Cluster, ClusterAddon, Namespace, Node, ProblemPod, SyncRun, Workload
 from inventory.querysets import UNAVAILABLE
 from inventory.services import credentials_of
 from inventory.signals import clusters_changed
@@ -227,6 +227,8 @@ def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
     if "Namespace" in snapshot.complete:
         _write_namespaces(cluster, snapshot, prune=prune)
     _write_workloads(cluster, snapshot, prune=prune)
+    if all(kind in snapshot.complete for kind in WorkloadKind.values):
+        _write_addons(cluster, snapshot)
     if "Pod" in snapshot.complete:
         _write(ProblemPod.objects.filter(cluster=cluster), cluster, snapshot.problem_pods, prune=prune)
     _update_counters(cluster, snapshot)
@@ -278,6 +280,20 @@ def _write_workloads(cluster: Cluster, snapshot: collector.Snapshot, *, prune: b
                            pods_crashlooping=counts.crashlooping, restarts=counts.restarts)
         _write(Workload.objects.filter(cluster=cluster, kind=kind), cluster, rows, prune=prune,
                keep=() if pods_complete else WORKLOAD_POD_FIELDS)
+
+
+ADDON_FIELDS = ("addon", "version", "namespace", "workload", "kind", "image")
+
+
+def _write_addons(cluster: Cluster, snapshot: collector.Snapshot) -> None:
+    """The add-ons the workloads run (inventory/addons.py), rewritten only when they changed."""
+    found = addons.detect(row for rows in snapshot.workloads.values() for row in rows)
+    stored = list(ClusterAddon.objects.filter(cluster=cluster).order_by("addon", "namespace", "workload")
+                  .values(*ADDON_FIELDS))
+    if stored == found:
+        return
+    ClusterAddon.objects.filter(cluster=cluster).delete()
+    ClusterAddon.objects.bulk_create(ClusterAddon(cluster=cluster, **row) for row in found)
 
 
 def _update_counters(cluster: Cluster, snapshot: collector.Snapshot) -> None:

@@ -16,6 +16,7 @@ urlpatterns = [
     path("clusters/<slug:name>/detach/", views.cluster_detach, name="cluster_detach"),
     path("workloads/", views.workload_list, name="workload_list"),
     path("node-pools/", views.node_pool_list, name="node_pool_list"),
+    path("addons/", views.addon_matrix, name="addon_matrix"),
     path("workloads/export.csv", views.workload_export, name="workload_export"),
     path("groups/", views.group_list, name="group_list"),
     path("groups/new/", views.group_create, name="group_create"),

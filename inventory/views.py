@@ -20,6 +20,7 @@ from fleetweb.lists import filtered, filtered_page
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
 from inventory import access, extensions, kubeconfigs, onboarding, pools, services
+from inventory.addons import ADDONS
 from inventory.choices import Environment, Provider
 from inventory.filtersets import ClusterFilterSet, ClusterGroupFilterSet, NodePoolFilterSet, WorkloadFilterSet
 from inventory.forms import (
@@ -29,7 +30,17 @@ from inventory.forms import (
     KubeconfigForm,
     TokenCredentialsForm,
 )
-from inventory.models import Cluster, ClusterEvent, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.models import (
+    Cluster,
+    ClusterAddon,
+    ClusterEvent,
+    ClusterGroup,
+    Namespace,
+    Node,
+    ProblemPod,
+    SyncRun,
+    Workload,
+)
 from inventory.selectors import FIELDS, SelectorError, parse
 from inventory.teams import cluster_scope
 
@@ -81,6 +92,25 @@ def node_pool_list(request) -> HttpResponseBase:
     context = {"page": page, "rows": [pools.tidy(r) for r in page.object_list], "versions": pools.versions(nodes),
                "filters": request.GET, "environments": Environment.choices, "providers": Provider.choices}
     return htmx_partial(request, "inventory/node_pool_list.html", "inventory/partials/_node_pool_table.html", context)
+
+
+@role_required(VIEWER, teams=True)
+def addon_matrix(request) -> HttpResponseBase:
+    """Add-on × cluster → version across the fleet (clusters filtered like the cluster list, 100 a page)."""
+    clusters = _cluster_filter(request).qs.order_by("name")
+    page = Paginator(clusters.only("pk", "name", "environment", "kubernetes_version"), 100).get_page(
+        request.GET.get("page"))
+    present = set(ClusterAddon.objects.filter(cluster__in=clusters).order_by().values_list("addon", flat=True)
+                  .distinct())
+    columns = [a for a in ADDONS if a.key in present]
+    cells: dict[int, dict[str, set[str]]] = {}
+    for cluster_id, addon, version in ClusterAddon.objects.filter(
+            cluster__in=[c.pk for c in page.object_list]).values_list("cluster_id", "addon", "version"):
+        cells.setdefault(cluster_id, {}).setdefault(addon, set()).add(version)
+    rows = [{"cluster": c, "cells": [sorted(cells.get(c.pk, {}).get(a.key, ())) for a in columns]}
+            for c in page.object_list]
+    return htmx_partial(request, "inventory/addon_matrix.html", "inventory/partials/_addon_matrix.html", {
+        "page": page, "rows": rows, "columns": columns, "filters": request.GET, "environments": Environment.choices})
 
 
 def _workload_filter(request) -> WorkloadFilterSet:

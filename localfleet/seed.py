@@ -22,6 +22,11 @@ PROFILES = [
      "pools": [{"labels": {"eks.amazonaws.com/nodegroup": "general"}, "kubelet": "v1.35.4"},
                {"labels": {"karpenter.sh/nodepool": "spot", "karpenter.sh/capacity-type": "spot"},
                 "kubelet": "v1.36.3"}],
+     "addons": [("Deployment", "coredns",
+                 "602401143452.dkr.ecr.eu-west-1.amazonaws.com/eks/coredns:v1.11.4-eksbuild.2"),
+                ("DaemonSet", "kube-proxy",
+                 "602401143452.dkr.ecr.eu-west-1.amazonaws.com/eks/kube-proxy:v1.35.4-minimal-eksbuild.1"),
+                ("DaemonSet", "aws-node", "602401143452.dkr.ecr.eu-west-1.amazonaws.com/amazon-k8s-cni:v1.19.2")],
      "environment": "prod", "broken": False},
     {"key": "ack-hangzhou", "provider": "alibaba", "region": "cn-hangzhou", "zones": ["cn-hangzhou-h", "cn-hangzhou-i"],
      "instance_types": ["ecs.g7.xlarge"], "os_image": "Alibaba Cloud Linux 3.2104 U10",
@@ -29,6 +34,11 @@ PROFILES = [
      "extra_labels": {}, "apiserver": "v1.35.4",
      "pools": [{"labels": {"alibabacloud.com/nodepool-id": "np5b7c0d"}, "kubelet": "v1.35.4"},
                {"labels": {"alibabacloud.com/nodepool-id": "np9e1f2a3"}, "kubelet": "v1.34.4"}],
+     "addons": [("Deployment", "coredns",
+                 "registry-cn-hangzhou.ack.aliyuncs.com/acs/coredns:v1.11.3.9-c9a7e5d-aliyun"),
+                ("DaemonSet", "terway-eniip", "registry-cn-hangzhou.ack.aliyuncs.com/acs/terway:v1.9.4"),
+                ("DaemonSet", "kube-proxy-worker",
+                 "registry-cn-hangzhou.ack.aliyuncs.com/acs/kube-proxy:v1.35.4-aliyun.1")],
      "environment": "staging", "broken": True},
     {"key": "gke-us-central", "provider": "gce", "region": "us-central1", "zones": ["us-central1-a", "us-central1-b"],
      "instance_types": ["e2-standard-4"], "os_image": "Container-Optimized OS from Google",
@@ -36,6 +46,9 @@ PROFILES = [
      "extra_labels": {}, "apiserver": "v1.35.4",
      "pools": [{"labels": {"cloud.google.com/gke-nodepool": "default-pool"}, "kubelet": "v1.34.4"},
                {"labels": {"cloud.google.com/gke-nodepool": "highmem-pool"}, "kubelet": "v1.35.4"}],
+     "addons": [("DaemonSet", "anetd", "gke.gcr.io/cilium/cilium:v1.15.10-gke.1200"),
+                ("Deployment", "metrics-server-v1.35", "gke.gcr.io/metrics-server:v0.7.1-gke.23"),
+                ("Deployment", "kube-dns", "gke.gcr.io/coredns/coredns:v1.10.1-gke.2")],
      "environment": "dev", "broken": False},
     {"key": "aks-westeurope", "provider": "azure", "region": "westeurope", "zones": ["westeurope-1", "westeurope-2"],
      "instance_types": ["Standard_D4s_v5"], "os_image": "Ubuntu 22.04.5 LTS", "kernel": "5.15.0-1079-azure",
@@ -45,6 +58,9 @@ PROFILES = [
                 "kubelet": "v1.36.3"},
                {"labels": {"kubernetes.azure.com/agentpool": "userpool", "agentpool": "userpool"},
                 "kubelet": "v1.35.4"}],
+     "addons": [("Deployment", "coredns", "mcr.microsoft.com/oss/kubernetes/coredns:v1.9.4-2"),
+                ("DaemonSet", "azure-cns", "mcr.microsoft.com/containernetworking/azure-cns:v1.6.13"),
+                ("DaemonSet", "kube-proxy", "mcr.microsoft.com/oss/kubernetes/kube-proxy:v1.36.3-hotfix.20251001")],
      "environment": "prod", "broken": False},
 ]
 
@@ -139,9 +155,24 @@ def _deployment(namespace: str, name: str, replicas: int, containers: list[dict]
                      "template": {"metadata": {"labels": labels}, "spec": {"containers": containers, **pod_spec}}}}
 
 
+def _addons(profile: dict) -> list[dict]:
+    """The provider's system add-ons in kube-system (CoreDNS, kube-proxy, its CNI …), at its versions."""
+    docs = []
+    for kind, name, image in profile.get("addons", ()):
+        labels = {"k8s-app": name}
+        pod = {"metadata": {"labels": labels}, "spec": {"containers": [_container(name, image)]}}
+        spec: dict = {"selector": {"matchLabels": labels}, "template": pod}
+        if kind == "Deployment":
+            spec["replicas"] = 1
+        docs.append({"apiVersion": "apps/v1", "kind": kind,
+                     "metadata": {"name": name, "namespace": "kube-system", "labels": labels}, "spec": spec})
+    return docs
+
+
 def workloads(profile: dict) -> list[dict]:
-    """The demo content: healthy apps, policy violations, and (on 'broken' profiles) a stuck Deployment."""
-    docs: list[dict] = [
+    """The demo content: healthy apps, policy violations, the provider's add-ons, and (on 'broken' profiles) a
+    stuck Deployment."""
+    docs: list[dict] = [*_addons(profile),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "shop"}}},
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {
             "name": "payments", "labels": {"team": "payments", "pod-security.kubernetes.io/enforce": "baseline"}}},

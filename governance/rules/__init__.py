@@ -50,6 +50,7 @@ class Param:
     max_value: int | None = None
     required: bool = False  # a list that must not be empty
     pattern: str | None = None  # each string (or list item) must match
+    check_item: Callable[[str], str] | None = None  # a list item's problem ("" when fine), after `pattern`
 
     def clean(self, value) -> object:
         import re
@@ -83,6 +84,8 @@ class Param:
             for item in value:
                 if self.pattern and not re.fullmatch(self.pattern, item):
                     raise ValueError(f"'{item}' is not valid here")
+                if self.check_item and (problem := self.check_item(item)):
+                    raise ValueError(problem)
             return value
         if not isinstance(value, str):
             raise ValueError("must be text")
@@ -109,6 +112,7 @@ class Context:
     workloads: list[dict] = dataclasses.field(default_factory=list)  # namespace, kind, name, labels, pod_template
     namespaces: list[dict] = dataclasses.field(default_factory=list)  # name, labels, resource_quotas, limit_ranges
     kubelet_versions: dict[str, int] = dataclasses.field(default_factory=dict)  # version -> node count
+    addons: list[dict] = dataclasses.field(default_factory=list)  # addon, version, namespace, workload, kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +131,7 @@ class Rule:
     title: str
     why: str
     severity: str
-    scope: str  # workload, namespace, cluster
+    scope: str  # workload, namespace, cluster, addon
     fix: str
     check: Callable[[Context, dict], Iterable[Finding]]
     params: tuple[Param, ...] = ()

@@ -13,6 +13,7 @@ from inventory.models import (
     AlertRule,
     Channel,
     Cluster,
+    ClusterAddon,
     ClusterEvent,
     ClusterGroup,
     Delivery,
@@ -317,3 +318,14 @@ class NodePoolSerializer(serializers.Serializer):
     zones = serializers.ListField(child=serializers.CharField())
     cpu_allocatable_millis = serializers.IntegerField()
     memory_allocatable_bytes = serializers.IntegerField()
+
+
+class AddonSerializer(serializers.ModelSerializer):
+    """A well-known add-on found running in a cluster, with the version its image tag states."""
+
+    cluster_name = serializers.CharField(source="cluster.name", read_only=True)
+
+    class Meta:
+        model = ClusterAddon
+        fields = ("id", "cluster", "cluster_name", "addon", "version", "namespace", "workload", "kind", "image")
+        read_only_fields = fields

@@ -16,6 +16,7 @@ from fleetweb.web import client_ip
 from inventory import notification_services, pools, services
 from inventory.api import serializers
 from inventory.filtersets import (
+    AddonFilterSet,
     ClusterFilterSet,
     ClusterGroupFilterSet,
     NamespaceFilterSet,
@@ -29,6 +30,7 @@ from inventory.models import (
     AlertRule,
     Channel,
     Cluster,
+    ClusterAddon,
     ClusterEvent,
     ClusterGroup,
     Delivery,
@@ -149,6 +151,16 @@ class ProblemPodViewSet(_InventoryViewSet):
     serializer_class = serializers.ProblemPodSerializer
     filterset_class = ProblemPodFilterSet
     ordering_fields = ["name", "namespace", "restarts", "cluster__name"]
+
+
+class AddonViewSet(_InventoryViewSet):
+    """Well-known add-ons (CoreDNS, kube-proxy, CNIs, ingress controllers, cert-manager, …) per cluster, with
+    the workload running each and the version its image states."""
+
+    model = ClusterAddon
+    serializer_class = serializers.AddonSerializer
+    filterset_class = AddonFilterSet
+    ordering_fields = ["addon", "version", "cluster__name"]
 
 
 class NodePoolViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

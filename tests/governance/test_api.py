@@ -156,7 +156,7 @@ def test_violations_filter_and_compliance_shape(api_as, fleet, viewer):
 def test_policy_catalog_over_the_api(api_as, viewer):
     client = api_as(viewer)
     catalog = client.get("/api/v1/policies/").json()
-    assert len(catalog) == 16 and catalog[0]["severity"] == "critical"
+    assert len(catalog) == 17 and catalog[0]["severity"] == "critical"
     rule = client.get("/api/v1/policies/allowed-registries/").json()
     assert rule["enforceable"] and rule["params"][0]["name"] == "registries" and rule["params"][0]["required"]
     assert client.get("/api/v1/policies/nope/").status_code == 404

@@ -203,7 +203,7 @@ def test_bad_parameters_are_refused_by_name(params):
 
 def test_catalog_is_complete_and_every_rule_explains_itself():
     keys = {r.key for r in rules.catalog()}
-    assert len(keys) == 16
+    assert len(keys) == 17
     for rule in rules.catalog():
         assert rule.title and rule.why and rule.fix and rule.severity in rules.SEVERITIES
         assert rule.enforceable or rule.audit_only_reason
