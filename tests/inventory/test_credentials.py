@@ -8,7 +8,7 @@ from django.core.management import call_command
 
 from fleetweb import crypto
 from fleetweb.env import ConfigError
-from inventory.models import ClusterCredential
+from inventory.models import Channel, ClusterCredential
 from tests.builders import make_cluster
 
 pytestmark = pytest.mark.django_db
@@ -31,6 +31,21 @@ def test_rotation_reencrypts_under_the_new_key(settings):
     assert after.ciphertext != before
     settings.FLEETWEB_ENCRYPTION_KEYS = [new]  # the old key can now be dropped
     assert after.open()["token"] == "secret-token-of-c1"
+
+
+def test_rotation_covers_alert_channel_secrets(settings):
+    old = settings.FLEETWEB_ENCRYPTION_KEYS[0]
+    channel = Channel.objects.create(name="ops", kind="slack", target_host="hooks.slack.com",
+                                     ciphertext=Channel.seal({"url": "https://hooks.slack.com/services/T/B/X"}))
+    email = Channel.objects.create(name="mail", kind="email", recipients=["a@example.com"])
+    new = Fernet.generate_key().decode()
+    settings.FLEETWEB_ENCRYPTION_KEYS = [new, old]
+    call_command("rotate_encryption_keys")
+    settings.FLEETWEB_ENCRYPTION_KEYS = [new]
+    channel.refresh_from_db()
+    email.refresh_from_db()
+    assert channel.open() == {"url": "https://hooks.slack.com/services/T/B/X"}
+    assert email.ciphertext == "" and email.open() == {}
 
 
 def test_a_missing_key_is_a_clear_error(settings):

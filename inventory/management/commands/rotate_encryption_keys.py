@@ -1,4 +1,5 @@
-"""Re-encrypt every stored credential under the first key of FLEETWEB_ENCRYPTION_KEYS.
+"""Re-encrypt every stored secret under the first key of FLEETWEB_ENCRYPTION_KEYS: cluster credentials, alert
+channels' URLs and signing secrets, and attach drafts still waiting.
 
 Rotation: put a new key first (`NEW,OLD`), run this, then drop OLD.
 """
@@ -8,18 +9,24 @@ from django.db import transaction
 
 from fleetweb import crypto
 from fleetweb.audit import record
-from inventory.models import ClusterCredential
+from inventory.models import AttachDraft, Channel, ClusterCredential
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt all stored cluster credentials under the newest encryption key."
+    help = "Re-encrypt all stored secrets (cluster credentials, channel URLs, attach drafts) under the newest key."
 
     def handle(self, *args, **options) -> None:
-        count = 0
+        counts = {}
         with transaction.atomic():
-            for credential in ClusterCredential.objects.select_for_update().only("pk", "ciphertext"):
-                credential.ciphertext = crypto.rotate(credential.ciphertext)
-                credential.save(update_fields=["ciphertext", "rotated_at"])
-                count += 1
-            record(user=None, action="credentials.rotate", message=f"re-encrypted {count} credentials")
-        self.stdout.write(f"Re-encrypted {count} credentials under the first key.")
+            for model, fields in ((ClusterCredential, ["ciphertext", "rotated_at"]), (Channel, ["ciphertext"]),
+                                  (AttachDraft, ["ciphertext"])):
+                count = 0
+                rows = model.objects.select_for_update().exclude(ciphertext="").order_by("pk").only("pk", "ciphertext")
+                for row in rows:
+                    row.ciphertext = crypto.rotate(row.ciphertext)
+                    row.save(update_fields=fields)
+                    count += 1
+                counts[model._meta.verbose_name_plural] = count
+            summary = ", ".join(f"{n} {name}" for name, n in counts.items())
+            record(user=None, action="credentials.rotate", message=f"re-encrypted {summary}")
+        self.stdout.write(f"Re-encrypted {summary} under the first key.")
