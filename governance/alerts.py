@@ -55,9 +55,11 @@ def _enforcement_failed(rule, scope, now):
 
 def violations_opened(opened: list[tuple[int, str, str, str, str, str]]) -> None:
     """Send violation.opened for (cluster id, rule key, severity, kind, namespace, name) rows just opened or
-    reopened: asked first whether any rule listens, so an evaluation pays one query when none does."""
+    reopened: an evaluation that opened none asks nothing; one that did asks first whether any rule listens."""
+    if not opened:
+        return
     rules = notifications.active_rules([NotifyEvent.VIOLATION_OPENED])
-    if not rules or not opened:
+    if not rules:
         return
     clusters = dict((pk, (name, env)) for pk, name, env in Cluster.objects.filter(
         pk__in={row[0] for row in opened}).values_list("pk", "name", "environment"))

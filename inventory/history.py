@@ -52,8 +52,5 @@ def sync_changes(cluster: Cluster, before: dict, *, at=None) -> list[ClusterEven
     return rows
 
 
+# What `sync_changes` compares: a sync reads these from the locked row before it writes.
 HISTORY_FIELDS = ("status", "kubernetes_version", "node_count")
-
-
-def snapshot(cluster: Cluster) -> dict:
-    return {f: getattr(cluster, f) for f in HISTORY_FIELDS}

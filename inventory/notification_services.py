@@ -62,7 +62,7 @@ def parse_recipients(text) -> list[str]:
     return recipients
 
 
-def check_channel_url(url: str, *, name: str) -> outbound.Target:
+def check_channel_url(url: str) -> outbound.Target:
     """The URL as the policy sees it (text, then the addresses its host resolves to); ServiceError saying why not."""
     try:
         return outbound.check_and_resolve(url, schemes=channels.SCHEMES, what="channel URL")
@@ -100,7 +100,7 @@ def save_channel(*, user, name: str, kind: str, team: Team | None = None, url: s
         url = (url or "").strip() or stored.get("url", "")
         if not url:
             raise ServiceError({"url": "The URL of the receiver is required."})
-        fields["target_host"] = check_channel_url(url, name=name).host
+        fields["target_host"] = check_channel_url(url).host
         secret_data = {"url": url}
         if kind == ChannelKind.WEBHOOK:
             secret = (secret or "").strip() or stored.get("secret", "")

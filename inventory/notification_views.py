@@ -42,6 +42,17 @@ def _own_choice(obj) -> list[tuple[str, str]]:
     return [(name, f"Team {name}" if name else "Platform (no team)")]
 
 
+def _require_a_manager(user) -> None:
+    """The new-channel and new-rule pages: for admins and team operators only (the service checks the team)."""
+    if not _manageable_teams(user):
+        raise ServiceError("Notifications are managed by admins and by each team's operators.", status=403)
+
+
+def _channel_initial(channel: Channel) -> dict:
+    return {"team": services.team_name(channel), "name": channel.name, "kind": channel.kind,
+            "recipients": ", ".join(channel.recipients), "enabled": channel.enabled}
+
+
 def _team_named(user, name: str) -> Team | None:
     return get_object_or_404(Team.objects.visible_to(user), name=name) if name else None
 
@@ -114,10 +125,7 @@ def notification_list(request) -> HttpResponseBase:
 
 
 def _channel_form(request, channel: Channel | None) -> HttpResponseBase:
-    initial = None
-    if channel is not None:
-        initial = {"team": services.team_name(channel), "name": channel.name, "kind": channel.kind,
-                   "recipients": ", ".join(channel.recipients), "enabled": channel.enabled}
+    initial = _channel_initial(channel) if channel is not None else None
     form = ChannelForm(request.POST or None, user=request.user, channel=channel, initial=initial)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
@@ -140,8 +148,7 @@ def _channel_form(request, channel: Channel | None) -> HttpResponseBase:
 
 @role_required(VIEWER, teams=True)
 def channel_create(request) -> HttpResponseBase:
-    if not _manageable_teams(request.user):
-        raise ServiceError("Notifications are managed by admins and by each team's operators.", status=403)
+    _require_a_manager(request.user)
     return _channel_form(request, None)
 
 
@@ -158,9 +165,7 @@ def channel_detail(request, pk: int) -> HttpResponseBase:
     return render(request, "inventory/channel_detail.html", {
         "channel": channel, "deliveries": deliveries, "rules": channel.rules.order_by("name"),
         "can_manage": can(request.user, "manage_notifications", channel.team),
-        "form": ChannelForm(user=request.user, channel=channel, initial={
-            "team": services.team_name(channel), "name": channel.name, "kind": channel.kind,
-            "recipients": ", ".join(channel.recipients), "enabled": channel.enabled})})
+        "form": ChannelForm(user=request.user, channel=channel, initial=_channel_initial(channel))})
 
 
 @require_POST
@@ -209,8 +214,7 @@ def _rule_form(request, rule: AlertRule | None) -> HttpResponseBase:
 
 @role_required(VIEWER, teams=True)
 def rule_create(request) -> HttpResponseBase:
-    if not _manageable_teams(request.user):
-        raise ServiceError("Notifications are managed by admins and by each team's operators.", status=403)
+    _require_a_manager(request.user)
     return _rule_form(request, None)
 
 
@@ -245,7 +249,7 @@ def delivery_list(request) -> HttpResponseBase:
         rows = rows.filter(channel_id=int(channel))
     page = Paginator(rows.order_by("-created_at", "-pk"), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "inventory/delivery_list.html", {
-        "page": page, "states": DeliveryState.choices, "state": state,
+        "page": page, "states": DeliveryState.choices, "state": state, "filters": request.GET,
         "channels": Channel.objects.visible_to(request.user).order_by("name"), "channel": channel})
 
 

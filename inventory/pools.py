@@ -8,6 +8,7 @@ from django.contrib.postgres.aggregates import ArrayAgg
 from django.db.models import Count, Q, QuerySet, Sum, TextField, Value
 from django.db.models.functions import Cast, Concat
 
+from inventory.addons import version_key, version_of
 from inventory.models import Node
 
 FIELDS = ("kubelet_versions", "os_images", "instance_types", "zones")
@@ -41,9 +42,5 @@ def versions(nodes: QuerySet[Node]) -> list[dict]:
     rows = (nodes.order_by().values("kubelet_version")
             .annotate(nodes=Count("pk"), pools=Count(pool_key, distinct=True), clusters=Count("cluster_id",
                                                                                                 distinct=True)))
-    return sorted((dict(r) for r in rows), key=lambda r: _version_key(r["kubelet_version"]), reverse=True)
-
-
-def _version_key(version: str) -> tuple:
-    parts = version.lstrip("v").split("-", 1)[0].split("+", 1)[0].split(".")
-    return tuple(int(p) if p.isdigit() else 0 for p in parts)
+    return sorted((dict(r) for r in rows), reverse=True,
+                  key=lambda r: version_key(version_of(r["kubelet_version"])) or ())

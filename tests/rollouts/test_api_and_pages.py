@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import yaml
@@ -148,37 +146,18 @@ def test_application_pages_create_and_diff(client, operator):
     assert 'id="diff"' in page and "<span class=\"add\">+  a: &#x27;2&#x27;</span>" in page
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list = []
-    statuses: list = []
-
-    def do_POST(self):  # noqa: N802 - the http.server API
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append((dict(self.headers), body))
-        self.send_response(type(self).statuses.pop(0) if type(self).statuses else 204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-def test_webhook_is_signed_and_refusals_are_retried(settings):
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _Receiver.received, _Receiver.statuses = [], [503]
-    settings.FLEETWEB_WEBHOOK_URL = f"http://127.0.0.1:{server.server_address[1]}/hook"
+def test_webhook_is_signed_and_refusals_are_retried(settings, http_receiver):
+    http_receiver.statuses["/hook"] = [503]
+    settings.FLEETWEB_WEBHOOK_URL = http_receiver.url("/hook")
     settings.FLEETWEB_WEBHOOK_SECRET = "s3cret"
     settings.CELERY_TASK_ALWAYS_EAGER = True
-    try:
-        payload = {"event": "rollout.succeeded", "delivery": "d-1", "rollout": 7}
-        with pytest.raises(Exception):  # noqa: B017 - the eager retry surfaces the receiver's 503
-            send_webhook.apply(args=[payload], throw=True)
-        assert send_webhook.apply(args=[payload]).result == "HTTP 204 No Content"
-    finally:
-        server.shutdown()
-    headers, body = _Receiver.received[-1]
+    payload = {"event": "rollout.succeeded", "delivery": "d-1", "rollout": 7}
+    with pytest.raises(Exception):  # noqa: B017 - the eager retry surfaces the receiver's 503
+        send_webhook.apply(args=[payload], throw=True)
+    assert send_webhook.apply(args=[payload]).result == "HTTP 204 No Content"
+    received = http_receiver.at("/hook")
+    headers, body = received[-1].headers, received[-1].body
     assert json.loads(body) == payload
     expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     assert headers["X-Fleetweb-Signature"] == expected and headers["X-Fleetweb-Event"] == "rollout.succeeded"
-    assert len(_Receiver.received) == 2
+    assert len(received) == 2
