@@ -262,6 +262,9 @@ if FLEETWEB_ROLLOUT_LEASE <= FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_
 FLEETWEB_KUBE_PAGE_SIZE = env_int("FLEETWEB_KUBE_PAGE_SIZE", 500, minimum=10)
 # The node label naming a node's pool where the provider has none of its own (inventory/decode.py lists those).
 FLEETWEB_NODE_POOL_LABEL = env_str("FLEETWEB_NODE_POOL_LABEL")
+# Seconds between two reads of a cluster's upgrade-readiness facts (deprecated APIs from /metrics, CRDs), made by
+# its scheduled syncs; every "Sync now" reads them too.
+FLEETWEB_READINESS_INTERVAL = env_int("FLEETWEB_READINESS_INTERVAL", 3600, minimum=10)
 # Kubeconfig exec credential plugins (inventory/execplugins.py): which of the known plugins may run, the
 # directories they are looked up in by name (empty: none runs), the HOME they run in, and host environment
 # variables passed through to them (e.g. AWS_ROLE_ARN,AWS_WEB_IDENTITY_TOKEN_FILE for IRSA). Nothing else of

@@ -5,9 +5,11 @@ from django.db.models import Q, QuerySet
 
 from fleetweb.filters import IsoDateTimeFilter
 from fleetweb.models import AuditEvent
+from governance import upgrades
 from governance.choices import Mode, Severity
 from governance.models import PolicyAssignment, Violation
-from inventory.filtersets import TeamFilter
+from inventory.filtersets import ClusterFilterSet, TeamFilter
+from inventory.models import ClusterGroup
 
 
 class AuditEventFilterSet(django_filters.FilterSet):
@@ -69,3 +71,24 @@ class PolicyAssignmentFilterSet(django_filters.FilterSet):
     class Meta:
         model = PolicyAssignment
         fields = ["group", "rule", "mode"]
+
+
+class UpgradePlanFilterSet(ClusterFilterSet):
+    """The Upgrade plan's clusters: the cluster list's filters plus `group` (its members now) and `verdict`
+    (applied to the computed readiness, see `governance.upgrades`)."""
+
+    group = django_filters.CharFilter(method="filter_group", label="Group")
+    verdict = django_filters.ChoiceFilter(choices=tuple(upgrades.VERDICTS.items()), method="keep",
+                                          empty_label="any verdict")
+
+    class Meta(ClusterFilterSet.Meta):
+        fields = ["q", "team", "group", "environment", "provider", "version", "verdict"]
+
+    def filter_group(self, queryset, name, value) -> QuerySet:
+        group = ClusterGroup.objects.visible_to(getattr(self.request, "user", None)).filter(name=value.strip()).first()
+        if group is None:
+            return queryset.none()
+        return queryset.filter(pk__in=group.members().values("pk"))
+
+    def keep(self, queryset, name, value) -> QuerySet:
+        return queryset  # a verdict is computed, not stored: `upgrades.keep_verdict` filters the plan

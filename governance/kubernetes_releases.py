@@ -1,7 +1,8 @@
 """Upstream Kubernetes minor releases and their end-of-life dates (kubernetes.io/releases).
 
 Shipped with Fleetweb and updated with it; a minor newer than the newest row is taken as supported
-(this table predates it), one older than the oldest row as long out of support.
+(this table predates it), one older than the oldest row as long out of support. The API versions each release
+stops serving are `governance.api_removals`, generated from upstream's code.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ END_OF_LIFE: dict[tuple[int, int], datetime.date] = {
     (1, 34): datetime.date(2026, 10, 27),
     (1, 35): datetime.date(2027, 2, 28),
     (1, 36): datetime.date(2027, 6, 28),
+    (1, 37): datetime.date(2027, 10, 28),
 }
 OLDEST = min(END_OF_LIFE)
 

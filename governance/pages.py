@@ -1,5 +1,6 @@
 """What governance adds to inventory's pages (registered in `GovernanceConfig.ready` through
-`inventory.extensions`): the cluster's compliance tab, group scores, and each group member's compliance."""
+`inventory.extensions`): the cluster's compliance and upgrade tabs, group scores, and each group member's
+compliance."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 
 from governance import compliance as fleet_compliance
+from governance import upgrades
 from governance.compliance import group_scores, history
 from governance.models import ClusterCompliance, Enforcement, PolicyAssignment, Violation
 from inventory import extensions
 from inventory import services as inventory_services
+from inventory.models import CustomResourceDefinition, DeprecatedAPIRequest
 
 PAGE_SIZE = 50
 
@@ -52,6 +55,17 @@ def overview_cards(user) -> list[dict]:
              "url": reverse("governance:violation_list")}]
 
 
+def upgrade_tab(cluster, page_number) -> dict:
+    """The cluster's readiness for its next minor, with every fact it rests on (deprecated APIs its clients call,
+    CRDs' stored versions)."""
+    [readiness] = upgrades.plan([cluster])
+    return {"readiness": readiness,
+            "deprecated_apis": DeprecatedAPIRequest.objects.filter(cluster=cluster),
+            "stale_crds": CustomResourceDefinition.objects.filter(cluster=cluster).exclude(stale_versions=[]),
+            "crd_count": CustomResourceDefinition.objects.filter(cluster=cluster).count()}
+
+
 def register() -> None:
     extensions.register(tab=("compliance", compliance_tab), scores=group_scores, detail=group_detail,
                         cards=overview_cards)
+    extensions.register(tab=("upgrade", upgrade_tab))

@@ -14,5 +14,7 @@ urlpatterns = [
     path("policies/assignments/<int:pk>/delete/", views.assignment_delete, name="assignment_delete"),
     path("compliance/", views.compliance_overview, name="compliance"),
     path("compliance/violations/", views.violation_list, name="violation_list"),
+    path("upgrades/", views.upgrade_plan, name="upgrade_plan"),
+    path("upgrades/export.csv", views.upgrade_plan_export, name="upgrade_plan_export"),
     path("compliance/violations/export.csv", views.violation_export, name="violation_export"),
 ]

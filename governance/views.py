@@ -1,4 +1,5 @@
-"""Pages of governance: policy catalog and matrix, assignments, compliance, violations, the audit log."""
+"""Pages of governance: policy catalog and matrix, assignments, compliance, violations, the audit log, the
+Upgrade plan."""
 
 
 from django.contrib import messages
@@ -19,9 +20,9 @@ from fleetweb.lists import filtered
 from fleetweb.models import AuditEvent
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
 from fleetweb.web import client_ip
-from governance import compliance, evaluation, rules, services
+from governance import compliance, evaluation, rules, services, upgrades
 from governance.choices import Mode
-from governance.filtersets import AuditEventFilterSet, ViolationFilterSet
+from governance.filtersets import AuditEventFilterSet, UpgradePlanFilterSet, ViolationFilterSet
 from governance.forms import AssignmentForm
 from governance.models import (
     ClusterCompliance,
@@ -29,7 +30,8 @@ from governance.models import (
     PolicyAssignment,
     Violation,
 )
-from inventory.models import ClusterGroup
+from inventory.choices import Environment
+from inventory.models import Cluster, ClusterGroup
 from inventory.teams import cluster_scope, narrowed_scope
 
 
@@ -289,3 +291,32 @@ def violation_export(request) -> HttpResponseBase:
              v.seen_until.isoformat(), v.resolved_at.isoformat() if v.resolved_at else "", v.times_reopened]
             for v in queryset.iterator(chunk_size=2000))
     return csv_response("fleetweb-violations.csv", header, rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Upgrade plan
+
+
+def _upgrade_plan(request) -> tuple[UpgradePlanFilterSet, list[upgrades.Readiness], dict[str, int]]:
+    filterset = UpgradePlanFilterSet(request.GET or None, queryset=Cluster.objects.visible_to(request.user),
+                                     request=request)
+    rows, counts = upgrades.fleet_plan(filtered(filterset), verdict=request.GET.get("verdict", ""))
+    return filterset, rows, counts
+
+
+@role_required(VIEWER, teams=True)
+def upgrade_plan(request) -> HttpResponseBase:
+    """Every cluster's readiness for its next minor (or its groups' target), earliest end of support first."""
+    filterset, rows, counts = _upgrade_plan(request)
+    page = Paginator(rows, 100).get_page(request.GET.get("page"))
+    return htmx_partial(request, "governance/upgrade_plan.html", "governance/partials/_upgrade_table.html", {
+        "page": page, "counts": counts, "verdicts": upgrades.VERDICTS, "filters": request.GET,
+        "filterset": filterset, "groups": ClusterGroup.objects.visible_to(request.user).values_list("name", flat=True),
+        "environments": Environment.choices, "errors": filterset.errors if filterset.is_bound else {}})
+
+
+@role_required(VIEWER, teams=True)
+def upgrade_plan_export(request) -> HttpResponseBase:
+    """The filtered Upgrade plan as CSV, one row per cluster with its blockers and how to fix them."""
+    _, rows, _ = _upgrade_plan(request)
+    return csv_response("fleetweb-upgrade-plan.csv", upgrades.CSV_HEADER, upgrades.csv_rows(rows))

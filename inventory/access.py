@@ -33,11 +33,11 @@ class ConnectionReport:
 
 def can_i(session: kube.Session, *, verb: str, group: str, resource: str) -> tuple[bool, str]:
     """SelfSubjectAccessReview for one verb/resource across all namespaces."""
-    body = {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SelfSubjectAccessReview",
-        "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource}},
-    }
+    return _review(session, {"resourceAttributes": {"verb": verb, "group": group, "resource": resource}})
+
+
+def _review(session: kube.Session, spec: dict) -> tuple[bool, str]:
+    body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": spec}
     result = json.loads(kube.request(session, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
                                      body=body, what="SelfSubjectAccessReview"))
     status = result.get("status") or {}
@@ -82,6 +82,7 @@ def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionR
                 checks.append(Check(label, True, "allowed"))
         if ok:
             checks.append(_enforcement_check(session))
+            checks += _readiness_checks(session)
         return ConnectionReport(ok, checks, version=git_version, error=first_error)
 
 
@@ -97,6 +98,34 @@ def _enforcement_check(session: kube.Session) -> Check:
         return Check(label, True, "allowed", optional=True)
     return Check(label, False, "not allowed: audit mode works, enforce-mode policies will fail on this cluster "
                                "(apply the fleetweb-reader-enforcer role to allow it)", optional=True)
+
+
+# Upgrade readiness (inventory/readiness.py): the API server's own metrics, for the deprecated APIs its clients
+# call (get on that one URL, nothing more), and the CRDs, for the versions they still store objects at.
+READINESS_RULES = [
+    {"nonResourceURLs": ["/metrics"], "verbs": ["get"]},
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["get", "list"]},
+]
+
+
+def _readiness_checks(session: kube.Session) -> list[Check]:
+    """Optional: may Fleetweb read what upgrade readiness needs? Without it the Upgrade plan says "unknown"."""
+    checks = []
+    for label, attributes in (
+            ("get /metrics (upgrade readiness, optional)", {"nonResourceAttributes": {"verb": "get",
+                                                                                      "path": "/metrics"}}),
+            ("list customresourcedefinitions.apiextensions.k8s.io (upgrade readiness, optional)",
+             {"resourceAttributes": {"verb": "list", "group": "apiextensions.k8s.io",
+                                     "resource": "customresourcedefinitions"}})):
+        try:
+            allowed, _ = _review(session, attributes)
+        except kube.KubeError as exc:
+            checks.append(Check(label, False, exc.message, optional=True))
+            continue
+        checks.append(Check(label, allowed, "allowed" if allowed else
+                            "not allowed: the Upgrade plan shows this cluster as unknown (apply the current manifest)",
+                            optional=True))
+    return checks
 
 
 # What rollouts may apply, by API group (rollouts.manifests.KINDS, plus namespaces they create).
@@ -127,7 +156,7 @@ def least_privilege_manifest(namespace: str = FLEETWEB_NAMESPACE, name: str = "f
             "kind": "ClusterRole",
             "metadata": {"name": name},
             "rules": [{"apiGroups": [group], "resources": sorted(resources), "verbs": ["get", "list", "watch"]}
-                      for group, resources in rules.items()],
+                      for group, resources in rules.items()] + READINESS_RULES,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

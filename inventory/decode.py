@@ -277,6 +277,35 @@ class NamespacedObject(_S):
     metadata: Meta = msgspec.field(default_factory=Meta)
 
 
+class CRDVersion(_S):
+    name: str = ""
+    served: bool = False
+    storage: bool = False
+    deprecated: bool = False
+
+
+class CRDNames(_S):
+    kind: str = ""
+
+
+class CRDSpec(_S):
+    group: str = ""
+    names: CRDNames = msgspec.field(default_factory=CRDNames)
+    versions: list[CRDVersion] = []
+
+
+class CRDStatus(_S):
+    stored_versions: list[str] = []
+
+
+class CustomResourceDefinition(_S):
+    """What upgrade readiness reads of a CRD (its schemas, often most of its bytes, are skipped unread)."""
+
+    metadata: Meta = msgspec.field(default_factory=Meta)
+    spec: CRDSpec = msgspec.field(default_factory=CRDSpec)
+    status: CRDStatus = msgspec.field(default_factory=CRDStatus)
+
+
 _LIST_META = msgspec.json.Decoder(_ListOnlyMeta)
 
 

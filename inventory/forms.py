@@ -15,6 +15,7 @@ from inventory.validators import (
     format_labels,
     normalize_server_url,
     parse_labels,
+    validate_minor_version,
     validate_selector,
     validate_server_url,
 )
@@ -187,11 +188,16 @@ class ClusterGroupForm(forms.Form):
     static_members = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3, "placeholder": "one cluster name per line"}),
         help_text="Clusters that belong to the group whatever the selector says.")
+    upgrade_target = forms.CharField(
+        max_length=8, required=False, label="Upgrade target", validators=[validate_minor_version],
+        widget=forms.TextInput(attrs={"size": 6, "placeholder": "1.37"}),
+        help_text="The Kubernetes minor its clusters plan to reach (the Upgrade plan checks them against it). "
+                  "Empty: each cluster's next minor.")
 
     def __init__(self, *args, group: ClusterGroup | None = None, **kwargs):
         if group is not None and "initial" not in kwargs:
             kwargs["initial"] = {"name": group.name, "description": group.description, "owner": group.owner,
-                                 "selector": group.selector,
+                                 "selector": group.selector, "upgrade_target": group.upgrade_target,
                                  "static_members": "\n".join(sorted(c.name for c in group.static_members.all()))}
         super().__init__(*args, **kwargs)
         self.group = group

@@ -318,25 +318,57 @@ def _api_message(exc: ApiException) -> str:
     return message or phrase
 
 
+def _call(session: Session, method: str, path: str, *, query: list | None, body: dict | None, content_type: str,
+          accept: str = "application/json"):
+    """Send one call with timeouts; the response's body is not read yet, except for an error status."""
+    api = session.api
+    method, url, headers, body_data, post_params = api.param_serialize(
+        method, path, query_params=query or [], body=body,
+        header_params={"Accept": accept, "Content-Type": content_type}, auth_settings=["BearerToken"],
+    )
+    response = api.call_api(method, url, header_params=headers, body=body_data, post_params=post_params,
+                            _request_timeout=_timeout())
+    if not 200 <= response.status < 300:
+        raise ApiException(status=response.status, reason=response.reason, body=response.read())
+    return response
+
+
 def request(session: Session, method: str, path: str, *, query: list | None = None, body: dict | None = None,
             what: str = "", content_type: str = "application/json") -> bytes:
     """One raw call with timeouts; returns the body bytes or raises KubeError."""
-    api = session.api
     try:
-        method, url, headers, body_data, post_params = api.param_serialize(
-            method, path, query_params=query or [], body=body,
-            header_params={"Accept": "application/json", "Content-Type": content_type},
-            auth_settings=["BearerToken"],
-        )
-        response = api.call_api(method, url, header_params=headers, body=body_data, post_params=post_params,
-                                _request_timeout=_timeout())
-        data = response.read()
-        if not 200 <= response.status < 300:
-            raise ApiException(status=response.status, reason=response.reason, body=data)
+        data = _call(session, method, path, query=query, body=body, content_type=content_type).read()
     except Exception as exc:  # every failure of the call becomes a classified KubeError
         raise classify(exc, what=what or f"{method} {path}") from exc
     session.bytes_read += len(data)
     return data
+
+
+def matching_lines(session: Session, path: str, prefix: bytes, *, what: str, max_bytes: int) -> list[bytes]:
+    """GET a text document (an API server's `/metrics`: megabytes on a big cluster) chunk by chunk and keep only
+    the lines starting with `prefix`; stop with KubeError('protocol') past `max_bytes`."""
+    lines: list[bytes] = []
+    rest = b""
+    read = 0
+    try:
+        response = _call(session, "GET", path, query=None, body=None, content_type="application/json",
+                         accept="text/plain")
+        raw = response.response
+        try:
+            for chunk in raw.stream(65536):
+                read += len(chunk)
+                session.bytes_read += len(chunk)
+                if read > max_bytes:
+                    raise KubeError("protocol", f"{what}: the answer is larger than {max_bytes // 2**20} MiB")
+                *complete, rest = (rest + chunk).split(b"\n")
+                lines += [line for line in complete if line.startswith(prefix)]
+        finally:
+            raw.release_conn()
+    except Exception as exc:  # every failure of the call becomes a classified KubeError
+        raise classify(exc, what=what) from exc
+    if rest.startswith(prefix):
+        lines.append(rest)
+    return lines
 
 
 class ListRestarted(Exception):

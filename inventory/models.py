@@ -35,7 +35,7 @@ from inventory.querysets import (
     Visibility,
     WorkloadQuerySet,
 )
-from inventory.validators import validate_selector, validate_server_url
+from inventory.validators import validate_minor_version, validate_selector, validate_server_url
 
 
 class Cluster(models.Model):
@@ -61,6 +61,9 @@ class Cluster(models.Model):
     last_sync_at = models.DateTimeField(null=True, blank=True, help_text="Last successful full sync")
     consecutive_failures = models.PositiveIntegerField(default=0)
     status_changed_at = models.DateTimeField(null=True, blank=True, help_text="When the status last changed")
+    readiness_checked_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last read of the upgrade-readiness facts (deprecated APIs, CRDs)")
+    readiness_error = models.TextField(blank=True, help_text="What that read could not get, by part")
     credentials_expire_at = models.DateTimeField(
         null=True, blank=True, help_text="When the client certificate or token expires, where it says")
 
@@ -293,6 +296,9 @@ class ClusterGroup(SelectorMixin, models.Model):
     selector = models.CharField(max_length=1024, blank=True, validators=[validate_selector],
                                 help_text="Kubernetes-style selector over cluster fields and labels")
     static_members = models.ManyToManyField(Cluster, blank=True, related_name="static_groups")
+    upgrade_target = models.CharField(
+        max_length=8, blank=True, validators=[validate_minor_version],
+        help_text="Kubernetes minor its clusters plan to upgrade to, e.g. 1.37 (empty: each one's next minor)")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -482,6 +488,61 @@ class ClusterAddon(models.Model):
 
     def __str__(self) -> str:
         return f"{self.addon} {self.version} on {self.cluster_id}"
+
+
+class DeprecatedAPIRequest(models.Model):
+    """A deprecated API version the cluster's clients requested since its API server started, as the API server's
+    `apiserver_requested_deprecated_apis` metric said at the last upgrade-readiness read."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="deprecated_api_requests")
+    group = models.CharField(max_length=253, blank=True)
+    version = models.CharField(max_length=64)
+    resource = models.CharField(max_length=253)
+    subresource = models.CharField(max_length=64, blank=True)
+    removed_release = models.CharField(max_length=16, blank=True, help_text="e.g. 1.38; empty when none is planned")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    objects = InventoryQuerySet.as_manager()
+    visibility = Visibility(cluster="cluster_id")
+
+    class Meta:
+        ordering = ["cluster__name", "group", "version", "resource", "subresource"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "group", "version", "resource", "subresource"],
+                                               name="one_deprecated_api_row")]
+
+    def __str__(self) -> str:
+        return f"{self.api_version} {self.resource} on {self.cluster_id}"
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+class CustomResourceDefinition(models.Model):
+    """A CRD of a cluster as the last upgrade-readiness read saw it: its versions (served, storage, deprecated)
+    and the versions objects are still stored at (`status.storedVersions`)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="crds")
+    name = models.CharField(max_length=253)
+    group = models.CharField(max_length=253)
+    kind = models.CharField(max_length=128)
+    versions = models.JSONField(default=list, help_text='[{"name", "served", "storage", "deprecated"}]')
+    stored_versions = models.JSONField(default=list)
+    stale_versions = models.JSONField(
+        default=list, blank=True,
+        help_text="Stored versions the CRD marks deprecated, no longer serves or no longer lists")
+
+    objects = InventoryQuerySet.as_manager()
+    visibility = Visibility(cluster="cluster_id")
+
+    class Meta:
+        ordering = ["cluster__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "name"], name="one_crd_row_per_cluster")]
+        indexes = [models.Index(fields=["cluster"], condition=~models.Q(stale_versions=[]), name="crd_stale")]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.cluster_id}"
 
 
 # ---------------------------------------------------------------------------------------------

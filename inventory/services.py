@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -26,6 +27,7 @@ from inventory.models import (
 )
 from inventory.signals import clusters_changed, membership_guards
 from inventory.teams import require
+from inventory.validators import validate_minor_version
 
 log = logging.getLogger(__name__)
 
@@ -329,24 +331,35 @@ def group_audit_view(group: ClusterGroup, static_names: list[str] | None = None)
     if static_names is None:
         static_names = sorted(group.static_members.values_list("name", flat=True)) if group.pk else []
     return {"name": group.name, "description": group.description, "owner": group.owner,
-            "selector": group.selector, "static_members": static_names}
+            "selector": group.selector, "upgrade_target": group.upgrade_target, "static_members": static_names}
 
 
 def _member_ids(group: ClusterGroup) -> set[int]:
     return set(group.members().values_list("pk", flat=True))
 
 
+def _check_upgrade_target(value: str) -> str:
+    value = (value or "").strip().removeprefix("v")
+    try:
+        validate_minor_version(value)
+    except ValidationError as exc:
+        raise AttachError(exc.messages[0], field="upgrade_target") from None
+    return value
+
+
 def create_group(*, name: str, user, selector: str = "", description: str = "", owner: str = "",
-                 static_members=(), source_ip: str = "") -> ClusterGroup:
+                 static_members=(), source_ip: str = "", upgrade_target: str = "") -> ClusterGroup:
     """Create a group; its members are re-evaluated against the policies assigned to it."""
     require(user, "edit_group", message="Creating groups needs the global operator role.")
     selectors.parse(selector)  # raises SelectorError with the position
+    upgrade_target = _check_upgrade_target(upgrade_target)
     taken = group_name_taken(name)
     if taken:
         raise AttachError(taken, field="name")
     with transaction.atomic():
         group = ClusterGroup.objects.create(name=name, selector=selector.strip(), description=description,
-                                            owner=owner, created_by=user if getattr(user, "pk", None) else None)
+                                            owner=owner, upgrade_target=upgrade_target,
+                                            created_by=user if getattr(user, "pk", None) else None)
         group.static_members.set(static_members)
         record(user=user, action="group.create", target=group, source_ip=source_ip,
                after=group_audit_view(group))
@@ -357,9 +370,11 @@ def create_group(*, name: str, user, selector: str = "", description: str = "", 
 def update_group(group: ClusterGroup, *, user, source_ip: str = "", static_members=None, **changes) -> ClusterGroup:
     """Change a group; clusters that joined or left it are re-evaluated (and enforcement follows)."""
     require(user, "edit_group", group, message="Changing groups needs the global operator role.")
-    unknown = set(changes) - {"description", "owner", "selector"}
+    unknown = set(changes) - {"description", "owner", "selector", "upgrade_target"}
     if unknown:
         raise AttachError(f"These fields cannot be changed: {', '.join(sorted(unknown))}")
+    if "upgrade_target" in changes:
+        changes["upgrade_target"] = _check_upgrade_target(changes["upgrade_target"])
     if "selector" in changes:
         selectors.parse(changes["selector"])
         changes["selector"] = changes["selector"].strip()

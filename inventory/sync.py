@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from fleetweb import leases, metrics
-from inventory import addons, collector, history, kube
+from inventory import addons, collector, history, kube, readiness
 from inventory.choices import ClusterStatus, SyncOutcome, WorkloadKind
 from inventory.models import Cluster, ClusterAddon, Namespace, Node, ProblemPod, SyncRun, Workload
 from inventory.querysets import UNAVAILABLE
@@ -108,6 +108,11 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
         credentials = credentials_of(cluster)
         session = kube.connect(credentials, insecure=cluster.insecure_skip_tls_verify)
         snapshot = collector.fetch(session)
+        facts = readiness.fetch(session) if readiness.due(cluster, triggered_by=triggered_by) else None
+        if facts is not None:  # kept beside the kinds' in the sync run
+            snapshot.timings_ms.update(facts.timings_ms)
+            snapshot.counts.update(facts.counts)
+            snapshot.bytes_read = session.bytes_read
     except kube.KubeError as exc:
         return _record_failure(cluster, run, exc, clock, bytes_read=session.bytes_read if session else 0)
     except Exception as exc:  # a bug or bad data must not stop the next sync, only this one
@@ -138,7 +143,12 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
             cluster.last_sync_at = now
         cluster.consecutive_failures = 0
         cluster.next_sync_at = now + timedelta(seconds=cluster.sync_interval)
+        readiness_fields = []
+        if facts is not None:
+            readiness.write(cluster, facts, now=now)
+            readiness_fields = ["readiness_checked_at", "readiness_error"]
         cluster.save(update_fields=[
+            *readiness_fields,
             "status", "status_reason", "status_changed_at", "last_error", "last_seen_at", "last_sync_at",
             "consecutive_failures", "next_sync_at", "kubernetes_version", "platform", "provider", "node_count",
             "ready_node_count", "namespace_count", "workload_count", "unhealthy_workload_count", "pod_count",

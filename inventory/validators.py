@@ -46,6 +46,15 @@ def validate_selector(value: str) -> None:
         raise ValidationError(str(exc), code="selector") from None
 
 
+MINOR_VERSION = re.compile(r"^1\.(\d{1,3})$")
+
+
+def validate_minor_version(value: str) -> None:
+    """A Kubernetes minor release as a group's upgrade target: '1.37' (no patch, no 'v')."""
+    if value and not MINOR_VERSION.match(value):
+        raise ValidationError(f"'{value}' is not a Kubernetes minor release: write it as 1.37 (no 'v', no patch).")
+
+
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 

@@ -433,7 +433,8 @@ def group_preview(request) -> HttpResponseBase:
 def _save_group(request, form: ClusterGroupForm, group: ClusterGroup | None):
     data = form.cleaned_data
     fields = {"description": data["description"], "owner": data["owner"], "selector": data["selector"],
-              "static_members": data["static_members"], "user": request.user, "source_ip": client_ip(request)}
+              "upgrade_target": data["upgrade_target"], "static_members": data["static_members"],
+              "user": request.user, "source_ip": client_ip(request)}
     try:
         if group is None:
             return services.create_group(name=data["name"], **fields)

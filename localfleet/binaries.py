@@ -19,11 +19,12 @@ from pathlib import Path
 
 GO_DIR = Path(__file__).resolve().parent / "go"
 
-# The Kubernetes release every member's controller-manager and scheduler run, and the default
-# apiserver; APISERVER_VERSIONS lists each apiserver release a member may run. Components may be
-# one minor behind the apiserver (upstream skew policy), so v1.36 apiservers pair with v1.35 ones.
+# The default apiserver release, and the controller-manager and scheduler of every member whose apiserver is at
+# most one minor newer; APISERVER_VERSIONS lists each apiserver release a member may run. Upstream's skew policy
+# lets those components be one minor behind the apiserver, never two, so a newer apiserver brings its own
+# (`component_version`): v1.36 apiservers pair with v1.35 components, v1.37 ones with v1.37 components.
 KUBE_VERSION = "v1.35.4"
-APISERVER_VERSIONS = ("v1.35.4", "v1.36.3")
+APISERVER_VERSIONS = ("v1.35.4", "v1.36.3", "v1.37.2")
 ETCD_MODULE = "etcd-v3.6.16"
 KWOK_MODULE = "kwok-v0.7.0"
 # The OpenID Connect provider the single sign-on tests log in through (tests/sso/).
@@ -100,6 +101,15 @@ def kube_binary(name: str, version: str) -> Binary:
     return Binary(name, f"kube-{version}", f"k8s.io/kubernetes/cmd/{name}")
 
 
+def _minor(version: str) -> int:
+    return int(version.removeprefix("v").split(".")[1])
+
+
+def component_version(apiserver_version: str) -> str:
+    """The kube-controller-manager and kube-scheduler release a member with this apiserver runs."""
+    return KUBE_VERSION if _minor(apiserver_version) - _minor(KUBE_VERSION) <= 1 else apiserver_version
+
+
 def all_binaries() -> list[Binary]:
     """Every binary a member cluster may need, cheapest first."""
     binaries = [
@@ -115,6 +125,8 @@ def all_binaries() -> list[Binary]:
     for version in APISERVER_VERSIONS:
         if version != KUBE_VERSION:
             binaries.append(kube_binary("kube-apiserver", version))
+        if component_version(version) != KUBE_VERSION:
+            binaries += [kube_binary(name, version) for name in ("kube-controller-manager", "kube-scheduler")]
     return binaries
 
 

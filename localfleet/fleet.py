@@ -63,7 +63,11 @@ class Fleet:
                 member = self.member(profile["name"])
             except KeyError:
                 member = Member(name=profile["name"], state_dir=self.state_dir, apiserver_version=profile["apiserver"])
-            member.profile = {**member.profile, "index": index, "nodes": max(nodes, member.profile.get("nodes", 0))}
+            # A member kept from an earlier run follows its profile's release (a dev fleet, not one to upgrade
+            # minor by minor) and its extra API versions.
+            member.apiserver_version = profile["apiserver"]
+            member.profile = {**member.profile, "index": index, "nodes": max(nodes, member.profile.get("nodes", 0)),
+                              "runtime_config": profile.get("runtime_config", "")}
             members.append(member)
         try:
             # Start one at a time (each start is CPU-bound on 2 cores), then seed and wait in parallel.

@@ -161,6 +161,11 @@ class Member:
 
     # -- processes ---------------------------------------------------------------------------
 
+    @property
+    def component_version(self) -> str:
+        """The release of this member's controller-manager and scheduler (within the skew policy of its apiserver)."""
+        return binaries.component_version(self.apiserver_version)
+
     def _command(self, component: str) -> list[str]:
         d, pk, p = self.dir, self.dir / "pki", self.ports
         if component == "etcd":
@@ -184,9 +189,11 @@ class Member:
                     "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
                     "--authorization-mode", "Node,RBAC", "--allow-privileged=true",
                     "--service-cluster-ip-range", SERVICE_CIDR, "--endpoint-reconciler-type", "none",
-                    "--profiling=false", "--v=1"]
+                    "--profiling=false", "--v=1",
+                    *(["--runtime-config", self.profile["runtime_config"]] if self.profile.get("runtime_config")
+                      else [])]
         if component == "kube-controller-manager":
-            return [str(binaries.path_of("kube-controller-manager")),
+            return [str(binaries.path_of("kube-controller-manager", self.component_version)),
                     "--kubeconfig", str(d / "controller-manager.kubeconfig"),
                     "--authentication-kubeconfig", str(d / "controller-manager.kubeconfig"),
                     "--authorization-kubeconfig", str(d / "controller-manager.kubeconfig"),
@@ -199,7 +206,7 @@ class Member:
                     "--node-monitor-grace-period", "120s",
                     "--profiling=false", "--v=1"]
         if component == "kube-scheduler":
-            return [str(binaries.path_of("kube-scheduler")),
+            return [str(binaries.path_of("kube-scheduler", self.component_version)),
                     "--kubeconfig", str(d / "scheduler.kubeconfig"),
                     "--authentication-kubeconfig", str(d / "scheduler.kubeconfig"),
                     "--authorization-kubeconfig", str(d / "scheduler.kubeconfig"),

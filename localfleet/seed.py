@@ -43,11 +43,12 @@ PROFILES = [
     {"key": "gke-us-central", "provider": "gce", "region": "us-central1", "zones": ["us-central1-a", "us-central1-b"],
      "instance_types": ["e2-standard-4"], "os_image": "Container-Optimized OS from Google",
      "kernel": "6.6.56+", "runtime": "containerd://1.7.24", "cpu": "4", "memory": "16Gi",
-     "extra_labels": {}, "apiserver": "v1.35.4",
+     # The newest release, serving one deprecated API (removed in v1.38) for the upgrade-readiness tests.
+     "extra_labels": {}, "apiserver": "v1.37.2", "runtime_config": "resource.k8s.io/v1beta1=true",
      "pools": [{"labels": {"cloud.google.com/gke-nodepool": "default-pool"}, "kubelet": "v1.34.4"},
                {"labels": {"cloud.google.com/gke-nodepool": "highmem-pool"}, "kubelet": "v1.35.4"}],
      "addons": [("DaemonSet", "anetd", "gke.gcr.io/cilium/cilium:v1.15.10-gke.1200"),
-                ("Deployment", "metrics-server-v1.35", "gke.gcr.io/metrics-server:v0.7.1-gke.23"),
+                ("Deployment", "metrics-server-v1.37", "gke.gcr.io/metrics-server:v0.7.1-gke.23"),
                 ("Deployment", "kube-dns", "gke.gcr.io/coredns/coredns:v1.10.1-gke.2")],
      "environment": "dev", "broken": False},
     {"key": "aks-westeurope", "provider": "azure", "region": "westeurope", "zones": ["westeurope-1", "westeurope-2"],
@@ -160,7 +161,9 @@ def _addons(profile: dict) -> list[dict]:
     docs = []
     for kind, name, image in profile.get("addons", ()):
         labels = {"k8s-app": name}
-        pod = {"metadata": {"labels": labels}, "spec": {"containers": [_container(name, image)]}}
+        # Container names may not hold dots (GKE's metrics-server-v1.37 workload runs a container "metrics-server").
+        container = name.split("-v1.")[0]
+        pod = {"metadata": {"labels": labels}, "spec": {"containers": [_container(container, image)]}}
         spec: dict = {"selector": {"matchLabels": labels}, "template": pod}
         if kind == "Deployment":
             spec["replicas"] = 1

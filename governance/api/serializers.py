@@ -103,3 +103,31 @@ class ClusterComplianceSerializer(serializers.ModelSerializer):
         if not self.context.get("with_history"):
             return None
         return history(c.cluster.compliance_snapshots.all(), days=self.context.get("days", 30))
+
+
+class UpgradeItemSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="api, crd, pool, addon, support, steps, facts or version")
+    subject = serializers.CharField(help_text="What it is about: the API, CRD, node pool, add-on …")
+    message = serializers.CharField()
+    fix = serializers.CharField(help_text="How to fix it")
+
+
+class UpgradeReadinessSerializer(serializers.Serializer):
+    """One cluster's readiness for its next minor or its groups' target (`governance.upgrades`)."""
+
+    cluster = serializers.CharField()
+    cluster_id = serializers.IntegerField()
+    environment = serializers.CharField()
+    kubernetes_version = serializers.CharField()
+    current = serializers.CharField(help_text="The minor it runs, e.g. 1.35")
+    target = serializers.CharField(help_text="The minor it is checked against")
+    target_from = serializers.CharField(help_text="'next minor' or 'group <name>'")
+    target_released = serializers.BooleanField()
+    steps = serializers.ListField(child=serializers.CharField(), help_text="Minors the control plane passes")
+    end_of_support = serializers.DateField(allow_null=True)
+    days_left = serializers.IntegerField(allow_null=True)
+    verdict = serializers.ChoiceField(choices=["ready", "blocked", "unknown", "current"])
+    blockers = UpgradeItemSerializer(many=True)
+    warnings = UpgradeItemSerializer(many=True)
+    missing = UpgradeItemSerializer(many=True, help_text="What could not be checked (verdict unknown)")
+    checked_at = serializers.DateTimeField(allow_null=True, help_text="Last read of deprecated APIs and CRDs")

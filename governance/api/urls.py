@@ -9,6 +9,7 @@ router.register("policies", views.PolicyViewSet, basename="policy")
 router.register("policy-assignments", views.PolicyAssignmentViewSet, basename="policyassignment")
 router.register("violations", views.ViolationViewSet, basename="violation")
 router.register("compliance/clusters", views.ClusterComplianceViewSet, basename="clustercompliance")
+router.register("upgrade-plan", views.UpgradePlanViewSet, basename="upgradeplan")
 
 app_name = "governance-api"
 urlpatterns = [

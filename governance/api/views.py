@@ -11,21 +11,27 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from fleetweb.api import NewestFirstCursorPagination
+from fleetweb.api import NewestFirstCursorPagination, Pagination
 from fleetweb.models import AuditEvent
 from fleetweb.roles import ADMIN, VIEWER
 from fleetweb.web import client_ip
-from governance import compliance, rules, services
+from governance import compliance, rules, services, upgrades
 from governance.api.serializers import (
     AuditEventSerializer,
     ClusterComplianceSerializer,
     PolicyAssignmentSerializer,
     RuleSerializer,
+    UpgradeReadinessSerializer,
     ViolationSerializer,
 )
-from governance.filtersets import AuditEventFilterSet, PolicyAssignmentFilterSet, ViolationFilterSet
+from governance.filtersets import (
+    AuditEventFilterSet,
+    PolicyAssignmentFilterSet,
+    UpgradePlanFilterSet,
+    ViolationFilterSet,
+)
 from governance.models import ClusterCompliance, PolicyAssignment, Violation
-from inventory.models import ClusterGroup
+from inventory.models import Cluster, ClusterGroup
 from inventory.teams import cluster_scope
 
 
@@ -168,3 +174,32 @@ class ClusterComplianceViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         compliance = get_object_or_404(self.get_queryset(), cluster__name=cluster)
         return Response(ClusterComplianceSerializer(compliance, context={"with_history": True,
                                                                          "days": _days(request)}).data)
+
+
+class UpgradePlanViewSet(viewsets.GenericViewSet):
+    """Each cluster's readiness for its next Kubernetes minor (or its groups' upgrade target): verdict, blockers
+    with how to fix them, warnings, what could not be checked. Earliest end of support first; filters as on the
+    Upgrade plan page (`q`, `team`, `group`, `environment`, `provider`, `version`, `verdict`)."""
+
+    serializer_class = UpgradeReadinessSerializer
+    filterset_class = UpgradePlanFilterSet
+    filter_backends = [DjangoFilterBackend]
+    pagination_class = Pagination
+    required_role = VIEWER
+    lookup_field = "name"
+    lookup_url_kwarg = "cluster"
+    lookup_value_regex = "[-a-z0-9]+"
+
+    def get_queryset(self) -> QuerySet:
+        return Cluster.objects.visible_to(self.request.user)
+
+    def list(self, request) -> Response:
+        rows, _ = upgrades.fleet_plan(self.filter_queryset(self.get_queryset()),
+                                      verdict=request.query_params.get("verdict", ""))
+        page = self.paginate_queryset(rows) or []
+        return self.get_paginated_response(UpgradeReadinessSerializer([r.as_dict() for r in page], many=True).data)
+
+    def retrieve(self, request, cluster=None) -> Response:
+        found = get_object_or_404(self.get_queryset().only(*upgrades.CLUSTER_FIELDS), name=cluster)
+        [readiness] = upgrades.plan([found])
+        return Response(UpgradeReadinessSerializer(readiness.as_dict()).data)

@@ -184,8 +184,8 @@ class ClusterGroupSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ClusterGroup
-        fields = ("id", "url", "name", "description", "owner", "selector", "static_members", "members",
-                  "member_count", "created_at", "updated_at")
+        fields = ("id", "url", "name", "description", "owner", "selector", "upgrade_target", "static_members",
+                  "members", "member_count", "created_at", "updated_at")
         read_only_fields = ("id", "url", "members", "member_count", "created_at", "updated_at")
         extra_kwargs: dict[str, dict] = {"name": {"validators": []}}
 

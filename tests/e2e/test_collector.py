@@ -98,8 +98,10 @@ def test_connection_test_reports_success_and_missing_permissions(member):
     assert [c.name for c in report.checks][1:] == [
         "list nodes", "list namespaces", "list deployments.apps", "list statefulsets.apps", "list daemonsets.apps",
         "list replicasets.apps", "list cronjobs.batch", "list jobs.batch", "list pods", "list resourcequotas",
-        "list limitranges", "manage validatingadmissionpolicies (enforce mode, optional)"]
-    assert report.checks[-1].ok, "the seeded reader holds the enforcer role from the same manifest"
+        "list limitranges", "manage validatingadmissionpolicies (enforce mode, optional)",
+        "get /metrics (upgrade readiness, optional)",
+        "list customresourcedefinitions.apiextensions.k8s.io (upgrade readiness, optional)"]
+    assert all(c.ok for c in report.checks[-3:]), "the seeded reader holds the enforcer and readiness rules too"
     # A token of a ServiceAccount without the ClusterRole: every list check fails with the resource named.
     with member.admin_api() as api:
         core = k8s.CoreV1Api(api)

@@ -52,8 +52,8 @@ def test_a_formula_username_from_an_anonymous_login_is_neutralised_in_the_audit_
 def test_violations_csv_goes_through_the_same_helper():
     source = (ROOT / "governance" / "views.py").read_text() + (ROOT / "inventory" / "views.py").read_text()
     assert "csv.writer" not in source
-    # audit log, violations, clusters, fleet-wide workloads: each export calls the formula-safe helper
-    assert source.count("csv_response(") == 4
+    # audit log, violations, upgrade plan, clusters, fleet-wide workloads: each export calls the formula-safe helper
+    assert source.count("csv_response(") == 5
 
 
 @pytest.mark.parametrize("url", ["/api/schema/", "/api/docs/"])

@@ -74,6 +74,9 @@ LISTS = [
     ("API nodes", "/api/v1/nodes/", "api"),
     ("API applications", "/api/v1/applications/", "api"),
     ("API rollouts", "/api/v1/rollouts/", "api"),
+    ("upgrade plan page", "/upgrades/", "page"),
+    ("upgrade plan CSV", "/upgrades/export.csv", "export"),
+    ("API upgrade plan", "/api/v1/upgrade-plan/", "api"),
 ]
 # (door, url with {cluster}/{cluster_id}/{app}/{app_id}, kind) for one object of one team
 DETAILS = [
@@ -83,6 +86,8 @@ DETAILS = [
     ("API cluster", "/api/v1/clusters/{cluster_id}/", "api"),
     ("API application", "/api/v1/applications/{app_id}/", "api"),
     ("API where it runs", "/api/v1/applications/{app_id}/clusters/", "api"),
+    ("cluster upgrade tab", "/clusters/{cluster}/?tab=upgrade", "partial"),
+    ("API upgrade readiness", "/api/v1/upgrade-plan/{cluster}/", "api"),
 ]
 
 

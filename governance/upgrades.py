@@ -1,0 +1,335 @@
+"""Upgrade readiness: for each cluster, what stands between it and its next Kubernetes minor (or the target its
+groups set), named with how to fix it, and a verdict.
+
+Built at read time from what syncs stored (versions, node pools, add-ons, and the deprecated-API and CRD facts
+`inventory.readiness` reads), so a verdict is never older than the facts it names. Blockers:
+
+- built-in API versions the cluster's clients still call that the target no longer serves (the API server's own
+  `apiserver_requested_deprecated_apis` metric; its `removed_release`, else `governance.api_removals`);
+- CRDs still storing objects at a version they deprecate or no longer serve;
+- node pools whose kubelets would fall outside the skew policy once the control plane is at the target;
+- add-ons below what the target needs, where `ADDON_REQUIREMENTS` knows it.
+
+Without the facts (never read, or Fleetweb may not read /metrics) the verdict is "unknown", never "ready".
+The fleet's plan is one query per kind of fact, whatever the number of clusters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+
+from django.db.models import Case, DateField, Q, QuerySet, Value, When
+from django.utils import timezone
+
+from governance import kubernetes_releases as releases
+from governance.api_removals import REMOVALS
+from inventory import selectors
+from inventory.addons import version_key, version_of
+from inventory.models import (
+    Cluster,
+    ClusterAddon,
+    ClusterGroup,
+    CustomResourceDefinition,
+    DeprecatedAPIRequest,
+    Node,
+)
+from inventory.services import membership
+
+READY, BLOCKED, UNKNOWN, CURRENT = "ready", "blocked", "unknown", "current"
+VERDICTS = {READY: "Ready", BLOCKED: "Blocked", UNKNOWN: "Unknown", CURRENT: "At target"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One blocker or warning: what, about which object, and how to fix it."""
+
+    code: str
+    subject: str
+    message: str
+    fix: str
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Readiness:
+    cluster: Cluster
+    current: str = ""  # "1.35"
+    target: str = ""  # "1.36"
+    target_from: str = ""  # "next minor" or "group <name>"
+    target_released: bool = True
+    steps: list[str] = dataclasses.field(default_factory=list)
+    end_of_support: datetime.date | None = None
+    days_left: int | None = None
+    verdict: str = UNKNOWN
+    blockers: list[Item] = dataclasses.field(default_factory=list)
+    warnings: list[Item] = dataclasses.field(default_factory=list)
+    missing: list[Item] = dataclasses.field(default_factory=list)  # what could not be checked
+    checked_at: datetime.datetime | None = None
+
+    @property
+    def verdict_label(self) -> str:
+        return VERDICTS[self.verdict]
+
+    def as_dict(self) -> dict:
+        return {"cluster": self.cluster.name, "cluster_id": self.cluster.pk, "environment": self.cluster.environment,
+                "kubernetes_version": self.cluster.kubernetes_version, "current": self.current,
+                "target": self.target, "target_from": self.target_from, "target_released": self.target_released,
+                "steps": self.steps, "end_of_support": self.end_of_support, "days_left": self.days_left,
+                "verdict": self.verdict, "blockers": [b.as_dict() for b in self.blockers],
+                "warnings": [w.as_dict() for w in self.warnings], "missing": [m.as_dict() for m in self.missing],
+                "checked_at": self.checked_at}
+
+
+def _text(minor: tuple[int, int]) -> str:
+    return f"{minor[0]}.{minor[1]}"
+
+
+def _parse(text: str) -> tuple[int, int] | None:
+    return releases.minor_of(text) if text else None
+
+
+def allowed_kubelet_skew(target: tuple[int, int]) -> int:
+    """Minors a kubelet may be behind the API server: three since 1.28, two before (upstream skew policy)."""
+    return 3 if target >= (1, 28) else 2
+
+
+# Add-ons whose needs the target decides: add-on key -> fn(target minor, version found) -> (blocker?, Item) or None.
+def _kube_proxy(target: tuple[int, int], version: str) -> tuple[bool, Item] | None:
+    found = version_key(version)
+    if found is None or len(found) < 2:
+        return None
+    skew = allowed_kubelet_skew(target)
+    if target[1] - found[1] > skew:
+        floor = f"{target[0]}.{target[1] - skew}"
+        return True, Item("addon", "kube-proxy", f"kube-proxy {version} would be {target[1] - found[1]} minors "
+                                                 f"behind {_text(target)} (at most {skew} allowed)",
+                          f"Upgrade kube-proxy to at least {floor} (with its node pools) before the control plane.")
+    return None
+
+
+def _cluster_autoscaler(target: tuple[int, int], version: str) -> tuple[bool, Item] | None:
+    found = version_key(version)
+    if found is None or len(found) < 2 or tuple(found[:2]) == target:
+        return None
+    return False, Item("addon", "cluster-autoscaler", f"cluster-autoscaler {version} is built for "
+                                                       f"{found[0]}.{found[1]}, not {_text(target)}",
+                       f"Upgrade cluster-autoscaler to its {_text(target)} release together with the control plane "
+                       "(its minor follows Kubernetes').")
+
+
+ADDON_REQUIREMENTS: dict[str, Callable[[tuple[int, int], str], tuple[bool, Item] | None]] = {
+    "kube-proxy": _kube_proxy,
+    "cluster-autoscaler": _cluster_autoscaler,
+}
+
+
+def replacement(group: str, version: str, resource: str) -> str:
+    """The API version to move to: the table's replacement, followed while that one is removed too."""
+    seen = set()
+    entry = REMOVALS.get((group, version, resource))
+    answer = ""
+    while entry and entry[3] and entry[3] not in seen:
+        answer = entry[3]
+        seen.add(answer)
+        group_version = answer.rsplit("/", 1)
+        entry = REMOVALS.get((group_version[0] if len(group_version) == 2 else "", group_version[-1], resource))
+    return answer
+
+
+def removed_in(row: DeprecatedAPIRequest) -> str:
+    if row.removed_release:
+        return row.removed_release
+    entry = REMOVALS.get((row.group, row.version, row.resource))
+    return entry[2] if entry else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# The fleet's plan
+
+
+def end_of_support_case() -> Case:
+    """Cluster.kubernetes_version -> its minor's end-of-support date, in SQL (to order and filter a fleet)."""
+    whens = [When(kubernetes_version__regex=rf"^v?{m[0]}\.{m[1]}(\.|-|\+|$)", then=Value(date))
+             for m, date in releases.END_OF_LIFE.items()]
+    return Case(*whens, default=Value(None), output_field=DateField())
+
+
+def ordered(clusters: QuerySet[Cluster]) -> QuerySet[Cluster]:
+    """Earliest end of support first (versions the table does not know last), then by name."""
+    return clusters.annotate(end_of_support=end_of_support_case()).order_by("end_of_support", "name")
+
+
+CLUSTER_FIELDS = ("pk", "name", "labels", *selectors.FIELDS, "kubernetes_version", "status", "readiness_checked_at",
+                  "readiness_error")
+
+
+def fleet_plan(clusters: QuerySet[Cluster], *, verdict: str = "") -> tuple[list[Readiness], dict[str, int]]:
+    """The readiness of every cluster of the queryset (earliest end of support first) and how many have each
+    verdict; `verdict` keeps only those with it (the counts are of all)."""
+    rows = plan(ordered(clusters).only(*CLUSTER_FIELDS))
+    counts = Counter(r.verdict for r in rows)
+    if verdict in VERDICTS:
+        rows = [r for r in rows if r.verdict == verdict]
+    return rows, {v: counts.get(v, 0) for v in VERDICTS}
+
+
+def csv_rows(rows: list[Readiness]) -> Iterable[list]:
+    for r in rows:
+        c = r.cluster
+        yield [c.name, c.environment, c.kubernetes_version, r.end_of_support or "", "" if r.days_left is None
+               else r.days_left, r.target, r.target_from, r.verdict, len(r.blockers),
+               " | ".join(f"{b.message}: {b.fix}" for b in r.blockers),
+               " | ".join(w.message for w in r.warnings), " | ".join(m.message for m in r.missing),
+               c.readiness_checked_at.isoformat() if c.readiness_checked_at else ""]
+
+
+CSV_HEADER = ["cluster", "environment", "kubernetes_version", "end_of_support", "days_left", "target",
+              "target_from", "verdict", "blockers", "blocker_details", "warnings", "not_checked", "checked_at"]
+
+
+def targets(clusters: list[Cluster]) -> dict[int, tuple[tuple[int, int], str]]:
+    """{cluster id: (target minor, group name)} from the groups that set one; with several, the lowest."""
+    groups = list(ClusterGroup.objects.exclude(upgrade_target=""))
+    found: dict[int, tuple[tuple[int, int], str]] = {}
+    if not groups:
+        return found
+    members = membership(groups, clusters)
+    for group in groups:
+        minor = _parse(group.upgrade_target)
+        if minor is None:
+            continue
+        for member in members[group.pk]:
+            if member.pk not in found or minor < found[member.pk][0]:
+                found[member.pk] = (minor, group.name)
+    return found
+
+
+def plan(clusters: Iterable[Cluster], *, today: datetime.date | None = None) -> list[Readiness]:
+    """The readiness of each cluster given, in the order given."""
+    clusters = list(clusters)
+    ids = [c.pk for c in clusters]
+    today = today or timezone.localdate()
+    pools: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for cluster_id, pool, kubelet in (Node.objects.filter(cluster_id__in=ids).order_by()
+                                      .values_list("cluster_id", "pool", "kubelet_version").distinct()):
+        pools[cluster_id][pool].add(kubelet)
+    addons: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for cluster_id, addon, version in (ClusterAddon.objects.filter(cluster_id__in=ids, addon__in=ADDON_REQUIREMENTS)
+                                       .values_list("cluster_id", "addon", "version")):
+        addons[cluster_id].append((addon, version))
+    apis: dict[int, list[DeprecatedAPIRequest]] = defaultdict(list)
+    for row in DeprecatedAPIRequest.objects.filter(cluster_id__in=ids).order_by("group", "version", "resource"):
+        apis[row.cluster_id].append(row)
+    crds: dict[int, list[CustomResourceDefinition]] = defaultdict(list)
+    for crd in (CustomResourceDefinition.objects.filter(cluster_id__in=ids).filter(~Q(stale_versions=[]))
+                .order_by("name").only("cluster_id", "name", "kind", "versions", "stale_versions")):
+        crds[crd.cluster_id].append(crd)
+    group_targets = targets(clusters)
+    return [_readiness(c, today=today, target=group_targets.get(c.pk), pools=pools.get(c.pk, {}),
+                       addons=addons.get(c.pk, []), apis=apis.get(c.pk, []), crds=crds.get(c.pk, []))
+            for c in clusters]
+
+
+def _readiness(cluster: Cluster, *, today, target, pools, addons, apis, crds) -> Readiness:
+    r = Readiness(cluster=cluster, checked_at=cluster.readiness_checked_at)
+    current = _parse(cluster.kubernetes_version)
+    if current is None:
+        r.missing.append(Item("version", cluster.name, "Kubernetes version not known yet: the cluster has not "
+                                                       "answered a sync",
+                              "Wait for its first sync, or see why it fails on the cluster's page."))
+        return r
+    r.current = _text(current)
+    eol = releases.end_of_life(current)
+    if eol is not None and eol != datetime.date.min:
+        r.end_of_support, r.days_left = eol, (eol - today).days
+    if eol is not None and eol < today:
+        since = "" if eol == datetime.date.min else f" since {eol:%Y-%m-%d}"
+        r.warnings.append(Item("support", r.current, f"Kubernetes {r.current} is out of upstream support{since}",
+                               "Upgrade now: out-of-support minors get no security fixes."))
+    if target is not None:
+        goal, group = target
+        r.target_from = f"group {group}"
+    else:
+        goal = (current[0], current[1] + 1)
+        r.target_from = "next minor"
+    r.target = _text(goal)
+    r.target_released = goal in releases.END_OF_LIFE
+    if goal <= current:
+        r.verdict = CURRENT
+        return r
+    r.steps = [f"{goal[0]}.{m}" for m in range(current[1] + 1, goal[1] + 1)]
+    if len(r.steps) > 1:
+        r.warnings.append(Item("steps", r.target, f"{len(r.steps)} upgrades: the control plane moves one minor at a "
+                                                  f"time ({' → '.join([r.current, *r.steps])})",
+                               "Plan each step; the checks below are for the last one."))
+    _apis(r, goal, apis)
+    _crds(r, crds)
+    _pools(r, goal, pools)
+    for addon, version in addons:
+        found = ADDON_REQUIREMENTS[addon](goal, version)
+        if found:
+            (r.blockers if found[0] else r.warnings).append(found[1])
+    r.missing = _missing_facts(cluster)
+    r.verdict = BLOCKED if r.blockers else UNKNOWN if r.missing else READY
+    return r
+
+
+def _apis(r: Readiness, goal: tuple[int, int], apis: list[DeprecatedAPIRequest]) -> None:
+    for row in apis:
+        removed = removed_in(row)
+        name = f"{row.api_version} {row.resource}{'/' + row.subresource if row.subresource else ''}"
+        move_to = replacement(row.group, row.version, row.resource)
+        fix = (f"Move its clients (manifests, charts, controllers) to {move_to}." if move_to else
+               "Move its clients (manifests, charts, controllers) to a version the target still serves.")
+        removed_minor = _parse(removed)
+        if removed_minor is not None and removed_minor <= goal:
+            r.blockers.append(Item("api", name, f"clients still call {name}, removed in Kubernetes {removed}", fix))
+        else:
+            later = f", removed in {removed}" if removed else ", with no removal planned yet"
+            r.warnings.append(Item("api", name, f"clients still call the deprecated {name}{later}", fix))
+
+
+def _crds(r: Readiness, crds: list[CustomResourceDefinition]) -> None:
+    for crd in crds:
+        storage = next((v["name"] for v in crd.versions if v.get("storage")), "")
+        stale = ", ".join(crd.stale_versions)
+        r.blockers.append(Item(
+            "crd", crd.name, f"{crd.name} still lists {stale} in status.storedVersions, a version it deprecates or "
+                             "no longer serves",
+            f"Rewrite its {crd.kind} objects at {storage or 'the storage version'} (a storage version migration, "
+            f"or read and replace each), then remove {stale} from the CRD's status.storedVersions."))
+
+
+def _pools(r: Readiness, goal: tuple[int, int], pools: dict[str, set[str]]) -> None:
+    skew = allowed_kubelet_skew(goal)
+    for pool, kubelets in sorted(pools.items()):
+        minors = [m for m in (_parse(v) for v in kubelets) if m is not None]
+        if not minors:
+            continue
+        oldest = min(minors)
+        behind = goal[1] - oldest[1]
+        version = min((v for v in kubelets if _parse(v) == oldest), key=lambda v: version_key(version_of(v)) or ())
+        if behind > skew:
+            r.blockers.append(Item("pool", pool, f"node pool {pool} runs kubelet {version}: {behind} minors behind "
+                                                 f"{r.target} (at most {skew} allowed)",
+                                   f"Upgrade node pool {pool} to at least {goal[0]}.{goal[1] - skew} first."))
+
+
+def _missing_facts(cluster: Cluster) -> list[Item]:
+    """What the verdict cannot be sure of: readiness facts never read, or a part Fleetweb may not read."""
+    if cluster.readiness_checked_at is None:
+        return [Item("facts", cluster.name, "deprecated APIs and CRDs not read yet",
+                     "They are read by the next sync (Sync now reads them at once).")]
+    items = []
+    for line in cluster.readiness_error.splitlines():
+        part, _, message = line.partition(": ")
+        items.append(Item("facts", part, f"{part} could not be read: {message}",
+                          "Apply the current access manifest (Attach → RBAC manifest), then Sync now."
+                          if "403" in message else "Sync now once the cause is fixed."))
+    return items
+
