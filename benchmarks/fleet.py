@@ -135,6 +135,48 @@ def baseline_policies() -> None:
                                            defaults={"selector": f"region={region},fleet=bench"})
 
 
+CRDS_PER_CLUSTER = 20
+
+
+def readiness_facts(clusters) -> None:
+    """What readiness reads would store: 20 CRDs per cluster (every fifth cluster with one still storing a
+    deprecated version), two deprecated APIs its clients call on every third, and a group target for prod."""
+    from django.utils import timezone
+
+    from governance import upgrades
+    from inventory.models import Cluster, ClusterGroup, CustomResourceDefinition, DeprecatedAPIRequest
+
+    ClusterGroup.objects.update_or_create(name="bench-prod", defaults={"selector": "environment=prod,fleet=bench",
+                                                                       "upgrade_target": "1.37"})
+    if CustomResourceDefinition.objects.filter(cluster__name__startswith="fleet-").exists():
+        upgrades.refresh_all()
+        return
+    now = timezone.now()
+    crds, apis = [], []
+    for i, c in enumerate(clusters):
+        for k in range(CRDS_PER_CLUSTER):
+            stale = ["v1beta1"] if k == 0 and i % 5 == 0 else []
+            crds.append(CustomResourceDefinition(
+                cluster=c, name=f"things{k}.example{k}.io", group=f"example{k}.io", kind=f"Thing{k}",
+                versions=[{"name": "v1beta1", "served": True, "storage": False, "deprecated": bool(stale)},
+                          {"name": "v1", "served": True, "storage": True, "deprecated": False}],
+                stored_versions=["v1beta1", "v1"] if stale else ["v1"], stale_versions=stale))
+        if i % 3 == 0:
+            apis += [DeprecatedAPIRequest(cluster=c, group="resource.k8s.io", version="v1beta1",
+                                          resource="resourceclaims", removed_release="1.38", first_seen_at=now,
+                                          last_seen_at=now),
+                     DeprecatedAPIRequest(cluster=c, group="flowcontrol.apiserver.k8s.io", version="v1beta3",
+                                          resource="flowschemas", removed_release="1.32", first_seen_at=now,
+                                          last_seen_at=now)]
+    CustomResourceDefinition.objects.bulk_create(crds, batch_size=5000)
+    DeprecatedAPIRequest.objects.bulk_create(apis, batch_size=5000)
+    Cluster.objects.filter(name__startswith="fleet-").update(readiness_checked_at=now)
+    started = time.perf_counter()
+    upgrades.refresh_all()  # what the evaluations after syncs store
+    say(f"[fleet] upgrade readiness of {len(clusters)} clusters computed and stored in "
+        f"{time.perf_counter() - started:.1f}s")
+
+
 def evaluate_fleet(clusters) -> dict:
     from governance import evaluation
 
@@ -199,14 +241,17 @@ def endpoints(clusters) -> list[tuple[str, str, str, dict]]:
         ("page", "cluster detail", f"/clusters/{sample}/", {}),
         ("page", "workloads of a cluster", f"/clusters/{sample}/?tab=workloads", {}),
         ("page", "compliance overview", "/compliance/", {}),
+        ("page", "upgrade plan (whole fleet)", "/upgrades/", {}),
         ("partial", "overview (HTMX refresh)", "/", hx),
         ("partial", "cluster table (HTMX search)", "/clusters/?q=fleet-01&environment=prod", hx),
         ("partial", "workloads tab (HTMX)", f"/clusters/{sample}/?tab=workloads", {**hx, "HX-Target": "tab-content"}),
+        ("partial", "upgrade plan, blocked prod (HTMX)", "/upgrades/?environment=prod&verdict=blocked", hx),
         ("api", "clusters", "/api/v1/clusters/?page_size=100", {}),
         ("api", "nodes", "/api/v1/nodes/?page_size=100", {}),
         ("api", "workloads", "/api/v1/workloads/?page_size=100", {}),
         ("api", "violations", "/api/v1/violations/?page_size=100", {}),
         ("api", "compliance per cluster", "/api/v1/compliance/clusters/?page_size=100", {}),
+        ("api", "upgrade plan", "/api/v1/upgrade-plan/?page_size=100", {}),
         ("metrics", "/metrics scrape (whole fleet)", "/metrics", {}),
     ]
 
@@ -365,11 +410,13 @@ METRICS_TOKEN = "bench-metrics-token"
 
 
 def run(size: str) -> dict:
+    from governance import upgrades as upgrades_module
     from inventory.models import Cluster
 
     count, per_endpoint = SIZES[size]
     clusters = generate(count)
     baseline_policies()
+    readiness_facts(clusters)
     evaluation = evaluate_fleet(clusters)
     eps = endpoints(clusters)
     _auth()
@@ -406,11 +453,18 @@ def run(size: str) -> dict:
                      f"{counts[label]} global", f"≤ {GOALS[kind]} {ok}"])
     say(table(rows, ["kind", "endpoint", "server p50", "p95", "p99 ms", "client p95", "req/s", "queries",
                      "queries as viewer", "p95 goal"]))
+    refresh = []
+    for _ in range(5):
+        started = time.perf_counter()
+        upgrades_module.refresh_all()
+        refresh.append(time.perf_counter() - started)
+    say(f"[fleet] upgrade readiness of the whole fleet computed and stored (after each evaluation, and hourly): "
+        f"median of 5 {median(refresh) * 1000:.0f} ms for {count} clusters")
     say(f"[fleet] policy evaluation of {evaluation['workloads']:,} workloads ({count} clusters, 16 rules): "
         f"first {evaluation['first_seconds']:.1f}s, unchanged {evaluation['unchanged_seconds']:.1f}s "
         f"(goal ≤ 20 s for 200,000 workloads)")
     return {"clusters": count, "nodes": Cluster.objects.filter(name__startswith="fleet-").count() * NODES,
             "workloads": count * WORKLOADS, "evaluation": evaluation, "latency": latency, "queries": counts,
             "scoped": {"clusters": len(scoped), "latency": scoped_latency, "queries": scoped_counts},
-            "metrics_breakdown": breakdown,
+            "metrics_breakdown": breakdown, "upgrade_refresh_ms": median(refresh) * 1000,
             "pid": os.getpid()}

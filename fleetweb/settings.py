@@ -123,6 +123,10 @@ CELERY_BEAT_SCHEDULE = {
     "evaluate-alerts": {"task": "inventory.tasks.evaluate_alerts",
                         "schedule": float(env_int("FLEETWEB_ALERT_INTERVAL", 15, minimum=1))},
     "advance-due-rollouts": {"task": "rollouts.tasks.advance_due_rollouts", "schedule": 3.0},
+    # Claims due drift checks at least as often as the interval, so a change shows within two intervals.
+    "schedule-drift-checks": {"task": "rollouts.tasks.schedule_drift_checks",
+                              "schedule": float(min(10, env_int("FLEETWEB_DRIFT_INTERVAL", 300, minimum=5)))},
+    "refresh-upgrade-plan": {"task": "governance.tasks.refresh_upgrade_plan", "schedule": 3600.0},
     "record-group-compliance": {"task": "governance.tasks.record_group_history",
                                 "schedule": float(env_int("FLEETWEB_COMPLIANCE_HISTORY_INTERVAL", 900, minimum=10))},
 }
@@ -265,6 +269,9 @@ FLEETWEB_NODE_POOL_LABEL = env_str("FLEETWEB_NODE_POOL_LABEL")
 # Seconds between two reads of a cluster's upgrade-readiness facts (deprecated APIs from /metrics, CRDs), made by
 # its scheduled syncs; every "Sync now" reads them too.
 FLEETWEB_READINESS_INTERVAL = env_int("FLEETWEB_READINESS_INTERVAL", 3600, minimum=10)
+# Seconds between two drift checks of each deployment (rollouts/drift.py: one LIST per kind and one server-side
+# apply dry run per object); "Check now" checks at once.
+FLEETWEB_DRIFT_INTERVAL = env_int("FLEETWEB_DRIFT_INTERVAL", 300, minimum=5)
 # Kubeconfig exec credential plugins (inventory/execplugins.py): which of the known plugins may run, the
 # directories they are looked up in by name (empty: none runs), the HOME they run in, and host environment
 # variables passed through to them (e.g. AWS_ROLE_ARN,AWS_WEB_IDENTITY_TOKEN_FILE for IRSA). Nothing else of

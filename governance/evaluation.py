@@ -16,7 +16,7 @@ from django.db.models import Count, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from governance import alerts, enforcement, rules
+from governance import alerts, enforcement, rules, upgrades
 from governance.choices import Mode
 from governance.models import (
     ClusterCompliance,
@@ -41,6 +41,10 @@ def evaluate_and_enforce_many(clusters: list[Cluster]) -> dict[int, ClusterCompl
     policies (only clusters that have or need some are contacted; one failing never stops the others)."""
     compliances = evaluate_clusters(clusters)
     clusters = [c for c in clusters if c.pk in compliances]  # not those detached meanwhile
+    try:
+        upgrades.refresh(clusters)  # the fleet's Upgrade plan follows every sync and change
+    except Exception:  # a bug there must not leave the chunk unenforced
+        log.exception("upgrade readiness of %d clusters failed", len(clusters))
     any_enforced = PolicyAssignment.objects.filter(mode=Mode.ENFORCE).exists()
     installed = set(Enforcement.objects.filter(cluster__in=clusters).values_list("cluster_id", flat=True))
     for cluster in clusters:

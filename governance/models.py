@@ -119,6 +119,32 @@ class ClusterCompliance(models.Model):
         return f"compliance of {self.cluster_id}: {self.score}"
 
 
+class UpgradeReadiness(models.Model):
+    """The latest readiness of one cluster for its next minor or its groups' target (`governance.upgrades`),
+    stored at each evaluation (after every sync and change) and hourly, so the fleet's Upgrade plan is one ordered,
+    filtered query. The cluster's own Upgrade tab computes it live."""
+
+    cluster = models.OneToOneField(Cluster, on_delete=models.CASCADE, primary_key=True,
+                                   related_name="upgrade_readiness")
+    current = models.CharField(max_length=8, blank=True)
+    target = models.CharField(max_length=8, blank=True)
+    target_from = models.CharField(max_length=80, blank=True)
+    target_released = models.BooleanField(default=True)
+    steps = models.JSONField(default=list, blank=True)
+    end_of_support = models.DateField(null=True, blank=True)
+    verdict = models.CharField(max_length=8, db_index=True)
+    blockers = models.JSONField(default=list, blank=True, help_text="[{code, subject, message, fix}]")
+    warnings = models.JSONField(default=list, blank=True)
+    missing = models.JSONField(default=list, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True, help_text="When its facts were last read")
+    computed_at = models.DateTimeField()
+
+    objects = GovernanceQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.verdict}: {self.cluster_id} → {self.target}"
+
+
 class PolicyResult(models.Model):
     """The latest result of one assignment on one cluster (the rows of `ClusterCompliance.results`).
 

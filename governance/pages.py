@@ -19,7 +19,7 @@ from inventory.models import CustomResourceDefinition, DeprecatedAPIRequest
 PAGE_SIZE = 50
 
 
-def compliance_tab(cluster, page_number) -> dict:
+def compliance_tab(cluster, page_number, user=None) -> dict:
     """The cluster's score, result per assigned policy, open violations, enforcement and trend."""
     compliance = ClusterCompliance.objects.filter(cluster=cluster).first()
     violations = (Violation.objects.filter(cluster=cluster, resolved_at__isnull=True)
@@ -55,7 +55,7 @@ def overview_cards(user) -> list[dict]:
              "url": reverse("governance:violation_list")}]
 
 
-def upgrade_tab(cluster, page_number) -> dict:
+def upgrade_tab(cluster, page_number, user=None) -> dict:
     """The cluster's readiness for its next minor, with every fact it rests on (deprecated APIs its clients call,
     CRDs' stored versions)."""
     [readiness] = upgrades.plan([cluster])

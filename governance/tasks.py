@@ -14,6 +14,14 @@ def evaluate_clusters(cluster_ids: list[int]) -> int:
     return len(clusters)
 
 
+@shared_task(ignore_result=True, soft_time_limit=300, time_limit=330)
+def refresh_upgrade_plan() -> int:
+    """Run by beat hourly: every cluster's stored upgrade readiness again (support ends with the date)."""
+    from governance import upgrades
+
+    return upgrades.refresh_all()
+
+
 @shared_task(ignore_result=True)
 def record_group_history() -> int:
     """Run by beat: one compliance trend point per group and for the fleet."""

@@ -1,8 +1,10 @@
 """Upgrade readiness: for each cluster, what stands between it and its next Kubernetes minor (or the target its
 groups set), named with how to fix it, and a verdict.
 
-Built at read time from what syncs stored (versions, node pools, add-ons, and the deprecated-API and CRD facts
-`inventory.readiness` reads), so a verdict is never older than the facts it names. Blockers:
+Built from what syncs stored (versions, node pools, add-ons, and the deprecated-API and CRD facts
+`inventory.readiness` reads): live on a cluster's Upgrade tab and API detail; for the fleet's plan, stored in
+`UpgradeReadiness` by every evaluation (which follows each sync and change) and hourly, so the plan of a
+thousand clusters is one ordered query. Blockers:
 
 - built-in API versions the cluster's clients still call that the target no longer serves (the API server's own
   `apiserver_requested_deprecated_apis` metric; its `removed_release`, else `governance.api_removals`);
@@ -11,21 +13,22 @@ Built at read time from what syncs stored (versions, node pools, add-ons, and th
 - add-ons below what the target needs, where `ADDON_REQUIREMENTS` knows it.
 
 Without the facts (never read, or Fleetweb may not read /metrics) the verdict is "unknown", never "ready".
-The fleet's plan is one query per kind of fact, whatever the number of clusters.
+Computing it is one query per kind of fact, whatever the number of clusters.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from django.db.models import Case, DateField, Q, QuerySet, Value, When
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from governance import kubernetes_releases as releases
 from governance.api_removals import REMOVALS
+from governance.models import UpgradeReadiness
 from inventory import selectors
 from inventory.addons import version_key, version_of
 from inventory.models import (
@@ -152,33 +155,74 @@ def removed_in(row: DeprecatedAPIRequest) -> str:
 # The fleet's plan
 
 
-def end_of_support_case() -> Case:
-    """Cluster.kubernetes_version -> its minor's end-of-support date, in SQL (to order and filter a fleet)."""
-    whens = [When(kubernetes_version__regex=rf"^v?{m[0]}\.{m[1]}(\.|-|\+|$)", then=Value(date))
-             for m, date in releases.END_OF_LIFE.items()]
-    return Case(*whens, default=Value(None), output_field=DateField())
-
-
-def ordered(clusters: QuerySet[Cluster]) -> QuerySet[Cluster]:
-    """Earliest end of support first (versions the table does not know last), then by name."""
-    return clusters.annotate(end_of_support=end_of_support_case()).order_by("end_of_support", "name")
-
-
 CLUSTER_FIELDS = ("pk", "name", "labels", *selectors.FIELDS, "kubernetes_version", "status", "readiness_checked_at",
                   "readiness_error")
 
 
-def fleet_plan(clusters: QuerySet[Cluster], *, verdict: str = "") -> tuple[list[Readiness], dict[str, int]]:
-    """The readiness of every cluster of the queryset (earliest end of support first) and how many have each
-    verdict; `verdict` keeps only those with it (the counts are of all)."""
-    rows = plan(ordered(clusters).only(*CLUSTER_FIELDS))
-    counts = Counter(r.verdict for r in rows)
-    if verdict in VERDICTS:
-        rows = [r for r in rows if r.verdict == verdict]
-    return rows, {v: counts.get(v, 0) for v in VERDICTS}
+def refresh(clusters: Iterable[Cluster], *, now=None) -> int:
+    """Compute and store the readiness of these clusters (after each evaluation, and hourly for the whole fleet:
+    end of support moves with the date); returns how many were stored."""
+    now = now or timezone.now()
+    rows = [UpgradeReadiness(
+        cluster_id=r.cluster.pk, current=r.current, target=r.target, target_from=r.target_from[:80],
+        target_released=r.target_released, steps=r.steps, end_of_support=r.end_of_support, verdict=r.verdict,
+        blockers=[b.as_dict() for b in r.blockers], warnings=[w.as_dict() for w in r.warnings],
+        missing=[m.as_dict() for m in r.missing], checked_at=r.checked_at, computed_at=now)
+        for r in plan(clusters, today=timezone.localdate(now))]
+    existing = set(Cluster.objects.filter(pk__in=[r.cluster_id for r in rows]).values_list("pk", flat=True))
+    UpgradeReadiness.objects.bulk_create(
+        [r for r in rows if r.cluster_id in existing], batch_size=500, update_conflicts=True,
+        unique_fields=["cluster"], update_fields=[f.name for f in UpgradeReadiness._meta.concrete_fields
+                                                  if f.name != "cluster"])
+    return len(rows)
 
 
-def csv_rows(rows: list[Readiness]) -> Iterable[list]:
+def refresh_all(*, chunk: int = 500) -> int:
+    done = 0
+    ids = list(Cluster.objects.order_by("pk").values_list("pk", flat=True))
+    for start in range(0, len(ids), chunk):
+        done += refresh(Cluster.objects.filter(pk__in=ids[start:start + chunk]).only(*CLUSTER_FIELDS))
+    return done
+
+
+def fleet(clusters: QuerySet[Cluster], *, verdict: str = "") -> QuerySet[Cluster]:
+    """The clusters with their stored readiness, earliest end of support first (unknown versions, and clusters
+    not evaluated yet, last); `verdict` keeps those with it (not evaluated yet counts as unknown)."""
+    rows = (clusters.select_related("upgrade_readiness")
+            .order_by(F("upgrade_readiness__end_of_support").asc(nulls_last=True), "name"))
+    if verdict == UNKNOWN:
+        rows = rows.filter(Q(upgrade_readiness__verdict=UNKNOWN) | Q(upgrade_readiness__isnull=True))
+    elif verdict in VERDICTS:
+        rows = rows.filter(upgrade_readiness__verdict=verdict)
+    return rows
+
+
+def counts(clusters: QuerySet[Cluster]) -> dict[str, int]:
+    """How many clusters have each verdict (one aggregate query)."""
+    found = clusters.order_by().aggregate(**{
+        v: Count("pk", filter=Q(upgrade_readiness__verdict=v) | (Q(upgrade_readiness__isnull=True)
+                                                                  if v == UNKNOWN else Q(pk__in=[])))
+        for v in VERDICTS})
+    return {v: found[v] for v in VERDICTS}
+
+
+def stored(cluster: Cluster, *, today=None) -> Readiness:
+    """The Readiness a cluster's stored row says (loaded by `fleet`); not evaluated yet: unknown."""
+    today = today or timezone.localdate()
+    try:
+        row = cluster.upgrade_readiness
+    except UpgradeReadiness.DoesNotExist:
+        return Readiness(cluster=cluster, missing=[Item("facts", cluster.name, "not evaluated yet",
+                                                        "It is evaluated after its next sync.")])
+    return Readiness(
+        cluster=cluster, current=row.current, target=row.target, target_from=row.target_from,
+        target_released=row.target_released, steps=row.steps, end_of_support=row.end_of_support,
+        days_left=(row.end_of_support - today).days if row.end_of_support else None, verdict=row.verdict,
+        blockers=[Item(**b) for b in row.blockers], warnings=[Item(**w) for w in row.warnings],
+        missing=[Item(**m) for m in row.missing], checked_at=row.checked_at)
+
+
+def csv_rows(rows: Iterable[Readiness]) -> Iterable[list]:
     for r in rows:
         c = r.cluster
         yield [c.name, c.environment, c.kubernetes_version, r.end_of_support or "", "" if r.days_left is None

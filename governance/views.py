@@ -297,20 +297,21 @@ def violation_export(request) -> HttpResponseBase:
 # Upgrade plan
 
 
-def _upgrade_plan(request) -> tuple[UpgradePlanFilterSet, list[upgrades.Readiness], dict[str, int]]:
-    filterset = UpgradePlanFilterSet(request.GET or None, queryset=Cluster.objects.visible_to(request.user),
-                                     request=request)
-    rows, counts = upgrades.fleet_plan(filtered(filterset), verdict=request.GET.get("verdict", ""))
-    return filterset, rows, counts
+def _upgrade_filter(request) -> UpgradePlanFilterSet:
+    return UpgradePlanFilterSet(request.GET or None, queryset=Cluster.objects.visible_to(request.user),
+                                request=request)
 
 
 @role_required(VIEWER, teams=True)
 def upgrade_plan(request) -> HttpResponseBase:
     """Every cluster's readiness for its next minor (or its groups' target), earliest end of support first."""
-    filterset, rows, counts = _upgrade_plan(request)
-    page = Paginator(rows, 100).get_page(request.GET.get("page"))
+    filterset = _upgrade_filter(request)
+    clusters = filtered(filterset)
+    page = Paginator(upgrades.fleet(clusters, verdict=request.GET.get("verdict", "")), 100).get_page(
+        request.GET.get("page"))
+    page.object_list = [upgrades.stored(c) for c in page.object_list]  # type: ignore[misc]  # shown, not queried
     return htmx_partial(request, "governance/upgrade_plan.html", "governance/partials/_upgrade_table.html", {
-        "page": page, "counts": counts, "verdicts": upgrades.VERDICTS, "filters": request.GET,
+        "page": page, "counts": upgrades.counts(clusters), "verdicts": upgrades.VERDICTS, "filters": request.GET,
         "filterset": filterset, "groups": ClusterGroup.objects.visible_to(request.user).values_list("name", flat=True),
         "environments": Environment.choices, "errors": filterset.errors if filterset.is_bound else {}})
 
@@ -318,5 +319,6 @@ def upgrade_plan(request) -> HttpResponseBase:
 @role_required(VIEWER, teams=True)
 def upgrade_plan_export(request) -> HttpResponseBase:
     """The filtered Upgrade plan as CSV, one row per cluster with its blockers and how to fix them."""
-    _, rows, _ = _upgrade_plan(request)
+    clusters = upgrades.fleet(filtered(_upgrade_filter(request)), verdict=request.GET.get("verdict", ""))
+    rows = (upgrades.stored(c) for c in clusters.iterator(chunk_size=500))
     return csv_response("fleetweb-upgrade-plan.csv", upgrades.CSV_HEADER, upgrades.csv_rows(rows))

@@ -1,7 +1,8 @@
 """Where the apps above inventory add to its pages without inventory importing them (layers point one way).
 Governance registers its compliance tab, group scores and group-member compliance in `GovernanceConfig.ready`.
 
-- `cluster_tabs[name] = builder(cluster, page_number) -> template context`: an extra tab on the cluster page,
+- `cluster_tabs[name] = builder(cluster, page_number, user) -> template context`: an extra tab on the cluster page
+  (`user`: who looks, for what they may see of other apps' objects),
   rendered from `inventory/partials/_tab_<name>.html`; shown before "syncs".
 - `group_scores = fn(groups, *, user) -> {group pk: fields}`: extra fields of each row of the group list.
 - `group_detail = fn(group, members) -> {"members": {cluster pk: fields}, **context}`: extra fields of each
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-cluster_tabs: dict[str, Callable[[Any, Any], dict]] = {}
+cluster_tabs: dict[str, Callable[[Any, Any, Any], dict]] = {}
 overview_cards: list[Callable[[Any], list[dict]]] = []
 
 

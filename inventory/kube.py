@@ -399,11 +399,13 @@ def paged_list(session: Session, path: str, *, limit: int | None = None) -> Iter
 FIELD_MANAGER = "fleetweb"
 
 
-def apply(session: Session, path: str, body: dict) -> dict:
-    """Server-side apply of one object at its own path (field manager `fleetweb`, conflicts forced)."""
-    data = request(session, "PATCH", path, body=body, content_type="application/apply-patch+yaml",
-                   query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                   what=f"apply {body.get('kind', '')} {body.get('metadata', {}).get('name', '')}".strip())
+def apply(session: Session, path: str, body: dict, *, dry_run: bool = False) -> dict:
+    """Server-side apply of one object at its own path (field manager `fleetweb`, conflicts forced); `dry_run`:
+    the object as the apply would leave it, nothing persisted (admission and defaulting included)."""
+    query = [("fieldManager", FIELD_MANAGER), ("force", "true")] + ([("dryRun", "All")] if dry_run else [])
+    verb = "dry-run apply" if dry_run else "apply"
+    data = request(session, "PATCH", path, body=body, content_type="application/apply-patch+yaml", query=query,
+                   what=f"{verb} {body.get('kind', '')} {body.get('metadata', {}).get('name', '')}".strip())
     return json.loads(data)
 
 

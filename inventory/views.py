@@ -150,7 +150,7 @@ def _tab_context(cluster: Cluster, tab: str, request) -> dict:
     elif tab == "history":
         rows = ClusterEvent.objects.filter(cluster=cluster).order_by("-at", "-pk")
     elif tab in extensions.cluster_tabs:
-        return extensions.cluster_tabs[tab](cluster, page_number)
+        return extensions.cluster_tabs[tab](cluster, page_number, request.user)
     else:
         return {"latest_run": SyncRun.objects.filter(cluster=cluster).order_by("-started_at").first()}
     return {"page": Paginator(rows, PAGE_SIZE).get_page(page_number)}

@@ -8,6 +8,7 @@ class RolloutsConfig(AppConfig):
 
     def ready(self) -> None:
         from rollouts import (
+            alerts,  # noqa: F401 - the drift alert condition
             metrics,  # noqa: F401 - registers the rollout metrics
             pages,
             signals,  # noqa: F401 - connects the receiver that voids approvals on cluster changes

@@ -45,3 +45,13 @@ class TargetState(models.TextChoices):
 class Decision(models.TextChoices):
     APPROVE = "approve", "approved"
     REJECT = "reject", "rejected"
+
+
+class DriftState(models.TextChoices):
+    """Whether what Fleetweb applied to a cluster is still what the cluster runs (`rollouts.drift`)."""
+
+    UNCHECKED = "unchecked", "not checked yet"
+    IN_SYNC = "in_sync", "in sync"
+    DRIFTED = "drifted", "drifted"
+    MISSING = "missing", "missing"
+    UNKNOWN = "unknown", "could not check"

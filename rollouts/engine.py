@@ -34,7 +34,7 @@ from fleetweb.audit import record
 from inventory import history, kube
 from inventory import services as inventory_services
 from inventory.choices import ClusterEventKind
-from rollouts import gates, manifests, members, rendering, services
+from rollouts import drift, gates, manifests, members, rendering, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Deployed, Revision, Rollout, Stage, Target
 
@@ -359,8 +359,7 @@ def _verify_target(rollout: Rollout, t: Target, revision: Revision, fence: Fence
             Target.objects.filter(pk=t.pk).update(state=ok, observed=observed, message="", finished_at=now)
             t.state = ok
             if ok == TargetState.READY:
-                Deployed.objects.update_or_create(application=rollout.application, cluster=t.cluster,
-                                                  defaults={"revision": revision, "at": now})
+                drift.record_deployed(rollout.application, t.cluster, revision, _objects(rollout, t, revision), now)
             _history(rollout, t, revision, "rolled out" if ok == TargetState.READY else "rolled back to", now)
             # The inventory shows the change now, not at the cluster's next periodic sync.
             cluster_id, why = t.cluster_id, f"rollout #{rollout.pk}"
@@ -407,8 +406,8 @@ def _rollback_step(rollout: Rollout, fence: Fence, now) -> bool:
             if _verify_target(rollout, t, t.previous_revision, fence, now, ok=TargetState.ROLLED_BACK,
                               failed=TargetState.ROLLBACK_FAILED) and t.state == TargetState.ROLLED_BACK:
                 with fence.hold():
-                    Deployed.objects.update_or_create(application=rollout.application, cluster=t.cluster,
-                                                      defaults={"revision": t.previous_revision, "at": now})
+                    drift.record_deployed(rollout.application, t.cluster, t.previous_revision,
+                                          _objects(rollout, t, t.previous_revision), now)
     if any(t.state in (TargetState.ROLLING_BACK, TargetState.ROLLBACK_VERIFYING) for t in targets):
         _schedule(fence, now + POLL)
         return False

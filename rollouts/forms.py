@@ -137,6 +137,10 @@ class ApplicationEditForm(TeamFieldsMixin):
                                            empty_label="— the owner team —")
     owner = forms.CharField(max_length=128, required=False, label="Contact")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    correct_drift = forms.BooleanField(
+        required=False, label="Correct drift automatically",
+        help_text="When a drift check finds a field changed by hand or an object deleted, re-apply the deployed "
+                  "revision at once (audited), instead of only reporting it.")
 
     def __init__(self, *args, user=None, instance=None, **kwargs):
         super().__init__(*args, **kwargs)

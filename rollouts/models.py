@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from inventory.models import Cluster, ClusterGroup, Team
 from inventory.querysets import Visibility
-from rollouts.choices import Decision, RolloutState, StageState, TargetState
+from rollouts.choices import Decision, DriftState, RolloutState, StageState, TargetState
 from rollouts.querysets import RolloutsQuerySet, through_application
 
 
@@ -25,6 +25,8 @@ class Application(models.Model):
                                       help_text="Whose approvers approve its production stages (default: the owner "
                                                 "team)")
     description = models.TextField(blank=True)
+    correct_drift = models.BooleanField(
+        default=False, help_text="Re-apply the deployed revision wherever a drift check finds it changed by hand")
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
@@ -256,15 +258,49 @@ class Approval(models.Model):
 
 
 class Deployed(models.Model):
-    """Which revision of an application last became ready on a cluster (what rollback returns to)."""
+    """Which revision of an application last became ready on a cluster (what rollback returns to), and the objects
+    applied there for it (revision, override and labels as rendered then: what drift checks and Re-apply use)."""
 
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="deployments")
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
     revision = models.ForeignKey(Revision, on_delete=models.PROTECT, related_name="+")
+    objects_applied = models.JSONField(default=list, blank=True, help_text="The objects applied, as applied")
     at = models.DateTimeField()
+
+    objects = RolloutsQuerySet.as_manager()
+    visibility = through_application("application")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["application", "cluster"], name="deployed_app_cluster")]
 
     def __str__(self) -> str:
         return f"{self.revision} on {self.cluster_id}"
+
+
+class Drift(models.Model):
+    """The last drift check of one deployment: per object in sync, drifted (which fields, applied → live, and
+    which field managers own them now) or missing."""
+
+    deployed = models.OneToOneField(Deployed, on_delete=models.CASCADE, primary_key=True, related_name="drift")
+    revision = models.ForeignKey(Revision, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                 help_text="The revision the last check compared against")
+    state = models.CharField(max_length=16, choices=DriftState.choices, default=DriftState.UNCHECKED)
+    objects_state = models.JSONField(
+        default=list, blank=True,
+        help_text='[{kind, name, state, fields: [{path, applied, live, managers}], error}]')
+    error = models.TextField(blank=True, help_text="Why the last check could not be made")
+    checked_at = models.DateTimeField(null=True, blank=True)
+    since = models.DateTimeField(null=True, blank=True, help_text="Drifted or missing since")
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    requests = models.PositiveIntegerField(default=0, help_text="Calls to the cluster the last check made")
+    duration_ms = models.PositiveIntegerField(default=0)
+    correcting_since = models.DateTimeField(null=True, blank=True, help_text="A re-apply is queued or running")
+
+    objects = RolloutsQuerySet.as_manager()
+    visibility = through_application("deployed__application")
+
+    class Meta:
+        indexes = [models.Index(fields=["state"])]
+
+    def __str__(self) -> str:
+        return f"{self.state}: {self.deployed}"

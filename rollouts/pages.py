@@ -7,8 +7,9 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 
 from inventory import extensions
+from rollouts import drift
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, StageState
-from rollouts.models import Rollout, Stage
+from rollouts.models import Application, Deployed, Rollout, Stage
 
 
 def overview_cards(user) -> list[dict]:
@@ -22,5 +23,12 @@ def overview_cards(user) -> list[dict]:
              "url": reverse("rollouts:my_approvals")}]
 
 
+def applications_tab(cluster, page_number, user=None) -> dict:
+    """The applications Fleetweb deployed to this cluster that the user may see, with their drift."""
+    deployments = (Deployed.objects.filter(cluster=cluster, application__in=Application.objects.visible_to(user))
+                   .select_related("application", "cluster", "revision", "drift").order_by("application__name"))
+    return {"drifts": drift.rows_for(deployments), "on_cluster": True}
+
+
 def register() -> None:
-    extensions.register(cards=overview_cards)
+    extensions.register(cards=overview_cards, tab=("applications", applications_tab))

@@ -58,7 +58,7 @@ class RolloutError(ServiceError):
 def create_application(*, name: str, namespace: str, user, manifests_text: str, owner: str = "",
                        description: str = "", message: str = "", source_ip: str = "",
                        save_anyway: bool = False, owner_team: Team | None = None,
-                       approver_team: Team | None = None) -> Application:
+                       approver_team: Team | None = None, correct_drift: bool = False) -> Application:
     """An application and its first revision; invalid manifests are refused with every error listed. A team
     operator creates applications of their own team only; naming another approver team is the platform's."""
     if user is not None and not can(user, "create_application", owner_team):
@@ -81,14 +81,15 @@ def create_application(*, name: str, namespace: str, user, manifests_text: str, 
     validation = _dry_run(parsed, save_anyway=save_anyway)
     with transaction.atomic():
         app = Application.objects.create(name=name, namespace=namespace, owner=owner, description=description,
-                                         created_by=_user(user), owner_team=owner_team, approver_team=approver_team)
+                                         created_by=_user(user), owner_team=owner_team, approver_team=approver_team,
+                                         correct_drift=correct_drift)
         revision = _new_revision(app, parsed, manifests_text, user=user, message=message or "first revision",
                                  validation=validation)
         record(user=user, action="application.create", target=app, source_ip=source_ip,
                after={"name": name, "namespace": namespace, "owner": owner, "revision": revision.number,
                       "owner_team": owner_team.name if owner_team else None,
                       "approver_team": approver_team.name if approver_team else None,
-                      "digest": revision.digest, "dry_run": validation["state"]})
+                      "digest": revision.digest, "dry_run": validation["state"], "correct_drift": correct_drift})
     return app
 
 
@@ -181,10 +182,11 @@ def update_application(app: Application, *, user, source_ip: str = "", **changes
     only: moving an application or its approvers is the platform's); manifests change through a new revision,
     name and namespace never."""
     _check_change(user, app)
-    unknown = set(changes) - {"owner", "description", "owner_team", "approver_team"}
+    unknown = set(changes) - {"owner", "description", "owner_team", "approver_team", "correct_drift"}
     if unknown:
-        raise RolloutError({"detail": "Only owner, description, owner team and approver team change here; "
-                                      "manifests change through a new revision, name and namespace never."})
+        raise RolloutError({"detail": "Only owner, description, owner team, approver team and drift correction "
+                                      "change here; manifests change through a new revision, name and namespace "
+                                      "never."})
     for field in ("owner_team", "approver_team"):
         if field in changes and changes[field] != getattr(app, field):
             require(user, "choose_approvers", message=f"Only global operators change the {field.replace('_', ' ')} "
@@ -506,6 +508,61 @@ def rollback_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
         notify("rollout.rollback_requested", rollout)
         kick(rollout)
     return rollout
+
+
+# ---------------------------------------------------------------------------------------------
+# Drift: check now, Re-apply
+
+
+def deployment_of(app: Application, cluster: Cluster) -> Deployed:
+    deployed = (Deployed.objects.select_related("application__owner_team", "cluster", "revision")
+                .filter(application=app, cluster=cluster).first())
+    if deployed is None:
+        raise RolloutError(f"{app.name} is not deployed on {cluster.name}: there is nothing to check or re-apply.",
+                           conflict=True)
+    return deployed
+
+
+def request_drift_check(app: Application, cluster: Cluster, *, user) -> None:
+    """"Check now" from a page or the API: the operators who may change the application (a check only reads, but
+    it dials the cluster, like Sync now)."""
+    _check_change(user, app)
+    deployed = deployment_of(app, cluster)
+    from rollouts.tasks import check_drift
+
+    after_commit(lambda: check_drift.delay(deployed.pk), what=f"drift check of {app.name} on {cluster.name}")
+
+
+def request_reapply(deployed: Deployed, *, user, via: str = "page", source_ip: str = "") -> None:
+    """Re-apply the deployed objects of an application on one cluster, exactly as deployed (operators who may
+    change the application and deploy to that cluster; `user=None`: the application's own drift correction).
+    Audited; refused while a rollout of the application reaches that cluster. A worker applies (ids only)."""
+    from rollouts import drift
+
+    app, cluster = deployed.application, deployed.cluster
+    if user is not None:
+        _check_change(user, app)
+        refusal = deploy_refusal(user, app, [cluster])
+        if refusal:
+            raise RolloutError(f"Not re-applied: {refusal}.", status=403)
+    active = drift.rollout_in_progress(deployed)
+    if active is not None:
+        raise RolloutError(f"Rollout #{active.pk} of {app.name} is in progress on {cluster.name}: it applies "
+                           "what it approved; re-apply after it ends.", conflict=True)
+    now = timezone.now()
+    with transaction.atomic():
+        state = drift.Drift.objects.select_for_update().filter(deployed_id=deployed.pk).first()
+        if state is not None and drift.correcting(state, now):
+            raise RolloutError(f"A re-apply of {app.name} on {cluster.name} is already queued.", conflict=True)
+        drift.Drift.objects.update_or_create(deployed=deployed, defaults={"correcting_since": now})
+        record(user=user, action="application.reapply", target=app, source_ip=source_ip, message=via,
+               after={"cluster": cluster.name, "revision": deployed.revision.number,
+                      "drift": state.state if state else "unchecked",
+                      "fields": [f"{o['kind']} {o['name']}: {f['path']}" for o in (state.objects_state if state
+                                                                                  else []) for f in o["fields"]][:50]})
+        from rollouts.tasks import reapply
+
+        after_commit(lambda: reapply.delay(deployed.pk), what=f"re-apply of {app.name} on {cluster.name}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -62,3 +62,38 @@ def send_webhook(self, payload: dict) -> str:
         log.error("webhook %s not sent: %s", payload["event"], exc)  # retrying cannot help, or no more tries
         metrics.DELIVERY_FAILURES.labels(kind="webhook").inc()
         return ""
+
+
+@shared_task(ignore_result=True)
+def schedule_drift_checks() -> int:
+    """Run by beat: queue a drift check for every deployment due one, and re-queue re-applies a lost message left
+    waiting (applying the same objects twice is harmless)."""
+    from rollouts import drift
+
+    def send(task, pk: int):
+        return lambda: task.delay(pk)
+
+    due = drift.claim_due()
+    for pk in due:
+        send_safely(send(check_drift, pk), what=f"drift check of deployment {pk}")
+    for pk in drift.stuck_reapplies():
+        send_safely(send(reapply, pk), what=f"re-apply of deployment {pk}")
+    return len(due)
+
+
+@shared_task(soft_time_limit=120, time_limit=150, acks_late=True, ignore_result=True)
+def check_drift(deployed_id: int) -> str:
+    """Check one deployment for drift (read-only: one LIST per kind and one dry run per object)."""
+    from rollouts import drift
+
+    result = drift.check(deployed_id)
+    return result.state if result is not None else "skipped"
+
+
+@shared_task(soft_time_limit=120, time_limit=150, acks_late=True, ignore_result=True)
+def reapply(deployed_id: int) -> str:
+    """Apply a deployment's objects again, as deployed, then check it (queued by services.request_reapply)."""
+    from rollouts import drift
+
+    result = drift.reapply(deployed_id)
+    return result.state if result is not None else "skipped"

@@ -13,6 +13,7 @@ urlpatterns = [
     path("applications/<slug:name>/revisions/new/", views.revision_create, name="revision_create"),
     path("applications/<slug:name>/revisions/<int:number>.yaml", views.revision_raw, name="revision_raw"),
     path("applications/<slug:name>/rollout/", views.rollout_create, name="rollout_create"),
+    path("applications/<slug:name>/drift/<slug:cluster>/<str:action>/", views.drift_action, name="drift_action"),
     path("rollouts/", views.rollout_list, name="rollout_list"),
     path("rollouts/approvals/", views.my_approvals, name="my_approvals"),
     path("rollouts/stages/preview/", views.stage_preview, name="stage_preview"),

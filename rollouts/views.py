@@ -20,7 +20,7 @@ from fleetweb.web import client_ip
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup, Team
 from inventory.views import preview_of, selector_preview
-from rollouts import approvals, evidence, manifests, placement, rendering, services
+from rollouts import approvals, drift, evidence, manifests, placement, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
 from rollouts.forms import (
     ApplicationDeleteForm,
@@ -111,7 +111,40 @@ def application_detail(request, name: str) -> HttpResponseBase:
     rollouts = app.rollouts.select_related("revision", "requested_by").order_by("-created_at")[:20]
     return render(request, "rollouts/application_detail.html", {
         "app": app, "revisions": revisions, "diff": diff_text, "old": old, "new": new, "rollouts": rollouts,
-        "overrides": app.overrides.select_related("group"), "placements": placement.where_it_runs(app)})
+        "overrides": app.overrides.select_related("group"), "placements": placement.where_it_runs(app),
+        "drifts": drift.of_application(app)})
+
+
+DRIFT_ACTIONS = ("check", "reapply")
+
+
+@role_required(OPERATOR, teams=True)
+@require_POST
+def drift_action(request, name: str, cluster: str, action: str) -> HttpResponseBase:
+    """Check now, or Re-apply the deployed revision, for one cluster of an application; HTMX swaps the section."""
+    if action not in DRIFT_ACTIONS:
+        raise Http404
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
+    target = get_object_or_404(Cluster.objects.visible_to(request.user), name=cluster)
+    level, text = "success", ""
+    try:
+        if action == "check":
+            services.request_drift_check(app, target, user=request.user)
+            text = f"Drift check of {target.name} queued."
+        else:
+            services.request_reapply(services.deployment_of(app, target), user=request.user, via="page",
+                                     source_ip=client_ip(request))
+            text = f"Re-apply of {app.name} on {target.name} queued: it applies the deployed revision as deployed."
+    except services.RolloutError as exc:
+        level, text = "error", exc.message
+    if not request.htmx:
+        getattr(messages, level)(request, text)
+        return redirect(app.get_absolute_url() + "#drift")
+    from inventory.teams import can
+
+    return render(request, "rollouts/partials/_drift_section.html", {
+        "app": app, "drifts": drift.of_application(app), "may_change": can(request.user, "change_application", app),
+        "drift_message": text, "drift_message_level": level})
 
 
 @role_required(OPERATOR, teams=True)
@@ -120,11 +153,11 @@ def application_edit(request, name: str) -> HttpResponseBase:
     app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
     form = ApplicationEditForm(request.POST or None, user=request.user, instance=app, initial={
         "owner": app.owner, "description": app.description, "owner_team": app.owner_team,
-        "approver_team": app.approver_team})
+        "approver_team": app.approver_team, "correct_drift": app.correct_drift})
     if request.method == "POST" and form.is_valid():
         try:
             changes = {k: v for k, v in form.cleaned_data.items()
-                       if k in ("owner", "description") or v != getattr(app, k)}  # teams: only when changed
+                       if k in ("owner", "description") or v != getattr(app, k)}  # teams, drift: when changed
             services.update_application(app, user=request.user, source_ip=client_ip(request), **changes)
         except services.RolloutError as exc:
             add_to_form(form, exc)

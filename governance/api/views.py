@@ -194,10 +194,12 @@ class UpgradePlanViewSet(viewsets.GenericViewSet):
         return Cluster.objects.visible_to(self.request.user)
 
     def list(self, request) -> Response:
-        rows, _ = upgrades.fleet_plan(self.filter_queryset(self.get_queryset()),
-                                      verdict=request.query_params.get("verdict", ""))
+        """As stored by the last evaluation of each cluster (the detail computes it now)."""
+        rows = upgrades.fleet(self.filter_queryset(self.get_queryset()),
+                              verdict=request.query_params.get("verdict", ""))
         page = self.paginate_queryset(rows) or []
-        return self.get_paginated_response(UpgradeReadinessSerializer([r.as_dict() for r in page], many=True).data)
+        return self.get_paginated_response(UpgradeReadinessSerializer(
+            [upgrades.stored(c).as_dict() for c in page], many=True).data)
 
     def retrieve(self, request, cluster=None) -> Response:
         found = get_object_or_404(self.get_queryset().only(*upgrades.CLUSTER_FIELDS), name=cluster)

@@ -7,7 +7,7 @@ from rest_framework import serializers
 from inventory.api.serializers import VisibleRelatedField, VisibleSlugField
 from inventory.models import Team
 from inventory.validators import validate_dns_label
-from rollouts.models import Application, Approval, Override, Revision, Rollout, RolloutPlan, Stage, Target
+from rollouts.models import Application, Approval, Drift, Override, Revision, Rollout, RolloutPlan, Stage, Target
 from rollouts.rendering import digest_of
 
 
@@ -75,8 +75,8 @@ class ApplicationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Application
-        fields = ("id", "name", "namespace", "owner", "owner_team", "approver_team", "description", "created_at",
-                  "latest_revision", "overrides",
+        fields = ("id", "name", "namespace", "owner", "owner_team", "approver_team", "description", "correct_drift",
+                  "created_at", "latest_revision", "overrides",
                   "manifests", "message", "save_anyway")
         read_only_fields = ("id", "created_at", "latest_revision", "overrides")
         extra_kwargs: dict[str, dict] = {"name": {"validators": [validate_dns_label]},
@@ -162,3 +162,25 @@ class DecisionSerializer(serializers.Serializer):
     stage_digest = serializers.CharField(required=False, allow_blank=True, default="", max_length=64,
                                          help_text="The stage's `digest` you reviewed: refused (409) when what the "
                                                    "stage would apply changed since")
+
+
+class DriftSerializer(serializers.ModelSerializer):
+    """The last drift check of an application on one cluster (`id` is the deployment's)."""
+
+    id = serializers.IntegerField(source="deployed_id", read_only=True)
+    application = serializers.CharField(source="deployed.application.name", read_only=True)
+    cluster = serializers.CharField(source="deployed.cluster.name", read_only=True)
+    revision = serializers.IntegerField(source="deployed.revision.number", read_only=True)
+    objects = serializers.JSONField(source="objects_state", read_only=True,
+                                    help_text="Per object: kind, name, state, fields [{path, applied, live, "
+                                              "managers [{manager, operation, time}]}], error")
+    correcting = serializers.SerializerMethodField(help_text="A re-apply is queued or running")
+
+    class Meta:
+        model = Drift
+        fields = ("id", "application", "cluster", "revision", "state", "objects", "error", "checked_at", "since",
+                  "requests", "duration_ms", "correcting")
+        read_only_fields = fields
+
+    def get_correcting(self, drift) -> bool:
+        return drift.correcting_since is not None

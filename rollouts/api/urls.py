@@ -6,6 +6,7 @@ router = SimpleRouter()
 router.register("applications", views.ApplicationViewSet, basename="application")
 router.register("rollout-plans", views.RolloutPlanViewSet, basename="rolloutplan")
 router.register("rollouts", views.RolloutViewSet, basename="rollout")
+router.register("drift", views.DriftViewSet, basename="drift")
 
 app_name = "rollouts-api"
 urlpatterns = router.urls

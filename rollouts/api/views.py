@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
@@ -13,11 +14,11 @@ from rest_framework.response import Response
 
 from fleetweb.roles import VIEWER
 from fleetweb.web import client_ip
-from inventory.models import ClusterGroup
+from inventory.models import Cluster, ClusterGroup
 from rollouts import approvals, placement, services
 from rollouts.api import serializers
-from rollouts.choices import StageState
-from rollouts.models import Application, Rollout, RolloutPlan
+from rollouts.choices import DriftState, StageState
+from rollouts.models import Application, Drift, Rollout, RolloutPlan
 
 
 def _call(fn, **kwargs):
@@ -44,7 +45,7 @@ class ApplicationViewSet(viewsets.ModelViewSet):
                                     manifests_text=data["manifests"], message=data.get("message", ""),
                                     save_anyway=data.get("save_anyway", False), user=self.request.user,
                                     owner_team=data.get("owner_team"), approver_team=data.get("approver_team"),
-                                    source_ip=client_ip(self.request))
+                                    correct_drift=data.get("correct_drift", False), source_ip=client_ip(self.request))
 
     def perform_update(self, serializer) -> None:
         serializer.instance = _call(services.update_application, app=serializer.instance, user=self.request.user,
@@ -208,3 +209,48 @@ class RolloutViewSet(viewsets.ModelViewSet):
     def rollback(self, request, pk=None) -> Response:
         return self._action(request, services.rollback_rollout)
 
+
+
+class DriftFilterSet(django_filters.FilterSet):
+    application = django_filters.CharFilter(field_name="deployed__application__name")
+    cluster = django_filters.CharFilter(field_name="deployed__cluster__name")
+    state = django_filters.MultipleChoiceFilter(choices=DriftState.choices)
+
+    class Meta:
+        model = Drift
+        fields = ["application", "cluster", "state"]
+
+
+class DriftViewSet(viewsets.ReadOnlyModelViewSet):
+    """Drift of every deployment the user may see: per application and cluster, in sync, drifted (the fields,
+    applied → live, and the field managers that changed them), missing or unknown. `POST {id}/check/` checks
+    now; `POST {id}/reapply/` re-applies the deployed revision as deployed (operators; audited)."""
+
+    serializer_class = serializers.DriftSerializer
+    filterset_class = DriftFilterSet
+    team_roles = True
+    ordering_fields = ["checked_at", "state"]
+    ordering = ["deployed__application__name", "deployed__cluster__name"]
+
+    def get_queryset(self) -> QuerySet:
+        user = self.request.user
+        return (Drift.objects.visible_to(user)
+                .filter(deployed__cluster__in=Cluster.objects.visible_to(user))
+                .select_related("deployed__application__owner_team", "deployed__cluster", "deployed__revision"))
+
+    @extend_schema(request=None, responses={202: serializers.DriftSerializer})
+    @action(detail=True, methods=["post"])
+    def check(self, request, pk=None) -> Response:
+        drift = self.get_object()
+        _call(services.request_drift_check, app=drift.deployed.application, cluster=drift.deployed.cluster,
+              user=request.user)
+        return Response(serializers.DriftSerializer(drift).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: serializers.DriftSerializer})
+    @action(detail=True, methods=["post"])
+    def reapply(self, request, pk=None) -> Response:
+        drift = self.get_object()
+        _call(services.request_reapply, deployed=drift.deployed, user=request.user, via="api",
+              source_ip=client_ip(request))
+        drift.refresh_from_db()
+        return Response(serializers.DriftSerializer(drift).data, status=status.HTTP_202_ACCEPTED)

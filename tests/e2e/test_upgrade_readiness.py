@@ -10,7 +10,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from governance import upgrades
+from governance import evaluation, upgrades
 from inventory import access, services, sync
 from inventory.choices import ClusterStatus
 from inventory.models import Cluster, CustomResourceDefinition, DeprecatedAPIRequest
@@ -101,6 +101,7 @@ def test_a_deprecated_api_in_use_a_stale_crd_and_a_lagging_pool_block_the_next_m
                                                         "1.38 (at most 3 allowed)")
     assert ("pool", "highmem-pool") not in found
 
+    evaluation.evaluate_and_enforce_many([Cluster.objects.get(pk=cluster.pk)])  # what a worker runs after a sync
     client.force_login(viewer)
     html = client.get("/upgrades/").content.decode()
     row_html = html.split('data-cluster="newest"')[1].split("</tr>")[0]

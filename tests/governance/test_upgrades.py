@@ -17,7 +17,14 @@ from governance import upgrades
 from governance.api_removals import REMOVALS
 from inventory import readiness
 from inventory import services as inventory_services
-from inventory.models import ClusterAddon, ClusterGroup, CustomResourceDefinition, DeprecatedAPIRequest, Node
+from inventory.models import (
+    Cluster,
+    ClusterAddon,
+    ClusterGroup,
+    CustomResourceDefinition,
+    DeprecatedAPIRequest,
+    Node,
+)
 from tests.builders import make_cluster, make_user
 
 pytestmark = pytest.mark.django_db
@@ -202,14 +209,18 @@ def test_out_of_support_is_said_and_the_plan_orders_by_end_of_support():
     new = _checked(make_cluster("new", version="v1.37.2"))
     mid = _checked(make_cluster("mid", version="v1.35.4"))
     weird = _checked(make_cluster("weird", version="unknown"))
+    never = make_cluster("not-evaluated", version="v1.30.1")
     r = _one(old)
     assert r.warnings[0].code == "support" and "out of upstream support since 2025-10-28" in r.warnings[0].message
-    rows, counts = upgrades.fleet_plan(upgrades.Cluster.objects.all())
-    assert [r.cluster.name for r in rows] == ["old", "mid", "new", "weird"]
-    assert counts == {"ready": 3, "blocked": 0, "unknown": 1, "current": 0}
-    assert {r.cluster.name for r in upgrades.fleet_plan(upgrades.Cluster.objects.all(), verdict="unknown")[0]} \
-        == {weird.name}
-    assert new and mid
+    assert upgrades.refresh(Cluster.objects.exclude(pk=never.pk)) == 4
+    everyone = Cluster.objects.all()
+    assert [c.name for c in upgrades.fleet(everyone)] == ["old", "mid", "new", "not-evaluated", "weird"]
+    assert upgrades.counts(everyone) == {"ready": 3, "blocked": 0, "unknown": 2, "current": 0}
+    assert {c.name for c in upgrades.fleet(everyone, verdict="unknown")} == {weird.name, never.name}
+    assert [c.name for c in upgrades.fleet(everyone, verdict="ready")] == ["old", "mid", "new"]
+    shown = upgrades.stored(Cluster.objects.select_related("upgrade_readiness").get(pk=mid.pk), today=TODAY)
+    assert (shown.verdict, shown.target, shown.days_left) == ("ready", "1.36", 89) and new
+    assert upgrades.stored(never).missing[0].message == "not evaluated yet"
 
 
 def test_the_plan_costs_the_same_queries_for_2_or_30_clusters(admin_user):
@@ -224,12 +235,12 @@ def test_the_plan_costs_the_same_queries_for_2_or_30_clusters(admin_user):
 
     fleet("few", 2)
     with CaptureQueriesContext(connection) as few:
-        upgrades.fleet_plan(upgrades.Cluster.objects.all())
+        upgrades.refresh(Cluster.objects.all())
     fleet("many", 28)
     with CaptureQueriesContext(connection) as many:
-        rows, counts = upgrades.fleet_plan(upgrades.Cluster.objects.all())
-    assert len(rows) == 30 and counts["blocked"] == 30
-    assert len(many.captured_queries) == len(few.captured_queries) <= 7
+        assert upgrades.refresh(Cluster.objects.all()) == 30
+    assert upgrades.counts(Cluster.objects.all())["blocked"] == 30
+    assert len(many.captured_queries) == len(few.captured_queries) <= 9
 
 
 # --- group targets are validated and audited ----------------------------------------------------------------
@@ -279,6 +290,7 @@ def plan_fleet(admin_user):
     _checked(make_cluster("shop-dev", environment="dev", version="v1.36.3", owner="shop"))
     make_cluster("new-one", environment="dev", version="v1.36.3")
     inventory_services.create_group(name="prod", selector="environment=prod", user=admin_user)
+    upgrades.refresh(Cluster.objects.all())  # what the evaluation after each sync stores
     return blocked
 
 
@@ -327,3 +339,16 @@ def test_the_api_lists_and_shows_readiness(viewer, api_as, plan_fleet):
     one = api.get("/api/v1/upgrade-plan/new-one/").json()
     assert one["verdict"] == "unknown" and one["missing"][0]["message"] == "deprecated APIs and CRDs not read yet"
     assert api.get("/api/v1/upgrade-plan/nope/").status_code == 404
+
+
+def test_every_evaluation_stores_the_clusters_readiness_for_the_plan(admin_user):
+    from governance import evaluation
+
+    cluster = _checked(make_cluster("synced", version="v1.35.4"))
+    _deprecated(cluster, "example.io", "v1beta1", "widgets", "1.36")
+    evaluation.evaluate_and_enforce_many([cluster])  # what follows every sync and change
+    row = Cluster.objects.select_related("upgrade_readiness").get(pk=cluster.pk).upgrade_readiness
+    assert (row.verdict, row.target, row.blockers[0]["code"]) == ("blocked", "1.36", "api")
+    DeprecatedAPIRequest.objects.filter(cluster=cluster).delete()
+    evaluation.evaluate_and_enforce_many([cluster])
+    assert Cluster.objects.get(pk=cluster.pk).upgrade_readiness.verdict == "ready"

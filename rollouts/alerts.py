@@ -1,0 +1,36 @@
+"""Rollouts' part of alerting (inventory/notifications.py): a deployed application that drifted (a field
+Fleetweb applied changed by another field manager) or lost an object is a condition, open until a check finds it
+in sync again (Re-apply, auto-correct, or the change undone by hand)."""
+
+from __future__ import annotations
+
+from inventory.choices import NotifyEvent
+from inventory.notifications import Finding, condition, link
+from rollouts.choices import DriftState
+from rollouts.models import Drift
+
+
+@condition(NotifyEvent.DRIFTED)
+def _drifted(rule, scope, now):
+    """Deployments drifted or missing, on the clusters the rule sees (a team's rule: its scope)."""
+    rows = Drift.objects.filter(state__in=[DriftState.DRIFTED, DriftState.MISSING])
+    if scope is not None:
+        rows = rows.filter(deployed__cluster_id__in=scope)
+    if rule.environments:
+        rows = rows.filter(deployed__cluster__environment__in=rule.environments)
+    found = {}
+    for drift in rows.select_related("deployed__application", "deployed__cluster", "revision"):
+        app, cluster = drift.deployed.application, drift.deployed.cluster
+        changed = [f"{o['kind']} {o['name']}" + (" missing" if o["state"] == DriftState.MISSING else
+                                                  ": " + ", ".join(f["path"] for f in o["fields"][:3]))
+                   for o in drift.objects_state if o["state"] in (DriftState.DRIFTED, DriftState.MISSING)]
+        managers = sorted({m["manager"] for o in drift.objects_state for f in o.get("fields", [])
+                           for m in f["managers"]})
+        found[f"drift:{drift.pk}"] = Finding(
+            state=drift.state, subject=f"{app.name} on {cluster.name}",
+            text="; ".join(changed)[:500] + (f" (changed by {', '.join(managers)})" if managers else ""),
+            cluster_id=cluster.pk, environment=cluster.environment,
+            url=link(f"{app.get_absolute_url()}#drift"),
+            data={"application": app.name, "cluster": cluster.name, "state": drift.state,
+                  "revision": drift.revision.number if drift.revision else None, "managers": managers})
+    return found, set()
