@@ -20,6 +20,8 @@ def use_bench_state() -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FLEETWEB_STATE_DIR", str(STATE))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fleetweb.settings")
+    # The members are localfleet's, on loopback, which the outbound address policy refuses unless allowed.
+    os.environ.setdefault("FLEETWEB_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 
 
 def setup_django(*, migrate: bool = False) -> None:

@@ -78,6 +78,22 @@ class Readiness:
     def verdict_label(self) -> str:
         return VERDICTS[self.verdict]
 
+    @property
+    def support(self) -> tuple[str, str]:
+        """(text, css class) of the days to end of support, for the plan's rows."""
+        if self.days_left is None:
+            return "", ""
+        if self.days_left < 0:
+            return f"{-self.days_left} days ago", "bad"
+        return f"in {self.days_left} days", "warn" if self.days_left < 90 else "muted"
+
+    @property
+    def first_steps(self) -> list[str]:
+        """What to do first, for the plan's rows: the first two blockers with their fixes, else why unknown."""
+        if self.blockers:
+            return [f"{b.message} — {b.fix}" for b in self.blockers[:2]]
+        return [f"{m.message} — {m.fix}" for m in self.missing[:1]]
+
     def as_dict(self) -> dict:
         return {"cluster": self.cluster.name, "cluster_id": self.cluster.pk, "environment": self.cluster.environment,
                 "kubernetes_version": self.cluster.kubernetes_version, "current": self.current,
@@ -185,10 +201,15 @@ def refresh_all(*, chunk: int = 500) -> int:
     return done
 
 
+# What the plan shows of a cluster and its stored readiness (a thousand full cluster rows cost their datetimes).
+SHOWN = ("pk", "name", "environment", "kubernetes_version", "readiness_checked_at",
+         *(f"upgrade_readiness__{f.name}" for f in UpgradeReadiness._meta.concrete_fields if f.name != "cluster"))
+
+
 def fleet(clusters: QuerySet[Cluster], *, verdict: str = "") -> QuerySet[Cluster]:
     """The clusters with their stored readiness, earliest end of support first (unknown versions, and clusters
     not evaluated yet, last); `verdict` keeps those with it (not evaluated yet counts as unknown)."""
-    rows = (clusters.select_related("upgrade_readiness")
+    rows = (clusters.select_related("upgrade_readiness").only(*SHOWN)
             .order_by(F("upgrade_readiness__end_of_support").asc(nulls_last=True), "name"))
     if verdict == UNKNOWN:
         rows = rows.filter(Q(upgrade_readiness__verdict=UNKNOWN) | Q(upgrade_readiness__isnull=True))

@@ -307,7 +307,7 @@ def upgrade_plan(request) -> HttpResponseBase:
     """Every cluster's readiness for its next minor (or its groups' target), earliest end of support first."""
     filterset = _upgrade_filter(request)
     clusters = filtered(filterset)
-    page = Paginator(upgrades.fleet(clusters, verdict=request.GET.get("verdict", "")), 100).get_page(
+    page = Paginator(upgrades.fleet(clusters, verdict=request.GET.get("verdict", "")), 50).get_page(
         request.GET.get("page"))
     page.object_list = [upgrades.stored(c) for c in page.object_list]  # type: ignore[misc]  # shown, not queried
     return htmx_partial(request, "governance/upgrade_plan.html", "governance/partials/_upgrade_table.html", {

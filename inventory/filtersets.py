@@ -48,9 +48,10 @@ class TeamFilter(django_filters.CharFilter):
 class ClusterFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
     team = TeamFilter()
-    environment = django_filters.MultipleChoiceFilter(choices=Environment.choices)
-    status = django_filters.MultipleChoiceFilter(choices=ClusterStatus.choices)
-    provider = django_filters.MultipleChoiceFilter(choices=Provider.choices)
+    # Columns of the cluster row: no join, so no DISTINCT (django-filter adds one by default).
+    environment = django_filters.MultipleChoiceFilter(choices=Environment.choices, distinct=False)
+    status = django_filters.MultipleChoiceFilter(choices=ClusterStatus.choices, distinct=False)
+    provider = django_filters.MultipleChoiceFilter(choices=Provider.choices, distinct=False)
     region = django_filters.CharFilter(lookup_expr="iexact")
     owner = django_filters.CharFilter(lookup_expr="iexact")
     version = django_filters.CharFilter(method="filter_version", label="Kubernetes version (prefix, e.g. v1.35)")
@@ -65,6 +66,15 @@ class ClusterFilterSet(django_filters.FilterSet):
     class Meta:
         model = Cluster
         fields = ["q", "team", "environment", "status", "provider", "region", "owner", "version", "label"]
+
+    def __init__(self, data=None, *args, **kwargs):
+        # A select's "any" sends `environment=`: not a choice, and an invalid filterset would drop every other
+        # filter of the request (`fleetweb.lists.filtered` then shows all rows). Blank values filter nothing.
+        if data is not None and hasattr(data, "getlist"):  # a QueryDict (pages, API)
+            data = data.copy()
+            for key in [k for k in data if all(v == "" for v in data.getlist(k))]:
+                del data[key]
+        super().__init__(data, *args, **kwargs)
 
     def search(self, queryset, name, value) -> QuerySet:
         value = value.strip()

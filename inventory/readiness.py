@@ -52,9 +52,15 @@ class Facts:
         return {METRICS: len(self.deprecated_apis or ()), CRDS: len(self.crds or ())}
 
 
+# Syncs someone asked for ("Sync now" on a page or the API: `page:<user>`, `api:<user>`) read readiness too.
+ASKED = ("page:", "api:")
+
+
 def due(cluster: Cluster, *, triggered_by: str, now=None) -> bool:
-    """Read readiness in this sync? Every manual sync does; scheduled ones every FLEETWEB_READINESS_INTERVAL."""
-    if triggered_by != "schedule" or cluster.readiness_checked_at is None:
+    """Read readiness in this sync? The first one does, every "Sync now", and others every
+    FLEETWEB_READINESS_INTERVAL (not the sync a rollout asks for after each target: a rollout to a hundred
+    clusters would read a hundred /metrics)."""
+    if triggered_by.startswith(ASKED) or cluster.readiness_checked_at is None:
         return True
     now = now or timezone.now()
     return cluster.readiness_checked_at <= now - timedelta(seconds=settings.FLEETWEB_READINESS_INTERVAL)

@@ -277,7 +277,8 @@ def _summary(rows: list[dict]) -> str:
 
 
 def _store(deployed: Deployed, rows: list[dict], error: str, *, calls: int, ms: int, now) -> Drift | None:
-    state = DriftState.UNKNOWN if error else overall(rows)
+    """Keep the result; a check that could not be made keeps the last known state (an unreachable cluster is not
+    "back in sync") and says why."""
     with transaction.atomic():
         drift = Drift.objects.select_for_update().filter(deployed_id=deployed.pk).first()
         if drift is None:
@@ -287,6 +288,7 @@ def _store(deployed: Deployed, rows: list[dict], error: str, *, calls: int, ms: 
         if drift.revision_id not in (None, deployed.revision_id):
             return drift  # a rollout deployed another revision while this check ran: its result is void
         before = drift.state
+        state = overall(rows) if not error else before if before != DriftState.UNCHECKED else DriftState.UNKNOWN
         drifted = state in (DriftState.DRIFTED, DriftState.MISSING)
         drift.revision = deployed.revision
         drift.state = state

@@ -231,6 +231,8 @@ class DriftViewSet(viewsets.ReadOnlyModelViewSet):
     team_roles = True
     ordering_fields = ["checked_at", "state"]
     ordering = ["deployed__application__name", "deployed__cluster__name"]
+    lookup_field = "deployed"  # its primary key: the deployment's id
+    lookup_url_kwarg = "id"
 
     def get_queryset(self) -> QuerySet:
         user = self.request.user
@@ -240,7 +242,7 @@ class DriftViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=None, responses={202: serializers.DriftSerializer})
     @action(detail=True, methods=["post"])
-    def check(self, request, pk=None) -> Response:
+    def check(self, request, id=None) -> Response:  # noqa: A002 - the route's name for it
         drift = self.get_object()
         _call(services.request_drift_check, app=drift.deployed.application, cluster=drift.deployed.cluster,
               user=request.user)
@@ -248,7 +250,7 @@ class DriftViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=None, responses={202: serializers.DriftSerializer})
     @action(detail=True, methods=["post"])
-    def reapply(self, request, pk=None) -> Response:
+    def reapply(self, request, id=None) -> Response:  # noqa: A002 - the route's name for it
         drift = self.get_object()
         _call(services.request_reapply, deployed=drift.deployed, user=request.user, via="api",
               source_ip=client_ip(request))

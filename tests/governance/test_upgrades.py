@@ -352,3 +352,22 @@ def test_every_evaluation_stores_the_clusters_readiness_for_the_plan(admin_user)
     DeprecatedAPIRequest.objects.filter(cluster=cluster).delete()
     evaluation.evaluate_and_enforce_many([cluster])
     assert Cluster.objects.get(pk=cluster.pk).upgrade_readiness.verdict == "ready"
+
+
+def test_readiness_is_read_on_the_first_sync_on_sync_now_and_every_interval(settings):
+    cluster = make_cluster("due", version="v1.36.3")
+    assert readiness.due(cluster, triggered_by="schedule"), "never read yet"
+    _checked(cluster)
+    assert not readiness.due(cluster, triggered_by="schedule")
+    assert not readiness.due(cluster, triggered_by="rollout #7"), "a rollout's sync after each target: not again"
+    assert readiness.due(cluster, triggered_by="page:ada-admin") and readiness.due(cluster, triggered_by="api:ci")
+    later = timezone.now() + datetime.timedelta(seconds=settings.FLEETWEB_READINESS_INTERVAL + 1)
+    assert readiness.due(cluster, triggered_by="schedule", now=later)
+
+
+def test_a_blank_select_filters_nothing_and_keeps_the_other_filters(client, viewer, plan_fleet):
+    """The page's selects send `environment=` for "any": that is no filter, and the search still applies."""
+    client.force_login(viewer)
+    html = client.get("/upgrades/?q=shop&environment=&group=&verdict=").content.decode()
+    assert "alert error" not in html
+    assert 'data-cluster="shop-dev"' in html and 'data-cluster="pay-prod"' not in html

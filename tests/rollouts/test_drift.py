@@ -316,3 +316,13 @@ def test_the_api_and_pages_list_only_what_the_user_may_see(team_app, api_as, cli
     client.force_login(users["pay_operator"])
     assert "data-reapply" in client.get("/applications/pay-web/").content.decode()
 
+
+
+def test_a_check_that_cannot_reach_the_cluster_keeps_the_last_known_state(deployed):
+    _store(deployed, [DRIFTED_ROW])
+    _store(deployed, [], error="connection refused by 127.0.0.1:1 (API server down or wrong port?)")
+    row = Drift.objects.get(deployed=deployed)
+    assert row.state == DriftState.DRIFTED and row.error.startswith("connection refused")
+    assert row.objects_state == [DRIFTED_ROW], "what was last seen stays shown"
+    rule = AlertRule(name="r", events=[NotifyEvent.DRIFTED], environments=[])
+    assert CONDITIONS[NotifyEvent.DRIFTED](rule, None, timezone.now())[0], "no false recovery"
