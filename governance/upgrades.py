@@ -160,6 +160,14 @@ def replacement(group: str, version: str, resource: str) -> str:
     return answer
 
 
+# Removed APIs no other version of replaces: what takes their place instead.
+NO_SUCCESSOR = {
+    ("policy", "v1beta1", "podsecuritypolicies"): "PodSecurityPolicy is gone for good: move to Pod Security Admission "
+                                                  "(the pod-security.kubernetes.io/* namespace labels) or a policy "
+                                                  "engine, and remove the PodSecurityPolicy objects and their clients.",
+}
+
+
 def removed_in(row: DeprecatedAPIRequest) -> str:
     if row.removed_release:
         return row.removed_release
@@ -350,7 +358,8 @@ def _apis(r: Readiness, goal: tuple[int, int], apis: list[DeprecatedAPIRequest])
         name = f"{row.api_version} {row.resource}{'/' + row.subresource if row.subresource else ''}"
         move_to = replacement(row.group, row.version, row.resource)
         fix = (f"Move its clients (manifests, charts, controllers) to {move_to}." if move_to else
-               "Move its clients (manifests, charts, controllers) to a version the target still serves.")
+               NO_SUCCESSOR.get((row.group, row.version, row.resource))
+               or "Move its clients (manifests, charts, controllers) to a version the target still serves.")
         removed_minor = _parse(removed)
         if removed_minor is not None and removed_minor <= goal:
             r.blockers.append(Item("api", name, f"clients still call {name}, removed in Kubernetes {removed}", fix))

@@ -144,7 +144,8 @@ FLEETWEB_NAMESPACE = "fleetweb-system"
 
 
 def least_privilege_manifest(namespace: str = FLEETWEB_NAMESPACE, name: str = "fleetweb-reader") -> str:
-    """ServiceAccount, ClusterRole (get/list/watch on exactly the collected kinds), binding, token Secret,
+    """ServiceAccount, ClusterRole (get/list/watch on exactly the collected kinds, and what upgrade readiness reads:
+    get on /metrics, get/list on CRDs), binding, token Secret,
     a separate role to manage Fleetweb's ValidatingAdmissionPolicies (enforce mode), and one to apply
     rollouts' objects."""
     rules = kinds.rbac_rules()

@@ -6,7 +6,7 @@ which group/version/kind replaces it and in which release it is no longer served
 deleted after their removal (e.g. autoscaling/v2beta1) are read from an older k8s.io/api; the newest one read
 wins. Run after adding a Kubernetes release, with the k8s.io/api versions to read (newest last):
 
-    python localfleet/go/gen_api_removals.py v0.33.0 v0.37.2
+    python localfleet/go/gen_api_removals.py v0.24.17 v0.33.0 v0.37.2
 """
 
 import json
@@ -17,7 +17,7 @@ import sys
 
 # Not resources a client lists or writes: review payloads, discovery documents and subresources.
 SKIP_GROUPS = {"admission.k8s.io", "apidiscovery.k8s.io", "imagepolicy.k8s.io"}
-SKIP_KINDS = {"Scale", "DeploymentRollback", "Eviction"}
+SKIP_KINDS = {"Scale", "DeploymentRollback", "Eviction", "JobTemplate"}
 FIRST_REMOVAL = (1, 16)
 
 _FUNC = re.compile(r"func \(in \*(\w+)\) APILifecycle(Deprecated|Removed|Replacement)\(\)[^{]*\{\s*return ([^\n]+)")

@@ -45,9 +45,21 @@ def test_removal_table_knows_the_classic_removals_and_their_replacements():
     # What 1.37 stopped serving, and what it deprecated for 1.40.
     assert REMOVALS[("resource.k8s.io", "v1alpha3", "resourceclaims")][2] == "1.37"
     assert REMOVALS[("storagemigration.k8s.io", "v1beta1", "storageversionmigrations")][1:3] == ("1.37", "1.40")
+    # From k8s.io/api v0.24: PodSecurityPolicy's types were deleted after its removal.
+    assert REMOVALS[("policy", "v1beta1", "podsecuritypolicies")][2] == "1.25"
+    assert REMOVALS[("extensions", "v1beta1", "podsecuritypolicies")][2:] == ("1.16", "policy/v1beta1")
     removed = {tuple(int(x) for x in entry[2].split(".")) for entry in REMOVALS.values()}
     assert min(removed) == (1, 16) and (1, 37) in removed
-    assert all(not kind.endswith("List") and kind not in ("Scale", "Eviction") for kind, *_ in REMOVALS.values())
+    assert all(not kind.endswith("List") and kind not in ("Scale", "Eviction", "JobTemplate")
+               for kind, *_ in REMOVALS.values())
+
+
+def test_an_api_with_no_successor_says_what_replaces_it():
+    cluster = _checked(make_cluster("psp", version="v1.24.17"))
+    _deprecated(cluster, "policy", "v1beta1", "podsecuritypolicies", "1.25")
+    [blocker] = _one(cluster).blockers
+    assert blocker.message == "clients still call policy/v1beta1 podsecuritypolicies, removed in Kubernetes 1.25"
+    assert blocker.fix.startswith("PodSecurityPolicy is gone for good: move to Pod Security Admission")
 
 
 def test_replacement_follows_a_chain_to_a_version_still_served():
