@@ -28,7 +28,7 @@ from django.utils import timezone
 from inventory import history, kube
 from inventory.choices import ClusterEventKind, ClusterStatus
 from inventory.services import credentials_of
-from rollouts import manifests
+from rollouts import manifests, rendering
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, DriftState, RolloutState
 from rollouts.models import Deployed, Drift, Rollout
 
@@ -244,7 +244,9 @@ def check(deployed_id: int, *, now=None) -> Drift | None:
     if rollout_in_progress(deployed) is not None:
         return None
     started = time.monotonic()
-    objects = deployed.objects_applied
+    # Deployed before Fleetweb kept the applied objects: compare with the revision as rendered now.
+    objects = deployed.objects_applied or rendering.render_for(deployed.application, deployed.revision,
+                                                               deployed.cluster)
     rows: list[dict] = []
     error = ""
     session = None

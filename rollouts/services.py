@@ -545,6 +545,10 @@ def request_reapply(deployed: Deployed, *, user, via: str = "page", source_ip: s
         refusal = deploy_refusal(user, app, [cluster])
         if refusal:
             raise RolloutError(f"Not re-applied: {refusal}.", status=403)
+    if not deployed.objects_applied:
+        raise RolloutError(f"{app.name} was deployed on {cluster.name} before Fleetweb kept the objects it applied: "
+                           "roll it out again (re-applying objects rendered now could carry an unapproved "
+                           "change).", conflict=True)
     active = drift.rollout_in_progress(deployed)
     if active is not None:
         raise RolloutError(f"Rollout #{active.pk} of {app.name} is in progress on {cluster.name}: it applies "

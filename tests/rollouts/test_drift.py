@@ -177,6 +177,10 @@ def test_a_deployment_without_a_drift_row_gets_one(admin_user):
     old = Deployed.objects.create(application=app, cluster=cluster, revision=app.latest_revision,
                                   at=timezone.now())  # deployed before drift checks existed
     assert drift.claim_due() == [old.pk]
+    with pytest.raises(services.RolloutError) as refused:  # nothing frozen to re-apply: only a rollout may
+        services.request_reapply(old, user=admin_user)
+    assert refused.value.status == 409 and "roll it out again" in str(refused.value.message)
+    assert not AuditEvent.objects.filter(action="application.reapply").exists()
 
 
 def test_transitions_are_on_the_clusters_history_and_raise_the_alert_condition(deployed):
