@@ -48,9 +48,11 @@ def _measure(fleet, runs: int) -> dict:
     from rollouts.models import Application, Deployed
 
     member = fleet.up(1, nodes=4)[0]
-    _forget = lambda: (Deployed.objects.filter(application__name="bench-drift").delete(),  # noqa: E731
-                       Application.objects.filter(name="bench-drift").delete())
-    _forget()
+    def forget() -> None:  # a deployment protects its revision: it goes first
+        Deployed.objects.filter(application__name="bench-drift").delete()
+        Application.objects.filter(name="bench-drift").delete()
+
+    forget()
     Cluster.objects.filter(name="bench-drift").delete()
     credentials = {"method": "token", "server": member.server, "ca_data": member.ca_pem,
                    "token": member.file("reader.token").read_text()}
@@ -93,5 +95,5 @@ def _measure(fleet, runs: int) -> dict:
         [f"upgrade-readiness read (median of {runs})", f"{out['readiness_ms']:.0f} ms",
          f"{out['readiness_bytes'] / 2**20:.1f} MiB read", f"{out['readiness_counts']}"],
     ], ["measure", "time", "calls / bytes", "result"]))
-    _forget()
+    forget()
     return out

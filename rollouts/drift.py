@@ -27,8 +27,7 @@ from django.utils import timezone
 
 from inventory import history, kube
 from inventory.choices import ClusterEventKind, ClusterStatus
-from inventory.services import credentials_of
-from rollouts import manifests, rendering
+from rollouts import manifests, members, rendering
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, DriftState, RolloutState
 from rollouts.models import Deployed, Drift, Rollout
 
@@ -157,7 +156,7 @@ class Session:
     """A member connection that counts its calls."""
 
     def __init__(self, cluster):
-        self.session = kube.connect(credentials_of(cluster), insecure=cluster.insecure_skip_tls_verify)
+        self.session = members.connect(cluster)
         self.calls = 0
 
     def get(self, path: str, query=None) -> dict:
@@ -363,8 +362,6 @@ def reapply(deployed_id: int) -> Drift | None:
     problem = f"not re-applied: rollout #{active.pk} of {deployed.application.name} is in progress" if active else ""
     if not problem:
         try:
-            from rollouts import members
-
             members.push(deployed.cluster, deployed.application.namespace, deployed.objects_applied,
                          renew=lambda: None)
         except kube.KubeError as exc:

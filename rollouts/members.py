@@ -11,7 +11,8 @@ from inventory.services import credentials_of
 from rollouts import manifests
 
 
-def _session(cluster):
+def connect(cluster):
+    """A connection to the member with its stored credentials (the outbound policy applies)."""
     return kube.connect(credentials_of(cluster), insecure=cluster.insecure_skip_tls_verify)
 
 
@@ -48,7 +49,7 @@ def push(cluster, namespace: str, objects: list[dict], *, renew) -> None:
     """Server-side apply the namespace (when missing) and every object; `renew()` runs before each call. An object
     that exists and is not Fleetweb's is never taken over: the target fails naming it (forced apply would
     silently take the fields of whoever made it)."""
-    with _session(cluster) as session:
+    with connect(cluster) as session:
         renew()
         try:
             kube.get_json(session, f"/api/v1/namespaces/{namespace}")
@@ -77,7 +78,7 @@ def push(cluster, namespace: str, objects: list[dict], *, renew) -> None:
 def read_back(cluster, objects: list[dict], *, renew) -> list[tuple[dict, dict]]:
     """(object, live object) for every workload among `objects`."""
     live = []
-    with _session(cluster) as session:
+    with connect(cluster) as session:
         for obj in objects:
             if obj["kind"] in manifests.WORKLOADS:
                 renew()
@@ -88,7 +89,7 @@ def read_back(cluster, objects: list[dict], *, renew) -> list[tuple[dict, dict]]
 def remove(cluster, objects: list[dict], *, renew) -> list[str]:
     """Delete the objects that are Fleetweb's; return the names of those left alone because they are not."""
     left = []
-    with _session(cluster) as session:
+    with connect(cluster) as session:
         for obj in reversed(objects):
             renew()
             live = _live(session, obj)

@@ -32,7 +32,18 @@ from rollouts.choices import (
     StageState,
     TargetState,
 )
-from rollouts.models import Application, Approval, Deployed, Override, Revision, Rollout, RolloutPlan, Stage, Target
+from rollouts.models import (
+    Application,
+    Approval,
+    Deployed,
+    Drift,
+    Override,
+    Revision,
+    Rollout,
+    RolloutPlan,
+    Stage,
+    Target,
+)
 from rollouts.rendering import _override_view, refresh_pending, refresh_stage
 
 log = logging.getLogger(__name__)
@@ -555,10 +566,10 @@ def request_reapply(deployed: Deployed, *, user, via: str = "page", source_ip: s
                            "what it approved; re-apply after it ends.", conflict=True)
     now = timezone.now()
     with transaction.atomic():
-        state = drift.Drift.objects.select_for_update().filter(deployed_id=deployed.pk).first()
+        state = Drift.objects.select_for_update().filter(deployed_id=deployed.pk).first()
         if state is not None and drift.correcting(state, now):
             raise RolloutError(f"A re-apply of {app.name} on {cluster.name} is already queued.", conflict=True)
-        drift.Drift.objects.update_or_create(deployed=deployed, defaults={"correcting_since": now})
+        Drift.objects.update_or_create(deployed=deployed, defaults={"correcting_since": now})
         record(user=user, action="application.reapply", target=app, source_ip=source_ip, message=via,
                after={"cluster": cluster.name, "revision": deployed.revision.number,
                       "drift": state.state if state else "unchecked",
