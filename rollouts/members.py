@@ -11,7 +11,7 @@ from inventory.services import credentials_of
 from rollouts import manifests
 
 
-def connect(cluster):
+def connect(cluster) -> kube.Session:
     """A connection to the member with its stored credentials (the outbound policy applies)."""
     return kube.connect(credentials_of(cluster), insecure=cluster.insecure_skip_tls_verify)
 
