@@ -10,8 +10,12 @@ from django.utils.cache import patch_vary_headers
 def htmx_partial(request, full_template: str, partial_template: str, context: dict, *,
                  status: int = 200) -> HttpResponse:
     """Render the partial for HTMX requests (unless they target the whole body), else the full page."""
-    is_partial = request.htmx and not request.htmx.boosted
-    return render(request, partial_template if is_partial else full_template, context, status=status)
+    return render(request, partial_template if is_partial(request) else full_template, context, status=status)
+
+
+def is_partial(request) -> bool:
+    """Whether `htmx_partial` renders the partial: a view can then skip what only the full page shows."""
+    return bool(request.htmx and not request.htmx.boosted)
 
 
 class VaryOnHtmxMiddleware:

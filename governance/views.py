@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from fleetweb.decorators import role_required
 from fleetweb.errors import add_to_form
 from fleetweb.exports import csv_response
-from fleetweb.htmx import htmx_partial
+from fleetweb.htmx import htmx_partial, is_partial
 from fleetweb.lists import filtered
 from fleetweb.models import AuditEvent
 from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
@@ -310,10 +310,12 @@ def upgrade_plan(request) -> HttpResponseBase:
     page = Paginator(upgrades.fleet(clusters, verdict=request.GET.get("verdict", "")), 50).get_page(
         request.GET.get("page"))
     page.object_list = [upgrades.stored(c) for c in page.object_list]  # type: ignore[misc]  # shown, not queried
+    # The group choices are the full page's; a team member's visible groups cost queries the partial would waste.
+    groups = [] if is_partial(request) else ClusterGroup.objects.visible_to(request.user).values_list("name", flat=True)
     return htmx_partial(request, "governance/upgrade_plan.html", "governance/partials/_upgrade_table.html", {
         "page": page, "counts": upgrades.counts(clusters), "verdicts": upgrades.VERDICTS, "filters": request.GET,
-        "filterset": filterset, "groups": ClusterGroup.objects.visible_to(request.user).values_list("name", flat=True),
-        "environments": Environment.choices, "errors": filterset.errors if filterset.is_bound else {}})
+        "filterset": filterset, "groups": groups, "environments": Environment.choices,
+        "errors": filterset.errors if filterset.is_bound else {}})
 
 
 @role_required(VIEWER, teams=True)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -471,3 +472,54 @@ def test_scopes_of_many_teams_match_each_teams_own_clusters(org, admin_user):
     for team in teams:  # the same answer as one team at a time, and as the team's own queryset
         assert scopes_of(Team.objects.filter(pk=team.pk))[team.pk] == scopes[team.pk]
         assert set(team.clusters().values_list("pk", flat=True)) == scopes[team.pk]
+
+
+def test_a_team_member_sees_the_groups_its_scope_reaches(org, admin_user):
+    """Groups a team names, groups with a static member in reach and groups whose selector matches a cluster in
+    reach (by field or by label); not groups whose clusters all lie outside. Four queries once the scope is known."""
+    from inventory.teams import access_of
+
+    pay_prod = Cluster.objects.get(name="pay-prod")
+    pay_prod.labels = {"example.com/tier": "gold"}
+    pay_prod.save(update_fields=["labels"])
+    create = inventory_services.create_group
+    named = create(name="named-empty", user=admin_user)  # named by the team, no members at all
+    payments = org["teams"]["payments"]
+    team_services.save_team(user=admin_user, name="payments", selector="owner=payments", groups=[named],
+                            team=payments)
+    expected = {
+        create(name="static-in", user=admin_user, static_members=[pay_prod]).pk,
+        create(name="field-in", selector="environment=dev", user=admin_user).pk,  # pay-dev
+        create(name="label-in", selector="example.com/tier=gold", user=admin_user).pk,
+        named.pk,
+    }
+    create(name="static-out", user=admin_user, static_members=[Cluster.objects.get(name="shop-prod")])
+    create(name="field-out", selector="owner=shop", user=admin_user)
+    create(name="label-out", selector="example.com/tier=silver", user=admin_user)
+    access = access_of(org["users"]["pay_viewer"])
+    assert access.cluster_ids  # the scope is computed first
+    with CaptureQueriesContext(connection) as ctx:
+        groups = access.group_ids
+    assert groups == expected and len(ctx.captured_queries) == 4
+    in_python = {g.pk for g in ClusterGroup.objects.all()
+                 if g.pk == named.pk or any(g.contains(c) for c in Cluster.objects.filter(pk__in=access.cluster_ids))}
+    assert in_python == groups
+    seen = set(ClusterGroup.objects.visible_to(org["users"]["pay_viewer"]).values_list("name", flat=True))
+    assert seen == {"named-empty", "static-in", "field-in", "label-in"}
+
+
+def test_the_upgrade_plan_partial_costs_a_team_member_only_its_scope(org):
+    """The HTMX refresh of the plan does not compute the group choices only the full page shows: a team member
+    pays the queries of its scope over a global viewer's, as on the cluster table, and no more."""
+    def queries(who: str, url: str) -> int:
+        client = Client()
+        client.force_login(org["users"][who])
+        client.get(url, HTTP_HX_REQUEST="true")  # the session and the like, once
+        with CaptureQueriesContext(connection) as ctx:
+            response = client.get(url, HTTP_HX_REQUEST="true")
+        assert response.status_code == 200
+        return len(ctx.captured_queries)
+
+    scope = queries("pay_viewer", "/clusters/?q=pay") - queries("viewer", "/clusters/?q=pay")
+    plan = "/upgrades/?environment=prod&verdict=blocked"
+    assert scope > 0 and queries("pay_viewer", plan) - queries("viewer", plan) == scope
