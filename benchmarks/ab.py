@@ -2,6 +2,7 @@
 
     git worktree add /tmp/base HEAD~3
     python -m benchmarks.ab /tmp/base --endpoints "workloads|compliance overview" --requests 400 --rounds 3
+    python -m benchmarks.ab /tmp/base --endpoints "upgrade plan, blocked prod (HTMX)" --as-member
 
 Each round serves every endpoint from one tree's gunicorn, then from the other's, so machine noise hits
 both alike; prints each round's p95/p50 and the median p95 per tree. Needs the fleet of
@@ -23,30 +24,44 @@ def main() -> int:
     parser.add_argument("--endpoints", required=True, help="endpoint labels of benchmarks.fleet, separated by |")
     parser.add_argument("--requests", type=int, default=400, help="requests per endpoint per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--as-member", action="store_true",
+                        help="ask as the team member whose scope holds every 10th cluster, not the global viewer")
     args = parser.parse_args()
     if not (args.other / "manage.py").is_file():
         parser.error(f"{args.other} is not a Fleetweb source tree (no manage.py)")
     setup_django()
+    from fleetweb import embedded
+
+    try:
+        return _run(args)
+    finally:  # also on failure and Ctrl-C, as `python -m benchmarks` does
+        embedded.stop()
+
+
+def _run(args) -> int:
     from benchmarks import fleet
     from inventory.models import Cluster
 
     clusters = list(Cluster.objects.filter(name__startswith="fleet-").order_by("name"))
     if not clusters:
-        parser.error("no generated fleet: run `python -m benchmarks --only fleet` first")
+        raise SystemExit("no generated fleet: run `python -m benchmarks --only fleet` first")
     labels = [label.strip() for label in args.endpoints.split("|")]
     eps = [e for e in fleet.endpoints(clusters) if e[1] in labels]
     unknown = set(labels) - {e[1] for e in eps}
     if unknown:
-        parser.error(f"unknown endpoints: {', '.join(sorted(unknown))}; known: "
-                     f"{', '.join(e[1] for e in fleet.endpoints(clusters))}")
+        raise SystemExit(f"unknown endpoints: {', '.join(sorted(unknown))}; known: "
+                         f"{', '.join(e[1] for e in fleet.endpoints(clusters))}")
+    username = fleet.TEAM_USER if args.as_member else "bench-viewer"
+    if args.as_member:
+        fleet.scoped_member()
     trees = {"other": args.other.resolve(), "this": ROOT}
     p95: dict[str, dict[str, list[float]]] = {name: {label: [] for label in labels} for name in trees}
     for r in range(args.rounds):
         for name, tree in trees.items():
-            result = fleet.load(eps, args.requests, tree=tree)
+            result = fleet.load(eps, args.requests, tree=tree, username=username)
             for label in labels:
                 p95[name][label].append(result[label]["p95_ms"])
-            say(f"round {r + 1} {name}: " + ", ".join(
+            say(f"round {r + 1} {name} as {username}: " + ", ".join(
                 f"{label} p95 {result[label]['p95_ms']:.0f} / p50 {result[label]['p50_ms']:.0f} ms"
                 for label in labels))
     say(table([[label, f"{median(p95['other'][label]):.0f}", f"{median(p95['this'][label]):.0f}"]
