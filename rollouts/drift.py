@@ -7,6 +7,8 @@ defaulting and normalization are the server's, not a guess. Every field Fleetweb
 from the dry run's is drifted, with the field managers that own it now (`managedFields`: who took it over, and
 when). An object that is gone is missing. A check never changes anything: only Re-apply (an operator, audited) or
 an application that opted into `correct_drift` applies the deployed objects again, exactly as they were deployed.
+Fields an application leaves to others (`drift_ignore`, e.g. an autoscaler's `spec.replicas`) are shown beside the
+state but are never drift, and applying again keeps their live values.
 
 Checks run every FLEETWEB_DRIFT_INTERVAL seconds per deployment (beat claims due ones with SKIP LOCKED) and on
 demand; a deployment whose application has a rollout in progress is left for the next round, so a check never
@@ -15,8 +17,11 @@ reports a rollout's own changes as drift, and Re-apply never races it.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
+import re
 import time
 from datetime import timedelta
 
@@ -149,6 +154,106 @@ def compare(applied: dict, dry: dict, live: dict) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Fields an application leaves to others (`Application.drift_ignore`)
+
+MAX_IGNORE_RULES = 50
+_KIND = re.compile(r"^(\*|[A-Z][A-Za-z0-9]{0,62})(/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?$")
+_PATH = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$./\-]*(\[[A-Za-z0-9_.\-]+\][A-Za-z0-9_$./\-]*)*$")
+# What Fleetweb finds and owns its objects by: a rule may not leave these to anyone else.
+PROTECTED = ("apiVersion", "kind", "metadata.name", "metadata.namespace",
+             f"metadata.labels.{manifests.APPLICATION_LABEL}")
+
+
+@dataclasses.dataclass(frozen=True)
+class IgnoreRule:
+    """`[Kind[/name]] path`: the field at `path` (and all under it) of the objects of that kind (any: `*` or
+    none), or of the one object of that kind and name. Paths are written as drift shows them:
+    `spec.replicas`, `spec.template.spec.containers[web].resources`."""
+
+    kind: str
+    name: str
+    path: str
+
+    def covers(self, kind: str, name: str, path: str) -> bool:
+        if self.kind not in ("*", kind) or self.name not in ("", name):
+            return False
+        return path == self.path or path.startswith(self.path + ".") or path.startswith(self.path + "[")
+
+    def __str__(self) -> str:
+        return f"{self.kind}{'/' + self.name if self.name else ''} {self.path}"
+
+
+def parse_ignore(lines) -> list[IgnoreRule]:
+    """Rules from text (one per line, `#` comments) or a list of lines; ValueError naming every bad line."""
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    if not isinstance(lines, list | tuple) or not all(isinstance(line, str) for line in lines):
+        raise ValueError("Write the fields to ignore as a list of lines, e.g. 'Deployment spec.replicas'.")
+    rules, errors = [], []
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        kind, path = (parts[0], parts[1]) if len(parts) == 2 else ("*", parts[0]) if len(parts) == 1 else ("", "")
+        if not kind or not _KIND.match(kind) or len(path) > 300 or not _PATH.match(path):
+            errors.append(f"line {number}: '{line[:100]}' is not '[Kind[/name]] path' (e.g. 'Deployment "
+                          "spec.replicas' or 'Deployment/web spec.template.spec.containers[web].image')")
+            continue
+        kind, _, name = kind.partition("/")
+        rule = IgnoreRule(kind, name, path)
+        if covered := [p for p in PROTECTED if IgnoreRule("*", "", rule.path).covers("", "", p)]:
+            errors.append(f"line {number}: {rule.path} covers {covered[0]}, which Fleetweb finds its objects by; "
+                          "it cannot be left to others")
+            continue
+        if rule not in rules:
+            rules.append(rule)
+    if len(rules) > MAX_IGNORE_RULES:
+        errors.append(f"at most {MAX_IGNORE_RULES} rules ({len(rules)} given)")
+    if errors:
+        raise ValueError("; ".join(errors))
+    return rules
+
+
+def ignore_rules(application) -> list[IgnoreRule]:
+    """The application's stored rules (validated when saved; one that no longer parses is skipped)."""
+    rules = []
+    for line in application.drift_ignore or []:
+        try:
+            rules += parse_ignore([line])
+        except ValueError:
+            log.warning("skipping a drift ignore rule of %s that does not parse", application.name)
+    return rules
+
+
+def ignored_by(rules: list[IgnoreRule], kind: str, name: str, path: str) -> IgnoreRule | None:
+    return next((r for r in rules if r.covers(kind, name, path)), None)
+
+
+def keep_ignored(obj: dict, live: dict | None, rules: list[IgnoreRule]) -> dict:
+    """`obj` with every field a rule covers set to its live value (where the live object has one): Re-apply
+    restores what the application did not leave to others, and leaves the rest as it is."""
+    if live is None or not rules:
+        return obj
+    kind, name = obj.get("kind", ""), (obj.get("metadata") or {}).get("name", "")
+    out = copy.deepcopy(obj)
+    for path, _ in list(_leaves(obj)):
+        if ignored_by(rules, kind, name, path_text(path)) is None:
+            continue
+        value = _at(live, path)
+        if value is not _ABSENT:
+            _set_at(out, path, copy.deepcopy(value))
+    return out
+
+
+def _set_at(obj, path: tuple, value) -> None:
+    """Set a leaf of `_leaves` (its last step is always a key: named list items are walked into)."""
+    for step in path[:-1]:
+        obj = next(i for i in obj if i.get("name") == step[1]) if isinstance(step, tuple) else obj[step]
+    obj[path[-1]] = value
+
+
+# ---------------------------------------------------------------------------------------------
 # Checking one deployment
 
 
@@ -175,8 +280,10 @@ def _list_path(obj: dict) -> str:
     return manifests.path_of(obj).rsplit("/", 1)[0]
 
 
-def examine(session: Session, objects: list[dict], application: str) -> list[dict]:
-    """Per object: {kind, name, state, fields, error}."""
+def examine(session: Session, objects: list[dict], application: str,
+            rules: list[IgnoreRule] | None = None) -> list[dict]:
+    """Per object: {kind, name, state, fields, ignored, error}; `ignored`: the differences in fields the
+    application's rules leave to others (shown, never drift)."""
     live: dict[tuple[str, str], dict] = {}
     for list_path in sorted({_list_path(o) for o in objects}):
         body = session.get(list_path, query=[("labelSelector", f"{manifests.APPLICATION_LABEL}={application}")])
@@ -186,7 +293,8 @@ def examine(session: Session, objects: list[dict], application: str) -> list[dic
     results = []
     for obj in objects:
         name = obj["metadata"]["name"]
-        row: dict = {"kind": obj["kind"], "name": name, "state": DriftState.IN_SYNC, "fields": [], "error": ""}
+        row: dict = {"kind": obj["kind"], "name": name, "state": DriftState.IN_SYNC, "fields": [], "ignored": [],
+                     "error": ""}
         current = live.get((obj["kind"], name))
         try:
             if current is None:  # gone, or its label was changed: ask for it by name
@@ -199,6 +307,9 @@ def examine(session: Session, objects: list[dict], application: str) -> list[dic
                     results.append(row)
                     continue
             fields = compare(obj, session.dry_run(obj), current)
+            if rules:
+                row["ignored"] = [f for f in fields if ignored_by(rules, obj["kind"], name, f["path"])][:MAX_FIELDS]
+                fields = [f for f in fields if not ignored_by(rules, obj["kind"], name, f["path"])]
         except kube.KubeError as exc:
             if exc.fatal:
                 raise
@@ -251,7 +362,7 @@ def check(deployed_id: int, *, now=None) -> Drift | None:
     session = None
     try:
         session = Session(deployed.cluster)
-        rows = examine(session, objects, deployed.application.name)
+        rows = examine(session, objects, deployed.application.name, ignore_rules(deployed.application))
     except kube.KubeError as exc:
         error = exc.message
     except Exception as exc:  # bad data from a cluster must not stop the checks of the others
@@ -362,8 +473,10 @@ def reapply(deployed_id: int) -> Drift | None:
     problem = f"not re-applied: rollout #{active.pk} of {deployed.application.name} is in progress" if active else ""
     if not problem:
         try:
+            rules = ignore_rules(deployed.application)
             members.push(deployed.cluster, deployed.application.namespace, deployed.objects_applied,
-                         renew=lambda: None)
+                         renew=lambda: None,
+                         adjust=(lambda obj, live: keep_ignored(obj, live, rules)) if rules else None)
         except kube.KubeError as exc:
             problem = f"re-apply failed: {exc.message}"
     now = timezone.now()

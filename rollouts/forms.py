@@ -9,6 +9,7 @@ from fleetweb.roles import OPERATOR
 from inventory.models import ClusterGroup, Team
 from inventory.teams import access_of
 from inventory.validators import validate_dns_label
+from rollouts import drift
 from rollouts.models import Revision, RolloutPlan
 from rollouts.services import STAGE_DEFAULTS, STAGE_LIMITS
 
@@ -141,10 +142,20 @@ class ApplicationEditForm(TeamFieldsMixin):
         required=False, label="Correct drift automatically",
         help_text="When a drift check finds a field changed by hand or an object deleted, re-apply the deployed "
                   "revision at once (audited), instead of only reporting it.")
+    drift_ignore = forms.CharField(
+        required=False, label="Fields drift leaves to others", widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One per line, '[Kind[/name]] path', e.g. 'Deployment spec.replicas' where an autoscaler sets "
+                  "the replicas. Their changes are shown but are not drift, and Re-apply keeps their live values.")
 
     def __init__(self, *args, user=None, instance=None, **kwargs):
         super().__init__(*args, **kwargs)
         self._team_fields(user, instance=instance)
+
+    def clean_drift_ignore(self) -> list[str]:
+        try:
+            return [str(rule) for rule in drift.parse_ignore(self.cleaned_data["drift_ignore"])]
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 class ApplicationDeleteForm(forms.Form):

@@ -6,6 +6,8 @@ call to the cluster.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from inventory import kube
 from inventory.services import credentials_of
 from rollouts import manifests
@@ -45,10 +47,12 @@ def _name(obj: dict) -> str:
     return f"{obj['kind']} {obj['metadata']['namespace']}/{obj['metadata']['name']}"
 
 
-def push(cluster, namespace: str, objects: list[dict], *, renew) -> None:
+def push(cluster, namespace: str, objects: list[dict], *, renew,
+         adjust: Callable[[dict, dict | None], dict] | None = None) -> None:
     """Server-side apply the namespace (when missing) and every object; `renew()` runs before each call. An object
     that exists and is not Fleetweb's is never taken over: the target fails naming it (forced apply would
-    silently take the fields of whoever made it)."""
+    silently take the fields of whoever made it). `adjust(object, live or None)`: what to apply instead of the
+    object (drift's Re-apply keeps the live value of fields the application leaves to others)."""
     with connect(cluster) as session:
         renew()
         try:
@@ -60,17 +64,18 @@ def push(cluster, namespace: str, objects: list[dict], *, renew) -> None:
             kube.apply(session, f"/api/v1/namespaces/{namespace}", {
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "fleetweb"}}})
-        conflicts = []
+        conflicts, applying = [], []
         for obj in objects:  # every object checked before any is applied: a conflict leaves the cluster as it was
             renew()
             live = _live(session, obj)
             reason = not_ours(obj, live) if live is not None else ""
             if reason:
                 conflicts.append(f"{_name(obj)} already exists and {reason}")
+            applying.append(adjust(obj, live) if adjust is not None else obj)
         if conflicts:
             raise kube.KubeError("conflict", "; ".join(conflicts) + ": Fleetweb does not take over objects it did "
                                  "not create (rename them in the manifests, or delete them first)", http_status=409)
-        for obj in objects:
+        for obj in applying:
             renew()
             kube.apply(session, manifests.path_of(obj), obj)
 

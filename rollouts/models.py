@@ -27,6 +27,10 @@ class Application(models.Model):
     description = models.TextField(blank=True)
     correct_drift = models.BooleanField(
         default=False, help_text="Re-apply the deployed revision wherever a drift check finds it changed by hand")
+    drift_ignore = models.JSONField(
+        default=list, blank=True, help_text="Fields left to others ('[Kind[/name]] path' lines, e.g. "
+                                            "'Deployment spec.replicas' for an autoscaler): shown, never drift, and "
+                                            "Re-apply keeps their live values (rollouts.drift.parse_ignore)")
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")

@@ -24,7 +24,7 @@ from inventory.choices import Environment, NotifyEvent
 from inventory.models import Cluster, ClusterGroup, Team
 from inventory.teams import can, deploy_refusal, require, team_scope
 from inventory.validators import dns_label_problem
-from rollouts import dryrun, manifests
+from rollouts import drift, dryrun, manifests
 from rollouts.choices import (
     ACTIVE_ROLLOUT_STATES,
     FINISHED_ROLLOUT_STATES,
@@ -69,7 +69,8 @@ class RolloutError(ServiceError):
 def create_application(*, name: str, namespace: str, user, manifests_text: str, owner: str = "",
                        description: str = "", message: str = "", source_ip: str = "",
                        save_anyway: bool = False, owner_team: Team | None = None,
-                       approver_team: Team | None = None, correct_drift: bool = False) -> Application:
+                       approver_team: Team | None = None, correct_drift: bool = False,
+                       drift_ignore: list[str] | str | None = None) -> Application:
     """An application and its first revision; invalid manifests are refused with every error listed. A team
     operator creates applications of their own team only; naming another approver team is the platform's."""
     if user is not None and not can(user, "create_application", owner_team):
@@ -89,19 +90,29 @@ def create_application(*, name: str, namespace: str, user, manifests_text: str, 
         raise RolloutError({"manifests": "\n".join(exc.errors)}) from None
     if Application.objects.filter(name=name).exists():
         raise RolloutError({"name": f"An application named '{name}' already exists."})
+    ignore = _drift_ignore(drift_ignore or [])
     validation = _dry_run(parsed, save_anyway=save_anyway)
     with transaction.atomic():
         app = Application.objects.create(name=name, namespace=namespace, owner=owner, description=description,
                                          created_by=_user(user), owner_team=owner_team, approver_team=approver_team,
-                                         correct_drift=correct_drift)
+                                         correct_drift=correct_drift, drift_ignore=ignore)
         revision = _new_revision(app, parsed, manifests_text, user=user, message=message or "first revision",
                                  validation=validation)
         record(user=user, action="application.create", target=app, source_ip=source_ip,
                after={"name": name, "namespace": namespace, "owner": owner, "revision": revision.number,
                       "owner_team": owner_team.name if owner_team else None,
                       "approver_team": approver_team.name if approver_team else None,
-                      "digest": revision.digest, "dry_run": validation["state"], "correct_drift": correct_drift})
+                      "digest": revision.digest, "dry_run": validation["state"], "correct_drift": correct_drift,
+                      "drift_ignore": ignore})
     return app
+
+
+def _drift_ignore(value) -> list[str]:
+    """The rules as stored (one normalized line each), or a 400 naming every bad line."""
+    try:
+        return [str(rule) for rule in drift.parse_ignore(value)]
+    except ValueError as exc:
+        raise RolloutError({"drift_ignore": str(exc)}) from None
 
 
 def _user(user):
@@ -193,11 +204,14 @@ def update_application(app: Application, *, user, source_ip: str = "", **changes
     only: moving an application or its approvers is the platform's); manifests change through a new revision,
     name and namespace never."""
     _check_change(user, app)
-    unknown = set(changes) - {"owner", "description", "owner_team", "approver_team", "correct_drift"}
+    unknown = set(changes) - {"owner", "description", "owner_team", "approver_team", "correct_drift",
+                              "drift_ignore"}
     if unknown:
-        raise RolloutError({"detail": "Only owner, description, owner team, approver team and drift correction "
-                                      "change here; manifests change through a new revision, name and namespace "
-                                      "never."})
+        raise RolloutError({"detail": "Only owner, description, owner team, approver team, drift correction and "
+                                      "the fields drift ignores change here; manifests change through a new "
+                                      "revision, name and namespace never."})
+    if "drift_ignore" in changes:
+        changes["drift_ignore"] = _drift_ignore(changes["drift_ignore"])
     for field in ("owner_team", "approver_team"):
         if field in changes and changes[field] != getattr(app, field):
             require(user, "choose_approvers", message=f"Only global operators change the {field.replace('_', ' ')} "
@@ -545,11 +559,10 @@ def request_drift_check(app: Application, cluster: Cluster, *, user) -> None:
 
 
 def request_reapply(deployed: Deployed, *, user, via: str = "page", source_ip: str = "") -> None:
-    """Re-apply the deployed objects of an application on one cluster, exactly as deployed (operators who may
+    """Re-apply the deployed objects of an application on one cluster, exactly as deployed but for the fields its
+    `drift_ignore` rules leave to others, which keep their live values (operators who may
     change the application and deploy to that cluster; `user=None`: the application's own drift correction).
     Audited; refused while a rollout of the application reaches that cluster. A worker applies (ids only)."""
-    from rollouts import drift
-
     app, cluster = deployed.application, deployed.cluster
     if user is not None:
         _check_change(user, app)

@@ -153,7 +153,8 @@ def application_edit(request, name: str) -> HttpResponseBase:
     app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
     form = ApplicationEditForm(request.POST or None, user=request.user, instance=app, initial={
         "owner": app.owner, "description": app.description, "owner_team": app.owner_team,
-        "approver_team": app.approver_team, "correct_drift": app.correct_drift})
+        "approver_team": app.approver_team, "correct_drift": app.correct_drift,
+        "drift_ignore": "\n".join(app.drift_ignore)})
     if request.method == "POST" and form.is_valid():
         try:
             changes = {k: v for k, v in form.cleaned_data.items()

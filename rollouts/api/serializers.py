@@ -72,11 +72,15 @@ class ApplicationSerializer(serializers.ModelSerializer):
                                            help_text="Save although the members' dry run refused the objects")
     latest_revision = RevisionSerializer(read_only=True)
     overrides = OverrideSerializer(many=True, read_only=True)
+    drift_ignore = serializers.ListField(
+        child=serializers.CharField(max_length=400, trim_whitespace=True), required=False, max_length=200,
+        help_text="Fields drift leaves to others, '[Kind[/name]] path' each (e.g. 'Deployment spec.replicas'): "
+                  "shown, never drift, and Re-apply keeps their live values")
 
     class Meta:
         model = Application
         fields = ("id", "name", "namespace", "owner", "owner_team", "approver_team", "description", "correct_drift",
-                  "created_at", "latest_revision", "overrides",
+                  "drift_ignore", "created_at", "latest_revision", "overrides",
                   "manifests", "message", "save_anyway")
         read_only_fields = ("id", "created_at", "latest_revision", "overrides")
         extra_kwargs: dict[str, dict] = {"name": {"validators": [validate_dns_label]},

@@ -45,7 +45,8 @@ class ApplicationViewSet(viewsets.ModelViewSet):
                                     manifests_text=data["manifests"], message=data.get("message", ""),
                                     save_anyway=data.get("save_anyway", False), user=self.request.user,
                                     owner_team=data.get("owner_team"), approver_team=data.get("approver_team"),
-                                    correct_drift=data.get("correct_drift", False), source_ip=client_ip(self.request))
+                                    correct_drift=data.get("correct_drift", False),
+                                    drift_ignore=data.get("drift_ignore"), source_ip=client_ip(self.request))
 
     def perform_update(self, serializer) -> None:
         serializer.instance = _call(services.update_application, app=serializer.instance, user=self.request.user,

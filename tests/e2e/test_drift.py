@@ -2,7 +2,8 @@
 Fleetweb, then changed by hand. A `kubectl scale`-style change by another field manager shows as drifted within
 two intervals, naming spec.replicas and the manager, and an alert fires (a real HTTP receiver); Re-apply brings
 it back in sync, restoring the revision as deployed (not an override written since, which needs a rollout and
-its approvals); a deleted ConfigMap shows as missing. Real worker, real beat."""
+its approvals); a deleted ConfigMap shows as missing; fields an application leaves to an autoscaler are shown,
+not drift, and its automatic correction keeps them. Real worker, real beat."""
 
 from __future__ import annotations
 
@@ -173,3 +174,48 @@ def test_an_application_that_corrects_drift_puts_the_change_back_by_itself(newes
              what="the ConfigMap put back")
     event = AuditEvent.objects.get(action="application.reapply")
     assert event.actor_name == "" and event.after["fields"] == ["ConfigMap settings: data.level"]
+
+
+def test_fields_left_to_an_autoscaler_are_shown_not_drift_and_correcting_keeps_them(newest, celery_beat, admin_user,
+                                                                                    settings):
+    """An application whose replicas an autoscaler sets: its changes are shown beside the state, never drift; a
+    real drift elsewhere is corrected, and the correction leaves the replicas the autoscaler chose."""
+    settings.FLEETWEB_DRIFT_INTERVAL = INTERVAL
+    cluster = inventory_services.attach_cluster(name="drift-hpa", credentials=newest.token_credentials(),
+                                                user=None, environment="dev")
+    app = services.create_application(name="drifty", namespace=NAMESPACE, manifests_text=MANIFESTS,
+                                      user=admin_user, correct_drift=True, drift_ignore=["Deployment spec.replicas"])
+    rollout = services.create_rollout(revision=app.latest_revision, user=admin_user, stages=[
+        {"name": "dev", "selector": "name=drift-hpa", "health_deadline": 90}])
+    wait_for(lambda: Rollout.objects.get(pk=rollout.pk).state == RolloutState.SUCCEEDED, timeout=150,
+             what="the rollout to succeed")
+    deployed = Deployed.objects.get(application=app, cluster=cluster)
+    with newest.admin_api() as api:  # what an HPA does: the scale subresource, under its own manager
+        k8s.AppsV1Api(api).patch_namespaced_deployment_scale("web", NAMESPACE, {"spec": {"replicas": 3}},
+                                                             field_manager="horizontal-pod-autoscaler")
+
+    def web_row():
+        return next((o for o in _drift(deployed).objects_state if o["kind"] == "Deployment"), {})
+    wait_for(lambda: web_row().get("ignored"), timeout=4 * INTERVAL, what="a check after the autoscaler's change")
+    drift = _drift(deployed)
+    assert drift.state == DriftState.IN_SYNC and web_row()["fields"] == []
+    [ignored] = web_row()["ignored"]
+    assert (ignored["path"], ignored["applied"], ignored["live"]) == ("spec.replicas", "2", "3")
+    assert [m["manager"] for m in ignored["managers"]] == ["horizontal-pod-autoscaler"]
+    assert not AuditEvent.objects.filter(action="application.reapply").exists(), "nothing to correct"
+
+    with newest.admin_api() as api:
+        k8s.CoreV1Api(api).patch_namespaced_config_map("settings", NAMESPACE, {"data": {"level": "debug"}},
+                                                       field_manager="kubectl-edit")
+
+    def live():
+        with newest.admin_api() as api:
+            return (k8s.CoreV1Api(api).read_namespaced_config_map("settings", NAMESPACE).data["level"],
+                    k8s.AppsV1Api(api).read_namespaced_deployment("web", NAMESPACE).spec.replicas)
+    wait_for(lambda: AuditEvent.objects.filter(action="application.reapply", message="auto-correct").exists(),
+             timeout=4 * INTERVAL, what="the automatic re-apply")
+    wait_for(lambda: live()[0] == "info" and _drift(deployed).state == DriftState.IN_SYNC, timeout=30,
+             what="the ConfigMap put back")
+    assert live() == ("info", 3), "the correction restored the ConfigMap and left the autoscaler's replicas"
+    event = AuditEvent.objects.get(action="application.reapply")
+    assert event.after["fields"] == ["ConfigMap settings: data.level"]

@@ -330,3 +330,112 @@ def test_a_check_that_cannot_reach_the_cluster_keeps_the_last_known_state(deploy
     assert row.objects_state == [DRIFTED_ROW], "what was last seen stays shown"
     rule = AlertRule(name="r", events=[NotifyEvent.DRIFTED], environments=[])
     assert CONDITIONS[NotifyEvent.DRIFTED](rule, None, timezone.now())[0], "no false recovery"
+
+
+# --- fields an application leaves to others (drift_ignore) -------------------------------------------
+
+
+def test_ignore_rules_parse_kind_name_and_path_and_name_every_bad_line():
+    rules = drift.parse_ignore("Deployment spec.replicas\n\n# an autoscaler owns these\n"
+                               "Deployment/web spec.template.spec.containers[web].resources  # VPA\n"
+                               "metadata.annotations\nDeployment spec.replicas\n")
+    assert [str(r) for r in rules] == ["Deployment spec.replicas",
+                                       "Deployment/web spec.template.spec.containers[web].resources",
+                                       "* metadata.annotations"], "normalized, comments dropped, once each"
+    with pytest.raises(ValueError) as bad:
+        drift.parse_ignore(["Deployment spec.replicas", "deployment spec.replicas", "a b c", "Deployment spec..x[",
+                            "metadata.labels", "Deployment metadata.name", "* kind"])
+    message = str(bad.value)
+    for line in (2, 3, 4):
+        assert f"line {line}: " in message and "is not '[Kind[/name]] path'" in message
+    assert "line 1" not in message
+    assert "line 5: metadata.labels covers metadata.labels.fleetweb.io/application" in message
+    assert "line 6: metadata.name covers metadata.name" in message and "line 7: kind covers kind" in message
+    with pytest.raises(ValueError, match="at most 50 rules"):
+        drift.parse_ignore([f"Deployment spec.f{i}" for i in range(51)])
+    with pytest.raises(ValueError, match="a list of lines"):
+        drift.parse_ignore({"spec": "replicas"})
+
+
+def test_a_rule_covers_its_field_and_everything_under_it_of_the_kind_and_name_it_names():
+    [any_kind, one, resources] = drift.parse_ignore(["spec.replicas", "ConfigMap/settings data",
+                                                     "Deployment spec.template.spec.containers[web].resources"])
+    assert any_kind.covers("Deployment", "web", "spec.replicas") and any_kind.covers("StatefulSet", "db",
+                                                                                     "spec.replicas")
+    assert not any_kind.covers("Deployment", "web", "spec.replicasX"), "a prefix of a name is not the field"
+    assert one.covers("ConfigMap", "settings", "data.level") and not one.covers("ConfigMap", "other", "data.level")
+    assert resources.covers("Deployment", "web", "spec.template.spec.containers[web].resources.requests.cpu")
+    assert not resources.covers("Deployment", "web", "spec.template.spec.containers[web].image")
+
+
+def test_ignored_differences_are_shown_but_are_not_drift():
+    live = _live(**{"spec.replicas": 5})
+    live["metadata"]["managedFields"].append({"manager": "horizontal-pod-autoscaler", "operation": "Update",
+                                              "subresource": "scale", "fieldsV1": {"f:spec": {"f:replicas": {}}}})
+    member = FakeMember({("Deployment", "web"): live})
+    rules = drift.parse_ignore(["Deployment spec.replicas"])
+    [row] = drift.examine(member, [APPLIED], "web", rules)
+    assert row["state"] == DriftState.IN_SYNC and row["fields"] == []
+    [ignored] = row["ignored"]
+    assert (ignored["path"], ignored["applied"], ignored["live"]) == ("spec.replicas", "2", "5")
+    assert [m["manager"] for m in ignored["managers"]] == ["horizontal-pod-autoscaler"]
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example.com/web:hotfix"
+    [row] = drift.examine(FakeMember({("Deployment", "web"): live}), [APPLIED], "web", rules)
+    assert row["state"] == DriftState.DRIFTED
+    assert [f["path"] for f in row["fields"]] == ["spec.template.spec.containers[web].image"]
+    assert [f["path"] for f in row["ignored"]] == ["spec.replicas"]
+
+
+def test_reapply_keeps_the_live_value_of_ignored_fields_and_restores_the_rest():
+    live = _live(**{"spec.replicas": 5})
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example.com/web:hotfix"
+    rules = drift.parse_ignore(["Deployment spec.replicas", "ConfigMap data"])
+    applied = drift.keep_ignored(APPLIED, live, rules)
+    assert applied["spec"]["replicas"] == 5
+    assert applied["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/web:1.0"
+    assert APPLIED["spec"]["replicas"] == 2, "the deployed objects are not changed"
+    assert drift.keep_ignored(APPLIED, None, rules) is APPLIED, "an object gone is applied as deployed"
+    gone = _live()
+    del gone["spec"]["replicas"]
+    assert drift.keep_ignored(APPLIED, gone, rules)["spec"]["replicas"] == 2, "no live value: the deployed one"
+
+
+def test_the_rules_are_validated_audited_and_kept_through_every_door(deployed, admin_user, api_as, client):
+    app = deployed.application
+    api = api_as(admin_user)
+    bad = api.patch(f"/api/v1/applications/{app.pk}/", {"drift_ignore": ["metadata"]}, format="json")
+    assert bad.status_code == 400 and "covers metadata.name" in str(bad.json()["errors"]["drift_ignore"])
+    ok = api.patch(f"/api/v1/applications/{app.pk}/", {"drift_ignore": ["Deployment  spec.replicas"]},
+                   format="json")
+    assert ok.status_code == 200 and ok.json()["drift_ignore"] == ["Deployment spec.replicas"]
+    event = AuditEvent.objects.filter(action="application.update").latest("at")
+    assert event.before == {"drift_ignore": []} and event.after == {"drift_ignore": ["Deployment spec.replicas"]}
+    client.force_login(admin_user)
+    page = client.post(f"/applications/{app.name}/edit/", {"drift_ignore": "spec.replicas\nnot a path at all"})
+    assert page.status_code == 400 and "line 2: " in page.content.decode()
+    app.refresh_from_db()
+    assert app.drift_ignore == ["Deployment spec.replicas"], "a refused edit changes nothing"
+    client.post(f"/applications/{app.name}/edit/", {"drift_ignore": "Deployment spec.replicas"})
+    latest = AuditEvent.objects.filter(action="application.update").order_by("pk").last()
+    assert "drift_ignore" not in latest.after, "unchanged rules are not recorded as a change"
+    html = client.get(f"/applications/{app.name}/").content.decode()
+    assert 'id="drift-ignore"' in html and "<code>Deployment spec.replicas</code>" in html
+    created = api.post("/api/v1/applications/", {"name": "other", "namespace": "other", "manifests": web("1.0"),
+                                                 "drift_ignore": ["spec.replicas"]}, format="json")
+    assert created.status_code == 201 and created.json()["drift_ignore"] == ["* spec.replicas"]
+
+
+@pytest.mark.parametrize("who", ["pay_viewer", "shop_operator"])
+def test_operator_cannot_hide_drift_of_an_application_that_is_not_theirs(team_app, who, api_as, client):
+    """Rules leave fields to others: only those who may change the application write them."""
+    deployed, users = team_app
+    app = deployed.application
+    response = api_as(users[who]).patch(f"/api/v1/applications/{app.pk}/", {"drift_ignore": ["spec"]},
+                                        format="json")
+    assert response.status_code in (403, 404)
+    client.force_login(users[who])
+    assert client.post(f"/applications/{app.name}/edit/", {"drift_ignore": "spec"}).status_code in (403, 404)
+    with pytest.raises(services.RolloutError):
+        services.update_application(app, user=users[who], drift_ignore=["spec"])
+    app.refresh_from_db()
+    assert app.drift_ignore == [] and not AuditEvent.objects.filter(action="application.update").exists()
