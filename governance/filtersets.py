@@ -91,4 +91,4 @@ class UpgradePlanFilterSet(ClusterFilterSet):
         return queryset.filter(pk__in=group.members().values("pk"))
 
     def keep(self, queryset, name, value) -> QuerySet:
-        return queryset  # a verdict is computed, not stored: `upgrades.keep_verdict` filters the plan
+        return queryset  # `upgrades.fleet(verdict=…)` filters the plan: the verdict counts are of all verdicts

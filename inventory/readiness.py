@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from inventory import decode, kube
 from inventory.models import Cluster, CustomResourceDefinition, DeprecatedAPIRequest
+from inventory.validators import MINOR_VERSION
 
 METRICS_PATH = "/metrics"
 METRIC = b"apiserver_requested_deprecated_apis{"
@@ -34,7 +35,6 @@ MAX_ROWS = 2000  # deprecated APIs or CRDs kept per cluster; more is someone els
 METRICS, CRDS = "deprecated APIs", "CRDs"
 
 _LABEL = re.compile(rb'(\w+)="((?:[^"\\]|\\.)*)"')
-_RELEASE = re.compile(r"^1\.\d{1,3}$")
 _CRD_PAGE = msgspec.json.Decoder(decode.ObjectList[decode.CustomResourceDefinition])
 
 
@@ -78,7 +78,7 @@ def parse_deprecated_apis(lines: list[bytes]) -> list[dict]:
         release = labels.get("removed_release", "")
         row = {"group": labels.get("group", "")[:253], "version": labels.get("version", "")[:64],
                "resource": labels.get("resource", "")[:253], "subresource": labels.get("subresource", "")[:64],
-               "removed_release": release if _RELEASE.match(release) else ""}
+               "removed_release": release if MINOR_VERSION.match(release) else ""}
         if row["version"] and row["resource"]:
             rows[(row["group"], row["version"], row["resource"], row["subresource"])] = row
     return [rows[k] for k in sorted(rows)][:MAX_ROWS]

@@ -215,6 +215,11 @@ def parse_ignore(lines) -> list[IgnoreRule]:
     return rules
 
 
+def normalized_ignore(lines) -> list[str]:
+    """The rules as stored: one normalized line each (ValueError as `parse_ignore`)."""
+    return [str(rule) for rule in parse_ignore(lines)]
+
+
 def ignore_rules(application) -> list[IgnoreRule]:
     """The application's stored rules (validated when saved; one that no longer parses is skipped)."""
     rules = []
@@ -308,8 +313,10 @@ def examine(session: Session, objects: list[dict], application: str,
                     continue
             fields = compare(obj, session.dry_run(obj), current)
             if rules:
-                row["ignored"] = [f for f in fields if ignored_by(rules, obj["kind"], name, f["path"])][:MAX_FIELDS]
-                fields = [f for f in fields if not ignored_by(rules, obj["kind"], name, f["path"])]
+                kept: list[dict] = []
+                for f in fields:
+                    (row["ignored"] if ignored_by(rules, obj["kind"], name, f["path"]) else kept).append(f)
+                fields, row["ignored"] = kept, row["ignored"][:MAX_FIELDS]
         except kube.KubeError as exc:
             if exc.fatal:
                 raise

@@ -153,7 +153,7 @@ class ApplicationEditForm(TeamFieldsMixin):
 
     def clean_drift_ignore(self) -> list[str]:
         try:
-            return [str(rule) for rule in drift.parse_ignore(self.cleaned_data["drift_ignore"])]
+            return drift.normalized_ignore(self.cleaned_data["drift_ignore"])
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from None
 

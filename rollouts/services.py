@@ -110,7 +110,7 @@ def create_application(*, name: str, namespace: str, user, manifests_text: str, 
 def _drift_ignore(value) -> list[str]:
     """The rules as stored (one normalized line each), or a 400 naming every bad line."""
     try:
-        return [str(rule) for rule in drift.parse_ignore(value)]
+        return drift.normalized_ignore(value)
     except ValueError as exc:
         raise RolloutError({"drift_ignore": str(exc)}) from None
 

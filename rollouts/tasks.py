@@ -10,7 +10,7 @@ from django.conf import settings
 from fleetweb import metrics
 from fleetweb.queueing import send_safely
 from inventory import channels
-from rollouts import engine
+from rollouts import drift, engine
 from rollouts.models import Rollout
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,6 @@ def send_webhook(self, payload: dict) -> str:
 def schedule_drift_checks() -> int:
     """Run by beat: queue a drift check for every deployment due one, and re-queue re-applies a lost message left
     waiting (applying the same objects twice is harmless)."""
-    from rollouts import drift
-
     def send(task, pk: int):
         return lambda: task.delay(pk)
 
@@ -84,8 +82,6 @@ def schedule_drift_checks() -> int:
 @shared_task(soft_time_limit=120, time_limit=150, acks_late=True, ignore_result=True)
 def check_drift(deployed_id: int) -> str:
     """Check one deployment for drift (read-only: one LIST per kind and one dry run per object)."""
-    from rollouts import drift
-
     result = drift.check(deployed_id)
     return result.state if result is not None else "skipped"
 
@@ -93,7 +89,5 @@ def check_drift(deployed_id: int) -> str:
 @shared_task(soft_time_limit=120, time_limit=150, acks_late=True, ignore_result=True)
 def reapply(deployed_id: int) -> str:
     """Apply a deployment's objects again, as deployed, then check it (queued by services.request_reapply)."""
-    from rollouts import drift
-
     result = drift.reapply(deployed_id)
     return result.state if result is not None else "skipped"

@@ -19,6 +19,7 @@ from fleetweb.roles import OPERATOR, VIEWER
 from fleetweb.web import client_ip
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup, Team
+from inventory.teams import can
 from inventory.views import preview_of, selector_preview
 from rollouts import approvals, drift, evidence, manifests, placement, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
@@ -140,8 +141,6 @@ def drift_action(request, name: str, cluster: str, action: str) -> HttpResponseB
     if not request.htmx:
         getattr(messages, level)(request, text)
         return redirect(app.get_absolute_url() + "#drift")
-    from inventory.teams import can
-
     return render(request, "rollouts/partials/_drift_section.html", {
         "app": app, "drifts": drift.of_application(app), "may_change": can(request.user, "change_application", app),
         "drift_message": text, "drift_message_level": level})

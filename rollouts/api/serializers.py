@@ -177,7 +177,8 @@ class DriftSerializer(serializers.ModelSerializer):
     revision = serializers.IntegerField(source="deployed.revision.number", read_only=True)
     objects = serializers.JSONField(source="objects_state", read_only=True,
                                     help_text="Per object: kind, name, state, fields [{path, applied, live, "
-                                              "managers [{manager, operation, time}]}], error")
+                                              "managers [{manager, operation, time}]}], ignored (the same, for "
+                                              "fields the application leaves to others), error")
     correcting = serializers.SerializerMethodField(help_text="A re-apply is queued or running")
 
     class Meta:
