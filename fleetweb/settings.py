@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -283,6 +284,14 @@ FLEETWEB_ALLOWED_EXEC_PLUGINS = env_list(
 FLEETWEB_EXEC_PLUGIN_DIRS = env_list("FLEETWEB_EXEC_PLUGIN_DIRS")
 FLEETWEB_EXEC_PLUGIN_HOME = env_str("FLEETWEB_EXEC_PLUGIN_HOME") or str(BASE_DIR / ".fleetweb" / "exec-home")
 FLEETWEB_EXEC_PLUGIN_ENV = env_list("FLEETWEB_EXEC_PLUGIN_ENV")
+# The identities and endpoints a plugin may be pointed at (role ARNs, profiles, tenant/server/client ids, authority
+# hosts), as `plugin:FLAG_OR_ENV=value` entries, e.g. `aws:--role-arn=arn:aws:iam::111122223333:role/fleetweb`.
+# A kubeconfig naming any other is refused: the plugin acts with Fleetweb's own cloud identity.
+FLEETWEB_EXEC_PLUGIN_IDENTITIES = env_list("FLEETWEB_EXEC_PLUGIN_IDENTITIES")
+for _entry in FLEETWEB_EXEC_PLUGIN_IDENTITIES:
+    if not re.fullmatch(r"[A-Za-z0-9._-]+:[A-Za-z_-][A-Za-z0-9_-]*=\S+", _entry):
+        raise ConfigError(f"FLEETWEB_EXEC_PLUGIN_IDENTITIES: {_entry!r} is not plugin:FLAG=value "
+                          "(e.g. aws:--role-arn=arn:aws:iam::111122223333:role/fleetweb)")
 # Outbound address policy (fleetweb/outbound.py): networks never dialled besides loopback, link-local and
 # metadata addresses, and networks dialled even so (`make run` and the tests allow loopback for local members).
 FLEETWEB_DENIED_NETWORKS = env_list("FLEETWEB_DENIED_NETWORKS")

@@ -47,6 +47,9 @@ class Plugin:
     flags: dict = dataclasses.field(default_factory=dict)  # flag -> value pattern
     switches: frozenset = frozenset()
     env: dict = dataclasses.field(default_factory=dict)  # name -> value pattern
+    # Flags and env that name an identity or an endpoint (a role, a profile, a tenant, an authority host), each
+    # -> what it names; their values must also be in FLEETWEB_EXEC_PLUGIN_IDENTITIES (aliases share the name).
+    identities: dict = dataclasses.field(default_factory=dict)
 
 
 AWS_ENV = {"AWS_PROFILE": NAME, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
@@ -57,11 +60,11 @@ PLUGINS: dict[str, Plugin] = {
     "aws": Plugin(subcommands=(("eks", "get-token"),),
                   flags={"--cluster-name": NAME, "--cluster-id": NAME, "--region": REGION, "--role-arn": ARN,
                          "--output": r"json", "--profile": NAME},
-                  env=AWS_ENV),
+                  env=AWS_ENV, identities={"--role-arn": "role", "--profile": "profile", "AWS_PROFILE": "profile"}),
     "aws-iam-authenticator": Plugin(subcommands=(("token",),),
                                     flags={"-i": NAME, "--cluster-id": NAME, "-r": ARN, "--role": ARN,
                                            "--region": REGION},
-                                    env=AWS_ENV),
+                                    env=AWS_ENV, identities={"-r": "role", "--role": "role", "AWS_PROFILE": "profile"}),
     "gke-gcloud-auth-plugin": Plugin(switches=frozenset({"--use_application_default_credentials"}),
                                      env={"CLOUDSDK_CORE_PROJECT": NAME}),
     "kubelogin": Plugin(subcommands=(("get-token",),),
@@ -70,10 +73,13 @@ PLUGINS: dict[str, Plugin] = {
                                "--server-id": GUID_OR_URI, "--client-id": UUID, "--tenant-id": UUID,
                                "--authority-host": r"https://[A-Za-z0-9.-]+/?", "--pop-enabled": r"true|false"},
                         switches=frozenset({"--legacy"}),
-                        env={"AAD_LOGIN_METHOD": r"azurecli|msi|workloadidentity|spn"}),
+                        env={"AAD_LOGIN_METHOD": r"azurecli|msi|workloadidentity|spn"},
+                        identities={"--server-id": "server-id", "--client-id": "client-id", "--tenant-id": "tenant-id",
+                                    "--authority-host": "authority-host"}),
     "ack-ram-authenticator": Plugin(subcommands=(("token",),),
                                     flags={"-i": NAME, "--cluster-id": NAME, "-r": r"acs:ram::\d+:role/[\w.-]+",
-                                           "--region": r"[a-z]{2}-[a-z0-9-]+"}),
+                                           "--region": r"[a-z]{2}-[a-z0-9-]+"},
+                                    identities={"-r": "role"}),
 }
 
 
@@ -105,6 +111,7 @@ def check(spec: dict, *, user: str = "") -> tuple[str, Plugin]:
                                   f"'{key}' (allowed: {', '.join(plugin.env) or 'none'}).")
         if not re.fullmatch(pattern, value):
             raise ExecPluginError(f"{who}: the value of '{key}' for '{name}' is not allowed.")
+        _require_listed(name, plugin, key, value, who)
     if not settings.FLEETWEB_EXEC_PLUGIN_DIRS:
         raise ExecPluginError(f"{who} needs the exec plugin '{name}', but this Fleetweb runs no exec plugins "
                               "(an admin sets FLEETWEB_EXEC_PLUGIN_DIRS).")
@@ -140,7 +147,29 @@ def _check_args(name: str, plugin: Plugin, args: list[str], who: str) -> None:
             index += 1
         if not re.fullmatch(pattern, value):
             raise ExecPluginError(f"{who}: the value of '{flag}' for '{name}' is not allowed.")
+        _require_listed(name, plugin, flag, value, who)
         index += 1
+
+
+def listed_identities() -> set[tuple[str, str, str]]:
+    """(plugin, what it names, value) from FLEETWEB_EXEC_PLUGIN_IDENTITIES (`plugin:FLAG_OR_ENV=value`)."""
+    listed = set()
+    for entry in settings.FLEETWEB_EXEC_PLUGIN_IDENTITIES:
+        plugin_name, _, rest = entry.partition(":")
+        key, _, value = rest.partition("=")
+        plugin = PLUGINS.get(plugin_name)
+        if plugin is not None and key in plugin.identities:
+            listed.add((plugin_name, plugin.identities[key], value))
+    return listed
+
+
+def _require_listed(name: str, plugin: Plugin, key: str, value: str, who: str) -> None:
+    """An argument naming an identity or endpoint must be one an admin listed: free text would let whoever writes
+    the kubeconfig borrow any role Fleetweb's host identity may assume, or send its token elsewhere."""
+    kind = plugin.identities.get(key)
+    if kind is not None and (name, kind, value) not in listed_identities():
+        raise ExecPluginError(f"{who}: '{key}' of '{name}' names a {kind} that is not in "
+                              f"FLEETWEB_EXEC_PLUGIN_IDENTITIES (an admin lists each one as {name}:{key}=VALUE).")
 
 
 def locate(name: str) -> Path | None:

@@ -7,7 +7,7 @@ Credentials (decrypted from ClusterCredential) are one of:
   {"method": "client_cert", "server", "ca_data", "client_cert", "client_key", "insecure"}
   {"method": "kubeconfig", "kubeconfig": <flattened single-context dict>, "context"}
 All three become a kubeconfig dict handed to the `kubernetes` package, which handles TLS, client
-certificates and exec/auth-provider plugins the same way kubectl does.
+certificates and (checked, see `execplugins`) exec plugins the way kubectl does; auth providers are refused.
 """
 
 from __future__ import annotations
@@ -169,12 +169,11 @@ def connect(credentials: dict, *, insecure: bool = False) -> Session:
             user.update(execplugins.credential(user.pop("exec") or {}, server=cluster["server"]))
         except execplugins.ExecPluginError as exc:
             raise KubeError("config", str(exc)) from None
-    if "auth-provider" in user and (user["auth-provider"] or {}).get("config", {}).get("idp-issuer-url"):
-        # The oidc provider refreshes its token at the issuer: the same policy for that URL.
-        try:
-            outbound.check_and_resolve(user["auth-provider"]["config"]["idp-issuer-url"], what="OIDC issuer URL")
-        except outbound.OutboundRefused as exc:
-            raise KubeError(exc.kind, str(exc)) from None
+    if "auth-provider" in user:
+        # Credentials stored before auth providers were refused: the library would send the refresh token past the
+        # outbound policy, so they are not used.
+        raise KubeError("config", "The credentials use a kubeconfig auth provider, which Fleetweb no longer runs: "
+                                  "replace them with an exec plugin or a ServiceAccount token.")
     configuration = k8s_client.Configuration()
     try:
         k8s_config.load_kube_config_from_dict(config_dict, client_configuration=configuration, persist_config=False)

@@ -158,17 +158,19 @@ def _inline_token(user: dict, name: str, base_dir: Path | None) -> None:
 def _check_user(user: dict, name: str) -> None:
     """Credentials Fleetweb can use: a token, a client certificate with its key, an allowed exec plugin or OIDC."""
     if "auth-provider" in user:
-        provider = (user["auth-provider"] or {}).get("name", "?")
-        if provider != "oidc":
-            raise KubeconfigError(f"User '{name}' uses the auth provider '{provider}', which Fleetweb does "
-                                  "not support (only 'oidc'; gcp and azure providers were removed from kubectl: "
-                                  "use their exec plugins).")
+        # The client library's oidc provider fetches discovery and posts the refresh token to whatever
+        # token_endpoint it is told, past the outbound policy and following redirects; upstream deprecated every
+        # auth provider for exec plugins, so none is taken.
+        provider = user["auth-provider"].get("name", "?") if isinstance(user["auth-provider"], dict) else "?"
+        raise KubeconfigError(f"User '{name}' uses the auth provider '{str(provider)[:64]}', which Fleetweb does "
+                              "not support (auth providers are deprecated upstream): use an exec plugin such as "
+                              "kubelogin, or a ServiceAccount token.")
     if "exec" in user:
         try:
             execplugins.check(user["exec"] or {}, user=name)
         except execplugins.ExecPluginError as exc:
             raise KubeconfigError(str(exc)) from None
-    if not any(k in user for k in ("token", "client-certificate-data", "exec", "auth-provider", "username")):
+    if not any(k in user for k in ("token", "client-certificate-data", "exec", "username")):
         raise KubeconfigError(f"User '{name}' has no credentials (token, client certificate or exec plugin).")
     if user.get("client-certificate-data") and not user.get("client-key-data"):
         raise KubeconfigError(f"User '{name}' has a client certificate but no client key.")

@@ -15,17 +15,41 @@ from django.db import transaction
 from django.utils import timezone
 
 from fleetweb.audit import record
+from fleetweb.errors import ServiceError
 from fleetweb.queueing import after_commit
 from inventory import access, kube, kubeconfigs
 from inventory.models import AttachDraft
+from inventory.teams import can, require
+
+EXEC_ADMIN_ONLY = ("Only admins may attach a kubeconfig that runs an exec plugin, or test it: the plugin runs on "
+                   "Fleetweb's workers with Fleetweb's own cloud identity.")
 
 
 class DraftError(ValueError):
     """A draft that is not there any more (expired, attached, someone else's); the message says what to do."""
 
 
+def _plugin_users(source: dict) -> list[str]:
+    """The kubeconfig users of a draft's source that run an exec plugin."""
+    if "kubeconfig" not in source:
+        return [] if not kube.uses_exec(source.get("credentials") or {}) else ["(credentials)"]
+    users = source["kubeconfig"].get("users") or []
+    return [str(u.get("name", "")) for u in users if isinstance(u, dict) and "exec" in (u.get("user") or {})]
+
+
+def require_exec_rights(user, source: dict) -> None:
+    """Refuse (403) before anything is held or run when `source` would run an exec plugin and `user` is not an
+    admin: the same rule for attach, credential updates, drafts and connection tests. System callers pass."""
+    users = _plugin_users(source)
+    if users and user is not None and not can(user, "run_exec_plugin"):
+        raise ServiceError(f"{EXEC_ADMIN_ONLY} Remove the context(s) of user {', '.join(users)} or ask an admin.",
+                           status=403)
+
+
 def save_draft(*, user, method: str, source: dict, draft: AttachDraft | None = None) -> AttachDraft:
     """Hold `source` ({"kubeconfig": parsed} or {"credentials": {...}}) for this user; replaces `draft`'s."""
+    require(user, "attach", message="Attaching clusters needs the global operator role.")
+    require_exec_rights(user, source)
     now = timezone.now()
     AttachDraft.objects.filter(expires_at__lt=now).delete()
     summary = _summary(method, source)
@@ -76,6 +100,8 @@ def request_test(draft: AttachDraft, *, contexts: list[str], insecure: bool, use
     """Queue the connection test of the draft's targets in a worker (the page polls `draft.test_state`)."""
     from inventory.tasks import test_attach_connection
 
+    require(user, "attach", message="Testing a connection needs the global operator role.")
+    require_exec_rights(user, draft.open())
     with transaction.atomic():
         AttachDraft.objects.filter(pk=draft.pk).update(
             test_state="queued", test_requested_at=timezone.now(), test_finished_at=None, test_results=[],
@@ -99,8 +125,16 @@ def run_test(draft_id: str) -> str:
         targets = targets_of(draft, request.get("contexts") or [])
     except kubeconfigs.KubeconfigError as exc:
         targets, error = [], str(exc)
+    # The worker asks again (a draft held before a role was taken away, or a task queued by another door): a plugin
+    # runs only for an admin's draft.
+    creator = draft.created_by
+    refused = [t for t in targets if kube.uses_exec(t[1]) and not (creator and can(creator, "run_exec_plugin"))]
+    targets = [t for t in targets if t not in refused]
     if targets:
         results = test_all(targets, insecure=bool(request.get("insecure")), budget=budget)
+    results += [{"target": context or kube.server_of(credentials), "ok": False, "version": "",
+                 "checks": [{"name": "connection test", "ok": False, "optional": False, "detail": EXEC_ADMIN_ONLY}]}
+                for context, credentials in refused]
     AttachDraft.objects.filter(pk=draft.pk).update(test_state="done", test_finished_at=timezone.now(),
                                                    test_results=results, test_error=error)
     return "done"

@@ -26,7 +26,7 @@ from inventory.models import (
     ClusterGroup,
 )
 from inventory.signals import clusters_changed, membership_guards
-from inventory.teams import require
+from inventory.teams import can, require
 from inventory.validators import validate_minor_version
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,9 @@ def _check_credentials(credentials: dict, *, environment: str, user) -> None:
     except outbound.OutboundRefused as exc:
         if exc.kind != "dns":  # a name not yet published is fine: every connection checks again
             raise AttachError(str(exc), field="server") from None
-    if kube.uses_exec(credentials) and not _is_admin(user):
+    if kube.uses_exec(credentials) and user is not None and not can(user, "run_exec_plugin"):
         raise AttachError("Only admins may attach a kubeconfig that runs an exec plugin (it runs a program on "
-                          "Fleetweb's workers).", status=403)
+                          "Fleetweb's workers with Fleetweb's own cloud identity).", status=403)
 
 
 def attach_cluster(*, name: str, credentials: dict, user, environment: str = Environment.DEV, region: str = "",

@@ -201,7 +201,9 @@ def _platform(role: str) -> Callable[[Access, object], bool]:
 
 for _action in ("attach", "detach", "edit_cluster", "edit_group", "edit_policy", "edit_plan", "choose_approvers"):
     rule(_action)(_platform(OPERATOR))
-for _action in ("manage_teams", "manage_sso"):
+# run_exec_plugin: any door that could have a worker run a kubeconfig's exec plugin (attach, credential update,
+# connection test, an attach draft) acts with Fleetweb's own host identity, so it is the platform admins' alone.
+for _action in ("manage_teams", "manage_sso", "run_exec_plugin"):
     rule(_action)(_platform(ADMIN))
 
 

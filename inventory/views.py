@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from fleetweb.decorators import role_required
-from fleetweb.errors import add_to_form
+from fleetweb.errors import ServiceError, add_to_form
 from fleetweb.exports import csv_response
 from fleetweb.htmx import htmx_partial
 from fleetweb.lists import filtered, filtered_page
@@ -248,8 +248,13 @@ def _wizard_forms(request):
 
 
 def _hold(request, method: str, creds, draft):
-    """Save what the valid credentials form holds into the user's draft (a new one when there is none)."""
-    return onboarding.save_draft(user=request.user, method=method, source=creds.source(), draft=draft)
+    """Save what the valid credentials form holds into the user's draft (a new one when there is none); a refusal
+    (an exec plugin from a non-admin) becomes the form's error and holds nothing."""
+    try:
+        return onboarding.save_draft(user=request.user, method=method, source=creds.source(), draft=draft)
+    except ServiceError as exc:
+        add_to_form(creds, exc)
+        return None
 
 
 def _wizard_context(method, meta, creds, draft=None, **extra) -> dict:
@@ -272,6 +277,7 @@ def cluster_attach(request) -> HttpResponseBase:
         meta_ok, creds_ok = meta.is_valid(), creds.is_valid()
         if creds_ok:
             draft = _hold(request, method, creds, draft)
+            creds_ok = draft is not None
         if meta_ok and creds_ok:
             try:
                 targets = _targets(method, creds)
@@ -330,6 +336,9 @@ def cluster_attach_test(request) -> HttpResponseBase:
         error = "; ".join(str(e) for errors in creds.errors.values() for e in errors)
         return render(request, "inventory/partials/_test_result.html", {"error": error, "draft": draft})
     draft = _hold(request, method, creds, draft)
+    if draft is None:
+        error = "; ".join(str(e) for errors in creds.errors.values() for e in errors)
+        return render(request, "inventory/partials/_test_result.html", {"error": error}, status=403)
     contexts = creds.cleaned_data["contexts"] if method == "kubeconfig" else []
     if method == "kubeconfig" and not contexts:
         return render(request, "inventory/partials/_test_result.html",

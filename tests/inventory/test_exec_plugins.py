@@ -10,8 +10,9 @@ import stat
 import pytest
 import yaml
 
-from inventory import access, execplugins, kube, kubeconfigs, services
-from inventory.models import Cluster
+from fleetweb.models import AuditEvent
+from inventory import access, execplugins, kube, kubeconfigs, onboarding, services
+from inventory.models import AttachDraft, Cluster
 
 AWS_ARGS = ["eks", "get-token", "--cluster-name", "prod", "--region", "eu-west-1", "--output", "json"]
 
@@ -83,7 +84,8 @@ def test_a_plugin_not_in_the_allowed_names_is_refused_even_when_installed(plugin
         extract(exec_kubeconfig())
 
 
-def test_a_genuine_plugin_runs_with_its_allowed_args_and_a_minimal_environment(plugin_dir, monkeypatch):
+def test_a_genuine_plugin_runs_with_its_allowed_args_and_a_minimal_environment(plugin_dir, monkeypatch, settings):
+    settings.FLEETWEB_EXEC_PLUGIN_IDENTITIES = ["aws:AWS_PROFILE=prod-reader"]
     monkeypatch.setenv("DATABASE_URL", "postgresql://secret@db/fleetweb")
     monkeypatch.setenv("FLEETWEB_ENCRYPTION_KEYS", "secret-key")
     env = [{"name": "AWS_PROFILE", "value": "prod-reader"}]
@@ -170,3 +172,117 @@ def test_an_exec_plugin_token_reaches_a_real_member(plugin_dir, member):
     assert report.ok, [c.detail for c in report.checks if not c.ok]
     assert report.version.startswith("v1.")
     assert json.loads(plugin_dir["record"].read_text())["argv"] == AWS_ARGS
+
+
+# Fleetweb's own identity is used only for clusters an admin attached (issue 25, class 1).
+
+def test_operator_cannot_test_the_connection_of_an_exec_kubeconfig(plugin_dir, operator, client):
+    """The connection test would run the plugin in a worker with Fleetweb's host identity: refused before anything is
+    held, queued or run."""
+    client.force_login(operator)
+    response = client.post("/clusters/attach/test/", {"method": "kubeconfig", "kubeconfig": exec_kubeconfig(),
+                                                      "contexts": ["eks"], "meta-environment": "dev"})
+    assert response.status_code == 403
+    assert b"Only admins may attach a kubeconfig that runs an exec plugin" in response.content
+    assert not AttachDraft.objects.exists()
+    assert not AuditEvent.objects.filter(action="cluster.test_connection").exists()
+    assert not plugin_dir["record"].exists()
+
+
+def test_operator_cannot_hold_an_exec_kubeconfig_in_a_draft(plugin_dir, operator):
+    source = {"kubeconfig": kubeconfigs.parse_kubeconfig(exec_kubeconfig())}
+    with pytest.raises(onboarding.ServiceError, match="Only admins") as err:
+        onboarding.save_draft(user=operator, method="kubeconfig", source=source)
+    assert err.value.status == 403
+    assert not AttachDraft.objects.exists()
+
+
+def test_operator_cannot_have_a_worker_run_a_plugin_from_a_draft(plugin_dir, operator, admin_user):
+    """A draft that holds a plugin (made before a role was taken away, or by any other door) still runs nothing in
+    the worker unless its creator is an admin."""
+    source = {"kubeconfig": kubeconfigs.parse_kubeconfig(exec_kubeconfig())}
+    draft = onboarding.save_draft(user=admin_user, method="kubeconfig", source=source)
+    AttachDraft.objects.filter(pk=draft.pk).update(created_by=operator, test_state="queued",
+                                                   test_request={"contexts": ["eks"], "insecure": False})
+    assert onboarding.run_test(str(draft.pk)) == "done"
+    draft.refresh_from_db()
+    assert [r["ok"] for r in draft.test_results] == [False]
+    assert "Only admins" in draft.test_results[0]["checks"][0]["detail"]
+    assert not plugin_dir["record"].exists()
+    with pytest.raises(onboarding.ServiceError, match="Only admins"):
+        onboarding.request_test(draft, contexts=["eks"], insecure=False, user=operator)
+
+
+def test_operator_cannot_replace_credentials_with_an_exec_kubeconfig(plugin_dir, operator, admin_user,
+                                                                     django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks():
+        cluster = services.attach_cluster(name="plain", user=admin_user, credentials={
+            "method": "token", "server": "https://api.example.com:6443", "ca_data": "", "token": "t"})
+    credentials = kubeconfigs.credentials_from_kubeconfig(extract(exec_kubeconfig()))
+    with pytest.raises(services.AttachError, match="Only admins may attach a kubeconfig that runs an exec plugin"):
+        services.update_cluster(cluster, user=operator, credentials=credentials)
+    cluster.refresh_from_db()
+    assert cluster.auth_method == "token"
+    assert not AuditEvent.objects.filter(action="cluster.update").exists()
+
+
+@pytest.mark.parametrize(("args", "env", "listed", "refused"), [
+    (["--role-arn", "arn:aws:iam::111122223333:role/other-team-admin"], [], [], "names a role"),
+    (["--role-arn=arn:aws:iam::111122223333:role/other-team-admin"], [],
+     ["aws:--role-arn=arn:aws:iam::111122223333:role/fleetweb-reader"], "names a role"),
+    (["--profile", "prod-admin"], [], [], "names a profile"),
+    ([], [{"name": "AWS_PROFILE", "value": "prod-admin"}], ["aws:AWS_PROFILE=prod-reader"], "names a profile"),
+    (["--role-arn", "arn:aws:iam::111122223333:role/fleetweb-reader"], [],
+     ["aws:--role-arn=arn:aws:iam::111122223333:role/fleetweb-reader"], None),
+    ([], [{"name": "AWS_PROFILE", "value": "prod-reader"}], ["aws:AWS_PROFILE=prod-reader"], None),
+])
+def test_identity_arguments_come_from_the_admins_list(plugin_dir, settings, args, env, listed, refused):
+    settings.FLEETWEB_EXEC_PLUGIN_IDENTITIES = listed
+    text = exec_kubeconfig(args=AWS_ARGS + args, env=env)
+    if refused:
+        with pytest.raises(kubeconfigs.KubeconfigError, match=f"{refused} that is not in FLEETWEB_EXEC_PLUGIN_IDENT"):
+            extract(text)
+    else:
+        assert extract(text)["users"][0]["user"]["exec"]["command"] == "aws"
+
+
+def test_kubelogin_authority_and_tenant_come_from_the_admins_list(settings, tmp_path):
+    settings.FLEETWEB_EXEC_PLUGIN_DIRS = [str(tmp_path)]
+    (tmp_path / "kubelogin").write_text("#!/bin/sh\n")
+    (tmp_path / "kubelogin").chmod(0o755)
+    tenant = "11111111-2222-3333-4444-555555555555"
+    spec = {"command": "kubelogin", "args": ["get-token", "--login", "msi", "--authority-host",
+                                            "https://login.attacker.example/", "--tenant-id", tenant]}
+    settings.FLEETWEB_EXEC_PLUGIN_IDENTITIES = [f"kubelogin:--tenant-id={tenant}"]
+    with pytest.raises(execplugins.ExecPluginError, match="'--authority-host' of 'kubelogin' names a authority-host"):
+        execplugins.check(spec)
+    settings.FLEETWEB_EXEC_PLUGIN_IDENTITIES += ["kubelogin:--authority-host=https://login.attacker.example/"]
+    assert execplugins.check(spec)[0] == "kubelogin"
+
+
+def _oidc_kubeconfig(issuer: str) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "oidc",
+        "clusters": [{"name": "c", "cluster": {"server": "https://api.example.com:6443"}}],
+        "users": [{"name": "u", "user": {"auth-provider": {"name": "oidc", "config": {
+            "idp-issuer-url": issuer, "client-id": "k8s", "refresh-token": "REFRESH-SECRET",
+            "id-token": "expired"}}}}],
+        "contexts": [{"name": "oidc", "context": {"cluster": "c", "user": "u"}}],
+    })
+
+
+def test_an_oidc_auth_provider_is_refused_and_its_issuer_never_dialled(http_receiver, settings):
+    """The client library would fetch discovery and post the refresh token to any token_endpoint, past the
+    outbound policy; Fleetweb refuses auth providers at parse and, for anything stored before, at connect."""
+    settings.FLEETWEB_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    issuer = http_receiver.url("/issuer")
+    with pytest.raises(kubeconfigs.KubeconfigError, match="auth provider 'oidc', which Fleetweb does not support"):
+        kubeconfigs.extract_context(kubeconfigs.parse_kubeconfig(_oidc_kubeconfig(issuer)), "oidc")
+    stored = yaml.safe_load(_oidc_kubeconfig(issuer))
+    stored["current-context"] = "oidc"
+    credentials = {"method": "kubeconfig", "kubeconfig": stored, "context": "oidc"}
+    with pytest.raises(kube.KubeError, match="auth provider") as err:
+        kube.connect(credentials)
+    assert err.value.kind == "config"
+    assert "REFRESH-SECRET" not in str(err.value)
+    assert http_receiver.received == []
