@@ -3,9 +3,12 @@ webhook receivers, OIDC issuers) is checked here, first as text and then after D
 address it resolved to is the one the connection uses (`pinned`), so a name cannot resolve to a public
 address for the check and to 127.0.0.1 for the call (DNS rebinding).
 
-Refused after resolution: loopback, link-local (which holds the cloud metadata services), the unspecified
-address and FLEETWEB_DENIED_NETWORKS; FLEETWEB_ALLOWED_NETWORKS wins over all of these (`make run` and the
-tests allow loopback for the local member clusters).
+Refused after resolution: loopback, link-local (which holds the cloud metadata services), every major cloud's
+metadata and host addresses (also as NAT64, 6to4, Teredo and IPv4-mapped forms), the unspecified address and
+FLEETWEB_DENIED_NETWORKS; and private ranges (RFC 1918, CGNAT, ULA) unless allowed for the purpose of the call:
+`cluster` (FLEETWEB_CLUSTER_PRIVATE_NETWORKS, default all), `idp` (FLEETWEB_IDP_PRIVATE_NETWORKS, default all) or
+`channel` (FLEETWEB_CHANNEL_PRIVATE_NETWORKS, default none: a team's webhook reaches public addresses only).
+FLEETWEB_ALLOWED_NETWORKS wins over all of these (`make run` and the tests allow loopback for the local members).
 
 Errors say what was refused and why, never what the other side answered.
 """
@@ -24,9 +27,20 @@ from fleetweb.env import ConfigError
 
 # Always refused unless allowed explicitly: these reach the host itself or the cloud's metadata service.
 BUILTIN_DENIED = (
-    "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "100.100.100.200/32",  # Alibaba Cloud metadata
+    "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16",  # AWS, GCP, Azure, DigitalOcean, OpenStack metadata live here
+    "100.100.100.200/32",  # Alibaba Cloud metadata
+    "168.63.129.16/32",  # Azure's host (WireServer: DNS, health probes, VM agent)
+    "192.0.0.192/32",  # Oracle Cloud metadata
     "::/128", "::1/128", "fe80::/10", "fd00:ec2::254/128",  # AWS metadata over IPv6
+    "fd20:ce::254/128",  # GCP metadata over IPv6
 )
+
+# Private ranges: each purpose allows those of them an admin chose (settings named in PURPOSES).
+PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "198.18.0.0/15", "fc00::/7")
+PURPOSES = {"cluster": "FLEETWEB_CLUSTER_PRIVATE_NETWORKS", "idp": "FLEETWEB_IDP_PRIVATE_NETWORKS",
+            "channel": "FLEETWEB_CHANNEL_PRIVATE_NETWORKS"}
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, RFC 6052 and RFC 8215 with /96).
+NAT64 = ("64:ff9b::/96", "64:ff9b:1::/96")
 
 
 class OutboundRefused(ValueError):
@@ -47,6 +61,7 @@ class Target:
     host: str
     port: int
     address: str = ""
+    purpose: str = "cluster"
 
 
 def _networks(values) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -68,11 +83,29 @@ def allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return _networks(settings.FLEETWEB_ALLOWED_NETWORKS)
 
 
-def address_refusal(address: str) -> str:
-    """Why this IP address may not be dialled, or '' when it may."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+def private_networks_for(purpose: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The private networks an admin allowed for this purpose (clusters, identity provider, channels)."""
+    return _networks(getattr(settings, PURPOSES[purpose]))
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries and reaches (mapped, NAT64, 6to4, Teredo's client), else None."""
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if any(ip in ipaddress.ip_network(net) for net in NAT64):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour:
+        return ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    return None
+
+
+def address_refusal(address: str, *, purpose: str = "cluster") -> str:
+    """Why this IP address may not be dialled for `purpose`, or '' when it may."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and (inner := embedded_ipv4(ip)) is not None:
+        ip = inner  # judged as the IPv4 address it reaches: NAT64 of 169.254.169.254 is the metadata service
     if any(ip in net for net in allowed_networks() if net.version == ip.version):
         return ""
     if ip.is_loopback:
@@ -84,12 +117,18 @@ def address_refusal(address: str) -> str:
     for net in denied_networks():
         if net.version == ip.version and ip in net:
             return f"in the denied network {net}"
+    private = next((net for net in _networks(PRIVATE) if net.version == ip.version and ip in net), None)
+    if private is not None and not any(ip in net for net in private_networks_for(purpose) if net.version == ip.version):
+        return (f"in the private network {private}, which is not allowed for {purpose} URLs "
+                f"({PURPOSES[purpose]})")
     return ""
 
 
-def check_url(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "URL") -> Target:
+def check_url(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "URL", purpose: str = "cluster") -> Target:
     """The URL as text: scheme, host, no credentials, query or fragment; the path normalized (a proxied API
     server has a path prefix such as /k8s/clusters/c-1). Raises OutboundRefused."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown outbound purpose {purpose!r}")
     text = (url or "").strip()
     try:
         parts = urlsplit(text)
@@ -121,7 +160,8 @@ def check_url(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "U
     netloc = f"[{host}]" if ":" in host else host
     if parts.port:
         netloc += f":{parts.port}"
-    return Target(url=urlunsplit((scheme, netloc, path, "", "")), scheme=scheme, host=host, port=port)
+    return Target(url=urlunsplit((scheme, netloc, path, "", "")), scheme=scheme, host=host, port=port,
+                  purpose=purpose)
 
 
 def resolve(target: Target, *, what: str = "URL") -> Target:
@@ -132,7 +172,7 @@ def resolve(target: Target, *, what: str = "URL") -> Target:
         raise OutboundRefused(f"DNS lookup failed for '{target.host}'", kind="dns") from None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
-        reason = address_refusal(address)
+        reason = address_refusal(address, purpose=target.purpose)
         if reason:
             shown = "" if address == target.host else f" resolves to {address}, which"
             raise OutboundRefused(f"The {what} host '{target.host}'{shown} is {reason}; Fleetweb does not dial it "
@@ -140,8 +180,9 @@ def resolve(target: Target, *, what: str = "URL") -> Target:
     return dataclasses.replace(target, address=addresses[0])
 
 
-def check_and_resolve(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "URL") -> Target:
-    return resolve(check_url(url, schemes=schemes, what=what), what=what)
+def check_and_resolve(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "URL",
+                      purpose: str = "cluster") -> Target:
+    return resolve(check_url(url, schemes=schemes, what=what, purpose=purpose), what=what)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,7 +200,7 @@ def _pinning_connection(base):
     return Pinned
 
 
-def _pinning_pool(pool_cls, hosts: dict[str, str]):
+def _pinning_pool(pool_cls, hosts: dict[str, tuple[str, str]]):
     connection_cls = _pinning_connection(pool_cls.ConnectionCls)
 
     class PinnedPool(pool_cls):
@@ -168,11 +209,13 @@ def _pinning_pool(pool_cls, hosts: dict[str, str]):
         def _new_conn(self):
             conn = super()._new_conn()
             host = (conn.host or "").lower().rstrip(".")
-            what = hosts.get(host)
-            if what is None:
+            checked = hosts.get(host)
+            if checked is None:
                 # Only checked hosts are dialled: a redirect or any other host is not followed.
                 raise OutboundRefused(f"The host '{host}' was not checked by the outbound policy; not dialled.")
-            conn._fleetweb_address = resolve(Target(url="", scheme="", host=host, port=conn.port), what=what).address
+            what, purpose = checked
+            conn._fleetweb_address = resolve(Target(url="", scheme="", host=host, port=conn.port, purpose=purpose),
+                                             what=what).address
             return conn
 
     return PinnedPool
@@ -183,7 +226,7 @@ def pin_pool_manager(pool_manager: Any, *targets: tuple[Target, str]) -> Any:
     at an address resolved and checked when the connection is made. OutboundRefused comes out of the request."""
     import urllib3
 
-    hosts = {target.host: what for target, what in targets}
+    hosts = {target.host: (what, target.purpose) for target, what in targets}
     pool_manager.pool_classes_by_scheme = {
         "http": _pinning_pool(urllib3.HTTPConnectionPool, hosts),
         "https": _pinning_pool(urllib3.HTTPSConnectionPool, hosts),
@@ -191,24 +234,24 @@ def pin_pool_manager(pool_manager: Any, *targets: tuple[Target, str]) -> Any:
     return pool_manager
 
 
-def pool_manager(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "URL",
+def pool_manager(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "URL", purpose: str = "cluster",
                  **kwargs) -> tuple[str, Any]:
     """(checked URL, a urllib3 PoolManager that dials only its host under the policy)."""
     import urllib3
 
-    target = check_url(url, schemes=schemes, what=what)
+    target = check_url(url, schemes=schemes, what=what, purpose=purpose)
     return target.url, pin_pool_manager(urllib3.PoolManager(**kwargs), (target, what))
 
 
 def requests_session(*urls: str, what: str = "URL", schemes: tuple[str, ...] = ("https",),
-                     verify: bool | str = True, session: Any = None) -> Any:
+                     verify: bool | str = True, session: Any = None, purpose: str = "idp") -> Any:
     """A requests Session (or the given one, e.g. an OAuth client's) that dials only the hosts of `urls`, each
     at an address checked by the policy when the connection is made; no redirects, no proxies from the
     environment. OutboundRefused (inside requests' ConnectionError) comes out of a refused call."""
     import requests
     from requests.adapters import HTTPAdapter
 
-    targets = [(check_url(url, schemes=schemes, what=what), what) for url in urls]
+    targets = [(check_url(url, schemes=schemes, what=what, purpose=purpose), what) for url in urls]
     session = session if session is not None else requests.Session()
     adapter = HTTPAdapter(max_retries=0)
     pin_pool_manager(adapter.poolmanager, *targets)

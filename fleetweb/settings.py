@@ -296,6 +296,28 @@ for _entry in FLEETWEB_EXEC_PLUGIN_IDENTITIES:
 # metadata addresses, and networks dialled even so (`make run` and the tests allow loopback for local members).
 FLEETWEB_DENIED_NETWORKS = env_list("FLEETWEB_DENIED_NETWORKS")
 FLEETWEB_ALLOWED_NETWORKS = env_list("FLEETWEB_ALLOWED_NETWORKS")
+# Private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, 198.18/15, fc00::/7) each purpose may dial: member
+# clusters and the identity provider all of them by default, alert channels none ("none", or CIDRs inside them).
+_PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "198.18.0.0/15", "fc00::/7"]
+
+
+def _private_networks(name: str, default: list[str]) -> list[str]:
+    import ipaddress
+
+    value = env_list(name, default)
+    if value == ["none"]:
+        return []
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not a network (CIDR such as 10.20.0.0/16), nor 'none'") from None
+    return value
+
+
+FLEETWEB_CLUSTER_PRIVATE_NETWORKS = _private_networks("FLEETWEB_CLUSTER_PRIVATE_NETWORKS", _PRIVATE)
+FLEETWEB_IDP_PRIVATE_NETWORKS = _private_networks("FLEETWEB_IDP_PRIVATE_NETWORKS", _PRIVATE)
+FLEETWEB_CHANNEL_PRIVATE_NETWORKS = _private_networks("FLEETWEB_CHANNEL_PRIVATE_NETWORKS", [])
 # Single sign-on with OpenID Connect (inventory/sso.py): on when an issuer is set. The issuer is dialled through
 # the outbound address policy (https only; FLEETWEB_OIDC_CA_FILE for a private CA). Users are created at their
 # first sign-in; their roles come from the claim FLEETWEB_OIDC_GROUPS_CLAIM through the mapping admins edit on

@@ -52,7 +52,7 @@ def post_json(url: str, payload: dict, *, what: str, headers: dict | None = None
     if secret:
         sent["X-Fleetweb-Signature"] = sign(secret, body)
     try:
-        pinned, pool = outbound.pool_manager(url, schemes=SCHEMES, what=what)
+        pinned, pool = outbound.pool_manager(url, schemes=SCHEMES, what=what, purpose="channel")
         with pool:
             response = pool.request("POST", pinned, body=body, headers=sent, retries=False, redirect=False,
                                     timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),

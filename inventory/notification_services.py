@@ -65,7 +65,7 @@ def parse_recipients(text) -> list[str]:
 def check_channel_url(url: str) -> outbound.Target:
     """The URL as the policy sees it (text, then the addresses its host resolves to); ServiceError saying why not."""
     try:
-        return outbound.check_and_resolve(url, schemes=channels.SCHEMES, what="channel URL")
+        return outbound.check_and_resolve(url, schemes=channels.SCHEMES, what="channel URL", purpose="channel")
     except outbound.OutboundRefused as exc:
         raise ServiceError({"url": str(exc)}) from None
 

@@ -91,7 +91,7 @@ def metadata(*, refresh: bool = False) -> dict:
         if not isinstance(meta.get(key), str):
             raise SsoError(f"The identity provider's discovery document has no {key}.")
         try:
-            outbound.check_url(meta[key], what="OIDC issuer URL", schemes=schemes_for(meta[key]))
+            outbound.check_url(meta[key], what="OIDC issuer URL", schemes=schemes_for(meta[key]), purpose="idp")
         except outbound.OutboundRefused as exc:
             raise SsoError(f"The identity provider's {key} is refused by the outbound address policy: {exc}") from None
     meta = {**meta, "keys": _get_json(meta["jwks_uri"])}

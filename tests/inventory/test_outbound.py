@@ -86,6 +86,52 @@ def test_host_and_metadata_addresses_are_refused(strict, address, reason):
     assert reason in outbound.address_refusal(address)
 
 
+@pytest.mark.parametrize(("address", "reason"), [
+    ("168.63.129.16", "denied network 168.63.129.16/32"),  # Azure's host (WireServer)
+    ("192.0.0.192", "denied network 192.0.0.192/32"),  # Oracle Cloud metadata
+    ("fd20:ce::254", "denied network fd20:ce::254/128"),  # GCP metadata over IPv6
+    ("fd00:ec2::254", "denied network"),  # AWS metadata over IPv6
+    ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64 of 169.254.169.254
+    ("64:ff9b::6464:64c8", "denied network 100.100.100.200/32"),  # NAT64 of Alibaba's metadata
+    ("64:ff9b:1::a83f:8110", "denied network 168.63.129.16/32"),  # local-use NAT64 of Azure's host
+    ("2002:a9fe:a9fe::1", "link-local"),  # 6to4 of 169.254.169.254
+    ("2002:7f00:1::", "loopback"),  # 6to4 of 127.0.0.1
+    ("2001:0:4136:e378:8000:63bf:5601:5601", "link-local"),  # Teredo whose client is 169.254.169.254
+    ("::ffff:168.63.129.16", "denied network 168.63.129.16/32"),
+])
+def test_every_clouds_metadata_and_host_addresses_are_refused_in_every_form(strict, address, reason):
+    assert reason in outbound.address_refusal(address)
+    assert reason in outbound.address_refusal(address, purpose="channel")
+
+
+def test_private_ranges_are_chosen_per_purpose(strict):
+    """Clusters and the identity provider may sit on private networks (all allowed by default); alert channels, which
+    team operators point anywhere, reach public addresses only unless an admin allows a range."""
+    for private in ("10.0.0.5", "172.20.1.1", "192.168.1.10", "100.64.0.1", "fd12:3456::1", "64:ff9b::a00:5"):
+        assert outbound.address_refusal(private, purpose="cluster") == ""
+        assert outbound.address_refusal(private, purpose="idp") == ""
+        assert "not allowed for channel URLs (FLEETWEB_CHANNEL_PRIVATE_NETWORKS)" in outbound.address_refusal(
+            private, purpose="channel")
+    assert outbound.address_refusal("192.0.2.10", purpose="channel") == ""
+    strict.FLEETWEB_CHANNEL_PRIVATE_NETWORKS = ["10.1.0.0/16"]
+    assert outbound.address_refusal("10.1.2.3", purpose="channel") == ""
+    assert "private network 10.0.0.0/8" in outbound.address_refusal("10.2.0.1", purpose="channel")
+    strict.FLEETWEB_CLUSTER_PRIVATE_NETWORKS = ["192.168.0.0/16"]
+    assert "FLEETWEB_CLUSTER_PRIVATE_NETWORKS" in outbound.address_refusal("10.0.0.5", purpose="cluster")
+    strict.FLEETWEB_IDP_PRIVATE_NETWORKS = []
+    assert "FLEETWEB_IDP_PRIVATE_NETWORKS" in outbound.address_refusal("10.0.0.5", purpose="idp")
+
+
+def test_team_operator_cannot_point_a_channel_at_a_private_address(strict, db):
+    from fleetweb.errors import ServiceError
+    from inventory.models import Channel
+    from inventory.notification_services import check_channel_url
+
+    with pytest.raises(ServiceError, match="private network 10.0.0.0/8, which is not allowed for channel URLs"):
+        check_channel_url("https://10.0.0.5/hook")
+    assert not Channel.objects.exists()
+
+
 def test_denied_and_allowed_networks(strict):
     strict.FLEETWEB_DENIED_NETWORKS = ["10.0.0.0/8"]
     assert "10.0.0.0/8" in outbound.address_refusal("10.1.2.3")
