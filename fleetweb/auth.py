@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import User
+from django.http import HttpRequest
 
 from fleetweb.roles import ADMIN, has_role
 
@@ -21,3 +22,21 @@ class PasswordBackend(ModelBackend):
             if user.get_username() != settings.FLEETWEB_BREAK_GLASS_ADMIN or not has_role(user, ADMIN):
                 return None
         return user
+
+
+def lockout_parameters(request_or_attempt, credentials: dict | None = None) -> list:
+    """What django-axes counts failures by (AXES_LOCKOUT_PARAMETERS). A username, so guessing one account from many
+    addresses stops; an address, so spraying names from one stops, but only when the address is the client's (behind
+    a proxy that means FLEETWEB_TRUSTED_PROXIES is set; otherwise every client would share the proxy's). The
+    break-glass admin is counted per (name, address) only: anonymous traffic elsewhere cannot lock them out."""
+    from axes.helpers import get_client_username
+
+    if isinstance(request_or_attempt, HttpRequest):
+        username = get_client_username(request_or_attempt, credentials)
+    else:
+        username = getattr(request_or_attempt, "username", None)
+    address_known = bool(settings.FLEETWEB_TRUSTED_PROXIES) or not settings.BEHIND_TLS_PROXY
+    by_address: list = ["ip_address"] if address_known else []
+    if settings.FLEETWEB_BREAK_GLASS_ADMIN and username == settings.FLEETWEB_BREAK_GLASS_ADMIN:
+        return [["username", "ip_address"], *by_address]
+    return ["username", *by_address]

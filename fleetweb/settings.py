@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -144,7 +145,7 @@ AUTH_PASSWORD_VALIDATORS = [
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "fleetweb.auth.PasswordBackend"]
 AXES_FAILURE_LIMIT = env_int("FLEETWEB_LOGIN_FAILURE_LIMIT", 10, minimum=3)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("FLEETWEB_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = "fleetweb.auth.lockout_parameters"  # per username and per client address (see there)
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "fleetweb.web.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
@@ -173,6 +174,18 @@ WHITENOISE_USE_FINDERS = True
 
 # Behind a TLS-terminating proxy (which must set X-Forwarded-Proto): secure cookies, redirect plain http, HSTS.
 BEHIND_TLS_PROXY = env_bool("FLEETWEB_BEHIND_TLS_PROXY")
+# The proxies whose X-Forwarded-For is believed (CIDRs): the client address of audit rows and login lock-outs is the
+# nearest forwarded hop that is not one of them. Behind a proxy without it every client would have the proxy's
+# address, and one stranger's failed logins would lock everyone out, so it is required there.
+FLEETWEB_TRUSTED_PROXIES = env_list("FLEETWEB_TRUSTED_PROXIES")
+for _proxy in FLEETWEB_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ConfigError(f"FLEETWEB_TRUSTED_PROXIES: {_proxy!r} is not a network (CIDR such as 10.0.0.2/32)") from None
+if BEHIND_TLS_PROXY and not FLEETWEB_TRUSTED_PROXIES:
+    raise ConfigError("FLEETWEB_BEHIND_TLS_PROXY=true needs FLEETWEB_TRUSTED_PROXIES: the address(es) the TLS proxy "
+                      "connects from, so that each client's own address is known (audit log, login lock-outs)")
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 SESSION_COOKIE_SECURE = env_bool("FLEETWEB_SECURE_COOKIES", BEHIND_TLS_PROXY)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
@@ -302,8 +315,6 @@ _PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "1
 
 
 def _private_networks(name: str, default: list[str]) -> list[str]:
-    import ipaddress
-
     value = env_list(name, default)
     if value == ["none"]:
         return []

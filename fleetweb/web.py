@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import ipaddress
 from contextvars import ContextVar
 
+from django.conf import settings
 from django.http.response import HttpResponseBase
 
 
-def client_ip(request) -> str:
-    """The address a request came from, as the WSGI server saw it ('' without a request).
+def _within(address: str, networks: list) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip.version == net.version and ip in net for net in networks)
 
-    Behind a proxy this is the proxy's address; Fleetweb does not trust X-Forwarded-For blindly.
-    """
-    return request.META.get("REMOTE_ADDR", "") if request is not None else ""
+
+def client_ip(request) -> str:
+    """The address a request came from ('' without a request): the WSGI server's peer, or, when that peer is one of
+    FLEETWEB_TRUSTED_PROXIES, the nearest X-Forwarded-For hop that is not a trusted proxy (hops left of it were
+    written by the client and are never believed). Audit rows and login lock-outs use it."""
+    if request is None:
+        return ""
+    remote = request.META.get("REMOTE_ADDR", "")
+    proxies = [ipaddress.ip_network(net, strict=False) for net in settings.FLEETWEB_TRUSTED_PROXIES]
+    if not proxies or not _within(remote, proxies):
+        return remote
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _within(hop, [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]):
+            return remote  # not an address: the proxy did not write it, so nothing left of it is known
+        if not _within(hop, proxies):
+            return hop
+    return hops[0] if hops else remote
 
 
 class ServerTimingMiddleware:

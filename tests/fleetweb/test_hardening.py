@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.test import Client, RequestFactory
 
 from fleetweb.exports import safe_cell
 from fleetweb.models import AuditEvent
+from fleetweb.web import client_ip
 from tests.builders import make_cluster, make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,6 +133,67 @@ def test_logins_are_throttled_per_address_across_usernames(client, settings, db)
         client.post("/accounts/login/", {"username": f"guess-{i}", "password": "wrong-password-1"})
     response = client.post("/accounts/login/", {"username": "vera-viewer", "password": "pw-for-tests-1"})
     assert response.status_code == 429
+
+
+PROXY = "10.0.0.2"
+
+
+def _login(client, username: str, password: str, *, via: str):
+    """A login that reached Fleetweb through the TLS proxy for the client `via`."""
+    return client.post("/accounts/login/", {"username": username, "password": password},
+                       REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=f"{via}, {PROXY}")
+
+
+def test_anonymous_cannot_lock_everyone_out_behind_the_proxy(client, settings, db):
+    """Failures for made-up names lock the address they came from (the client's, from the trusted proxy's
+    X-Forwarded-For), never every login that passes the proxy."""
+    settings.BEHIND_TLS_PROXY, settings.FLEETWEB_TRUSTED_PROXIES = True, [f"{PROXY}/32"]
+    make_user("vera-viewer", "viewer")
+    for i in range(settings.AXES_FAILURE_LIMIT + 2):
+        _login(client, f"made-up-{i}", "wrong-password-1", via="203.0.113.9")
+    assert _login(client, "made-up-x", "wrong-password-1", via="203.0.113.9").status_code == 429
+    response = _login(Client(), "vera-viewer", "pw-for-tests-1", via="198.51.100.7")
+    assert response.status_code == 302
+    assert not AuditEvent.objects.filter(action="auth.locked_out", target_name="vera-viewer").exists()
+    assert AuditEvent.objects.filter(action="auth.login_failed", source_ip="203.0.113.9").exists()
+    assert not AuditEvent.objects.filter(action="auth.login_failed", source_ip=PROXY).exists()
+
+
+def test_anonymous_cannot_lock_out_the_break_glass_admin(client, settings, db):
+    settings.BEHIND_TLS_PROXY, settings.FLEETWEB_TRUSTED_PROXIES = True, [f"{PROXY}/32"]
+    settings.FLEETWEB_LOCAL_LOGIN, settings.FLEETWEB_BREAK_GLASS_ADMIN = False, "ada-admin"
+    make_user("ada-admin", "admin")
+    for _ in range(settings.AXES_FAILURE_LIMIT + 2):
+        _login(client, "ada-admin", "wrong-password-1", via="203.0.113.9")
+    assert _login(client, "ada-admin", "pw-for-tests-1", via="203.0.113.9").status_code == 429
+    admin = Client()
+    assert _login(admin, "ada-admin", "pw-for-tests-1", via="198.51.100.7").status_code == 302
+    assert "_auth_user_id" in admin.session
+
+
+def test_a_forwarded_for_from_an_untrusted_peer_is_not_believed(client, settings, db):
+    """A client talking to Fleetweb directly cannot pick its address (and so escape its lock) with a header."""
+    settings.FLEETWEB_TRUSTED_PROXIES = [f"{PROXY}/32"]
+    make_user("vera-viewer", "viewer")
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        client.post("/accounts/login/", {"username": f"guess-{i}", "password": "wrong-password-1"},
+                    REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}")
+    response = client.post("/accounts/login/", {"username": "guess-x", "password": "wrong-password-1"},
+                           REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="198.51.100.99")
+    assert response.status_code == 429
+    # Hops a client wrote left of the proxy's are never believed either.
+    request = RequestFactory().get("/", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=f"1.2.3.4, 203.0.113.9, {PROXY}")
+    assert client_ip(request) == "203.0.113.9"
+
+
+def test_behind_a_tls_proxy_the_trusted_proxies_are_required():
+    environment = {"FLEETWEB_BEHIND_TLS_PROXY": "true", "DATABASE_URL": "postgres://x@127.0.0.1:1/x",
+                   "REDIS_URL": "redis://127.0.0.1:1/0", "FLEETWEB_SECRET_KEY": "k" * 50}
+    code = "import fleetweb.settings"
+    result = subprocess.run([sys.executable, "-c", code], env={"PATH": os.environ["PATH"], **environment},
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "FLEETWEB_BEHIND_TLS_PROXY=true needs FLEETWEB_TRUSTED_PROXIES" in result.stderr
 
 
 def test_unlocking_is_audited(client, settings, db):
