@@ -29,27 +29,18 @@ class DraftError(ValueError):
     """A draft that is not there any more (expired, attached, someone else's); the message says what to do."""
 
 
-def _plugin_users(source: dict) -> list[str]:
-    """The kubeconfig users of a draft's source that run an exec plugin."""
-    if "kubeconfig" not in source:
-        return [] if not kube.uses_exec(source.get("credentials") or {}) else ["(credentials)"]
-    users = source["kubeconfig"].get("users") or []
-    return [str(u.get("name", "")) for u in users if isinstance(u, dict) and "exec" in (u.get("user") or {})]
-
-
-def require_exec_rights(user, source: dict) -> None:
-    """Refuse (403) before anything is held or run when `source` would run an exec plugin and `user` is not an
-    admin: the same rule for attach, credential updates, drafts and connection tests. System callers pass."""
-    users = _plugin_users(source)
-    if users and user is not None and not can(user, "run_exec_plugin"):
-        raise ServiceError(f"{EXEC_ADMIN_ONLY} Remove the context(s) of user {', '.join(users)} or ask an admin.",
-                           status=403)
+def require_exec_rights(user, targets: list[tuple[str, dict]]) -> None:
+    """Refuse (403) before anything is queued or run when a chosen target would run an exec plugin and `user` is
+    not an admin (attach and credential updates ask the same in `services`). System callers pass."""
+    chosen = [context or kube.server_of(credentials) for context, credentials in targets if kube.uses_exec(credentials)]
+    if chosen and user is not None and not can(user, "run_exec_plugin"):
+        raise ServiceError(f"{EXEC_ADMIN_ONLY} Leave out {', '.join(chosen)} or ask an admin.", status=403)
 
 
 def save_draft(*, user, method: str, source: dict, draft: AttachDraft | None = None) -> AttachDraft:
-    """Hold `source` ({"kubeconfig": parsed} or {"credentials": {...}}) for this user; replaces `draft`'s."""
+    """Hold `source` ({"kubeconfig": parsed} or {"credentials": {...}}) for this user; replaces `draft`'s. Holding
+    runs nothing: testing or attaching a context is what asks for the rights it needs."""
     require(user, "attach", message="Attaching clusters needs the global operator role.")
-    require_exec_rights(user, source)
     now = timezone.now()
     AttachDraft.objects.filter(expires_at__lt=now).delete()
     summary = _summary(method, source)
@@ -101,7 +92,11 @@ def request_test(draft: AttachDraft, *, contexts: list[str], insecure: bool, use
     from inventory.tasks import test_attach_connection
 
     require(user, "attach", message="Testing a connection needs the global operator role.")
-    require_exec_rights(user, draft.open())
+    try:
+        targets = targets_of(draft, contexts)
+    except kubeconfigs.KubeconfigError:
+        targets = []  # the worker reports the bad context
+    require_exec_rights(user, targets)
     with transaction.atomic():
         AttachDraft.objects.filter(pk=draft.pk).update(
             test_state="queued", test_requested_at=timezone.now(), test_finished_at=None, test_results=[],

@@ -249,7 +249,7 @@ def _wizard_forms(request):
 
 def _hold(request, method: str, creds, draft):
     """Save what the valid credentials form holds into the user's draft (a new one when there is none); a refusal
-    (an exec plugin from a non-admin) becomes the form's error and holds nothing."""
+    becomes the form's error and holds nothing."""
     try:
         return onboarding.save_draft(user=request.user, method=method, source=creds.source(), draft=draft)
     except ServiceError as exc:
@@ -344,8 +344,12 @@ def cluster_attach_test(request) -> HttpResponseBase:
         return render(request, "inventory/partials/_test_result.html",
                       {"error": "Pick at least one context to test.", "draft": draft})
     insecure = request.POST.get("meta-insecure_skip_tls_verify") == "on" and has_role(request.user, ADMIN)
-    onboarding.request_test(draft, contexts=contexts, insecure=insecure, user=request.user,
-                            source_ip=client_ip(request))
+    try:
+        onboarding.request_test(draft, contexts=contexts, insecure=insecure, user=request.user,
+                                source_ip=client_ip(request))
+    except ServiceError as exc:
+        return render(request, "inventory/partials/_test_result.html", {"error": exc.message, "draft": draft},
+                      status=exc.status)
     draft.refresh_from_db()
     return render(request, "inventory/partials/_test_result.html", {"draft": draft, "polling": True})
 
