@@ -15,9 +15,15 @@ Errors say what was refused and why, never what the other side answered.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import heapq
 import ipaddress
+import os
 import socket
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -124,7 +130,8 @@ def address_refusal(address: str, *, purpose: str = "cluster") -> str:
     return ""
 
 
-def check_url(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "URL", purpose: str = "cluster") -> Target:
+def check_url(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "URL",
+              purpose: str = "cluster") -> Target:
     """The URL as text: scheme, host, no credentials, query or fragment; the path normalized (a proxied API
     server has a path prefix such as /k8s/clusters/c-1). Raises OutboundRefused."""
     if purpose not in PURPOSES:
@@ -186,6 +193,98 @@ def check_and_resolve(url: str, *, schemes: tuple[str, ...] = ("https",), what: 
 
 
 # ---------------------------------------------------------------------------------------------
+# Total deadlines: a per-read timeout does not bound a call (an answer trickled a byte at a time never times out),
+# so a call made inside `deadline(at)` has every connection it uses shut down at `at` by one watchdog thread; the
+# blocked read then fails at once and the caller sees `watch.fired`.
+
+
+class Watch:
+    """The connections one call used, shut down if the call is still running at `at` (time.monotonic())."""
+
+    def __init__(self, at: float):
+        self.at = at
+        self.fired = False
+        self.done = False
+        self._connections: list = []
+        self._lock = threading.Lock()
+
+    def add(self, connection) -> None:
+        with self._lock:
+            self._connections.append(connection)
+            fired = self.fired
+        if fired:
+            _shut(connection)
+
+    def fire(self) -> None:
+        with self._lock:
+            if self.done:
+                return
+            self.fired = True
+            connections = list(self._connections)
+        for connection in connections:
+            _shut(connection)
+
+
+def _shut(connection) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread per process firing expired watches in deadline order."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Watch]] = []
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, watch: Watch) -> None:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._heap, self._pid = [], os.getpid()  # a forked worker starts its own
+                self._thread = threading.Thread(target=self._run, name="outbound-watchdog", daemon=True)
+                self._thread.start()
+            heapq.heappush(self._heap, (watch.at, self._seq, watch))
+            self._seq += 1
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                at, _seq, watch = self._heap[0]
+                left = at - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                heapq.heappop(self._heap)
+            watch.fire()
+
+
+_watchdog = _Watchdog()
+_current = threading.local()
+
+
+@contextlib.contextmanager
+def deadline(at: float) -> Iterator[Watch]:
+    """Calls made through pinned connections in this thread inside the block are cut off at `at`."""
+    watch = Watch(at)
+    previous = getattr(_current, "watch", None)
+    _current.watch = watch
+    _watchdog.add(watch)
+    try:
+        yield watch
+    finally:
+        watch.done = True
+        _current.watch = previous
+
+
+# ---------------------------------------------------------------------------------------------
 # Dialling: each new connection to a checked host resolves it, checks every address and dials the checked one
 # (TLS still verifies the name), so a name cannot pass the check and then resolve to 127.0.0.1 (DNS rebinding).
 
@@ -195,6 +294,12 @@ def _pinning_connection(base):
         def _new_conn(self):
             self._dns_host = self._fleetweb_address
             return super()._new_conn()
+
+        def request(self, *args, **kwargs):
+            watch = getattr(_current, "watch", None)
+            if watch is not None:
+                watch.add(self)  # shut at the call's deadline, whatever phase it is in then
+            return super().request(*args, **kwargs)
 
     Pinned.__name__ = f"Pinned{base.__name__}"
     return Pinned

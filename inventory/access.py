@@ -4,7 +4,6 @@ collector needs) and the least-privilege RBAC manifest it asks platform teams to
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import yaml
 
@@ -38,8 +37,8 @@ def can_i(session: kube.Session, *, verb: str, group: str, resource: str) -> tup
 
 def _review(session: kube.Session, spec: dict) -> tuple[bool, str]:
     body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": spec}
-    result = json.loads(kube.request(session, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                                     body=body, what="SelfSubjectAccessReview"))
+    result = kube.loads(kube.request(session, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                                     body=body, what="SelfSubjectAccessReview"), what="SelfSubjectAccessReview")
     status = result.get("status") or {}
     return bool(status.get("allowed")), status.get("reason", "") or status.get("evaluationError", "")
 

@@ -84,12 +84,24 @@ def _transport_error(exc: Exception) -> str:
     return f"transport error ({type(exc).__name__})"
 
 
+def mrkdwn(text) -> str:
+    """Text as Slack mrkdwn shows it literally: `&`, `<` and `>` escaped as Slack asks, so a member's words
+    (a status message, a name) cannot become a link (`<https://evil|click>`) or a mention (`<!channel>`)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def header_text(text, limit: int = 200) -> str:
+    """Text for a mail header: one line, no control characters (a CR/LF would start another header)."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())[:limit]
+
+
 def slack_body(payload: dict) -> dict:
-    """The Slack (and Mattermost, Rocket.Chat, Teams workflow) incoming-webhook message: text with a link."""
-    lines = [f"*{payload['title']}*"]
+    """The Slack (and Mattermost, Rocket.Chat, Teams workflow) incoming-webhook message: text with a link. Every
+    text is escaped; only Fleetweb's own link stays a link."""
+    lines = [f"*{mrkdwn(payload['title'])}*"]
     if payload.get("text"):
-        lines.append(payload["text"])
-    lines += [f"• {item}" for item in payload.get("items", [])[:50]]
+        lines.append(mrkdwn(payload["text"]))
+    lines += [f"• {mrkdwn(item)}" for item in payload.get("items", [])[:50]]
     if payload.get("url"):
         lines.append(f"<{payload['url']}|Open in Fleetweb>")
     return {"text": "\n".join(lines)}
@@ -109,8 +121,8 @@ def email_text(payload: dict) -> str:
 def send_email(recipients: list[str], payload: dict) -> str:
     if not settings.EMAIL_HOST:
         raise DeliveryError("email is not configured (FLEETWEB_EMAIL_HOST is unset)", retry=False)
-    message = EmailMessage(subject=f"[Fleetweb] {payload['title']}"[:200], body=email_text(payload),
-                           to=recipients, headers={"X-Fleetweb-Event": payload["event"]})
+    message = EmailMessage(subject=header_text(f"[Fleetweb] {payload['title']}"), body=email_text(payload),
+                           to=recipients, headers={"X-Fleetweb-Event": header_text(payload["event"])})
     try:
         get_connection(timeout=settings.EMAIL_TIMEOUT).send_messages([message])
     except smtplib.SMTPRecipientsRefused:

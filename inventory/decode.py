@@ -319,6 +319,8 @@ def decode_list_meta(page: bytes) -> str:
         return _LIST_META.decode(page).metadata.continue_
     except msgspec.DecodeError as exc:
         raise DecodeError(f"list page is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("list page nests too deeply") from None
 
 
 # --- quantities and normalization ------------------------------------------------------------

@@ -59,6 +59,8 @@ def decode_page(kind: str, page: bytes) -> decode.ObjectList:
         return _DECODERS[kind].decode(page)
     except msgspec.DecodeError as exc:
         raise decode.DecodeError(f"{kind} list is not valid: {exc}") from None
+    except RecursionError:
+        raise decode.DecodeError(f"{kind} list nests too deeply") from None
 
 
 def rbac_rules() -> dict[str, list[str]]:

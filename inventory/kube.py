@@ -22,6 +22,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import urllib3
 from django.conf import settings
@@ -30,7 +31,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from fleetweb import outbound
+from fleetweb import outbound, untrusted
 from inventory import execplugins
 from inventory.choices import ClusterStatus
 from inventory.decode import decode_list_meta
@@ -212,6 +213,79 @@ def _timeout() -> tuple[float, float]:
     return (min(connect, left), min(read, left))
 
 
+def _call_deadline() -> float:
+    """When the call starting now must be over: FLEETWEB_KUBE_CALL_DEADLINE, or the budget's end if sooner."""
+    at = time.monotonic() + settings.FLEETWEB_KUBE_CALL_DEADLINE
+    budget = getattr(_budget, "at", None)
+    return at if budget is None else min(at, budget)
+
+
+@contextlib.contextmanager
+def _bounded(what: str) -> Iterator[None]:
+    """One call to a member, ended by its total deadline (outbound.deadline shuts its connection then) and with every
+    failure a classified KubeError."""
+    watch = None
+    try:
+        with outbound.deadline(_call_deadline()) as watch:
+            yield
+            if watch.fired:  # a cut connection can read as a short, complete answer
+                raise KubeError("timeout", what)
+    except Exception as exc:  # every failure of the call becomes a classified KubeError
+        if watch is not None and watch.fired:
+            budget = getattr(_budget, "at", None)
+            if budget is not None and budget <= watch.at:
+                raise KubeError("timeout", f"{what}: the connection test's time budget "
+                                           f"({settings.FLEETWEB_CONNECTION_TEST_BUDGET}s) ran out") from exc
+            raise KubeError("timeout", f"{what}: no complete answer within {settings.FLEETWEB_KUBE_CALL_DEADLINE}s "
+                                       "(FLEETWEB_KUBE_CALL_DEADLINE)") from exc
+        raise classify(exc, what=what) from exc
+
+
+MAX_JSON_DEPTH = 100
+
+
+def loads(data: bytes, *, what: str) -> Any:
+    """A member's JSON answer, refused (KubeError 'protocol') when it is not JSON or nests deeper than
+    MAX_JSON_DEPTH: a hostile member's deep answer must not reach code that walks it recursively."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise KubeError("protocol", f"{what}: the answer nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:
+        raise KubeError("protocol", f"{what}: the answer is not JSON") from None
+    if untrusted.too_deep(value, MAX_JSON_DEPTH):
+        raise KubeError("protocol", f"{what}: the answer nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _read_capped(response, *, what: str, cap: int, truncate: bool = False) -> bytes:
+    """The body of a urllib3 response, at most `cap` bytes after decompression: past it KubeError('protocol'), or
+    with `truncate` (an error body, of which only a Status message is ever used) the first `cap` bytes."""
+    raw = getattr(response, "response", response)
+    declared = raw.headers.get("Content-Length") or ""
+    chunks, size = [], 0
+    try:
+        if declared.isdigit() and int(declared) > cap and not truncate:
+            raise KubeError("protocol", f"{what}: the answer is larger than {cap // 2**20} MiB "
+                                        "(FLEETWEB_KUBE_MAX_RESPONSE_BYTES)")
+        for chunk in raw.stream(65536):
+            size += len(chunk)
+            if size > cap:
+                if truncate:
+                    chunks.append(chunk[:cap - size + len(chunk)])
+                    raw.close()  # the rest is never read: the connection is not reused
+                    break
+                raise KubeError("protocol", f"{what}: the answer is larger than {cap // 2**20} MiB "
+                                            "(FLEETWEB_KUBE_MAX_RESPONSE_BYTES)")
+            chunks.append(chunk)
+    except BaseException:
+        raw.close()
+        raise
+    finally:
+        raw.release_conn()
+    return b"".join(chunks)
+
+
 def classify(exc: BaseException, *, what: str = "") -> KubeError:
     """Map urllib3/ssl/socket/ApiException failures to a KubeError with a precise message (never the other side's
     words, except a Kubernetes Status message)."""
@@ -306,7 +380,7 @@ def _api_message(exc: ApiException) -> str:
         phrase = ""
     try:
         body = json.loads(exc.body or b"{}")
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return phrase
     if not (isinstance(body, dict) and body.get("kind") == "Status" and body.get("apiVersion", "v1") == "v1"
             and isinstance(body.get("message"), str)):
@@ -328,17 +402,22 @@ def _call(session: Session, method: str, path: str, *, query: list | None, body:
     response = api.call_api(method, url, header_params=headers, body=body_data, post_params=post_params,
                             _request_timeout=_timeout())
     if not 200 <= response.status < 300:
-        raise ApiException(status=response.status, reason=response.reason, body=response.read())
+        body_read = _read_capped(response, what=path, cap=MAX_ERROR_BODY, truncate=True)
+        raise ApiException(status=response.status, reason=response.reason,
+                           body=body_read.decode("utf-8", "replace"))
     return response
+
+
+MAX_ERROR_BODY = 64 * 1024  # of an error answer only a Status message is used
 
 
 def request(session: Session, method: str, path: str, *, query: list | None = None, body: dict | None = None,
             what: str = "", content_type: str = "application/json") -> bytes:
-    """One raw call with timeouts; returns the body bytes or raises KubeError."""
-    try:
-        data = _call(session, method, path, query=query, body=body, content_type=content_type).read()
-    except Exception as exc:  # every failure of the call becomes a classified KubeError
-        raise classify(exc, what=what or f"{method} {path}") from exc
+    """One raw call within the total deadline and the byte cap; returns the body bytes or raises KubeError."""
+    what = what or f"{method} {path}"
+    with _bounded(what):
+        response = _call(session, method, path, query=query, body=body, content_type=content_type)
+        data = _read_capped(response, what=what, cap=settings.FLEETWEB_KUBE_MAX_RESPONSE_BYTES)
     session.bytes_read += len(data)
     return data
 
@@ -349,7 +428,7 @@ def matching_lines(session: Session, path: str, prefix: bytes, *, what: str, max
     lines: list[bytes] = []
     rest = b""
     read = 0
-    try:
+    with _bounded(what):
         response = _call(session, "GET", path, query=None, body=None, content_type="application/json",
                          accept="text/plain")
         raw = response.response
@@ -361,10 +440,13 @@ def matching_lines(session: Session, path: str, prefix: bytes, *, what: str, max
                     raise KubeError("protocol", f"{what}: the answer is larger than {max_bytes // 2**20} MiB")
                 *complete, rest = (rest + chunk).split(b"\n")
                 lines += [line for line in complete if line.startswith(prefix)]
+                if len(rest) > 2**20:  # one line of a megabyte is no metric: keep memory bounded
+                    rest = rest[:len(prefix)]
+        except BaseException:
+            raw.close()
+            raise
         finally:
             raw.release_conn()
-    except Exception as exc:  # every failure of the call becomes a classified KubeError
-        raise classify(exc, what=what) from exc
     if rest.startswith(prefix):
         lines.append(rest)
     return lines
@@ -390,7 +472,10 @@ def paged_list(session: Session, path: str, *, limit: int | None = None) -> Iter
                 raise ListRestarted(path) from exc
             raise
         yield page
-        token = decode_list_meta(page)
+        try:
+            token = decode_list_meta(page)
+        except ValueError as exc:  # decode.DecodeError: the member's page is no list
+            raise KubeError("protocol", f"list {path}: {exc}") from None
         if not token:
             return
 
@@ -405,7 +490,7 @@ def apply(session: Session, path: str, body: dict, *, dry_run: bool = False) -> 
     verb = "dry-run apply" if dry_run else "apply"
     data = request(session, "PATCH", path, body=body, content_type="application/apply-patch+yaml", query=query,
                    what=f"{verb} {body.get('kind', '')} {body.get('metadata', {}).get('name', '')}".strip())
-    return json.loads(data)
+    return loads(data, what=verb)
 
 
 def delete(session: Session, path: str) -> bool:
@@ -420,7 +505,7 @@ def delete(session: Session, path: str) -> bool:
 
 
 def get_json(session: Session, path: str, *, query: list | None = None) -> dict:
-    return json.loads(request(session, "GET", path, query=query))
+    return loads(request(session, "GET", path, query=query), what=f"GET {path}")
 
 
 def prefetch(pages: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
@@ -472,4 +557,4 @@ def prefetch(pages: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
 
 def server_version(session: Session) -> dict:
     """`/version` of the API server."""
-    return json.loads(request(session, "GET", "/version", what="GET /version"))
+    return loads(request(session, "GET", "/version", what="GET /version"), what="GET /version")

@@ -124,7 +124,7 @@ def fetch(session: kube.Session) -> Facts:
         if exc.fatal:
             raise
         facts.errors[CRDS] = _explain(exc, "list on customresourcedefinitions.apiextensions.k8s.io")
-    except (kube.ListRestarted, msgspec.DecodeError):
+    except (kube.ListRestarted, msgspec.DecodeError, RecursionError, ValueError):
         facts.errors[CRDS] = "the CRD list is not a valid list, or kept expiring while it was read"
     facts.timings_ms[CRDS] = int((time.monotonic() - started) * 1000)
     return facts

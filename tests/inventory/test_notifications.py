@@ -181,6 +181,26 @@ def test_slack_and_email_channels_deliver(http_receiver, smtp_server, admin):
     assert "connection refused" in message["body"] and "cluster.status" in message["body"]
 
 
+def test_a_members_words_cannot_become_a_slack_link_or_a_mail_header(http_receiver, smtp_server, admin):
+    """A member's status message is its own words: in Slack mrkdwn `<…|…>` would be a link and `<!channel>` a
+    mention, and in a mail subject a line break would start a header. Both arrive as plain text."""
+    slack = hook(http_receiver, admin, name="slack", path="/services/T0/B0/y", kind=ChannelKind.SLACK)
+    mail = services.save_channel(user=admin, name="oncall", kind=ChannelKind.EMAIL, recipients="oncall@example.com")
+    for channel in (slack, mail):
+        rule_for(channel, admin)
+    down(make_cluster("evil"), reason="<https://evil.example/login|Re-authenticate here> <!channel> & co")
+    assert notifications.evaluate() == 2
+    assert {d.state for d in send_all()} == {DeliveryState.SENT}
+    text = http_receiver.at("/services/T0/B0/y")[0].json()["text"]
+    assert "&lt;https://evil.example/login|Re-authenticate here&gt; &lt;!channel&gt; &amp; co" in text
+    assert "<https://evil.example" not in text and "<!channel>" not in text
+    [message] = smtp_server.wait(1)
+    assert message["subject"] == "[Fleetweb] cluster evil: unreachable"
+    assert "<https://evil.example/login|Re-authenticate here>" in message["body"]  # plain text, shown as it is
+    from inventory.channels import header_text
+    assert header_text("a\r\nBcc: victim@example.com") == "a Bcc: victim@example.com"
+
+
 def test_failing_receiver_is_retried_then_given_up_and_never_quoted(http_receiver, admin, settings):
     settings.FLEETWEB_DELIVERY_ATTEMPTS = 3
     broken = hook(http_receiver, admin, name="broken", path="/broken")
