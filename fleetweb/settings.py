@@ -220,6 +220,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["fleetweb.roles.RolePermission"],
+    "DEFAULT_PARSER_CLASSES": ["fleetweb.parsers.BoundedJSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
@@ -271,12 +273,17 @@ FLEETWEB_BASE_URL = env_str("FLEETWEB_BASE_URL", "").rstrip("/")
 FLEETWEB_COMPLIANCE_HISTORY_INTERVAL = env_int("FLEETWEB_COMPLIANCE_HISTORY_INTERVAL", 900, minimum=10)
 FLEETWEB_KUBE_CONNECT_TIMEOUT = env_int("FLEETWEB_KUBE_CONNECT_TIMEOUT", 5, minimum=1)
 FLEETWEB_KUBE_READ_TIMEOUT = env_int("FLEETWEB_KUBE_READ_TIMEOUT", 30, minimum=1)
+# A member is untrusted: every call to it ends within FLEETWEB_KUBE_CALL_DEADLINE seconds in all (connect, headers
+# and body; a member trickling its answer byte by byte is cut off there), and an answer past
+# FLEETWEB_KUBE_MAX_RESPONSE_BYTES (after decompression) is abandoned; JSON nested deeper than 100 levels is refused.
+FLEETWEB_KUBE_CALL_DEADLINE = env_int("FLEETWEB_KUBE_CALL_DEADLINE",
+                                      FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_TIMEOUT, minimum=2)
+FLEETWEB_KUBE_MAX_RESPONSE_BYTES = env_int("FLEETWEB_KUBE_MAX_RESPONSE_BYTES", 128 * 2**20, minimum=2**20)
 # The rollout engine renews its lease before every call to a cluster: the lease must outlast the longest call,
 # or a second engine could take the rollout while the first is still applying.
-if FLEETWEB_ROLLOUT_LEASE <= FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_TIMEOUT:
+if FLEETWEB_ROLLOUT_LEASE <= FLEETWEB_KUBE_CALL_DEADLINE:
     raise ConfigError(f"FLEETWEB_ROLLOUT_LEASE ({FLEETWEB_ROLLOUT_LEASE}) must be longer than "
-                      f"FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_TIMEOUT "
-                      f"({FLEETWEB_KUBE_CONNECT_TIMEOUT + FLEETWEB_KUBE_READ_TIMEOUT}), the longest call to a cluster")
+                      f"FLEETWEB_KUBE_CALL_DEADLINE ({FLEETWEB_KUBE_CALL_DEADLINE}), the longest call to a cluster")
 FLEETWEB_KUBE_PAGE_SIZE = env_int("FLEETWEB_KUBE_PAGE_SIZE", 500, minimum=10)
 # The node label naming a node's pool where the provider has none of its own (inventory/decode.py lists those).
 FLEETWEB_NODE_POOL_LABEL = env_str("FLEETWEB_NODE_POOL_LABEL")

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from django.utils.text import slugify
 
-from fleetweb import outbound
+from fleetweb import outbound, untrusted
 from inventory import execplugins
 
 MAX_KUBECONFIG_BYTES = 1024 * 1024
@@ -41,16 +41,19 @@ def parse_kubeconfig(text: str | bytes) -> dict:
     if not text.strip():
         raise KubeconfigError("The kubeconfig is empty.")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=untrusted.NoAliasLoader)  # noqa: S506 - a SafeLoader refusing aliases
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid syntax"
         raise KubeconfigError(f"The kubeconfig is not valid YAML{where}: {problem}.") from None
+    except RecursionError:
+        raise KubeconfigError(f"The kubeconfig nests deeper than {MAX_DEPTH} levels.") from None
     if not isinstance(data, dict):
         raise KubeconfigError("The kubeconfig is not a YAML mapping with clusters, users and contexts.")
     if data.get("kind") not in (None, "Config"):
-        raise KubeconfigError(f"This is a {data.get('kind')!r} manifest, not a kubeconfig (kind: Config).")
+        raise KubeconfigError(f"This is a {str(data.get('kind'))[:64]!r} manifest, not a kubeconfig (kind: Config).")
+    _check_depth(data)
     for section in ("clusters", "users", "contexts"):
         value = data.get(section)
         if not isinstance(value, list) or not value:
@@ -58,7 +61,51 @@ def parse_kubeconfig(text: str | bytes) -> dict:
         for index, entry in enumerate(value):
             if not isinstance(entry, dict) or not entry.get("name"):
                 raise KubeconfigError(f"Entry {index + 1} of '{section}' has no name.")
+            _check_shape(entry, SHAPES[section], f"{section}[{index}]")
     return data
+
+
+MAX_DEPTH = 32
+
+
+def _check_depth(data) -> None:
+    if untrusted.too_deep(data, MAX_DEPTH):
+        raise KubeconfigError(f"The kubeconfig nests deeper than {MAX_DEPTH} levels.")
+
+
+STR, BOOL, STR_LIST = "a string", "true or false", "a list of strings"
+# The fields Fleetweb reads, with the type each must have; others are kept as they are (extensions and the like).
+SHAPES: dict[str, dict] = {
+    "clusters": {"name": STR, "cluster": {"server": STR, "proxy-url": STR, "certificate-authority": STR,
+                                          "certificate-authority-data": STR, "insecure-skip-tls-verify": BOOL,
+                                          "tls-server-name": STR}},
+    "users": {"name": STR, "user": {"token": STR, "tokenFile": STR, "client-certificate": STR,
+                                    "client-certificate-data": STR, "client-key": STR, "client-key-data": STR,
+                                    "username": STR, "password": STR, "as": STR,
+                                    "exec": {"command": STR, "apiVersion": STR, "args": STR_LIST,
+                                             "env": [{"name": STR, "value": STR}], "installHint": STR,
+                                             "provideClusterInfo": BOOL, "interactiveMode": STR}}},
+    "contexts": {"name": STR, "context": {"cluster": STR, "user": STR, "namespace": STR}},
+}
+
+
+def _check_shape(value, shape, where: str) -> None:
+    """KubeconfigError naming the first field (as `users[0].user.exec.args`) whose type is not the one Fleetweb
+    reads: a list where a mapping belongs must be a clear 400, never a crash."""
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            raise KubeconfigError(f"'{where}' must be a mapping.")
+        for key, inner in shape.items():
+            if value.get(key) is not None:
+                _check_shape(value[key], inner, f"{where}.{key}")
+    elif isinstance(shape, list):
+        if not isinstance(value, list):
+            raise KubeconfigError(f"'{where}' must be a list.")
+        for index, item in enumerate(value):
+            _check_shape(item, shape[0], f"{where}[{index}]")
+    elif not {STR: isinstance(value, str), BOOL: isinstance(value, bool),
+              STR_LIST: isinstance(value, list) and all(isinstance(a, str) for a in value)}[shape]:
+        raise KubeconfigError(f"'{where}' must be {shape}.")
 
 
 def _named(data: dict, section: str, name: str) -> dict:

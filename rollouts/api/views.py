@@ -85,9 +85,13 @@ class ApplicationViewSet(viewsets.ModelViewSet):
         group_obj = ClusterGroup.objects.visible_to(request.user).filter(name=group).first()
         if group_obj is None:
             raise NotFound(f"No group named '{group}'.")
+        body = request.data
+        if not isinstance(body, dict):
+            raise ValidationError({"non_field_errors": ["The body must be an object with replicas, image_tags and "
+                                                        "labels."]})
         override = _call(services.set_override, app=app, group=group_obj, user=request.user,
-                         replicas=request.data.get("replicas"), image_tags=request.data.get("image_tags"),
-                         labels=request.data.get("labels"), source_ip=client_ip(request))
+                         replicas=body.get("replicas"), image_tags=body.get("image_tags"),
+                         labels=body.get("labels"), source_ip=client_ip(request))
         if override is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(serializers.OverrideSerializer(override).data)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import functools
+import re
 
 import pytest
 import yaml
@@ -152,3 +154,63 @@ def test_attaching_a_kubeconfig_file_inlines_files_and_reports_each_context(tmp_
     assert dict(attach_kubeconfig_file(tmp_path / "config"))["prod"] == "already attached as prod"
     with pytest.raises(kubeconfigs.KubeconfigError, match="cannot read .*missing: No such file"):
         attach_kubeconfig_file(tmp_path / "missing")
+
+
+# No input gives a 500 (issue 25, class 7): wrong types, depth and alias bombs are a 400 naming the field.
+
+def _set(path: str, value) -> dict:
+    data = config()
+    node = data
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
+    node[last] = value
+    return data
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    ("contexts.0.context", ["c", "u"], "'contexts[0].context' must be a mapping"),
+    ("contexts.0.context.cluster", {"name": "c"}, "'contexts[0].context.cluster' must be a string"),
+    ("clusters.0.cluster", "https://api.example.com", "'clusters[0].cluster' must be a mapping"),
+    ("clusters.0.cluster.server", ["https://a"], "'clusters[0].cluster.server' must be a string"),
+    ("clusters.0.cluster.certificate-authority-data", 12345, "certificate-authority-data' must be a string"),
+    ("clusters.0.cluster.insecure-skip-tls-verify", "yes please", "insecure-skip-tls-verify' must be true or false"),
+    ("users.0.user", [["token", "x"]], "'users[0].user' must be a mapping"),
+    ("users.0.user.token", ["a", "b"], "'users[0].user.token' must be a string"),
+    ("users.0.user.token", 12345, "'users[0].user.token' must be a string"),
+    ("users.0.user.exec", ["aws"], "'users[0].user.exec' must be a mapping"),
+    ("users.0.user.exec", {"command": "aws", "args": "eks get-token"}, "exec.args' must be a list of strings"),
+    ("users.0.user.exec", {"command": "aws", "args": [["eks"]]}, "exec.args' must be a list of strings"),
+    ("users.0.user.exec", {"command": "aws", "env": ["AWS_PROFILE=x"]}, "exec.env[0]' must be a mapping"),
+    ("users.0.user.exec", {"command": "aws", "env": [{"name": "A", "value": {"x": 1}}]}, "env[0].value' must be"),
+    ("users.0.name", ["u"], "'users[0].name' must be a string"),
+])
+def test_fields_of_the_wrong_type_are_named(path, value, message):
+    with pytest.raises(kubeconfigs.KubeconfigError, match=re.escape(message)):
+        kubeconfigs.extract_context(parse(_set(path, value)), "prod")
+
+
+def test_deep_nesting_and_alias_bombs_are_refused():
+    deep = "clusters: " + "[" * 5000 + "]" * 5000 + "\n"
+    with pytest.raises(kubeconfigs.KubeconfigError, match="nests deeper than 32 levels"):
+        parse(deep)
+    nested = yaml.safe_dump({**config(), "preferences": functools.reduce(lambda inner, _: {"a": inner}, range(40), {})})
+    with pytest.raises(kubeconfigs.KubeconfigError, match="nests deeper than 32 levels"):
+        parse(nested)
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n" + yaml.safe_dump(config())
+    with pytest.raises(kubeconfigs.KubeconfigError, match="aliases"):
+        parse(bomb)
+
+
+@pytest.mark.parametrize("body", [
+    {"name": "x", "kubeconfig": yaml.safe_dump(_set("users.0.user", ["token"]))},
+    {"name": "x", "kubeconfig": "clusters: " + "[" * 3000 + "]" * 3000},
+    {"name": "x", "kubeconfig": ["not", "text"]},
+    {"name": "x", "kubeconfig": {"clusters": []}},
+])
+def test_operator_cannot_crash_the_attach_api_with_a_hostile_kubeconfig(operator, api_as, body):
+    from inventory.models import Cluster
+
+    response = api_as(operator).post("/api/v1/clusters/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert not Cluster.objects.exists()
