@@ -36,6 +36,7 @@ class TargetState(models.TextChoices):
     VERIFYING = "verifying", "verifying"
     READY = "ready", "ready"
     FAILED = "failed", "failed"
+    SKIPPED = "skipped", "skipped"  # left the owner team's scope, or became prod under a stage without approval
     ROLLING_BACK = "rolling_back", "rolling back"
     ROLLBACK_VERIFYING = "rollback_verifying", "verifying rollback"
     ROLLED_BACK = "rolled_back", "rolled back"

@@ -31,7 +31,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from inventory import history, kube
-from inventory.choices import ClusterEventKind, ClusterStatus
+from inventory.choices import ClusterEventKind, ClusterStatus, Environment
+from inventory.teams import deploy_refusal
 from rollouts import manifests, members, rendering
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, DriftState, RolloutState
 from rollouts.models import Deployed, Drift, Rollout
@@ -45,11 +46,11 @@ MAX_FIELDS = 50  # per object: a rewritten object says "and N more"
 MAX_VALUE = 200  # characters of a value shown
 
 
-def record_deployed(application, cluster, revision, objects: list[dict], now) -> Deployed:
-    """The engine's record that `revision` became ready on `cluster` with `objects`: the deployment drift checks
-    compare against, first checked one interval later."""
+def record_deployed(application, cluster, revision, objects: list[dict], now, *, approved: bool = False) -> Deployed:
+    """The engine's record that `revision` became ready on `cluster` with `objects` (`approved`: an approval covered
+    them): the deployment drift checks compare against, first checked one interval later."""
     deployed, _ = Deployed.objects.update_or_create(application=application, cluster=cluster, defaults={
-        "revision": revision, "objects_applied": objects, "at": now})
+        "revision": revision, "objects_applied": objects, "approved": approved, "at": now})
     Drift.objects.update_or_create(deployed=deployed, defaults={
         "revision": revision, "state": DriftState.UNCHECKED, "objects_state": [], "error": "", "since": None,
         "next_check_at": now + timedelta(seconds=settings.FLEETWEB_DRIFT_INTERVAL), "correcting_since": None})
@@ -469,6 +470,18 @@ def stuck_reapplies(*, now=None) -> list[int]:
                                      correcting_since__gt=now - CORRECTING_FOR).values_list("deployed_id", flat=True))
 
 
+def reapply_refusal(deployed: Deployed) -> str:
+    """Why the deployed objects may not be applied to the cluster as it is now ('' when they may): it left the owner
+    team's scope, or it is prod now and no approval covered those objects."""
+    refusal = deploy_refusal(None, deployed.application, [deployed.cluster])
+    if refusal:
+        return f"not re-applied: {refusal}"
+    if deployed.cluster.environment == Environment.PROD and not deployed.approved:
+        return (f"not re-applied: {deployed.cluster.name} is prod now and no approval covered what was deployed "
+                "there; roll the application out again (a prod stage needs an approval)")
+    return ""
+
+
 def reapply(deployed_id: int) -> Drift | None:
     """Apply the deployment's objects again, exactly as deployed (never taking over what is not the
     application's), then check it; run by a worker after `services.request_reapply`."""
@@ -478,6 +491,8 @@ def reapply(deployed_id: int) -> Drift | None:
         return None
     active = rollout_in_progress(deployed)
     problem = f"not re-applied: rollout #{active.pk} of {deployed.application.name} is in progress" if active else ""
+    # Whoever asked (a person, or the application's own correction), the cluster as it is now decides.
+    problem = problem or reapply_refusal(deployed)
     if not problem:
         try:
             rules = ignore_rules(deployed.application)

@@ -33,7 +33,8 @@ from fleetweb import leases
 from fleetweb.audit import record
 from inventory import history, kube
 from inventory import services as inventory_services
-from inventory.choices import ClusterEventKind
+from inventory.choices import ClusterEventKind, Environment
+from inventory.teams import deploy_refusal
 from rollouts import drift, gates, manifests, members, rendering, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Deployed, Revision, Rollout, Stage, Target
@@ -245,7 +246,7 @@ def _progress_stage(rollout: Rollout, stage: Stage, fence: Fence, now) -> bool:
         _fail_stage(rollout, stage, targets, fence, now)
         return False
     changed |= _start_targets(rollout, stage, targets, fence, now)
-    if all(t.state in (TargetState.READY, TargetState.FAILED) for t in targets):
+    if all(t.state in (TargetState.READY, TargetState.FAILED, TargetState.SKIPPED) for t in targets):
         if _over_budget(targets, stage):
             return True  # the next step fails the stage
         with fence.hold():
@@ -305,10 +306,35 @@ def _start_targets(rollout: Rollout, stage: Stage, targets: list[Target], fence:
 
 
 def _objects(rollout: Rollout, t: Target, revision: Revision) -> list[dict]:
-    """The rollout's revision as frozen for this target; another revision (rollback) as rendered now."""
+    """The rollout's revision as frozen for this target; the previous one (rollback) as deployed and verified then
+    (frozen with the rollout). Only a deployment from before objects were kept is rendered now."""
     if revision.pk == rollout.revision_id and t.rendered_digest:
         return t.rendered
+    if revision.pk == t.previous_revision_id and t.previous_objects:
+        return t.previous_objects
     return rendering.render_for(rollout.application, revision, t.cluster)
+
+
+def _refusal(rollout: Rollout, stage: Stage, t: Target, *, forward: bool) -> str:
+    """Why this target may not receive anything now, judged on the cluster as it is now ('' when it may): it left
+    the owner team's scope, or it is prod and nothing approved what would be applied. Asked before every apply:
+    stage start, resume after a crash, rollback."""
+    refusal = deploy_refusal(None, rollout.application, [t.cluster])
+    if refusal:
+        return f"skipped: {refusal}"
+    if t.cluster.environment != Environment.PROD:
+        return ""
+    if forward and stage.approvals_required < 1:
+        return (f"skipped: {t.cluster.name} became prod after this stage was planned without an approval; roll out "
+                "to it in a stage that needs one")
+    if not forward and not t.previous_objects:
+        return (f"skipped: {t.cluster.name} is prod and nothing deployed there before was kept; a rollback would apply "
+                f"revision {t.previous_revision.number if t.previous_revision else '?'} rendered now, which no "
+                "approval covered. Roll that revision out instead (its prod stage needs an approval)")
+    if not forward and not t.previous_approved:
+        return (f"skipped: {t.cluster.name} is prod now and no approval covered what it ran before; roll that "
+                "revision out instead (its prod stage needs an approval)")
+    return ""
 
 
 def _apply_target(rollout: Rollout, stage: Stage, t: Target, revision: Revision, fence: Fence, *,
@@ -316,6 +342,13 @@ def _apply_target(rollout: Rollout, stage: Stage, t: Target, revision: Revision,
     """Server-side apply the target's objects (namespace first); then the target waits for readiness until its
     deadline. On the forward path only frozen objects an approval covered (or that needed none) are applied."""
     forward = revision.pk == rollout.revision_id
+    skipped = _refusal(rollout, stage, t, forward=forward)
+    if skipped:
+        with fence.hold():
+            Target.objects.filter(pk=t.pk).update(state=TargetState.SKIPPED, message=skipped[:2000],
+                                                  finished_at=timezone.now())
+        t.state, t.message = TargetState.SKIPPED, skipped
+        return
     problem = ""
     if forward and stage.approvals_required and stage.approved_digests.get(str(t.cluster_id)) != t.rendered_digest:
         problem = "not applied: these objects are not the ones the approval covered"
@@ -359,7 +392,8 @@ def _verify_target(rollout: Rollout, t: Target, revision: Revision, fence: Fence
             Target.objects.filter(pk=t.pk).update(state=ok, observed=observed, message="", finished_at=now)
             t.state = ok
             if ok == TargetState.READY:
-                drift.record_deployed(rollout.application, t.cluster, revision, _objects(rollout, t, revision), now)
+                drift.record_deployed(rollout.application, t.cluster, revision, _objects(rollout, t, revision), now,
+                                      approved=t.stage.approvals_required > 0)
             _history(rollout, t, revision, "rolled out" if ok == TargetState.READY else "rolled back to", now)
             # The inventory shows the change now, not at the cluster's next periodic sync.
             cluster_id, why = t.cluster_id, f"rollout #{rollout.pk}"
@@ -407,7 +441,8 @@ def _rollback_step(rollout: Rollout, fence: Fence, now) -> bool:
                               failed=TargetState.ROLLBACK_FAILED) and t.state == TargetState.ROLLED_BACK:
                 with fence.hold():
                     drift.record_deployed(rollout.application, t.cluster, t.previous_revision,
-                                          _objects(rollout, t, t.previous_revision), now)
+                                          _objects(rollout, t, t.previous_revision), now,
+                                          approved=t.previous_approved and bool(t.previous_objects))
     if any(t.state in (TargetState.ROLLING_BACK, TargetState.ROLLBACK_VERIFYING) for t in targets):
         _schedule(fence, now + POLL)
         return False

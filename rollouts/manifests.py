@@ -14,6 +14,7 @@ import re
 
 import yaml
 
+from fleetweb import untrusted
 from inventory.access import FLEETWEB_NAMESPACE
 from inventory.validators import dns_label_problem, validate_label
 
@@ -41,6 +42,7 @@ CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResou
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 MAX_BYTES = 1_000_000
+MAX_DEPTH = 100  # deep enough for any CRD's schema; deeper input would reach recursive code
 
 
 class ManifestError(ValueError):
@@ -93,12 +95,16 @@ def parse(text: str, *, namespace: str) -> Parsed:
     if len(text.encode()) > MAX_BYTES:
         raise ManifestError([f"the manifests are larger than {MAX_BYTES // 1000} kB"])
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=untrusted.NoAliasLoader) if d is not None]  # noqa: S506
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ManifestError([f"YAML does not parse{where}: {problem}"]) from None
+    except RecursionError:
+        raise ManifestError([f"the manifests nest deeper than {MAX_DEPTH} levels"]) from None
+    if untrusted.too_deep(docs, MAX_DEPTH + 1):
+        raise ManifestError([f"the manifests nest deeper than {MAX_DEPTH} levels"])
     errors: list[str] = []
     objects: list[dict] = []
     seen: set[tuple[str, str]] = set()
@@ -154,6 +160,11 @@ def _check(doc: dict, namespace: str) -> list[str]:
     ns = meta.get("namespace")
     if ns and ns != namespace:
         problems.append(f"metadata.namespace '{ns}' differs from the application's namespace '{namespace}'")
+    problems += reserved_key_problems(meta, "metadata")
+    pod_meta = ((doc.get("spec") or {}).get("template") or {}) if isinstance(doc.get("spec"), dict) else {}
+    pod_meta = pod_meta.get("metadata") if isinstance(pod_meta, dict) else None
+    if isinstance(pod_meta, dict):
+        problems += reserved_key_problems(pod_meta, "spec.template.metadata")
     if kind in WORKLOADS:
         spec = doc.get("spec")
         template = (spec or {}).get("template") if isinstance(spec, dict) else None
@@ -173,25 +184,56 @@ def _check(doc: dict, namespace: str) -> list[str]:
 # -- overrides ---------------------------------------------------------------------------------
 
 
+# Label and annotation keys that are Fleetweb's: ownership and revision marks. A manifest or override that set them
+# could make another application's object look like its own, so they are refused at save, naming the key.
+RESERVED_PREFIX = "fleetweb.io/"
+RESERVED_KEYS = frozenset({"app.kubernetes.io/managed-by"})
+
+
+def reserved_key(key) -> bool:
+    return isinstance(key, str) and (key.startswith(RESERVED_PREFIX) or key in RESERVED_KEYS)
+
+
+def reserved_key_problems(meta: dict, where: str) -> list[str]:
+    """Each label or annotation of `meta` whose key is Fleetweb's, named."""
+    problems = []
+    for part in ("labels", "annotations"):
+        values = meta.get(part)
+        if values is not None and not isinstance(values, dict):
+            problems.append(f"{where}.{part} must map keys to values")
+            continue
+        problems += [f"{where}.{part}.{key}: keys under '{RESERVED_PREFIX}' and '{', '.join(sorted(RESERVED_KEYS))}' "
+                     "are Fleetweb's own and may not be set" for key in values or {} if reserved_key(key)]
+    return problems
+
+
 def validate_override(*, replicas, image_tags, labels) -> list[str]:
     from django.core.exceptions import ValidationError as DjangoValidationError
 
 
     errors = []
-    if replicas is not None and (not isinstance(replicas, int) or not 0 <= replicas <= 1000):
+    if replicas is not None and (not isinstance(replicas, int) or isinstance(replicas, bool)
+                                 or not 0 <= replicas <= 1000):
         errors.append("replicas: must be a whole number from 0 to 1000")
     if not isinstance(image_tags, dict):
         errors.append("image_tags: must map container names to tags")
     else:
         for container, tag in image_tags.items():
             if not isinstance(tag, str) or not _TAG.match(tag):
-                errors.append(f"image_tags.{container}: '{tag}' is not a valid image tag")
+                errors.append(f"image_tags.{container}: '{str(tag)[:64]}' is not a valid image tag")
     if not isinstance(labels, dict):
         errors.append("labels: must map label keys to values")
     else:
         for key, value in labels.items():
+            if reserved_key(key):
+                errors.append(f"labels.{key}: keys under '{RESERVED_PREFIX}' and "
+                              f"'{', '.join(sorted(RESERVED_KEYS))}' are Fleetweb's own and may not be set")
+                continue
+            if not isinstance(value, str):
+                errors.append(f"labels.{key}: must be a string")
+                continue
             try:
-                validate_label(key, str(value))
+                validate_label(key, value)
             except DjangoValidationError as exc:
                 errors.append(f"labels.{key}: {exc.messages[0]}")
     return errors

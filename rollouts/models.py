@@ -212,6 +212,11 @@ class Target(models.Model):
     state = models.CharField(max_length=20, choices=TargetState.choices, default=TargetState.PENDING)
     previous_revision = models.ForeignKey(Revision, null=True, blank=True, on_delete=models.SET_NULL,
                                           related_name="+", help_text="What the cluster ran before (rollback)")
+    previous_objects = models.JSONField(
+        default=list, blank=True,
+        help_text="The objects deployed and verified for previous_revision, frozen when the rollout was created: what "
+                  "a rollback re-applies")
+    previous_approved = models.BooleanField(default=False, help_text="Whether an approval covered previous_objects")
     applied_revision = models.ForeignKey(Revision, null=True, blank=True, on_delete=models.SET_NULL,
                                          related_name="+")
     attempts = models.PositiveIntegerField(default=0, help_text="Applies started (a retry after a crash counts)")
@@ -269,6 +274,8 @@ class Deployed(models.Model):
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
     revision = models.ForeignKey(Revision, on_delete=models.PROTECT, related_name="+")
     objects_applied = models.JSONField(default=list, blank=True, help_text="The objects applied, as applied")
+    approved = models.BooleanField(default=False, help_text="An approval covered these objects (a stage that needed "
+                                                            "one): only such objects are re-applied to a prod cluster")
     at = models.DateTimeField()
 
     objects = RolloutsQuerySet.as_manager()

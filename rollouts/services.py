@@ -418,7 +418,9 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
         if prod and spec["approvals_required"] < 1:
             spec = {**spec, "approvals_required": 1, "note": prod_approval_note(prod)}
         resolved.append((spec, clusters))
-    deployed = dict(Deployed.objects.filter(application=app).values_list("cluster_id", "revision_id"))
+    # What each cluster runs now, frozen with the rollout: a rollback re-applies exactly these objects (deployed and
+    # verified then), never the older revision rendered again with today's overrides.
+    deployed = {d.cluster_id: d for d in Deployed.objects.filter(application=app)}
     with transaction.atomic():
         rollout = Rollout.objects.create(application=app, revision=revision, requested_by=_user(user),
                                          plan_name=plan.name if plan else "", next_step_at=timezone.now())
@@ -427,8 +429,10 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
             stage = Stage.objects.create(
                 rollout=rollout, index=index, name=spec["name"], group=group, selector=spec["selector"],
                 message=spec.get("note", ""), **{f: spec[f] for f in STAGE_DEFAULTS})
-            Target.objects.bulk_create([Target(stage=stage, cluster=c, previous_revision_id=deployed.get(c.pk))
-                                        for c in clusters])
+            Target.objects.bulk_create([
+                Target(stage=stage, cluster=c, previous_revision_id=d.revision_id if d else None,
+                       previous_objects=d.objects_applied if d else [], previous_approved=bool(d and d.approved))
+                for c in clusters for d in [deployed.get(c.pk)]])
             stage.rollout = rollout
             refresh_stage(stage, reason="created")
         record(user=user, action="rollout.create", target=rollout, source_ip=source_ip,
@@ -569,6 +573,8 @@ def request_reapply(deployed: Deployed, *, user, via: str = "page", source_ip: s
         refusal = deploy_refusal(user, app, [cluster])
         if refusal:
             raise RolloutError(f"Not re-applied: {refusal}.", status=403)
+    if refusal := drift.reapply_refusal(deployed):
+        raise RolloutError(refusal[0].upper() + refusal[1:] + ".", status=403)
     if not deployed.objects_applied:
         raise RolloutError(f"{app.name} was deployed on {cluster.name} before Fleetweb kept the objects it applied: "
                            "roll it out again (re-applying objects rendered now could carry an unapproved "
