@@ -8,7 +8,7 @@ from rest_framework.parsers import JSONParser
 
 from fleetweb import untrusted
 
-MAX_BODY_DEPTH = 32
+MAX_BODY_DEPTH = untrusted.MAX_BODY_DEPTH
 
 
 class BoundedJSONParser(JSONParser):

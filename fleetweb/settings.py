@@ -285,6 +285,9 @@ if FLEETWEB_ROLLOUT_LEASE <= FLEETWEB_KUBE_CALL_DEADLINE:
     raise ConfigError(f"FLEETWEB_ROLLOUT_LEASE ({FLEETWEB_ROLLOUT_LEASE}) must be longer than "
                       f"FLEETWEB_KUBE_CALL_DEADLINE ({FLEETWEB_KUBE_CALL_DEADLINE}), the longest call to a cluster")
 FLEETWEB_KUBE_PAGE_SIZE = env_int("FLEETWEB_KUBE_PAGE_SIZE", 500, minimum=10)
+# Namespaces on every member that are the platform's besides kube-* and fleetweb-system: no team's application
+# deploys there (rollouts/ownership.py).
+FLEETWEB_PLATFORM_NAMESPACES = env_list("FLEETWEB_PLATFORM_NAMESPACES", ["default"])
 # The node label naming a node's pool where the provider has none of its own (inventory/decode.py lists those).
 FLEETWEB_NODE_POOL_LABEL = env_str("FLEETWEB_NODE_POOL_LABEL")
 # Seconds between two reads of a cluster's upgrade-readiness facts (deprecated APIs from /metrics, CRDs), made by

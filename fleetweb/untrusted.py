@@ -8,6 +8,9 @@ from typing import Any
 
 import yaml
 
+MAX_BODY_DEPTH = 32  # API request bodies: no field of the API nests deeper
+
+
 
 def too_deep(value: Any, limit: int) -> bool:
     """Whether dicts and lists nest deeper than `limit` levels in `value` (walked without recursion)."""

@@ -111,10 +111,14 @@ def _nul_field(request) -> str | None:
     if request.method in ("POST", "PUT", "PATCH") and content_type.startswith("application/json"):
         import json
 
+        from fleetweb import untrusted
+
         try:
             data = json.loads(request.body or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None  # the parser says what is wrong with it
+        if untrusted.too_deep(data, untrusted.MAX_BODY_DEPTH):
+            return None  # the parser refuses it, before anything walks it recursively
         return _nul_in(data, "")
     if request.method == "POST":
         for name, values in request.POST.lists():

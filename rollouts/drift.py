@@ -497,7 +497,7 @@ def reapply(deployed_id: int) -> Drift | None:
         try:
             rules = ignore_rules(deployed.application)
             members.push(deployed.cluster, deployed.application.namespace, deployed.objects_applied,
-                         renew=lambda: None,
+                         renew=lambda: None, application=deployed.application,
                          adjust=(lambda obj, live: keep_ignored(obj, live, rules)) if rules else None)
         except kube.KubeError as exc:
             problem = f"re-apply failed: {exc.message}"

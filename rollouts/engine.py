@@ -35,7 +35,7 @@ from inventory import history, kube
 from inventory import services as inventory_services
 from inventory.choices import ClusterEventKind, Environment
 from inventory.teams import deploy_refusal
-from rollouts import drift, gates, manifests, members, rendering, services
+from rollouts import drift, gates, manifests, members, ownership, rendering, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Deployed, Revision, Rollout, Stage, Target
 
@@ -355,8 +355,12 @@ def _apply_target(rollout: Rollout, stage: Stage, t: Target, revision: Revision,
     elif forward and not t.rendered_digest:
         problem = "not applied: nothing was rendered for this cluster when the stage started"
     if not problem:
+        problem = ownership.namespace_refusal(rollout.application, t.cluster)
+        problem = f"not applied: {problem}" if problem else ""
+    if not problem:
         try:
-            members.push(t.cluster, rollout.application.namespace, _objects(rollout, t, revision), renew=fence.renew)
+            members.push(t.cluster, rollout.application.namespace, _objects(rollout, t, revision), renew=fence.renew,
+                         application=rollout.application)
         except kube.KubeError as exc:
             problem = f"apply failed: {exc.message}"
     with fence.hold():
@@ -459,7 +463,8 @@ def _rollback_step(rollout: Rollout, fence: Fence, now) -> bool:
 def _remove(rollout: Rollout, t: Target, fence: Fence, now) -> None:
     """Rollback where nothing ran before: delete what this rollout applied."""
     try:
-        left = members.remove(t.cluster, _objects(rollout, t, rollout.revision), renew=fence.renew)
+        left = members.remove(t.cluster, _objects(rollout, t, rollout.revision), renew=fence.renew,
+                              application=rollout.application)
     except kube.KubeError as exc:
         with fence.hold():
             Target.objects.filter(pk=t.pk).update(state=TargetState.ROLLBACK_FAILED,

@@ -259,13 +259,14 @@ def render(parsed_objects: list[dict], *, application: str, revision: int, diges
     for original in parsed_objects:
         obj = copy.deepcopy(original)
         meta = obj["metadata"]
-        meta["labels"] = {**(meta.get("labels") or {}), "app.kubernetes.io/managed-by": "fleetweb",
-                          APPLICATION_LABEL: application}
+        # Fleetweb's own keys come last: nothing an override (even one stored before they were refused) holds
+        # replaces them.
+        own = {"app.kubernetes.io/managed-by": "fleetweb", APPLICATION_LABEL: application}
+        extra = {k: str(v) for k, v in ((override.labels or {}) if override is not None else {}).items()}
+        meta["labels"] = {**(meta.get("labels") or {}), **extra, **own}
         meta["annotations"] = {**(meta.get("annotations") or {}), "fleetweb.io/revision": str(revision),
                                "fleetweb.io/digest": digest}
         if override is not None:
-            if override.labels:
-                meta["labels"].update({k: str(v) for k, v in override.labels.items()})
             if obj["kind"] in ("Deployment", "StatefulSet") and override.replicas is not None:
                 obj["spec"]["replicas"] = override.replicas
             if obj["kind"] in WORKLOADS and override.image_tags:

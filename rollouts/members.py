@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from inventory import kube
 from inventory.services import credentials_of
-from rollouts import manifests
+from rollouts import manifests, ownership
 
 
 def connect(cluster) -> kube.Session:
@@ -47,8 +47,17 @@ def _name(obj: dict) -> str:
     return f"{obj['kind']} {obj['metadata']['namespace']}/{obj['metadata']['name']}"
 
 
+def _ownership_refusal(obj: dict, live: dict, cluster, application) -> str:
+    """Why the live object is not `application`'s: by Fleetweb's record of its uid, and where there is none (objects
+    applied before records were kept), by Fleetweb's mark on it."""
+    recorded = ownership.owner_of(cluster, str((live.get("metadata") or {}).get("uid") or ""))
+    if recorded is not None:
+        return "" if recorded == application.name else f"belongs to the Fleetweb application '{recorded}'"
+    return not_ours(obj, live)
+
+
 def push(cluster, namespace: str, objects: list[dict], *, renew,
-         adjust: Callable[[dict, dict | None], dict] | None = None) -> None:
+         adjust: Callable[[dict, dict | None], dict] | None = None, application=None) -> None:
     """Server-side apply the namespace (when missing) and every object; `renew()` runs before each call. An object
     that exists and is not Fleetweb's is never taken over: the target fails naming it (forced apply would
     silently take the fields of whoever made it). `adjust(object, live or None)`: what to apply instead of the
@@ -57,9 +66,18 @@ def push(cluster, namespace: str, objects: list[dict], *, renew,
         renew()
         try:
             kube.get_json(session, f"/api/v1/namespaces/{namespace}")
+            exists = True
         except kube.KubeError as exc:
             if exc.http_status != 404:
                 raise
+            exists = False
+        if application is not None:
+            # The namespace is someone's: the application's own team's (or the platform's), or not to be touched.
+            refusal = (ownership.namespace_refusal(application, cluster, exists=exists)
+                       or ownership.claim_namespace(application, cluster))
+            if refusal:
+                raise kube.KubeError("conflict", f"{refusal}: nothing applied", http_status=409)
+        if not exists:
             renew()
             kube.apply(session, f"/api/v1/namespaces/{namespace}", {
                 "apiVersion": "v1", "kind": "Namespace",
@@ -68,7 +86,10 @@ def push(cluster, namespace: str, objects: list[dict], *, renew,
         for obj in objects:  # every object checked before any is applied: a conflict leaves the cluster as it was
             renew()
             live = _live(session, obj)
-            reason = not_ours(obj, live) if live is not None else ""
+            reason = ""
+            if live is not None:
+                reason = (_ownership_refusal(obj, live, cluster, application) if application is not None
+                          else not_ours(obj, live))
             if reason:
                 conflicts.append(f"{_name(obj)} already exists and {reason}")
             applying.append(adjust(obj, live) if adjust is not None else obj)
@@ -77,7 +98,9 @@ def push(cluster, namespace: str, objects: list[dict], *, renew,
                                  "not create (rename them in the manifests, or delete them first)", http_status=409)
         for obj in applying:
             renew()
-            kube.apply(session, manifests.path_of(obj), obj)
+            answer = kube.apply(session, manifests.path_of(obj), obj)
+            if application is not None:
+                ownership.record_applied(application, cluster, answer)
 
 
 def read_back(cluster, objects: list[dict], *, renew) -> list[tuple[dict, dict]]:
@@ -91,8 +114,8 @@ def read_back(cluster, objects: list[dict], *, renew) -> list[tuple[dict, dict]]
     return live
 
 
-def remove(cluster, objects: list[dict], *, renew) -> list[str]:
-    """Delete the objects that are Fleetweb's; return the names of those left alone because they are not."""
+def remove(cluster, objects: list[dict], *, renew, application=None) -> list[str]:
+    """Delete the objects that are the application's; return the names of those left alone because they are not."""
     left = []
     with connect(cluster) as session:
         for obj in reversed(objects):
@@ -100,10 +123,12 @@ def remove(cluster, objects: list[dict], *, renew) -> list[str]:
             live = _live(session, obj)
             if live is None:
                 continue
-            reason = not_ours(obj, live)
+            reason = (_ownership_refusal(obj, live, cluster, application) if application is not None
+                      else not_ours(obj, live))
             if reason:
                 left.append(f"{_name(obj)} ({reason})")
                 continue
             renew()
             kube.delete(session, manifests.path_of(obj))
+            ownership.forget(cluster, str((live.get("metadata") or {}).get("uid") or ""))
     return left

@@ -315,3 +315,46 @@ class Drift(models.Model):
 
     def __str__(self) -> str:
         return f"{self.state}: {self.deployed}"
+
+
+class ManagedObject(models.Model):
+    """An object Fleetweb applied on a member for an application, by the uid the cluster gave it: the record of which
+    application owns what (a label in the object is only a mark that anyone with access to the cluster could set)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
+    uid = models.CharField(max_length=64)
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="managed_objects")
+    kind = models.CharField(max_length=63)
+    namespace = models.CharField(max_length=63)
+    name = models.CharField(max_length=253)
+    applied_at = models.DateTimeField()
+
+    objects = RolloutsQuerySet.as_manager()
+    visibility = through_application("application")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["cluster", "uid"], name="managed_object_cluster_uid")]
+        indexes = [models.Index(fields=["application", "cluster"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name} on {self.cluster_id}"
+
+
+class NamespaceHold(models.Model):
+    """Who holds a namespace on a member: one team, or the platform (no team). A team's applications deploy only into
+    namespaces their team holds, or that did not exist (then the team holds them from the first apply)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=63)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                             help_text="Empty: the platform's")
+    at = models.DateTimeField()
+
+    objects = RolloutsQuerySet.as_manager()
+    visibility = Visibility(cluster="cluster_id")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["cluster", "name"], name="namespace_hold_cluster_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.cluster_id}"

@@ -27,7 +27,7 @@ class FakeFleet:
         self.ready: set[str] = set()
         self.failing: dict[str, str] = {}
 
-    def push(self, cluster, namespace, objects, *, renew):
+    def push(self, cluster, namespace, objects, *, renew, application=None):
         renew()
         if cluster.name in self.failing:
             raise kube.KubeError("http", self.failing[cluster.name], http_status=500)

@@ -36,7 +36,7 @@ def test_two_engines_on_one_rollout_apply_each_target_once(operator, monkeypatch
     applied: list[str] = []
     lock = threading.Lock()
 
-    def slow_push(cluster, namespace, objects, *, renew):
+    def slow_push(cluster, namespace, objects, *, renew, application=None):
         renew()
         with lock:
             applied.append(cluster.name)
@@ -93,7 +93,7 @@ def test_an_abort_during_an_apply_is_never_overwritten(operator, monkeypatch):
     engine.step_once(rollout.pk)  # running
     engine.step_once(rollout.pk)  # stage applying
 
-    def push_then_abort(cluster, namespace, objects, *, renew):
+    def push_then_abort(cluster, namespace, objects, *, renew, application=None):
         renew()
         services.abort_rollout(Rollout.objects.get(pk=rollout.pk), user=operator)  # someone clicks Abort now
 
@@ -112,7 +112,7 @@ def test_beat_does_not_queue_a_rollout_already_queued(operator, monkeypatch):
     Rollout.objects.filter(pk=rollout.pk).update(queued_at=None)  # as if the kick's message was lost
     assert engine.due_rollouts() == [rollout.pk]
     assert engine.due_rollouts() == [], "queued and not picked up: not queued again"
-    monkeypatch.setattr(members, "push", lambda cluster, namespace, objects, *, renew: None)
+    monkeypatch.setattr(members, "push", lambda cluster, namespace, objects, *, renew, application=None: None)
     monkeypatch.setattr(members, "read_back", lambda cluster, objects, *, renew: [])
     engine.advance(rollout.pk)
     assert Rollout.objects.get(pk=rollout.pk).queued_at is None, "picking it up clears the mark"

@@ -30,7 +30,7 @@ def applied(monkeypatch):
     """What the engine sends to clusters: the cluster talk is replaced, everything else is real."""
     sent: list[tuple[str, list[dict]]] = []
 
-    def push(cluster, namespace, objects, *, renew):
+    def push(cluster, namespace, objects, *, renew, application=None):
         renew()
         sent.append((cluster.name, objects))
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 import yaml
 from django.test import Client
+from django.utils import timezone
 
 from fleetweb.models import AuditEvent
 from inventory.models import Cluster, ClusterGroup
 from inventory.services import create_group, update_cluster
-from rollouts import approvals, drift, engine, members, services
+from rollouts import approvals, drift, engine, manifests, members, ownership, services
 from rollouts.choices import RolloutState, StageState, TargetState
-from rollouts.models import Application, Deployed, Override, Revision, Rollout, Target
+from rollouts.models import Application, Deployed, NamespaceHold, Override, Revision, Rollout, Target
 from tests.builders import make_cluster, make_user
 
 pytestmark = pytest.mark.django_db
@@ -101,7 +102,7 @@ def applied(monkeypatch):
     """What the engine sends to clusters: the cluster talk is replaced, everything else is real."""
     sent: list[tuple[str, list[dict]]] = []
 
-    def push(cluster, namespace, objects, *, renew, adjust=None):
+    def push(cluster, namespace, objects, *, renew, adjust=None, application=None):
         renew()
         sent.append((cluster.name, objects))
 
@@ -245,3 +246,104 @@ def test_a_cluster_that_left_the_owner_teams_scope_is_never_deployed(admin_user,
     page = Client()
     page.force_login(admin_user)
     assert b"outside the scope of team payments" in page.get(f"/rollouts/{rollout.pk}/").content
+
+
+# -- an application changes only what it owns: namespaces and objects ---------------------------
+
+@pytest.fixture
+def two_teams(admin_user):
+    """Teams payments and shop, both reaching the shared cluster `shared-1`; an operator in each."""
+    from inventory import team_services
+
+    make_cluster("shared-1", owner="shared")
+    teams, operators = {}, {}
+    for name in ("payments", "shop"):
+        teams[name] = team_services.save_team(user=admin_user, name=name, selector="owner=shared")
+        operators[name] = make_user(f"{name}-operator")
+        team_services.add_member(teams[name], member=operators[name], role="operator", user=admin_user)
+    return {"teams": teams, "operators": operators, "cluster": Cluster.objects.get(name="shared-1")}
+
+
+def _team_app(two_teams, team: str, namespace: str) -> Application:
+    return services.create_application(name=f"{team}-web", namespace=namespace, manifests_text=WEB,
+                                       user=two_teams["operators"][team], owner_team=two_teams["teams"][team])
+
+
+def test_team_operator_cannot_roll_out_into_a_namespace_another_team_holds(two_teams, api_as):
+    NamespaceHold.objects.create(cluster=two_teams["cluster"], name="payments", team=two_teams["teams"]["payments"],
+                                 at=timezone.now())
+    app = _team_app(two_teams, "shop", "payments")
+    response = api_as(two_teams["operators"]["shop"]).post("/api/v1/rollouts/", {
+        "application": app.name, "revision": app.latest_revision.pk, "stages": [{"name": "all", "selector": "owner=shared"}]},
+        format="json")
+    assert response.status_code == 403, response.content
+    assert "namespace payments on shared-1 is held by team payments, not by team shop" in response.content.decode()
+    assert not Rollout.objects.exists()
+    assert not AuditEvent.objects.filter(action="rollout.create").exists()
+
+
+@pytest.mark.parametrize("namespace", ["infra", "default"])
+def test_team_operator_cannot_deploy_into_the_platforms_namespaces(two_teams, admin_user, settings, namespace):
+    settings.FLEETWEB_PLATFORM_NAMESPACES = ["default", "infra"]
+    app = services.create_application(name="shop-web", namespace=namespace, manifests_text=WEB, user=admin_user,
+                                      owner_team=two_teams["teams"]["shop"])
+    with pytest.raises(services.RolloutError, match=f"namespace {namespace} on shared-1 is held by the platform"):
+        services.create_rollout(revision=app.latest_revision, user=two_teams["operators"]["shop"],
+                                stages=[{"name": "all", "selector": "owner=shared"}])
+    assert not Rollout.objects.exists()
+
+
+def test_an_existing_namespace_no_team_created_is_the_platforms(two_teams):
+    from inventory.models import Namespace
+
+    Namespace.objects.create(cluster=two_teams["cluster"], uid="ns-1", name="legacy")
+    app = _team_app(two_teams, "shop", "legacy")
+    assert ownership.namespace_refusal(app, two_teams["cluster"]) == (
+        "namespace legacy on shared-1 exists and is held by the platform (no team's application created it), not by "
+        "team shop")
+    assert ownership.namespace_refusal(app, two_teams["cluster"], exists=False) == "", "gone since: claimable"
+    Deployed.objects.create(application=app, cluster=two_teams["cluster"], revision=app.latest_revision,
+                            at=timezone.now())
+    assert ownership.namespace_refusal(app, two_teams["cluster"]) == "", "the team already ran there: it keeps it"
+
+
+def test_a_namespace_claimed_after_the_rollout_was_planned_stops_the_apply(two_teams, applied):
+    app = _team_app(two_teams, "shop", "checkout")
+    rollout = services.create_rollout(revision=app.latest_revision, user=two_teams["operators"]["shop"],
+                                      stages=[{"name": "all", "selector": "owner=shared"}])
+    NamespaceHold.objects.create(cluster=two_teams["cluster"], name="checkout", team=two_teams["teams"]["payments"],
+                                 at=timezone.now())
+    _run(rollout)
+    target = Target.objects.get(stage__rollout=rollout)
+    assert target.state == TargetState.FAILED
+    assert "not applied: namespace checkout on shared-1 is held by team payments" in target.message
+    assert applied == []
+
+
+def test_ownership_of_an_object_is_fleetwebs_record_of_its_uid_not_its_label(two_teams):
+    """A label says whose an object is only where Fleetweb recorded nothing: a recorded uid decides."""
+    shop = _team_app(two_teams, "shop", "shop")
+    pay = _team_app(two_teams, "payments", "payments")
+    cluster = two_teams["cluster"]
+    ownership.record_applied(pay, cluster, {"kind": "Deployment", "metadata": {"uid": "u-pay", "name": "web",
+                                                                                "namespace": "payments"}})
+    obj = {"kind": "Deployment", "metadata": {"name": "web", "labels": {"fleetweb.io/application": "shop-web"}}}
+    disguised = {"metadata": {"uid": "u-pay", "labels": {"fleetweb.io/application": "shop-web"},
+                              "managedFields": [{"manager": "fleetweb"}]}}
+    assert members._ownership_refusal(obj, disguised, cluster, shop) == (
+        "belongs to the Fleetweb application 'payments-web'")
+    assert members._ownership_refusal(obj, disguised, cluster, pay) == ""
+    unrecorded = {"metadata": {"uid": "u-other", "labels": {}, "managedFields": [{"manager": "kubectl"}]}}
+    assert members._ownership_refusal(obj, unrecorded, cluster, shop) == "was not created by Fleetweb"
+
+
+def test_an_override_stored_with_fleetwebs_keys_cannot_replace_them(two_teams):
+    """Overrides saved before the keys were refused render with Fleetweb's own labels winning."""
+    app = _team_app(two_teams, "shop", "shop")
+    group = ClusterGroup.objects.create(name="shared", selector="owner=shared")
+    override = Override.objects.create(application=app, group=group, labels={"fleetweb.io/application": "payments-web",
+                                                                             "tier": "gold"}, updated_at=timezone.now())
+    [rendered] = manifests.render(manifests.parse(WEB, namespace="shop").objects, application=app.name, revision=1,
+                                  digest="d", override=override)
+    assert rendered["metadata"]["labels"]["fleetweb.io/application"] == "shop-web"
+    assert rendered["metadata"]["labels"]["tier"] == "gold"
