@@ -273,9 +273,9 @@ def test_team_operator_cannot_roll_out_into_a_namespace_another_team_holds(two_t
     NamespaceHold.objects.create(cluster=two_teams["cluster"], name="payments", team=two_teams["teams"]["payments"],
                                  at=timezone.now())
     app = _team_app(two_teams, "shop", "payments")
-    response = api_as(two_teams["operators"]["shop"]).post("/api/v1/rollouts/", {
-        "application": app.name, "revision": app.latest_revision.pk, "stages": [{"name": "all", "selector": "owner=shared"}]},
-        format="json")
+    body = {"application": app.name, "revision": app.latest_revision.pk,
+            "stages": [{"name": "all", "selector": "owner=shared"}]}
+    response = api_as(two_teams["operators"]["shop"]).post("/api/v1/rollouts/", body, format="json")
     assert response.status_code == 403, response.content
     assert "namespace payments on shared-1 is held by team payments, not by team shop" in response.content.decode()
     assert not Rollout.objects.exists()
