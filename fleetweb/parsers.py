@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
@@ -15,7 +17,7 @@ class BoundedJSONParser(JSONParser):
     """JSON bodies nested past MAX_BODY_DEPTH levels are a 400: no field of the API nests that deep, and a deeper body
     would reach code that walks it recursively (the interpreter's limit would make it a 500)."""
 
-    def parse(self, stream, media_type=None, parser_context=None):  # type: ignore[no-untyped-def]  # DRF's signature
+    def parse(self, stream, media_type=None, parser_context=None) -> Any:
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:

@@ -28,7 +28,7 @@ class NoAliasLoader(yaml.SafeLoader):
     """A SafeLoader that refuses anchors' aliases: no kubeconfig or manifest needs them, and expanded (when the
     data is serialized again) nine lines of them make gigabytes."""
 
-    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]  # PyYAML's own is untyped
+    def compose_node(self, parent, index) -> yaml.Node | None:  # type: ignore[override]  # PyYAML's is untyped
         if self.check_event(yaml.AliasEvent):
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed here",
                                               self.peek_event().start_mark)
