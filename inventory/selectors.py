@@ -5,6 +5,10 @@ The syntax is Kubernetes' own (labels.Parse): requirements separated by commas, 
 Keys in FIELDS match the cluster's own fields; every other key matches its labels. As in
 Kubernetes, `key!=value` and `key notin (...)` also match clusters that lack the key.
 
+Selectors decide team scopes and stage targets, so they read only what the platform set (at attach or edit): the
+provider Fleetweb detects from a member's nodes, its versions and node labels are the member's own words and
+are no field here (`provider=aws` matches a label the platform gave the cluster).
+
 A selector compiles both to a Django `Q` (lists, the API) and to a Python predicate (computing
 the groups of many clusters at once); tests hold the two to the same answers.
 """
@@ -18,7 +22,7 @@ from operator import or_
 
 from django.db.models import Q
 
-FIELDS = ("name", "environment", "region", "provider", "owner", "cost_center")
+FIELDS = ("name", "environment", "region", "owner", "cost_center")
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _TOKEN = re.compile(r"\s*(?:(?P<op>==|!=|=|!|\(|\)|,)|(?P<word>[^\s,()=!<>]+))")

@@ -4,6 +4,8 @@ in sync again (Re-apply, auto-correct, or the change undone by hand)."""
 
 from __future__ import annotations
 
+from django.db.models import Q
+
 from inventory.choices import NotifyEvent
 from inventory.notifications import Finding, condition, link
 from rollouts.choices import DriftState
@@ -12,10 +14,13 @@ from rollouts.models import Drift
 
 @condition(NotifyEvent.DRIFTED)
 def _drifted(rule, scope, now):
-    """Deployments drifted or missing, on the clusters the rule sees (a team's rule: its scope)."""
+    """Deployments drifted or missing, on the clusters the rule sees; a team's rule: of the team's own applications
+    (owned or approved) on its clusters, never the platform's or another team's on a shared cluster."""
     rows = Drift.objects.filter(state__in=[DriftState.DRIFTED, DriftState.MISSING])
     if scope is not None:
-        rows = rows.filter(deployed__cluster_id__in=scope)
+        rows = rows.filter(Q(deployed__application__owner_team_id=rule.team_id)
+                           | Q(deployed__application__approver_team_id=rule.team_id),
+                           deployed__cluster_id__in=scope)
     if rule.environments:
         rows = rows.filter(deployed__cluster__environment__in=rule.environments)
     found = {}

@@ -10,6 +10,11 @@ quota, an admission policy) is not seen here but at rollout.
 
 Members that cannot be asked now (unreachable, credentials refused, exec plugins, which only workers run) are
 listed as not checked; a revision nobody could check is saved as "unchecked", not refused.
+
+A member is untrusted: only members the application can reach are asked (a team's application: its team's
+clusters), every call ends by the budget (`kube.deadline`, a hard deadline on the connection), and a member that
+refuses what others accept is that member's finding ("refused by some"), never a veto of the revision: only a
+refusal by every member asked fails it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from rollouts import manifests
 
 log = logging.getLogger(__name__)
 PASSED, FAILED, UNCHECKED = "passed", "failed", "unchecked"
+SOME_REFUSED = "refused_by_some"  # some members refused, others accepted: their findings, not the revision's fault
 
 
 @dataclasses.dataclass
@@ -51,10 +57,13 @@ def minor_of(version: str) -> str:
     return ".".join(parts[:2]) if len(parts) >= 2 and parts[0].isdigit() and parts[1][:2].isdigit() else ""
 
 
-def members_to_ask() -> list[Cluster]:
-    """One answering cluster per Kubernetes minor (the first by name), exec-plugin clusters left out."""
+def members_to_ask(owner_scope: frozenset[int] | None = None) -> list[Cluster]:
+    """One answering cluster per Kubernetes minor (the first by name), exec-plugin clusters left out; among
+    `owner_scope` (the owner team's clusters) when given."""
     chosen: dict[str, Cluster] = {}
     answering = Cluster.objects.filter(status__in=[ClusterStatus.CONNECTED, ClusterStatus.DEGRADED])
+    if owner_scope is not None:
+        answering = answering.filter(pk__in=owner_scope)
     for cluster in answering.order_by("name"):
         minor = minor_of(cluster.kubernetes_version)
         if minor and minor not in chosen and not _uses_exec(cluster):
@@ -119,17 +128,21 @@ def _refused(exc: kube.KubeError) -> bool:
     return exc.http_status in (400, 422) or (exc.http_status == 500 and "typed patch object" in exc.message)
 
 
-def check(objects: list[dict]) -> dict:
-    """{"state": passed | failed | unchecked, "members": [MemberResult…]} for a revision's parsed objects."""
-    members = members_to_ask()
+def check(objects: list[dict], *, owner_scope: frozenset[int] | None = None) -> dict:
+    """{"state": passed | refused_by_some | failed | unchecked, "members": [MemberResult…]} for a revision's parsed
+    objects, asking the members in `owner_scope` (None: the whole fleet, for a platform application)."""
+    members = members_to_ask(owner_scope)
     if not members:
         return {"state": UNCHECKED, "members": [], "note": "no connected member cluster to dry-run against"}
     asked = [(cluster, _credentials(cluster)) for cluster in members]
     until = time.monotonic() + settings.FLEETWEB_DRY_RUN_BUDGET
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(members))) as pool:
         results = list(pool.map(lambda pair: _dry_run_member(pair[0], pair[1], objects, until), asked))
-    if any(r.problems for r in results):
+    refused = [r for r in results if r.problems]
+    if refused and all(r.problems for r in results if r.checked):
         state = FAILED
+    elif refused:
+        state = SOME_REFUSED
     elif any(r.checked for r in results):
         state = PASSED
     else:

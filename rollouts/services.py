@@ -91,7 +91,7 @@ def create_application(*, name: str, namespace: str, user, manifests_text: str, 
     if Application.objects.filter(name=name).exists():
         raise RolloutError({"name": f"An application named '{name}' already exists."})
     ignore = _drift_ignore(drift_ignore or [])
-    validation = _dry_run(parsed, save_anyway=save_anyway)
+    validation = _dry_run(parsed, save_anyway=save_anyway, owner_team_id=owner_team.pk if owner_team else None)
     with transaction.atomic():
         app = Application.objects.create(name=name, namespace=namespace, owner=owner, description=description,
                                          created_by=_user(user), owner_team=owner_team, approver_team=approver_team,
@@ -127,9 +127,11 @@ def _new_revision(app: Application, parsed: manifests.Parsed, text: str, *, user
                                    validation=validation)
 
 
-def _dry_run(parsed: manifests.Parsed, *, save_anyway: bool) -> dict:
-    """The members' verdict on the objects (rollouts.dryrun); a failure refuses the save unless `save_anyway`."""
-    validation = dryrun.check(parsed.objects)
+def _dry_run(parsed: manifests.Parsed, *, save_anyway: bool, owner_team_id: int | None) -> dict:
+    """The verdict of the members the application can reach on the objects (rollouts.dryrun); a refusal by every
+    member asked refuses the save unless `save_anyway`."""
+    scope = team_scope(owner_team_id) if owner_team_id is not None else None
+    validation = dryrun.check(parsed.objects, owner_scope=scope)
     if validation["state"] == dryrun.FAILED and not save_anyway:
         raise RolloutError({"manifests": "The member clusters refused these objects in a dry run:\n"
                             + dryrun.summary(validation)
@@ -150,7 +152,7 @@ def create_revision(app: Application, *, manifests_text: str, user, message: str
     if latest is not None and latest.digest == parsed.digest:
         raise RolloutError({"manifests": f"Nothing changed: this is revision {latest.number} "
                                          f"({latest.short_digest})."})
-    validation = _dry_run(parsed, save_anyway=save_anyway)
+    validation = _dry_run(parsed, save_anyway=save_anyway, owner_team_id=app.owner_team_id)
     with transaction.atomic():
         Application.objects.select_for_update().get(pk=app.pk)  # numbers revisions one at a time
         latest = app.latest_revision
@@ -367,13 +369,16 @@ def _clean_stage(spec: dict, label: str, where: str, errors: dict[str, str]) -> 
 
 
 def _stage_clusters(spec: dict, *, field: str = "stages", user=None) -> list[Cluster]:
+    """The clusters a stage reaches, among those `user` can see: a team member's selector is resolved inside their
+    scope, so no refusal, count or preview says whether clusters they cannot see match it."""
+    visible = Cluster.objects.all() if user is None else Cluster.objects.visible_to(user)
     if spec["group"]:
         groups = ClusterGroup.objects.all() if user is None else ClusterGroup.objects.visible_to(user)
         group = groups.filter(name=spec["group"]).first()
         if group is None:
             raise RolloutError({field: f"stage '{spec['name']}': no group named '{spec['group']}'"})
-        return list(group.members().order_by("name"))
-    return list(Cluster.objects.filter(selectors.parse(spec["selector"]).q()).order_by("name"))
+        return list(group.members().filter(pk__in=visible.values("pk")).order_by("name"))
+    return list(visible.filter(selectors.parse(spec["selector"]).q()).order_by("name"))
 
 
 def prod_approval_note(prod_names: list[str]) -> str:

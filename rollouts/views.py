@@ -216,7 +216,7 @@ def override_edit(request, name: str) -> HttpResponseBase:
 
 @role_required(OPERATOR, teams=True)
 def revision_create(request, name: str) -> HttpResponseBase:
-    app = get_object_or_404(Application, name=name)
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
     latest = app.latest_revision
     form = RevisionForm(request.POST or None, initial={"manifests": latest.manifests if latest else ""})
     if request.method == "POST" and form.is_valid():
@@ -378,7 +378,8 @@ def rollout_detail(request, pk: int) -> HttpResponseBase:
 
 
 def _decide(request, pk: int, index: int, fn, verb: str):
-    rollout: Rollout = get_object_or_404(Rollout.objects.select_related("application", "revision"), pk=pk)
+    rollout: Rollout = get_object_or_404(Rollout.objects.visible_to(request.user).select_related(
+        "application", "revision"), pk=pk)
     stage = get_object_or_404(Stage, rollout=rollout, index=index)
     form = DecisionForm(request.POST)
     valid = form.is_valid()
@@ -423,7 +424,7 @@ ACTIONS = {"pause": services.pause_rollout, "resume": services.resume_rollout, "
 def rollout_action(request, pk: int, action: str) -> HttpResponseBase:
     if action not in ACTIONS:
         raise Http404
-    rollout = get_object_or_404(Rollout, pk=pk)
+    rollout = get_object_or_404(Rollout.objects.visible_to(request.user), pk=pk)
     try:
         rollout = ACTIONS[action](rollout, user=request.user, source_ip=client_ip(request))
     except services.RolloutError as exc:

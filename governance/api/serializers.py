@@ -1,5 +1,6 @@
 """API serializers of governance: the catalog, assignments, violations, compliance, the audit log."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from fleetweb.models import AuditEvent
@@ -8,6 +9,7 @@ from governance.choices import Mode
 from governance.compliance import history
 from governance.models import ClusterCompliance, Enforcement, PolicyAssignment, Violation
 from inventory.models import ClusterGroup
+from inventory.teams import cluster_scope
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -63,7 +65,7 @@ class PolicyAssignmentSerializer(serializers.ModelSerializer):
                                                 default=lambda: list(rules.DEFAULT_EXCLUDED_NAMESPACES))
     severity = serializers.CharField(read_only=True)
     policy_name = serializers.CharField(read_only=True)
-    enforcement = EnforcementSerializer(source="enforcements", many=True, read_only=True)
+    enforcement = serializers.SerializerMethodField(help_text="Per cluster the reader may see: the installed policy")
 
     class Meta:
         model = PolicyAssignment
@@ -71,6 +73,14 @@ class PolicyAssignmentSerializer(serializers.ModelSerializer):
                   "enforcement", "created_at", "updated_at")
         read_only_fields = ("id", "severity", "policy_name", "enforcement", "created_at", "updated_at")
         validators: list = []  # group+rule uniqueness is checked by the service, with a message that names both
+
+    @extend_schema_field(EnforcementSerializer(many=True))
+    def get_enforcement(self, assignment) -> list:
+        """Only the clusters the reader may see: a team member is told nothing of the others."""
+        request = self.context.get("request")
+        scope = cluster_scope(request.user) if request is not None else None
+        rows = [e for e in assignment.enforcements.all() if scope is None or e.cluster_id in scope]
+        return list(EnforcementSerializer(rows, many=True).data)
 
 
 class ViolationSerializer(serializers.ModelSerializer):

@@ -26,6 +26,7 @@ from inventory.models import (
     Workload,
 )
 from inventory.services import membership as compute
+from inventory.teams import cluster_scope
 from inventory.validators import validate_label
 
 READ_ONLY_CLUSTER_FIELDS = (
@@ -195,11 +196,27 @@ class ClusterGroupSerializer(serializers.ModelSerializer):
             membership = compute([group])
         return membership[group.pk]
 
+    def _scope(self) -> frozenset[int] | None:
+        request = self.context.get("request")
+        return cluster_scope(request.user) if request is not None else None
+
+    def _visible_members(self, group) -> list[Cluster]:
+        """The members the reader may see: a team member is told nothing (names or count) of the others."""
+        scope = self._scope()
+        return [c for c in self._members(group) if scope is None or c.pk in scope]
+
     def get_members(self, group) -> list[str]:
-        return [c.name for c in self._members(group)]
+        return [c.name for c in self._visible_members(group)]
 
     def get_member_count(self, group) -> int:
-        return len(self._members(group))
+        return len(self._visible_members(group))
+
+    def to_representation(self, instance) -> dict:
+        data = super().to_representation(instance)
+        scope = self._scope()
+        if scope is not None:
+            data["static_members"] = [c.name for c in instance.static_members.all() if c.pk in scope]
+        return data
 
     def validate_name(self, value) -> str:
         if self.instance is not None and value != self.instance.name:

@@ -63,6 +63,16 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
+        if mode in ("accept", "refuse") and self.command == "PATCH":
+            status, answer = (200, b"{}") if mode == "accept" else (422, json.dumps({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422,
+                "message": "refused by this member's admission: policy no-privileged-containers"}).encode())
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            return
         body = {"deep": DEEP, "over-depth": SHALLOW_BUT_OVER}.get(mode, VERSION)
         if self.path.startswith("/version") or mode in ("deep", "over-depth"):
             self.send_response(200)
@@ -155,3 +165,76 @@ def test_a_hostile_member_sync_fails_alone_with_a_clear_status(hostile, db):
     assert "FLEETWEB_KUBE_CALL_DEADLINE" in cluster.last_error
     run = SyncRun.objects.get(cluster=cluster)
     assert run.outcome != "ok" and "FLEETWEB_KUBE_CALL_DEADLINE" in run.error
+
+
+def test_what_a_member_reports_about_itself_moves_it_into_no_scope_or_stage(admin_user):
+    """The provider detected from a member's nodes is the member's word: a team scope or stage selecting
+    `provider=aws` holds only clusters the platform labelled so."""
+    from inventory import team_services
+    from inventory.selectors import parse
+    from inventory.teams import team_scope
+
+    claims = make_cluster("claims-aws", provider="aws")  # its nodes say EKS
+    labelled = make_cluster("labelled-aws", provider="unknown", labels={"provider": "aws"})
+    team = team_services.save_team(user=admin_user, name="aws-team", selector="provider=aws")
+    assert team_scope(team.pk) == frozenset({labelled.pk})
+    from inventory.models import Cluster
+
+    assert list(Cluster.objects.filter(parse("provider=aws").q())) == [labelled]
+    assert claims.pk not in team_scope(team.pk)
+
+
+@pytest.fixture
+def serve(settings, request):
+    """Start another hostile member answering in `mode`."""
+    settings.FLEETWEB_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+    def start(mode: str) -> Hostile:
+        server = Hostile(("127.0.0.1", 0), _Handler)
+        server.stop = threading.Event()
+        server.mode = mode
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+        def stop():
+            server.stop.set()
+            server.shutdown()
+            server.server_close()
+
+        request.addfinalizer(stop)
+        return server
+
+    return start
+
+
+CONFIGMAP = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "shop"}}]
+
+
+def test_one_members_refusal_is_its_finding_not_a_veto(serve, db):
+    """A member on an unusual minor refusing what the others accept is that member's finding ("refused by some");
+    only a refusal by every member asked fails the revision."""
+    from rollouts import dryrun
+
+    make_cluster("odd-1", version="v1.99.0", server=credentials(serve("refuse"))["server"])
+    make_cluster("fine-1", version="v1.35.4", server=credentials(serve("accept"))["server"])
+    result = dryrun.check(CONFIGMAP)
+    assert result["state"] == dryrun.SOME_REFUSED
+    by_member = {m["cluster"]: m["problems"] for m in result["members"]}
+    assert by_member["fine-1"] == []
+    assert by_member["odd-1"] == ["dry run of ConfigMap x: HTTP 422: refused by this member's admission: policy "
+                                  "no-privileged-containers"]
+    from inventory.models import Cluster
+
+    Cluster.objects.filter(name="fine-1").update(status="unreachable")
+    assert dryrun.check(CONFIGMAP)["state"] == dryrun.FAILED, "refused by every member asked"
+
+
+def test_a_teams_revision_asks_only_the_members_its_team_reaches(serve, db, admin_user):
+    from inventory import team_services
+    from inventory.teams import team_scope
+    from rollouts import dryrun
+
+    make_cluster("other-team", version="v1.99.0", owner="other", server=credentials(serve("refuse"))["server"])
+    make_cluster("mine", version="v1.35.4", owner="mine", server=credentials(serve("accept"))["server"])
+    team = team_services.save_team(user=admin_user, name="mine", selector="owner=mine")
+    assert [c.name for c in dryrun.members_to_ask(team_scope(team.pk))] == ["mine"]
+    assert dryrun.check(CONFIGMAP, owner_scope=team_scope(team.pk))["state"] == dryrun.PASSED
