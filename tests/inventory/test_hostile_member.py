@@ -238,3 +238,33 @@ def test_a_teams_revision_asks_only_the_members_its_team_reaches(serve, db, admi
     team = team_services.save_team(user=admin_user, name="mine", selector="owner=mine")
     assert [c.name for c in dryrun.members_to_ask(team_scope(team.pk))] == ["mine"]
     assert dryrun.check(CONFIGMAP, owner_scope=team_scope(team.pk))["state"] == dryrun.PASSED
+
+
+@pytest.mark.parametrize("mode", ["deep", "trickle-body"])
+def test_a_hostile_member_fails_its_rollout_target_and_wedges_nothing(serve, db, settings, mode):
+    """Deeply nested JSON used to escape as a RecursionError and leave the target in "applying" with no alert; a
+    trickled answer held the engine. Now the target fails, naming why, within the call deadline, and the other
+    member of the stage is applied."""
+    import yaml
+
+    from rollouts import engine, services
+    from rollouts.choices import TargetState
+    from rollouts.models import Target
+
+    settings.FLEETWEB_KUBE_CALL_DEADLINE, settings.FLEETWEB_KUBE_READ_TIMEOUT = 2, 1
+    make_cluster("hostile-1", server=credentials(serve(mode))["server"])
+    make_cluster("fine-1", server=credentials(serve("accept"))["server"])
+    web = yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+                          "data": {"a": "1"}})
+    app = services.create_application(name="web", namespace="web", manifests_text=web, user=None)
+    rollout = services.create_rollout(revision=app.latest_revision, user=None,
+                                      stages=[{"name": "dev", "selector": "environment=dev", "max_parallel": 2,
+                                               "failures_allowed": 1}])
+    started = time.monotonic()
+    for _ in range(4):
+        engine.step_once(rollout.pk)
+    assert time.monotonic() - started < 20
+    hostile = Target.objects.get(cluster__name="hostile-1")
+    assert hostile.state == TargetState.FAILED
+    assert ("nests deeper than 100 levels" if mode == "deep" else "FLEETWEB_KUBE_CALL_DEADLINE") in hostile.message
+    assert Target.objects.get(cluster__name="fine-1").state != TargetState.APPLYING
