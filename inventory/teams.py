@@ -203,7 +203,8 @@ for _action in ("attach", "detach", "edit_cluster", "edit_group", "edit_policy",
     rule(_action)(_platform(OPERATOR))
 # run_exec_plugin: any door that could have a worker run a kubeconfig's exec plugin (attach, credential update,
 # connection test, an attach draft) acts with Fleetweb's own host identity, so it is the platform admins' alone.
-for _action in ("manage_teams", "manage_sso", "run_exec_plugin"):
+# hold_namespace: who holds a namespace on a member decides which team's applications may deploy into it.
+for _action in ("manage_teams", "manage_sso", "run_exec_plugin", "hold_namespace"):
     rule(_action)(_platform(ADMIN))
 
 

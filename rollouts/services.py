@@ -20,6 +20,7 @@ from fleetweb.errors import ServiceError
 from fleetweb.queueing import after_commit
 from fleetweb.roles import ADMIN, has_role
 from inventory import notifications, selectors
+from inventory.access import FLEETWEB_NAMESPACE
 from inventory.choices import Environment, NotifyEvent
 from inventory.models import Cluster, ClusterGroup, Team
 from inventory.teams import access_of, can, deploy_refusal, require, team_scope
@@ -37,6 +38,7 @@ from rollouts.models import (
     Approval,
     Deployed,
     Drift,
+    NamespaceHold,
     Override,
     Revision,
     Rollout,
@@ -530,6 +532,27 @@ def _held_message(user, clusters: list, held: dict[int, str]) -> str:
                                                               or c.pk in access.cluster_ids)]
     hidden = len(held) - len(shown)
     return "; ".join(shown[:10] + ([f"and on {hidden} cluster(s) you cannot see"] if hidden else []))
+
+
+def hold_namespace(*, cluster: Cluster, name: str, team: Team | None, user, source_ip: str = "") -> NamespaceHold:
+    """Hand a namespace on a member to a team (or back to the platform, `team=None`): from then on only that owner's
+    applications deploy into it. Admins only; the platform's own namespaces stay the platform's. Audited."""
+    require(user, "hold_namespace", message="Only admins hand namespaces to teams.")
+    problem = dns_label_problem(name, "namespace name")
+    if problem:
+        raise RolloutError({"name": problem})
+    if team is not None and ownership.platform_namespace(name):
+        raise RolloutError({"name": f"'{name}' is one of the platform's own namespaces (kube-*, {FLEETWEB_NAMESPACE}, "
+                                    "FLEETWEB_PLATFORM_NAMESPACES); it is never a team's."})
+    with transaction.atomic():
+        existing = NamespaceHold.objects.select_for_update().filter(cluster=cluster, name=name).first()
+        before = {"team": existing.team.name if existing and existing.team else None} if existing else None
+        hold, _ = NamespaceHold.objects.update_or_create(cluster=cluster, name=name,
+                                                         defaults={"team": team, "at": timezone.now()})
+        record(user=user, action="namespace.hold", target_name=f"{name} on {cluster.name}", source_ip=source_ip,
+               before=before, after={"cluster": cluster.name, "namespace": name,
+                                     "team": team.name if team else None})
+    return hold
 
 
 def rollback_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:

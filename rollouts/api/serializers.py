@@ -5,9 +5,20 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from inventory.api.serializers import VisibleRelatedField, VisibleSlugField
-from inventory.models import Team
+from inventory.models import Cluster, Team
 from inventory.validators import validate_dns_label
-from rollouts.models import Application, Approval, Drift, Override, Revision, Rollout, RolloutPlan, Stage, Target
+from rollouts.models import (
+    Application,
+    Approval,
+    Drift,
+    NamespaceHold,
+    Override,
+    Revision,
+    Rollout,
+    RolloutPlan,
+    Stage,
+    Target,
+)
 from rollouts.rendering import digest_of
 
 
@@ -189,3 +200,18 @@ class DriftSerializer(serializers.ModelSerializer):
 
     def get_correcting(self, drift) -> bool:
         return drift.correcting_since is not None
+
+
+class NamespaceHoldSerializer(serializers.ModelSerializer):
+    """Who holds a namespace on a member: a team, or the platform (`team` null). Admins set it (`POST`, which
+    replaces the holder); only that owner's applications deploy into it."""
+
+    cluster: serializers.SlugRelatedField = VisibleSlugField(slug_field="name", queryset=Cluster.objects.all())
+    team: serializers.SlugRelatedField = VisibleSlugField(slug_field="name", queryset=Team.objects.all(),
+                                                          allow_null=True, required=False)
+
+    class Meta:
+        model = NamespaceHold
+        fields = ("id", "cluster", "name", "team", "at")
+        read_only_fields = ("id", "at")
+        validators: list = []  # one hold per (cluster, name): POST replaces the holder

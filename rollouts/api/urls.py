@@ -7,6 +7,7 @@ router.register("applications", views.ApplicationViewSet, basename="application"
 router.register("rollout-plans", views.RolloutPlanViewSet, basename="rolloutplan")
 router.register("rollouts", views.RolloutViewSet, basename="rollout")
 router.register("drift", views.DriftViewSet, basename="drift")
+router.register("namespace-holds", views.NamespaceHoldViewSet, basename="namespacehold")
 
 app_name = "rollouts-api"
 urlpatterns = router.urls

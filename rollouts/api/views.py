@@ -18,7 +18,7 @@ from inventory.models import Cluster, ClusterGroup
 from rollouts import approvals, placement, services
 from rollouts.api import serializers
 from rollouts.choices import DriftState, StageState
-from rollouts.models import Application, Drift, Rollout, RolloutPlan
+from rollouts.models import Application, Drift, NamespaceHold, Rollout, RolloutPlan
 
 
 def _call(fn, **kwargs):
@@ -261,3 +261,22 @@ class DriftViewSet(viewsets.ReadOnlyModelViewSet):
               source_ip=client_ip(request))
         drift.refresh_from_db()
         return Response(serializers.DriftSerializer(drift).data, status=status.HTTP_202_ACCEPTED)
+
+
+class NamespaceHoldViewSet(viewsets.ModelViewSet):
+    """Who holds which namespace on which member (on the clusters the user may see). `POST {cluster, name, team}`
+    hands a namespace to a team, or to the platform with `team: null` (admins; audited)."""
+
+    serializer_class = serializers.NamespaceHoldSerializer
+    team_roles = True
+    http_method_names = ["get", "post", "head", "options"]
+    ordering_fields = ["name", "at"]
+    ordering = ["cluster__name", "name"]
+
+    def get_queryset(self) -> QuerySet:
+        return NamespaceHold.objects.visible_to(self.request.user).select_related("cluster", "team")
+
+    def perform_create(self, serializer) -> None:
+        data = serializer.validated_data
+        serializer.instance = _call(services.hold_namespace, cluster=data["cluster"], name=data["name"],
+                                    team=data.get("team"), user=self.request.user, source_ip=client_ip(self.request))

@@ -347,3 +347,40 @@ def test_an_override_stored_with_fleetwebs_keys_cannot_replace_them(two_teams):
                                   digest="d", override=override)
     assert rendered["metadata"]["labels"]["fleetweb.io/application"] == "shop-web"
     assert rendered["metadata"]["labels"]["tier"] == "gold"
+
+
+def test_an_admin_hands_an_existing_namespace_to_a_team(two_teams, admin_user, api_as):
+    from inventory.models import Namespace
+
+    Namespace.objects.create(cluster=two_teams["cluster"], uid="ns-legacy", name="legacy")
+    app = _team_app(two_teams, "shop", "legacy")
+    assert "held by the platform" in ownership.namespace_refusal(app, two_teams["cluster"])
+    response = api_as(admin_user).post("/api/v1/namespace-holds/", {"cluster": "shared-1", "name": "legacy",
+                                                                     "team": "shop"}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["team"] == "shop"
+    assert ownership.namespace_refusal(app, two_teams["cluster"]) == ""
+    event = AuditEvent.objects.get(action="namespace.hold")
+    assert event.actor == admin_user and event.after["team"] == "shop"
+    listed = api_as(two_teams["operators"]["shop"]).get("/api/v1/namespace-holds/").json()["results"]
+    assert [(h["cluster"], h["name"], h["team"]) for h in listed] == [("shared-1", "legacy", "shop")]
+
+
+@pytest.mark.parametrize("who", ["team_operator", "global_operator"])
+def test_operator_cannot_take_a_namespace_for_a_team(two_teams, operator, api_as, who):
+    NamespaceHold.objects.create(cluster=two_teams["cluster"], name="payments", team=two_teams["teams"]["payments"],
+                                 at=timezone.now())
+    user = two_teams["operators"]["shop"] if who == "team_operator" else operator
+    response = api_as(user).post("/api/v1/namespace-holds/", {"cluster": "shared-1", "name": "payments",
+                                                               "team": "shop"}, format="json")
+    assert response.status_code == 403, response.content
+    assert NamespaceHold.objects.get(name="payments").team == two_teams["teams"]["payments"]
+    assert not AuditEvent.objects.filter(action="namespace.hold").exists()
+
+
+def test_the_platforms_namespaces_are_never_a_teams(two_teams, admin_user):
+    for name in ("kube-system", "fleetweb-system", "default"):
+        with pytest.raises(services.RolloutError, match="one of the platform's own namespaces"):
+            services.hold_namespace(cluster=two_teams["cluster"], name=name, team=two_teams["teams"]["shop"],
+                                    user=admin_user)
+    assert not NamespaceHold.objects.exists()
