@@ -9,6 +9,8 @@ Governance registers its compliance tab, group scores and group-member complianc
   member row of a group's page, and extra context.
 - `overview_cards`: `fn(user) -> [{"value", "label", "url", "id"}]` functions, each adding stat cards to the
   overview (governance: the fleet score and open violations; rollouts: active rollouts, approvals waiting).
+- `namespace_holders = fn(cluster, names) -> {name: who holds it}`: the "Held by" column of a cluster's namespaces
+  (rollouts: which team's applications may deploy there).
 """
 
 from __future__ import annotations
@@ -28,13 +30,20 @@ def _no_detail(group, members) -> dict:
     return {"members": {}}
 
 
+def _no_holders(cluster, names) -> dict[str, str]:
+    return {}
+
+
 group_scores: Callable[..., dict[int, dict]] = _no_scores
 group_detail: Callable[[Any, list], dict] = _no_detail
+namespace_holders: Callable[[Any, list[str]], dict[str, str]] = _no_holders
 
 
 def register(*, tab: tuple[str, Callable] | None = None, scores: Callable | None = None,
-             detail: Callable | None = None, cards: Callable | None = None) -> None:
-    global group_scores, group_detail
+             detail: Callable | None = None, cards: Callable | None = None, holders: Callable | None = None) -> None:
+    global group_scores, group_detail, namespace_holders
+    if holders is not None:
+        namespace_holders = holders
     if cards is not None and cards not in overview_cards:
         overview_cards.append(cards)
     if tab is not None:

@@ -109,3 +109,17 @@ def record_applied(app: Application, cluster: Cluster, applied: dict) -> None:
 
 def forget(cluster: Cluster, uid: str) -> None:
     ManagedObject.objects.filter(cluster=cluster, uid=uid).delete()
+
+
+def holders_of(cluster: Cluster, names: list[str]) -> dict[str, str]:
+    """Who holds each of these namespaces on `cluster`, as the rules above decide it (two queries): a recorded hold,
+    the platform's own, a team whose applications ran there before holds were kept, else the platform."""
+    holds = {h.name: holder(h.team) for h in NamespaceHold.objects.filter(cluster=cluster, name__in=names)
+             .select_related("team")}
+    ran: dict[str, str] = {}
+    for name, team in (Deployed.objects.filter(cluster=cluster, application__namespace__in=names)
+                       .exclude(application__owner_team=None)
+                       .values_list("application__namespace", "application__owner_team__name")):
+        ran.setdefault(name, f"team {team}")
+    return {name: holds.get(name) or ("the platform" if platform_namespace(name) else ran.get(name, "the platform"))
+            for name in names}

@@ -7,7 +7,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 
 from inventory import extensions
-from rollouts import drift
+from rollouts import drift, ownership
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, StageState
 from rollouts.models import Application, Deployed, Rollout, Stage
 
@@ -31,4 +31,4 @@ def applications_tab(cluster, page_number, user=None) -> dict:
 
 
 def register() -> None:
-    extensions.register(cards=overview_cards, tab=("applications", applications_tab))
+    extensions.register(cards=overview_cards, tab=("applications", applications_tab), holders=ownership.holders_of)

@@ -3,6 +3,8 @@ and nothing changed (rows, record, what would reach a cluster)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 from django.test import Client
@@ -384,3 +386,21 @@ def test_the_platforms_namespaces_are_never_a_teams(two_teams, admin_user):
             services.hold_namespace(cluster=two_teams["cluster"], name=name, team=two_teams["teams"]["shop"],
                                     user=admin_user)
     assert not NamespaceHold.objects.exists()
+
+
+def test_the_namespaces_tab_says_who_holds_each_namespace(two_teams, admin_user):
+    from inventory.models import Namespace
+
+    cluster = two_teams["cluster"]
+    for uid, name in enumerate(("kube-system", "payments", "legacy", "old-shop")):
+        Namespace.objects.create(cluster=cluster, uid=f"ns-{uid}", name=name)
+    NamespaceHold.objects.create(cluster=cluster, name="payments", team=two_teams["teams"]["payments"],
+                                 at=timezone.now())
+    old = _team_app(two_teams, "shop", "old-shop")
+    Deployed.objects.create(application=old, cluster=cluster, revision=old.latest_revision, at=timezone.now())
+    page = Client()
+    page.force_login(two_teams["operators"]["shop"])
+    body = page.get(f"/clusters/{cluster.name}/?tab=namespaces", HTTP_HX_REQUEST="true").content.decode()
+    held = dict(re.findall(r'data-namespace="([^"]+)"><td>[^<]*</td><td class="held-by">([^<]*)</td>', body))
+    assert held == {"kube-system": "the platform", "payments": "team payments", "legacy": "the platform",
+                    "old-shop": "team shop"}
