@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import models
@@ -154,10 +156,12 @@ def _tab_context(cluster: Cluster, tab: str, request) -> dict:
     else:
         return {"latest_run": SyncRun.objects.filter(cluster=cluster).order_by("-started_at").first()}
     page = Paginator(rows, PAGE_SIZE).get_page(page_number)
-    if tab == "namespaces":  # who holds each namespace (an app above says; one query for the page)
-        held = extensions.namespace_holders(cluster, [ns.name for ns in page.object_list])
-        for ns in page.object_list:
-            ns.held_by = held.get(ns.name, "")
+    if tab == "namespaces":  # who holds each namespace (an app above says; two queries for the page)
+        namespaces = cast(list[Namespace], list(page.object_list))
+        held = extensions.namespace_holders(cluster, [ns.name for ns in namespaces])
+        for ns in namespaces:
+            ns.held_by = held.get(ns.name, "")  # type: ignore[attr-defined]  # shown in the tab only
+        page.object_list = namespaces
     return {"page": page}
 
 
