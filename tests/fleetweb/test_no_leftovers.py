@@ -1,5 +1,6 @@
-"""`make run` and the test session stop every process they started, proved by pid: Ctrl-C on `manage.py run` stops
-web, worker, beat, the local member and the embedded PostgreSQL and Redis; a finished test session leaves no Redis."""
+"""`make run` and the test session stop every process they started, proved by pid: Ctrl-C on `manage.py run`, or
+TERM to its process group twice, stops web, worker, beat, the local member and the embedded PostgreSQL and Redis; a
+finished test session leaves no Redis."""
 
 from __future__ import annotations
 
@@ -46,8 +47,22 @@ def _clean_env(state: Path) -> dict[str, str]:
     return {**env, "FLEETWEB_STATE_DIR": str(state), "LOCALFLEET_STATE_DIR": str(state / "localfleet")}
 
 
+def _ctrl_c(run: subprocess.Popen) -> None:
+    os.kill(run.pid, signal.SIGINT)
+
+
+def _term_to_the_group_twice(run: subprocess.Popen) -> None:
+    """What a process manager, a script or `make` does: TERM to the process group, and again while it stops (make
+    passes the signal on to its child)."""
+    os.killpg(run.pid, signal.SIGTERM)
+    time.sleep(1.0)
+    if run.poll() is None:
+        os.killpg(run.pid, signal.SIGTERM)
+
+
 @pytest.mark.e2e
-def test_ctrl_c_on_make_run_stops_everything_it_started(tmp_path):
+@pytest.mark.parametrize("stop", [_ctrl_c, _term_to_the_group_twice], ids=["ctrl-c", "term-twice"])
+def test_stopping_make_run_stops_everything_it_started(tmp_path, stop):
     require(binaries.buildable(), "Go is not installed and no cached localfleet binaries exist")
     state = tmp_path / "state"
     with socket.socket() as probe:
@@ -68,7 +83,7 @@ def test_ctrl_c_on_make_run_stops_everything_it_started(tmp_path):
         names = " ".join(started.values())
         for expected in ("runserver", "worker", "beat", "postgres", "redis-server", "kube-apiserver", "etcd"):
             assert expected in names, f"{expected} not found among {started}"
-        os.kill(run.pid, signal.SIGINT)
+        stop(run)
         assert run.wait(90) == 0, (tmp_path / "run.log").read_text()[-3000:]
         deadline = time.monotonic() + 20
         while any(_alive(pid) for pid in started) and time.monotonic() < deadline:

@@ -31,6 +31,11 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _stopping(signum, frame) -> None:
+    sys.stdout.write(f"\n(already stopping: {signal.Signals(signum).name} waits for the cleanup to finish)\n")
+    sys.stdout.flush()
+
+
 class Command(BaseCommand):
     help = "Start Fleetweb with everything it needs (web, worker, beat, and member clusters)."
 
@@ -54,6 +59,11 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
         finally:
+            # Once stopping, further signals wait: `make` passes a TERM sent to the process group on to this process
+            # while it stops, and a second Ctrl-C is common; either used to end the cleanup halfway and leave the
+            # members and the embedded servers running. The cleanup is bounded (15 s, then SIGKILL).
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, _stopping)
             self._stop()
 
     def say(self, message: str) -> None:
