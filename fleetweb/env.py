@@ -60,6 +60,22 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_networks(name: str, default: list[str] | None = None, *, none_word: bool = False) -> list[str]:
+    """A comma-separated list of networks (CIDRs), each checked; with `none_word`, `none` means an empty list."""
+    import ipaddress
+
+    value = env_list(name, default)
+    if none_word and value == ["none"]:
+        return []
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            also = ", nor 'none'" if none_word else ""
+            raise ConfigError(f"{name}: {item!r} is not a network (CIDR such as 10.20.0.0/16){also}") from None
+    return value
+
+
 def parse_database_url(url: str) -> dict:
     """Django DATABASES entry from `postgres://user:pass@host:port/name?sslmode=…&host=/socket/dir`."""
     parsed = urlparse(url)

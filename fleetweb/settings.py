@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -14,9 +13,11 @@ from fleetweb.env import (
     env_bool,
     env_int,
     env_list,
+    env_networks,
     env_str,
     parse_database_url,
 )
+from fleetweb.outbound import PRIVATE as _PRIVATE  # the private ranges; each purpose allows some of them
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -177,12 +178,7 @@ BEHIND_TLS_PROXY = env_bool("FLEETWEB_BEHIND_TLS_PROXY")
 # The proxies whose X-Forwarded-For is believed (CIDRs): the client address of audit rows and login lock-outs is the
 # nearest forwarded hop that is not one of them. Behind a proxy without it every client would have the proxy's
 # address, and one stranger's failed logins would lock everyone out, so it is required there.
-FLEETWEB_TRUSTED_PROXIES = env_list("FLEETWEB_TRUSTED_PROXIES")
-for _proxy in FLEETWEB_TRUSTED_PROXIES:
-    try:
-        ipaddress.ip_network(_proxy, strict=False)
-    except ValueError:
-        raise ConfigError(f"FLEETWEB_TRUSTED_PROXIES: {_proxy!r} is not a network (CIDR such as 10.0.0.2/32)") from None
+FLEETWEB_TRUSTED_PROXIES = env_networks("FLEETWEB_TRUSTED_PROXIES")
 if BEHIND_TLS_PROXY and not FLEETWEB_TRUSTED_PROXIES:
     raise ConfigError("FLEETWEB_BEHIND_TLS_PROXY=true needs FLEETWEB_TRUSTED_PROXIES: the address(es) the TLS proxy "
                       "connects from, so that each client's own address is known (audit log, login lock-outs)")
@@ -321,24 +317,9 @@ FLEETWEB_DENIED_NETWORKS = env_list("FLEETWEB_DENIED_NETWORKS")
 FLEETWEB_ALLOWED_NETWORKS = env_list("FLEETWEB_ALLOWED_NETWORKS")
 # Private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, 198.18/15, fc00::/7) each purpose may dial: member
 # clusters and the identity provider all of them by default, alert channels none ("none", or CIDRs inside them).
-_PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "198.18.0.0/15", "fc00::/7"]
-
-
-def _private_networks(name: str, default: list[str]) -> list[str]:
-    value = env_list(name, default)
-    if value == ["none"]:
-        return []
-    for item in value:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise ConfigError(f"{name}: {item!r} is not a network (CIDR such as 10.20.0.0/16), nor 'none'") from None
-    return value
-
-
-FLEETWEB_CLUSTER_PRIVATE_NETWORKS = _private_networks("FLEETWEB_CLUSTER_PRIVATE_NETWORKS", _PRIVATE)
-FLEETWEB_IDP_PRIVATE_NETWORKS = _private_networks("FLEETWEB_IDP_PRIVATE_NETWORKS", _PRIVATE)
-FLEETWEB_CHANNEL_PRIVATE_NETWORKS = _private_networks("FLEETWEB_CHANNEL_PRIVATE_NETWORKS", [])
+FLEETWEB_CLUSTER_PRIVATE_NETWORKS = env_networks("FLEETWEB_CLUSTER_PRIVATE_NETWORKS", list(_PRIVATE), none_word=True)
+FLEETWEB_IDP_PRIVATE_NETWORKS = env_networks("FLEETWEB_IDP_PRIVATE_NETWORKS", list(_PRIVATE), none_word=True)
+FLEETWEB_CHANNEL_PRIVATE_NETWORKS = env_networks("FLEETWEB_CHANNEL_PRIVATE_NETWORKS", [], none_word=True)
 # Single sign-on with OpenID Connect (inventory/sso.py): on when an issuer is set. The issuer is dialled through
 # the outbound address policy (https only; FLEETWEB_OIDC_CA_FILE for a private CA). Users are created at their
 # first sign-in; their roles come from the claim FLEETWEB_OIDC_GROUPS_CLAIM through the mapping admins edit on

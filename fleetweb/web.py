@@ -29,7 +29,9 @@ def client_ip(request) -> str:
         return remote
     hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
     for hop in reversed(hops):
-        if not _within(hop, [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
             return remote  # not an address: the proxy did not write it, so nothing left of it is known
         if not _within(hop, proxies):
             return hop

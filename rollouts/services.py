@@ -23,7 +23,7 @@ from inventory import notifications, selectors
 from inventory.access import FLEETWEB_NAMESPACE
 from inventory.choices import Environment, NotifyEvent
 from inventory.models import Cluster, ClusterGroup, Team
-from inventory.teams import access_of, can, deploy_refusal, require, team_scope
+from inventory.teams import can, deploy_refusal, require, team_scope
 from inventory.validators import dns_label_problem
 from rollouts import drift, dryrun, manifests, ownership
 from rollouts.choices import (
@@ -422,7 +422,7 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
         if refusal := deploy_refusal(user, app, clusters, owner_scope=owner_scope):
             raise RolloutError({field: f"stage {i + 1} '{spec['name']}': {refusal}"}, status=403)
         if held := ownership.namespace_refusals(app, clusters):
-            raise RolloutError({field: f"stage {i + 1} '{spec['name']}': {_held_message(user, clusters, held)}"},
+            raise RolloutError({field: f"stage {i + 1} '{spec['name']}': {_held_message(clusters, held)}"},
                                status=403)
         prod = [c.name for c in clusters if c.environment == Environment.PROD]
         if prod and spec["approvals_required"] < 1:
@@ -525,13 +525,9 @@ def abort_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
     return rollout
 
 
-def _held_message(user, clusters: list, held: dict[int, str]) -> str:
-    """The namespace refusals of a stage, named for the clusters `user` can see and counted for the others."""
-    access = access_of(user) if user is not None else None
-    shown = [held[c.pk] for c in clusters if c.pk in held and (access is None or access.sees_all
-                                                              or c.pk in access.cluster_ids)]
-    hidden = len(held) - len(shown)
-    return "; ".join(shown[:10] + ([f"and on {hidden} cluster(s) you cannot see"] if hidden else []))
+def _held_message(clusters: list, held: dict[int, str]) -> str:
+    """The namespace refusals of a stage (its clusters are among those the person can see: `_stage_clusters`)."""
+    return "; ".join([held[c.pk] for c in clusters if c.pk in held][:10])
 
 
 def hold_namespace(*, cluster: Cluster, name: str, team: Team | None, user, source_ip: str = "") -> NamespaceHold:
