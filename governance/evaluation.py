@@ -99,18 +99,23 @@ def evaluate_clusters(clusters, *, now=None) -> dict[int, ClusterCompliance]:
     """
     now = now or timezone.now()
     clusters = list(clusters)
+    assigned = assignments_by_cluster(clusters)
+    out: dict[int, ClusterCompliance] = {}
+    for start in range(0, len(clusters), CHUNK):
+        chunk = clusters[start:start + CHUNK]
+        out.update(_evaluate_chunk(chunk, {c.pk: assigned[c.pk] for c in chunk}, now))
+    return out
+
+
+def assignments_by_cluster(clusters: list[Cluster]) -> dict[int, list[PolicyAssignment]]:
+    """{cluster id: the assignments of every group it is in now, by id}; groups and assignments read once."""
     groups = list(ClusterGroup.objects.all())
     members = {pk: {c.pk for c in cs} for pk, cs in inventory_services.membership(groups, clusters).items()}
     by_group: dict[int, list[PolicyAssignment]] = defaultdict(list)
     for a in PolicyAssignment.objects.select_related("group").order_by("pk"):
         by_group[a.group_id].append(a)
-    out: dict[int, ClusterCompliance] = {}
-    for start in range(0, len(clusters), CHUNK):
-        chunk = clusters[start:start + CHUNK]
-        assigned = {c.pk: sorted((a for g in groups if c.pk in members[g.pk] for a in by_group[g.pk]),
-                                 key=lambda a: a.pk) for c in chunk}
-        out.update(_evaluate_chunk(chunk, assigned, now))
-    return out
+    return {c.pk: sorted((a for g in groups if c.pk in members[g.pk] for a in by_group[g.pk]), key=lambda a: a.pk)
+            for c in clusters}
 
 
 def _load(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]], today) -> dict[int, rules.Context]:
