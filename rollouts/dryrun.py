@@ -1,5 +1,5 @@
-"""Check a revision at save: a server-side dry run (`dryRun=All`, `fieldValidation=Strict`) of every object
-against one reachable member per Kubernetes minor version in the fleet.
+"""Check a revision after save, in a worker: a server-side dry run (`dryRun=All`, `fieldValidation=Strict`) of every
+object against one reachable member per Kubernetes minor version in the fleet.
 
 A typo (`replica: 2`), a wrong type or a schema error is then named at save, with the member and version that said
 so, instead of failing the rollout in production's path. The dry run is done in Fleetweb's own namespace on the
@@ -8,8 +8,15 @@ application's namespace may not exist there yet, and a dry run cannot create it.
 as they would be applied; only their namespace differs, so a rule bound to the application's namespace alone (a
 quota, an admission policy) is not seen here but at rollout.
 
-Members that cannot be asked now (unreachable, credentials refused, exec plugins, which only workers run) are
-listed as not checked; a revision nobody could check is saved as "unchecked", not refused.
+Members that cannot be asked now (unreachable, credentials refused) are listed as not checked; a revision nobody
+could check is "unchecked", not refused.
+
+The revision is saved at once as "checking" (`request`) and a worker fills its verdict in (`run`): a member that
+trickles its answer holds a worker for at most the budget, never a person's save. Beside the members' own answers,
+Fleetweb's enforce-mode policies are asked of what every cluster the application can reach would receive
+(`governance.precheck`): "refused by prod-eu: policy no-privileged-containers is enforced there". A member's admission
+refusal (403 "denied request") is that member's finding too, not "could not be checked". A stage does not start from
+a revision still being checked, nor onto a cluster whose enforced policy refuses it (`rollouts.gates.PolicyGate`).
 
 A member is untrusted: only members the application can reach are asked (a team's application: its team's
 clusters), every call ends by the budget (`kube.deadline`, a hard deadline on the connection), and a member that
@@ -24,19 +31,29 @@ import copy
 import dataclasses
 import logging
 import time
+from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 
+from fleetweb.audit import record
+from fleetweb.queueing import after_commit
+from governance import precheck
 from inventory import kube
 from inventory.access import FLEETWEB_NAMESPACE
-from inventory.choices import AuthMethod, ClusterStatus
+from inventory.choices import ClusterStatus
 from inventory.models import Cluster
 from inventory.services import credentials_of
-from rollouts import manifests
+from inventory.teams import team_scope
+from rollouts import manifests, rendering
+from rollouts.models import Application, Revision
 
 log = logging.getLogger(__name__)
 PASSED, FAILED, UNCHECKED = "passed", "failed", "unchecked"
 SOME_REFUSED = "refused_by_some"  # some members refused, others accepted: their findings, not the revision's fault
+CHECKING = "checking"  # saved; a worker is asking the members
+MAX_POLICY_FINDINGS = 100  # stored per revision (the count of all is kept)
 
 
 @dataclasses.dataclass
@@ -58,15 +75,16 @@ def minor_of(version: str) -> str:
 
 
 def members_to_ask(owner_scope: frozenset[int] | None = None) -> list[Cluster]:
-    """One answering cluster per Kubernetes minor (the first by name), exec-plugin clusters left out; among
-    `owner_scope` (the owner team's clusters) when given."""
+    """One answering cluster per Kubernetes minor (the first by name), among `owner_scope` (the owner team's
+    clusters) when given. A cluster whose kubeconfig runs an exec plugin is asked too: this runs in a worker, where
+    the plugins an admin attached run (`inventory.execplugins`)."""
     chosen: dict[str, Cluster] = {}
     answering = Cluster.objects.filter(status__in=[ClusterStatus.CONNECTED, ClusterStatus.DEGRADED])
     if owner_scope is not None:
         answering = answering.filter(pk__in=owner_scope)
     for cluster in answering.order_by("name"):
         minor = minor_of(cluster.kubernetes_version)
-        if minor and minor not in chosen and not _uses_exec(cluster):
+        if minor and minor not in chosen:
             chosen[minor] = cluster
     return [chosen[m] for m in sorted(chosen, key=lambda m: tuple(int(x) for x in m.split(".")))]
 
@@ -76,16 +94,6 @@ def _credentials(cluster: Cluster) -> dict | None:
         return credentials_of(cluster)
     except Exception:  # missing or undecryptable: a sync reports that; here the member is only not counted
         return None
-
-
-def _uses_exec(cluster: Cluster) -> bool:
-    if cluster.auth_method != AuthMethod.KUBECONFIG:
-        return False
-    try:
-        config = credentials_of(cluster).get("kubeconfig") or {}
-    except Exception:  # unreadable credentials: a sync reports that; here the member is just not asked
-        return True
-    return any("exec" in (u.get("user") or {}) for u in config.get("users") or [])
 
 
 def _dry_run_member(cluster: Cluster, credentials: dict | None, objects: list[dict], until: float) -> MemberResult:
@@ -124,36 +132,117 @@ def _dry_run_member(cluster: Cluster, credentials: dict | None, objects: list[di
 
 def _refused(exc: kube.KubeError) -> bool:
     """The member refused the object itself (not: could not be reached, or we may not ask). Server-side apply
-    answers an undeclared field with a 500 "failed to create typed patch object"."""
+    answers an undeclared field with a 500 "failed to create typed patch object"; an admission policy or webhook that
+    denies it answers 403 like RBAC does, told apart by its words (RBAC says "cannot <verb> resource")."""
+    if exc.http_status == 403:
+        return ("denied request" in exc.message or "denied the request" in exc.message) and \
+            "cannot patch resource" not in exc.message
     return exc.http_status in (400, 422) or (exc.http_status == 500 and "typed patch object" in exc.message)
 
 
-def check(objects: list[dict], *, owner_scope: frozenset[int] | None = None) -> dict:
-    """{"state": passed | refused_by_some | failed | unchecked, "members": [MemberResult…]} for a revision's parsed
-    objects, asking the members in `owner_scope` (None: the whole fleet, for a platform application)."""
+def check(objects: list[dict], *, owner_scope: frozenset[int] | None = None,
+          policies: list[precheck.Refusal] | None = None) -> dict:
+    """{"state": passed | refused_by_some | failed | unchecked, "members": [MemberResult…], "policies": […]} for a
+    revision's parsed objects, asking the members in `owner_scope` (None: the whole fleet, for a platform
+    application). `policies`: what Fleetweb's own rules find in what each cluster would receive; an enforced one
+    makes the revision "refused by some", as a member's refusal does."""
     members = members_to_ask(owner_scope)
-    if not members:
-        return {"state": UNCHECKED, "members": [], "note": "no connected member cluster to dry-run against"}
-    asked = [(cluster, _credentials(cluster)) for cluster in members]
-    until = time.monotonic() + settings.FLEETWEB_DRY_RUN_BUDGET
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(members))) as pool:
-        results = list(pool.map(lambda pair: _dry_run_member(pair[0], pair[1], objects, until), asked))
+    results: list[MemberResult] = []
+    if members:
+        asked = [(cluster, _credentials(cluster)) for cluster in members]
+        until = time.monotonic() + settings.FLEETWEB_DRY_RUN_BUDGET
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(members))) as pool:
+            results = list(pool.map(lambda pair: _dry_run_member(pair[0], pair[1], objects, until), asked))
+    policies = policies or []
     refused = [r for r in results if r.problems]
+    enforced = [p for p in policies if p.enforced]
     if refused and all(r.problems for r in results if r.checked):
         state = FAILED
-    elif refused:
+    elif refused or enforced:
         state = SOME_REFUSED
     elif any(r.checked for r in results):
         state = PASSED
     else:
         state = UNCHECKED
-    return {"state": state, "members": [r.as_dict() for r in results]}
+    verdict = {"state": state, "members": [r.as_dict() for r in results],
+               "policies": [p.as_dict() for p in policies[:MAX_POLICY_FINDINGS]], "policies_found": len(policies),
+               "refused_on": sorted({r.cluster for r in refused} | {p.cluster for p in enforced})}
+    if not members:
+        verdict["note"] = "no connected member cluster to dry-run against"
+    return verdict
+
+
+def request(revision: Revision) -> None:
+    """Mark a revision just saved as being checked and queue its check once the save commits (call inside the
+    transaction that created it)."""
+    from rollouts.tasks import dry_run_revision
+
+    Revision.objects.filter(pk=revision.pk).update(validation={"state": CHECKING,
+                                                               "requested_at": timezone.now().isoformat()})
+    revision.validation = {"state": CHECKING}
+    after_commit(lambda: dry_run_revision.delay(revision.pk), what=f"dry run of revision {revision.pk}")
+
+
+def run(revision_id: int) -> str:
+    """In a worker: ask the members and Fleetweb's policies about a revision being checked; store the verdict once,
+    with its audit event. Never raises for a member's failure; a revision no longer being checked is left alone."""
+    revision = Revision.objects.select_related("application").filter(pk=revision_id).first()
+    if revision is None or (revision.validation or {}).get("state") != CHECKING:
+        return "gone"
+    app = revision.application
+    scope = team_scope(app.owner_team_id) if app.owner_team_id is not None else None
+    parsed = manifests.parse(revision.manifests, namespace=app.namespace)
+    verdict = check(parsed.objects, owner_scope=scope, policies=policy_findings(app, revision, scope))
+    verdict["checked_at"] = timezone.now().isoformat()
+    with transaction.atomic():
+        if not Revision.objects.filter(pk=revision.pk, validation__state=CHECKING).update(validation=verdict):
+            return "gone"
+        record(user=None, action="application.dry_run", target=app,
+               after={"revision": revision.number, "digest": revision.digest, "state": verdict["state"],
+                      "refused_on": verdict["refused_on"]})
+    return verdict["state"]
+
+
+def policy_findings(app: Application, revision: Revision, scope: frozenset[int] | None) -> list[precheck.Refusal]:
+    """What Fleetweb's rules find in what each cluster the application can reach would receive now."""
+    clusters = list(Cluster.objects.filter(pk__in=scope) if scope is not None else Cluster.objects.all())
+    found = precheck.check(rendering.render_all(app, revision, clusters), clusters)
+    return sorted((r for refusals in found.values() for r in refusals),
+                  key=lambda r: (not r.enforced, r.cluster, r.rule, r.object))
+
+
+def for_user(validation: dict, user) -> dict:
+    """The verdict as `user` may read it: members and findings on clusters they cannot see are counted, not named
+    (an approver team may see an application whose clusters lie outside its own scope)."""
+    validation = dict(validation or {})
+    named = {m["cluster"] for m in validation.get("members", [])} | \
+        {p["cluster"] for p in validation.get("policies", [])} | set(validation.get("refused_on", []))
+    if not named:
+        return validation
+    visible = set(Cluster.objects.visible_to(user).filter(name__in=named).values_list("name", flat=True))
+    if visible == named:
+        return validation
+    members = [m for m in validation.get("members", []) if m["cluster"] in visible]
+    policies = [p for p in validation.get("policies", []) if p["cluster"] in visible]
+    refused_on = [c for c in validation.get("refused_on", []) if c in visible]
+    hidden = len(named - visible)
+    return {**validation, "members": members, "policies": policies, "refused_on": refused_on,
+            "policies_found": len(policies), "hidden_clusters": hidden}
+
+
+def stale(older_than_seconds: float) -> list[int]:
+    """Revisions still being checked long after their check was asked for (its message was lost)."""
+    cutoff = (timezone.now() - timedelta(seconds=older_than_seconds)).isoformat()
+    return list(Revision.objects.filter(validation__state=CHECKING, validation__requested_at__lt=cutoff)
+                .values_list("pk", flat=True)[:100])
 
 
 def summary(validation: dict) -> str:
-    """One paragraph for a form or an error: each problem with the member and version that reported it."""
+    """One paragraph for a form or an error: each problem with the member and version that reported it, then what
+    an enforced policy refuses."""
     lines = []
     for member in validation.get("members", []):
         where = f"{member['cluster']} ({member['version']})"
         lines += [f"{where}: {problem}" for problem in member["problems"]]
+    lines += [p["words"] for p in validation.get("policies", []) if p.get("enforced")]
     return "\n".join(lines)

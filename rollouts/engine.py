@@ -31,11 +31,12 @@ from django.utils import timezone
 
 from fleetweb import leases
 from fleetweb.audit import record
+from governance import precheck
 from inventory import history, kube
 from inventory import services as inventory_services
 from inventory.choices import ClusterEventKind, Environment
 from inventory.teams import deploy_refusal
-from rollouts import drift, gates, manifests, members, ownership, rendering, services
+from rollouts import drift, dryrun, gates, manifests, members, ownership, rendering, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Deployed, Revision, Rollout, Stage, Target
 
@@ -177,18 +178,40 @@ def _enter_stage(rollout: Rollout, stage: Stage, fence: Fence, now) -> bool:
     """Start the stage when its entry gates pass (`rollouts.gates.entry`); else wait for approval or recheck."""
     waiting_for = "changed while the stage awaited approval" if stage.state == StageState.AWAITING_APPROVAL else \
         "changed before the stage started"
+    if (rollout.revision.validation or {}).get("state") == dryrun.CHECKING:
+        # Its check's message is queued behind others (or was lost): this is a worker too, so check it here, before
+        # the rollout is locked (within the dry run's budget, well inside the lease).
+        dryrun.run(rollout.revision_id)
+        rollout.revision.refresh_from_db(fields=["validation"])
+        fence.renew()
     with fence.hold():
         rendering.refresh_stage(stage, reason=waiting_for)
         verdict = gates.entry(stage, now)
         if verdict.passed:
             _start_stage(stage, now, verdict)
             return True
-        if stage.approvals_required and stage.state == StageState.PENDING:
+        if verdict.refused:
+            _refuse_stage(rollout, stage, verdict.message, now)
+            return False
+        if stage.approvals_required and stage.state == StageState.PENDING and not verdict.not_yet:
             _set_stage(stage, StageState.AWAITING_APPROVAL, awaiting_since=now)
             services.notify("stage.awaiting_approval", rollout, stage=stage)
             return True
         _schedule(fence, verdict.recheck_at)
     return False
+
+
+def _refuse_stage(rollout: Rollout, stage: Stage, why: str, now) -> None:
+    """An entry gate refused the stage before anything was applied (called inside `Fence.hold`): the refused targets
+    say why, the stage and the rollout fail, the people who follow it are told."""
+    for target_id, refused in gates.policy_refusals(stage).items():
+        words = "; ".join(r.words() for r in refused)
+        Target.objects.filter(pk=target_id).update(state=TargetState.FAILED, finished_at=now,
+                                                   message=f"not applied: {words}"[:2000])
+    message = f"stage '{stage.name}' refused before it started: {why}"
+    _set_stage(stage, StageState.FAILED, finished_at=now, message=message[:2000])
+    _finish(rollout, RolloutState.FAILED, message, now)
+    services.notify("rollout.failed", rollout, stage=stage)
 
 
 def _leave_stage(rollout: Rollout, stage: Stage, fence: Fence, now) -> bool:
@@ -357,9 +380,13 @@ def _apply_target(rollout: Rollout, stage: Stage, t: Target, revision: Revision,
     if not problem:
         problem = ownership.namespace_refusal(rollout.application, t.cluster)
         problem = f"not applied: {problem}" if problem else ""
+    objects = _objects(rollout, t, revision) if not problem else []
+    if not problem:
+        refused = [r for r in precheck.check({t.cluster_id: objects}, [t.cluster])[t.cluster_id] if r.enforced]
+        problem = f"not applied: {'; '.join(r.words() for r in refused)}" if refused else ""
     if not problem:
         try:
-            members.push(t.cluster, rollout.application.namespace, _objects(rollout, t, revision), renew=fence.renew,
+            members.push(t.cluster, rollout.application.namespace, objects, renew=fence.renew,
                          application=rollout.application)
         except kube.KubeError as exc:
             problem = f"apply failed: {exc.message}"

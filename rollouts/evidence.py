@@ -1,5 +1,6 @@
 """What an approver sees before deciding: the change each cluster of the stage would get, against what it runs now,
-and the evidence of the stages before (where they ran, how long healthy, restarts, failures).
+what Fleetweb's policies of those clusters say of it, and the evidence of the stages before (where they ran, how
+long healthy, restarts, failures).
 
 "What it runs now" is the objects Fleetweb last applied and verified there (the frozen rendering of the last
 ready target: the revision with the override it had then), so the diff shows exactly what the approval changes.
@@ -12,6 +13,8 @@ import yaml
 from django.core.cache import cache
 from django.db.models import Count, Max, Sum
 
+from governance import precheck
+from governance.models import PolicyAssignment
 from inventory.models import Workload
 from rollouts import manifests, rendering
 from rollouts.choices import StageState, TargetState
@@ -72,3 +75,21 @@ def earlier_stages(rollout: Rollout, stage: Stage) -> list[dict]:
                      "healthy_since": max(ready_at) if ready_at else None, "soak_seconds": earlier.soak_time,
                      "restarts": restarts})
     return rows
+
+
+def stage_findings(stage: Stage) -> list[dict]:
+    """What the rules assigned to the stage's clusters find in the objects frozen for each, enforced first:
+    [{words, enforced, cluster, rule}] ("violates X on staging (audit only…)", "refused by prod: …"). Cached (the page
+    polls every 2 s) until the frozen objects or any assignment changes, and for a minute at most (a cluster joining
+    a group); the stage's start asks again in any case."""
+    assigned = PolicyAssignment.objects.aggregate(n=Count("pk"), last=Max("updated_at"))
+    key = (f"fleetweb:stage-findings:{stage.pk}:{rendering.stage_digest(stage)}:{assigned['n']}:"
+           f"{assigned['last'].timestamp() if assigned['last'] else 0}")
+    return list(cache.get_or_set(key, lambda: _stage_findings(stage), timeout=60) or [])
+
+
+def _stage_findings(stage: Stage) -> list[dict]:
+    targets = list(stage.targets.select_related("cluster"))
+    found = precheck.check({t.cluster_id: t.rendered or [] for t in targets}, [t.cluster for t in targets])
+    refusals = sorted((r for rs in found.values() for r in rs), key=lambda r: (not r.enforced, r.cluster, r.rule))
+    return [r.as_dict() for r in refusals]

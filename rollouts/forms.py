@@ -65,8 +65,6 @@ class ApplicationForm(TeamFieldsMixin):
                                           "ConfigMaps, Jobs, CronJobs, Ingresses, … (no Secrets, nothing "
                                           "cluster-scoped).")
     message = forms.CharField(max_length=500, required=False, label="Revision message")
-    save_anyway = forms.BooleanField(required=False, label="Save anyway, although the dry run refused it",
-                                     help_text="No rollout starts from a revision saved this way.")
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -76,8 +74,6 @@ class ApplicationForm(TeamFieldsMixin):
 class RevisionForm(forms.Form):
     manifests = forms.CharField(widget=forms.Textarea(attrs={"rows": 22, "spellcheck": "false"}))
     message = forms.CharField(max_length=500, required=False, help_text="What changed and why")
-    save_anyway = forms.BooleanField(required=False, label="Save anyway, although the dry run refused it",
-                                     help_text="No rollout starts from a revision saved this way.")
 
 
 class RolloutForm(forms.Form):

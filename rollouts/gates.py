@@ -17,8 +17,9 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from governance import precheck
 from inventory.choices import Environment
-from rollouts import approvals, rendering, services
+from rollouts import approvals, dryrun, rendering, services
 from rollouts.models import Stage, Target
 
 
@@ -28,6 +29,8 @@ class Verdict:
     recheck_at: datetime | None = None  # when to look again; None: on the next click or event
     message: str = ""
     evidence: dict = dataclasses.field(default_factory=dict)  # recorded with the stage's start or success
+    refused: bool = False  # waiting cannot help: the engine fails the stage before it starts, with `message`
+    not_yet: bool = False  # not even ready to ask approvers (the revision is still being checked)
 
 
 class Gate(Protocol):
@@ -61,6 +64,36 @@ class ApprovalGate:
                        message=f"{len(valid)} of {stage.approvals_required} approval(s)", evidence=evidence)
 
 
+def policy_refusals(stage: Stage) -> dict[int, list[precheck.Refusal]]:
+    """{target id: what an enforced Fleetweb policy of its cluster refuses in the objects frozen for it} (targets
+    with none left out); the same words as the revision's check at save."""
+    targets = list(stage.targets.select_related("cluster"))
+    found = precheck.check({t.cluster_id: t.rendered or [] for t in targets}, [t.cluster for t in targets])
+    return {t.pk: refused for t in targets if (refused := [r for r in found[t.cluster_id] if r.enforced])}
+
+
+class PolicyGate:
+    """The revision's check is done, and Fleetweb's enforced policies of the stage's clusters, asked now of what
+    each would receive, refuse no more targets than the stage may fail: otherwise the stage fails before anyone is
+    asked to approve it, naming each cluster and policy. Refused targets within the budget fail at apply with the
+    same words (`rollouts.engine._apply_target`)."""
+
+    name = "policies"
+
+    def check(self, stage: Stage, now: datetime) -> Verdict:
+        revision = stage.rollout.revision
+        if (revision.validation or {}).get("state") == dryrun.CHECKING:
+            return Verdict(False, recheck_at=now + timedelta(seconds=3), not_yet=True,
+                           message=f"waiting for the dry run of revision {revision.number}")
+        refusals = policy_refusals(stage)
+        if not refusals:
+            return Verdict(True)
+        words = "; ".join(r.words() for refused in refusals.values() for r in refused)
+        if len(refusals) > stage.failures_allowed:
+            return Verdict(False, refused=True, message=words)
+        return Verdict(True, evidence={"refused_by_policy": words})
+
+
 class SoakGate:
     """Every target stayed ready for the stage's soak time after the last one became ready."""
 
@@ -72,7 +105,7 @@ class SoakGate:
         return Verdict(True, evidence={"soak_seconds": stage.soak_time})
 
 
-ENTRY: list[Gate] = [ApprovalGate()]
+ENTRY: list[Gate] = [PolicyGate(), ApprovalGate()]
 EXIT: list[Gate] = [SoakGate()]
 
 
@@ -87,8 +120,11 @@ def _all(gates: list[Gate], stage: Stage, now: datetime) -> Verdict:
     evidence = {k: v for verdict in verdicts for k, v in verdict.evidence.items()}
     if not waiting:
         return Verdict(True, evidence=evidence)
+    refused = [v for v in waiting if v.refused]
+    if refused:
+        return Verdict(False, refused=True, message="; ".join(v.message for v in refused), evidence=evidence)
     times = [v.recheck_at for v in waiting if v.recheck_at is not None]
-    return Verdict(False, recheck_at=min(times) if times else None,
+    return Verdict(False, recheck_at=min(times) if times else None, not_yet=any(v.not_yet for v in waiting),
                    message="; ".join(v.message for v in waiting if v.message), evidence=evidence)
 
 

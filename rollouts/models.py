@@ -58,7 +58,8 @@ class Application(models.Model):
 
 
 class Revision(models.Model):
-    """One immutable version of an application's manifests: never updated once saved."""
+    """One immutable version of an application's manifests: never changed once saved, except its check's verdict,
+    filled in once by a worker (`rollouts.dryrun`)."""
 
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="revisions")
     number = models.PositiveIntegerField()
@@ -66,7 +67,8 @@ class Revision(models.Model):
     digest = models.CharField(max_length=64, help_text="sha256 of the normalized objects")
     objects_summary = models.JSONField(default=list, help_text="[{kind, name}] in apply order")
     validation = models.JSONField(default=dict, blank=True,
-                                  help_text="The dry run at save: {state: passed|failed|unchecked, members: [...]}")
+                                  help_text="The check after save: {state: checking|passed|refused_by_some|failed|"
+                                            "unchecked, members: [...], policies: [...]}")
     message = models.CharField(max_length=500, blank=True)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                related_name="+")

@@ -70,11 +70,12 @@ class RolloutError(ServiceError):
 
 def create_application(*, name: str, namespace: str, user, manifests_text: str, owner: str = "",
                        description: str = "", message: str = "", source_ip: str = "",
-                       save_anyway: bool = False, owner_team: Team | None = None,
+                       owner_team: Team | None = None,
                        approver_team: Team | None = None, correct_drift: bool = False,
                        drift_ignore: list[str] | str | None = None) -> Application:
-    """An application and its first revision; invalid manifests are refused with every error listed. A team
-    operator creates applications of their own team only; naming another approver team is the platform's."""
+    """An application and its first revision; invalid manifests are refused with every error listed, and the members'
+    dry run follows in a worker (`rollouts.dryrun`). A team operator creates applications of their own team only;
+    naming another approver team is the platform's."""
     if user is not None and not can(user, "create_application", owner_team):
         raise RolloutError({"owner_team": "Choose a team you are an operator of." if owner_team is None else
                             f"You are not an operator of team {owner_team.name}."}, status=403)
@@ -93,18 +94,16 @@ def create_application(*, name: str, namespace: str, user, manifests_text: str, 
     if Application.objects.filter(name=name).exists():
         raise RolloutError({"name": f"An application named '{name}' already exists."})
     ignore = _drift_ignore(drift_ignore or [])
-    validation = _dry_run(parsed, save_anyway=save_anyway, owner_team_id=owner_team.pk if owner_team else None)
     with transaction.atomic():
         app = Application.objects.create(name=name, namespace=namespace, owner=owner, description=description,
                                          created_by=_user(user), owner_team=owner_team, approver_team=approver_team,
                                          correct_drift=correct_drift, drift_ignore=ignore)
-        revision = _new_revision(app, parsed, manifests_text, user=user, message=message or "first revision",
-                                 validation=validation)
+        revision = _new_revision(app, parsed, manifests_text, user=user, message=message or "first revision")
         record(user=user, action="application.create", target=app, source_ip=source_ip,
                after={"name": name, "namespace": namespace, "owner": owner, "revision": revision.number,
                       "owner_team": owner_team.name if owner_team else None,
                       "approver_team": approver_team.name if approver_team else None,
-                      "digest": revision.digest, "dry_run": validation["state"], "correct_drift": correct_drift,
+                      "digest": revision.digest, "correct_drift": correct_drift,
                       "drift_ignore": ignore})
     return app
 
@@ -121,30 +120,19 @@ def _user(user):
     return user if getattr(user, "pk", None) else None
 
 
-def _new_revision(app: Application, parsed: manifests.Parsed, text: str, *, user, message: str,
-                  validation: dict) -> Revision:
+def _new_revision(app: Application, parsed: manifests.Parsed, text: str, *, user, message: str) -> Revision:
+    """The next revision, its dry run queued for when the save commits."""
     number = (app.revisions.aggregate(n=Max("number"))["n"] or 0) + 1
-    return Revision.objects.create(application=app, number=number, manifests=text, digest=parsed.digest,
-                                   objects_summary=parsed.summary, message=message[:500], author=_user(user),
-                                   validation=validation)
-
-
-def _dry_run(parsed: manifests.Parsed, *, save_anyway: bool, owner_team_id: int | None) -> dict:
-    """The verdict of the members the application can reach on the objects (rollouts.dryrun); a refusal by every
-    member asked refuses the save unless `save_anyway`."""
-    scope = team_scope(owner_team_id) if owner_team_id is not None else None
-    validation = dryrun.check(parsed.objects, owner_scope=scope)
-    if validation["state"] == dryrun.FAILED and not save_anyway:
-        raise RolloutError({"manifests": "The member clusters refused these objects in a dry run:\n"
-                            + dryrun.summary(validation)
-                            + "\nFix them, or save anyway (a rollout never starts from a revision that failed)."})
-    return validation
+    revision = Revision.objects.create(application=app, number=number, manifests=text, digest=parsed.digest,
+                                       objects_summary=parsed.summary, message=message[:500], author=_user(user))
+    dryrun.request(revision)
+    return revision
 
 
 def create_revision(app: Application, *, manifests_text: str, user, message: str = "",
-                    source_ip: str = "", save_anyway: bool = False) -> Revision:
-    """A new immutable revision; pending approvals of this application's rollouts are voided (what the
-    approvers saw has changed)."""
+                    source_ip: str = "") -> Revision:
+    """A new immutable revision, checked by the members and Fleetweb's policies in a worker (`rollouts.dryrun`);
+    pending approvals of this application's rollouts are voided (what the approvers saw has changed)."""
     _check_change(user, app)
     try:
         parsed = manifests.parse(manifests_text, namespace=app.namespace)
@@ -154,21 +142,20 @@ def create_revision(app: Application, *, manifests_text: str, user, message: str
     if latest is not None and latest.digest == parsed.digest:
         raise RolloutError({"manifests": f"Nothing changed: this is revision {latest.number} "
                                          f"({latest.short_digest})."})
-    validation = _dry_run(parsed, save_anyway=save_anyway, owner_team_id=app.owner_team_id)
     with transaction.atomic():
         Application.objects.select_for_update().get(pk=app.pk)  # numbers revisions one at a time
         latest = app.latest_revision
         if latest is not None and latest.digest == parsed.digest:
             raise RolloutError({"manifests": f"Nothing changed: this is revision {latest.number} "
                                              f"({latest.short_digest})."})
-        revision = _new_revision(app, parsed, manifests_text, user=user, message=message, validation=validation)
+        revision = _new_revision(app, parsed, manifests_text, user=user, message=message)
         voided = Approval.objects.filter(
             stage__rollout__application=app, stage__state__in=[StageState.PENDING, StageState.AWAITING_APPROVAL],
             stage__rollout__state__in=[*ACTIVE_ROLLOUT_STATES, RolloutState.PAUSED], voided_at__isnull=True,
         ).update(voided_at=timezone.now(), void_reason=f"revision {revision.number} of {app.name} was created")
         record(user=user, action="application.revision", target=app, source_ip=source_ip,
                after={"revision": revision.number, "digest": revision.digest, "message": message,
-                      "approvals_voided": voided, "dry_run": validation["state"]})
+                      "approvals_voided": voided})
     return revision
 
 
@@ -392,12 +379,13 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
                    source_ip: str = "") -> Rollout:
     """A rollout of one revision through ordered stages; clusters are resolved now and never change.
 
-    Refused: a stage matching no cluster, a cluster in two stages. A stage reaching an
-    `environment=prod` cluster requires at least one approval whatever the plan says.
+    Refused: a revision every member refused in its dry run, a stage matching no cluster, a cluster in two stages. A
+    stage reaching an `environment=prod` cluster requires at least one approval whatever the plan says. A revision
+    still being checked may be rolled out: its first stage waits for the verdict (`rollouts.gates.PolicyGate`).
     """
     if (revision.validation or {}).get("state") == dryrun.FAILED:
-        raise RolloutError({"revision": f"Revision {revision.number} failed its dry run at save and was saved anyway: "
-                            "a rollout never starts from it. Fix the manifests in a new revision.\n"
+        raise RolloutError({"revision": f"Revision {revision.number} failed its dry run (every member asked refused "
+                            "it): a rollout never starts from it. Fix the manifests in a new revision.\n"
                             + dryrun.summary(revision.validation)}, status=409)
     app = revision.application
     _check_change(user, app)

@@ -10,7 +10,7 @@ from django.conf import settings
 from fleetweb import metrics
 from fleetweb.queueing import send_safely
 from inventory import channels
-from rollouts import drift, engine
+from rollouts import drift, dryrun, engine
 from rollouts.models import Rollout
 
 log = logging.getLogger(__name__)
@@ -91,3 +91,22 @@ def reapply(deployed_id: int) -> str:
     """Apply a deployment's objects again, as deployed, then check it (queued by services.request_reapply)."""
     result = drift.reapply(deployed_id)
     return result.state if result is not None else "skipped"
+
+
+@shared_task(soft_time_limit=120, time_limit=150, acks_late=True, ignore_result=True)
+def dry_run_revision(revision_id: int) -> str:
+    """Check a revision just saved: the members' dry run and Fleetweb's policies (queued by `dryrun.request`)."""
+    return dryrun.run(revision_id)
+
+
+@shared_task(ignore_result=True)
+def requeue_dry_runs() -> int:
+    """Run by beat: queue again the check of a revision whose message was lost (still "checking" well past the
+    budget); checking twice is harmless, the first verdict stored wins."""
+    def send(pk: int):
+        return lambda: dry_run_revision.delay(pk)
+
+    stale = dryrun.stale(settings.FLEETWEB_DRY_RUN_BUDGET * 3 + 30)
+    for pk in stale:
+        send_safely(send(pk), what=f"dry run of revision {pk}")
+    return len(stale)

@@ -12,6 +12,7 @@ urlpatterns = [
     path("applications/<slug:name>/overrides/", views.override_edit, name="override_edit"),
     path("applications/<slug:name>/revisions/new/", views.revision_create, name="revision_create"),
     path("applications/<slug:name>/revisions/<int:number>.yaml", views.revision_raw, name="revision_raw"),
+    path("applications/<slug:name>/revisions/<int:number>/check/", views.revision_check, name="revision_check"),
     path("applications/<slug:name>/rollout/", views.rollout_create, name="rollout_create"),
     path("applications/<slug:name>/drift/<slug:cluster>/<str:action>/", views.drift_action, name="drift_action"),
     path("rollouts/", views.rollout_list, name="rollout_list"),

@@ -21,7 +21,7 @@ from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup, Team
 from inventory.teams import can
 from inventory.views import preview_of, selector_preview
-from rollouts import approvals, drift, evidence, manifests, placement, rendering, services
+from rollouts import approvals, drift, dryrun, evidence, manifests, placement, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
 from rollouts.forms import (
     ApplicationDeleteForm,
@@ -36,7 +36,7 @@ from rollouts.forms import (
     builder_stages,
     stage_initial,
 )
-from rollouts.models import Application, Rollout, RolloutPlan, Stage
+from rollouts.models import Application, Revision, Rollout, RolloutPlan, Stage
 from rollouts.services import STAGE_DEFAULTS
 
 DEFAULT_STAGES = """- name: canary
@@ -82,12 +82,13 @@ def application_create(request) -> HttpResponseBase:
             app = services.create_application(name=d["name"], namespace=d["namespace"], owner=d["owner"],
                                               owner_team=d.get("owner_team"), approver_team=d.get("approver_team"),
                                               description=d["description"], manifests_text=d["manifests"],
-                                              message=d["message"], save_anyway=d["save_anyway"], user=request.user,
+                                              message=d["message"], user=request.user,
                                               source_ip=client_ip(request))
         except services.RolloutError as exc:
             add_to_form(form, exc)
         else:
-            messages.success(request, f"{app.name} created with revision 1.")
+            messages.success(request, f"{app.name} created with revision 1; the member clusters and Fleetweb's "
+                                      "policies are checking it now (below).")
             return redirect(app)
     return render(request, "rollouts/application_form.html", {"form": form},
                   status=400 if request.method == "POST" else 200)
@@ -109,11 +110,22 @@ def application_detail(request, name: str) -> HttpResponseBase:
         if old and new:
             diff_text = manifests.diff(old.manifests, new.manifests, old_label=f"r{old.number}",
                                        new_label=f"r{new.number}")
+    for revision in revisions:
+        revision.checked = dryrun.for_user(revision.validation, request.user)  # type: ignore[attr-defined]
     rollouts = app.rollouts.select_related("revision", "requested_by").order_by("-created_at")[:20]
     return render(request, "rollouts/application_detail.html", {
         "app": app, "revisions": revisions, "diff": diff_text, "old": old, "new": new, "rollouts": rollouts,
         "overrides": app.overrides.select_related("group"), "placements": placement.where_it_runs(app),
         "drifts": drift.of_application(app)})
+
+
+@role_required(VIEWER)
+def revision_check(request, name: str, number: int) -> HttpResponseBase:
+    """HTMX partial: one revision's check, polled while a worker is still asking the members."""
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
+    revision = get_object_or_404(app.revisions, number=number)
+    return render(request, "rollouts/partials/_revision_check.html",
+                  {"app": app, "r": revision, "v": dryrun.for_user(revision.validation, request.user)})
 
 
 DRIFT_ACTIONS = ("check", "reapply")
@@ -223,12 +235,12 @@ def revision_create(request, name: str) -> HttpResponseBase:
         try:
             revision = services.create_revision(app, manifests_text=form.cleaned_data["manifests"],
                                                 message=form.cleaned_data["message"], user=request.user,
-                                                save_anyway=form.cleaned_data["save_anyway"],
                                                 source_ip=client_ip(request))
         except services.RolloutError as exc:
             add_to_form(form, exc)
         else:
-            messages.success(request, f"Revision {revision.number} of {app.name} saved.")
+            messages.success(request, f"Revision {revision.number} of {app.name} saved; the member clusters and "
+                                      "Fleetweb's policies are checking it now (below).")
             return redirect(f"{app.get_absolute_url()}?to={revision.number}")
     return render(request, "rollouts/revision_form.html", {"app": app, "form": form},
                   status=400 if request.method == "POST" else 200)
@@ -316,7 +328,22 @@ def stage_preview(request) -> HttpResponseBase:
     matched = context.get("queryset")
     context["prod"] = (list(matched.filter(environment=Environment.PROD).values_list("name", flat=True)[:5])
                        if matched is not None else [])
+    context.update(_revision_findings(request, matched))
     return render(request, "rollouts/partials/_stage_preview.html", context)
+
+
+def _revision_findings(request, matched) -> dict:
+    """What the chosen revision's check found on the stage's clusters: {"checking": bool, "refusals": [words]}."""
+    revision = Revision.objects.visible_to(request.user).filter(pk=request.GET.get("revision") or 0).first() \
+        if (request.GET.get("revision") or "").isdigit() else None
+    if revision is None or matched is None:
+        return {}
+    validation = dryrun.for_user(revision.validation, request.user)
+    if validation.get("state") == dryrun.CHECKING:
+        return {"checking": revision.number}
+    enforced = [p for p in validation.get("policies", []) if p.get("enforced")]
+    here = set(matched.filter(name__in={p["cluster"] for p in enforced}).values_list("name", flat=True))
+    return {"refusals": [p["words"] for p in enforced if p["cluster"] in here]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,6 +382,7 @@ def _rollout_context(request, rollout: Rollout) -> dict:
             stage.valid_count = len(approvals.valid_approvals(stage))  # type: ignore[attr-defined]
             stage.rollout = rollout
             stage.changes = evidence.stage_changes(stage)  # type: ignore[attr-defined]
+            stage.findings = evidence.stage_findings(stage)  # type: ignore[attr-defined]
             stage.earlier = evidence.earlier_stages(rollout, stage)  # type: ignore[attr-defined]
         # What the template shows of each stage, set on it (not model fields).
         stage.can_decide = decidable.get(stage.pk) == ""  # type: ignore[attr-defined]

@@ -115,6 +115,40 @@ def beat_process(transactional_db, tmp_path, beat_env):
     _purge_queues(app)
 
 
+# The members of the rollout tests (e2e and browser) and the environment each is attached as.
+ENVIRONMENTS = {"gke-us-central": "dev", "ack-hangzhou": "staging", "aws-eu-west": "prod"}
+
+
+@pytest.fixture
+def fleet(localfleet_members, admin_user):
+    """The three members attached as dev (canary), staging and prod, with groups for the later stages.
+    Afterwards the test namespaces are deleted from every member."""
+    from kubernetes import client as k8s
+
+    from inventory import services as inventory_services
+
+    members = {name: handle for name, handle in localfleet_members.items() if name in ENVIRONMENTS}
+    assert len(members) == 3, f"the rollout tests need the three first localfleet members, got {list(members)}"
+    clusters = {name: inventory_services.attach_cluster(name=name, credentials=h.token_credentials(), user=None,
+                                                        environment=ENVIRONMENTS[name])
+                for name, h in members.items()}
+    inventory_services.create_group(name="staging", selector="environment=staging", user=admin_user)
+    inventory_services.create_group(name="prod", selector="environment=prod", user=admin_user)
+    yield {"members": members, "clusters": clusters}
+    # Leave the members as the next tests expect them: the namespaces gone, not merely terminating
+    # (workloads in a terminating namespace read as unavailable, and the member as degraded).
+    selector = "app.kubernetes.io/managed-by=fleetweb"
+    for handle in members.values():
+        with handle.admin_api() as api:
+            for ns in k8s.CoreV1Api(api).list_namespace(label_selector=selector).items:
+                k8s.CoreV1Api(api).delete_namespace(ns.metadata.name)
+    for name, handle in members.items():
+        def gone(handle=handle):
+            with handle.admin_api() as api:
+                return not k8s.CoreV1Api(api).list_namespace(label_selector=selector).items
+        wait_for(gone, timeout=120, interval=1, what=f"test namespaces deleted on {name}")
+
+
 def wait_for(predicate, *, timeout: float = 60, interval: float = 0.25, what: str = "condition"):
     """Poll until predicate() is truthy; return its value or fail saying what never happened."""
     deadline = time.monotonic() + timeout

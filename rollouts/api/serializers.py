@@ -7,6 +7,7 @@ from rest_framework import serializers
 from inventory.api.serializers import VisibleRelatedField, VisibleSlugField
 from inventory.models import Cluster, Team
 from inventory.validators import validate_dns_label
+from rollouts import dryrun
 from rollouts.models import (
     Application,
     Approval,
@@ -24,15 +25,21 @@ from rollouts.rendering import digest_of
 
 class RevisionSerializer(serializers.ModelSerializer):
     author: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    validation = serializers.SerializerMethodField(
+        help_text="The check after save (a worker): state checking | passed | refused_by_some | failed | unchecked; "
+                  "members (each member's dry run), policies (what Fleetweb's rules find, `enforced`: that cluster "
+                  "will refuse it), refused_on (clusters); clusters the caller cannot see are only counted")
 
-    save_anyway = serializers.BooleanField(write_only=True, required=False, default=False,
-                                           help_text="Save although the members' dry run refused the objects "
-                                                     "(no rollout starts from such a revision)")
+    def get_validation(self, revision: Revision) -> dict:
+        request = self.context.get("request")
+        if request is None:
+            raise RuntimeError("RevisionSerializer needs the request in its context (who may read which cluster)")
+        return dryrun.for_user(revision.validation, request.user)
 
     class Meta:
         model = Revision
         fields = ("id", "number", "digest", "message", "author", "created_at", "objects_summary", "manifests",
-                  "validation", "save_anyway")
+                  "validation")
         read_only_fields = ("id", "number", "digest", "author", "created_at", "objects_summary", "validation")
 
 
@@ -79,8 +86,6 @@ class ApplicationSerializer(serializers.ModelSerializer):
         help_text="Whose approvers approve its production stages (default: the owner team; set by global operators)")
     manifests = serializers.CharField(write_only=True, style={"base_template": "textarea.html"})
     message = serializers.CharField(write_only=True, required=False, allow_blank=True)
-    save_anyway = serializers.BooleanField(write_only=True, required=False, default=False,
-                                           help_text="Save although the members' dry run refused the objects")
     latest_revision = RevisionSerializer(read_only=True)
     overrides = OverrideSerializer(many=True, read_only=True)
     drift_ignore = serializers.ListField(
@@ -92,7 +97,7 @@ class ApplicationSerializer(serializers.ModelSerializer):
         model = Application
         fields = ("id", "name", "namespace", "owner", "owner_team", "approver_team", "description", "correct_drift",
                   "drift_ignore", "created_at", "latest_revision", "overrides",
-                  "manifests", "message", "save_anyway")
+                  "manifests", "message")
         read_only_fields = ("id", "created_at", "latest_revision", "overrides")
         extra_kwargs: dict[str, dict] = {"name": {"validators": [validate_dns_label]},
                                          "namespace": {"validators": [validate_dns_label]}}

@@ -43,7 +43,7 @@ class ApplicationViewSet(viewsets.ModelViewSet):
         serializer.instance = _call(services.create_application, name=data["name"], namespace=data["namespace"],
                                     owner=data.get("owner", ""), description=data.get("description", ""),
                                     manifests_text=data["manifests"], message=data.get("message", ""),
-                                    save_anyway=data.get("save_anyway", False), user=self.request.user,
+                                    user=self.request.user,
                                     owner_team=data.get("owner_team"), approver_team=data.get("approver_team"),
                                     correct_drift=data.get("correct_drift", False),
                                     drift_ignore=data.get("drift_ignore"), source_ip=client_ip(self.request))
@@ -62,13 +62,15 @@ class ApplicationViewSet(viewsets.ModelViewSet):
         app = self.get_object()
         if request.method == "GET":
             page = self.paginate_queryset(app.revisions.select_related("author").order_by("-number"))
-            return self.get_paginated_response(serializers.RevisionSerializer(page, many=True).data)
+            data = serializers.RevisionSerializer(page, many=True, context={"request": request}).data
+            return self.get_paginated_response(data)
         serializer = serializers.RevisionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         revision = _call(services.create_revision, app=app, manifests_text=serializer.validated_data["manifests"],
                          message=serializer.validated_data.get("message", ""), user=request.user,
-                         save_anyway=serializer.validated_data.get("save_anyway", False), source_ip=client_ip(request))
-        return Response(serializers.RevisionSerializer(revision).data, status=status.HTTP_201_CREATED)
+                         source_ip=client_ip(request))
+        return Response(serializers.RevisionSerializer(revision, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=serializers.PlacementSerializer(many=True))
     @action(detail=True, methods=["get"])

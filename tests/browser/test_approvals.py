@@ -12,12 +12,12 @@ from rollouts.choices import RolloutState, StageState
 from rollouts.models import Rollout
 from tests.builders import make_cluster, make_user
 from tests.conftest import wait_for
-from tests.e2e.test_rollouts import app_yaml, fleet  # noqa: F401 - the fixture is used by name
+from tests.e2e.test_rollouts import app_yaml
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_approver_approves_production_in_the_browser(page, live_server, fleet, celery_worker,  # noqa: F811
+def test_approver_approves_production_in_the_browser(page, live_server, fleet, celery_worker,
                                                      celery_beat, screenshot):
     requester = make_user("rita-requester", "operator")
     make_user("anna-approver", "approver")

@@ -12,7 +12,7 @@ from rollouts import services
 from rollouts.choices import StageState
 from rollouts.models import Rollout
 from tests.conftest import wait_for
-from tests.e2e.test_rollouts import app_yaml, fleet  # noqa: F401 - the fixture is used by name
+from tests.e2e.test_rollouts import app_yaml
 from tests.sso.conftest import person, sso  # noqa: F401 - the fixture is used by name
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -1,6 +1,6 @@
-"""Deploy and approve, end to end against real member clusters: a typo is refused at save by a member's own dry
-run, naming the field, the member and its version; a rollout refreshes the inventory of each cluster it reached;
-the application page and API say where it runs, with what health."""
+"""Deploy and approve, end to end against real member clusters: a typo is refused by a member's own dry run (in a
+worker, after save), naming the field, the member and its version; a rollout refreshes the inventory of each cluster
+it reached; the application page and API say where it runs, with what health."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from kubernetes import client as k8s
 from inventory import services as inventory_services
 from inventory import sync
 from inventory.models import Workload
-from rollouts import services
+from rollouts import dryrun, services
 from rollouts.choices import RolloutState
-from rollouts.models import Rollout
+from rollouts.models import Application, Rollout
 from tests.conftest import wait_for
 from tests.e2e.test_rollouts import app_yaml
 
@@ -40,21 +40,21 @@ def member_cluster(localfleet_members):
             k8s.CoreV1Api(api).delete_namespace(ns.metadata.name)
 
 
-def test_a_typo_is_refused_at_save_by_the_members_dry_run(member_cluster, operator, api_as):
+def test_a_typo_is_refused_by_the_members_dry_run_in_a_worker(member_cluster, celery_worker, operator, api_as):
+    """The save waits for no member (a worker asks them); the verdict names the field, the member and its version,
+    and no rollout starts from a revision every member refused."""
     cluster, _handle = member_cluster
-    with pytest.raises(services.RolloutError) as refused:
-        services.create_application(name="shop", namespace="shop-typo", manifests_text=typo(app_yaml("1.0")),
-                                    user=operator)
-    message = refused.value.errors["manifests"]
+    created = api_as(operator).post("/api/v1/applications/", {"name": "shop", "namespace": "shop-typo",
+                                                              "manifests": typo(app_yaml("1.0"))}, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["latest_revision"]["validation"]["state"] == "checking"
+    app = Application.objects.get(pk=created.json()["id"])
+    verdict = wait_for(lambda: _checked(app.latest_revision), timeout=60, what="the worker's dry run verdict")
+    assert verdict["state"] == "failed"
+    message = dryrun.summary(verdict)
     assert "replica" in message and f"{cluster.name} ({cluster.kubernetes_version})" in message, message
-    api = api_as(operator).post("/api/v1/applications/", {"name": "shop", "namespace": "shop-typo",
-                                                          "manifests": typo(app_yaml("1.0"))}, format="json")
-    assert api.status_code == 400 and "replica" in api.json()["errors"]["manifests"][0]
-
-    # Saved anyway, it is marked failed and no rollout starts from it.
-    app = services.create_application(name="shop", namespace="shop-typo", manifests_text=typo(app_yaml("1.0")),
-                                      user=operator, save_anyway=True)
-    assert app.latest_revision.validation["state"] == "failed"
+    listed = api_as(operator).get(f"/api/v1/applications/{app.pk}/revisions/").json()["results"][0]["validation"]
+    assert listed["state"] == "failed" and "replica" in listed["members"][0]["problems"][0]
     with pytest.raises(services.RolloutError) as no_rollout:
         services.create_rollout(revision=app.latest_revision, user=operator,
                                 stages=[{"name": "all", "selector": f"name={cluster.name}"}])
@@ -62,9 +62,15 @@ def test_a_typo_is_refused_at_save_by_the_members_dry_run(member_cluster, operat
 
     # The fixed revision passes, checked by that member.
     fixed = services.create_revision(app, manifests_text=app_yaml("1.0"), user=operator)
-    assert fixed.validation["state"] == "passed"
-    assert [(m["cluster"], m["checked"], m["problems"]) for m in fixed.validation["members"]] == [
-        (cluster.name, True, [])]
+    verdict = wait_for(lambda: _checked(fixed), timeout=60, what="the fixed revision's verdict")
+    assert verdict["state"] == "passed"
+    assert [(m["cluster"], m["checked"], m["problems"]) for m in verdict["members"]] == [(cluster.name, True, [])]
+
+
+def _checked(revision) -> dict | None:
+    """The revision's verdict once a worker filed it."""
+    revision.refresh_from_db(fields=["validation"])
+    return revision.validation if revision.validation.get("state") != "checking" else None
 
 
 def test_a_rollout_refreshes_the_inventory_and_the_application_page_says_where_it_runs(

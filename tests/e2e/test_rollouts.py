@@ -18,7 +18,6 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from fleetweb.queueing import QUEUES
-from inventory import services as inventory_services
 from rollouts import engine, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Approval, Rollout, Target
@@ -26,9 +25,6 @@ from tests.builders import make_user
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-ENVIRONMENTS = {"gke-us-central": "dev", "ack-hangzhou": "staging", "aws-eu-west": "prod"}
-
 
 def app_yaml(tag: str, *, replicas: int = 2, ready: bool = True, configmaps: int = 0) -> str:
     """A Deployment + Service (+ ConfigMaps to make an apply take a while). `ready=False` pins the pods to a
@@ -47,32 +43,6 @@ def app_yaml(tag: str, *, replicas: int = 2, ready: bool = True, configmaps: int
     docs += [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"settings-{i}"},
               "data": {"tag": tag, "index": str(i)}} for i in range(configmaps)]
     return yaml.safe_dump_all(docs)
-
-
-@pytest.fixture
-def fleet(localfleet_members, admin_user):
-    """The three members attached as dev (canary), staging and prod, with groups for the later stages.
-    Afterwards the test namespaces are deleted from every member."""
-    members = {name: handle for name, handle in localfleet_members.items() if name in ENVIRONMENTS}
-    assert len(members) == 3, f"the rollout tests need the three first localfleet members, got {list(members)}"
-    clusters = {name: inventory_services.attach_cluster(name=name, credentials=h.token_credentials(), user=None,
-                                                        environment=ENVIRONMENTS[name])
-                for name, h in members.items()}
-    inventory_services.create_group(name="staging", selector="environment=staging", user=admin_user)
-    inventory_services.create_group(name="prod", selector="environment=prod", user=admin_user)
-    yield {"members": members, "clusters": clusters}
-    # Leave the members as the next tests expect them: the namespaces gone, not merely terminating
-    # (workloads in a terminating namespace read as unavailable, and the member as degraded).
-    selector = "app.kubernetes.io/managed-by=fleetweb"
-    for handle in members.values():
-        with handle.admin_api() as api:
-            for ns in k8s.CoreV1Api(api).list_namespace(label_selector=selector).items:
-                k8s.CoreV1Api(api).delete_namespace(ns.metadata.name)
-    for name, handle in members.items():
-        def gone(handle=handle):
-            with handle.admin_api() as api:
-                return not k8s.CoreV1Api(api).list_namespace(label_selector=selector).items
-        wait_for(gone, timeout=120, interval=1, what=f"test namespaces deleted on {name}")
 
 
 STAGES = [{"name": "canary", "selector": "name=gke-us-central", "health_deadline": 90},

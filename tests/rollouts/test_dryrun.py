@@ -33,8 +33,14 @@ def test_one_answering_member_per_minor_is_asked():
           "field not declared in schema", True),
     (500, "etcdserver: request timed out", False),
     (403, "forbidden", False),
+    (403, "dry run of Deployment web: 403 Forbidden: deployments.apps \"web\" is forbidden: User "
+          "\"system:serviceaccount:fleetweb-system:fleetweb\" cannot patch resource \"deployments\"", False),
+    (403, "dry run of Deployment web: 403 Forbidden: deployments.apps \"web\" is forbidden: "
+          "ValidatingAdmissionPolicy 'fleetweb-no-privileged-containers-3' with binding "
+          "'fleetweb-no-privileged-containers-3' denied request: privileged containers are not allowed", True),
+    (403, "admission webhook \"validate.kyverno.svc\" denied the request: image not signed", True),
 ])
-def test_only_a_refusal_of_the_object_fails_the_dry_run(status, message, refused):
+def test_only_a_refusal_of_the_object_by_schema_or_admission_is_a_finding(status, message, refused):
     assert dryrun._refused(kube.KubeError("http", message, http_status=status)) is refused
 
 
