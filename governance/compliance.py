@@ -43,7 +43,8 @@ def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> 
     """{group id: {score, clusters, failing_clusters, open_violations}} plus None for the fleet (with by_severity).
 
     A group's score counts only its own assignments' results (on the clusters that were its members when
-    they were last evaluated: every membership change queues an evaluation); the fleet's counts all. For a
+    they were last evaluated: every membership change queues an evaluation); the fleet's counts each rule once per
+    cluster (primary results: a rule two groups assign is one result). For a
     team member (`user` with no global role) everything is computed over the clusters in their teams' scopes
     only: "the fleet" is then their part of it. Four aggregate queries whatever the number of groups and
     clusters (plus the scope's, once per request). `within` narrows further (the team switcher).
@@ -53,14 +54,15 @@ def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> 
     checks_by: dict[int | None, list[tuple[str, int, int]]] = defaultdict(list)  # (severity, checks, passed)
     open_by_group: Counter = Counter()
     by_severity: Counter = Counter()
-    for group_id, severity, checks, passed, violations in (
-            results.order_by().values_list("assignment__group_id", "severity")
+    for group_id, severity, primary, checks, passed, violations in (
+            results.order_by().values_list("assignment__group_id", "severity", "primary")
             .annotate(checks=Count("pk"), passed=Count("pk", filter=Q(violations=0)), open=Sum("violations"))
-            .values_list("assignment__group_id", "severity", "checks", "passed", "open")):
-        for key in (group_id, None):
-            checks_by[key].append((severity, checks, passed))
+            .values_list("assignment__group_id", "severity", "primary", "checks", "passed", "open")):
+        checks_by[group_id].append((severity, checks, passed))
         open_by_group[group_id] += violations
-        by_severity[severity] += violations
+        if primary:  # the fleet counts a rule once per cluster, however many groups assign it
+            checks_by[None].append((severity, checks, passed))
+            by_severity[severity] += violations
     failing = dict(results.filter(violations__gt=0).order_by().values("assignment__group_id")
                    .annotate(n=Count("cluster_id", distinct=True)).values_list("assignment__group_id", "n"))
     counts = inventory_services.member_counts(groups, within=scope)
@@ -83,7 +85,7 @@ def fleet_summary(*, user=None) -> dict:
     `group_scores(...)[None]` from one aggregate by severity, with no join and no per-group counts, and the
     open violations from the clusters' own counters. Over the user's clusters for a team member."""
     _scope, results, rows = _rows_seen_by(user, None)
-    checks = list(results.order_by().values("severity").annotate(checks=Count("pk"),
+    checks = list(results.filter(primary=True).order_by().values("severity").annotate(checks=Count("pk"),
                                                                  passed=Count("pk", filter=Q(violations=0)))
                   .values_list("severity", "checks", "passed"))
     return {"score": rules.weighted_score(checks),

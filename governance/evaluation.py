@@ -4,6 +4,7 @@ results, violations and compliance stored; then the cluster's admission policies
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections import Counter, defaultdict
@@ -60,8 +61,39 @@ def evaluate_and_enforce_many(clusters: list[Cluster]) -> dict[int, ClusterCompl
 
 
 def assignments_for(cluster: Cluster) -> list[PolicyAssignment]:
+    """The rules that apply to a cluster, each once (`effective`)."""
     groups = inventory_services.groups_of(cluster)
-    return list(PolicyAssignment.objects.filter(group__in=groups).select_related("group").order_by("pk"))
+    return effective(list(PolicyAssignment.objects.filter(group__in=groups).select_related("group").order_by("pk")))
+
+
+def effective(assignments: list[PolicyAssignment]) -> list[PolicyAssignment]:
+    """A rule applies to a cluster once: of several assignments of one rule reaching it (through two groups), one
+    stands for all, with the strictest mode (enforce wins, where the rule can be enforced) and the strictest of each
+    parameter (`Param.merge`) and of the excluded namespaces (only those every one excludes) among the assignments of
+    that mode: an enforced rule is shaped by its enforce assignments alone, which only admins make. Results,
+    violations and the admission policy are that assignment's (the oldest of that mode); it is a copy marked
+    `merged_from`, never saved."""
+    by_rule: dict[str, list[PolicyAssignment]] = defaultdict(list)
+    for a in assignments:
+        by_rule[a.rule_key].append(a)
+    out = []
+    for each in by_rule.values():
+        if len(each) == 1:
+            out.append(each[0])
+            continue
+        each.sort(key=lambda a: (not (a.mode == Mode.ENFORCE and a.rule.enforceable), a.pk))
+        rule = each[0].rule
+        # Where the rule is enforced, only the enforcing (admins') assignments shape it: an audit assignment, which
+        # an operator may make, never changes what a cluster's admission refuses.
+        deciding = [a for a in each if a.mode == each[0].mode]
+        merged = copy.copy(each[0])
+        merged.params = rule.strictest_params([{**rule.defaults(), **a.params} for a in deciding])
+        merged.excluded_namespaces = [ns for ns in each[0].excluded_namespaces or []
+                                      if all(ns in (a.excluded_namespaces or []) for a in deciding[1:])]
+        merged.merged_from = [a.pk for a in each]  # type: ignore[attr-defined]
+        merged.merged_groups = sorted({a.group.name for a in each})  # type: ignore[attr-defined]
+        out.append(merged)
+    return sorted(out, key=lambda a: a.pk)
 
 
 def _scoped(ctx: rules.Context, excluded: list[str]) -> rules.Context:
@@ -108,14 +140,14 @@ def evaluate_clusters(clusters, *, now=None) -> dict[int, ClusterCompliance]:
 
 
 def assignments_by_cluster(clusters: list[Cluster]) -> dict[int, list[PolicyAssignment]]:
-    """{cluster id: the assignments of every group it is in now, by id}; groups and assignments read once."""
+    """{cluster id: the rules of every group it is in now, each once (`effective`), by id}; groups and assignments
+    read once."""
     groups = list(ClusterGroup.objects.all())
     members = {pk: {c.pk for c in cs} for pk, cs in inventory_services.membership(groups, clusters).items()}
     by_group: dict[int, list[PolicyAssignment]] = defaultdict(list)
     for a in PolicyAssignment.objects.select_related("group").order_by("pk"):
         by_group[a.group_id].append(a)
-    return {c.pk: sorted((a for g in groups if c.pk in members[g.pk] for a in by_group[g.pk]), key=lambda a: a.pk)
-            for c in clusters}
+    return {c.pk: effective([a for g in groups if c.pk in members[g.pk] for a in by_group[g.pk]]) for c in clusters}
 
 
 def _load(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]], today) -> dict[int, rules.Context]:
@@ -188,7 +220,10 @@ def _evaluate_chunk(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignm
             results = {pk: [r for r in results[pk] if r["assignment"] in alive] for pk in ids}
         digests = _digests(ids, found)
         previous, unchanged = _previous_evaluations(ids, digests)
-        _write_violations(found, [pk for pk in ids if pk not in unchanged], unchanged, previous, now)
+        merged_away = {(pk, a_pk) for pk in ids for a in assigned.get(pk, [])
+                       for a_pk in getattr(a, "merged_from", [])[1:]}
+        _write_violations(found, [pk for pk in ids if pk not in unchanged], unchanged, previous, now,
+                          merged_away=merged_away)
         open_counts = Counter(key[0] for key in found)
         return _store_compliance(ids, results, open_counts, digests, now)
 
@@ -211,7 +246,9 @@ def _run_rules(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]]
             for f in findings:
                 found[(c.pk, a.pk, f.kind, f.namespace, f.name)] = (a, f)
             results[c.pk].append({"assignment": a.pk, "group": a.group.name, "rule": a.rule_key,
-                                  "severity": rule.severity, "mode": a.mode, "violations": len(findings)})
+                                  "severity": rule.severity, "mode": a.mode, "violations": len(findings),
+                                  "groups": getattr(a, "merged_groups", [a.group.name]),
+                                  "merged_from": getattr(a, "merged_from", [a.pk])})
     return found, results
 
 
@@ -234,8 +271,11 @@ def _previous_evaluations(ids: list[int], digests: dict[int, str]) -> tuple[dict
     return previous, unchanged
 
 
-def _write_violations(found: Found, diff_ids: list[int], unchanged: set[int], previous: dict, now) -> None:
-    """Open new violations, reopen resolved ones found again, update changed messages, resolve those gone."""
+def _write_violations(found: Found, diff_ids: list[int], unchanged: set[int], previous: dict, now, *,
+                      merged_away: set[tuple[int, int]] | frozenset[tuple[int, int]] = frozenset()) -> None:
+    """Open new violations, reopen resolved ones found again, update changed messages, resolve those gone. Those of
+    an assignment another one of the same rule now stands for on that cluster (`merged_away`: (cluster,
+    assignment)) are deleted: they were the same finding counted twice, not fixed."""
     # Plain tuples, not model instances: a fleet holds hundreds of thousands of violations and most
     # evaluations change none of them.
     existing = {(cluster_id, assignment_id, kind, namespace, name): (pk, resolved_at, message, reopened)
@@ -270,8 +310,11 @@ def _write_violations(found: Found, diff_ids: list[int], unchanged: set[int], pr
     Violation.objects.bulk_update([v for v in changed if v.reopened_at is None], ["message", "last_seen"],
                                   batch_size=1000)
     gone: dict[int, list[int]] = defaultdict(list)
+    duplicates = [pk for key, (pk, *_rest) in existing.items() if (key[0], key[1]) in merged_away]
+    if duplicates:
+        Violation.objects.filter(pk__in=duplicates).delete()
     for key, (pk, resolved_at, _message, _reopened) in existing.items():
-        if key not in found and resolved_at is None:
+        if key not in found and resolved_at is None and (key[0], key[1]) not in merged_away:
             gone[key[0]].append(pk)
     for cluster_id, pks in gone.items():  # last seen: the evaluation before this one
         Violation.objects.filter(pk__in=pks).update(resolved_at=now, last_seen=previous.get(cluster_id) or now)
@@ -324,15 +367,19 @@ def _store_compliance(ids: list[int], results: dict[int, list[dict]], open_count
 
 def _store_results(ids: list[int], results: dict[int, list[dict]]) -> None:
     """Bring the `PolicyResult` rows of these clusters in line with their results, writing only changes."""
-    existing = {(cluster_id, assignment_id): (pk, severity, violations)
-                for pk, cluster_id, assignment_id, severity, violations in PolicyResult.objects.filter(
-                    cluster_id__in=ids).values_list("pk", "cluster_id", "assignment_id", "severity", "violations")}
-    wanted = {(pk, r["assignment"]): (r["severity"], r["violations"]) for pk in ids for r in results[pk]}
-    changed = [PolicyResult(cluster_id=key[0], assignment_id=key[1], severity=severity, violations=violations)
-               for key, (severity, violations) in wanted.items()
-               if existing.get(key, (None,))[1:] != (severity, violations)]
+    existing = {(cluster_id, assignment_id): (pk, severity, violations, primary)
+                for pk, cluster_id, assignment_id, severity, violations, primary in PolicyResult.objects.filter(
+                    cluster_id__in=ids).values_list("pk", "cluster_id", "assignment_id", "severity", "violations",
+                                                    "primary")}
+    # Each assignment merged into a result gets the same result (its group's score sees it); one is primary.
+    wanted = {(pk, a_pk): (r["severity"], r["violations"], a_pk == r["assignment"])
+              for pk in ids for r in results[pk] for a_pk in r.get("merged_from") or [r["assignment"]]}
+    changed = [PolicyResult(cluster_id=key[0], assignment_id=key[1], severity=severity, violations=violations,
+                            primary=primary)
+               for key, (severity, violations, primary) in wanted.items()
+               if existing.get(key, (None,))[1:] != (severity, violations, primary)]
     PolicyResult.objects.bulk_create(changed, update_conflicts=True, unique_fields=["cluster", "assignment"],
-                                     update_fields=["severity", "violations"])
+                                     update_fields=["severity", "violations", "primary"])
     gone = [row[0] for key, row in existing.items() if key not in wanted]
     if gone:
         PolicyResult.objects.filter(pk__in=gone).delete()

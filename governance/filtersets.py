@@ -1,13 +1,13 @@
 """FilterSets of governance, shared by pages and API."""
 
 import django_filters
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from fleetweb.filters import IsoDateTimeFilter
 from fleetweb.models import AuditEvent
 from governance import upgrades
 from governance.choices import Mode, Severity
-from governance.models import PolicyAssignment, Violation
+from governance.models import PolicyAssignment, PolicyResult, Violation
 from inventory.filtersets import ClusterFilterSet, TeamFilter
 from inventory.models import ClusterGroup
 
@@ -35,7 +35,7 @@ class ViolationFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
     cluster = django_filters.CharFilter(field_name="cluster__name", lookup_expr="exact")
     team = TeamFilter(path="cluster_id")
-    group = django_filters.CharFilter(field_name="assignment__group__name", lookup_expr="exact")
+    group = django_filters.CharFilter(method="filter_group", label="Group")
     rule = django_filters.CharFilter(field_name="rule_key", lookup_expr="exact")
     severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
     namespace = django_filters.CharFilter(lookup_expr="exact")
@@ -54,6 +54,15 @@ class ViolationFilterSet(django_filters.FilterSet):
             return queryset
         return queryset.filter(Q(object_name__icontains=value) | Q(namespace__icontains=value)
                                | Q(message__icontains=value) | Q(cluster__name__icontains=value))
+
+    def filter_group(self, queryset, name, value) -> QuerySet:
+        """Violations of a rule the group assigns, on clusters where its assignment applies: its own, and those of
+        another group's assignment of the same rule that stands for both there (a rule applies once)."""
+        if not value:
+            return queryset
+        return queryset.filter(Exists(PolicyResult.objects.filter(
+            cluster_id=OuterRef("cluster_id"), assignment__rule_key=OuterRef("rule_key"),
+            assignment__group__name=value)))
 
     def filter_state(self, queryset, name, value) -> QuerySet:
         if value == "open":

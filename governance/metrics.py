@@ -31,7 +31,7 @@ def compliance() -> Iterable[Gauge]:
     yield score
     yield failing
     open_by = gauge("fleetweb_violations_open", "Open violations by severity")
-    counts = dict(PolicyResult.objects.order_by().values("severity").annotate(n=Sum("violations"))
+    counts = dict(PolicyResult.objects.filter(primary=True).order_by().values("severity").annotate(n=Sum("violations"))
                   .values_list("severity", "n"))
     for severity in Severity.values:
         open_by.add(labels(severity=severity), counts.get(severity) or 0)

@@ -157,6 +157,10 @@ class PolicyResult(models.Model):
     assignment = models.ForeignKey(PolicyAssignment, on_delete=models.CASCADE, related_name="results")
     severity = models.CharField(max_length=16, choices=Severity.choices)
     violations = models.PositiveIntegerField(default=0)
+    # A rule applies to a cluster once (`evaluation.effective`): where two groups assign it, each group's assignment
+    # gets the one result (so each group's score sees its members), and only the assignment that stands for both is
+    # primary: the fleet's counts and /metrics add primary rows only.
+    primary = models.BooleanField(default=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["cluster", "assignment"],

@@ -38,7 +38,7 @@ def group_detail(group, members) -> dict:
     rows = {}
     for m in members:
         c = compliance.get(m.pk)
-        own = [r for r in (c.results if c else []) if r["group"] == group.name]
+        own = [r for r in (c.results if c else []) if group.name in r.get("groups", [r["group"]])]
         rows[m.pk] = {"compliance": c, "failing": sum(1 for r in own if r["violations"]),
                       "violations": sum(r["violations"] for r in own)}
     return {"members": rows, "assignments": PolicyAssignment.objects.filter(group=group).order_by("rule_key")}

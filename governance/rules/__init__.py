@@ -51,6 +51,22 @@ class Param:
     required: bool = False  # a list that must not be empty
     pattern: str | None = None  # each string (or list item) must match
     check_item: Callable[[str], str] | None = None  # a list item's problem ("" when fine), after `pattern`
+    # How two assignments' values become the strictest one, when two groups assign the rule to one cluster:
+    # "union" (every item required), "intersection" (only items every assignment allows), "any" (required if
+    # either requires it), "max" or "min".
+    merge: str = ""
+
+    def strictest(self, values: list) -> object:
+        """The strictest of several assignments' (cleaned) values, by `merge`."""
+        if self.merge == "union":
+            return list(dict.fromkeys(item for value in values for item in value))
+        if self.merge == "intersection":
+            return [item for item in values[0] if all(item in value for value in values[1:])]
+        if self.merge == "any":
+            return any(values)
+        if self.merge in ("max", "min"):
+            return max(values) if self.merge == "max" else min(values)
+        raise ValueError(f"parameter {self.name}: unknown merge '{self.merge}'")
 
     def clean(self, value) -> object:
         import re
@@ -150,6 +166,10 @@ class Rule:
         """True when the defaults are not enough (a list that must be filled in)."""
         return any(p.required and not p.default for p in self.params)
 
+    def strictest_params(self, each: list[dict]) -> dict:
+        """One set of parameters from several assignments' (defaults filled in): each the strictest (`Param.merge`)."""
+        return {p.name: p.strictest([params[p.name] for params in each]) for p in self.params}
+
     def clean_params(self, raw: dict | None) -> dict:
         """Validated parameters with defaults filled in; unknown names and bad values raise ParamError."""
         raw = dict(raw or {})
@@ -173,6 +193,8 @@ def register(rule: Rule) -> Rule:
     assert rule.key not in REGISTRY, f"rule {rule.key} registered twice"
     assert rule.severity in SEVERITIES, rule.severity
     assert rule.admission is not None or rule.audit_only_reason, f"{rule.key}: say why it cannot be enforced"
+    for p in rule.params:
+        assert p.merge in ("union", "intersection", "any", "max", "min"), f"{rule.key}.{p.name}: say how to merge"
     REGISTRY[rule.key] = rule
     return rule
 

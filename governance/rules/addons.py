@@ -18,8 +18,12 @@ def _minimum(item: str) -> str:
 
 
 def addon_baseline(ctx, params) -> Iterator[Finding]:
-    minimums = {key: addons.version_of(version) for key, _, version in
-                (item.partition("=") for item in params["minimums"])}
+    minimums: dict[str, str] = {}
+    for key, _, version in (item.partition("=") for item in params["minimums"]):
+        version = addons.version_of(version)
+        # Listed twice (two groups' baselines merged): the higher minimum holds.
+        if key not in minimums or (addons.version_key(version) or ()) > (addons.version_key(minimums[key]) or ()):
+            minimums[key] = version
     for row in ctx.addons:
         wanted = minimums.get(row["addon"])
         if wanted is None:
@@ -44,6 +48,7 @@ register(Rule(
     fix="Upgrade the add-on (its Helm chart or the provider's managed add-on) to at least the baseline version.",
     check=addon_baseline,
     params=(Param("minimums", "list", [], "add-on=minimum version, one per line (e.g. coredns=v1.11.1)",
-                  required=True, pattern=r"[a-z0-9-]+=v?\d+\.\d+(\.\d+)?", check_item=_minimum),),
+                  required=True, pattern=r"[a-z0-9-]+=v?\d+\.\d+(\.\d+)?", check_item=_minimum,
+                  merge="union"),),
     audit_only_reason="the version is read from what runs; an admission policy cannot compare image tags safely",
 ))

@@ -34,7 +34,8 @@ register(Rule(
     fix="Mirror the image into an allowed registry and reference it there.",
     check=allowed_registries,
     params=(Param("registries", "list", [], "Allowed registries or repository prefixes, e.g. "
-                  "registry.example.com, ghcr.io/acme", required=True, pattern=r"[a-z0-9][a-z0-9.\-:/_]*"),),
+                  "registry.example.com, ghcr.io/acme", required=True, pattern=r"[a-z0-9][a-z0-9.\-:/_]*",
+                  merge="intersection"),),
     admission=lambda params: pod_admission({
         "expression": f"variables.containers.all(c, {cel_list(params['registries'])}.exists(r, c.image == r || "
                       "c.image.startsWith(r.endsWith('/') ? r : r + '/')))",

@@ -27,7 +27,7 @@ register(Rule(
     fix="Add the labels to the workload's metadata.labels.",
     check=required_labels,
     params=(Param("labels", "list", ["app.kubernetes.io/name"], "Label keys every workload must have",
-                  required=True, pattern=LABEL_KEY),),
+                  required=True, pattern=LABEL_KEY, merge="union"),),
     admission=lambda params: Admission(
         resources=WORKLOAD_RESOURCES,
         validations=({"expression": f"{cel_list(params['labels'])}.all(k, has(object.metadata.labels) && "

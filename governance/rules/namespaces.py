@@ -66,7 +66,7 @@ register(Rule(
     fix=f"Label the namespace {PSA_LABEL}=baseline (or restricted).",
     check=pod_security_labels,
     params=(Param("levels", "list", ["baseline", "restricted"], "Accepted enforce levels", required=True,
-                  pattern="privileged|baseline|restricted"),),
+                  pattern="privileged|baseline|restricted", merge="intersection"),),
     # Only on CREATE: refusing updates of existing unlabelled namespaces would also refuse the
     # namespace controller's own finalization and leave them stuck terminating.
     admission=lambda params: Admission(

@@ -127,7 +127,7 @@ register(Rule(
     check=no_host_path,
     params=(Param(
         "allowed_paths", "list", [], "Host paths (and everything below them) that stay allowed, e.g. /var/log",
-        pattern=r"/[^\s]*"),),
+        pattern=r"/[^\s]*", merge="intersection"),),
     admission=_host_path_admission,
 ))
 

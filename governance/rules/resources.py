@@ -56,10 +56,10 @@ register(Rule(
     fix="Set resources.requests (cpu, memory) and resources.limits.memory on every container.",
     check=resources_set,
     params=(
-        Param("cpu_requests", "bool", True, "Require resources.requests.cpu"),
-        Param("memory_requests", "bool", True, "Require resources.requests.memory"),
-        Param("cpu_limits", "bool", False, "Require resources.limits.cpu"),
-        Param("memory_limits", "bool", True, "Require resources.limits.memory"),
+        Param("cpu_requests", "bool", True, "Require resources.requests.cpu", merge="any"),
+        Param("memory_requests", "bool", True, "Require resources.requests.memory", merge="any"),
+        Param("cpu_limits", "bool", False, "Require resources.limits.cpu", merge="any"),
+        Param("memory_limits", "bool", True, "Require resources.limits.memory", merge="any"),
     ),
     admission=_resources_admission,
 ))
@@ -99,8 +99,8 @@ register(Rule(
     fix="Add readinessProbe and livenessProbe to the containers of Deployments, StatefulSets and DaemonSets.",
     check=probes_set,
     params=(
-        Param("liveness", "bool", True, "Require a livenessProbe"),
-        Param("readiness", "bool", True, "Require a readinessProbe"),
+        Param("liveness", "bool", True, "Require a livenessProbe", merge="any"),
+        Param("readiness", "bool", True, "Require a readinessProbe", merge="any"),
     ),
     admission=_probes_admission,
 ))

@@ -58,7 +58,8 @@ register(Rule(
     scope="cluster",
     fix="Plan the upgrade to the next minor now.",
     check=support_ending,
-    params=(Param("days", "int", 90, "Warn this many days before end of life", min_value=1, max_value=730),),
+    params=(Param("days", "int", 90, "Warn this many days before end of life", min_value=1, max_value=730,
+                  merge="max"),),
     audit_only_reason=_CLUSTER_FACT,
 ))
 
@@ -93,6 +94,6 @@ register(Rule(
     fix="Upgrade (or replace) the nodes listed; node pools follow the control plane within the skew.",
     check=kubelet_skew,
     params=(Param("max_minor_skew", "int", 3, "Minors a kubelet may be behind the API server", min_value=0,
-                  max_value=3),),
+                  max_value=3, merge="min"),),
     audit_only_reason=_CLUSTER_FACT,
 ))
