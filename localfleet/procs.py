@@ -7,7 +7,29 @@ import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+
+
+def start_time(pid: int) -> str | None:
+    """Start time of a pid (field 22 of /proc/pid/stat): tells our process from a recycled pid; None when gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+# Called with the pid of every server process localfleet starts (members' components, the identity provider,
+# Prometheus): `make run` announces them to its reaper (`localfleet.reaper`) so they die with it.
+ON_START: list[Callable[[int], None]] = []
+
+
+def started(proc: subprocess.Popen) -> subprocess.Popen:
+    """Tell the `ON_START` callbacks about a process just started; returns it."""
+    for callback in ON_START:
+        callback(proc.pid)
+    return proc
 
 
 def wait_ready(proc: subprocess.Popen, url: str, *, name: str, log: Path, timeout: float = 60) -> None:

@@ -42,10 +42,10 @@ class Prometheus:
         config = self.dir / "prometheus.yml"
         config.write_text(self.config())
         log = (self.dir / "prometheus.log").open("ab")
-        self.proc = subprocess.Popen(
+        self.proc = procs.started(subprocess.Popen(
             [str(binaries.path_of("prometheus")), f"--config.file={config}", f"--storage.tsdb.path={self.dir / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         procs.wait_ready(self.proc, f"{self.url}/-/ready", name="prometheus", log=self.dir / "prometheus.log",
                          timeout=timeout)
         return self

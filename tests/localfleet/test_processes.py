@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from localfleet.member import Member, _alive, _proc_start_time
+from localfleet.member import Member, _alive
+from localfleet.procs import start_time
 
 
 def sleeper() -> subprocess.Popen:
@@ -15,7 +16,7 @@ def sleeper() -> subprocess.Popen:
 def test_recorded_process_is_stopped_and_forgotten(tmp_path):
     proc = sleeper()
     member = Member(name="m", state_dir=tmp_path)
-    member.pids["etcd"] = [proc.pid, _proc_start_time(proc.pid)]
+    member.pids["etcd"] = [proc.pid, start_time(proc.pid)]
     member.save()
     reloaded = Member.load(tmp_path, "m")
     assert reloaded.is_running("etcd")
@@ -44,7 +45,7 @@ def test_a_crashed_runs_leftovers_are_stopped_before_the_next_start(tmp_path):
     leftover = sleeper()
     member = Member(name="m", state_dir=tmp_path)
     member.ports = {"etcd": 1, "etcd_peer": 2, "apiserver": 3}  # nothing answers: the member is not healthy
-    member.pids["kube-apiserver"] = [leftover.pid, _proc_start_time(leftover.pid)]
+    member.pids["kube-apiserver"] = [leftover.pid, start_time(leftover.pid)]
     member.save()
     Fleet(tmp_path)._stop_stale(Member.load(tmp_path, "m"))
     assert leftover.wait(10) is not None

@@ -3,7 +3,7 @@
 Embedded PostgreSQL and Redis (unless DATABASE_URL/REDIS_URL are set), migrations, an admin
 account, web, one Celery worker and beat; then the contexts of a kubeconfig, or local member
 clusters from localfleet, attached. Ctrl-C stops everything it started; the data stays for the
-next run.
+next run. Killed outright, it leaves nothing running either (`localfleet.reaper`).
 """
 
 from __future__ import annotations
@@ -47,9 +47,17 @@ class Command(BaseCommand):
         parser.add_argument("--no-clusters", action="store_true", help="attach nothing")
 
     def handle(self, *args, **options) -> None:
+        from localfleet import procs, reaper
+
         self.children: list[subprocess.Popen] = []
         self.names: dict[int, str] = {}
         self.fleet: Any = None  # a localfleet.fleet.Fleet once started (imported late: it is the composition root)
+        # Everything started from here on dies with this process, even when it is killed outright (no cleanup runs
+        # then): the reaper stops what was announced to it once this process's end of its pipe closes.
+        self.reaper = reaper.start()
+        for pid, sig in embedded.server_pids():
+            self.reaper.watch(pid, sig)
+        procs.ON_START.append(self.reaper.watch)
         # Ctrl-C, a closed terminal and `kill` all stop everything; SIGINT is set explicitly because a
         # process started in the background by a non-interactive shell inherits it as ignored.
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -127,6 +135,7 @@ class Command(BaseCommand):
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=settings.BASE_DIR, start_new_session=True)
         log.close()
+        self.reaper.watch(proc.pid)
         self.names[proc.pid] = name
         self.children.append(proc)
         self.say(f"started {name} (pid {proc.pid}, log {logs / (name + '.log')})")
@@ -144,6 +153,10 @@ class Command(BaseCommand):
         if self.fleet is not None:
             self.fleet.down()
         embedded.stop()
+        from localfleet import procs
+
+        procs.ON_START.remove(self.reaper.watch)
+        self.reaper.close()  # the cleanup above was done: the reaper signals nothing
         self.say("Stopped. Data is kept in the state folder; `make run` again to continue.")
 
     def _ensure_admin(self) -> None:
