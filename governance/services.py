@@ -11,6 +11,7 @@ from django.db import transaction
 
 from fleetweb.audit import record
 from fleetweb.errors import ServiceError
+from fleetweb.queueing import task
 from fleetweb.roles import ADMIN, has_role
 from governance import rules
 from governance.choices import Mode
@@ -153,10 +154,9 @@ def _reevaluate(cluster_ids) -> None:
 
 def queue_evaluations(cluster_ids: list[int]) -> None:
     """One task per chunk of clusters: a group change over a thousand clusters is twenty tasks, not a thousand."""
-    from governance.tasks import evaluate_clusters as task
-
+    evaluate = task("governance.tasks.evaluate_clusters")
     for start in range(0, len(cluster_ids), CHUNK):
-        task.delay(cluster_ids[start:start + CHUNK])
+        evaluate.delay(cluster_ids[start:start + CHUNK])
 
 
 def create_assignment(*, group: ClusterGroup, rule_key: str, user, mode: str = Mode.AUDIT, params: dict | None = None,

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from governance import compliance, evaluation
+from governance import compliance, evaluation, upgrades
 from inventory.models import Cluster
 
 
@@ -17,8 +17,6 @@ def evaluate_clusters(cluster_ids: list[int]) -> int:
 @shared_task(ignore_result=True, soft_time_limit=300, time_limit=330)
 def refresh_upgrade_plan() -> int:
     """Run by beat hourly: every cluster's stored upgrade readiness again (support ends with the date)."""
-    from governance import upgrades
-
     return upgrades.refresh_all()
 
 

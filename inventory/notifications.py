@@ -31,7 +31,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from fleetweb.queueing import after_commit, send_safely
+from fleetweb.queueing import enqueue, enqueue_after_commit
 from inventory import channels
 from inventory.choices import ALERTING_STATUSES, SEVERITY_RANK, ClusterStatus, DeliveryState, NotifyEvent
 from inventory.models import Alert, AlertRule, Cluster, Delivery, Team
@@ -275,7 +275,7 @@ def queue(pairs: list[tuple[AlertRule, Message]]) -> list[Delivery]:
                               payload=m.payload()) for rule, m in items]
     rows = Delivery.objects.bulk_create(rows)
     for row in rows:
-        after_commit(_sender(row.pk), what=f"notification delivery #{row.pk}")
+        enqueue_after_commit("inventory.tasks.deliver", row.pk, what=f"notification delivery #{row.pk}")
     return rows
 
 
@@ -293,10 +293,6 @@ def _digest(channel_id: int, items: list[tuple[AlertRule, Message]]) -> Delivery
     return Delivery(channel_id=channel_id, rule=items[0][0], event="digest", title=title, payload=payload)
 
 
-def _sender(pk: int) -> Callable[[], object]:
-    from inventory.tasks import deliver
-
-    return lambda: deliver.delay(pk)
 
 
 def requeue_stuck(*, now=None) -> int:
@@ -307,7 +303,7 @@ def requeue_stuck(*, now=None) -> int:
             | Q(state=DeliveryState.RETRYING, last_attempt_at__lt=now - timedelta(seconds=900)))
     stuck = list(Delivery.objects.filter(lost).values_list("pk", flat=True)[:500])
     for pk in stuck:
-        send_safely(_sender(pk), what=f"notification delivery #{pk}")
+        enqueue("inventory.tasks.deliver", pk, what=f"notification delivery #{pk}")
     return len(stuck)
 
 

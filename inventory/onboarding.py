@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from fleetweb.audit import record
 from fleetweb.errors import ServiceError
-from fleetweb.queueing import after_commit
+from fleetweb.queueing import enqueue_after_commit
 from inventory import access, kube, kubeconfigs
 from inventory.models import AttachDraft
 from inventory.teams import can, require
@@ -89,8 +89,6 @@ def targets_of(draft: AttachDraft, contexts: list[str]) -> list[tuple[str, dict]
 
 def request_test(draft: AttachDraft, *, contexts: list[str], insecure: bool, user, source_ip: str = "") -> None:
     """Queue the connection test of the draft's targets in a worker (the page polls `draft.test_state`)."""
-    from inventory.tasks import test_attach_connection
-
     require(user, "attach", message="Testing a connection needs the global operator role.")
     try:
         targets = targets_of(draft, contexts)
@@ -103,7 +101,7 @@ def request_test(draft: AttachDraft, *, contexts: list[str], insecure: bool, use
             test_error="", test_request={"contexts": contexts, "insecure": insecure})
         record(user=user, action="cluster.test_connection", target_name=draft.summary, source_ip=source_ip,
                after={"contexts": contexts, "insecure": insecure})
-        after_commit(lambda: test_attach_connection.delay(str(draft.pk)), what="connection test")
+        enqueue_after_commit("inventory.tasks.test_attach_connection", str(draft.pk), what="connection test")
 
 
 def run_test(draft_id: str) -> str:

@@ -15,7 +15,7 @@ from django.utils import timezone
 from fleetweb import outbound
 from fleetweb.audit import record
 from fleetweb.errors import ServiceError
-from fleetweb.queueing import send_safely
+from fleetweb.queueing import enqueue
 from fleetweb.roles import ADMIN, has_role
 from inventory import history, kube, kubeconfigs, selectors
 from inventory.choices import ClusterEventKind, Environment
@@ -263,10 +263,8 @@ def sync_now(cluster: Cluster, *, user, via: str) -> None:
 
 def request_sync(cluster_id: int, *, triggered_by: str = "manual") -> None:
     """Queue a sync of one cluster now (the task itself refuses to run twice at once)."""
-    from inventory.tasks import sync_cluster
-
     # A lost message is no lost sync: the cluster stays due and beat claims it.
-    send_safely(lambda: sync_cluster.delay(cluster_id, triggered_by=triggered_by), what=f"sync of cluster {cluster_id}")
+    enqueue("inventory.tasks.sync_cluster", cluster_id, triggered_by=triggered_by, what=f"sync of cluster {cluster_id}")
 
 
 def credentials_of(cluster: Cluster) -> dict:

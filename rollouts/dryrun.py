@@ -38,7 +38,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from fleetweb.audit import record
-from fleetweb.queueing import after_commit
+from fleetweb.queueing import enqueue_after_commit
 from governance import precheck
 from inventory import kube
 from inventory.access import FLEETWEB_NAMESPACE
@@ -175,12 +175,10 @@ def check(objects: list[dict], *, owner_scope: frozenset[int] | None = None,
 def request(revision: Revision) -> None:
     """Mark a revision just saved as being checked and queue its check once the save commits (call inside the
     transaction that created it)."""
-    from rollouts.tasks import dry_run_revision
-
     Revision.objects.filter(pk=revision.pk).update(validation={"state": CHECKING,
                                                                "requested_at": timezone.now().isoformat()})
     revision.validation = {"state": CHECKING}
-    after_commit(lambda: dry_run_revision.delay(revision.pk), what=f"dry run of revision {revision.pk}")
+    enqueue_after_commit("rollouts.tasks.dry_run_revision", revision.pk, what=f"dry run of revision {revision.pk}")
 
 
 def run(revision_id: int) -> str:

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from fleetweb.audit import record
 from fleetweb.errors import ServiceError
-from fleetweb.queueing import after_commit
+from fleetweb.queueing import enqueue_after_commit
 from fleetweb.roles import ADMIN, has_role
 from inventory import notifications, selectors
 from inventory.access import FLEETWEB_NAMESPACE
@@ -444,12 +444,10 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
 def kick(rollout: Rollout) -> None:
     """Advance the rollout right after this transaction commits. It is marked queued so beat does not queue it
     again meanwhile; when the broker cannot take the message, the mark is cleared and beat queues it."""
-    from rollouts.tasks import advance_rollout
-
     pk = rollout.pk
     Rollout.objects.filter(pk=pk).update(queued_at=timezone.now(), next_step_at=timezone.now())
-    after_commit(lambda: advance_rollout.delay(pk), what=f"rollout #{pk}",
-                 on_failure=lambda: Rollout.objects.filter(pk=pk).update(queued_at=None))
+    enqueue_after_commit("rollouts.tasks.advance_rollout", pk, what=f"rollout #{pk}",
+                         on_failure=lambda: Rollout.objects.filter(pk=pk).update(queued_at=None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -581,9 +579,8 @@ def request_drift_check(app: Application, cluster: Cluster, *, user) -> None:
     it dials the cluster, like Sync now)."""
     _check_change(user, app)
     deployed = deployment_of(app, cluster)
-    from rollouts.tasks import check_drift
-
-    after_commit(lambda: check_drift.delay(deployed.pk), what=f"drift check of {app.name} on {cluster.name}")
+    enqueue_after_commit("rollouts.tasks.check_drift", deployed.pk,
+                         what=f"drift check of {app.name} on {cluster.name}")
 
 
 def request_reapply(deployed: Deployed, *, user, via: str = "page", source_ip: str = "") -> None:
@@ -618,9 +615,7 @@ def request_reapply(deployed: Deployed, *, user, via: str = "page", source_ip: s
                       "drift": state.state if state else "unchecked",
                       "fields": [f"{o['kind']} {o['name']}: {f['path']}" for o in (state.objects_state if state
                                                                                   else []) for f in o["fields"]][:50]})
-        from rollouts.tasks import reapply
-
-        after_commit(lambda: reapply.delay(deployed.pk), what=f"re-apply of {app.name} on {cluster.name}")
+        enqueue_after_commit("rollouts.tasks.reapply", deployed.pk, what=f"re-apply of {app.name} on {cluster.name}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -640,8 +635,6 @@ def notify(event: str, rollout: Rollout, *, stage: Stage | None = None) -> None:
         _alert(ALERT_EVENTS[event], rollout, stage)
     if not settings.FLEETWEB_WEBHOOK_URL:
         return
-    from rollouts.tasks import send_webhook
-
     payload = {
         "event": event, "delivery": str(uuid.uuid4()), "at": timezone.now().isoformat(),
         "rollout": rollout.pk, "state": rollout.state,
@@ -652,7 +645,7 @@ def notify(event: str, rollout: Rollout, *, stage: Stage | None = None) -> None:
         payload["stage"] = {"name": stage.name, "index": stage.index, "state": stage.state,
                             "approvals_required": stage.approvals_required,
                             "clusters": list(stage.targets.values_list("cluster__name", flat=True))}
-    after_commit(lambda: send_webhook.delay(payload), what=f"webhook {event} of rollout #{rollout.pk}")
+    enqueue_after_commit("rollouts.tasks.send_webhook", payload, what=f"webhook {event} of rollout #{rollout.pk}")
 
 
 
