@@ -44,7 +44,7 @@ def _measure(fleet, runs: int) -> dict:
     from inventory import kube, readiness
     from inventory import services as inventory_services
     from inventory.models import Cluster
-    from rollouts import drift, manifests, members, rendering, services
+    from rollouts import corrections, drift, manifests, members, rendering, services
     from rollouts.models import Application, Deployed
 
     member = fleet.up(1, nodes=4)[0]
@@ -74,7 +74,7 @@ def _measure(fleet, runs: int) -> dict:
     checks, floors, reads = [], [], []
     for _ in range(runs):  # interleaved, so machine noise hits both alike
         started = time.perf_counter()
-        result = drift.check(deployed.pk)
+        result = corrections.check(deployed.pk)
         checks.append((time.perf_counter() - started, result.requests, result.state))
         floors.append(floor())
         with kube.connect(credentials) as session:

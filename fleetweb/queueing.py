@@ -14,7 +14,7 @@ import importlib
 import logging
 from collections.abc import Callable
 
-from celery import current_app
+from celery import Task, current_app
 from django.db import transaction
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def after_commit(send: Callable[[], object], *, what: str, on_failure: Callable[
     transaction.on_commit(lambda: send_safely(send, what=what, on_failure=on_failure))
 
 
-def task(name: str):
+def task(name: str) -> Task:
     """The registered task called `name` ("rollouts.tasks.advance_rollout"), its module imported when no one has yet
     (Celery imports tasks modules in workers only); a name no task has raises at once (a bug, not a lost message)."""
     if name not in current_app.tasks:

@@ -8,7 +8,9 @@ class InventoryConfig(AppConfig):
 
     def ready(self) -> None:
         from fleetweb.roles import register_team_roles
-        from inventory.teams import team_roles_anywhere
+        from inventory import querysets
+        from inventory.teams import access_of, team_roles_anywhere
 
         register_team_roles(team_roles_anywhere)
+        querysets.use_access(access_of)
         from inventory import metrics, notifications  # noqa: F401 - registers the cluster metrics and conditions

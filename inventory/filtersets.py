@@ -8,6 +8,7 @@ from django.db.models import Q, QuerySet
 from inventory.addons import ADDONS
 from inventory.choices import ClusterStatus, Environment, Provider, WorkloadKind
 from inventory.models import Cluster, ClusterAddon, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
+from inventory.teams import narrowed_scope
 
 
 def _label_filter(queryset, field: str, value: str):
@@ -24,8 +25,6 @@ def _label_filter(queryset, field: str, value: str):
 def team_scope_filter(queryset, path: str, team_name: str, user) -> QuerySet:
     """Rows whose cluster (at `path`) is in the scope of the team named, among the teams the user may see; a
     team they may not see, or none by that name, leaves nothing (as a 404 would)."""
-    from inventory.teams import narrowed_scope
-
     if user is None:
         return queryset.none()
     return queryset.filter(**{f"{path}__in": narrowed_scope(user, team_name.strip()) or frozenset()})

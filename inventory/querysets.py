@@ -8,7 +8,8 @@ teams' scopes and what hangs off them; each model says how through its `visibili
 from __future__ import annotations
 
 import dataclasses
-from typing import Self
+from collections.abc import Callable
+from typing import Any, Self
 
 from django.db import models
 from django.db.models import Q
@@ -40,12 +41,23 @@ class Visibility:
 BY_CLUSTER = Visibility(cluster="cluster_id")
 
 
+# How a user's access is found: `inventory.teams.access_of`, handed over when the app is ready (`InventoryConfig`).
+# The querysets sit below the models and the teams module above them; importing it here would close a circle.
+_access_of: Callable[[Any], Any] | None = None
+
+
+def use_access(resolver: Callable[[Any], Any]) -> None:
+    """Set how `visible_to` finds a user's access (once, at start)."""
+    global _access_of
+    _access_of = resolver
+
+
 class ScopedQuerySet(models.QuerySet):
     def visible_to(self, user) -> Self:
         """Rows the user may see: all for a global role, the team scope's for a team member, none otherwise."""
-        from inventory.teams import access_of
-
-        access = access_of(user)
+        if _access_of is None:
+            raise RuntimeError("inventory.querysets.use_access was not called (is the inventory app installed?)")
+        access = _access_of(user)
         if not access.roles_anywhere:
             return self.none()
         visibility: Visibility = getattr(self.model, "visibility", BY_CLUSTER)

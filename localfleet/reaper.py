@@ -94,8 +94,8 @@ def reap(watched: list[tuple[int, str, int]], *, grace: float = 10) -> None:
 
 
 def main() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)  # only the pipe's end stops this process
+    for ignored in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(ignored, signal.SIG_IGN)  # only the pipe's end stops this process
     watched = []
     for line in sys.stdin:
         if line.strip() == "done":

@@ -7,7 +7,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 
 from inventory import extensions
-from rollouts import drift, ownership
+from rollouts import corrections, ownership
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, StageState
 from rollouts.models import Application, Deployed, Rollout, Stage
 
@@ -27,7 +27,7 @@ def applications_tab(cluster, page_number, user=None) -> dict:
     """The applications Fleetweb deployed to this cluster that the user may see, with their drift."""
     deployments = (Deployed.objects.filter(cluster=cluster, application__in=Application.objects.visible_to(user))
                    .select_related("application", "cluster", "revision", "drift").order_by("application__name"))
-    return {"drifts": drift.rows_for(deployments), "on_cluster": True}
+    return {"drifts": corrections.rows_for(deployments), "on_cluster": True}
 
 
 def register() -> None:

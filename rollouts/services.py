@@ -16,7 +16,6 @@ from django.db.models import Max
 from django.utils import timezone
 
 from fleetweb.audit import record
-from fleetweb.errors import ServiceError
 from fleetweb.queueing import enqueue_after_commit
 from fleetweb.roles import ADMIN, has_role
 from inventory import notifications, selectors
@@ -33,11 +32,11 @@ from rollouts.choices import (
     StageState,
     TargetState,
 )
+from rollouts.errors import RolloutError, check_change
 from rollouts.models import (
     Application,
     Approval,
     Deployed,
-    Drift,
     NamespaceHold,
     Override,
     Revision,
@@ -54,14 +53,6 @@ STAGE_LIMITS = {"approvals_required": (0, 3), "max_parallel": (1, 100), "health_
                 "soak_time": (0, 86400), "failures_allowed": (0, 100)}
 STAGE_DEFAULTS = {"approvals_required": 0, "max_parallel": 1, "health_deadline": 300, "soak_time": 0,
                   "failures_allowed": 0}
-
-
-class RolloutError(ServiceError):
-    """A request Fleetweb refuses; `errors` maps fields to messages; `status`: 400 bad input, 403 not yours to
-    do, 409 not possible now."""
-
-    def __init__(self, errors: dict[str, str] | str, *, conflict: bool = False, status: int | None = None):
-        super().__init__(errors, status=409 if conflict else (status or 400))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,7 +124,7 @@ def create_revision(app: Application, *, manifests_text: str, user, message: str
                     source_ip: str = "") -> Revision:
     """A new immutable revision, checked by the members and Fleetweb's policies in a worker (`rollouts.dryrun`);
     pending approvals of this application's rollouts are voided (what the approvers saw has changed)."""
-    _check_change(user, app)
+    check_change(user, app)
     try:
         parsed = manifests.parse(manifests_text, namespace=app.namespace)
     except manifests.ManifestError as exc:
@@ -162,7 +153,7 @@ def create_revision(app: Application, *, manifests_text: str, user, message: str
 def set_override(app: Application, *, group: ClusterGroup, user, replicas=None, image_tags=None, labels=None,
                  source_ip: str = "") -> Override | None:
     """Set (or, when empty, remove) the per-group patch of an application."""
-    _check_change(user, app)
+    check_change(user, app)
     image_tags, labels = image_tags or {}, labels or {}
     errors = manifests.validate_override(replicas=replicas, image_tags=image_tags, labels=labels)
     if errors:
@@ -194,7 +185,7 @@ def update_application(app: Application, *, user, source_ip: str = "", **changes
     """Change owner or description (the owner team's operators), owner team or approver team (global operators
     only: moving an application or its approvers is the platform's); manifests change through a new revision,
     name and namespace never."""
-    _check_change(user, app)
+    check_change(user, app)
     unknown = set(changes) - {"owner", "description", "owner_team", "approver_team", "correct_drift",
                               "drift_ignore"}
     if unknown:
@@ -226,7 +217,7 @@ def _shown(value):
 
 def delete_application(app: Application, *, user, source_ip: str = "") -> None:
     """Delete an application with its revisions and rollouts; refused while one of its rollouts is active."""
-    _check_change(user, app)
+    check_change(user, app)
     with transaction.atomic():
         app = Application.objects.select_for_update().get(pk=app.pk)
         active = app.rollouts.filter(state__in=[*ACTIVE_ROLLOUT_STATES, RolloutState.PAUSED])
@@ -388,7 +379,7 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
                             "it): a rollout never starts from it. Fix the manifests in a new revision.\n"
                             + dryrun.summary(revision.validation)}, status=409)
     app = revision.application
-    _check_change(user, app)
+    check_change(user, app)
     if plan is not None:
         stages = plan.stages
     specs = clean_stages(stages)
@@ -464,20 +455,13 @@ def _claim(rollout: Rollout, allowed: tuple, new_state: str, **fields) -> Rollou
     return rollout
 
 
-def _check_change(user, app: Application) -> None:
-    """Changing an application or acting on its rollouts: global operators and its owner team's operators."""
-    if user is not None and not can(user, "change_application", app):
-        team = f" in team {app.owner_team.name}." if app.owner_team is not None else "."
-        raise RolloutError(f"This action needs the operator role{team}", status=403)
-
-
 def _check_plans(user) -> None:
     require(user, "edit_plan", message="Plans are shared by every team: only global operators change them.")
 
 
 def pause_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
     """Stop advancing: nothing new is applied until resumed (in-flight applies finish)."""
-    _check_change(user, rollout.application)
+    check_change(user, rollout.application)
     with transaction.atomic():
         current = Rollout.objects.select_for_update().get(pk=rollout.pk)
         rollout = _claim(current, (RolloutState.PENDING, RolloutState.RUNNING), RolloutState.PAUSED,
@@ -487,7 +471,7 @@ def pause_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
 
 
 def resume_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
-    _check_change(user, rollout.application)
+    check_change(user, rollout.application)
     with transaction.atomic():
         current = Rollout.objects.select_for_update().get(pk=rollout.pk)
         back = current.paused_from or RolloutState.RUNNING
@@ -499,7 +483,7 @@ def resume_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
 
 def abort_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
     """Stop for good: no further stage or cluster is touched; what was applied stays (roll back to undo)."""
-    _check_change(user, rollout.application)
+    check_change(user, rollout.application)
     now = timezone.now()
     with transaction.atomic():
         rollout = _claim(rollout, (RolloutState.PENDING, RolloutState.RUNNING, RolloutState.PAUSED),
@@ -540,7 +524,7 @@ def hold_namespace(*, cluster: Cluster, name: str, team: Team | None, user, sour
 def rollback_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
     """Re-apply, on every cluster that got this revision, what it ran before (or remove it where it ran
     nothing), and verify it."""
-    _check_change(user, rollout.application)
+    check_change(user, rollout.application)
     with transaction.atomic():
         got = Target.objects.filter(stage__rollout=rollout, applied_revision_id=rollout.revision_id)
         if not got.exists():
@@ -563,59 +547,6 @@ def rollback_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
 
 # ---------------------------------------------------------------------------------------------
 # Drift: check now, Re-apply
-
-
-def deployment_of(app: Application, cluster: Cluster) -> Deployed:
-    deployed = (Deployed.objects.select_related("application__owner_team", "cluster", "revision")
-                .filter(application=app, cluster=cluster).first())
-    if deployed is None:
-        raise RolloutError(f"{app.name} is not deployed on {cluster.name}: there is nothing to check or re-apply.",
-                           conflict=True)
-    return deployed
-
-
-def request_drift_check(app: Application, cluster: Cluster, *, user) -> None:
-    """"Check now" from a page or the API: the operators who may change the application (a check only reads, but
-    it dials the cluster, like Sync now)."""
-    _check_change(user, app)
-    deployed = deployment_of(app, cluster)
-    enqueue_after_commit("rollouts.tasks.check_drift", deployed.pk,
-                         what=f"drift check of {app.name} on {cluster.name}")
-
-
-def request_reapply(deployed: Deployed, *, user, via: str = "page", source_ip: str = "") -> None:
-    """Re-apply the deployed objects of an application on one cluster, exactly as deployed but for the fields its
-    `drift_ignore` rules leave to others, which keep their live values (operators who may
-    change the application and deploy to that cluster; `user=None`: the application's own drift correction).
-    Audited; refused while a rollout of the application reaches that cluster. A worker applies (ids only)."""
-    app, cluster = deployed.application, deployed.cluster
-    if user is not None:
-        _check_change(user, app)
-        refusal = deploy_refusal(user, app, [cluster])
-        if refusal:
-            raise RolloutError(f"Not re-applied: {refusal}.", status=403)
-    if refusal := drift.reapply_refusal(deployed):
-        raise RolloutError(refusal[0].upper() + refusal[1:] + ".", status=403)
-    if not deployed.objects_applied:
-        raise RolloutError(f"{app.name} was deployed on {cluster.name} before Fleetweb kept the objects it applied: "
-                           "roll it out again (re-applying objects rendered now could carry an unapproved "
-                           "change).", conflict=True)
-    active = drift.rollout_in_progress(deployed)
-    if active is not None:
-        raise RolloutError(f"Rollout #{active.pk} of {app.name} is in progress on {cluster.name}: it applies "
-                           "what it approved; re-apply after it ends.", conflict=True)
-    now = timezone.now()
-    with transaction.atomic():
-        state = Drift.objects.select_for_update().filter(deployed_id=deployed.pk).first()
-        if state is not None and drift.correcting(state, now):
-            raise RolloutError(f"A re-apply of {app.name} on {cluster.name} is already queued.", conflict=True)
-        Drift.objects.update_or_create(deployed=deployed, defaults={"correcting_since": now})
-        record(user=user, action="application.reapply", target=app, source_ip=source_ip, message=via,
-               after={"cluster": cluster.name, "revision": deployed.revision.number,
-                      "drift": state.state if state else "unchecked",
-                      "fields": [f"{o['kind']} {o['name']}: {f['path']}" for o in (state.objects_state if state
-                                                                                  else []) for f in o["fields"]][:50]})
-        enqueue_after_commit("rollouts.tasks.reapply", deployed.pk, what=f"re-apply of {app.name} on {cluster.name}")
 
 
 # ---------------------------------------------------------------------------------------------

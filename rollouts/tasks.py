@@ -10,7 +10,7 @@ from django.conf import settings
 from fleetweb import metrics
 from fleetweb.queueing import send_safely
 from inventory import channels
-from rollouts import drift, dryrun, engine
+from rollouts import corrections, dryrun, engine
 from rollouts.models import Rollout
 
 log = logging.getLogger(__name__)
@@ -71,10 +71,10 @@ def schedule_drift_checks() -> int:
     def send(task, pk: int):
         return lambda: task.delay(pk)
 
-    due = drift.claim_due()
+    due = corrections.claim_due()
     for pk in due:
         send_safely(send(check_drift, pk), what=f"drift check of deployment {pk}")
-    for pk in drift.stuck_reapplies():
+    for pk in corrections.stuck_reapplies():
         send_safely(send(reapply, pk), what=f"re-apply of deployment {pk}")
     return len(due)
 
@@ -82,14 +82,14 @@ def schedule_drift_checks() -> int:
 @shared_task(soft_time_limit=120, time_limit=150, acks_late=True, ignore_result=True)
 def check_drift(deployed_id: int) -> str:
     """Check one deployment for drift (read-only: one LIST per kind and one dry run per object)."""
-    result = drift.check(deployed_id)
+    result = corrections.check(deployed_id)
     return result.state if result is not None else "skipped"
 
 
 @shared_task(soft_time_limit=120, time_limit=150, acks_late=True, ignore_result=True)
 def reapply(deployed_id: int) -> str:
-    """Apply a deployment's objects again, as deployed, then check it (queued by services.request_reapply)."""
-    result = drift.reapply(deployed_id)
+    """Apply a deployment's objects again, as deployed, then check it (queued by corrections.request_reapply)."""
+    result = corrections.reapply(deployed_id)
     return result.state if result is not None else "skipped"
 
 

@@ -21,7 +21,7 @@ from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup, Team
 from inventory.teams import can
 from inventory.views import preview_of, selector_preview
-from rollouts import approvals, drift, dryrun, evidence, manifests, placement, rendering, services
+from rollouts import approvals, corrections, dryrun, evidence, manifests, placement, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
 from rollouts.forms import (
     ApplicationDeleteForm,
@@ -116,7 +116,7 @@ def application_detail(request, name: str) -> HttpResponseBase:
     return render(request, "rollouts/application_detail.html", {
         "app": app, "revisions": revisions, "diff": diff_text, "old": old, "new": new, "rollouts": rollouts,
         "overrides": app.overrides.select_related("group"), "placements": placement.where_it_runs(app),
-        "drifts": drift.of_application(app)})
+        "drifts": corrections.of_application(app)})
 
 
 @role_required(VIEWER)
@@ -142,10 +142,10 @@ def drift_action(request, name: str, cluster: str, action: str) -> HttpResponseB
     level, text = "success", ""
     try:
         if action == "check":
-            services.request_drift_check(app, target, user=request.user)
+            corrections.request_drift_check(app, target, user=request.user)
             text = f"Drift check of {target.name} queued."
         else:
-            services.request_reapply(services.deployment_of(app, target), user=request.user, via="page",
+            corrections.request_reapply(corrections.deployment_of(app, target), user=request.user, via="page",
                                      source_ip=client_ip(request))
             text = f"Re-apply of {app.name} on {target.name} queued: it applies the deployed revision as deployed."
     except services.RolloutError as exc:
@@ -154,7 +154,8 @@ def drift_action(request, name: str, cluster: str, action: str) -> HttpResponseB
         getattr(messages, level)(request, text)
         return redirect(app.get_absolute_url() + "#drift")
     return render(request, "rollouts/partials/_drift_section.html", {
-        "app": app, "drifts": drift.of_application(app), "may_change": can(request.user, "change_application", app),
+        "app": app, "drifts": corrections.of_application(app),
+        "may_change": can(request.user, "change_application", app),
         "drift_message": text, "drift_message_level": level})
 
 

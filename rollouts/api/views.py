@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from fleetweb.roles import VIEWER
 from fleetweb.web import client_ip
 from inventory.models import Cluster, ClusterGroup
-from rollouts import approvals, placement, services
+from rollouts import approvals, corrections, placement, services
 from rollouts.api import serializers
 from rollouts.choices import DriftState, StageState
 from rollouts.models import Application, Drift, NamespaceHold, Rollout, RolloutPlan
@@ -251,7 +251,7 @@ class DriftViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def check(self, request, id=None) -> Response:  # noqa: A002 - the route's name for it
         drift = self.get_object()
-        _call(services.request_drift_check, app=drift.deployed.application, cluster=drift.deployed.cluster,
+        _call(corrections.request_drift_check, app=drift.deployed.application, cluster=drift.deployed.cluster,
               user=request.user)
         return Response(serializers.DriftSerializer(drift).data, status=status.HTTP_202_ACCEPTED)
 
@@ -259,7 +259,7 @@ class DriftViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def reapply(self, request, id=None) -> Response:  # noqa: A002 - the route's name for it
         drift = self.get_object()
-        _call(services.request_reapply, deployed=drift.deployed, user=request.user, via="api",
+        _call(corrections.request_reapply, deployed=drift.deployed, user=request.user, via="api",
               source_ip=client_ip(request))
         drift.refresh_from_db()
         return Response(serializers.DriftSerializer(drift).data, status=status.HTTP_202_ACCEPTED)

@@ -53,7 +53,7 @@ def test_upgrade_plan_filters_and_the_drift_section_reapplies(page, live_server,
     from governance import upgrades
     from inventory.models import Cluster, DeprecatedAPIRequest
     from inventory.services import create_group
-    from rollouts import drift, rendering, services
+    from rollouts import corrections, drift, rendering, services
     from rollouts.choices import DriftState
     from rollouts.models import Drift
     from tests.rollouts.fakes import web
@@ -76,7 +76,7 @@ def test_upgrade_plan_filters_and_the_drift_section_reapplies(page, live_server,
     deployed = drift.record_deployed(app, target, app.latest_revision,
                                      rendering.render_for(app, app.latest_revision, target), now)
     scaled = {"manager": "kubectl-scale", "operation": "Update", "time": "2026-12-01T10:00:00Z"}
-    drift._store(deployed, [{"kind": "Deployment", "name": "web", "state": DriftState.DRIFTED, "error": "",
+    corrections._store(deployed, [{"kind": "Deployment", "name": "web", "state": DriftState.DRIFTED, "error": "",
                              "fields": [{"path": "spec.replicas", "applied": "2", "live": "5", "managers": [scaled]}]}],
                  "", calls=2, ms=40, now=now)
 

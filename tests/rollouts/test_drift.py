@@ -15,7 +15,7 @@ from inventory import kube, team_services
 from inventory.choices import ClusterStatus, NotifyEvent
 from inventory.models import AlertRule, Cluster
 from inventory.notifications import CONDITIONS
-from rollouts import drift, rendering, services
+from rollouts import corrections, drift, rendering, services
 from rollouts.choices import DriftState
 from rollouts.models import Deployed, Drift
 from tests.builders import make_cluster, make_user
@@ -152,7 +152,7 @@ def deployed(admin_user):
 
 
 def _store(deployed, state_rows, *, error=""):
-    return drift._store(deployed, state_rows, error, calls=2, ms=5, now=timezone.now())
+    return corrections._store(deployed, state_rows, error, calls=2, ms=5, now=timezone.now())
 
 
 DRIFTED_ROW = {"kind": "Deployment", "name": "web", "state": DriftState.DRIFTED, "error": "",
@@ -163,12 +163,12 @@ DRIFTED_ROW = {"kind": "Deployment", "name": "web", "state": DriftState.DRIFTED,
 def test_a_deployment_is_first_checked_one_interval_later_and_then_every_interval(deployed, settings):
     row = Drift.objects.get(deployed=deployed)
     assert row.state == DriftState.UNCHECKED and row.next_check_at > timezone.now()
-    assert drift.claim_due() == []
+    assert corrections.claim_due() == []
     later = timezone.now() + timedelta(seconds=settings.FLEETWEB_DRIFT_INTERVAL + 1)
-    assert drift.claim_due(now=later) == [deployed.pk]
-    assert drift.claim_due(now=later) == [], "claimed once per interval"
+    assert corrections.claim_due(now=later) == [deployed.pk]
+    assert corrections.claim_due(now=later) == [], "claimed once per interval"
     Cluster.objects.filter(pk=deployed.cluster_id).update(status=ClusterStatus.UNREACHABLE)
-    assert drift.claim_due(now=later + timedelta(seconds=settings.FLEETWEB_DRIFT_INTERVAL + 1)) == []
+    assert corrections.claim_due(now=later + timedelta(seconds=settings.FLEETWEB_DRIFT_INTERVAL + 1)) == []
 
 
 def test_a_deployment_without_a_drift_row_gets_one(admin_user):
@@ -176,9 +176,9 @@ def test_a_deployment_without_a_drift_row_gets_one(admin_user):
     app = services.create_application(name="web", namespace="web", manifests_text=web("1.0"), user=admin_user)
     old = Deployed.objects.create(application=app, cluster=cluster, revision=app.latest_revision,
                                   at=timezone.now())  # deployed before drift checks existed
-    assert drift.claim_due() == [old.pk]
+    assert corrections.claim_due() == [old.pk]
     with pytest.raises(services.RolloutError) as refused:  # nothing frozen to re-apply: only a rollout may
-        services.request_reapply(old, user=admin_user)
+        corrections.request_reapply(old, user=admin_user)
     assert refused.value.status == 409 and "roll it out again" in str(refused.value.message)
     assert not AuditEvent.objects.filter(action="application.reapply").exists()
 
@@ -261,7 +261,7 @@ def test_operator_cannot_reapply_what_is_not_theirs_to_change(team_app, who, api
     page = client.post("/applications/pay-web/drift/pay-dev/reapply/")
     assert page.status_code == REAPPLY_REFUSED[who]
     with pytest.raises(services.RolloutError):
-        services.request_reapply(deployed, user=user)
+        corrections.request_reapply(deployed, user=user)
     _unchanged(deployed, 0)
 
 
@@ -293,7 +293,7 @@ def test_operator_cannot_reapply_while_a_rollout_reaches_the_cluster(team_app, a
     response = api_as(users["pay_operator"]).post(f"/api/v1/drift/{deployed.pk}/reapply/")
     assert response.status_code == 409 and "is in progress on pay-dev" in response.json()["detail"]
     _unchanged(deployed, 0)
-    assert drift.check(deployed.pk) is None, "no check while a rollout of it reaches the cluster"
+    assert corrections.check(deployed.pk) is None, "no check while a rollout of it reaches the cluster"
 
 
 def test_operator_cannot_reapply_to_a_cluster_that_left_the_teams_scope(team_app, api_as, admin_user):
@@ -302,7 +302,7 @@ def test_operator_cannot_reapply_to_a_cluster_that_left_the_teams_scope(team_app
     response = api_as(users["pay_operator"]).post(f"/api/v1/drift/{deployed.pk}/reapply/")
     assert response.status_code == 404  # out of scope: not even visible any more
     with pytest.raises(services.RolloutError) as refused:
-        services.request_reapply(Deployed.objects.get(pk=deployed.pk), user=users["pay_operator"])
+        corrections.request_reapply(Deployed.objects.get(pk=deployed.pk), user=users["pay_operator"])
     assert refused.value.status == 403
     _unchanged(deployed, 0)
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from fleetweb.models import AuditEvent
 from inventory.models import Cluster, ClusterGroup
 from inventory.services import create_group, update_cluster
-from rollouts import approvals, drift, engine, manifests, members, ownership, services
+from rollouts import approvals, corrections, engine, manifests, members, ownership, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Application, Deployed, NamespaceHold, Override, Revision, Rollout, Target
 from tests.builders import make_cluster, make_user
@@ -165,7 +165,7 @@ def test_operator_cannot_ship_an_unapproved_image_by_editing_the_override_and_ro
     deployed = Deployed.objects.get(application=app)
     assert deployed.revision.number == 1 and _images(deployed.objects_applied) == ["nginx:1.27"] and deployed.approved
     applied.clear()
-    drift.reapply(deployed.pk)
+    corrections.reapply(deployed.pk)
     assert [_images(objects) for _name, objects in applied] == [["nginx:1.27"]]
 
 
@@ -213,12 +213,12 @@ def test_nothing_unapproved_is_reapplied_to_a_cluster_that_became_prod(operator,
     update_cluster(deployed.cluster, user=admin_user, environment="prod")
     applied.clear()
     with pytest.raises(services.RolloutError, match="is prod now and no approval covered") as err:
-        services.request_reapply(Deployed.objects.get(pk=deployed.pk), user=operator)
+        corrections.request_reapply(Deployed.objects.get(pk=deployed.pk), user=operator)
     assert err.value.status == 403
     with django_capture_on_commit_callbacks(execute=False):
         with pytest.raises(services.RolloutError, match="is prod now"):
-            services.request_reapply(Deployed.objects.get(pk=deployed.pk), user=None)  # the automatic correction
-    drift.reapply(deployed.pk)  # a task queued before the change
+            corrections.request_reapply(Deployed.objects.get(pk=deployed.pk), user=None)  # the automatic correction
+    corrections.reapply(deployed.pk)  # a task queued before the change
     assert applied == []
     assert not AuditEvent.objects.filter(action="application.reapply").exists()
 
