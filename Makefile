@@ -20,10 +20,10 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(BIN)/python manage.py run $(if $(filter command line,$(origin KUBECONFIG)),--kubeconfig "$(KUBECONFIG)")
 
-# Builds (or finds cached) the local member clusters' binaries first, with progress, then the suite.
+# The whole suite: the unit tests run while the local member clusters' binaries build (or are found cached), then
+# the end-to-end and browser tests (localfleet/suite.py). With PYTEST_ARGS: build, then pytest with exactly those.
 test: install
-	$(BIN)/python -m localfleet build --for-tests
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m localfleet.suite $(PYTEST_ARGS)
 
 # Unit tests only: no Go, no member clusters, no browser (real PostgreSQL and Redis, embedded).
 test-unit: install
