@@ -3,6 +3,8 @@ admins see and revoke everyone's and create tokens for service accounts. Changes
 
 from __future__ import annotations
 
+import secrets
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -19,6 +21,8 @@ from fleetweb.models import ApiToken
 from fleetweb.roles import ADMIN, has_role
 from fleetweb.web import client_ip
 
+USED_FORMS = "fleetweb.token_forms_used"  # in the session: the last forms that created a token
+
 
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What will use it, e.g. 'ci-deploy'")
@@ -26,11 +30,15 @@ class TokenForm(forms.Form):
     read_only = forms.BooleanField(required=False, label="Read-only (GET only)")
     owner = forms.ModelChoiceField(queryset=User.objects.filter(service_account__isnull=False), required=False,
                                    empty_label="— me —", label="For", help_text="Admins: a service account")
+    # One form, one token: reloading the answer (the browser sends the POST again) must not create a second token.
+    once = forms.CharField(widget=forms.HiddenInput, max_length=64)
 
     def __init__(self, *args, admin: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         if not admin:
             self.fields.pop("owner")
+        if not self.is_bound:
+            self.initial["once"] = secrets.token_hex(16)
 
 
 @never_cache
@@ -39,7 +47,12 @@ def my_tokens(request) -> HttpResponseBase:
     admin = has_role(request.user, ADMIN)
     form = TokenForm(request.POST or None, admin=admin)
     key = None
-    if request.method == "POST" and form.is_valid():
+    used = request.session.get(USED_FORMS, [])
+    if request.method == "POST" and form.is_valid() and form.cleaned_data["once"] in used:
+        form = TokenForm(admin=admin)
+        form.add_error(None, "This form was sent already and its token created; its key was shown once, on the "
+                             "answer to it. Reloading creates nothing: create a new token here if you lost the key.")
+    elif request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:
             _token, key = tokens.create_token(owner=d.get("owner") or request.user, user=request.user,
@@ -48,6 +61,7 @@ def my_tokens(request) -> HttpResponseBase:
         except ServiceError as exc:
             add_to_form(form, exc)
         else:
+            request.session[USED_FORMS] = [*used, d["once"]][-20:]
             form = TokenForm(admin=admin)
     rows = ApiToken.objects.visible_to(request.user).select_related("user")  # an admin's: everyone's
     if admin and not request.GET.get("all"):  # by default their own and the service accounts'

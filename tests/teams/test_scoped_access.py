@@ -341,13 +341,22 @@ def test_only_owners_and_admins_revoke_and_service_accounts_cannot_log_in(org, a
 def test_my_tokens_page_shows_the_key_once(org, client):
     owner = org["users"]["pay_operator"]
     client.force_login(owner)
-    response = client.post("/accounts/tokens/", {"name": "laptop", "days": 30})
+    form = client.get("/accounts/tokens/").context["form"]
+    sent = {"name": "laptop", "days": 30, "once": form.initial["once"]}
+    response = client.post("/accounts/tokens/", sent)
     assert response.status_code == 200
     key = response.context["key"]
     assert key.startswith("fwt_") and key in response.content.decode()
     again = client.get("/accounts/tokens/").content.decode()
     assert "laptop" in again and key not in again and key[:12] in again
-    assert client.post("/accounts/tokens/", {"name": "", "days": 9999}).status_code == 400
+    assert client.post("/accounts/tokens/", {"name": "", "days": 9999, "once": "x"}).status_code == 400
+    # Reloading the answer sends the same form again: no second token, no key, and it says why.
+    created = AuditEvent.objects.filter(action="token.create").count()
+    reloaded = client.post("/accounts/tokens/", sent)
+    assert reloaded.status_code == 400 and reloaded.context["key"] is None
+    assert "This form was sent already" in reloaded.content.decode()
+    assert ApiToken.objects.filter(user=owner, name="laptop").count() == 1
+    assert AuditEvent.objects.filter(action="token.create").count() == created
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,7 +434,7 @@ def test_admins_create_service_accounts_on_the_tokens_page(org, admin_user, clie
     client.post("/accounts/service-accounts/", {"username": "ci-deploy", "description": "pipelines"})
     bot = User.objects.get(username="ci-deploy")
     assert hasattr(bot, "service_account") and not bot.has_usable_password()
-    response = client.post("/accounts/tokens/", {"name": "deploy", "days": 30, "owner": bot.pk})
+    response = client.post("/accounts/tokens/", {"name": "deploy", "days": 30, "owner": bot.pk, "once": "f1"})
     assert response.status_code == 200 and ApiToken.objects.filter(user=bot, name="deploy").exists()
     assert AuditEvent.objects.filter(action="service_account.create", after__username="ci-deploy").exists()
 
