@@ -5,6 +5,7 @@ log with each payload and answer. Everyone with a role sees the channels, rules 
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -121,7 +122,8 @@ def notification_list(request) -> HttpResponseBase:
     channels = Channel.objects.visible_to(request.user).select_related("team")
     rules = AlertRule.objects.visible_to(request.user).select_related("team", "channel")
     return render(request, "inventory/notifications.html", {
-        "channels": channels, "rules": rules, "can_add": bool(_manageable_teams(request.user))})
+        "channels": channels, "rules": rules, "can_add": bool(_manageable_teams(request.user)),
+        "no_base_url": not settings.FLEETWEB_BASE_URL})
 
 
 def _channel_form(request, channel: Channel | None) -> HttpResponseBase:
@@ -173,8 +175,9 @@ def channel_detail(request, pk: int) -> HttpResponseBase:
 def channel_test(request, pk: int) -> HttpResponseBase:
     channel = _visible_channel(request, pk)
     delivery = services.send_test(channel, user=request.user, source_ip=client_ip(request))
-    if request.htmx:
-        return render(request, "inventory/partials/_test_delivery.html", {"delivery": delivery})
+    if request.htmx:  # the answer, and the channel's deliveries with it (out of band: the table is elsewhere)
+        return render(request, "inventory/partials/_test_delivery.html",
+                      {"delivery": delivery, "deliveries": channel.deliveries.order_by("-created_at")[:20]})
     level = messages.success if delivery.state == DeliveryState.SENT else messages.error
     level(request, f"Test message: {delivery.get_state_display()} ({delivery.answer}).")
     return redirect(channel.get_absolute_url())

@@ -38,6 +38,9 @@ def test_admin_sets_up_a_channel_and_a_rule(page, live_server, http_receiver, sc
     expect(page.locator("#test-delivery")).to_contain_text("HTTP 503 Service Unavailable")
     page.click("#channel-test")
     expect(page.locator("#test-delivery")).to_have_attribute("data-state", "sent")
+    # The channel's delivery table shows both test messages at once, not "Nothing sent yet" until a reload.
+    expect(page.locator("#channel-deliveries tr[data-delivery]")).to_have_count(2)
+    expect(page.locator("#channel-deliveries tr[data-state=sent]")).to_have_count(1)
     assert [r.json()["event"] for r in http_receiver.at("/oncall")] == ["test", "test"]
     screenshot("40-alert-channel")
     page.goto(f"{live_server.url}/notifications/rules/new/")

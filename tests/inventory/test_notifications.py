@@ -273,6 +273,9 @@ def test_send_test_message_page_shows_the_answer(client, http_receiver, admin):
     assert b'data-state="failed"' in page.content and b"HTTP 401 Unauthorized" in page.content
     page = client.post(f"/notifications/channels/{channel.pk}/test/", HTTP_HX_REQUEST="true")
     assert b'data-state="sent"' in page.content
+    # The channel page's delivery table comes along (out of band): both test messages, no "Nothing sent yet".
+    table = page.content.decode().split('id="channel-deliveries" hx-swap-oob="true"', 1)[1]
+    assert table.count("data-delivery=") == 2 and "Nothing sent yet" not in table
     assert http_receiver.at("/hook")[-1].json()["event"] == "test"
     assert AuditEvent.objects.filter(action="channel.test").count() == 2
     log = client.get("/notifications/deliveries/").content.decode()
@@ -499,3 +502,12 @@ def test_one_broken_condition_does_not_stop_the_others(http_receiver, admin, mon
     down(make_cluster("still-alerts"))
     assert notifications.evaluate() == 1
     assert Delivery.objects.get().title == "cluster still-alerts: unreachable"
+
+
+def test_the_alerts_page_says_when_links_in_alerts_will_be_relative(client, admin, settings):
+    client.force_login(admin)
+    settings.FLEETWEB_BASE_URL = ""
+    page = client.get("/notifications/").content.decode()
+    assert 'id="no-base-url"' in page and "FLEETWEB_BASE_URL" in page
+    settings.FLEETWEB_BASE_URL = "https://fleetweb.example.com"
+    assert 'id="no-base-url"' not in client.get("/notifications/").content.decode()
