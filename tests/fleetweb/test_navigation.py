@@ -25,6 +25,21 @@ def test_a_user_with_no_role_sees_no_navigation_and_is_told_why(client):
         assert f'href="{link}"' not in body, link
 
 
+def test_a_team_operator_refused_a_global_page_is_told_which_role_it_needs_not_that_they_have_none(
+        client, admin_user):
+    from inventory import team_services
+    from inventory.models import Team
+
+    team = Team.objects.create(name="payments", selector="owner=payments")
+    member = make_user("pat")
+    team_services.add_member(team, member=member, role="operator", user=admin_user)
+    client.force_login(member)
+    response = client.get("/audit/")
+    body = response.content.decode()
+    assert response.status_code == 403 and "has no role yet" not in body
+    assert 'id="forbidden-reason"' in body
+
+
 def test_only_admins_get_the_admin_link(client, admin_user, operator):
     client.force_login(operator)
     assert 'id="admin-link"' not in client.get("/").content.decode()
