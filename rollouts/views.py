@@ -19,7 +19,7 @@ from fleetweb.roles import OPERATOR, VIEWER
 from fleetweb.web import client_ip
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup, Team
-from inventory.teams import can
+from inventory.teams import can, team_scope
 from inventory.views import preview_of, selector_preview
 from rollouts import approvals, corrections, dryrun, evidence, manifests, placement, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
@@ -51,6 +51,18 @@ DEFAULT_STAGES = """- name: canary
   max_parallel: 2
   soak_time: 60
 """
+
+
+def default_stages(user, app: Application) -> list[dict]:
+    """The builder's first rows: the default stages that reach a cluster the application may go to and the user can
+    see (a team whose clusters are dev and prod gets no staging row to delete); all of them when none does."""
+    stages = yaml.safe_load(DEFAULT_STAGES)
+    clusters = Cluster.objects.visible_to(user)
+    if app.owner_team_id is not None:
+        clusters = clusters.filter(pk__in=team_scope(app.owner_team_id))
+    present = set(clusters.values_list("environment", flat=True).distinct())
+    reachable = [s for s in stages if s["selector"].split("=", 1)[1] in present]
+    return reachable or stages
 
 
 def _stages_field(path: str) -> str:
@@ -256,7 +268,7 @@ def rollout_create(request, name: str) -> HttpResponseBase:
     # Bound without initial: a submitted stage equal to a default one must still count as a stage.
     user_kwargs = {"user": request.user}
     builder = (StageFormSet(post, prefix="stage", form_kwargs=user_kwargs) if post is not None
-               else StageFormSet(prefix="stage", initial=stage_initial(yaml.safe_load(DEFAULT_STAGES)),
+               else StageFormSet(prefix="stage", initial=stage_initial(default_stages(request.user, app)),
                                  form_kwargs=user_kwargs))
     if post is not None and post.get("builder_action") == "add":
         builder = _with_one_more_stage(post, request.user)

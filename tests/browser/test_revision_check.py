@@ -45,5 +45,5 @@ def test_a_revision_is_checked_while_you_watch_and_names_what_prod_refuses(page,
     screenshot("26-revision-refused-by-prod-policy")
 
     page.goto(f"{live_server.url}/applications/web/rollout/")
-    expect(page.locator("#stage-preview-2 .stage-refusals")).to_contain_text(WORDS)
+    expect(page.locator("#stage-preview-1 .stage-refusals")).to_contain_text(WORDS)
     expect(page.locator("#stage-preview-0 .stage-refusals")).to_have_count(0)

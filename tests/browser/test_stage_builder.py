@@ -25,11 +25,12 @@ def test_stage_builder_preview_prod_rule_and_a_stage_matching_nothing(page, live
     log_in(page, live_server, "olga-operator")
     page.goto(f"{live_server.url}/applications/web/rollout/")
 
-    # The default rows preview themselves: canary reaches dev-1, staging nothing (this fleet has no staging),
-    # production reaches prod and needs an approval.
+    # The default rows are those that reach a cluster (this fleet has no staging: no staging row to delete), and
+    # preview themselves: canary reaches dev-1, production reaches prod and needs an approval.
+    expect(page.locator(".stage-row")).to_have_count(2)
+    expect(page.locator("#id_stage-1-name")).to_have_value("production")
     expect(page.locator("#stage-preview-0 [data-cluster=dev-1]")).to_be_visible()
-    expect(page.locator("#stage-preview-1 .stage-nothing")).to_contain_text("the rollout would be refused")
-    expect(page.locator("#stage-preview-2 .stage-prod")).to_contain_text("at least one approval is required")
+    expect(page.locator("#stage-preview-1 .stage-prod")).to_contain_text("at least one approval is required")
     screenshot("24-stage-builder")
 
     # Typing a selector updates that row's preview; a typo points at the character; nothing matches: said so.
@@ -44,14 +45,16 @@ def test_stage_builder_preview_prod_rule_and_a_stage_matching_nothing(page, live
     expect(page.locator("#stage-row-0")).to_contain_text("matches no cluster")
     assert not Rollout.objects.exists()
 
-    # Fixed, staging removed, a stage added (and removed again): the rollout starts as built.
+    # Fixed, a stage added and removed again (its tick survives adding another): the rollout starts as built.
     page.locator("#id_stage-0-selector").fill("environment=dev")
-    page.check("#id_stage-1-DELETE")
+    page.click("#add-stage")
+    expect(page.locator("#stage-row-2")).to_be_visible()
+    page.fill("#id_stage-2-name", "late")
+    page.fill("#id_stage-2-selector", "name=nothing-here")
+    page.check("#id_stage-2-DELETE")
     page.click("#add-stage")
     expect(page.locator("#stage-row-3")).to_be_visible()
-    expect(page.locator("#id_stage-1-DELETE")).to_be_checked()
-    page.fill("#id_stage-3-name", "late")
-    page.fill("#id_stage-3-selector", "name=nothing-here")
+    expect(page.locator("#id_stage-2-DELETE")).to_be_checked()
     page.check("#id_stage-3-DELETE")
     page.click("#start-rollout")
     expect(page.locator("#rollout-state")).to_be_visible()

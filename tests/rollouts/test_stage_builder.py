@@ -111,3 +111,26 @@ def test_the_prod_rule_is_seen_beyond_the_clusters_the_preview_lists(client, vie
     body = client.get("/rollouts/stages/preview/", {"stage-0-selector": "tier=web"}).content.decode()
     assert 'data-cluster="z-prod"' not in body, "only the first 50 are listed"
     assert "<strong>53</strong> clusters" in body and "Reaches prod</strong> (z-prod)" in body
+
+
+def test_the_first_rows_are_the_default_stages_that_reach_a_cluster_the_user_and_application_can(
+        client, operator, admin_user):
+    from inventory import team_services
+    from inventory.models import Team
+    from tests.builders import make_user
+
+    make_cluster("pay-dev", environment="dev", owner="payments")
+    make_cluster("pay-prod", environment="prod", owner="payments")
+    make_cluster("shop-staging", environment="staging", owner="shop")
+    payments = Team.objects.create(name="payments", selector="owner=payments")
+    pat = make_user("pat")
+    team_services.add_member(payments, member=pat, role="operator", user=admin_user)
+    app = services.create_application(name="pay-web", namespace="pay-web", manifests_text=MANIFESTS, user=pat,
+                                      owner_team=payments)
+    client.force_login(pat)
+    rows = client.get(f"/applications/{app.name}/rollout/").context["builder"].initial
+    assert [r["name"] for r in rows] == ["canary", "production"], "no staging row: none of the team's is staging"
+    client.force_login(operator)
+    platform = services.create_application(name="web", namespace="web", manifests_text=MANIFESTS, user=operator)
+    rows = client.get(f"/applications/{platform.name}/rollout/").context["builder"].initial
+    assert [r["name"] for r in rows] == ["canary", "staging", "production"]
