@@ -24,10 +24,13 @@ def overview_cards(user) -> list[dict]:
 
 
 def applications_tab(cluster, page_number, user=None) -> dict:
-    """The applications Fleetweb deployed to this cluster that the user may see, with their drift."""
-    deployments = (Deployed.objects.filter(cluster=cluster, application__in=Application.objects.visible_to(user))
+    """The applications Fleetweb deployed to this cluster that the user may see, with their drift, and how many
+    others run here (another team's or the platform's: counted, not named; the cluster's workloads show them)."""
+    here = Deployed.objects.filter(cluster=cluster)
+    deployments = (here.filter(application__in=Application.objects.visible_to(user))
                    .select_related("application", "cluster", "revision", "drift").order_by("application__name"))
-    return {"drifts": corrections.rows_for(deployments), "on_cluster": True}
+    drifts = corrections.rows_for(deployments)
+    return {"drifts": drifts, "on_cluster": True, "others_here": here.count() - len(drifts)}
 
 
 def register() -> None:

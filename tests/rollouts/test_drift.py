@@ -322,6 +322,25 @@ def test_the_api_and_pages_list_only_what_the_user_may_see(team_app, api_as, cli
 
 
 
+def test_a_team_member_is_told_that_other_applications_run_on_their_cluster_without_their_names(
+        team_app, admin_user, client):
+    deployed, users = team_app
+    pay = deployed.cluster
+    platform = services.create_application(name="mesh-agent", namespace="mesh", manifests_text=web("2.0"),
+                                           user=admin_user)
+    drift.record_deployed(platform, pay, platform.latest_revision,
+                          rendering.render_for(platform, platform.latest_revision, pay), timezone.now())
+    client.force_login(users["pay_viewer"])
+    tab = client.get("/clusters/pay-dev/?tab=applications", HTTP_HX_REQUEST="true",
+                     HTTP_HX_TARGET="tab-content").content.decode()
+    assert 'data-application="pay-web"' in tab and "mesh-agent" not in tab
+    assert "1 application of another team or of the platform also runs here" in tab
+    deployed.delete()  # only the platform's application left: not "Nothing deployed here"
+    tab = client.get("/clusters/pay-dev/?tab=applications", HTTP_HX_REQUEST="true",
+                     HTTP_HX_TARGET="tab-content").content.decode()
+    assert "No application of yours runs here." in tab and "Nothing deployed" not in tab and "mesh-agent" not in tab
+
+
 def test_a_check_that_cannot_reach_the_cluster_keeps_the_last_known_state(deployed):
     _store(deployed, [DRIFTED_ROW])
     _store(deployed, [], error="connection refused by 127.0.0.1:1 (API server down or wrong port?)")
