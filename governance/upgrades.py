@@ -41,8 +41,10 @@ from inventory.models import (
 )
 from inventory.services import membership
 
-READY, BLOCKED, UNKNOWN, CURRENT = "ready", "blocked", "unknown", "current"
-VERDICTS = {READY: "Ready", BLOCKED: "Blocked", UNKNOWN: "Unknown", CURRENT: "At target"}
+READY, BLOCKED, UNKNOWN, CURRENT, NEWEST = "ready", "blocked", "unknown", "current", "newest"
+# NEWEST: no newer minor is released yet (and no group sets a target); what the next one will need is shown as
+# warnings, never as "blocked".
+VERDICTS = {READY: "Ready", BLOCKED: "Blocked", UNKNOWN: "Unknown", CURRENT: "At target", NEWEST: "Newest release"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,6 +350,14 @@ def _readiness(cluster: Cluster, *, today, target, pools, addons, apis, crds) ->
         if found:
             (r.blockers if found[0] else r.warnings).append(found[1])
     r.missing = _missing_facts(cluster)
+    if target is None and not r.target_released:
+        # Nothing to upgrade to yet: what the next minor will need is worth preparing, not a blocker of today. (A
+        # group's target is the platform's choice and is judged as set.)
+        r.warnings = [Item(b.code, b.subject, f"when {r.target} is released: {b.message}", b.fix)
+                      for b in r.blockers] + r.warnings
+        r.blockers = []
+        r.verdict = NEWEST
+        return r
     r.verdict = BLOCKED if r.blockers else UNKNOWN if r.missing else READY
     return r
 

@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from fleetweb.models import AuditEvent
-from governance import rules
+from governance import rules, upgrades
 from governance.choices import Mode
 from governance.compliance import history
 from governance.models import ClusterCompliance, Enforcement, PolicyAssignment, Violation
@@ -136,7 +136,7 @@ class UpgradeReadinessSerializer(serializers.Serializer):
     steps = serializers.ListField(child=serializers.CharField(), help_text="Minors the control plane passes")
     end_of_support = serializers.DateField(allow_null=True)
     days_left = serializers.IntegerField(allow_null=True)
-    verdict = serializers.ChoiceField(choices=["ready", "blocked", "unknown", "current"])
+    verdict = serializers.ChoiceField(choices=list(upgrades.VERDICTS))
     blockers = UpgradeItemSerializer(many=True)
     warnings = UpgradeItemSerializer(many=True)
     missing = UpgradeItemSerializer(many=True, help_text="What could not be checked (verdict unknown)")

@@ -90,24 +90,29 @@ def test_a_deprecated_api_in_use_a_stale_crd_and_a_lagging_pool_block_the_next_m
     assert (row.version, row.removed_release) == ("v1beta1", "1.38")
     assert CustomResourceDefinition.objects.get(cluster=cluster, name=CRD).stale_versions == ["v1alpha1"]
 
+    # 1.38 is not released: nothing blocks an upgrade that cannot be made yet, and what 1.38 will need is said, to
+    # prepare (the plan used to call the newest release "blocked").
     [r] = upgrades.plan([Cluster.objects.get(pk=cluster.pk)])
-    assert (r.current, r.target, r.target_released, r.verdict) == ("1.37", "1.38", False, "blocked")
-    found = {(b.code, b.subject): b for b in r.blockers}
+    assert (r.current, r.target, r.target_released, r.verdict) == ("1.37", "1.38", False, "newest")
+    assert r.blockers == []
+    found = {(w.code, w.subject): w for w in r.warnings}
     api = found[("api", "resource.k8s.io/v1beta1 resourceclaims")]
-    assert api.message == "clients still call resource.k8s.io/v1beta1 resourceclaims, removed in Kubernetes 1.38"
+    assert api.message == ("when 1.38 is released: clients still call resource.k8s.io/v1beta1 resourceclaims, "
+                           "removed in Kubernetes 1.38")
     assert "v1alpha1 in status.storedVersions" in found[("crd", CRD)].message
     # The profile's default-pool runs kubelet v1.34: four minors behind 1.38.
-    assert found[("pool", "default-pool")].message == ("node pool default-pool runs kubelet v1.34.4: 4 minors behind "
-                                                        "1.38 (at most 3 allowed)")
+    assert found[("pool", "default-pool")].message == ("when 1.38 is released: node pool default-pool runs kubelet "
+                                                        "v1.34.4: 4 minors behind 1.38 (at most 3 allowed)")
     assert ("pool", "highmem-pool") not in found
 
     evaluation.evaluate_and_enforce_many([Cluster.objects.get(pk=cluster.pk)])  # what a worker runs after a sync
     client.force_login(viewer)
     html = client.get("/upgrades/").content.decode()
     row_html = html.split('data-cluster="newest"')[1].split("</tr>")[0]
-    assert "Blocked" in row_html and "3 blockers" in row_html
+    assert "Newest release" in row_html and "Blocked" not in row_html and "blocker" not in row_html
     body = api_as(viewer).get("/api/v1/upgrade-plan/newest/").json()
-    assert body["verdict"] == "blocked" and {b["code"] for b in body["blockers"]} == {"api", "crd", "pool"}
+    assert body["verdict"] == "newest" and body["blockers"] == []
+    assert {"api", "crd", "pool"} <= {w["code"] for w in body["warnings"]}
     tab = client.get("/clusters/newest/?tab=upgrade", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="tab-content")
     assert "resource.k8s.io/v1beta1" in tab.content.decode() and CRD in tab.content.decode()
 
@@ -143,7 +148,9 @@ def test_a_reader_without_the_readiness_rules_syncs_and_says_what_it_cannot_read
         assert messages["deprecated APIs"].startswith("deprecated APIs could not be read: 403 Forbidden: Fleetweb's "
                                                       "ClusterRole lacks get on the /metrics non-resource URL")
         assert "customresourcedefinitions" in messages["CRDs"]
-        assert r.verdict in ("unknown", "blocked") and r.verdict != "ready"
+        # On the newest release (nothing to upgrade to yet) the verdict is "newest", never "ready", and what could
+        # not be read is still said.
+        assert r.verdict in ("unknown", "blocked", "newest") and r.verdict != "ready" and r.missing
     finally:
         with newest.admin_api() as api:
             k8s.CoreV1Api(api).delete_namespace("fleetweb-old")

@@ -227,9 +227,11 @@ def test_out_of_support_is_said_and_the_plan_orders_by_end_of_support():
     assert upgrades.refresh(Cluster.objects.exclude(pk=never.pk)) == 4
     everyone = Cluster.objects.all()
     assert [c.name for c in upgrades.fleet(everyone)] == ["old", "mid", "new", "not-evaluated", "weird"]
-    assert upgrades.counts(everyone) == {"ready": 3, "blocked": 0, "unknown": 2, "current": 0}
+    # 1.37 is the newest release: nothing to upgrade "new" to yet, so neither ready nor blocked.
+    assert upgrades.counts(everyone) == {"ready": 2, "blocked": 0, "unknown": 2, "current": 0, "newest": 1}
     assert {c.name for c in upgrades.fleet(everyone, verdict="unknown")} == {weird.name, never.name}
-    assert [c.name for c in upgrades.fleet(everyone, verdict="ready")] == ["old", "mid", "new"]
+    assert [c.name for c in upgrades.fleet(everyone, verdict="ready")] == ["old", "mid"]
+    assert [c.name for c in upgrades.fleet(everyone, verdict="newest")] == ["new"]
     shown = upgrades.stored(Cluster.objects.select_related("upgrade_readiness").get(pk=mid.pk), today=TODAY)
     assert (shown.verdict, shown.target, shown.days_left) == ("ready", "1.36", 89) and new
     assert upgrades.stored(never).missing[0].message == "not evaluated yet"
