@@ -49,9 +49,9 @@ def my_tokens(request) -> HttpResponseBase:
     key = None
     used = request.session.get(USED_FORMS, [])
     if request.method == "POST" and form.is_valid() and form.cleaned_data["once"] in used:
-        form = TokenForm(admin=admin)
-        form.add_error(None, "This form was sent already and its token created; its key was shown once, on the "
-                             "answer to it. Reloading creates nothing: create a new token here if you lost the key.")
+        form = TokenForm(admin=admin)  # a fresh one, for a new token
+        messages.error(request, "This form was sent already and its token created; its key was shown once, on the "
+                                "answer to it. Reloading creates nothing: create a new token here if you lost the key.")
     elif request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:
