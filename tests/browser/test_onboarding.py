@@ -67,10 +67,10 @@ def test_attach_with_token_through_the_wizard(page, live_server, localfleet_memb
     expect(page.locator("#workloads")).to_contain_text("frontend")
     screenshot("05-cluster-workloads")
 
-    page.click("header >> text=Clusters")
+    page.click("nav.side >> text=Clusters")
     expect(page.locator("#clusters")).to_contain_text("eu-prod-1")
     screenshot("06-cluster-list")
-    page.click("header >> text=Overview")
+    page.click("nav.side >> text=Overview")
     expect(page.locator("#overview")).to_contain_text(member.version.rsplit(".", 1)[0])
     screenshot("07-overview")
 
