@@ -107,20 +107,15 @@ def workloads_of(objects: list[dict]) -> list[dict]:
 
 def check(objects_by_cluster: dict[int, list[dict]], clusters: list[Cluster], *,
           today: datetime.date | None = None) -> dict[int, list[Refusal]]:
-    """{cluster id: what the rules assigned to it find in the objects it would receive}; a rule assigned twice (two
-    groups) is one finding, enforced when any assignment reaching the cluster enforces it."""
+    """{cluster id: what the rules assigned to it find in the objects it would receive}, each rule once with the
+    strictest of the assignments that reach the cluster (`evaluation.effective`, as its inventory is evaluated)."""
     assigned = assignments_by_cluster(clusters)
     today = today or datetime.date.today()
     out: dict[int, list[Refusal]] = {}
     for cluster in clusters:
         workloads = workloads_of(objects_by_cluster.get(cluster.pk) or [])
-        found: dict[tuple[str, str], Refusal] = {}
-        for assignment in assigned[cluster.pk]:
-            for refusal in _findings(cluster, assignment, workloads, today):
-                key = (refusal.rule, refusal.object)
-                if key not in found or (refusal.enforced and not found[key].enforced):
-                    found[key] = refusal
-        out[cluster.pk] = sorted(found.values(), key=lambda r: (not r.enforced, r.rule, r.object))
+        found = [r for a in assigned[cluster.pk] for r in _findings(cluster, a, workloads, today)]
+        out[cluster.pk] = sorted(found, key=lambda r: (not r.enforced, r.rule, r.object))
     return out
 
 

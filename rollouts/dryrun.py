@@ -172,12 +172,13 @@ def check(objects: list[dict], *, owner_scope: frozenset[int] | None = None,
     return verdict
 
 
+def checking() -> dict:
+    """The `validation` a revision is saved with: being checked, since now."""
+    return {"state": CHECKING, "requested_at": timezone.now().isoformat()}
+
+
 def request(revision: Revision) -> None:
-    """Mark a revision just saved as being checked and queue its check once the save commits (call inside the
-    transaction that created it)."""
-    Revision.objects.filter(pk=revision.pk).update(validation={"state": CHECKING,
-                                                               "requested_at": timezone.now().isoformat()})
-    revision.validation = {"state": CHECKING}
+    """Queue the check of a revision saved with `checking()`, once the save commits."""
     enqueue_after_commit("rollouts.tasks.dry_run_revision", revision.pk, what=f"dry run of revision {revision.pk}")
 
 

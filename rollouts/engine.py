@@ -191,7 +191,7 @@ def _enter_stage(rollout: Rollout, stage: Stage, fence: Fence, now) -> bool:
             _start_stage(stage, now, verdict)
             return True
         if verdict.refused:
-            _refuse_stage(rollout, stage, verdict.message, now)
+            _refuse_stage(rollout, stage, verdict, now)
             return False
         if stage.approvals_required and stage.state == StageState.PENDING and not verdict.not_yet:
             _set_stage(stage, StageState.AWAITING_APPROVAL, awaiting_since=now)
@@ -201,14 +201,13 @@ def _enter_stage(rollout: Rollout, stage: Stage, fence: Fence, now) -> bool:
     return False
 
 
-def _refuse_stage(rollout: Rollout, stage: Stage, why: str, now) -> None:
+def _refuse_stage(rollout: Rollout, stage: Stage, verdict: gates.Verdict, now) -> None:
     """An entry gate refused the stage before anything was applied (called inside `Fence.hold`): the refused targets
     say why, the stage and the rollout fail, the people who follow it are told."""
-    for target_id, refused in gates.policy_refusals(stage).items():
-        words = "; ".join(r.words() for r in refused)
+    for target_id, words in verdict.evidence.get("target_refusals", {}).items():
         Target.objects.filter(pk=target_id).update(state=TargetState.FAILED, finished_at=now,
                                                    message=f"not applied: {words}"[:2000])
-    message = f"stage '{stage.name}' refused before it started: {why}"
+    message = f"stage '{stage.name}' refused before it started: {verdict.message}"
     _set_stage(stage, StageState.FAILED, finished_at=now, message=message[:2000])
     _finish(rollout, RolloutState.FAILED, message, now)
     services.notify("rollout.failed", rollout, stage=stage)

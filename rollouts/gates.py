@@ -90,7 +90,9 @@ class PolicyGate:
             return Verdict(True)
         words = "; ".join(r.words() for refused in refusals.values() for r in refused)
         if len(refusals) > stage.failures_allowed:
-            return Verdict(False, refused=True, message=words)
+            # The engine marks these targets with the same words (`engine._refuse_stage`).
+            return Verdict(False, refused=True, message=words, evidence={"target_refusals": {
+                pk: "; ".join(r.words() for r in refused) for pk, refused in refusals.items()}})
         return Verdict(True, evidence={"refused_by_policy": words})
 
 

@@ -115,7 +115,8 @@ def _new_revision(app: Application, parsed: manifests.Parsed, text: str, *, user
     """The next revision, its dry run queued for when the save commits."""
     number = (app.revisions.aggregate(n=Max("number"))["n"] or 0) + 1
     revision = Revision.objects.create(application=app, number=number, manifests=text, digest=parsed.digest,
-                                       objects_summary=parsed.summary, message=message[:500], author=_user(user))
+                                       objects_summary=parsed.summary, message=message[:500], author=_user(user),
+                                       validation=dryrun.checking())
     dryrun.request(revision)
     return revision
 

@@ -347,8 +347,8 @@ def stage_preview(request) -> HttpResponseBase:
 
 def _revision_findings(request, matched) -> dict:
     """What the chosen revision's check found on the stage's clusters: {"checking": bool, "refusals": [words]}."""
-    revision = Revision.objects.visible_to(request.user).filter(pk=request.GET.get("revision") or 0).first() \
-        if (request.GET.get("revision") or "").isdigit() else None
+    wanted = request.GET.get("revision", "")
+    revision = Revision.objects.visible_to(request.user).filter(pk=wanted).first() if wanted.isdigit() else None
     if revision is None or matched is None:
         return {}
     validation = dryrun.for_user(revision.validation, request.user)
