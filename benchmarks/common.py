@@ -28,6 +28,10 @@ def setup_django(*, migrate: bool = False) -> None:
     use_bench_state()
     import django
 
+    from fleetweb import embedded
+
+    embedded.start()
+
     django.setup()
     if migrate:
         from django.core.management import call_command

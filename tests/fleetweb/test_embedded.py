@@ -40,7 +40,8 @@ def test_a_dead_handle_does_not_keep_the_embedded_postgres_running(tmp_path):
 
 
 def _run_users(state: Path) -> None:
-    code = "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'fleetweb.settings'; django.setup()"
+    code = ("import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'fleetweb.settings'; "
+            "from fleetweb import embedded; embedded.start(); django.setup()")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(state), check=True, timeout=120)
     pgdata = state / "postgres"
     deadline = time.monotonic() + 20
