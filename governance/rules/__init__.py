@@ -12,7 +12,10 @@ import dataclasses
 import datetime
 from collections.abc import Callable, Iterable
 
+from fleetweb.params import Param, ParamError, clean_all
 from governance.choices import Severity
+
+__all__ = ["Param", "ParamError"]  # a rule's parameters are declared as every parameter is (fleetweb/params.py)
 
 # The one severity list is governance.choices.Severity; rules, scores, filters and models read it.
 SEVERITIES = tuple(Severity.values)
@@ -28,84 +31,6 @@ def weighted_score(checks) -> float | None:
         passed += SEVERITY_WEIGHT[severity] * ok
     return round(100 * passed / total, 1) if total else None
 DEFAULT_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
-
-
-class ParamError(ValueError):
-    """Parameters a rule refuses; `errors` maps each parameter to its message."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
-
-
-@dataclasses.dataclass(frozen=True)
-class Param:
-    """One parameter of a rule: `kind` is int, bool, str or list (of strings)."""
-
-    name: str
-    kind: str
-    default: object
-    help: str
-    min_value: int | None = None
-    max_value: int | None = None
-    required: bool = False  # a list that must not be empty
-    pattern: str | None = None  # each string (or list item) must match
-    check_item: Callable[[str], str] | None = None  # a list item's problem ("" when fine), after `pattern`
-    # How two assignments' values become the strictest one, when two groups assign the rule to one cluster:
-    # "union" (every item required), "intersection" (only items every assignment allows), "any" (required if
-    # either requires it), "max" or "min".
-    merge: str = ""
-
-    def strictest(self, values: list) -> object:
-        """The strictest of several assignments' (cleaned) values, by `merge`."""
-        if self.merge == "union":
-            return list(dict.fromkeys(item for value in values for item in value))
-        if self.merge == "intersection":
-            return [item for item in values[0] if all(item in value for value in values[1:])]
-        if self.merge == "any":
-            return any(values)
-        if self.merge in ("max", "min"):
-            return max(values) if self.merge == "max" else min(values)
-        raise ValueError(f"parameter {self.name}: unknown merge '{self.merge}'")
-
-    def clean(self, value) -> object:
-        import re
-
-        if value is None or value == "":
-            value = self.default
-        if self.kind == "int":
-            try:
-                value = int(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"'{value}' is not a whole number") from None
-            if self.min_value is not None and value < self.min_value:
-                raise ValueError(f"must be at least {self.min_value}")
-            if self.max_value is not None and value > self.max_value:
-                raise ValueError(f"must be at most {self.max_value}")
-            return value
-        if self.kind == "bool":
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "on", "off", "1", "0", "yes", "no"):
-                    raise ValueError(f"'{value}' is not true or false")
-                return value.lower() in ("true", "on", "1", "yes")
-            return bool(value)
-        if self.kind == "list":
-            if isinstance(value, str):
-                value = [v for v in (part.strip() for part in value.replace("\n", ",").split(",")) if v]
-            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-                raise ValueError("must be a list of strings")
-            value = list(dict.fromkeys(v.strip() for v in value if v.strip()))
-            if self.required and not value:
-                raise ValueError("give at least one value")
-            for item in value:
-                if self.pattern and not re.fullmatch(self.pattern, item):
-                    raise ValueError(f"'{item}' is not valid here")
-                if self.check_item and (problem := self.check_item(item)):
-                    raise ValueError(problem)
-            return value
-        if not isinstance(value, str):
-            raise ValueError("must be text")
-        return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,18 +97,7 @@ class Rule:
 
     def clean_params(self, raw: dict | None) -> dict:
         """Validated parameters with defaults filled in; unknown names and bad values raise ParamError."""
-        raw = dict(raw or {})
-        known = {p.name for p in self.params}
-        errors = {name: "unknown parameter" for name in raw if name not in known}
-        cleaned = {}
-        for p in self.params:
-            try:
-                cleaned[p.name] = p.clean(raw.get(p.name))
-            except ValueError as exc:
-                errors[p.name] = str(exc)
-        if errors:
-            raise ParamError(errors)
-        return cleaned
+        return clean_all(self.params, dict(raw or {}))
 
 
 REGISTRY: dict[str, Rule] = {}
