@@ -17,18 +17,17 @@ from benchmarks.common import peak_rss_mib, setup_django
 
 
 def floor(cluster_id: int) -> dict:
-    from inventory import kinds, kube
+    from inventory import kinds, port
     from inventory.models import Cluster
-    from inventory.services import credentials_of
 
     cluster = Cluster.objects.get(pk=cluster_id)
     started = time.perf_counter()
-    with kube.connect(credentials_of(cluster)) as session:
-        kube.server_version(session)
+    with port.connect(cluster) as member:
+        member.version()
         for kind in kinds.KINDS:
-            for _page in kube.paged_list(session, kind.path):
+            for _page in member.pages(kind.path):
                 pass
-        read = session.bytes_read
+        read = member.bytes_read
     return {"seconds": time.perf_counter() - started, "bytes": read, "peak_rss_mib": peak_rss_mib()}
 
 
@@ -64,13 +63,12 @@ def decode(cluster_id: int) -> dict:
     from kubernetes.client import V1PodList
 
     from inventory import kinds as fw_kinds
-    from inventory import kube
+    from inventory import port
     from inventory.models import Cluster
-    from inventory.services import credentials_of
 
     cluster = Cluster.objects.get(pk=cluster_id)
-    with kube.connect(credentials_of(cluster)) as session:
-        pages = list(kube.paged_list(session, "/api/v1/pods"))
+    with port.connect(cluster) as member:
+        pages = list(member.pages("/api/v1/pods"))
     pods = sum(len(fw_kinds.decode_page("Pod", p).items) for p in pages)
 
     def rate(fn, rounds: int) -> float:

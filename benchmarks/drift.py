@@ -41,7 +41,7 @@ def run(size: str) -> dict:
 def _measure(fleet, runs: int) -> dict:
     from django.utils import timezone
 
-    from inventory import kube, readiness
+    from inventory import port, readiness
     from inventory import services as inventory_services
     from inventory.models import Cluster
     from rollouts import corrections, drift, manifests, members, rendering, services
@@ -66,9 +66,9 @@ def _measure(fleet, runs: int) -> dict:
 
     def floor() -> tuple[float, int]:
         started = time.perf_counter()
-        with kube.connect(credentials) as session:
+        with port.connect_with(credentials) as connected:
             for obj in objects:
-                kube.get_json(session, manifests.path_of(obj))
+                connected.read(manifests.path_of(obj))
         return time.perf_counter() - started, len(objects)
 
     checks, floors, reads = [], [], []
@@ -77,10 +77,10 @@ def _measure(fleet, runs: int) -> dict:
         result = corrections.check(deployed.pk)
         checks.append((time.perf_counter() - started, result.requests, result.state))
         floors.append(floor())
-        with kube.connect(credentials) as session:
+        with port.connect_with(credentials) as connected:
             started = time.perf_counter()
-            facts = readiness.fetch(session)
-            reads.append((time.perf_counter() - started, session.bytes_read, facts.counts))
+            facts = readiness.fetch(connected)
+            reads.append((time.perf_counter() - started, connected.bytes_read, facts.counts))
     check_s, floor_s = median([c[0] for c in checks]), median([f[0] for f in floors])
     read_s = median([r[0] for r in reads])
     out = {"objects": len(objects), "check_ms": check_s * 1000, "check_requests": checks[-1][1],

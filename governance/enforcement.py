@@ -20,14 +20,12 @@ from django.utils import timezone
 from fleetweb.audit import record
 from governance.choices import EnforcementState, Mode
 from governance.models import Enforcement, PolicyAssignment
-from inventory import history, kube
+from inventory import history, port
 from inventory.choices import ClusterEventKind
 from inventory.models import Cluster
-from inventory.services import credentials_of
 
 log = logging.getLogger(__name__)
 
-API = "/apis/admissionregistration.k8s.io/v1"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "fleetweb"}
 SELECTOR = "app.kubernetes.io/managed-by=fleetweb"
 
@@ -91,11 +89,9 @@ def reconcile(cluster: Cluster, desired: list[PolicyAssignment]) -> dict[int, En
     removed: list[str] = []
     cleaned = False
     try:
-        with kube.connect(credentials_of(cluster), insecure=cluster.insecure_skip_tls_verify) as session:
-            _check_api(session, cluster)
-            installed = {p["metadata"]["name"]: p for p in
-                         kube.get_json(session, f"{API}/validatingadmissionpolicies",
-                                       query=[("labelSelector", SELECTOR)]).get("items", [])}
+        with port.connect(cluster) as member:
+            installed = port.admission_policies(member, SELECTOR,
+                                                server=cluster.kubernetes_version or "this API server")
             wanted = {}
             for a in desired:
                 policy, binding = manifests(a)
@@ -105,40 +101,23 @@ def reconcile(cluster: Cluster, desired: list[PolicyAssignment]) -> dict[int, En
                     states[a.pk] = (EnforcementState.INSTALLED, "", _digest(policy))
                     continue
                 try:
-                    kube.apply(session, f"{API}/validatingadmissionpolicies/{policy['metadata']['name']}", policy)
-                    kube.apply(session, f"{API}/validatingadmissionpolicybindings/{binding['metadata']['name']}",
-                               binding)
-                except kube.KubeError as exc:
+                    port.install_admission_policy(member, policy, binding)
+                except port.KubeError as exc:
                     states[a.pk] = (EnforcementState.FAILED, _explain(exc), "")
                 else:
                     states[a.pk] = (EnforcementState.INSTALLED, "", _digest(policy))
             for name in installed:
                 if name not in wanted:
-                    kube.delete(session, f"{API}/validatingadmissionpolicybindings/{name}")
-                    kube.delete(session, f"{API}/validatingadmissionpolicies/{name}")
+                    port.remove_admission_policy(member, name)
                     removed.append(name)
             cleaned = True
-    except kube.KubeError as exc:
+    except port.KubeError as exc:
         for a in desired:
             states.setdefault(a.pk, (EnforcementState.FAILED, _explain(exc), ""))
     return _store(cluster, desired, states, removed, now, cleaned=cleaned)
 
 
-def _check_api(session: kube.Session, cluster: Cluster) -> None:
-    try:
-        resources = kube.get_json(session, API).get("resources", [])
-    except kube.KubeError as exc:
-        if exc.http_status == 404:
-            resources = []
-        else:
-            raise
-    if not any(r.get("name") == "validatingadmissionpolicies" for r in resources):
-        version = cluster.kubernetes_version or "this API server"
-        raise kube.KubeError("http", f"{version} does not serve admissionregistration.k8s.io/v1 "
-                                     "ValidatingAdmissionPolicy (Kubernetes 1.30 or newer needed)")
-
-
-def _explain(exc: kube.KubeError) -> str:
+def _explain(exc: port.KubeError) -> str:
     if exc.http_status == 403:
         return (f"{exc.message}. Grant Fleetweb's credentials the fleetweb-reader-enforcer role from the "
                 "attach page's manifest.")

@@ -7,7 +7,7 @@ import dataclasses
 
 import yaml
 
-from inventory import kinds, kube
+from inventory import kinds, port
 
 
 @dataclasses.dataclass
@@ -27,44 +27,31 @@ class ConnectionReport:
     ok: bool
     checks: list[Check]
     version: str = ""
-    error: kube.KubeError | None = None
-
-
-def can_i(session: kube.Session, *, verb: str, group: str, resource: str) -> tuple[bool, str]:
-    """SelfSubjectAccessReview for one verb/resource across all namespaces."""
-    return _review(session, {"resourceAttributes": {"verb": verb, "group": group, "resource": resource}})
-
-
-def _review(session: kube.Session, spec: dict) -> tuple[bool, str]:
-    body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": spec}
-    result = kube.loads(kube.request(session, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                                     body=body, what="SelfSubjectAccessReview"), what="SelfSubjectAccessReview")
-    status = result.get("status") or {}
-    return bool(status.get("allowed")), status.get("reason", "") or status.get("evaluationError", "")
+    error: port.KubeError | None = None
 
 
 def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionReport:
     """Reach /version and check every list permission the collector needs; never raises."""
     checks: list[Check] = []
     try:
-        session = kube.connect(credentials, insecure=insecure)
-    except kube.KubeError as exc:
+        member = port.connect_with(credentials, insecure=insecure)
+    except port.KubeError as exc:
         return ConnectionReport(False, [Check("credentials", False, exc.message)], error=exc)
-    with session:
+    with member:
         try:
-            version = kube.server_version(session)
-        except kube.KubeError as exc:
+            version = member.version()
+        except port.KubeError as exc:
             checks.append(Check("reach API server (/version)", False, exc.message))
             return ConnectionReport(False, checks, error=exc)
         git_version = version.get("gitVersion", "")
         checks.append(Check("reach API server (/version)", True, f"Kubernetes {git_version}"))
         ok = True
-        first_error: kube.KubeError | None = None
+        first_error: port.KubeError | None = None
         for kind in kinds.KINDS:
             label = f"list {kind.rbac_label}"
             try:
-                allowed, reason = can_i(session, verb="list", group=kind.group, resource=kind.resource)
-            except kube.KubeError as exc:
+                allowed, reason = port.can_i(member, verb="list", group=kind.group, resource=kind.resource)
+            except port.KubeError as exc:
                 checks.append(Check(label, False, exc.message))
                 first_error = first_error or exc
                 ok = False
@@ -75,23 +62,23 @@ def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionR
                 ok = False
                 where = f" in API group '{kind.group}'" if kind.group else ""
                 detail = f"403: not allowed to list {kind.resource}{where}"
-                first_error = first_error or kube.KubeError("forbidden", detail, http_status=403)
+                first_error = first_error or port.KubeError("forbidden", detail, http_status=403)
                 checks.append(Check(label, False, detail + (f" ({reason})" if reason else "")))
             else:
                 checks.append(Check(label, True, "allowed"))
         if ok:
-            checks.append(_enforcement_check(session))
-            checks += _readiness_checks(session)
+            checks.append(_enforcement_check(member))
+            checks += _readiness_checks(member)
         return ConnectionReport(ok, checks, version=git_version, error=first_error)
 
 
-def _enforcement_check(session: kube.Session) -> Check:
+def _enforcement_check(member: port.Member) -> Check:
     """Optional: may Fleetweb install its admission policies here (policies in enforce mode)?"""
     label = "manage validatingadmissionpolicies (enforce mode, optional)"
     try:
-        allowed, _ = can_i(session, verb="create", group="admissionregistration.k8s.io",
-                           resource="validatingadmissionpolicies")
-    except kube.KubeError as exc:
+        allowed, _ = port.can_i(member, verb="create", group="admissionregistration.k8s.io",
+                                resource="validatingadmissionpolicies")
+    except port.KubeError as exc:
         return Check(label, False, exc.message, optional=True)
     if allowed:
         return Check(label, True, "allowed", optional=True)
@@ -107,7 +94,7 @@ READINESS_RULES = [
 ]
 
 
-def _readiness_checks(session: kube.Session) -> list[Check]:
+def _readiness_checks(member: port.Member) -> list[Check]:
     """Optional: may Fleetweb read what upgrade readiness needs? Without it the Upgrade plan says "unknown"."""
     checks = []
     for label, attributes in (
@@ -117,8 +104,8 @@ def _readiness_checks(session: kube.Session) -> list[Check]:
              {"resourceAttributes": {"verb": "list", "group": "apiextensions.k8s.io",
                                      "resource": "customresourcedefinitions"}})):
         try:
-            allowed, _ = _review(session, attributes)
-        except kube.KubeError as exc:
+            allowed, _ = member.review(attributes)
+        except port.KubeError as exc:
             checks.append(Check(label, False, exc.message, optional=True))
             continue
         checks.append(Check(label, allowed, "allowed" if allowed else

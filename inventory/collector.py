@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from django.conf import settings
 from django.template.defaultfilters import pluralize
 
-from inventory import decode, kinds, kube
+from inventory import decode, kinds, port
 from inventory.choices import ClusterStatus, WorkloadKind, workload_unavailable
 
 MAX_LIST_RESTARTS = 3
@@ -251,25 +251,25 @@ class _Reader:
                 })
 
 
-def fetch(session: kube.Session) -> Snapshot:
+def fetch(member: port.Member) -> Snapshot:
     """Read /version and every collected kind; fatal errors raise KubeError, others are recorded."""
     snapshot = Snapshot()
-    snapshot.version = kube.server_version(session)
+    snapshot.version = member.version()
     reader = _Reader(snapshot)
     for kind, path in ((k.name, k.path) for k in kinds.KINDS):
         started = time.monotonic()
         for attempt in range(MAX_LIST_RESTARTS + 1):
             reader.reset(kind)
             try:
-                for page in kube.prefetch(kube.paged_list(session, path)):
+                for page in port.prefetch(member.pages(path)):
                     reader.add(kind, kinds.decode_page(kind, page).items)
-            except kube.ListRestarted:
+            except port.ListRestarted:
                 if attempt == MAX_LIST_RESTARTS:
                     snapshot.errors[kind] = f"list of {kind} kept expiring (410 Gone) after {attempt} restarts"
                 continue
-            except kube.KubeError as exc:
+            except port.KubeError as exc:
                 if exc.fatal:  # the cluster did not answer or refused who we are: the sync ends
-                    snapshot.bytes_read = session.bytes_read
+                    snapshot.bytes_read = member.bytes_read
                     raise
                 snapshot.errors[kind] = exc.message
             except decode.DecodeError as exc:
@@ -278,7 +278,7 @@ def fetch(session: kube.Session) -> Snapshot:
                 snapshot.complete.add(kind)
             break
         snapshot.timings_ms[kind] = int((time.monotonic() - started) * 1000)
-    snapshot.bytes_read = session.bytes_read
+    snapshot.bytes_read = member.bytes_read
     return snapshot
 
 

@@ -1,5 +1,6 @@
-"""The only place that talks to member clusters: clients from stored credentials (dialled only through the outbound
-address policy), raw paged lists, error classification. Kubeconfig files are read in `inventory.kubeconfigs`; what
+"""The direct adapter of the member port (`inventory.port`), the only code that dials member clusters: clients from
+stored credentials (dialled only through the outbound address policy), raw paged lists, error classification.
+Everything else reaches a member through the port. Kubeconfig files are read in `inventory.kubeconfigs`; what
 Fleetweb may do in a cluster (RBAC manifest, connection test) is `inventory.access`.
 
 Credentials (decrypted from ClusterCredential) are one of:
@@ -483,13 +484,17 @@ def paged_list(session: Session, path: str, *, limit: int | None = None) -> Iter
 FIELD_MANAGER = "fleetweb"
 
 
-def apply(session: Session, path: str, body: dict, *, dry_run: bool = False) -> dict:
+def apply(session: Session, path: str, body: dict, *, dry_run: bool = False, strict: bool = False,
+          what: str = "") -> dict:
     """Server-side apply of one object at its own path (field manager `fleetweb`, conflicts forced); `dry_run`:
-    the object as the apply would leave it, nothing persisted (admission and defaulting included)."""
-    query = [("fieldManager", FIELD_MANAGER), ("force", "true")] + ([("dryRun", "All")] if dry_run else [])
+    the object as the apply would leave it, nothing persisted (admission and defaulting included); `strict`: unknown
+    and duplicate fields are errors (fieldValidation=Strict)."""
+    query = [("fieldManager", FIELD_MANAGER), ("force", "true")] + ([("dryRun", "All")] if dry_run else []) + \
+        ([("fieldValidation", "Strict")] if strict else [])
     verb = "dry-run apply" if dry_run else "apply"
+    what = what or f"{verb} {body.get('kind', '')} {body.get('metadata', {}).get('name', '')}".strip()
     data = request(session, "PATCH", path, body=body, content_type="application/apply-patch+yaml", query=query,
-                   what=f"{verb} {body.get('kind', '')} {body.get('metadata', {}).get('name', '')}".strip())
+                   what=what)
     return loads(data, what=verb)
 
 
@@ -506,53 +511,6 @@ def delete(session: Session, path: str) -> bool:
 
 def get_json(session: Session, path: str, *, query: list | None = None) -> dict:
     return loads(request(session, "GET", path, query=query), what=f"GET {path}")
-
-
-def prefetch(pages: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
-    """Read the next pages in a thread while the caller decodes this one, so a sync takes about as long as
-    its reads, not reads plus decoding. At most `depth` pages wait in memory; errors reach the caller in
-    order; stopping early stops the reader."""
-    import queue
-    import threading
-
-    box: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
-
-    def reader() -> None:
-        try:
-            for page in pages:
-                while not stop.is_set():
-                    try:
-                        box.put((page, None), timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            item: tuple[object, BaseException | None] = (end, None)
-        except BaseException as exc:  # handed to the consumer, who raises it where the read happened
-            item = (None, exc)
-        while not stop.is_set():
-            try:
-                box.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    thread = threading.Thread(target=reader, name="kube-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            page, error = box.get()
-            if error is not None:
-                raise error
-            if page is end:
-                return
-            yield page
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 def server_version(session: Session) -> dict:

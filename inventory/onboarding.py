@@ -17,7 +17,7 @@ from django.utils import timezone
 from fleetweb.audit import record
 from fleetweb.errors import ServiceError
 from fleetweb.queueing import enqueue_after_commit
-from inventory import access, kube, kubeconfigs
+from inventory import access, kubeconfigs, port
 from inventory.models import AttachDraft
 from inventory.teams import can, require
 
@@ -32,7 +32,7 @@ class DraftError(ValueError):
 def require_exec_rights(user, targets: list[tuple[str, dict]]) -> None:
     """Refuse (403) before anything is queued or run when a chosen target would run an exec plugin and `user` is
     not an admin (attach and credential updates ask the same in `services`). System callers pass."""
-    chosen = [context or kube.server_of(credentials) for context, credentials in targets if kube.uses_exec(credentials)]
+    chosen = [context or port.server_of(credentials) for context, credentials in targets if port.uses_exec(credentials)]
     if chosen and user is not None and not can(user, "run_exec_plugin"):
         raise ServiceError(f"{EXEC_ADMIN_ONLY} Leave out {', '.join(chosen)} or ask an admin.", status=403)
 
@@ -57,7 +57,7 @@ def save_draft(*, user, method: str, source: dict, draft: AttachDraft | None = N
 def _summary(method: str, source: dict) -> str:
     if method == "kubeconfig":
         return "contexts: " + ", ".join(kubeconfigs.context_names(source["kubeconfig"]))[:500]
-    return kube.server_of(source["credentials"])[:512]
+    return port.server_of(source["credentials"])[:512]
 
 
 def draft_of(user, draft_id) -> AttachDraft:
@@ -121,11 +121,11 @@ def run_test(draft_id: str) -> str:
     # The worker asks again (a draft held before a role was taken away, or a task queued by another door): a plugin
     # runs only for an admin's draft.
     creator = draft.created_by
-    refused = [t for t in targets if kube.uses_exec(t[1]) and not (creator and can(creator, "run_exec_plugin"))]
+    refused = [t for t in targets if port.uses_exec(t[1]) and not (creator and can(creator, "run_exec_plugin"))]
     targets = [t for t in targets if t not in refused]
     if targets:
         results = test_all(targets, insecure=bool(request.get("insecure")), budget=budget)
-    results += [{"target": context or kube.server_of(credentials), "ok": False, "version": "",
+    results += [{"target": context or port.server_of(credentials), "ok": False, "version": "",
                  "checks": [{"name": "connection test", "ok": False, "optional": False, "detail": EXEC_ADMIN_ONLY}]}
                 for context, credentials in refused]
     AttachDraft.objects.filter(pk=draft.pk).update(test_state="done", test_finished_at=timezone.now(),
@@ -139,7 +139,7 @@ def test_all(targets: list[tuple[str, dict]], *, insecure: bool, budget: float) 
     at = time.monotonic() + budget
 
     def one(credentials: dict) -> access.ConnectionReport:
-        with kube.deadline(at):
+        with port.deadline(at):
             return access.test_connection(credentials, insecure=insecure)
 
     pool = ThreadPoolExecutor(max_workers=min(16, len(targets)), thread_name_prefix="connection-test")
@@ -148,7 +148,7 @@ def test_all(targets: list[tuple[str, dict]], *, insecure: bool, budget: float) 
     pool.shutdown(wait=False, cancel_futures=True)
     results = []
     for (context, credentials), future in zip(targets, futures, strict=True):
-        name = context or kube.server_of(credentials)
+        name = context or port.server_of(credentials)
         if future.done() and future.exception() is None:
             report = future.result()
             results.append({"target": name, "ok": report.ok, "version": report.version,

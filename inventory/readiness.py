@@ -20,7 +20,7 @@ import msgspec
 from django.conf import settings
 from django.utils import timezone
 
-from inventory import decode, kube
+from inventory import decode, port
 from inventory.models import Cluster, CustomResourceDefinition, DeprecatedAPIRequest
 from inventory.validators import MINOR_VERSION
 
@@ -101,15 +101,14 @@ def stale_versions(versions: list[dict], stored: list[str]) -> list[str]:
             if name not in by_name or by_name[name]["deprecated"] or not by_name[name]["served"]]
 
 
-def fetch(session: kube.Session) -> Facts:
+def fetch(member: port.Member) -> Facts:
     """Read both parts; a fatal error (the cluster stopped answering) raises, others are kept by part."""
     facts = Facts()
     started = time.monotonic()
     try:
-        lines = kube.matching_lines(session, METRICS_PATH, METRIC, what=f"GET {METRICS_PATH}",
-                                    max_bytes=MAX_METRICS_BYTES)
+        lines = member.metric_lines(METRICS_PATH, METRIC, max_bytes=MAX_METRICS_BYTES)
         facts.deprecated_apis = parse_deprecated_apis(lines)
-    except kube.KubeError as exc:
+    except port.KubeError as exc:
         if exc.fatal:
             raise
         facts.errors[METRICS] = _explain(exc, "get on the /metrics non-resource URL")
@@ -117,20 +116,20 @@ def fetch(session: kube.Session) -> Facts:
     started = time.monotonic()
     try:
         crds: list[dict] = []
-        for page in kube.paged_list(session, CRD_PATH, limit=CRD_PAGE):
+        for page in member.pages(CRD_PATH, limit=CRD_PAGE):
             crds += [crd_row(c) for c in _CRD_PAGE.decode(page).items]
         facts.crds = sorted(crds, key=lambda r: r["name"])[:MAX_ROWS]
-    except kube.KubeError as exc:
+    except port.KubeError as exc:
         if exc.fatal:
             raise
         facts.errors[CRDS] = _explain(exc, "list on customresourcedefinitions.apiextensions.k8s.io")
-    except (kube.ListRestarted, msgspec.DecodeError, RecursionError, ValueError):
+    except (port.ListRestarted, msgspec.DecodeError, RecursionError, ValueError):
         facts.errors[CRDS] = "the CRD list is not a valid list, or kept expiring while it was read"
     facts.timings_ms[CRDS] = int((time.monotonic() - started) * 1000)
     return facts
 
 
-def _explain(exc: kube.KubeError, permission: str) -> str:
+def _explain(exc: port.KubeError, permission: str) -> str:
     if exc.http_status == 403:
         return f"403 Forbidden: Fleetweb's ClusterRole lacks {permission}; apply the current access manifest"
     return exc.message

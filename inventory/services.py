@@ -17,7 +17,7 @@ from fleetweb.audit import record
 from fleetweb.errors import ServiceError
 from fleetweb.queueing import enqueue
 from fleetweb.roles import ADMIN, has_role
-from inventory import history, kube, kubeconfigs, selectors
+from inventory import history, kubeconfigs, port, selectors
 from inventory.choices import ClusterEventKind, Environment
 from inventory.credentials import expiry_of
 from inventory.models import (
@@ -72,7 +72,7 @@ def _check_insecure(*, insecure: bool, environment: str, user) -> None:
 
 def _check_credentials(credentials: dict, *, environment: str, user) -> None:
     """What an operator may not hand Fleetweb: plain-http servers (never for prod) and exec plugins."""
-    server = kube.server_of(credentials)
+    server = port.server_of(credentials)
     if server.lower().startswith("http://"):
         if environment == Environment.PROD:
             raise AttachError("Plain http:// API servers are never allowed for prod clusters: the token would travel "
@@ -85,7 +85,7 @@ def _check_credentials(credentials: dict, *, environment: str, user) -> None:
     except outbound.OutboundRefused as exc:
         if exc.kind != "dns":  # a name not yet published is fine: every connection checks again
             raise AttachError(str(exc), field="server") from None
-    if kube.uses_exec(credentials) and user is not None and not can(user, "run_exec_plugin"):
+    if port.uses_exec(credentials) and user is not None and not can(user, "run_exec_plugin"):
         raise AttachError("Only admins may attach a kubeconfig that runs an exec plugin (it runs a program on "
                           "Fleetweb's workers with Fleetweb's own cloud identity).", status=403)
 
@@ -103,7 +103,7 @@ def attach_cluster(*, name: str, credentials: dict, user, environment: str = Env
     with transaction.atomic():
         cluster = Cluster.objects.create(
             name=name, environment=environment, region=region, owner=owner, cost_center=cost_center,
-            labels=labels or {}, server=kube.server_of(credentials), auth_method=credentials["method"],
+            labels=labels or {}, server=port.server_of(credentials), auth_method=credentials["method"],
             insecure_skip_tls_verify=insecure, sync_interval=sync_interval or settings.FLEETWEB_SYNC_INTERVAL,
             next_sync_at=timezone.now(), created_by=user if getattr(user, "pk", None) else None,
             credentials_expire_at=expiry_of(credentials),
@@ -216,7 +216,7 @@ def update_cluster(cluster: Cluster, *, user, source_ip: str = "", credentials: 
             setattr(cluster, field, value)
         cluster.insecure_skip_tls_verify = new_insecure
         if credentials is not None:
-            cluster.server = kube.server_of(credentials)
+            cluster.server = port.server_of(credentials)
             cluster.auth_method = credentials["method"]
             ClusterCredential.objects.update_or_create(
                 cluster=cluster, defaults={"ciphertext": ClusterCredential.seal(credentials)})
@@ -265,10 +265,6 @@ def request_sync(cluster_id: int, *, triggered_by: str = "manual") -> None:
     """Queue a sync of one cluster now (the task itself refuses to run twice at once)."""
     # A lost message is no lost sync: the cluster stays due and beat claims it.
     enqueue("inventory.tasks.sync_cluster", cluster_id, triggered_by=triggered_by, what=f"sync of cluster {cluster_id}")
-
-
-def credentials_of(cluster: Cluster) -> dict:
-    return ClusterCredential.objects.get(cluster=cluster).open()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,11 +17,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from fleetweb import leases, metrics
-from inventory import addons, collector, history, kube, readiness
+from inventory import addons, collector, history, port, readiness
 from inventory.choices import ClusterStatus, SyncOutcome, WorkloadKind
 from inventory.models import Cluster, ClusterAddon, Namespace, Node, ProblemPod, SyncRun, Workload
 from inventory.querysets import UNAVAILABLE
-from inventory.services import credentials_of
 from inventory.signals import clusters_changed
 
 log = logging.getLogger(__name__)
@@ -103,25 +102,24 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
     started = timezone.now()
     clock = time.monotonic()
     run = SyncRun.objects.create(cluster=cluster, started_at=started, triggered_by=triggered_by)
-    session = None
+    member = None
     try:
-        credentials = credentials_of(cluster)
-        session = kube.connect(credentials, insecure=cluster.insecure_skip_tls_verify)
-        snapshot = collector.fetch(session)
-        facts = readiness.fetch(session) if readiness.due(cluster, triggered_by=triggered_by) else None
+        member = port.connect(cluster)
+        snapshot = collector.fetch(member)
+        facts = readiness.fetch(member) if readiness.due(cluster, triggered_by=triggered_by) else None
         if facts is not None:  # kept beside the kinds' in the sync run
             snapshot.timings_ms.update(facts.timings_ms)
             snapshot.counts.update(facts.counts)
-            snapshot.bytes_read = session.bytes_read
-    except kube.KubeError as exc:
-        return _record_failure(cluster, run, exc, clock, bytes_read=session.bytes_read if session else 0)
+            snapshot.bytes_read = member.bytes_read
+    except port.KubeError as exc:
+        return _record_failure(cluster, run, exc, clock, bytes_read=member.bytes_read if member else 0)
     except Exception as exc:  # a bug or bad data must not stop the next sync, only this one
         log.exception("sync of %s failed", cluster.name)
-        error = kube.KubeError("protocol", f"internal error during sync: {type(exc).__name__}: {exc}")
-        return _record_failure(cluster, run, error, clock, bytes_read=session.bytes_read if session else 0)
+        error = port.KubeError("protocol", f"internal error during sync: {type(exc).__name__}: {exc}")
+        return _record_failure(cluster, run, error, clock, bytes_read=member.bytes_read if member else 0)
     finally:
-        if session is not None:
-            session.close()
+        if member is not None:
+            member.close()
     with transaction.atomic():
         # Detached while it was being read: nothing to write to. The lock also makes a detach wait for this write.
         locked = list(Cluster.objects.select_for_update().filter(pk=cluster.pk)
@@ -167,7 +165,7 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
     return run
 
 
-def _record_failure(cluster: Cluster, run: SyncRun, exc: kube.KubeError, clock: float, *,
+def _record_failure(cluster: Cluster, run: SyncRun, exc: port.KubeError, clock: float, *,
                     bytes_read: int) -> SyncRun | None:
     """Keep every inventory row; say why the cluster could not be synced; schedule a retry."""
     now = timezone.now()

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from fleetweb.audit import record
 from fleetweb.queueing import enqueue_after_commit
-from inventory import history, kube
+from inventory import history, port
 from inventory.choices import ClusterEventKind, ClusterStatus, Environment
 from inventory.models import Cluster
 from inventory.teams import deploy_refusal
@@ -59,9 +59,9 @@ def check(deployed_id: int, *, now=None) -> Drift | None:
     error = ""
     session = None
     try:
-        session = Session(deployed.cluster)
+        session = Session(port.connect(deployed.cluster))
         rows = examine(session, objects, deployed.application.name, ignore_rules(deployed.application))
-    except kube.KubeError as exc:
+    except port.KubeError as exc:
         error = exc.message
     except Exception as exc:  # bad data from a cluster must not stop the checks of the others
         log.exception("drift check of %s failed", deployed)
@@ -187,7 +187,7 @@ def reapply(deployed_id: int) -> Drift | None:
             members.push(deployed.cluster, deployed.application.namespace, deployed.objects_applied,
                          renew=lambda: None, application=deployed.application,
                          adjust=(lambda obj, live: keep_ignored(obj, live, rules)) if rules else None)
-        except kube.KubeError as exc:
+        except port.KubeError as exc:
             problem = f"re-apply failed: {exc.message}"
     now = timezone.now()
     Drift.objects.filter(deployed_id=deployed.pk).update(correcting_since=None)

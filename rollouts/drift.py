@@ -27,8 +27,8 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from inventory import kube
-from rollouts import manifests, members
+from inventory import port
+from rollouts import manifests
 from rollouts.choices import DriftState
 from rollouts.models import Deployed, Drift
 
@@ -116,7 +116,7 @@ def owners(live: dict, path: tuple) -> list[dict]:
     found = []
     for entry in (live.get("metadata") or {}).get("managedFields") or []:
         manager = entry.get("manager", "")
-        if manager == kube.FIELD_MANAGER and entry.get("operation") == "Apply":
+        if manager == port.FIELD_MANAGER and entry.get("operation") == "Apply":
             continue
         node = entry.get("fieldsV1") or {}
         for step in path:
@@ -261,20 +261,20 @@ def _set_at(obj, path: tuple, value) -> None:
 class Session:
     """A member connection that counts its calls."""
 
-    def __init__(self, cluster):
-        self.session = members.connect(cluster)
+    def __init__(self, member: port.Member):
+        self.member = member
         self.calls = 0
 
     def get(self, path: str, query=None) -> dict:
         self.calls += 1
-        return kube.get_json(self.session, path, query=query)
+        return self.member.read(path, query=query)
 
     def dry_run(self, obj: dict) -> dict:
         self.calls += 1
-        return kube.apply(self.session, manifests.path_of(obj), obj, dry_run=True)
+        return self.member.apply(manifests.path_of(obj), obj, dry_run=True)
 
     def close(self) -> None:
-        self.session.close()
+        self.member.close()
 
 
 def _list_path(obj: dict) -> str:
@@ -301,7 +301,7 @@ def examine(session: Session, objects: list[dict], application: str,
             if current is None:  # gone, or its label was changed: ask for it by name
                 try:
                     current = session.get(manifests.path_of(obj))
-                except kube.KubeError as exc:
+                except port.KubeError as exc:
                     if exc.http_status != 404:
                         raise
                     row["state"] = DriftState.MISSING
@@ -313,7 +313,7 @@ def examine(session: Session, objects: list[dict], application: str,
                 for f in fields:
                     (row["ignored"] if ignored_by(rules, obj["kind"], name, f["path"]) else kept).append(f)
                 fields, row["ignored"] = kept, row["ignored"][:MAX_FIELDS]
-        except kube.KubeError as exc:
+        except port.KubeError as exc:
             if exc.fatal:
                 raise
             row.update(state=DriftState.UNKNOWN, error=exc.message[:500])

@@ -19,7 +19,7 @@ refusal (403 "denied request") is that member's finding too, not "could not be c
 a revision still being checked, nor onto a cluster whose enforced policy refuses it (`rollouts.gates.PolicyGate`).
 
 A member is untrusted: only members the application can reach are asked (a team's application: its team's
-clusters), every call ends by the budget (`kube.deadline`, a hard deadline on the connection), and a member that
+clusters), every call ends by the budget (`port.deadline`, a hard deadline on the connection), and a member that
 refuses what others accept is that member's finding ("refused by some"), never a veto of the revision: only a
 refusal by every member asked fails it.
 """
@@ -40,11 +40,10 @@ from django.utils import timezone
 from fleetweb.audit import record
 from fleetweb.queueing import enqueue_after_commit
 from governance import precheck
-from inventory import kube
+from inventory import port
 from inventory.access import FLEETWEB_NAMESPACE
 from inventory.choices import ClusterStatus
 from inventory.models import Cluster
-from inventory.services import credentials_of
 from inventory.teams import team_scope
 from rollouts import manifests, rendering
 from rollouts.models import Application, Revision
@@ -89,38 +88,36 @@ def members_to_ask(owner_scope: frozenset[int] | None = None) -> list[Cluster]:
     return [chosen[m] for m in sorted(chosen, key=lambda m: tuple(int(x) for x in m.split(".")))]
 
 
-def _credentials(cluster: Cluster) -> dict | None:
+def _opener(cluster: Cluster) -> port.Opener | None:
     try:
-        return credentials_of(cluster)
+        return port.opener(cluster)
     except Exception:  # missing or undecryptable: a sync reports that; here the member is only not counted
         return None
 
 
-def _dry_run_member(cluster: Cluster, credentials: dict | None, objects: list[dict], until: float) -> MemberResult:
-    """Runs in a thread: no database here (the credentials were read before)."""
+def _dry_run_member(cluster: Cluster, opener: port.Opener | None, objects: list[dict], until: float) -> MemberResult:
+    """Runs in a thread: no database here (the member's opener read it before)."""
     result = MemberResult(cluster=cluster.name, version=cluster.kubernetes_version, checked=True)
-    if credentials is None:
+    if opener is None:
         return MemberResult(cluster=cluster.name, version=cluster.kubernetes_version, checked=False,
                             note="its credentials could not be read")
     try:
-        with kube.deadline(until), kube.connect(credentials, insecure=cluster.insecure_skip_tls_verify) as session:
+        with port.deadline(until), opener() as member:
             for obj in objects:
                 probe = copy.deepcopy(obj)
                 probe["metadata"]["namespace"] = FLEETWEB_NAMESPACE
                 name = f"{obj['kind']} {obj['metadata']['name']}"
                 try:
-                    kube.request(session, "PATCH", manifests.path_of(probe), body=probe,
-                                 content_type="application/apply-patch+yaml", what=f"dry run of {name}",
-                                 query=[("fieldManager", kube.FIELD_MANAGER), ("force", "true"), ("dryRun", "All"),
-                                        ("fieldValidation", "Strict")])
-                except kube.KubeError as exc:
+                    member.apply(manifests.path_of(probe), probe, dry_run=True, strict=True,
+                                 what=f"dry run of {name}")
+                except port.KubeError as exc:
                     if _refused(exc):
                         # Said of the probe in Fleetweb's namespace: name the application's namespace instead.
                         result.problems.append(exc.message.replace(f"{FLEETWEB_NAMESPACE}/",
                                                                    f"{obj['metadata']['namespace']}/"))
                     else:
                         raise
-    except kube.KubeError as exc:
+    except port.KubeError as exc:
         return MemberResult(cluster=cluster.name, version=cluster.kubernetes_version, checked=False,
                             note=exc.message)
     except Exception as exc:  # a missing credential or a bug must not stop the save: the member is not counted
@@ -130,7 +127,7 @@ def _dry_run_member(cluster: Cluster, credentials: dict | None, objects: list[di
     return result
 
 
-def _refused(exc: kube.KubeError) -> bool:
+def _refused(exc: port.KubeError) -> bool:
     """The member refused the object itself (not: could not be reached, or we may not ask). Server-side apply
     answers an undeclared field with a 500 "failed to create typed patch object"; an admission policy or webhook that
     denies it answers 403 like RBAC does, told apart by its words (RBAC says "cannot <verb> resource")."""
@@ -149,7 +146,7 @@ def check(objects: list[dict], *, owner_scope: frozenset[int] | None = None,
     members = members_to_ask(owner_scope)
     results: list[MemberResult] = []
     if members:
-        asked = [(cluster, _credentials(cluster)) for cluster in members]
+        asked = [(cluster, _opener(cluster)) for cluster in members]
         until = time.monotonic() + settings.FLEETWEB_DRY_RUN_BUDGET
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(members))) as pool:
             results = list(pool.map(lambda pair: _dry_run_member(pair[0], pair[1], objects, until), asked))

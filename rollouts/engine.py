@@ -32,7 +32,7 @@ from django.utils import timezone
 from fleetweb import leases
 from fleetweb.audit import record
 from governance import precheck
-from inventory import history, kube
+from inventory import history, port
 from inventory import services as inventory_services
 from inventory.choices import ClusterEventKind, Environment
 from inventory.teams import deploy_refusal
@@ -387,7 +387,7 @@ def _apply_target(rollout: Rollout, stage: Stage, t: Target, revision: Revision,
         try:
             members.push(t.cluster, rollout.application.namespace, objects, renew=fence.renew,
                          application=rollout.application)
-        except kube.KubeError as exc:
+        except port.KubeError as exc:
             problem = f"apply failed: {exc.message}"
     with fence.hold():
         if problem:
@@ -414,7 +414,7 @@ def _verify_target(rollout: Rollout, t: Target, revision: Revision, fence: Fence
             state["ready"] = state["ready"] and live_revision == str(revision.number)
             observed.append({"kind": obj["kind"], "name": obj["metadata"]["name"], **state})
         problem = ""
-    except kube.KubeError as exc:
+    except port.KubeError as exc:
         observed, problem = t.observed, exc.message
     verdict, message = gates.health(t, observed, problem, now)
     with fence.hold():
@@ -491,7 +491,7 @@ def _remove(rollout: Rollout, t: Target, fence: Fence, now) -> None:
     try:
         left = members.remove(t.cluster, _objects(rollout, t, rollout.revision), renew=fence.renew,
                               application=rollout.application)
-    except kube.KubeError as exc:
+    except port.KubeError as exc:
         with fence.hold():
             Target.objects.filter(pk=t.pk).update(state=TargetState.ROLLBACK_FAILED,
                                                   message=f"removal failed: {exc.message}"[:2000], finished_at=now)

@@ -8,14 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from inventory import kube
-from inventory.services import credentials_of
+from inventory import port
 from rollouts import manifests, ownership
-
-
-def connect(cluster) -> kube.Session:
-    """A connection to the member with its stored credentials (the outbound policy applies)."""
-    return kube.connect(credentials_of(cluster), insecure=cluster.insecure_skip_tls_verify)
 
 
 def not_ours(obj: dict, live: dict) -> str:
@@ -29,15 +23,15 @@ def not_ours(obj: dict, live: dict) -> str:
     if owner:
         return f"belongs to the Fleetweb application '{owner}'"
     managers = {entry.get("manager") for entry in meta.get("managedFields") or []}
-    if managers == {kube.FIELD_MANAGER}:
+    if managers == {port.FIELD_MANAGER}:
         return ""
     return "was not created by Fleetweb"
 
 
-def _live(session, obj: dict) -> dict | None:
+def _live(member: port.Member, obj: dict) -> dict | None:
     try:
-        return kube.get_json(session, manifests.path_of(obj))
-    except kube.KubeError as exc:
+        return member.read(manifests.path_of(obj))
+    except port.KubeError as exc:
         if exc.http_status == 404:
             return None
         raise
@@ -62,12 +56,12 @@ def push(cluster, namespace: str, objects: list[dict], *, renew,
     that exists and is not Fleetweb's is never taken over: the target fails naming it (forced apply would
     silently take the fields of whoever made it). `adjust(object, live or None)`: what to apply instead of the
     object (drift's Re-apply keeps the live value of fields the application leaves to others)."""
-    with connect(cluster) as session:
+    with port.connect(cluster) as member:
         renew()
         try:
-            kube.get_json(session, f"/api/v1/namespaces/{namespace}")
+            member.read(f"/api/v1/namespaces/{namespace}")
             exists = True
-        except kube.KubeError as exc:
+        except port.KubeError as exc:
             if exc.http_status != 404:
                 raise
             exists = False
@@ -76,16 +70,16 @@ def push(cluster, namespace: str, objects: list[dict], *, renew,
             refusal = (ownership.namespace_refusal(application, cluster, exists=exists)
                        or ownership.claim_namespace(application, cluster))
             if refusal:
-                raise kube.KubeError("conflict", f"{refusal}: nothing applied", http_status=409)
+                raise port.KubeError("conflict", f"{refusal}: nothing applied", http_status=409)
         if not exists:
             renew()
-            kube.apply(session, f"/api/v1/namespaces/{namespace}", {
+            member.apply(f"/api/v1/namespaces/{namespace}", {
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "fleetweb"}}})
         conflicts, applying = [], []
         for obj in objects:  # every object checked before any is applied: a conflict leaves the cluster as it was
             renew()
-            live = _live(session, obj)
+            live = _live(member, obj)
             reason = ""
             if live is not None:
                 reason = (_ownership_refusal(obj, live, cluster, application) if application is not None
@@ -94,11 +88,11 @@ def push(cluster, namespace: str, objects: list[dict], *, renew,
                 conflicts.append(f"{_name(obj)} already exists and {reason}")
             applying.append(adjust(obj, live) if adjust is not None else obj)
         if conflicts:
-            raise kube.KubeError("conflict", "; ".join(conflicts) + ": Fleetweb does not take over objects it did "
+            raise port.KubeError("conflict", "; ".join(conflicts) + ": Fleetweb does not take over objects it did "
                                  "not create (rename them in the manifests, or delete them first)", http_status=409)
         for obj in applying:
             renew()
-            answer = kube.apply(session, manifests.path_of(obj), obj)
+            answer = member.apply(manifests.path_of(obj), obj)
             if application is not None:
                 ownership.record_applied(application, cluster, answer)
 
@@ -106,21 +100,21 @@ def push(cluster, namespace: str, objects: list[dict], *, renew,
 def read_back(cluster, objects: list[dict], *, renew) -> list[tuple[dict, dict]]:
     """(object, live object) for every workload among `objects`."""
     live = []
-    with connect(cluster) as session:
+    with port.connect(cluster) as member:
         for obj in objects:
             if obj["kind"] in manifests.WORKLOADS:
                 renew()
-                live.append((obj, kube.get_json(session, manifests.path_of(obj))))
+                live.append((obj, member.read(manifests.path_of(obj))))
     return live
 
 
 def remove(cluster, objects: list[dict], *, renew, application=None) -> list[str]:
     """Delete the objects that are the application's; return the names of those left alone because they are not."""
     left = []
-    with connect(cluster) as session:
+    with port.connect(cluster) as member:
         for obj in reversed(objects):
             renew()
-            live = _live(session, obj)
+            live = _live(member, obj)
             if live is None:
                 continue
             reason = (_ownership_refusal(obj, live, cluster, application) if application is not None
@@ -129,6 +123,6 @@ def remove(cluster, objects: list[dict], *, renew, application=None) -> list[str
                 left.append(f"{_name(obj)} ({reason})")
                 continue
             renew()
-            kube.delete(session, manifests.path_of(obj))
+            member.delete(manifests.path_of(obj))
             ownership.forget(cluster, str((live.get("metadata") or {}).get("uid") or ""))
     return left

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from fleetweb import outbound
-from inventory import access, kube, services
+from inventory import access, kube, port, services
 from inventory.models import Cluster
 from tests.builders import make_cluster
 
@@ -283,8 +283,8 @@ def test_a_proxied_server_url_with_a_path_prefix_attaches(operator, api_as, djan
     assert response.status_code == 201, response.content
     cluster = Cluster.objects.get(name="proxied")
     assert cluster.server == "https://rancher.example.com/k8s/clusters/c-m-1"
-    with kube.connect(services.credentials_of(cluster)) as session:
-        assert session.api.configuration.host == "https://rancher.example.com/k8s/clusters/c-m-1"
+    with port.connect(cluster) as member:
+        assert member.session.api.configuration.host == "https://rancher.example.com/k8s/clusters/c-m-1"
 
 
 def test_calls_keep_the_path_prefix(server):

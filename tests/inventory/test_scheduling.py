@@ -73,27 +73,22 @@ def test_clusters_not_seen_for_n_intervals_become_stale():
 def test_a_cluster_detached_during_its_sync_is_dropped_quietly(monkeypatch, admin_user, outcome):
     """A sync of a big cluster reads for a minute; a detach meanwhile must not make it fail writing rows
     (or its run) for a cluster that is gone."""
-    from inventory import collector, kube
+    from inventory import collector, port
+    from tests.fakemember import FakeMembers
 
     cluster = make_cluster("leaving")
 
-    def fetch_while_detached(session):
+    def fetch_while_detached(member):
         services.detach_cluster(Cluster.objects.get(pk=cluster.pk), user=admin_user)
         if outcome == "failed":
-            raise kube.KubeError("refused", "connection refused")
+            raise port.KubeError("refused", "connection refused")
         snapshot = collector.Snapshot()
         snapshot.nodes.append({"uid": "n1", "name": "n1"})
         return snapshot
 
-    monkeypatch.setattr(sync.kube, "connect", lambda credentials, insecure=False: _Session())
+    FakeMembers().install(monkeypatch)
     monkeypatch.setattr(sync.collector, "fetch", fetch_while_detached)
     assert sync.sync_cluster(cluster.pk) is None
     assert not Cluster.objects.filter(pk=cluster.pk).exists()
     assert not SyncRun.objects.exists()
 
-
-class _Session:
-    bytes_read = 0
-
-    def close(self):
-        pass

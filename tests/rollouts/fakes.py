@@ -1,13 +1,14 @@
-"""A fake fleet for engine and gate tests: member clusters as the engine sees them (`members.push` and
-`members.read_back` are its only calls to a cluster); the database and the locks stay real."""
+"""A fake fleet for engine and gate tests: member clusters behind the member port's fake adapter
+(tests/fakemember.py), so the engine's whole path to a cluster runs; the database and the locks stay real."""
 
 from __future__ import annotations
 
 import yaml
 
-from inventory import kube
-from rollouts import engine, manifests, services
+from inventory import port
+from rollouts import engine, services
 from rollouts.models import Rollout, Target
+from tests.fakemember import FakeMembers, ready_status
 
 
 def web(tag: str) -> str:
@@ -18,33 +19,35 @@ def web(tag: str) -> str:
                               "spec": {"containers": [{"name": "web", "image": f"registry.example.com/web:{tag}"}]}}}})
 
 
-class FakeFleet:
-    """Member clusters as the engine sees them: what was pushed where, which clusters' workloads are ready, which
+class FakeFleet(FakeMembers):
+    """Member clusters as the engine sees them: what was applied where, which clusters' workloads are ready, which
     refuse the apply."""
 
     def __init__(self):
-        self.pushed: list[tuple[str, str]] = []  # (cluster, revision)
+        super().__init__()
         self.ready: set[str] = set()
         self.failing: dict[str, str] = {}
 
-    def push(self, cluster, namespace, objects, *, renew, application=None):
-        renew()
-        if cluster.name in self.failing:
-            raise kube.KubeError("http", self.failing[cluster.name], http_status=500)
-        self.pushed.append((cluster.name, objects[0]["metadata"]["annotations"]["fleetweb.io/revision"]))
+    @property
+    def pushed(self) -> list[tuple[str, str]]:
+        """(cluster, revision) of every push, in order."""
+        return [(cluster, objects[0]["metadata"]["annotations"]["fleetweb.io/revision"])
+                for cluster, objects in self.pushes]
 
-    def read_back(self, cluster, objects, *, renew):
-        renew()
-        live = []
-        for obj in objects:
-            if obj["kind"] not in manifests.WORKLOADS:
-                continue
-            n = obj["spec"].get("replicas", 1) if cluster.name in self.ready else 0
-            live.append((obj, {"metadata": {"generation": 1, "annotations": obj["metadata"]["annotations"]},
-                               "spec": obj["spec"],
-                               "status": {"observedGeneration": 1, "replicas": obj["spec"].get("replicas", 1),
-                                          "updatedReplicas": n, "availableReplicas": n}}))
-        return live
+    def on_apply_hook(self, cluster: str, path: str, body: dict) -> None:
+        if cluster in self.failing:
+            raise port.KubeError("http", self.failing[cluster], http_status=500)
+
+    def install(self, monkeypatch) -> FakeFleet:
+        super().install(monkeypatch)
+        self.on_apply = self.on_apply_hook
+        return self
+
+    def observe(self, cluster: str, path: str, obj: dict) -> dict:
+        obj = super().observe(cluster, path, obj)
+        if "status" in obj and cluster not in self.ready:
+            obj["status"] = {**ready_status(obj), "updatedReplicas": 0, "availableReplicas": 0, "readyReplicas": 0}
+        return obj
 
     def applied_to(self, revision: int) -> list[str]:
         return sorted(c for c, r in self.pushed if r == str(revision))

@@ -11,14 +11,15 @@ import pytest
 from django.utils import timezone
 
 from fleetweb.models import AuditEvent
-from inventory import kube, team_services
+from inventory import port, team_services
 from inventory.choices import ClusterStatus, NotifyEvent
 from inventory.models import AlertRule, Cluster
 from inventory.notifications import CONDITIONS
-from rollouts import corrections, drift, rendering, services
+from rollouts import corrections, drift, manifests, rendering, services
 from rollouts.choices import DriftState
 from rollouts.models import Deployed, Drift
 from tests.builders import make_cluster, make_user
+from tests.fakemember import FakeMember, FakeMembers, put
 from tests.rollouts.fakes import web
 
 pytestmark = pytest.mark.django_db
@@ -89,53 +90,49 @@ def test_the_dry_run_decides_what_applying_leaves_not_the_manifest_text():
     assert drift.compare(applied, normalized, copy.deepcopy(normalized)) == []
 
 
-class FakeMember:
-    """A member as a drift check sees it: LIST by label, GET, server-side-apply dry run (a fake transport for the
-    unit test; tests/e2e/test_drift.py runs the same checks against a real kube-apiserver)."""
-
-    def __init__(self, live: dict[tuple[str, str], dict], *, refuse_dry_run: str = ""):
-        self.live = live
-        self.calls: list[str] = []
-        self.refuse = refuse_dry_run
-
-    def get(self, path, query=None):
-        self.calls.append(f"GET {path}")
-        kind = "Deployment" if "/deployments" in path else "ConfigMap"
-        if query:  # a LIST by the application's label
-            return {"items": [o for (k, _), o in self.live.items() if k == kind]}
-        name = path.rsplit("/", 1)[1]
-        if (kind, name) not in self.live:
-            raise kube.KubeError("http", "404 Not Found", http_status=404)
-        return self.live[(kind, name)]
-
-    def dry_run(self, obj):
-        self.calls.append(f"DRYRUN {obj['kind']}")
-        if self.refuse:
-            raise kube.KubeError("http", self.refuse, http_status=422)
-        return obj
+def _member(live: dict[tuple[str, str], dict], *, refuse_dry_run: str = "") -> drift.Session:
+    """A member as a drift check sees it, through the member port's fake adapter (tests/e2e/test_drift.py runs the
+    same checks against a real kube-apiserver)."""
+    world = FakeMembers()
+    for (kind, name), obj in live.items():
+        path = manifests.path_of(obj)
+        assert obj["kind"] == kind and obj["metadata"]["name"] == name
+        put(world, "c", path, obj)
+    if refuse_dry_run:
+        world.refuse_apply["c"] = port.KubeError("http", refuse_dry_run, http_status=422)
+    session = drift.Session(FakeMember(world, "c"))
+    session.world = world  # type: ignore[attr-defined]
+    return session
 
 
-CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "web"},
+def _calls(session: drift.Session) -> list[str]:
+    return [f"{verb} {path}" for _cluster, verb, path in session.world.calls]  # type: ignore[attr-defined]
+
+
+CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "settings", "namespace": "web", "labels": {"fleetweb.io/application": "web"}},
              "data": {"level": "info"}}
 
 
 def test_examine_costs_one_list_per_kind_and_one_dry_run_per_object():
-    member = FakeMember({("Deployment", "web"): _live(), ("ConfigMap", "settings"): copy.deepcopy(CONFIGMAP)})
+    member = _member({("Deployment", "web"): _live(), ("ConfigMap", "settings"): copy.deepcopy(CONFIGMAP)})
     rows = drift.examine(member, [APPLIED, CONFIGMAP], "web")
     assert [r["state"] for r in rows] == [DriftState.IN_SYNC, DriftState.IN_SYNC]
-    assert sorted(member.calls) == ["DRYRUN ConfigMap", "DRYRUN Deployment",
-                                    "GET /api/v1/namespaces/web/configmaps",
-                                    "GET /apis/apps/v1/namespaces/web/deployments"]
+    assert sorted(_calls(member)) == ["dry-run /api/v1/namespaces/web/configmaps/settings",
+                                      "dry-run /apis/apps/v1/namespaces/web/deployments/web",
+                                      "get /api/v1/namespaces/web/configmaps",
+                                      "get /apis/apps/v1/namespaces/web/deployments"]
+    assert member.calls == 4
     assert drift.overall(rows) == DriftState.IN_SYNC
 
 
 def test_a_deleted_object_is_missing_and_a_refused_dry_run_unknown():
-    member = FakeMember({("Deployment", "web"): _live()})
+    member = _member({("Deployment", "web"): _live()})
     rows = drift.examine(member, [APPLIED, CONFIGMAP], "web")
     assert [r["state"] for r in rows] == [DriftState.IN_SYNC, DriftState.MISSING]
-    assert "GET /api/v1/namespaces/web/configmaps/settings" in member.calls  # asked by name before "missing"
+    assert "get /api/v1/namespaces/web/configmaps/settings" in _calls(member)  # asked by name before "missing"
     assert drift.overall(rows) == DriftState.MISSING
-    refused = drift.examine(FakeMember({("Deployment", "web"): _live()}, refuse_dry_run="HTTP 422: denied"),
+    refused = drift.examine(_member({("Deployment", "web"): _live()}, refuse_dry_run="HTTP 422: denied"),
                             [APPLIED], "web")
     assert refused[0]["state"] == DriftState.UNKNOWN and refused[0]["error"] == "HTTP 422: denied"
 
@@ -391,7 +388,7 @@ def test_ignored_differences_are_shown_but_are_not_drift():
     live = _live(**{"spec.replicas": 5})
     live["metadata"]["managedFields"].append({"manager": "horizontal-pod-autoscaler", "operation": "Update",
                                               "subresource": "scale", "fieldsV1": {"f:spec": {"f:replicas": {}}}})
-    member = FakeMember({("Deployment", "web"): live})
+    member = _member({("Deployment", "web"): live})
     rules = drift.parse_ignore(["Deployment spec.replicas"])
     [row] = drift.examine(member, [APPLIED], "web", rules)
     assert row["state"] == DriftState.IN_SYNC and row["fields"] == []
@@ -399,7 +396,7 @@ def test_ignored_differences_are_shown_but_are_not_drift():
     assert (ignored["path"], ignored["applied"], ignored["live"]) == ("spec.replicas", "2", "5")
     assert [m["manager"] for m in ignored["managers"]] == ["horizontal-pod-autoscaler"]
     live["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example.com/web:hotfix"
-    [row] = drift.examine(FakeMember({("Deployment", "web"): live}), [APPLIED], "web", rules)
+    [row] = drift.examine(_member({("Deployment", "web"): live}), [APPLIED], "web", rules)
     assert row["state"] == DriftState.DRIFTED
     assert [f["path"] for f in row["fields"]] == ["spec.template.spec.containers[web].image"]
     assert [f["path"] for f in row["ignored"]] == ["spec.replicas"]

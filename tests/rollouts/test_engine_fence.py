@@ -13,10 +13,11 @@ from django.db import connection
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from rollouts import engine, members, services, tasks
+from rollouts import engine, services, tasks
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Approval, Rollout, Target
 from tests.builders import make_cluster
+from tests.fakemember import FakeMembers
 
 CONFIG = yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
                          "data": {"a": "1"}})
@@ -36,14 +37,14 @@ def test_two_engines_on_one_rollout_apply_each_target_once(operator, monkeypatch
     applied: list[str] = []
     lock = threading.Lock()
 
-    def slow_push(cluster, namespace, objects, *, renew, application=None):
-        renew()
+    def slow_apply(cluster, path, body):
+        if body["kind"] == "Namespace":
+            return
         with lock:
-            applied.append(cluster.name)
+            applied.append(cluster)
         time.sleep(0.3)  # long enough for the other engine to try every step meanwhile
 
-    monkeypatch.setattr(members, "push", slow_push)
-    monkeypatch.setattr(members, "read_back", lambda cluster, objects, *, renew: [])
+    FakeMembers().install(monkeypatch).on_apply = slow_apply
     outcomes: list[str] = []
 
     def run():
@@ -93,11 +94,11 @@ def test_an_abort_during_an_apply_is_never_overwritten(operator, monkeypatch):
     engine.step_once(rollout.pk)  # running
     engine.step_once(rollout.pk)  # stage applying
 
-    def push_then_abort(cluster, namespace, objects, *, renew, application=None):
-        renew()
-        services.abort_rollout(Rollout.objects.get(pk=rollout.pk), user=operator)  # someone clicks Abort now
+    def abort_at_apply(cluster, path, body):
+        if body["kind"] != "Namespace":
+            services.abort_rollout(Rollout.objects.get(pk=rollout.pk), user=operator)  # someone clicks Abort now
 
-    monkeypatch.setattr(members, "push", push_then_abort)
+    FakeMembers().install(monkeypatch).on_apply = abort_at_apply
     assert engine.advance(rollout.pk) == RolloutState.ABORTED
     rollout.refresh_from_db()
     assert rollout.state == RolloutState.ABORTED and rollout.stages.get().state == StageState.ABORTED
@@ -112,8 +113,7 @@ def test_beat_does_not_queue_a_rollout_already_queued(operator, monkeypatch):
     Rollout.objects.filter(pk=rollout.pk).update(queued_at=None)  # as if the kick's message was lost
     assert engine.due_rollouts() == [rollout.pk]
     assert engine.due_rollouts() == [], "queued and not picked up: not queued again"
-    monkeypatch.setattr(members, "push", lambda cluster, namespace, objects, *, renew, application=None: None)
-    monkeypatch.setattr(members, "read_back", lambda cluster, objects, *, renew: [])
+    FakeMembers().install(monkeypatch)
     engine.advance(rollout.pk)
     assert Rollout.objects.get(pk=rollout.pk).queued_at is None, "picking it up clears the mark"
     Rollout.objects.filter(pk=rollout.pk).update(queued_at=timezone.now() - engine.QUEUE_GRACE - timedelta(1),

@@ -12,10 +12,11 @@ import yaml
 from fleetweb.models import AuditEvent
 from inventory.models import Cluster, ClusterGroup
 from inventory.services import AttachError, create_group, update_cluster
-from rollouts import approvals, engine, members, rendering, services
+from rollouts import approvals, engine, rendering, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Approval, Rollout, Target
 from tests.builders import make_cluster, make_user
+from tests.fakemember import FakeMembers
 
 pytestmark = pytest.mark.django_db
 
@@ -27,16 +28,9 @@ WEB = yaml.safe_dump({"apiVersion": "apps/v1", "kind": "Deployment", "metadata":
 
 @pytest.fixture
 def applied(monkeypatch):
-    """What the engine sends to clusters: the cluster talk is replaced, everything else is real."""
-    sent: list[tuple[str, list[dict]]] = []
-
-    def push(cluster, namespace, objects, *, renew, application=None):
-        renew()
-        sent.append((cluster.name, objects))
-
-    monkeypatch.setattr(members, "push", push)
-    monkeypatch.setattr(members, "read_back", lambda cluster, objects, *, renew: [])
-    return sent
+    """What the engine sends to clusters, (cluster, objects) per push: the members are the port's fake adapter,
+    everything else is real."""
+    return FakeMembers().install(monkeypatch).pushes
 
 
 @pytest.fixture

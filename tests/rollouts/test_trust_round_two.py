@@ -17,6 +17,7 @@ from rollouts import approvals, corrections, engine, manifests, members, ownersh
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Application, Deployed, NamespaceHold, Override, Revision, Rollout, Target
 from tests.builders import make_cluster, make_user
+from tests.fakemember import FakeMembers
 
 pytestmark = pytest.mark.django_db
 
@@ -101,16 +102,9 @@ def test_an_override_of_the_wrong_type_is_a_400_naming_the_field(app, operator, 
 
 @pytest.fixture
 def applied(monkeypatch):
-    """What the engine sends to clusters: the cluster talk is replaced, everything else is real."""
-    sent: list[tuple[str, list[dict]]] = []
-
-    def push(cluster, namespace, objects, *, renew, adjust=None, application=None):
-        renew()
-        sent.append((cluster.name, objects))
-
-    monkeypatch.setattr(members, "push", push)
-    monkeypatch.setattr(members, "read_back", lambda cluster, objects, *, renew: [])
-    return sent
+    """What the engine sends to clusters, (cluster, objects) per push: the members are the port's fake adapter,
+    everything else is real."""
+    return FakeMembers().install(monkeypatch).pushes
 
 
 def _run(rollout, steps: int = 8) -> None:

@@ -1,0 +1,242 @@
+"""The member port: everything Fleetweb asks of a member cluster, in one place.
+
+Every call from the hub to a member goes through a `Member` (the collector, upgrade readiness, the connection test,
+enforcement, dry runs, rollouts, drift checks and re-applies): list a kind page by page, read one object, read the
+lines of a metrics document, server-side apply (or dry-run) and delete an object, install and remove Fleetweb's
+admission policies, review a permission, read the version. The caps, deadlines and the outbound address policy are
+the adapter's, never the caller's.
+
+Adapters, by how a cluster is reached (`ADAPTERS`): "direct" dials the cluster's API server with its stored
+credentials (`inventory.kube`). A test installs a fake in the same table (tests/fakemember.py).
+
+Errors are `KubeError` (classified: kind, status, whether it is fatal or worth retrying); a LIST restarted by a 410
+raises `ListRestarted` to the consumer of `pages`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from inventory import kube
+from inventory.models import ClusterCredential
+
+KubeError = kube.KubeError
+ListRestarted = kube.ListRestarted
+FIELD_MANAGER = kube.FIELD_MANAGER
+deadline = kube.deadline  # calls made in this thread inside the block end by `at`, whatever the adapter
+loads = kube.loads  # a member's JSON answer, depth-checked (for adapters that carry raw bytes)
+server_of = kube.server_of  # the API server URL of credentials
+uses_exec = kube.uses_exec  # whether credentials run an exec plugin (an admin's permission)
+
+ADMISSION_API = "/apis/admissionregistration.k8s.io/v1"
+
+
+class Member(Protocol):
+    """What Fleetweb may ask of one member cluster. A Member is opened per job and closed after it (`with`)."""
+
+    bytes_read: int
+
+    def version(self) -> dict:
+        """The API server's `/version`."""
+        ...
+
+    def pages(self, path: str, *, limit: int | None = None) -> Iterator[bytes]:
+        """Raw JSON pages of a LIST at `path` (following `continue`); ListRestarted when a 410 restarted it."""
+        ...
+
+    def read(self, path: str, *, query: list | None = None) -> dict:
+        """One object (or list) at `path`; KubeError with http_status 404 when there is none."""
+        ...
+
+    def metric_lines(self, path: str, prefix: bytes, *, max_bytes: int) -> list[bytes]:
+        """The lines of the text document at `path` (an API server's `/metrics`) that start with `prefix`."""
+        ...
+
+    def apply(self, path: str, body: dict, *, dry_run: bool = False, strict: bool = False, what: str = "") -> dict:
+        """Server-side apply of one object (field manager FIELD_MANAGER, conflicts forced); `dry_run`: the object
+        as the apply would leave it, admission included, nothing persisted; `strict`: an unknown or duplicate field
+        is an error, not dropped; `what`: how errors name the call."""
+        ...
+
+    def delete(self, path: str) -> bool:
+        """Delete one object; False when it was gone already."""
+        ...
+
+    def review(self, attributes: dict) -> tuple[bool, str]:
+        """A SelfSubjectAccessReview of `attributes` (resourceAttributes or nonResourceAttributes): (allowed,
+        reason)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+    def __enter__(self) -> Member:
+        ...
+
+    def __exit__(self, *exc: object) -> None:
+        ...
+
+
+class DirectMember:
+    """The first adapter: Fleetweb dials the member's API server itself, with the stored credentials, through the
+    outbound address policy (`inventory.kube`)."""
+
+    def __init__(self, session: kube.Session):
+        self.session = session
+
+    @property
+    def bytes_read(self) -> int:
+        return self.session.bytes_read
+
+    @bytes_read.setter
+    def bytes_read(self, value: int) -> None:
+        self.session.bytes_read = value
+
+    def version(self) -> dict:
+        return kube.server_version(self.session)
+
+    def pages(self, path: str, *, limit: int | None = None) -> Iterator[bytes]:
+        return kube.paged_list(self.session, path, limit=limit)
+
+    def read(self, path: str, *, query: list | None = None) -> dict:
+        return kube.get_json(self.session, path, query=query)
+
+    def metric_lines(self, path: str, prefix: bytes, *, max_bytes: int) -> list[bytes]:
+        return kube.matching_lines(self.session, path, prefix, what=f"GET {path}", max_bytes=max_bytes)
+
+    def apply(self, path: str, body: dict, *, dry_run: bool = False, strict: bool = False, what: str = "") -> dict:
+        return kube.apply(self.session, path, body, dry_run=dry_run, strict=strict, what=what)
+
+    def delete(self, path: str) -> bool:
+        return kube.delete(self.session, path)
+
+    def review(self, attributes: dict) -> tuple[bool, str]:
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": attributes}
+        result = kube.loads(kube.request(self.session, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                                         body=body, what="SelfSubjectAccessReview"), what="SelfSubjectAccessReview")
+        status = result.get("status") or {}
+        return bool(status.get("allowed")), status.get("reason", "") or status.get("evaluationError", "")
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> DirectMember:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def credentials_of(cluster: Any) -> dict:
+    """The cluster's stored credentials, decrypted: read by the direct adapter only (and the credential services)."""
+    return ClusterCredential.objects.get(cluster=cluster).open()
+
+
+Opener = Callable[[], Member]
+
+
+def _direct(cluster: Any) -> Opener:
+    credentials, insecure = credentials_of(cluster), cluster.insecure_skip_tls_verify
+    return lambda: connect_with(credentials, insecure=insecure)
+
+
+# How a cluster is reached -> what prepares its opener (reading the database now, so that the opener itself may run
+# in another thread). "Registered clusters" (an agent that connects out) adds its own entry; tests put a fake here.
+ADAPTERS: dict[str, Callable[[Any], Opener]] = {"direct": _direct}
+
+
+def opener(cluster: Any) -> Opener:
+    """What opens the member `cluster` (an inventory Cluster) later, in any thread: the database is read now."""
+    return ADAPTERS[getattr(cluster, "reached_by", "direct") or "direct"](cluster)
+
+
+def connect(cluster: Any) -> Member:
+    """Open the member `cluster` through its adapter."""
+    return opener(cluster)()
+
+
+def connect_with(credentials: dict, *, insecure: bool = False) -> Member:
+    """Open a member from credentials (the direct adapter; the attach form's connection test, before anything is
+    stored)."""
+    return DirectMember(kube.connect(credentials, insecure=insecure))
+
+
+def can_i(member: Member, *, verb: str, group: str, resource: str) -> tuple[bool, str]:
+    """May Fleetweb's credentials `verb` `resource` in every namespace?"""
+    return member.review({"resourceAttributes": {"verb": verb, "group": group, "resource": resource}})
+
+
+def admission_policies(member: Member, selector: str, *, server: str = "this API server") -> dict[str, dict]:
+    """Fleetweb's ValidatingAdmissionPolicies in the member (by name) that match the label `selector`; KubeError
+    when the API server (named `server` in the error: its version, say) does not serve them."""
+    try:
+        resources = member.read(ADMISSION_API).get("resources", [])
+    except KubeError as exc:
+        if exc.http_status != 404:
+            raise
+        resources = []
+    if not any(r.get("name") == "validatingadmissionpolicies" for r in resources):
+        raise KubeError("http", f"{server} does not serve admissionregistration.k8s.io/v1 "
+                                "ValidatingAdmissionPolicy (Kubernetes 1.30 or newer needed)")
+    items = member.read(f"{ADMISSION_API}/validatingadmissionpolicies",
+                        query=[("labelSelector", selector)]).get("items", [])
+    return {p["metadata"]["name"]: p for p in items}
+
+
+def install_admission_policy(member: Member, policy: dict, binding: dict) -> None:
+    """Apply an admission policy and its binding (policy first: a binding without its policy admits nothing)."""
+    member.apply(f"{ADMISSION_API}/validatingadmissionpolicies/{policy['metadata']['name']}", policy)
+    member.apply(f"{ADMISSION_API}/validatingadmissionpolicybindings/{binding['metadata']['name']}", binding)
+
+
+def remove_admission_policy(member: Member, name: str) -> None:
+    """Delete an admission policy's binding, then the policy (binding first: nothing refers to a missing policy)."""
+    member.delete(f"{ADMISSION_API}/validatingadmissionpolicybindings/{name}")
+    member.delete(f"{ADMISSION_API}/validatingadmissionpolicies/{name}")
+
+
+def prefetch(pages: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+    """Read the next pages in a thread while the caller decodes this one, so a sync takes about as long as
+    its reads, not reads plus decoding. At most `depth` pages wait in memory; errors reach the caller in
+    order; stopping early stops the reader."""
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def reader() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        box.put((page, None), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item: tuple[object, BaseException | None] = (end, None)
+        except BaseException as exc:  # handed to the consumer, who raises it where the read happened
+            item = (None, exc)
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=reader, name="kube-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            page, error = box.get()
+            if error is not None:
+                raise error
+            if page is end:
+                return
+            yield page
+    finally:
+        stop.set()
+        thread.join(timeout=5)
