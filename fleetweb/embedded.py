@@ -13,6 +13,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from fleetweb.env import env_str
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_NAME = "fleetweb"
 
@@ -54,7 +56,6 @@ def start() -> None:
     """For launchers, before Django reads its settings: when DATABASE_URL / REDIS_URL (or their `_FILE`) are unset,
     start (or attach to) the embedded servers and put their URLs in this process's environment (children inherit
     them)."""
-    from fleetweb.env import env_str
 
     if not env_str("DATABASE_URL").strip():
         url = database_url()

@@ -28,6 +28,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from fleetweb import health
+from fleetweb.queueing import QUEUES
+
 log = logging.getLogger(__name__)
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # a process (beat, a one-off command) without the shared volume
@@ -173,8 +176,6 @@ _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 
 @register
 def platform() -> Iterable[Gauge]:
-    from fleetweb import health
-    from fleetweb.queueing import QUEUES
 
     client = health.redis_client()
     depth = gauge("fleetweb_queue_depth", "Tasks waiting in each Celery queue")

@@ -8,6 +8,8 @@ from django.http import HttpResponseNotAllowed, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 
+from fleetweb import health
+
 
 def sign_in_options() -> dict:
     """What the login page offers: the single sign-on button and whether password sign-in is on (the login
@@ -43,7 +45,6 @@ def healthz(request) -> HttpResponseBase:
 def readyz(request) -> HttpResponseBase:
     """Readiness: database reachable and migrated, Redis reachable, beat ticked within 3 intervals; 503 with each
     failed check named otherwise."""
-    from fleetweb import health
 
     ready, checks = health.readiness()
     return JsonResponse({"status": "ok" if ready else "fail", "checks": checks}, status=200 if ready else 503,

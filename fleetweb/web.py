@@ -8,6 +8,9 @@ from contextvars import ContextVar
 from django.conf import settings
 from django.http.response import HttpResponseBase
 
+from fleetweb import untrusted
+from fleetweb.errors import ServiceError
+
 
 def _within(address: str, networks: list) -> bool:
     try:
@@ -113,7 +116,6 @@ def _nul_field(request) -> str | None:
     if request.method in ("POST", "PUT", "PATCH") and content_type.startswith("application/json"):
         import json
 
-        from fleetweb import untrusted
 
         try:
             data = json.loads(request.body or b"null")
@@ -163,7 +165,6 @@ class ServiceErrorMiddleware:
         from django.http import Http404, HttpResponse
         from django.views import defaults
 
-        from fleetweb.errors import ServiceError
 
         if not isinstance(exception, ServiceError):
             return None

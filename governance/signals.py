@@ -19,6 +19,7 @@ from fleetweb.audit import record
 from fleetweb.models import AuditEvent
 from fleetweb.roles import ROLES
 from fleetweb.web import client_ip, current_actor
+from governance.services import _reevaluate
 from inventory.signals import clusters_changed
 
 USER_FIELDS = ("username", "first_name", "last_name", "email", "is_active", "is_staff", "is_superuser")
@@ -161,6 +162,5 @@ def audit_admin_action(sender, instance: LogEntry, created: bool, **kwargs) -> N
 @receiver(clusters_changed)
 def reevaluate(sender, cluster_ids, reason, **kwargs) -> None:
     """After a sync, an attach, an edit or a group change: evaluate those clusters once committed."""
-    from governance.services import _reevaluate
 
     _reevaluate(cluster_ids)

@@ -3,6 +3,7 @@
 from django.dispatch import receiver
 
 from inventory.signals import clusters_changed
+from rollouts.rendering import refresh_pending
 
 
 @receiver(clusters_changed)
@@ -11,7 +12,6 @@ def revoid_changed_targets(sender, cluster_ids, reason, **kwargs) -> None:
     objects a cluster would no longer receive is void at once, and the page says why."""
     if reason == "sync":
         return  # a sync changes inventory rows, never a cluster's fields, labels or groups
-    from rollouts.rendering import refresh_pending
 
     refresh_pending(cluster_ids=cluster_ids, reason={"update": "a cluster's fields or labels changed",
                                                      "group": "a group's members changed"}.get(reason, reason))

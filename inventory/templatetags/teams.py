@@ -3,6 +3,7 @@ button (inventory.teams.can), so a button shows exactly when pressing it would b
 
 from django import template
 
+from inventory.models import Team
 from inventory.teams import can as _can
 
 register = template.Library()
@@ -17,7 +18,6 @@ def can(context, action: str, obj=None) -> bool:
 @register.inclusion_tag("fleetweb/partials/_team_switcher.html", takes_context=True)
 def team_switcher(context, inline: bool = False) -> dict:
     """A GET form narrowing the page to one of the teams the user may see (`?team=`); hidden with none."""
-    from inventory.models import Team
 
     request = context.get("request")
     if request is None:
