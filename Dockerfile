@@ -8,6 +8,7 @@ COPY pyproject.toml README.md ./
 COPY manage.py ./
 COPY fleetweb ./fleetweb
 COPY inventory ./inventory
+COPY notifications ./notifications
 COPY governance ./governance
 COPY rollouts ./rollouts
 COPY localfleet ./localfleet

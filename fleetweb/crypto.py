@@ -43,3 +43,14 @@ def decrypt_json(token: str) -> dict:
 def rotate(token: str) -> str:
     """Re-encrypt a token under the first (newest) key."""
     return fernet().rotate(token.encode()).decode()
+
+
+# Models holding a `ciphertext` column, as each app registers them in its AppConfig.ready: (model, what the command
+# calls its rows, other fields a re-encryption saves). `manage.py rotate_encryption_keys` re-encrypts them all.
+SEALED: list[tuple[type, str, tuple[str, ...]]] = []
+
+
+def sealed(model: type, what: str, *, also: tuple[str, ...] = ()) -> None:
+    """Register a model whose `ciphertext` holds secrets sealed with these keys."""
+    if not any(entry[0] is model for entry in SEALED):
+        SEALED.append((model, what, also))

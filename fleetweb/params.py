@@ -7,6 +7,8 @@ import dataclasses
 import re
 from collections.abc import Callable
 
+from django import forms
+
 
 def clean_all(params: tuple[Param, ...] | list[Param], values: dict) -> dict:
     """Every declared parameter's cleaned value (defaults for those not given); ParamError naming each bad one, and
@@ -43,8 +45,8 @@ class Param:
     kind: str
     default: object
     help: str
-    min_value: int | None = None
-    max_value: int | None = None
+    min_value: int | float | None = None
+    max_value: int | float | None = None
     required: bool = False  # a list that must not be empty
     pattern: str | None = None  # each string (or list item) must match
     check_item: Callable[[str], str] | None = None  # a list item's problem ("" when fine), after `pattern`
@@ -52,6 +54,7 @@ class Param:
     # "union" (every item required), "intersection" (only items every assignment allows), "any" (required if
     # either requires it), "max" or "min".
     merge: str = ""
+    label: str = ""  # what a form calls it (default: its name)
 
     def strictest(self, values: list) -> object:
         """The strictest of several assignments' (cleaned) values, by `merge`."""
@@ -64,6 +67,28 @@ class Param:
         if self.merge in ("max", "min"):
             return max(values) if self.merge == "max" else min(values)
         raise ValueError(f"parameter {self.name}: unknown merge '{self.merge}'")
+
+    def form_field(self, *, required: bool = True) -> forms.Field:
+        """The form field that asks for it (the value is cleaned again by `clean`); `required=False`: blank keeps
+        what there was."""
+        label = self.label or self.name
+        low, high = self.min_value, self.max_value
+        if self.kind == "bool":
+            return forms.BooleanField(required=False, initial=self.default, help_text=self.help, label=label)
+        if self.kind == "int":
+            return forms.IntegerField(initial=self.default, help_text=self.help, label=label, required=required,
+                                      min_value=None if low is None else int(low),
+                                      max_value=None if high is None else int(high))
+        if self.kind == "float":
+            return forms.FloatField(initial=self.default, help_text=self.help, label=label, required=required,
+                                    min_value=None if low is None else float(low),
+                                    max_value=None if high is None else float(high))
+        if self.kind == "list":
+            values = self.default if isinstance(self.default, list | tuple) else []
+            return forms.CharField(required=False, initial="\n".join(str(v) for v in values),
+                                   help_text=self.help + " (one per line)", widget=forms.Textarea(attrs={"rows": 3}),
+                                   label=label)
+        return forms.CharField(required=False, initial=self.default, help_text=self.help, label=label)
 
     def clean(self, value) -> object:
         if value is None or value == "":

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "axes",
     "fleetweb",
     "inventory",
+    "notifications",
     "governance",
     "rollouts",
 ]
@@ -124,14 +125,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("FLEETWEB_CELERY_EAGER", False)
 CELERY_TASK_ROUTES = {
     "inventory.tasks.sync_cluster": {"queue": "sync"},
-    "inventory.tasks.deliver": {"queue": "notify"},  # a slow receiver holds up other messages, never a sync
+    "notifications.tasks.deliver": {"queue": "notify"},  # a slow receiver holds up other messages, never a sync
     "rollouts.*": {"queue": "rollouts"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
     "schedule-due-syncs": {"task": "inventory.tasks.schedule_due_syncs", "schedule": 5.0},
     "mark-stale-clusters": {"task": "inventory.tasks.mark_stale_clusters", "schedule": 30.0},
-    "evaluate-alerts": {"task": "inventory.tasks.evaluate_alerts",
+    "evaluate-alerts": {"task": "notifications.tasks.evaluate_alerts",
                         "schedule": float(env_int("FLEETWEB_ALERT_INTERVAL", 15, minimum=1))},
     "advance-due-rollouts": {"task": "rollouts.tasks.advance_due_rollouts", "schedule": 3.0},
     "requeue-dry-runs": {"task": "rollouts.tasks.requeue_dry_runs", "schedule": 30.0},
@@ -244,7 +245,7 @@ SPECTACULAR_SETTINGS = {
     # Violations' severity and alert rules' min_severity are one choice set: one enum in the schema.
     "ENUM_NAME_OVERRIDES": {"SeverityEnum": "inventory.choices.Severity",
                             "WorkloadKindEnum": "inventory.choices.WorkloadKind",
-                            "ChannelKindEnum": "inventory.choices.ChannelKind"},
+                            "ChannelKindEnum": "notifications.choices.ChannelKind"},
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "fleetweb.api.declare_errors"],
     # Swagger UI served from Fleetweb itself, not a CDN: self-hosted consoles often have no internet.
@@ -354,7 +355,7 @@ if not FLEETWEB_LOCAL_LOGIN and not FLEETWEB_OIDC_ISSUER:
     raise ConfigError("FLEETWEB_LOCAL_LOGIN=false needs single sign-on (FLEETWEB_OIDC_ISSUER): nobody could sign in")
 # /metrics (fleetweb/metrics.py): served only with a bearer token; unset means disabled.
 FLEETWEB_METRICS_TOKEN = env_str("FLEETWEB_METRICS_TOKEN")
-# Notifications (inventory/notifications.py): alert rules are evaluated every FLEETWEB_ALERT_INTERVAL seconds;
+# Notifications (notifications/alerting.py): alert rules are evaluated every FLEETWEB_ALERT_INTERVAL seconds;
 # when one evaluation has more than FLEETWEB_ALERT_DIGEST_OVER messages for one channel, it sends one digest
 # instead. A delivery is tried FLEETWEB_DELIVERY_ATTEMPTS times with backoff. Email goes through the SMTP server
 # FLEETWEB_EMAIL_HOST (email channels are refused while it is unset).

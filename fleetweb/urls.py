@@ -18,9 +18,11 @@ urlpatterns = [
     path("accounts/tokens/<int:pk>/revoke/", token_views.revoke, name="token_revoke"),
     path("accounts/service-accounts/", token_views.service_account_create, name="service_account_create"),
     path("", include("inventory.urls")),  # clusters/, groups/
+    path("", include("notifications.urls")),  # notifications/
     path("", include("governance.urls")),  # policies/, compliance/, audit/
     path("", include("rollouts.urls")),  # applications/, rollouts/
     path("api/v1/", include("inventory.api.urls")),
+    path("api/v1/", include("notifications.api.urls")),
     path("api/v1/", include("governance.api.urls")),
     path("api/v1/", include("rollouts.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

@@ -1,42 +1,50 @@
-"""Governance's part of alerting (inventory/notifications.py): group scores below a rule's threshold and
+"""Governance's part of alerting (notifications/alerting.py): group scores below a rule's threshold and
 failing enforcement installs are conditions; a violation opened (or reopened) at or above a rule's severity
 is an event, sent from the evaluation that found it."""
 
 from __future__ import annotations
 
-from inventory import notifications
-from inventory.choices import SEVERITY_RANK, NotifyEvent
+from fleetweb.params import Param
+from governance.choices import EnforcementState
+from governance.compliance import group_scores
+from governance.models import Enforcement
+from inventory.choices import SEVERITY_RANK
 from inventory.models import Cluster, ClusterGroup
-from inventory.notifications import Finding, Message, condition, link
+from notifications import alerting, events
+from notifications.alerting import Finding, Message, link
+
+GROUP_SCORE = "group.score_low"
+ENFORCEMENT_FAILED = "enforcement.failed"
+VIOLATION_OPENED = "violation.opened"
 
 
-@condition(NotifyEvent.GROUP_SCORE)
+@events.condition(GROUP_SCORE, "group compliance score below the threshold", params=(
+    Param("score_below", "float", 80.0, "Alert when a group's compliance score is below this (0-100)", min_value=0.1,
+          max_value=100, label="Group score below"),))
 def _group_score_low(rule, scope, now):
     """Groups scoring under `score_below`: every group for a platform rule, the team's own groups (over the
     team's clusters only) for a team's rule."""
-    from governance.compliance import group_scores
 
     groups = ClusterGroup.objects.all() if rule.team_id is None else ClusterGroup.objects.filter(teams=rule.team_id)
     groups = list(groups.only("pk", "name"))
     if not groups:
         return {}, set()
     scores = group_scores(groups, within=scope)
+    below = float(events.param(rule, "score_below"))
     found = {}
     for group in groups:
         score = scores[group.pk]["score"]
-        if score is not None and score < rule.score_below:
+        if score is not None and score < below:
             found[f"group:{group.pk}"] = Finding(
-                state=f"below {rule.score_below:g}", subject=f"group {group.name} compliance",
-                text=f"score {score:.1f} is below {rule.score_below:g}; "
+                state=f"below {below:g}", subject=f"group {group.name} compliance",
+                text=f"score {score:.1f} is below {below:g}; "
                      f"{scores[group.pk]['open_violations']} open violation(s)",
                 url=link(f"/groups/{group.name}/"), data={"group": group.name, "score": round(score, 1)})
     return found, set()
 
 
-@condition(NotifyEvent.ENFORCEMENT_FAILED)
+@events.condition(ENFORCEMENT_FAILED, "enforcement install failing")
 def _enforcement_failed(rule, scope, now):
-    from governance.choices import EnforcementState
-    from governance.models import Enforcement
 
     rows = Enforcement.objects.filter(state=EnforcementState.FAILED, assignment__isnull=False)
     if scope is not None:
@@ -58,7 +66,7 @@ def violations_opened(opened: list[tuple[int, str, str, str, str, str]]) -> None
     reopened: an evaluation that opened none asks nothing; one that did asks first whether any rule listens."""
     if not opened:
         return
-    rules = notifications.active_rules([NotifyEvent.VIOLATION_OPENED])
+    rules = alerting.active_rules([VIOLATION_OPENED])
     if not rules:
         return
     clusters = dict((pk, (name, env)) for pk, name, env in Cluster.objects.filter(
@@ -68,10 +76,13 @@ def violations_opened(opened: list[tuple[int, str, str, str, str, str]]) -> None
         cluster, environment = clusters.get(cluster_id, ("?", ""))
         where = f"{namespace}/{name}" if namespace else name
         messages.append(Message(
-            event=NotifyEvent.VIOLATION_OPENED, title=f"{severity} violation of {rule_key} on {cluster}",
+            event=VIOLATION_OPENED, title=f"{severity} violation of {rule_key} on {cluster}",
             text=f"{kind} {where}", severity="critical" if severity == "critical" else "warning",
             url=link(f"/compliance/violations/?cluster={cluster}"), clusters=(cluster_id,),
             environments=(environment,), rank=SEVERITY_RANK.get(severity, 3),
             data={"cluster": cluster, "rule": rule_key, "severity": severity, "kind": kind, "namespace": namespace,
                   "name": name}))
-    notifications.emit(*messages, rules=rules)
+    alerting.emit(*messages, rules=rules)
+
+
+events.register(events.Event(VIOLATION_OPENED, "new open violation at or above the severity"))

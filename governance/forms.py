@@ -9,20 +9,6 @@ from governance.choices import Mode
 from inventory.models import ClusterGroup
 
 
-def _param_field(p: rules.Param) -> forms.Field:
-    if p.kind == "bool":
-        return forms.BooleanField(required=False, initial=p.default, help_text=p.help, label=p.name)
-    if p.kind == "int":
-        return forms.IntegerField(initial=p.default, min_value=p.min_value, max_value=p.max_value, help_text=p.help,
-                                  label=p.name)
-    if p.kind == "list":
-        values = p.default if isinstance(p.default, list | tuple) else []
-        return forms.CharField(required=False, initial="\n".join(str(v) for v in values),
-                               help_text=p.help + " (one per line)", widget=forms.Textarea(attrs={"rows": 3}),
-                               label=p.name)
-    return forms.CharField(required=False, initial=p.default, help_text=p.help, label=p.name)
-
-
 class AssignmentForm(forms.Form):
     """Group, mode, excluded namespaces and the rule's own parameters (validated by the rule)."""
 
@@ -44,7 +30,7 @@ class AssignmentForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.rule = rule
         for p in rule.params:
-            self.fields[f"param_{p.name}"] = _param_field(p)
+            self.fields[f"param_{p.name}"] = p.form_field()
         if assignment is not None:
             self.fields["group"].disabled = True
         if not rule.enforceable:

@@ -13,4 +13,9 @@ class InventoryConfig(AppConfig):
 
         register_team_roles(team_roles_anywhere)
         querysets.use_access(access_of)
-        from inventory import metrics, notifications  # noqa: F401 - registers the cluster metrics and conditions
+        from fleetweb import crypto
+        from inventory import metrics  # noqa: F401 - registers the cluster metrics
+        from inventory.models import AttachDraft, ClusterCredential
+
+        crypto.sealed(ClusterCredential, "cluster credentials", also=("rotated_at",))
+        crypto.sealed(AttachDraft, "attach drafts")

@@ -123,32 +123,3 @@ class ClusterEventKind(models.TextChoices):
     METADATA = "metadata", "metadata"
     POLICY = "policy", "policy enforcement"
     ROLLOUT = "rollout", "rollout"
-
-
-class ChannelKind(models.TextChoices):
-    WEBHOOK = "webhook", "webhook (signed JSON)"
-    SLACK = "slack", "Slack-compatible incoming webhook"
-    EMAIL = "email", "email"
-
-
-class NotifyEvent(models.TextChoices):
-    """What an alert rule may listen to. The first five are conditions (open, then closed by a recovery);
-    the others are events (one message each)."""
-
-    CLUSTER_STATUS = "cluster.status", "cluster unreachable, unauthorized, TLS error, error or stale (and recovery)"
-    CREDENTIALS_EXPIRING = "cluster.credentials_expiring", "cluster credentials nearing expiry"
-    GROUP_SCORE = "group.score_low", "group compliance score below the threshold"
-    ENFORCEMENT_FAILED = "enforcement.failed", "enforcement install failing"
-    DRIFTED = "application.drifted", "a deployed application changed or deleted by hand (and back in sync)"
-    VIOLATION_OPENED = "violation.opened", "new open violation at or above the severity"
-    AWAITING_APPROVAL = "rollout.awaiting_approval", "rollout stage awaiting approval"
-    ROLLOUT_FAILED = "rollout.failed", "rollout failed"
-    ROLLOUT_SUCCEEDED = "rollout.succeeded", "rollout succeeded"
-    ROLLOUT_ROLLED_BACK = "rollout.rolled_back", "rollout rolled back"
-
-
-class DeliveryState(models.TextChoices):
-    PENDING = "pending", "pending"
-    RETRYING = "retrying", "retrying"
-    SENT = "sent", "sent"
-    FAILED = "failed", "failed"

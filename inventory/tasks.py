@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from inventory import notifications, onboarding, sync
+from inventory import onboarding, sync
 
 
 @shared_task(soft_time_limit=270, time_limit=300, acks_late=True)
@@ -30,19 +30,3 @@ def mark_stale_clusters() -> int:
 def test_attach_connection(draft_id: str) -> str:
     """Test the connection of what an attach draft holds (its id only: the credentials stay encrypted in it)."""
     return onboarding.run_test(draft_id)
-
-
-@shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
-def evaluate_alerts() -> int:
-    """Run by beat every FLEETWEB_ALERT_INTERVAL seconds: open and close alerts, queue their messages."""
-    return notifications.evaluate()
-
-
-@shared_task(bind=True, acks_late=True, ignore_result=True, soft_time_limit=30, time_limit=45, max_retries=None)
-def deliver(self, delivery_id: int) -> str:
-    """Send one notification (its id only: the channel's URL and secrets never travel in a task message);
-    retried with backoff until FLEETWEB_DELIVERY_ATTEMPTS attempts were made."""
-    state, retry_in = notifications.attempt(delivery_id)
-    if retry_in is not None:
-        raise self.retry(countdown=retry_in)
-    return state

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from inventory import notification_views, sso_views, team_views, views
+from inventory import sso_views, team_views, views
 
 app_name = "inventory"
 urlpatterns = [
@@ -24,16 +24,6 @@ urlpatterns = [
     path("groups/<slug:name>/", views.group_detail, name="group_detail"),
     path("groups/<slug:name>/edit/", views.group_edit, name="group_edit"),
     path("groups/<slug:name>/delete/", views.group_delete, name="group_delete"),
-    path("notifications/", notification_views.notification_list, name="notifications"),
-    path("notifications/channels/new/", notification_views.channel_create, name="channel_create"),
-    path("notifications/channels/<int:pk>/", notification_views.channel_detail, name="channel_detail"),
-    path("notifications/channels/<int:pk>/test/", notification_views.channel_test, name="channel_test"),
-    path("notifications/channels/<int:pk>/delete/", notification_views.channel_delete, name="channel_delete"),
-    path("notifications/rules/new/", notification_views.rule_create, name="rule_create"),
-    path("notifications/rules/<int:pk>/", notification_views.rule_edit, name="rule_edit"),
-    path("notifications/rules/<int:pk>/delete/", notification_views.rule_delete, name="rule_delete"),
-    path("notifications/deliveries/", notification_views.delivery_list, name="delivery_list"),
-    path("notifications/deliveries/<int:pk>/", notification_views.delivery_detail, name="delivery_detail"),
     path("teams/", team_views.team_list, name="team_list"),
     path("teams/sign-on/", sso_views.mapping_list, name="sso_mappings"),
     path("teams/sign-on/<int:pk>/delete/", sso_views.mapping_delete, name="sso_mapping_delete"),

@@ -7,7 +7,7 @@ Two kinds of things alert:
   per subject: opened once when the condition is found (for cluster states, after it held for the rule's
   hold-down, so a flapping cluster does not alert), closed once by a recovery message when it is gone (also
   after the hold-down). A subject failing in another way while its alert is open (unreachable, then
-  unauthorized) stays that one alert. Apps above inventory add conditions with `condition(event)`.
+  unauthorized) stays that one alert. Each app registers its conditions and events (`notifications.events`).
 - **Events** (a violation opened, a rollout awaiting approval, failed, succeeded, rolled back) are sent as
   they happen (`emit`), in the transaction that made them.
 
@@ -31,11 +31,14 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from fleetweb import metrics
 from fleetweb.queueing import enqueue, enqueue_after_commit
-from inventory import channels
-from inventory.choices import ALERTING_STATUSES, SEVERITY_RANK, ClusterStatus, DeliveryState, NotifyEvent
-from inventory.models import Alert, AlertRule, Cluster, Delivery, Team
+from inventory.choices import SEVERITY_RANK, ClusterStatus
+from inventory.models import Team
 from inventory.teams import scopes_of
+from notifications import channels, events
+from notifications.choices import DeliveryState
+from notifications.models import Alert, AlertRule, Delivery
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +77,6 @@ class Finding:
     cluster_id: int | None = None
     environment: str = ""
     data: dict = dataclasses.field(default_factory=dict)
-
-
-# event -> fn(rule, scope or None, now) -> (findings by key, keys to leave as they are for now)
-CONDITIONS: dict[str, Callable] = {}
-
-
-def condition(event: str) -> Callable:
-    def decorator(fn):
-        CONDITIONS[event] = fn
-        return fn
-    return decorator
 
 
 def link(path: str) -> str:
@@ -159,14 +151,15 @@ def evaluate(*, now=None) -> int:
     with transaction.atomic():
         rules = list(AlertRule.objects.filter(enabled=True, channel__enabled=True).select_related("channel")
                      .select_for_update(skip_locked=True, of=("self",)))
-        rules = [r for r in rules if set(r.events) & set(CONDITIONS)]
+        conditions = events.conditions()
+        rules = [r for r in rules if set(r.events) & set(conditions)]
         scopes = Scopes(rules)
         for rule in rules:
             for event in rule.events:
-                if event in CONDITIONS:
+                if event in conditions:
                     try:
                         with transaction.atomic():  # a savepoint: a failed query leaves the others usable
-                            pairs += _reconcile(rule, event, scopes.of(rule), now)
+                            pairs += _reconcile(rule, event, conditions[event], scopes.of(rule), now)
                     except Exception:  # one broken condition must not stop the others
                         log.exception("alert rule %s: condition %s failed", rule.pk, event)
         deliveries = queue(pairs)
@@ -174,8 +167,8 @@ def evaluate(*, now=None) -> int:
     return len(deliveries)
 
 
-def _reconcile(rule: AlertRule, event: str, scope, now) -> list[tuple[AlertRule, Message]]:
-    found, held = CONDITIONS[event](rule, scope, now)
+def _reconcile(rule: AlertRule, event: str, condition: Callable, scope, now) -> list[tuple[AlertRule, Message]]:
+    found, held = condition(rule, scope, now)
     open_alerts = {a.key: a for a in Alert.objects.filter(rule=rule, event=event, closed_at__isnull=True)}
     out = []
     for key, finding in found.items():
@@ -209,50 +202,6 @@ def _reconcile(rule: AlertRule, event: str, scope, now) -> list[tuple[AlertRule,
 _CRITICAL = {ClusterStatus.UNREACHABLE, ClusterStatus.UNAUTHORIZED, ClusterStatus.TLS_ERROR, "expired"}
 
 
-def _clusters_of(rule: AlertRule, scope):
-    rows = Cluster.objects.all()
-    if scope is not None:
-        rows = rows.filter(pk__in=scope)
-    if rule.environments:
-        rows = rows.filter(environment__in=rule.environments)
-    return rows
-
-
-@condition(NotifyEvent.CLUSTER_STATUS)
-def _cluster_status(rule: AlertRule, scope, now):
-    """Clusters in an alerting status for at least the hold-down; any cluster whose status changed within it is
-    left as it is (neither opened nor closed), which is what holds a flapping cluster down."""
-    since = now - timedelta(seconds=rule.hold_down)
-    found, held = {}, set()
-    rows = (_clusters_of(rule, scope).filter(Q(status__in=ALERTING_STATUSES) | Q(status_changed_at__gt=since))
-            .values_list("pk", "name", "status", "status_reason", "status_changed_at", "environment"))
-    for pk, name, status, reason, changed_at, environment in rows:
-        key = f"cluster:{pk}"
-        if changed_at is not None and changed_at > since:
-            held.add(key)
-        elif status in ALERTING_STATUSES:
-            found[key] = Finding(state=status, subject=f"cluster {name}", text=reason, cluster_id=pk,
-                                 url=link(f"/clusters/{name}/"), environment=environment,
-                                 data={"cluster": name, "environment": environment, "status": status})
-    return found, held
-
-
-@condition(NotifyEvent.CREDENTIALS_EXPIRING)
-def _credentials_expiring(rule: AlertRule, scope, now):
-    horizon = now + timedelta(days=rule.expiry_days)
-    found = {}
-    rows = (_clusters_of(rule, scope).filter(credentials_expire_at__lte=horizon)
-            .values_list("pk", "name", "credentials_expire_at", "environment"))
-    for pk, name, expires, environment in rows:
-        state = "expired" if expires <= now else f"expires in {max(1, (expires - now).days)} day(s)"
-        found[f"credentials:{pk}"] = Finding(
-            state="expired" if expires <= now else "expiring", subject=f"credentials of cluster {name}",
-            text=f"{state} ({expires:%Y-%m-%d %H:%M} UTC); replace them on the cluster's Edit page", cluster_id=pk,
-            url=link(f"/clusters/{name}/edit/"), environment=environment,
-            data={"cluster": name, "expires_at": expires.isoformat()})
-    return found, set()
-
-
 # ---------------------------------------------------------------------------------------------
 # Deliveries
 
@@ -275,7 +224,7 @@ def queue(pairs: list[tuple[AlertRule, Message]]) -> list[Delivery]:
                               payload=m.payload()) for rule, m in items]
     rows = Delivery.objects.bulk_create(rows)
     for row in rows:
-        enqueue_after_commit("inventory.tasks.deliver", row.pk, what=f"notification delivery #{row.pk}")
+        enqueue_after_commit("notifications.tasks.deliver", row.pk, what=f"notification delivery #{row.pk}")
     return rows
 
 
@@ -303,7 +252,7 @@ def requeue_stuck(*, now=None) -> int:
             | Q(state=DeliveryState.RETRYING, last_attempt_at__lt=now - timedelta(seconds=900)))
     stuck = list(Delivery.objects.filter(lost).values_list("pk", flat=True)[:500])
     for pk in stuck:
-        enqueue("inventory.tasks.deliver", pk, what=f"notification delivery #{pk}")
+        enqueue("notifications.tasks.deliver", pk, what=f"notification delivery #{pk}")
     return len(stuck)
 
 
@@ -341,7 +290,6 @@ def attempt(delivery_id: int) -> tuple[str, float | None]:
             delivery.state = DeliveryState.FAILED
         delivery.save(update_fields=["attempts", "last_attempt_at", "answer", "state", "sent_at"])
     if delivery.state == DeliveryState.FAILED:
-        from fleetweb import metrics
 
         metrics.DELIVERY_FAILURES.labels(kind=delivery.channel.kind).inc()
     return delivery.state, retry_in

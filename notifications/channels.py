@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 
 from fleetweb import outbound
-from inventory.choices import ChannelKind
+from notifications.choices import ChannelKind
 
 SCHEMES = ("https", "http")
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 10

@@ -19,12 +19,15 @@ from django.utils import timezone
 from fleetweb import outbound
 from fleetweb.audit import record
 from fleetweb.errors import ServiceError
-from inventory import channels
-from inventory.choices import ChannelKind, DeliveryState, Environment, NotifyEvent, Severity
-from inventory.models import AlertRule, Channel, Delivery, Team
-from inventory.notifications import Message
+from inventory.choices import Environment, Severity
+from inventory.models import Team
 from inventory.teams import require
 from inventory.validators import dns_label_problem
+from notifications import channels
+from notifications import events as _events
+from notifications.alerting import Message
+from notifications.choices import ChannelKind, DeliveryState
+from notifications.models import AlertRule, Channel, Delivery
 
 MAX_RECIPIENTS = 20
 
@@ -140,18 +143,21 @@ def delete_channel(channel: Channel, *, user, source_ip: str = "") -> None:
 def rule_view(rule: AlertRule) -> dict:
     return {"name": rule.name, "team": team_name(rule), "channel": rule.channel.name,
             "events": list(rule.events), "environments": list(rule.environments), "min_severity": rule.min_severity,
-            "score_below": rule.score_below, "hold_down": rule.hold_down, "expiry_days": rule.expiry_days,
+            "hold_down": rule.hold_down, **{p.name: _events.param(rule, p.name) for p in _events.params()},
             "enabled": rule.enabled}
 
 
-RULE_FIELDS = ("events", "environments", "min_severity", "score_below", "hold_down", "expiry_days", "enabled")
+RULE_FIELDS = ("events", "environments", "min_severity", "hold_down", "enabled")
 
 
 def save_rule(*, user, name: str, channel: Channel, team: Team | None = None, events=(), environments=(),
-              min_severity: str = Severity.HIGH, score_below: float = 80.0, hold_down: int = 120,
-              expiry_days: int = 14, enabled: bool = True, rule: AlertRule | None = None,
-              source_ip: str = "") -> AlertRule:
-    """Create an alert rule (rule None) or change one."""
+              min_severity: str = Severity.HIGH, hold_down: int = 120, enabled: bool = True,
+              rule: AlertRule | None = None, params: dict | None = None, source_ip: str = "",
+              **param_values) -> AlertRule:
+    """Create an alert rule (rule None) or change one. `params` (or each by name, `score_below=75`): the declared
+    parameters of the conditions (notifications.events), checked as each declares; those not given keep the
+    rule's value, or take their default."""
+    event_keys = events  # the argument's name is the API field's; the module is _events
     _check(user, team)
     if rule is not None:
         _check(user, rule.team)
@@ -164,10 +170,10 @@ def save_rule(*, user, name: str, channel: Channel, team: Team | None = None, ev
     if channel.team_id != (team.pk if team else None):
         errors["channel"] = ("Choose one of the team's own channels." if team is not None
                              else "Choose one of the platform's channels (a team's channel gets only its team's).")
-    events = list(dict.fromkeys(events))
-    if not events:
+    chosen = list(dict.fromkeys(event_keys))
+    if not chosen:
         errors["events"] = "Choose at least one event."
-    elif unknown := [e for e in events if e not in NotifyEvent.values]:
+    elif unknown := [e for e in chosen if e not in _events.EVENTS]:
         errors["events"] = f"Unknown events: {', '.join(map(str, unknown))[:200]}."
     environments = list(dict.fromkeys(environments))
     if bad := [e for e in environments if e not in Environment.values]:
@@ -175,22 +181,20 @@ def save_rule(*, user, name: str, channel: Channel, team: Team | None = None, ev
     if min_severity not in Severity.values:
         errors["min_severity"] = f"One of {', '.join(Severity.values)}."
     try:
-        score_below = float(score_below)
-        if not 0 < score_below <= 100:
+        if not 0 <= int(hold_down) <= 86400:
             raise ValueError
     except (TypeError, ValueError):
-        errors["score_below"] = "A score between 0 and 100."
-    for field, value, low, high in (("hold_down", hold_down, 0, 86400), ("expiry_days", expiry_days, 1, 365)):
-        try:
-            if not low <= int(value) <= high:
-                raise ValueError
-        except (TypeError, ValueError):
-            errors[field] = f"A whole number from {low} to {high}."
+        errors["hold_down"] = "A whole number from 0 to 86400."
+    given = {**(dict(rule.params or {}) if rule is not None else {}), **(params or {}), **param_values}
+    cleaned: dict = {}
+    try:
+        cleaned = _events.clean_params(given)
+    except _events.ParamError as exc:
+        errors.update(exc.errors)
     if errors:
         raise ServiceError(errors)
-    values = {"events": events, "environments": environments, "min_severity": min_severity,
-              "score_below": score_below, "hold_down": int(hold_down), "expiry_days": int(expiry_days),
-              "enabled": bool(enabled)}
+    values = {"events": chosen, "environments": environments, "min_severity": min_severity,
+              "hold_down": int(hold_down), "params": cleaned, "enabled": bool(enabled)}
     with transaction.atomic():
         before = rule_view(rule) if rule is not None else None
         if rule is None:

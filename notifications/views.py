@@ -1,6 +1,6 @@
 """Notification pages: channels and alert rules (list, create, edit, delete, send a test message), the delivery
 log with each payload and answer. Everyone with a role sees the channels, rules and deliveries of their scope
-(a team's for its members, all for global roles); changes go through inventory.notification_services."""
+(a team's for its members, all for global roles); changes go through notifications.services."""
 
 from __future__ import annotations
 
@@ -17,10 +17,13 @@ from fleetweb.decorators import role_required
 from fleetweb.errors import ServiceError, add_to_form
 from fleetweb.roles import VIEWER
 from fleetweb.web import client_ip
-from inventory import notification_services as services
-from inventory.choices import ChannelKind, DeliveryState, Environment, NotifyEvent, Severity
-from inventory.models import AlertRule, Channel, Delivery, Team
+from inventory.choices import Environment, Severity
+from inventory.models import Team
 from inventory.teams import can
+from notifications import events as event_types
+from notifications import services
+from notifications.choices import ChannelKind, DeliveryState
+from notifications.models import AlertRule, Channel, Delivery
 
 PAGE_SIZE = 50
 
@@ -92,18 +95,22 @@ class RuleForm(forms.Form):
     team = forms.ChoiceField(required=False)
     name = forms.CharField(max_length=100)
     channel = ChannelChoiceField(queryset=Channel.objects.none())
-    events = forms.MultipleChoiceField(choices=NotifyEvent.choices, widget=forms.CheckboxSelectMultiple)
+    events = forms.MultipleChoiceField(choices=event_types.choices, widget=forms.CheckboxSelectMultiple)
     environments = forms.MultipleChoiceField(choices=Environment.choices, required=False,
                                              widget=forms.CheckboxSelectMultiple, help_text="None: every environment.")
     min_severity = forms.ChoiceField(choices=Severity.choices, initial=Severity.HIGH, label="Violations from severity")
-    score_below = forms.FloatField(initial=80, min_value=0.1, max_value=100, label="Group score below")
     hold_down = forms.IntegerField(initial=120, min_value=0, max_value=86400, label="Hold-down (seconds)",
                                    help_text="A cluster must stay in a state this long before it alerts or recovers.")
-    expiry_days = forms.IntegerField(initial=14, min_value=1, max_value=365, label="Credentials expiring within (days)")
     enabled = forms.BooleanField(required=False, initial=True)
+
+    @property
+    def param_fields(self) -> list[forms.BoundField]:
+        return [self[param.name] for param in event_types.params()]
 
     def __init__(self, *args, user, rule: AlertRule | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        for param in event_types.params():  # each condition's declared parameters, checked again by the service
+            self.fields[param.name] = param.form_field(required=False)
         _choices(self, "team").choices = _manageable_teams(user)
         manageable = [t.pk for t in Team.objects.visible_to(user) if can(user, "manage_notifications", t)]
         channels = Channel.objects.filter(team__in=manageable)
@@ -121,7 +128,7 @@ class RuleForm(forms.Form):
 def notification_list(request) -> HttpResponseBase:
     channels = Channel.objects.visible_to(request.user).select_related("team")
     rules = AlertRule.objects.visible_to(request.user).select_related("team", "channel")
-    return render(request, "inventory/notifications.html", {
+    return render(request, "notifications/notifications.html", {
         "channels": channels, "rules": rules, "can_add": bool(_manageable_teams(request.user)),
         "no_base_url": not settings.FLEETWEB_BASE_URL})
 
@@ -145,7 +152,7 @@ def _channel_form(request, channel: Channel | None) -> HttpResponseBase:
             messages.success(request, f"Channel {saved.name} saved.")
             return redirect(saved.get_absolute_url())
     status = 400 if request.method == "POST" else 200
-    return render(request, "inventory/channel_form.html", {"form": form, "channel": channel}, status=status)
+    return render(request, "notifications/channel_form.html", {"form": form, "channel": channel}, status=status)
 
 
 @role_required(VIEWER, teams=True)
@@ -164,7 +171,7 @@ def channel_detail(request, pk: int) -> HttpResponseBase:
     if request.method == "POST":
         return _channel_form(request, channel)
     deliveries = channel.deliveries.order_by("-created_at")[:20]
-    return render(request, "inventory/channel_detail.html", {
+    return render(request, "notifications/channel_detail.html", {
         "channel": channel, "deliveries": deliveries, "rules": channel.rules.order_by("name"),
         "can_manage": can(request.user, "manage_notifications", channel.team),
         "form": ChannelForm(user=request.user, channel=channel, initial=_channel_initial(channel))})
@@ -176,7 +183,7 @@ def channel_test(request, pk: int) -> HttpResponseBase:
     channel = _visible_channel(request, pk)
     delivery = services.send_test(channel, user=request.user, source_ip=client_ip(request))
     if request.htmx:  # the answer, and the channel's deliveries with it (out of band: the table is elsewhere)
-        return render(request, "inventory/partials/_test_delivery.html",
+        return render(request, "notifications/partials/_test_delivery.html",
                       {"delivery": delivery, "deliveries": channel.deliveries.order_by("-created_at")[:20]})
     level = messages.success if delivery.state == DeliveryState.SENT else messages.error
     level(request, f"Test message: {delivery.get_state_display()} ({delivery.answer}).")
@@ -189,30 +196,33 @@ def channel_delete(request, pk: int) -> HttpResponseBase:
     channel = _visible_channel(request, pk)
     services.delete_channel(channel, user=request.user, source_ip=client_ip(request))
     messages.success(request, f"Channel {channel.name} deleted.")
-    return redirect("inventory:notifications")
+    return redirect("notifications:notifications")
 
 
 def _rule_form(request, rule: AlertRule | None) -> HttpResponseBase:
     initial = None
     if rule is not None:
         initial = {"team": services.team_name(rule), "name": rule.name, "channel": rule.channel,
-                   **{f: getattr(rule, f) for f in services.RULE_FIELDS}}
+                   **{f: getattr(rule, f) for f in services.RULE_FIELDS},
+                   **{p.name: event_types.param(rule, p.name) for p in event_types.params()}}
     form = RuleForm(request.POST or None, user=request.user, rule=rule, initial=initial)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:
             team = rule.team if rule is not None else _team_named(request.user, d["team"])
+            params = {p.name: d[p.name] for p in event_types.params() if d.get(p.name) is not None}
             saved = services.save_rule(user=request.user, rule=rule, team=team, name=d["name"], channel=d["channel"],
-                                       **{f: d[f] for f in services.RULE_FIELDS}, source_ip=client_ip(request))
+                                       **{f: d[f] for f in services.RULE_FIELDS}, source_ip=client_ip(request),
+                                       params=params)
         except ServiceError as exc:
             if exc.status in (403, 404):  # not theirs to change: the refusal page, not a form error
                 raise
             add_to_form(form, exc)
         else:
             messages.success(request, f"Alert rule {saved.name} saved.")
-            return redirect("inventory:notifications")
+            return redirect("notifications:notifications")
     status = 400 if request.method == "POST" else 200
-    return render(request, "inventory/rule_form.html", {"form": form, "rule": rule}, status=status)
+    return render(request, "notifications/rule_form.html", {"form": form, "rule": rule}, status=status)
 
 
 @role_required(VIEWER, teams=True)
@@ -235,7 +245,7 @@ def rule_delete(request, pk: int) -> HttpResponseBase:
     rule = get_object_or_404(AlertRule.objects.visible_to(request.user).select_related("team"), pk=pk)
     services.delete_rule(rule, user=request.user, source_ip=client_ip(request))
     messages.success(request, f"Alert rule {rule.name} deleted.")
-    return redirect("inventory:notifications")
+    return redirect("notifications:notifications")
 
 
 def visible_deliveries(user) -> QuerySet:
@@ -251,7 +261,7 @@ def delivery_list(request) -> HttpResponseBase:
     if channel.isdigit():
         rows = rows.filter(channel_id=int(channel))
     page = Paginator(rows.order_by("-created_at", "-pk"), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "inventory/delivery_list.html", {
+    return render(request, "notifications/delivery_list.html", {
         "page": page, "states": DeliveryState.choices, "state": state, "filters": request.GET,
         "channels": Channel.objects.visible_to(request.user).order_by("name"), "channel": channel})
 
@@ -259,4 +269,4 @@ def delivery_list(request) -> HttpResponseBase:
 @role_required(VIEWER, teams=True)
 def delivery_detail(request, pk: int) -> HttpResponseBase:
     delivery = get_object_or_404(visible_deliveries(request.user), pk=pk)
-    return render(request, "inventory/delivery_detail.html", {"delivery": delivery})
+    return render(request, "notifications/delivery_detail.html", {"delivery": delivery})

@@ -1,18 +1,25 @@
-"""Rollouts' part of alerting (inventory/notifications.py): a deployed application that drifted (a field
+"""Rollouts' part of alerting (notifications/alerting.py): a deployed application that drifted (a field
 Fleetweb applied changed by another field manager) or lost an object is a condition, open until a check finds it
-in sync again (Re-apply, auto-correct, or the change undone by hand)."""
+in sync again (Re-apply, auto-correct, or the change undone by hand); a stage awaiting approval and a rollout
+failed, succeeded or rolled back are events, sent by `rollouts.services.notify`."""
 
 from __future__ import annotations
 
 from django.db.models import Q
 
-from inventory.choices import NotifyEvent
-from inventory.notifications import Finding, condition, link
+from notifications import events
+from notifications.alerting import Finding, link
 from rollouts.choices import DriftState
 from rollouts.models import Drift
 
+DRIFTED = "application.drifted"
+AWAITING_APPROVAL = "rollout.awaiting_approval"
+ROLLOUT_FAILED = "rollout.failed"
+ROLLOUT_SUCCEEDED = "rollout.succeeded"
+ROLLOUT_ROLLED_BACK = "rollout.rolled_back"
 
-@condition(NotifyEvent.DRIFTED)
+
+@events.condition(DRIFTED, "a deployed application changed or deleted by hand (and back in sync)")
 def _drifted(rule, scope, now):
     """Deployments drifted or missing, on the clusters the rule sees; a team's rule: of the team's own applications
     (owned or approved) on its clusters, never the platform's or another team's on a shared cluster."""
@@ -39,3 +46,9 @@ def _drifted(rule, scope, now):
             data={"application": app.name, "cluster": cluster.name, "state": drift.state,
                   "revision": drift.revision.number if drift.revision else None, "managers": managers})
     return found, set()
+
+
+events.register(events.Event(AWAITING_APPROVAL, "rollout stage awaiting approval"))
+events.register(events.Event(ROLLOUT_FAILED, "rollout failed"))
+events.register(events.Event(ROLLOUT_SUCCEEDED, "rollout succeeded"))
+events.register(events.Event(ROLLOUT_ROLLED_BACK, "rollout rolled back"))

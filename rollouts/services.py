@@ -18,13 +18,15 @@ from django.utils import timezone
 from fleetweb.audit import record
 from fleetweb.queueing import enqueue_after_commit
 from fleetweb.roles import ADMIN, has_role
-from inventory import notifications, selectors
+from inventory import selectors
 from inventory.access import FLEETWEB_NAMESPACE
-from inventory.choices import Environment, NotifyEvent
+from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup, Team
 from inventory.teams import can, deploy_refusal, require, team_scope
 from inventory.validators import dns_label_problem
+from notifications import alerting
 from rollouts import drift, dryrun, manifests, ownership
+from rollouts.alerts import AWAITING_APPROVAL, ROLLOUT_FAILED, ROLLOUT_ROLLED_BACK, ROLLOUT_SUCCEEDED
 from rollouts.choices import (
     ACTIVE_ROLLOUT_STATES,
     FINISHED_ROLLOUT_STATES,
@@ -554,10 +556,9 @@ def rollback_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
 # Notifications
 
 
-# Rollout events -> the alert rules' events (inventory.choices.NotifyEvent) they are sent as.
-ALERT_EVENTS = {"stage.awaiting_approval": NotifyEvent.AWAITING_APPROVAL,
-                "rollout.failed": NotifyEvent.ROLLOUT_FAILED, "rollout.succeeded": NotifyEvent.ROLLOUT_SUCCEEDED,
-                "rollout.rolled_back": NotifyEvent.ROLLOUT_ROLLED_BACK}
+# Rollout events -> the alert rules' events (registered in rollouts/alerts.py) they are sent as.
+ALERT_EVENTS = {"stage.awaiting_approval": AWAITING_APPROVAL, "rollout.failed": ROLLOUT_FAILED,
+                "rollout.succeeded": ROLLOUT_SUCCEEDED, "rollout.rolled_back": ROLLOUT_ROLLED_BACK}
 
 
 def notify(event: str, rollout: Rollout, *, stage: Stage | None = None) -> None:
@@ -582,27 +583,26 @@ def notify(event: str, rollout: Rollout, *, stage: Stage | None = None) -> None:
 
 
 def _alert(event: str, rollout: Rollout, stage: Stage | None) -> None:
-    rules = notifications.active_rules([event])
+    rules = alerting.active_rules([event])
     if not rules:
         return
     app = rollout.application
     teams: tuple[int, ...]
-    if event == NotifyEvent.AWAITING_APPROVAL:
+    if event == AWAITING_APPROVAL:
         teams = (app.approving_team_id,) if app.approving_team_id else ()
     else:
         teams = tuple(t for t in {app.owner_team_id, app.approver_team_id} if t)
     targets = (stage.targets if stage is not None else Target.objects.filter(stage__rollout=rollout))
     clusters = list(targets.values_list("cluster_id", "cluster__environment", "cluster__name"))
-    what: str = {NotifyEvent.AWAITING_APPROVAL: f"stage {stage.name if stage else ''} awaits approval",
-            NotifyEvent.ROLLOUT_FAILED: "failed", NotifyEvent.ROLLOUT_SUCCEEDED: "succeeded",
-            NotifyEvent.ROLLOUT_ROLLED_BACK: "rolled back"}[NotifyEvent(event)]
+    what: str = {AWAITING_APPROVAL: f"stage {stage.name if stage else ''} awaits approval",
+                 ROLLOUT_FAILED: "failed", ROLLOUT_SUCCEEDED: "succeeded", ROLLOUT_ROLLED_BACK: "rolled back"}[event]
     names = sorted({name for _, _, name in clusters})
-    notifications.emit(notifications.Message(
+    alerting.emit(alerting.Message(
         event=event, title=f"{app.name} revision {rollout.revision.number}: {what}",
         text=f"rollout #{rollout.pk} on {', '.join(names[:10])}" + (f" and {len(names) - 10} more" if len(names) > 10
                                                                    else ""),
-        severity="critical" if event == NotifyEvent.ROLLOUT_FAILED else "info",
-        url=notifications.link(rollout.get_absolute_url()), teams=teams, by_team=True,
+        severity="critical" if event == ROLLOUT_FAILED else "info",
+        url=alerting.link(rollout.get_absolute_url()), teams=teams, by_team=True,
         clusters=tuple({pk for pk, _, _ in clusters}), environments=tuple({env for _, env, _ in clusters}),
         data={"rollout": rollout.pk, "application": app.name, "revision": rollout.revision.number,
               "state": rollout.state, "stage": stage.name if stage else "", "clusters": names}), rules=rules)

@@ -9,7 +9,7 @@ from django.conf import settings
 
 from fleetweb import metrics
 from fleetweb.queueing import send_safely
-from inventory import channels
+from notifications import channels
 from rollouts import corrections, dryrun, engine
 from rollouts.models import Rollout
 

@@ -10,13 +10,10 @@ from rest_framework import serializers
 from inventory import credentials, kubeconfigs, services
 from inventory.choices import Environment
 from inventory.models import (
-    AlertRule,
-    Channel,
     Cluster,
     ClusterAddon,
     ClusterEvent,
     ClusterGroup,
-    Delivery,
     Namespace,
     Node,
     ProblemPod,
@@ -277,46 +274,6 @@ class ClusterEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = ClusterEvent
         fields = ("id", "cluster", "cluster_name", "at", "kind", "summary", "before", "after", "actor")
-        read_only_fields = fields
-
-
-class ChannelSerializer(serializers.ModelSerializer):
-    """A notification channel. `url` and `secret` are written, never read back: `destination` shows the URL's host
-    (or the email addresses)."""
-
-    team = VisibleSlugField(slug_field="name", queryset=Team.objects.all(), required=False, allow_null=True)
-    url = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=2048)
-    secret = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=256)
-    recipients = serializers.ListField(child=serializers.CharField(max_length=254), required=False)
-
-    class Meta:
-        model = Channel
-        fields = ("id", "name", "team", "kind", "destination", "url", "secret", "recipients", "enabled", "created_at",
-                  "updated_at")
-        read_only_fields = ("id", "destination", "created_at", "updated_at")
-        validators: list = []  # the service checks the name per team (and says so in the field's words)
-
-
-class AlertRuleSerializer(serializers.ModelSerializer):
-    team = VisibleSlugField(slug_field="name", queryset=Team.objects.all(), required=False, allow_null=True)
-    channel = VisibleRelatedField(queryset=Channel.objects.all())
-    events = serializers.ListField(child=serializers.CharField(max_length=40), allow_empty=False)
-    environments = serializers.ListField(child=serializers.CharField(max_length=16), required=False)
-
-    class Meta:
-        model = AlertRule
-        fields = ("id", "name", "team", "channel", "events", "environments", "min_severity", "score_below",
-                  "hold_down", "expiry_days", "enabled", "created_at", "updated_at")
-        read_only_fields = ("id", "created_at", "updated_at")
-
-
-class DeliverySerializer(serializers.ModelSerializer):
-    channel_name = serializers.CharField(source="channel.name", read_only=True)
-
-    class Meta:
-        model = Delivery
-        fields = ("id", "channel", "channel_name", "rule", "event", "title", "payload", "state", "attempts", "answer",
-                  "is_test", "created_at", "last_attempt_at", "sent_at")
         read_only_fields = fields
 
 

@@ -13,9 +13,6 @@ router.register("problem-pods", views.ProblemPodViewSet, basename="problempod")
 router.register("sync-runs", views.SyncRunViewSet, basename="syncrun")
 router.register("groups", views.ClusterGroupViewSet, basename="group")
 router.register("teams", views.TeamViewSet, basename="team")
-router.register("notification-channels", views.ChannelViewSet, basename="channel")
-router.register("alert-rules", views.AlertRuleViewSet, basename="alertrule")
-router.register("notification-deliveries", views.DeliveryViewSet, basename="delivery")
 
 app_name = "api"
 urlpatterns = router.urls

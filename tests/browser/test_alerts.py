@@ -8,7 +8,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from inventory.choices import ClusterEventKind
-from inventory.models import AlertRule, Channel, ClusterEvent
+from inventory.models import ClusterEvent
+from notifications.models import AlertRule, Channel
 from tests.browser.test_onboarding import log_in
 from tests.builders import make_cluster, make_user
 

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from inventory import notification_services, services, sync
-from inventory.choices import ChannelKind, ClusterEventKind, ClusterStatus, NotifyEvent
+from inventory import services, sync
+from inventory.choices import ClusterEventKind, ClusterStatus
 from inventory.models import Cluster, ClusterEvent
 from localfleet import binaries
 from localfleet.pytest_plugin import require
+from notifications import services as notification_services
+from notifications.choices import ChannelKind
 from tests.builders import make_user
 from tests.conftest import wait_for
 
@@ -42,7 +44,7 @@ def test_stopped_member_alerts_once_and_recovers_once(member, celery_beat, http_
                                               recipients="oncall@example.com")
     for channel in (hook, mail):
         notification_services.save_rule(user=admin, name=f"prod down {channel.name}", channel=channel,
-                                        events=[NotifyEvent.CLUSTER_STATUS], environments=["prod"],
+                                        events=["cluster.status"], environments=["prod"],
                                         hold_down=HOLD_DOWN)
 
     def messages(state: str) -> list:

@@ -15,10 +15,11 @@ import yaml
 from kubernetes import client as k8s
 
 from fleetweb.models import AuditEvent
-from inventory import notification_services
 from inventory import services as inventory_services
-from inventory.choices import ChannelKind, ClusterEventKind, NotifyEvent
+from inventory.choices import ClusterEventKind
 from inventory.models import ClusterEvent
+from notifications import services as notification_services
+from notifications.choices import ChannelKind
 from rollouts import services
 from rollouts.choices import DriftState, RolloutState
 from rollouts.models import Deployed, Drift, Rollout
@@ -79,7 +80,7 @@ def test_hand_changes_show_as_drift_alert_and_reapply_restores_the_deployed_revi
     group = inventory_services.create_group(name="drift-dev", selector="name=drift-dev", user=admin_user)
     hook = notification_services.save_channel(user=admin_user, name="drift-hook", kind=ChannelKind.WEBHOOK,
                                               url=http_receiver.url("/drift"), secret="s" * 20)
-    notification_services.save_rule(user=admin_user, name="drift", channel=hook, events=[NotifyEvent.DRIFTED],
+    notification_services.save_rule(user=admin_user, name="drift", channel=hook, events=["application.drifted"],
                                     hold_down=0)
     app = services.create_application(name="drifty", namespace=NAMESPACE, manifests_text=MANIFESTS,
                                       user=admin_user)

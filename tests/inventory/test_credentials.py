@@ -8,7 +8,8 @@ from django.core.management import call_command
 
 from fleetweb import crypto
 from fleetweb.env import ConfigError
-from inventory.models import Channel, ClusterCredential
+from inventory.models import ClusterCredential
+from notifications.models import Channel
 from tests.builders import make_cluster
 
 pytestmark = pytest.mark.django_db

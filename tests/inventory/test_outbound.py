@@ -124,8 +124,8 @@ def test_private_ranges_are_chosen_per_purpose(strict):
 
 def test_team_operator_cannot_point_a_channel_at_a_private_address(strict, db):
     from fleetweb.errors import ServiceError
-    from inventory.models import Channel
-    from inventory.notification_services import check_channel_url
+    from notifications.models import Channel
+    from notifications.services import check_channel_url
 
     with pytest.raises(ServiceError, match="private network 10.0.0.0/8, which is not allowed for channel URLs"):
         check_channel_url("https://10.0.0.5/hook")

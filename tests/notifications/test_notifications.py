@@ -4,6 +4,7 @@ real SMTP server, retries, the delivery log, and who may change channels and rul
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -13,11 +14,13 @@ import pytest
 from django.utils import timezone
 
 from fleetweb.models import AuditEvent
-from inventory import notification_services as services
-from inventory import notifications
-from inventory.choices import ChannelKind, ClusterStatus, DeliveryState, NotifyEvent
+from inventory.choices import ClusterStatus
 from inventory.credentials import expiry_of
-from inventory.models import Alert, AlertRule, Channel, Cluster, Delivery, Team, TeamMember
+from inventory.models import Cluster, Team, TeamMember
+from notifications import alerting as notifications
+from notifications import events, services
+from notifications.choices import ChannelKind, DeliveryState
+from notifications.models import Alert, AlertRule, Channel, Delivery
 from tests.builders import make_cluster, make_user
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +40,7 @@ def hook(receiver, admin, *, name="ops", path="/hook", team=None, kind=ChannelKi
 
 def rule_for(channel, admin, *events, team=None, hold_down=0, **fields) -> AlertRule:
     return services.save_rule(user=admin, name=f"rule-{channel.name}", channel=channel, team=team,
-                              events=list(events) or [NotifyEvent.CLUSTER_STATUS], hold_down=hold_down, **fields)
+                              events=list(events) or ["cluster.status"], hold_down=hold_down, **fields)
 
 
 def down(cluster: Cluster, status=ClusterStatus.UNREACHABLE, *, ago: float = 600, reason="connection refused"):
@@ -151,7 +154,7 @@ def test_credentials_expiry_from_a_jwt(http_receiver, admin):
     soon = int((timezone.now() + timedelta(days=3)).timestamp())
     assert expiry_of({"method": "token", "token": jwt(soon)}).timestamp() == soon
     assert expiry_of({"method": "token", "token": "opaque-token"}) is None
-    rule_for(hook(http_receiver, admin), admin, NotifyEvent.CREDENTIALS_EXPIRING, expiry_days=7)
+    rule_for(hook(http_receiver, admin), admin, "cluster.credentials_expiring", expiry_days=7)
     make_cluster("far", credentials_expire_at=timezone.now() + timedelta(days=30))
     make_cluster("near", credentials_expire_at=timezone.now() + timedelta(days=3))
     assert notifications.evaluate() == 1
@@ -197,7 +200,7 @@ def test_a_members_words_cannot_become_a_slack_link_or_a_mail_header(http_receiv
     [message] = smtp_server.wait(1)
     assert message["subject"] == "[Fleetweb] cluster evil: unreachable"
     assert "<https://evil.example/login|Re-authenticate here>" in message["body"]  # plain text, shown as it is
-    from inventory.channels import header_text
+    from notifications.channels import header_text
     assert header_text("a\r\nBcc: victim@example.com") == "a Bcc: victim@example.com"
 
 
@@ -310,7 +313,7 @@ def test_editing_keeps_the_stored_url_and_secret(http_receiver, admin):
 def test_violation_alert_respects_the_rule_severity(http_receiver, admin):
     from governance.alerts import violations_opened
 
-    rule_for(hook(http_receiver, admin), admin, NotifyEvent.VIOLATION_OPENED, min_severity="high")
+    rule_for(hook(http_receiver, admin), admin, "violation.opened", min_severity="high")
     cluster = make_cluster("v1")
     violations_opened([(cluster.pk, "no-privileged", "critical", "Pod", "web", "api-0"),
                        (cluster.pk, "require-limits", "medium", "Deployment", "web", "api")])
@@ -328,9 +331,9 @@ def test_awaiting_approval_goes_to_the_approver_team_only(http_receiver, admin):
     make_cluster("pay-prod", environment="prod", owner="payments")
     for team, path in ((owners, "/owners"), (approvers, "/approvers")):
         rule_for(hook(http_receiver, admin, name=team.name, path=path, team=team), admin,
-                 NotifyEvent.AWAITING_APPROVAL, NotifyEvent.ROLLOUT_FAILED, team=team)
+                 "rollout.awaiting_approval", "rollout.failed", team=team)
     platform = hook(http_receiver, admin, name="platform", path="/platform")
-    rule_for(platform, admin, NotifyEvent.AWAITING_APPROVAL)
+    rule_for(platform, admin, "rollout.awaiting_approval")
     app = rollout_services.create_application(name="pay", namespace="pay", manifests_text=MANIFESTS, user=admin,
                                               owner_team=owners, approver_team=approvers)
     rollout = rollout_services.create_rollout(revision=app.revisions.get(), user=admin,
@@ -381,7 +384,7 @@ def test_operator_cannot_create_platform_channels_or_rules(http_receiver, admin,
         hook(http_receiver, admin, name="mine", user=team_operator)
     assert refused.value.status == 403
     with pytest.raises(services.ServiceError):
-        services.save_rule(user=team_operator, name="steal", channel=platform, events=[NotifyEvent.CLUSTER_STATUS])
+        services.save_rule(user=team_operator, name="steal", channel=platform, events=["cluster.status"])
     with pytest.raises(services.ServiceError):
         services.send_test(platform, user=team_operator)
     with pytest.raises(services.ServiceError):
@@ -396,14 +399,14 @@ def test_operator_cannot_route_another_teams_events_or_platform_events_to_their_
     own = hook(http_receiver, admin, name="pay", team=payments)
     web_channel = hook(http_receiver, admin, name="webc", team=web)
     with pytest.raises(services.ServiceError) as refused:
-        services.save_rule(user=team_operator, name="x", team=web, channel=own, events=[NotifyEvent.CLUSTER_STATUS])
+        services.save_rule(user=team_operator, name="x", team=web, channel=own, events=["cluster.status"])
     assert refused.value.status == 403
     with pytest.raises(services.ServiceError) as refused:  # own team, someone else's channel
         services.save_rule(user=team_operator, name="x", team=payments, channel=web_channel,
-                           events=[NotifyEvent.CLUSTER_STATUS])
+                           events=["cluster.status"])
     assert "team's own channels" in str(refused.value.errors["channel"])
     with pytest.raises(services.ServiceError):  # a platform rule (every cluster) sending to the team's channel
-        services.save_rule(user=admin, name="x", channel=own, events=[NotifyEvent.CLUSTER_STATUS])
+        services.save_rule(user=admin, name="x", channel=own, events=["cluster.status"])
     assert not AlertRule.objects.exists()
 
 
@@ -454,7 +457,7 @@ def test_group_score_and_failing_enforcement_conditions(http_receiver, admin):
     from governance.models import Enforcement, PolicyAssignment, PolicyResult
     from inventory.models import ClusterGroup
 
-    rule_for(hook(http_receiver, admin), admin, NotifyEvent.GROUP_SCORE, NotifyEvent.ENFORCEMENT_FAILED,
+    rule_for(hook(http_receiver, admin), admin, "group.score_low", "enforcement.failed",
              score_below=75)
     group = ClusterGroup.objects.create(name="prod", selector="environment=prod")
     clusters = [make_cluster(f"p{i}", environment="prod") for i in range(4)]
@@ -497,8 +500,9 @@ def test_one_broken_condition_does_not_stop_the_others(http_receiver, admin, mon
             cursor.execute("SELECT * FROM no_such_table")  # a failed query inside the evaluation's transaction
         return {}, set()
 
-    monkeypatch.setitem(notifications.CONDITIONS, NotifyEvent.GROUP_SCORE, broken)
-    rule_for(hook(http_receiver, admin), admin, NotifyEvent.GROUP_SCORE, NotifyEvent.CLUSTER_STATUS)
+    monkeypatch.setitem(events.EVENTS, "group.score_low",
+                        dataclasses.replace(events.EVENTS["group.score_low"], condition=broken))
+    rule_for(hook(http_receiver, admin), admin, "group.score_low", "cluster.status")
     down(make_cluster("still-alerts"))
     assert notifications.evaluate() == 1
     assert Delivery.objects.get().title == "cluster still-alerts: unreachable"

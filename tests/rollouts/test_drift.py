@@ -12,9 +12,10 @@ from django.utils import timezone
 
 from fleetweb.models import AuditEvent
 from inventory import port, team_services
-from inventory.choices import ClusterStatus, NotifyEvent
-from inventory.models import AlertRule, Cluster
-from inventory.notifications import CONDITIONS
+from inventory.choices import ClusterStatus
+from inventory.models import Cluster
+from notifications.events import conditions
+from notifications.models import AlertRule
 from rollouts import corrections, drift, manifests, rendering, services
 from rollouts.choices import DriftState
 from rollouts.models import Deployed, Drift
@@ -186,15 +187,15 @@ def test_transitions_are_on_the_clusters_history_and_raise_the_alert_condition(d
     _store(deployed, [DRIFTED_ROW])
     summary = ClusterEvent.objects.filter(cluster=deployed.cluster).latest("at").summary
     assert summary == "web revision 1 drifted: Deployment web: spec.replicas (by kubectl-scale)"
-    rule = AlertRule(name="r", events=[NotifyEvent.DRIFTED], environments=[])
-    found, _ = CONDITIONS[NotifyEvent.DRIFTED](rule, None, timezone.now())
+    rule = AlertRule(name="r", events=["application.drifted"], environments=[])
+    found, _ = conditions()["application.drifted"](rule, None, timezone.now())
     [finding] = found.values()
     assert finding.subject == "web on a-1" and finding.state == "drifted"
     assert "spec.replicas" in finding.text and "kubectl-scale" in finding.text
-    assert CONDITIONS[NotifyEvent.DRIFTED](rule, frozenset(), timezone.now())[0] == {}, "a team sees its own only"
+    assert conditions()["application.drifted"](rule, frozenset(), timezone.now())[0] == {}, "a team sees its own only"
     _store(deployed, [{**DRIFTED_ROW, "state": DriftState.IN_SYNC, "fields": []}])
     assert ClusterEvent.objects.filter(cluster=deployed.cluster).latest("at").summary == "web revision 1 back in sync"
-    assert CONDITIONS[NotifyEvent.DRIFTED](rule, None, timezone.now())[0] == {}
+    assert conditions()["application.drifted"](rule, None, timezone.now())[0] == {}
 
 
 def test_a_check_made_against_an_older_revision_is_void(deployed, admin_user):
@@ -344,8 +345,8 @@ def test_a_check_that_cannot_reach_the_cluster_keeps_the_last_known_state(deploy
     row = Drift.objects.get(deployed=deployed)
     assert row.state == DriftState.DRIFTED and row.error.startswith("connection refused")
     assert row.objects_state == [DRIFTED_ROW], "what was last seen stays shown"
-    rule = AlertRule(name="r", events=[NotifyEvent.DRIFTED], environments=[])
-    assert CONDITIONS[NotifyEvent.DRIFTED](rule, None, timezone.now())[0], "no false recovery"
+    rule = AlertRule(name="r", events=["application.drifted"], environments=[])
+    assert conditions()["application.drifted"](rule, None, timezone.now())[0], "no false recovery"
 
 
 # --- fields an application leaves to others (drift_ignore) -------------------------------------------

@@ -11,7 +11,8 @@ from django.utils import timezone
 from governance import services as governance_services
 from governance.models import Enforcement
 from inventory import services as inventory_services
-from inventory.models import AlertRule, Channel, Cluster
+from inventory.models import Cluster
+from notifications.models import AlertRule, Channel
 from rollouts import services
 from rollouts.models import Application, Deployed, Drift, Rollout
 from tests.conftest import api_client_for
@@ -83,7 +84,7 @@ def test_team_operator_cannot_learn_whether_other_clusters_match_a_selector(org)
 
 
 def test_a_teams_rule_gets_no_drift_of_the_platforms_application_on_a_shared_cluster(org, admin_user):
-    from inventory.choices import ChannelKind, NotifyEvent
+    from notifications.choices import ChannelKind
     from rollouts.alerts import _drifted
 
     shared = Cluster.objects.get(name="pay-prod")
@@ -97,7 +98,7 @@ def test_a_teams_rule_gets_no_drift_of_the_platforms_application_on_a_shared_clu
         Drift.objects.create(deployed=deployed, revision=app.latest_revision, state="drifted", objects_state=[])
     channel = Channel.objects.create(name="pay-hook", kind=ChannelKind.WEBHOOK, team=org["teams"]["payments"])
     rule = AlertRule.objects.create(name="pay-drift", team=org["teams"]["payments"], channel=channel,
-                                    events=[NotifyEvent.DRIFTED])
+                                    events=["application.drifted"])
     from inventory.teams import team_scope
 
     found, _held = _drifted(rule, team_scope(org["teams"]["payments"].pk), timezone.now())

@@ -1,5 +1,6 @@
-"""Re-encrypt every stored secret under the first key of FLEETWEB_ENCRYPTION_KEYS: cluster credentials, alert
-channels' URLs and signing secrets, and attach drafts still waiting.
+"""Re-encrypt every stored secret under the first key of FLEETWEB_ENCRYPTION_KEYS: whatever the apps registered as
+sealed (`fleetweb.crypto.sealed`): cluster credentials, attach drafts still waiting, alert channels' URLs and
+signing secrets.
 
 Rotation: put a new key first (`NEW,OLD`), run this, then drop OLD.
 """
@@ -9,7 +10,6 @@ from django.db import transaction
 
 from fleetweb import crypto
 from fleetweb.audit import record
-from inventory.models import AttachDraft, Channel, ClusterCredential
 
 
 class Command(BaseCommand):
@@ -18,15 +18,15 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         counts = {}
         with transaction.atomic():
-            for model, fields in ((ClusterCredential, ["ciphertext", "rotated_at"]), (Channel, ["ciphertext"]),
-                                  (AttachDraft, ["ciphertext"])):
+            for model, what, also in crypto.SEALED:
                 count = 0
-                rows = model.objects.select_for_update().exclude(ciphertext="").order_by("pk").only("pk", "ciphertext")
+                rows = (model.objects.select_for_update()  # type: ignore[attr-defined]
+                        .exclude(ciphertext="").order_by("pk").only("pk", "ciphertext"))
                 for row in rows:
                     row.ciphertext = crypto.rotate(row.ciphertext)
-                    row.save(update_fields=fields)
+                    row.save(update_fields=["ciphertext", *also])
                     count += 1
-                counts[model._meta.verbose_name_plural] = count
+                counts[what] = count
             summary = ", ".join(f"{n} {name}" for name, n in counts.items())
             record(user=None, action="credentials.rotate", message=f"re-encrypted {summary}")
         self.stdout.write(f"Re-encrypted {summary} under the first key.")
