@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from django.conf import settings
 from django.template.defaultfilters import pluralize
 
-from inventory import decode, kinds, port
+from inventory import decode, kinds, nodefacts, port
 from inventory.choices import ClusterStatus, WorkloadKind, workload_unavailable
 
 MAX_LIST_RESTARTS = 3
@@ -108,13 +108,13 @@ class _Reader:
     def fold_node(self, _kind: str, items: list[decode.Node]) -> None:
         for n in items:
             labels = n.metadata.labels
-            provider = decode.detect_provider(n.spec.provider_id, labels)
+            provider = nodefacts.detect_provider(n.spec.provider_id, labels)
             self.s.node_providers[provider] += 1
             cond = {c.type: c.status for c in n.status.conditions}
             info = n.status.node_info
             self.s.nodes.append({
                 **self._meta(n.metadata),
-                "roles": decode.node_roles(labels),
+                "roles": nodefacts.node_roles(labels),
                 "kubelet_version": info.kubelet_version,
                 "os_image": info.os_image,
                 "kernel_version": info.kernel_version,
@@ -123,7 +123,7 @@ class _Reader:
                 "zone": labels.get("topology.kubernetes.io/zone", ""),
                 "region": labels.get("topology.kubernetes.io/region", ""),
                 "instance_type": labels.get("node.kubernetes.io/instance-type", ""),
-                "pool": decode.node_pool(labels, settings.FLEETWEB_NODE_POOL_LABEL),
+                "pool": nodefacts.node_pool(labels, settings.FLEETWEB_NODE_POOL_LABEL),
                 "provider_id": n.spec.provider_id,
                 "cpu_capacity_millis": decode.cpu_millis(n.status.capacity.get("cpu")),
                 "memory_capacity_bytes": decode.to_int(n.status.capacity.get("memory")),

@@ -1,5 +1,5 @@
 """Node pools: a cluster's nodes grouped by the pool their provider's labels name (`Node.pool`, set by the
-collector through `decode.node_pool`), each with its counts, kubelet versions, OS images, instance types, zones
+collector through `nodefacts.node_pool`), each with its counts, kubelet versions, OS images, instance types, zones
 and allocatable CPU and memory. One grouped query over the nodes, whatever the number of clusters."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from fleetweb import leases, metrics
-from inventory import addons, collector, history, port, readiness
+from inventory import addons, collector, history, nodefacts, port, readiness
 from inventory.choices import ClusterStatus, SyncOutcome, WorkloadKind
 from inventory.models import Cluster, ClusterAddon, Namespace, Node, ProblemPod, SyncRun, Workload
 from inventory.querysets import UNAVAILABLE
@@ -311,7 +311,7 @@ def _update_counters(cluster: Cluster, snapshot: collector.Snapshot) -> None:
     cluster.kubernetes_version = version.get("gitVersion", "")[:64]
     cluster.platform = version.get("platform", "")[:64]
     if snapshot.node_providers:
-        cluster.provider = collector.decode.cluster_provider(dict(snapshot.node_providers))
+        cluster.provider = nodefacts.cluster_provider(dict(snapshot.node_providers))
     if "Node" in complete:
         cluster.node_count = len(snapshot.nodes)
         cluster.ready_node_count = sum(1 for n in snapshot.nodes if n["ready"])

@@ -16,10 +16,10 @@ from fleetweb.roles import ADMIN, VIEWER
 from fleetweb.web import client_ip
 from inventory import team_services
 from inventory.choices import TeamRole
+from inventory.group_views import preview_of
 from inventory.models import Cluster, ClusterGroup, Team, TeamMember
 from inventory.teams import scopes_of, team_scope
 from inventory.validators import validate_dns_label, validate_selector
-from inventory.views import preview_of
 
 
 class TeamForm(forms.Form):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from inventory import sso_views, team_views, views
+from inventory import group_views, sso_views, team_views, views
 
 app_name = "inventory"
 urlpatterns = [
@@ -18,12 +18,12 @@ urlpatterns = [
     path("node-pools/", views.node_pool_list, name="node_pool_list"),
     path("addons/", views.addon_matrix, name="addon_matrix"),
     path("workloads/export.csv", views.workload_export, name="workload_export"),
-    path("groups/", views.group_list, name="group_list"),
-    path("groups/new/", views.group_create, name="group_create"),
-    path("groups/preview/", views.group_preview, name="group_preview"),
-    path("groups/<slug:name>/", views.group_detail, name="group_detail"),
-    path("groups/<slug:name>/edit/", views.group_edit, name="group_edit"),
-    path("groups/<slug:name>/delete/", views.group_delete, name="group_delete"),
+    path("groups/", group_views.group_list, name="group_list"),
+    path("groups/new/", group_views.group_create, name="group_create"),
+    path("groups/preview/", group_views.group_preview, name="group_preview"),
+    path("groups/<slug:name>/", group_views.group_detail, name="group_detail"),
+    path("groups/<slug:name>/edit/", group_views.group_edit, name="group_edit"),
+    path("groups/<slug:name>/delete/", group_views.group_delete, name="group_delete"),
     path("teams/", team_views.team_list, name="team_list"),
     path("teams/sign-on/", sso_views.mapping_list, name="sso_mappings"),
     path("teams/sign-on/<int:pk>/delete/", sso_views.mapping_delete, name="sso_mapping_delete"),

@@ -1,16 +1,21 @@
 """Rollouts' part of alerting (notifications/alerting.py): a deployed application that drifted (a field
 Fleetweb applied changed by another field manager) or lost an object is a condition, open until a check finds it
 in sync again (Re-apply, auto-correct, or the change undone by hand); a stage awaiting approval and a rollout
-failed, succeeded or rolled back are events, sent by `rollouts.services.notify`."""
+failed, succeeded or rolled back are events, sent by `notify` below."""
 
 from __future__ import annotations
 
-from django.db.models import Q
+import uuid
 
-from notifications import events
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from fleetweb.queueing import enqueue_after_commit
+from notifications import alerting, events
 from notifications.alerting import Finding, link
 from rollouts.choices import DriftState
-from rollouts.models import Drift
+from rollouts.models import Drift, Rollout, Stage, Target
 
 DRIFTED = "application.drifted"
 AWAITING_APPROVAL = "rollout.awaiting_approval"
@@ -52,3 +57,55 @@ events.register(events.Event(AWAITING_APPROVAL, "rollout stage awaiting approval
 events.register(events.Event(ROLLOUT_FAILED, "rollout failed"))
 events.register(events.Event(ROLLOUT_SUCCEEDED, "rollout succeeded"))
 events.register(events.Event(ROLLOUT_ROLLED_BACK, "rollout rolled back"))
+
+
+# Rollout events -> the alert rules' events (registered in rollouts/alerts.py) they are sent as.
+ALERT_EVENTS = {"stage.awaiting_approval": AWAITING_APPROVAL, "rollout.failed": ROLLOUT_FAILED,
+                "rollout.succeeded": ROLLOUT_SUCCEEDED, "rollout.rolled_back": ROLLOUT_ROLLED_BACK}
+
+
+def notify(event: str, rollout: Rollout, *, stage: Stage | None = None) -> None:
+    """Tell the alert rules listening (a stage awaiting approval goes to the teams whose approvers approve it), and
+    queue the signed webhook to FLEETWEB_WEBHOOK_URL when it is set; both after commit."""
+    if event in ALERT_EVENTS:
+        _alert(ALERT_EVENTS[event], rollout, stage)
+    if not settings.FLEETWEB_WEBHOOK_URL:
+        return
+    payload = {
+        "event": event, "delivery": str(uuid.uuid4()), "at": timezone.now().isoformat(),
+        "rollout": rollout.pk, "state": rollout.state,
+        "application": rollout.application.name, "revision": rollout.revision.number,
+        "url": f"{settings.FLEETWEB_BASE_URL}{rollout.get_absolute_url()}" if settings.FLEETWEB_BASE_URL else "",
+    }
+    if stage is not None:
+        payload["stage"] = {"name": stage.name, "index": stage.index, "state": stage.state,
+                            "approvals_required": stage.approvals_required,
+                            "clusters": list(stage.targets.values_list("cluster__name", flat=True))}
+    enqueue_after_commit("rollouts.tasks.send_webhook", payload, what=f"webhook {event} of rollout #{rollout.pk}")
+
+
+
+def _alert(event: str, rollout: Rollout, stage: Stage | None) -> None:
+    rules = alerting.active_rules([event])
+    if not rules:
+        return
+    app = rollout.application
+    teams: tuple[int, ...]
+    if event == AWAITING_APPROVAL:
+        teams = (app.approving_team_id,) if app.approving_team_id else ()
+    else:
+        teams = tuple(t for t in {app.owner_team_id, app.approver_team_id} if t)
+    targets = (stage.targets if stage is not None else Target.objects.filter(stage__rollout=rollout))
+    clusters = list(targets.values_list("cluster_id", "cluster__environment", "cluster__name"))
+    what: str = {AWAITING_APPROVAL: f"stage {stage.name if stage else ''} awaits approval",
+                 ROLLOUT_FAILED: "failed", ROLLOUT_SUCCEEDED: "succeeded", ROLLOUT_ROLLED_BACK: "rolled back"}[event]
+    names = sorted({name for _, _, name in clusters})
+    alerting.emit(alerting.Message(
+        event=event, title=f"{app.name} revision {rollout.revision.number}: {what}",
+        text=f"rollout #{rollout.pk} on {', '.join(names[:10])}" + (f" and {len(names) - 10} more" if len(names) > 10
+                                                                   else ""),
+        severity="critical" if event == ROLLOUT_FAILED else "info",
+        url=alerting.link(rollout.get_absolute_url()), teams=teams, by_team=True,
+        clusters=tuple({pk for pk, _, _ in clusters}), environments=tuple({env for _, env, _ in clusters}),
+        data={"rollout": rollout.pk, "application": app.name, "revision": rollout.revision.number,
+              "state": rollout.state, "stage": stage.name if stage else "", "clusters": names}), rules=rules)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from fleetweb.audit import record
 from fleetweb.roles import APPROVER, has_role_anywhere
 from inventory.teams import access_of, can
+from rollouts.alerts import notify
 from rollouts.choices import (
     Decision,
     RolloutState,
@@ -21,7 +22,7 @@ from rollouts.choices import (
 )
 from rollouts.models import Approval, Rollout, Stage
 from rollouts.rendering import overrides_in_effect, refresh_stage, stage_digest, stage_digests
-from rollouts.services import RolloutError, kick, notify
+from rollouts.services import RolloutError, kick
 
 log = logging.getLogger(__name__)
 

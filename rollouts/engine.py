@@ -20,11 +20,8 @@ did not cover is never applied.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -36,8 +33,9 @@ from inventory import history, port
 from inventory import services as inventory_services
 from inventory.choices import ClusterEventKind, Environment
 from inventory.teams import deploy_refusal
-from rollouts import drift, dryrun, gates, manifests, members, ownership, rendering, services
+from rollouts import alerts, drift, dryrun, gates, manifests, members, ownership, rendering
 from rollouts.choices import RolloutState, StageState, TargetState
+from rollouts.fence import Fence, LeaseLost, acquire, release
 from rollouts.models import Deployed, Revision, Rollout, Stage, Target
 
 log = logging.getLogger(__name__)
@@ -45,51 +43,6 @@ POLL = timedelta(seconds=2)
 MAX_STEPS = 50
 # A message queued and not picked up within this time is queued again by beat (the first may be lost).
 QUEUE_GRACE = timedelta(minutes=5)
-
-
-def _lease() -> timedelta:
-    return timedelta(seconds=settings.FLEETWEB_ROLLOUT_LEASE)
-
-
-class LeaseLost(Exception):
-    """This run no longer owns the rollout (another run took the lease) or its state moved on without it."""
-
-
-class Fence:
-    """The token of one engine run; every write of that run goes through `hold`."""
-
-    def __init__(self, rollout_id: int, token: str):
-        self.rollout_id, self.token = rollout_id, token
-        self.expected: str | None = None  # the rollout state the current step started from
-
-    def renew(self) -> None:
-        """Extend the lease; raise LeaseLost when another run holds it now."""
-        if not leases.renew(Rollout, self.rollout_id, self.token, _lease()):
-            raise LeaseLost(f"rollout #{self.rollout_id}: the lease was taken over")
-
-    @contextmanager
-    def hold(self) -> Iterator[None]:
-        """A transaction in which this run may write: the rollout row is locked (actions and decisions lock it
-        too, so they wait or we do), still leased to us and still in the state the step started from."""
-        with transaction.atomic():
-            state = (Rollout.objects.select_for_update().filter(pk=self.rollout_id, lease_token=self.token)
-                     .values_list("state", flat=True).first())
-            if state is None:
-                raise LeaseLost(f"rollout #{self.rollout_id}: the lease was taken over")
-            if self.expected is not None and state != self.expected:
-                raise LeaseLost(f"rollout #{self.rollout_id} is {state} now, not {self.expected}")
-            leases.renew(Rollout, self.rollout_id, self.token, _lease())
-            yield
-
-
-def acquire(rollout_id: int) -> Fence | None:
-    """Take the lease when nobody holds it (or it expired); None when another run holds it."""
-    token = leases.acquire(Rollout, rollout_id, _lease())
-    return Fence(rollout_id, token) if token else None
-
-
-def release(fence: Fence) -> None:
-    leases.release(Rollout, fence.rollout_id, fence.token)
 
 
 def advance(rollout_id: int) -> str:
@@ -162,7 +115,7 @@ def step(rollout: Rollout, fence: Fence) -> bool:
     if stage is None:
         with fence.hold():
             _finish(rollout, RolloutState.SUCCEEDED, "every stage succeeded", now)
-            services.notify("rollout.succeeded", rollout)
+            alerts.notify("rollout.succeeded", rollout)
         return False
     stage.rollout = rollout
     if stage.state in (StageState.PENDING, StageState.AWAITING_APPROVAL):
@@ -195,7 +148,7 @@ def _enter_stage(rollout: Rollout, stage: Stage, fence: Fence, now) -> bool:
             return False
         if stage.approvals_required and stage.state == StageState.PENDING and not verdict.not_yet:
             _set_stage(stage, StageState.AWAITING_APPROVAL, awaiting_since=now)
-            services.notify("stage.awaiting_approval", rollout, stage=stage)
+            alerts.notify("stage.awaiting_approval", rollout, stage=stage)
             return True
         _schedule(fence, verdict.recheck_at)
     return False
@@ -210,7 +163,7 @@ def _refuse_stage(rollout: Rollout, stage: Stage, verdict: gates.Verdict, now) -
     message = f"stage '{stage.name}' refused before it started: {verdict.message}"
     _set_stage(stage, StageState.FAILED, finished_at=now, message=message[:2000])
     _finish(rollout, RolloutState.FAILED, message, now)
-    services.notify("rollout.failed", rollout, stage=stage)
+    alerts.notify("rollout.failed", rollout, stage=stage)
 
 
 def _leave_stage(rollout: Rollout, stage: Stage, fence: Fence, now) -> bool:
@@ -306,7 +259,7 @@ def _fail_stage(rollout: Rollout, stage: Stage, targets: list[Target], fence: Fe
     with fence.hold():
         _set_stage(stage, StageState.FAILED, finished_at=now, message=message)
         _finish(rollout, RolloutState.FAILED, message, now)
-        services.notify("rollout.failed", rollout, stage=stage)
+        alerts.notify("rollout.failed", rollout, stage=stage)
 
 
 def _start_targets(rollout: Rollout, stage: Stage, targets: list[Target], fence: Fence, now) -> bool:
@@ -482,7 +435,7 @@ def _rollback_step(rollout: Rollout, fence: Fence, now) -> bool:
             _finish(rollout, RolloutState.FAILED, f"rollback failed on {', '.join(failed)}", now)
         else:
             _finish(rollout, RolloutState.ROLLED_BACK, f"rolled back on {len(targets)} cluster(s)", now)
-        services.notify("rollout.rolled_back" if not failed else "rollout.failed", rollout)
+        alerts.notify("rollout.rolled_back" if not failed else "rollout.failed", rollout)
     return False
 
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-import uuid
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -24,9 +22,8 @@ from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup, Team
 from inventory.teams import can, deploy_refusal, require, team_scope
 from inventory.validators import dns_label_problem
-from notifications import alerting
 from rollouts import drift, dryrun, manifests, ownership
-from rollouts.alerts import AWAITING_APPROVAL, ROLLOUT_FAILED, ROLLOUT_ROLLED_BACK, ROLLOUT_SUCCEEDED
+from rollouts.alerts import notify
 from rollouts.choices import (
     ACTIVE_ROLLOUT_STATES,
     FINISHED_ROLLOUT_STATES,
@@ -237,52 +234,6 @@ def delete_application(app: Application, *, user, source_ip: str = "") -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Plans
-
-
-def _plan_view(plan: RolloutPlan) -> dict:
-    return {"name": plan.name, "description": plan.description, "stages": plan.stages}
-
-
-def create_plan(*, name: str, user, stages, description: str = "", source_ip: str = "") -> RolloutPlan:
-    """A reusable list of stages, validated like inline stages."""
-    _check_plans(user)
-    cleaned = clean_stages(stages)
-    if RolloutPlan.objects.filter(name=name).exists():
-        raise RolloutError({"name": f"A plan named '{name}' already exists."})
-    with transaction.atomic():
-        plan = RolloutPlan.objects.create(name=name, description=description, stages=cleaned)
-        record(user=user, action="plan.create", target=plan, source_ip=source_ip, after=_plan_view(plan))
-    return plan
-
-
-def update_plan(plan: RolloutPlan, *, user, source_ip: str = "", **changes) -> RolloutPlan:
-    """Change a plan's description or stages (rollouts already created keep the stages they were given)."""
-    _check_plans(user)
-    unknown = set(changes) - {"description", "stages"}
-    if unknown:
-        raise RolloutError({"detail": f"These fields cannot be changed: {', '.join(sorted(unknown))}"})
-    if "stages" in changes:
-        changes["stages"] = clean_stages(changes["stages"])
-    with transaction.atomic():
-        plan = RolloutPlan.objects.select_for_update().get(pk=plan.pk)
-        before = _plan_view(plan)
-        for field, value in changes.items():
-            setattr(plan, field, value)
-        plan.save()
-        record(user=user, action="plan.update", target=plan, source_ip=source_ip, before=before,
-               after=_plan_view(plan))
-    return plan
-
-
-def delete_plan(plan: RolloutPlan, *, user, source_ip: str = "") -> None:
-    _check_plans(user)
-    with transaction.atomic():
-        record(user=user, action="plan.delete", target=plan, source_ip=source_ip, before=_plan_view(plan))
-        plan.delete()
-
-
-# ---------------------------------------------------------------------------------------------
 # Creating a rollout
 
 
@@ -458,10 +409,6 @@ def _claim(rollout: Rollout, allowed: tuple, new_state: str, **fields) -> Rollou
     return rollout
 
 
-def _check_plans(user) -> None:
-    require(user, "edit_plan", message="Plans are shared by every team: only global operators change them.")
-
-
 def pause_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
     """Stop advancing: nothing new is applied until resumed (in-flight applies finish)."""
     check_change(user, rollout.application)
@@ -546,63 +493,3 @@ def rollback_rollout(rollout: Rollout, *, user, source_ip: str = "") -> Rollout:
         notify("rollout.rollback_requested", rollout)
         kick(rollout)
     return rollout
-
-
-# ---------------------------------------------------------------------------------------------
-# Drift: check now, Re-apply
-
-
-# ---------------------------------------------------------------------------------------------
-# Notifications
-
-
-# Rollout events -> the alert rules' events (registered in rollouts/alerts.py) they are sent as.
-ALERT_EVENTS = {"stage.awaiting_approval": AWAITING_APPROVAL, "rollout.failed": ROLLOUT_FAILED,
-                "rollout.succeeded": ROLLOUT_SUCCEEDED, "rollout.rolled_back": ROLLOUT_ROLLED_BACK}
-
-
-def notify(event: str, rollout: Rollout, *, stage: Stage | None = None) -> None:
-    """Tell the alert rules listening (a stage awaiting approval goes to the teams whose approvers approve it), and
-    queue the signed webhook to FLEETWEB_WEBHOOK_URL when it is set; both after commit."""
-    if event in ALERT_EVENTS:
-        _alert(ALERT_EVENTS[event], rollout, stage)
-    if not settings.FLEETWEB_WEBHOOK_URL:
-        return
-    payload = {
-        "event": event, "delivery": str(uuid.uuid4()), "at": timezone.now().isoformat(),
-        "rollout": rollout.pk, "state": rollout.state,
-        "application": rollout.application.name, "revision": rollout.revision.number,
-        "url": f"{settings.FLEETWEB_BASE_URL}{rollout.get_absolute_url()}" if settings.FLEETWEB_BASE_URL else "",
-    }
-    if stage is not None:
-        payload["stage"] = {"name": stage.name, "index": stage.index, "state": stage.state,
-                            "approvals_required": stage.approvals_required,
-                            "clusters": list(stage.targets.values_list("cluster__name", flat=True))}
-    enqueue_after_commit("rollouts.tasks.send_webhook", payload, what=f"webhook {event} of rollout #{rollout.pk}")
-
-
-
-def _alert(event: str, rollout: Rollout, stage: Stage | None) -> None:
-    rules = alerting.active_rules([event])
-    if not rules:
-        return
-    app = rollout.application
-    teams: tuple[int, ...]
-    if event == AWAITING_APPROVAL:
-        teams = (app.approving_team_id,) if app.approving_team_id else ()
-    else:
-        teams = tuple(t for t in {app.owner_team_id, app.approver_team_id} if t)
-    targets = (stage.targets if stage is not None else Target.objects.filter(stage__rollout=rollout))
-    clusters = list(targets.values_list("cluster_id", "cluster__environment", "cluster__name"))
-    what: str = {AWAITING_APPROVAL: f"stage {stage.name if stage else ''} awaits approval",
-                 ROLLOUT_FAILED: "failed", ROLLOUT_SUCCEEDED: "succeeded", ROLLOUT_ROLLED_BACK: "rolled back"}[event]
-    names = sorted({name for _, _, name in clusters})
-    alerting.emit(alerting.Message(
-        event=event, title=f"{app.name} revision {rollout.revision.number}: {what}",
-        text=f"rollout #{rollout.pk} on {', '.join(names[:10])}" + (f" and {len(names) - 10} more" if len(names) > 10
-                                                                   else ""),
-        severity="critical" if event == ROLLOUT_FAILED else "info",
-        url=alerting.link(rollout.get_absolute_url()), teams=teams, by_team=True,
-        clusters=tuple({pk for pk, _, _ in clusters}), environments=tuple({env for _, env, _ in clusters}),
-        data={"rollout": rollout.pk, "application": app.name, "revision": rollout.revision.number,
-              "state": rollout.state, "stage": stage.name if stage else "", "clusters": names}), rules=rules)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rollouts import views
+from rollouts import plan_views, views
 
 app_name = "rollouts"
 urlpatterns = [
@@ -18,10 +18,10 @@ urlpatterns = [
     path("rollouts/", views.rollout_list, name="rollout_list"),
     path("rollouts/approvals/", views.my_approvals, name="my_approvals"),
     path("rollouts/stages/preview/", views.stage_preview, name="stage_preview"),
-    path("rollouts/plans/", views.plan_list, name="plan_list"),
-    path("rollouts/plans/new/", views.plan_create, name="plan_create"),
-    path("rollouts/plans/<slug:name>/edit/", views.plan_edit, name="plan_edit"),
-    path("rollouts/plans/<slug:name>/delete/", views.plan_delete, name="plan_delete"),
+    path("rollouts/plans/", plan_views.plan_list, name="plan_list"),
+    path("rollouts/plans/new/", plan_views.plan_create, name="plan_create"),
+    path("rollouts/plans/<slug:name>/edit/", plan_views.plan_edit, name="plan_edit"),
+    path("rollouts/plans/<slug:name>/delete/", plan_views.plan_delete, name="plan_delete"),
     path("rollouts/<int:pk>/", views.rollout_detail, name="rollout_detail"),
     path("rollouts/<int:pk>/stages/<int:index>/approve/", views.stage_approve, name="stage_approve"),
     path("rollouts/<int:pk>/stages/<int:index>/reject/", views.stage_reject, name="stage_reject"),

@@ -18,10 +18,10 @@ from fleetweb.htmx import htmx_partial
 from fleetweb.roles import OPERATOR, VIEWER
 from fleetweb.web import client_ip
 from inventory.choices import Environment
+from inventory.group_views import preview_of, selector_preview
 from inventory.models import Cluster, ClusterGroup, Team
 from inventory.teams import can, team_scope
-from inventory.views import preview_of, selector_preview
-from rollouts import approvals, corrections, dryrun, evidence, manifests, placement, rendering, services
+from rollouts import approvals, corrections, dryrun, evidence, manifests, placement, plans, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
 from rollouts.forms import (
     ApplicationDeleteForm,
@@ -29,14 +29,13 @@ from rollouts.forms import (
     ApplicationForm,
     DecisionForm,
     OverrideForm,
-    PlanForm,
     RevisionForm,
     RolloutForm,
     StageFormSet,
     builder_stages,
     stage_initial,
 )
-from rollouts.models import Application, Revision, Rollout, RolloutPlan, Stage
+from rollouts.models import Application, Revision, Rollout, Stage
 from rollouts.services import STAGE_DEFAULTS
 
 DEFAULT_STAGES = """- name: canary
@@ -65,7 +64,7 @@ def default_stages(user, app: Application) -> list[dict]:
     return reachable or stages
 
 
-def _stages_field(path: str) -> str:
+def stages_field(path: str) -> str:
     """A stage's error (`stages[1].selector`) goes on the stages box; its message names the stage as people count."""
     return "stages" if path.startswith("stages") else path
 
@@ -283,7 +282,7 @@ def rollout_create(request, name: str) -> HttpResponseBase:
             try:
                 plan = d["plan"] if source == "plan" else None
                 if source == "builder" and d["save_as_plan"]:
-                    plan = services.create_plan(name=d["save_as_plan"], stages=stages, user=request.user,
+                    plan = plans.create_plan(name=d["save_as_plan"], stages=stages, user=request.user,
                                                 source_ip=client_ip(request))
                 rollout = services.create_rollout(revision=d["revision"], plan=plan, stages=stages,
                                                   user=request.user, source_ip=client_ip(request))
@@ -291,7 +290,7 @@ def rollout_create(request, name: str) -> HttpResponseBase:
                 if source == "builder":
                     _errors_to_builder(builder, form, exc)
                 else:
-                    add_to_form(form, exc, field_name=_stages_field)
+                    add_to_form(form, exc, field_name=stages_field)
             else:
                 messages.success(request, f"Rollout of {app.name} r{rollout.revision.number} started.")
                 return redirect(rollout)
@@ -480,62 +479,6 @@ def my_approvals(request) -> HttpResponseBase:
     """Stages awaiting an approval this user may give."""
     stages = list(approvals.pending_approvals_for(request.user).prefetch_related("targets__cluster"))
     return render(request, "rollouts/my_approvals.html", {"stages": stages})
-
-
-# ---------------------------------------------------------------------------------------------
-# Plans
-
-
-@role_required(VIEWER)
-def plan_list(request) -> HttpResponseBase:
-    return render(request, "rollouts/plan_list.html", {"plans": RolloutPlan.objects.visible_to(request.user)})
-
-
-@role_required(OPERATOR)
-def plan_create(request) -> HttpResponseBase:
-    form = PlanForm(request.POST or None, initial={"stages": DEFAULT_STAGES})
-    if request.method == "POST" and form.is_valid():
-        d = form.cleaned_data
-        try:
-            services.create_plan(name=d["name"], description=d["description"], stages=d["stages"],
-                                 user=request.user, source_ip=client_ip(request))
-        except services.RolloutError as exc:
-            add_to_form(form, exc, field_name=_stages_field)
-        else:
-            messages.success(request, f"Plan {d['name']} saved.")
-            return redirect("rollouts:plan_list")
-    return render(request, "rollouts/plan_form.html", {"form": form}, status=400 if request.method == "POST" else 200)
-
-
-@role_required(OPERATOR)
-def plan_edit(request, name: str) -> HttpResponseBase:
-    """Change a plan's description and stages (its name stays: rollouts record the plan they came from by name)."""
-    plan = get_object_or_404(RolloutPlan.objects.visible_to(request.user), name=name)
-    initial = {"name": plan.name, "description": plan.description,
-               "stages": yaml.safe_dump(plan.stages, sort_keys=False)}
-    form = PlanForm(request.POST or None, initial=initial, renaming=False)
-    if request.method == "POST" and form.is_valid():
-        d = form.cleaned_data
-        try:
-            services.update_plan(plan, description=d["description"], stages=d["stages"], user=request.user,
-                                 source_ip=client_ip(request))
-        except services.RolloutError as exc:
-            add_to_form(form, exc, field_name=_stages_field)
-        else:
-            messages.success(request, f"Plan {plan.name} saved.")
-            return redirect("rollouts:plan_list")
-    return render(request, "rollouts/plan_form.html", {"form": form, "plan": plan},
-                  status=400 if request.method == "POST" else 200)
-
-
-@role_required(OPERATOR)
-@require_POST
-def plan_delete(request, name: str) -> HttpResponseBase:
-    """Delete a plan; rollouts made from it keep their stages."""
-    plan = get_object_or_404(RolloutPlan.objects.visible_to(request.user), name=name)
-    services.delete_plan(plan, user=request.user, source_ip=client_ip(request))
-    messages.success(request, f"Plan {name} deleted; rollouts made from it keep their stages.")
-    return redirect("rollouts:plan_list")
 
 
 @role_required(VIEWER)

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from fleetweb.roles import VIEWER
 from fleetweb.web import client_ip
 from inventory.models import Cluster, ClusterGroup
-from rollouts import approvals, corrections, placement, services
+from rollouts import approvals, corrections, placement, plans, services
 from rollouts.api import serializers
 from rollouts.choices import DriftState, StageState
 from rollouts.models import Application, Drift, NamespaceHold, Rollout, RolloutPlan
@@ -108,7 +108,7 @@ class RolloutPlanViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer) -> None:
         data = serializer.validated_data
-        serializer.instance = _call(services.create_plan, name=data["name"], stages=data.get("stages"),
+        serializer.instance = _call(plans.create_plan, name=data["name"], stages=data.get("stages"),
                                     description=data.get("description", ""), user=self.request.user,
                                     source_ip=client_ip(self.request))
 
@@ -116,11 +116,11 @@ class RolloutPlanViewSet(viewsets.ModelViewSet):
         data = dict(serializer.validated_data)
         if "name" in data and data["name"] == serializer.instance.name:
             data.pop("name")
-        serializer.instance = _call(services.update_plan, plan=serializer.instance, user=self.request.user,
+        serializer.instance = _call(plans.update_plan, plan=serializer.instance, user=self.request.user,
                                     source_ip=client_ip(self.request), **data)
 
     def perform_destroy(self, instance) -> None:
-        _call(services.delete_plan, plan=instance, user=self.request.user, source_ip=client_ip(self.request))
+        _call(plans.delete_plan, plan=instance, user=self.request.user, source_ip=client_ip(self.request))
 
 
 class RolloutViewSet(viewsets.ModelViewSet):

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from inventory import decode, kinds
+from inventory import decode, kinds, nodefacts
 from inventory.collector import Snapshot, _Reader
 
 
@@ -78,12 +78,12 @@ def test_bad_quantity_is_an_error_but_node_fields_fall_back_to_zero():
     ("", {}, "unknown"),
 ])
 def test_provider_detection(provider_id, labels, expected):
-    assert decode.detect_provider(provider_id, labels) == expected
+    assert nodefacts.detect_provider(provider_id, labels) == expected
 
 
 def test_cluster_provider_is_the_majority_and_ignores_unknown():
-    assert decode.cluster_provider({"aws": 3, "unknown": 10, "other": 1}) == "aws"
-    assert decode.cluster_provider({}) == "unknown"
+    assert nodefacts.cluster_provider({"aws": 3, "unknown": 10, "other": 1}) == "aws"
+    assert nodefacts.cluster_provider({}) == "unknown"
 
 
 def test_pod_problems():

@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from inventory.decode import DEFAULT_POOL, node_pool
 from inventory.models import Node, Team, TeamMember
+from inventory.nodefacts import DEFAULT_POOL, node_pool
 from tests.builders import make_cluster, make_user
 
 pytestmark = pytest.mark.django_db

@@ -323,6 +323,7 @@ def test_violation_alert_respects_the_rule_severity(http_receiver, admin):
 
 
 def test_awaiting_approval_goes_to_the_approver_team_only(http_receiver, admin):
+    from rollouts import alerts as rollout_alerts
     from rollouts import services as rollout_services
     from tests.rollouts.test_api_and_pages import MANIFESTS
 
@@ -340,8 +341,8 @@ def test_awaiting_approval_goes_to_the_approver_team_only(http_receiver, admin):
                                               stages=[{"name": "prod", "selector": "environment=prod",
                                                        "approvals_required": 1}])
     stage = rollout.stages.get()
-    rollout_services.notify("stage.awaiting_approval", rollout, stage=stage)
-    rollout_services.notify("rollout.failed", rollout, stage=stage)
+    rollout_alerts.notify("stage.awaiting_approval", rollout, stage=stage)
+    rollout_alerts.notify("rollout.failed", rollout, stage=stage)
     send_all()
     assert [r.json()["event"] for r in http_receiver.at("/approvers")] == ["rollout.awaiting_approval",
                                                                            "rollout.failed"]

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from fleetweb.models import AuditEvent
 from inventory import services as inventory_services
-from rollouts import services
+from rollouts import plans, services
 from rollouts.models import Application, Rollout, RolloutPlan
 from tests.builders import make_cluster
 
@@ -50,7 +50,7 @@ def test_plan_create_edit_delete_by_page_each_audited(client, operator):
 
 
 def test_bad_stages_on_edit_name_the_stage_and_keep_what_was_typed(client, operator):
-    services.create_plan(name="p", stages=STAGES, user=operator)
+    plans.create_plan(name="p", stages=STAGES, user=operator)
     client.force_login(operator)
     typed = "- name: canary\n  selector: environment=dev\n  max_paralel: 2\n"
     response = client.post("/rollouts/plans/p/edit/", {"description": "", "stages": typed})
@@ -64,7 +64,7 @@ def test_bad_stages_on_edit_name_the_stage_and_keep_what_was_typed(client, opera
 
 
 def test_viewer_cannot_edit_or_delete_a_plan_through_the_page(client, operator, viewer):
-    services.create_plan(name="p", stages=STAGES, user=operator)
+    plans.create_plan(name="p", stages=STAGES, user=operator)
     client.force_login(viewer)
     assert b"/rollouts/plans/p/edit/" not in client.get("/rollouts/plans/").content
     assert client.post("/rollouts/plans/p/edit/", {"description": "x", "stages": yaml.safe_dump(STAGES[:1])}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from rollouts import services
+from rollouts import plans, services
 from rollouts.models import Rollout, RolloutPlan
 from tests.builders import make_cluster
 
@@ -82,7 +82,7 @@ def test_yaml_and_plans_still_work(client, operator, app):
     assert client.post("/applications/web/rollout/", {"revision": app.latest_revision.pk, "source": "yaml",
                                                       "stages": yaml_stages, "stage-TOTAL_FORMS": 0,
                                                       "stage-INITIAL_FORMS": 0}).status_code == 302
-    services.create_plan(name="p", stages=[{"name": "all", "selector": "environment in (dev,prod)"}], user=operator)
+    plans.create_plan(name="p", stages=[{"name": "all", "selector": "environment in (dev,prod)"}], user=operator)
     plan = RolloutPlan.objects.get(name="p")
     Rollout.objects.all().update(state="succeeded")
     assert client.post("/applications/web/rollout/", {"revision": app.latest_revision.pk, "source": "plan",
