@@ -15,14 +15,16 @@ from django.views.decorators.http import require_POST
 from fleetweb.decorators import role_required
 from fleetweb.errors import add_to_form
 from fleetweb.htmx import htmx_partial
+from fleetweb.lists import filtered
 from fleetweb.roles import OPERATOR, VIEWER
 from fleetweb.web import client_ip
 from inventory.choices import Environment
 from inventory.group_views import preview_of, selector_preview
-from inventory.models import Cluster, ClusterGroup, Team
+from inventory.models import Cluster, ClusterGroup
 from inventory.teams import can, team_scope
 from rollouts import approvals, corrections, dryrun, evidence, manifests, placement, plans, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
+from rollouts.filtersets import RolloutFilterSet
 from rollouts.forms import (
     ApplicationDeleteForm,
     ApplicationEditForm,
@@ -366,13 +368,8 @@ def _revision_findings(request, matched) -> dict:
 def rollout_list(request) -> HttpResponseBase:
     queryset = Rollout.objects.visible_to(request.user).select_related("application", "revision", "requested_by")
     state = request.GET.get("state", "")
-    if team := request.GET.get("team", "").strip():  # the team switcher: that team's applications
-        queryset = queryset.filter(application__owner_team__in=Team.objects.visible_to(request.user).filter(name=team))
-    if state == "active":
-        queryset = queryset.filter(state__in=[*ACTIVE_ROLLOUT_STATES, RolloutState.PAUSED])
-    elif state in RolloutState.values:
-        queryset = queryset.filter(state=state)
-    page = Paginator(queryset.order_by("-created_at"), 50).get_page(request.GET.get("page"))
+    filterset = RolloutFilterSet(request.GET or None, queryset=queryset, request=request)
+    page = Paginator(filtered(filterset).order_by("-created_at"), 50).get_page(request.GET.get("page"))
     return htmx_partial(request, "rollouts/rollout_list.html", "rollouts/partials/_rollout_table.html",
                         {"page": page, "rows": page.object_list, "state": state, "states": RolloutState.choices})
 

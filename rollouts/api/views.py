@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
@@ -17,7 +16,8 @@ from fleetweb.web import client_ip
 from inventory.models import Cluster, ClusterGroup
 from rollouts import approvals, corrections, placement, plans, services
 from rollouts.api import serializers
-from rollouts.choices import DriftState, StageState
+from rollouts.choices import StageState
+from rollouts.filtersets import DriftFilterSet, RolloutFilterSet
 from rollouts.models import Application, Drift, NamespaceHold, Rollout, RolloutPlan
 
 
@@ -129,7 +129,7 @@ class RolloutViewSet(viewsets.ModelViewSet):
     serializer_class = serializers.RolloutSerializer
     ordering_fields = ["created_at", "state"]
     ordering = ["-created_at"]
-    filterset_fields = ["state", "application__name"]
+    filterset_class = RolloutFilterSet
     http_method_names = ["get", "post", "head", "options"]
 
     def get_queryset(self) -> QuerySet:
@@ -216,16 +216,6 @@ class RolloutViewSet(viewsets.ModelViewSet):
     def rollback(self, request, pk=None) -> Response:
         return self._action(request, services.rollback_rollout)
 
-
-
-class DriftFilterSet(django_filters.FilterSet):
-    application = django_filters.CharFilter(field_name="deployed__application__name")
-    cluster = django_filters.CharFilter(field_name="deployed__cluster__name")
-    state = django_filters.MultipleChoiceFilter(choices=DriftState.choices)
-
-    class Meta:
-        model = Drift
-        fields = ["application", "cluster", "state"]
 
 
 class DriftViewSet(viewsets.ReadOnlyModelViewSet):

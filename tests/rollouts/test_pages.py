@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from fleetweb.models import AuditEvent
 from inventory import services as inventory_services
 from rollouts import plans, services
+from rollouts.choices import RolloutState
 from rollouts.models import Application, Rollout, RolloutPlan
 from tests.builders import make_cluster
 
@@ -212,3 +213,28 @@ def test_viewer_and_approver_cannot_edit_delete_or_override_an_application(clien
     assert app.owner == "" and not app.overrides.exists() and Application.objects.filter(pk=app.pk).exists()
     assert not AuditEvent.objects.filter(action__in=["application.update", "application.delete",
                                                      "application.override"]).exists()
+
+
+def test_the_rollout_list_and_the_api_filter_alike(client, api_as, operator):
+    """One filterset (rollouts/filtersets.py) behind the page and the API: a state, "active" (what still needs
+    someone), an application; a state that does not exist is an error on the API, not a silently empty list."""
+    make_cluster("dev-1", environment="dev")
+    web = services.create_application(name="web", namespace="web", manifests_text=MANIFESTS, user=operator)
+    api = services.create_application(name="api", namespace="api", manifests_text=MANIFESTS, user=operator)
+    running = services.create_rollout(revision=web.latest_revision, user=operator, stages=STAGES[:1])
+    paused = services.create_rollout(revision=api.latest_revision, user=operator, stages=STAGES[:1])
+    services.pause_rollout(paused, user=operator)
+    done = services.create_rollout(revision=web.latest_revision, user=operator, stages=STAGES[:1])
+    Rollout.objects.filter(pk=done.pk).update(state=RolloutState.SUCCEEDED)
+
+    def ids(query: str) -> set[int]:
+        return {r["id"] for r in api_as(operator).get(f"/api/v1/rollouts/?{query}").json()["results"]}
+
+    assert ids("state=active") == {running.pk, paused.pk}
+    assert ids("state=succeeded") == {done.pk}
+    assert ids("application=web") == ids("application__name=web") == {running.pk, done.pk}
+    assert api_as(operator).get("/api/v1/rollouts/?state=exploded").status_code == 400
+    client.force_login(operator)
+    page = client.get("/rollouts/?state=active").content.decode()
+    assert f"/rollouts/{running.pk}/" in page and f"/rollouts/{paused.pk}/" in page
+    assert f"/rollouts/{done.pk}/" not in page
