@@ -202,8 +202,8 @@ def scoped_member(every: int = 10) -> list:
     """A team whose scope holds every `every`-th generated cluster (100 of 1,000), and a viewer of it."""
     from django.contrib.auth.models import User
 
-    from inventory import team_services
     from inventory.models import Cluster, Team
+    from inventory.people import services as team_services
     from tests.builders import make_user
 
     ids = list(Cluster.objects.filter(name__startswith="fleet-").order_by("name").values_list("pk", flat=True))
@@ -219,7 +219,7 @@ def _auth(username: str = "bench-viewer"):
     from django.contrib.auth.models import User
     from django.contrib.sessions.backends.db import SessionStore
 
-    from fleetweb.tokens import create_token
+    from inventory.people.tokens import create_token
     from tests.builders import make_user
 
     user = User.objects.filter(username=username).first() or make_user(username, "viewer")

@@ -222,7 +222,7 @@ CONTENT_SECURITY_POLICY = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "fleetweb.tokens.TokenAuthentication",
+        "inventory.people.tokens.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["fleetweb.roles.RolePermission"],
@@ -330,7 +330,7 @@ FLEETWEB_ALLOWED_NETWORKS = env_list("FLEETWEB_ALLOWED_NETWORKS")
 FLEETWEB_CLUSTER_PRIVATE_NETWORKS = env_networks("FLEETWEB_CLUSTER_PRIVATE_NETWORKS", list(_PRIVATE), none_word=True)
 FLEETWEB_IDP_PRIVATE_NETWORKS = env_networks("FLEETWEB_IDP_PRIVATE_NETWORKS", list(_PRIVATE), none_word=True)
 FLEETWEB_CHANNEL_PRIVATE_NETWORKS = env_networks("FLEETWEB_CHANNEL_PRIVATE_NETWORKS", [], none_word=True)
-# Single sign-on with OpenID Connect (inventory/sso.py): on when an issuer is set. The issuer is dialled through
+# Single sign-on with OpenID Connect (inventory/people/sso.py): on when an issuer is set. The issuer is dialled through
 # the outbound address policy (https only; FLEETWEB_OIDC_CA_FILE for a private CA). Users are created at their
 # first sign-in; their roles come from the claim FLEETWEB_OIDC_GROUPS_CLAIM through the mapping admins edit on
 # the Teams page, re-applied at every sign-in. A signed-in session lasts FLEETWEB_OIDC_SESSION_MAX_AGE seconds,

@@ -5,7 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from fleetweb import metrics, token_views, views
+from fleetweb import metrics, views
 
 urlpatterns = [
     path("", include("inventory.overview")),  # the fleet overview
@@ -14,9 +14,7 @@ urlpatterns = [
     path("metrics", metrics.view, name="metrics"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", views.logout_view, name="logout"),
-    path("accounts/tokens/", token_views.my_tokens, name="my_tokens"),
-    path("accounts/tokens/<int:pk>/revoke/", token_views.revoke, name="token_revoke"),
-    path("accounts/service-accounts/", token_views.service_account_create, name="service_account_create"),
+    path("", include("inventory.account_urls")),  # accounts/tokens/, accounts/service-accounts/
     path("", include("inventory.urls")),  # clusters/, groups/
     path("", include("notifications.urls")),  # notifications/
     path("", include("governance.urls")),  # policies/, compliance/, audit/

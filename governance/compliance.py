@@ -18,7 +18,7 @@ from governance.models import (
 )
 from inventory import services as inventory_services
 from inventory.models import ClusterGroup
-from inventory.teams import cluster_scope
+from inventory.people.access import cluster_scope
 
 log = logging.getLogger(__name__)
 

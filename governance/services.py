@@ -21,7 +21,7 @@ from governance.models import (
 )
 from inventory import services as inventory_services
 from inventory.models import Cluster, ClusterGroup
-from inventory.teams import require
+from inventory.people.access import require
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from governance.models import (
 )
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup
-from inventory.teams import cluster_scope, narrowed_scope
+from inventory.people.access import cluster_scope, narrowed_scope
 
 
 def _filtered(request):

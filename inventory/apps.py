@@ -9,7 +9,7 @@ class InventoryConfig(AppConfig):
     def ready(self) -> None:
         from fleetweb.roles import register_team_roles
         from inventory import querysets
-        from inventory.teams import access_of, team_roles_anywhere
+        from inventory.people.access import access_of, team_roles_anywhere
 
         register_team_roles(team_roles_anywhere)
         querysets.use_access(access_of)

@@ -8,7 +8,7 @@ from django.db.models import Q, QuerySet
 from inventory.addons import ADDONS
 from inventory.choices import ClusterStatus, Environment, Provider, WorkloadKind
 from inventory.models import Cluster, ClusterAddon, ClusterGroup, Namespace, Node, ProblemPod, SyncRun, Workload
-from inventory.teams import narrowed_scope
+from inventory.people.access import narrowed_scope
 
 
 def _label_filter(queryset, field: str, value: str):

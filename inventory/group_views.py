@@ -18,8 +18,8 @@ from inventory import extensions, services
 from inventory.filtersets import ClusterGroupFilterSet
 from inventory.forms import ClusterGroupForm
 from inventory.models import Cluster, ClusterGroup
+from inventory.people.access import cluster_scope
 from inventory.selectors import FIELDS, SelectorError, parse
-from inventory.teams import cluster_scope
 
 
 @role_required(VIEWER)

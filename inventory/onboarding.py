@@ -19,7 +19,7 @@ from fleetweb.errors import ServiceError
 from fleetweb.queueing import enqueue_after_commit
 from inventory import access, kubeconfigs, port
 from inventory.models import AttachDraft
-from inventory.teams import can, require
+from inventory.people.access import can, require
 
 EXEC_ADMIN_ONLY = ("Only admins may attach a kubeconfig that runs an exec plugin, or test it: the plugin runs on "
                    "Fleetweb's workers with Fleetweb's own cloud identity.")

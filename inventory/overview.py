@@ -12,7 +12,7 @@ from fleetweb.roles import VIEWER
 from inventory import extensions
 from inventory.choices import STATUS_SEVERITY, ClusterStatus, Environment, Provider
 from inventory.models import Cluster
-from inventory.teams import narrowed_scope
+from inventory.people.access import narrowed_scope
 
 
 def _minor(version: str) -> str:

@@ -25,8 +25,8 @@ from inventory.models import (
     ClusterCredential,
     ClusterGroup,
 )
+from inventory.people.access import can, require
 from inventory.signals import clusters_changed, membership_guards
-from inventory.teams import can, require
 from inventory.validators import validate_minor_version
 
 log = logging.getLogger(__name__)

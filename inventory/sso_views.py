@@ -18,8 +18,9 @@ from fleetweb.errors import ServiceError, add_to_form
 from fleetweb.roles import ADMIN, ROLES
 from fleetweb.views import sign_in_options
 from fleetweb.web import client_ip
-from inventory import sso, team_services
 from inventory.models import RoleMapping, Team
+from inventory.people import services as team_services
+from inventory.people import sso
 
 SSO_SESSION_FLAG = "fleetweb_sso_at"
 

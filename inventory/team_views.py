@@ -1,5 +1,5 @@
 """Team pages: the list (admins: all; others: their teams), a team's members, scope and applications, and the
-admin's create/edit/member forms. Every change goes through inventory.team_services."""
+admin's create/edit/member forms. Every change goes through inventory.people.services."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from fleetweb.decorators import role_required
 from fleetweb.errors import ServiceError, add_to_form
 from fleetweb.roles import ADMIN, VIEWER
 from fleetweb.web import client_ip
-from inventory import team_services
 from inventory.choices import TeamRole
 from inventory.group_views import preview_of
 from inventory.models import Cluster, ClusterGroup, Team, TeamMember
-from inventory.teams import scopes_of, team_scope
+from inventory.people import services as team_services
+from inventory.people.access import scopes_of, team_scope
 from inventory.validators import validate_dns_label, validate_selector
 
 

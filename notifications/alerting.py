@@ -35,7 +35,7 @@ from fleetweb import metrics
 from fleetweb.queueing import enqueue, enqueue_after_commit
 from inventory.choices import SEVERITY_RANK, ClusterStatus
 from inventory.models import Team
-from inventory.teams import scopes_of
+from inventory.people.access import scopes_of
 from notifications import channels, events
 from notifications.choices import DeliveryState
 from notifications.models import Alert, AlertRule, Delivery

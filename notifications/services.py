@@ -21,7 +21,7 @@ from fleetweb.audit import record
 from fleetweb.errors import ServiceError
 from inventory.choices import Environment, Severity
 from inventory.models import Team
-from inventory.teams import require
+from inventory.people.access import require
 from inventory.validators import dns_label_problem
 from notifications import channels
 from notifications import events as _events

@@ -19,7 +19,7 @@ from fleetweb.roles import VIEWER
 from fleetweb.web import client_ip
 from inventory.choices import Environment, Severity
 from inventory.models import Team
-from inventory.teams import can
+from inventory.people.access import can
 from notifications import events as event_types
 from notifications import services
 from notifications.choices import ChannelKind, DeliveryState

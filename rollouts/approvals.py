@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from fleetweb.audit import record
 from fleetweb.roles import APPROVER, has_role_anywhere
-from inventory.teams import access_of, can
+from inventory.people.access import access_of, can
 from rollouts.alerts import notify
 from rollouts.choices import (
     Decision,

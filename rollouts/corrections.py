@@ -19,7 +19,7 @@ from fleetweb.queueing import enqueue_after_commit
 from inventory import history, port
 from inventory.choices import ClusterEventKind, ClusterStatus, Environment
 from inventory.models import Cluster
-from inventory.teams import deploy_refusal
+from inventory.people.access import deploy_refusal
 from rollouts import members, rendering
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, DriftState, RolloutState
 from rollouts.drift import Session, examine, ignore_rules, keep_ignored, overall

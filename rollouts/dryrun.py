@@ -44,7 +44,7 @@ from inventory import port
 from inventory.access import FLEETWEB_NAMESPACE
 from inventory.choices import ClusterStatus
 from inventory.models import Cluster
-from inventory.teams import team_scope
+from inventory.people.access import team_scope
 from rollouts import manifests, rendering
 from rollouts.models import Application, Revision
 

@@ -32,7 +32,7 @@ from governance import precheck
 from inventory import history, port
 from inventory import services as inventory_services
 from inventory.choices import ClusterEventKind, Environment
-from inventory.teams import deploy_refusal
+from inventory.people.access import deploy_refusal
 from rollouts import alerts, drift, dryrun, gates, manifests, members, ownership, rendering
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.fence import Fence, LeaseLost, acquire, release

@@ -4,7 +4,7 @@ front door (`rollouts.services`) and the back office (`rollouts.corrections`), w
 from __future__ import annotations
 
 from fleetweb.errors import ServiceError
-from inventory.teams import can
+from inventory.people.access import can
 from rollouts.models import Application
 
 

@@ -7,7 +7,7 @@ from django import forms
 
 from fleetweb.roles import OPERATOR
 from inventory.models import ClusterGroup, Team
-from inventory.teams import access_of
+from inventory.people.access import access_of
 from inventory.validators import validate_dns_label
 from rollouts import drift
 from rollouts.models import Revision, RolloutPlan

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from fleetweb.audit import record
-from inventory.teams import require
+from inventory.people.access import require
 from rollouts.errors import RolloutError
 from rollouts.models import RolloutPlan
 from rollouts.services import clean_stages

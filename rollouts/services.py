@@ -20,7 +20,7 @@ from inventory import selectors
 from inventory.access import FLEETWEB_NAMESPACE
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup, Team
-from inventory.teams import can, deploy_refusal, require, team_scope
+from inventory.people.access import can, deploy_refusal, require, team_scope
 from inventory.validators import dns_label_problem
 from rollouts import drift, dryrun, manifests, ownership
 from rollouts.alerts import notify

@@ -21,7 +21,7 @@ from fleetweb.web import client_ip
 from inventory.choices import Environment
 from inventory.group_views import preview_of, selector_preview
 from inventory.models import Cluster, ClusterGroup
-from inventory.teams import can, team_scope
+from inventory.people.access import can, team_scope
 from rollouts import approvals, corrections, dryrun, evidence, manifests, placement, plans, rendering, services
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
 from rollouts.filtersets import RolloutFilterSet

@@ -9,7 +9,7 @@ from governance.choices import Mode
 from governance.compliance import history
 from governance.models import ClusterCompliance, Enforcement, PolicyAssignment, Violation
 from inventory.models import ClusterGroup
-from inventory.teams import cluster_scope
+from inventory.people.access import cluster_scope
 
 
 class AuditEventSerializer(serializers.ModelSerializer):

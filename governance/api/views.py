@@ -32,7 +32,7 @@ from governance.filtersets import (
 )
 from governance.models import ClusterCompliance, PolicyAssignment, Violation
 from inventory.models import Cluster, ClusterGroup
-from inventory.teams import cluster_scope
+from inventory.people.access import cluster_scope
 
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):

@@ -22,8 +22,8 @@ from inventory.models import (
     TeamMember,
     Workload,
 )
+from inventory.people.access import cluster_scope
 from inventory.services import membership as compute
-from inventory.teams import cluster_scope
 from inventory.validators import validate_label
 
 READ_ONLY_CLUSTER_FIELDS = (

@@ -38,9 +38,9 @@ from inventory.models import (
     Team,
     Workload,
 )
+from inventory.people.access import scopes_of
 from inventory.querysets import InventoryQuerySet
 from inventory.selectors import SelectorError
-from inventory.teams import scopes_of
 
 
 def _service_call(fn, **kwargs):

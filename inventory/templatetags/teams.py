@@ -4,7 +4,7 @@ button (inventory.teams.can), so a button shows exactly when pressing it would b
 from django import template
 
 from inventory.models import Team
-from inventory.teams import can as _can
+from inventory.people.access import can as _can
 
 register = template.Library()
 

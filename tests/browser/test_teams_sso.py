@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from inventory import team_services
+from inventory.people import services as team_services
 from rollouts import services
 from rollouts.choices import StageState
 from rollouts.models import Rollout

@@ -8,8 +8,9 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from inventory import kube, team_services
+from inventory import kube
 from inventory import services as inventory_services
+from inventory.people import services as team_services
 from rollouts import manifests, members, services
 from rollouts.choices import RolloutState
 from rollouts.models import ManagedObject, NamespaceHold, Rollout

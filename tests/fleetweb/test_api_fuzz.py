@@ -18,7 +18,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
-from fleetweb.tokens import create_token
+from inventory.people.tokens import create_token
 from tests.builders import make_cluster, make_user
 from tests.conftest import api_client_for
 

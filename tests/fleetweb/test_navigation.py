@@ -27,8 +27,8 @@ def test_a_user_with_no_role_sees_no_navigation_and_is_told_why(client):
 
 def test_a_team_operator_refused_a_global_page_is_told_which_role_it_needs_not_that_they_have_none(
         client, admin_user):
-    from inventory import team_services
     from inventory.models import Team
+    from inventory.people import services as team_services
 
     team = Team.objects.create(name="payments", selector="owner=payments")
     member = make_user("pat")

@@ -17,8 +17,8 @@ from psycopg import sql
 from fleetweb.audit import record
 from fleetweb.dbroles import grant_runtime
 from fleetweb.models import ApiToken, AuditEvent
-from fleetweb.tokens import create_token, revoke_token
 from inventory.models import Cluster
+from inventory.people.tokens import create_token, revoke_token
 from tests.builders import make_cluster, make_user
 
 RUNTIME_ROLE = "fleetweb_runtime_test"

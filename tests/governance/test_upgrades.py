@@ -278,7 +278,7 @@ def test_setting_a_target_is_audited_and_v_is_tolerated(admin_user):
 
 
 def test_operator_cannot_move_a_groups_upgrade_target_without_the_global_role(admin_user, api_as):
-    from inventory import team_services
+    from inventory.people import services as team_services
 
     group = inventory_services.create_group(name="prod", selector="environment=prod", user=admin_user,
                                             upgrade_target="1.36")

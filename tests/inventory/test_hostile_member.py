@@ -170,9 +170,9 @@ def test_a_hostile_member_sync_fails_alone_with_a_clear_status(hostile, db):
 def test_what_a_member_reports_about_itself_moves_it_into_no_scope_or_stage(admin_user):
     """The provider detected from a member's nodes is the member's word: a team scope or stage selecting
     `provider=aws` holds only clusters the platform labelled so."""
-    from inventory import team_services
+    from inventory.people import services as team_services
+    from inventory.people.access import team_scope
     from inventory.selectors import parse
-    from inventory.teams import team_scope
 
     claims = make_cluster("claims-aws", provider="aws")  # its nodes say EKS
     labelled = make_cluster("labelled-aws", provider="unknown", labels={"provider": "aws"})
@@ -229,8 +229,8 @@ def test_one_members_refusal_is_its_finding_not_a_veto(serve, db):
 
 
 def test_a_teams_revision_asks_only_the_members_its_team_reaches(serve, db, admin_user):
-    from inventory import team_services
-    from inventory.teams import team_scope
+    from inventory.people import services as team_services
+    from inventory.people.access import team_scope
     from rollouts import dryrun
 
     make_cluster("other-team", version="v1.99.0", owner="other", server=credentials(serve("refuse"))["server"])

@@ -11,9 +11,10 @@ import pytest
 from django.utils import timezone
 
 from fleetweb.models import AuditEvent
-from inventory import port, team_services
+from inventory import port
 from inventory.choices import ClusterStatus
 from inventory.models import Cluster
+from inventory.people import services as team_services
 from notifications.events import conditions
 from notifications.models import AlertRule
 from rollouts import corrections, drift, manifests, rendering, services

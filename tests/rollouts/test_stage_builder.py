@@ -115,8 +115,8 @@ def test_the_prod_rule_is_seen_beyond_the_clusters_the_preview_lists(client, vie
 
 def test_the_first_rows_are_the_default_stages_that_reach_a_cluster_the_user_and_application_can(
         client, operator, admin_user):
-    from inventory import team_services
     from inventory.models import Team
+    from inventory.people import services as team_services
     from tests.builders import make_user
 
     make_cluster("pay-dev", environment="dev", owner="payments")

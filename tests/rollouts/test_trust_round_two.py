@@ -220,7 +220,7 @@ def test_nothing_unapproved_is_reapplied_to_a_cluster_that_became_prod(operator,
 def test_a_cluster_that_left_the_owner_teams_scope_is_never_deployed(admin_user, applied):
     """The payments team's rollout targets its two dev clusters; before the second is reached, the platform hands it
     to another team (owner changed). The engine asks again before each apply: skipped, with the reason shown."""
-    from inventory import team_services
+    from inventory.people import services as team_services
 
     make_cluster("pay-dev-a", owner="payments")
     make_cluster("pay-dev-b", owner="payments")
@@ -249,7 +249,7 @@ def test_a_cluster_that_left_the_owner_teams_scope_is_never_deployed(admin_user,
 @pytest.fixture
 def two_teams(admin_user):
     """Teams payments and shop, both reaching the shared cluster `shared-1`; an operator in each."""
-    from inventory import team_services
+    from inventory.people import services as team_services
 
     make_cluster("shared-1", owner="shared")
     teams, operators = {}, {}

@@ -9,10 +9,10 @@ from django.contrib.auth.models import User
 
 from fleetweb.audit import AuditEvent
 from fleetweb.roles import has_role
-from inventory import sso as sso_module
-from inventory import team_services
 from inventory.choices import GrantSource
 from inventory.models import SsoIdentity, TeamMember
+from inventory.people import services as team_services
+from inventory.people import sso as sso_module
 from tests.builders import make_cluster
 from tests.sso.conftest import person, sign_in
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inventory import team_services
+from inventory.people import services as team_services
 from rollouts import services
 from tests.builders import make_cluster, make_user, make_workload
 

@@ -99,7 +99,7 @@ def test_a_teams_rule_gets_no_drift_of_the_platforms_application_on_a_shared_clu
     channel = Channel.objects.create(name="pay-hook", kind=ChannelKind.WEBHOOK, team=org["teams"]["payments"])
     rule = AlertRule.objects.create(name="pay-drift", team=org["teams"]["payments"], channel=channel,
                                     events=["application.drifted"])
-    from inventory.teams import team_scope
+    from inventory.people.access import team_scope
 
     found, _held = _drifted(rule, team_scope(org["teams"]["payments"].pk), timezone.now())
     assert [f.subject for f in found.values()] == ["pay-app on pay-prod"]

@@ -14,11 +14,11 @@ from django.utils import timezone
 from fleetweb.audit import AuditEvent
 from fleetweb.errors import ServiceError
 from fleetweb.models import ApiToken
-from fleetweb.tokens import create_token, digest, revoke_token
 from governance import services as governance_services
 from inventory import services as inventory_services
-from inventory import team_services
 from inventory.models import Cluster, ClusterGroup, Team
+from inventory.people import services as team_services
+from inventory.people.tokens import create_token, digest, revoke_token
 from rollouts import approvals, services
 from rollouts.models import Application, Rollout
 from tests.builders import make_cluster
@@ -325,7 +325,7 @@ def test_only_owners_and_admins_revoke_and_service_accounts_cannot_log_in(org, a
     client.force_login(other)
     assert client.post(f"/accounts/tokens/{token.pk}/revoke/").status_code == 404
     assert ApiToken.objects.get(pk=token.pk).revoked_at is None
-    from fleetweb.tokens import create_service_account
+    from inventory.people.tokens import create_service_account
 
     with pytest.raises(ServiceError):
         create_service_account(username="ci-bot", user=other)
@@ -440,7 +440,7 @@ def test_admins_create_service_accounts_on_the_tokens_page(org, admin_user, clie
 
 
 def test_scopes_of_many_teams_match_each_teams_own_clusters(org, admin_user):
-    from inventory.teams import scopes_of
+    from inventory.people.access import scopes_of
 
     edge = make_cluster("edge-1", owner="nobody")
     static = inventory_services.create_group(name="edge", user=admin_user, static_members=[edge])
@@ -459,7 +459,7 @@ def test_scopes_of_many_teams_match_each_teams_own_clusters(org, admin_user):
 def test_a_team_member_sees_the_groups_its_scope_reaches(org, admin_user):
     """Groups a team names, groups with a static member in reach and groups whose selector matches a cluster in
     reach (by field or by label); not groups whose clusters all lie outside. Four queries once the scope is known."""
-    from inventory.teams import access_of
+    from inventory.people.access import access_of
 
     pay_prod = Cluster.objects.get(name="pay-prod")
     pay_prod.labels = {"example.com/tier": "gold"}

@@ -4,7 +4,7 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
 from fleetweb.errors import ServiceError
-from fleetweb.tokens import MAX_DAYS, create_token
+from inventory.people.tokens import MAX_DAYS, create_token
 
 
 class Command(BaseCommand):

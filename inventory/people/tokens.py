@@ -128,7 +128,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
 class TokenScheme(OpenApiAuthenticationExtension):
     """The OpenAPI description of the token header."""
 
-    target_class = "fleetweb.tokens.TokenAuthentication"
+    target_class = "inventory.people.tokens.TokenAuthentication"
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema) -> dict:

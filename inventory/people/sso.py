@@ -26,8 +26,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from fleetweb import outbound
-from inventory import team_services
 from inventory.models import SsoIdentity
+from inventory.people import services as team_services
 
 log = logging.getLogger(__name__)
 

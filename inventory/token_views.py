@@ -1,5 +1,5 @@
 """'My tokens': create (the key is shown once, on the answer to the POST), list and revoke one's API tokens;
-admins see and revoke everyone's and create tokens for service accounts. Changes go through fleetweb.tokens."""
+admins see and revoke everyone's and create tokens for service accounts. Changes go through inventory.people.tokens."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from fleetweb import tokens
 from fleetweb.errors import ServiceError, add_to_form
 from fleetweb.models import ApiToken
 from fleetweb.roles import ADMIN, has_role
 from fleetweb.web import client_ip
+from inventory.people import tokens
 
 USED_FORMS = "fleetweb.token_forms_used"  # in the session: the last forms that created a token
 

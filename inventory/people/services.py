@@ -13,7 +13,7 @@ from fleetweb.roles import ROLES
 from inventory import selectors
 from inventory.choices import GrantSource, TeamRole
 from inventory.models import ClusterGroup, RoleMapping, Team, TeamMember
-from inventory.teams import forget, require
+from inventory.people.access import forget, require
 from inventory.validators import dns_label_problem
 
 
