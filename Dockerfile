@@ -7,6 +7,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY manage.py ./
 COPY fleetweb ./fleetweb
+COPY foundation ./foundation
 COPY inventory ./inventory
 COPY notifications ./notifications
 COPY governance ./governance

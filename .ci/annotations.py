@@ -10,7 +10,7 @@ import ast
 import sys
 from pathlib import Path
 
-APPS = ("fleetweb", "inventory", "notifications", "governance", "rollouts")
+APPS = ("fleetweb", "foundation", "inventory", "notifications", "governance", "rollouts")
 
 
 def missing(root: Path) -> list[str]:

@@ -226,7 +226,7 @@ def _auth(username: str = "bench-viewer"):
     _token, key = create_token(owner=user, user=None, name="benchmark")
     session = SessionStore()
     session["_auth_user_id"] = str(user.pk)
-    session["_auth_user_backend"] = "fleetweb.auth.PasswordBackend"
+    session["_auth_user_backend"] = "foundation.auth.PasswordBackend"
     session["_auth_user_hash"] = user.get_session_auth_hash()
     session.create()
     return session.session_key, key
@@ -379,7 +379,7 @@ def scrape_breakdown(runs: int = 7) -> dict:
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from fleetweb import metrics
+    from foundation import metrics
 
     def timed(fn) -> float:
         times = []

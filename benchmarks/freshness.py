@@ -10,7 +10,7 @@ import threading
 import time
 
 from benchmarks.common import ROOT, STATE, say, table
-from fleetweb.queueing import QUEUES
+from foundation.queueing import QUEUES
 
 SIZES = {"quick": (60, 30, 150), "full": (200, 60, 420)}  # clusters, interval (s), duration (s)
 WORKERS, THREADS = 2, 8

@@ -1,5 +1,5 @@
 """`python -m benchmarks.watchdog`: what the total deadline of every call to a member costs (entering and leaving
-`fleetweb.outbound.deadline`, which registers the call with the watchdog thread), against the same loop without it.
+`foundation.outbound.deadline`, which registers the call with the watchdog thread), against the same loop without it.
 Medians of 7 runs of 20,000 calls, in one process; nothing is dialled, no database or Redis is needed."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ CALLS, RUNS = 20_000, 7
 
 
 def _loop(watched: bool) -> float:
-    from fleetweb import outbound
+    from foundation import outbound
 
     started = time.perf_counter()
     for _ in range(CALLS):

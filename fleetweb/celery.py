@@ -27,7 +27,7 @@ def _beat_started(**_kwargs) -> None:
     """This process is `celery beat`: from now on each task it sends is a tick `/readyz` can see."""
     global _in_beat
     _in_beat = True
-    from fleetweb import health
+    from foundation import health
 
     health.record_beat_tick()
 
@@ -35,7 +35,7 @@ def _beat_started(**_kwargs) -> None:
 @__import__("celery").signals.before_task_publish.connect
 def _beat_ticked(**_kwargs) -> None:
     if _in_beat:
-        from fleetweb import health
+        from foundation import health
 
         health.record_beat_tick()
 
@@ -59,7 +59,7 @@ def _task_finished(task_id=None, task=None, state=None, **_kwargs) -> None:
     started = _task_started.pop(task_id, None) if task_id else None
     if started is None or task is None:
         return
-    from fleetweb import metrics
+    from foundation import metrics
 
     outcome = {"SUCCESS": "success", "RETRY": "retry"}.get(state or "", "failure")
     metrics.TASK_RUNTIME.labels(task=task.name, outcome=outcome).observe(time.monotonic() - started)
@@ -67,6 +67,6 @@ def _task_finished(task_id=None, task=None, state=None, **_kwargs) -> None:
 
 @__import__("celery").signals.worker_process_shutdown.connect
 def _pool_process_exited(pid=None, **_kwargs) -> None:
-    from fleetweb import metrics
+    from foundation import metrics
 
     metrics.mark_process_dead(pid or os.getpid())

@@ -13,7 +13,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from fleetweb.env import env_str
+from foundation.env import env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_NAME = "fleetweb"
@@ -129,7 +129,7 @@ END $$;
 
 def role_urls() -> tuple[str, str]:
     """(owner URL, runtime URL) of the embedded database: `make run` migrates as the owner and runs every process
-    as the runtime role, which may only INSERT and SELECT the audit log (fleetweb/dbroles.py)."""
+    as the runtime role, which may only INSERT and SELECT the audit log (foundation/dbroles.py)."""
     superuser = database_url()
     server = _servers["postgres"]
     # psql reads stdin: stop at the first error (pgserver's psql then raises), and switch database with \c.

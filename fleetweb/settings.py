@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from fleetweb import embedded
-from fleetweb.env import (
+from foundation.env import (
     ConfigError,
     celery_broker_url,
     env_bool,
@@ -17,7 +17,7 @@ from fleetweb.env import (
     env_str,
     parse_database_url,
 )
-from fleetweb.outbound import PRIVATE as _PRIVATE  # the private ranges; each purpose allows some of them
+from foundation.outbound import PRIVATE as _PRIVATE  # the private ranges; each purpose allows some of them
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -60,16 +60,17 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
-    "fleetweb",
+    "foundation",
     "inventory",
     "notifications",
     "governance",
     "rollouts",
+    "fleetweb",  # the roof: its management commands (run, migrate, rotate_encryption_keys)
 ]
 
 MIDDLEWARE = [
-    "fleetweb.metrics.MetricsMiddleware",
-    "fleetweb.web.ServerTimingMiddleware",
+    "foundation.metrics.MetricsMiddleware",
+    "foundation.web.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -77,13 +78,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "fleetweb.web.ActorMiddleware",
+    "foundation.web.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "fleetweb.htmx.VaryOnHtmxMiddleware",
-    "fleetweb.web.TextInputMiddleware",
-    "fleetweb.web.ServiceErrorMiddleware",
+    "foundation.htmx.VaryOnHtmxMiddleware",
+    "foundation.web.TextInputMiddleware",
+    "foundation.web.ServiceErrorMiddleware",
     # Last: turns a locked-out login into the lock-out page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -101,7 +102,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "fleetweb.roles.roles_context",
+                "foundation.roles.roles_context",
                 "rollouts.context.pending_approvals",
             ],
         },
@@ -153,12 +154,12 @@ AUTH_PASSWORD_VALIDATORS = [
 # Login throttling (django-axes): after FLEETWEB_LOGIN_FAILURE_LIMIT failures for one username, or from one
 # address, logins from it are refused for FLEETWEB_LOGIN_LOCKOUT_MINUTES (a success resets the username's count).
 # Lock-outs and unlocks are on the audit log; `manage.py axes_reset_username NAME` unlocks early.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "fleetweb.auth.PasswordBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "foundation.auth.PasswordBackend"]
 AXES_FAILURE_LIMIT = env_int("FLEETWEB_LOGIN_FAILURE_LIMIT", 10, minimum=3)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("FLEETWEB_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = "fleetweb.auth.lockout_parameters"  # per username and per client address (see there)
+AXES_LOCKOUT_PARAMETERS = "foundation.auth.lockout_parameters"  # per username and per client address (see there)
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "fleetweb.web.client_ip"
+AXES_CLIENT_IP_CALLABLE = "foundation.web.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_ENABLE_ADMIN = False  # unlocks go through the command (audited), not an admin page
 AXES_VERBOSE = False
@@ -225,17 +226,17 @@ REST_FRAMEWORK = {
         "inventory.people.tokens.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["fleetweb.roles.RolePermission"],
-    "DEFAULT_PARSER_CLASSES": ["fleetweb.parsers.BoundedJSONParser", "rest_framework.parsers.FormParser",
+    "DEFAULT_PERMISSION_CLASSES": ["foundation.roles.RolePermission"],
+    "DEFAULT_PARSER_CLASSES": ["foundation.parsers.BoundedJSONParser", "rest_framework.parsers.FormParser",
                                "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "fleetweb.api.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "foundation.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "fleetweb.api.exception_handler",
+    "EXCEPTION_HANDLER": "foundation.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Fleetweb API",
@@ -247,7 +248,7 @@ SPECTACULAR_SETTINGS = {
                             "WorkloadKindEnum": "inventory.choices.WorkloadKind",
                             "ChannelKindEnum": "notifications.choices.ChannelKind"},
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "fleetweb.api.declare_errors"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "foundation.api.declare_errors"],
     # Swagger UI served from Fleetweb itself, not a CDN: self-hosted consoles often have no internet.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -321,7 +322,7 @@ for _entry in FLEETWEB_EXEC_PLUGIN_IDENTITIES:
     if not re.fullmatch(r"[A-Za-z0-9._-]+:[A-Za-z_-][A-Za-z0-9_-]*=\S+", _entry):
         raise ConfigError(f"FLEETWEB_EXEC_PLUGIN_IDENTITIES: {_entry!r} is not plugin:FLAG=value "
                           "(e.g. aws:--role-arn=arn:aws:iam::111122223333:role/fleetweb)")
-# Outbound address policy (fleetweb/outbound.py): networks never dialled besides loopback, link-local and
+# Outbound address policy (foundation/outbound.py): networks never dialled besides loopback, link-local and
 # metadata addresses, and networks dialled even so (`make run` and the tests allow loopback for local members).
 FLEETWEB_DENIED_NETWORKS = env_list("FLEETWEB_DENIED_NETWORKS")
 FLEETWEB_ALLOWED_NETWORKS = env_list("FLEETWEB_ALLOWED_NETWORKS")
@@ -353,7 +354,7 @@ FLEETWEB_LOCAL_LOGIN = env_bool("FLEETWEB_LOCAL_LOGIN", True)
 FLEETWEB_BREAK_GLASS_ADMIN = env_str("FLEETWEB_BREAK_GLASS_ADMIN")
 if not FLEETWEB_LOCAL_LOGIN and not FLEETWEB_OIDC_ISSUER:
     raise ConfigError("FLEETWEB_LOCAL_LOGIN=false needs single sign-on (FLEETWEB_OIDC_ISSUER): nobody could sign in")
-# /metrics (fleetweb/metrics.py): served only with a bearer token; unset means disabled.
+# /metrics (foundation/metrics.py): served only with a bearer token; unset means disabled.
 FLEETWEB_METRICS_TOKEN = env_str("FLEETWEB_METRICS_TOKEN")
 # Notifications (notifications/alerting.py): alert rules are evaluated every FLEETWEB_ALERT_INTERVAL seconds;
 # when one evaluation has more than FLEETWEB_ALERT_DIGEST_OVER messages for one channel, it sends one digest

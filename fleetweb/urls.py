@@ -5,7 +5,8 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from fleetweb import metrics, views
+from fleetweb import views
+from foundation import metrics
 
 urlpatterns = [
     path("", include("inventory.overview")),  # the fleet overview

@@ -8,16 +8,8 @@ from django.http import HttpResponseNotAllowed, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 
-from fleetweb import health
-
-
-def sign_in_options() -> dict:
-    """What the login page offers: the single sign-on button and whether password sign-in is on (the login
-    view, and the sign-on views when they show it again with an error)."""
-    from django.conf import settings
-
-    return {"sso_enabled": bool(settings.FLEETWEB_OIDC_ISSUER), "sso_label": settings.FLEETWEB_OIDC_LABEL,
-            "local_login": settings.FLEETWEB_LOCAL_LOGIN}
+from foundation import health
+from foundation.auth import sign_in_options
 
 
 class LoginView(auth_views.LoginView):
@@ -45,7 +37,6 @@ def healthz(request) -> HttpResponseBase:
 def readyz(request) -> HttpResponseBase:
     """Readiness: database reachable and migrated, Redis reachable, beat ticked within 3 intervals; 503 with each
     failed check named otherwise."""
-
     ready, checks = health.readiness()
     return JsonResponse({"status": "ok" if ready else "fail", "checks": checks}, status=200 if ready else 503,
                         headers={"Cache-Control": "no-store"})

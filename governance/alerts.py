@@ -4,7 +4,7 @@ is an event, sent from the evaluation that found it."""
 
 from __future__ import annotations
 
-from fleetweb.params import Param
+from foundation.params import Param
 from governance.choices import EnforcementState
 from governance.compliance import group_scores
 from governance.models import Enforcement

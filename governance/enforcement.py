@@ -17,7 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from fleetweb.audit import record
+from foundation.audit import record
 from governance.choices import EnforcementState, Mode
 from governance.models import Enforcement, PolicyAssignment
 from inventory import history, port

@@ -3,8 +3,8 @@
 import django_filters
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from fleetweb.filters import IsoDateTimeFilter
-from fleetweb.models import AuditEvent
+from foundation.filters import IsoDateTimeFilter
+from foundation.models import AuditEvent
 from governance import upgrades
 from governance.choices import Mode, Severity
 from governance.models import PolicyAssignment, PolicyResult, Violation

@@ -1,4 +1,4 @@
-"""Governance's metrics (fleetweb/metrics.py): per cluster its score and failing enforcement installs (one query),
+"""Governance's metrics (foundation/metrics.py): per cluster its score and failing enforcement installs (one query),
 open violations by severity (one aggregate over the per-assignment result rows, not the violations table), each
 group's latest score (one DISTINCT ON query)."""
 
@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from django.db.models import Count, Q, Sum
 
-from fleetweb.metrics import Gauge, gauge, labels, register
+from foundation.metrics import Gauge, gauge, labels, register
 from governance.choices import EnforcementState, Severity
 from governance.models import GroupComplianceSnapshot, PolicyResult
 from inventory.metrics import CLUSTER_FIELDS, cluster_labels

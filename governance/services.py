@@ -9,10 +9,10 @@ from collections import defaultdict
 import msgspec
 from django.db import transaction
 
-from fleetweb.audit import record
-from fleetweb.errors import ServiceError
-from fleetweb.queueing import task
-from fleetweb.roles import ADMIN, has_role
+from foundation.audit import record
+from foundation.errors import ServiceError
+from foundation.queueing import task
+from foundation.roles import ADMIN, has_role
 from governance import rules
 from governance.choices import Mode
 from governance.evaluation import CHUNK

@@ -15,10 +15,10 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_sa
 from django.dispatch import receiver
 from django.utils import timezone
 
-from fleetweb.audit import record
-from fleetweb.models import AuditEvent
-from fleetweb.roles import ROLES
-from fleetweb.web import client_ip, current_actor
+from foundation.audit import record
+from foundation.models import AuditEvent
+from foundation.roles import ROLES
+from foundation.web import client_ip, current_actor
 from governance.services import _reevaluate
 from inventory.signals import clusters_changed
 

@@ -12,14 +12,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from fleetweb.decorators import role_required
-from fleetweb.errors import add_to_form
-from fleetweb.exports import csv_response
-from fleetweb.htmx import htmx_partial, is_partial
-from fleetweb.lists import filtered
-from fleetweb.models import AuditEvent
-from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
-from fleetweb.web import client_ip
+from foundation.decorators import role_required
+from foundation.errors import add_to_form
+from foundation.exports import csv_response
+from foundation.htmx import htmx_partial, is_partial
+from foundation.lists import filtered
+from foundation.models import AuditEvent
+from foundation.roles import ADMIN, OPERATOR, VIEWER, has_role
+from foundation.web import client_ip
 from governance import compliance, evaluation, rules, services, upgrades
 from governance.choices import Mode
 from governance.filtersets import AuditEventFilterSet, UpgradePlanFilterSet, ViolationFilterSet

@@ -7,13 +7,13 @@ class InventoryConfig(AppConfig):
     name = "inventory"
 
     def ready(self) -> None:
-        from fleetweb.roles import register_team_roles
+        from foundation.roles import register_team_roles
         from inventory import querysets
         from inventory.people.access import access_of, team_roles_anywhere
 
         register_team_roles(team_roles_anywhere)
         querysets.use_access(access_of)
-        from fleetweb import crypto
+        from foundation import crypto
         from inventory import metrics  # noqa: F401 - registers the cluster metrics
         from inventory.models import AttachDraft, ClusterCredential
 

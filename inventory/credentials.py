@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fleetweb.errors import ServiceError
+from foundation.errors import ServiceError
 from inventory.validators import normalize_server_url
 
 

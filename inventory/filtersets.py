@@ -68,7 +68,7 @@ class ClusterFilterSet(django_filters.FilterSet):
 
     def __init__(self, data=None, *args, **kwargs):
         # A select's "any" sends `environment=`: not a choice, and an invalid filterset would drop every other
-        # filter of the request (`fleetweb.lists.filtered` then shows all rows). Blank values filter nothing.
+        # filter of the request (`foundation.lists.filtered` then shows all rows). Blank values filter nothing.
         if data is not None and hasattr(data, "getlist"):  # a QueryDict (pages, API)
             data = data.copy()
             for key in [k for k in data if all(v == "" for v in data.getlist(k))]:

@@ -7,7 +7,7 @@ import re
 from django import forms
 from django.core.validators import validate_slug
 
-from fleetweb.errors import add_to_form
+from foundation.errors import add_to_form
 from inventory import credentials, kubeconfigs, services
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup

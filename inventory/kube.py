@@ -28,7 +28,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from fleetweb import outbound, untrusted
+from foundation import outbound, untrusted
 from inventory import execplugins
 from inventory.decode import decode_list_meta
 from inventory.kubeerrors import KubeError, classify

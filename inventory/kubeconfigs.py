@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from django.utils.text import slugify
 
-from fleetweb import outbound, untrusted
+from foundation import outbound, untrusted
 from inventory import execplugins
 
 MAX_KUBECONFIG_BYTES = 1024 * 1024

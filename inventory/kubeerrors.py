@@ -14,7 +14,7 @@ from django.conf import settings
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from fleetweb import outbound
+from foundation import outbound
 from inventory.choices import ClusterStatus
 
 

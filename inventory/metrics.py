@@ -1,4 +1,4 @@
-"""Inventory's metrics (fleetweb/metrics.py): one row per cluster from one query, with its latest finished sync's
+"""Inventory's metrics (foundation/metrics.py): one row per cluster from one query, with its latest finished sync's
 duration and bytes as correlated subqueries on the (cluster, -started_at) index."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from fleetweb.metrics import Gauge, gauge, labels, register
+from foundation.metrics import Gauge, gauge, labels, register
 from inventory.choices import ClusterStatus
 from inventory.models import Cluster, SyncRun
 

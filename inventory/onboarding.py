@@ -14,9 +14,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from fleetweb.audit import record
-from fleetweb.errors import ServiceError
-from fleetweb.queueing import enqueue_after_commit
+from foundation.audit import record
+from foundation.errors import ServiceError
+from foundation.queueing import enqueue_after_commit
 from inventory import access, kubeconfigs, port
 from inventory.models import AttachDraft
 from inventory.people.access import can, require

@@ -6,9 +6,9 @@ from django.db.models import Count, Q, Sum
 from django.http import HttpResponse
 from django.urls import path
 
-from fleetweb.decorators import role_required
-from fleetweb.htmx import htmx_partial
-from fleetweb.roles import VIEWER
+from foundation.decorators import role_required
+from foundation.htmx import htmx_partial
+from foundation.roles import VIEWER
 from inventory import extensions
 from inventory.choices import STATUS_SEVERITY, ClusterStatus, Environment, Provider
 from inventory.models import Cluster

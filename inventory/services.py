@@ -12,11 +12,11 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from fleetweb import outbound
-from fleetweb.audit import record
-from fleetweb.errors import ServiceError
-from fleetweb.queueing import enqueue
-from fleetweb.roles import ADMIN, has_role
+from foundation import outbound
+from foundation.audit import record
+from foundation.errors import ServiceError
+from foundation.queueing import enqueue
+from foundation.roles import ADMIN, has_role
 from inventory import history, kubeconfigs, port, selectors
 from inventory.choices import ClusterEventKind, Environment
 from inventory.credentials import expiry_of

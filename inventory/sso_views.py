@@ -13,11 +13,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from fleetweb.decorators import role_required
-from fleetweb.errors import ServiceError, add_to_form
-from fleetweb.roles import ADMIN, ROLES
-from fleetweb.views import sign_in_options
-from fleetweb.web import client_ip
+from foundation.auth import sign_in_options
+from foundation.decorators import role_required
+from foundation.errors import ServiceError, add_to_form
+from foundation.roles import ADMIN, ROLES
+from foundation.web import client_ip
 from inventory.models import RoleMapping, Team
 from inventory.people import services as team_services
 from inventory.people import sso
@@ -51,7 +51,7 @@ def sso_callback(request) -> HttpResponseBase:
         user, next_url = sso.finish(request, redirect_uri=_redirect_uri(request))
     except sso.SsoError as exc:
         return render(request, "registration/login.html", _login_context(request, sso_error=str(exc)), status=403)
-    login(request, user, backend="fleetweb.auth.PasswordBackend")
+    login(request, user, backend="foundation.auth.PasswordBackend")
     # The session ends after the max age: the provider is asked again, and someone disabled there is out.
     request.session.set_expiry(settings.FLEETWEB_OIDC_SESSION_MAX_AGE)
     request.session[SSO_SESSION_FLAG] = True

@@ -16,7 +16,7 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from fleetweb import leases, metrics
+from foundation import leases, metrics
 from inventory import addons, collector, history, nodefacts, port, readiness
 from inventory.choices import ClusterStatus, SyncOutcome, WorkloadKind
 from inventory.models import Cluster, ClusterAddon, Namespace, Node, ProblemPod, SyncRun, Workload

@@ -10,10 +10,10 @@ from django.http import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from fleetweb.decorators import role_required
-from fleetweb.errors import ServiceError, add_to_form
-from fleetweb.roles import ADMIN, VIEWER
-from fleetweb.web import client_ip
+from foundation.decorators import role_required
+from foundation.errors import ServiceError, add_to_form
+from foundation.roles import ADMIN, VIEWER
+from foundation.web import client_ip
 from inventory.choices import TeamRole
 from inventory.group_views import preview_of
 from inventory.models import Cluster, ClusterGroup, Team, TeamMember

@@ -15,10 +15,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from fleetweb.errors import ServiceError, add_to_form
-from fleetweb.models import ApiToken
-from fleetweb.roles import ADMIN, has_role
-from fleetweb.web import client_ip
+from foundation.errors import ServiceError, add_to_form
+from foundation.models import ApiToken
+from foundation.roles import ADMIN, has_role
+from foundation.web import client_ip
 from inventory.people import tokens
 
 USED_FORMS = "fleetweb.token_forms_used"  # in the session: the last forms that created a token

@@ -4,7 +4,7 @@ import re
 
 from django.core.exceptions import ValidationError
 
-from fleetweb.outbound import OutboundRefused, check_url
+from foundation.outbound import OutboundRefused, check_url
 from inventory.selectors import SelectorError, parse
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

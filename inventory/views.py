@@ -14,13 +14,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from fleetweb.decorators import role_required
-from fleetweb.errors import ServiceError, add_to_form
-from fleetweb.exports import csv_response
-from fleetweb.htmx import htmx_partial
-from fleetweb.lists import filtered, filtered_page
-from fleetweb.roles import ADMIN, OPERATOR, VIEWER, has_role
-from fleetweb.web import client_ip
+from foundation.decorators import role_required
+from foundation.errors import ServiceError, add_to_form
+from foundation.exports import csv_response
+from foundation.htmx import htmx_partial
+from foundation.lists import filtered, filtered_page
+from foundation.roles import ADMIN, OPERATOR, VIEWER, has_role
+from foundation.web import client_ip
 from inventory import access, extensions, kubeconfigs, onboarding, pools, services
 from inventory.addons import ADDONS
 from inventory.choices import Environment, Provider

@@ -31,8 +31,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from fleetweb import metrics
-from fleetweb.queueing import enqueue, enqueue_after_commit
+from foundation import metrics
+from foundation.queueing import enqueue, enqueue_after_commit
 from inventory.choices import SEVERITY_RANK, ClusterStatus
 from inventory.models import Team
 from inventory.people.access import scopes_of

@@ -7,7 +7,7 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
 
     def ready(self) -> None:
-        from fleetweb import crypto
+        from foundation import crypto
         from notifications import conditions  # noqa: F401 - the clusters' conditions
         from notifications.models import Channel
 

@@ -16,7 +16,7 @@ from http import HTTPStatus
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 
-from fleetweb import outbound
+from foundation import outbound
 from notifications.choices import ChannelKind
 
 SCHEMES = ("https", "http")

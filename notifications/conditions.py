@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.db.models import Q
 
-from fleetweb.params import Param
+from foundation.params import Param
 from inventory.choices import ALERTING_STATUSES
 from inventory.models import Cluster
 from notifications.alerting import Finding, link

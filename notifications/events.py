@@ -10,7 +10,7 @@ Two kinds:
 
 Each app registers its own in its `AppConfig.ready` (notifications: the clusters'; governance: group scores,
 enforcement, violations; rollouts: drift and rollouts), so no app names another's events. A condition's parameters
-are declared as policy rules declare theirs (`fleetweb.params.Param`): a rule's form, its API and its service read
+are declared as policy rules declare theirs (`foundation.params.Param`): a rule's form, its API and its service read
 them from here, and their names are one namespace across events (a rule holds one value per name).
 """
 
@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from fleetweb.params import Param, ParamError, clean_all
+from foundation.params import Param, ParamError, clean_all
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
-from fleetweb import crypto
+from foundation import crypto
 from inventory.choices import Severity
 from inventory.models import Cluster, Team
 from inventory.querysets import ScopedQuerySet, Visibility

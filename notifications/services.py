@@ -16,9 +16,9 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from fleetweb import outbound
-from fleetweb.audit import record
-from fleetweb.errors import ServiceError
+from foundation import outbound
+from foundation.audit import record
+from foundation.errors import ServiceError
 from inventory.choices import Environment, Severity
 from inventory.models import Team
 from inventory.people.access import require

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from fleetweb.queueing import enqueue_after_commit
+from foundation.queueing import enqueue_after_commit
 from notifications import alerting, events
 from notifications.alerting import Finding, link
 from rollouts.choices import DriftState

@@ -11,8 +11,8 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from fleetweb.audit import record
-from fleetweb.roles import APPROVER, has_role_anywhere
+from foundation.audit import record
+from foundation.roles import APPROVER, has_role_anywhere
 from inventory.people.access import access_of, can
 from rollouts.alerts import notify
 from rollouts.choices import (

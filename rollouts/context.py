@@ -1,6 +1,6 @@
 """Template context: how many approvals wait for the user (the header badge)."""
 
-from fleetweb.roles import APPROVER, has_role_anywhere
+from foundation.roles import APPROVER, has_role_anywhere
 from rollouts.approvals import pending_approvals_for
 
 

@@ -14,8 +14,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from fleetweb.audit import record
-from fleetweb.queueing import enqueue_after_commit
+from foundation.audit import record
+from foundation.queueing import enqueue_after_commit
 from inventory import history, port
 from inventory.choices import ClusterEventKind, ClusterStatus, Environment
 from inventory.models import Cluster

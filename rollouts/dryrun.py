@@ -37,8 +37,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from fleetweb.audit import record
-from fleetweb.queueing import enqueue_after_commit
+from foundation.audit import record
+from foundation.queueing import enqueue_after_commit
 from governance import precheck
 from inventory import port
 from inventory.access import FLEETWEB_NAMESPACE

@@ -26,8 +26,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from fleetweb import leases
-from fleetweb.audit import record
+from foundation import leases
+from foundation.audit import record
 from governance import precheck
 from inventory import history, port
 from inventory import services as inventory_services

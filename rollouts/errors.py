@@ -3,7 +3,7 @@ front door (`rollouts.services`) and the back office (`rollouts.corrections`), w
 
 from __future__ import annotations
 
-from fleetweb.errors import ServiceError
+from foundation.errors import ServiceError
 from inventory.people.access import can
 from rollouts.models import Application
 

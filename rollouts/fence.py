@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 
-from fleetweb import leases
+from foundation import leases
 from rollouts.models import Rollout
 
 

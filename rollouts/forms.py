@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from django import forms
 
-from fleetweb.roles import OPERATOR
+from foundation.roles import OPERATOR
 from inventory.models import ClusterGroup, Team
 from inventory.people.access import access_of
 from inventory.validators import validate_dns_label

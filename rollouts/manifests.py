@@ -14,7 +14,7 @@ import re
 
 import yaml
 
-from fleetweb import untrusted
+from foundation import untrusted
 from inventory.access import FLEETWEB_NAMESPACE
 from inventory.validators import dns_label_problem, validate_label
 

@@ -1,4 +1,4 @@
-"""Rollouts' metrics (fleetweb/metrics.py): rollouts by state (one aggregate) and the stages awaiting approval
+"""Rollouts' metrics (foundation/metrics.py): rollouts by state (one aggregate) and the stages awaiting approval
 with how long each has waited (one query)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from django.db.models import Count
 from django.utils import timezone
 
-from fleetweb.metrics import Gauge, gauge, labels, register
+from foundation.metrics import Gauge, gauge, labels, register
 from rollouts.choices import RolloutState, StageState
 from rollouts.models import Rollout, Stage
 

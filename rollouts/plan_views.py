@@ -8,10 +8,10 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from fleetweb.decorators import role_required
-from fleetweb.errors import add_to_form
-from fleetweb.roles import OPERATOR, VIEWER
-from fleetweb.web import client_ip
+from foundation.decorators import role_required
+from foundation.errors import add_to_form
+from foundation.roles import OPERATOR, VIEWER
+from foundation.web import client_ip
 from rollouts import plans, services
 from rollouts.forms import PlanForm
 from rollouts.models import RolloutPlan

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from fleetweb.audit import record
+from foundation.audit import record
 from inventory.people.access import require
 from rollouts.errors import RolloutError
 from rollouts.models import RolloutPlan

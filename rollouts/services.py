@@ -13,9 +13,9 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from fleetweb.audit import record
-from fleetweb.queueing import enqueue_after_commit
-from fleetweb.roles import ADMIN, has_role
+from foundation.audit import record
+from foundation.queueing import enqueue_after_commit
+from foundation.roles import ADMIN, has_role
 from inventory import selectors
 from inventory.access import FLEETWEB_NAMESPACE
 from inventory.choices import Environment

@@ -7,8 +7,8 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from fleetweb import metrics
-from fleetweb.queueing import send_safely
+from foundation import metrics
+from foundation.queueing import send_safely
 from notifications import channels
 from rollouts import corrections, dryrun, engine
 from rollouts.models import Rollout

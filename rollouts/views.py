@@ -12,12 +12,12 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from fleetweb.decorators import role_required
-from fleetweb.errors import add_to_form
-from fleetweb.htmx import htmx_partial
-from fleetweb.lists import filtered
-from fleetweb.roles import OPERATOR, VIEWER
-from fleetweb.web import client_ip
+from foundation.decorators import role_required
+from foundation.errors import add_to_form
+from foundation.htmx import htmx_partial
+from foundation.lists import filtered
+from foundation.roles import OPERATOR, VIEWER
+from foundation.web import client_ip
 from inventory.choices import Environment
 from inventory.group_views import preview_of, selector_preview
 from inventory.models import Cluster, ClusterGroup

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from fleetweb.queueing import QUEUES
+from foundation.queueing import QUEUES
 from inventory.people.tokens import create_token
 from tests.builders import make_user
 from tests.receivers import _http_receiver_server, _smtp_server, http_receiver, smtp_server  # noqa: F401 - fixtures

@@ -21,6 +21,6 @@ def on_starting(server) -> None:
 
 
 def child_exit(server, worker) -> None:
-    from fleetweb import metrics
+    from foundation import metrics
 
     metrics.mark_process_dead(worker.pid)

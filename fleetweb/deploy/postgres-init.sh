@@ -1,7 +1,7 @@
 #!/bin/sh
 # Run once by the postgres image on an empty data folder (docker-compose mounts it into
 # /docker-entrypoint-initdb.d/): the owner role runs migrations, the runtime role runs Fleetweb and may only
-# INSERT and SELECT the audit log (its grants are given by `manage.py migrate`, see fleetweb/dbroles.py).
+# INSERT and SELECT the audit log (its grants are given by `manage.py migrate`, see foundation/dbroles.py).
 set -eu
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
   -v owner_password="$FLEETWEB_DB_OWNER_PASSWORD" -v app_password="$FLEETWEB_DB_PASSWORD" <<'SQL'

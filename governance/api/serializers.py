@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from governance import rules, upgrades
 from governance.choices import Mode
 from governance.compliance import history

@@ -11,10 +11,10 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from fleetweb.api import NewestFirstCursorPagination, Pagination
-from fleetweb.models import AuditEvent
-from fleetweb.roles import ADMIN, VIEWER
-from fleetweb.web import client_ip
+from foundation.api import NewestFirstCursorPagination, Pagination
+from foundation.models import AuditEvent
+from foundation.roles import ADMIN, VIEWER
+from foundation.web import client_ip
 from governance import compliance, rules, services, upgrades
 from governance.api.serializers import (
     AuditEventSerializer,
@@ -65,7 +65,7 @@ class PolicyViewSet(viewsets.ViewSet):
 
 
 def _policy_call(fn, **kwargs):
-    """Run a service; its PolicyError is translated by fleetweb.api.exception_handler."""
+    """Run a service; its PolicyError is translated by foundation.api.exception_handler."""
     return fn(**kwargs)
 
 

@@ -12,10 +12,10 @@ import dataclasses
 import datetime
 from collections.abc import Callable, Iterable
 
-from fleetweb.params import Param, ParamError, clean_all
+from foundation.params import Param, ParamError, clean_all
 from governance.choices import Severity
 
-__all__ = ["Param", "ParamError"]  # a rule's parameters are declared as every parameter is (fleetweb/params.py)
+__all__ = ["Param", "ParamError"]  # a rule's parameters are declared as every parameter is (foundation/params.py)
 
 # The one severity list is governance.choices.Severity; rules, scores, filters and models read it.
 SEVERITIES = tuple(Severity.values)

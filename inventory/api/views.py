@@ -11,8 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from fleetweb.roles import VIEWER
-from fleetweb.web import client_ip
+from foundation.roles import VIEWER
+from foundation.web import client_ip
 from inventory import pools, services
 from inventory.api import serializers
 from inventory.filtersets import (
@@ -44,7 +44,7 @@ from inventory.selectors import SelectorError
 
 
 def _service_call(fn, **kwargs):
-    """Run a service (its AttachError is translated by fleetweb.api.exception_handler); a name taken by a
+    """Run a service (its AttachError is translated by foundation.api.exception_handler); a name taken by a
     concurrent attach is the unique constraint's."""
     try:
         return fn(**kwargs)

@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
-from fleetweb import crypto
+from foundation import crypto
 from inventory import selectors
 from inventory.choices import (
     AuthMethod,

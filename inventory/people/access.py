@@ -21,8 +21,8 @@ from functools import cached_property
 
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
-from fleetweb.errors import ServiceError
-from fleetweb.roles import ADMIN, APPROVER, OPERATOR, VIEWER, implied, roles_of
+from foundation.errors import ServiceError
+from foundation.roles import ADMIN, APPROVER, OPERATOR, VIEWER, implied, roles_of
 from inventory.models import Cluster, ClusterGroup, Team, TeamMember
 from inventory.selectors import FIELDS
 
@@ -157,7 +157,7 @@ def forget(user) -> None:
 
 
 def team_roles_anywhere(user) -> set[str]:
-    """For fleetweb.roles: the roles the user holds in any team."""
+    """For foundation.roles: the roles the user holds in any team."""
     access = access_of(user)
     return set(access.roles_anywhere - access.global_roles)
 

@@ -7,9 +7,9 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import ProtectedError
 
-from fleetweb.audit import record
-from fleetweb.errors import ServiceError
-from fleetweb.roles import ROLES
+from foundation.audit import record
+from foundation.errors import ServiceError
+from foundation.roles import ROLES
 from inventory import selectors
 from inventory.choices import GrantSource, TeamRole
 from inventory.models import ClusterGroup, RoleMapping, Team, TeamMember

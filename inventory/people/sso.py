@@ -25,7 +25,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from fleetweb import outbound
+from foundation import outbound
 from inventory.models import SsoIdentity
 from inventory.people import services as team_services
 

@@ -13,10 +13,10 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from fleetweb.audit import record
-from fleetweb.errors import ServiceError
-from fleetweb.models import ApiToken, ServiceAccount
-from fleetweb.roles import ADMIN, has_role
+from foundation.audit import record
+from foundation.errors import ServiceError
+from foundation.models import ApiToken, ServiceAccount
+from foundation.roles import ADMIN, has_role
 
 PREFIX = "fwt_"
 MAX_DAYS = 366

@@ -9,8 +9,8 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from fleetweb.roles import VIEWER
-from fleetweb.web import client_ip
+from foundation.roles import VIEWER
+from foundation.web import client_ip
 from notifications import events
 from notifications import services as notification_services
 from notifications.api import serializers

@@ -11,8 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from fleetweb.roles import VIEWER
-from fleetweb.web import client_ip
+from foundation.roles import VIEWER
+from foundation.web import client_ip
 from inventory.models import Cluster, ClusterGroup
 from rollouts import approvals, corrections, placement, plans, services
 from rollouts.api import serializers
@@ -22,7 +22,7 @@ from rollouts.models import Application, Drift, NamespaceHold, Rollout, RolloutP
 
 
 def _call(fn, **kwargs):
-    """Run a service; its refusals (RolloutError) become 400, 403 or 409 in fleetweb.api.exception_handler."""
+    """Run a service; its refusals (RolloutError) become 400, 403 or 409 in foundation.api.exception_handler."""
     return fn(**kwargs)
 
 

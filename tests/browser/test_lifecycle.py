@@ -49,7 +49,7 @@ def test_node_pools_and_addons_pages(page, live_server, screenshot):
 def test_upgrade_plan_filters_and_the_drift_section_reapplies(page, live_server, screenshot):
     from django.utils import timezone
 
-    from fleetweb.models import AuditEvent
+    from foundation.models import AuditEvent
     from governance import upgrades
     from inventory.models import Cluster, DeprecatedAPIRequest
     from inventory.services import create_group

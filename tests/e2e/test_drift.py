@@ -14,7 +14,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from inventory import services as inventory_services
 from inventory.choices import ClusterEventKind
 from inventory.models import ClusterEvent

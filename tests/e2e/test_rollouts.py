@@ -17,7 +17,7 @@ from django.db import connection
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from fleetweb.queueing import QUEUES
+from foundation.queueing import QUEUES
 from rollouts import engine, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Approval, Rollout, Target

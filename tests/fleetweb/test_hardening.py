@@ -13,9 +13,9 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.test import Client, RequestFactory
 
-from fleetweb.exports import safe_cell
-from fleetweb.models import AuditEvent
-from fleetweb.web import client_ip
+from foundation.exports import safe_cell
+from foundation.models import AuditEvent
+from foundation.web import client_ip
 from tests.builders import make_cluster, make_user
 
 ROOT = Path(__file__).resolve().parents[2]

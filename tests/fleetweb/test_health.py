@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from fleetweb import health
+from foundation import health
 from tests.conftest import wait_for
 
 

@@ -1,4 +1,4 @@
-"""The one lease (fleetweb/leases.py), as syncs and rollout runs use it."""
+"""The one lease (foundation/leases.py), as syncs and rollout runs use it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from fleetweb import leases
+from foundation import leases
 from inventory import sync
 from inventory.models import Cluster
 from tests.builders import make_cluster

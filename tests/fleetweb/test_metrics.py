@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetweb import metrics
+from foundation import metrics
 from governance.models import ClusterCompliance
 from inventory.choices import ClusterStatus
 from tests.builders import make_cluster
@@ -118,10 +118,10 @@ def test_task_runtime_is_recorded_by_outcome(settings, celery_worker):
 def test_multiprocess_mode_adds_up_every_process(tmp_path):
     """Two processes count lease contention into PROMETHEUS_MULTIPROC_DIR; a third one's exposition sums them."""
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "fleetweb.settings"}
-    count = "from fleetweb import metrics; [metrics.LEASE_CONTENTION.inc() for _ in range({n})]"
+    count = "from foundation import metrics; [metrics.LEASE_CONTENTION.inc() for _ in range({n})]"
     for n in (3, 4):
         subprocess.run([sys.executable, "-c", count.format(n=n)], env=env, cwd=ROOT, check=True, timeout=60)
-    show = ("import django; django.setup(); from fleetweb import metrics; metrics.COLLECTORS.clear(); "
+    show = ("import django; django.setup(); from foundation import metrics; metrics.COLLECTORS.clear(); "
             "print(metrics.exposition().decode())")
     out = subprocess.run([sys.executable, "-c", show], env=env, cwd=ROOT, check=True, timeout=60,
                          capture_output=True, text=True).stdout

@@ -1,4 +1,4 @@
-"""Domain code queues tasks by name (fleetweb.queueing.enqueue*), never importing a tasks module: every name it uses
+"""Domain code queues tasks by name (foundation.queueing.enqueue*), never importing a tasks module: every name it uses
 is a registered task, and a name no task has fails at once instead of being logged as a lost message."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from celery import current_app
 
-from fleetweb import queueing
+from foundation import queueing
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ("fleetweb", "inventory", "governance", "rollouts")

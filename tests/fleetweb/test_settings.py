@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleetweb import env
+from foundation import env
 
 ROOT = Path(__file__).resolve().parents[2]
 

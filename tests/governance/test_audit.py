@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import DatabaseError, transaction
 
-from fleetweb.audit import record
-from fleetweb.models import AuditEvent
+from foundation.audit import record
+from foundation.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from governance import services
 from governance.choices import Mode
 from governance.models import PolicyAssignment

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from governance import compliance, evaluation, services
 from governance.models import PolicyAssignment
 from inventory import services as inventory_services

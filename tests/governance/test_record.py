@@ -1,7 +1,7 @@
 """The record: every change of accounts, roles, tokens and admin saves is on it, and Fleetweb cannot erase it.
 
 The erasure tests connect to the real test database as a runtime role given exactly the grants `migrate` gives
-(fleetweb/dbroles.py) and prove UPDATE, DELETE, TRUNCATE, ALTER TABLE and DISABLE TRIGGER are refused.
+(foundation/dbroles.py) and prove UPDATE, DELETE, TRUNCATE, ALTER TABLE and DISABLE TRIGGER are refused.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from django.contrib.auth.models import Group, User
 from django.db import connection
 from psycopg import sql
 
-from fleetweb.audit import record
-from fleetweb.dbroles import grant_runtime
-from fleetweb.models import ApiToken, AuditEvent
+from foundation.audit import record
+from foundation.dbroles import grant_runtime
+from foundation.models import ApiToken, AuditEvent
 from inventory.models import Cluster
 from inventory.people.tokens import create_token, revoke_token
 from tests.builders import make_cluster, make_user

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from governance import upgrades
 from governance.api_removals import REMOVALS
 from inventory import readiness

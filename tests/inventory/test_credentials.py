@@ -6,8 +6,8 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 
-from fleetweb import crypto
-from fleetweb.env import ConfigError
+from foundation import crypto
+from foundation.env import ConfigError
 from inventory.models import ClusterCredential
 from notifications.models import Channel
 from tests.builders import make_cluster

@@ -10,7 +10,7 @@ import stat
 import pytest
 import yaml
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from inventory import access, execplugins, kube, kubeconfigs, onboarding, services
 from inventory.models import AttachDraft, Cluster
 

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fleetweb import outbound
+from foundation import outbound
 from inventory import access, kube, port, services
 from inventory.models import Cluster
 from tests.builders import make_cluster
@@ -123,7 +123,7 @@ def test_private_ranges_are_chosen_per_purpose(strict):
 
 
 def test_team_operator_cannot_point_a_channel_at_a_private_address(strict, db):
-    from fleetweb.errors import ServiceError
+    from foundation.errors import ServiceError
     from notifications.models import Channel
     from notifications.services import check_channel_url
 

@@ -7,7 +7,7 @@ import yaml
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from inventory.models import Cluster
 from tests.builders import make_cluster, make_workload
 

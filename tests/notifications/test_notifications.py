@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from inventory.choices import ClusterStatus
 from inventory.credentials import expiry_of
 from inventory.models import Cluster, Team, TeamMember

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from django.utils import timezone
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from rollouts import approvals, engine, services
 from rollouts.choices import RolloutState, StageState
 from rollouts.models import Approval, Rollout

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from inventory import port
 from inventory.choices import ClusterStatus
 from inventory.models import Cluster

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from inventory.models import Cluster
 from rollouts import gates
 from rollouts.choices import RolloutState, StageState

@@ -8,7 +8,7 @@ import yaml
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from inventory import services as inventory_services
 from rollouts import plans, services
 from rollouts.choices import RolloutState

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from django.utils import timezone
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from governance.choices import Mode
 from governance.models import PolicyAssignment
 from inventory.models import ClusterGroup, Team, TeamMember

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from inventory.models import Cluster, ClusterGroup
 from inventory.services import AttachError, create_group, update_cluster
 from rollouts import approvals, engine, rendering, services

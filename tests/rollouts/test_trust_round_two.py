@@ -10,7 +10,7 @@ import yaml
 from django.test import Client
 from django.utils import timezone
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 from inventory.models import Cluster, ClusterGroup
 from inventory.services import create_group, update_cluster
 from rollouts import approvals, corrections, engine, manifests, members, ownership, services

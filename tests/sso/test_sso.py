@@ -7,8 +7,8 @@ import time
 import pytest
 from django.contrib.auth.models import User
 
-from fleetweb.audit import AuditEvent
-from fleetweb.roles import has_role
+from foundation.audit import AuditEvent
+from foundation.roles import has_role
 from inventory.choices import GrantSource
 from inventory.models import SsoIdentity, TeamMember
 from inventory.people import services as team_services

@@ -11,9 +11,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from fleetweb.audit import AuditEvent
-from fleetweb.errors import ServiceError
-from fleetweb.models import ApiToken
+from foundation.audit import AuditEvent
+from foundation.errors import ServiceError
+from foundation.models import ApiToken
 from governance import services as governance_services
 from inventory import services as inventory_services
 from inventory.models import Cluster, ClusterGroup, Team

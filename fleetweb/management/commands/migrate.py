@@ -12,8 +12,8 @@ import os
 from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.db import connections
 
-from fleetweb.dbroles import grant_runtime
-from fleetweb.env import parse_database_url
+from foundation.dbroles import grant_runtime
+from foundation.env import parse_database_url
 
 SWAPPED = ("USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
 

@@ -1,5 +1,5 @@
 """Re-encrypt every stored secret under the first key of FLEETWEB_ENCRYPTION_KEYS: whatever the apps registered as
-sealed (`fleetweb.crypto.sealed`): cluster credentials, attach drafts still waiting, alert channels' URLs and
+sealed (`foundation.crypto.sealed`): cluster credentials, attach drafts still waiting, alert channels' URLs and
 signing secrets.
 
 Rotation: put a new key first (`NEW,OLD`), run this, then drop OLD.
@@ -8,8 +8,8 @@ Rotation: put a new key first (`NEW,OLD`), run this, then drop OLD.
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from fleetweb import crypto
-from fleetweb.audit import record
+from foundation import crypto
+from foundation.audit import record
 
 
 class Command(BaseCommand):

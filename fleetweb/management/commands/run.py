@@ -24,7 +24,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from fleetweb import embedded
-from fleetweb.queueing import QUEUES
+from foundation.queueing import QUEUES
 
 
 def _interrupt(signum, frame):

@@ -3,7 +3,7 @@
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
-from fleetweb.errors import ServiceError
+from foundation.errors import ServiceError
 from inventory.people.tokens import MAX_DAYS, create_token
 
 

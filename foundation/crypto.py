@@ -8,7 +8,7 @@ from functools import lru_cache
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
-from fleetweb.env import ConfigError
+from foundation.env import ConfigError
 
 
 @lru_cache(maxsize=4)

@@ -8,8 +8,8 @@ from contextvars import ContextVar
 from django.conf import settings
 from django.http.response import HttpResponseBase
 
-from fleetweb import untrusted
-from fleetweb.errors import ServiceError
+from foundation import untrusted
+from foundation.errors import ServiceError
 
 
 def _within(address: str, networks: list) -> bool:

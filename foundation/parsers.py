@@ -1,5 +1,5 @@
 """The API's request body parser: JSON with a nesting limit. Its own module: DRF resolves its parser setting while
-`fleetweb.api` is still being imported by its pagination setting."""
+`foundation.api` is still being imported by its pagination setting."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from fleetweb import untrusted
+from foundation import untrusted
 
 MAX_BODY_DEPTH = untrusted.MAX_BODY_DEPTH
 

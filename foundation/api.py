@@ -8,7 +8,7 @@ from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from fleetweb.errors import ServiceError
+from foundation.errors import ServiceError
 
 
 class Pagination(PageNumberPagination):

@@ -1,4 +1,4 @@
-"""Fleetweb's own models: the audit log, which every app writes through `fleetweb.audit.record`."""
+"""Fleetweb's own models: the audit log, which every app writes through `foundation.audit.record`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import QuerySet
 
-from fleetweb.roles import ADMIN, has_role
+from foundation.roles import ADMIN, has_role
 
 
 class AuditEventQuerySet(models.QuerySet):
@@ -20,7 +20,7 @@ class AuditEvent(models.Model):
 
     Append-only: the application never updates or deletes a row (only a failed-login row's `count` grows), a
     database trigger refuses any other UPDATE, every DELETE and TRUNCATE (governance migration 0006), and the role the
-    application runs as may only INSERT and SELECT it (fleetweb/dbroles.py).
+    application runs as may only INSERT and SELECT it (foundation/dbroles.py).
     """
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -1,5 +1,5 @@
 """The one error type of every refusal a service makes, and its two translations: to the API's error body
-(`fleetweb.api.exception_handler`) and onto a form (`add_to_form`, for pages and HTMX partials)."""
+(`foundation.api.exception_handler`) and onto a form (`add_to_form`, for pages and HTMX partials)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from functools import wraps
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 
-from fleetweb.roles import VIEWER, has_role, has_role_anywhere
+from foundation.roles import VIEWER, has_role, has_role_anywhere
 
 
 def role_required(role: str, *, teams: bool = False) -> Callable:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from fleetweb.models import AuditEvent
+from foundation.models import AuditEvent
 
 SECRET_KEYS = {"token", "password", "client_key", "client-key-data", "kubeconfig", "ca_data"}
 

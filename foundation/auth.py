@@ -8,7 +8,7 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import User
 from django.http import HttpRequest
 
-from fleetweb.roles import ADMIN, has_role
+from foundation.roles import ADMIN, has_role
 
 
 class PasswordBackend(ModelBackend):
@@ -40,3 +40,10 @@ def lockout_parameters(request_or_attempt, credentials: dict | None = None) -> l
     if settings.FLEETWEB_BREAK_GLASS_ADMIN and username == settings.FLEETWEB_BREAK_GLASS_ADMIN:
         return [["username", "ip_address"], *by_address]
     return ["username", *by_address]
+
+
+def sign_in_options() -> dict:
+    """What the login page offers: the single sign-on button and whether password sign-in is on (the login
+    view, and the sign-on views when they show it again with an error)."""
+    return {"sso_enabled": bool(settings.FLEETWEB_OIDC_ISSUER), "sso_label": settings.FLEETWEB_OIDC_LABEL,
+            "local_login": settings.FLEETWEB_LOCAL_LOGIN}

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
-from fleetweb.env import ConfigError
+from foundation.env import ConfigError
 
 # Always refused unless allowed explicitly: these reach the host itself or the cloud's metadata service.
 BUILTIN_DENIED = (

@@ -28,8 +28,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from fleetweb import health
-from fleetweb.queueing import QUEUES
+from foundation import health
+from foundation.queueing import QUEUES
 
 log = logging.getLogger(__name__)
 
