@@ -45,6 +45,7 @@ class Snapshot:
     node_providers: Counter = dataclasses.field(default_factory=Counter)
     quotas_by_namespace: Counter = dataclasses.field(default_factory=Counter)
     limit_ranges_by_namespace: Counter = dataclasses.field(default_factory=Counter)
+    rows: dict[str, list[dict]] = dataclasses.field(default_factory=dict)  # kinds with a model of their own
     complete: set[str] = dataclasses.field(default_factory=set)
     errors: dict[str, str] = dataclasses.field(default_factory=dict)
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -95,6 +96,15 @@ class _Reader:
         s.pods_by_workload.clear()
         s.pods_by_namespace.clear()
         s.pod_total = 0
+
+    def reset_rows(self, kind: str) -> None:
+        self.s.rows[kind] = []
+
+    def fold_rows(self, kind: str, items: list) -> None:
+        """A kind with a model of its own: its entry's `row` makes each stored row."""
+        row = kinds.BY_NAME[kind].row
+        assert row is not None  # kinds.register checks it
+        self.s.rows.setdefault(kind, []).extend(row(item) for item in items)
 
     def reset_workload(self, kind: str) -> None:
         self.s.workloads[kind] = []

@@ -4,12 +4,20 @@ One `Kind` entry says where the LIST lives (path, API group, resource: the least
 attach permission check and the collector all read it), which `msgspec` struct its pages decode into, how the
 collector folds its items into the snapshot (`fold`, a `collector._Reader.fold_<fold>` method), and which stored
 rows it becomes (`stored_as`: the model whose tab, API, filters and serializer show it). A new workload-like kind
-is one entry here plus a `WorkloadKind` choice; CONTRIBUTING.md lists the rest for a kind with a model of its own.
+is one entry here plus a `WorkloadKind` choice.
+
+A kind with a model of its own is one entry with `row` (one stored row per item: uid, name and the model's fields),
+`stored_as` (its model in the inventory app, an `InventoryModel`) and `tab` (the cluster page's tab that lists it,
+`inventory/partials/_tab_<tab>.html` when it has a template of its own, else a plain table of its columns): the
+collector folds it (`fold="rows"`), the sync writes it (only the rows that changed; gone ones pruned after a complete
+sync) and the cluster page shows it, all by looping over this table (`register` adds one).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -25,6 +33,9 @@ class Kind:
     item: type
     fold: str
     stored_as: str = ""  # model label in `inventory`, empty when only counted or folded into another kind's rows
+    row: Callable[[Any], dict] | None = None  # a kind with its own model: one row per decoded item (fold "rows")
+    tab: str = ""  # the cluster page's tab listing its rows
+    ordering: tuple[str, ...] = ("namespace", "name")  # of its tab
 
     @property
     def rbac_label(self) -> str:
@@ -48,9 +59,31 @@ KINDS: tuple[Kind, ...] = (
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
 NAMES: frozenset[str] = frozenset(BY_NAME)
 
-_DECODERS: dict[str, msgspec.json.Decoder] = {
-    k.name: msgspec.json.Decoder(decode.ObjectList[k.item]) for k in KINDS  # type: ignore[name-defined]
-}
+
+def _decoder(kind: Kind) -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(decode.ObjectList[kind.item])  # type: ignore[name-defined]
+
+
+_DECODERS: dict[str, msgspec.json.Decoder] = {k.name: _decoder(k) for k in KINDS}
+
+
+def register(kind: Kind) -> Kind:
+    """Collect one more kind (its LIST, decoder, fold, rows and tab come with its entry)."""
+    global KINDS, NAMES
+    if kind.name in BY_NAME:
+        raise ValueError(f"kind {kind.name} is registered already")
+    if kind.row is not None and (kind.fold != "rows" or not kind.stored_as):
+        raise ValueError(f"kind {kind.name}: a row function needs fold='rows' and the model it is stored as")
+    KINDS = (*KINDS, kind)
+    BY_NAME[kind.name] = kind
+    NAMES = frozenset(BY_NAME)
+    _DECODERS[kind.name] = _decoder(kind)
+    return kind
+
+
+def stored() -> list[Kind]:
+    """The kinds stored as rows of a model of their own (fold "rows")."""
+    return [k for k in KINDS if k.row is not None]
 
 
 def decode_page(kind: str, page: bytes) -> decode.ObjectList:

@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 
 import msgspec
+from django.apps import apps
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q
@@ -17,7 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from foundation import leases, metrics
-from inventory import addons, collector, history, nodefacts, port, readiness
+from inventory import addons, collector, history, kinds, nodefacts, port, readiness
 from inventory.choices import ClusterStatus, SyncOutcome, WorkloadKind
 from inventory.models import Cluster, ClusterAddon, Namespace, Node, ProblemPod, SyncRun, Workload
 from inventory.querysets import UNAVAILABLE
@@ -239,6 +240,10 @@ def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
         _write_addons(cluster, snapshot)
     if "Pod" in snapshot.complete:
         _write(ProblemPod.objects.filter(cluster=cluster), cluster, snapshot.problem_pods, prune=prune)
+    for kind in kinds.stored():  # the kinds with a model of their own: the table says which
+        if kind.name in snapshot.complete:
+            model = apps.get_model("inventory", kind.stored_as)
+            _write(model.objects.filter(cluster=cluster), cluster, snapshot.rows.get(kind.name, []), prune=prune)
     _update_counters(cluster, snapshot)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from django.apps import apps
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import models
@@ -11,6 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpResponseNotAllowed
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import select_template
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -21,7 +23,7 @@ from foundation.htmx import htmx_partial
 from foundation.lists import filtered, filtered_page
 from foundation.roles import ADMIN, OPERATOR, VIEWER, has_role
 from foundation.web import client_ip
-from inventory import access, extensions, kubeconfigs, onboarding, pools, services
+from inventory import access, extensions, kinds, kubeconfigs, onboarding, pools, services
 from inventory.addons import ADDONS
 from inventory.choices import Environment, Provider
 from inventory.filtersets import ClusterFilterSet, NodePoolFilterSet, WorkloadFilterSet
@@ -39,9 +41,23 @@ INVENTORY_TABS: dict[str, tuple[type[models.Model], tuple[str, ...]]] = {
 BASE_TABS = ("summary", "nodes", "pools", "namespaces", "workloads", "problems")
 
 
+def inventory_tabs() -> dict[str, tuple[type[models.Model], tuple[str, ...]]]:
+    """Tab -> (model, ordering) of every tab listing stored rows: the built-in ones, and each kind with a model of
+    its own from the kind table."""
+    return {**INVENTORY_TABS, **{k.tab: (apps.get_model("inventory", k.stored_as), k.ordering)
+                                 for k in kinds.stored() if k.tab}}
+
+
 def tabs() -> tuple[str, ...]:
-    """The cluster page's tabs: inventory's own, those other apps registered (inventory.extensions), sync history."""
-    return (*BASE_TABS, *extensions.cluster_tabs, "history", "syncs")
+    """The cluster page's tabs: inventory's own, the collected kinds' with a model of their own, those other apps
+    registered (inventory.extensions), history and syncs."""
+    own = tuple(t for t in inventory_tabs() if t not in BASE_TABS)
+    return (*BASE_TABS, *own, *extensions.cluster_tabs, "history", "syncs")
+
+
+def tab_template(tab: str) -> str:
+    """The tab's own template, or for a collected kind without one a plain table of its model's columns."""
+    return select_template([f"inventory/partials/_tab_{tab}.html", "inventory/partials/_tab_rows.html"]).template.name
 
 
 def _cluster_filter(request) -> ClusterFilterSet:
@@ -124,8 +140,8 @@ def workload_export(request) -> HttpResponseBase:
 def _tab_context(cluster: Cluster, tab: str, request) -> dict:
     page_number = request.GET.get("page")
     rows: QuerySet
-    if tab in INVENTORY_TABS:
-        model, ordering = INVENTORY_TABS[tab]
+    if tab in (stored := inventory_tabs()):
+        model, ordering = stored[tab]
         rows = model._default_manager.filter(cluster=cluster).order_by(*ordering)
     elif tab == "syncs":
         rows = SyncRun.objects.filter(cluster=cluster).order_by("-started_at")
@@ -144,6 +160,11 @@ def _tab_context(cluster: Cluster, tab: str, request) -> dict:
         for ns in namespaces:
             ns.held_by = held.get(ns.name, "")  # type: ignore[attr-defined]  # shown in the tab only
         page.object_list = namespaces
+    if tab not in INVENTORY_TABS:  # a collected kind's rows: the plain table shows its model's own columns
+        columns = [f.name for f in page.object_list.model._meta.concrete_fields  # type: ignore[attr-defined]
+                   if f.name not in ("id", "cluster", "uid", "fingerprint", "labels")]
+        return {"page": page, "columns": columns,
+                "cells": [[getattr(row, c) for c in columns] for row in page.object_list]}
     return {"page": page}
 
 
@@ -154,9 +175,10 @@ def cluster_detail(request, name: str) -> HttpResponseBase:
     tab = request.GET.get("tab", "summary")
     if tab not in tabs():
         tab = "summary"
-    context = {"cluster": cluster, "tab": tab, "tabs": tabs(), **_tab_context(cluster, tab, request)}
+    context = {"cluster": cluster, "tab": tab, "tabs": tabs(), "tab_template": tab_template(tab),
+               **_tab_context(cluster, tab, request)}
     if request.htmx and request.htmx.target == "tab-content":
-        return render(request, f"inventory/partials/_tab_{tab}.html", context)
+        return render(request, context["tab_template"], context)
     if request.htmx and request.htmx.target == "cluster-header":
         return render(request, "inventory/partials/_cluster_header.html", context)
     return render(request, "inventory/cluster_detail.html", context)
