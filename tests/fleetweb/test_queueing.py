@@ -13,7 +13,7 @@ from celery import current_app
 from foundation import queueing
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("fleetweb", "inventory", "governance", "rollouts")
+APPS = ("fleetweb", "foundation", "inventory", "notifications", "governance", "rollouts")
 
 
 def names_queued_in_the_code() -> set[str]:
@@ -32,7 +32,7 @@ def names_queued_in_the_code() -> set[str]:
 def test_every_task_name_the_code_queues_is_registered():
     names = names_queued_in_the_code()
     assert {"rollouts.tasks.advance_rollout", "inventory.tasks.sync_cluster", "governance.tasks.evaluate_clusters",
-            "rollouts.tasks.dry_run_revision"} <= names, names
+            "rollouts.tasks.dry_run_revision", "notifications.tasks.deliver"} <= names, names
     for name in names:  # found the way every door finds it: by name, its module imported when needed
         assert queueing.task(name).name == name
     assert all(name in current_app.tasks for name in names)

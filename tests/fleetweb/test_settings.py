@@ -136,7 +136,7 @@ def test_every_variable_the_code_reads_is_in_env_example():
     read = set()
     pattern = re.compile(r"""(?:env_(?:str|bool|int|list)\(|os\.environ(?:\.get)?\(?\[?|environ\.get\()"""
                          r"""\s*["']([A-Z][A-Z0-9_]+)["']""")
-    for folder in ("fleetweb", "inventory", "governance", "rollouts", "localfleet"):
+    for folder in ("fleetweb", "foundation", "inventory", "notifications", "governance", "rollouts", "localfleet"):
         for path in (ROOT / folder).rglob("*.py"):
             read |= set(pattern.findall(path.read_text()))
     assert {"DATABASE_URL", "FLEETWEB_SYNC_INTERVAL", "LOCALFLEET_STATE_DIR", "FLEETWEB_ADMIN_PASSWORD"} <= read
