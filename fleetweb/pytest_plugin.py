@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 
 import pytest
@@ -19,6 +20,7 @@ _folder = None
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args) -> None:
+    _stop_on_sigterm()
     # The local member clusters listen on loopback, which the outbound address policy refuses by default.
     os.environ.setdefault("FLEETWEB_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
     if not os.environ.get("REDIS_URL"):
@@ -26,6 +28,18 @@ def pytest_load_initial_conftests(early_config, parser, args) -> None:
     from fleetweb import embedded
 
     embedded.start()  # the embedded PostgreSQL when DATABASE_URL is unset (the settings start nothing)
+
+
+def _interrupted(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the session as Ctrl-C does, through `pytest_unconfigure` and the exit handlers, so the private
+    Redis and the embedded PostgreSQL it started stop with it. Killed by the default action instead (a process
+    manager, a CI timeout, `kill`), the session left its redis-server running for ever."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupted)
 
 
 def _private_redis() -> None:
