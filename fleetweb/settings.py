@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "axes",
     "foundation",
     "inventory",
+    "agents",
     "notifications",
     "governance",
     "rollouts",
@@ -133,6 +134,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
     "schedule-due-syncs": {"task": "inventory.tasks.schedule_due_syncs", "schedule": 5.0},
     "mark-stale-clusters": {"task": "inventory.tasks.mark_stale_clusters", "schedule": 30.0},
+    "mark-silent-agents": {"task": "agents.tasks.mark_silent_agents",
+                           "schedule": float(max(1, env_int("FLEETWEB_AGENT_HEARTBEAT", 30, minimum=1) // 2))},
     "evaluate-alerts": {"task": "notifications.tasks.evaluate_alerts",
                         "schedule": float(env_int("FLEETWEB_ALERT_INTERVAL", 15, minimum=1))},
     "advance-due-rollouts": {"task": "rollouts.tasks.advance_due_rollouts", "schedule": 3.0},
@@ -276,6 +279,17 @@ FLEETWEB_ROLLOUT_LEASE = env_int("FLEETWEB_ROLLOUT_LEASE", 60, minimum=5)
 FLEETWEB_WEBHOOK_URL = env_str("FLEETWEB_WEBHOOK_URL", "")
 FLEETWEB_WEBHOOK_SECRET = env_str("FLEETWEB_WEBHOOK_SECRET", "")
 FLEETWEB_BASE_URL = env_str("FLEETWEB_BASE_URL", "").rstrip("/")
+# Registered clusters (agents that connect out): how long a bootstrap token and an agent's credential last, how often
+# agents heartbeat and poll, how long the hub holds a poll open waiting for work, the largest body an agent may send
+# (an answer holds one LIST page) and how many requests a second one agent may make; the agent's image.
+FLEETWEB_AGENT_BOOTSTRAP_TTL = env_int("FLEETWEB_AGENT_BOOTSTRAP_TTL", 3600, minimum=60)
+FLEETWEB_AGENT_CREDENTIAL_TTL = env_int("FLEETWEB_AGENT_CREDENTIAL_TTL", 3600, minimum=120)
+FLEETWEB_AGENT_HEARTBEAT = env_int("FLEETWEB_AGENT_HEARTBEAT", 30, minimum=1)
+FLEETWEB_AGENT_POLL = env_int("FLEETWEB_AGENT_POLL", 2, minimum=1)
+FLEETWEB_AGENT_POLL_HOLD = env_int("FLEETWEB_AGENT_POLL_HOLD", 20, minimum=0)
+FLEETWEB_AGENT_MAX_BODY_BYTES = env_int("FLEETWEB_AGENT_MAX_BODY_BYTES", 64 * 2**20, minimum=2**20)
+FLEETWEB_AGENT_RATE = env_int("FLEETWEB_AGENT_RATE", 50, minimum=5)
+FLEETWEB_AGENT_IMAGE = env_str("FLEETWEB_AGENT_IMAGE", "fleetweb/agent:0.1.0")
 # Seconds between compliance trend points when nothing changed (a change always writes one).
 FLEETWEB_COMPLIANCE_HISTORY_INTERVAL = env_int("FLEETWEB_COMPLIANCE_HISTORY_INTERVAL", 900, minimum=10)
 FLEETWEB_KUBE_CONNECT_TIMEOUT = env_int("FLEETWEB_KUBE_CONNECT_TIMEOUT", 5, minimum=1)

@@ -17,10 +17,13 @@ urlpatterns = [
     path("accounts/logout/", views.logout_view, name="logout"),
     path("", include("inventory.account_urls")),  # accounts/tokens/, accounts/service-accounts/
     path("", include("inventory.urls")),  # clusters/, groups/
+    path("", include("agents.urls")),  # clusters/register/, clusters/registrations/
+    path("agent/v1/", include("agents.agent_urls")),  # the agents' own doors
     path("", include("notifications.urls")),  # notifications/
     path("", include("governance.urls")),  # policies/, compliance/, audit/
     path("", include("rollouts.urls")),  # applications/, rollouts/
     path("api/v1/", include("inventory.api.urls")),
+    path("api/v1/", include("agents.api")),
     path("api/v1/", include("notifications.api.urls")),
     path("api/v1/", include("governance.api.urls")),
     path("api/v1/", include("rollouts.api.urls")),

@@ -134,8 +134,15 @@ def least_privilege_manifest(namespace: str = FLEETWEB_NAMESPACE, name: str = "f
     get on /metrics, get/list on CRDs), binding, token Secret,
     a separate role to manage Fleetweb's ValidatingAdmissionPolicies (enforce mode), and one to apply
     rollouts' objects."""
+    return yaml.safe_dump_all(least_privilege_documents(namespace, name), sort_keys=False)
+
+
+def least_privilege_documents(namespace: str = FLEETWEB_NAMESPACE, name: str = "fleetweb-reader", *,
+                              token_secret: bool = True) -> list[dict]:
+    """The documents of `least_privilege_manifest`; without `token_secret` for an agent, which runs as the
+    ServiceAccount and needs no token handed out."""
     rules = kinds.rbac_rules()
-    docs = [
+    docs: list[dict] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
         {
@@ -186,15 +193,16 @@ def least_privilege_manifest(namespace: str = FLEETWEB_NAMESPACE, name: str = "f
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{name}-deployer"},
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         },
-        {
+    ]
+    if token_secret:
+        docs.append({
             "apiVersion": "v1",
             "kind": "Secret",
             "type": "kubernetes.io/service-account-token",
             "metadata": {"name": f"{name}-token", "namespace": namespace,
                          "annotations": {"kubernetes.io/service-account.name": name}},
-        },
-    ]
-    return yaml.safe_dump_all(docs, sort_keys=False)
+        })
+    return docs
 
 
 def least_privilege_commands(namespace: str = FLEETWEB_NAMESPACE, name: str = "fleetweb-reader") -> str:

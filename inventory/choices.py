@@ -51,6 +51,7 @@ class AuthMethod(models.TextChoices):
     TOKEN = "token", "bearer token"
     CLIENT_CERT = "client_cert", "client certificate"
     KUBECONFIG = "kubeconfig", "kubeconfig"
+    AGENT = "agent", "agent"
 
 
 class WorkloadKind(models.TextChoices):

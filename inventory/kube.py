@@ -19,7 +19,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -167,7 +167,7 @@ def _timeout() -> tuple[float, float]:
     return (min(connect, left), min(read, left))
 
 
-def _call_deadline() -> float:
+def call_deadline() -> float:
     """When the call starting now must be over: FLEETWEB_KUBE_CALL_DEADLINE, or the budget's end if sooner."""
     at = time.monotonic() + settings.FLEETWEB_KUBE_CALL_DEADLINE
     budget = getattr(_budget, "at", None)
@@ -180,7 +180,7 @@ def _bounded(what: str) -> Iterator[None]:
     failure a classified KubeError."""
     watch = None
     try:
-        with outbound.deadline(_call_deadline()) as watch:
+        with outbound.deadline(call_deadline()) as watch:
             yield
             if watch.fired:  # a cut connection can read as a short, complete answer
                 raise KubeError("timeout", what)
@@ -308,6 +308,12 @@ class ListRestarted(Exception):
 def paged_list(session: Session, path: str, *, limit: int | None = None) -> Iterator[bytes]:
     """Yield raw pages of a LIST, following `continue`. A 410 on `continue` raises ListRestarted
     after which the caller starts over (the accumulated pages are no longer a consistent list)."""
+    return pages_of(lambda query: request(session, "GET", path, query=query, what=f"list {path}"), path, limit=limit)
+
+
+def pages_of(fetch: Callable[[list], bytes], path: str, *, limit: int | None = None) -> Iterator[bytes]:
+    """The paging of a LIST at `path` over any way of sending one GET (`fetch(query)`: the direct adapter's request,
+    or a relay to an agent)."""
     page_size = limit or settings.FLEETWEB_KUBE_PAGE_SIZE
     token = ""
     while True:
@@ -315,7 +321,7 @@ def paged_list(session: Session, path: str, *, limit: int | None = None) -> Iter
         if token:
             query.append(("continue", token))
         try:
-            page = request(session, "GET", path, query=query, what=f"list {path}")
+            page = fetch(query)
         except KubeError as exc:
             if exc.kind == "gone" and token:
                 raise ListRestarted(path) from exc

@@ -7,7 +7,9 @@ admission policies, review a permission, read the version. The caps, deadlines a
 the adapter's, never the caller's.
 
 Adapters, by how a cluster is reached (`ADAPTERS`): "direct" dials the cluster's API server with its stored
-credentials (`inventory.kube`). A test installs a fake in the same table (tests/fakemember.py).
+credentials (`inventory.kube`); "agent" (`agents.relay`) hands each call to the agent running in the cluster, which
+polls for it and sends the answer back (`RelayedMember`: the same calls, caps, error classes and parsing as the
+direct adapter, only the transport differs). A test installs a fake in the same table (tests/fakemember.py).
 
 Errors are `KubeError` (classified: kind, status, whether it is fatal or worth retrying); a LIST restarted by a 410
 raises `ListRestarted` to the consumer of `pages`.
@@ -20,7 +22,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from django.conf import settings
+from kubernetes.client.exceptions import ApiException
+
 from inventory import kube
+from inventory.choices import AuthMethod
+from inventory.kubeerrors import classify
 from inventory.models import ClusterCredential
 
 KubeError = kube.KubeError
@@ -112,11 +119,7 @@ class DirectMember:
         return kube.delete(self.session, path)
 
     def review(self, attributes: dict) -> tuple[bool, str]:
-        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": attributes}
-        result = kube.loads(kube.request(self.session, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                                         body=body, what="SelfSubjectAccessReview"), what="SelfSubjectAccessReview")
-        status = result.get("status") or {}
-        return bool(status.get("allowed")), status.get("reason", "") or status.get("evaluationError", "")
+        return _review(lambda *a, **k: kube.request(self.session, *a, **k), attributes)
 
     def close(self) -> None:
         self.session.close()
@@ -126,6 +129,113 @@ class DirectMember:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RelayedMember:
+    """A member reached through a relay (the agent in the cluster): each call is one operation `send(op, what=,
+    until=)` hands over and whose answer it returns, `{"status", "body"}` for an HTTP call and `{"status",
+    "lines"}` for the lines of a metrics document. The relay raises KubeError when the agent is not connected, does
+    not answer by `until` (time.monotonic()) or reports that it could not reach its API server; everything after is
+    the direct adapter's: an error status is classified from its Kubernetes Status, JSON is depth-checked, a LIST is
+    paged and restarted the same way."""
+
+    def __init__(self, send: Callable[..., dict]):
+        self.send = send
+        self._bytes = 0
+
+    @property
+    def bytes_read(self) -> int:
+        return self._bytes
+
+    def _answer(self, op: dict, what: str) -> dict:
+        answer = self.send(op, what=what, until=kube.call_deadline())
+        status = answer.get("status")
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise KubeError("protocol", f"{what}: the agent's answer has no HTTP status")
+        if not 200 <= status < 300:
+            body = answer.get("body")
+            raise classify(ApiException(status=status, reason="", body=body[:kube.MAX_ERROR_BODY]
+                                        if isinstance(body, str) else ""), what=what)
+        return answer
+
+    def request(self, method: str, path: str, *, query: list | None = None, body: dict | None = None,
+                content_type: str = "application/json", what: str = "") -> bytes:
+        what = what or f"{method} {path}"
+        answer = self._answer({"op": "http", "method": method, "path": path, "query": [list(q) for q in query or []],
+                               "body": body, "content_type": content_type,
+                               "max_bytes": settings.FLEETWEB_KUBE_MAX_RESPONSE_BYTES}, what)
+        text = answer.get("body")
+        if not isinstance(text, str):
+            raise KubeError("protocol", f"{what}: the agent's answer has no body")
+        data = text.encode()
+        if len(data) > settings.FLEETWEB_KUBE_MAX_RESPONSE_BYTES:
+            raise KubeError("protocol", f"{what}: the answer is larger than "
+                                        f"{settings.FLEETWEB_KUBE_MAX_RESPONSE_BYTES // 2**20} MiB "
+                                        "(FLEETWEB_KUBE_MAX_RESPONSE_BYTES)")
+        self._bytes += len(data)
+        return data
+
+    def version(self) -> dict:
+        return kube.loads(self.request("GET", "/version"), what="GET /version")
+
+    def pages(self, path: str, *, limit: int | None = None) -> Iterator[bytes]:
+        return kube.pages_of(lambda query: self.request("GET", path, query=query, what=f"list {path}"), path,
+                             limit=limit)
+
+    def read(self, path: str, *, query: list | None = None) -> dict:
+        return kube.loads(self.request("GET", path, query=query), what=f"GET {path}")
+
+    def metric_lines(self, path: str, prefix: bytes, *, max_bytes: int) -> list[bytes]:
+        what = f"GET {path}"
+        answer = self._answer({"op": "lines", "path": path, "prefix": prefix.decode(), "max_bytes": max_bytes}, what)
+        lines = answer.get("lines")
+        if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+            raise KubeError("protocol", f"{what}: the agent's answer has no lines")
+        encoded = [line.encode() for line in lines if line.startswith(prefix.decode())]
+        self._bytes += sum(len(line) + 1 for line in encoded)
+        return encoded
+
+    def apply(self, path: str, body: dict, *, dry_run: bool = False, strict: bool = False, what: str = "") -> dict:
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")] + ([("dryRun", "All")] if dry_run else []) + \
+            ([("fieldValidation", "Strict")] if strict else [])
+        verb = "dry-run apply" if dry_run else "apply"
+        what = what or f"{verb} {body.get('kind', '')} {body.get('metadata', {}).get('name', '')}".strip()
+        data = self.request("PATCH", path, body=body, content_type="application/apply-patch+yaml", query=query,
+                            what=what)
+        return kube.loads(data, what=verb)
+
+    def delete(self, path: str) -> bool:
+        try:
+            self.request("DELETE", path, what=f"delete {path}")
+        except KubeError as exc:
+            if exc.http_status == 404:
+                return False
+            raise
+        return True
+
+    def review(self, attributes: dict) -> tuple[bool, str]:
+        return _review(self.request, attributes)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> RelayedMember:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+REVIEW_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+
+def _review(request: Callable[..., bytes], attributes: dict) -> tuple[bool, str]:
+    """A SelfSubjectAccessReview over any adapter's raw request."""
+    body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": attributes}
+    result = kube.loads(request("POST", REVIEW_PATH, body=body, what="SelfSubjectAccessReview"),
+                        what="SelfSubjectAccessReview")
+    status = result.get("status") or {}
+    return bool(status.get("allowed")), status.get("reason", "") or status.get("evaluationError", "")
 
 
 def credentials_of(cluster: Any) -> dict:
@@ -142,13 +252,18 @@ def _direct(cluster: Any) -> Opener:
 
 
 # How a cluster is reached -> what prepares its opener (reading the database now, so that the opener itself may run
-# in another thread). "Registered clusters" (an agent that connects out) adds its own entry; tests put a fake here.
+# in another thread). The agents app adds "agent" (`agents.relay.opener`); tests put a fake here.
 ADAPTERS: dict[str, Callable[[Any], Opener]] = {"direct": _direct}
+
+
+def reached_by(cluster: Any) -> str:
+    """How `cluster` is reached: "agent" for a registered cluster, else "direct"."""
+    return "agent" if cluster.auth_method == AuthMethod.AGENT else "direct"
 
 
 def opener(cluster: Any) -> Opener:
     """What opens the member `cluster` (an inventory Cluster) later, in any thread: the database is read now."""
-    return ADAPTERS["direct"](cluster)  # the one way today; "Registered clusters" picks by how it is reached
+    return ADAPTERS[reached_by(cluster)](cluster)
 
 
 def connect(cluster: Any) -> Member:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -18,7 +19,7 @@ from foundation.errors import ServiceError
 from foundation.queueing import enqueue
 from foundation.roles import ADMIN, has_role
 from inventory import history, kubeconfigs, port, selectors
-from inventory.choices import ClusterEventKind, Environment
+from inventory.choices import AuthMethod, ClusterEventKind, Environment
 from inventory.credentials import expiry_of
 from inventory.models import (
     Cluster,
@@ -115,6 +116,25 @@ def attach_cluster(*, name: str, credentials: dict, user, environment: str = Env
                                      f"attached ({credentials_summary(cluster)})", actor=_actor(user)))
         # Its groups' policies are evaluated (and enforced) after that sync, like after every sync.
         transaction.on_commit(lambda: request_sync(cluster.pk, triggered_by="attach"))
+    return cluster
+
+
+def add_registered_cluster(*, name: str, environment: str, server: str, user, source_ip: str = "") -> Cluster:
+    """Store a cluster reached through its agent (no credentials here: the agent holds its own), inside the caller's
+    transaction (`agents.services.decide`, which checked the permission). Its first sync is queued by the agent's
+    first heartbeat (`agents.services.heartbeat`): before that, no call could reach it."""
+    require(user, "register_cluster", message="Accepting a registered cluster needs the global admin role.")
+    taken = cluster_name_taken(name)
+    if taken:
+        raise AttachError(taken, field="name", status=409)
+    cluster = Cluster.objects.create(
+        name=name, environment=environment, server=server, auth_method=AuthMethod.AGENT,
+        sync_interval=settings.FLEETWEB_SYNC_INTERVAL,
+        next_sync_at=timezone.now() + timedelta(seconds=settings.FLEETWEB_SYNC_INTERVAL),
+        created_by=user if getattr(user, "pk", None) else None)
+    record(user=user, action="cluster.attach", target=cluster, source_ip=source_ip, after=cluster_audit_view(cluster))
+    history.record(history.event(cluster.pk, ClusterEventKind.ATTACHED, "registered through its agent",
+                                 actor=_actor(user)))
     return cluster
 
 

@@ -52,12 +52,14 @@ class Fleet:
         profile["name"] = name
         return profile
 
-    def up(self, clusters: int = 3, nodes: int = 5, *, timeout: float = 240) -> list[Member]:
-        """Start (or restart) `clusters` members with `nodes` KWOK nodes each, seed them, wait until Ready."""
+    def up(self, clusters: int = 3, nodes: int = 5, *, timeout: float = 240, first: int = 0,
+           address: str = "127.0.0.1") -> list[Member]:
+        """Start (or restart) `clusters` members with `nodes` KWOK nodes each, seed them, wait until Ready; `first`:
+        the index of the first one's profile; `address`: the loopback address their API servers listen on."""
         started = time.monotonic()
         binaries.ensure_all(out=self.out)
         members = []
-        for index in range(clusters):
+        for index in range(first, first + clusters):
             profile = self.profile_for(index)
             try:
                 member = self.member(profile["name"])
@@ -67,7 +69,7 @@ class Fleet:
             # minor by minor) and its extra API versions.
             member.apiserver_version = profile["apiserver"]
             member.profile = {**member.profile, "index": index, "nodes": max(nodes, member.profile.get("nodes", 0)),
-                              "runtime_config": profile.get("runtime_config", "")}
+                              "runtime_config": profile.get("runtime_config", ""), "address": address}
             members.append(member)
         try:
             # Start one at a time (each start is CPU-bound on 2 cores), then seed and wait in parallel.

@@ -71,8 +71,14 @@ class Member:
         return self.dir / name
 
     @property
+    def address(self) -> str:
+        """Where the API server listens: 127.0.0.1, or another loopback address for a member the hub's outbound
+        policy may not dial (a cluster "behind a firewall", reached only by its agent)."""
+        return self.profile.get("address", "127.0.0.1")
+
+    @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['apiserver']}"
+        return f"https://{self.address}:{self.ports['apiserver']}"
 
     @property
     def ca_pem(self) -> str:
@@ -106,7 +112,7 @@ class Member:
             pki.write_private(pki_dir / "ca.key", ca_key)
             (pki_dir / "ca.crt").write_bytes(ca_cert)
             cert, key = pki.issue(ca_cert, ca_key, cn="kube-apiserver", server=True,
-                                  hosts=("127.0.0.1", "localhost", "10.96.0.1", "kubernetes",
+                                  hosts=("127.0.0.1", "127.0.0.2", "localhost", "10.96.0.1", "kubernetes",
                                          "kubernetes.default", "kubernetes.default.svc",
                                          "kubernetes.default.svc.cluster.local"))
             (pki_dir / "apiserver.crt").write_bytes(cert)
@@ -171,7 +177,7 @@ class Member:
         if component == "kube-apiserver":
             return [str(binaries.path_of("kube-apiserver", self.apiserver_version)),
                     "--etcd-servers", f"http://127.0.0.1:{p['etcd']}",
-                    "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+                    "--bind-address", self.address, "--advertise-address", self.address,
                     "--secure-port", str(p["apiserver"]),
                     "--tls-cert-file", str(pk / "apiserver.crt"), "--tls-private-key-file", str(pk / "apiserver.key"),
                     "--client-ca-file", str(pk / "ca.crt"),

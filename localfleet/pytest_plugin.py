@@ -142,6 +142,25 @@ def localfleet_members() -> Iterator[dict[str, MemberHandle]]:
         shutil.rmtree(state, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def firewalled_member() -> Iterator[MemberHandle]:
+    """One member whose API server listens on 127.0.0.2 only: a cluster "behind a firewall" when the hub's outbound
+    policy allows 127.0.0.1 and not that address; its agent (a real process) reaches it. Started on first use."""
+    require(binaries.buildable(), "Go is not installed and no cached localfleet binaries exist")
+    state = Path(tempfile.mkdtemp(prefix="localfleet-firewalled-"))
+    fleet = Fleet(state)
+    try:
+        (member,) = fleet.up(1, nodes=3, first=3, address="127.0.0.2")
+    except Exception:
+        fleet.down()
+        raise
+    try:
+        yield MemberHandle(member)
+    finally:
+        fleet.down()
+        shutil.rmtree(state, ignore_errors=True)
+
+
 @pytest.fixture
 def member(localfleet_members) -> Iterator[MemberHandle]:
     """The first member (kube-apiserver v1.36), restored to a working state after the test."""

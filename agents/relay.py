@@ -1,0 +1,193 @@
+"""The relay between the member port and the agents: a call the hub makes to a registered cluster becomes a work
+item in that cluster's queue in Redis; the agent picks it up when it polls (`take`), runs it against its own API
+server and posts the answer (`answer`), which the waiting caller reads. Nothing holds a socket to a cluster: the
+agents poll the normal web tier.
+
+Each item carries its deadline (the caller's: FLEETWEB_KUBE_CALL_DEADLINE or a shorter budget) and is owned by one
+cluster: an agent can neither take another cluster's work nor answer it. An answer counts once (the first; a
+resent or replayed one is ignored), and an answer after the deadline is dropped with its item."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import uuid
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from agents import protocol
+from agents.models import Agent
+from agents.protocol import AgentError
+from inventory import port
+
+PREFIX = "fleetweb:agent"
+MAX_TAKE = 20  # items handed to one poll
+MAX_RESULTS = 50  # answers in one post
+MAX_MESSAGE = 300  # of an agent's own error text
+
+_clients: dict[int, redis.Redis] = {}
+
+
+def client() -> redis.Redis:
+    """This process's Redis client for the relay. A blocking pop holds its connection for up to its own timeout, so
+    the socket has none (redis-py's default of 5 s would cut a longer wait)."""
+    pid = os.getpid()
+    if pid not in _clients:
+        _clients.clear()
+        _clients[pid] = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=None, socket_connect_timeout=5,
+                                             health_check_interval=30)
+    return _clients[pid]
+
+
+def _queue(cluster_id: int) -> str:
+    return f"{PREFIX}:{cluster_id}:work"
+
+
+def _owner(item_id: str) -> str:
+    return f"{PREFIX}:item:{item_id}"
+
+
+def _result(item_id: str) -> str:
+    return f"{PREFIX}:result:{item_id}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The hub's side: the member port's adapter
+
+
+class Relay:
+    """Sends the member port's calls for one cluster to its agent and waits for the answers."""
+
+    def __init__(self, cluster_id: int, name: str, last_heartbeat_at, revoked: bool):
+        self.cluster_id, self.name = cluster_id, name
+        self.last_heartbeat_at, self.revoked = last_heartbeat_at, revoked
+
+    def _check_connected(self, what: str) -> None:
+        if self.revoked:
+            raise port.KubeError("unauthorized", f"{what}: the agent's credential was revoked")
+        heard = self.last_heartbeat_at
+        silent_for = 2 * settings.FLEETWEB_AGENT_HEARTBEAT
+        if heard is None:
+            raise port.KubeError("network", f"{what}: agent not connected yet")
+        if (timezone.now() - heard).total_seconds() > silent_for:
+            raise port.KubeError("network", f"{what}: agent not connected since {heard:%Y-%m-%d %H:%M:%S} UTC")
+
+    def send(self, op: dict, *, what: str, until: float) -> dict:
+        self._check_connected(what)
+        left = until - time.monotonic()
+        if left <= 0.05:
+            raise port.KubeError("timeout", f"{what}: no time left for the agent to answer")
+        item_id = uuid.uuid4().hex
+        # The answer travels as a JSON string inside the agent's post: at most half its body cap before escaping.
+        most = settings.FLEETWEB_AGENT_MAX_BODY_BYTES // 2
+        cap = min(op.get("max_bytes", most), most)
+        item = {**op, "max_bytes": cap, "id": item_id, "deadline": time.time() + left, "timeout": left}
+        r = client()
+        ttl = math.ceil(left) + 5
+        with r.pipeline() as pipe:
+            pipe.set(_owner(item_id), self.cluster_id, ex=ttl)
+            pipe.rpush(_queue(self.cluster_id), json.dumps(item))
+            pipe.expire(_queue(self.cluster_id), max(ttl, 600))
+            pipe.execute()
+        popped = r.blpop([_result(item_id)], timeout=max(left, 0.1))
+        if popped is None:
+            r.delete(_owner(item_id))  # a late answer is dropped
+            raise port.KubeError("timeout", f"{what}: the agent did not answer within {left:.0f}s")
+        answer = json.loads(popped[1])
+        error = answer.get("error")
+        if error:
+            kind = error.get("kind") if error.get("kind") in port.KubeError.KINDS else "network"
+            raise port.KubeError(kind, f"{what}: the agent reports: {error.get('message', '')[:MAX_MESSAGE]}")
+        return answer
+
+
+def opener(cluster: Any) -> port.Opener:
+    """The member port's "agent" adapter: what the agent last said of itself is read now, the calls go later."""
+    agent = Agent.objects.filter(cluster_id=cluster.pk).values("last_heartbeat_at", "revoked_at").first()
+    if agent is None:
+        raise port.KubeError("config", f"{cluster.name} is reached through an agent, and none is registered")
+    relay = Relay(cluster.pk, cluster.name, agent["last_heartbeat_at"], agent["revoked_at"] is not None)
+    return lambda: port.RelayedMember(relay.send)
+
+
+# ---------------------------------------------------------------------------------------------
+# The agent's side: the endpoints call these
+
+
+def take(cluster_id: int, *, wait: float) -> list[dict]:
+    """Up to MAX_TAKE work items for `cluster_id`, waiting up to `wait` seconds for the first; items whose deadline
+    passed are dropped."""
+    r = client()
+    raw: list = r.lpop(_queue(cluster_id), MAX_TAKE) or []  # type: ignore[assignment]  # a list with a count
+    if not raw and wait > 0:
+        popped = r.blpop([_queue(cluster_id)], timeout=wait)
+        raw = [popped[1]] if popped else []
+    now = time.time()
+    items = [json.loads(value) for value in raw]
+    return [item for item in items if item.get("deadline", 0) > now]
+
+
+def answer(cluster_id: int, results: Any) -> dict:
+    """Deliver an agent's answers: each to the call waiting for it, once. An answer to another cluster's item is
+    refused (403) and nothing is delivered; to an unknown or answered one it is ignored (a replay, a resend after a
+    restart, a call that gave up)."""
+    if not isinstance(results, list) or len(results) > MAX_RESULTS:
+        raise AgentError(f"'results' is a list of at most {MAX_RESULTS} answers.", field="results")
+    checked = [_checked(result) for result in results]
+    r = client()
+    owners = r.mget([_owner(item_id) for item_id, _ in checked]) if checked else []
+    if any(owner is not None and int(owner) != cluster_id for owner in owners):
+        raise AgentError("An answer names work that is not this cluster's.", status=403)
+    delivered = ignored = 0
+    for (item_id, payload), owner in zip(checked, owners, strict=True):
+        if owner is None or not r.delete(_owner(item_id)):  # the first DELETE wins: an answer counts once
+            ignored += 1
+            continue
+        with r.pipeline() as pipe:
+            pipe.rpush(_result(item_id), payload)
+            pipe.expire(_result(item_id), 60)
+            pipe.execute()
+        delivered += 1
+    return {"delivered": delivered, "ignored": ignored}
+
+
+def _checked(result: Any) -> tuple[str, str]:
+    """(item id, the answer as the waiting call reads it) of one answer, in the schema, else AgentError."""
+    if not isinstance(result, dict):
+        raise AgentError("Each answer is an object.", field="results")
+    item_id = protocol.field(result, "id", str, max_length=32)
+    if len(item_id) != 32 or any(c not in "0123456789abcdef" for c in item_id):
+        raise AgentError("An answer's 'id' is not a work item's.", field="results")
+    error = protocol.field(result, "error", dict, required=False)
+    if error is not None:
+        return item_id, json.dumps({"error": {
+            "kind": protocol.field(error, "kind", str, max_length=32),
+            "message": protocol.field(error, "message", str, max_length=2000)[:MAX_MESSAGE]}})
+    status = protocol.field(result, "status", int)
+    if not 100 <= status <= 599:
+        raise AgentError("An answer's 'status' is not an HTTP status.", field="results")
+    payload: dict = {"status": status}
+    if "lines" in result:
+        lines = protocol.field(result, "lines", list)
+        if not all(isinstance(line, str) for line in lines):
+            raise AgentError("An answer's 'lines' are strings.", field="results")
+        payload["lines"] = lines
+    else:
+        payload["body"] = protocol.field(result, "body", str, max_length=settings.FLEETWEB_AGENT_MAX_BODY_BYTES)
+    return item_id, json.dumps(payload)
+
+
+def allow(cluster_id: int) -> bool:
+    """Whether this agent is within FLEETWEB_AGENT_RATE requests a second (one counter per agent and second, so a
+    flood from one agent is refused with 429 while the others go on)."""
+    key = f"{PREFIX}:{cluster_id}:rate:{int(time.time())}"
+    with client().pipeline() as pipe:
+        pipe.incr(key)
+        pipe.expire(key, 2)
+        count, _ = pipe.execute()
+    return count <= settings.FLEETWEB_AGENT_RATE

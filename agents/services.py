@@ -1,0 +1,319 @@
+"""Every side effect of registered clusters: bootstrap tokens, registrations and their decision, the agents'
+credentials (pickup, renewal, revocation) and heartbeats. Pages, the API and the agent endpoints call these; the
+people's doors check `register_cluster` (global admins), the agents' doors check the agent's credential and key.
+
+The two keys: an admin hands out a single-use bootstrap token (it expires, FLEETWEB_AGENT_BOOTSTRAP_TTL); the agent
+presents it with the public half of a key pair it made and what identifies its cluster, and waits as *pending*; an
+admin accepts (a member is made) or rejects it. Only then may the holder of that key pick up a credential, which
+lasts FLEETWEB_AGENT_CREDENTIAL_TTL, is renewed by the agent at half its life and is useless without the key."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents import protocol
+from agents.models import Agent, BootstrapToken, Registration, RegistrationState
+from agents.protocol import AgentError
+from foundation import outbound
+from foundation.audit import record
+from inventory import history, services
+from inventory.choices import ClusterEventKind, ClusterStatus, Environment
+from inventory.models import Cluster
+from inventory.people.access import require
+
+log = logging.getLogger(__name__)
+
+ADMIN_ONLY = "Registering clusters needs the global admin role."
+
+
+# ---------------------------------------------------------------------------------------------
+# Bootstrap tokens (people)
+
+
+def create_bootstrap_token(*, user, name: str, environment: str = Environment.DEV, ttl: int | None = None,
+                           source_ip: str = "") -> tuple[BootstrapToken, str]:
+    """A single-use token for one agent to register the cluster `name`; the secret is returned once, here."""
+    require(user, "register_cluster", message=ADMIN_ONLY)
+    if environment not in Environment.values:
+        raise AgentError(f"'{environment}' is not an environment ({', '.join(Environment.values)}).",
+                         field="environment")
+    taken = services.cluster_name_taken(name) or name_waiting(name)
+    if taken:
+        raise AgentError(taken, field="name", status=409)
+    ttl = ttl or settings.FLEETWEB_AGENT_BOOTSTRAP_TTL
+    if not 60 <= ttl <= 7 * 86400:
+        raise AgentError("A bootstrap token lasts between 60 seconds and 7 days.", field="ttl")
+    secret = protocol.new_secret(protocol.BOOTSTRAP_PREFIX)
+    with transaction.atomic():
+        token = BootstrapToken.objects.create(
+            digest=protocol.digest(secret), prefix=secret[:10], name=name, environment=environment,
+            created_by=user if getattr(user, "pk", None) else None,
+            expires_at=timezone.now() + datetime.timedelta(seconds=ttl))
+        record(user=user, action="agent.token.create", target=token, source_ip=source_ip,
+               after={"name": name, "environment": environment, "expires_at": token.expires_at.isoformat(),
+                      "prefix": token.prefix})
+    return token, secret
+
+
+def name_waiting(name: str) -> str:
+    """Why `name` is already spoken for by an open bootstrap token or a pending registration, or ''."""
+    now = timezone.now()
+    if BootstrapToken.objects.filter(name=name, used_at__isnull=True, revoked_at__isnull=True,
+                                     expires_at__gt=now).exists():
+        return f"An unused bootstrap token for '{name}' exists already: revoke it first."
+    if Registration.objects.filter(name=name, state=RegistrationState.PENDING).exists():
+        return f"A registration of '{name}' is waiting for a decision already."
+    return ""
+
+
+def usable(token: BootstrapToken) -> bool:
+    return token.used_at is None and token.revoked_at is None and token.expires_at > timezone.now()
+
+
+def revoke_bootstrap_token(token: BootstrapToken, *, user, source_ip: str = "") -> None:
+    require(user, "register_cluster", message=ADMIN_ONLY)
+    with transaction.atomic():
+        updated = BootstrapToken.objects.filter(pk=token.pk, used_at__isnull=True, revoked_at__isnull=True).update(
+            revoked_at=timezone.now())
+        if not updated:
+            raise AgentError("That bootstrap token was used or revoked already.", status=409)
+        record(user=user, action="agent.token.revoke", target=token, source_ip=source_ip)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration (the agent) and the decision (people)
+
+
+def register(body: dict, *, signature: dict, source_ip: str = "") -> Registration:
+    """An agent presents a bootstrap token, its public key and its cluster's identity (signed with that key). The
+    token is spent whatever follows; the registration waits for an admin."""
+    secret = protocol.field(body, "bootstrap_token", str, max_length=80)
+    key = protocol.field(body, "public_key", str, max_length=64)
+    protocol.public_key(key)
+    protocol.verify(key, **signature)  # proof that the sender holds the key it presents
+    identity = protocol.field(body, "identity", dict)
+    ca = protocol.field(identity, "ca_fingerprint", str, max_length=95)
+    uid = protocol.field(identity, "kube_system_uid", str, max_length=64)
+    version = protocol.field(identity, "kubernetes_version", str, max_length=64, required=False, default="")
+    nodes = protocol.field(identity, "node_count", int, required=False, default=0)
+    server = protocol.field(identity, "server", str, max_length=512, required=False, default="")
+    agent_version = protocol.field(body, "agent_version", str, max_length=32, required=False, default="")
+    try:
+        server = outbound.check_url(server, schemes=("https",), what="API server URL").url if server else ""
+    except outbound.OutboundRefused:
+        server = ""  # only shown: the hub never dials an agent's cluster
+    with transaction.atomic():
+        token = BootstrapToken.objects.select_for_update().filter(digest=protocol.digest(secret)).first()
+        now = timezone.now()
+        if token is None or token.revoked_at or token.expires_at <= now:
+            raise AgentError("The bootstrap token is unknown, revoked or expired: ask an admin for a new one.",
+                             status=401)
+        if token.used_at:
+            record(user=None, action="agent.token.reused", target=token, source_ip=source_ip)
+            raise AgentError("The bootstrap token was used already (each is good for one registration).",
+                             status=401)
+        token.used_at = now
+        token.save(update_fields=["used_at"])
+        registration = Registration.objects.create(
+            token=token, name=token.name, environment=token.environment, public_key=key, ca_fingerprint=ca,
+            kube_system_uid=uid, kubernetes_version=version, node_count=max(0, min(nodes, 10**6)), server=server,
+            agent_version=agent_version, source_ip=source_ip or None)
+        record(user=None, action="agent.register", target=registration, source_ip=source_ip,
+               after=registration_view(registration))
+    return registration
+
+
+def registration_view(registration: Registration) -> dict:
+    """What the audit log and the API keep of a registration (no secret is part of one)."""
+    return {"name": registration.name, "environment": registration.environment, "state": registration.state,
+            "ca_fingerprint": registration.ca_fingerprint, "kube_system_uid": registration.kube_system_uid,
+            "kubernetes_version": registration.kubernetes_version, "node_count": registration.node_count,
+            "agent_version": registration.agent_version}
+
+
+def decide(registration: Registration, *, accept: bool, user, source_ip: str = "") -> Registration:
+    """Accept (the cluster becomes a member reached through its agent) or reject a pending registration."""
+    require(user, "register_cluster", message=ADMIN_ONLY)
+    with transaction.atomic():
+        locked = Registration.objects.select_for_update().get(pk=registration.pk)
+        if locked.state != RegistrationState.PENDING:
+            raise AgentError(f"This registration was {locked.state} already.", status=409)
+        locked.decided_at, locked.decided_by = timezone.now(), user if getattr(user, "pk", None) else None
+        if accept:
+            cluster = services.add_registered_cluster(name=locked.name, environment=locked.environment,
+                                                      server=locked.server, user=user, source_ip=source_ip)
+            # No credential yet: the key's holder picks one up (a placeholder digest nobody holds, expired).
+            Agent.objects.create(cluster=cluster, public_key=locked.public_key, version=locked.agent_version,
+                                 credential_digest=protocol.digest(protocol.new_secret("unused_")),
+                                 credential_expires_at=locked.decided_at)
+            locked.cluster, locked.state = cluster, RegistrationState.ACCEPTED
+        else:
+            locked.state = RegistrationState.REJECTED
+        locked.save(update_fields=["state", "decided_at", "decided_by", "cluster"])
+        record(user=user, action=f"agent.registration.{locked.state}", target=locked, source_ip=source_ip,
+               after=registration_view(locked))
+    return locked
+
+
+# ---------------------------------------------------------------------------------------------
+# Credentials (the agent) and revocation (people)
+
+
+def _issue(agent: Agent, *, keep_previous: bool) -> tuple[str, datetime.datetime]:
+    secret = protocol.new_secret(protocol.CREDENTIAL_PREFIX)
+    expires = timezone.now() + datetime.timedelta(seconds=settings.FLEETWEB_AGENT_CREDENTIAL_TTL)
+    Agent.objects.filter(pk=agent.pk).update(
+        previous_digest=agent.credential_digest if keep_previous else "",
+        credential_digest=protocol.digest(secret), credential_expires_at=expires)
+    return secret, expires
+
+
+def pickup(registration: Registration, *, signature: dict, source_ip: str = "") -> dict:
+    """What the agent that made `registration` learns when it asks (signed with its key): still pending, rejected,
+    or accepted with its first credential. Until that credential is first used, asking again issues a new one (a
+    lost answer strands nobody); after that, only renewal with the credential and the key gets another."""
+    protocol.verify(registration.public_key, **signature)
+    if registration.state == RegistrationState.PENDING:
+        return {"state": "pending"}
+    if registration.state == RegistrationState.REJECTED or registration.cluster_id is None:
+        raise AgentError("This registration was rejected (or its cluster detached): register again with a new "
+                         "bootstrap token.", status=403)
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().select_related("cluster").get(cluster_id=registration.cluster_id)
+        if agent.revoked_at:
+            raise AgentError("This agent's credential was revoked: register again with a new bootstrap token.",
+                             status=403)
+        if agent.last_heartbeat_at is not None:  # the agent's first act with a credential is a heartbeat
+            raise AgentError("A credential was picked up and used already: renew it, or register again.", status=409)
+        secret, expires = _issue(agent, keep_previous=False)
+        record(user=None, action="agent.credential.pickup", target=agent.cluster, source_ip=source_ip)
+    return {"state": "accepted", "cluster": agent.cluster.name, "credential": secret,
+            "expires_at": expires.isoformat(), **intervals()}
+
+
+def intervals() -> dict:
+    """How often the agent heartbeats and polls, and when it renews (the hub decides; the agent follows)."""
+    return {"heartbeat_seconds": settings.FLEETWEB_AGENT_HEARTBEAT, "poll_seconds": settings.FLEETWEB_AGENT_POLL,
+            "renew_after_seconds": settings.FLEETWEB_AGENT_CREDENTIAL_TTL // 2}
+
+
+def agent_of(credential: str) -> Agent:
+    """The agent whose current (or just-renewed) credential this is; AgentError 401 when there is none, or it was
+    revoked (or its cluster detached), or it expired. The request's signature is checked next (`check_signature`)."""
+    if not credential.startswith(protocol.CREDENTIAL_PREFIX):
+        raise AgentError("No agent credential (Authorization: Bearer fwa_…).", status=401)
+    key = protocol.digest(credential)
+    agent = (Agent.objects.select_related("cluster").filter(credential_digest=key).first()
+             or Agent.objects.select_related("cluster").filter(previous_digest=key).first())
+    if agent is None:
+        raise AgentError("The agent credential is unknown (its cluster detached, or replaced by a renewal).",
+                         status=401)
+    if agent.revoked_at:
+        raise AgentError("This agent's credential was revoked: register again with a new bootstrap token.",
+                         status=401)
+    if agent.credential_digest == key and agent.credential_expires_at <= timezone.now():
+        raise AgentError("The agent credential expired: register again with a new bootstrap token.", status=401)
+    return agent
+
+
+def check_signature(agent: Agent, credential: str, *, signature: dict) -> None:
+    """Refuse (401) a request not signed with the agent's key; the first use of a renewed credential ends the one
+    it replaced."""
+    protocol.verify(agent.public_key, **signature)
+    if agent.previous_digest and agent.credential_digest == protocol.digest(credential):
+        Agent.objects.filter(pk=agent.pk).update(previous_digest="")
+
+
+def authenticate(credential: str, *, signature: dict) -> Agent:
+    """`agent_of` and `check_signature` in one (for doors that read the body first)."""
+    agent = agent_of(credential)
+    check_signature(agent, credential, signature=signature)
+    return agent
+
+
+def renew(agent: Agent, *, presented: str) -> dict:
+    """A new credential for an authenticated agent (the old one lasts until the new one is first used)."""
+    with transaction.atomic():
+        locked = Agent.objects.select_for_update().get(pk=agent.pk)
+        if locked.credential_digest != protocol.digest(presented):
+            raise AgentError("Renew with the newest credential.", status=409)
+        secret, expires = _issue(locked, keep_previous=True)
+    return {"credential": secret, "expires_at": expires.isoformat(), **intervals()}
+
+
+def revoke(cluster: Cluster, *, user, source_ip: str = "") -> None:
+    """Cut an agent off: its next request is refused; the cluster stays, unreachable, until detached or
+    registered again."""
+    require(user, "register_cluster", message=ADMIN_ONLY)
+    with transaction.atomic():
+        updated = Agent.objects.filter(cluster=cluster, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if not updated:
+            raise AgentError(f"{cluster.name} has no agent with a live credential.", status=409)
+        record(user=user, action="agent.revoke", target=cluster, source_ip=source_ip)
+        history.record(history.event(cluster.pk, ClusterEventKind.CREDENTIALS, "agent credential revoked",
+                                     actor=user.get_username() if getattr(user, "pk", None) else ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# Heartbeats
+
+
+MAX_REPORT_TEXT = 500
+
+
+def heartbeat(agent: Agent, body: dict) -> dict:
+    """What the agent says of itself every FLEETWEB_AGENT_HEARTBEAT seconds: its version, its permission check and
+    its last error. One UPDATE; a cluster that was unreachable for want of its agent is synced at once."""
+    version = protocol.field(body, "agent_version", str, max_length=32, required=False, default="")
+    error = protocol.field(body, "last_error", str, max_length=4000, required=False, default="")
+    checks = protocol.field(body, "checks", list, required=False, default=[])
+    if len(checks) > 64:
+        raise AgentError("At most 64 checks.", field="checks")
+    report_checks = []
+    for check in checks:
+        if not isinstance(check, dict):
+            raise AgentError("Each check is an object.", field="checks")
+        report_checks.append({"name": protocol.field(check, "name", str, max_length=200),
+                              "ok": protocol.field(check, "ok", bool),
+                              "detail": protocol.field(check, "detail", str, max_length=MAX_REPORT_TEXT,
+                                                       required=False, default="")})
+    now = timezone.now()
+    Agent.objects.filter(pk=agent.pk).update(
+        version=version, last_heartbeat_at=now,
+        report={"checks": report_checks, "last_error": error[:MAX_REPORT_TEXT], "at": now.isoformat()})
+    if agent.last_heartbeat_at is None or agent.cluster.status == ClusterStatus.UNREACHABLE:
+        services.request_sync(agent.cluster_id, triggered_by="agent")
+    return {"ok": True, **intervals()}
+
+
+def silent_agents(*, now=None) -> int:
+    """Agents not heard for two heartbeat intervals make their clusters unreachable, saying since when (run by beat:
+    never stale-green). One locking SELECT, one UPDATE per cluster, History rows together."""
+    now = now or timezone.now()
+    limit = now - datetime.timedelta(seconds=2 * settings.FLEETWEB_AGENT_HEARTBEAT)
+    with transaction.atomic():
+        rows = list(Cluster.objects.filter(agent__isnull=False, agent__last_heartbeat_at__lt=limit)
+                    .exclude(status=ClusterStatus.UNREACHABLE)
+                    .select_for_update(of=("self",), skip_locked=True)
+                    .values_list("pk", "status", "agent__last_heartbeat_at"))
+        events = []
+        for pk, old, since in rows:
+            reason = silence_reason(since)
+            Cluster.objects.filter(pk=pk).update(status=ClusterStatus.UNREACHABLE, status_reason=reason[:255],
+                                                 status_changed_at=now, updated_at=now,
+                                                 consecutive_failures=F("consecutive_failures") + 1)
+            events.append(history.status_change(pk, old, ClusterStatus.UNREACHABLE, reason, at=now))
+        history.record(*events)
+    return len(rows)
+
+
+def silence_reason(since: datetime.datetime | None) -> str:
+    if since is None:
+        return "agent not connected yet"
+    return f"agent not connected since {since:%Y-%m-%d %H:%M:%S} UTC"

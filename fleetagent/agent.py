@@ -1,0 +1,248 @@
+"""The agent's life: make a key pair, register with the bootstrap token, wait for an admin's decision, then
+heartbeat, renew its credential at half its life, and carry out the hub's work items against its own API server.
+
+State (the private key, the registration, the current short-lived credential) lives in the Secret
+`fleetweb-agent-state`, which the agent may update by name only; the bootstrap Secret is deleted once spent, so no
+long-lived secret of the hub's stays in the cluster. The agent only ever connects out: to its API server and to the
+hub, whose answers it never runs, only the hub's work items (API calls on the member port's list) it carries out
+with its own ServiceAccount's rights."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fleetagent import VERSION
+from fleetagent.hub import Hub, HubError, key_text, load_key, new_key, public_text
+from fleetagent.kube import CallError, Kube
+
+log = logging.getLogger("fleetagent")
+
+BOOTSTRAP_SECRET = "fleetweb-agent-bootstrap"
+STATE_SECRET = "fleetweb-agent-state"
+CHECK_EVERY = 600  # seconds between permission checks (each is a few SelfSubjectAccessReviews)
+CHECKS = (  # (label, verb, group, resource): what the hub's features need of the agent's ServiceAccount
+    ("list nodes", "list", "", "nodes"),
+    ("list pods", "list", "", "pods"),
+    ("list deployments", "list", "apps", "deployments"),
+    ("apply deployments (rollouts)", "patch", "apps", "deployments"),
+    ("manage admission policies (enforcement)", "create", "admissionregistration.k8s.io",
+     "validatingadmissionpolicies"),
+)
+METHODS = {"GET", "PATCH", "DELETE", "POST", "PUT"}
+
+
+class CutOff(Exception):
+    """The hub refused the agent's identity (revoked, detached, rejected, expired): it stops."""
+
+
+class Agent:
+    def __init__(self, *, hub_url: str, kube: Kube, namespace: str, hub_ca: str | None = None, workers: int = 4):
+        self.kube, self.namespace, self.hub_url, self.hub_ca = kube, namespace, hub_url, hub_ca
+        self.state: dict[str, str] = {}
+        self.stop = threading.Event()
+        self.heartbeat_seconds, self.poll_hold = 30.0, 20.0
+        self.renew_at = 0.0
+        self.last_error = ""
+        self.checks: list[dict] = []
+        self.checked_at = 0.0
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="work")
+        self.hub: Hub | None = None
+        self.cut_off = False
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        self.kube.write_secret(self.namespace, STATE_SECRET, self.state)
+
+    def load(self) -> None:
+        self.state = self.kube.secret(self.namespace, STATE_SECRET) or {}
+        if not self.state.get("private_key"):
+            self.state = {"private_key": key_text(new_key())}
+            self._save()
+        self.hub = Hub(self.hub_url, load_key(self.state["private_key"]), ca_file=self.hub_ca)
+        self.hub.credential = self.state.get("credential", "")
+
+    def _take(self, answer: dict) -> None:
+        """A new credential and the hub's intervals."""
+        assert self.hub is not None
+        if answer.get("credential"):
+            self.state["credential"] = self.hub.credential = answer["credential"]
+            self.state["expires_at"] = answer.get("expires_at", "")
+            self._save()
+            self.renew_at = time.monotonic() + float(answer.get("renew_after_seconds", 1800))
+        self.heartbeat_seconds = float(answer.get("heartbeat_seconds", self.heartbeat_seconds))
+
+    # -- registration ------------------------------------------------------------------------
+
+    def identity(self) -> dict:
+        version = self.kube.json("GET", "/version", timeout=10)
+        system = self.kube.json("GET", "/api/v1/namespaces/kube-system", timeout=10)
+        nodes = self.kube.json("GET", "/api/v1/nodes", query=[("limit", 500)], timeout=30)
+        count = len(nodes.get("items", [])) + int(nodes.get("metadata", {}).get("remainingItemCount") or 0)
+        return {"ca_fingerprint": self.kube.ca_fingerprint(), "kube_system_uid": system["metadata"]["uid"],
+                "kubernetes_version": version.get("gitVersion", ""), "node_count": count,
+                "server": self.kube.server}
+
+    def register(self) -> None:
+        """Present the bootstrap token once, then wait for the decision."""
+        assert self.hub is not None
+        if not self.state.get("registration"):
+            bootstrap = self.kube.secret(self.namespace, BOOTSTRAP_SECRET) or {}
+            if not bootstrap.get("token"):
+                raise CutOff(f"no bootstrap token in Secret {self.namespace}/{BOOTSTRAP_SECRET}: apply the "
+                             "manifest from the hub's 'Register a cluster' page")
+            try:
+                answer = self.hub.call("POST", "register", {
+                    "bootstrap_token": bootstrap["token"], "public_key": public_text(self.hub.key),
+                    "identity": self.identity(), "agent_version": VERSION}, credential=False)
+            except HubError as exc:
+                if exc.status in (400, 401, 403, 409):
+                    raise CutOff(f"the hub refused the registration: {exc.message}") from None
+                raise
+            self.state["registration"] = answer["registration"]
+            self._save()
+            self.kube.delete_secret(self.namespace, BOOTSTRAP_SECRET)  # spent: nothing long-lived stays
+            log.info("registered as %s: waiting for an admin to accept it", answer["registration"])
+        while not self.stop.is_set():
+            try:
+                answer = self.hub.call("GET", f"registrations/{self.state['registration']}", credential=False)
+            except HubError as exc:
+                if exc.status in (403, 404, 409):
+                    raise CutOff(f"registration ended: {exc.message}") from None
+                self._trouble(exc)
+                continue
+            if answer.get("state") == "accepted":
+                self._take(answer)
+                log.info("accepted as cluster %s", answer.get("cluster"))
+                return
+            self.stop.wait(float(answer.get("poll_seconds", 2)))
+
+    # -- running -----------------------------------------------------------------------------
+
+    def _trouble(self, exc: Exception) -> None:
+        self.last_error = str(exc)[:500]
+        log.warning("%s", self.last_error)
+        self.stop.wait(min(30.0, 2.0))
+
+    def _check_permissions(self) -> None:
+        checks = []
+        for label, verb, group, resource in CHECKS:
+            review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                      "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource}}}
+            try:
+                result = self.kube.json("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                                        body=review, timeout=10)
+                checks.append({"name": label, "ok": bool(result.get("status", {}).get("allowed"))})
+            except (CallError, ValueError) as exc:
+                checks.append({"name": label, "ok": False, "detail": str(exc)[:300]})
+        self.checks, self.checked_at = checks, time.monotonic()
+
+    def heartbeat_once(self) -> None:
+        assert self.hub is not None
+        if time.monotonic() - self.checked_at > CHECK_EVERY:
+            self._check_permissions()
+        answer = self.hub.call("POST", "heartbeat", {"agent_version": VERSION, "checks": self.checks,
+                                                     "last_error": self.last_error})
+        self._take(answer)
+        if time.monotonic() >= self.renew_at:
+            self._take(self.hub.call("POST", "credential", {}))
+            log.info("credential renewed")
+
+    def _heartbeats(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.heartbeat_once()
+            except HubError as exc:
+                if exc.status == 401:
+                    log.error("the hub cut this agent off: %s", exc.message)
+                    self.cut_off = True
+                    self.stop.set()
+                    return
+                self._trouble(exc)
+                continue
+            except CallError as exc:
+                self._trouble(exc)
+                continue
+            self.stop.wait(self.heartbeat_seconds)
+
+    def run(self) -> int:
+        """Until stopped (0) or cut off by the hub (3)."""
+        try:
+            self.load()
+            if not self.state.get("credential"):
+                self.register()
+        except CutOff as exc:
+            log.error("%s", exc)
+            return 3
+        if self.stop.is_set():
+            return 0
+        beat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
+        beat.start()
+        while not self.stop.is_set():
+            try:
+                self.poll_once()
+            except HubError as exc:
+                if exc.status == 401:
+                    log.error("the hub cut this agent off: %s", exc.message)
+                    self.cut_off = True
+                    break
+                self._trouble(exc)
+        self.stop.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        beat.join(timeout=5)
+        return 3 if self.cut_off else 0
+
+    def poll_once(self) -> None:
+        assert self.hub is not None
+        hold = int(self.poll_hold)
+        answer = self.hub.call("GET", f"work?wait={hold}", timeout=hold + 15)
+        for item in answer.get("items", []):
+            self.pool.submit(self._work, item)
+
+    # -- work ----------------------------------------------------------------------------------
+
+    def _work(self, item: dict) -> None:
+        assert self.hub is not None
+        result = self.execute(item)
+        try:
+            self.hub.call("POST", "answers", {"results": [result]}, timeout=60)
+        except HubError as exc:
+            self.last_error = f"could not deliver an answer: {exc}"[:500]
+            log.warning("%s", self.last_error)
+
+    def execute(self, item: dict) -> dict[str, Any]:
+        """One work item against the API server: an HTTP call on the member port's list, or the matching lines of a
+        text document. What the hub asks is checked first: a path of the API server, a known method."""
+        item_id = str(item.get("id", ""))
+        timeout = min(float(item.get("timeout", 30)), max(0.1, float(item.get("deadline", 0)) - time.time()))
+        path = str(item.get("path", ""))
+        if not path.startswith("/") or "://" in path or ".." in path.split("?")[0].split("/"):
+            return {"id": item_id, "error": {"kind": "protocol", "message": "refused: not an API server path"}}
+        try:
+            if item.get("op") == "lines":
+                status, lines = self.kube.lines(path, str(item.get("prefix", "")), timeout=timeout,
+                                                max_bytes=int(item.get("max_bytes", 2**26)))
+                return {"id": item_id, "status": status, "lines": lines}
+            method = str(item.get("method", "GET")).upper()
+            if item.get("op") != "http" or method not in METHODS:
+                return {"id": item_id, "error": {"kind": "protocol", "message": "refused: unknown operation"}}
+            answer = self.kube.request(method, path, query=[tuple(q) for q in item.get("query") or []],
+                                       body=item.get("body"), content_type=str(item.get("content_type")
+                                                                               or "application/json"),
+                                       timeout=timeout, max_bytes=int(item.get("max_bytes", 2**26)))
+            try:
+                text = answer.body.decode("utf-8")
+            except UnicodeDecodeError:
+                return {"id": item_id, "error": {"kind": "protocol", "message": "the answer is not UTF-8 text"}}
+            return {"id": item_id, "status": answer.status, "body": text}
+        except CallError as exc:
+            return {"id": item_id, "error": {"kind": exc.kind, "message": exc.message}}
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,168 @@
+"""End to end: a member the hub may not dial (its API server listens on 127.0.0.2, which the hub's outbound policy
+refuses) registered through its agent, a real process holding a ServiceAccount token of that member and talking to
+the hub over HTTP on loopback (the live server): register -> pending -> accept, a sync through the relay equal to
+what the API server lists, the bootstrap token spent and deleted, revocation cutting the agent off at its next
+request, and no connection from the hub to the member at all."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from kubernetes import client as k8s
+
+from agents.models import Agent, Registration, RegistrationState
+from inventory import access
+from inventory.choices import ClusterStatus, SyncOutcome
+from inventory.models import Cluster, SyncRun
+from tests.conftest import wait_for
+from tests.e2e.test_collector import _apiserver_inventory, _stored_inventory
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+PLURALS = {"Namespace": "namespaces", "ServiceAccount": "serviceaccounts", "Secret": "secrets",
+           "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings", "Role": "roles",
+           "RoleBinding": "rolebindings", "Deployment": "deployments"}
+
+
+def kubectl_apply(api: k8s.ApiClient, docs: list[dict]) -> None:
+    """What `kubectl apply --server-side` does with the agent's manifest, document by document."""
+    for doc in docs:
+        group_version = doc["apiVersion"]
+        base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+        ns = doc["metadata"].get("namespace")
+        path = f"{base}{f'/namespaces/{ns}' if ns else ''}/{PLURALS[doc['kind']]}/{doc['metadata']['name']}"
+        method, url, headers, body, _ = api.param_serialize(
+            "PATCH", path, query_params=[("fieldManager", "kubectl"), ("force", "true")], body=doc,
+            header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        response = api.call_api(method, url, header_params=headers, body=body)
+        response.read()
+        assert 200 <= response.status < 300, (doc["kind"], response.status, response.data)
+
+
+class Dialled:
+    """Every TCP connection this process opens, by address: the hub's (web threads, worker threads), except those
+    the test itself makes as the member's admin inside `as_kubectl()` (its own thread only)."""
+
+    def __init__(self, monkeypatch):
+        self.addresses: list[tuple] = []
+        self.local = threading.local()
+        real = socket.socket.connect
+        lock = threading.Lock()
+
+        def connect(sock, address):
+            if not getattr(self.local, "harness", False):
+                with lock:
+                    self.addresses.append(address)
+            return real(sock, address)
+
+        monkeypatch.setattr(socket.socket, "connect", connect)
+
+    @contextlib.contextmanager
+    def as_kubectl(self):
+        self.local.harness = True
+        try:
+            yield
+        finally:
+            self.local.harness = False
+
+
+@pytest.fixture
+def agent_settings(settings):
+    settings.FLEETWEB_ALLOWED_NETWORKS = ["127.0.0.1/32", "::1/128"]  # 127.0.0.2 is "behind the firewall"
+    settings.FLEETWEB_AGENT_HEARTBEAT = 2
+    settings.FLEETWEB_AGENT_POLL_HOLD = 5
+    return settings
+
+
+def start_agent(member, hub_url: str, tmp_path: Path) -> subprocess.Popen:
+    """The agent as a real process with a token of its own ServiceAccount (a TokenRequest, as a pod's is)."""
+    with member.admin_api() as api:
+        token = k8s.CoreV1Api(api).create_namespaced_service_account_token(
+            "fleetweb-agent", "fleetweb-system", {"spec": {"expirationSeconds": 3600}}).status.token
+    (tmp_path / "token").write_text(token)
+    (tmp_path / "ca.crt").write_text(member.ca_pem)
+    log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 - the process holds it
+    return subprocess.Popen([sys.executable, "-m", "fleetagent", "--hub", hub_url, "--kube-server", member.server,
+                             "--token-file", str(tmp_path / "token"), "--ca-file", str(tmp_path / "ca.crt")],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=Path(settings.BASE_DIR))
+
+
+def test_register_accept_sync_and_revoke_a_cluster_the_hub_cannot_reach(
+        firewalled_member, agent_settings, live_server, celery_worker, api_as, admin_user, monkeypatch, tmp_path):
+    member = firewalled_member
+    assert member.server.startswith("https://127.0.0.2:")
+    # The firewall is real: the hub refuses to dial the member directly.
+    report = access.test_connection(member.token_credentials())
+    assert not report.ok and report.error is not None and report.error.kind == "policy", report.checks
+    dialled = Dialled(monkeypatch)
+
+    answer = api_as(admin_user).post("/api/v1/registrations/", {"name": "edge-1", "environment": "prod"},
+                                     format="json")
+    assert answer.status_code == 201, answer.content
+    created = answer.json()
+    assert created["command"].startswith("kubectl apply -f '") and created["bootstrap_token"] in created["command"]
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all(created["manifest"]) if d]
+    with dialled.as_kubectl(), member.admin_api() as api:
+        kubectl_apply(api, docs)
+    with dialled.as_kubectl():
+        agent = start_agent(member, live_server.url, tmp_path)
+    try:
+        registration = wait_for(lambda: Registration.objects.filter(name="edge-1").first(), timeout=60,
+                                what="the agent's registration")
+        assert registration.state == RegistrationState.PENDING
+        with dialled.as_kubectl(), member.admin_api() as api:
+            kube_system = k8s.CoreV1Api(api).read_namespace("kube-system").metadata.uid
+            nodes = len(k8s.CoreV1Api(api).list_node().items)
+            bootstrap_left = [s.metadata.name for s in
+                              k8s.CoreV1Api(api).list_namespaced_secret("fleetweb-system").items]
+        assert registration.kube_system_uid == kube_system
+        assert registration.node_count == nodes
+        assert registration.kubernetes_version == member.version
+        assert "fleetweb-agent-bootstrap" not in bootstrap_left, "the spent bootstrap token stays in the cluster"
+        assert not Cluster.objects.filter(name="edge-1").exists(), "a pending registration is no member"
+
+        # A reused bootstrap token is refused.
+        listed = api_as(admin_user).get("/api/v1/registrations/?state=pending").json()
+        assert [r["name"] for r in listed["results"]] == ["edge-1"]
+        accepted = api_as(admin_user).post(f"/api/v1/registrations/{registration.pk}/accept/")
+        assert accepted.status_code == 200, accepted.content
+        cluster = Cluster.objects.get(name="edge-1")
+        assert cluster.auth_method == "agent" and cluster.environment == "prod"
+
+        wait_for(lambda: SyncRun.objects.filter(cluster=cluster, outcome=SyncOutcome.SUCCEEDED).exists(),
+                 timeout=90, what="a successful sync through the agent")
+        with dialled.as_kubectl():
+            actual = _apiserver_inventory(member)
+        assert _stored_inventory(cluster) == actual
+        cluster.refresh_from_db()
+        assert cluster.status == ClusterStatus.CONNECTED, cluster.status_reason
+        heard = Agent.objects.get(cluster=cluster)
+        assert heard.version == "0.1.0" and heard.last_heartbeat_at is not None
+        assert all(check["ok"] for check in heard.report["checks"]), heard.report
+
+        # Revoking cuts the agent off at its next request: the process ends, saying why.
+        revoked = api_as(admin_user).get(f"/api/v1/clusters/{cluster.pk}/")
+        assert revoked.status_code == 200
+        from agents import services
+
+        services.revoke(cluster, user=admin_user)
+        assert agent.wait(timeout=30) == 3
+        assert "revoked" in (tmp_path / "agent.log").read_text()
+    finally:
+        if agent.poll() is None:
+            agent.terminate()
+            agent.wait(10)
+    host = member.server.removeprefix("https://").split(":")[0]
+    assert dialled.addresses, "the recorder saw none of the hub's own connections (to its database and Redis)"
+    assert not [a for a in dialled.addresses if isinstance(a, tuple) and a[0] == host], \
+        "the hub connected to the firewalled member"
