@@ -8,7 +8,8 @@ class AgentsConfig(AppConfig):
     name = "agents"
 
     def ready(self) -> None:
-        from agents import relay
-        from inventory import port
+        from agents import pages, relay
+        from inventory import extensions, port
 
         port.ADAPTERS["agent"] = relay.opener
+        extensions.register(panel=pages.agent_panel)

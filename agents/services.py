@@ -114,18 +114,20 @@ def register(body: dict, *, signature: dict, source_ip: str = "") -> Registratio
         if token is None or token.revoked_at or token.expires_at <= now:
             raise AgentError("The bootstrap token is unknown, revoked or expired: ask an admin for a new one.",
                              status=401)
-        if token.used_at:
+        if token.used_at:  # recorded, and refused once this transaction (which a raise would undo) commits
             record(user=None, action="agent.token.reused", target=token, source_ip=source_ip)
-            raise AgentError("The bootstrap token was used already (each is good for one registration).",
-                             status=401)
-        token.used_at = now
-        token.save(update_fields=["used_at"])
-        registration = Registration.objects.create(
-            token=token, name=token.name, environment=token.environment, public_key=key, ca_fingerprint=ca,
-            kube_system_uid=uid, kubernetes_version=version, node_count=max(0, min(nodes, 10**6)), server=server,
-            agent_version=agent_version, source_ip=source_ip or None)
-        record(user=None, action="agent.register", target=registration, source_ip=source_ip,
-               after=registration_view(registration))
+            registration = None
+        else:
+            token.used_at = now
+            token.save(update_fields=["used_at"])
+            registration = Registration.objects.create(
+                token=token, name=token.name, environment=token.environment, public_key=key, ca_fingerprint=ca,
+                kube_system_uid=uid, kubernetes_version=version, node_count=max(0, min(nodes, 10**6)),
+                server=server, agent_version=agent_version, source_ip=source_ip or None)
+            record(user=None, action="agent.register", target=registration, source_ip=source_ip,
+                   after=registration_view(registration))
+    if registration is None:
+        raise AgentError("The bootstrap token was used already (each is good for one registration).", status=401)
     return registration
 
 

@@ -13,6 +13,7 @@ import sys
 
 from fleetagent import VERSION
 from fleetagent.agent import Agent
+from fleetagent.hub import check_url
 from fleetagent.kube import SA_DIR, Kube
 
 
@@ -32,11 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.kube_server:
         parser.error("--kube-server is required outside a pod")
     try:
-        agent = Agent(hub_url=args.hub, kube=Kube(args.kube_server, token_file=args.token_file, ca_file=args.ca_file),
-                      namespace=args.namespace, hub_ca=args.hub_ca_file)
-    except (ValueError, OSError) as exc:
+        check_url(args.hub)
+    except ValueError as exc:
         print(f"fleetagent: {exc}", file=sys.stderr)
         return 2
+    try:
+        kube = Kube(args.kube_server, token_file=args.token_file, ca_file=args.ca_file)
+    except (ValueError, OSError) as exc:
+        print(f"fleetagent: --ca-file {args.ca_file}: {exc}", file=sys.stderr)
+        return 2
+    agent = Agent(hub_url=args.hub, kube=kube, namespace=args.namespace, hub_ca=args.hub_ca_file)
 
     def stop(*_: object) -> None:
         agent.stop.set()

@@ -48,12 +48,18 @@ def public_text(key: Ed25519PrivateKey) -> str:
     return base64.b64encode(raw).decode()
 
 
+def check_url(url: str) -> None:
+    """ValueError unless `url` is https:// (or http:// to a hub on this machine)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK):
+        raise ValueError(f"--hub must be an https:// URL (got {parts.scheme}://): the agent connects out over "
+                         "HTTPS only (plain http only to a hub on this machine)")
+
+
 class Hub:
     def __init__(self, url: str, key: Ed25519PrivateKey, *, ca_file: str | None = None):
+        check_url(url)
         parts = urlsplit(url)
-        if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK):
-            raise ValueError(f"--hub must be an https:// URL (got {parts.scheme}://): the agent connects out over "
-                             "HTTPS only (plain http only to a hub on this machine)")
         self.url, self.base_path = url.rstrip("/"), parts.path.rstrip("/")
         self.key = key
         self.credential = ""

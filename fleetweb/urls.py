@@ -16,8 +16,8 @@ urlpatterns = [
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", views.logout_view, name="logout"),
     path("", include("inventory.account_urls")),  # accounts/tokens/, accounts/service-accounts/
+    path("", include("agents.urls")),  # clusters/register/, clusters/registrations/ (before clusters/<name>/)
     path("", include("inventory.urls")),  # clusters/, groups/
-    path("", include("agents.urls")),  # clusters/register/, clusters/registrations/
     path("agent/v1/", include("agents.agent_urls")),  # the agents' own doors
     path("", include("notifications.urls")),  # notifications/
     path("", include("governance.urls")),  # policies/, compliance/, audit/

@@ -9,6 +9,8 @@ Governance registers its compliance tab, group scores and group-member complianc
   member row of a group's page, and extra context.
 - `overview_cards`: `fn(user) -> [{"value", "label", "url", "id"}]` functions, each adding stat cards to the
   overview (governance: the fleet score and open violations; rollouts: active rollouts, approvals waiting).
+- `cluster_panels`: `fn(cluster, user) -> {"template", **context} | None` functions, each adding a panel under the
+  cluster page's header (agents: how the cluster's agent is doing), refreshed with it.
 - `namespace_holders = fn(cluster, names) -> {name: who holds it}`: the "Held by" column of a cluster's namespaces
   (rollouts: which team's applications may deploy there).
 """
@@ -20,6 +22,7 @@ from typing import Any
 
 cluster_tabs: dict[str, Callable[[Any, Any, Any], dict]] = {}
 overview_cards: list[Callable[[Any], list[dict]]] = []
+cluster_panels: list[Callable[[Any, Any], dict | None]] = []
 
 
 def _no_scores(groups, *, user=None) -> dict[int, dict]:
@@ -40,8 +43,11 @@ namespace_holders: Callable[[Any, list[str]], dict[str, str]] = _no_holders
 
 
 def register(*, tab: tuple[str, Callable] | None = None, scores: Callable | None = None,
-             detail: Callable | None = None, cards: Callable | None = None, holders: Callable | None = None) -> None:
+             detail: Callable | None = None, cards: Callable | None = None, holders: Callable | None = None,
+             panel: Callable | None = None) -> None:
     global group_scores, group_detail, namespace_holders
+    if panel is not None and panel not in cluster_panels:
+        cluster_panels.append(panel)
     if holders is not None:
         namespace_holders = holders
     if cards is not None and cards not in overview_cards:

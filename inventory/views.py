@@ -179,6 +179,7 @@ def cluster_detail(request, name: str) -> HttpResponseBase:
                **_tab_context(cluster, tab, request)}
     if request.htmx and request.htmx.target == "tab-content":
         return render(request, context["tab_template"], context)
+    context["panels"] = [p for p in (panel(cluster, request.user) for panel in extensions.cluster_panels) if p]
     if request.htmx and request.htmx.target == "cluster-header":
         return render(request, "inventory/partials/_cluster_header.html", context)
     return render(request, "inventory/cluster_detail.html", context)
