@@ -9,6 +9,8 @@ COPY manage.py ./
 COPY fleetweb ./fleetweb
 COPY foundation ./foundation
 COPY inventory ./inventory
+COPY agents ./agents
+COPY fleetagent ./fleetagent
 COPY notifications ./notifications
 COPY governance ./governance
 COPY rollouts ./rollouts

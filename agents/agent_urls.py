@@ -11,6 +11,7 @@ urlpatterns = [
     path("registrations/<uuid:registration_id>", endpoints.registration, name="registration"),
     path("heartbeat", endpoints.heartbeat, name="heartbeat"),
     path("credential", endpoints.credential, name="credential"),
+    path("changes", endpoints.changes, name="changes"),
     path("work", endpoints.work, name="work"),
     path("answers", endpoints.answers, name="answers"),
     path("manifest.yaml", endpoints.manifest, name="manifest"),

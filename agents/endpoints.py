@@ -94,6 +94,11 @@ def heartbeat(request: HttpRequest, body: bytes, agent: Agent) -> JsonResponse:
 
 
 @door()
+def changes(request: HttpRequest, body: bytes, agent: Agent) -> JsonResponse:
+    return JsonResponse(services.changed(agent, protocol.parse_body(body, limit=SMALL_BODY)))
+
+
+@door()
 def credential(request: HttpRequest, body: bytes, agent: Agent) -> JsonResponse:
     presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     return JsonResponse(services.renew(agent, presented=presented))

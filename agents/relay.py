@@ -61,21 +61,23 @@ def _result(item_id: str) -> str:
 
 
 class Relay:
-    """Sends the member port's calls for one cluster to its agent and waits for the answers."""
+    """Sends the member port's calls for one cluster to its agent and waits for the answers. Whether the agent is
+    connected is judged when the member is opened (a job does not fail half-way because it outlasted a heartbeat
+    interval: each call has its deadline); a silent or revoked agent fails every call at once, saying why."""
 
     def __init__(self, cluster_id: int, name: str, last_heartbeat_at, revoked: bool):
         self.cluster_id, self.name = cluster_id, name
-        self.last_heartbeat_at, self.revoked = last_heartbeat_at, revoked
+        self.refusal: tuple[str, str] | None = None
+        if revoked:
+            self.refusal = ("unauthorized", "the agent's credential was revoked")
+        elif last_heartbeat_at is None:
+            self.refusal = ("network", "agent not connected yet")
+        elif (timezone.now() - last_heartbeat_at).total_seconds() > 2 * settings.FLEETWEB_AGENT_HEARTBEAT:
+            self.refusal = ("network", f"agent not connected since {last_heartbeat_at:%Y-%m-%d %H:%M:%S} UTC")
 
     def _check_connected(self, what: str) -> None:
-        if self.revoked:
-            raise port.KubeError("unauthorized", f"{what}: the agent's credential was revoked")
-        heard = self.last_heartbeat_at
-        silent_for = 2 * settings.FLEETWEB_AGENT_HEARTBEAT
-        if heard is None:
-            raise port.KubeError("network", f"{what}: agent not connected yet")
-        if (timezone.now() - heard).total_seconds() > silent_for:
-            raise port.KubeError("network", f"{what}: agent not connected since {heard:%Y-%m-%d %H:%M:%S} UTC")
+        if self.refusal is not None:
+            raise port.KubeError(self.refusal[0], f"{what}: {self.refusal[1]}")
 
     def send(self, op: dict, *, what: str, until: float) -> dict:
         self._check_connected(what)

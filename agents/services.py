@@ -22,7 +22,7 @@ from agents.models import Agent, BootstrapToken, Registration, RegistrationState
 from agents.protocol import AgentError
 from foundation import outbound
 from foundation.audit import record
-from inventory import history, services
+from inventory import history, kinds, services
 from inventory.choices import ClusterEventKind, ClusterStatus, Environment
 from inventory.models import Cluster
 from inventory.people.access import require
@@ -199,10 +199,19 @@ def pickup(registration: Registration, *, signature: dict, source_ip: str = "") 
             "expires_at": expires.isoformat(), **intervals()}
 
 
+# While work is flowing (an item came in the last BUSY_FOR seconds, or the agent just reported a change), the agent
+# polls every BUSY_POLL seconds instead of every FLEETWEB_AGENT_POLL: a sync through the agent is a few dozen calls
+# one after another, and each waits for the next poll.
+BUSY_POLL = 0.1
+
+
 def intervals() -> dict:
-    """How often the agent heartbeats and polls, and when it renews (the hub decides; the agent follows)."""
+    """How often the agent heartbeats and polls, when it renews, and the kinds it watches (the hub decides; the agent
+    follows)."""
     return {"heartbeat_seconds": settings.FLEETWEB_AGENT_HEARTBEAT, "poll_seconds": settings.FLEETWEB_AGENT_POLL,
-            "renew_after_seconds": settings.FLEETWEB_AGENT_CREDENTIAL_TTL // 2}
+            "busy_poll_seconds": BUSY_POLL, "poll_hold_seconds": settings.FLEETWEB_AGENT_POLL_HOLD,
+            "renew_after_seconds": settings.FLEETWEB_AGENT_CREDENTIAL_TTL // 2,
+            "watch": [kind.path for kind in kinds.KINDS]}
 
 
 def agent_of(credential: str) -> Agent:
@@ -292,6 +301,22 @@ def heartbeat(agent: Agent, body: dict) -> dict:
     if agent.last_heartbeat_at is None or agent.cluster.status == ClusterStatus.UNREACHABLE:
         services.request_sync(agent.cluster_id, triggered_by="agent")
     return {"ok": True, **intervals()}
+
+
+def changed(agent: Agent, body: dict) -> dict:
+    """The agent saw collected kinds change: sync the cluster now (through the agent), so a change shows within
+    seconds. A sync already running makes this one wait for it (`inventory.tasks.sync_cluster`)."""
+    paths = protocol.field(body, "kinds", list)
+    known = {kind.path for kind in kinds.KINDS}
+    if not paths or len(paths) > len(known) or not all(isinstance(p, str) and p in known for p in paths):
+        raise AgentError("'kinds' lists collected kinds' paths (those the heartbeat answer names).", field="kinds")
+    if agent.cluster.status == ClusterStatus.UNREACHABLE or agent.last_heartbeat_at is None:
+        return {"queued": False}  # its next heartbeat syncs it
+    services.request_sync(agent.cluster_id, triggered_by=CHANGE)
+    return {"queued": True}
+
+
+CHANGE = services.SYNC_AFTER_CHANGE
 
 
 def silent_agents(*, now=None) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 from fleetagent import VERSION
 from fleetagent.hub import Hub, HubError, key_text, load_key, new_key, public_text
 from fleetagent.kube import CallError, Kube
+from fleetagent.watch import Notifier, Watcher
 
 log = logging.getLogger("fleetagent")
 
@@ -34,6 +35,7 @@ CHECKS = (  # (label, verb, group, resource): what the hub's features need of th
      "validatingadmissionpolicies"),
 )
 METHODS = {"GET", "PATCH", "DELETE", "POST", "PUT"}
+BUSY_FOR = 5.0  # seconds of quick polling after the last work item or reported change
 
 
 class CutOff(Exception):
@@ -45,7 +47,8 @@ class Agent:
         self.kube, self.namespace, self.hub_url, self.hub_ca = kube, namespace, hub_url, hub_ca
         self.state: dict[str, str] = {}
         self.stop = threading.Event()
-        self.heartbeat_seconds, self.poll_hold = 30.0, 20.0
+        self.heartbeat_seconds, self.poll_seconds, self.busy_poll, self.poll_hold = 30.0, 2.0, 0.1, 0.0
+        self.busy_until = 0.0  # poll every busy_poll seconds until then: work is flowing
         self.renew_at = 0.0
         self.last_error = ""
         self.checks: list[dict] = []
@@ -53,6 +56,8 @@ class Agent:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="work")
         self.hub: Hub | None = None
         self.cut_off = False
+        self.watchers: dict[str, Watcher] = {}
+        self.notifier = Notifier(self._send_changes, self.stop)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -76,6 +81,22 @@ class Agent:
             self._save()
             self.renew_at = time.monotonic() + float(answer.get("renew_after_seconds", 1800))
         self.heartbeat_seconds = float(answer.get("heartbeat_seconds", self.heartbeat_seconds))
+        self.poll_seconds = float(answer.get("poll_seconds", self.poll_seconds))
+        self.busy_poll = float(answer.get("busy_poll_seconds", self.busy_poll))
+        self.poll_hold = float(answer.get("poll_hold_seconds", self.poll_hold))
+        self._watch([path for path in answer.get("watch", []) if isinstance(path, str)])
+
+    def _watch(self, paths: list[str]) -> None:
+        """Start a watch on each collected kind the hub names (once each; they run until the agent stops)."""
+        for path in paths:
+            if path.startswith("/") and path not in self.watchers and not self.stop.is_set():
+                self.watchers[path] = Watcher(self.kube, path, self.notifier.changed, self.stop)
+                self.watchers[path].start()
+
+    def _send_changes(self, kinds: list[str]) -> None:
+        assert self.hub is not None
+        self.hub.call("POST", "changes", {"kinds": kinds})
+        self.busy_until = time.monotonic() + BUSY_FOR  # the hub syncs through us now
 
     # -- registration ------------------------------------------------------------------------
 
@@ -181,6 +202,7 @@ class Agent:
             return 3
         if self.stop.is_set():
             return 0
+        self.notifier.start()
         beat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
         beat.start()
         while not self.stop.is_set():
@@ -198,11 +220,19 @@ class Agent:
         return 3 if self.cut_off else 0
 
     def poll_once(self) -> None:
+        """One poll for work: every poll_seconds when idle; while work flows every busy_poll seconds, held open by
+        the hub up to poll_hold seconds where it allows that."""
         assert self.hub is not None
-        hold = int(self.poll_hold)
-        answer = self.hub.call("GET", f"work?wait={hold}", timeout=hold + 15)
-        for item in answer.get("items", []):
+        busy = time.monotonic() < self.busy_until
+        hold = self.poll_hold if busy else 0
+        answer = self.hub.call("GET", f"work?wait={hold:g}", timeout=hold + 15)
+        items = answer.get("items", [])
+        for item in items:
             self.pool.submit(self._work, item)
+        if items:
+            self.busy_until = time.monotonic() + BUSY_FOR
+        elif not busy or hold == 0:
+            self.stop.wait(self.busy_poll if busy else self.poll_seconds)
 
     # -- work ----------------------------------------------------------------------------------
 

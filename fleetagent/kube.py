@@ -137,3 +137,38 @@ def _classified(exc: BaseException) -> CallError:
             return CallError("refused", "the API server refused the connection")
         return CallError("network", "cannot connect to the API server")
     return CallError("network", f"the connection to the API server broke ({type(reason).__name__})")
+
+
+MAX_EVENT_BYTES = 16 * 2**20  # one watch event (one object): past this the watch is dropped and started again
+
+
+def watch_events(kube: Kube, path: str, resource_version: str, *, seconds: int = 240):
+    """The events of a watch on `path` from `resource_version` (with bookmarks), one dict per line, until the server
+    ends it (after `seconds`); CallError when it cannot be read."""
+    query = [("watch", "1"), ("allowWatchBookmarks", "true"), ("resourceVersion", resource_version),
+             ("timeoutSeconds", str(seconds))]
+    url = kube.server + path + "?" + urlencode(query)
+    try:
+        response = kube.pool.request("GET", url, headers={"Authorization": f"Bearer {kube._token()}",
+                                                          "Accept": "application/json"},
+                                     preload_content=False, timeout=urllib3.Timeout(connect=5, read=seconds + 30))
+    except urllib3.exceptions.HTTPError as exc:
+        raise _classified(exc) from None
+    try:
+        if response.status == 410:
+            yield {"type": "ERROR", "object": {"code": 410}}
+            return
+        if not 200 <= response.status < 300:
+            raise CallError("http", f"watch {path}: HTTP {response.status}")
+        rest = b""
+        for chunk in response.stream(65536):
+            *lines, rest = (rest + chunk).split(b"\n")
+            if len(rest) > MAX_EVENT_BYTES:
+                raise CallError("protocol", f"watch {path}: an event larger than {MAX_EVENT_BYTES} bytes")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)
+    except urllib3.exceptions.HTTPError as exc:
+        raise _classified(exc) from None
+    finally:
+        response.release_conn()

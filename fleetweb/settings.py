@@ -286,7 +286,9 @@ FLEETWEB_AGENT_BOOTSTRAP_TTL = env_int("FLEETWEB_AGENT_BOOTSTRAP_TTL", 3600, min
 FLEETWEB_AGENT_CREDENTIAL_TTL = env_int("FLEETWEB_AGENT_CREDENTIAL_TTL", 3600, minimum=120)
 FLEETWEB_AGENT_HEARTBEAT = env_int("FLEETWEB_AGENT_HEARTBEAT", 30, minimum=1)
 FLEETWEB_AGENT_POLL = env_int("FLEETWEB_AGENT_POLL", 2, minimum=1)
-FLEETWEB_AGENT_POLL_HOLD = env_int("FLEETWEB_AGENT_POLL_HOLD", 20, minimum=0)
+# A poll for work is answered at once by default (gunicorn's sync workers must not sit in a held poll); with threaded
+# workers a hold of a second or two saves requests while work flows.
+FLEETWEB_AGENT_POLL_HOLD = env_int("FLEETWEB_AGENT_POLL_HOLD", 0, minimum=0)
 FLEETWEB_AGENT_MAX_BODY_BYTES = env_int("FLEETWEB_AGENT_MAX_BODY_BYTES", 64 * 2**20, minimum=2**20)
 FLEETWEB_AGENT_RATE = env_int("FLEETWEB_AGENT_RATE", 50, minimum=5)
 FLEETWEB_AGENT_IMAGE = env_str("FLEETWEB_AGENT_IMAGE", "fleetweb/agent:0.1.0")

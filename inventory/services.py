@@ -281,6 +281,11 @@ def sync_now(cluster: Cluster, *, user, via: str) -> None:
     request_sync(cluster.pk, triggered_by=f"{via}:{user.get_username()}")
 
 
+# A sync asked for because the cluster changed (its agent saw it): when another sync holds the cluster, it runs after
+# that one instead of being skipped, so the change is read (inventory.tasks.sync_cluster).
+SYNC_AFTER_CHANGE = "change"
+
+
 def request_sync(cluster_id: int, *, triggered_by: str = "manual") -> None:
     """Queue a sync of one cluster now (the task itself refuses to run twice at once)."""
     # A lost message is no lost sync: the cluster stays due and beat claims it.

@@ -2,13 +2,20 @@
 
 from celery import shared_task
 
-from inventory import onboarding, sync
+from inventory import onboarding, services, sync
+
+
+AFTER_CHANGE_RETRY = 2  # seconds before a sync asked for by a change tries again while another sync holds the cluster
 
 
 @shared_task(soft_time_limit=270, time_limit=300, acks_late=True)
-def sync_cluster(cluster_id: int, triggered_by: str = "schedule") -> str:
-    """Sync one cluster (skipped when another sync holds it)."""
+def sync_cluster(cluster_id: int, triggered_by: str = "schedule", attempt: int = 0) -> str:
+    """Sync one cluster (skipped when another sync holds it; one asked for by a change runs after that one, since the
+    running one may have read before the change)."""
     run = sync.sync_cluster(cluster_id, triggered_by=triggered_by)
+    if run is None and triggered_by == services.SYNC_AFTER_CHANGE and attempt < 150:
+        sync_cluster.apply_async((cluster_id,), {"triggered_by": triggered_by, "attempt": attempt + 1},
+                                 countdown=AFTER_CHANGE_RETRY)
     return run.outcome if run else "skipped"
 
 

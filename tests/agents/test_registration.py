@@ -331,3 +331,28 @@ def test_a_name_already_taken_gets_no_token(admin_user):
     with pytest.raises(services.AgentError) as refused:
         services.create_bootstrap_token(user=admin_user, name="edge-1")
     assert refused.value.status == 409 and not BootstrapToken.objects.exists()
+
+
+def test_a_change_the_agent_reports_queues_a_sync_and_bad_kinds_are_refused(admin_user, monkeypatch):
+    from inventory import services as inventory_services
+
+    agent, cluster = accepted_agent(admin_user)
+    queued = []
+    monkeypatch.setattr(inventory_services, "request_sync",
+                        lambda cluster_id, triggered_by: queued.append((cluster_id, triggered_by)))
+    Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.CONNECTED)
+    answer = agent.call("POST", "changes", {"kinds": ["/apis/apps/v1/deployments"]})
+    assert answer.status_code == 200 and answer.json() == {"queued": True}
+    assert queued == [(cluster.pk, "change")]
+    for bad in ([], ["/api/v1/secrets"], ["/apis/apps/v1/deployments"] * 50, [7]):
+        refused = agent.call("POST", "changes", {"kinds": bad})
+        assert refused.status_code == 400, bad
+    assert len(queued) == 1
+
+
+def test_the_heartbeat_answer_names_the_kinds_to_watch(admin_user):
+    from inventory import kinds
+
+    agent, _cluster = accepted_agent(admin_user)
+    answer = agent.call("POST", "heartbeat", {}).json()
+    assert answer["watch"] == [kind.path for kind in kinds.KINDS]

@@ -11,16 +11,22 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 from django.conf import settings
 from kubernetes import client as k8s
 
+from agents import services as agent_services
 from agents.models import Agent, Registration, RegistrationState
 from inventory import access
 from inventory.choices import ClusterStatus, SyncOutcome
-from inventory.models import Cluster, SyncRun
+from inventory.models import Cluster, SyncRun, Workload
+from rollouts import corrections, engine, services
+from rollouts.choices import DriftState, RolloutState, StageState
+from rollouts.models import Deployed, Rollout
 from tests.conftest import wait_for
 from tests.e2e.test_collector import _apiserver_inventory, _stored_inventory
 
@@ -78,7 +84,7 @@ class Dialled:
 def agent_settings(settings):
     settings.FLEETWEB_ALLOWED_NETWORKS = ["127.0.0.1/32", "::1/128"]  # 127.0.0.2 is "behind the firewall"
     settings.FLEETWEB_AGENT_HEARTBEAT = 2
-    settings.FLEETWEB_AGENT_POLL_HOLD = 5
+    settings.FLEETWEB_AGENT_POLL_HOLD = 0
     return settings
 
 
@@ -95,6 +101,35 @@ def start_agent(member, hub_url: str, tmp_path: Path) -> subprocess.Popen:
                             stdout=log, stderr=subprocess.STDOUT, cwd=Path(settings.BASE_DIR))
 
 
+def register(member, *, name: str, environment: str, live_server, api_as, admin, dialled: Dialled,
+             tmp_path: Path) -> tuple[subprocess.Popen, Registration]:
+    """What an admin and the cluster do: a token from the API, the manifest applied in the member (its agent state
+    from an earlier test removed), the agent started; returns the agent and its pending registration."""
+    answer = api_as(admin).post("/api/v1/registrations/", {"name": name, "environment": environment}, format="json")
+    assert answer.status_code == 201, answer.content
+    created = answer.json()
+    assert created["command"].startswith("kubectl apply -f '") and created["bootstrap_token"] in created["command"]
+    docs = [d for d in yaml.safe_load_all(created["manifest"]) if d]
+    with dialled.as_kubectl(), member.admin_api() as api:
+        try:
+            k8s.CoreV1Api(api).delete_namespaced_secret("fleetweb-agent-state", "fleetweb-system")
+        except k8s.ApiException as exc:
+            if exc.status != 404:
+                raise
+        kubectl_apply(api, docs)
+        agent = start_agent(member, live_server.url, tmp_path)
+    registration = wait_for(lambda: Registration.objects.filter(name=name).first(), timeout=60,
+                            what="the agent's registration")
+    assert registration.state == RegistrationState.PENDING
+    return agent, registration
+
+
+def stop(agent: subprocess.Popen) -> None:
+    if agent.poll() is None:
+        agent.terminate()
+        agent.wait(15)
+
+
 def test_register_accept_sync_and_revoke_a_cluster_the_hub_cannot_reach(
         firewalled_member, agent_settings, live_server, celery_worker, api_as, admin_user, monkeypatch, tmp_path):
     member = firewalled_member
@@ -103,23 +138,9 @@ def test_register_accept_sync_and_revoke_a_cluster_the_hub_cannot_reach(
     report = access.test_connection(member.token_credentials())
     assert not report.ok and report.error is not None and report.error.kind == "policy", report.checks
     dialled = Dialled(monkeypatch)
-
-    answer = api_as(admin_user).post("/api/v1/registrations/", {"name": "edge-1", "environment": "prod"},
-                                     format="json")
-    assert answer.status_code == 201, answer.content
-    created = answer.json()
-    assert created["command"].startswith("kubectl apply -f '") and created["bootstrap_token"] in created["command"]
-    import yaml
-
-    docs = [d for d in yaml.safe_load_all(created["manifest"]) if d]
-    with dialled.as_kubectl(), member.admin_api() as api:
-        kubectl_apply(api, docs)
-    with dialled.as_kubectl():
-        agent = start_agent(member, live_server.url, tmp_path)
+    agent, registration = register(member, name="edge-1", environment="prod", live_server=live_server,
+                                   api_as=api_as, admin=admin_user, dialled=dialled, tmp_path=tmp_path)
     try:
-        registration = wait_for(lambda: Registration.objects.filter(name="edge-1").first(), timeout=60,
-                                what="the agent's registration")
-        assert registration.state == RegistrationState.PENDING
         with dialled.as_kubectl(), member.admin_api() as api:
             kube_system = k8s.CoreV1Api(api).read_namespace("kube-system").metadata.uid
             nodes = len(k8s.CoreV1Api(api).list_node().items)
@@ -131,7 +152,6 @@ def test_register_accept_sync_and_revoke_a_cluster_the_hub_cannot_reach(
         assert "fleetweb-agent-bootstrap" not in bootstrap_left, "the spent bootstrap token stays in the cluster"
         assert not Cluster.objects.filter(name="edge-1").exists(), "a pending registration is no member"
 
-        # A reused bootstrap token is refused.
         listed = api_as(admin_user).get("/api/v1/registrations/?state=pending").json()
         assert [r["name"] for r in listed["results"]] == ["edge-1"]
         accepted = api_as(admin_user).post(f"/api/v1/registrations/{registration.pk}/accept/")
@@ -150,19 +170,105 @@ def test_register_accept_sync_and_revoke_a_cluster_the_hub_cannot_reach(
         assert heard.version == "0.1.0" and heard.last_heartbeat_at is not None
         assert all(check["ok"] for check in heard.report["checks"]), heard.report
 
-        # Revoking cuts the agent off at its next request: the process ends, saying why.
-        revoked = api_as(admin_user).get(f"/api/v1/clusters/{cluster.pk}/")
-        assert revoked.status_code == 200
-        from agents import services
+        # A change on the member shows without waiting for the schedule (60 s): the agent's watch tells the hub,
+        # which syncs through the agent.
+        deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
+                      "metadata": {"name": "seen-in-seconds", "namespace": "default"},
+                      "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "seen"}},
+                               "template": {"metadata": {"labels": {"app": "seen"}},
+                                            "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}}
+        with dialled.as_kubectl(), member.admin_api() as api:
+            k8s.AppsV1Api(api).create_namespaced_deployment("default", deployment)
+        changed_at = time.monotonic()
+        try:
+            wait_for(lambda: Workload.objects.filter(cluster=cluster, name="seen-in-seconds").exists(), timeout=30,
+                     interval=0.1, what="the new Deployment in the stored inventory")
+            print(f"change visible after {time.monotonic() - changed_at:.1f}s")
+            assert SyncRun.objects.filter(cluster=cluster, triggered_by="change").exists()
+        finally:
+            with dialled.as_kubectl(), member.admin_api() as api:
+                k8s.AppsV1Api(api).delete_namespaced_deployment("seen-in-seconds", "default")
 
-        services.revoke(cluster, user=admin_user)
+        # Revoking cuts the agent off at its next request: the process ends, saying why.
+        agent_services.revoke(cluster, user=admin_user)
         assert agent.wait(timeout=30) == 3
         assert "revoked" in (tmp_path / "agent.log").read_text()
     finally:
-        if agent.poll() is None:
-            agent.terminate()
-            agent.wait(10)
+        stop(agent)
     host = member.server.removeprefix("https://").split(":")[0]
     assert dialled.addresses, "the recorder saw none of the hub's own connections (to its database and Redis)"
+    assert not [a for a in dialled.addresses if isinstance(a, tuple) and a[0] == host], \
+        "the hub connected to the firewalled member"
+
+
+MANIFESTS = yaml.safe_dump_all([
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+     "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+              "template": {"metadata": {"labels": {"app": "web"}},
+                           "spec": {"containers": [{"name": "web", "image": "registry.example.com/shop/web:1.0",
+                                                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}},
+    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"level": "info"}},
+])
+NAMESPACE = "edge-shop"
+
+
+def test_a_staged_rollout_with_approval_reaches_the_agent_cluster_and_drift_is_corrected(
+        firewalled_member, agent_settings, live_server, celery_worker, api_as, admin_user, approver, monkeypatch,
+        tmp_path):
+    member = firewalled_member
+    dialled = Dialled(monkeypatch)
+    agent, registration = register(member, name="edge-prod", environment="prod", live_server=live_server,
+                                   api_as=api_as, admin=admin_user, dialled=dialled, tmp_path=tmp_path)
+    try:
+        agent_services.decide(registration, accept=True, user=admin_user)
+        cluster = Cluster.objects.get(name="edge-prod")
+        wait_for(lambda: SyncRun.objects.filter(cluster=cluster, outcome=SyncOutcome.SUCCEEDED).exists(),
+                 timeout=90, what="a first sync through the agent")
+
+        app = services.create_application(name="edge-shop", namespace=NAMESPACE, manifests_text=MANIFESTS,
+                                          user=admin_user)
+        # The dry run at save reached the agent cluster (the only prod member) through the agent.
+        rollout = services.create_rollout(revision=app.latest_revision, user=admin_user, stages=[
+            {"name": "production", "selector": "name=edge-prod", "health_deadline": 120}])
+        wait_for(lambda: rollout.stages.get(index=0).state == StageState.AWAITING_APPROVAL, timeout=60,
+                 what="the prod stage to wait for an approver")
+        with dialled.as_kubectl(), member.admin_api() as api:
+            namespaces = [n.metadata.name for n in k8s.CoreV1Api(api).list_namespace().items]
+        assert NAMESPACE not in namespaces, "nothing reached prod before the approval"
+        approved = api_as(approver).post(f"/api/v1/rollouts/{rollout.pk}/approve/", {"comment": "edge ok"},
+                                         format="json")
+        assert approved.status_code == 200, approved.content
+        for _ in range(3):  # the test has no beat: run the engine as its ticks would
+            wait_for(lambda: engine.advance(rollout.pk) != "busy", timeout=60, what="an engine pass")
+        wait_for(lambda: (engine.advance(rollout.pk) or True)
+                 and Rollout.objects.get(pk=rollout.pk).state == RolloutState.SUCCEEDED,
+                 timeout=150, interval=2, what="the rollout to succeed on the agent cluster")
+
+        def live_replicas():
+            with dialled.as_kubectl(), member.admin_api() as api:
+                deployment = k8s.AppsV1Api(api).read_namespaced_deployment("web", NAMESPACE)
+            return deployment.spec.replicas, deployment.metadata.annotations.get("fleetweb.io/revision")
+        assert live_replicas() == (2, "1")
+        deployed = Deployed.objects.get(application=app, cluster=cluster)
+        assert [o["kind"] for o in deployed.objects_applied] == ["ConfigMap", "Deployment"]
+
+        # Changed by hand on the member: the drift check (through the agent) finds it, Re-apply corrects it.
+        with dialled.as_kubectl(), member.admin_api() as api:
+            k8s.AppsV1Api(api).patch_namespaced_deployment_scale("web", NAMESPACE, {"spec": {"replicas": 5}},
+                                                                 field_manager="kubectl-scale")
+        drift = corrections.check(deployed.pk)
+        assert drift is not None and drift.state == DriftState.DRIFTED, drift and drift.objects_state
+        corrections.request_reapply(deployed, user=admin_user)
+        wait_for(lambda: live_replicas()[0] == 2, timeout=60, what="the re-apply to restore 2 replicas")
+        assert corrections.check(deployed.pk).state == DriftState.IN_SYNC
+    finally:
+        stop(agent)
+        with dialled.as_kubectl(), member.admin_api() as api:
+            try:
+                k8s.CoreV1Api(api).delete_namespace(NAMESPACE)
+            except k8s.ApiException as exc:
+                if exc.status != 404:
+                    raise
+    host = member.server.removeprefix("https://").split(":")[0]
     assert not [a for a in dialled.addresses if isinstance(a, tuple) and a[0] == host], \
         "the hub connected to the firewalled member"
