@@ -4,7 +4,6 @@ from celery import shared_task
 
 from inventory import onboarding, services, sync
 
-
 AFTER_CHANGE_RETRY = 2  # seconds before a sync asked for by a change tries again while another sync holds the cluster
 
 
