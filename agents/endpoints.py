@@ -17,7 +17,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from agents import manifests, protocol, relay, services
-from agents.models import Agent, BootstrapToken, Registration
+from agents.models import BootstrapToken, Registration
+from agents.services import Caller
 from agents.protocol import AgentError
 from foundation.web import client_ip
 
@@ -89,23 +90,23 @@ def registration(request: HttpRequest, body: bytes, registration_id) -> JsonResp
 
 
 @door()
-def heartbeat(request: HttpRequest, body: bytes, agent: Agent) -> JsonResponse:
+def heartbeat(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
     return JsonResponse(services.heartbeat(agent, protocol.parse_body(body, limit=SMALL_BODY)))
 
 
 @door()
-def changes(request: HttpRequest, body: bytes, agent: Agent) -> JsonResponse:
+def changes(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
     return JsonResponse(services.changed(agent, protocol.parse_body(body, limit=SMALL_BODY)))
 
 
 @door()
-def credential(request: HttpRequest, body: bytes, agent: Agent) -> JsonResponse:
+def credential(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
     presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     return JsonResponse(services.renew(agent, presented=presented))
 
 
 @door(methods=("GET",))
-def work(request: HttpRequest, body: bytes, agent: Agent) -> JsonResponse:
+def work(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
     try:
         wait = max(0.0, min(float(request.GET.get("wait", "0")), settings.FLEETWEB_AGENT_POLL_HOLD))
     except ValueError:
@@ -114,7 +115,7 @@ def work(request: HttpRequest, body: bytes, agent: Agent) -> JsonResponse:
 
 
 @door(limit=None)
-def answers(request: HttpRequest, body: bytes, agent: Agent) -> JsonResponse:
+def answers(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
     """The answers to work items: the one door with a large body (a LIST page), read only after the credential
     passed, so an unauthenticated sender cannot make the hub read megabytes."""
     data = protocol.parse_body(body, limit=settings.FLEETWEB_AGENT_MAX_BODY_BYTES)

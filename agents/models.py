@@ -80,7 +80,7 @@ class Agent(models.Model):
     public_key = models.CharField(max_length=64)
     credential_digest = models.CharField(max_length=64, unique=True)
     credential_expires_at = models.DateTimeField()
-    previous_digest = models.CharField(max_length=64, blank=True,
+    previous_digest = models.CharField(max_length=64, blank=True, db_index=True,
                                        help_text="The credential renewed last, valid until the new one is used")
     revoked_at = models.DateTimeField(null=True, blank=True)
     version = models.CharField(max_length=32, blank=True)

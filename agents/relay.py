@@ -79,7 +79,8 @@ class Relay:
         if self.refusal is not None:
             raise port.KubeError(self.refusal[0], f"{what}: {self.refusal[1]}")
 
-    def send(self, op: dict, *, what: str, until: float) -> dict:
+    def submit(self, op: dict, *, what: str, until: float) -> str:
+        """Queue one call for the agent; its id, for `result`."""
         self._check_connected(what)
         left = until - time.monotonic()
         if left <= 0.05:
@@ -89,23 +90,32 @@ class Relay:
         most = settings.FLEETWEB_AGENT_MAX_BODY_BYTES // 2
         cap = min(op.get("max_bytes", most), most)
         item = {**op, "max_bytes": cap, "id": item_id, "deadline": time.time() + left, "timeout": left}
-        r = client()
         ttl = math.ceil(left) + 5
-        with r.pipeline() as pipe:
+        with client().pipeline() as pipe:
             pipe.set(_owner(item_id), self.cluster_id, ex=ttl)
             pipe.rpush(_queue(self.cluster_id), json.dumps(item))
             pipe.expire(_queue(self.cluster_id), max(ttl, 600))
             pipe.execute()
+        return item_id
+
+    def result(self, item_id: str, *, what: str, until: float) -> dict:
+        """The agent's answer to a submitted call, waited for until `until`; KubeError when none came, or when the
+        agent reports it could not make the call."""
+        left = until - time.monotonic()
+        r = client()
         popped = r.blpop([_result(item_id)], timeout=max(left, 0.1))
         if popped is None:
             r.delete(_owner(item_id))  # a late answer is dropped
-            raise port.KubeError("timeout", f"{what}: the agent did not answer within {left:.0f}s")
+            raise port.KubeError("timeout", f"{what}: the agent did not answer within {max(left, 0):.0f}s")
         answer = json.loads(popped[1])
         error = answer.get("error")
         if error:
             kind = error.get("kind") if error.get("kind") in port.KubeError.KINDS else "network"
             raise port.KubeError(kind, f"{what}: the agent reports: {error.get('message', '')[:MAX_MESSAGE]}")
         return answer
+
+    def send(self, op: dict, *, what: str, until: float) -> dict:
+        return self.result(self.submit(op, what=what, until=until), what=what, until=until)
 
 
 def opener(cluster: Any) -> port.Opener:
@@ -114,7 +124,7 @@ def opener(cluster: Any) -> port.Opener:
     if agent is None:
         raise port.KubeError("config", f"{cluster.name} is reached through an agent, and none is registered")
     relay = Relay(cluster.pk, cluster.name, agent["last_heartbeat_at"], agent["revoked_at"] is not None)
-    return lambda: port.RelayedMember(relay.send)
+    return lambda: port.RelayedMember(relay.send, submit=relay.submit, result=relay.result)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ lasts FLEETWEB_AGENT_CREDENTIAL_TTL, is renewed by the agent at half its life an
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -214,17 +215,42 @@ def intervals() -> dict:
             "watch": [kind.path for kind in kinds.KINDS]}
 
 
-def agent_of(credential: str) -> Agent:
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """The agent behind a request, as its doors need it (read in one plain query: polls are the fleet's most
+    frequent request)."""
+
+    pk: int
+    cluster_id: int
+    public_key: str
+    credential_digest: str
+    previous_digest: str
+    credential_expires_at: datetime.datetime
+    revoked_at: datetime.datetime | None
+    last_heartbeat_at: datetime.datetime | None
+    cluster_status: str
+
+
+CALLER_SQL = (
+    f"SELECT a.id, a.cluster_id, a.public_key, a.credential_digest, a.previous_digest, a.credential_expires_at, "
+    f"a.revoked_at, a.last_heartbeat_at, c.status FROM {Agent._meta.db_table} a "
+    f"JOIN {Cluster._meta.db_table} c ON c.id = a.cluster_id WHERE a.credential_digest = %s OR a.previous_digest = %s "
+    f"ORDER BY (a.credential_digest = %s) DESC LIMIT 1")
+
+
+def agent_of(credential: str) -> Caller:
     """The agent whose current (or just-renewed) credential this is; AgentError 401 when there is none, or it was
     revoked (or its cluster detached), or it expired. The request's signature is checked next (`check_signature`)."""
     if not credential.startswith(protocol.CREDENTIAL_PREFIX):
         raise AgentError("No agent credential (Authorization: Bearer fwa_…).", status=401)
     key = protocol.digest(credential)
-    agent = (Agent.objects.select_related("cluster").filter(credential_digest=key).first()
-             or Agent.objects.select_related("cluster").filter(previous_digest=key).first())
-    if agent is None:
+    with connection.cursor() as cursor:
+        cursor.execute(CALLER_SQL, [key, key, key])
+        row = cursor.fetchone()
+    if row is None:
         raise AgentError("The agent credential is unknown (its cluster detached, or replaced by a renewal).",
                          status=401)
+    agent = Caller(*row)
     if agent.revoked_at:
         raise AgentError("This agent's credential was revoked: register again with a new bootstrap token.",
                          status=401)
@@ -233,7 +259,7 @@ def agent_of(credential: str) -> Agent:
     return agent
 
 
-def check_signature(agent: Agent, credential: str, *, signature: dict) -> None:
+def check_signature(agent: Caller, credential: str, *, signature: dict) -> None:
     """Refuse (401) a request not signed with the agent's key; the first use of a renewed credential ends the one
     it replaced."""
     protocol.verify(agent.public_key, **signature)
@@ -241,14 +267,14 @@ def check_signature(agent: Agent, credential: str, *, signature: dict) -> None:
         Agent.objects.filter(pk=agent.pk).update(previous_digest="")
 
 
-def authenticate(credential: str, *, signature: dict) -> Agent:
+def authenticate(credential: str, *, signature: dict) -> Caller:
     """`agent_of` and `check_signature` in one (for doors that read the body first)."""
     agent = agent_of(credential)
     check_signature(agent, credential, signature=signature)
     return agent
 
 
-def renew(agent: Agent, *, presented: str) -> dict:
+def renew(agent: Caller, *, presented: str) -> dict:
     """A new credential for an authenticated agent (the old one lasts until the new one is first used)."""
     with transaction.atomic():
         locked = Agent.objects.select_for_update().get(pk=agent.pk)
@@ -278,7 +304,7 @@ def revoke(cluster: Cluster, *, user, source_ip: str = "") -> None:
 MAX_REPORT_TEXT = 500
 
 
-def heartbeat(agent: Agent, body: dict) -> dict:
+def heartbeat(agent: Caller, body: dict) -> dict:
     """What the agent says of itself every FLEETWEB_AGENT_HEARTBEAT seconds: its version, its permission check and
     its last error. One UPDATE; a cluster that was unreachable for want of its agent is synced at once."""
     version = protocol.field(body, "agent_version", str, max_length=32, required=False, default="")
@@ -298,19 +324,19 @@ def heartbeat(agent: Agent, body: dict) -> dict:
     Agent.objects.filter(pk=agent.pk).update(
         version=version, last_heartbeat_at=now,
         report={"checks": report_checks, "last_error": error[:MAX_REPORT_TEXT], "at": now.isoformat()})
-    if agent.last_heartbeat_at is None or agent.cluster.status == ClusterStatus.UNREACHABLE:
+    if agent.last_heartbeat_at is None or agent.cluster_status == ClusterStatus.UNREACHABLE:
         services.request_sync(agent.cluster_id, triggered_by="agent")
     return {"ok": True, **intervals()}
 
 
-def changed(agent: Agent, body: dict) -> dict:
+def changed(agent: Caller, body: dict) -> dict:
     """The agent saw collected kinds change: sync the cluster now (through the agent), so a change shows within
     seconds. A sync already running makes this one wait for it (`inventory.tasks.sync_cluster`)."""
     paths = protocol.field(body, "kinds", list)
     known = {kind.path for kind in kinds.KINDS}
     if not paths or len(paths) > len(known) or not all(isinstance(p, str) and p in known for p in paths):
         raise AgentError("'kinds' lists collected kinds' paths (those the heartbeat answer names).", field="kinds")
-    if agent.cluster.status == ClusterStatus.UNREACHABLE or agent.last_heartbeat_at is None:
+    if agent.cluster_status == ClusterStatus.UNREACHABLE or agent.last_heartbeat_at is None:
         return {"queued": False}  # its next heartbeat syncs it
     services.request_sync(agent.cluster_id, triggered_by=CHANGE)
     return {"queued": True}

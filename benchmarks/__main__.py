@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--size quick|full|limit] [--only sync,fleet,freshness,drift]`: run, print, save JSON.
+"""`python -m benchmarks [--size quick|full|limit] [--only sync,fleet,freshness,drift,agents]`: run, print, save JSON.
 
 `limit` (5,000 nodes, 150,000 pods) exists for `--only sync`."""
 
@@ -10,7 +10,7 @@ import time
 
 from benchmarks.common import STATE, machine, say, setup_django
 
-ALL = ("sync", "fleet", "freshness", "drift")
+ALL = ("sync", "fleet", "freshness", "drift", "agents")
 
 
 def main() -> int:

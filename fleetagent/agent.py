@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,7 @@ class Agent:
         self.hub: Hub | None = None
         self.cut_off = False
         self.watchers: dict[str, Watcher] = {}
+        self.outbox: queue.Queue = queue.Queue()
         self.notifier = Notifier(self._send_changes, self.stop)
 
     # -- state -------------------------------------------------------------------------------
@@ -205,6 +207,8 @@ class Agent:
         self.notifier.start()
         beat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
         beat.start()
+        sender = threading.Thread(target=self._deliver, name="answers", daemon=True)
+        sender.start()
         while not self.stop.is_set():
             try:
                 self.poll_once()
@@ -217,6 +221,7 @@ class Agent:
         self.stop.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
         beat.join(timeout=5)
+        sender.join(timeout=10)
         return 3 if self.cut_off else 0
 
     def poll_once(self) -> None:
@@ -237,13 +242,29 @@ class Agent:
     # -- work ----------------------------------------------------------------------------------
 
     def _work(self, item: dict) -> None:
+        self.outbox.put(self.execute(item))
+
+    def _deliver(self) -> None:
+        """Post answers as they are ready, together when several are (at most 50, and about 8 MiB, a post)."""
         assert self.hub is not None
-        result = self.execute(item)
-        try:
-            self.hub.call("POST", "answers", {"results": [result]}, timeout=60)
-        except HubError as exc:
-            self.last_error = f"could not deliver an answer: {exc}"[:500]
-            log.warning("%s", self.last_error)
+        while not self.stop.is_set() or not self.outbox.empty():
+            try:
+                first = self.outbox.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            batch, size = [first], len(first.get("body") or "")
+            while len(batch) < 50 and size < 8 * 2**20:
+                try:
+                    more = self.outbox.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(more)
+                size += len(more.get("body") or "")
+            try:
+                self.hub.call("POST", "answers", {"results": batch}, timeout=60)
+            except HubError as exc:
+                self.last_error = f"could not deliver {len(batch)} answer(s): {exc}"[:500]
+                log.warning("%s", self.last_error)
 
     def execute(self, item: dict) -> dict[str, Any]:
         """One work item against the API server: an HTTP call on the member port's list, or the matching lines of a

@@ -285,7 +285,7 @@ FLEETWEB_BASE_URL = env_str("FLEETWEB_BASE_URL", "").rstrip("/")
 FLEETWEB_AGENT_BOOTSTRAP_TTL = env_int("FLEETWEB_AGENT_BOOTSTRAP_TTL", 3600, minimum=60)
 FLEETWEB_AGENT_CREDENTIAL_TTL = env_int("FLEETWEB_AGENT_CREDENTIAL_TTL", 3600, minimum=120)
 FLEETWEB_AGENT_HEARTBEAT = env_int("FLEETWEB_AGENT_HEARTBEAT", 30, minimum=1)
-FLEETWEB_AGENT_POLL = env_int("FLEETWEB_AGENT_POLL", 2, minimum=1)
+FLEETWEB_AGENT_POLL = env_int("FLEETWEB_AGENT_POLL", 3, minimum=1)
 # A poll for work is answered at once by default (gunicorn's sync workers must not sit in a held poll); with threaded
 # workers a hold of a second or two saves requests while work flows.
 FLEETWEB_AGENT_POLL_HOLD = env_int("FLEETWEB_AGENT_POLL_HOLD", 0, minimum=0)

@@ -264,6 +264,7 @@ class _Reader:
 def fetch(member: port.Member) -> Snapshot:
     """Read /version and every collected kind; fatal errors raise KubeError, others are recorded."""
     snapshot = Snapshot()
+    member.warm([kind.path for kind in kinds.KINDS])  # through an agent: every first page asked for at once
     snapshot.version = member.version()
     reader = _Reader(snapshot)
     for kind, path in ((k.name, k.path) for k in kinds.KINDS):

@@ -17,6 +17,7 @@ raises `ListRestarted` to the consumer of `pages`.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -54,6 +55,11 @@ class Member(Protocol):
 
     def pages(self, path: str, *, limit: int | None = None) -> Iterator[bytes]:
         """Raw JSON pages of a LIST at `path` (following `continue`); ListRestarted when a 410 restarted it."""
+        ...
+
+    def warm(self, paths: list[str]) -> None:
+        """A hint: the first pages of LISTs at `paths` will be read next (`pages`). An adapter whose every call waits
+        for a round trip (the agent's) asks for them all at once; one that dials the API server ignores it."""
         ...
 
     def read(self, path: str, *, query: list | None = None) -> dict:
@@ -106,6 +112,9 @@ class DirectMember:
     def pages(self, path: str, *, limit: int | None = None) -> Iterator[bytes]:
         return kube.paged_list(self.session, path, limit=limit)
 
+    def warm(self, paths: list[str]) -> None:
+        pass  # each call is one request to the API server already
+
     def read(self, path: str, *, query: list | None = None) -> dict:
         return kube.get_json(self.session, path, query=query)
 
@@ -139,16 +148,39 @@ class RelayedMember:
     the direct adapter's: an error status is classified from its Kubernetes Status, JSON is depth-checked, a LIST is
     paged and restarted the same way."""
 
-    def __init__(self, send: Callable[..., dict]):
-        self.send = send
+    def __init__(self, send: Callable[..., dict], *, submit: Callable[..., str] | None = None,
+                 result: Callable[..., dict] | None = None):
+        self.send, self.submit, self.result = send, submit, result
         self._bytes = 0
+        self._warmed: dict[tuple, tuple[str, float]] = {}  # (method, path, query) -> (item id, until)
 
     @property
     def bytes_read(self) -> int:
         return self._bytes
 
+    def warm(self, paths: list[str]) -> None:
+        """Send the first page of each LIST now; `pages` then reads their answers instead of asking one by one."""
+        if self.submit is None:
+            return
+        query = [["limit", settings.FLEETWEB_KUBE_PAGE_SIZE]]
+        for path in paths:
+            until = kube.call_deadline()
+            op = self._http_op("GET", path, query=query, body=None, content_type="application/json")
+            self._warmed[("GET", path, json.dumps(query))] = (self.submit(op, what=f"list {path}", until=until),
+                                                              until)
+
+    @staticmethod
+    def _http_op(method: str, path: str, *, query: list | None, body: dict | None, content_type: str) -> dict:
+        return {"op": "http", "method": method, "path": path, "query": [list(q) for q in query or []],
+                "body": body, "content_type": content_type, "max_bytes": settings.FLEETWEB_KUBE_MAX_RESPONSE_BYTES}
+
     def _answer(self, op: dict, what: str) -> dict:
-        answer = self.send(op, what=what, until=kube.call_deadline())
+        key = (op.get("method"), op.get("path"), json.dumps(op.get("query"))) if op.get("op") == "http" else None
+        warmed = self._warmed.pop(key, None) if key else None
+        if warmed is not None and self.result is not None:
+            answer = self.result(warmed[0], what=what, until=warmed[1])
+        else:
+            answer = self.send(op, what=what, until=kube.call_deadline())
         status = answer.get("status")
         if not isinstance(status, int) or isinstance(status, bool):
             raise KubeError("protocol", f"{what}: the agent's answer has no HTTP status")
@@ -161,9 +193,7 @@ class RelayedMember:
     def request(self, method: str, path: str, *, query: list | None = None, body: dict | None = None,
                 content_type: str = "application/json", what: str = "") -> bytes:
         what = what or f"{method} {path}"
-        answer = self._answer({"op": "http", "method": method, "path": path, "query": [list(q) for q in query or []],
-                               "body": body, "content_type": content_type,
-                               "max_bytes": settings.FLEETWEB_KUBE_MAX_RESPONSE_BYTES}, what)
+        answer = self._answer(self._http_op(method, path, query=query, body=body, content_type=content_type), what)
         text = answer.get("body")
         if not isinstance(text, str):
             raise KubeError("protocol", f"{what}: the agent's answer has no body")

@@ -1,0 +1,421 @@
+"""5. Agents: simulated agents speaking the real protocol (signed requests, heartbeats, polls for work, answers,
+reported changes) against one web tier (gunicorn 3 workers x 2 threads) and one Celery worker (8 threads) on this
+machine. Each agent heartbeats every FLEETWEB_AGENT_HEARTBEAT (30 s), polls for work every FLEETWEB_AGENT_POLL (3 s;
+every 0.1 s while work flows) and reports a change once a minute; the hub answers each change by syncing that
+cluster through its agent, which answers from a small canned cluster (3 nodes, 10 Deployments, 20 pods) whose
+Deployments change with every report. Periodic syncs are pushed out of the window, as for clusters whose agents
+report their changes.
+
+Printed per fleet size: agent request latency (client side, every door), work pickup (queued -> in the agent's
+hands), change -> visible (reported -> the sync that read it finished), database writes per idle heartbeat
+(pg_stat_database, in a quiet phase with no changes), requests a second and the hub's CPU."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import heapq
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+
+from benchmarks.common import ROOT, STATE, say, table
+from foundation.queueing import QUEUES
+
+SIZES = {"quick": ([100], 30, 40), "full": ([200, 1000, 2000], 40, 90)}  # agents per step, quiet s, loaded s
+THREADS = 32  # simulator threads (each agent's actions are short; a thread takes whichever is due)
+CHANGE_EVERY = 60.0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The canned member an agent answers for
+
+
+def _meta(name: str, namespace: str = "", **extra) -> dict:
+    meta = {"name": name, "uid": f"uid-{namespace}-{name}", "resourceVersion": "1",
+            "creationTimestamp": "2026-01-01T00:00:00Z", **extra}
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+def _list(items: list) -> str:
+    return json.dumps({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items})
+
+
+def canned_pages() -> dict[str, str]:
+    nodes = [{"metadata": _meta(f"node-{i}", labels={"node.kubernetes.io/instance-type": "m6i.xlarge"}),
+              "spec": {"providerID": f"aws:///eu-west-1a/i-{i:08x}"},
+              "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                         "nodeInfo": {"kubeletVersion": "v1.36.3", "osImage": "Linux", "architecture": "amd64"},
+                         "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+                         "allocatable": {"cpu": "4", "memory": "15Gi", "pods": "110"}}} for i in range(3)]
+    namespaces = [{"metadata": _meta(n), "status": {"phase": "Active"}} for n in ("default", "shop")]
+    replicasets = [{"metadata": _meta(f"web-{i}-abc", "shop", ownerReferences=[
+        {"kind": "Deployment", "name": f"web-{i}", "uid": f"uid-shop-web-{i}", "controller": True}])}
+        for i in range(10)]
+    pods = [{"metadata": _meta(f"web-{i}-abc-{j}", "shop", ownerReferences=[
+        {"kind": "ReplicaSet", "name": f"web-{i}-abc", "uid": f"uid-shop-web-{i}-abc", "controller": True}]),
+             "spec": {"nodeName": f"node-{j}", "containers": [{"name": "web", "image": "nginx:1.27"}]},
+             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                        "containerStatuses": [{"name": "web", "ready": True, "restartCount": 0,
+                                               "state": {"running": {}}}]}}
+            for i in range(10) for j in range(2)]
+    return {"/api/v1/nodes": _list(nodes), "/api/v1/namespaces": _list(namespaces),
+            "/apis/apps/v1/replicasets": _list(replicasets), "/api/v1/pods": _list(pods)}
+
+
+def deployments_page(generation: int) -> str:
+    """The Deployments of the canned member; `generation` moves one replica count, so each change writes a row."""
+    items = []
+    for i in range(10):
+        replicas = 2 + (generation % 3 if i == 0 else 0)
+        items.append({"metadata": _meta(f"web-{i}", "shop", generation=generation),
+                      "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": f"web-{i}"}},
+                               "template": {"metadata": {"labels": {"app": f"web-{i}"}},
+                                            "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}},
+                      "status": {"observedGeneration": generation, "replicas": replicas, "readyReplicas": replicas,
+                                 "availableReplicas": replicas, "updatedReplicas": replicas}})
+    return _list(items)
+
+
+EMPTY = _list([])
+VERSION = json.dumps({"major": "1", "minor": "36", "gitVersion": "v1.36.3", "platform": "linux/amd64"})
+ALLOWED = json.dumps({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                      "status": {"allowed": True}})
+
+
+# ---------------------------------------------------------------------------------------------
+# Simulated agents
+
+
+@dataclasses.dataclass
+class Sim:
+    cluster_id: int
+    key: object
+    credential: str
+    generation: int = 0
+    busy_until: float = 0.0
+    poll_gen: int = 0
+
+
+class Fleet:
+    """The simulated agents and what they measured."""
+
+    def __init__(self, base: str, agents: list[Sim], pages: dict[str, str]):
+        import urllib3
+
+        from django.conf import settings
+
+        self.base, self.agents, self.pages = base, agents, pages
+        self.poll = float(settings.FLEETWEB_AGENT_POLL)
+        self.http = urllib3.PoolManager(maxsize=THREADS * 2, retries=False)
+        self.heap: list[tuple[float, int, int, str, int]] = []
+        self.lock = threading.Condition()
+        self.seq = 0
+        self.latency: dict[str, list[float]] = {}
+        self.statuses: dict[str, dict[int, int]] = {}
+        self.pickups: list[float] = []
+        self.changes: list[tuple[int, float]] = []
+        self.stop = threading.Event()
+        self.changing = False
+
+    def at(self, when: float, index: int, action: str, gen: int = 0) -> None:
+        with self.lock:
+            self.seq += 1
+            heapq.heappush(self.heap, (when, self.seq, index, action, gen))
+            self.lock.notify()
+
+    def call(self, sim: Sim, method: str, path: str, body: dict | None, label: str) -> dict:
+        from fleetagent.hub import signed_text
+
+        full = f"/agent/v1/{path}"
+        data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        date = str(int(time.time()))
+        headers = {"X-Fleetweb-Date": date, "Content-Type": "application/json",
+                   "Authorization": f"Bearer {sim.credential}",
+                   "X-Fleetweb-Signature": base64.b64encode(sim.key.sign(  # type: ignore[attr-defined]
+                       signed_text(method, full, date, data))).decode()}
+        started = time.perf_counter()
+        response = self.http.request(method, self.base + full, body=data or None, headers=headers, timeout=30)
+        elapsed = time.perf_counter() - started
+        with self.lock:
+            self.latency.setdefault(label, []).append(elapsed)
+            counts = self.statuses.setdefault(label, {})
+            counts[response.status] = counts.get(response.status, 0) + 1
+        return json.loads(response.data or b"{}") if response.status == 200 else {}
+
+    def answer(self, sim: Sim, item: dict) -> dict:
+        path, method = item.get("path", ""), item.get("method", "GET")
+        if item.get("op") == "lines":
+            return {"id": item["id"], "status": 200, "lines": []}
+        if method == "POST":
+            return {"id": item["id"], "status": 201, "body": ALLOWED}
+        if path == "/version":
+            return {"id": item["id"], "status": 200, "body": VERSION}
+        if path == "/apis/apps/v1/deployments":
+            return {"id": item["id"], "status": 200, "body": deployments_page(sim.generation)}
+        return {"id": item["id"], "status": 200, "body": self.pages.get(path, EMPTY)}
+
+    def act(self, index: int, action: str, gen: int) -> None:
+        sim = self.agents[index]
+        now = time.monotonic()
+        if action == "heartbeat":
+            self.call(sim, "POST", "heartbeat", {"agent_version": "0.1.0"}, "heartbeat")
+            self.at(now + 30, index, "heartbeat")
+        elif action == "change":
+            sim.generation += 1
+            with self.lock:
+                self.changes.append((sim.cluster_id, time.time()))
+            self.call(sim, "POST", "changes", {"kinds": ["/apis/apps/v1/deployments"]}, "changes")
+            sim.busy_until = time.monotonic() + 5
+            sim.poll_gen += 1  # the poll chain restarts now, quickly
+            self.at(time.monotonic(), index, "poll", sim.poll_gen)
+            self.at(now + CHANGE_EVERY, index, "change")
+        elif action == "poll" and gen == sim.poll_gen:
+            items = self.call(sim, "GET", "work?wait=0", None, "work").get("items", [])
+            for item in items:
+                picked = time.time() - (item["deadline"] - item["timeout"])
+                with self.lock:
+                    self.pickups.append(picked)
+            if items:  # as the agent does: answers ready together go in one post
+                self.call(sim, "POST", "answers", {"results": [self.answer(sim, item) for item in items]}, "answers")
+            if items:
+                sim.busy_until = time.monotonic() + 5
+            busy = time.monotonic() < sim.busy_until
+            self.at(time.monotonic() + (0.1 if busy else self.poll), index, "poll", gen)
+
+    def worker(self) -> None:
+        while not self.stop.is_set():
+            with self.lock:
+                while not self.stop.is_set() and (not self.heap or self.heap[0][0] > time.monotonic()):
+                    self.lock.wait(timeout=max(0.0, min(0.05, self.heap[0][0] - time.monotonic()))
+                                   if self.heap else 0.05)
+                if self.stop.is_set():
+                    return
+                _, _, index, action, gen = heapq.heappop(self.heap)
+                if action == "change" and not self.changing:
+                    self.seq += 1
+                    heapq.heappush(self.heap, (time.monotonic() + 1, self.seq, index, action, gen))
+                    continue
+            try:
+                self.act(index, action, gen)
+            except Exception as exc:  # a refused or broken request is counted, the agent goes on
+                with self.lock:
+                    counts = self.statuses.setdefault(action, {})
+                    counts[-1] = counts.get(-1, 0) + 1
+                if action != "change":
+                    self.at(time.monotonic() + 2, index, action, gen)
+                del exc
+
+    def start(self) -> list[threading.Thread]:
+        now = time.monotonic()
+        for index in range(len(self.agents)):
+            self.at(now + random.uniform(0, 30), index, "heartbeat")
+            self.at(now + random.uniform(0, self.poll), index, "poll", 0)
+            self.at(now + random.uniform(0, CHANGE_EVERY), index, "change")
+        threads = [threading.Thread(target=self.worker, daemon=True) for _ in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def reset(self) -> None:
+        with self.lock:
+            self.latency, self.statuses, self.pickups, self.changes = {}, {}, [], []
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def _make_agents(count: int, offset: int) -> list[Sim]:
+    import datetime
+
+    from django.utils import timezone
+
+    from agents import protocol
+    from agents.models import Agent
+    from fleetagent.hub import new_key, public_text
+    from inventory.choices import AuthMethod
+    from inventory.models import Cluster
+
+    far = timezone.now() + datetime.timedelta(days=1)  # periodic syncs out of the window: changes drive syncs
+    clusters = Cluster.objects.bulk_create([
+        Cluster(name=f"agent-{offset + i}", server="https://10.0.0.1:6443", auth_method=AuthMethod.AGENT,
+                sync_interval=3600, next_sync_at=far) for i in range(count)])
+    sims, rows = [], []
+    for cluster in clusters:
+        key = new_key()
+        credential = protocol.new_secret(protocol.CREDENTIAL_PREFIX)
+        sims.append(Sim(cluster.pk, key, credential))
+        rows.append(Agent(cluster=cluster, public_key=public_text(key), credential_digest=protocol.digest(credential),
+                          credential_expires_at=far, last_heartbeat_at=timezone.now(), version="0.1.0"))
+    Agent.objects.bulk_create(rows)
+    return sims
+
+
+def _db_writes() -> int:
+    """Rows written to Fleetweb's own tables so far (not the catalogs: autovacuum's statistics are no heartbeat's)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables")
+        return int(cursor.fetchone()[0])
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and their children (gunicorn workers)."""
+    import os
+
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    seen = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+            todo += [int(c) for c in children]
+        except OSError:
+            continue
+    return total
+
+
+def _pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))] if values else float("nan")
+
+
+def _visible(changes: list[tuple[int, float]]) -> list[float]:
+    """Per reported change: seconds until a sync of that cluster that started after it finished."""
+    import datetime
+
+    from inventory.models import SyncRun
+
+    if not changes:
+        return []
+    first = datetime.datetime.fromtimestamp(min(t for _, t in changes), tz=datetime.UTC)
+    runs: dict[int, list[tuple[float, float]]] = {}
+    for cluster_id, started, finished in SyncRun.objects.filter(
+            started_at__gte=first, finished_at__isnull=False, triggered_by="change").values_list(
+            "cluster_id", "started_at", "finished_at"):
+        runs.setdefault(cluster_id, []).append((started.timestamp(), finished.timestamp()))
+    out = []
+    for cluster_id, at in changes:
+        done = [f for s, f in runs.get(cluster_id, []) if s >= at - 0.05]
+        if done:
+            out.append(min(done) - at)
+    return out
+
+
+def run(size: str) -> dict:
+    from django.conf import settings
+
+    from fleetweb.embedded import child_environment
+
+    from inventory.models import Cluster
+
+    steps, quiet, loaded = SIZES[size]
+    Cluster.objects.filter(name__startswith="agent-", auth_method="agent").delete()  # an earlier run's
+    port = _free_port()
+    env = {**child_environment(), "FLEETWEB_STATE_DIR": str(STATE)}
+    logs = STATE / "agents-logs"
+    logs.mkdir(exist_ok=True)
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "fleetweb.wsgi", "-b", f"127.0.0.1:{port}",
+                               "-w", "3", "--threads", "2", "--log-level", "warning"], env=env, cwd=ROOT,
+                              stdout=open(logs / "gunicorn.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", ",".join(QUEUES),
+                               "-P", "threads", "-c", "8", "-n", "agents@%h", "-l", "WARNING"], env=env, cwd=ROOT,
+                              stdout=open(logs / "worker.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    results: dict = {"steps": []}
+    sims: list[Sim] = []
+    fleet = None
+    try:
+        import urllib3
+
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib3.request("GET", f"{base}/healthz", timeout=2, retries=False).status == 200:
+                    break
+            except urllib3.exceptions.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not start; see " + str(logs / "gunicorn.log"))
+            time.sleep(0.3)
+        rows = []
+        for count in steps:
+            if fleet is not None:
+                fleet.stop.set()
+            sims += _make_agents(count - len(sims), len(sims))
+            fleet = Fleet(base, sims, canned_pages())
+            fleet.start()
+            say(f"[agents] {count} agents: quiet for {quiet}s (heartbeats and polls only)")
+            time.sleep(min(quiet, 10))  # ramp: heartbeats and polls spread out
+            fleet.reset()
+            writes, cpu, t0 = _db_writes(), _cpu_seconds([server.pid, worker.pid]), time.monotonic()
+            time.sleep(quiet)
+            quiet_writes = _db_writes() - writes
+            beats = len(fleet.latency.get("heartbeat", []))
+            quiet_cpu = (_cpu_seconds([server.pid, worker.pid]) - cpu) / (time.monotonic() - t0)
+            say(f"[agents] {count} agents: loaded for {loaded}s (a change a minute each)")
+            fleet.reset()
+            fleet.changing = True
+            cpu, t0 = _cpu_seconds([server.pid, worker.pid]), time.monotonic()
+            time.sleep(loaded)
+            elapsed = time.monotonic() - t0
+            load_cpu = (_cpu_seconds([server.pid, worker.pid]) - cpu) / elapsed
+            fleet.changing = False
+            time.sleep(15)  # the last changes' syncs finish
+            all_requests = [v for values in fleet.latency.values() for v in values]
+            visible = _visible([c for c in fleet.changes if c[1] < time.time() - 15])
+            step = {
+                "agents": count,
+                "request_p50_ms": _pct(all_requests, 50) * 1000, "request_p95_ms": _pct(all_requests, 95) * 1000,
+                "by_door_p95_ms": {k: round(_pct(v, 95) * 1000, 1) for k, v in fleet.latency.items()},
+                "statuses": fleet.statuses, "requests_per_s": len(all_requests) / (elapsed + 15),
+                "pickup_p95_s": _pct(fleet.pickups, 95), "pickups": len(fleet.pickups),
+                "changes": len(fleet.changes), "visible": len(visible),
+                "visible_p50_s": _pct(visible, 50), "visible_p95_s": _pct(visible, 95),
+                "writes_per_idle_heartbeat": quiet_writes / beats if beats else float("nan"),
+                "hub_cpu_quiet": quiet_cpu, "hub_cpu_loaded": load_cpu,
+            }
+            results["steps"].append(step)
+            rows.append([count, f"{step['request_p95_ms']:.0f}", f"{step['pickup_p95_s']:.2f}",
+                         f"{step['visible_p95_s']:.1f}", f"{step['visible']}/{step['changes']}",
+                         f"{step['writes_per_idle_heartbeat']:.2f}", f"{step['requests_per_s']:.0f}",
+                         f"{quiet_cpu:.2f}/{load_cpu:.2f}"])
+            say(table(rows, ["agents", "request p95 ms", "pickup p95 s", "visible p95 s", "seen", "writes/beat",
+                             "req/s", "hub cores quiet/loaded"]))
+            say(f"[agents] p95 by door (ms): {step['by_door_p95_ms']}; answers: {step['statuses']}")
+        results["poll_seconds"] = settings.FLEETWEB_AGENT_POLL
+        return results
+    finally:
+        if fleet is not None:
+            fleet.stop.set()
+        Cluster.objects.filter(name__startswith="agent-", auth_method="agent").delete()
+        for proc in (server, worker):
+            proc.terminate()
+        for proc in (server, worker):
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
