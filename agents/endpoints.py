@@ -18,8 +18,8 @@ from django.views.decorators.http import require_http_methods
 
 from agents import manifests, protocol, relay, services
 from agents.models import BootstrapToken, Registration
-from agents.services import Caller
 from agents.protocol import AgentError
+from agents.services import Caller
 from foundation.web import client_ip
 
 log = logging.getLogger(__name__)

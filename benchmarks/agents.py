@@ -115,7 +115,6 @@ class Fleet:
 
     def __init__(self, base: str, agents: list[Sim], pages: dict[str, str]):
         import urllib3
-
         from django.conf import settings
 
         self.base, self.agents, self.pages = base, agents, pages
@@ -329,7 +328,6 @@ def run(size: str) -> dict:
     from django.conf import settings
 
     from fleetweb.embedded import child_environment
-
     from inventory.models import Cluster
 
     steps, quiet, loaded = SIZES[size]
