@@ -111,7 +111,8 @@ def work(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
         wait = max(0.0, min(float(request.GET.get("wait", "0")), settings.FLEETWEB_AGENT_POLL_HOLD))
     except ValueError:
         raise AgentError("'wait' is a number of seconds.", field="wait") from None
-    return JsonResponse({"items": relay.take(agent.cluster_id, wait=wait)})
+    boot = request.GET.get("boot", "")[:64]
+    return JsonResponse({"items": relay.take(agent.cluster_id, wait=wait, boot=boot)})
 
 
 @door(limit=None)

@@ -56,6 +56,14 @@ def _result(item_id: str) -> str:
     return f"{PREFIX}:result:{item_id}"
 
 
+def _inflight(cluster_id: int) -> str:
+    return f"{PREFIX}:{cluster_id}:inflight"
+
+
+def _boot(cluster_id: int) -> str:
+    return f"{PREFIX}:{cluster_id}:boot"
+
+
 # ---------------------------------------------------------------------------------------------
 # The hub's side: the member port's adapter
 
@@ -131,17 +139,39 @@ def opener(cluster: Any) -> port.Opener:
 # The agent's side: the endpoints call these
 
 
-def take(cluster_id: int, *, wait: float) -> list[dict]:
+def take(cluster_id: int, *, wait: float, boot: str = "") -> list[dict]:
     """Up to MAX_TAKE work items for `cluster_id`, waiting up to `wait` seconds for the first; items whose deadline
-    passed are dropped."""
+    passed are dropped. Items handed out stay in flight until answered: when the agent polls as a new process (its
+    `boot` changed: it restarted, maybe mid-apply), the previous one's unanswered items that still have time go back
+    to the front of the queue, so the call is carried out by the new process instead of timing out."""
     r = client()
+    if boot:
+        previous = r.getset(_boot(cluster_id), boot)
+        r.expire(_boot(cluster_id), 86400)
+        if previous is not None and previous.decode() != boot:
+            _requeue(r, cluster_id)
     raw: list = r.lpop(_queue(cluster_id), MAX_TAKE) or []  # type: ignore[assignment]  # a list with a count
     if not raw and wait > 0:
         popped = r.blpop([_queue(cluster_id)], timeout=wait)
         raw = [popped[1]] if popped else []
     now = time.time()
-    items = [json.loads(value) for value in raw]
-    return [item for item in items if item.get("deadline", 0) > now]
+    items = [item for item in (json.loads(value) for value in raw) if item.get("deadline", 0) > now]
+    if items:
+        with r.pipeline() as pipe:
+            pipe.hset(_inflight(cluster_id), mapping={item["id"]: json.dumps(item) for item in items})
+            pipe.expire(_inflight(cluster_id), 600)
+            pipe.execute()
+    return items
+
+
+def _requeue(r: redis.Redis, cluster_id: int) -> None:
+    held: dict = r.hgetall(_inflight(cluster_id))  # type: ignore[assignment]
+    r.delete(_inflight(cluster_id))
+    now = time.time()
+    again = [value for key, value in held.items()
+             if r.exists(_owner(key.decode())) and json.loads(value).get("deadline", 0) > now]
+    if again:
+        r.lpush(_queue(cluster_id), *reversed(again))
 
 
 def answer(cluster_id: int, results: Any) -> dict:
@@ -161,6 +191,7 @@ def answer(cluster_id: int, results: Any) -> dict:
             ignored += 1
             continue
         with r.pipeline() as pipe:
+            pipe.hdel(_inflight(cluster_id), item_id)
             pipe.rpush(_result(item_id), payload)
             pipe.expire(_result(item_id), 60)
             pipe.execute()

@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -59,6 +60,7 @@ class Agent:
         self.cut_off = False
         self.watchers: dict[str, Watcher] = {}
         self.outbox: queue.Queue = queue.Queue()
+        self.boot = uuid.uuid4().hex[:16]  # this process: the hub hands a restarted agent what the last one held
         self.notifier = Notifier(self._send_changes, self.stop)
 
     # -- state -------------------------------------------------------------------------------
@@ -230,7 +232,7 @@ class Agent:
         assert self.hub is not None
         busy = time.monotonic() < self.busy_until
         hold = self.poll_hold if busy else 0
-        answer = self.hub.call("GET", f"work?wait={hold:g}", timeout=hold + 15)
+        answer = self.hub.call("GET", f"work?wait={hold:g}&boot={self.boot}", timeout=hold + 15)
         items = answer.get("items", [])
         for item in items:
             self.pool.submit(self._work, item)

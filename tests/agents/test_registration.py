@@ -356,3 +356,25 @@ def test_the_heartbeat_answer_names_the_kinds_to_watch(admin_user):
     agent, _cluster = accepted_agent(admin_user)
     answer = agent.call("POST", "heartbeat", {}).json()
     assert answer["watch"] == [kind.path for kind in kinds.KINDS]
+
+
+def test_a_restarted_agent_gets_the_work_its_last_process_held(admin_user):
+    agent, cluster = accepted_agent(admin_user)
+    results: dict = {}
+    member = port.connect(Cluster.objects.get(pk=cluster.pk))
+    thread = threading.Thread(target=lambda: results.update(answer=member.version()))
+    thread.start()
+    end = time.monotonic() + 10
+    taken: list = []
+    while not taken and time.monotonic() < end:
+        taken = agent.call("GET", "work?wait=0&boot=first").json()["items"]
+    assert len(taken) == 1
+    assert agent.call("GET", "work?wait=0&boot=first").json()["items"] == []  # the same process: not again
+    again = agent.call("GET", "work?wait=0&boot=second").json()["items"]  # it restarted before answering
+    assert [item["id"] for item in again] == [taken[0]["id"]]
+    body = {"results": [{"id": taken[0]["id"], "status": 200, "body": '{"gitVersion": "v1.36.3"}'}]}
+    assert agent.call("POST", "answers", body).json() == {"delivered": 1, "ignored": 0}
+    assert agent.call("POST", "answers", body).json() == {"delivered": 0, "ignored": 1}
+    thread.join(10)
+    assert results["answer"] == {"gitVersion": "v1.36.3"}
+    assert agent.call("GET", "work?wait=0&boot=third").json()["items"] == []  # answered: nothing comes back

@@ -7,6 +7,7 @@ request, and no connection from the hub to the member at all."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from inventory import access
 from inventory.choices import ClusterStatus, SyncOutcome
 from inventory.models import Cluster, SyncRun, Workload
 from rollouts import corrections, engine, services
-from rollouts.choices import DriftState, RolloutState, StageState
+from rollouts.choices import DriftState, RolloutState, StageState, TargetState
 from rollouts.models import Deployed, Rollout
 from tests.conftest import wait_for
 from tests.e2e.test_collector import _apiserver_inventory, _stored_inventory
@@ -196,7 +197,12 @@ def test_register_accept_sync_and_revoke_a_cluster_the_hub_cannot_reach(
     finally:
         stop(agent)
     host = member.server.removeprefix("https://").split(":")[0]
-    assert dialled.addresses, "the recorder saw none of the hub's own connections (to its database and Redis)"
+    # The recorder sees connections other threads make (the hub's web and worker threads are such threads).
+    host_port = live_server.url.removeprefix("http://").split(":")
+    probe = threading.Thread(target=lambda: socket.create_connection((host_port[0], int(host_port[1])), 5).close())
+    probe.start()
+    probe.join(10)
+    assert any(isinstance(a, tuple) and a[1] == int(host_port[1]) for a in dialled.addresses)
     assert not [a for a in dialled.addresses if isinstance(a, tuple) and a[0] == host], \
         "the hub connected to the firewalled member"
 
@@ -208,6 +214,8 @@ MANIFESTS = yaml.safe_dump_all([
                            "spec": {"containers": [{"name": "web", "image": "registry.example.com/shop/web:1.0",
                                                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}},
     {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"level": "info"}},
+    *({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"extra-{i:02d}"}, "data": {"i": str(i)}}
+      for i in range(12)),
 ])
 NAMESPACE = "edge-shop"
 
@@ -238,6 +246,20 @@ def test_a_staged_rollout_with_approval_reaches_the_agent_cluster_and_drift_is_c
         approved = api_as(approver).post(f"/api/v1/rollouts/{rollout.pk}/approve/", {"comment": "edge ok"},
                                          format="json")
         assert approved.status_code == 200, approved.content
+
+        # The agent dies mid-apply (some objects applied, the rest not) and its pod starts again: the new process
+        # is handed the call the old one held, and the target ends applied once.
+        def some_applied():
+            with dialled.as_kubectl(), member.admin_api() as api:
+                try:
+                    return k8s.CoreV1Api(api).list_namespaced_config_map(NAMESPACE).items
+                except k8s.ApiException:
+                    return []
+        wait_for(some_applied, timeout=90, interval=0.05, what="the apply to begin on the member")
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(10)
+        with dialled.as_kubectl():
+            agent = start_agent(member, live_server.url, tmp_path)
         for _ in range(3):  # the test has no beat: run the engine as its ticks would
             wait_for(lambda: engine.advance(rollout.pk) != "busy", timeout=60, what="an engine pass")
         wait_for(lambda: (engine.advance(rollout.pk) or True)
@@ -250,7 +272,9 @@ def test_a_staged_rollout_with_approval_reaches_the_agent_cluster_and_drift_is_c
             return deployment.spec.replicas, deployment.metadata.annotations.get("fleetweb.io/revision")
         assert live_replicas() == (2, "1")
         deployed = Deployed.objects.get(application=app, cluster=cluster)
-        assert [o["kind"] for o in deployed.objects_applied] == ["ConfigMap", "Deployment"]
+        assert sorted({o["kind"] for o in deployed.objects_applied}) == ["ConfigMap", "Deployment"]
+        target = rollout.stages.get(index=0).targets.get()
+        assert (target.attempts, target.state) == (1, TargetState.READY), target.message
 
         # Changed by hand on the member: the drift check (through the agent) finds it, Re-apply corrects it.
         with dialled.as_kubectl(), member.admin_api() as api:
@@ -269,6 +293,51 @@ def test_a_staged_rollout_with_approval_reaches_the_agent_cluster_and_drift_is_c
             except k8s.ApiException as exc:
                 if exc.status != 404:
                     raise
+    host = member.server.removeprefix("https://").split(":")[0]
+    assert not [a for a in dialled.addresses if isinstance(a, tuple) and a[0] == host], \
+        "the hub connected to the firewalled member"
+
+
+def test_an_enforced_policy_is_installed_through_the_agent_and_refuses_a_violating_pod(
+        firewalled_member, agent_settings, live_server, celery_worker, api_as, admin_user, monkeypatch, tmp_path):
+    from governance import enforcement
+    from governance.choices import EnforcementState
+    from governance.models import Enforcement, PolicyAssignment
+    from tests.e2e.test_governance import _create_pod, _name, _pod
+
+    member = firewalled_member
+    dialled = Dialled(monkeypatch)
+    agent, registration = register(member, name="edge-enforced", environment="prod", live_server=live_server,
+                                   api_as=api_as, admin=admin_user, dialled=dialled, tmp_path=tmp_path)
+    try:
+        agent_services.decide(registration, accept=True, user=admin_user)
+        cluster = Cluster.objects.get(name="edge-enforced")
+        wait_for(lambda: SyncRun.objects.filter(cluster=cluster, outcome=SyncOutcome.SUCCEEDED).exists(),
+                 timeout=90, what="a first sync through the agent")
+        client = api_as(admin_user)
+        assert client.post("/api/v1/groups/", {"name": "edge", "selector": "name=edge-enforced"},
+                           format="json").status_code == 201
+        response = client.post("/api/v1/policy-assignments/", {
+            "group": "edge", "rule": "no-privileged-containers", "mode": "enforce"}, format="json")
+        assert response.status_code == 201, response.content
+        assignment = PolicyAssignment.objects.get(pk=response.json()["id"])
+        wait_for(lambda: Enforcement.objects.filter(assignment=assignment, cluster=cluster,
+                                                    state=EnforcementState.INSTALLED).exists(),
+                 what="the admission policy installed through the agent", timeout=90)
+        with dialled.as_kubectl():
+            refused = wait_for(lambda: _create_pod(member, "default", _pod(_name("priv"), privileged=True)),
+                               what="the privileged pod refused by the member", timeout=30)
+            assert refused.status in (403, 422) and "privileged containers are not allowed" in refused.body
+            assert _create_pod(member, "default", _pod(_name("plain"))) is None
+        assert client.delete(f"/api/v1/policy-assignments/{assignment.pk}/").status_code == 204
+        wait_for(lambda: not Enforcement.objects.filter(cluster=cluster).exists(), what="enforcement removed",
+                 timeout=90)
+        with dialled.as_kubectl(), member.admin_api() as api:
+            left = k8s.AdmissionregistrationV1Api(api).list_validating_admission_policy(
+                label_selector=enforcement.SELECTOR).items
+        assert left == []
+    finally:
+        stop(agent)
     host = member.server.removeprefix("https://").split(":")[0]
     assert not [a for a in dialled.addresses if isinstance(a, tuple) and a[0] == host], \
         "the hub connected to the firewalled member"
