@@ -148,7 +148,7 @@ def take(cluster_id: int, *, wait: float, boot: str = "") -> list[dict]:
     if boot:
         previous = r.getset(_boot(cluster_id), boot)
         r.expire(_boot(cluster_id), 86400)
-        if previous is not None and previous.decode() != boot:
+        if isinstance(previous, bytes) and previous.decode() != boot:
             _requeue(r, cluster_id)
     raw: list = r.lpop(_queue(cluster_id), MAX_TAKE) or []  # type: ignore[assignment]  # a list with a count
     if not raw and wait > 0:
