@@ -56,6 +56,9 @@ def door(limit: int | None = SMALL_BODY, *, methods: tuple[str, ...] = ("POST",)
             cap = settings.FLEETWEB_AGENT_MAX_BODY_BYTES if limit is None else limit
             try:
                 if not agent:
+                    if not relay.allow(f"ip:{client_ip(request)}"):
+                        raise AgentError(f"More than {settings.FLEETWEB_AGENT_RATE} requests a second from this "
+                                         "address.", status=429)
                     return view(request, _body(request, cap), *args, **kwargs)
                 credential = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
                 found = services.agent_of(credential)
@@ -128,6 +131,9 @@ def answers(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
 def manifest(request: HttpRequest) -> HttpResponse:
     """The agent's manifest for `kubectl apply -f <this URL>`: the bootstrap token in the query is checked (not
     spent: registering spends it) and written into the manifest's bootstrap Secret."""
+    if not relay.allow(f"ip:{client_ip(request)}"):
+        return HttpResponse("Too many requests from this address.\n", status=429, content_type="text/plain",
+                            headers={"Retry-After": "1"})
     secret = request.GET.get("token", "")
     token = BootstrapToken.objects.filter(digest=protocol.digest(secret)).first() if secret else None
     if token is None or not services.usable(token):

@@ -225,10 +225,11 @@ def _checked(result: Any) -> tuple[str, str]:
     return item_id, json.dumps(payload)
 
 
-def allow(cluster_id: int) -> bool:
-    """Whether this agent is within FLEETWEB_AGENT_RATE requests a second (one counter per agent and second, so a
-    flood from one agent is refused with 429 while the others go on)."""
-    key = f"{PREFIX}:{cluster_id}:rate:{int(time.time())}"
+def allow(who: int | str) -> bool:
+    """Whether this agent (a cluster id), or this address (the doors before a credential: "ip:<address>"), is within
+    FLEETWEB_AGENT_RATE requests a second (one counter per sender and second, so a flood from one is refused with 429
+    while the others go on)."""
+    key = f"{PREFIX}:{who}:rate:{int(time.time())}"
     with client().pipeline() as pipe:
         pipe.incr(key)
         pipe.expire(key, 2)

@@ -295,9 +295,9 @@ def test_a_silent_agent_makes_its_cluster_unreachable_saying_since_when(admin_us
 
 
 def test_a_flood_from_one_agent_is_limited_and_the_others_go_on(admin_user, settings):
-    settings.FLEETWEB_AGENT_RATE = 5
     flooder, _a = accepted_agent(admin_user, name="edge-a")
     calm, _b = accepted_agent(admin_user, name="edge-b")
+    settings.FLEETWEB_AGENT_RATE = 5
     statuses = [flooder.call("GET", "work?wait=0").status_code for _ in range(15)]
     assert 429 in statuses
     assert calm.call("GET", "work?wait=0").status_code == 200
@@ -378,3 +378,11 @@ def test_a_restarted_agent_gets_the_work_its_last_process_held(admin_user):
     thread.join(10)
     assert results["answer"] == {"gitVersion": "v1.36.3"}
     assert agent.call("GET", "work?wait=0&boot=third").json()["items"] == []  # answered: nothing comes back
+
+
+def test_a_flood_of_registrations_from_one_address_is_limited(admin_user, settings):
+    settings.FLEETWEB_AGENT_RATE = 5
+    _token, secret = services.create_bootstrap_token(user=admin_user, name="edge-1")
+    statuses = [FakeAgent().register("fwb_wrong").status_code for _ in range(15)]
+    assert 429 in statuses and set(statuses) <= {401, 429}
+    assert not Registration.objects.exists()

@@ -44,7 +44,8 @@ def test_every_page_fits_1280_by_800_with_the_sections_grouped_and_the_account_l
     paths = sorted(set(page.locator("nav.side a").evaluate_all("links => links.map(a => a.pathname)")))
     paths += ["/accounts/tokens/", f"/clusters/{'eks-prod-eu-west-1-2'}/", "/groups/production/",
               f"/applications/{app.name}/", f"/applications/{app.name}/rollout/", f"/rollouts/{rollout.pk}/",
-              "/compliance/violations/", "/policies/catalog/", "/notifications/deliveries/"]
+              "/compliance/violations/", "/policies/catalog/", "/notifications/deliveries/", "/clusters/register/",
+              "/clusters/registrations/"]
     overflowing = {}
     for path in paths:
         response = page.goto(f"{live_server.url}{path}")

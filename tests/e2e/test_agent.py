@@ -24,7 +24,7 @@ from agents import services as agent_services
 from agents.models import Agent, Registration, RegistrationState
 from inventory import access
 from inventory.choices import ClusterStatus, SyncOutcome
-from inventory.models import Cluster, SyncRun, Workload
+from inventory.models import Cluster, Namespace, SyncRun, Workload
 from rollouts import corrections, engine, services
 from rollouts.choices import DriftState, RolloutState, StageState, TargetState
 from rollouts.models import Deployed, Rollout
@@ -340,4 +340,132 @@ def test_an_enforced_policy_is_installed_through_the_agent_and_refuses_a_violati
         stop(agent)
     host = member.server.removeprefix("https://").split(":")[0]
     assert not [a for a in dialled.addresses if isinstance(a, tuple) and a[0] == host], \
+        "the hub connected to the firewalled member"
+
+
+class Cuttable:
+    """A TCP relay from the agent to the hub that can be cut (every connection closed, new ones refused) and
+    restored: the hub gone for a while, as in a restart or a network outage."""
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(64)
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.cut = threading.Event()
+        self.stopped = threading.Event()
+        self.open: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                continue
+            if self.cut.is_set():
+                conn.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, 5)
+            except OSError:
+                conn.close()
+                continue
+            with self.lock:
+                self.open += [conn, upstream]
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def sever(self) -> None:
+        self.cut.set()
+        with self.lock:
+            for conn in self.open:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()
+            self.open = []
+
+    def restore(self) -> None:
+        self.cut.clear()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sever()
+        self.server.close()
+
+
+def test_an_agent_that_loses_the_hub_shows_unreachable_then_catches_up(
+        firewalled_member, agent_settings, live_server, celery_worker, api_as, admin_user, monkeypatch, tmp_path,
+        client):
+    member = firewalled_member
+    dialled = Dialled(monkeypatch)
+    host, port = live_server.url.removeprefix("http://").split(":")
+    link = Cuttable(host, int(port))
+
+    class ThroughLink:  # the agent reaches the hub through the cuttable link
+        url = link.url
+
+    agent, registration = register(member, name="edge-far", environment="dev", live_server=ThroughLink,
+                                   api_as=api_as, admin=admin_user, dialled=dialled, tmp_path=tmp_path)
+    try:
+        agent_services.decide(registration, accept=True, user=admin_user)
+        cluster = Cluster.objects.get(name="edge-far")
+        wait_for(lambda: Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.CONNECTED, timeout=90,
+                 what="the cluster connected through its agent")
+
+        link.sever()
+        # Beat's task, run here: two missed heartbeats (2 s each) make it unreachable, saying since when.
+        wait_for(lambda: agent_services.silent_agents() or
+                 Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.UNREACHABLE, timeout=30, interval=0.5,
+                 what="the silent agent's cluster marked unreachable")
+        cluster.refresh_from_db()
+        assert cluster.status == ClusterStatus.UNREACHABLE
+        assert cluster.status_reason.startswith("agent not connected since")
+        client.force_login(admin_user)
+        assert "agent not connected since" in client.get(f"/clusters/{cluster.name}/").content.decode()
+
+        with dialled.as_kubectl(), member.admin_api() as api:  # a change while the hub is away
+            k8s.CoreV1Api(api).create_namespace({"metadata": {"name": "made-while-away"}})
+        time.sleep(3)
+        link.restore()
+        wait_for(lambda: Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.CONNECTED, timeout=60,
+                 what="the cluster connected again")
+        wait_for(lambda: Namespace.objects.filter(cluster=cluster, name="made-while-away").exists(), timeout=30,
+                 what="the change made while the hub was away")
+        assert agent.poll() is None, "the agent kept running through the outage"
+    finally:
+        stop(agent)
+        link.close()
+        with dialled.as_kubectl(), member.admin_api() as api:
+            try:
+                k8s.CoreV1Api(api).delete_namespace("made-while-away")
+            except k8s.ApiException as exc:
+                if exc.status != 404:
+                    raise
+    host_name = member.server.removeprefix("https://").split(":")[0]
+    assert not [a for a in dialled.addresses if isinstance(a, tuple) and a[0] == host_name], \
         "the hub connected to the firewalled member"
