@@ -145,12 +145,15 @@ def take(cluster_id: int, *, wait: float, boot: str = "") -> list[dict]:
     `boot` changed: it restarted, maybe mid-apply), the previous one's unanswered items that still have time go back
     to the front of the queue, so the call is carried out by the new process instead of timing out."""
     r = client()
-    if boot:
-        previous = r.getset(_boot(cluster_id), boot)
-        r.expire(_boot(cluster_id), 86400)
-        if isinstance(previous, bytes) and previous.decode() != boot:
-            _requeue(r, cluster_id)
-    raw: list = r.lpop(_queue(cluster_id), MAX_TAKE) or []  # type: ignore[assignment]  # a list with a count
+    with r.pipeline(transaction=False) as pipe:  # one round trip for an idle poll
+        if boot:
+            pipe.set(_boot(cluster_id), boot, ex=86400, get=True)
+        pipe.lpop(_queue(cluster_id), MAX_TAKE)
+        answers = pipe.execute()
+    raw: list = answers[-1] or []
+    if boot and isinstance(answers[0], bytes) and answers[0].decode() != boot:
+        _requeue(r, cluster_id)  # what the last process held goes first, then what was just taken
+        raw = (r.lpop(_queue(cluster_id), MAX_TAKE) or []) + raw  # type: ignore[operator,assignment]
     if not raw and wait > 0:
         popped = r.blpop([_queue(cluster_id)], timeout=wait)
         raw = [popped[1]] if popped else []

@@ -373,7 +373,10 @@ def run(size: str) -> dict:
             time.sleep(quiet)
             quiet_writes = _db_writes() - writes
             beats = len(fleet.latency.get("heartbeat", []))
-            quiet_cpu = (_cpu_seconds([server.pid, worker.pid]) - cpu) / (time.monotonic() - t0)
+            quiet_elapsed = time.monotonic() - t0
+            quiet_cpu = (_cpu_seconds([server.pid, worker.pid]) - cpu) / quiet_elapsed
+            quiet_requests = sum(len(v) for v in fleet.latency.values())
+            quiet_p95 = _pct([v for values in fleet.latency.values() for v in values], 95) * 1000
             say(f"[agents] {count} agents: loaded for {loaded}s (a change a minute each)")
             fleet.reset()
             fleet.changing = True
@@ -395,13 +398,17 @@ def run(size: str) -> dict:
                 "visible_p50_s": _pct(visible, 50), "visible_p95_s": _pct(visible, 95),
                 "writes_per_idle_heartbeat": quiet_writes / beats if beats else float("nan"),
                 "hub_cpu_quiet": quiet_cpu, "hub_cpu_loaded": load_cpu,
+                "quiet_requests_per_s": quiet_requests / quiet_elapsed, "quiet_request_p95_ms": quiet_p95,
+                "hub_cpu_ms_per_quiet_request": quiet_cpu * 1000 * quiet_elapsed / max(quiet_requests, 1),
             }
             results["steps"].append(step)
-            rows.append([count, f"{step['request_p95_ms']:.0f}", f"{step['pickup_p95_s']:.2f}",
+            rows.append([count, f"{quiet_p95:.0f}", f"{step['hub_cpu_ms_per_quiet_request']:.2f}",
+                         f"{step['request_p95_ms']:.0f}", f"{step['pickup_p95_s']:.2f}",
                          f"{step['visible_p95_s']:.1f}", f"{step['visible']}/{step['changes']}",
                          f"{step['writes_per_idle_heartbeat']:.2f}", f"{step['requests_per_s']:.0f}",
                          f"{quiet_cpu:.2f}/{load_cpu:.2f}"])
-            say(table(rows, ["agents", "request p95 ms", "pickup p95 s", "visible p95 s", "seen", "writes/beat",
+            say(table(rows, ["agents", "quiet p95 ms", "hub ms/quiet req", "loaded p95 ms", "pickup p95 s",
+                             "visible p95 s", "seen", "writes/beat",
                              "req/s", "hub cores quiet/loaded"]))
             say(f"[agents] p95 by door (ms): {step['by_door_p95_ms']}; answers: {step['statuses']}")
         results["poll_seconds"] = settings.FLEETWEB_AGENT_POLL

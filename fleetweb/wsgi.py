@@ -1,8 +1,13 @@
-"""WSGI entry point for gunicorn."""
+"""WSGI entry point for gunicorn: Django's handler, with the agents' poll for work answered in front of it
+(`agents.lean`)."""
 
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fleetweb.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from agents import lean  # noqa: E402 - Django is set up above
+
+application = lean.wrap(django_application)
