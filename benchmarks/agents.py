@@ -324,6 +324,18 @@ def _visible(changes: list[tuple[int, float]]) -> list[float]:
     return out
 
 
+def _purge_queues() -> None:
+    """Tasks an earlier run left queued (syncs of clusters gone since) must not load this one's worker."""
+    from fleetweb.celery import app
+
+    with app.connection_for_write() as conn:
+        for name in QUEUES:
+            try:
+                conn.default_channel.queue_purge(name)
+            except Exception:  # a queue that never existed has nothing to purge
+                pass
+
+
 def run(size: str) -> dict:
     from django.conf import settings
 
@@ -332,6 +344,7 @@ def run(size: str) -> dict:
 
     steps, quiet, loaded = SIZES[size]
     Cluster.objects.filter(name__startswith="agent-", auth_method="agent").delete()  # an earlier run's
+    _purge_queues()
     port = _free_port()
     env = {**child_environment(), "FLEETWEB_STATE_DIR": str(STATE)}
     logs = STATE / "agents-logs"
@@ -417,6 +430,7 @@ def run(size: str) -> dict:
         if fleet is not None:
             fleet.stop.set()
         Cluster.objects.filter(name__startswith="agent-", auth_method="agent").delete()
+        _purge_queues()
         for proc in (server, worker):
             proc.terminate()
         for proc in (server, worker):
