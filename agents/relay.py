@@ -18,9 +18,8 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.utils import timezone
 
-from agents import protocol
+from agents import protocol, services
 from agents.models import Agent
 from agents.protocol import AgentError
 from inventory import port
@@ -78,10 +77,8 @@ class Relay:
         self.refusal: tuple[str, str] | None = None
         if revoked:
             self.refusal = ("unauthorized", "the agent's credential was revoked")
-        elif last_heartbeat_at is None:
-            self.refusal = ("network", "agent not connected yet")
-        elif (timezone.now() - last_heartbeat_at).total_seconds() > 2 * settings.FLEETWEB_AGENT_HEARTBEAT:
-            self.refusal = ("network", f"agent not connected since {last_heartbeat_at:%Y-%m-%d %H:%M:%S} UTC")
+        elif services.is_silent(last_heartbeat_at):
+            self.refusal = ("network", services.silence_reason(last_heartbeat_at))
 
     def _check_connected(self, what: str) -> None:
         if self.refusal is not None:

@@ -267,13 +267,6 @@ def check_signature(agent: Caller, credential: str, *, signature: dict) -> None:
         Agent.objects.filter(pk=agent.pk).update(previous_digest="")
 
 
-def authenticate(credential: str, *, signature: dict) -> Caller:
-    """`agent_of` and `check_signature` in one (for doors that read the body first)."""
-    agent = agent_of(credential)
-    check_signature(agent, credential, signature=signature)
-    return agent
-
-
 def renew(agent: Caller, *, presented: str) -> dict:
     """A new credential for an authenticated agent (the old one lasts until the new one is first used)."""
     with transaction.atomic():
@@ -338,11 +331,9 @@ def changed(agent: Caller, body: dict) -> dict:
         raise AgentError("'kinds' lists collected kinds' paths (those the heartbeat answer names).", field="kinds")
     if agent.cluster_status == ClusterStatus.UNREACHABLE or agent.last_heartbeat_at is None:
         return {"queued": False}  # its next heartbeat syncs it
-    services.request_sync(agent.cluster_id, triggered_by=CHANGE)
+    services.request_sync(agent.cluster_id, triggered_by=services.SYNC_AFTER_CHANGE)
     return {"queued": True}
 
-
-CHANGE = services.SYNC_AFTER_CHANGE
 
 
 def silent_agents(*, now=None) -> int:
@@ -364,6 +355,14 @@ def silent_agents(*, now=None) -> int:
             events.append(history.status_change(pk, old, ClusterStatus.UNREACHABLE, reason, at=now))
         history.record(*events)
     return len(rows)
+
+
+def is_silent(last_heartbeat_at: datetime.datetime | None, *, now=None) -> bool:
+    """An agent not heard for two heartbeat intervals (or never) is not connected (`silent_agents` is its query)."""
+    if last_heartbeat_at is None:
+        return True
+    now = now or timezone.now()
+    return (now - last_heartbeat_at).total_seconds() > 2 * settings.FLEETWEB_AGENT_HEARTBEAT
 
 
 def silence_reason(since: datetime.datetime | None) -> str:

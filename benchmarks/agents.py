@@ -23,19 +23,12 @@ import threading
 import time
 
 from benchmarks.common import ROOT, STATE, say, table
-from foundation.queueing import QUEUES
+from foundation.queueing import QUEUES, purge_queues
+from localfleet.member import free_port
 
 SIZES = {"quick": ([100], 30, 40), "full": ([200, 1000, 2000], 40, 90)}  # agents per step, quiet s, loaded s
 THREADS = 32  # simulator threads (each agent's actions are short; a thread takes whichever is due)
 CHANGE_EVERY = 60.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,18 +317,6 @@ def _visible(changes: list[tuple[int, float]]) -> list[float]:
     return out
 
 
-def _purge_queues() -> None:
-    """Tasks an earlier run left queued (syncs of clusters gone since) must not load this one's worker."""
-    from fleetweb.celery import app
-
-    with app.connection_for_write() as conn:
-        for name in QUEUES:
-            try:
-                conn.default_channel.queue_purge(name)
-            except Exception:  # a queue that never existed has nothing to purge
-                pass
-
-
 def run(size: str) -> dict:
     from django.conf import settings
 
@@ -344,8 +325,8 @@ def run(size: str) -> dict:
 
     steps, quiet, loaded = SIZES[size]
     Cluster.objects.filter(name__startswith="agent-", auth_method="agent").delete()  # an earlier run's
-    _purge_queues()
-    port = _free_port()
+    purge_queues()
+    port = free_port()
     env = {**child_environment(), "FLEETWEB_STATE_DIR": str(STATE)}
     logs = STATE / "agents-logs"
     logs.mkdir(exist_ok=True)
@@ -430,7 +411,7 @@ def run(size: str) -> dict:
         if fleet is not None:
             fleet.stop.set()
         Cluster.objects.filter(name__startswith="agent-", auth_method="agent").delete()
-        _purge_queues()
+        purge_queues()
         for proc in (server, worker):
             proc.terminate()
         for proc in (server, worker):

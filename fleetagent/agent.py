@@ -9,7 +9,6 @@ with its own ServiceAccount's rights."""
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -152,7 +151,7 @@ class Agent:
     def _trouble(self, exc: Exception) -> None:
         self.last_error = str(exc)[:500]
         log.warning("%s", self.last_error)
-        self.stop.wait(min(30.0, 2.0))
+        self.stop.wait(2.0)
 
     def _check_permissions(self) -> None:
         checks = []
@@ -295,7 +294,3 @@ class Agent:
             return {"id": item_id, "status": answer.status, "body": text}
         except CallError as exc:
             return {"id": item_id, "error": {"kind": exc.kind, "message": exc.message}}
-
-
-def dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))

@@ -66,3 +66,14 @@ def enqueue_after_commit(name: str, *args, what: str, on_failure: Callable[[], o
     """Queue task `name` once the current transaction commits (`after_commit`)."""
     found = task(name)
     after_commit(lambda: found.delay(*args, **kwargs), what=what, on_failure=on_failure)
+
+
+def purge_queues() -> None:
+    """Drop every message waiting in Fleetweb's queues (tests and benchmarks between runs: a task left queued by the
+    previous one must not run in the next)."""
+    with current_app.connection_for_write() as conn:
+        for name in QUEUES:
+            try:
+                conn.default_channel.queue_purge(name)
+            except Exception:  # a queue that never existed has nothing to purge
+                pass

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import json
 import threading
 import time
@@ -338,8 +339,14 @@ def pages_of(fetch: Callable[[list], bytes], path: str, *, limit: int | None = N
 FIELD_MANAGER = "fleetweb"
 
 
-def apply(session: Session, path: str, body: dict, *, dry_run: bool = False, strict: bool = False,
-          what: str = "") -> dict:
+# The calls below over any way of sending one raw request: `send(method, path, *, query=, body=, what=,
+# content_type=) -> body bytes`, raising KubeError. The direct adapter sends with `request` and its Session; the agent
+# relay (`inventory.port.RelayedMember.request`) through the agent. Each has its session form for the direct adapter.
+Send = Callable[..., bytes]
+
+
+def apply_via(send: Send, path: str, body: dict, *, dry_run: bool = False, strict: bool = False,
+              what: str = "") -> dict:
     """Server-side apply of one object at its own path (field manager `fleetweb`, conflicts forced); `dry_run`:
     the object as the apply would leave it, nothing persisted (admission and defaulting included); `strict`: unknown
     and duplicate fields are errors (fieldValidation=Strict)."""
@@ -347,15 +354,14 @@ def apply(session: Session, path: str, body: dict, *, dry_run: bool = False, str
         ([("fieldValidation", "Strict")] if strict else [])
     verb = "dry-run apply" if dry_run else "apply"
     what = what or f"{verb} {body.get('kind', '')} {body.get('metadata', {}).get('name', '')}".strip()
-    data = request(session, "PATCH", path, body=body, content_type="application/apply-patch+yaml", query=query,
-                   what=what)
+    data = send("PATCH", path, body=body, content_type="application/apply-patch+yaml", query=query, what=what)
     return loads(data, what=verb)
 
 
-def delete(session: Session, path: str) -> bool:
+def delete_via(send: Send, path: str) -> bool:
     """Delete one object; False when it was already gone."""
     try:
-        request(session, "DELETE", path, what=f"delete {path}")
+        send("DELETE", path, what=f"delete {path}")
     except KubeError as exc:
         if exc.http_status == 404:
             return False
@@ -363,10 +369,27 @@ def delete(session: Session, path: str) -> bool:
     return True
 
 
+def get_json_via(send: Send, path: str, *, query: list | None = None) -> dict:
+    return loads(send("GET", path, query=query, what=f"GET {path}"), what=f"GET {path}")
+
+
+def server_version_via(send: Send) -> dict:
+    """`/version` of the API server."""
+    return loads(send("GET", "/version", what="GET /version"), what="GET /version")
+
+
+def apply(session: Session, path: str, body: dict, *, dry_run: bool = False, strict: bool = False,
+          what: str = "") -> dict:
+    return apply_via(functools.partial(request, session), path, body, dry_run=dry_run, strict=strict, what=what)
+
+
+def delete(session: Session, path: str) -> bool:
+    return delete_via(functools.partial(request, session), path)
+
+
 def get_json(session: Session, path: str, *, query: list | None = None) -> dict:
-    return loads(request(session, "GET", path, query=query), what=f"GET {path}")
+    return get_json_via(functools.partial(request, session), path, query=query)
 
 
 def server_version(session: Session) -> dict:
-    """`/version` of the API server."""
-    return loads(request(session, "GET", "/version", what="GET /version"), what="GET /version")
+    return server_version_via(functools.partial(request, session))

@@ -206,14 +206,14 @@ class RelayedMember:
         return data
 
     def version(self) -> dict:
-        return kube.loads(self.request("GET", "/version"), what="GET /version")
+        return kube.server_version_via(self.request)
 
     def pages(self, path: str, *, limit: int | None = None) -> Iterator[bytes]:
         return kube.pages_of(lambda query: self.request("GET", path, query=query, what=f"list {path}"), path,
                              limit=limit)
 
     def read(self, path: str, *, query: list | None = None) -> dict:
-        return kube.loads(self.request("GET", path, query=query), what=f"GET {path}")
+        return kube.get_json_via(self.request, path, query=query)
 
     def metric_lines(self, path: str, prefix: bytes, *, max_bytes: int) -> list[bytes]:
         what = f"GET {path}"
@@ -226,22 +226,10 @@ class RelayedMember:
         return encoded
 
     def apply(self, path: str, body: dict, *, dry_run: bool = False, strict: bool = False, what: str = "") -> dict:
-        query = [("fieldManager", FIELD_MANAGER), ("force", "true")] + ([("dryRun", "All")] if dry_run else []) + \
-            ([("fieldValidation", "Strict")] if strict else [])
-        verb = "dry-run apply" if dry_run else "apply"
-        what = what or f"{verb} {body.get('kind', '')} {body.get('metadata', {}).get('name', '')}".strip()
-        data = self.request("PATCH", path, body=body, content_type="application/apply-patch+yaml", query=query,
-                            what=what)
-        return kube.loads(data, what=verb)
+        return kube.apply_via(self.request, path, body, dry_run=dry_run, strict=strict, what=what)
 
     def delete(self, path: str) -> bool:
-        try:
-            self.request("DELETE", path, what=f"delete {path}")
-        except KubeError as exc:
-            if exc.http_status == 404:
-                return False
-            raise
-        return True
+        return kube.delete_via(self.request, path)
 
     def review(self, attributes: dict) -> tuple[bool, str]:
         return _review(self.request, attributes)

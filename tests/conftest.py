@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from foundation.queueing import QUEUES
+from foundation.queueing import QUEUES, purge_queues
 from inventory.people.tokens import create_token
 from tests.builders import make_user
 from tests.receivers import _http_receiver_server, _smtp_server, http_receiver, smtp_server  # noqa: F401 - fixtures
@@ -56,15 +56,6 @@ def api_as():
     return api_client_for
 
 
-def _purge_queues(app) -> None:
-    with app.connection_for_write() as conn:
-        for queue in QUEUES:
-            try:
-                conn.default_channel.queue_purge(queue)
-            except Exception:  # a queue that never existed has nothing to purge
-                pass
-
-
 @pytest.fixture
 def celery_worker(transactional_db):
     """A real Celery worker (thread pool) consuming the real Redis broker, for the length of a test."""
@@ -72,11 +63,11 @@ def celery_worker(transactional_db):
 
     from fleetweb.celery import app
 
-    _purge_queues(app)
+    purge_queues()
     with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, queues=list(QUEUES),
                       shutdown_timeout=30, loglevel="WARNING") as worker:
         yield worker
-    _purge_queues(app)
+    purge_queues()
 
 
 @pytest.fixture
@@ -95,10 +86,9 @@ def beat_env() -> dict:
 def beat_process(transactional_db, tmp_path, beat_env):
     """Only `celery beat` (due-sync claims every 5 s, due rollouts every 3 s): for tests that run their own
     worker processes, so that no in-process worker takes their tasks."""
-    from fleetweb.celery import app
     from fleetweb.embedded import child_environment
 
-    _purge_queues(app)
+    purge_queues()
 
     env = {**child_environment(), **beat_env}
     log = open(tmp_path / "beat.log", "wb")  # noqa: SIM115 - closed below
@@ -112,7 +102,7 @@ def beat_process(transactional_db, tmp_path, beat_env):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
-    _purge_queues(app)
+    purge_queues()
 
 
 # The members of the rollout tests (e2e and browser) and the environment each is attached as.
