@@ -1,9 +1,9 @@
 """The agents' doors under /agent/v1/: register, learn the decision, heartbeat, renew, poll for work, answer it.
 
 No session, no CSRF (an agent is no browser): every request but the first registration is signed with the agent's
-key, and every one after acceptance carries its credential (`services.authenticate`). Each door reads at most
-FLEETWEB_AGENT_MAX_BODY_BYTES (answers) or SMALL_BODY (everything else), is rate-limited per agent and answers
-errors as `{"error": message}` with no other side's words in them."""
+key, and every one after acceptance carries its credential (`services.agent_of`). Each door reads at most
+FLEETWEB_AGENT_MAX_BODY_BYTES (answers, reported changes) or SMALL_BODY (everything else), is rate-limited per agent,
+and answers errors as `{"error": message}` with no other side's words in them."""
 
 from __future__ import annotations
 
@@ -44,9 +44,11 @@ def _signature(request: HttpRequest, body: bytes) -> dict:
             "signature": request.headers.get("X-Fleetweb-Signature", "")}
 
 
-def door(limit: int | None = SMALL_BODY, *, methods: tuple[str, ...] = ("POST",), agent: bool = True) -> Callable:
+def door(limit: int | None = SMALL_BODY, *, methods: tuple[str, ...] = ("POST",), agent: bool = True,
+         poll: bool = False) -> Callable:
     """An agent door: its methods and body cap; with `agent`, the credential is checked (and the agent's rate) before
-    the body is read, and the signature over it after; AgentError becomes its status and message as JSON."""
+    the body is read, and the signature over it after; AgentError becomes its status and message as JSON. `poll`:
+    the identity comes from its cache, and the view counts the rate with its own Redis round trip."""
 
     def decorator(view: Callable) -> Callable:
         @csrf_exempt
@@ -61,8 +63,8 @@ def door(limit: int | None = SMALL_BODY, *, methods: tuple[str, ...] = ("POST",)
                                          "address.", status=429)
                     return view(request, _body(request, cap), *args, **kwargs)
                 credential = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-                found = services.agent_of(credential)
-                if not relay.allow(found.cluster_id):
+                found = services.agent_of(credential, cached=poll)
+                if not poll and not relay.allow(found.cluster_id):
                     raise AgentError(f"More than {settings.FLEETWEB_AGENT_RATE} requests a second from this agent.",
                                      status=429)
                 body = _body(request, cap)
@@ -97,9 +99,11 @@ def heartbeat(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
     return JsonResponse(services.heartbeat(agent, protocol.parse_body(body, limit=SMALL_BODY)))
 
 
-@door()
+@door(limit=None)
 def changes(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
-    return JsonResponse(services.changed(agent, protocol.parse_body(body, limit=SMALL_BODY)))
+    """What changed, with the changed kinds' whole lists (a large body, like answers: read after the credential)."""
+    data = protocol.parse_body(body, limit=settings.FLEETWEB_AGENT_MAX_BODY_BYTES)
+    return JsonResponse(services.changed(agent, data))
 
 
 @door()
@@ -108,14 +112,14 @@ def credential(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse
     return JsonResponse(services.renew(agent, presented=presented))
 
 
-@door(methods=("GET",))
+@door(methods=("GET",), poll=True)
 def work(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
     try:
         wait = max(0.0, min(float(request.GET.get("wait", "0")), settings.FLEETWEB_AGENT_POLL_HOLD))
     except ValueError:
         raise AgentError("'wait' is a number of seconds.", field="wait") from None
     boot = request.GET.get("boot", "")[:64]
-    return JsonResponse({"items": relay.take(agent.cluster_id, wait=wait, boot=boot)})
+    return JsonResponse({"items": relay.take(agent.cluster_id, wait=wait, boot=boot, counted=True)})
 
 
 @door(limit=None)

@@ -4,7 +4,7 @@ Revoke for admins)."""
 
 from __future__ import annotations
 
-from agents import manifests, services
+from agents import manifests, protocol
 from agents.models import Agent
 from inventory.people.access import can
 
@@ -18,8 +18,8 @@ def agent_panel(cluster, user) -> dict | None:
     admin = can(user, "register_cluster")
     outdated = bool(agent.version) and agent.version != manifests.AGENT_VERSION
     return {"template": "agents/_agent_panel.html", "agent": agent,
-            "silent": services.is_silent(agent.last_heartbeat_at),
-            "silence": services.silence_reason(agent.last_heartbeat_at),
+            "silent": protocol.is_silent(agent.last_heartbeat_at),
+            "silence": protocol.silence_reason(agent.last_heartbeat_at),
             "failed_checks": [c for c in agent.report.get("checks", []) if not c.get("ok")],
             "outdated": outdated, "current_version": manifests.AGENT_VERSION, "may_revoke": admin,
             # Rendered only where shown: the header refreshes every 10 s.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import hashlib
 import json
 import secrets
@@ -20,6 +21,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.conf import settings
+from django.utils import timezone
 
 from foundation import untrusted
 from foundation.errors import ServiceError
@@ -110,3 +113,21 @@ def field(body: dict, name: str, kind: type | tuple[type, ...], *, max_length: i
     if isinstance(value, str) and len(value) > max_length:
         raise AgentError(f"'{name}' is longer than {max_length} characters.", field=name)
     return value
+
+
+# The heartbeat's contract: an agent not heard for two intervals is not connected (agents.services.silent_agents
+# makes its cluster unreachable; the relay refuses calls at once; the cluster panel says since when).
+
+
+def is_silent(last_heartbeat_at: datetime.datetime | None, *, now=None) -> bool:
+    """An agent not heard for two heartbeat intervals (or never) is not connected (`silent_agents` is its query)."""
+    if last_heartbeat_at is None:
+        return True
+    now = now or timezone.now()
+    return (now - last_heartbeat_at).total_seconds() > 2 * settings.FLEETWEB_AGENT_HEARTBEAT
+
+
+def silence_reason(since: datetime.datetime | None) -> str:
+    if since is None:
+        return "agent not connected yet"
+    return f"agent not connected since {since:%Y-%m-%d %H:%M:%S} UTC"

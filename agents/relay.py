@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from agents import protocol, services
+from agents import protocol
 from agents.models import Agent
 from agents.protocol import AgentError
 from inventory import port
@@ -63,6 +63,13 @@ def _boot(cluster_id: int) -> str:
     return f"{PREFIX}:{cluster_id}:boot"
 
 
+def _pushed(cluster_id: int) -> str:
+    return f"{PREFIX}:{cluster_id}:pushed"
+
+
+PUSHED_TTL = 600  # seconds a reported change waits for its sync (which normally starts at once)
+
+
 # ---------------------------------------------------------------------------------------------
 # The hub's side: the member port's adapter
 
@@ -77,8 +84,8 @@ class Relay:
         self.refusal: tuple[str, str] | None = None
         if revoked:
             self.refusal = ("unauthorized", "the agent's credential was revoked")
-        elif services.is_silent(last_heartbeat_at):
-            self.refusal = ("network", services.silence_reason(last_heartbeat_at))
+        elif protocol.is_silent(last_heartbeat_at):
+            self.refusal = ("network", protocol.silence_reason(last_heartbeat_at))
 
     def _check_connected(self, what: str) -> None:
         if self.refusal is not None:
@@ -129,25 +136,58 @@ def opener(cluster: Any) -> port.Opener:
     if agent is None:
         raise port.KubeError("config", f"{cluster.name} is reached through an agent, and none is registered")
     relay = Relay(cluster.pk, cluster.name, agent["last_heartbeat_at"], agent["revoked_at"] is not None)
-    return lambda: port.RelayedMember(relay.send, submit=relay.submit, result=relay.result)
+    return lambda: port.RelayedMember(relay.send, submit=relay.submit, result=relay.result,
+                                      changes=lambda: take_changes(cluster.pk))
+
+
+def report_changes(cluster_id: int, changes: dict[str, str | None]) -> None:
+    """Keep what an agent reported changed for the sync it asks for: per LIST path, the whole list it sent, or ""
+    (read it through the agent). A newer report of a path replaces an older one: each is the whole list."""
+    with client().pipeline() as pipe:
+        pipe.hset(_pushed(cluster_id), mapping={path: text or "" for path, text in changes.items()})
+        pipe.expire(_pushed(cluster_id), PUSHED_TTL)
+        pipe.execute()
+
+
+def take_changes(cluster_id: int) -> dict[str, str | None]:
+    """What was reported since the last sync took it (taken: the next sync finds only what came after)."""
+    with client().pipeline() as pipe:  # MULTI: nothing reported between the read and the delete is lost
+        pipe.hgetall(_pushed(cluster_id))
+        pipe.delete(_pushed(cluster_id))
+        reported, _ = pipe.execute()
+    return {key.decode(): value.decode() or None for key, value in reported.items()}
 
 
 # ---------------------------------------------------------------------------------------------
 # The agent's side: the endpoints call these
 
 
-def take(cluster_id: int, *, wait: float, boot: str = "") -> list[dict]:
+def take(cluster_id: int, *, wait: float, boot: str = "", counted: bool = False) -> list[dict]:
     """Up to MAX_TAKE work items for `cluster_id`, waiting up to `wait` seconds for the first; items whose deadline
     passed are dropped. Items handed out stay in flight until answered: when the agent polls as a new process (its
     `boot` changed: it restarted, maybe mid-apply), the previous one's unanswered items that still have time go back
     to the front of the queue, so the call is carried out by the new process instead of timing out."""
     r = client()
     with r.pipeline(transaction=False) as pipe:  # one round trip for an idle poll
+        if counted:  # the agent's rate (`allow`), counted in the same round trip
+            pipe.incr(_rate(cluster_id))
+            pipe.expire(_rate(cluster_id), 2)
         if boot:
             pipe.set(_boot(cluster_id), boot, ex=86400, get=True)
         pipe.lpop(_queue(cluster_id), MAX_TAKE)
         answers = pipe.execute()
     raw: list = answers[-1] or []
+    if counted:
+        count, _, *answers = answers
+        if count > settings.FLEETWEB_AGENT_RATE:  # refused: what was taken goes back as it was
+            with r.pipeline(transaction=False) as pipe:
+                if raw:
+                    pipe.lpush(_queue(cluster_id), *reversed(raw))
+                if boot and isinstance(answers[0], bytes) and answers[0].decode() != boot:
+                    pipe.set(_boot(cluster_id), answers[0], ex=86400)
+                pipe.execute()
+            raise AgentError(f"More than {settings.FLEETWEB_AGENT_RATE} requests a second from this agent.",
+                             status=429)
     if boot and isinstance(answers[0], bytes) and answers[0].decode() != boot:
         _requeue(r, cluster_id)  # what the last process held goes first, then what was just taken
         raw = (r.lpop(_queue(cluster_id), MAX_TAKE) or []) + raw  # type: ignore[operator,assignment]
@@ -229,9 +269,12 @@ def allow(who: int | str) -> bool:
     """Whether this agent (a cluster id), or this address (the doors before a credential: "ip:<address>"), is within
     FLEETWEB_AGENT_RATE requests a second (one counter per sender and second, so a flood from one is refused with 429
     while the others go on)."""
-    key = f"{PREFIX}:{who}:rate:{int(time.time())}"
-    with client().pipeline() as pipe:
-        pipe.incr(key)
-        pipe.expire(key, 2)
+    with client().pipeline(transaction=False) as pipe:
+        pipe.incr(_rate(who))
+        pipe.expire(_rate(who), 2)
         count, _ = pipe.execute()
     return count <= settings.FLEETWEB_AGENT_RATE
+
+
+def _rate(who: int | str) -> str:
+    return f"{PREFIX}:{who}:rate:{int(time.time())}"

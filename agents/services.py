@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import logging
 
+import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from agents import protocol
+from agents import protocol, relay
 from agents.models import Agent, BootstrapToken, Registration, RegistrationState
 from agents.protocol import AgentError
 from foundation import outbound
 from foundation.audit import record
-from inventory import history, kinds, services
+from inventory import history, kinds, services, sync
 from inventory.choices import ClusterEventKind, ClusterStatus, Environment
 from inventory.models import Cluster
 from inventory.people.access import require
@@ -150,7 +152,8 @@ def decide(registration: Registration, *, accept: bool, user, source_ip: str = "
         locked.decided_at, locked.decided_by = timezone.now(), user if getattr(user, "pk", None) else None
         if accept:
             cluster = services.add_registered_cluster(name=locked.name, environment=locked.environment,
-                                                      server=locked.server, user=user, source_ip=source_ip)
+                                                      server=locked.server, user=user, source_ip=source_ip,
+                                                      kubernetes_version=locked.kubernetes_version)
             # No credential yet: the key's holder picks one up (a placeholder digest nobody holds, expired).
             Agent.objects.create(cluster=cluster, public_key=locked.public_key, version=locked.agent_version,
                                  credential_digest=protocol.digest(protocol.new_secret("unused_")),
@@ -174,6 +177,7 @@ def _issue(agent: Agent, *, keep_previous: bool) -> tuple[str, datetime.datetime
     Agent.objects.filter(pk=agent.pk).update(
         previous_digest=agent.credential_digest if keep_previous else "",
         credential_digest=protocol.digest(secret), credential_expires_at=expires)
+    forget(agent.credential_digest, agent.previous_digest)
     return secret, expires
 
 
@@ -212,7 +216,10 @@ def intervals() -> dict:
     return {"heartbeat_seconds": settings.FLEETWEB_AGENT_HEARTBEAT, "poll_seconds": settings.FLEETWEB_AGENT_POLL,
             "busy_poll_seconds": BUSY_POLL, "poll_hold_seconds": settings.FLEETWEB_AGENT_POLL_HOLD,
             "renew_after_seconds": settings.FLEETWEB_AGENT_CREDENTIAL_TTL // 2,
-            "watch": [kind.path for kind in kinds.KINDS]}
+            "watch": [kind.path for kind in kinds.KINDS],
+            # kinds whose lists a report of the first sends along (the hub's fold of the first reads them)
+            "send_with": {kind.path: [kinds.BY_NAME[need].path for need in kind.needs]
+                          for kind in kinds.KINDS if kind.needs}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,19 +245,58 @@ CALLER_SQL = (
     f"ORDER BY (a.credential_digest = %s) DESC LIMIT 1")
 
 
-def agent_of(credential: str) -> Caller:
+WHO_TTL = 60  # seconds a poll's cached identity lasts at most (every change to it drops it at once: `forget`)
+
+
+def _who(digest: str) -> str:
+    return f"{relay.PREFIX}:who:{digest}"
+
+
+def forget(*digests: str) -> None:
+    """Drop the polls' cached identities of these credential digests, once the transaction that changed the agent
+    commits (revocation, renewal, a new credential, the end of the previous one, detaching)."""
+    keys = [_who(digest) for digest in digests if digest]
+
+    def drop() -> None:
+        try:
+            relay.client().delete(*keys)
+        except redis.RedisError:  # then polls fail too (the relay is in Redis), and the entry ends within WHO_TTL
+            log.warning("could not drop %d cached agent identities", len(keys))
+
+    if keys:
+        transaction.on_commit(drop)
+
+
+def _caller(row: list) -> Caller:
+    values = list(row)
+    for index in (5, 6, 7):  # credential_expires_at, revoked_at, last_heartbeat_at
+        if isinstance(values[index], str):
+            values[index] = datetime.datetime.fromisoformat(values[index])
+    return Caller(*values)
+
+
+def agent_of(credential: str, *, cached: bool = False) -> Caller:
     """The agent whose current (or just-renewed) credential this is; AgentError 401 when there is none, or it was
-    revoked (or its cluster detached), or it expired. The request's signature is checked next (`check_signature`)."""
+    revoked (or its cluster detached), or it expired. The request's signature is checked next (`check_signature`).
+
+    `cached`: the poll for work, the fleet's most frequent request, reads it from Redis (kept WHO_TTL seconds,
+    dropped by every change to what it holds) instead of the database; its cluster's status there may be older."""
     if not credential.startswith(protocol.CREDENTIAL_PREFIX):
         raise AgentError("No agent credential (Authorization: Bearer fwa_…).", status=401)
     key = protocol.digest(credential)
-    with connection.cursor() as cursor:
-        cursor.execute(CALLER_SQL, [key, key, key])
-        row = cursor.fetchone()
-    if row is None:
-        raise AgentError("The agent credential is unknown (its cluster detached, or replaced by a renewal).",
-                         status=401)
-    agent = Caller(*row)
+    found = relay.client().get(_who(key)) if cached else None
+    if found is not None:
+        agent = _caller(json.loads(found))
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(CALLER_SQL, [key, key, key])
+            row = cursor.fetchone()
+        if row is None:
+            raise AgentError("The agent credential is unknown (its cluster detached, or replaced by a renewal).",
+                             status=401)
+        agent = Caller(*row)
+        if cached:
+            relay.client().set(_who(key), json.dumps(dataclasses.astuple(agent), default=str), ex=WHO_TTL)
     if agent.revoked_at:
         raise AgentError("This agent's credential was revoked: register again with a new bootstrap token.",
                          status=401)
@@ -264,7 +310,9 @@ def check_signature(agent: Caller, credential: str, *, signature: dict) -> None:
     it replaced."""
     protocol.verify(agent.public_key, **signature)
     if agent.previous_digest and agent.credential_digest == protocol.digest(credential):
-        Agent.objects.filter(pk=agent.pk).update(previous_digest="")
+        with transaction.atomic():
+            Agent.objects.filter(pk=agent.pk).update(previous_digest="")
+            forget(agent.previous_digest, agent.credential_digest)
 
 
 def renew(agent: Caller, *, presented: str) -> dict:
@@ -282,9 +330,12 @@ def revoke(cluster: Cluster, *, user, source_ip: str = "") -> None:
     registered again."""
     require(user, "register_cluster", message=ADMIN_ONLY)
     with transaction.atomic():
+        digests = list(Agent.objects.filter(cluster=cluster, revoked_at__isnull=True)
+                       .values_list("credential_digest", "previous_digest"))
         updated = Agent.objects.filter(cluster=cluster, revoked_at__isnull=True).update(revoked_at=timezone.now())
         if not updated:
             raise AgentError(f"{cluster.name} has no agent with a live credential.", status=409)
+        forget(*(digest for pair in digests for digest in pair))
         record(user=user, action="agent.revoke", target=cluster, source_ip=source_ip)
         history.record(history.event(cluster.pk, ClusterEventKind.CREDENTIALS, "agent credential revoked",
                                      actor=user.get_username() if getattr(user, "pk", None) else ""))
@@ -299,7 +350,7 @@ MAX_REPORT_TEXT = 500
 
 def heartbeat(agent: Caller, body: dict) -> dict:
     """What the agent says of itself every FLEETWEB_AGENT_HEARTBEAT seconds: its version, its permission check and
-    its last error. One UPDATE; a cluster that was unreachable for want of its agent is synced at once."""
+    its last error. One UPDATE."""
     version = protocol.field(body, "agent_version", str, max_length=32, required=False, default="")
     error = protocol.field(body, "last_error", str, max_length=4000, required=False, default="")
     checks = protocol.field(body, "checks", list, required=False, default=[])
@@ -317,23 +368,46 @@ def heartbeat(agent: Caller, body: dict) -> dict:
     Agent.objects.filter(pk=agent.pk).update(
         version=version, last_heartbeat_at=now,
         report={"checks": report_checks, "last_error": error[:MAX_REPORT_TEXT], "at": now.isoformat()})
-    if agent.last_heartbeat_at is None or agent.cluster_status == ClusterStatus.UNREACHABLE:
-        services.request_sync(agent.cluster_id, triggered_by="agent")
-    return {"ok": True, **intervals()}
+    # The hub has not heard from it (its first heartbeat, or the first after an outage): it reports every kind, with
+    # the lists its watches kept (resumed where they were, so the cluster is not listed again), and the sync of
+    # those makes the cluster reachable again. Until it does, each heartbeat asks again.
+    fresh = agent.last_heartbeat_at is None or agent.cluster_status == ClusterStatus.UNREACHABLE
+    return {"ok": True, **({"report_all": True} if fresh else {}), **intervals()}
+
+
+# A report whose lists are all the sync needs, and at most this large, is written while the agent waits (its sync is
+# a few queries: no queue, no worker); a larger one, or one that needs the hub to ask the agent, is queued.
+INLINE_BYTES = 2 * 2**20
 
 
 def changed(agent: Caller, body: dict) -> dict:
-    """The agent saw collected kinds change: sync the cluster now (through the agent), so a change shows within
-    seconds. A sync already running makes this one wait for it (`inventory.tasks.sync_cluster`)."""
+    """The agent saw collected kinds change: write them now, so a change shows within a second or two. With each
+    kind's path the agent may send the kind's whole list from its watch cache ("lists": {path: the LIST's JSON
+    text}); the sync then reads that instead of asking the agent (a kind named without a list is read through it).
+
+    The answer says what happened: `written` (the sync ran in this request), else `queued` (a worker runs it; it
+    waits for a sync already holding the cluster, `inventory.tasks.sync_cluster`); `pull` says whether the hub will
+    ask the agent for anything (the agent polls quickly meanwhile)."""
     paths = protocol.field(body, "kinds", list)
     known = {kind.path for kind in kinds.KINDS}
     if not paths or len(paths) > len(known) or not all(isinstance(p, str) and p in known for p in paths):
         raise AgentError("'kinds' lists collected kinds' paths (those the heartbeat answer names).", field="kinds")
-    if agent.cluster_status == ClusterStatus.UNREACHABLE or agent.last_heartbeat_at is None:
-        return {"queued": False}  # its next heartbeat syncs it
+    lists = protocol.field(body, "lists", dict, required=False, default={})
+    if not all(path in paths and isinstance(text, str) and text for path, text in lists.items()):
+        raise AgentError("'lists' maps paths named in 'kinds' to the JSON text of each kind's whole list.",
+                         field="lists")
+    relay.report_changes(agent.cluster_id, {path: lists.get(path) for path in paths})
+    read = {kinds.BY_NAME[name].path for name in kinds.closure(kinds.by_path(paths))}
+    pull = any(path not in lists for path in read)
+    if not pull and sum(len(text) for text in lists.values()) <= INLINE_BYTES:
+        try:
+            sync.sync_unless_held(agent.cluster_id, triggered_by=sync.SYNC_AFTER_CHANGE)
+        except sync.Held:
+            pass  # a sync is reading the cluster: the queued one runs after it
+        else:
+            return {"written": True, "queued": False, "pull": False}
     services.request_sync(agent.cluster_id, triggered_by=services.SYNC_AFTER_CHANGE)
-    return {"queued": True}
-
+    return {"written": False, "queued": True, "pull": pull}
 
 
 def silent_agents(*, now=None) -> int:
@@ -348,24 +422,10 @@ def silent_agents(*, now=None) -> int:
                     .values_list("pk", "status", "agent__last_heartbeat_at"))
         events = []
         for pk, old, since in rows:
-            reason = silence_reason(since)
+            reason = protocol.silence_reason(since)
             Cluster.objects.filter(pk=pk).update(status=ClusterStatus.UNREACHABLE, status_reason=reason[:255],
                                                  status_changed_at=now, updated_at=now,
                                                  consecutive_failures=F("consecutive_failures") + 1)
             events.append(history.status_change(pk, old, ClusterStatus.UNREACHABLE, reason, at=now))
         history.record(*events)
     return len(rows)
-
-
-def is_silent(last_heartbeat_at: datetime.datetime | None, *, now=None) -> bool:
-    """An agent not heard for two heartbeat intervals (or never) is not connected (`silent_agents` is its query)."""
-    if last_heartbeat_at is None:
-        return True
-    now = now or timezone.now()
-    return (now - last_heartbeat_at).total_seconds() > 2 * settings.FLEETWEB_AGENT_HEARTBEAT
-
-
-def silence_reason(since: datetime.datetime | None) -> str:
-    if since is None:
-        return "agent not connected yet"
-    return f"agent not connected since {since:%Y-%m-%d %H:%M:%S} UTC"

@@ -1,14 +1,15 @@
 """5. Agents: simulated agents speaking the real protocol (signed requests, heartbeats, polls for work, answers,
 reported changes) against one web tier (gunicorn 3 workers x 2 threads) and one Celery worker (8 threads) on this
 machine. Each agent heartbeats every FLEETWEB_AGENT_HEARTBEAT (30 s), polls for work every FLEETWEB_AGENT_POLL (3 s;
-every 0.1 s while work flows) and reports a change once a minute; the hub answers each change by syncing that
-cluster through its agent, which answers from a small canned cluster (3 nodes, 10 Deployments, 20 pods) whose
-Deployments change with every report. Periodic syncs are pushed out of the window, as for clusters whose agents
-report their changes.
+every 0.1 s while work flows) and reports a change once a minute, sending the changed Deployments' whole list as the
+agent does from its watch cache; the hub writes it in that request, without asking the agent. Each cluster is also read in full
+through its agent every FLEETWEB_AGENT_RESYNC seconds (the safety net; first times spread over one interval, claimed
+as beat does every 5 s), which is the work the agents pick up: they answer from a small canned cluster (3 nodes,
+10 Deployments, 20 pods).
 
 Printed per fleet size: agent request latency (client side, every door), work pickup (queued -> in the agent's
-hands), change -> visible (reported -> the sync that read it finished), database writes per idle heartbeat
-(pg_stat_database, in a quiet phase with no changes), requests a second and the hub's CPU."""
+hands), change -> visible (reported -> the sync that wrote it finished), database writes per idle heartbeat
+(pg_stat_user_tables, in a quiet phase with no changes), requests a second and the hub's CPU."""
 
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ def deployments_page(generation: int) -> str:
 
 
 EMPTY = _list([])
+DEPLOYMENTS = "/apis/apps/v1/deployments"
 VERSION = json.dumps({"major": "1", "minor": "36", "gitVersion": "v1.36.3", "platform": "linux/amd64"})
 ALLOWED = json.dumps({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
                       "status": {"allowed": True}})
@@ -148,6 +150,15 @@ class Fleet:
             counts[response.status] = counts.get(response.status, 0) + 1
         return json.loads(response.data or b"{}") if response.status == 200 else {}
 
+    def report(self, index: int, lists: dict[str, str]) -> None:
+        """Report changed kinds with their whole lists; when the hub will ask for more, poll quickly meanwhile."""
+        sim = self.agents[index]
+        answer = self.call(sim, "POST", "changes", {"kinds": sorted(lists), "lists": lists}, "changes")
+        if answer.get("pull"):
+            sim.busy_until = time.monotonic() + 5
+            sim.poll_gen += 1  # the poll chain restarts now, quickly
+            self.at(time.monotonic(), index, "poll", sim.poll_gen)
+
     def answer(self, sim: Sim, item: dict) -> dict:
         path, method = item.get("path", ""), item.get("method", "GET")
         if item.get("op") == "lines":
@@ -156,7 +167,7 @@ class Fleet:
             return {"id": item["id"], "status": 201, "body": ALLOWED}
         if path == "/version":
             return {"id": item["id"], "status": 200, "body": VERSION}
-        if path == "/apis/apps/v1/deployments":
+        if path == DEPLOYMENTS:
             return {"id": item["id"], "status": 200, "body": deployments_page(sim.generation)}
         return {"id": item["id"], "status": 200, "body": self.pages.get(path, EMPTY)}
 
@@ -164,16 +175,17 @@ class Fleet:
         sim = self.agents[index]
         now = time.monotonic()
         if action == "heartbeat":
-            self.call(sim, "POST", "heartbeat", {"agent_version": "0.1.0"}, "heartbeat")
+            answer = self.call(sim, "POST", "heartbeat", {"agent_version": "0.1.0"}, "heartbeat")
+            if answer.get("report_all"):  # as the agent does: every kind, from its watch cache
+                lists = {**{path: EMPTY for path in answer.get("watch", [])}, **self.pages,
+                         DEPLOYMENTS: deployments_page(sim.generation)}
+                self.report(index, lists)
             self.at(now + 30, index, "heartbeat")
         elif action == "change":
             sim.generation += 1
             with self.lock:
                 self.changes.append((sim.cluster_id, time.time()))
-            self.call(sim, "POST", "changes", {"kinds": ["/apis/apps/v1/deployments"]}, "changes")
-            sim.busy_until = time.monotonic() + 5
-            sim.poll_gen += 1  # the poll chain restarts now, quickly
-            self.at(time.monotonic(), index, "poll", sim.poll_gen)
+            self.report(index, {DEPLOYMENTS: deployments_page(sim.generation)})
             self.at(now + CHANGE_EVERY, index, "change")
         elif action == "poll" and gen == sim.poll_gen:
             items = self.call(sim, "GET", "work?wait=0", None, "work").get("items", [])
@@ -197,9 +209,10 @@ class Fleet:
                 if self.stop.is_set():
                     return
                 _, _, index, action, gen = heapq.heappop(self.heap)
-                if action == "change" and not self.changing:
-                    self.seq += 1
-                    heapq.heappush(self.heap, (time.monotonic() + 1, self.seq, index, action, gen))
+                if action == "change" and not self.changing:  # later, still spread over a minute (no burst at the
+                    self.seq += 1                              # start of the loaded phase)
+                    heapq.heappush(self.heap, (time.monotonic() + random.uniform(0, CHANGE_EVERY), self.seq, index,
+                                               action, gen))
                     continue
             try:
                 self.act(index, action, gen)
@@ -234,6 +247,7 @@ class Fleet:
 def _make_agents(count: int, offset: int) -> list[Sim]:
     import datetime
 
+    from django.conf import settings
     from django.utils import timezone
 
     from agents import protocol
@@ -242,10 +256,13 @@ def _make_agents(count: int, offset: int) -> list[Sim]:
     from inventory.choices import AuthMethod
     from inventory.models import Cluster
 
-    far = timezone.now() + datetime.timedelta(days=1)  # periodic syncs out of the window: changes drive syncs
+    far = timezone.now() + datetime.timedelta(days=1)
+    resync = settings.FLEETWEB_AGENT_RESYNC  # the full reads through the agents, spread over one interval
     clusters = Cluster.objects.bulk_create([
         Cluster(name=f"agent-{offset + i}", server="https://10.0.0.1:6443", auth_method=AuthMethod.AGENT,
-                sync_interval=3600, next_sync_at=far) for i in range(count)])
+                kubernetes_version="v1.36.3", sync_interval=resync,
+                next_sync_at=timezone.now() + datetime.timedelta(seconds=random.uniform(0, resync)))
+        for i in range(count)])
     sims, rows = [], []
     for cluster in clusters:
         key = new_key()
@@ -295,26 +312,29 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))] if values else float("nan")
 
 
-def _visible(changes: list[tuple[int, float]]) -> list[float]:
-    """Per reported change: seconds until a sync of that cluster that started after it finished."""
+def _visible(changes: list[tuple[int, float]]) -> tuple[list[float], list[float]]:
+    """Per reported change: seconds until a sync of that cluster that started after it finished, and of those
+    seconds, how long the sync waited to start (queued behind others)."""
     import datetime
 
     from inventory.models import SyncRun
 
     if not changes:
-        return []
+        return [], []
     first = datetime.datetime.fromtimestamp(min(t for _, t in changes), tz=datetime.UTC)
     runs: dict[int, list[tuple[float, float]]] = {}
-    for cluster_id, started, finished in SyncRun.objects.filter(
+    for cluster_id, began, ended in SyncRun.objects.filter(
             started_at__gte=first, finished_at__isnull=False, triggered_by="change").values_list(
             "cluster_id", "started_at", "finished_at"):
-        runs.setdefault(cluster_id, []).append((started.timestamp(), finished.timestamp()))
-    out = []
+        runs.setdefault(cluster_id, []).append((began.timestamp(), ended.timestamp() if ended else began.timestamp()))
+    out, waited = [], []
     for cluster_id, at in changes:
-        done = [f for s, f in runs.get(cluster_id, []) if s >= at - 0.05]
+        done = [(f, s) for s, f in runs.get(cluster_id, []) if s >= at - 0.05]
         if done:
-            out.append(min(done) - at)
-    return out
+            finish, start = min(done)
+            out.append(finish - at)
+            waited.append(start - at)
+    return out, waited
 
 
 def run(size: str) -> dict:
@@ -338,6 +358,7 @@ def run(size: str) -> dict:
                               stdout=open(logs / "worker.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
     results: dict = {"steps": []}
     sims: list[Sim] = []
+    beat_stop = threading.Event()
     fleet = None
     try:
         import urllib3
@@ -353,6 +374,14 @@ def run(size: str) -> dict:
             if time.monotonic() > deadline:
                 raise RuntimeError("gunicorn did not start; see " + str(logs / "gunicorn.log"))
             time.sleep(0.3)
+        from inventory.tasks import schedule_due_syncs
+
+        def beat() -> None:  # as celery beat does: the clusters due for a full read every few seconds
+            while not beat_stop.wait(5):
+                if fleet is not None and fleet.changing:  # the quiet phase is heartbeats and polls alone
+                    schedule_due_syncs.delay()
+
+        threading.Thread(target=beat, daemon=True).start()
         rows = []
         for count in steps:
             if fleet is not None:
@@ -381,7 +410,7 @@ def run(size: str) -> dict:
             fleet.changing = False
             time.sleep(15)  # the last changes' syncs finish
             all_requests = [v for values in fleet.latency.values() for v in values]
-            visible = _visible([c for c in fleet.changes if c[1] < time.time() - 15])
+            visible, waited = _visible([c for c in fleet.changes if c[1] < time.time() - 15])
             step = {
                 "agents": count,
                 "request_p50_ms": _pct(all_requests, 50) * 1000, "request_p95_ms": _pct(all_requests, 95) * 1000,
@@ -390,6 +419,7 @@ def run(size: str) -> dict:
                 "pickup_p95_s": _pct(fleet.pickups, 95), "pickups": len(fleet.pickups),
                 "changes": len(fleet.changes), "visible": len(visible),
                 "visible_p50_s": _pct(visible, 50), "visible_p95_s": _pct(visible, 95),
+                "sync_wait_p50_s": _pct(waited, 50), "sync_wait_p95_s": _pct(waited, 95),
                 "writes_per_idle_heartbeat": quiet_writes / beats if beats else float("nan"),
                 "hub_cpu_quiet": quiet_cpu, "hub_cpu_loaded": load_cpu,
                 "quiet_requests_per_s": quiet_requests / quiet_elapsed, "quiet_request_p95_ms": quiet_p95,
@@ -405,17 +435,20 @@ def run(size: str) -> dict:
                              "visible p95 s", "seen", "writes/beat",
                              "req/s", "hub cores quiet/loaded"]))
             say(f"[agents] p95 by door (ms): {step['by_door_p95_ms']}; answers: {step['statuses']}")
+            say(f"[agents] change -> visible p50 {step['visible_p50_s']:.2f} s, of which queued before the sync "
+                f"started p50 {step['sync_wait_p50_s']:.2f} s, p95 {step['sync_wait_p95_s']:.2f} s")
         results["poll_seconds"] = settings.FLEETWEB_AGENT_POLL
         return results
     finally:
+        beat_stop.set()
         if fleet is not None:
             fleet.stop.set()
-        Cluster.objects.filter(name__startswith="agent-", auth_method="agent").delete()
-        purge_queues()
-        for proc in (server, worker):
+        for proc in (server, worker):  # first: a sync still writing would deadlock with the delete below
             proc.terminate()
         for proc in (server, worker):
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        Cluster.objects.filter(name__startswith="agent-", auth_method="agent").delete()
+        purge_queues()

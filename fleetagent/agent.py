@@ -20,7 +20,7 @@ from typing import Any
 from fleetagent import VERSION
 from fleetagent.hub import Hub, HubError, key_text, load_key, new_key, public_text
 from fleetagent.kube import CallError, Kube
-from fleetagent.watch import Notifier, Watcher
+from fleetagent.watch import STARTING, Notifier, Watcher
 
 log = logging.getLogger("fleetagent")
 
@@ -36,7 +36,8 @@ CHECKS = (  # (label, verb, group, resource): what the hub's features need of th
      "validatingadmissionpolicies"),
 )
 METHODS = {"GET", "PATCH", "DELETE", "POST", "PUT"}
-BUSY_FOR = 5.0  # seconds of quick polling after the last work item or reported change
+BUSY_FOR = 5.0  # seconds of quick polling after the last work item, or after a report the hub answers by asking
+PUSH_BYTES = 24 * 2**20  # of kinds' lists sent with one report of changes (the rest are named: the hub asks for them)
 
 
 class CutOff(Exception):
@@ -60,7 +61,8 @@ class Agent:
         self.watchers: dict[str, Watcher] = {}
         self.outbox: queue.Queue = queue.Queue()
         self.boot = uuid.uuid4().hex[:16]  # this process: the hub hands a restarted agent what the last one held
-        self.notifier = Notifier(self._send_changes, self.stop)
+        self.notifier = Notifier(self._send_changes, self.stop, ready=self._ready)
+        self.send_with: dict[str, list[str]] = {}  # path -> paths whose lists go with its (the hub says which)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -88,6 +90,12 @@ class Agent:
         self.busy_poll = float(answer.get("busy_poll_seconds", self.busy_poll))
         self.poll_hold = float(answer.get("poll_hold_seconds", self.poll_hold))
         self._watch([path for path in answer.get("watch", []) if isinstance(path, str)])
+        send_with = answer.get("send_with")
+        if isinstance(send_with, dict):
+            self.send_with = {str(k): [str(p) for p in v] for k, v in send_with.items() if isinstance(v, list)}
+        if answer.get("report_all"):  # the hub has not heard from us (first heartbeat, or after an outage)
+            for path in self.watchers:
+                self.notifier.changed(path)
 
     def _watch(self, paths: list[str]) -> None:
         """Start a watch on each collected kind the hub names (once each; they run until the agent stops)."""
@@ -96,10 +104,27 @@ class Agent:
                 self.watchers[path] = Watcher(self.kube, path, self.notifier.changed, self.stop)
                 self.watchers[path].start()
 
+    def _ready(self, path: str) -> bool:
+        watcher = self.watchers.get(path)
+        return watcher is None or watcher.state != STARTING
+
     def _send_changes(self, kinds: list[str]) -> None:
+        """Tell the hub which kinds changed, with each one's whole list from the watch cache where it is kept and
+        fits: the hub writes those without asking; it asks (through work items) for the others."""
         assert self.hub is not None
-        self.hub.call("POST", "changes", {"kinds": kinds})
-        self.busy_until = time.monotonic() + BUSY_FOR  # the hub syncs through us now
+        kinds = sorted({*kinds, *(also for path in kinds for also in self.send_with.get(path, [])
+                                  if also in self.watchers)})
+        lists: dict[str, str] = {}
+        size = 0
+        for path in kinds:
+            watcher = self.watchers.get(path)
+            text = watcher.list_text() if watcher is not None else None
+            if text is not None and size + len(text) <= PUSH_BYTES:
+                lists[path] = text
+                size += len(text)
+        answer = self.hub.call("POST", "changes", {"kinds": kinds, "lists": lists}, timeout=60)
+        if answer.get("pull"):
+            self.busy_until = time.monotonic() + BUSY_FOR  # the hub reads the rest through us now
 
     # -- registration ------------------------------------------------------------------------
 

@@ -291,6 +291,8 @@ FLEETWEB_AGENT_POLL = env_int("FLEETWEB_AGENT_POLL", 3, minimum=1)
 FLEETWEB_AGENT_POLL_HOLD = env_int("FLEETWEB_AGENT_POLL_HOLD", 0, minimum=0)
 FLEETWEB_AGENT_MAX_BODY_BYTES = env_int("FLEETWEB_AGENT_MAX_BODY_BYTES", 64 * 2**20, minimum=2**20)
 FLEETWEB_AGENT_RATE = env_int("FLEETWEB_AGENT_RATE", 50, minimum=5)
+# A registered cluster's agent reports every change its watches see; a full read through it is the safety net.
+FLEETWEB_AGENT_RESYNC = env_int("FLEETWEB_AGENT_RESYNC", 1800, minimum=60)
 FLEETWEB_AGENT_IMAGE = env_str("FLEETWEB_AGENT_IMAGE", "fleetweb/agent:0.1.0")
 # Seconds between compliance trend points when nothing changed (a change always writes one).
 FLEETWEB_COMPLIANCE_HISTORY_INTERVAL = env_int("FLEETWEB_COMPLIANCE_HISTORY_INTERVAL", 900, minimum=10)

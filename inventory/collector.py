@@ -52,10 +52,16 @@ class Snapshot:
     timings_ms: dict[str, int] = dataclasses.field(default_factory=dict)
     bytes_read: int = 0
     pod_total: int = 0
+    only: frozenset[str] | None = None  # a sync of what changed: just these kinds were read
 
     @property
     def is_complete(self) -> bool:
         return not self.errors and kinds.NAMES <= self.complete
+
+    @property
+    def read_all_it_meant(self) -> bool:
+        """Every kind this snapshot set out to read was read whole (all kinds, or those a change named)."""
+        return not self.errors and (kinds.NAMES if self.only is None else self.only) <= self.complete
 
 
 class _Reader:
@@ -261,13 +267,16 @@ class _Reader:
                 })
 
 
-def fetch(member: port.Member) -> Snapshot:
-    """Read /version and every collected kind; fatal errors raise KubeError, others are recorded."""
-    snapshot = Snapshot()
-    member.warm([kind.path for kind in kinds.KINDS])  # through an agent: every first page asked for at once
-    snapshot.version = member.version()
+def fetch(member: port.Member, *, only: frozenset[str] | None = None) -> Snapshot:
+    """Read /version and every collected kind (or `only` those kinds, without the version: a sync of what changed);
+    fatal errors raise KubeError, others are recorded."""
+    snapshot = Snapshot(only=only)
+    chosen = [k for k in kinds.KINDS if only is None or k.name in only]
+    member.warm([kind.path for kind in chosen])  # through an agent: every first page asked for at once
+    if only is None:
+        snapshot.version = member.version()
     reader = _Reader(snapshot)
-    for kind, path in ((k.name, k.path) for k in kinds.KINDS):
+    for kind, path in ((k.name, k.path) for k in chosen):
         started = time.monotonic()
         for attempt in range(MAX_LIST_RESTARTS + 1):
             reader.reset(kind)
@@ -293,20 +302,23 @@ def fetch(member: port.Member) -> Snapshot:
     return snapshot
 
 
-def health(snapshot: Snapshot, unavailable: int | None = None) -> tuple[str, str]:
+def health(snapshot: Snapshot, unavailable: int | None = None, *, nodes: tuple[int, int] | None = None,
+           crashloops: int | None = None) -> tuple[str, str]:
     """(status, reason) of a cluster that answered: connected unless something is visibly wrong.
 
     `unavailable` is the stored count after the write (it keeps the last known pod counts when only the pod list
-    failed); without it the snapshot's own rows are counted by the same rule."""
+    failed); without it the snapshot's own rows are counted by the same rule. `nodes` (total, ready) and
+    `crashloops` are the stored figures, for a snapshot that did not read nodes or pods (a sync of what changed)."""
     problems = []
-    not_ready = sum(1 for n in snapshot.nodes if not n["ready"])
-    if not_ready:
-        problems.append(f"{not_ready} of {len(snapshot.nodes)} nodes NotReady")
+    total, ready = nodes if nodes is not None else (len(snapshot.nodes), sum(1 for n in snapshot.nodes if n["ready"]))
+    if total - ready:
+        problems.append(f"{total - ready} of {total} nodes NotReady")
     if unavailable is None:
         unavailable = unavailable_workloads(snapshot)
     if unavailable:
         problems.append(f"{unavailable} workload{pluralize(unavailable)} unavailable")
-    crashloops = sum(1 for p in snapshot.problem_pods if p["reason"] == "CrashLoopBackOff")
+    if crashloops is None:
+        crashloops = sum(1 for p in snapshot.problem_pods if p["reason"] == "CrashLoopBackOff")
     if crashloops:
         problems.append(f"{crashloops} pod{pluralize(crashloops)} crash-looping")
     if snapshot.errors:

@@ -36,6 +36,7 @@ class Kind:
     row: Callable[[Any], dict] | None = None  # a kind with its own model: one row per decoded item (fold "rows")
     tab: str = ""  # the cluster page's tab listing its rows
     ordering: tuple[str, ...] = ("namespace", "name")  # of its tab
+    needs: tuple[str, ...] = ()  # kinds its fold reads too (a sync of what changed reads them with it)
 
     @property
     def rbac_label(self) -> str:
@@ -52,12 +53,30 @@ KINDS: tuple[Kind, ...] = (
     Kind("ReplicaSet", "/apis/apps/v1/replicasets", "apps", "replicasets", decode.ReplicaSet, "owners"),
     Kind("CronJob", "/apis/batch/v1/cronjobs", "batch", "cronjobs", decode.CronJob, "cronjob", "Workload"),
     Kind("Job", "/apis/batch/v1/jobs", "batch", "jobs", decode.Workload, "workload", "Workload"),
-    Kind("Pod", "/api/v1/pods", "", "pods", decode.Pod, "pod", "ProblemPod"),
+    Kind("Pod", "/api/v1/pods", "", "pods", decode.Pod, "pod", "ProblemPod", needs=("ReplicaSet",)),
     Kind("ResourceQuota", "/api/v1/resourcequotas", "", "resourcequotas", decode.NamespacedObject, "quota"),
     Kind("LimitRange", "/api/v1/limitranges", "", "limitranges", decode.NamespacedObject, "limit_range"),
 )
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
 NAMES: frozenset[str] = frozenset(BY_NAME)
+
+
+def closure(names) -> frozenset[str]:
+    """These kinds and those their folds need (a sync of what changed reads them together)."""
+    out = set(names)
+    todo = list(out)
+    while todo:
+        for need in BY_NAME[todo.pop()].needs:
+            if need not in out:
+                out.add(need)
+                todo.append(need)
+    return frozenset(out)
+
+
+def by_path(paths) -> frozenset[str]:
+    """The names of the collected kinds at these LIST paths (others are ignored)."""
+    wanted = set(paths)
+    return frozenset(kind.name for kind in KINDS if kind.path in wanted)
 
 
 def _decoder(kind: Kind) -> msgspec.json.Decoder:

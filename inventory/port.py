@@ -62,6 +62,12 @@ class Member(Protocol):
         for a round trip (the agent's) asks for them all at once; one that dials the API server ignores it."""
         ...
 
+    def take_changes(self, *, read_lists: bool) -> list[str] | None:
+        """The LIST paths the cluster reported changed since this was last asked, taken (None: this adapter cannot
+        tell, so everything is read). With `read_lists`, the lists it sent along are what `pages` reads for those
+        paths (a sync of what changed); without, they are dropped (a full sync reads everything afresh)."""
+        ...
+
     def read(self, path: str, *, query: list | None = None) -> dict:
         """One object (or list) at `path`; KubeError with http_status 404 when there is none."""
         ...
@@ -115,6 +121,9 @@ class DirectMember:
     def warm(self, paths: list[str]) -> None:
         pass  # each call is one request to the API server already
 
+    def take_changes(self, *, read_lists: bool) -> list[str] | None:
+        return None  # nothing in the cluster reports to Fleetweb: every sync reads everything
+
     def read(self, path: str, *, query: list | None = None) -> dict:
         return kube.get_json(self.session, path, query=query)
 
@@ -149,10 +158,20 @@ class RelayedMember:
     paged and restarted the same way."""
 
     def __init__(self, send: Callable[..., dict], *, submit: Callable[..., str] | None = None,
-                 result: Callable[..., dict] | None = None):
-        self.send, self.submit, self.result = send, submit, result
+                 result: Callable[..., dict] | None = None,
+                 changes: Callable[[], dict[str, str | None]] | None = None):
+        self.send, self.submit, self.result, self.changes = send, submit, result, changes
         self._bytes = 0
         self._warmed: dict[tuple, tuple[str, float]] = {}  # (method, path, query) -> (item id, until)
+        self._pushed: dict[str, str] = {}  # path -> the whole LIST the agent sent from its watch
+
+    def take_changes(self, *, read_lists: bool) -> list[str] | None:
+        """What the agent reported changed: {path: the LIST it sent, or None (read it through the agent)}."""
+        if self.changes is None:
+            return None
+        reported = self.changes()
+        self._pushed = {path: text for path, text in reported.items() if text is not None} if read_lists else {}
+        return sorted(reported)
 
     @property
     def bytes_read(self) -> int:
@@ -164,6 +183,8 @@ class RelayedMember:
             return
         query = [["limit", settings.FLEETWEB_KUBE_PAGE_SIZE]]
         for path in paths:
+            if path in self._pushed:
+                continue  # the agent sent it
             until = kube.call_deadline()
             op = self._http_op("GET", path, query=query, body=None, content_type="application/json")
             self._warmed[("GET", path, json.dumps(query))] = (self.submit(op, what=f"list {path}", until=until),
@@ -209,8 +230,28 @@ class RelayedMember:
         return kube.server_version_via(self.request)
 
     def pages(self, path: str, *, limit: int | None = None) -> Iterator[bytes]:
+        pushed = self._pushed.pop(path, None)
+        if pushed is not None:
+            return self._pushed_list(path, pushed)
         return kube.pages_of(lambda query: self.request("GET", path, query=query, what=f"list {path}"), path,
                              limit=limit)
+
+    def _pushed_list(self, path: str, text: str) -> Iterator[bytes]:
+        """A whole LIST the agent sent from its watch cache: one page under the same cap as an answer, and no
+        `continue` (it is whole, or it is refused)."""
+        what = f"list {path} (sent by the agent)"
+        data = text.encode()
+        if len(data) > settings.FLEETWEB_KUBE_MAX_RESPONSE_BYTES:
+            raise KubeError("protocol", f"{what}: larger than {settings.FLEETWEB_KUBE_MAX_RESPONSE_BYTES // 2**20} "
+                                        "MiB (FLEETWEB_KUBE_MAX_RESPONSE_BYTES)")
+        try:
+            token = kube.decode_list_meta(data)
+        except ValueError as exc:
+            raise KubeError("protocol", f"{what}: {exc}") from None
+        if token:
+            raise KubeError("protocol", f"{what}: a sent list is whole, and this one has a 'continue' token")
+        self._bytes += len(data)
+        yield data
 
     def read(self, path: str, *, query: list | None = None) -> dict:
         return kube.get_json_via(self.request, path, query=query)

@@ -18,7 +18,7 @@ from foundation.audit import record
 from foundation.errors import ServiceError
 from foundation.queueing import enqueue
 from foundation.roles import ADMIN, has_role
-from inventory import history, kubeconfigs, port, selectors
+from inventory import history, kubeconfigs, port, selectors, sync
 from inventory.choices import AuthMethod, ClusterEventKind, Environment
 from inventory.credentials import expiry_of
 from inventory.models import (
@@ -119,17 +119,19 @@ def attach_cluster(*, name: str, credentials: dict, user, environment: str = Env
     return cluster
 
 
-def add_registered_cluster(*, name: str, environment: str, server: str, user, source_ip: str = "") -> Cluster:
+def add_registered_cluster(*, name: str, environment: str, server: str, user, source_ip: str = "",
+                           kubernetes_version: str = "") -> Cluster:
     """Store a cluster reached through its agent (no credentials here: the agent holds its own), inside the caller's
-    transaction (`agents.services.decide`, which checked the permission). Its first sync is queued by the agent's
-    first heartbeat (`agents.services.heartbeat`): before that, no call could reach it."""
+    transaction (`agents.services.decide`, which checked the permission), with the version its agent reported (the
+    first full sync reads it again). Its first inventory comes from the agent's first report of every kind, which
+    its first heartbeat's answer asks for (`agents.services.heartbeat`): before that, no call could reach it."""
     require(user, "register_cluster", message="Accepting a registered cluster needs the global admin role.")
     taken = cluster_name_taken(name)
     if taken:
         raise AttachError(taken, field="name", status=409)
     cluster = Cluster.objects.create(
         name=name, environment=environment, server=server, auth_method=AuthMethod.AGENT,
-        sync_interval=settings.FLEETWEB_SYNC_INTERVAL,
+        kubernetes_version=kubernetes_version[:64], sync_interval=settings.FLEETWEB_AGENT_RESYNC,
         next_sync_at=timezone.now() + timedelta(seconds=settings.FLEETWEB_SYNC_INTERVAL),
         created_by=user if getattr(user, "pk", None) else None)
     record(user=user, action="cluster.attach", target=cluster, source_ip=source_ip, after=cluster_audit_view(cluster))
@@ -281,9 +283,7 @@ def sync_now(cluster: Cluster, *, user, via: str) -> None:
     request_sync(cluster.pk, triggered_by=f"{via}:{user.get_username()}")
 
 
-# A sync asked for because the cluster changed (its agent saw it): when another sync holds the cluster, it runs after
-# that one instead of being skipped, so the change is read (inventory.tasks.sync_cluster).
-SYNC_AFTER_CHANGE = "change"
+SYNC_AFTER_CHANGE = sync.SYNC_AFTER_CHANGE  # a sync of what the cluster's agent reported changed
 
 
 def request_sync(cluster_id: int, *, triggered_by: str = "manual") -> None:

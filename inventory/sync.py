@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from datetime import timedelta
+from typing import Any
 
 import msgspec
 from django.apps import apps
@@ -83,13 +84,32 @@ def mark_stale_clusters(*, now=None) -> int:
 # One sync
 
 
+# A sync asked for because the cluster reported a change (its agent saw it): it reads just the kinds that changed (the
+# agent sends their lists along), and when another sync holds the cluster it runs after that one instead of being
+# skipped, since the running one may have read before the change (inventory.tasks.sync_cluster).
+SYNC_AFTER_CHANGE = "change"
+
+
+class Held(Exception):
+    """Another sync holds the cluster."""
+
+
 def sync_cluster(cluster_id: int, *, triggered_by: str = "schedule") -> SyncRun | None:
     """Sync one cluster if no other sync holds it; returns the SyncRun (None when skipped)."""
+    try:
+        return sync_unless_held(cluster_id, triggered_by=triggered_by)
+    except Held:
+        return None
+
+
+def sync_unless_held(cluster_id: int, *, triggered_by: str = "schedule") -> SyncRun | None:
+    """Sync one cluster; Held when another sync holds it. None when there was nothing to sync: the cluster was
+    detached, or a change's sync found what was reported written already (by the sync before it)."""
     token = leases.acquire(Cluster, cluster_id, LEASE)
     if token is None:
         log.info("sync of cluster %s skipped: another sync holds it", cluster_id)
         metrics.LEASE_CONTENTION.inc()
-        return None
+        raise Held(cluster_id)
     try:
         cluster = Cluster.objects.get(pk=cluster_id)
         return _sync(cluster, triggered_by=triggered_by)
@@ -102,20 +122,31 @@ def sync_cluster(cluster_id: int, *, triggered_by: str = "schedule") -> SyncRun 
 def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
     started = timezone.now()
     clock = time.monotonic()
-    run = SyncRun.objects.create(cluster=cluster, started_at=started, triggered_by=triggered_by)
     member = None
+    run = None
     try:
         member = port.connect(cluster)
-        snapshot = collector.fetch(member)
-        facts = readiness.fetch(member) if readiness.due(cluster, triggered_by=triggered_by) else None
+        # What the cluster reported changed (its agent's watches): a change's sync reads just those kinds (and what
+        # their folds need), from the lists the agent sent; any other sync drops them and reads everything.
+        changed = member.take_changes(read_lists=triggered_by == SYNC_AFTER_CHANGE)
+        only = kinds.closure(kinds.by_path(changed)) if triggered_by == SYNC_AFTER_CHANGE and changed is not None \
+            else None
+        if only is not None and not only:
+            return None  # the sync before this one read what was reported
+        run = SyncRun.objects.create(cluster=cluster, started_at=started, triggered_by=triggered_by)
+        snapshot = collector.fetch(member, only=only)
+        facts = readiness.fetch(member) if only is None and readiness.due(cluster, triggered_by=triggered_by) \
+            else None
         if facts is not None:  # kept beside the kinds' in the sync run
             snapshot.timings_ms.update(facts.timings_ms)
             snapshot.counts.update(facts.counts)
             snapshot.bytes_read = member.bytes_read
     except port.KubeError as exc:
+        run = run or SyncRun.objects.create(cluster=cluster, started_at=started, triggered_by=triggered_by)
         return _record_failure(cluster, run, exc, clock, bytes_read=member.bytes_read if member else 0)
     except Exception as exc:  # a bug or bad data must not stop the next sync, only this one
         log.exception("sync of %s failed", cluster.name)
+        run = run or SyncRun.objects.create(cluster=cluster, started_at=started, triggered_by=triggered_by)
         error = port.KubeError("protocol", f"internal error during sync: {type(exc).__name__}: {exc}")
         return _record_failure(cluster, run, error, clock, bytes_read=member.bytes_read if member else 0)
     finally:
@@ -124,13 +155,19 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
     with transaction.atomic():
         # Detached while it was being read: nothing to write to. The lock also makes a detach wait for this write.
         locked = list(Cluster.objects.select_for_update().filter(pk=cluster.pk)
-                      .values_list(*history.HISTORY_FIELDS))
+                      .values_list(*history.HISTORY_FIELDS, "last_error"))
         if not locked:
             log.info("%s was detached during its sync; the snapshot is dropped", cluster.name)
             return None
-        before = dict(zip(history.HISTORY_FIELDS, locked[0], strict=True))  # as stored now, not as first read
+        before = dict(zip(history.HISTORY_FIELDS, locked[0][:-1], strict=True))  # as stored now, not as first read
+        partial = snapshot.only is not None
+        if snapshot.only is not None:  # the errors of kinds this sync did not read stand until a sync reads them
+            snapshot.errors = {**_kind_errors(locked[0][-1], keep_out=snapshot.only), **snapshot.errors}
         write_snapshot(cluster, snapshot)
-        status, reason = collector.health(snapshot, cluster.unhealthy_workload_count)
+        status, reason = collector.health(
+            snapshot, cluster.unhealthy_workload_count, nodes=(cluster.node_count, cluster.ready_node_count),
+            crashloops=None if "Pod" in snapshot.complete else
+            ProblemPod.objects.filter(cluster=cluster, reason="CrashLoopBackOff").count())
         now = timezone.now()
         if status != before["status"]:
             cluster.status_changed_at = now
@@ -141,20 +178,21 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
         if snapshot.is_complete:
             cluster.last_sync_at = now
         cluster.consecutive_failures = 0
-        cluster.next_sync_at = now + timedelta(seconds=cluster.sync_interval)
         readiness_fields = []
         if facts is not None:
             readiness.write(cluster, facts, now=now)
             readiness_fields = ["readiness_checked_at", "readiness_error"]
+        if not partial:  # a change's sync leaves the next full sync where it was, and the version as read then
+            cluster.next_sync_at = now + timedelta(seconds=cluster.sync_interval)
+            readiness_fields += ["next_sync_at", "kubernetes_version", "platform", "provider"]
         cluster.save(update_fields=[
             *readiness_fields,
             "status", "status_reason", "status_changed_at", "last_error", "last_seen_at", "last_sync_at",
-            "consecutive_failures", "next_sync_at", "kubernetes_version", "platform", "provider", "node_count",
-            "ready_node_count", "namespace_count", "workload_count", "unhealthy_workload_count", "pod_count",
-            "problem_pod_count", "updated_at"])
+            "consecutive_failures", "node_count", "ready_node_count", "namespace_count", "workload_count",
+            "unhealthy_workload_count", "pod_count", "problem_pod_count", "updated_at"])
         run.finished_at = now
         run.duration_ms = int((time.monotonic() - clock) * 1000)
-        run.outcome = SyncOutcome.SUCCEEDED if snapshot.is_complete else SyncOutcome.PARTIAL
+        run.outcome = SyncOutcome.SUCCEEDED if snapshot.read_all_it_meant else SyncOutcome.PARTIAL
         run.status = status
         run.counts = dict(snapshot.counts)
         run.timings_ms = dict(snapshot.timings_ms)
@@ -164,6 +202,17 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
         history.record(*history.sync_changes(cluster, before, at=now))
         clusters_changed.send(sender=Cluster, cluster_ids=[cluster.pk], reason="sync")
     return run
+
+
+def _kind_errors(last_error: str, *, keep_out: frozenset[str]) -> dict[str, str]:
+    """The per-kind lines of a stored `last_error` ("Kind: message"), but those of `keep_out` (read again now);
+    anything else in it (a failed sync's message) is over, since this sync reached the cluster."""
+    out = {}
+    for line in last_error.splitlines():
+        name, sep, message = line.partition(": ")
+        if sep and name in kinds.NAMES and name not in keep_out:
+            out[name] = message
+    return out
 
 
 def _record_failure(cluster: Cluster, run: SyncRun, exc: port.KubeError, clock: float, *,
@@ -229,8 +278,10 @@ def _prune(queryset, seen: list[str]) -> None:
 
 
 def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
-    """Upsert every kind whose list completed; delete missing rows only when the whole sync completed."""
-    prune = snapshot.is_complete
+    """Upsert every kind whose list completed; delete missing rows only when every list the sync set out to read
+    completed (all of them, or those a change named). Pod counts reach the stored rows of workloads and namespaces
+    whose own lists were not read this time."""
+    prune = snapshot.read_all_it_meant
     if "Node" in snapshot.complete:
         _write(Node.objects.filter(cluster=cluster), cluster, snapshot.nodes, prune=prune)
     if "Namespace" in snapshot.complete:
@@ -244,7 +295,34 @@ def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
         if kind.name in snapshot.complete:
             model = apps.get_model("inventory", kind.stored_as)
             _write(model.objects.filter(cluster=cluster), cluster, snapshot.rows.get(kind.name, []), prune=prune)
+    if "Pod" in snapshot.complete:
+        _write_pod_counts(cluster, snapshot)
     _update_counters(cluster, snapshot)
+
+
+def _write_pod_counts(cluster: Cluster, snapshot: collector.Snapshot) -> None:
+    """The pod counts of stored workloads and namespaces whose lists this sync did not read (a change's sync of pods
+    alone, or a list that failed): only the rows whose counts moved are updated."""
+    workloads = Workload.objects.filter(cluster=cluster).exclude(kind__in=snapshot.complete)
+    todo: list[tuple[Any, dict, str, dict[str, str]]] = [(workloads, snapshot.pods_by_workload, "uid", {
+        "pods_total": "total", "pods_ready": "ready", "pods_pending": "pending", "pods_crashlooping": "crashlooping",
+        "restarts": "restarts"})]
+    if "Namespace" not in snapshot.complete:
+        todo.append((Namespace.objects.filter(cluster=cluster), snapshot.pods_by_namespace, "name",
+                     {"pods_total": "total", "pods_running": "running", "pods_pending": "pending",
+                      "pods_failed": "failed"}))
+    for queryset, counts, key, fields in todo:
+        moved = []
+        for row in queryset.only("pk", key, *fields):
+            found = counts.get(getattr(row, key)) or collector.PodCounts()
+            values = {field: getattr(found, attr) for field, attr in fields.items()}
+            if any(getattr(row, field) != value for field, value in values.items()):
+                for field, value in values.items():
+                    setattr(row, field, value)
+                row.fingerprint = ""  # no longer of what is stored: the next sync of its kind writes it
+                moved.append(row)
+        if moved:
+            queryset.model.objects.bulk_update(moved, [*fields, "fingerprint"], batch_size=BATCH)
 
 
 def _write(queryset, cluster: Cluster, rows: list[dict], *, prune: bool, keep: tuple[str, ...] = ()) -> None:
@@ -286,13 +364,17 @@ def _write_workloads(cluster: Cluster, snapshot: collector.Snapshot, *, prune: b
         if kind not in snapshot.complete:
             continue
         rows = snapshot.workloads.get(kind, [])
-        if pods_complete:
-            for row in rows:
+        stored = {} if pods_complete else {  # the counts as stored: an unchanged row keeps its fingerprint
+            uid: dict(zip(WORKLOAD_POD_FIELDS, counts, strict=True)) for uid, *counts in
+            Workload.objects.filter(cluster=cluster, kind=kind).values_list("uid", *WORKLOAD_POD_FIELDS)}
+        for row in rows:
+            if pods_complete:
                 counts = snapshot.pods_by_workload.get(row["uid"]) or collector.PodCounts()
                 row.update(pods_total=counts.total, pods_ready=counts.ready, pods_pending=counts.pending,
                            pods_crashlooping=counts.crashlooping, restarts=counts.restarts)
-        _write(Workload.objects.filter(cluster=cluster, kind=kind), cluster, rows, prune=prune,
-               keep=() if pods_complete else WORKLOAD_POD_FIELDS)
+            else:
+                row.update(stored.get(row["uid"]) or dict.fromkeys(WORKLOAD_POD_FIELDS, 0))
+        _write(Workload.objects.filter(cluster=cluster, kind=kind), cluster, rows, prune=prune)
 
 
 ADDON_FIELDS = ("addon", "version", "namespace", "workload", "kind", "image")
@@ -313,8 +395,9 @@ def _update_counters(cluster: Cluster, snapshot: collector.Snapshot) -> None:
     """The cluster row's version, provider and counters (saved by the caller)."""
     complete = snapshot.complete
     version = snapshot.version
-    cluster.kubernetes_version = version.get("gitVersion", "")[:64]
-    cluster.platform = version.get("platform", "")[:64]
+    if version:  # a change's sync does not read it
+        cluster.kubernetes_version = version.get("gitVersion", "")[:64]
+        cluster.platform = version.get("platform", "")[:64]
     if snapshot.node_providers:
         cluster.provider = nodefacts.cluster_provider(dict(snapshot.node_providers))
     if "Node" in complete:

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from inventory import onboarding, services, sync
+from inventory import onboarding, sync
 
 AFTER_CHANGE_RETRY = 2  # seconds before a sync asked for by a change tries again while another sync holds the cluster
 
@@ -11,11 +11,14 @@ AFTER_CHANGE_RETRY = 2  # seconds before a sync asked for by a change tries agai
 def sync_cluster(cluster_id: int, triggered_by: str = "schedule", attempt: int = 0) -> str:
     """Sync one cluster (skipped when another sync holds it; one asked for by a change runs after that one, since the
     running one may have read before the change)."""
-    run = sync.sync_cluster(cluster_id, triggered_by=triggered_by)
-    if run is None and triggered_by == services.SYNC_AFTER_CHANGE and attempt < 150:
-        sync_cluster.apply_async((cluster_id,), {"triggered_by": triggered_by, "attempt": attempt + 1},
-                                 countdown=AFTER_CHANGE_RETRY)
-    return run.outcome if run else "skipped"
+    try:
+        run = sync.sync_unless_held(cluster_id, triggered_by=triggered_by)
+    except sync.Held:
+        if triggered_by == sync.SYNC_AFTER_CHANGE and attempt < 150:
+            sync_cluster.apply_async((cluster_id,), {"triggered_by": triggered_by, "attempt": attempt + 1},
+                                     countdown=AFTER_CHANGE_RETRY)
+        return "skipped"
+    return run.outcome if run else "nothing"
 
 
 @shared_task(ignore_result=True)

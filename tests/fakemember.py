@@ -144,6 +144,9 @@ class FakeMember:
     def warm(self, paths: list[str]) -> None:
         pass  # every read of the fake answers at once
 
+    def take_changes(self, *, read_lists: bool) -> list[str] | None:
+        return None  # the fake reports no changes: every sync reads everything
+
     def read(self, path: str, *, query: list | None = None) -> dict:
         self._call("get", path)
         if path in self._store:

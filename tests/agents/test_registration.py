@@ -23,7 +23,7 @@ from inventory.models import Cluster
 from tests.agents.helpers import FakeAgent, accepted_agent
 from tests.builders import make_cluster
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # commits happen: the poll cache is dropped on commit
 
 
 def test_register_wait_accept_pickup_heartbeat_each_step_audited(admin_user):
@@ -148,6 +148,7 @@ def test_a_tampered_body_breaks_the_signature(admin_user):
 
 def test_revoking_cuts_the_agent_off_at_its_next_request(admin_user):
     agent, cluster = accepted_agent(admin_user)
+    assert agent.call("GET", "work?wait=0").status_code == 200  # its identity is cached for polls now
     services.revoke(cluster, user=admin_user)
     for method, path in (("POST", "heartbeat"), ("GET", "work"), ("POST", "credential")):
         answer = agent.call(method, path, {} if method == "POST" else None)
@@ -162,23 +163,28 @@ def test_detaching_the_cluster_cuts_its_agent_off(admin_user):
     from inventory.services import detach_cluster
 
     agent, cluster = accepted_agent(admin_user)
+    assert agent.call("GET", "work?wait=0").status_code == 200  # its identity is cached for polls now
     detach_cluster(cluster, user=admin_user)
     answer = agent.call("POST", "heartbeat", {})
     assert answer.status_code == 401 and not Agent.objects.exists()
+    assert agent.call("GET", "work?wait=0").status_code == 401
 
 
 def test_renewal_replaces_the_credential_and_ends_the_old_one_at_first_use(admin_user):
     agent, cluster = accepted_agent(admin_user)
     old = agent.credential
+    assert agent.call("GET", "work?wait=0").status_code == 200  # its identity is cached for polls now
     renewed = agent.call("POST", "credential", {})
     assert renewed.status_code == 200
     new = renewed.json()["credential"]
     assert new != old
     assert agent.call("POST", "heartbeat", {}).status_code == 200  # the old one, until the new one is used
+    assert agent.call("GET", "work?wait=0").status_code == 200
     agent.credential = new
-    assert agent.call("POST", "heartbeat", {}).status_code == 200
+    assert agent.call("GET", "work?wait=0").status_code == 200
     agent.credential = old
     assert agent.call("POST", "heartbeat", {}).status_code == 401
+    assert agent.call("GET", "work?wait=0").status_code == 401, "the old one's cached identity was dropped"
 
 
 def test_an_expired_credential_is_refused(admin_user):
@@ -298,9 +304,21 @@ def test_a_flood_from_one_agent_is_limited_and_the_others_go_on(admin_user, sett
     flooder, _a = accepted_agent(admin_user, name="edge-a")
     calm, _b = accepted_agent(admin_user, name="edge-b")
     settings.FLEETWEB_AGENT_RATE = 5
-    statuses = [flooder.call("GET", "work?wait=0").status_code for _ in range(15)]
+    member = port.connect(Cluster.objects.get(pk=_a.pk))
+    ids = [member.submit(port.RelayedMember._http_op("GET", f"/api/v1/namespaces/n{i}", query=None, body=None,
+                                                     content_type="application/json"),
+                         what="read", until=time.monotonic() + 60) for i in range(40)]
+    answers = [flooder.call("GET", "work?wait=0&boot=one") for _ in range(15)]
+    statuses = [answer.status_code for answer in answers]
     assert 429 in statuses
     assert calm.call("GET", "work?wait=0").status_code == 200
+    taken = [item["id"] for answer in answers if answer.status_code == 200 for item in answer.json()["items"]]
+    time.sleep(1.1)  # the next second: polls are welcome again, and what a refused poll held is still there
+    while len(taken) < len(ids):
+        items = flooder.call("GET", "work?wait=0&boot=one").json()["items"]
+        assert items, "work a refused poll took was put back"
+        taken += [item["id"] for item in items]
+    assert sorted(taken) == sorted(ids)
 
 
 @pytest.mark.parametrize("role", ["operator", "approver", "viewer"])
@@ -331,23 +349,6 @@ def test_a_name_already_taken_gets_no_token(admin_user):
     with pytest.raises(services.AgentError) as refused:
         services.create_bootstrap_token(user=admin_user, name="edge-1")
     assert refused.value.status == 409 and not BootstrapToken.objects.exists()
-
-
-def test_a_change_the_agent_reports_queues_a_sync_and_bad_kinds_are_refused(admin_user, monkeypatch):
-    from inventory import services as inventory_services
-
-    agent, cluster = accepted_agent(admin_user)
-    queued = []
-    monkeypatch.setattr(inventory_services, "request_sync",
-                        lambda cluster_id, triggered_by: queued.append((cluster_id, triggered_by)))
-    Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.CONNECTED)
-    answer = agent.call("POST", "changes", {"kinds": ["/apis/apps/v1/deployments"]})
-    assert answer.status_code == 200 and answer.json() == {"queued": True}
-    assert queued == [(cluster.pk, "change")]
-    for bad in ([], ["/api/v1/secrets"], ["/apis/apps/v1/deployments"] * 50, [7]):
-        refused = agent.call("POST", "changes", {"kinds": bad})
-        assert refused.status_code == 400, bad
-    assert len(queued) == 1
 
 
 def test_the_heartbeat_answer_names_the_kinds_to_watch(admin_user):

@@ -20,6 +20,7 @@ import yaml
 from django.conf import settings
 from kubernetes import client as k8s
 
+from agents import relay
 from agents import services as agent_services
 from agents.models import Agent, Registration, RegistrationState
 from inventory import access
@@ -125,6 +126,19 @@ def register(member, *, name: str, environment: str, live_server, api_as, admin,
     return agent, registration
 
 
+def record_asks(monkeypatch) -> list[tuple[float, str]]:
+    """What the hub asks agents for from now on (the API path of each work item), and when."""
+    asked: list[tuple[float, str]] = []
+    submit = relay.Relay.submit
+
+    def recording(self, op, **kwargs):
+        asked.append((time.monotonic(), op.get("path", "")))
+        return submit(self, op, **kwargs)
+
+    monkeypatch.setattr(relay.Relay, "submit", recording)
+    return asked
+
+
 def stop(agent: subprocess.Popen) -> None:
     if agent.poll() is None:
         agent.terminate()
@@ -139,6 +153,7 @@ def test_register_accept_sync_and_revoke_a_cluster_the_hub_cannot_reach(
     report = access.test_connection(member.token_credentials())
     assert not report.ok and report.error is not None and report.error.kind == "policy", report.checks
     dialled = Dialled(monkeypatch)
+    asked = record_asks(monkeypatch)
     agent, registration = register(member, name="edge-1", environment="prod", live_server=live_server,
                                    api_as=api_as, admin=admin_user, dialled=dialled, tmp_path=tmp_path)
     try:
@@ -164,7 +179,8 @@ def test_register_accept_sync_and_revoke_a_cluster_the_hub_cannot_reach(
                  timeout=90, what="a successful sync through the agent")
         with dialled.as_kubectl():
             actual = _apiserver_inventory(member)
-        assert _stored_inventory(cluster) == actual
+        # The agent reports each kind as its watch's first list completes: the inventory fills within seconds.
+        wait_for(lambda: _stored_inventory(cluster) == actual, timeout=30, what="the whole inventory")
         cluster.refresh_from_db()
         assert cluster.status == ClusterStatus.CONNECTED, cluster.status_reason
         heard = Agent.objects.get(cluster=cluster)
@@ -186,6 +202,8 @@ def test_register_accept_sync_and_revoke_a_cluster_the_hub_cannot_reach(
                      interval=0.1, what="the new Deployment in the stored inventory")
             print(f"change visible after {time.monotonic() - changed_at:.1f}s")
             assert SyncRun.objects.filter(cluster=cluster, triggered_by="change").exists()
+            assert not [path for at, path in asked if at >= changed_at and "deployments" in path], \
+                "the agent sent the changed list: the hub asked it for nothing"
         finally:
             with dialled.as_kubectl(), member.admin_api() as api:
                 k8s.AppsV1Api(api).delete_namespaced_deployment("seen-in-seconds", "default")
@@ -451,11 +469,15 @@ def test_an_agent_that_loses_the_hub_shows_unreachable_then_catches_up(
         with dialled.as_kubectl(), member.admin_api() as api:  # a change while the hub is away
             k8s.CoreV1Api(api).create_namespace({"metadata": {"name": "made-while-away"}})
         time.sleep(3)
+        asked = record_asks(monkeypatch)
+        restored_at = time.monotonic()
         link.restore()
         wait_for(lambda: Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.CONNECTED, timeout=60,
                  what="the cluster connected again")
         wait_for(lambda: Namespace.objects.filter(cluster=cluster, name="made-while-away").exists(), timeout=30,
                  what="the change made while the hub was away")
+        # Its watches resumed where they were: the agent sent what it kept, and the hub read nothing through it.
+        assert not [path for at, path in asked if at >= restored_at], asked
         assert agent.poll() is None, "the agent kept running through the outage"
     finally:
         stop(agent)

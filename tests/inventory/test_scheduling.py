@@ -78,7 +78,7 @@ def test_a_cluster_detached_during_its_sync_is_dropped_quietly(monkeypatch, admi
 
     cluster = make_cluster("leaving")
 
-    def fetch_while_detached(member):
+    def fetch_while_detached(member, *, only=None):
         services.detach_cluster(Cluster.objects.get(pk=cluster.pk), user=admin_user)
         if outcome == "failed":
             raise port.KubeError("refused", "connection refused")

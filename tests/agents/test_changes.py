@@ -1,0 +1,242 @@
+"""Reported changes: the agent names the kinds that changed and sends their whole lists from its watch cache; the hub
+keeps them for the sync of what changed, which writes just those kinds without asking the agent anything."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agents import relay
+from foundation import leases
+from inventory import kinds, port, sync
+from inventory.choices import ClusterStatus, SyncOutcome
+from inventory.models import Cluster, Namespace, Node, SyncRun, Workload
+from tests.agents.helpers import accepted_agent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEPLOYMENTS = "/apis/apps/v1/deployments"
+PODS = "/api/v1/pods"
+REPLICASETS = "/apis/apps/v1/replicasets"
+
+
+def _meta(name, namespace="", **extra):
+    return {"name": name, "uid": f"uid-{namespace}-{name}", "resourceVersion": "7",
+            "creationTimestamp": "2026-01-01T00:00:00Z", **({"namespace": namespace} if namespace else {}), **extra}
+
+
+def _list(items, **meta):
+    return json.dumps({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "7", **meta},
+                       "items": items})
+
+
+def _deployments(replicas=2):
+    return _list([{"metadata": _meta("web", "shop", generation=3),
+                   "spec": {"replicas": replicas, "template": {"spec": {"containers": [
+                       {"name": "web", "image": "nginx:1.27"}]}}},
+                   "status": {"observedGeneration": 3, "replicas": replicas, "readyReplicas": replicas,
+                              "availableReplicas": replicas, "updatedReplicas": replicas}}])
+
+
+REPLICASET_LIST = _list([{"metadata": _meta("web-abc", "shop", ownerReferences=[
+    {"kind": "Deployment", "name": "web", "uid": "uid-shop-web", "controller": True}])}])
+
+
+def _pods(count=2, crashing=0):
+    pods = []
+    for i in range(count):
+        waiting = i < crashing
+        pods.append({"metadata": _meta(f"web-abc-{i}", "shop", ownerReferences=[
+            {"kind": "ReplicaSet", "name": "web-abc", "uid": "uid-shop-web-abc", "controller": True}]),
+            "spec": {"nodeName": "node-0", "containers": [{"name": "web", "image": "nginx:1.27"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False" if waiting else "True"}],
+                       "containerStatuses": [{"name": "web", "ready": not waiting, "restartCount": 9 if waiting else 0,
+                                              "state": {"waiting": {"reason": "CrashLoopBackOff"}} if waiting
+                                              else {"running": {}}}]}})
+    return _list(pods)
+
+
+def everything() -> dict[str, str]:
+    lists = {kind.path: _list([]) for kind in kinds.KINDS}
+    lists["/api/v1/nodes"] = _list([{"metadata": _meta("node-0"), "spec": {},
+                                     "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                                                "nodeInfo": {"kubeletVersion": "v1.36.3"}}}])
+    lists["/api/v1/namespaces"] = _list([{"metadata": _meta("shop"), "status": {"phase": "Active"}}])
+    lists.update({DEPLOYMENTS: _deployments(), REPLICASETS: REPLICASET_LIST, PODS: _pods()})
+    return lists
+
+
+@pytest.fixture
+def reported(admin_user, monkeypatch):
+    """An accepted agent whose reports are kept, and the syncs they ask for (run by the test)."""
+    from inventory import services as inventory_services
+
+    agent, cluster = accepted_agent(admin_user)
+    queued: list = []
+    monkeypatch.setattr(inventory_services, "request_sync",
+                        lambda cluster_id, triggered_by: queued.append((cluster_id, triggered_by)))
+    return agent, cluster, queued
+
+
+def _no_work_for(agent) -> bool:
+    return agent.call("GET", "work?wait=0").json()["items"] == []
+
+
+def _last_run(cluster) -> SyncRun:
+    return SyncRun.objects.filter(cluster=cluster, triggered_by="change").latest("started_at")
+
+
+def test_a_report_with_every_list_is_written_at_once_without_asking_the_agent(reported):
+    agent, cluster, queued = reported
+    lists = everything()
+    answer = agent.call("POST", "changes", {"kinds": sorted(lists), "lists": lists})
+    assert answer.status_code == 200 and answer.json() == {"written": True, "queued": False, "pull": False}
+    assert queued == [], "written in the request: no worker needed"
+    assert _no_work_for(agent), "the hub asked the agent for nothing"
+    run = _last_run(cluster)
+    assert run.outcome == SyncOutcome.SUCCEEDED and run.bytes_read > 0
+    cluster.refresh_from_db()
+    assert cluster.status == ClusterStatus.CONNECTED and cluster.node_count == 1 and cluster.last_sync_at
+    web = Workload.objects.get(cluster=cluster, name="web")
+    assert (web.replicas_desired, web.pods_total, web.pods_ready) == (2, 2, 2)
+    assert Namespace.objects.get(cluster=cluster, name="shop").pods_total == 2
+    assert sync.sync_unless_held(cluster.pk, triggered_by="change") is None, "taken: the next finds nothing"
+
+
+def test_a_report_of_pods_moves_the_counts_and_health_and_leaves_the_rest(reported):
+    agent, cluster, queued = reported
+    lists = everything()
+    agent.call("POST", "changes", {"kinds": sorted(lists), "lists": lists})
+    node = Node.objects.get(cluster=cluster)
+    cluster.refresh_from_db()
+    version_before, next_sync_before = cluster.kubernetes_version, cluster.next_sync_at
+
+    answer = agent.call("POST", "changes", {"kinds": [PODS], "lists": {PODS: _pods(2, crashing=1)}})
+    assert answer.json() == {"written": False, "queued": True, "pull": True}, \
+        "the pods' fold needs the ReplicaSets, not sent: a worker reads them through the agent"
+    assert queued == [(cluster.pk, "change")]
+    answer = agent.call("POST", "changes", {"kinds": [PODS, REPLICASETS],
+                                            "lists": {PODS: _pods(2, crashing=1), REPLICASETS: REPLICASET_LIST}})
+    assert answer.json() == {"written": True, "queued": False, "pull": False}
+    run = _last_run(cluster)
+    assert _no_work_for(agent)
+    assert run.outcome == SyncOutcome.SUCCEEDED and set(run.counts) == {"Pod", "ReplicaSet"}
+    web = Workload.objects.get(cluster=cluster, name="web")
+    assert (web.pods_total, web.pods_ready, web.pods_crashlooping) == (2, 1, 1)
+    cluster.refresh_from_db()
+    assert cluster.status == ClusterStatus.DEGRADED and "crash-looping" in cluster.status_reason
+    assert cluster.problem_pod_count == 1
+    assert Node.objects.get(cluster=cluster).pk == node.pk, "nodes were not read, and not pruned"
+    assert cluster.kubernetes_version == version_before and cluster.next_sync_at == next_sync_before
+
+    # The pods recover; a full sync later finds the counts as they are (the change left no stale fingerprint).
+    agent.call("POST", "changes", {"kinds": [PODS, REPLICASETS],
+                                   "lists": {PODS: _pods(2), REPLICASETS: REPLICASET_LIST}})
+    web.refresh_from_db()
+    assert (web.pods_ready, web.pods_crashlooping) == (2, 0)
+    assert Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.CONNECTED
+
+
+def test_a_report_of_deployments_writes_only_the_one_that_changed(reported):
+    agent, cluster, _queued = reported
+    lists = everything()
+    agent.call("POST", "changes", {"kinds": sorted(lists), "lists": lists})
+    fingerprint = Workload.objects.get(cluster=cluster, name="web").fingerprint
+    agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments()}})
+    web = Workload.objects.get(cluster=cluster, name="web")
+    assert web.fingerprint == fingerprint and web.pods_total == 2, "unchanged: not written, counts kept"
+    agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments(replicas=5)}})
+    web.refresh_from_db()
+    assert (web.replicas_desired, web.pods_total) == (5, 2)
+    assert SyncRun.objects.filter(cluster=cluster, triggered_by="change").count() == 3
+
+
+def test_a_sent_list_that_is_not_whole_is_that_kinds_error_only(reported):
+    agent, cluster, _queued = reported
+    lists = everything()
+    agent.call("POST", "changes", {"kinds": sorted(lists), "lists": lists})
+    partial = _list([], **{"continue": "more"})
+    agent.call("POST", "changes", {"kinds": [DEPLOYMENTS, "/api/v1/namespaces"],
+                                   "lists": {DEPLOYMENTS: partial, "/api/v1/namespaces": lists["/api/v1/namespaces"]}})
+    run = _last_run(cluster)
+    assert run.outcome == SyncOutcome.PARTIAL
+    assert "a sent list is whole" in run.error and "Deployment" in run.error
+    assert Workload.objects.filter(cluster=cluster, name="web").exists(), "kept: its list was refused"
+    cluster.refresh_from_db()
+    assert cluster.status == ClusterStatus.DEGRADED and "could not list Deployment" in cluster.status_reason
+
+
+def test_bad_reports_are_refused_and_keep_nothing(reported):
+    agent, cluster, queued = reported
+    for bad in ({"kinds": []}, {"kinds": ["/api/v1/secrets"]}, {"kinds": [DEPLOYMENTS] * 50}, {"kinds": [7]},
+                {"kinds": [DEPLOYMENTS], "lists": {PODS: _pods()}},  # a list of a kind it did not name
+                {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: {"items": []}}},  # not text
+                {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: ""}},
+                {"kinds": [DEPLOYMENTS], "lists": [DEPLOYMENTS]}):
+        refused = agent.call("POST", "changes", bad)
+        assert refused.status_code == 400, bad
+    assert queued == [] and relay.take_changes(cluster.pk) == {}
+
+
+def test_a_report_while_a_sync_holds_the_cluster_is_written_after_it(reported):
+    agent, cluster, queued = reported
+    lists = everything()
+    agent.call("POST", "changes", {"kinds": sorted(lists), "lists": lists})
+    token = leases.acquire(Cluster, cluster.pk, sync.LEASE)  # a full sync reading the cluster
+    answer = agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments(7)}})
+    assert answer.json() == {"written": False, "queued": True, "pull": False}
+    assert queued == [(cluster.pk, "change")]
+    assert Workload.objects.get(cluster=cluster, name="web").replicas_desired == 2, "not yet"
+    with pytest.raises(sync.Held):
+        sync.sync_unless_held(cluster.pk, triggered_by="change")  # the queued one waits (the task tries again)
+    leases.release(Cluster, cluster.pk, token)
+    sync.sync_unless_held(cluster.pk, triggered_by="change")
+    assert Workload.objects.get(cluster=cluster, name="web").replicas_desired == 7
+
+
+def test_a_large_report_is_queued_for_a_worker(reported, monkeypatch):
+    from agents import services
+
+    agent, cluster, queued = reported
+    monkeypatch.setattr(services, "INLINE_BYTES", 100)
+    answer = agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments()}})
+    assert answer.json() == {"written": False, "queued": True, "pull": False}
+    assert queued == [(cluster.pk, "change")] and not Workload.objects.filter(cluster=cluster).exists()
+    sync.sync_unless_held(cluster.pk, triggered_by="change")
+    assert _no_work_for(agent) and Workload.objects.filter(cluster=cluster, name="web").exists()
+
+
+def test_a_full_sync_drops_what_was_reported_and_reads_everything(reported, monkeypatch):
+    from agents import services
+
+    agent, cluster, _queued = reported
+    monkeypatch.setattr(services, "INLINE_BYTES", 0)  # kept for a worker
+    agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments()}})
+    member = port.connect(Cluster.objects.get(pk=cluster.pk))
+    assert member.take_changes(read_lists=False) == [DEPLOYMENTS]
+    assert relay.take_changes(cluster.pk) == {}, "taken"
+    assert member.take_changes(read_lists=True) == []
+
+
+def test_the_first_heartbeat_and_the_first_after_an_outage_ask_for_every_kind(admin_user):
+    agent, cluster = accepted_agent(admin_user)  # its first heartbeat was answered already
+    assert "report_all" not in agent.call("POST", "heartbeat", {}).json()
+    Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.UNREACHABLE)
+    answer = agent.call("POST", "heartbeat", {}).json()
+    assert answer["report_all"] is True
+    assert answer["send_with"] == {PODS: [REPLICASETS]}
+
+
+def test_an_agent_cannot_report_for_another_cluster(admin_user, monkeypatch):
+    from inventory import services as inventory_services
+
+    queued: list = []
+    monkeypatch.setattr(inventory_services, "request_sync",
+                        lambda cluster_id, triggered_by: queued.append((cluster_id, triggered_by)))
+    mallory, _theirs = accepted_agent(admin_user, name="edge-m")
+    _agent, victim = accepted_agent(admin_user, name="edge-v")
+    mallory.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments()}})
+    assert Workload.objects.filter(cluster=_theirs, name="web").exists()
+    assert not Workload.objects.filter(cluster=victim).exists(), "a report lands on the reporter's own cluster only"
+    assert relay.take_changes(victim.pk) == {} and queued == []
