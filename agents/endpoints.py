@@ -44,11 +44,10 @@ def _signature(request: HttpRequest, body: bytes) -> dict:
             "signature": request.headers.get("X-Fleetweb-Signature", "")}
 
 
-def door(limit: int | None = SMALL_BODY, *, methods: tuple[str, ...] = ("POST",), agent: bool = True,
-         poll: bool = False) -> Callable:
+def door(limit: int | None = SMALL_BODY, *, methods: tuple[str, ...] = ("POST",), agent: bool = True) -> Callable:
     """An agent door: its methods and body cap; with `agent`, the credential is checked (and the agent's rate) before
-    the body is read, and the signature over it after; AgentError becomes its status and message as JSON. `poll`:
-    the identity comes from its cache, and the view counts the rate with its own Redis round trip."""
+    the body is read, and the signature over it after; AgentError becomes its status and message as JSON. Without
+    `agent`, the view checks who is asking itself (registration, and the poll for work: `services.poll`)."""
 
     def decorator(view: Callable) -> Callable:
         @csrf_exempt
@@ -63,20 +62,24 @@ def door(limit: int | None = SMALL_BODY, *, methods: tuple[str, ...] = ("POST",)
                                          "address.", status=429)
                     return view(request, _body(request, cap), *args, **kwargs)
                 credential = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-                found = services.agent_of(credential, cached=poll)
-                if not poll and not relay.allow(found.cluster_id):
+                found = services.agent_of(credential)
+                if not relay.allow(found.cluster_id):
                     raise AgentError(f"More than {settings.FLEETWEB_AGENT_RATE} requests a second from this agent.",
                                      status=429)
                 body = _body(request, cap)
                 services.check_signature(found, credential, signature=_signature(request, body))
                 return view(request, body, found, *args, **kwargs)
             except AgentError as exc:
-                response = JsonResponse({"error": exc.message}, status=exc.status)
-                if exc.status == 429:
-                    response["Retry-After"] = "1"
-                return response
+                return _refusal(exc)
         return wrapper
     return decorator
+
+
+def _refusal(exc: AgentError) -> JsonResponse:
+    response = JsonResponse({"error": exc.message}, status=exc.status)
+    if exc.status == 429:
+        response["Retry-After"] = "1"
+    return response
 
 
 @door(agent=False)
@@ -112,14 +115,22 @@ def credential(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse
     return JsonResponse(services.renew(agent, presented=presented))
 
 
-@door(methods=("GET",), poll=True)
-def work(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
+@csrf_exempt
+@require_http_methods(["GET"])
+def work(request: HttpRequest) -> JsonResponse:
+    """The poll for work: who is asking and what is theirs, in `services.poll` (the fleet's most frequent request:
+    an idle one is one Redis round trip)."""
     try:
-        wait = max(0.0, min(float(request.GET.get("wait", "0")), settings.FLEETWEB_AGENT_POLL_HOLD))
-    except ValueError:
-        raise AgentError("'wait' is a number of seconds.", field="wait") from None
-    boot = request.GET.get("boot", "")[:64]
-    return JsonResponse({"items": relay.take(agent.cluster_id, wait=wait, boot=boot, counted=True)})
+        try:
+            wait = max(0.0, min(float(request.GET.get("wait", "0")), settings.FLEETWEB_AGENT_POLL_HOLD))
+        except ValueError:
+            raise AgentError("'wait' is a number of seconds.", field="wait") from None
+        credential = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        items = services.poll(credential, signature=_signature(request, b""), wait=wait,
+                              boot=request.GET.get("boot", "")[:64])
+    except AgentError as exc:
+        return _refusal(exc)
+    return JsonResponse({"items": items})
 
 
 @door(limit=None)

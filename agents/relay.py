@@ -166,10 +166,11 @@ def take(cluster_id: int, *, wait: float, boot: str = "", counted: bool = False)
     """Up to MAX_TAKE work items for `cluster_id`, waiting up to `wait` seconds for the first; items whose deadline
     passed are dropped. Items handed out stay in flight until answered: when the agent polls as a new process (its
     `boot` changed: it restarted, maybe mid-apply), the previous one's unanswered items that still have time go back
-    to the front of the queue, so the call is carried out by the new process instead of timing out."""
+    to the front of the queue, so the call is carried out by the new process instead of timing out. `counted`: the
+    agent's rate (`allow`) is counted in the same round trip, and a refused poll leaves the queue as it was."""
     r = client()
     with r.pipeline(transaction=False) as pipe:  # one round trip for an idle poll
-        if counted:  # the agent's rate (`allow`), counted in the same round trip
+        if counted:
             pipe.incr(_rate(cluster_id))
             pipe.expire(_rate(cluster_id), 2)
         if boot:
@@ -179,16 +180,18 @@ def take(cluster_id: int, *, wait: float, boot: str = "", counted: bool = False)
     raw: list = answers[-1] or []
     if counted:
         count, _, *answers = answers
-        if count > settings.FLEETWEB_AGENT_RATE:  # refused: what was taken goes back as it was
-            with r.pipeline(transaction=False) as pipe:
-                if raw:
-                    pipe.lpush(_queue(cluster_id), *reversed(raw))
-                if boot and isinstance(answers[0], bytes) and answers[0].decode() != boot:
-                    pipe.set(_boot(cluster_id), answers[0], ex=86400)
-                pipe.execute()
+        if count > settings.FLEETWEB_AGENT_RATE:
+            give_back(cluster_id, raw, boot=boot, previous=answers[0] if boot else None)
             raise AgentError(f"More than {settings.FLEETWEB_AGENT_RATE} requests a second from this agent.",
                              status=429)
-    if boot and isinstance(answers[0], bytes) and answers[0].decode() != boot:
+    return handed(cluster_id, raw, boot=boot, previous=answers[0] if boot else None, wait=wait)
+
+
+def handed(cluster_id: int, raw: list, *, boot: str, previous: Any, wait: float = 0) -> list[dict]:
+    """What a poll hands out of the `raw` items it popped (`previous`: the boot id it replaced): the last process's
+    unanswered items first when the agent restarted, nothing past its deadline, each kept in flight."""
+    r = client()
+    if boot and isinstance(previous, bytes) and previous and previous.decode() != boot:
         _requeue(r, cluster_id)  # what the last process held goes first, then what was just taken
         raw = (r.lpop(_queue(cluster_id), MAX_TAKE) or []) + raw  # type: ignore[operator,assignment]
     if not raw and wait > 0:
@@ -202,6 +205,50 @@ def take(cluster_id: int, *, wait: float, boot: str = "", counted: bool = False)
             pipe.expire(_inflight(cluster_id), 600)
             pipe.execute()
     return items
+
+
+def give_back(cluster_id: int, raw: list, *, boot: str, previous: Any) -> None:
+    """Undo a refused poll: the items it popped go back to the front, in order, and the boot id it replaced back."""
+    with client().pipeline(transaction=False) as pipe:
+        if raw:
+            pipe.lpush(_queue(cluster_id), *reversed(raw))
+        if boot and isinstance(previous, bytes) and previous and previous.decode() != boot:
+            pipe.set(_boot(cluster_id), previous, ex=86400)
+        pipe.execute()
+
+
+# The idle poll in one round trip, for an agent whose identity is cached (`agents.services.poll`): the identity is
+# read where the credential's digest says, and the cluster it names (never one the request names) has its rate
+# counted, its boot id swapped and its queue popped. {0}: no cached identity (nothing done); {2, who}: over the rate
+# (nothing popped); {1, who, the boot id replaced, items}.
+_POLL_SCRIPT = """
+local who = redis.call('GET', KEYS[1])
+if not who then return {0} end
+local base = ARGV[1] .. ':' .. string.format('%d', cjson.decode(who)[2])
+local rate_key = base .. ':rate:' .. ARGV[2]
+local rate = redis.call('INCR', rate_key)
+if rate == 1 then redis.call('EXPIRE', rate_key, 2) end
+if rate > tonumber(ARGV[3]) then return {2, who} end
+local previous = ''
+if ARGV[4] ~= '' then previous = redis.call('SET', base .. ':boot', ARGV[4], 'EX', 86400, 'GET') or '' end
+local items = redis.call('LPOP', base .. ':work', tonumber(ARGV[5])) or {}
+return {1, who, previous, items}
+"""
+_scripts: dict[int, Any] = {}
+
+
+def take_known(who_key: str, *, boot: str) -> tuple[int, bytes | None, bytes | None, list]:
+    """(state, identity, boot id replaced, raw items) of one idle poll's single round trip (`_POLL_SCRIPT`)."""
+    pid = os.getpid()
+    if pid not in _scripts:
+        _scripts.clear()
+        _scripts[pid] = client().register_script(_POLL_SCRIPT)
+    answer = _scripts[pid](keys=[who_key], args=[PREFIX, int(time.time()), settings.FLEETWEB_AGENT_RATE, boot,
+                                                  MAX_TAKE])
+    state = int(answer[0])
+    if state != 1:
+        return state, answer[1] if len(answer) > 1 else None, None, []
+    return state, answer[1], answer[2], list(answer[3] or [])
 
 
 def _requeue(r: redis.Redis, cluster_id: int) -> None:

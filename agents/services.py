@@ -297,12 +297,55 @@ def agent_of(credential: str, *, cached: bool = False) -> Caller:
         agent = Caller(*row)
         if cached:
             relay.client().set(_who(key), json.dumps(dataclasses.astuple(agent), default=str), ex=WHO_TTL)
+    _still_good(agent, key)
+    if len(_KEYS) > MAX_KEYS:
+        _KEYS.clear()
+    _KEYS[key] = agent.public_key
+    return agent
+
+
+def _still_good(agent: Caller, key: str) -> None:
     if agent.revoked_at:
         raise AgentError("This agent's credential was revoked: register again with a new bootstrap token.",
                          status=401)
     if agent.credential_digest == key and agent.credential_expires_at <= timezone.now():
         raise AgentError("The agent credential expired: register again with a new bootstrap token.", status=401)
-    return agent
+
+
+# Each credential digest's public key, once seen in this process (a digest belongs to one agent, whose key never
+# changes): the idle poll checks the signature before it touches Redis, then does the rest in one round trip.
+_KEYS: dict[str, str] = {}
+MAX_KEYS = 100_000
+
+
+def poll(credential: str, *, signature: dict, boot: str, wait: float) -> list[dict]:
+    """The poll for work: who is asking (credential, key, revocation, expiry, rate), then its cluster's items
+    (`relay.take`). For an agent seen before whose identity is cached, an idle poll is one Redis round trip
+    (`relay.take_known`, after the signature was checked against the key this process saw); anything else takes the
+    path of every other door (`agent_of`, `check_signature`), with the same refusals."""
+    if not credential.startswith(protocol.CREDENTIAL_PREFIX):
+        raise AgentError("No agent credential (Authorization: Bearer fwa_…).", status=401)
+    key = protocol.digest(credential)
+    public = _KEYS.get(key)
+    if public is not None and wait <= 0:
+        protocol.verify(public, **signature)  # refused here, nothing in Redis was touched
+        state, who, previous, raw = relay.take_known(_who(key), boot=boot)
+        if state == 2:
+            raise AgentError(f"More than {settings.FLEETWEB_AGENT_RATE} requests a second from this agent.",
+                             status=429)
+        if state == 1 and who is not None:
+            agent = _caller(json.loads(who))
+            try:
+                _still_good(agent, key)
+                if agent.previous_digest and agent.credential_digest == key:  # a renewed one's first use
+                    check_signature(agent, credential, signature=signature)
+            except AgentError:
+                relay.give_back(agent.cluster_id, raw, boot=boot, previous=previous)
+                raise
+            return relay.handed(agent.cluster_id, raw, boot=boot, previous=previous)
+    agent = agent_of(credential, cached=True)
+    check_signature(agent, credential, signature=signature)
+    return relay.take(agent.cluster_id, wait=wait, boot=boot, counted=True)
 
 
 def check_signature(agent: Caller, credential: str, *, signature: dict) -> None:

@@ -2,14 +2,15 @@
 reported changes) against one web tier (gunicorn 3 workers x 2 threads) and one Celery worker (8 threads) on this
 machine. Each agent heartbeats every FLEETWEB_AGENT_HEARTBEAT (30 s), polls for work every FLEETWEB_AGENT_POLL (3 s;
 every 0.1 s while work flows) and reports a change once a minute, sending the changed Deployments' whole list as the
-agent does from its watch cache; the hub writes it in that request, without asking the agent. Each cluster is also read in full
-through its agent every FLEETWEB_AGENT_RESYNC seconds (the safety net; first times spread over one interval, claimed
-as beat does every 5 s), which is the work the agents pick up: they answer from a small canned cluster (3 nodes,
-10 Deployments, 20 pods).
+agent does from its watch cache; the hub writes it in that request, without asking the agent. Each cluster is also
+read in full through its agent every FLEETWEB_AGENT_RESYNC seconds (the safety net; first times spread over one
+interval, claimed as beat does every 5 s), which is the work the agents pick up: they answer from a small canned
+cluster (3 nodes, 10 Deployments, 20 pods).
 
 Printed per fleet size: agent request latency (client side, every door), work pickup (queued -> in the agent's
 hands), change -> visible (reported -> the sync that wrote it finished), database writes per idle heartbeat
-(pg_stat_user_tables, in a quiet phase with no changes), requests a second and the hub's CPU."""
+(pg_stat_user_tables, in a quiet phase with no changes), requests a second, and the cores used by the hub (gunicorn
+and the worker), by the simulator itself and by PostgreSQL and Redis: all share this machine's cores."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import base64
 import dataclasses
 import heapq
 import json
+import os
 import random
 import subprocess
 import sys
@@ -28,7 +30,9 @@ from foundation.queueing import QUEUES, purge_queues
 from localfleet.member import free_port
 
 SIZES = {"quick": ([100], 30, 40), "full": ([200, 1000, 2000], 40, 90)}  # agents per step, quiet s, loaded s
-THREADS = 32  # simulator threads (each agent's actions are short; a thread takes whichever is due)
+THREADS = 64  # simulator threads (each agent's actions are short; a thread takes whichever is due)
+# gunicorn's threads per worker: 2, as in the fleet benchmark (8 was measured too: worse tails on 2 cores, 2026-12-06)
+WEB_THREADS = int(os.environ.get("FLEETWEB_BENCH_WEB_THREADS", "2"))
 CHANGE_EVERY = 60.0
 
 
@@ -71,15 +75,17 @@ def canned_pages() -> dict[str, str]:
 
 
 def deployments_page(generation: int) -> str:
-    """The Deployments of the canned member; `generation` moves one replica count, so each change writes a row."""
+    """The Deployments of the canned member; `generation` is the first one's (each change scales it: one object
+    changed, one row written; the other nine stay as they were)."""
     items = []
     for i in range(10):
+        own = generation if i == 0 else 1
         replicas = 2 + (generation % 3 if i == 0 else 0)
-        items.append({"metadata": _meta(f"web-{i}", "shop", generation=generation),
+        items.append({"metadata": _meta(f"web-{i}", "shop", generation=own),
                       "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": f"web-{i}"}},
                                "template": {"metadata": {"labels": {"app": f"web-{i}"}},
                                             "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}},
-                      "status": {"observedGeneration": generation, "replicas": replicas, "readyReplicas": replicas,
+                      "status": {"observedGeneration": own, "replicas": replicas, "readyReplicas": replicas,
                                  "availableReplicas": replicas, "updatedReplicas": replicas}})
     return _list(items)
 
@@ -109,12 +115,13 @@ class Fleet:
     """The simulated agents and what they measured."""
 
     def __init__(self, base: str, agents: list[Sim], pages: dict[str, str]):
-        import urllib3
         from django.conf import settings
 
         self.base, self.agents, self.pages = base, agents, pages
         self.poll = float(settings.FLEETWEB_AGENT_POLL)
-        self.http = urllib3.PoolManager(maxsize=THREADS * 2, retries=False)
+        self.local = threading.local()
+        host, port = base.removeprefix("http://").split(":")
+        self.host, self.port = host, int(port)
         self.heap: list[tuple[float, int, int, str, int]] = []
         self.lock = threading.Condition()
         self.seq = 0
@@ -142,13 +149,33 @@ class Fleet:
                    "X-Fleetweb-Signature": base64.b64encode(sim.key.sign(  # type: ignore[attr-defined]
                        signed_text(method, full, date, data))).decode()}
         started = time.perf_counter()
-        response = self.http.request(method, self.base + full, body=data or None, headers=headers, timeout=30)
+        status, payload = self._send(method, full, data, headers)
         elapsed = time.perf_counter() - started
         with self.lock:
             self.latency.setdefault(label, []).append(elapsed)
             counts = self.statuses.setdefault(label, {})
-            counts[response.status] = counts.get(response.status, 0) + 1
-        return json.loads(response.data or b"{}") if response.status == 200 else {}
+            counts[status] = counts.get(status, 0) + 1
+        return json.loads(payload or b"{}") if status == 200 else {}
+
+    def _send(self, method: str, path: str, data: bytes, headers: dict) -> tuple[int, bytes]:
+        """One request on this thread's kept-alive connection (http.client: the simulator's own CPU is a share of
+        the same cores the hub runs on, and urllib3's pool cost twice as much a request)."""
+        import http.client
+
+        for attempt in (1, 2):
+            connection = getattr(self.local, "connection", None)
+            if connection is None:
+                connection = self.local.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+            try:
+                connection.request(method, path, body=data or None, headers=headers)
+                response = connection.getresponse()
+                return response.status, response.read()
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                self.local.connection = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def report(self, index: int, lists: dict[str, str]) -> None:
         """Report changed kinds with their whole lists; when the hub will ask for more, poll quickly meanwhile."""
@@ -307,6 +334,18 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def _data_pids() -> list[int]:
+    """PostgreSQL's postmaster (its backends are its children; it may have been started by an earlier run) and
+    Redis."""
+    from fleetweb.embedded import server_pids, state_dir
+
+    pids = {pid for pid, _signal in server_pids()}
+    postmaster = state_dir() / "postgres" / "postmaster.pid"
+    if postmaster.exists():
+        pids.add(int(postmaster.read_text().split()[0]))
+    return sorted(pids)
+
+
 def _pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(p / 100 * len(values)))] if values else float("nan")
@@ -344,6 +383,7 @@ def run(size: str) -> dict:
     from inventory.models import Cluster
 
     steps, quiet, loaded = SIZES[size]
+    data_pids = _data_pids()
     Cluster.objects.filter(name__startswith="agent-", auth_method="agent").delete()  # an earlier run's
     purge_queues()
     port = free_port()
@@ -351,7 +391,7 @@ def run(size: str) -> dict:
     logs = STATE / "agents-logs"
     logs.mkdir(exist_ok=True)
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "fleetweb.wsgi", "-b", f"127.0.0.1:{port}",
-                               "-w", "3", "--threads", "2", "--log-level", "warning"], env=env, cwd=ROOT,
+                               "-w", "3", "--threads", str(WEB_THREADS), "--log-level", "warning"], env=env, cwd=ROOT,
                               stdout=open(logs / "gunicorn.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", ",".join(QUEUES),
                                "-P", "threads", "-c", "8", "-n", "agents@%h", "-l", "WARNING"], env=env, cwd=ROOT,
@@ -404,9 +444,12 @@ def run(size: str) -> dict:
             fleet.reset()
             fleet.changing = True
             cpu, t0 = _cpu_seconds([server.pid, worker.pid]), time.monotonic()
+            data_cpu, sim_cpu = _cpu_seconds(data_pids), time.process_time()
             time.sleep(loaded)
             elapsed = time.monotonic() - t0
             load_cpu = (_cpu_seconds([server.pid, worker.pid]) - cpu) / elapsed
+            data_cpu = (_cpu_seconds(data_pids) - data_cpu) / elapsed
+            sim_cpu = (time.process_time() - sim_cpu) / elapsed
             fleet.changing = False
             time.sleep(15)  # the last changes' syncs finish
             all_requests = [v for values in fleet.latency.values() for v in values]
@@ -422,18 +465,21 @@ def run(size: str) -> dict:
                 "sync_wait_p50_s": _pct(waited, 50), "sync_wait_p95_s": _pct(waited, 95),
                 "writes_per_idle_heartbeat": quiet_writes / beats if beats else float("nan"),
                 "hub_cpu_quiet": quiet_cpu, "hub_cpu_loaded": load_cpu,
+                "simulator_cpu_loaded": sim_cpu, "database_redis_cpu_loaded": data_cpu,
                 "quiet_requests_per_s": quiet_requests / quiet_elapsed, "quiet_request_p95_ms": quiet_p95,
+                "owed_requests_per_s": count * (1 / fleet.poll + 1 / 30 + 1 / CHANGE_EVERY),
                 "hub_cpu_ms_per_quiet_request": quiet_cpu * 1000 * quiet_elapsed / max(quiet_requests, 1),
             }
             results["steps"].append(step)
             rows.append([count, f"{quiet_p95:.0f}", f"{step['hub_cpu_ms_per_quiet_request']:.2f}",
                          f"{step['request_p95_ms']:.0f}", f"{step['pickup_p95_s']:.2f}",
                          f"{step['visible_p95_s']:.1f}", f"{step['visible']}/{step['changes']}",
-                         f"{step['writes_per_idle_heartbeat']:.2f}", f"{step['requests_per_s']:.0f}",
-                         f"{quiet_cpu:.2f}/{load_cpu:.2f}"])
+                         f"{step['writes_per_idle_heartbeat']:.2f}",
+                         f"{step['requests_per_s']:.0f}/{step['owed_requests_per_s']:.0f}",
+                         f"{quiet_cpu:.2f}/{load_cpu:.2f}", f"{sim_cpu:.2f}", f"{data_cpu:.2f}"])
             say(table(rows, ["agents", "quiet p95 ms", "hub ms/quiet req", "loaded p95 ms", "pickup p95 s",
                              "visible p95 s", "seen", "writes/beat",
-                             "req/s", "hub cores quiet/loaded"]))
+                             "req/s sent/owed", "hub cores quiet/loaded", "sim cores", "db+redis cores"]))
             say(f"[agents] p95 by door (ms): {step['by_door_p95_ms']}; answers: {step['statuses']}")
             say(f"[agents] change -> visible p50 {step['visible_p50_s']:.2f} s, of which queued before the sync "
                 f"started p50 {step['sync_wait_p50_s']:.2f} s, p95 {step['sync_wait_p95_s']:.2f} s")

@@ -1,5 +1,5 @@
-"""WSGI entry point for gunicorn: Django's handler, with the agents' poll for work answered in front of it
-(`agents.lean`)."""
+"""WSGI entry point for gunicorn: Django's handler, with the agents' signed doors (the poll for work, heartbeats,
+reports, answers, renewal) answered in front of it (`agents.lean`)."""
 
 import os
 

@@ -178,18 +178,18 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
         if snapshot.is_complete:
             cluster.last_sync_at = now
         cluster.consecutive_failures = 0
-        readiness_fields = []
+        also = []
         if facts is not None:
             readiness.write(cluster, facts, now=now)
-            readiness_fields = ["readiness_checked_at", "readiness_error"]
+            also += ["readiness_checked_at", "readiness_error"]
         if not partial:  # a change's sync leaves the next full sync where it was, and the version as read then
             cluster.next_sync_at = now + timedelta(seconds=cluster.sync_interval)
-            readiness_fields += ["next_sync_at", "kubernetes_version", "platform", "provider"]
+            also += ["next_sync_at", "kubernetes_version", "platform"]
         cluster.save(update_fields=[
-            *readiness_fields,
+            *also,
             "status", "status_reason", "status_changed_at", "last_error", "last_seen_at", "last_sync_at",
-            "consecutive_failures", "node_count", "ready_node_count", "namespace_count", "workload_count",
-            "unhealthy_workload_count", "pod_count", "problem_pod_count", "updated_at"])
+            "consecutive_failures", "provider", "node_count", "ready_node_count", "namespace_count",
+            "workload_count", "unhealthy_workload_count", "pod_count", "problem_pod_count", "updated_at"])
         run.finished_at = now
         run.duration_ms = int((time.monotonic() - clock) * 1000)
         run.outcome = SyncOutcome.SUCCEEDED if snapshot.read_all_it_meant else SyncOutcome.PARTIAL

@@ -166,6 +166,15 @@ def test_a_sent_list_that_is_not_whole_is_that_kinds_error_only(reported):
     cluster.refresh_from_db()
     assert cluster.status == ClusterStatus.DEGRADED and "could not list Deployment" in cluster.status_reason
 
+    # A report of other kinds leaves that error standing; a whole list of Deployments ends it.
+    agent.call("POST", "changes", {"kinds": [PODS, REPLICASETS],
+                                   "lists": {PODS: _pods(), REPLICASETS: REPLICASET_LIST}})
+    cluster.refresh_from_db()
+    assert "Deployment: " in cluster.last_error and cluster.status == ClusterStatus.DEGRADED
+    agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments()}})
+    cluster.refresh_from_db()
+    assert cluster.last_error == "" and cluster.status == ClusterStatus.CONNECTED
+
 
 def test_bad_reports_are_refused_and_keep_nothing(reported):
     agent, cluster, queued = reported

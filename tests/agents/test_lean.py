@@ -51,6 +51,25 @@ def test_every_other_request_goes_to_django():
         return [b""]
 
     app = lean.wrap(django_app)
-    for path, method in (("/agent/v1/heartbeat", "post"), ("/clusters/", "get"), ("/agent/v1/work", "post")):
+    for path, method in (("/agent/v1/heartbeat", "get"), ("/clusters/", "get"), ("/agent/v1/work", "post"),
+                         ("/agent/v1/register", "post"), ("/agent/v1/manifest.yaml", "get")):
         _call(app, getattr(RequestFactory(), method)(path).environ)
-    assert handed == ["/agent/v1/heartbeat", "/clusters/", "/agent/v1/work"]
+    assert handed == ["/agent/v1/heartbeat", "/clusters/", "/agent/v1/work", "/agent/v1/register",
+                      "/agent/v1/manifest.yaml"]
+
+
+def test_a_heartbeat_in_front_of_django_is_checked_and_stored_as_through_it(admin_user):
+    from agents.models import Agent
+
+    agent, _cluster = accepted_agent(admin_user)
+    body = json.dumps({"agent_version": "0.2.0"}).encode()
+    headers = {f"HTTP_{k.upper().replace('-', '_')}": v
+               for k, v in agent.headers("POST", "/agent/v1/heartbeat", body).items()}
+    environ = RequestFactory().post("/agent/v1/heartbeat", body, content_type="application/json", **headers).environ
+    status, _headers, answer = _call(application, environ)
+    assert status.startswith("200") and "watch" in json.loads(answer)
+    assert Agent.objects.get().version == "0.2.0"
+    tampered = RequestFactory().post("/agent/v1/heartbeat", json.dumps({"agent_version": "6.6.6"}),
+                                     content_type="application/json", **headers).environ
+    status, _headers, _answer = _call(application, tampered)
+    assert status.startswith("401") and Agent.objects.get().version == "0.2.0"

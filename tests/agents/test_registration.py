@@ -387,3 +387,21 @@ def test_a_flood_of_registrations_from_one_address_is_limited(admin_user, settin
     statuses = [FakeAgent().register("fwb_wrong").status_code for _ in range(15)]
     assert 429 in statuses and set(statuses) <= {401, 429}
     assert not Registration.objects.exists()
+
+
+def test_a_poll_with_a_stolen_credential_takes_nothing_and_moves_nothing(admin_user):
+    from fleetagent.hub import new_key
+
+    agent, cluster = accepted_agent(admin_user)
+    assert agent.call("GET", "work?wait=0&boot=real").json()["items"] == []  # identity and key cached now
+    member = port.connect(Cluster.objects.get(pk=cluster.pk))
+    item = member.submit(port.RelayedMember._http_op("GET", "/api/v1/namespaces/a", query=None, body=None,
+                                                     content_type="application/json"),
+                         what="read", until=time.monotonic() + 60)
+    thief_key = new_key()
+    for _ in range(3):
+        stolen = agent.call("GET", "work?wait=0&boot=thief", key=thief_key)
+        assert stolen.status_code == 401
+    taken = agent.call("GET", "work?wait=0&boot=real").json()["items"]
+    assert [i["id"] for i in taken] == [item], "the real agent gets its work; its boot id was not replaced"
+    assert relay.client().get(relay._boot(cluster.pk)) == b"real"
