@@ -204,9 +204,9 @@ def pickup(registration: Registration, *, signature: dict, source_ip: str = "") 
             "expires_at": expires.isoformat(), **intervals()}
 
 
-# While work is flowing (an item came in the last BUSY_FOR seconds, or the agent just reported a change), the agent
-# polls every BUSY_POLL seconds instead of every FLEETWEB_AGENT_POLL: a sync through the agent is a few dozen calls
-# one after another, and each waits for the next poll.
+# While work is flowing (an item came in the last BUSY_FOR seconds, or the hub answered a report by saying it will ask
+# for more), the agent polls every BUSY_POLL seconds instead of every FLEETWEB_AGENT_POLL: a full read through the
+# agent is a few dozen calls one after another, and each waits for the next poll.
 BUSY_POLL = 0.1
 
 
@@ -224,8 +224,8 @@ def intervals() -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class Caller:
-    """The agent behind a request, as its doors need it (read in one plain query: polls are the fleet's most
-    frequent request)."""
+    """The agent behind a request, as its doors need it (read in one plain query, or for a poll from its Redis copy:
+    polls are the fleet's most frequent request)."""
 
     pk: int
     cluster_id: int

@@ -187,8 +187,8 @@ def test_register_accept_sync_and_revoke_a_cluster_the_hub_cannot_reach(
         assert heard.version == "0.1.0" and heard.last_heartbeat_at is not None
         assert all(check["ok"] for check in heard.report["checks"]), heard.report
 
-        # A change on the member shows without waiting for the schedule (60 s): the agent's watch tells the hub,
-        # which syncs through the agent.
+        # A change on the member shows without waiting for the schedule: the agent's watch sends the changed list,
+        # which the hub writes as it comes.
         deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
                       "metadata": {"name": "seen-in-seconds", "namespace": "default"},
                       "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "seen"}},
