@@ -58,14 +58,12 @@ def door(limit: int | None = SMALL_BODY, *, methods: tuple[str, ...] = ("POST",)
             try:
                 if not agent:
                     if not relay.allow(f"ip:{client_ip(request)}"):
-                        raise AgentError(f"More than {settings.FLEETWEB_AGENT_RATE} requests a second from this "
-                                         "address.", status=429)
+                        raise relay.too_many("this address")
                     return view(request, _body(request, cap), *args, **kwargs)
                 credential = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
                 found = services.agent_of(credential)
                 if not relay.allow(found.cluster_id):
-                    raise AgentError(f"More than {settings.FLEETWEB_AGENT_RATE} requests a second from this agent.",
-                                     status=429)
+                    raise relay.too_many("this agent")
                 body = _body(request, cap)
                 services.check_signature(found, credential, signature=_signature(request, body))
                 return view(request, body, found, *args, **kwargs)

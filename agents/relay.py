@@ -182,8 +182,7 @@ def take(cluster_id: int, *, wait: float, boot: str = "", counted: bool = False)
         count, _, *answers = answers
         if count > settings.FLEETWEB_AGENT_RATE:
             give_back(cluster_id, raw, boot=boot, previous=answers[0] if boot else None)
-            raise AgentError(f"More than {settings.FLEETWEB_AGENT_RATE} requests a second from this agent.",
-                             status=429)
+            raise too_many("this agent")
     return handed(cluster_id, raw, boot=boot, previous=answers[0] if boot else None, wait=wait)
 
 
@@ -191,7 +190,7 @@ def handed(cluster_id: int, raw: list, *, boot: str, previous: Any, wait: float 
     """What a poll hands out of the `raw` items it popped (`previous`: the boot id it replaced): the last process's
     unanswered items first when the agent restarted, nothing past its deadline, each kept in flight."""
     r = client()
-    if boot and isinstance(previous, bytes) and previous and previous.decode() != boot:
+    if _restarted(boot, previous):
         _requeue(r, cluster_id)  # what the last process held goes first, then what was just taken
         raw = (r.lpop(_queue(cluster_id), MAX_TAKE) or []) + raw  # type: ignore[operator,assignment]
     if not raw and wait > 0:
@@ -207,12 +206,22 @@ def handed(cluster_id: int, raw: list, *, boot: str, previous: Any, wait: float 
     return items
 
 
+def _restarted(boot: str, previous: Any) -> bool:
+    """Whether a poll naming process `boot` replaced another process's id (`previous`, as Redis returned it)."""
+    return bool(boot) and isinstance(previous, bytes) and bool(previous) and previous.decode() != boot
+
+
+def too_many(sender: str) -> AgentError:
+    """The refusal of a sender over FLEETWEB_AGENT_RATE requests a second (429)."""
+    return AgentError(f"More than {settings.FLEETWEB_AGENT_RATE} requests a second from {sender}.", status=429)
+
+
 def give_back(cluster_id: int, raw: list, *, boot: str, previous: Any) -> None:
     """Undo a refused poll: the items it popped go back to the front, in order, and the boot id it replaced back."""
     with client().pipeline(transaction=False) as pipe:
         if raw:
             pipe.lpush(_queue(cluster_id), *reversed(raw))
-        if boot and isinstance(previous, bytes) and previous and previous.decode() != boot:
+        if _restarted(boot, previous):
             pipe.set(_boot(cluster_id), previous, ex=86400)
         pipe.execute()
 

@@ -331,8 +331,7 @@ def poll(credential: str, *, signature: dict, boot: str, wait: float) -> list[di
         protocol.verify(public, **signature)  # refused here, nothing in Redis was touched
         state, who, previous, raw = relay.take_known(_who(key), boot=boot)
         if state == 2:
-            raise AgentError(f"More than {settings.FLEETWEB_AGENT_RATE} requests a second from this agent.",
-                             status=429)
+            raise relay.too_many("this agent")
         if state == 1 and who is not None:
             agent = _caller(json.loads(who))
             try:
