@@ -294,6 +294,9 @@ FLEETWEB_AGENT_RATE = env_int("FLEETWEB_AGENT_RATE", 50, minimum=5)
 # A registered cluster's agent reports every change its watches see; a full read through it is the safety net.
 FLEETWEB_AGENT_RESYNC = env_int("FLEETWEB_AGENT_RESYNC", 1800, minimum=60)
 FLEETWEB_AGENT_IMAGE = env_str("FLEETWEB_AGENT_IMAGE", "fleetweb/agent:0.1.0")
+# Clusters synced within this many seconds are evaluated together, by one task (a change's sync is one a minute per
+# registered cluster).
+FLEETWEB_EVALUATION_GATHER = env_int("FLEETWEB_EVALUATION_GATHER", 2, minimum=0)
 # Seconds between compliance trend points when nothing changed (a change always writes one).
 FLEETWEB_COMPLIANCE_HISTORY_INTERVAL = env_int("FLEETWEB_COMPLIANCE_HISTORY_INTERVAL", 900, minimum=10)
 FLEETWEB_KUBE_CONNECT_TIMEOUT = env_int("FLEETWEB_KUBE_CONNECT_TIMEOUT", 5, minimum=1)

@@ -3,17 +3,20 @@
 Used by cluster syncs (`inventory.sync`) and rollout engine runs (`rollouts.engine`). Only the holder's token
 renews or releases it, so a run that outlived its lease (killed, stalled past the expiry) cannot free or extend
 the lease a newer run took over. The model needs `lease_expires_at` (nullable DateTimeField) and `lease_token`
-(CharField, 32).
+(CharField, 32), in columns of those names.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import TypeVar
 
-from django.db import models
+from django.db import connections, models
 from django.db.models import Q
 from django.utils import timezone
+
+M = TypeVar("M", bound=models.Model)
 
 
 def free(now: datetime | None = None) -> Q:
@@ -28,6 +31,21 @@ def acquire(model: type[models.Model], pk: int, duration: timedelta) -> str | No
     token = uuid.uuid4().hex
     taken = model._default_manager.filter(free(now), pk=pk).update(lease_expires_at=now + duration, lease_token=token)
     return token if taken == 1 else None
+
+
+def take(model: type[M], pk: int, duration: timedelta) -> tuple[str, M] | None:
+    """`acquire`, and the row as it is once taken, in one statement (UPDATE ... RETURNING): (token, row), or None
+    when another run holds it or there is no such row."""
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    meta = model._meta
+    quote = connections[model._default_manager.db].ops.quote_name
+    columns = ", ".join(quote(str(field.column)) for field in meta.concrete_fields)
+    rows = list(model._default_manager.raw(
+        f"UPDATE {quote(meta.db_table)} SET lease_expires_at = %s, lease_token = %s "  # noqa: S608 (the model's names)
+        f"WHERE {quote(str(meta.pk.column))} = %s AND (lease_expires_at IS NULL OR lease_expires_at < %s) "
+        f"RETURNING {columns}", [now + duration, token, pk, now]))
+    return (token, rows[0]) if rows else None
 
 
 def renew(model: type[models.Model], pk: int, token: str, duration: timedelta) -> bool:

@@ -3,18 +3,24 @@
 Domain code queues a task by its name (`enqueue`, `enqueue_after_commit`): it never imports a `tasks` module, which
 imports the domain back (the circle services -> tasks -> services).
 
-Everything Fleetweb queues is also found again by beat from the database (due clusters, due rollouts,
-clusters awaiting evaluation), so a message that could not be sent is logged and left to beat: the
-change itself is already stored, and answering 500 would make the user retry something that worked.
+Everything Fleetweb queues is also found again later (beat claims due clusters and due rollouts from the database;
+a cluster's evaluation is queued again after its next sync), so a message that could not be sent is logged and left
+to that: the change itself is already stored, and answering 500 would make the user retry something that worked.
+
+Small requests for the same work can be gathered (`gather`): their ids wait in Redis a few seconds and one task
+takes them all.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 
+import redis
 from celery import Task, current_app
+from django.conf import settings
 from django.db import transaction
 
 log = logging.getLogger(__name__)
@@ -68,9 +74,68 @@ def enqueue_after_commit(name: str, *args, what: str, on_failure: Callable[[], o
     after_commit(lambda: found.delay(*args, **kwargs), what=what, on_failure=on_failure)
 
 
+# ---------------------------------------------------------------------------------------------
+# Gathered work: many small requests for one task, taken together a few seconds later
+
+GATHER_PREFIX = "fleetweb:gather:"
+_clients: dict[int, redis.Redis] = {}
+
+
+def _redis() -> redis.Redis:
+    """This process's client (a forked worker makes its own: a connection is not shared across a fork)."""
+    pid = os.getpid()
+    if pid not in _clients:
+        _clients[pid] = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    return _clients[pid]
+
+
+def _gathered(name: str) -> tuple[str, str]:
+    return f"{GATHER_PREFIX}{name}:ids", f"{GATHER_PREFIX}{name}:queued"
+
+
+def gather(name: str, ids: Iterable[int], *, within: float, what: str) -> None:
+    """Have task `name` (called without arguments) take `ids`, with whatever else was gathered meanwhile, within
+    `within` seconds: the ids join a set in Redis, and the task is queued with that countdown only when none is queued
+    already. A stream of small changes (two thousand agents reporting once a minute each) is then one task every few
+    seconds over many ids, not one task each. The task takes them with `take_gathered`. Redis away: the task is not
+    gathered but queued with these ids (`name` accepts them as its one argument)."""
+    ids = sorted(set(ids))
+    if not ids:
+        return
+    members, queued = _gathered(name)
+    try:
+        with _redis().pipeline(transaction=False) as pipe:
+            pipe.sadd(members, *ids)
+            pipe.set(queued, "1", nx=True, px=max(1, int(within * 1000)))
+            _added, first = pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("could not gather %s (%s); queueing it with its ids", what, type(exc).__name__)
+        enqueue(name, ids, what=what)
+        return
+    if first:  # no task is waiting to take them: this one will, after the others had their time to join
+        found = task(name)
+        send_safely(lambda: found.apply_async(countdown=within), what=what,
+                    on_failure=lambda: _redis().delete(queued))  # the next gather queues it again
+
+
+def gather_after_commit(name: str, ids: Iterable[int], *, within: float, what: str) -> None:
+    """`gather` once the current transaction commits (at once outside a transaction)."""
+    ids = list(ids)
+    transaction.on_commit(lambda: gather(name, ids, within=within, what=what))
+
+
+def take_gathered(name: str, *, limit: int = 100_000) -> list[int]:
+    """Up to `limit` of the ids gathered for task `name` (taken: a later task gets only what came after)."""
+    members, _queued = _gathered(name)
+    return sorted(int(raw) for raw in _redis().spop(members, limit) or [])
+
+
 def purge_queues() -> None:
-    """Drop every message waiting in Fleetweb's queues (tests and benchmarks between runs: a task left queued by the
-    previous one must not run in the next)."""
+    """Drop every message waiting in Fleetweb's queues and everything gathered for a task (tests and benchmarks
+    between runs: a task left queued by the previous one must not run in the next)."""
+    client = _redis()
+    for key in client.scan_iter(match=f"{GATHER_PREFIX}*"):
+        client.delete(key)
     with current_app.connection_for_write() as conn:
         for name in QUEUES:
             try:

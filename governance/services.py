@@ -7,13 +7,14 @@ import logging
 from collections import defaultdict
 
 import msgspec
+from django.conf import settings
 from django.db import transaction
 
 from foundation.audit import record
 from foundation.errors import ServiceError
-from foundation.queueing import task
+from foundation.queueing import gather, gather_after_commit, take_gathered, task
 from foundation.roles import ADMIN, has_role
-from governance import rules
+from governance import evaluation, rules
 from governance.choices import Mode
 from governance.evaluation import CHUNK
 from governance.models import (
@@ -150,6 +151,31 @@ def _reevaluate(cluster_ids) -> None:
     ids = sorted(set(cluster_ids))
     if ids:
         transaction.on_commit(lambda: queue_evaluations(ids))
+
+
+def reevaluate_after_sync(cluster_ids) -> None:
+    """After a sync commits: evaluate these clusters within FLEETWEB_EVALUATION_GATHER seconds, together with every
+    other cluster synced meanwhile. Agents report a change a minute each, and each report is a sync: gathered, two
+    thousand of them are one task every two seconds over about seventy clusters, not seventy tasks over one."""
+    gather_after_commit("governance.tasks.evaluate_gathered", cluster_ids,
+                        within=settings.FLEETWEB_EVALUATION_GATHER, what="the evaluation of synced clusters")
+
+
+def evaluate_gathered(cluster_ids: list[int] | None = None) -> int:
+    """Evaluate (and enforce on) the clusters gathered by `reevaluate_after_sync` (or `cluster_ids`, when Redis was
+    away as they were gathered): the first chunk here, the others as tasks of their own for the other workers. A
+    chunk that fails goes back to be gathered again."""
+    ids = take_gathered("governance.tasks.evaluate_gathered") if cluster_ids is None else sorted(set(cluster_ids))
+    first, rest = ids[:CHUNK], ids[CHUNK:]
+    if rest:
+        queue_evaluations(rest)
+    try:
+        evaluation.evaluate_and_enforce_many(list(Cluster.objects.filter(pk__in=first)))
+    except Exception:
+        gather("governance.tasks.evaluate_gathered", first, within=settings.FLEETWEB_EVALUATION_GATHER,
+               what="the evaluation of synced clusters")
+        raise
+    return len(ids)
 
 
 def queue_evaluations(cluster_ids: list[int]) -> None:

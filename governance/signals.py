@@ -19,7 +19,7 @@ from foundation.audit import record
 from foundation.models import AuditEvent
 from foundation.roles import ROLES
 from foundation.web import client_ip, current_actor
-from governance.services import _reevaluate
+from governance.services import _reevaluate, reevaluate_after_sync
 from inventory.signals import clusters_changed
 
 USER_FIELDS = ("username", "first_name", "last_name", "email", "is_active", "is_staff", "is_superuser")
@@ -161,6 +161,9 @@ def audit_admin_action(sender, instance: LogEntry, created: bool, **kwargs) -> N
 
 @receiver(clusters_changed)
 def reevaluate(sender, cluster_ids, reason, **kwargs) -> None:
-    """After a sync, an attach, an edit or a group change: evaluate those clusters once committed."""
-
-    _reevaluate(cluster_ids)
+    """After a sync, an attach, an edit or a group change: evaluate those clusters once committed (after a sync,
+    gathered with the other clusters synced within a few seconds)."""
+    if reason == "sync":
+        reevaluate_after_sync(cluster_ids)
+    else:
+        _reevaluate(cluster_ids)

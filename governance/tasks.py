@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from governance import compliance, evaluation, upgrades
+from governance import compliance, evaluation, services, upgrades
 from inventory.models import Cluster
 
 
@@ -12,6 +12,12 @@ def evaluate_clusters(cluster_ids: list[int]) -> int:
     clusters = list(Cluster.objects.filter(pk__in=cluster_ids))
     evaluation.evaluate_and_enforce_many(clusters)
     return len(clusters)
+
+
+@shared_task(soft_time_limit=600, time_limit=660, acks_late=True, ignore_result=True)
+def evaluate_gathered(cluster_ids: list[int] | None = None) -> int:
+    """Evaluate the clusters synced in the last few seconds (`services.reevaluate_after_sync`)."""
+    return services.evaluate_gathered(cluster_ids)
 
 
 @shared_task(ignore_result=True, soft_time_limit=300, time_limit=330)

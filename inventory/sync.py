@@ -105,25 +105,27 @@ def sync_cluster(cluster_id: int, *, triggered_by: str = "schedule") -> SyncRun 
 def sync_unless_held(cluster_id: int, *, triggered_by: str = "schedule") -> SyncRun | None:
     """Sync one cluster; Held when another sync holds it. None when there was nothing to sync: the cluster was
     detached, or a change's sync found what was reported written already (by the sync before it)."""
-    token = leases.acquire(Cluster, cluster_id, LEASE)
-    if token is None:
+    taken = leases.take(Cluster, cluster_id, LEASE)
+    if taken is None:
+        if not Cluster.objects.filter(pk=cluster_id).exists():
+            return None  # detached
         log.info("sync of cluster %s skipped: another sync holds it", cluster_id)
         metrics.LEASE_CONTENTION.inc()
         raise Held(cluster_id)
+    token, cluster = taken
     try:
-        cluster = Cluster.objects.get(pk=cluster_id)
         return _sync(cluster, triggered_by=triggered_by)
-    except Cluster.DoesNotExist:
-        return None
     finally:
-        leases.release(Cluster, cluster_id, token)
+        if cluster.lease_token == token:  # not given back with the snapshot written
+            leases.release(Cluster, cluster_id, token)
 
 
 def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
-    started = timezone.now()
+    # The run is written once, with its outcome, in the transaction that writes what it read (nothing reads a run
+    # that has not finished).
+    run = SyncRun(cluster=cluster, started_at=timezone.now(), triggered_by=triggered_by)
     clock = time.monotonic()
     member = None
-    run = None
     try:
         member = port.connect(cluster)
         # What the cluster reported changed (its agent's watches): a change's sync reads just those kinds (and what
@@ -133,7 +135,6 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
             else None
         if only is not None and not only:
             return None  # the sync before this one read what was reported
-        run = SyncRun.objects.create(cluster=cluster, started_at=started, triggered_by=triggered_by)
         snapshot = collector.fetch(member, only=only)
         facts = readiness.fetch(member) if only is None and readiness.due(cluster, triggered_by=triggered_by) \
             else None
@@ -142,11 +143,9 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
             snapshot.counts.update(facts.counts)
             snapshot.bytes_read = member.bytes_read
     except port.KubeError as exc:
-        run = run or SyncRun.objects.create(cluster=cluster, started_at=started, triggered_by=triggered_by)
         return _record_failure(cluster, run, exc, clock, bytes_read=member.bytes_read if member else 0)
     except Exception as exc:  # a bug or bad data must not stop the next sync, only this one
         log.exception("sync of %s failed", cluster.name)
-        run = run or SyncRun.objects.create(cluster=cluster, started_at=started, triggered_by=triggered_by)
         error = port.KubeError("protocol", f"internal error during sync: {type(exc).__name__}: {exc}")
         return _record_failure(cluster, run, error, clock, bytes_read=member.bytes_read if member else 0)
     finally:
@@ -155,14 +154,15 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
     with transaction.atomic():
         # Detached while it was being read: nothing to write to. The lock also makes a detach wait for this write.
         locked = list(Cluster.objects.select_for_update().filter(pk=cluster.pk)
-                      .values_list(*history.HISTORY_FIELDS, "last_error"))
+                      .values_list(*history.HISTORY_FIELDS, "last_error", "lease_token"))
         if not locked:
             log.info("%s was detached during its sync; the snapshot is dropped", cluster.name)
             return None
-        before = dict(zip(history.HISTORY_FIELDS, locked[0][:-1], strict=True))  # as stored now, not as first read
+        *stored, last_error, holder = locked[0]
+        before = dict(zip(history.HISTORY_FIELDS, stored, strict=True))  # as stored now, not as first read
         partial = snapshot.only is not None
         if snapshot.only is not None:  # the errors of kinds this sync did not read stand until a sync reads them
-            snapshot.errors = {**_kind_errors(locked[0][-1], keep_out=snapshot.only), **snapshot.errors}
+            snapshot.errors = {**_kind_errors(last_error, keep_out=snapshot.only), **snapshot.errors}
         write_snapshot(cluster, snapshot)
         status, reason = collector.health(
             snapshot, cluster.unhealthy_workload_count, nodes=(cluster.node_count, cluster.ready_node_count),
@@ -179,6 +179,9 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
             cluster.last_sync_at = now
         cluster.consecutive_failures = 0
         also = []
+        if holder and holder == cluster.lease_token:  # the lease goes back in the same commit (one less to wait for)
+            cluster.lease_expires_at, cluster.lease_token = None, ""
+            also += ["lease_expires_at", "lease_token"]
         if facts is not None:
             readiness.write(cluster, facts, now=now)
             also += ["readiness_checked_at", "readiness_error"]
@@ -233,7 +236,7 @@ def _record_failure(cluster: Cluster, run: SyncRun, exc: port.KubeError, clock: 
         Cluster.objects.filter(pk=cluster.pk).update(
             status=exc.status, status_reason=exc.message[:255], last_error=exc.message,
             consecutive_failures=failures, next_sync_at=now + timedelta(seconds=delay), updated_at=now, **changed)
-        SyncRun.objects.filter(pk=run.pk).update(**fields)
+        run.save()
         if changed:
             history.record(history.status_change(cluster.pk, stored[0], exc.status, exc.message, at=now))
     log.warning("sync of %s failed (%s): %s", cluster.name, exc.kind, exc.message)
@@ -248,10 +251,10 @@ def _fingerprint(row: dict) -> str:
     return hashlib.blake2b(msgspec.json.encode(row), digest_size=16).hexdigest()
 
 
-def _upsert(model, cluster: Cluster, rows: list[dict], *, update_fields: list[str]) -> int:
-    """Insert new rows and update changed ones; rows whose fingerprint is unchanged are not written, so a
-    sync of a cluster where nothing happened writes (almost) nothing. Returns the rows written."""
-    stored = dict(model.objects.filter(cluster=cluster).values_list("uid", "fingerprint"))
+def _upsert(model, cluster: Cluster, rows: list[dict], *, stored: dict[str, str], update_fields: list[str]) -> int:
+    """Insert new rows and update changed ones (`stored`: uid -> fingerprint as stored); rows whose fingerprint is
+    unchanged are not written, so a sync of a cluster where nothing happened writes (almost) nothing. Returns the rows
+    written."""
     changed = []
     for row in rows:
         fingerprint = _fingerprint(row)
@@ -267,14 +270,6 @@ def _upsert(model, cluster: Cluster, rows: list[dict], *, update_fields: list[st
 def _fields(model, exclude: tuple[str, ...] = ()) -> list[str]:
     skip = {"id", "cluster", "uid", "fingerprint", *exclude}
     return [f.name for f in model._meta.concrete_fields if f.name not in skip]
-
-
-def _prune(queryset, seen: list[str]) -> None:
-    """Delete rows the cluster no longer has (one SELECT of uids; a DELETE only when some are gone)."""
-    keep = set(seen)
-    gone = [pk for pk, uid in queryset.values_list("pk", "uid") if uid not in keep]
-    if gone:
-        queryset.model.objects.filter(pk__in=gone).delete()
 
 
 def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
@@ -325,11 +320,24 @@ def _write_pod_counts(cluster: Cluster, snapshot: collector.Snapshot) -> None:
             queryset.model.objects.bulk_update(moved, [*fields, "fingerprint"], batch_size=BATCH)
 
 
-def _write(queryset, cluster: Cluster, rows: list[dict], *, prune: bool, keep: tuple[str, ...] = ()) -> None:
-    """Upsert `rows` into the queryset's model, leaving the `keep` columns as stored; prune what is gone."""
-    _upsert(queryset.model, cluster, rows, update_fields=_fields(queryset.model, keep))
-    if prune:
-        _prune(queryset, [row["uid"] for row in rows])
+def _write(queryset, cluster: Cluster, rows: list[dict], *, prune: bool, keep: tuple[str, ...] = (),
+           fill: tuple[str, ...] = ()) -> None:
+    """Upsert `rows` into the queryset's model, leaving the `keep` columns as stored; prune what is gone. The `fill`
+    columns, which the rows lack, are copied from the stored rows (0 for a new one) before the rows are compared. One
+    SELECT reads what all three need."""
+    stored = {uid: (pk, fingerprint, values) for pk, uid, fingerprint, *values
+              in queryset.values_list("pk", "uid", "fingerprint", *fill)}
+    if fill:
+        for row in rows:
+            found = stored.get(row["uid"])
+            row.update(zip(fill, found[2], strict=True) if found else dict.fromkeys(fill, 0))
+    _upsert(queryset.model, cluster, rows, stored={uid: found[1] for uid, found in stored.items()},
+            update_fields=_fields(queryset.model, keep))
+    if prune:  # delete the rows the cluster no longer has
+        seen = {row["uid"] for row in rows}
+        gone = [pk for uid, (pk, _fingerprint, _values) in stored.items() if uid not in seen]
+        if gone:
+            queryset.model.objects.filter(pk__in=gone).delete()
 
 
 NAMESPACE_POD_FIELDS = ("pods_total", "pods_running", "pods_pending", "pods_failed")
@@ -364,17 +372,14 @@ def _write_workloads(cluster: Cluster, snapshot: collector.Snapshot, *, prune: b
         if kind not in snapshot.complete:
             continue
         rows = snapshot.workloads.get(kind, [])
-        stored = {} if pods_complete else {  # the counts as stored: an unchanged row keeps its fingerprint
-            uid: dict(zip(WORKLOAD_POD_FIELDS, counts, strict=True)) for uid, *counts in
-            Workload.objects.filter(cluster=cluster, kind=kind).values_list("uid", *WORKLOAD_POD_FIELDS)}
-        for row in rows:
-            if pods_complete:
+        if pods_complete:
+            for row in rows:
                 counts = snapshot.pods_by_workload.get(row["uid"]) or collector.PodCounts()
                 row.update(pods_total=counts.total, pods_ready=counts.ready, pods_pending=counts.pending,
                            pods_crashlooping=counts.crashlooping, restarts=counts.restarts)
-            else:
-                row.update(stored.get(row["uid"]) or dict.fromkeys(WORKLOAD_POD_FIELDS, 0))
-        _write(Workload.objects.filter(cluster=cluster, kind=kind), cluster, rows, prune=prune)
+        # Without the pods, the counts as stored: an unchanged row keeps its fingerprint.
+        _write(Workload.objects.filter(cluster=cluster, kind=kind), cluster, rows, prune=prune,
+               fill=() if pods_complete else WORKLOAD_POD_FIELDS)
 
 
 ADDON_FIELDS = ("addon", "version", "namespace", "workload", "kind", "image")

@@ -152,6 +152,29 @@ def test_a_report_of_deployments_writes_only_the_one_that_changed(reported):
     assert SyncRun.objects.filter(cluster=cluster, triggered_by="change").count() == 3
 
 
+
+def test_a_written_report_costs_one_commit_and_gives_the_lease_back_with_it(reported):
+    """The write of a report is the hot path of two thousand agents: the lease is taken with the row (one statement)
+    and given back in the commit that writes what was reported, and the sync run is written once, finished."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    agent, cluster, _queued = reported
+    lists = everything()
+    agent.call("POST", "changes", {"kinds": sorted(lists), "lists": lists})
+    with CaptureQueriesContext(connection) as captured:
+        answer = agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments(3)}})
+    assert answer.json()["written"] is True
+    statements = [q["sql"] for q in captured.captured_queries]
+    assert sum("lease_token" in sql and sql.startswith("UPDATE") for sql in statements) == 2, statements
+    assert [sql for sql in statements if "lease_token" in sql and sql.startswith("UPDATE")][0].endswith(
+        "RETURNING " + ", ".join(f'"{f.column}"' for f in Cluster._meta.concrete_fields)), "taken with the row"
+    assert sum(sql.startswith(("COMMIT", "BEGIN")) for sql in statements) == 2, "one transaction"
+    assert sum("inventory_syncrun" in sql for sql in statements) == 1, "the run is written once, finished"
+    row = Cluster.objects.get(pk=cluster.pk)
+    assert (row.lease_token, row.lease_expires_at) == ("", None)
+    assert Workload.objects.get(cluster=cluster, name="web").replicas_desired == 3
+
 def test_a_sent_list_that_is_not_whole_is_that_kinds_error_only(reported):
     agent, cluster, _queued = reported
     lists = everything()

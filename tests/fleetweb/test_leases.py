@@ -39,3 +39,14 @@ def test_a_run_that_outlived_its_lease_can_neither_renew_nor_release_the_new_hol
     leases.release(Cluster, cluster.pk, current)
     row.refresh_from_db()
     assert (row.lease_token, row.lease_expires_at) == ("", None)
+
+
+def test_take_returns_the_row_as_taken_in_one_statement(django_assert_num_queries):
+    cluster = make_cluster("c1", labels={"team": "shop"})
+    with django_assert_num_queries(1):
+        token, row = leases.take(Cluster, cluster.pk, MINUTE)
+    assert isinstance(row, Cluster) and row.pk == cluster.pk and row.labels == {"team": "shop"}
+    assert row.lease_token == token and row.lease_expires_at > timezone.now()
+    assert leases.take(Cluster, cluster.pk, MINUTE) is None  # held
+    assert leases.take(Cluster, cluster.pk + 1000, MINUTE) is None  # no such row
+

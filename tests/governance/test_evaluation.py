@@ -232,17 +232,21 @@ def test_syncs_and_group_changes_queue_evaluation_after_commit(admin_user, djang
                                                                monkeypatch):
     from django.db import transaction
 
+    from foundation.queueing import purge_queues, take_gathered
     from inventory.models import Cluster
     from inventory.signals import clusters_changed
 
+    purge_queues()
     queued = []
     monkeypatch.setattr(services, "queue_evaluations", lambda ids: queued.append(ids))
     cluster = make_cluster("c1", environment="prod")
     with django_capture_on_commit_callbacks(execute=True):
         with transaction.atomic():  # what inventory.services._sync sends at the end of its transaction
             clusters_changed.send(sender=Cluster, cluster_ids=[cluster.pk], reason="sync")
-            assert queued == []
-    assert queued == [[cluster.pk]]
+            assert take_gathered("governance.tasks.evaluate_gathered") == []
+    # after a sync the cluster is gathered with the others synced within a few seconds, for one task to evaluate
+    assert take_gathered("governance.tasks.evaluate_gathered") == [cluster.pk]
+    assert queued == []
     with django_capture_on_commit_callbacks(execute=True):
         group = inventory_services.create_group(name="g", selector="environment=prod", user=admin_user)
     assert queued[-1] == [cluster.pk]
