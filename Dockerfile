@@ -1,4 +1,4 @@
-# Fleetweb image for docker-compose.yml: web (gunicorn), worker and beat share it.
+# Fleetweb image for docker-compose.yml: web (gunicorn), the agents' gateway (uvicorn, 8001), worker and beat share it.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 FLEETWEB_STATIC_ROOT=/app/staticfiles
@@ -25,5 +25,5 @@ RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 fleetweb
 
 USER fleetweb
-EXPOSE 8000
+EXPOSE 8000 8001
 CMD ["gunicorn", "-c", "fleetweb/deploy/gunicorn.conf.py", "fleetweb.wsgi:application"]

@@ -25,6 +25,7 @@ from foundation.web import client_ip
 log = logging.getLogger(__name__)
 
 SMALL_BODY = 64 * 1024
+HOLD_KEY = "fleetweb.poll_hold"  # in a request's META: the seconds its server holds a poll (the agents' gateway)
 
 
 def _body(request: HttpRequest, limit: int) -> bytes:
@@ -36,6 +37,13 @@ def _body(request: HttpRequest, limit: int) -> bytes:
     if len(data) > limit:
         raise AgentError(f"The request body is larger than {limit} bytes.", status=413)
     return data
+
+
+def held(request: HttpRequest) -> float | None:
+    """How long the server answering holds a poll waiting for work, when it says so (the agents' gateway puts it in
+    the request: `agents.gateway.HOLD_KEY`); None: FLEETWEB_AGENT_POLL_HOLD, the web tier's."""
+    hold = request.META.get(HOLD_KEY)
+    return float(hold) if hold is not None else None
 
 
 def _signature(request: HttpRequest, body: bytes) -> dict:
@@ -92,12 +100,13 @@ def registration(request: HttpRequest, body: bytes, registration_id) -> JsonResp
     found = Registration.objects.filter(pk=registration_id).first()
     if found is None:
         raise AgentError("No such registration.", status=404)
-    return JsonResponse(services.pickup(found, signature=_signature(request, body), source_ip=client_ip(request)))
+    return JsonResponse(services.pickup(found, signature=_signature(request, body), source_ip=client_ip(request),
+                                        held=held(request)))
 
 
 @door()
 def heartbeat(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
-    return JsonResponse(services.heartbeat(agent, protocol.parse_body(body, limit=SMALL_BODY)))
+    return JsonResponse(services.heartbeat(agent, protocol.parse_body(body, limit=SMALL_BODY), held=held(request)))
 
 
 @door(limit=None)
@@ -110,7 +119,7 @@ def changes(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
 @door()
 def credential(request: HttpRequest, body: bytes, agent: Caller) -> JsonResponse:
     presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    return JsonResponse(services.renew(agent, presented=presented))
+    return JsonResponse(services.renew(agent, presented=presented, held=held(request)))
 
 
 @csrf_exempt

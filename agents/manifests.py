@@ -18,7 +18,10 @@ AGENT_VERSION = "0.1.0"  # the version the hub's manifest runs; an agent reporti
 
 
 def hub_url(request: HttpRequest | None = None) -> str:
-    """Where agents reach the hub: FLEETWEB_BASE_URL, else the address this request came to."""
+    """Where agents reach the hub: FLEETWEB_AGENT_URL (the agents' gateway), else FLEETWEB_BASE_URL, else the address
+    this request came to."""
+    if settings.FLEETWEB_AGENT_URL:
+        return settings.FLEETWEB_AGENT_URL
     if settings.FLEETWEB_BASE_URL:
         return settings.FLEETWEB_BASE_URL
     return request.build_absolute_uri("/").rstrip("/") if request is not None else ""

@@ -67,6 +67,10 @@ def _pushed(cluster_id: int) -> str:
     return f"{PREFIX}:{cluster_id}:pushed"
 
 
+# Where the queueing of work for a cluster is announced (its id): the agents' gateway holds polls open and answers
+# the one of that cluster as soon as its work is queued (`agents.gateway`).
+WORK_CHANNEL = f"{PREFIX}:work-queued"
+
 PUSHED_TTL = 600  # seconds a reported change waits for its sync (which normally starts at once)
 
 
@@ -107,6 +111,7 @@ class Relay:
             pipe.set(_owner(item_id), self.cluster_id, ex=ttl)
             pipe.rpush(_queue(self.cluster_id), json.dumps(item))
             pipe.expire(_queue(self.cluster_id), max(ttl, 600))
+            pipe.publish(WORK_CHANNEL, self.cluster_id)  # a poll held by the agents' gateway answers at once
             pipe.execute()
         return item_id
 

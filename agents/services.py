@@ -181,7 +181,7 @@ def _issue(agent: Agent, *, keep_previous: bool) -> tuple[str, datetime.datetime
     return secret, expires
 
 
-def pickup(registration: Registration, *, signature: dict, source_ip: str = "") -> dict:
+def pickup(registration: Registration, *, signature: dict, source_ip: str = "", held: float | None = None) -> dict:
     """What the agent that made `registration` learns when it asks (signed with its key): still pending, rejected,
     or accepted with its first credential. Until that credential is first used, asking again issues a new one (a
     lost answer strands nobody); after that, only renewal with the credential and the key gets another."""
@@ -201,7 +201,7 @@ def pickup(registration: Registration, *, signature: dict, source_ip: str = "") 
         secret, expires = _issue(agent, keep_previous=False)
         record(user=None, action="agent.credential.pickup", target=agent.cluster, source_ip=source_ip)
     return {"state": "accepted", "cluster": agent.cluster.name, "credential": secret,
-            "expires_at": expires.isoformat(), **intervals()}
+            "expires_at": expires.isoformat(), **intervals(held=held)}
 
 
 # While work is flowing (an item came in the last BUSY_FOR seconds, or the hub answered a report by saying it will ask
@@ -210,11 +210,14 @@ def pickup(registration: Registration, *, signature: dict, source_ip: str = "") 
 BUSY_POLL = 0.1
 
 
-def intervals() -> dict:
+def intervals(*, held: float | None = None) -> dict:
     """How often the agent heartbeats and polls, when it renews, and the kinds it watches (the hub decides; the agent
-    follows)."""
+    follows). `held`: the server answering holds every poll up to that many seconds until work comes (the agents'
+    gateway, `agents.gateway`), so the agent polls again as soon as an answer comes, idle or busy; otherwise it polls
+    every FLEETWEB_AGENT_POLL seconds, and while work flows every BUSY_POLL held up to FLEETWEB_AGENT_POLL_HOLD."""
+    hold = settings.FLEETWEB_AGENT_POLL_HOLD if held is None else held
     return {"heartbeat_seconds": settings.FLEETWEB_AGENT_HEARTBEAT, "poll_seconds": settings.FLEETWEB_AGENT_POLL,
-            "busy_poll_seconds": BUSY_POLL, "poll_hold_seconds": settings.FLEETWEB_AGENT_POLL_HOLD,
+            "busy_poll_seconds": BUSY_POLL, "poll_hold_seconds": hold, "idle_hold_seconds": held or 0,
             "renew_after_seconds": settings.FLEETWEB_AGENT_CREDENTIAL_TTL // 2,
             "watch": [kind.path for kind in kinds.KINDS],
             # kinds whose lists a report of the first sends along (the hub's fold of the first reads them)
@@ -319,10 +322,16 @@ MAX_KEYS = 100_000
 
 
 def poll(credential: str, *, signature: dict, boot: str, wait: float) -> list[dict]:
-    """The poll for work: who is asking (credential, key, revocation, expiry, rate), then its cluster's items
-    (`relay.take`). For an agent seen before whose identity is cached, an idle poll is one Redis round trip
-    (`relay.take_known`, after the signature was checked against the key this process saw); anything else takes the
-    path of every other door (`agent_of`, `check_signature`), with the same refusals."""
+    """The poll for work: the items handed out (`poll_of`)."""
+    return poll_of(credential, signature=signature, boot=boot, wait=wait)[1]
+
+
+def poll_of(credential: str, *, signature: dict, boot: str, wait: float) -> tuple[int, list[dict]]:
+    """The poll for work, answering (the asking agent's cluster id, its items): who is asking (credential, key,
+    revocation, expiry, rate), then its cluster's items (`relay.take`). For an agent seen before whose identity is
+    cached, an idle poll is one Redis round trip (`relay.take_known`, after the signature was checked against the key
+    this process saw); anything else takes the path of every other door (`agent_of`, `check_signature`), with the
+    same refusals."""
     if not credential.startswith(protocol.CREDENTIAL_PREFIX):
         raise AgentError("No agent credential (Authorization: Bearer fwa_…).", status=401)
     key = protocol.digest(credential)
@@ -341,10 +350,10 @@ def poll(credential: str, *, signature: dict, boot: str, wait: float) -> list[di
             except AgentError:
                 relay.give_back(agent.cluster_id, raw, boot=boot, previous=previous)
                 raise
-            return relay.handed(agent.cluster_id, raw, boot=boot, previous=previous)
+            return agent.cluster_id, relay.handed(agent.cluster_id, raw, boot=boot, previous=previous)
     agent = agent_of(credential, cached=True)
     check_signature(agent, credential, signature=signature)
-    return relay.take(agent.cluster_id, wait=wait, boot=boot, counted=True)
+    return agent.cluster_id, relay.take(agent.cluster_id, wait=wait, boot=boot, counted=True)
 
 
 def check_signature(agent: Caller, credential: str, *, signature: dict) -> None:
@@ -357,14 +366,14 @@ def check_signature(agent: Caller, credential: str, *, signature: dict) -> None:
             forget(agent.previous_digest, agent.credential_digest)
 
 
-def renew(agent: Caller, *, presented: str) -> dict:
+def renew(agent: Caller, *, presented: str, held: float | None = None) -> dict:
     """A new credential for an authenticated agent (the old one lasts until the new one is first used)."""
     with transaction.atomic():
         locked = Agent.objects.select_for_update().get(pk=agent.pk)
         if locked.credential_digest != protocol.digest(presented):
             raise AgentError("Renew with the newest credential.", status=409)
         secret, expires = _issue(locked, keep_previous=True)
-    return {"credential": secret, "expires_at": expires.isoformat(), **intervals()}
+    return {"credential": secret, "expires_at": expires.isoformat(), **intervals(held=held)}
 
 
 def revoke(cluster: Cluster, *, user, source_ip: str = "") -> None:
@@ -390,7 +399,7 @@ def revoke(cluster: Cluster, *, user, source_ip: str = "") -> None:
 MAX_REPORT_TEXT = 500
 
 
-def heartbeat(agent: Caller, body: dict) -> dict:
+def heartbeat(agent: Caller, body: dict, *, held: float | None = None) -> dict:
     """What the agent says of itself every FLEETWEB_AGENT_HEARTBEAT seconds: its version, its permission check and
     its last error. One UPDATE."""
     version = protocol.field(body, "agent_version", str, max_length=32, required=False, default="")
@@ -414,22 +423,20 @@ def heartbeat(agent: Caller, body: dict) -> dict:
     # the lists its watches kept (resumed where they were, so the cluster is not listed again), and the sync of
     # those makes the cluster reachable again. Until it does, each heartbeat asks again.
     fresh = agent.last_heartbeat_at is None or agent.cluster_status == ClusterStatus.UNREACHABLE
-    return {"ok": True, **({"report_all": True} if fresh else {}), **intervals()}
-
-
-# A report whose lists are all the sync needs, and at most this large, is written while the agent waits (its sync is
-# a few queries: no queue, no worker); a larger one, or one that needs the hub to ask the agent, is queued.
-INLINE_BYTES = 2 * 2**20
+    return {"ok": True, **({"report_all": True} if fresh else {}), **intervals(held=held)}
 
 
 def changed(agent: Caller, body: dict) -> dict:
-    """The agent saw collected kinds change: write them now, so a change shows within a second or two. With each
-    kind's path the agent may send the kind's whole list from its watch cache ("lists": {path: the LIST's JSON
-    text}); the sync then reads that instead of asking the agent (a kind named without a list is read through it).
+    """The agent saw collected kinds change. With each kind's path it may send the kind's whole list from its watch
+    cache ("lists": {path: the LIST's JSON text}); the sync then reads that instead of asking the agent (a kind named
+    without a list is read through it).
 
-    The answer says what happened: `written` (the sync ran in this request), else `queued` (a worker runs it; it
-    waits for a sync already holding the cluster, `inventory.tasks.sync_cluster`); `pull` says whether the hub will
-    ask the agent for anything (the agent polls quickly meanwhile)."""
+    When every list the sync needs was sent, the write is gathered (`inventory.sync.gather_reported`): a worker writes
+    it within half a second, with the other clusters reported meanwhile, so the agent's request costs a few
+    milliseconds whatever the write costs. Otherwise a sync of its own is queued, which asks the agent for the rest
+    (and waits for a sync already holding the cluster, `inventory.tasks.sync_cluster`). The answer says `queued`, and
+    whether the hub will ask the agent for anything (`pull`: the agent polls quickly meanwhile); `written` is always
+    false (kept for agents that read it)."""
     paths = protocol.field(body, "kinds", list)
     known = {kind.path for kind in kinds.KINDS}
     if not paths or len(paths) > len(known) or not all(isinstance(p, str) and p in known for p in paths):
@@ -441,14 +448,10 @@ def changed(agent: Caller, body: dict) -> dict:
     relay.report_changes(agent.cluster_id, {path: lists.get(path) for path in paths})
     read = {kinds.BY_NAME[name].path for name in kinds.closure(kinds.by_path(paths))}
     pull = any(path not in lists for path in read)
-    if not pull and sum(len(text) for text in lists.values()) <= INLINE_BYTES:
-        try:
-            sync.sync_unless_held(agent.cluster_id, triggered_by=sync.SYNC_AFTER_CHANGE)
-        except sync.Held:
-            pass  # a sync is reading the cluster: the queued one runs after it
-        else:
-            return {"written": True, "queued": False, "pull": False}
-    services.request_sync(agent.cluster_id, triggered_by=services.SYNC_AFTER_CHANGE)
+    if pull:
+        services.request_sync(agent.cluster_id, triggered_by=services.SYNC_AFTER_CHANGE)
+    else:
+        sync.gather_reported(agent.cluster_id)
     return {"written": False, "queued": True, "pull": pull}
 
 

@@ -1,22 +1,28 @@
 """5. Agents: simulated agents speaking the real protocol (signed requests, heartbeats, polls for work, answers,
-reported changes) against one web tier (gunicorn 3 workers x 2 threads) and one Celery worker (8 threads) on this
-machine. Each agent heartbeats every FLEETWEB_AGENT_HEARTBEAT (30 s), polls for work every FLEETWEB_AGENT_POLL (3 s;
-every 0.1 s while work flows) and reports a change once a minute, sending the changed Deployments' whole list as the
-agent does from its watch cache; the hub writes it in that request, without asking the agent. Each cluster is also
-read in full through its agent every FLEETWEB_AGENT_RESYNC seconds (the safety net; first times spread over one
-interval, claimed as beat does every 5 s), which is the work the agents pick up: they answer from a small canned
-cluster (3 nodes, 10 Deployments, 20 pods).
+reported changes) against the hub on this machine, answered by the agents' gateway (agents/gateway.py, 2 processes:
+polls held up to FLEETWEB_AGENT_GATEWAY_HOLD until work comes) and, as the baseline in the same run, by the web tier
+itself (gunicorn 3 workers x 2 threads, polls every FLEETWEB_AGENT_POLL seconds, every 0.1 s while work flows); one
+Celery worker (8 threads) either way. Each agent heartbeats every FLEETWEB_AGENT_HEARTBEAT (30 s) and reports a change
+once a minute, sending the changed Deployments' whole list as the agent does from its watch cache; the worker writes
+it (every cluster reported within FLEETWEB_AGENT_REPORT_GATHER_MS, by one task), without asking the agent. Before
+anything is measured, each new agent reports its whole cluster once, as it does when accepted. Each cluster is also read in full through its agent every
+FLEETWEB_AGENT_RESYNC seconds (the safety net; first times spread over one interval, claimed as beat does every 5 s),
+which is the work the agents pick up: they answer from a small canned cluster (3 nodes, 10 Deployments, 20 pods).
 
-Printed per fleet size: agent request latency (client side, every door), work pickup (queued -> in the agent's
-hands), change -> visible (reported -> the sync that wrote it finished), database writes per idle heartbeat
-(pg_stat_user_tables, in a quiet phase with no changes), requests a second, and the cores used by the hub (gunicorn
-and the worker), by the simulator itself and by PostgreSQL and Redis: all share this machine's cores."""
+The simulator is one asyncio loop (each agent a few coroutines and two kept-alive connections, one for its poll),
+so two thousand agents cost it little of the cores it shares with the hub.
+
+Printed per fleet size: agent request latency (client side, every door; a poll the hub held until its end is waiting,
+not serving, and is counted apart), work pickup (queued -> in the agent's hands), change -> visible (reported -> the
+sync that wrote it finished), database writes per idle heartbeat (pg_stat_user_tables, in a quiet phase with no
+changes), requests a second, and the cores used by the hub (the server answering agents and the worker), by the
+simulator itself and by PostgreSQL and Redis: all share this machine's cores."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
-import heapq
 import json
 import os
 import random
@@ -27,10 +33,10 @@ import time
 
 from benchmarks.common import ROOT, STATE, say, table
 from foundation.queueing import QUEUES, purge_queues
+from inventory import kinds
 from localfleet.member import free_port
 
 SIZES = {"quick": ([100], 30, 40), "full": ([200, 1000, 2000], 40, 90)}  # agents per step, quiet s, loaded s
-THREADS = 64  # simulator threads (each agent's actions are short; a thread takes whichever is due)
 # gunicorn's threads per worker: 2, as in the fleet benchmark (8 was measured too: worse tails on 2 cores, 2026-12-06)
 WEB_THREADS = int(os.environ.get("FLEETWEB_BENCH_WEB_THREADS", "2"))
 CHANGE_EVERY = 60.0
@@ -107,38 +113,82 @@ class Sim:
     key: object
     credential: str
     generation: int = 0
-    busy_until: float = 0.0
-    poll_gen: int = 0
+    hold: float = 0.0  # seconds the hub holds a poll while idle (its heartbeat answer says)
+
+
+class Connection:
+    """One kept-alive HTTP/1.1 connection of one simulated agent (asyncio streams: two thousand agents in one
+    thread, as cheap for the simulator as the requests allow)."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.lock = asyncio.Lock()  # one request at a time on it (an agent's heartbeat and report may coincide)
+
+    async def request(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, bytes]:
+        async with self.lock:
+            return await self._request(method, path, headers, body)
+
+    async def _request(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, bytes]:
+        for attempt in (1, 2):
+            try:
+                if self.writer is None:
+                    self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+                assert self.reader is not None
+                head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}"
+                                  f"\r\n{head}\r\n".encode() + body)
+                status_line = await self.reader.readline()
+                if not status_line:
+                    raise ConnectionError("closed")
+                status = int(status_line.split()[1])
+                length, close = 0, False
+                while (line := await self.reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                    elif name.lower() == "connection" and value.strip().lower() == "close":
+                        close = True
+                data = await self.reader.readexactly(length) if length else b""
+                if close:
+                    self.close()
+                return status, data
+            except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
 
 
 class Fleet:
-    """The simulated agents and what they measured."""
+    """The simulated agents (one event loop, each agent a few coroutines and two connections: one for its poll,
+    which the gateway holds, one for everything else) and what they measured."""
 
     def __init__(self, base: str, agents: list[Sim], pages: dict[str, str]):
         from django.conf import settings
 
         self.base, self.agents, self.pages = base, agents, pages
         self.poll = float(settings.FLEETWEB_AGENT_POLL)
-        self.local = threading.local()
         host, port = base.removeprefix("http://").split(":")
         self.host, self.port = host, int(port)
-        self.heap: list[tuple[float, int, int, str, int]] = []
-        self.lock = threading.Condition()
-        self.seq = 0
         self.latency: dict[str, list[float]] = {}
+        self.held: list[float] = []  # seconds of polls answered empty after a hold (not counted as latency)
         self.statuses: dict[str, dict[int, int]] = {}
         self.pickups: list[float] = []
         self.changes: list[tuple[int, float]] = []
-        self.stop = threading.Event()
         self.changing = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+        self.tasks: list[asyncio.Task] = []
 
-    def at(self, when: float, index: int, action: str, gen: int = 0) -> None:
-        with self.lock:
-            self.seq += 1
-            heapq.heappush(self.heap, (when, self.seq, index, action, gen))
-            self.lock.notify()
-
-    def call(self, sim: Sim, method: str, path: str, body: dict | None, label: str) -> dict:
+    async def call(self, sim: Sim, conn: Connection, method: str, path: str, body: dict | None, label: str,
+                   *, held: bool = False) -> dict:
         from fleetagent.hub import signed_text
 
         full = f"/agent/v1/{path}"
@@ -149,42 +199,19 @@ class Fleet:
                    "X-Fleetweb-Signature": base64.b64encode(sim.key.sign(  # type: ignore[attr-defined]
                        signed_text(method, full, date, data))).decode()}
         started = time.perf_counter()
-        status, payload = self._send(method, full, data, headers)
+        status, payload = await conn.request(method, full, headers, data)
         elapsed = time.perf_counter() - started
-        with self.lock:
+        answer = json.loads(payload or b"{}") if status == 200 else {}
+        if held and status == 200:
+            self.held.append(elapsed)  # held until work came or the hold ended: waiting (pickup measures it)
+        else:
             self.latency.setdefault(label, []).append(elapsed)
-            counts = self.statuses.setdefault(label, {})
-            counts[status] = counts.get(status, 0) + 1
-        return json.loads(payload or b"{}") if status == 200 else {}
+        counts = self.statuses.setdefault(label, {})
+        counts[status] = counts.get(status, 0) + 1
+        return answer
 
-    def _send(self, method: str, path: str, data: bytes, headers: dict) -> tuple[int, bytes]:
-        """One request on this thread's kept-alive connection (http.client: the simulator's own CPU is a share of
-        the same cores the hub runs on, and urllib3's pool cost twice as much a request)."""
-        import http.client
-
-        for attempt in (1, 2):
-            connection = getattr(self.local, "connection", None)
-            if connection is None:
-                connection = self.local.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
-            try:
-                connection.request(method, path, body=data or None, headers=headers)
-                response = connection.getresponse()
-                return response.status, response.read()
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                self.local.connection = None
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def report(self, index: int, lists: dict[str, str]) -> None:
-        """Report changed kinds with their whole lists; when the hub will ask for more, poll quickly meanwhile."""
-        sim = self.agents[index]
-        answer = self.call(sim, "POST", "changes", {"kinds": sorted(lists), "lists": lists}, "changes")
-        if answer.get("pull"):
-            sim.busy_until = time.monotonic() + 5
-            sim.poll_gen += 1  # the poll chain restarts now, quickly
-            self.at(time.monotonic(), index, "poll", sim.poll_gen)
+    async def report(self, sim: Sim, conn: Connection, lists: dict[str, str]) -> None:
+        await self.call(sim, conn, "POST", "changes", {"kinds": sorted(lists), "lists": lists}, "changes")
 
     def answer(self, sim: Sim, item: dict) -> dict:
         path, method = item.get("path", ""), item.get("method", "GET")
@@ -198,73 +225,140 @@ class Fleet:
             return {"id": item["id"], "status": 200, "body": deployments_page(sim.generation)}
         return {"id": item["id"], "status": 200, "body": self.pages.get(path, EMPTY)}
 
-    def act(self, index: int, action: str, gen: int) -> None:
-        sim = self.agents[index]
-        now = time.monotonic()
-        if action == "heartbeat":
-            answer = self.call(sim, "POST", "heartbeat", {"agent_version": "0.1.0"}, "heartbeat")
-            if answer.get("report_all"):  # as the agent does: every kind, from its watch cache
-                lists = {**{path: EMPTY for path in answer.get("watch", [])}, **self.pages,
-                         DEPLOYMENTS: deployments_page(sim.generation)}
-                self.report(index, lists)
-            self.at(now + 30, index, "heartbeat")
-        elif action == "change":
-            sim.generation += 1
-            with self.lock:
-                self.changes.append((sim.cluster_id, time.time()))
-            self.report(index, {DEPLOYMENTS: deployments_page(sim.generation)})
-            self.at(now + CHANGE_EVERY, index, "change")
-        elif action == "poll" and gen == sim.poll_gen:
-            items = self.call(sim, "GET", "work?wait=0", None, "work").get("items", [])
-            for item in items:
-                picked = time.time() - (item["deadline"] - item["timeout"])
-                with self.lock:
-                    self.pickups.append(picked)
-            if items:  # as the agent does: answers ready together go in one post
-                self.call(sim, "POST", "answers", {"results": [self.answer(sim, item) for item in items]}, "answers")
-            if items:
-                sim.busy_until = time.monotonic() + 5
-            busy = time.monotonic() < sim.busy_until
-            self.at(time.monotonic() + (0.1 if busy else self.poll), index, "poll", gen)
-
-    def worker(self) -> None:
-        while not self.stop.is_set():
-            with self.lock:
-                while not self.stop.is_set() and (not self.heap or self.heap[0][0] > time.monotonic()):
-                    self.lock.wait(timeout=max(0.0, min(0.05, self.heap[0][0] - time.monotonic()))
-                                   if self.heap else 0.05)
-                if self.stop.is_set():
-                    return
-                _, _, index, action, gen = heapq.heappop(self.heap)
-                if action == "change" and not self.changing:  # later, still spread over a minute (no burst at the
-                    self.seq += 1                              # start of the loaded phase)
-                    heapq.heappush(self.heap, (time.monotonic() + random.uniform(0, CHANGE_EVERY), self.seq, index,
-                                               action, gen))
-                    continue
+    async def _heartbeats(self, sim: Sim, conn: Connection) -> None:
+        await asyncio.sleep(random.uniform(0, 30))
+        while True:
             try:
-                self.act(index, action, gen)
-            except Exception as exc:  # a refused or broken request is counted, the agent goes on
-                with self.lock:
-                    counts = self.statuses.setdefault(action, {})
-                    counts[-1] = counts.get(-1, 0) + 1
-                if action != "change":
-                    self.at(time.monotonic() + 2, index, action, gen)
-                del exc
+                answer = await self.call(sim, conn, "POST", "heartbeat", {"agent_version": "0.1.0"}, "heartbeat")
+                sim.hold = float(answer.get("idle_hold_seconds", sim.hold))
+                if answer.get("report_all"):  # as the agent does: every kind, from its watch cache
+                    lists = {**{path: EMPTY for path in answer.get("watch", [])}, **self.pages,
+                             DEPLOYMENTS: deployments_page(sim.generation)}
+                    await self.report(sim, conn, lists)
+            except Exception:
+                self._failed("heartbeat")
+            await asyncio.sleep(30)
 
-    def start(self) -> list[threading.Thread]:
-        now = time.monotonic()
-        for index in range(len(self.agents)):
-            self.at(now + random.uniform(0, 30), index, "heartbeat")
-            self.at(now + random.uniform(0, self.poll), index, "poll", 0)
-            self.at(now + random.uniform(0, CHANGE_EVERY), index, "change")
-        threads = [threading.Thread(target=self.worker, daemon=True) for _ in range(THREADS)]
-        for thread in threads:
-            thread.start()
-        return threads
+    async def _changes(self, sim: Sim, conn: Connection) -> None:
+        while True:
+            await asyncio.sleep(random.uniform(0, CHANGE_EVERY) if not self.changing else CHANGE_EVERY)
+            if not self.changing:
+                continue  # the quiet phase is heartbeats and polls alone
+            sim.generation += 1
+            self.changes.append((sim.cluster_id, time.time()))
+            try:
+                await self.report(sim, conn, {DEPLOYMENTS: deployments_page(sim.generation)})
+            except Exception:
+                self._failed("changes")
+
+    async def _polls(self, sim: Sim, polls: Connection, other: Connection) -> None:
+        await asyncio.sleep(random.uniform(0, self.poll))
+        busy_until = 0.0
+        while True:
+            busy = time.monotonic() < busy_until
+            hold = sim.hold
+            try:
+                answer = await self.call(sim, polls, "GET", f"work?wait={hold:g}&boot=b", None, "work",
+                                         held=hold > 0)
+            except Exception:
+                self._failed("work")
+                await asyncio.sleep(2)
+                continue
+            items = answer.get("items", [])
+            for item in items:
+                self.pickups.append(time.time() - (item["deadline"] - item["timeout"]))
+            if items:  # as the agent does: answers ready together go in one post
+                busy_until = time.monotonic() + 5
+                try:
+                    await self.call(sim, other, "POST", "answers",
+                                    {"results": [self.answer(sim, item) for item in items]}, "answers")
+                except Exception:
+                    self._failed("answers")
+                busy = True
+            if hold <= 0:
+                await asyncio.sleep(0.1 if busy else self.poll)
+
+    def seed(self, sims: list[Sim]) -> float:
+        """What each new agent does once, when it is accepted (its first heartbeat is answered "report everything"):
+        report every kind from its cache, so the cluster's inventory is stored before anything is measured (a
+        cluster's first report writes all its rows; every later one, the object that changed). Seconds taken."""
+
+        async def main() -> None:
+            gate = asyncio.Semaphore(8)
+            watch = [kind.path for kind in kinds.KINDS]
+
+            async def one(sim: Sim) -> None:
+                async with gate:
+                    conn = Connection(self.host, self.port)
+                    lists = {**{path: EMPTY for path in watch}, **self.pages,
+                             DEPLOYMENTS: deployments_page(sim.generation)}
+                    await self.report(sim, conn, lists)
+                    conn.close()
+
+            await asyncio.gather(*(one(sim) for sim in sims))
+
+        from inventory.models import SyncRun
+
+        started = time.monotonic()
+        asyncio.run(main())
+        ids = [sim.cluster_id for sim in sims]
+        deadline = time.monotonic() + 600
+        while (SyncRun.objects.filter(cluster_id__in=ids, triggered_by="change").values("cluster_id").distinct()
+               .count() < len(ids)) and time.monotonic() < deadline:
+            time.sleep(1)  # until the worker wrote every one
+        self.latency, self.statuses = {}, {}
+        return time.monotonic() - started
+
+    def _failed(self, label: str) -> None:
+        counts = self.statuses.setdefault(label, {})
+        counts[-1] = counts.get(-1, 0) + 1
+
+    def start(self) -> None:
+        ready = threading.Event()
+
+        def run() -> None:
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            for sim in self.agents:
+                polls, other = Connection(self.host, self.port), Connection(self.host, self.port)
+                self.tasks += [self.loop.create_task(self._heartbeats(sim, other)),
+                               self.loop.create_task(self._polls(sim, polls, other)),
+                               self.loop.create_task(self._changes(sim, other))]
+            ready.set()
+            try:
+                self.loop.run_forever()
+            finally:
+                self.loop.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait()
+
+    def stop(self) -> None:
+        if self.loop is None:
+            return
+
+        async def cancel() -> None:
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(cancel(), self.loop).result(timeout=30)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            if self.thread is not None:
+                self.thread.join(timeout=10)
 
     def reset(self) -> None:
-        with self.lock:
-            self.latency, self.statuses, self.pickups, self.changes = {}, {}, [], []
+        def clear() -> None:
+            self.latency, self.statuses, self.pickups, self.changes, self.held = {}, {}, [], [], []
+
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(clear)
+            time.sleep(0.05)
+        else:
+            clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,7 +470,59 @@ def _visible(changes: list[tuple[int, float]]) -> tuple[list[float], list[float]
     return out, waited
 
 
+# Who answers the agents: the agents' gateway (agents/gateway.py: polls held until work comes), or the web tier itself
+# (gunicorn, polls every FLEETWEB_AGENT_POLL seconds), the baseline measured in the same run.
+DOORS = tuple(os.environ.get("FLEETWEB_BENCH_AGENT_DOORS", "gateway,web").split(","))
+GATEWAY_WORKERS = os.environ.get("FLEETWEB_BENCH_GATEWAY_WORKERS", "2")
+
+
+def _start_hub(door: str, port: int, env: dict, logs) -> list[subprocess.Popen]:
+    if door == "gateway":
+        server = subprocess.Popen([sys.executable, "-m", "fleetweb.agent_gateway"], cwd=ROOT,
+                                  env={**env, "FLEETWEB_AGENT_GATEWAY_BIND": f"127.0.0.1:{port}",
+                                       "FLEETWEB_AGENT_GATEWAY_WORKERS": GATEWAY_WORKERS},
+                                  stdout=open(logs / "gateway.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    else:
+        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "fleetweb.wsgi", "-b", f"127.0.0.1:{port}",
+                                   "-w", "3", "--threads", str(WEB_THREADS), "--log-level", "warning"], env=env,
+                                  cwd=ROOT, stdout=open(logs / "gunicorn.log", "ab"),  # noqa: SIM115
+                                  stderr=subprocess.STDOUT)
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", ",".join(QUEUES),
+                               "-P", "threads", "-c", "8", "-n", "agents@%h", "-l", "WARNING"], env=env, cwd=ROOT,
+                              stdout=open(logs / "worker.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    return [server, worker]
+
+
+def _wait_until_served(base: str, door: str, logs) -> None:
+    """Until the server answers: an unsigned heartbeat is refused (401) by either door once it is up."""
+    import urllib3
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if urllib3.request("POST", f"{base}/agent/v1/heartbeat", body=b"{}", timeout=2,
+                               retries=False).status == 401:
+                return
+        except urllib3.exceptions.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the {door} did not start; see {logs}")
+        time.sleep(0.3)
+
+
 def run(size: str) -> dict:
+    from django.conf import settings
+
+    results: dict = {"doors": {}}
+    for door in DOORS:
+        say(f"[agents] answered by the {'agents gateway' if door == 'gateway' else 'web tier (gunicorn)'}")
+        results["doors"][door] = _run_door(size, door)
+    results["poll_seconds"] = settings.FLEETWEB_AGENT_POLL
+    results["gateway_hold_seconds"] = settings.FLEETWEB_AGENT_GATEWAY_HOLD
+    return results
+
+
+def _run_door(size: str, door: str) -> dict:
     from django.conf import settings
 
     from fleetweb.embedded import child_environment
@@ -390,30 +536,15 @@ def run(size: str) -> dict:
     env = {**child_environment(), "FLEETWEB_STATE_DIR": str(STATE)}
     logs = STATE / "agents-logs"
     logs.mkdir(exist_ok=True)
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "fleetweb.wsgi", "-b", f"127.0.0.1:{port}",
-                               "-w", "3", "--threads", str(WEB_THREADS), "--log-level", "warning"], env=env, cwd=ROOT,
-                              stdout=open(logs / "gunicorn.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", ",".join(QUEUES),
-                               "-P", "threads", "-c", "8", "-n", "agents@%h", "-l", "WARNING"], env=env, cwd=ROOT,
-                              stdout=open(logs / "worker.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    procs = _start_hub(door, port, env, logs)
     results: dict = {"steps": []}
     sims: list[Sim] = []
     beat_stop = threading.Event()
     fleet = None
+    hold = settings.FLEETWEB_AGENT_GATEWAY_HOLD if door == "gateway" else 0
     try:
-        import urllib3
-
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib3.request("GET", f"{base}/healthz", timeout=2, retries=False).status == 200:
-                    break
-            except urllib3.exceptions.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start; see " + str(logs / "gunicorn.log"))
-            time.sleep(0.3)
+        _wait_until_served(base, door, logs)
         from inventory.tasks import schedule_due_syncs
 
         def beat() -> None:  # as celery beat does: the clusters due for a full read every few seconds
@@ -423,43 +554,51 @@ def run(size: str) -> dict:
 
         threading.Thread(target=beat, daemon=True).start()
         rows = []
+        hub = [proc.pid for proc in procs]
         for count in steps:
             if fleet is not None:
-                fleet.stop.set()
-            sims += _make_agents(count - len(sims), len(sims))
+                fleet.stop()
+            new = _make_agents(count - len(sims), len(sims))
+            sims += new
+            for sim in sims:
+                sim.hold = hold  # as the first heartbeat answer would say
             fleet = Fleet(base, sims, canned_pages())
+            say(f"[agents] {len(new)} new agents report their clusters ({fleet.seed(new):.0f}s)")
             fleet.start()
             say(f"[agents] {count} agents: quiet for {quiet}s (heartbeats and polls only)")
             time.sleep(min(quiet, 10))  # ramp: heartbeats and polls spread out
             fleet.reset()
-            writes, cpu, t0 = _db_writes(), _cpu_seconds([server.pid, worker.pid]), time.monotonic()
+            writes, cpu, t0 = _db_writes(), _cpu_seconds(hub), time.monotonic()
             time.sleep(quiet)
             quiet_writes = _db_writes() - writes
             beats = len(fleet.latency.get("heartbeat", []))
             quiet_elapsed = time.monotonic() - t0
-            quiet_cpu = (_cpu_seconds([server.pid, worker.pid]) - cpu) / quiet_elapsed
-            quiet_requests = sum(len(v) for v in fleet.latency.values())
+            quiet_cpu = (_cpu_seconds(hub) - cpu) / quiet_elapsed
+            quiet_requests = sum(len(v) for v in fleet.latency.values()) + len(fleet.held)
             quiet_p95 = _pct([v for values in fleet.latency.values() for v in values], 95) * 1000
             say(f"[agents] {count} agents: loaded for {loaded}s (a change a minute each)")
             fleet.reset()
             fleet.changing = True
-            cpu, t0 = _cpu_seconds([server.pid, worker.pid]), time.monotonic()
+            cpu, t0 = _cpu_seconds(hub), time.monotonic()
             data_cpu, sim_cpu = _cpu_seconds(data_pids), time.process_time()
             time.sleep(loaded)
             elapsed = time.monotonic() - t0
-            load_cpu = (_cpu_seconds([server.pid, worker.pid]) - cpu) / elapsed
+            load_cpu = (_cpu_seconds(hub) - cpu) / elapsed
             data_cpu = (_cpu_seconds(data_pids) - data_cpu) / elapsed
             sim_cpu = (time.process_time() - sim_cpu) / elapsed
             fleet.changing = False
             time.sleep(15)  # the last changes' syncs finish
             all_requests = [v for values in fleet.latency.values() for v in values]
             visible, waited = _visible([c for c in fleet.changes if c[1] < time.time() - 15])
+            polls_owed = count / hold if hold else count / fleet.poll
             step = {
                 "agents": count,
                 "request_p50_ms": _pct(all_requests, 50) * 1000, "request_p95_ms": _pct(all_requests, 95) * 1000,
                 "by_door_p95_ms": {k: round(_pct(v, 95) * 1000, 1) for k, v in fleet.latency.items()},
-                "statuses": fleet.statuses, "requests_per_s": len(all_requests) / (elapsed + 15),
-                "pickup_p95_s": _pct(fleet.pickups, 95), "pickups": len(fleet.pickups),
+                "held_polls": len(fleet.held),
+                "statuses": fleet.statuses, "requests_per_s": (len(all_requests) + len(fleet.held)) / (elapsed + 15),
+                "pickup_p50_s": _pct(fleet.pickups, 50), "pickup_p95_s": _pct(fleet.pickups, 95),
+                "pickups": len(fleet.pickups),
                 "changes": len(fleet.changes), "visible": len(visible),
                 "visible_p50_s": _pct(visible, 50), "visible_p95_s": _pct(visible, 95),
                 "sync_wait_p50_s": _pct(waited, 50), "sync_wait_p95_s": _pct(waited, 95),
@@ -467,7 +606,7 @@ def run(size: str) -> dict:
                 "hub_cpu_quiet": quiet_cpu, "hub_cpu_loaded": load_cpu,
                 "simulator_cpu_loaded": sim_cpu, "database_redis_cpu_loaded": data_cpu,
                 "quiet_requests_per_s": quiet_requests / quiet_elapsed, "quiet_request_p95_ms": quiet_p95,
-                "owed_requests_per_s": count * (1 / fleet.poll + 1 / 30 + 1 / CHANGE_EVERY),
+                "owed_requests_per_s": polls_owed + count * (1 / 30 + 1 / CHANGE_EVERY),
                 "hub_cpu_ms_per_quiet_request": quiet_cpu * 1000 * quiet_elapsed / max(quiet_requests, 1),
             }
             results["steps"].append(step)
@@ -480,18 +619,19 @@ def run(size: str) -> dict:
             say(table(rows, ["agents", "quiet p95 ms", "hub ms/quiet req", "loaded p95 ms", "pickup p95 s",
                              "visible p95 s", "seen", "writes/beat",
                              "req/s sent/owed", "hub cores quiet/loaded", "sim cores", "db+redis cores"]))
-            say(f"[agents] p95 by door (ms): {step['by_door_p95_ms']}; answers: {step['statuses']}")
+            say(f"[agents] p95 by door (ms): {step['by_door_p95_ms']}; held polls: {len(fleet.held)}; "
+                f"answers: {step['statuses']}")
             say(f"[agents] change -> visible p50 {step['visible_p50_s']:.2f} s, of which queued before the sync "
-                f"started p50 {step['sync_wait_p50_s']:.2f} s, p95 {step['sync_wait_p95_s']:.2f} s")
-        results["poll_seconds"] = settings.FLEETWEB_AGENT_POLL
+                f"started p50 {step['sync_wait_p50_s']:.2f} s, p95 {step['sync_wait_p95_s']:.2f} s; "
+                f"pickup p50 {step['pickup_p50_s']:.3f} s")
         return results
     finally:
         beat_stop.set()
         if fleet is not None:
-            fleet.stop.set()
-        for proc in (server, worker):  # first: a sync still writing would deadlock with the delete below
+            fleet.stop()
+        for proc in procs:  # first: a sync still writing would deadlock with the delete below
             proc.terminate()
-        for proc in (server, worker):
+        for proc in procs:
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:

@@ -50,6 +50,7 @@ class Agent:
         self.state: dict[str, str] = {}
         self.stop = threading.Event()
         self.heartbeat_seconds, self.poll_seconds, self.busy_poll, self.poll_hold = 30.0, 2.0, 0.1, 0.0
+        self.idle_hold = 0.0  # > 0: the hub holds every poll until work comes (its agents' gateway)
         self.busy_until = 0.0  # poll every busy_poll seconds until then: work is flowing
         self.renew_at = 0.0
         self.last_error = ""
@@ -89,6 +90,7 @@ class Agent:
         self.poll_seconds = float(answer.get("poll_seconds", self.poll_seconds))
         self.busy_poll = float(answer.get("busy_poll_seconds", self.busy_poll))
         self.poll_hold = float(answer.get("poll_hold_seconds", self.poll_hold))
+        self.idle_hold = float(answer.get("idle_hold_seconds", self.idle_hold))
         self._watch([path for path in answer.get("watch", []) if isinstance(path, str)])
         send_with = answer.get("send_with")
         if isinstance(send_with, dict):
@@ -251,18 +253,22 @@ class Agent:
         return 3 if self.cut_off else 0
 
     def poll_once(self) -> None:
-        """One poll for work: every poll_seconds when idle; while work flows every busy_poll seconds, held open by
-        the hub up to poll_hold seconds where it allows that."""
+        """One poll for work. Where the hub holds polls until work comes (its agents' gateway: idle_hold), the next
+        poll goes as soon as an answer comes. Otherwise every poll_seconds when idle, and while work flows every
+        busy_poll seconds, held open by the hub up to poll_hold seconds where it allows that. An empty answer that
+        came back well before the hold it asked for waits like an unheld one (a hub that stopped holding is not
+        asked in a tight loop)."""
         assert self.hub is not None
         busy = time.monotonic() < self.busy_until
-        hold = self.poll_hold if busy else 0
+        hold = self.poll_hold if busy else self.idle_hold
+        started = time.monotonic()
         answer = self.hub.call("GET", f"work?wait={hold:g}&boot={self.boot}", timeout=hold + 15)
         items = answer.get("items", [])
         for item in items:
             self.pool.submit(self._work, item)
         if items:
             self.busy_until = time.monotonic() + BUSY_FOR
-        elif not busy or hold == 0:
+        elif hold == 0 or time.monotonic() - started < hold / 2:
             self.stop.wait(self.busy_poll if busy else self.poll_seconds)
 
     # -- work ----------------------------------------------------------------------------------

@@ -127,6 +127,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("FLEETWEB_CELERY_EAGER", False)
 CELERY_TASK_ROUTES = {
     "inventory.tasks.sync_cluster": {"queue": "sync"},
+    "inventory.tasks.sync_reported": {"queue": "sync"},
     "notifications.tasks.deliver": {"queue": "notify"},  # a slow receiver holds up other messages, never a sync
     "rollouts.*": {"queue": "rollouts"},
 }
@@ -292,7 +293,18 @@ FLEETWEB_AGENT_POLL_HOLD = env_int("FLEETWEB_AGENT_POLL_HOLD", 0, minimum=0)
 FLEETWEB_AGENT_MAX_BODY_BYTES = env_int("FLEETWEB_AGENT_MAX_BODY_BYTES", 64 * 2**20, minimum=2**20)
 FLEETWEB_AGENT_RATE = env_int("FLEETWEB_AGENT_RATE", 50, minimum=5)
 # A registered cluster's agent reports every change its watches see; a full read through it is the safety net.
+# Reported changes (with every list their write needs) are written by one task for all the clusters reported within
+# this many milliseconds.
+FLEETWEB_AGENT_REPORT_GATHER_MS = env_int("FLEETWEB_AGENT_REPORT_GATHER_MS", 500, minimum=0)
 FLEETWEB_AGENT_RESYNC = env_int("FLEETWEB_AGENT_RESYNC", 1800, minimum=60)
+# The agents' gateway (`python -m fleetweb.agent_gateway`, agents.gateway): where it listens, its processes, the
+# threads each runs the doors in, and how long it holds a poll waiting for work. FLEETWEB_AGENT_URL is the address
+# agents are given (the gateway's public URL; else FLEETWEB_BASE_URL, where the web tier answers them itself).
+FLEETWEB_AGENT_GATEWAY_BIND = env_str("FLEETWEB_AGENT_GATEWAY_BIND", "0.0.0.0:8001")
+FLEETWEB_AGENT_GATEWAY_WORKERS = env_int("FLEETWEB_AGENT_GATEWAY_WORKERS", 1, minimum=1)
+FLEETWEB_AGENT_GATEWAY_THREADS = env_int("FLEETWEB_AGENT_GATEWAY_THREADS", 8, minimum=1)
+FLEETWEB_AGENT_GATEWAY_HOLD = env_int("FLEETWEB_AGENT_GATEWAY_HOLD", 25, minimum=1)
+FLEETWEB_AGENT_URL = env_str("FLEETWEB_AGENT_URL", "").rstrip("/")
 FLEETWEB_AGENT_IMAGE = env_str("FLEETWEB_AGENT_IMAGE", "fleetweb/agent:0.1.0")
 # Clusters synced within this many seconds are evaluated together, by one task (a change's sync is one a minute per
 # registered cluster).

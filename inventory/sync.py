@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from foundation import leases, metrics
+from foundation.queueing import enqueue, gather, take_gathered
 from inventory import addons, collector, history, kinds, nodefacts, port, readiness
 from inventory.choices import ClusterStatus, SyncOutcome, WorkloadKind
 from inventory.models import Cluster, ClusterAddon, Namespace, Node, ProblemPod, SyncRun, Workload
@@ -100,6 +101,38 @@ def sync_cluster(cluster_id: int, *, triggered_by: str = "schedule") -> SyncRun 
         return sync_unless_held(cluster_id, triggered_by=triggered_by)
     except Held:
         return None
+
+
+def gather_reported(cluster_id: int) -> None:
+    """A registered cluster's agent reported changes with every list their sync needs (`agents.relay.report_changes`
+    keeps them): write them within FLEETWEB_AGENT_REPORT_GATHER_MS, by one task for every cluster reported meanwhile
+    (`sync_reported`). The agent's request is then a few milliseconds, whatever the write costs, and a burst of
+    reports from one cluster is one write of the newest lists."""
+    gather("inventory.tasks.sync_reported", [cluster_id], within=settings.FLEETWEB_AGENT_REPORT_GATHER_MS / 1000,
+           what="the write of reported changes")
+
+
+def sync_reported(cluster_ids: list[int] | None = None) -> int:
+    """Write what the gathered clusters' agents reported (`gather_reported`; or `cluster_ids`, when Redis was away as
+    they were gathered): REPORTED_CHUNK clusters here, one after another, the others as tasks of their own for the
+    other worker threads. A cluster another sync holds gets a sync of its own that waits for it (the holder may have
+    read before the change); one that fails does not stop the others. Returns the clusters taken."""
+    ids = take_gathered("inventory.tasks.sync_reported") if cluster_ids is None else list(cluster_ids)
+    for start in range(REPORTED_CHUNK, len(ids), REPORTED_CHUNK):
+        enqueue("inventory.tasks.sync_reported", ids[start:start + REPORTED_CHUNK],
+                what="the write of reported changes")
+    for cluster_id in ids[:REPORTED_CHUNK]:
+        try:
+            sync_unless_held(cluster_id, triggered_by=SYNC_AFTER_CHANGE)
+        except Held:
+            enqueue("inventory.tasks.sync_cluster", cluster_id, triggered_by=SYNC_AFTER_CHANGE,
+                    what=f"sync of cluster {cluster_id}")
+        except Exception:  # the database away for one write: the next report, or the next full sync, writes it
+            log.exception("writing the reported changes of cluster %s failed", cluster_id)
+    return len(ids)
+
+
+REPORTED_CHUNK = 50
 
 
 def sync_unless_held(cluster_id: int, *, triggered_by: str = "schedule") -> SyncRun | None:

@@ -21,6 +21,12 @@ def sync_cluster(cluster_id: int, triggered_by: str = "schedule", attempt: int =
     return run.outcome if run else "nothing"
 
 
+@shared_task(soft_time_limit=270, time_limit=300, acks_late=True, ignore_result=True)
+def sync_reported(cluster_ids: list[int] | None = None) -> int:
+    """Write the changes registered clusters' agents reported in the last moment (`sync.gather_reported`)."""
+    return sync.sync_reported(cluster_ids)
+
+
 @shared_task(ignore_result=True)
 def schedule_due_syncs() -> int:
     """Run by beat every few seconds: queue a sync for every cluster whose time has come."""

@@ -1,5 +1,6 @@
 """Reported changes: the agent names the kinds that changed and sends their whole lists from its watch cache; the hub
-keeps them for the sync of what changed, which writes just those kinds without asking the agent anything."""
+keeps them, and a worker's gathered write (every cluster reported within half a second) writes just those kinds
+without asking the agent anything."""
 
 from __future__ import annotations
 
@@ -67,6 +68,14 @@ def everything() -> dict[str, str]:
     return lists
 
 
+@pytest.fixture(autouse=True)
+def _nothing_gathered():
+    """No report gathered by an earlier test is written in this one."""
+    from foundation.queueing import purge_queues
+
+    purge_queues()
+
+
 @pytest.fixture
 def reported(admin_user, monkeypatch):
     """An accepted agent whose reports are kept, and the syncs they ask for (run by the test)."""
@@ -79,6 +88,16 @@ def reported(admin_user, monkeypatch):
     return agent, cluster, queued
 
 
+QUEUED = {"written": False, "queued": True, "pull": False}
+
+
+def report(agent, lists: dict, kinds_named: list | None = None):
+    """Post a report of changes, then run the gathered write as the worker does within half a second."""
+    answer = agent.call("POST", "changes", {"kinds": kinds_named or sorted(lists), "lists": lists})
+    sync.sync_reported()
+    return answer
+
+
 def _no_work_for(agent) -> bool:
     return agent.call("GET", "work?wait=0").json()["items"] == []
 
@@ -87,12 +106,14 @@ def _last_run(cluster) -> SyncRun:
     return SyncRun.objects.filter(cluster=cluster, triggered_by="change").latest("started_at")
 
 
-def test_a_report_with_every_list_is_written_at_once_without_asking_the_agent(reported):
+def test_a_report_with_every_list_is_gathered_and_written_without_asking_the_agent(reported):
     agent, cluster, queued = reported
     lists = everything()
     answer = agent.call("POST", "changes", {"kinds": sorted(lists), "lists": lists})
-    assert answer.status_code == 200 and answer.json() == {"written": True, "queued": False, "pull": False}
-    assert queued == [], "written in the request: no worker needed"
+    assert answer.status_code == 200 and answer.json() == QUEUED
+    assert queued == [], "no sync of its own: gathered for the worker's write"
+    assert not SyncRun.objects.filter(cluster=cluster).exists(), "not written in the agent's request"
+    assert sync.sync_reported() == 1
     assert _no_work_for(agent), "the hub asked the agent for nothing"
     run = _last_run(cluster)
     assert run.outcome == SyncOutcome.SUCCEEDED and run.bytes_read > 0
@@ -107,7 +128,7 @@ def test_a_report_with_every_list_is_written_at_once_without_asking_the_agent(re
 def test_a_report_of_pods_moves_the_counts_and_health_and_leaves_the_rest(reported):
     agent, cluster, queued = reported
     lists = everything()
-    agent.call("POST", "changes", {"kinds": sorted(lists), "lists": lists})
+    report(agent, lists)
     node = Node.objects.get(cluster=cluster)
     cluster.refresh_from_db()
     version_before, next_sync_before = cluster.kubernetes_version, cluster.next_sync_at
@@ -116,9 +137,8 @@ def test_a_report_of_pods_moves_the_counts_and_health_and_leaves_the_rest(report
     assert answer.json() == {"written": False, "queued": True, "pull": True}, \
         "the pods' fold needs the ReplicaSets, not sent: a worker reads them through the agent"
     assert queued == [(cluster.pk, "change")]
-    answer = agent.call("POST", "changes", {"kinds": [PODS, REPLICASETS],
-                                            "lists": {PODS: _pods(2, crashing=1), REPLICASETS: REPLICASET_LIST}})
-    assert answer.json() == {"written": True, "queued": False, "pull": False}
+    answer = report(agent, {PODS: _pods(2, crashing=1), REPLICASETS: REPLICASET_LIST})
+    assert answer.json() == QUEUED
     run = _last_run(cluster)
     assert _no_work_for(agent)
     assert run.outcome == SyncOutcome.SUCCEEDED and set(run.counts) == {"Pod", "ReplicaSet"}
@@ -131,8 +151,7 @@ def test_a_report_of_pods_moves_the_counts_and_health_and_leaves_the_rest(report
     assert cluster.kubernetes_version == version_before and cluster.next_sync_at == next_sync_before
 
     # The pods recover; a full sync later finds the counts as they are (the change left no stale fingerprint).
-    agent.call("POST", "changes", {"kinds": [PODS, REPLICASETS],
-                                   "lists": {PODS: _pods(2), REPLICASETS: REPLICASET_LIST}})
+    report(agent, {PODS: _pods(2), REPLICASETS: REPLICASET_LIST})
     web.refresh_from_db()
     assert (web.pods_ready, web.pods_crashlooping) == (2, 0)
     assert Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.CONNECTED
@@ -140,13 +159,12 @@ def test_a_report_of_pods_moves_the_counts_and_health_and_leaves_the_rest(report
 
 def test_a_report_of_deployments_writes_only_the_one_that_changed(reported):
     agent, cluster, _queued = reported
-    lists = everything()
-    agent.call("POST", "changes", {"kinds": sorted(lists), "lists": lists})
+    report(agent, everything())
     fingerprint = Workload.objects.get(cluster=cluster, name="web").fingerprint
-    agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments()}})
+    report(agent, {DEPLOYMENTS: _deployments()})
     web = Workload.objects.get(cluster=cluster, name="web")
     assert web.fingerprint == fingerprint and web.pods_total == 2, "unchanged: not written, counts kept"
-    agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments(replicas=5)}})
+    report(agent, {DEPLOYMENTS: _deployments(replicas=5)})
     web.refresh_from_db()
     assert (web.replicas_desired, web.pods_total) == (5, 2)
     assert SyncRun.objects.filter(cluster=cluster, triggered_by="change").count() == 3
@@ -160,11 +178,10 @@ def test_a_written_report_costs_one_commit_and_gives_the_lease_back_with_it(repo
     from django.test.utils import CaptureQueriesContext
 
     agent, cluster, _queued = reported
-    lists = everything()
-    agent.call("POST", "changes", {"kinds": sorted(lists), "lists": lists})
+    report(agent, everything())
+    agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments(3)}})
     with CaptureQueriesContext(connection) as captured:
-        answer = agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments(3)}})
-    assert answer.json()["written"] is True
+        assert sync.sync_reported() == 1
     statements = [q["sql"] for q in captured.captured_queries]
     assert sum("lease_token" in sql and sql.startswith("UPDATE") for sql in statements) == 2, statements
     assert [sql for sql in statements if "lease_token" in sql and sql.startswith("UPDATE")][0].endswith(
@@ -175,13 +192,43 @@ def test_a_written_report_costs_one_commit_and_gives_the_lease_back_with_it(repo
     assert (row.lease_token, row.lease_expires_at) == ("", None)
     assert Workload.objects.get(cluster=cluster, name="web").replicas_desired == 3
 
+
+def test_a_burst_of_reports_from_one_cluster_is_one_write_of_the_newest_lists(reported):
+    agent, cluster, queued = reported
+    report(agent, everything())
+    runs = SyncRun.objects.filter(cluster=cluster).count()
+    for replicas in (3, 4, 5):
+        assert agent.call("POST", "changes", {"kinds": [DEPLOYMENTS],
+                                              "lists": {DEPLOYMENTS: _deployments(replicas)}}).json() == QUEUED
+    assert sync.sync_reported() == 1
+    assert SyncRun.objects.filter(cluster=cluster).count() == runs + 1 and queued == []
+    assert Workload.objects.get(cluster=cluster, name="web").replicas_desired == 5
+
+
+def test_one_clusters_failed_write_does_not_stop_the_others(admin_user, monkeypatch):
+    first, one = accepted_agent(admin_user, name="edge-1")
+    second, two = accepted_agent(admin_user, name="edge-2")
+    for agent in (first, second):
+        agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments()}})
+    real = sync.sync_unless_held
+
+    def broken_for_one(cluster_id, **kwargs):
+        if cluster_id == one.pk:
+            raise RuntimeError("the database went away for this one")
+        return real(cluster_id, **kwargs)
+
+    monkeypatch.setattr(sync, "sync_unless_held", broken_for_one)
+    assert sync.sync_reported() == 2
+    assert Workload.objects.filter(cluster=two, name="web").exists()
+    assert not Workload.objects.filter(cluster=one).exists()
+
+
 def test_a_sent_list_that_is_not_whole_is_that_kinds_error_only(reported):
     agent, cluster, _queued = reported
     lists = everything()
-    agent.call("POST", "changes", {"kinds": sorted(lists), "lists": lists})
+    report(agent, lists)
     partial = _list([], **{"continue": "more"})
-    agent.call("POST", "changes", {"kinds": [DEPLOYMENTS, "/api/v1/namespaces"],
-                                   "lists": {DEPLOYMENTS: partial, "/api/v1/namespaces": lists["/api/v1/namespaces"]}})
+    report(agent, {DEPLOYMENTS: partial, "/api/v1/namespaces": lists["/api/v1/namespaces"]})
     run = _last_run(cluster)
     assert run.outcome == SyncOutcome.PARTIAL
     assert "a sent list is whole" in run.error and "Deployment" in run.error
@@ -190,11 +237,10 @@ def test_a_sent_list_that_is_not_whole_is_that_kinds_error_only(reported):
     assert cluster.status == ClusterStatus.DEGRADED and "could not list Deployment" in cluster.status_reason
 
     # A report of other kinds leaves that error standing; a whole list of Deployments ends it.
-    agent.call("POST", "changes", {"kinds": [PODS, REPLICASETS],
-                                   "lists": {PODS: _pods(), REPLICASETS: REPLICASET_LIST}})
+    report(agent, {PODS: _pods(), REPLICASETS: REPLICASET_LIST})
     cluster.refresh_from_db()
     assert "Deployment: " in cluster.last_error and cluster.status == ClusterStatus.DEGRADED
-    agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments()}})
+    report(agent, {DEPLOYMENTS: _deployments()})
     cluster.refresh_from_db()
     assert cluster.last_error == "" and cluster.status == ClusterStatus.CONNECTED
 
@@ -211,14 +257,20 @@ def test_bad_reports_are_refused_and_keep_nothing(reported):
     assert queued == [] and relay.take_changes(cluster.pk) == {}
 
 
-def test_a_report_while_a_sync_holds_the_cluster_is_written_after_it(reported):
+def test_a_report_while_a_sync_holds_the_cluster_is_written_after_it(reported, monkeypatch):
+    from foundation import queueing
+
     agent, cluster, queued = reported
-    lists = everything()
-    agent.call("POST", "changes", {"kinds": sorted(lists), "lists": lists})
+    report(agent, everything())
     token = leases.acquire(Cluster, cluster.pk, sync.LEASE)  # a full sync reading the cluster
     answer = agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments(7)}})
-    assert answer.json() == {"written": False, "queued": True, "pull": False}
-    assert queued == [(cluster.pk, "change")]
+    assert answer.json() == QUEUED
+    sent = []
+    monkeypatch.setattr(sync, "enqueue", lambda name, *args, what, **kwargs: sent.append((name, args, kwargs)))
+    assert sync.sync_reported() == 1
+    assert sent == [("inventory.tasks.sync_cluster", (cluster.pk,), {"triggered_by": "change"})], \
+        "held: a sync of its own, which waits for the holder"
+    assert queueing.take_gathered("inventory.tasks.sync_reported") == []
     assert Workload.objects.get(cluster=cluster, name="web").replicas_desired == 2, "not yet"
     with pytest.raises(sync.Held):
         sync.sync_unless_held(cluster.pk, triggered_by="change")  # the queued one waits (the task tries again)
@@ -227,24 +279,9 @@ def test_a_report_while_a_sync_holds_the_cluster_is_written_after_it(reported):
     assert Workload.objects.get(cluster=cluster, name="web").replicas_desired == 7
 
 
-def test_a_large_report_is_queued_for_a_worker(reported, monkeypatch):
-    from agents import services
-
-    agent, cluster, queued = reported
-    monkeypatch.setattr(services, "INLINE_BYTES", 100)
-    answer = agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments()}})
-    assert answer.json() == {"written": False, "queued": True, "pull": False}
-    assert queued == [(cluster.pk, "change")] and not Workload.objects.filter(cluster=cluster).exists()
-    sync.sync_unless_held(cluster.pk, triggered_by="change")
-    assert _no_work_for(agent) and Workload.objects.filter(cluster=cluster, name="web").exists()
-
-
-def test_a_full_sync_drops_what_was_reported_and_reads_everything(reported, monkeypatch):
-    from agents import services
-
+def test_a_full_sync_drops_what_was_reported_and_reads_everything(reported):
     agent, cluster, _queued = reported
-    monkeypatch.setattr(services, "INLINE_BYTES", 0)  # kept for a worker
-    agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments()}})
+    agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments()}})  # not yet written
     member = port.connect(Cluster.objects.get(pk=cluster.pk))
     assert member.take_changes(read_lists=False) == [DEPLOYMENTS]
     assert relay.take_changes(cluster.pk) == {}, "taken"
@@ -269,6 +306,7 @@ def test_an_agent_cannot_report_for_another_cluster(admin_user, monkeypatch):
     mallory, _theirs = accepted_agent(admin_user, name="edge-m")
     _agent, victim = accepted_agent(admin_user, name="edge-v")
     mallory.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments()}})
+    assert sync.sync_reported() == 1
     assert Workload.objects.filter(cluster=_theirs, name="web").exists()
     assert not Workload.objects.filter(cluster=victim).exists(), "a report lands on the reporter's own cluster only"
     assert relay.take_changes(victim.pk) == {} and queued == []

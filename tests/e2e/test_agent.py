@@ -225,6 +225,73 @@ def test_register_accept_sync_and_revoke_a_cluster_the_hub_cannot_reach(
         "the hub connected to the firewalled member"
 
 
+@pytest.fixture
+def agent_gateway(agent_settings):
+    """The agents' gateway (agents.gateway, as `python -m fleetweb.agent_gateway` serves it), on uvicorn in this
+    process (so it sees the test database), holding polls up to 20 s; its address is what agents are given."""
+    import uvicorn
+
+    from agents.gateway import make_app
+    from fleetweb.wsgi import application
+    from localfleet.member import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(make_app(application, hold=20, threads=4), host="127.0.0.1", port=port,
+                                           lifespan="on", log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=30, what="the agents' gateway started")
+
+    class Gateway:
+        url = f"http://127.0.0.1:{port}"
+
+    agent_settings.FLEETWEB_AGENT_URL = Gateway.url
+    yield Gateway
+    server.should_exit = True
+    thread.join(30)
+
+
+def test_through_the_agents_gateway_work_is_picked_up_as_it_is_queued(
+        firewalled_member, agent_settings, agent_gateway, live_server, celery_worker, api_as, admin_user,
+        monkeypatch, tmp_path):
+    """The agent given the gateway's address holds its poll open there: a call through it is answered as soon as
+    it is queued, although an agent that polled would now ask only every 30 s."""
+    member = firewalled_member
+    agent_settings.FLEETWEB_AGENT_POLL = 30
+    dialled = Dialled(monkeypatch)
+    created = api_as(admin_user).post("/api/v1/registrations/", {"name": "edge-gw-2", "environment": "dev"},
+                                      format="json").json()
+    deployment = next(d for d in yaml.safe_load_all(created["manifest"]) if d and d["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["--hub", agent_gateway.url]
+    assert created["command"].startswith(f"kubectl apply -f '{agent_gateway.url}/agent/v1/manifest.yaml?token=")
+    agent, registration = register(member, name="edge-gw", environment="dev", live_server=agent_gateway,
+                                   api_as=api_as, admin=admin_user, dialled=dialled, tmp_path=tmp_path)
+    try:
+        agent_services.decide(registration, accept=True, user=admin_user)
+        cluster = Cluster.objects.get(name="edge-gw")
+        wait_for(lambda: Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.CONNECTED, timeout=90,
+                 what="the cluster connected through the gateway")
+        with dialled.as_kubectl():
+            actual = _apiserver_inventory(member)
+        wait_for(lambda: _stored_inventory(cluster) == actual, timeout=60, what="the whole inventory")
+        time.sleep(3)  # the agent idle: its poll is held
+        from inventory import port as member_port
+
+        took = []
+        for _ in range(5):
+            started = time.monotonic()
+            version = member_port.connect(Cluster.objects.get(pk=cluster.pk)).version()
+            took.append(time.monotonic() - started)
+            assert version["gitVersion"] == member.version
+        assert max(took) < 3, f"each call waited for a poll: {took}"
+        print(f"calls through the held poll took {[round(t, 3) for t in took]} s")
+    finally:
+        stop(agent)
+    host = member.server.removeprefix("https://").split(":")[0]
+    assert not [a for a in dialled.addresses if isinstance(a, tuple) and a[0] == host], \
+        "the hub connected to the firewalled member"
+
+
 MANIFESTS = yaml.safe_dump_all([
     {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
      "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},

@@ -71,11 +71,14 @@ def _killed(run: subprocess.Popen) -> None:
 def test_stopping_make_run_stops_everything_it_started(tmp_path, stop, exit_code):
     require(binaries.buildable(), "Go is not installed and no cached localfleet binaries exist")
     state = tmp_path / "state"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115
-    run = subprocess.Popen([sys.executable, "manage.py", "run", "--port", str(port), "--clusters", "1", "--nodes", "1"],
+    run = subprocess.Popen([sys.executable, "manage.py", "run", "--port", str(ports[0]), "--agent-port", str(ports[1]),
+                            "--clusters", "1", "--nodes", "1"],
                            cwd=ROOT, env=_clean_env(state), stdout=log, stderr=subprocess.STDOUT,
                            start_new_session=True)
     started: dict[int, str] = {}
@@ -87,7 +90,8 @@ def test_stopping_make_run_stops_everything_it_started(tmp_path, stop, exit_code
             time.sleep(0.5)
         started = _started_by(psutil.Process(run.pid), state)
         names = " ".join(started.values())
-        for expected in ("runserver", "worker", "beat", "postgres", "redis-server", "kube-apiserver", "etcd"):
+        for expected in ("runserver", "agent_gateway", "worker", "beat", "postgres", "redis-server", "kube-apiserver",
+                         "etcd"):
             assert expected in names, f"{expected} not found among {started}"
         stop(run)
         assert run.wait(90) == exit_code, (tmp_path / "run.log").read_text()[-3000:]

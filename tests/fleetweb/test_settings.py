@@ -74,7 +74,7 @@ def _compose_env(extra: dict[str, str]) -> dict[str, str]:
                 raise KeyError(f"compose requires {name}: {arg}")
             return arg or ""
         resolved[key] = re.sub(r"\$\{(\w+)(:-|:\?)?([^}]*)\}", sub, str(value))
-    for service in ("web", "worker", "beat"):
+    for service in ("web", "agents", "worker", "beat"):
         assert compose["services"][service]["environment"] == compose["x-fleetweb-env"]
     # Only the one-shot migrate service knows the owner role; the long-running ones cannot alter the record.
     assert "FLEETWEB_MIGRATE_DATABASE_URL" in compose["services"]["migrate"]["environment"]

@@ -42,6 +42,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--kubeconfig", help="attach the contexts of this kubeconfig instead of local members")
         parser.add_argument("--port", type=int, default=int(os.environ.get("FLEETWEB_PORT", "8000")))
+        parser.add_argument("--agent-port", type=int, default=int(os.environ.get("FLEETWEB_AGENT_PORT", "8001")),
+                            help="the agents' gateway (registered clusters' agents connect here)")
         parser.add_argument("--clusters", type=int, default=int(os.environ.get("LOCALFLEET_CLUSTERS", "3")))
         parser.add_argument("--nodes", type=int, default=int(os.environ.get("LOCALFLEET_NODES", "5")))
         parser.add_argument("--no-clusters", action="store_true", help="attach nothing")
@@ -109,8 +111,14 @@ class Command(BaseCommand):
         env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
         python = sys.executable
         port = options["port"]
+        # Agents of registered clusters are given the gateway's address (their polls are held there until work
+        # comes), unless FLEETWEB_AGENT_URL says another.
+        agent_port = options["agent_port"]
+        env["FLEETWEB_AGENT_GATEWAY_BIND"] = f"127.0.0.1:{agent_port}"
+        env.setdefault("FLEETWEB_AGENT_URL", f"http://127.0.0.1:{agent_port}")
         self._spawn("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
                     env, logs)
+        self._spawn("agent-gateway", [python, "-m", "fleetweb.agent_gateway"], env, logs)
         self._spawn("worker", [python, "-m", "celery", "-A", "fleetweb", "worker", "-Q", ",".join(QUEUES),
                                "--concurrency", os.environ.get("FLEETWEB_WORKER_CONCURRENCY", "4"), "-l", "info",
                                "--hostname", "fleetweb-worker@%h"], env, logs)
@@ -120,7 +128,8 @@ class Command(BaseCommand):
             self._attach_kubeconfig(Path(options["kubeconfig"]).expanduser())
         elif not options["no_clusters"]:
             self._attach_local_members(options["clusters"], options["nodes"])
-        self.say(f"\nFleetweb is up: http://127.0.0.1:{port}/  (logs in {logs}; Ctrl-C stops everything)")
+        self.say(f"\nFleetweb is up: http://127.0.0.1:{port}/  (agents: http://127.0.0.1:{agent_port}/agent/v1/; "
+                 f"logs in {logs}; Ctrl-C stops everything)")
         while True:
             for name, proc in self._named_children():
                 if proc.poll() is not None:
