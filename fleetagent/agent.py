@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -262,7 +263,11 @@ class Agent:
         busy = time.monotonic() < self.busy_until
         hold = self.poll_hold if busy else self.idle_hold
         started = time.monotonic()
-        answer = self.hub.call("GET", f"work?wait={hold:g}&boot={self.boot}", timeout=hold + 15)
+        hub = self.hub
+        answer = self._held(lambda: hub.call("GET", f"work?wait={hold:g}&boot={self.boot}", timeout=hold + 15)) \
+            if hold > 0 else hub.call("GET", f"work?wait=0&boot={self.boot}", timeout=15)
+        if answer is None:
+            return  # stopping
         items = answer.get("items", [])
         for item in items:
             self.pool.submit(self._work, item)
@@ -270,6 +275,29 @@ class Agent:
             self.busy_until = time.monotonic() + BUSY_FOR
         elif hold == 0 or time.monotonic() - started < hold / 2:
             self.stop.wait(self.busy_poll if busy else self.poll_seconds)
+
+    def _held(self, call: Callable[[], dict]) -> dict | None:
+        """A poll the hub may hold for many seconds, made in a thread of its own so that stopping does not wait for
+        it: None once stopping (the poll is abandoned; the hub hands nothing to a poll whose agent hung up, and what
+        it handed just before goes to this agent's next process)."""
+        done: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def run() -> None:
+            try:
+                done["answer"] = call()
+            except BaseException as exc:  # noqa: BLE001 - raised again in the polling thread
+                done["error"] = exc
+            finally:
+                finished.set()
+
+        threading.Thread(target=run, name="held-poll", daemon=True).start()
+        while not finished.wait(0.2):
+            if self.stop.is_set():
+                return None
+        if "error" in done:
+            raise done["error"]
+        return done["answer"]
 
     # -- work ----------------------------------------------------------------------------------
 
