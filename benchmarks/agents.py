@@ -1,13 +1,14 @@
 """5. Agents: simulated agents speaking the real protocol (signed requests, heartbeats, polls for work, answers,
 reported changes) against the hub on this machine, answered by the agents' gateway (agents/gateway.py, 2 processes:
 polls held up to FLEETWEB_AGENT_GATEWAY_HOLD until work comes) and, as the baseline in the same run, by the web tier
-itself (gunicorn 3 workers x 2 threads, polls every FLEETWEB_AGENT_POLL seconds, every 0.1 s while work flows); one
-Celery worker (8 threads) either way. Each agent heartbeats every FLEETWEB_AGENT_HEARTBEAT (30 s) and reports a change
-once a minute, sending the changed Deployments' whole list as the agent does from its watch cache; the worker writes
-it (every cluster reported within FLEETWEB_AGENT_REPORT_GATHER_MS, by one task), without asking the agent. Before
-anything is measured, each new agent reports its whole cluster once, as it does when accepted. Each cluster is also read in full through its agent every
-FLEETWEB_AGENT_RESYNC seconds (the safety net; first times spread over one interval, claimed as beat does every 5 s),
-which is the work the agents pick up: they answer from a small canned cluster (3 nodes, 10 Deployments, 20 pods).
+itself (gunicorn 3 workers x 2 threads, polls every FLEETWEB_AGENT_POLL seconds, every 0.1 s while work flows); Celery
+workers (2 processes of 4 threads) either way. Each agent heartbeats every FLEETWEB_AGENT_HEARTBEAT (30 s) and reports
+a change once a minute, sending the changed Deployments' whole list as the agent does from its watch cache; the
+worker writes it (every cluster reported within FLEETWEB_AGENT_REPORT_GATHER_MS, by one task), without asking the
+agent. Before anything is measured, each new agent reports its whole cluster once, as it does when accepted. Each
+cluster is also read in full through its agent every FLEETWEB_AGENT_RESYNC seconds (the safety net; first times
+spread over one interval, claimed as beat does every 5 s), which is the work the agents pick up: they answer from a
+small canned cluster (3 nodes, 10 Deployments, 20 pods).
 
 The simulator is one asyncio loop (each agent a few coroutines and two kept-alive connections, one for its poll),
 so two thousand agents cost it little of the cores it shares with the hub.
@@ -474,6 +475,7 @@ def _visible(changes: list[tuple[int, float]]) -> tuple[list[float], list[float]
 # (gunicorn, polls every FLEETWEB_AGENT_POLL seconds), the baseline measured in the same run.
 DOORS = tuple(os.environ.get("FLEETWEB_BENCH_AGENT_DOORS", "gateway,web").split(","))
 GATEWAY_WORKERS = os.environ.get("FLEETWEB_BENCH_GATEWAY_WORKERS", "2")
+WORKER_PROCESSES = int(os.environ.get("FLEETWEB_BENCH_WORKER_PROCESSES", "2"))
 
 
 def _start_hub(door: str, port: int, env: dict, logs) -> list[subprocess.Popen]:
@@ -487,10 +489,13 @@ def _start_hub(door: str, port: int, env: dict, logs) -> list[subprocess.Popen]:
                                    "-w", "3", "--threads", str(WEB_THREADS), "--log-level", "warning"], env=env,
                                   cwd=ROOT, stdout=open(logs / "gunicorn.log", "ab"),  # noqa: SIM115
                                   stderr=subprocess.STDOUT)
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", ",".join(QUEUES),
-                               "-P", "threads", "-c", "8", "-n", "agents@%h", "-l", "WARNING"], env=env, cwd=ROOT,
-                              stdout=open(logs / "worker.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    return [server, worker]
+    # Two worker processes of 4 threads (one process is bound to one core by its GIL: at 2,000 agents the writes of
+    # reported changes alone take half of it).
+    workers = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", ",".join(QUEUES),
+                                 "-P", "threads", "-c", "4", "-n", f"agents{i}@%h", "-l", "WARNING"], env=env,
+                                cwd=ROOT, stdout=open(logs / "worker.log", "ab"),  # noqa: SIM115
+                                stderr=subprocess.STDOUT) for i in range(WORKER_PROCESSES)]
+    return [server, *workers]
 
 
 def _wait_until_served(base: str, door: str, logs) -> None:
