@@ -14,7 +14,7 @@ class AgentsConfig(AppConfig):
         from agents.models import Agent
         from inventory import extensions, port
 
-        port.ADAPTERS["agent"] = relay.opener
+        port.ADAPTERS["agent"] = relay.openers
         extensions.register(panel=pages.agent_panel)
         # Detaching a cluster deletes its agent: the polls' cached identity goes with it.
         post_delete.connect(lambda sender, instance, **_: services.forget(instance.credential_digest,

@@ -135,11 +135,19 @@ class Relay:
         return self.result(self.submit(op, what=what, until=until), what=what, until=until)
 
 
-def opener(cluster: Any) -> port.Opener:
-    """The member port's "agent" adapter: what the agent last said of itself is read now, the calls go later."""
-    agent = Agent.objects.filter(cluster_id=cluster.pk).values("last_heartbeat_at", "revoked_at").first()
+def openers(clusters: list) -> dict[int, port.Opener]:
+    """The member port's "agent" adapter: what each cluster's agent last said of itself is read now (one query for
+    them all), the calls go later."""
+    agents = {row["cluster_id"]: row for row in Agent.objects.filter(cluster_id__in=[c.pk for c in clusters])
+              .values("cluster_id", "last_heartbeat_at", "revoked_at")}
+    return {cluster.pk: _opener(cluster, agents.get(cluster.pk)) for cluster in clusters}
+
+
+def _opener(cluster: Any, agent: Any) -> port.Opener:
     if agent is None:
-        raise port.KubeError("config", f"{cluster.name} is reached through an agent, and none is registered")
+        def unregistered() -> port.Member:
+            raise port.KubeError("config", f"{cluster.name} is reached through an agent, and none is registered")
+        return unregistered
     relay = Relay(cluster.pk, cluster.name, agent["last_heartbeat_at"], agent["revoked_at"] is not None)
     return lambda: port.RelayedMember(relay.send, submit=relay.submit, result=relay.result,
                                       changes=lambda: take_changes(cluster.pk))

@@ -36,16 +36,25 @@ def acquire(model: type[models.Model], pk: int, duration: timedelta) -> str | No
 def take(model: type[M], pk: int, duration: timedelta) -> tuple[str, M] | None:
     """`acquire`, and the row as it is once taken, in one statement (UPDATE ... RETURNING): (token, row), or None
     when another run holds it or there is no such row."""
+    token, rows = take_many(model, [pk], duration)
+    return (token, rows[pk]) if pk in rows else None
+
+
+def take_many(model: type[M], pks: list[int], duration: timedelta) -> tuple[str, dict[int, M]]:
+    """The leases of the free rows among `pks`, under one token, with the rows as they are once taken, in one
+    statement (UPDATE ... RETURNING): (token, {pk: row}). A row another run holds, or that is gone, is not in it."""
     now = timezone.now()
     token = uuid.uuid4().hex
+    if not pks:
+        return token, {}
     meta = model._meta
     quote = connections[model._default_manager.db].ops.quote_name
     columns = ", ".join(quote(str(field.column)) for field in meta.concrete_fields)
-    rows = list(model._default_manager.raw(
+    rows = model._default_manager.raw(
         f"UPDATE {quote(meta.db_table)} SET lease_expires_at = %s, lease_token = %s "  # noqa: S608 (the model's names)
-        f"WHERE {quote(str(meta.pk.column))} = %s AND (lease_expires_at IS NULL OR lease_expires_at < %s) "
-        f"RETURNING {columns}", [now + duration, token, pk, now]))
-    return (token, rows[0]) if rows else None
+        f"WHERE {quote(str(meta.pk.column))} = ANY(%s) AND (lease_expires_at IS NULL OR lease_expires_at < %s) "
+        f"RETURNING {columns}", [now + duration, token, list(pks), now])
+    return token, {row.pk: row for row in rows}
 
 
 def renew(model: type[models.Model], pk: int, token: str, duration: timedelta) -> bool:
@@ -54,6 +63,8 @@ def renew(model: type[models.Model], pk: int, token: str, duration: timedelta) -
         lease_expires_at=timezone.now() + duration) == 1
 
 
-def release(model: type[models.Model], pk: int, token: str) -> None:
-    """Give the lease back, only if `token` still holds it."""
-    model._default_manager.filter(pk=pk, lease_token=token).update(lease_expires_at=None, lease_token="")
+def release(model: type[models.Model], pk: int | list[int], token: str) -> None:
+    """Give the lease of row `pk` (or of each row of a list) back, only where `token` still holds it."""
+    pks = pk if isinstance(pk, list) else [pk]
+    if pks:
+        model._default_manager.filter(pk__in=pks, lease_token=token).update(lease_expires_at=None, lease_token="")

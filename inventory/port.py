@@ -17,6 +17,7 @@ raises `ListRestarted` to the consumer of `pages`.
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import threading
@@ -305,14 +306,15 @@ def credentials_of(cluster: Any) -> dict:
 Opener = Callable[[], Member]
 
 
-def _direct(cluster: Any) -> Opener:
-    credentials, insecure = credentials_of(cluster), cluster.insecure_skip_tls_verify
-    return lambda: connect_with(credentials, insecure=insecure)
+def _direct(clusters: list) -> dict[int, Opener]:
+    return {cluster.pk: functools.partial(connect_with, credentials_of(cluster),
+                                          insecure=cluster.insecure_skip_tls_verify) for cluster in clusters}
 
 
-# How a cluster is reached -> what prepares its opener (reading the database now, so that the opener itself may run
-# in another thread). The agents app adds "agent" (`agents.relay.opener`); tests put a fake here.
-ADAPTERS: dict[str, Callable[[Any], Opener]] = {"direct": _direct}
+# How a cluster is reached -> what prepares the openers of clusters reached that way ({cluster id: opener}), reading
+# the database now (for all of them at once where it can), so that an opener itself may run in another thread. The
+# agents app adds "agent" (`agents.relay.openers`); tests put a fake here.
+ADAPTERS: dict[str, Callable[[list], dict[int, Opener]]] = {"direct": _direct}
 
 
 def reached_by(cluster: Any) -> str:
@@ -322,7 +324,15 @@ def reached_by(cluster: Any) -> str:
 
 def opener(cluster: Any) -> Opener:
     """What opens the member `cluster` (an inventory Cluster) later, in any thread: the database is read now."""
-    return ADAPTERS[reached_by(cluster)](cluster)
+    return ADAPTERS[reached_by(cluster)]([cluster])[cluster.pk]
+
+
+def openers(clusters: list) -> dict[int, Opener]:
+    """`opener` of each of `clusters`, by cluster id, with one read per adapter (a gathered write of many clusters)."""
+    by_adapter: dict[str, list] = {}
+    for cluster in clusters:
+        by_adapter.setdefault(reached_by(cluster), []).append(cluster)
+    return {pk: found for adapter, alike in by_adapter.items() for pk, found in ADAPTERS[adapter](alike).items()}
 
 
 def connect(cluster: Any) -> Member:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import random
@@ -18,7 +19,7 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from foundation import leases, metrics
+from foundation import bulk, leases, metrics
 from foundation.queueing import enqueue, gather, take_gathered
 from inventory import addons, collector, history, kinds, nodefacts, port, readiness
 from inventory.choices import ClusterStatus, SyncOutcome, WorkloadKind
@@ -114,21 +115,58 @@ def gather_reported(cluster_id: int) -> None:
 
 def sync_reported(cluster_ids: list[int] | None = None) -> int:
     """Write what the gathered clusters' agents reported (`gather_reported`; or `cluster_ids`, when Redis was away as
-    they were gathered): REPORTED_CHUNK clusters here, one after another, the others as tasks of their own for the
-    other worker threads. A cluster another sync holds gets a sync of its own that waits for it (the holder may have
-    read before the change); one that fails does not stop the others. Returns the clusters taken."""
+    they were gathered): REPORTED_CHUNK clusters here, the others as tasks of their own for the other worker threads.
+    The chunk is one write: its leases taken in one statement, each cluster's reported lists read, then every
+    cluster's rows in one transaction (one statement per table, not one sync each). A cluster another sync holds gets
+    a sync of its own that waits for it (the holder may have read before the change). When the one write fails, each
+    cluster is written alone, so one cluster's bad data never keeps the others' changes out. Returns the clusters
+    taken."""
     ids = take_gathered("inventory.tasks.sync_reported") if cluster_ids is None else list(cluster_ids)
     for start in range(REPORTED_CHUNK, len(ids), REPORTED_CHUNK):
         enqueue("inventory.tasks.sync_reported", ids[start:start + REPORTED_CHUNK],
                 what="the write of reported changes")
-    for cluster_id in ids[:REPORTED_CHUNK]:
+    mine = ids[:REPORTED_CHUNK]
+    if not mine:
+        return 0
+    try:
+        token, taken = leases.take_many(Cluster, mine, LEASE)
+    except Exception:  # the database away: the next report, or the next full sync, writes it
+        log.exception("writing the reported changes of clusters %s failed", mine)
+        return len(ids)
+    try:
+        missing = [pk for pk in mine if pk not in taken]
+        held = set(Cluster.objects.filter(pk__in=missing).values_list("pk", flat=True)) if missing else set()
+        for cluster_id in missing:
+            if cluster_id in held:  # (the others were detached)
+                log.info("sync of cluster %s waits: another sync holds it", cluster_id)
+                metrics.LEASE_CONTENTION.inc()
+                enqueue("inventory.tasks.sync_cluster", cluster_id, triggered_by=SYNC_AFTER_CHANGE,
+                        what=f"sync of cluster {cluster_id}")
+        try:  # every agent's state in one read
+            opened = port.openers(list(taken.values()))
+        except Exception:  # then each alone, so that one cluster's failure is its own
+            log.exception("preparing the members of clusters %s failed", list(taken))
+            opened = {}
+        reads = []
+        for cluster in taken.values():
+            try:
+                read = _read(cluster, triggered_by=SYNC_AFTER_CHANGE, opener=opened.get(cluster.pk))
+            except Exception:  # the database away while a failure was recorded
+                log.exception("reading the reported changes of cluster %s failed", cluster.pk)
+                continue
+            if isinstance(read, _Read):
+                reads.append(read)
         try:
-            sync_unless_held(cluster_id, triggered_by=SYNC_AFTER_CHANGE)
-        except Held:
-            enqueue("inventory.tasks.sync_cluster", cluster_id, triggered_by=SYNC_AFTER_CHANGE,
-                    what=f"sync of cluster {cluster_id}")
-        except Exception:  # the database away for one write: the next report, or the next full sync, writes it
-            log.exception("writing the reported changes of cluster %s failed", cluster_id)
+            _write_reads(reads)
+        except Exception:
+            log.exception("the gathered write of %d clusters failed; writing each alone", len(reads))
+            for read in reads:
+                try:
+                    _write_reads([read])
+                except Exception:
+                    log.exception("writing the reported changes of cluster %s failed", read.cluster.pk)
+    finally:  # what a write did not give back in its commit (one statement; nothing where all went back)
+        leases.release(Cluster, list(taken), token)
     return len(ids)
 
 
@@ -147,20 +185,34 @@ def sync_unless_held(cluster_id: int, *, triggered_by: str = "schedule") -> Sync
         raise Held(cluster_id)
     token, cluster = taken
     try:
-        return _sync(cluster, triggered_by=triggered_by)
+        read = _read(cluster, triggered_by=triggered_by)
+        if not isinstance(read, _Read):
+            return read  # a failure's run, or nothing to write
+        return _write_reads([read]).get(cluster.pk)
     finally:
         if cluster.lease_token == token:  # not given back with the snapshot written
             leases.release(Cluster, cluster_id, token)
 
 
-def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
-    # The run is written once, with its outcome, in the transaction that writes what it read (nothing reads a run
-    # that has not finished).
+@dataclasses.dataclass
+class _Read:
+    """What one sync read from its cluster, to be written (`_write_reads`)."""
+
+    cluster: Cluster
+    run: SyncRun
+    clock: float
+    snapshot: collector.Snapshot
+    facts: readiness.Facts | None
+
+
+def _read(cluster: Cluster, *, triggered_by: str, opener: port.Opener | None = None) -> _Read | SyncRun | None:
+    """Read the cluster (or what its agent reported), opened by `opener` when it was prepared with others'; a
+    failure is recorded and its run returned; None when a change's sync finds nothing left to read."""
     run = SyncRun(cluster=cluster, started_at=timezone.now(), triggered_by=triggered_by)
     clock = time.monotonic()
     member = None
     try:
-        member = port.connect(cluster)
+        member = (opener or port.opener(cluster))()
         # What the cluster reported changed (its agent's watches): a change's sync reads just those kinds (and what
         # their folds need), from the lists the agent sent; any other sync drops them and reads everything.
         changed = member.take_changes(read_lists=triggered_by == SYNC_AFTER_CHANGE)
@@ -184,60 +236,88 @@ def _sync(cluster: Cluster, *, triggered_by: str) -> SyncRun | None:
     finally:
         if member is not None:
             member.close()
+    return _Read(cluster, run, clock, snapshot, facts)
+
+
+# The cluster row's columns every write sets; a full sync sets the next sync time and the version too.
+WRITTEN_FIELDS = ("status", "status_reason", "status_changed_at", "last_error", "last_seen_at", "last_sync_at",
+                  "consecutive_failures", "provider", "node_count", "ready_node_count", "namespace_count",
+                  "workload_count", "unhealthy_workload_count", "pod_count", "problem_pod_count", "updated_at")
+
+
+def _write_reads(reads: list[_Read]) -> dict[int, SyncRun]:
+    """Write what the syncs read, in one transaction whatever their number: the rows of every cluster (one statement
+    per table), the cluster rows, their runs (written once, with their outcome: nothing reads a run that has not
+    finished) and history. Returns the runs written, by cluster id (a cluster detached meanwhile has none)."""
+    if not reads:
+        return {}
     with transaction.atomic():
         # Detached while it was being read: nothing to write to. The lock also makes a detach wait for this write.
-        locked = list(Cluster.objects.select_for_update().filter(pk=cluster.pk)
-                      .values_list(*history.HISTORY_FIELDS, "last_error", "lease_token"))
-        if not locked:
-            log.info("%s was detached during its sync; the snapshot is dropped", cluster.name)
-            return None
-        *stored, last_error, holder = locked[0]
-        before = dict(zip(history.HISTORY_FIELDS, stored, strict=True))  # as stored now, not as first read
-        partial = snapshot.only is not None
-        if snapshot.only is not None:  # the errors of kinds this sync did not read stand until a sync reads them
-            snapshot.errors = {**_kind_errors(last_error, keep_out=snapshot.only), **snapshot.errors}
-        write_snapshot(cluster, snapshot)
-        status, reason = collector.health(
-            snapshot, cluster.unhealthy_workload_count, nodes=(cluster.node_count, cluster.ready_node_count),
-            crashloops=None if "Pod" in snapshot.complete else
-            ProblemPod.objects.filter(cluster=cluster, reason="CrashLoopBackOff").count())
+        # In the order of their ids, as every gathered write takes them: two writes never wait for each other.
+        locked = {pk: rest for pk, *rest in Cluster.objects.select_for_update().order_by("pk")
+                  .filter(pk__in=[read.cluster.pk for read in reads])
+                  .values_list("pk", *history.HISTORY_FIELDS, "last_error", "lease_token")}
+        kept, before, holders = [], {}, {}
+        for read in reads:
+            cluster, snapshot = read.cluster, read.snapshot
+            if cluster.pk not in locked:
+                log.info("%s was detached during its sync; the snapshot is dropped", cluster.name)
+                continue
+            *stored, last_error, holders[cluster.pk] = locked[cluster.pk]
+            before[cluster.pk] = dict(zip(history.HISTORY_FIELDS, stored, strict=True))  # as stored now
+            if snapshot.only is not None:  # the errors of kinds this sync did not read stand until a sync reads them
+                snapshot.errors = {**_kind_errors(last_error, keep_out=snapshot.only), **snapshot.errors}
+            kept.append(read)
+        write_snapshots([(read.cluster, read.snapshot) for read in kept])
+        unread_pods = [read.cluster.pk for read in kept if "Pod" not in read.snapshot.complete]
+        crashloops = dict(ProblemPod.objects.filter(cluster_id__in=unread_pods, reason="CrashLoopBackOff")
+                          .values_list("cluster_id").annotate(n=Count("pk")).order_by()) if unread_pods else {}
         now = timezone.now()
-        if status != before["status"]:
-            cluster.status_changed_at = now
-        cluster.status = status
-        cluster.status_reason = reason[:255]
-        cluster.last_error = "\n".join(f"{k}: {v}" for k, v in sorted(snapshot.errors.items()))
-        cluster.last_seen_at = now
-        if snapshot.is_complete:
-            cluster.last_sync_at = now
-        cluster.consecutive_failures = 0
-        also = []
-        if holder and holder == cluster.lease_token:  # the lease goes back in the same commit (one less to wait for)
-            cluster.lease_expires_at, cluster.lease_token = None, ""
-            also += ["lease_expires_at", "lease_token"]
-        if facts is not None:
-            readiness.write(cluster, facts, now=now)
-            also += ["readiness_checked_at", "readiness_error"]
-        if not partial:  # a change's sync leaves the next full sync where it was, and the version as read then
-            cluster.next_sync_at = now + timedelta(seconds=cluster.sync_interval)
-            also += ["next_sync_at", "kubernetes_version", "platform"]
-        cluster.save(update_fields=[
-            *also,
-            "status", "status_reason", "status_changed_at", "last_error", "last_seen_at", "last_sync_at",
-            "consecutive_failures", "provider", "node_count", "ready_node_count", "namespace_count",
-            "workload_count", "unhealthy_workload_count", "pod_count", "problem_pod_count", "updated_at"])
-        run.finished_at = now
-        run.duration_ms = int((time.monotonic() - clock) * 1000)
-        run.outcome = SyncOutcome.SUCCEEDED if snapshot.read_all_it_meant else SyncOutcome.PARTIAL
-        run.status = status
-        run.counts = dict(snapshot.counts)
-        run.timings_ms = dict(snapshot.timings_ms)
-        run.bytes_read = snapshot.bytes_read
-        run.error = cluster.last_error
-        run.save()
-        history.record(*history.sync_changes(cluster, before, at=now))
-        clusters_changed.send(sender=Cluster, cluster_ids=[cluster.pk], reason="sync")
-    return run
+        saves: dict[tuple[str, ...], list[Cluster]] = {}
+        runs, events = [], []
+        for read in kept:
+            cluster, snapshot, run, facts = read.cluster, read.snapshot, read.run, read.facts
+            status, reason = collector.health(
+                snapshot, cluster.unhealthy_workload_count, nodes=(cluster.node_count, cluster.ready_node_count),
+                crashloops=crashloops.get(cluster.pk, 0) if "Pod" not in snapshot.complete else None)
+            if status != before[cluster.pk]["status"]:
+                cluster.status_changed_at = now
+            cluster.status = status
+            cluster.status_reason = reason[:255]
+            cluster.last_error = "\n".join(f"{k}: {v}" for k, v in sorted(snapshot.errors.items()))
+            cluster.last_seen_at = now
+            if snapshot.is_complete:
+                cluster.last_sync_at = now
+            cluster.consecutive_failures = 0
+            also: list[str] = []
+            holder = holders[cluster.pk]
+            if holder and holder == cluster.lease_token:  # the lease goes back in the same commit
+                cluster.lease_expires_at, cluster.lease_token = None, ""
+                also += ["lease_expires_at", "lease_token"]
+            if facts is not None:
+                readiness.write(cluster, facts, now=now)
+                also += ["readiness_checked_at", "readiness_error"]
+            if snapshot.only is None:  # a change's sync leaves the next full sync where it was, and the version
+                cluster.next_sync_at = now + timedelta(seconds=cluster.sync_interval)
+                also += ["next_sync_at", "kubernetes_version", "platform"]
+            saves.setdefault((*also, *WRITTEN_FIELDS), []).append(cluster)
+            run.finished_at = now
+            run.duration_ms = int((time.monotonic() - read.clock) * 1000)
+            run.outcome = SyncOutcome.SUCCEEDED if snapshot.read_all_it_meant else SyncOutcome.PARTIAL
+            run.status = status
+            run.counts = dict(snapshot.counts)
+            run.timings_ms = dict(snapshot.timings_ms)
+            run.bytes_read = snapshot.bytes_read
+            run.error = cluster.last_error
+            runs.append(run)
+            events += history.sync_changes(cluster, before[cluster.pk], at=now)
+        for fields, clusters in saves.items():
+            bulk.update_rows(clusters, fields)
+        SyncRun.objects.bulk_create(runs)
+        history.record(*events)
+        if kept:
+            clusters_changed.send(sender=Cluster, cluster_ids=[read.cluster.pk for read in kept], reason="sync")
+    return {run.cluster_id: run for run in runs}
 
 
 def _kind_errors(last_error: str, *, keep_out: frozenset[str]) -> dict[str, str]:
@@ -284,101 +364,132 @@ def _fingerprint(row: dict) -> str:
     return hashlib.blake2b(msgspec.json.encode(row), digest_size=16).hexdigest()
 
 
-def _upsert(model, cluster: Cluster, rows: list[dict], *, stored: dict[str, str], update_fields: list[str]) -> int:
-    """Insert new rows and update changed ones (`stored`: uid -> fingerprint as stored); rows whose fingerprint is
-    unchanged are not written, so a sync of a cluster where nothing happened writes (almost) nothing. Returns the rows
-    written."""
-    changed = []
-    for row in rows:
-        fingerprint = _fingerprint(row)
-        if stored.get(row["uid"]) != fingerprint:
-            changed.append(model(cluster=cluster, fingerprint=fingerprint,
-                                 **{**row, "created": _ts(row.get("created"))}))
-    for start in range(0, len(changed), BATCH):
-        model.objects.bulk_create(changed[start:start + BATCH], update_conflicts=True,
-                                  unique_fields=["cluster", "uid"], update_fields=[*update_fields, "fingerprint"])
-    return len(changed)
-
-
 def _fields(model, exclude: tuple[str, ...] = ()) -> list[str]:
     skip = {"id", "cluster", "uid", "fingerprint", *exclude}
     return [f.name for f in model._meta.concrete_fields if f.name not in skip]
 
 
 def write_snapshot(cluster: Cluster, snapshot: collector.Snapshot) -> None:
+    """One cluster's `write_snapshots`."""
+    write_snapshots([(cluster, snapshot)])
+
+
+def write_snapshots(pairs: list[tuple[Cluster, collector.Snapshot]]) -> None:
     """Upsert every kind whose list completed; delete missing rows only when every list the sync set out to read
     completed (all of them, or those a change named). Pod counts reach the stored rows of workloads and namespaces
-    whose own lists were not read this time."""
-    prune = snapshot.read_all_it_meant
-    if "Node" in snapshot.complete:
-        _write(Node.objects.filter(cluster=cluster), cluster, snapshot.nodes, prune=prune)
-    if "Namespace" in snapshot.complete:
-        _write_namespaces(cluster, snapshot, prune=prune)
-    _write_workloads(cluster, snapshot, prune=prune)
-    if all(kind in snapshot.complete for kind in WorkloadKind.values):
-        _write_addons(cluster, snapshot)
-    if "Pod" in snapshot.complete:
-        _write(ProblemPod.objects.filter(cluster=cluster), cluster, snapshot.problem_pods, prune=prune)
-    for kind in kinds.stored():  # the kinds with a model of their own: the table says which
-        if kind.name in snapshot.complete:
-            model = apps.get_model("inventory", kind.stored_as)
-            _write(model.objects.filter(cluster=cluster), cluster, snapshot.rows.get(kind.name, []), prune=prune)
-    if "Pod" in snapshot.complete:
-        _write_pod_counts(cluster, snapshot)
-    _update_counters(cluster, snapshot)
+    whose own lists were not read this time. However many clusters, each table is read once and written once
+    (`_Writes`), and the cluster rows' counters are updated in memory (saved by the caller)."""
+    writes = _Writes()
+    for cluster, snapshot in pairs:
+        prune = snapshot.read_all_it_meant
+        if "Node" in snapshot.complete:
+            writes.add(Node, cluster, snapshot.nodes, prune=prune)
+        if "Namespace" in snapshot.complete:
+            rows, keep = _namespace_rows(snapshot)
+            writes.add(Namespace, cluster, rows, prune=prune, keep=keep)
+        pods_complete = "Pod" in snapshot.complete
+        for kind in WorkloadKind.values:  # each workload kind whose list completed, with its pods' counts
+            if kind in snapshot.complete:
+                # Without the pods, the counts as stored: an unchanged row keeps its fingerprint.
+                writes.add(Workload, cluster, _workload_rows(snapshot, kind), prune=prune, where={"kind": kind},
+                           fill=() if pods_complete else WORKLOAD_POD_FIELDS)
+        if pods_complete:
+            writes.add(ProblemPod, cluster, snapshot.problem_pods, prune=prune)
+        for stored_kind in kinds.stored():  # the kinds with a model of their own: the table says which
+            if stored_kind.name in snapshot.complete:
+                writes.add(apps.get_model("inventory", stored_kind.stored_as), cluster,
+                           snapshot.rows.get(stored_kind.name, []), prune=prune)
+    writes.run()
+    _write_addons([(cluster, snapshot) for cluster, snapshot in pairs
+                   if all(kind in snapshot.complete for kind in WorkloadKind.values)])
+    _write_pod_counts([(cluster, snapshot) for cluster, snapshot in pairs if "Pod" in snapshot.complete])
+    _update_counters(pairs)
 
 
-def _write_pod_counts(cluster: Cluster, snapshot: collector.Snapshot) -> None:
-    """The pod counts of stored workloads and namespaces whose lists this sync did not read (a change's sync of pods
-    alone, or a list that failed): only the rows whose counts moved are updated."""
-    workloads = Workload.objects.filter(cluster=cluster).exclude(kind__in=snapshot.complete)
-    todo: list[tuple[Any, dict, str, dict[str, str]]] = [(workloads, snapshot.pods_by_workload, "uid", {
-        "pods_total": "total", "pods_ready": "ready", "pods_pending": "pending", "pods_crashlooping": "crashlooping",
-        "restarts": "restarts"})]
-    if "Namespace" not in snapshot.complete:
-        todo.append((Namespace.objects.filter(cluster=cluster), snapshot.pods_by_namespace, "name",
+class _Writes:
+    """The rows of many clusters for each table, written together: per table (and the columns a cluster's rows keep
+    or fill alike), one SELECT of what is stored, upserts of the rows that changed in batches of BATCH, one DELETE of
+    the rows the clusters no longer have."""
+
+    def __init__(self):
+        self.groups: dict[tuple, list[tuple[Cluster, list[dict], bool]]] = {}
+
+    def add(self, model, cluster: Cluster, rows: list[dict], *, prune: bool, where: dict | None = None,
+            keep: tuple[str, ...] = (), fill: tuple[str, ...] = ()) -> None:
+        """`rows` of `cluster` for `model` (those matching `where`), leaving the `keep` columns as stored. The `fill`
+        columns, which the rows lack, are copied from the stored rows (0 for a new one) before the rows are compared.
+        `prune`: delete the stored rows (matching `where`) that are not among `rows`."""
+        key = (model, tuple(sorted((where or {}).items())), keep, fill)
+        self.groups.setdefault(key, []).append((cluster, rows, prune))
+
+    def run(self) -> None:
+        for (model, where, keep, fill), members in self.groups.items():
+            stored: dict[int, dict[str, tuple]] = {}
+            for cluster_id, pk, uid, fingerprint, *values in model.objects.filter(
+                    cluster_id__in=[cluster.pk for cluster, _rows, _prune in members], **dict(where)).values_list(
+                    "cluster_id", "pk", "uid", "fingerprint", *fill):
+                stored.setdefault(cluster_id, {})[uid] = (pk, fingerprint, values)
+            changed, gone = [], []
+            for cluster, rows, prune in members:
+                mine = stored.get(cluster.pk, {})
+                for row in rows:
+                    if fill:
+                        found = mine.get(row["uid"])
+                        row.update(zip(fill, found[2], strict=True) if found else dict.fromkeys(fill, 0))
+                    fingerprint = _fingerprint(row)
+                    found = mine.get(row["uid"])
+                    if found is None or found[1] != fingerprint:  # an unchanged row is not written
+                        changed.append(model(cluster=cluster, fingerprint=fingerprint,
+                                             **{**row, "created": _ts(row.get("created"))}))
+                if prune:  # the rows the cluster no longer has
+                    seen = {row["uid"] for row in rows}
+                    gone += [pk for uid, (pk, _fingerprint, _values) in mine.items() if uid not in seen]
+            update_fields = [*_fields(model, keep), "fingerprint"]
+            for start in range(0, len(changed), BATCH):
+                model.objects.bulk_create(changed[start:start + BATCH], update_conflicts=True,
+                                          unique_fields=["cluster", "uid"], update_fields=update_fields)
+            if gone:
+                model.objects.filter(pk__in=gone).delete()
+
+
+def _write_pod_counts(pairs: list[tuple[Cluster, collector.Snapshot]]) -> None:
+    """The pod counts of stored workloads and namespaces whose lists these syncs (each of which read the pods) did
+    not read (a change's sync of pods alone, or a list that failed): only the rows whose counts moved are updated."""
+    if not pairs:
+        return
+    by_id = {cluster.pk: snapshot for cluster, snapshot in pairs}
+    todo: list[tuple[Any, str, str, dict[str, str]]] = [(
+        Workload.objects.filter(cluster_id__in=list(by_id)), "pods_by_workload", "uid", {
+            "pods_total": "total", "pods_ready": "ready", "pods_pending": "pending",
+            "pods_crashlooping": "crashlooping", "restarts": "restarts"})]
+    unread_namespaces = [pk for pk, snapshot in by_id.items() if "Namespace" not in snapshot.complete]
+    if unread_namespaces:
+        todo.append((Namespace.objects.filter(cluster_id__in=unread_namespaces), "pods_by_namespace", "name",
                      {"pods_total": "total", "pods_running": "running", "pods_pending": "pending",
                       "pods_failed": "failed"}))
-    for queryset, counts, key, fields in todo:
+    for queryset, counted, key, fields in todo:
         moved = []
-        for row in queryset.only("pk", key, *fields):
-            found = counts.get(getattr(row, key)) or collector.PodCounts()
+        for row in queryset.only("pk", "cluster_id", key, *fields, *(("kind",) if queryset.model is Workload else ())):
+            snapshot = by_id[row.cluster_id]
+            if queryset.model is Workload and row.kind in snapshot.complete:
+                continue  # written with its own list
+            found = getattr(snapshot, counted).get(getattr(row, key)) or collector.PodCounts()
             values = {field: getattr(found, attr) for field, attr in fields.items()}
             if any(getattr(row, field) != value for field, value in values.items()):
                 for field, value in values.items():
                     setattr(row, field, value)
                 row.fingerprint = ""  # no longer of what is stored: the next sync of its kind writes it
                 moved.append(row)
-        if moved:
-            queryset.model.objects.bulk_update(moved, [*fields, "fingerprint"], batch_size=BATCH)
-
-
-def _write(queryset, cluster: Cluster, rows: list[dict], *, prune: bool, keep: tuple[str, ...] = (),
-           fill: tuple[str, ...] = ()) -> None:
-    """Upsert `rows` into the queryset's model, leaving the `keep` columns as stored; prune what is gone. The `fill`
-    columns, which the rows lack, are copied from the stored rows (0 for a new one) before the rows are compared. One
-    SELECT reads what all three need."""
-    stored = {uid: (pk, fingerprint, values) for pk, uid, fingerprint, *values
-              in queryset.values_list("pk", "uid", "fingerprint", *fill)}
-    if fill:
-        for row in rows:
-            found = stored.get(row["uid"])
-            row.update(zip(fill, found[2], strict=True) if found else dict.fromkeys(fill, 0))
-    _upsert(queryset.model, cluster, rows, stored={uid: found[1] for uid, found in stored.items()},
-            update_fields=_fields(queryset.model, keep))
-    if prune:  # delete the rows the cluster no longer has
-        seen = {row["uid"] for row in rows}
-        gone = [pk for uid, (pk, _fingerprint, _values) in stored.items() if uid not in seen]
-        if gone:
-            queryset.model.objects.filter(pk__in=gone).delete()
+        bulk.update_rows(moved, [*fields, "fingerprint"])
 
 
 NAMESPACE_POD_FIELDS = ("pods_total", "pods_running", "pods_pending", "pods_failed")
 WORKLOAD_POD_FIELDS = ("pods_total", "pods_ready", "pods_pending", "pods_crashlooping", "restarts")
 
 
-def _write_namespaces(cluster: Cluster, snapshot: collector.Snapshot, *, prune: bool) -> None:
-    """Namespaces with their pod counts, quotas and limit ranges; a count whose list failed keeps its stored value."""
+def _namespace_rows(snapshot: collector.Snapshot) -> tuple[list[dict], tuple[str, ...]]:
+    """Namespaces with their pod counts, quotas and limit ranges, and the columns kept as stored (a count whose list
+    failed keeps its stored value)."""
     rows = snapshot.namespaces
     keep: tuple[str, ...] = ()
     if "Pod" in snapshot.complete:
@@ -395,58 +506,63 @@ def _write_namespaces(cluster: Cluster, snapshot: collector.Snapshot, *, prune: 
                 row[field] = counter.get(row["name"], 0)
         else:
             keep += (field,)
-    _write(Namespace.objects.filter(cluster=cluster), cluster, rows, prune=prune, keep=keep)
+    return rows, keep
 
 
-def _write_workloads(cluster: Cluster, snapshot: collector.Snapshot, *, prune: bool) -> None:
-    """Each workload kind whose list completed, with its pods' counts when the pod list completed too."""
-    pods_complete = "Pod" in snapshot.complete
-    for kind in WorkloadKind.values:
-        if kind not in snapshot.complete:
-            continue
-        rows = snapshot.workloads.get(kind, [])
-        if pods_complete:
-            for row in rows:
-                counts = snapshot.pods_by_workload.get(row["uid"]) or collector.PodCounts()
-                row.update(pods_total=counts.total, pods_ready=counts.ready, pods_pending=counts.pending,
-                           pods_crashlooping=counts.crashlooping, restarts=counts.restarts)
-        # Without the pods, the counts as stored: an unchanged row keeps its fingerprint.
-        _write(Workload.objects.filter(cluster=cluster, kind=kind), cluster, rows, prune=prune,
-               fill=() if pods_complete else WORKLOAD_POD_FIELDS)
+def _workload_rows(snapshot: collector.Snapshot, kind: str) -> list[dict]:
+    """One workload kind's rows, with its pods' counts when the pod list completed too."""
+    rows = snapshot.workloads.get(kind, [])
+    if "Pod" in snapshot.complete:
+        for row in rows:
+            counts = snapshot.pods_by_workload.get(row["uid"]) or collector.PodCounts()
+            row.update(pods_total=counts.total, pods_ready=counts.ready, pods_pending=counts.pending,
+                       pods_crashlooping=counts.crashlooping, restarts=counts.restarts)
+    return rows
 
 
 ADDON_FIELDS = ("addon", "version", "namespace", "workload", "kind", "image")
 
 
-def _write_addons(cluster: Cluster, snapshot: collector.Snapshot) -> None:
-    """The add-ons the workloads run (inventory/addons.py), rewritten only when they changed."""
-    found = addons.detect(row for rows in snapshot.workloads.values() for row in rows)
-    stored = list(ClusterAddon.objects.filter(cluster=cluster).order_by("addon", "namespace", "workload")
-                  .values(*ADDON_FIELDS))
-    if stored == found:
+def _write_addons(pairs: list[tuple[Cluster, collector.Snapshot]]) -> None:
+    """The add-ons the workloads run (inventory/addons.py), rewritten for the clusters where they changed."""
+    if not pairs:
         return
-    ClusterAddon.objects.filter(cluster=cluster).delete()
-    ClusterAddon.objects.bulk_create(ClusterAddon(cluster=cluster, **row) for row in found)
+    stored: dict[int, list[dict]] = {}
+    for row in ClusterAddon.objects.filter(cluster_id__in=[cluster.pk for cluster, _ in pairs]).order_by(
+            "cluster_id", "addon", "namespace", "workload").values("cluster_id", *ADDON_FIELDS):
+        stored.setdefault(row.pop("cluster_id"), []).append(row)
+    rewritten, fresh = [], []
+    for cluster, snapshot in pairs:
+        found = addons.detect(row for rows in snapshot.workloads.values() for row in rows)
+        if stored.get(cluster.pk, []) != found:
+            rewritten.append(cluster.pk)
+            fresh += [ClusterAddon(cluster=cluster, **row) for row in found]
+    if rewritten:
+        ClusterAddon.objects.filter(cluster_id__in=rewritten).delete()
+        ClusterAddon.objects.bulk_create(fresh)
 
 
-def _update_counters(cluster: Cluster, snapshot: collector.Snapshot) -> None:
-    """The cluster row's version, provider and counters (saved by the caller)."""
-    complete = snapshot.complete
-    version = snapshot.version
-    if version:  # a change's sync does not read it
-        cluster.kubernetes_version = version.get("gitVersion", "")[:64]
-        cluster.platform = version.get("platform", "")[:64]
-    if snapshot.node_providers:
-        cluster.provider = nodefacts.cluster_provider(dict(snapshot.node_providers))
-    if "Node" in complete:
-        cluster.node_count = len(snapshot.nodes)
-        cluster.ready_node_count = sum(1 for n in snapshot.nodes if n["ready"])
-    if "Namespace" in complete:
-        cluster.namespace_count = len(snapshot.namespaces)
-    # Both counters in one aggregate (the sync's hot path), by the one "unavailable" rule.
-    counts = Workload.objects.filter(cluster=cluster).aggregate(total=Count("pk"),
-                                                                unavailable=Count("pk", filter=UNAVAILABLE))
-    cluster.workload_count, cluster.unhealthy_workload_count = counts["total"], counts["unavailable"]
-    if "Pod" in complete:
-        cluster.pod_count = snapshot.pod_total
-        cluster.problem_pod_count = len(snapshot.problem_pods)
+def _update_counters(pairs: list[tuple[Cluster, collector.Snapshot]]) -> None:
+    """The cluster rows' version, provider and counters (saved by the caller): the workload counters of every
+    cluster in one aggregate (the sync's hot path), by the one "unavailable" rule."""
+    counted = {row["cluster_id"]: row for row in Workload.objects.filter(cluster_id__in=[c.pk for c, _ in pairs])
+               .values("cluster_id").annotate(total=Count("pk"), unavailable=Count("pk", filter=UNAVAILABLE))
+               .order_by()}
+    for cluster, snapshot in pairs:
+        complete = snapshot.complete
+        version = snapshot.version
+        if version:  # a change's sync does not read it
+            cluster.kubernetes_version = version.get("gitVersion", "")[:64]
+            cluster.platform = version.get("platform", "")[:64]
+        if snapshot.node_providers:
+            cluster.provider = nodefacts.cluster_provider(dict(snapshot.node_providers))
+        if "Node" in complete:
+            cluster.node_count = len(snapshot.nodes)
+            cluster.ready_node_count = sum(1 for n in snapshot.nodes if n["ready"])
+        if "Namespace" in complete:
+            cluster.namespace_count = len(snapshot.namespaces)
+        counts = counted.get(cluster.pk, {"total": 0, "unavailable": 0})
+        cluster.workload_count, cluster.unhealthy_workload_count = counts["total"], counts["unavailable"]
+        if "Pod" in complete:
+            cluster.pod_count = snapshot.pod_total
+            cluster.problem_pod_count = len(snapshot.problem_pods)

@@ -55,9 +55,8 @@ class FakeMembers:
                             lambda credentials, *, insecure=False: FakeMember(self, port.server_of(credentials)))
         return self
 
-    def adapter(self, cluster) -> port.Opener:
-        name = cluster.name
-        return lambda: FakeMember(self, name)
+    def adapter(self, clusters: list) -> dict[int, port.Opener]:
+        return {cluster.pk: lambda name=cluster.name: FakeMember(self, name) for cluster in clusters}
 
     def observe(self, cluster: str, path: str, obj: dict) -> dict:
         """How an object reads back; workloads have rolled out (override for other worlds)."""

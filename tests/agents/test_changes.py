@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from agents import relay
 from foundation import leases
-from inventory import kinds, port, sync
+from inventory import collector, kinds, port, sync
 from inventory.choices import ClusterStatus, SyncOutcome
 from inventory.models import Cluster, Namespace, Node, SyncRun, Workload
 from tests.agents.helpers import accepted_agent
@@ -210,19 +212,50 @@ def test_one_clusters_failed_write_does_not_stop_the_others(admin_user, monkeypa
     second, two = accepted_agent(admin_user, name="edge-2")
     for agent in (first, second):
         agent.call("POST", "changes", {"kinds": [DEPLOYMENTS], "lists": {DEPLOYMENTS: _deployments()}})
-    real = sync.sync_unless_held
+    real = collector.health
 
-    def broken_for_one(cluster_id, **kwargs):
-        if cluster_id == one.pk:
-            raise RuntimeError("the database went away for this one")
-        return real(cluster_id, **kwargs)
+    def broken_for_one(snapshot, *args, **kwargs):  # inside the one write of both clusters' rows
+        if any(row["uid"].startswith("one-") for rows in snapshot.workloads.values() for row in rows):
+            raise RuntimeError("bad data in this one")
+        return real(snapshot, *args, **kwargs)
 
-    monkeypatch.setattr(sync, "sync_unless_held", broken_for_one)
+    monkeypatch.setattr(collector, "health", broken_for_one)
+    monkeypatch.setattr(relay, "take_changes", _renamed(relay.take_changes, one.pk))
     assert sync.sync_reported() == 2
-    assert Workload.objects.filter(cluster=two, name="web").exists()
+    assert Workload.objects.filter(cluster=two, name="web").exists(), "written alone after the shared write failed"
     assert not Workload.objects.filter(cluster=one).exists()
+    assert SyncRun.objects.filter(cluster=two).count() == 1 and not SyncRun.objects.filter(cluster=one).exists()
+    assert not Cluster.objects.filter(pk__in=[one.pk, two.pk]).exclude(lease_token="").exists(), "leases given back"
 
 
+def _renamed(take, cluster_id):
+    """`relay.take_changes`, with the uids of cluster `cluster_id`'s reported objects prefixed "one-"."""
+    def taken(pk):
+        lists = take(pk)
+        if pk != cluster_id:
+            return lists
+        return {path: text.replace('"uid": "', '"uid": "one-') if text else text for path, text in lists.items()}
+    return taken
+
+
+def test_the_reports_of_many_clusters_are_one_write(admin_user):
+    """The statements of a gathered write do not grow with its clusters."""
+    agents = [accepted_agent(admin_user, name=f"edge-{i}") for i in range(8)]
+    lists = everything()
+
+    def statements(few):
+        for agent, _cluster in few:
+            agent.call("POST", "changes", {"kinds": sorted(lists), "lists": lists})
+        with CaptureQueriesContext(connection) as captured:
+            assert sync.sync_reported([cluster.pk for _agent, cluster in few]) == len(few)
+        return len(captured)
+
+    two, eight = statements(agents[:2]), statements(agents)
+    assert eight == two, f"{two} statements for 2 clusters, {eight} for 8"
+    for index, (_agent, cluster) in enumerate(agents):
+        assert Workload.objects.filter(cluster=cluster, name="web").exists()
+        assert Node.objects.filter(cluster=cluster).count() == 1
+        assert SyncRun.objects.filter(cluster=cluster, triggered_by="change").count() == (2 if index < 2 else 1)
 def test_a_sent_list_that_is_not_whole_is_that_kinds_error_only(reported):
     agent, cluster, _queued = reported
     lists = everything()
