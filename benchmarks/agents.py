@@ -478,6 +478,13 @@ GATEWAY_WORKERS = os.environ.get("FLEETWEB_BENCH_GATEWAY_WORKERS", "2")
 WORKER_PROCESSES = int(os.environ.get("FLEETWEB_BENCH_WORKER_PROCESSES", "2"))
 
 
+NICE = ["nice", "-n", os.environ["FLEETWEB_BENCH_WORKER_NICE"]] if os.environ.get("FLEETWEB_BENCH_WORKER_NICE") else []
+# Four threads per worker process (FLEETWEB_BENCH_WORKER_THREADS to try others): eight were measured too (stop 39),
+# with no steady gain: a quick run at 2,000 agents gave 202 ms p95 against 352 with four, the full run 1,053 against
+# 257 (BENCHMARKS.md part 5).
+WORKER_THREADS = os.environ.get("FLEETWEB_BENCH_WORKER_THREADS", "4")
+
+
 def _start_hub(door: str, port: int, env: dict, logs) -> list[subprocess.Popen]:
     if door == "gateway":
         server = subprocess.Popen([sys.executable, "-m", "fleetweb.agent_gateway"], cwd=ROOT,
@@ -489,10 +496,10 @@ def _start_hub(door: str, port: int, env: dict, logs) -> list[subprocess.Popen]:
                                    "-w", "3", "--threads", str(WEB_THREADS), "--log-level", "warning"], env=env,
                                   cwd=ROOT, stdout=open(logs / "gunicorn.log", "ab"),  # noqa: SIM115
                                   stderr=subprocess.STDOUT)
-    # Two worker processes of 4 threads (one process is bound to one core by its GIL: at 2,000 agents the writes of
-    # reported changes alone take half of it).
-    workers = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", ",".join(QUEUES),
-                                 "-P", "threads", "-c", "4", "-n", f"agents{i}@%h", "-l", "WARNING"], env=env,
+    # Two worker processes (one process is bound to one core by its GIL), of WORKER_THREADS threads; `nice` for them
+    # with FLEETWEB_BENCH_WORKER_NICE (an experiment: the agents' requests before the background writes).
+    workers = [subprocess.Popen([*NICE, sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", ",".join(QUEUES),
+                                 "-P", "threads", "-c", WORKER_THREADS, "-n", f"agents{i}@%h", "-l", "WARNING"], env=env,
                                 cwd=ROOT, stdout=open(logs / "worker.log", "ab"),  # noqa: SIM115
                                 stderr=subprocess.STDOUT) for i in range(WORKER_PROCESSES)]
     return [server, *workers]
