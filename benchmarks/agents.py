@@ -498,8 +498,9 @@ def _start_hub(door: str, port: int, env: dict, logs) -> list[subprocess.Popen]:
                                   stderr=subprocess.STDOUT)
     # Two worker processes (one process is bound to one core by its GIL), of WORKER_THREADS threads; `nice` for them
     # with FLEETWEB_BENCH_WORKER_NICE (an experiment: the agents' requests before the background writes).
-    workers = [subprocess.Popen([*NICE, sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", ",".join(QUEUES),
-                                 "-P", "threads", "-c", WORKER_THREADS, "-n", f"agents{i}@%h", "-l", "WARNING"], env=env,
+    workers = [subprocess.Popen([*NICE, sys.executable, "-m", "celery", "-A", "fleetweb", "worker",
+                                 "-Q", ",".join(QUEUES), "-P", "threads", "-c", WORKER_THREADS,
+                                 "-n", f"agents{i}@%h", "-l", "WARNING"], env=env,
                                 cwd=ROOT, stdout=open(logs / "worker.log", "ab"),  # noqa: SIM115
                                 stderr=subprocess.STDOUT) for i in range(WORKER_PROCESSES)]
     return [server, *workers]
