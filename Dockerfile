@@ -1,7 +1,19 @@
 # Fleetweb image for docker-compose.yml: web (gunicorn), the agents' gateway (uvicorn, 8001), worker and beat share it.
-FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 FLEETWEB_STATIC_ROOT=/app/staticfiles
+# The renderers of application sources, at the versions the tests run (localfleet/go/: the same pinned modules).
+FROM golang:1.26 AS renderers
+COPY localfleet/go/helm-v4.3.2 /src/helm
+COPY localfleet/go/kustomize-v5.8.1 /src/kustomize
+RUN cd /src/helm && CGO_ENABLED=0 go build -trimpath -mod=readonly \
+        -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=v4.3.2" -o /out/helm helm.sh/helm/v4/cmd/helm \
+    && cd /src/kustomize && CGO_ENABLED=0 go build -trimpath -mod=readonly -ldflags "-s -w" -o /out/kustomize \
+        sigs.k8s.io/kustomize/kustomize/v5
+
+FROM python:3.11-slim
+COPY --from=renderers /out/helm /out/kustomize /usr/local/bin/
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 FLEETWEB_STATIC_ROOT=/app/staticfiles \
+    FLEETWEB_HELM=/usr/local/bin/helm FLEETWEB_KUSTOMIZE=/usr/local/bin/kustomize
 WORKDIR /app
 
 COPY pyproject.toml README.md ./

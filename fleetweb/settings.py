@@ -364,6 +364,21 @@ FLEETWEB_ALLOWED_NETWORKS = env_list("FLEETWEB_ALLOWED_NETWORKS")
 FLEETWEB_CLUSTER_PRIVATE_NETWORKS = env_networks("FLEETWEB_CLUSTER_PRIVATE_NETWORKS", list(_PRIVATE), none_word=True)
 FLEETWEB_IDP_PRIVATE_NETWORKS = env_networks("FLEETWEB_IDP_PRIVATE_NETWORKS", list(_PRIVATE), none_word=True)
 FLEETWEB_CHANNEL_PRIVATE_NETWORKS = env_networks("FLEETWEB_CHANNEL_PRIVATE_NETWORKS", [], none_word=True)
+# Application sources (Git repositories, chart repositories, OCI registries) are often inside the company's network.
+FLEETWEB_SOURCE_PRIVATE_NETWORKS = env_networks("FLEETWEB_SOURCE_PRIVATE_NETWORKS", list(_PRIVATE), none_word=True)
+
+# Application sources (rollouts/sources/): what a fetch and a render may take, and the tools that render.
+FLEETWEB_HELM = env_str("FLEETWEB_HELM", "helm")
+FLEETWEB_KUSTOMIZE = env_str("FLEETWEB_KUSTOMIZE", "kustomize")
+FLEETWEB_SOURCE_MAX_BYTES = env_int("FLEETWEB_SOURCE_MAX_BYTES", 64 * 2**20, minimum=2**20)
+FLEETWEB_SOURCE_MAX_FILES = env_int("FLEETWEB_SOURCE_MAX_FILES", 5000, minimum=10)
+FLEETWEB_SOURCE_MAX_FILE_BYTES = env_int("FLEETWEB_SOURCE_MAX_FILE_BYTES", 4 * 2**20, minimum=2**16)
+FLEETWEB_SOURCE_MAX_RENDERED_BYTES = env_int("FLEETWEB_SOURCE_MAX_RENDERED_BYTES", 4 * 2**20, minimum=2**16)
+FLEETWEB_SOURCE_DEADLINE = env_int("FLEETWEB_SOURCE_DEADLINE", 60, minimum=1)
+FLEETWEB_SOURCE_RENDER_SECONDS = env_int("FLEETWEB_SOURCE_RENDER_SECONDS", 30, minimum=1)
+# Plain http:// sources (and OCI registries spoken to over http): for a lab, never for production.
+FLEETWEB_SOURCE_ALLOW_HTTP = env_bool("FLEETWEB_SOURCE_ALLOW_HTTP", False)
+FLEETWEB_SOURCE_OCI_PLAIN_HTTP = env_bool("FLEETWEB_SOURCE_OCI_PLAIN_HTTP", False)
 # Single sign-on with OpenID Connect (inventory/people/sso.py): on when an issuer is set. The issuer is dialled through
 # the outbound address policy (https only; FLEETWEB_OIDC_CA_FILE for a private CA). Users are created at their
 # first sign-in; their roles come from the claim FLEETWEB_OIDC_GROUPS_CLAIM through the mapping admins edit on

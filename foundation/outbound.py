@@ -7,7 +7,8 @@ Refused after resolution: loopback, link-local (which holds the cloud metadata s
 metadata and host addresses (also as NAT64, 6to4, Teredo and IPv4-mapped forms), the unspecified address and
 FLEETWEB_DENIED_NETWORKS; and private ranges (RFC 1918, CGNAT, ULA) unless allowed for the purpose of the call:
 `cluster` (FLEETWEB_CLUSTER_PRIVATE_NETWORKS, default all), `idp` (FLEETWEB_IDP_PRIVATE_NETWORKS, default all) or
-`channel` (FLEETWEB_CHANNEL_PRIVATE_NETWORKS, default none: a team's webhook reaches public addresses only).
+`channel` (FLEETWEB_CHANNEL_PRIVATE_NETWORKS, default none: a team's webhook reaches public addresses only) or
+`source` (FLEETWEB_SOURCE_PRIVATE_NETWORKS, default all: Git repositories, chart repositories, OCI registries).
 FLEETWEB_ALLOWED_NETWORKS wins over all of these (`make run` and the tests allow loopback for the local members).
 
 Errors say what was refused and why, never what the other side answered.
@@ -44,7 +45,7 @@ BUILTIN_DENIED = (
 # Private ranges: each purpose allows those of them an admin chose (settings named in PURPOSES).
 PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "198.18.0.0/15", "fc00::/7")
 PURPOSES = {"cluster": "FLEETWEB_CLUSTER_PRIVATE_NETWORKS", "idp": "FLEETWEB_IDP_PRIVATE_NETWORKS",
-            "channel": "FLEETWEB_CHANNEL_PRIVATE_NETWORKS"}
+            "channel": "FLEETWEB_CHANNEL_PRIVATE_NETWORKS", "source": "FLEETWEB_SOURCE_PRIVATE_NETWORKS"}
 # IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, RFC 6052 and RFC 8215 with /96).
 NAT64 = ("64:ff9b::/96", "64:ff9b:1::/96")
 

@@ -32,6 +32,11 @@ HYDRA_MODULE = "hydra-v2.3.0"
 # The Prometheus server the metrics end-to-end test scrapes Fleetweb with (tests/e2e/test_metrics.py); built
 # with static targets only (`remove_all_sd`), which halves its build.
 PROMETHEUS_MODULE = "prometheus-v0.316.0"
+# Application sources: the renderers Fleetweb runs (`helm template`, `kustomize build`; FLEETWEB_HELM and
+# FLEETWEB_KUSTOMIZE point at these in `make run` and the tests), and the OCI registry the chart tests push to.
+HELM_MODULE = "helm-v4.3.2"
+KUSTOMIZE_MODULE = "kustomize-v5.8.1"
+REGISTRY_MODULE = "registry-v0.22.1"
 
 
 class BuildError(RuntimeError):
@@ -60,6 +65,8 @@ class Binary:
             digest.update((self.module_dir / name).read_bytes())
         if self.tags or self.cgo:
             digest.update(repr((self.tags, self.cgo)).encode())
+        if self.ldflags:
+            digest.update(repr(self.ldflags).encode())
         return digest.hexdigest()[:10]
 
     def path(self) -> Path:
@@ -119,6 +126,10 @@ def all_binaries() -> list[Binary]:
                cgo=True),
         Binary("prometheus", PROMETHEUS_MODULE, "github.com/prometheus/prometheus/cmd/prometheus",
                tags=("remove_all_sd",)),
+        Binary("registry", REGISTRY_MODULE, "."),
+        Binary("kustomize", KUSTOMIZE_MODULE, "sigs.k8s.io/kustomize/kustomize/v5"),
+        Binary("helm", HELM_MODULE, "helm.sh/helm/v4/cmd/helm",
+               ldflags=(f"-X helm.sh/helm/v4/internal/version.version={HELM_MODULE.removeprefix('helm-')}",)),
     ]
     for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         binaries.append(kube_binary(name, KUBE_VERSION))
@@ -137,7 +148,7 @@ def build(binary: Binary, *, out=sys.stderr) -> Path:
         return target
     if shutil.which("go") is None:
         raise BuildError("the Go toolchain ('go') is not on PATH; local member clusters are built from Go modules")
-    ldflags = ["-s", "-w"]
+    ldflags = ["-s", "-w", *binary.ldflags]
     if binary.name.startswith("kube-"):
         subprocess.run(["go", "mod", "download", "k8s.io/kubernetes"], cwd=binary.module_dir, check=False,
                        capture_output=True)

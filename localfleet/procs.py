@@ -48,6 +48,23 @@ def wait_ready(proc: subprocess.Popen, url: str, *, name: str, log: Path, timeou
     raise RuntimeError(f"{name} did not become ready in {timeout:.0f}s; see {log}")
 
 
+def wait_port(proc: subprocess.Popen, host: str, port: int, *, name: str, log: Path, timeout: float = 60) -> None:
+    """Until `host:port` accepts a connection (a server whose every path asks for credentials)."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited ({proc.returncode}); see {log}")
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    stop(proc)
+    raise RuntimeError(f"{name} did not listen on {host}:{port} in {timeout:.0f}s; see {log}")
+
+
 def stop(proc: subprocess.Popen | None) -> None:
     """SIGTERM to the process group (started with start_new_session), SIGKILL after 10 s."""
     if proc is not None and proc.poll() is None:

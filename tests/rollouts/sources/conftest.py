@@ -1,0 +1,25 @@
+"""The real servers application sources are read from: a Git server over HTTP (git http-backend), started once per
+session, with a token (a private repository) and a second one without (a public one)."""
+
+from __future__ import annotations
+
+import pytest
+
+from localfleet.gitserver import GitServer
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="session")
+def git_server(tmp_path_factory):
+    server = GitServer(tmp_path_factory.mktemp("git"), token=TOKEN).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sources(settings):
+    """Sources over plain http on loopback, as the test servers are."""
+    settings.FLEETWEB_SOURCE_ALLOW_HTTP = True
+    settings.FLEETWEB_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    return settings
