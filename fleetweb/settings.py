@@ -141,6 +141,7 @@ CELERY_BEAT_SCHEDULE = {
                         "schedule": float(env_int("FLEETWEB_ALERT_INTERVAL", 15, minimum=1))},
     "advance-due-rollouts": {"task": "rollouts.tasks.advance_due_rollouts", "schedule": 3.0},
     "requeue-dry-runs": {"task": "rollouts.tasks.requeue_dry_runs", "schedule": 30.0},
+    "check-due-sources": {"task": "rollouts.tasks.check_due_sources", "schedule": 30.0},
     # Claims due drift checks at least as often as the interval, so a change shows within two intervals.
     "schedule-drift-checks": {"task": "rollouts.tasks.schedule_drift_checks",
                               "schedule": float(min(10, env_int("FLEETWEB_DRIFT_INTERVAL", 300, minimum=5)))},

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from foundation import crypto
 from inventory.models import Cluster, ClusterGroup, Team
 from inventory.querysets import Visibility
 from rollouts.choices import Decision, DriftState, RolloutState, StageState, TargetState
@@ -73,6 +74,10 @@ class Revision(models.Model):
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    source = models.JSONField(
+        default=dict, blank=True,
+        help_text="What a revision read from a source pins (empty for pasted YAML): {kind, url, ref, commit, path, "
+                  "subject, author, date, chart, version, chart_digest, values_digest, tool, tool_version}")
 
     objects = RolloutsQuerySet.as_manager()
     visibility = through_application()
@@ -92,6 +97,79 @@ class Revision(models.Model):
     @property
     def short_digest(self) -> str:
         return self.digest[:12]
+
+
+class SourceCredential(models.Model):
+    """Credentials for reading application sources (a Git token, a registry's user and password), encrypted like a
+    cluster's, never shown again. A team's credentials are used only by its own applications' sources; the platform
+    team's (no team) only by admins' choice."""
+
+    name = models.SlugField(max_length=63, unique=True)
+    owner_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                   help_text="Whose applications may use it; none: only admins may pick it")
+    username = models.CharField(max_length=200, blank=True)
+    ciphertext = models.TextField(help_text="The token or password, encrypted")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    objects = RolloutsQuerySet.as_manager()
+    visibility = Visibility(team=("owner_team_id",))
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:  # never let secrets reach a log through repr()
+        return f"<SourceCredential {self.name}>"
+
+    @staticmethod
+    def seal(secret: str) -> str:
+        return crypto.encrypt_json({"secret": secret})
+
+    def open(self) -> str:
+        return str(crypto.decrypt_json(self.ciphertext).get("secret", ""))
+
+
+class Source(models.Model):
+    """Where an application's revisions come from when not pasted: a Git repository (a branch, tag or commit, and a
+    folder of plain manifests, a kustomization or a Helm chart), a Helm chart repository or an OCI registry (a chart
+    and a version or range). Checked every `poll_interval` seconds; each new commit or chart version becomes a
+    revision (rollouts.sourcing)."""
+
+    class Kind(models.TextChoices):
+        GIT = "git", "Git repository"
+        HELM = "helm", "Helm chart repository"
+        OCI = "oci", "OCI registry"
+
+    application = models.OneToOneField(Application, on_delete=models.CASCADE, related_name="source")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    url = models.CharField(max_length=500, help_text="https://host/org/repo.git, https://charts.example.com or "
+                                                     "oci://host/path/chart")
+    ref = models.CharField(max_length=255, blank=True, help_text="Git: a branch, a tag or a commit (default: HEAD)")
+    path = models.CharField(max_length=500, blank=True, help_text="Git: the folder to render (default: the top)")
+    chart = models.CharField(max_length=200, blank=True, help_text="Chart repository: the chart's name")
+    version = models.CharField(max_length=100, blank=True, help_text="Charts: a version or a semver range")
+    values = models.TextField(blank=True, help_text="Helm values (YAML) for every cluster")
+    credential = models.ForeignKey(SourceCredential, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="sources")
+    poll_interval = models.PositiveIntegerField(default=300, help_text="Seconds between checks for a new commit or "
+                                                                       "chart version")
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    seen = models.CharField(max_length=200, blank=True, help_text="What the last check found: a commit, or a chart "
+                                                                  "version and digest (compared first: cheap)")
+    error = models.CharField(max_length=500, blank=True, help_text="Why the last check failed, in Fleetweb's words")
+    error_kind = models.CharField(max_length=16, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RolloutsQuerySet.as_manager()
+    visibility = through_application()
+
+    def __str__(self) -> str:
+        return f"{self.application.name} <- {self.url}"
 
 
 class Override(models.Model):

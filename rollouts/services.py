@@ -110,20 +110,23 @@ def _user(user):
     return user if getattr(user, "pk", None) else None
 
 
-def _new_revision(app: Application, parsed: manifests.Parsed, text: str, *, user, message: str) -> Revision:
+def _new_revision(app: Application, parsed: manifests.Parsed, text: str, *, user, message: str,
+                  source: dict | None = None) -> Revision:
     """The next revision, its dry run queued for when the save commits."""
     number = (app.revisions.aggregate(n=Max("number"))["n"] or 0) + 1
     revision = Revision.objects.create(application=app, number=number, manifests=text, digest=parsed.digest,
                                        objects_summary=parsed.summary, message=message[:500], author=_user(user),
-                                       validation=dryrun.checking())
+                                       validation=dryrun.checking(), source=source or {})
     dryrun.request(revision)
     return revision
 
 
-def create_revision(app: Application, *, manifests_text: str, user, message: str = "",
-                    source_ip: str = "") -> Revision:
-    """A new immutable revision, checked by the members and Fleetweb's policies in a worker (`rollouts.dryrun`);
-    pending approvals of this application's rollouts are voided (what the approvers saw has changed)."""
+def create_revision(app: Application, *, manifests_text: str, user, message: str = "", source_ip: str = "",
+                    source: dict | None = None) -> Revision:
+    """A new immutable revision, checked by the members and Fleetweb's policies in a worker (`rollouts.dryrun`).
+    Pasted by a person: pending approvals of this application's rollouts are voided (what the approvers saw has
+    changed). Read from the application's source (`source`: what it pins, `rollouts.sourcing`): nothing is voided,
+    since an approval binds to its own revision's commit and a new commit is a revision of its own."""
     check_change(user, app)
     try:
         parsed = manifests.parse(manifests_text, namespace=app.namespace)
@@ -139,14 +142,14 @@ def create_revision(app: Application, *, manifests_text: str, user, message: str
         if latest is not None and latest.digest == parsed.digest:
             raise RolloutError({"manifests": f"Nothing changed: this is revision {latest.number} "
                                              f"({latest.short_digest})."})
-        revision = _new_revision(app, parsed, manifests_text, user=user, message=message)
-        voided = Approval.objects.filter(
+        revision = _new_revision(app, parsed, manifests_text, user=user, message=message, source=source)
+        voided = 0 if source else Approval.objects.filter(
             stage__rollout__application=app, stage__state__in=[StageState.PENDING, StageState.AWAITING_APPROVAL],
             stage__rollout__state__in=[*ACTIVE_ROLLOUT_STATES, RolloutState.PAUSED], voided_at__isnull=True,
         ).update(voided_at=timezone.now(), void_reason=f"revision {revision.number} of {app.name} was created")
         record(user=user, action="application.revision", target=app, source_ip=source_ip,
                after={"revision": revision.number, "digest": revision.digest, "message": message,
-                      "approvals_voided": voided})
+                      "approvals_voided": voided, **({"source": source} if source else {})})
     return revision
 
 

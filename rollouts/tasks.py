@@ -8,10 +8,10 @@ from celery import shared_task
 from django.conf import settings
 
 from foundation import metrics
-from foundation.queueing import send_safely
+from foundation.queueing import enqueue, send_safely
 from notifications import channels
-from rollouts import corrections, dryrun, engine
-from rollouts.models import Rollout
+from rollouts import corrections, dryrun, engine, sourcing
+from rollouts.models import Rollout, Source
 
 log = logging.getLogger(__name__)
 
@@ -110,3 +110,23 @@ def requeue_dry_runs() -> int:
     for pk in stale:
         send_safely(send(pk), what=f"dry run of revision {pk}")
     return len(stale)
+
+
+@shared_task(ignore_result=True)
+def check_due_sources() -> int:
+    """Run by beat: queue a check of every application source whose interval passed (ids only: a source's
+    credential stays encrypted in the database until the check reads it)."""
+    due = sourcing.claim_due()
+    for pk in due:
+        enqueue("rollouts.tasks.check_source", pk, what=f"check of application source #{pk}")
+    return len(due)
+
+
+@shared_task(soft_time_limit=240, time_limit=270, acks_late=True, ignore_result=True)
+def check_source(source_id: int) -> int | None:
+    """Check one source for a new commit or chart version (the revision's number when one was made)."""
+    source = Source.objects.select_related("application", "credential").filter(pk=source_id).first()
+    if source is None:
+        return None  # the application went
+    revision = sourcing.check(source)
+    return revision.number if revision is not None else None

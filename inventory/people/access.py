@@ -238,6 +238,23 @@ def _change_application(access: Access, app) -> bool:
     return app.owner_team_id is not None and app.owner_team_id in access.teams_with(OPERATOR)
 
 
+@rule("manage_source_credential")
+def _manage_source_credential(access: Access, team) -> bool:
+    """Store credentials for application sources owned by `team` (None: the platform's, global operators only)."""
+    if OPERATOR in access.global_roles:
+        return True
+    return team is not None and team.pk in access.teams_with(OPERATOR)
+
+
+@rule("use_source_credential")
+def _use_source_credential(access: Access, credential) -> bool:
+    """Point an application's source at these credentials: its team's operators (the platform's: global
+    operators)."""
+    if OPERATOR in access.global_roles:
+        return True
+    return credential.owner_team_id is not None and credential.owner_team_id in access.teams_with(OPERATOR)
+
+
 @rule("approve")
 def _approve(access: Access, app) -> bool:
     """Approve or reject an application's production stage: its approver team's approvers (the owner team's

@@ -225,7 +225,7 @@ def from_repository(url: str, name: str, wanted: str, into: Path, auth: Auth | N
 # OCI registries
 
 
-def _oci_parts(reference: str) -> tuple[str, str]:
+def oci_parts(reference: str) -> tuple[str, str]:
     """("https://host", "path/name") of oci://host/path/name."""
     if not reference.startswith("oci://"):
         raise SourceError("an OCI chart reference starts with oci://")
@@ -242,7 +242,7 @@ class _Registry:
     service, itself checked by the policy)."""
 
     def __init__(self, reference: str, auth: Auth | None, until: float):
-        self.base, self.path = _oci_parts(reference)
+        self.base, self.path = oci_parts(reference)
         self.auth, self.until = auth, until
         self.header: dict = {}
         self.host = urlsplit(self.base).hostname or "the registry"

@@ -187,3 +187,26 @@ def test_a_chart_from_an_oci_registry_with_credentials(registry, settings, tmp_p
     with pytest.raises(SourceError, match="asks for credentials|refused the credentials") as refused:
         charts.from_oci(reference, "4.2.1", tmp_path / "anonymous")
     assert refused.value.kind == "auth"
+
+
+@pytest.mark.django_db
+def test_a_helm_application_pins_chart_version_and_digest_and_a_bump_is_a_new_revision(chart_repository, tmp_path,
+                                                                                     admin_user):
+    from rollouts import services, sourcing
+
+    app = services.create_application(name="shop", namespace="shop", user=admin_user, manifests_text=(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: seed}\n"))
+    chart_repository.publish(chart(tmp_path / "c-7.0.0", version="7.0.0"))
+    source = sourcing.set_source(app, user=admin_user, kind="helm", url=chart_repository.url, chart="web",
+                                 version="^7.0", values="replicas: 4\n")
+    first = sourcing.check(source)
+    assert first is not None and first.source["version"] == "7.0.0" and first.source["tool"] == "helm"
+    assert first.source["chart_digest"].startswith("sha256:") and first.source["tool_version"].startswith("v4.3.2")
+    (deployment,) = _objects(first.manifests)
+    assert deployment["metadata"]["name"] == "shop-web" and deployment["spec"]["replicas"] == 4
+    assert sourcing.check(source) is None, "the same version: nothing new"
+    bumped_template = (tmp_path / "c-7.0.0/templates/deploy.yaml").read_text().replace("nginx:1.27", "nginx:1.28")
+    chart_repository.publish(chart(tmp_path / "c-7.1.0", version="7.1.0", template=bumped_template))
+    bumped = sourcing.check(source)
+    assert bumped is not None and bumped.source["version"] == "7.1.0" and bumped.number == first.number + 1
+    assert "nginx:1.28" in bumped.manifests and "replicas: 4" in bumped.manifests, "the application's values hold"

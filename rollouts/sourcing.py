@@ -1,0 +1,219 @@
+"""Revisions read from an application's source (`rollouts.models.Source`): look for a new commit or chart version
+(cheap: the remote ref, or the index's entry, compared with what the last check saw), and when there is one, fetch it
+into a temporary folder, render it there, boxed (`rollouts.sources`), and save the rendered objects as a revision
+that pins everything it came from: URL, commit (subject, author, date), path, chart, version and digest, values
+digest, tool and tool version. The revision goes through `rollouts.services.create_revision` like pasted YAML, so
+its dry run, its audit event and every later approval are the same.
+
+The workers call this (`rollouts.tasks.check_due_sources` by beat, `check_source` per source); a person's "Check
+now" calls it with their user, after the same permission check as any change to the application. A source's
+credential is decrypted only here, in the worker, and never logged, stored elsewhere or put in a task's arguments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from foundation import outbound
+from foundation.audit import record
+from inventory.people.access import can
+from inventory.validators import dns_label_problem
+from rollouts import manifests
+from rollouts.errors import RolloutError, check_change
+from rollouts.models import Application, Revision, Source, SourceCredential
+from rollouts.services import create_revision
+from rollouts.sources import charts, git, render
+from rollouts.sources.tree import SourceError, folder
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Credentials and sources: what people set (pages, API and commands call these)
+
+
+def create_credential(*, user, name: str, secret: str, username: str = "", owner_team=None,
+                      source_ip: str = "") -> SourceCredential:
+    """Store credentials for sources (encrypted; never shown, logged or returned again)."""
+    if user is not None and not can(user, "manage_source_credential", owner_team):
+        raise RolloutError("Storing source credentials for this team needs its operator role.", status=403)
+    problem = dns_label_problem(name, "credential name")
+    if problem:
+        raise RolloutError({"name": problem})
+    if not secret or len(secret) > 4096 or len(username) > 200:
+        raise RolloutError({"secret": "Give the token or password (at most 4,096 characters)."})
+    if SourceCredential.objects.filter(name=name).exists():
+        raise RolloutError({"name": f"A credential named '{name}' exists already."}, conflict=True)
+    with transaction.atomic():
+        credential = SourceCredential.objects.create(name=name, owner_team=owner_team, username=username,
+                                                     ciphertext=SourceCredential.seal(secret),
+                                                     created_by=user if getattr(user, "pk", None) else None)
+        record(user=user, action="source_credential.create", target=credential, source_ip=source_ip,
+               after={"name": name, "team": owner_team.name if owner_team else "", "username": username})
+    return credential
+
+
+SOURCE_FIELDS = ("kind", "url", "ref", "path", "chart", "version", "values", "poll_interval")
+
+
+def set_source(app: Application, *, user, kind: str, url: str, ref: str = "", path: str = "", chart: str = "",
+               version: str = "", values: str = "", credential: SourceCredential | None = None,
+               poll_interval: int = 300, source_ip: str = "") -> Source:
+    """Read the application's revisions from a source from now on (or change where from); checked at once by a
+    worker. Every field is validated here, whichever door it came through."""
+    check_change(user, app)
+    errors: dict[str, str] = {}
+    if kind not in Source.Kind.values:
+        errors["kind"] = "Choose git, helm or oci."
+    url = (url or "").strip()
+    try:
+        schemes = ("https", "http") if settings.FLEETWEB_SOURCE_ALLOW_HTTP else ("https",)
+        checked = "{}/v2/{}".format(*charts.oci_parts(url)) if kind == Source.Kind.OCI else url
+        outbound.check_and_resolve(checked, schemes=schemes, what="source URL", purpose="source")
+    except outbound.OutboundRefused as exc:
+        if exc.kind != "dns":  # a name that does not resolve yet is the check's to report
+            errors["url"] = str(exc)
+    except SourceError as exc:
+        errors["url"] = str(exc)
+    if kind == Source.Kind.HELM and not chart.strip():
+        errors["chart"] = "Name the chart."
+    if kind in (Source.Kind.HELM, Source.Kind.OCI) and version.strip():
+        try:
+            charts.pick([], version)
+        except SourceError as exc:
+            if "not a version" in str(exc):
+                errors["version"] = str(exc)
+    if any(part == ".." for part in path.split("/")) or path.startswith("/") or len(path) > 500:
+        errors["path"] = "A folder of the repository, relative to its top, without '..'."
+    if len(values) > 256 * 1024:
+        errors["values"] = "Values are at most 256 KiB."
+    if not 30 <= int(poll_interval) <= 86400:
+        errors["poll_interval"] = "Between 30 seconds and a day."
+    if credential is not None:
+        if user is not None and not can(user, "use_source_credential", credential):
+            raise RolloutError("These credentials belong to another team.", status=403)
+        if credential.owner_team_id not in (None, app.owner_team_id):
+            errors["credential"] = "These credentials belong to another team than the application's."
+    if errors:
+        raise RolloutError(errors)
+    fields = {"kind": kind, "url": url, "ref": ref.strip()[:255], "path": path.strip("/"), "chart": chart.strip(),
+              "version": version.strip(), "values": values, "poll_interval": int(poll_interval),
+              "credential": credential}
+    with transaction.atomic():
+        before = Source.objects.filter(application=app).values(*SOURCE_FIELDS, "credential__name").first()
+        source, _ = Source.objects.update_or_create(application=app, defaults={**fields, "seen": "", "error": "",
+                                                                                "next_check_at": timezone.now()})
+        record(user=user, action="application.source", target=app, source_ip=source_ip, before=before,
+               after={**{k: v for k, v in fields.items() if k != "credential"},
+                      "credential__name": credential.name if credential else None})
+    return source
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking a source
+
+
+def _auth(source: Source) -> git.Auth | None:
+    if source.credential is None:
+        return None
+    return git.Auth(username=source.credential.username, password=source.credential.open())
+
+
+def _seen(source: Source, auth: git.Auth | None) -> str:
+    """What the source names now, cheaply: a commit's sha, or a chart version (and its index digest)."""
+    if source.kind == Source.Kind.GIT:
+        return git.resolve(source.url, source.ref, auth)
+    if source.kind == Source.Kind.HELM:
+        by_version, _index = charts.repository_versions(source.url, source.chart, auth)
+        version = charts.pick(list(by_version), source.version)
+        return f"{version}@{by_version[version].get('digest') or ''}"
+    return charts.pick(charts.oci_versions(source.url, auth), source.version) \
+        if not charts.parse_version(source.version.strip() or "x") else source.version.strip()
+
+
+def check(source: Source, *, user=None, source_ip: str = "", force: bool = False) -> Revision | None:
+    """Check the source; the new revision when it names something new that renders to new objects, else None. A
+    failure is kept on the source (`error`, `error_kind`), in Fleetweb's words, and raised to a person who asked."""
+    app = source.application
+    check_change(user, app)
+    now = timezone.now()
+    try:
+        auth = _auth(source)
+        seen = _seen(source, auth)
+        if seen == source.seen and not force and app.revisions.filter(source__url=source.url).exists():
+            _checked(source, seen=seen, now=now)  # nothing new: one request to the remote, nothing fetched
+            return None
+        pins, text = _fetch_and_render(source, seen, auth)
+        parsed = manifests.parse(text, namespace=app.namespace)
+    except (SourceError, render.RenderError, manifests.ManifestError) as exc:
+        kind = getattr(exc, "kind", "render" if isinstance(exc, render.RenderError) else "invalid")
+        message = "; ".join(exc.errors) if isinstance(exc, manifests.ManifestError) else str(exc)
+        _checked(source, seen=source.seen, now=now, error=message, kind=kind)
+        if user is not None:
+            raise RolloutError({"source": message}) from None
+        return None
+    latest = app.latest_revision
+    if latest is not None and latest.digest == parsed.digest:  # a new commit that renders the same objects
+        _checked(source, seen=seen, now=now)
+        return None
+    subject = pins.get("subject") or f"{pins.get('chart', '')} {pins.get('version', '')}".strip()
+    try:
+        revision = create_revision(app, manifests_text=text, user=user, source_ip=source_ip, source=pins,
+                                   message=f"{source.get_kind_display()}: {subject}"[:500])
+    except RolloutError as exc:
+        _checked(source, seen=source.seen, now=now, error=str(exc)[:500], kind="invalid")
+        raise
+    _checked(source, seen=seen, now=now)
+    return revision
+
+
+def _fetch_and_render(source: Source, seen: str, auth: git.Auth | None) -> tuple[dict, str]:
+    """(what the revision pins, the rendered manifests) of what `_seen` found."""
+    app = source.application
+    values = [source.values] if source.values.strip() else []
+    pins: dict = {"kind": source.kind, "url": source.url,
+                  "values_digest": "sha256:" + hashlib.sha256(source.values.encode()).hexdigest()}
+    with folder() as scratch:
+        if source.kind == Source.Kind.GIT:
+            commit = git.checkout(source.url, seen, scratch / "checkout", auth)
+            root = scratch / "checkout" / source.path.strip("/") if source.path.strip("/") else scratch / "checkout"
+            done = render.render(root, release=app.name, namespace=app.namespace, values=values,
+                                 checkout=scratch / "checkout")
+            pins.update(ref=source.ref or "HEAD", commit=commit.sha, path=source.path, subject=commit.subject,
+                        author=commit.author, date=commit.date.isoformat())
+        else:
+            if source.kind == Source.Kind.HELM:
+                chart = charts.from_repository(source.url, source.chart, seen.split("@", 1)[0], scratch, auth)
+            else:
+                chart = charts.from_oci(source.url, seen, scratch, auth)
+            done = render.render(chart.folder, release=app.name, namespace=app.namespace, values=values)
+            pins.update(chart=chart.name, version=chart.version, chart_digest=chart.digest)
+        pins.update(tool=done.tool, tool_version=done.tool_version)
+    return pins, done.text
+
+
+def _checked(source: Source, *, seen: str, now, error: str = "", kind: str = "") -> None:
+    """What the check found, and when the next one is due (a failure keeps what was seen before)."""
+    Source.objects.filter(pk=source.pk).update(
+        seen=seen[:200], checked_at=now, next_check_at=now + timedelta(seconds=source.poll_interval),
+        error=error[:500], error_kind=kind[:16], updated_at=now)
+    source.seen, source.checked_at, source.error, source.error_kind = seen[:200], now, error[:500], kind[:16]
+
+
+def claim_due(*, now=None, limit: int = 200) -> list[int]:
+    """Sources whose check is due, their next check moved forward (two beats never claim one source twice)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(Source.objects.filter(Q(next_check_at__lte=now) | Q(next_check_at__isnull=True))
+                   .order_by("next_check_at").select_for_update(skip_locked=True)
+                   .values_list("pk", "poll_interval")[:limit])
+        for pk, interval in due:
+            Source.objects.filter(pk=pk).update(next_check_at=now + timedelta(seconds=interval))
+    return [pk for pk, _ in due]
