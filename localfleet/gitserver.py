@@ -3,7 +3,7 @@
 the bare repositories under one folder. With a token, every request needs it (HTTP basic, any user name, as GitHub,
 GitLab and Gitea take tokens); pushes need it always.
 
-    python -m localfleet.gitserver --root DIR --port N [--token T]      # a process of its own
+    python -m localfleet.gitserver --root DIR --port N [--token-file F]      # a process of its own
 
     server = GitServer(state_dir, token="s3cret").start()
     server.create("payments/deploy")                      # a bare repository, served at server.url("payments/deploy")
@@ -138,8 +138,12 @@ class GitServer:
         self.root.mkdir(parents=True, exist_ok=True)
         log = self.dir / "gitserver.log"
         args = [sys.executable, "-m", "localfleet.gitserver", "--root", str(self.root), "--port", str(self.port)]
-        env = {**os.environ, "FLEETWEB_GITSERVER_TOKEN": self.token}  # not on the command line
-        self.proc = procs.started(subprocess.Popen(args, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env,
+        if self.token:  # in a file only its owner reads, not on the command line
+            token_file = self.dir / "token"
+            token_file.touch(mode=0o600)
+            token_file.write_text(self.token)
+            args += ["--token-file", str(token_file)]
+        self.proc = procs.started(subprocess.Popen(args, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                                                    start_new_session=True))
         procs.wait_ready(self.proc, f"{self.base}/", name="gitserver", log=log, timeout=timeout)
         return self
@@ -207,8 +211,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token-file", type=Path)
     args = parser.parse_args()
-    serve(args.root, args.port, os.environ.get("FLEETWEB_GITSERVER_TOKEN", ""))
+    serve(args.root, args.port, args.token_file.read_text().strip() if args.token_file else "")
 
 
 if __name__ == "__main__":

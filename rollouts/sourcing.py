@@ -60,6 +60,19 @@ def create_credential(*, user, name: str, secret: str, username: str = "", owner
     return credential
 
 
+def delete_credential(*, credential: SourceCredential, user, source_ip: str = "") -> None:
+    """Forget credentials no source uses any more."""
+    if user is not None and not can(user, "manage_source_credential", credential.owner_team):
+        raise RolloutError("Deleting these source credentials needs the operator role in their team.", status=403)
+    with transaction.atomic():
+        used = list(Source.objects.filter(credential=credential).values_list("application__name", flat=True)[:5])
+        if used:
+            raise RolloutError(f"These credentials are in use by {', '.join(used)}.", conflict=True)
+        record(user=user, action="source_credential.delete", target=credential, source_ip=source_ip,
+               before={"name": credential.name})
+        credential.delete()
+
+
 SOURCE_FIELDS = ("kind", "url", "ref", "path", "chart", "version", "values", "poll_interval")
 
 

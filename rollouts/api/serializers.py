@@ -17,6 +17,8 @@ from rollouts.models import (
     Revision,
     Rollout,
     RolloutPlan,
+    Source,
+    SourceCredential,
     Stage,
     Target,
 )
@@ -39,8 +41,36 @@ class RevisionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Revision
         fields = ("id", "number", "digest", "message", "author", "created_at", "objects_summary", "manifests",
-                  "validation")
-        read_only_fields = ("id", "number", "digest", "author", "created_at", "objects_summary", "validation")
+                  "validation", "source")
+        read_only_fields = ("id", "number", "digest", "author", "created_at", "objects_summary", "validation",
+                            "source")
+        extra_kwargs = {"source": {"help_text": "What a revision read from the application's source pins: kind, "
+                                                "url, ref, commit, path, subject, author, date, chart, version, "
+                                                "chart_digest, values_digest, tool, tool_version (empty: pasted)"}}
+
+
+class SourceSerializer(serializers.ModelSerializer):
+    credential: serializers.SlugRelatedField = VisibleSlugField(
+        slug_field="name", queryset=SourceCredential.objects.all(), required=False, allow_null=True,
+        help_text="The name of stored source credentials (of the application's team, or the platform's)")
+
+    class Meta:
+        model = Source
+        fields = ("kind", "url", "ref", "path", "chart", "version", "values", "credential", "poll_interval",
+                  "checked_at", "next_check_at", "seen", "error", "error_kind")
+        read_only_fields = ("checked_at", "next_check_at", "seen", "error", "error_kind")
+
+
+class SourceCredentialSerializer(serializers.ModelSerializer):
+    owner_team: serializers.SlugRelatedField = VisibleSlugField(
+        slug_field="name", queryset=Team.objects.all(), required=False, allow_null=True)
+    secret = serializers.CharField(write_only=True, max_length=4096, style={"input_type": "password"},
+                                   help_text="The token or password: stored encrypted, never returned")
+
+    class Meta:
+        model = SourceCredential
+        fields = ("id", "name", "owner_team", "username", "secret", "created_at")
+        read_only_fields = ("id", "created_at")
 
 
 class PlacementWorkloadSerializer(serializers.Serializer):

@@ -11,14 +11,16 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
+from foundation.queueing import enqueue
 from foundation.roles import VIEWER
 from foundation.web import client_ip
 from inventory.models import Cluster, ClusterGroup
-from rollouts import approvals, corrections, placement, plans, services
+from rollouts import approvals, corrections, placement, plans, services, sourcing
 from rollouts.api import serializers
 from rollouts.choices import StageState
+from rollouts.errors import check_change
 from rollouts.filtersets import DriftFilterSet, RolloutFilterSet
-from rollouts.models import Application, Drift, NamespaceHold, Rollout, RolloutPlan
+from rollouts.models import Application, Drift, NamespaceHold, Rollout, RolloutPlan, Source, SourceCredential
 
 
 def _call(fn, **kwargs):
@@ -71,6 +73,39 @@ class ApplicationViewSet(viewsets.ModelViewSet):
                          source_ip=client_ip(request))
         return Response(serializers.RevisionSerializer(revision, context={"request": request}).data,
                         status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=serializers.SourceSerializer, responses=serializers.SourceSerializer)
+    @action(detail=True, methods=["get", "put"])
+    def source(self, request, pk=None) -> Response:
+        """Where the application's revisions come from: a Git repository, a Helm chart repository or an OCI
+        registry (404: pasted YAML only). PUT sets it; a worker checks it at once, and every poll_interval."""
+        app = self.get_object()
+        if request.method == "GET":
+            found = Source.objects.filter(application=app).select_related("credential").first()
+            if found is None:
+                raise NotFound("This application has no source: its revisions are pasted.")
+            return Response(serializers.SourceSerializer(found, context={"request": request}).data)
+        serializer = serializers.SourceSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        found = _call(sourcing.set_source, app=app, user=request.user, source_ip=client_ip(request),
+                      kind=data["kind"], url=data["url"], ref=data.get("ref", ""), path=data.get("path", ""),
+                      chart=data.get("chart", ""), version=data.get("version", ""), values=data.get("values", ""),
+                      credential=data.get("credential"), poll_interval=data.get("poll_interval", 300))
+        enqueue("rollouts.tasks.check_source", found.pk, what=f"check of {app.name}'s source")
+        return Response(serializers.SourceSerializer(found, context={"request": request}).data)
+
+    @extend_schema(request=None, responses={202: None})
+    @action(detail=True, methods=["post"], url_path="source/check")
+    def check_source(self, request, pk=None) -> Response:
+        """Check the source now (in a worker): its result is on the source (seen, error) and, when new, a revision."""
+        app = self.get_object()
+        check_change(request.user, app)
+        found = Source.objects.filter(application=app).first()
+        if found is None:
+            raise NotFound("This application has no source: its revisions are pasted.")
+        enqueue("rollouts.tasks.check_source", found.pk, what=f"check of {app.name}'s source")
+        return Response({"detail": "The check is queued."}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=serializers.PlacementSerializer(many=True))
     @action(detail=True, methods=["get"])
@@ -272,3 +307,24 @@ class NamespaceHoldViewSet(viewsets.ModelViewSet):
         data = serializer.validated_data
         serializer.instance = _call(services.hold_namespace, cluster=data["cluster"], name=data["name"],
                                     team=data.get("team"), user=self.request.user, source_ip=client_ip(self.request))
+
+
+class SourceCredentialViewSet(viewsets.ModelViewSet):
+    """Credentials for application sources: listed by name and team (never the secret), created, deleted."""
+
+    serializer_class = serializers.SourceCredentialSerializer
+    team_roles = True  # team operators store their team's: the service checks which
+    http_method_names = ["get", "post", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet:
+        return SourceCredential.objects.visible_to(self.request.user).select_related("owner_team")
+
+    def perform_create(self, serializer) -> None:
+        data = serializer.validated_data
+        serializer.instance = _call(sourcing.create_credential, user=self.request.user, name=data["name"],
+                                    secret=data["secret"], username=data.get("username", ""),
+                                    owner_team=data.get("owner_team"), source_ip=client_ip(self.request))
+
+    def perform_destroy(self, instance) -> None:
+        _call(sourcing.delete_credential, credential=instance, user=self.request.user,
+              source_ip=client_ip(self.request))
