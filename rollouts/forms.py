@@ -10,7 +10,7 @@ from inventory.models import ClusterGroup, Team
 from inventory.people.access import access_of
 from inventory.validators import validate_dns_label
 from rollouts import drift
-from rollouts.models import Revision, RolloutPlan
+from rollouts.models import Revision, RolloutPlan, SourceCredential
 from rollouts.services import STAGE_DEFAULTS, STAGE_LIMITS
 
 STAGES_HELP = ("One item per stage: name; group (a group's name) or selector; approvals_required (0-3; a stage "
@@ -193,6 +193,32 @@ class OverrideForm(forms.Form):
 
     def clean_labels(self) -> dict[str, str]:
         return _pairs(self.cleaned_data["labels"], "key=value")
+
+
+class SourceForm(forms.Form):
+    """Where an application's revisions come from (the service validates every field again)."""
+
+    kind = forms.ChoiceField(choices=[("git", "Git repository"), ("helm", "Helm chart repository"),
+                                      ("oci", "OCI registry")])
+    url = forms.CharField(max_length=500, label="URL", widget=forms.TextInput(attrs={
+        "placeholder": "https://git.example.com/team/deploy.git · https://charts.example.com · oci://host/charts/web"}))
+    ref = forms.CharField(max_length=255, required=False, label="Branch, tag or commit",
+                          help_text="Git: default HEAD")
+    path = forms.CharField(max_length=500, required=False, help_text="Git: the folder with plain manifests, a "
+                                                                      "kustomization or a Chart.yaml")
+    chart = forms.CharField(max_length=200, required=False, help_text="Chart repository: the chart's name")
+    version = forms.CharField(max_length=100, required=False, help_text="Charts: 4.2.1, ^4.2, ~4.2.0, >=1 <2")
+    values = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}),
+                             help_text="Helm values (YAML) for every cluster")
+    credential: forms.ModelChoiceField = forms.ModelChoiceField(
+        queryset=SourceCredential.objects.none(), to_field_name="name", required=False,
+        empty_label="— none (public) —")
+    poll_interval = forms.IntegerField(min_value=30, max_value=86400, initial=300, label="Check every (seconds)")
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        found = SourceCredential.objects.all() if user is None else SourceCredential.objects.visible_to(user)
+        self.fields["credential"].queryset = found.order_by("name")  # type: ignore[attr-defined]  # per request
 
 
 class StageForm(forms.Form):

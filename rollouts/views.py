@@ -16,14 +16,27 @@ from foundation.decorators import role_required
 from foundation.errors import add_to_form
 from foundation.htmx import htmx_partial
 from foundation.lists import filtered
+from foundation.queueing import enqueue
 from foundation.roles import OPERATOR, VIEWER
 from foundation.web import client_ip
 from inventory.choices import Environment
 from inventory.group_views import preview_of, selector_preview
 from inventory.models import Cluster, ClusterGroup
 from inventory.people.access import can, team_scope
-from rollouts import approvals, corrections, dryrun, evidence, manifests, placement, plans, rendering, services
+from rollouts import (
+    approvals,
+    corrections,
+    dryrun,
+    evidence,
+    manifests,
+    placement,
+    plans,
+    rendering,
+    services,
+    sourcing,
+)
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
+from rollouts.errors import check_change
 from rollouts.filtersets import RolloutFilterSet
 from rollouts.forms import (
     ApplicationDeleteForm,
@@ -33,11 +46,12 @@ from rollouts.forms import (
     OverrideForm,
     RevisionForm,
     RolloutForm,
+    SourceForm,
     StageFormSet,
     builder_stages,
     stage_initial,
 )
-from rollouts.models import Application, Revision, Rollout, Stage
+from rollouts.models import Application, Revision, Rollout, Source, Stage
 from rollouts.services import STAGE_DEFAULTS
 
 DEFAULT_STAGES = """- name: canary
@@ -129,7 +143,8 @@ def application_detail(request, name: str) -> HttpResponseBase:
     return render(request, "rollouts/application_detail.html", {
         "app": app, "revisions": revisions, "diff": diff_text, "old": old, "new": new, "rollouts": rollouts,
         "overrides": app.overrides.select_related("group"), "placements": placement.where_it_runs(app),
-        "drifts": corrections.of_application(app)})
+        "drifts": corrections.of_application(app),
+        "source": Source.objects.filter(application=app).select_related("credential").first()})
 
 
 @role_required(VIEWER)
@@ -238,6 +253,50 @@ def override_edit(request, name: str) -> HttpResponseBase:
             return redirect(app)
     return render(request, "rollouts/override_form.html", {"app": app, "form": form},
                   status=400 if request.method == "POST" else 200)
+
+
+@role_required(OPERATOR, teams=True)
+def source_edit(request, name: str) -> HttpResponseBase:
+    """Read the application's revisions from a Git repository, a chart repository or an OCI registry; a worker checks
+    it at once (`rollouts.sourcing`)."""
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
+    existing = Source.objects.filter(application=app).select_related("credential").first()
+    initial = {field: getattr(existing, field) for field in sourcing.SOURCE_FIELDS} if existing else {}
+    if existing and existing.credential:
+        initial["credential"] = existing.credential.name
+    form = SourceForm(request.POST or None, initial=initial, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            source = sourcing.set_source(app, user=request.user, source_ip=client_ip(request), kind=d["kind"],
+                                         url=d["url"], ref=d["ref"], path=d["path"], chart=d["chart"],
+                                         version=d["version"], values=d["values"], credential=d["credential"],
+                                         poll_interval=d["poll_interval"])
+        except services.RolloutError as exc:
+            add_to_form(form, exc)
+        else:
+            enqueue("rollouts.tasks.check_source", source.pk, what=f"check of {app.name}'s source")
+            messages.success(request, f"{app.name} now reads its revisions from {source.url}; a worker is checking "
+                                      "it now (below).")
+            return redirect(app)
+    return render(request, "rollouts/source_form.html", {"app": app, "form": form},
+                  status=400 if request.method == "POST" else 200)
+
+
+@role_required(OPERATOR, teams=True)
+@require_POST
+def source_check(request, name: str) -> HttpResponseBase:
+    """Check now: queued for a worker; what it finds shows on the page (the source's last check, a new revision)."""
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
+    source = get_object_or_404(Source, application=app)
+    try:
+        check_change(request.user, app)
+    except services.RolloutError as exc:
+        messages.error(request, str(exc))
+        return redirect(app)
+    enqueue("rollouts.tasks.check_source", source.pk, what=f"check of {app.name}'s source")
+    messages.success(request, f"Checking {source.url} now.")
+    return redirect(app)
 
 
 @role_required(OPERATOR, teams=True)
