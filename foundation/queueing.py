@@ -130,12 +130,25 @@ def take_gathered(name: str, *, limit: int = 100_000) -> list[int]:
     return sorted(int(raw) for raw in _redis().spop(members, limit) or [])
 
 
+ONCE_PREFIX = "fleetweb:once:"
+
+
+def once(key: str, *, seconds: float) -> bool:
+    """True the first time `key` is asked for within `seconds` (Redis SET NX), False after: a burst of triggers
+    (pushes announced by a webhook) becomes one task. Redis away: True (a task too many, never one too few)."""
+    try:
+        return bool(_redis().set(f"{ONCE_PREFIX}{key}", "1", nx=True, px=max(1, int(seconds * 1000))))
+    except redis.RedisError:
+        return True
+
+
 def purge_queues() -> None:
     """Drop every message waiting in Fleetweb's queues and everything gathered for a task (tests and benchmarks
     between runs: a task left queued by the previous one must not run in the next)."""
     client = _redis()
-    for key in client.scan_iter(match=f"{GATHER_PREFIX}*"):
-        client.delete(key)
+    for prefix in (GATHER_PREFIX, ONCE_PREFIX):
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
     with current_app.connection_for_write() as conn:
         for name in QUEUES:
             try:

@@ -164,12 +164,18 @@ class Source(models.Model):
     error = models.CharField(max_length=500, blank=True, help_text="Why the last check failed, in Fleetweb's words")
     error_kind = models.CharField(max_length=16, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    webhook_id = models.CharField(max_length=32, blank=True, db_index=True,
+                                  help_text="The push webhook's address part (/hooks/sources/<id>/); empty: none")
+    webhook_ciphertext = models.TextField(blank=True, help_text="The webhook's secret, encrypted")
 
     objects = RolloutsQuerySet.as_manager()
     visibility = through_application()
 
     def __str__(self) -> str:
         return f"{self.application.name} <- {self.url}"
+
+    def webhook_secret(self) -> str:
+        return str(crypto.decrypt_json(self.webhook_ciphertext).get("secret", "")) if self.webhook_ciphertext else ""
 
 
 class Override(models.Model):

@@ -13,7 +13,9 @@ credential is decrypted only here, in the worker, and never logged, stored elsew
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import secrets
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,8 +23,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from foundation import outbound
+from foundation import crypto, outbound, queueing
 from foundation.audit import record
+from foundation.queueing import enqueue
 from inventory.people.access import can
 from inventory.validators import dns_label_problem
 from rollouts import manifests
@@ -230,3 +233,68 @@ def claim_due(*, now=None, limit: int = 200) -> list[int]:
         for pk, interval in due:
             Source.objects.filter(pk=pk).update(next_check_at=now + timedelta(seconds=interval))
     return [pk for pk, _ in due]
+
+
+# ---------------------------------------------------------------------------------------------
+# Push webhooks: a push makes the check happen now instead of at the next interval
+
+WEBHOOK_MAX_BYTES = 1_000_000
+WEBHOOK_COALESCE_SECONDS = 5
+
+
+def issue_webhook(app: Application, *, user, source_ip: str = "") -> tuple[str, str]:
+    """A new address and secret for the source's push webhook, shown once: (the path, the secret). The previous
+    ones stop working."""
+    check_change(user, app)
+    source = Source.objects.filter(application=app).first()
+    if source is None:
+        raise RolloutError("This application has no source to be told about pushes.", conflict=True)
+    hook_id, secret = secrets.token_urlsafe(18)[:24], secrets.token_urlsafe(32)
+    with transaction.atomic():
+        Source.objects.filter(pk=source.pk).update(webhook_id=hook_id,
+                                                   webhook_ciphertext=crypto.encrypt_json({"secret": secret}))
+        record(user=user, action="application.source_webhook", target=app, source_ip=source_ip,
+               after={"webhook": f"/hooks/sources/{hook_id}/", "replaced": bool(source.webhook_id)})
+    return f"/hooks/sources/{hook_id}/", secret
+
+
+class WebhookRefused(Exception):
+    """A webhook call refused: `status` and a short reason that tells the caller nothing it did not send."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+def receive_webhook(hook_id: str, *, headers: dict[str, str], body: bytes) -> bool:
+    """A push announced by GitHub (X-Hub-Signature-256: HMAC-SHA256 of the body), Gitea or Forgejo
+    (X-Gitea-Signature: the same, hex) or GitLab (X-Gitlab-Token: the shared secret itself, which is how GitLab
+    signs): the source's check is queued, unless one was queued in the last few seconds. The payload is not
+    trusted beyond "something was pushed": the check reads the remote itself. True when a check was queued."""
+    if len(body) > WEBHOOK_MAX_BYTES:
+        raise WebhookRefused(413, "The payload is too large.")
+    source = Source.objects.filter(webhook_id=hook_id).exclude(webhook_id="").first() if hook_id else None
+    secret = source.webhook_secret() if source is not None else ""
+    if source is None or not secret or not _signed(headers, body, secret):
+        raise WebhookRefused(403, "The signature does not match.")  # the same answer for an unknown address
+    event = headers.get("x-github-event") or headers.get("x-gitea-event") or headers.get("x-gitlab-event") or ""
+    if event.lower() in ("ping",):
+        return False
+    if not queueing.once(f"source-webhook:{source.pk}", seconds=WEBHOOK_COALESCE_SECONDS):
+        return False  # a burst of pushes is one check
+    enqueue("rollouts.tasks.check_source", source.pk, what=f"check of {source.application_id}'s source")
+    return True
+
+
+def _signed(headers: dict[str, str], body: bytes, secret: str) -> bool:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    github = headers.get("x-hub-signature-256", "")
+    if github:
+        return hmac.compare_digest(github, f"sha256={digest}")
+    gitea = headers.get("x-gitea-signature", "") or headers.get("x-forgejo-signature", "")
+    if gitea:
+        return hmac.compare_digest(gitea, digest)
+    gitlab = headers.get("x-gitlab-token", "")
+    if gitlab:
+        return hmac.compare_digest(gitlab.encode(), secret.encode())
+    return False

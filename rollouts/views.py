@@ -7,9 +7,10 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.forms import BaseFormSet
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from foundation.decorators import role_required
@@ -542,3 +543,35 @@ def revision_raw(request, name: str, number: int) -> HttpResponseBase:
     app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
     revision = get_object_or_404(app.revisions, number=number)
     return HttpResponse(revision.manifests, content_type="text/plain; charset=utf-8")
+
+
+@role_required(OPERATOR, teams=True)
+@require_POST
+def source_webhook_issue(request, name: str) -> HttpResponseBase:
+    """A new push webhook address and secret, on a page of their own, shown this once."""
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
+    try:
+        path, secret = sourcing.issue_webhook(app, user=request.user, source_ip=client_ip(request))
+    except services.RolloutError as exc:
+        messages.error(request, str(exc))
+        return redirect(app)
+    response = render(request, "rollouts/source_webhook.html",
+                      {"app": app, "url": request.build_absolute_uri(path), "secret": secret})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@csrf_exempt
+@require_POST
+def source_webhook(request, hook_id: str) -> HttpResponseBase:
+    """A Git host's push webhook (GitHub, GitLab, Gitea): no login, the signature is the credential
+    (`rollouts.sourcing.receive_webhook`); the body is read only up to its cap."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if not length.isdigit() or int(length) > sourcing.WEBHOOK_MAX_BYTES:
+        return JsonResponse({"detail": "The payload is too large or has no length."}, status=413)
+    headers = {key.lower(): value for key, value in request.headers.items()}
+    try:
+        queued = sourcing.receive_webhook(hook_id, headers=headers, body=request.read(int(length)))
+    except sourcing.WebhookRefused as exc:
+        return JsonResponse({"detail": str(exc)}, status=exc.status)
+    return JsonResponse({"queued": queued}, status=202)

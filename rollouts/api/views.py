@@ -95,6 +95,15 @@ class ApplicationViewSet(viewsets.ModelViewSet):
         enqueue("rollouts.tasks.check_source", found.pk, what=f"check of {app.name}'s source")
         return Response(serializers.SourceSerializer(found, context={"request": request}).data)
 
+    @extend_schema(request=None, responses={201: None})
+    @action(detail=True, methods=["post"], url_path="source/webhook")
+    def source_webhook(self, request, pk=None) -> Response:
+        """A new push webhook for the source: its URL and secret, shown this once (the previous pair stops working).
+        Give both to GitHub, GitLab or Gitea (content type application/json, push events)."""
+        app = self.get_object()
+        path, secret = _call(sourcing.issue_webhook, app=app, user=request.user, source_ip=client_ip(request))
+        return Response({"url": request.build_absolute_uri(path), "secret": secret}, status=status.HTTP_201_CREATED)
+
     @extend_schema(request=None, responses={202: None})
     @action(detail=True, methods=["post"], url_path="source/check")
     def check_source(self, request, pk=None) -> Response:

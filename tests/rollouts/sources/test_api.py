@@ -99,3 +99,15 @@ def test_a_revision_shows_what_it_pins(api_as, org, git_server, admin_user):
     assert revision is not None
     listed = api_as(org["operator"]).get(f"/api/v1/applications/{org['app'].pk}/revisions/").json()["results"]
     assert listed[0]["source"]["commit"] == sha and listed[1]["source"] == {}
+
+
+def test_a_webhook_is_issued_once_over_the_api(api_as, org, git_server, admin_user):
+    client = api_as(org["operator"])
+    app = org["app"]
+    assert client.post(f"/api/v1/applications/{app.pk}/source/webhook/").status_code == 409, "no source yet"
+    sourcing.set_source(app, user=admin_user, kind="git", url=git_server.url("p/hook"))
+    answer = client.post(f"/api/v1/applications/{app.pk}/source/webhook/")
+    assert answer.status_code == 201 and answer.json()["url"].startswith("http://testserver/hooks/sources/")
+    secret = answer.json()["secret"]
+    assert secret not in client.get(f"/api/v1/applications/{app.pk}/source/").content.decode()
+    assert api_as(org["viewer"]).post(f"/api/v1/applications/{app.pk}/source/webhook/").status_code == 403
