@@ -214,6 +214,10 @@ class SourceForm(forms.Form):
         queryset=SourceCredential.objects.none(), to_field_name="name", required=False,
         empty_label="— none (public) —")
     poll_interval = forms.IntegerField(min_value=30, max_value=86400, initial=300, label="Check every (seconds)")
+    plan: forms.ModelChoiceField = forms.ModelChoiceField(
+        queryset=RolloutPlan.objects.all(), to_field_name="name", required=False,
+        empty_label="— none: roll out by hand —", label="Roll out each new revision with",
+        help_text="The plan starts by itself and stops at its first approval gate; nothing is approved by itself")
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)

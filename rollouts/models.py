@@ -157,6 +157,9 @@ class Source(models.Model):
                                    related_name="sources")
     poll_interval = models.PositiveIntegerField(default=300, help_text="Seconds between checks for a new commit or "
                                                                        "chart version")
+    plan = models.ForeignKey("RolloutPlan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                             help_text="Roll out each new revision with this plan at once (it stops at the first "
+                                       "approval gate: nothing is approved by itself)")
     next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
     checked_at = models.DateTimeField(null=True, blank=True)
     seen = models.CharField(max_length=200, blank=True, help_text="What the last check found: a commit, or a chart "

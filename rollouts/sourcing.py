@@ -30,8 +30,8 @@ from inventory.people.access import can
 from inventory.validators import dns_label_problem
 from rollouts import manifests
 from rollouts.errors import RolloutError, check_change
-from rollouts.models import Application, Revision, Source, SourceCredential
-from rollouts.services import create_revision
+from rollouts.models import Application, Revision, RolloutPlan, Source, SourceCredential
+from rollouts.services import create_revision, create_rollout
 from rollouts.sources import charts, git, render
 from rollouts.sources.tree import SourceError, folder
 
@@ -76,12 +76,12 @@ def delete_credential(*, credential: SourceCredential, user, source_ip: str = ""
         credential.delete()
 
 
-SOURCE_FIELDS = ("kind", "url", "ref", "path", "chart", "version", "values", "poll_interval")
+SOURCE_FIELDS = ("kind", "url", "ref", "path", "chart", "version", "values", "poll_interval", "plan")
 
 
 def set_source(app: Application, *, user, kind: str, url: str, ref: str = "", path: str = "", chart: str = "",
                version: str = "", values: str = "", credential: SourceCredential | None = None,
-               poll_interval: int = 300, source_ip: str = "") -> Source:
+               poll_interval: int = 300, plan: RolloutPlan | None = None, source_ip: str = "") -> Source:
     """Read the application's revisions from a source from now on (or change where from); checked at once by a
     worker. Every field is validated here, whichever door it came through."""
     check_change(user, app)
@@ -121,14 +121,16 @@ def set_source(app: Application, *, user, kind: str, url: str, ref: str = "", pa
         raise RolloutError(errors)
     fields = {"kind": kind, "url": url, "ref": ref.strip()[:255], "path": path.strip("/"), "chart": chart.strip(),
               "version": version.strip(), "values": values, "poll_interval": int(poll_interval),
-              "credential": credential}
+              "credential": credential, "plan": plan}
     with transaction.atomic():
-        before = Source.objects.filter(application=app).values(*SOURCE_FIELDS, "credential__name").first()
+        before = Source.objects.filter(application=app).values(*SOURCE_FIELDS, "credential__name",
+                                                               "plan__name").first()
         source, _ = Source.objects.update_or_create(application=app, defaults={**fields, "seen": "", "error": "",
                                                                                 "next_check_at": timezone.now()})
         record(user=user, action="application.source", target=app, source_ip=source_ip, before=before,
-               after={**{k: v for k, v in fields.items() if k != "credential"},
-                      "credential__name": credential.name if credential else None})
+               after={**{k: v for k, v in fields.items() if k not in ("credential", "plan")},
+                      "credential__name": credential.name if credential else None,
+                      "plan__name": plan.name if plan else None})
     return source
 
 
@@ -187,7 +189,20 @@ def check(source: Source, *, user=None, source_ip: str = "", force: bool = False
         _checked(source, seen=source.seen, now=now, error=str(exc)[:500], kind="invalid")
         raise
     _checked(source, seen=seen, now=now)
+    if source.plan_id is not None:
+        _start_plan(source, revision)
     return revision
+
+
+def _start_plan(source: Source, revision: Revision) -> None:
+    """Roll the new revision out with the source's plan, as the system: it runs up to its first approval gate (a
+    stage reaching prod always has one). When it cannot start, the revision stays and the source says why."""
+    try:
+        create_rollout(revision=revision, user=None, plan=source.plan)
+    except RolloutError as exc:
+        message = f"revision {revision.number} was made, but plan {source.plan} did not start: {exc}"
+        Source.objects.filter(pk=source.pk).update(error=message[:500], error_kind="rollout")
+        source.error, source.error_kind = message[:500], "rollout"
 
 
 def _fetch_and_render(source: Source, seen: str, auth: git.Auth | None) -> tuple[dict, str]:

@@ -145,7 +145,7 @@ def application_detail(request, name: str) -> HttpResponseBase:
         "app": app, "revisions": revisions, "diff": diff_text, "old": old, "new": new, "rollouts": rollouts,
         "overrides": app.overrides.select_related("group"), "placements": placement.where_it_runs(app),
         "drifts": corrections.of_application(app),
-        "source": Source.objects.filter(application=app).select_related("credential").first()})
+        "source": Source.objects.filter(application=app).select_related("credential", "plan").first()})
 
 
 @role_required(VIEWER)
@@ -261,10 +261,12 @@ def source_edit(request, name: str) -> HttpResponseBase:
     """Read the application's revisions from a Git repository, a chart repository or an OCI registry; a worker checks
     it at once (`rollouts.sourcing`)."""
     app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
-    existing = Source.objects.filter(application=app).select_related("credential").first()
+    existing = Source.objects.filter(application=app).select_related("credential", "plan").first()
     initial = {field: getattr(existing, field) for field in sourcing.SOURCE_FIELDS} if existing else {}
     if existing and existing.credential:
         initial["credential"] = existing.credential.name
+    if existing and existing.plan:
+        initial["plan"] = existing.plan.name
     form = SourceForm(request.POST or None, initial=initial, user=request.user)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
@@ -272,7 +274,7 @@ def source_edit(request, name: str) -> HttpResponseBase:
             source = sourcing.set_source(app, user=request.user, source_ip=client_ip(request), kind=d["kind"],
                                          url=d["url"], ref=d["ref"], path=d["path"], chart=d["chart"],
                                          version=d["version"], values=d["values"], credential=d["credential"],
-                                         poll_interval=d["poll_interval"])
+                                         poll_interval=d["poll_interval"], plan=d["plan"])
         except services.RolloutError as exc:
             add_to_form(form, exc)
         else:

@@ -53,10 +53,13 @@ class SourceSerializer(serializers.ModelSerializer):
     credential: serializers.SlugRelatedField = VisibleSlugField(
         slug_field="name", queryset=SourceCredential.objects.all(), required=False, allow_null=True,
         help_text="The name of stored source credentials (of the application's team, or the platform's)")
+    plan: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="name", queryset=RolloutPlan.objects.all(), required=False, allow_null=True,
+        help_text="Roll out each new revision with this plan at once (it stops at its first approval gate)")
 
     class Meta:
         model = Source
-        fields = ("kind", "url", "ref", "path", "chart", "version", "values", "credential", "poll_interval",
+        fields = ("kind", "url", "ref", "path", "chart", "version", "values", "credential", "poll_interval", "plan",
                   "checked_at", "next_check_at", "seen", "error", "error_kind")
         read_only_fields = ("checked_at", "next_check_at", "seen", "error", "error_kind")
 

@@ -91,7 +91,8 @@ class ApplicationViewSet(viewsets.ModelViewSet):
         found = _call(sourcing.set_source, app=app, user=request.user, source_ip=client_ip(request),
                       kind=data["kind"], url=data["url"], ref=data.get("ref", ""), path=data.get("path", ""),
                       chart=data.get("chart", ""), version=data.get("version", ""), values=data.get("values", ""),
-                      credential=data.get("credential"), poll_interval=data.get("poll_interval", 300))
+                      credential=data.get("credential"), poll_interval=data.get("poll_interval", 300),
+                      plan=data.get("plan"))
         enqueue("rollouts.tasks.check_source", found.pk, what=f"check of {app.name}'s source")
         return Response(serializers.SourceSerializer(found, context={"request": request}).data)
 

@@ -178,3 +178,34 @@ def test_due_sources_are_claimed_once(app, admin_user, git_server):
     assert sourcing.claim_due() == [Source.objects.get().pk]
     assert sourcing.claim_due() == [], "its next check moved forward"
     assert Application.objects.count() == 1 and Revision.objects.count() == 1
+
+
+def test_a_new_revision_starts_the_sources_plan_up_to_its_first_gate(git_server, admin_user, fleet):
+    from rollouts import plans
+    from rollouts.models import Rollout
+
+    app = services.create_application(name="edge", namespace="edge", manifests_text=WEB % 1, user=None)
+    plan = plans.create_plan(name="rings", user=admin_user, stages=[
+        {"name": "ring-a", "selector": "ring=a"}, {"name": "ring-b", "selector": "ring=b", "approvals_required": 1}])
+    url = git_server.create("platform/edge")
+    git_server.commit("platform/edge", {"web.yaml": WEB % 2}, message="two")
+    token = sourcing.create_credential(user=admin_user, name="platform-git", secret=TOKEN)
+    source = sourcing.set_source(app, user=admin_user, kind="git", url=url, credential=token, plan=plan)
+    revision = sourcing.check(source)
+    rollout = Rollout.objects.get(revision=revision)
+    assert rollout.plan_name == "rings" and rollout.requested_by is None
+    assert list(rollout.stages.values_list("approvals_required", flat=True)) == [0, 1], "the gate stays a gate"
+    assert AuditEvent.objects.filter(action="rollout.create", actor__isnull=True).count() == 1
+
+
+def test_a_plan_that_cannot_start_leaves_the_revision_and_says_why(git_server, app, credential, admin_user, fleet):
+    from rollouts import plans
+
+    plan = plans.create_plan(name="nowhere", user=admin_user, stages=[{"name": "x", "selector": "ring=zzz"}])
+    url = git_server.create("payments/noplan")
+    git_server.commit("payments/noplan", {"web.yaml": WEB % 5}, message="five")
+    source = sourcing.set_source(app, user=admin_user, kind="git", url=url, credential=credential, plan=plan)
+    revision = sourcing.check(source)
+    assert revision is not None
+    source.refresh_from_db()
+    assert source.error_kind == "rollout" and "did not start" in source.error and "matches no cluster" in source.error
