@@ -98,6 +98,23 @@ class Revision(models.Model):
     def short_digest(self) -> str:
         return self.digest[:12]
 
+    @property
+    def source_link(self) -> str:
+        """A link to the pinned commit where the Git host is one whose commit pages are known (GitHub, GitLab,
+        Bitbucket, Gitea-style hosts are not guessed); "" otherwise."""
+        commit, url = self.source.get("commit", ""), self.source.get("url", "")
+        if not commit or not url.startswith("https://"):
+            return ""
+        base = url.removesuffix(".git").rstrip("/")
+        host = base.removeprefix("https://").split("/", 1)[0].lower()
+        if host == "github.com":
+            return f"{base}/commit/{commit}"
+        if host == "gitlab.com":
+            return f"{base}/-/commit/{commit}"
+        if host == "bitbucket.org":
+            return f"{base}/commits/{commit}"
+        return ""
+
 
 class SourceCredential(models.Model):
     """Credentials for reading application sources (a Git token, a registry's user and password), encrypted like a

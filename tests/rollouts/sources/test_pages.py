@@ -94,3 +94,30 @@ def test_another_teams_credential_is_not_offered(org, admin_user):
     sourcing.create_credential(user=admin_user, name="shop-git", secret="s", owner_team=Team.objects.get(name="shop"))
     page = _client(org["pay_operator"]).get("/applications/pay/source/").content.decode()
     assert "pay-git" in page and "shop-git" not in page
+
+
+def test_the_rollout_and_its_approval_say_which_commit_they_carry(org, git_server, admin_user, fleet):
+    from rollouts.models import Rollout
+
+    app = services.create_application(name="edge", namespace="edge", manifests_text=WEB % 1, user=None)
+    url = git_server.create("platform/approve")
+    sha = git_server.commit("platform/approve", {"web.yaml": WEB % 7}, message="Seven for prod")
+    token = sourcing.create_credential(user=admin_user, name="platform-git", secret=TOKEN)
+    revision = sourcing.check(sourcing.set_source(app, user=admin_user, kind="git", url=url, credential=token))
+    rollout = services.create_rollout(revision=revision, user=admin_user, stages=[
+        {"name": "ring-a", "selector": "ring=a", "approvals_required": 1}])
+    assert Rollout.objects.get(pk=rollout.pk).stages.get().approvals_required == 1
+    page = _client(admin_user).get(f"/rollouts/{rollout.pk}/").content.decode()
+    assert f"commit <span class=\"mono\">{sha[:12]}</span> “Seven for prod” by Anna Example" in page
+    assert url in page
+
+
+def test_a_commit_links_to_its_page_on_hosts_whose_pages_are_known():
+    from rollouts.models import Revision
+
+    sha = "a" * 40
+    for url, link in (("https://github.com/org/repo.git", f"https://github.com/org/repo/commit/{sha}"),
+                      ("https://gitlab.com/group/sub/repo", f"https://gitlab.com/group/sub/repo/-/commit/{sha}"),
+                      ("https://git.internal.example/team/repo.git", ""),
+                      ("http://github.com/org/repo.git", "")):
+        assert Revision(source={"commit": sha, "url": url}).source_link == link
