@@ -1,4 +1,5 @@
-"""`python -m benchmarks [--size quick|full|limit] [--only sync,fleet,freshness,drift,agents]`: run, print, save JSON.
+"""`python -m benchmarks [--size quick|full|limit] [--only sync,fleet,freshness,drift,agents,sources]`: run, print,
+save JSON.
 
 `limit` (5,000 nodes, 150,000 pods) exists for `--only sync`."""
 
@@ -10,7 +11,7 @@ import time
 
 from benchmarks.common import STATE, machine, say, setup_django
 
-ALL = ("sync", "fleet", "freshness", "drift", "agents")
+ALL = ("sync", "fleet", "freshness", "drift", "agents", "sources")
 
 
 def main() -> int:
