@@ -223,8 +223,9 @@ def _sync(access: Access, cluster) -> bool:
 
 
 @rule("create_application")
+@rule("manage_source_credential")  # store credentials for application sources owned by `team`
 def _create_application(access: Access, team) -> bool:
-    """In `team` (None: a platform application, global operators only)."""
+    """In `team` (None: a platform application, or the platform's source credentials: global operators only)."""
     if OPERATOR in access.global_roles:
         return True
     return team is not None and team.pk in access.teams_with(OPERATOR)
@@ -236,14 +237,6 @@ def _change_application(access: Access, app) -> bool:
     if OPERATOR in access.global_roles:
         return True
     return app.owner_team_id is not None and app.owner_team_id in access.teams_with(OPERATOR)
-
-
-@rule("manage_source_credential")
-def _manage_source_credential(access: Access, team) -> bool:
-    """Store credentials for application sources owned by `team` (None: the platform's, global operators only)."""
-    if OPERATOR in access.global_roles:
-        return True
-    return team is not None and team.pk in access.teams_with(OPERATOR)
 
 
 @rule("use_source_credential")
