@@ -185,9 +185,11 @@ def check(source: Source, *, user=None, source_ip: str = "", force: bool = False
     try:
         revision = create_revision(app, manifests_text=text, user=user, source_ip=source_ip, source=pins,
                                    message=f"{source.get_kind_display()}: {subject}"[:500])
-    except RolloutError as exc:
+    except RolloutError as exc:  # e.g. a check running at the same time saved these objects first
         _checked(source, seen=source.seen, now=now, error=str(exc)[:500], kind="invalid")
-        raise
+        if user is not None:
+            raise
+        return None
     _checked(source, seen=seen, now=now)
     if source.plan_id is not None:
         _start_plan(source, revision)
