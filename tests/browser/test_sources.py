@@ -1,0 +1,70 @@
+"""In a real browser at 1280×800: an operator points an application at a real Git server through the source form,
+a worker turns the commit into a revision, the page shows which commit it is; a push webhook's secret is shown once.
+Every page of it fits the window."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from playwright.sync_api import expect
+
+from localfleet.gitserver import GitServer
+from rollouts import services, sourcing
+from tests.browser.test_onboarding import log_in
+from tests.builders import make_user
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
+TOKEN = "browser-git-token"
+
+
+def _config(value: str) -> str:
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+                           "data": {"value": value}})
+
+
+def test_an_operator_reads_an_application_from_git_and_sees_the_commit(page, live_server, celery_worker, tmp_path,
+                                                                       settings, screenshot):
+    settings.FLEETWEB_SOURCE_ALLOW_HTTP = True
+    settings.FLEETWEB_ALLOWED_NETWORKS = [*settings.FLEETWEB_ALLOWED_NETWORKS, "127.0.0.0/8"]
+    server = GitServer(tmp_path, token=TOKEN).start()
+    try:
+        url = server.create("shop/settings")
+        sha = server.commit("shop/settings", {"deploy/settings.yaml": _config("from git")},
+                            message="Settings from Git")
+        operator = make_user("otto-operator", "operator")
+        services.create_application(name="storefront", namespace="storefront", manifests_text=_config("pasted"),
+                                    user=operator)
+        sourcing.create_credential(user=operator, name="shop-git", secret=TOKEN)
+        page.set_viewport_size({"width": 1280, "height": 800})
+        log_in(page, live_server, "otto-operator")
+        page.goto(f"{live_server.url}/applications/storefront/")
+        page.click("#source-edit")
+        assert page.evaluate(OVERFLOW) <= 0
+        page.select_option("#id_kind", "git")
+        page.fill("#id_url", url)
+        page.fill("#id_ref", "main")
+        page.fill("#id_path", "deploy")
+        page.select_option("#id_credential", "shop-git")
+        screenshot("source-form")
+        page.click("#source-form button[type=submit]")
+        expect(page.locator("#source")).to_contain_text(url)
+        for _ in range(30):  # the worker's check: reload until its revision is listed
+            if page.locator('tr[data-revision="2"]').count():
+                break
+            page.wait_for_timeout(1000)
+            page.reload()
+        expect(page.locator('tr[data-revision="2"]')).to_contain_text(sha[:12])
+        expect(page.locator('tr[data-revision="2"]')).to_contain_text("Settings from Git")
+        expect(page.locator('tr[data-revision="1"]')).to_contain_text("pasted")
+        assert page.evaluate(OVERFLOW) <= 0
+        screenshot("source-revision")
+
+        page.click("#source-webhook")
+        secret = page.locator("#webhook-secret").inner_text()
+        assert len(secret) > 30 and page.evaluate(OVERFLOW) <= 0
+        page.goto(f"{live_server.url}/applications/storefront/")
+        expect(page.locator("#source")).to_contain_text("Push webhook: set")
+        assert secret not in page.content()
+    finally:
+        server.stop()
