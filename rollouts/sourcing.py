@@ -18,14 +18,13 @@ import logging
 import secrets
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from foundation import crypto, outbound, queueing
 from foundation.audit import record
-from foundation.queueing import enqueue
+from foundation.queueing import enqueue, enqueue_after_commit
 from inventory.people.access import can
 from inventory.validators import dns_label_problem
 from rollouts import manifests
@@ -90,9 +89,8 @@ def set_source(app: Application, *, user, kind: str, url: str, ref: str = "", pa
         errors["kind"] = "Choose git, helm or oci."
     url = (url or "").strip()
     try:
-        schemes = ("https", "http") if settings.FLEETWEB_SOURCE_ALLOW_HTTP else ("https",)
         checked = "{}/v2/{}".format(*charts.oci_parts(url)) if kind == Source.Kind.OCI else url
-        outbound.check_and_resolve(checked, schemes=schemes, what="source URL", purpose="source")
+        outbound.check_and_resolve(checked, schemes=git.schemes(), what="source URL", purpose="source")
     except outbound.OutboundRefused as exc:
         if exc.kind != "dns":  # a name that does not resolve yet is the check's to report
             errors["url"] = str(exc)
@@ -131,7 +129,20 @@ def set_source(app: Application, *, user, kind: str, url: str, ref: str = "", pa
                after={**{k: v for k, v in fields.items() if k not in ("credential", "plan")},
                       "credential__name": credential.name if credential else None,
                       "plan__name": plan.name if plan else None})
+        _queue_check(source, after_commit=True)
     return source
+
+
+def request_check(source: Source, *, user) -> None:
+    """Check now (a person's "Check now", any door): queued for a worker, whose result shows on the source."""
+    check_change(user, source.application)
+    _queue_check(source)
+
+
+def _queue_check(source: Source, *, after_commit: bool = False) -> None:
+    """The id only: the credential stays encrypted in the database until the worker's check reads it."""
+    (enqueue_after_commit if after_commit else enqueue)(
+        "rollouts.tasks.check_source", source.pk, what=f"check of application source #{source.pk}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +310,7 @@ def receive_webhook(hook_id: str, *, headers: dict[str, str], body: bytes) -> bo
         return False
     if not queueing.once(f"source-webhook:{source.pk}", seconds=WEBHOOK_COALESCE_SECONDS):
         return False  # a burst of pushes is one check
-    enqueue("rollouts.tasks.check_source", source.pk, what=f"check of {source.application_id}'s source")
+    _queue_check(source)
     return True
 
 

@@ -17,7 +17,6 @@ from foundation.decorators import role_required
 from foundation.errors import add_to_form
 from foundation.htmx import htmx_partial
 from foundation.lists import filtered
-from foundation.queueing import enqueue
 from foundation.roles import OPERATOR, VIEWER
 from foundation.web import client_ip
 from inventory.choices import Environment
@@ -37,7 +36,6 @@ from rollouts import (
     sourcing,
 )
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, RolloutState
-from rollouts.errors import check_change
 from rollouts.filtersets import RolloutFilterSet
 from rollouts.forms import (
     ApplicationDeleteForm,
@@ -278,7 +276,6 @@ def source_edit(request, name: str) -> HttpResponseBase:
         except services.RolloutError as exc:
             add_to_form(form, exc)
         else:
-            enqueue("rollouts.tasks.check_source", source.pk, what=f"check of {app.name}'s source")
             messages.success(request, f"{app.name} now reads its revisions from {source.url}; a worker is checking "
                                       "it now (below).")
             return redirect(app)
@@ -293,11 +290,10 @@ def source_check(request, name: str) -> HttpResponseBase:
     app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
     source = get_object_or_404(Source, application=app)
     try:
-        check_change(request.user, app)
+        sourcing.request_check(source, user=request.user)
     except services.RolloutError as exc:
         messages.error(request, str(exc))
         return redirect(app)
-    enqueue("rollouts.tasks.check_source", source.pk, what=f"check of {app.name}'s source")
     messages.success(request, f"Checking {source.url} now.")
     return redirect(app)
 

@@ -11,14 +11,12 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from foundation.queueing import enqueue
 from foundation.roles import VIEWER
 from foundation.web import client_ip
 from inventory.models import Cluster, ClusterGroup
 from rollouts import approvals, corrections, placement, plans, services, sourcing
 from rollouts.api import serializers
 from rollouts.choices import StageState
-from rollouts.errors import check_change
 from rollouts.filtersets import DriftFilterSet, RolloutFilterSet
 from rollouts.models import Application, Drift, NamespaceHold, Rollout, RolloutPlan, Source, SourceCredential
 
@@ -93,7 +91,6 @@ class ApplicationViewSet(viewsets.ModelViewSet):
                       chart=data.get("chart", ""), version=data.get("version", ""), values=data.get("values", ""),
                       credential=data.get("credential"), poll_interval=data.get("poll_interval", 300),
                       plan=data.get("plan"))
-        enqueue("rollouts.tasks.check_source", found.pk, what=f"check of {app.name}'s source")
         return Response(serializers.SourceSerializer(found, context={"request": request}).data)
 
     @extend_schema(request=None, responses={201: None})
@@ -109,12 +106,10 @@ class ApplicationViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], url_path="source/check")
     def check_source(self, request, pk=None) -> Response:
         """Check the source now (in a worker): its result is on the source (seen, error) and, when new, a revision."""
-        app = self.get_object()
-        check_change(request.user, app)
-        found = Source.objects.filter(application=app).first()
+        found = Source.objects.filter(application=self.get_object()).select_related("application").first()
         if found is None:
             raise NotFound("This application has no source: its revisions are pasted.")
-        enqueue("rollouts.tasks.check_source", found.pk, what=f"check of {app.name}'s source")
+        _call(sourcing.request_check, source=found, user=request.user)
         return Response({"detail": "The check is queued."}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=serializers.PlacementSerializer(many=True))

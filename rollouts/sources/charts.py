@@ -22,7 +22,7 @@ import yaml
 from django.conf import settings
 
 from foundation import outbound, untrusted
-from rollouts.sources.git import Auth
+from rollouts.sources.git import Auth, schemes
 from rollouts.sources.tree import SourceError, extract_chart
 
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
@@ -127,10 +127,9 @@ def pick(versions: list[str], wanted: str) -> str:
 
 def _get(url: str, *, what: str, cap: int, headers: dict | None = None, until: float) -> tuple[int, dict, bytes]:
     """(status, headers, body) of one GET; SourceError when refused, unreachable, or larger than `cap`."""
-    schemes = ("https", "http") if settings.FLEETWEB_SOURCE_ALLOW_HTTP else ("https",)
     parts = urlsplit(url)
     try:
-        checked, pool = outbound.pool_manager(f"{parts.scheme}://{parts.netloc}{parts.path}", schemes=schemes,
+        checked, pool = outbound.pool_manager(f"{parts.scheme}://{parts.netloc}{parts.path}", schemes=schemes(),
                                               what=what, purpose="source", retries=False)
     except outbound.OutboundRefused as exc:
         raise SourceError(str(exc), kind="refused") from None

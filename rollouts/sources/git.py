@@ -43,13 +43,17 @@ class Commit:
     date: datetime
 
 
+def schemes() -> tuple[str, ...]:
+    """The URL schemes sources may use: https, and http where FLEETWEB_SOURCE_ALLOW_HTTP says so (a lab)."""
+    return ("https", "http") if settings.FLEETWEB_SOURCE_ALLOW_HTTP else ("https",)
+
+
 def _client(url: str, auth: Auth | None):
     """(Dulwich HTTP client for the repository's host, the repository's path), under the outbound policy."""
     from dulwich.client import HttpGitClient
 
-    schemes = ("https", "http") if settings.FLEETWEB_SOURCE_ALLOW_HTTP else ("https",)
     try:
-        checked, pool = outbound.pool_manager(url, schemes=schemes, what="Git repository URL", purpose="source",
+        checked, pool = outbound.pool_manager(url, schemes=schemes(), what="Git repository URL", purpose="source",
                                               retries=False, timeout=settings.FLEETWEB_SOURCE_DEADLINE)
     except outbound.OutboundRefused as exc:
         raise SourceError(str(exc), kind="refused") from None
