@@ -272,7 +272,7 @@ def fetch(member: port.Member, *, only: frozenset[str] | None = None) -> Snapsho
     fatal errors raise KubeError, others are recorded."""
     snapshot = Snapshot(only=only)
     chosen = [k for k in kinds.KINDS if only is None or k.name in only]
-    member.warm([kind.path for kind in chosen])  # through an agent: every first page asked for at once
+    member.warm([kind.path for kind in chosen], version=only is None)  # through an agent: all asked for at once
     if only is None:
         snapshot.version = member.version()
     reader = _Reader(snapshot)

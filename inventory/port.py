@@ -58,9 +58,12 @@ class Member(Protocol):
         """Raw JSON pages of a LIST at `path` (following `continue`); ListRestarted when a 410 restarted it."""
         ...
 
-    def warm(self, paths: list[str]) -> None:
-        """A hint: the first pages of LISTs at `paths` will be read next (`pages`). An adapter whose every call waits
-        for a round trip (the agent's) asks for them all at once; one that dials the API server ignores it."""
+    def warm(self, paths: list[str], *, limits: dict[str, int] | None = None, version: bool = False,
+             lines: list[tuple[str, bytes, int]] | None = None) -> None:
+        """A hint: what the job reads next, so that an adapter whose every call waits for a round trip (the agent's)
+        asks for it all at once; one that dials the API server ignores it. `paths`: the first pages of LISTs
+        (`pages`, at `limits[path]` where given); `version`: `/version`; `lines`: `metric_lines(path, prefix,
+        max_bytes=)` calls. Asking again for what is already asked for does nothing."""
         ...
 
     def take_changes(self, *, read_lists: bool) -> list[str] | None:
@@ -119,7 +122,8 @@ class DirectMember:
     def pages(self, path: str, *, limit: int | None = None) -> Iterator[bytes]:
         return kube.paged_list(self.session, path, limit=limit)
 
-    def warm(self, paths: list[str]) -> None:
+    def warm(self, paths: list[str], *, limits: dict[str, int] | None = None, version: bool = False,
+             lines: list[tuple[str, bytes, int]] | None = None) -> None:
         pass  # each call is one request to the API server already
 
     def take_changes(self, *, read_lists: bool) -> list[str] | None:
@@ -178,18 +182,35 @@ class RelayedMember:
     def bytes_read(self) -> int:
         return self._bytes
 
-    def warm(self, paths: list[str]) -> None:
-        """Send the first page of each LIST now; `pages` then reads their answers instead of asking one by one."""
+    def warm(self, paths: list[str], *, limits: dict[str, int] | None = None, version: bool = False,
+             lines: list[tuple[str, bytes, int]] | None = None) -> None:
+        """Send every call named now, so that a full sync waits for one round trip to the agent instead of one per
+        call (`/version`, the LISTs, the metrics lines, the CRDs); the calls then read these answers."""
         if self.submit is None:
             return
-        query = [["limit", settings.FLEETWEB_KUBE_PAGE_SIZE]]
-        for path in paths:
-            if path in self._pushed:
-                continue  # the agent sent it
-            until = kube.call_deadline()
-            op = self._http_op("GET", path, query=query, body=None, content_type="application/json")
-            self._warmed[("GET", path, json.dumps(query))] = (self.submit(op, what=f"list {path}", until=until),
-                                                              until)
+        ops = [(f"list {path}", self._http_op("GET", path, query=[["limit", (limits or {}).get(
+            path, settings.FLEETWEB_KUBE_PAGE_SIZE)]], body=None, content_type="application/json"))
+            for path in paths if path not in self._pushed]  # a LIST the agent sent is read from what it sent
+        if version:
+            ops.append(("GET /version", self._http_op("GET", "/version", query=None, body=None,
+                                                      content_type="application/json")))
+        ops += [(f"GET {path}", self._lines_op(path, prefix, max_bytes)) for path, prefix, max_bytes in lines or ()]
+        for what, op in ops:
+            key = self._key(op)
+            if key not in self._warmed:
+                until = kube.call_deadline()
+                self._warmed[key] = (self.submit(op, what=what, until=until), until)
+
+    @staticmethod
+    def _key(op: dict) -> tuple:
+        """What identifies a call among those warmed: the same call asked for later reads the warmed answer."""
+        if op.get("op") == "lines":
+            return ("lines", op.get("path"), op.get("prefix"), op.get("max_bytes"))
+        return (op.get("method"), op.get("path"), json.dumps(op.get("query")))
+
+    @staticmethod
+    def _lines_op(path: str, prefix: bytes, max_bytes: int) -> dict:
+        return {"op": "lines", "path": path, "prefix": prefix.decode(), "max_bytes": max_bytes}
 
     @staticmethod
     def _http_op(method: str, path: str, *, query: list | None, body: dict | None, content_type: str) -> dict:
@@ -197,8 +218,7 @@ class RelayedMember:
                 "body": body, "content_type": content_type, "max_bytes": settings.FLEETWEB_KUBE_MAX_RESPONSE_BYTES}
 
     def _answer(self, op: dict, what: str) -> dict:
-        key = (op.get("method"), op.get("path"), json.dumps(op.get("query"))) if op.get("op") == "http" else None
-        warmed = self._warmed.pop(key, None) if key else None
+        warmed = self._warmed.pop(self._key(op), None)
         if warmed is not None and self.result is not None:
             answer = self.result(warmed[0], what=what, until=warmed[1])
         else:
@@ -259,7 +279,7 @@ class RelayedMember:
 
     def metric_lines(self, path: str, prefix: bytes, *, max_bytes: int) -> list[bytes]:
         what = f"GET {path}"
-        answer = self._answer({"op": "lines", "path": path, "prefix": prefix.decode(), "max_bytes": max_bytes}, what)
+        answer = self._answer(self._lines_op(path, prefix, max_bytes), what)
         lines = answer.get("lines")
         if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
             raise KubeError("protocol", f"{what}: the agent's answer has no lines")

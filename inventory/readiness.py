@@ -101,6 +101,11 @@ def stale_versions(versions: list[dict], stored: list[str]) -> list[str]:
             if name not in by_name or by_name[name]["deprecated"] or not by_name[name]["served"]]
 
 
+def warm(member: port.Member) -> None:
+    """Tell `member` that `fetch` follows (`port.Member.warm`): through an agent, its calls go with the sync's."""
+    member.warm([CRD_PATH], limits={CRD_PATH: CRD_PAGE}, lines=[(METRICS_PATH, METRIC, MAX_METRICS_BYTES)])
+
+
 def fetch(member: port.Member) -> Facts:
     """Read both parts; a fatal error (the cluster stopped answering) raises, others are kept by part."""
     facts = Facts()

@@ -220,9 +220,11 @@ def _read(cluster: Cluster, *, triggered_by: str, opener: port.Opener | None = N
             else None
         if only is not None and not only:
             return None  # the sync before this one read what was reported
+        due = only is None and readiness.due(cluster, triggered_by=triggered_by)
+        if due:
+            readiness.warm(member)  # asked for with the sync's own reads: one round trip through an agent
         snapshot = collector.fetch(member, only=only)
-        facts = readiness.fetch(member) if only is None and readiness.due(cluster, triggered_by=triggered_by) \
-            else None
+        facts = readiness.fetch(member) if due else None
         if facts is not None:  # kept beside the kinds' in the sync run
             snapshot.timings_ms.update(facts.timings_ms)
             snapshot.counts.update(facts.counts)

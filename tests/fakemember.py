@@ -140,7 +140,8 @@ class FakeMember:
         self.bytes_read += len(page)
         yield page
 
-    def warm(self, paths: list[str]) -> None:
+    def warm(self, paths: list[str], *, limits: dict[str, int] | None = None, version: bool = False,
+             lines: list[tuple[str, bytes, int]] | None = None) -> None:
         pass  # every read of the fake answers at once
 
     def take_changes(self, *, read_lists: bool) -> list[str] | None:

@@ -343,3 +343,45 @@ def test_an_agent_cannot_report_for_another_cluster(admin_user, monkeypatch):
     assert Workload.objects.filter(cluster=_theirs, name="web").exists()
     assert not Workload.objects.filter(cluster=victim).exists(), "a report lands on the reporter's own cluster only"
     assert relay.take_changes(victim.pk) == {} and queued == []
+
+
+def test_a_full_sync_through_an_agent_asks_for_everything_before_it_waits_for_any_answer(admin_user):
+    """Each wait for the agent is a round trip (its poll, its post): a full sync that asked for /version, the
+    readiness reads and each LIST after the last answer would hold a worker thread for four of them."""
+    from inventory import readiness
+
+    _agent, cluster = accepted_agent(admin_user)
+    events: list[tuple[str, str]] = []
+    asked: dict[str, dict] = {}
+
+    def submit(op, *, what, until):
+        item_id = f"{len(asked):032x}"
+        asked[item_id] = op
+        events.append(("submit", what))
+        return item_id
+
+    def result(item_id, *, what, until):
+        events.append(("result", what))
+        op = asked[item_id]
+        if op["op"] == "lines":
+            return {"status": 200, "lines": []}
+        if op["path"] == "/version":
+            return {"status": 200, "body": json.dumps({"gitVersion": "v1.36.3", "major": "1", "minor": "36"})}
+        return {"status": 200, "body": json.dumps({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []})}
+
+    def send(op, *, what, until):
+        events.append(("send", what))
+        raise AssertionError(f"{what} was asked for alone, after the other answers")
+
+    member = port.RelayedMember(send, submit=submit, result=result, changes=lambda: {})
+    cluster = Cluster.objects.get(pk=cluster.pk)
+    assert readiness.due(cluster, triggered_by="schedule")
+    read = sync._read(cluster, triggered_by="schedule", opener=lambda: member)
+    assert isinstance(read, sync._Read), read
+    submitted = [what for kind, what in events if kind == "submit"]
+    assert {"GET /version", "GET /metrics", f"list {readiness.CRD_PATH}"} <= set(submitted)
+    assert {f"list {kind.path}" for kind in kinds.KINDS} <= set(submitted)
+    first_wait = next(i for i, (kind, _) in enumerate(events) if kind == "result")
+    assert all(kind == "submit" for kind, _ in events[:first_wait]) and len(events[:first_wait]) == len(asked)
+    assert [kind for kind, _ in events[first_wait:]] == ["result"] * len(asked), "each read once, none late"
+    assert read.facts is not None and read.snapshot.version["gitVersion"] == "v1.36.3"
