@@ -126,6 +126,7 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.lock = asyncio.Lock()  # one request at a time on it (an agent's heartbeat and report may coincide)
+        self.server_ms: dict[str, float] = {}  # the last answer's Server-Timing: the gateway's pool wait, door's work
 
     async def request(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, bytes]:
         async with self.lock:
@@ -145,10 +146,14 @@ class Connection:
                     raise ConnectionError("closed")
                 status = int(status_line.split()[1])
                 length, close = 0, False
+                self.server_ms = {}
                 while (line := await self.reader.readline()) not in (b"\r\n", b""):
                     name, _, value = line.decode("latin-1").partition(":")
                     if name.lower() == "content-length":
                         length = int(value)
+                    elif name.lower() == "server-timing":
+                        self.server_ms = {part.split(";")[0].strip(): float(part.split("dur=")[1])
+                                          for part in value.split(",") if "dur=" in part}
                     elif name.lower() == "connection" and value.strip().lower() == "close":
                         close = True
                 data = await self.reader.readexactly(length) if length else b""
@@ -179,6 +184,8 @@ class Fleet:
         host, port = base.removeprefix("http://").split(":")
         self.host, self.port = host, int(port)
         self.latency: dict[str, list[float]] = {}
+        self.server: dict[str, list[float]] = {}  # ms the gateway spent on each counted request, by part
+        self.lag: list[float] = []  # ms this simulator's event loop was late by (it measures every latency)
         self.held: list[float] = []  # seconds of polls answered empty after a hold (not counted as latency)
         self.statuses: dict[str, dict[int, int]] = {}
         self.pickups: list[float] = []
@@ -207,6 +214,10 @@ class Fleet:
             self.held.append(elapsed)  # held until work came or the hold ended: waiting (pickup measures it)
         else:
             self.latency.setdefault(label, []).append(elapsed)
+            for part, ms in conn.server_ms.items():  # the gateway said (Server-Timing)
+                self.server.setdefault(part, []).append(ms)
+            if conn.server_ms:
+                self.server.setdefault("total", []).append(sum(conn.server_ms.values()))
         counts = self.statuses.setdefault(label, {})
         counts[status] = counts.get(status, 0) + 1
         return answer
@@ -279,6 +290,13 @@ class Fleet:
             if hold <= 0:
                 await asyncio.sleep(0.1 if busy else self.poll)
 
+    async def _lag(self) -> None:
+        """How late this loop wakes from a 50 ms sleep: every latency it measures includes it."""
+        while True:
+            asked = time.perf_counter()
+            await asyncio.sleep(0.05)
+            self.lag.append((time.perf_counter() - asked - 0.05) * 1000)
+
     def seed(self, sims: list[Sim]) -> float:
         """What each new agent does once, when it is accepted (its first heartbeat is answered "report everything"):
         report every kind from its cache, so the cluster's inventory is stored before anything is measured (a
@@ -325,6 +343,7 @@ class Fleet:
                 self.tasks += [self.loop.create_task(self._heartbeats(sim, other)),
                                self.loop.create_task(self._polls(sim, polls, other)),
                                self.loop.create_task(self._changes(sim, other))]
+            self.tasks.append(self.loop.create_task(self._lag()))
             ready.set()
             try:
                 self.loop.run_forever()
@@ -354,6 +373,7 @@ class Fleet:
     def reset(self) -> None:
         def clear() -> None:
             self.latency, self.statuses, self.pickups, self.changes, self.held = {}, {}, [], [], []
+            self.server, self.lag = {}, []
 
         if self.loop is not None:
             self.loop.call_soon_threadsafe(clear)
@@ -429,6 +449,16 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def _machine() -> tuple[float, float, float]:
+    """(busy, steal, all) jiffies of the whole machine so far (/proc/stat): the other tenants' share shows as steal,
+    and every process here, the simulator's included, as busy."""
+    fields = [float(v) for v in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    steal = fields[7] if len(fields) > 7 else 0.0
+    total = sum(fields[:8])
+    return total - idle - steal, steal, total
+
+
 def _data_pids() -> list[int]:
     """PostgreSQL's postmaster (its backends are its children; it may have been started by an earlier run) and
     Redis."""
@@ -496,13 +526,19 @@ def _start_hub(door: str, port: int, env: dict, logs) -> list[subprocess.Popen]:
                                    "-w", "3", "--threads", str(WEB_THREADS), "--log-level", "warning"], env=env,
                                   cwd=ROOT, stdout=open(logs / "gunicorn.log", "ab"),  # noqa: SIM115
                                   stderr=subprocess.STDOUT)
-    # Two worker processes (one process is bound to one core by its GIL), of WORKER_THREADS threads; `nice` for them
-    # with FLEETWEB_BENCH_WORKER_NICE (an experiment: the agents' requests before the background writes).
+    # Two worker processes (one process is bound to one core by its GIL), of WORKER_THREADS threads, split by queue as
+    # the README's "Scaling out" does: one for the work that waits on clusters (full syncs through the agents), one for
+    # the reported changes and the evaluations, which never wait on a cluster. `nice` for them with
+    # FLEETWEB_BENCH_WORKER_NICE (an experiment: the agents' requests before the background writes).
+    layout = [("sync", "rollouts", "notify"), ("reports", "default")]
+    assert sorted(q for group in layout for q in group) == sorted(QUEUES), "every queue served"
+    if WORKER_PROCESSES != 2:  # another count: each process serves every queue
+        layout = [QUEUES] * WORKER_PROCESSES
     workers = [subprocess.Popen([*NICE, sys.executable, "-m", "celery", "-A", "fleetweb", "worker",
-                                 "-Q", ",".join(QUEUES), "-P", "threads", "-c", WORKER_THREADS,
+                                 "-Q", ",".join(queues), "-P", "threads", "-c", WORKER_THREADS,
                                  "-n", f"agents{i}@%h", "-l", "WARNING"], env=env,
                                 cwd=ROOT, stdout=open(logs / "worker.log", "ab"),  # noqa: SIM115
-                                stderr=subprocess.STDOUT) for i in range(WORKER_PROCESSES)]
+                                stderr=subprocess.STDOUT) for i, queues in enumerate(layout)]
     return [server, *workers]
 
 
@@ -542,6 +578,8 @@ def _run_door(size: str, door: str) -> dict:
     from inventory.models import Cluster
 
     steps, quiet, loaded = SIZES[size]
+    if os.environ.get("FLEETWEB_BENCH_AGENTS"):  # other fleet sizes, e.g. "2000" alone (the phases stay the size's)
+        steps = [int(n) for n in os.environ["FLEETWEB_BENCH_AGENTS"].split(",")]
     data_pids = _data_pids()
     Cluster.objects.filter(name__startswith="agent-", auth_method="agent").delete()  # an earlier run's
     purge_queues()
@@ -593,8 +631,9 @@ def _run_door(size: str, door: str) -> dict:
             fleet.reset()
             fleet.changing = True
             cpu, t0 = _cpu_seconds(hub), time.monotonic()
-            data_cpu, sim_cpu = _cpu_seconds(data_pids), time.process_time()
+            data_cpu, sim_cpu, machine = _cpu_seconds(data_pids), time.process_time(), _machine()
             time.sleep(loaded)
+            busy, steal, ticks = (b - a for a, b in zip(machine, _machine(), strict=True))
             elapsed = time.monotonic() - t0
             load_cpu = (_cpu_seconds(hub) - cpu) / elapsed
             data_cpu = (_cpu_seconds(data_pids) - data_cpu) / elapsed
@@ -618,6 +657,9 @@ def _run_door(size: str, door: str) -> dict:
                 "writes_per_idle_heartbeat": quiet_writes / beats if beats else float("nan"),
                 "hub_cpu_quiet": quiet_cpu, "hub_cpu_loaded": load_cpu,
                 "simulator_cpu_loaded": sim_cpu, "database_redis_cpu_loaded": data_cpu,
+                "machine_busy_loaded": busy / ticks, "machine_steal_loaded": steal / ticks,
+                "server_p95_ms": {part: _pct(values, 95) for part, values in fleet.server.items()},
+                "simulator_lag_p95_ms": _pct(fleet.lag, 95), "simulator_lag_max_ms": max(fleet.lag, default=0.0),
                 "quiet_requests_per_s": quiet_requests / quiet_elapsed, "quiet_request_p95_ms": quiet_p95,
                 "owed_requests_per_s": polls_owed + count * (1 / 30 + 1 / CHANGE_EVERY),
                 "hub_cpu_ms_per_quiet_request": quiet_cpu * 1000 * quiet_elapsed / max(quiet_requests, 1),
@@ -637,6 +679,13 @@ def _run_door(size: str, door: str) -> dict:
             say(f"[agents] change -> visible p50 {step['visible_p50_s']:.2f} s, of which queued before the sync "
                 f"started p50 {step['sync_wait_p50_s']:.2f} s, p95 {step['sync_wait_p95_s']:.2f} s; "
                 f"pickup p50 {step['pickup_p50_s']:.3f} s")
+            server50 = {part: _pct(values, 50) for part, values in fleet.server.items()}
+            server95 = {part: _pct(values, 95) for part, values in fleet.server.items()}
+            parts = ", ".join(f"{part} {server50[part]:.1f} / {server95[part]:.1f}" for part in sorted(server95))
+            say(f"[agents] of the loaded requests, the gateway's own time p50 / p95 (ms): {parts or 'not said'}; "
+                f"the simulator's loop late by "
+                f"p95 {step['simulator_lag_p95_ms']:.1f} ms, at most {step['simulator_lag_max_ms']:.0f} ms; the "
+                f"machine's cores busy {busy / ticks:.0%}, stolen by other tenants {steal / ticks:.1%}")
         return results
     finally:
         beat_stop.set()

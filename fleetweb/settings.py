@@ -127,7 +127,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("FLEETWEB_CELERY_EAGER", False)
 CELERY_TASK_ROUTES = {
     "inventory.tasks.sync_cluster": {"queue": "sync"},
-    "inventory.tasks.sync_reported": {"queue": "sync"},
+    # Registered clusters' reported changes: database work only, and what "change -> visible" waits for, so never
+    # queued behind syncs that wait for their clusters (or agents) to answer.
+    "inventory.tasks.sync_reported": {"queue": "reports"},
     "notifications.tasks.deliver": {"queue": "notify"},  # a slow receiver holds up other messages, never a sync
     "rollouts.*": {"queue": "rollouts"},
 }

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # Every queue a worker must consume (CELERY_TASK_ROUTES sends tasks to these; `make run`, compose and the
 # tests start workers on all of them).
-QUEUES = ("sync", "default", "rollouts", "notify")
+QUEUES = ("sync", "reports", "default", "rollouts", "notify")
 
 
 def send_safely(send: Callable[[], object], *, what: str, on_failure: Callable[[], object] | None = None) -> bool:

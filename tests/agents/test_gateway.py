@@ -32,8 +32,10 @@ def _scope(method: str, full_path: str, headers: dict, body: bytes = b"") -> dic
 
 
 async def _request(app, method: str, full_path: str, headers: dict, body: bytes = b"", *,
-                   hang_up_after: float | None = None) -> tuple[int | None, dict, float]:
-    """One request through the ASGI app: (status, JSON answer, seconds); status None when nothing was sent."""
+                   hang_up_after: float | None = None, answer_headers: dict | None = None
+                   ) -> tuple[int | None, dict, float]:
+    """One request through the ASGI app: (status, JSON answer, seconds); status None when nothing was sent.
+    `answer_headers`: filled with the answer's headers."""
     sent: list[dict] = []
     given = False
 
@@ -56,6 +58,8 @@ async def _request(app, method: str, full_path: str, headers: dict, body: bytes 
     elapsed = time.monotonic() - started
     if not sent:
         return None, {}, elapsed
+    if answer_headers is not None:
+        answer_headers.update({k.decode(): v.decode() for k, v in sent[0].get("headers", [])})
     return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]) or b"{}"), elapsed
 
 
@@ -105,6 +109,38 @@ def test_a_held_poll_is_answered_as_soon_as_its_clusters_work_is_queued(admin_us
     status, answer, elapsed = _run(app, go())
     assert status == 200 and [item["path"] for item in answer["items"]] == ["/api/v1/namespaces/a"]
     assert 0.4 < elapsed < 3, f"answered {elapsed:.2f}s after it was asked: held, then woken by the work"
+
+
+def _server_timing(headers: dict) -> dict[str, float]:
+    return {name.strip(): float(dur.removeprefix("dur=")) for name, dur in
+            (part.split(";") for part in headers["server-timing"].split(","))}
+
+
+def test_each_answer_says_where_its_time_went_and_a_held_poll_does_not_count_its_hold(admin_user):
+    """The benchmark tells the gateway's own time (a free thread, the door's work) from the network's and the event
+    loop's by this header; the hold is waiting for work, neither."""
+    agent, cluster = accepted_agent(admin_user)
+    app = make_app(web, hold=10, threads=1)
+    path = "/agent/v1/work?wait=10&boot=b1"
+    body = json.dumps({"agent_version": "0.1.0"}).encode()
+    polled: dict = {}
+    beat: dict = {}
+
+    async def go():
+        queued = _queue_work(cluster.pk, after=0.6)
+        answer = await _request(app, "GET", path, agent.headers("GET", path, b""), answer_headers=polled)
+        queued.join()
+        await _request(app, "POST", "/agent/v1/heartbeat", agent.headers("POST", "/agent/v1/heartbeat", body), body,
+                       answer_headers=beat)
+        return answer
+
+    status, answer, elapsed = _run(app, go())
+    assert status == 200 and len(answer["items"]) == 1
+    poll_timing, beat_timing = _server_timing(polled), _server_timing(beat)
+    assert set(poll_timing) == set(beat_timing) == {"pool", "door"}
+    assert 0 < poll_timing["door"] and poll_timing["pool"] + poll_timing["door"] < (elapsed - 0.5) * 1000, \
+        (poll_timing, elapsed)
+    assert beat_timing["door"] > 0
 
 
 def test_an_idle_held_poll_ends_empty_at_the_hold_and_a_second_one_watches_first(admin_user):
@@ -233,3 +269,28 @@ def test_the_gateway_says_it_is_up_and_nothing_more():
     app = make_app(web, hold=1, threads=1)
     status, answer, _elapsed = _run(app, _request(app, "GET", "/agent/v1/healthz", {}))
     assert (status, answer) == (200, {"ok": True})
+
+
+def test_the_gateways_start_up_hides_what_it_loaded_from_the_garbage_collector():
+    """A full collection stops the event loop and every door thread; what start-up made is never garbage, so it is
+    frozen out of the collector's walk (settle_memory) when the server starts the application."""
+    import gc
+
+    app = make_app(web, hold=1, threads=1)
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[dict] = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message)
+
+    gc.unfreeze()
+    try:
+        asyncio.run(app({"type": "lifespan"}, receive, send))
+        frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert frozen > 10_000, f"only {frozen} objects frozen: start-up's modules were not"
