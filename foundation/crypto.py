@@ -47,10 +47,11 @@ def rotate(token: str) -> str:
 
 # Models holding a `ciphertext` column, as each app registers them in its AppConfig.ready: (model, what the command
 # calls its rows, other fields a re-encryption saves). `manage.py rotate_encryption_keys` re-encrypts them all.
-SEALED: list[tuple[type, str, tuple[str, ...]]] = []
+SEALED: list[tuple[type, str, tuple[str, ...], str]] = []
 
 
-def sealed(model: type, what: str, *, also: tuple[str, ...] = ()) -> None:
-    """Register a model whose `ciphertext` holds secrets sealed with these keys."""
-    if not any(entry[0] is model for entry in SEALED):
-        SEALED.append((model, what, also))
+def sealed(model: type, what: str, *, also: tuple[str, ...] = (), field: str = "ciphertext") -> None:
+    """Register a model whose `field` holds secrets sealed with these keys (`rotate_encryption_keys` re-encrypts
+    every one; `also`: fields its save updates with it)."""
+    if not any(entry[0] is model and entry[3] == field for entry in SEALED):
+        SEALED.append((model, what, also, field))

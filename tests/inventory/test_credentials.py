@@ -62,3 +62,25 @@ def test_a_missing_key_is_a_clear_error(settings):
 def test_repr_never_shows_secrets():
     credential = ClusterCredential.objects.get(cluster=make_cluster("c1"))
     assert "secret" not in repr(credential) and "secret" not in str(credential)
+
+
+def test_rotation_covers_application_sources_credentials_and_webhook_secrets(settings, admin_user):
+    """Found missing (stop 40): source credentials and webhook secrets stayed under the old key, so dropping it
+    broke every private source and webhook."""
+    from rollouts import services, sourcing
+    from rollouts.models import Source, SourceCredential
+
+    settings.FLEETWEB_SOURCE_ALLOW_HTTP = True
+    settings.FLEETWEB_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    old = settings.FLEETWEB_ENCRYPTION_KEYS[0]
+    app = services.create_application(name="shop", namespace="shop", user=admin_user,
+                                      manifests_text="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    credential = sourcing.create_credential(user=admin_user, name="shop-git", secret="git-token")
+    sourcing.set_source(app, user=admin_user, kind="git", url="http://127.0.0.1:9/shop.git", credential=credential)
+    _path, secret = sourcing.issue_webhook(app, user=admin_user)
+    new = Fernet.generate_key().decode()
+    settings.FLEETWEB_ENCRYPTION_KEYS = [new, old]
+    call_command("rotate_encryption_keys")
+    settings.FLEETWEB_ENCRYPTION_KEYS = [new]
+    assert SourceCredential.objects.get(pk=credential.pk).open() == "git-token"
+    assert Source.objects.get(application=app).webhook_secret() == secret

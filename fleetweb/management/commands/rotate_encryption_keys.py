@@ -1,6 +1,6 @@
 """Re-encrypt every stored secret under the first key of FLEETWEB_ENCRYPTION_KEYS: whatever the apps registered as
 sealed (`foundation.crypto.sealed`): cluster credentials, attach drafts still waiting, alert channels' URLs and
-signing secrets.
+signing secrets, application sources' credentials and webhook secrets, source tests still kept.
 
 Rotation: put a new key first (`NEW,OLD`), run this, then drop OLD.
 """
@@ -13,18 +13,19 @@ from foundation.audit import record
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt all stored secrets (cluster credentials, channel URLs, attach drafts) under the newest key."
+    help = ("Re-encrypt all stored secrets (cluster credentials, channel URLs, attach drafts, source credentials and "
+            "webhook secrets) under the newest key.")
 
     def handle(self, *args, **options) -> None:
         counts = {}
         with transaction.atomic():
-            for model, what, also in crypto.SEALED:
+            for model, what, also, field in crypto.SEALED:
                 count = 0
                 rows = (model.objects.select_for_update()  # type: ignore[attr-defined]
-                        .exclude(ciphertext="").order_by("pk").only("pk", "ciphertext"))
+                        .exclude(**{field: ""}).order_by("pk").only("pk", field))
                 for row in rows:
-                    row.ciphertext = crypto.rotate(row.ciphertext)
-                    row.save(update_fields=["ciphertext", *also])
+                    setattr(row, field, crypto.rotate(getattr(row, field)))
+                    row.save(update_fields=[field, *also])
                     count += 1
                 counts[what] = count
             summary = ", ".join(f"{n} {name}" for name, n in counts.items())
