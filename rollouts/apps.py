@@ -14,8 +14,9 @@ class RolloutsConfig(AppConfig):
             pages,
             signals,  # noqa: F401 - connects the receiver that voids approvals on cluster changes
         )
-        from rollouts.models import Source, SourceCredential
+        from rollouts.models import Source, SourceCredential, SourceTest
 
         pages.register()  # the overview's rollout cards
         crypto.sealed(SourceCredential, "source credentials")
         crypto.sealed(Source, "source webhook secrets", field="webhook_ciphertext")
+        crypto.sealed(SourceTest, "source tests")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import dataclasses
+import json
 import logging
 import time
 from datetime import timedelta
@@ -187,8 +188,9 @@ def run(revision_id: int) -> str:
         return "gone"
     app = revision.application
     scope = team_scope(app.owner_team_id) if app.owner_team_id is not None else None
-    parsed = manifests.parse(revision.manifests, namespace=app.namespace)
-    verdict = check(parsed.objects, owner_scope=scope, policies=policy_findings(app, revision, scope))
+    parsed = manifests.parse(revision.manifests, namespace=app.namespace, sourced=bool(revision.source))
+    verdict = check(_with_variants(parsed.objects, revision, namespace=app.namespace), owner_scope=scope,
+                    policies=policy_findings(app, revision, scope))
     verdict["checked_at"] = timezone.now().isoformat()
     with transaction.atomic():
         if not Revision.objects.filter(pk=revision.pk, validation__state=CHECKING).update(validation=verdict):
@@ -197,6 +199,20 @@ def run(revision_id: int) -> str:
                after={"revision": revision.number, "digest": revision.digest, "state": verdict["state"],
                       "refused_on": verdict["refused_on"]})
     return verdict["state"]
+
+
+def _with_variants(objects: list[dict], revision: Revision, *, namespace: str) -> list[dict]:
+    """The revision's objects, then each object a group's own rendering has that differs from them: every object
+    some cluster would receive is asked about once."""
+    seen = {json.dumps(o, sort_keys=True) for o in objects}
+    out = list(objects)
+    for key in sorted(revision.variants or {}):
+        for obj in manifests.parse(revision.variants[key]["manifests"], namespace=namespace, sourced=True).objects:
+            text = json.dumps(obj, sort_keys=True)
+            if text not in seen:
+                seen.add(text)
+                out.append(obj)
+    return out
 
 
 def policy_findings(app: Application, revision: Revision, scope: frozenset[int] | None) -> list[precheck.Refusal]:

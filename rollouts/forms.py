@@ -182,11 +182,18 @@ class OverrideForm(forms.Form):
                                  help_text="container=tag, one per line (e.g. web=4.2.1)")
     labels = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
                              help_text="key=value, one per line; added to every object")
+    values = forms.CharField(required=False, label="Helm values", widget=forms.Textarea(attrs={"rows": 5,
+                                                                                              "class": "mono"}),
+                             help_text="YAML, a values file after the application's, for this group's clusters. "
+                                       "Applications read from a chart only; rendered into the next revision, "
+                                       "which Fleetweb makes at once.")
 
-    def __init__(self, *args, user=None, **kwargs):
+    def __init__(self, *args, user=None, sourced: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         groups = ClusterGroup.objects.all() if user is None else ClusterGroup.objects.visible_to(user)
         self.fields["group"].queryset = groups.order_by("name")  # type: ignore[attr-defined]  # per request
+        if not sourced:  # pasted YAML: nothing renders values
+            del self.fields["values"]
 
     def clean_image_tags(self) -> dict[str, str]:
         return _pairs(self.cleaned_data["image_tags"], "container=tag")

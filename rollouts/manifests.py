@@ -13,6 +13,7 @@ import json
 import re
 
 import yaml
+from django.conf import settings
 
 from foundation import untrusted
 from inventory.access import FLEETWEB_NAMESPACE
@@ -41,7 +42,14 @@ CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResou
                   "MutatingWebhookConfiguration", "ValidatingAdmissionPolicy", "IngressClass", "APIService"}
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-MAX_BYTES = 1_000_000
+MAX_BYTES = 1_000_000  # pasted YAML, parsed in a web request
+
+
+def max_bytes(*, sourced: bool) -> int:
+    """What a revision's manifests may weigh: pasted, MAX_BYTES; read from a source and rendered in a worker, as much
+    as a render may give (FLEETWEB_SOURCE_MAX_RENDERED_BYTES), so that what the renderer passed is never refused
+    after it for its size."""
+    return max(MAX_BYTES, settings.FLEETWEB_SOURCE_MAX_RENDERED_BYTES) if sourced else MAX_BYTES
 MAX_DEPTH = 100  # deep enough for any CRD's schema; deeper input would reach recursive code
 
 
@@ -88,12 +96,14 @@ def namespace_problem(namespace: str, *, admin: bool) -> tuple[str, int]:
     return "", 0
 
 
-def parse(text: str, *, namespace: str) -> Parsed:
-    """Validate manifests for an application in `namespace`; raises ManifestError listing every problem."""
+def parse(text: str, *, namespace: str, sourced: bool = False) -> Parsed:
+    """Validate manifests for an application in `namespace`; raises ManifestError listing every problem.
+    `sourced`: read from a source and rendered (`max_bytes`)."""
     if not text or not text.strip():
         raise ManifestError(["the manifests are empty: give at least one object"])
-    if len(text.encode()) > MAX_BYTES:
-        raise ManifestError([f"the manifests are larger than {MAX_BYTES // 1000} kB"])
+    cap = max_bytes(sourced=sourced)
+    if len(text.encode()) > cap:
+        raise ManifestError([f"the manifests are larger than {cap // 1000} kB"])
     try:
         docs = [d for d in yaml.load_all(text, Loader=untrusted.NoAliasLoader) if d is not None]  # noqa: S506
     except yaml.YAMLError as exc:
@@ -207,11 +217,38 @@ def reserved_key_problems(meta: dict, where: str) -> list[str]:
     return problems
 
 
-def validate_override(*, replicas, image_tags, labels) -> list[str]:
+MAX_VALUES_BYTES = 256 * 1024
+
+
+def values_problem(text: str) -> str:
+    """Why `text` cannot be a Helm values file ("" when it can): at most MAX_VALUES_BYTES of YAML holding one mapping,
+    without aliases and nested at most untrusted.MAX_BODY_DEPTH deep. Helm reads it again in its box; this says what
+    is wrong at save, in Fleetweb's words, instead of at the next render."""
+    if not text.strip():
+        return ""
+    if len(text.encode()) > MAX_VALUES_BYTES:
+        return f"Values are at most {MAX_VALUES_BYTES // 1024} KiB."
+    try:
+        loaded = yaml.load(text, Loader=untrusted.NoAliasLoader)  # noqa: S506
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        return f"Values are not valid YAML{where}: {getattr(exc, 'problem', None) or 'unreadable'}."
+    if loaded is not None and not isinstance(loaded, dict):
+        return "Values are a YAML mapping (key: value), as in a chart's values.yaml."
+    if untrusted.too_deep(loaded, untrusted.MAX_BODY_DEPTH):
+        return f"Values nest deeper than {untrusted.MAX_BODY_DEPTH} levels."
+    return ""
+
+
+def validate_override(*, replicas, image_tags, labels, values: str = "") -> list[str]:
     from django.core.exceptions import ValidationError as DjangoValidationError
 
-
     errors = []
+    if not isinstance(values, str):
+        errors.append("values: must be YAML text")
+    elif problem := values_problem(values):
+        errors.append(f"values: {problem}")
     if replicas is not None and (not isinstance(replicas, int) or isinstance(replicas, bool)
                                  or not 0 <= replicas <= 1000):
         errors.append("replicas: must be a whole number from 0 to 1000")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
@@ -78,6 +80,10 @@ class Revision(models.Model):
         default=dict, blank=True,
         help_text="What a revision read from a source pins (empty for pasted YAML): {kind, url, ref, commit, path, "
                   "subject, author, date, chart, version, chart_digest, values_digest, tool, tool_version}")
+    variants = models.JSONField(
+        default=dict, blank=True,
+        help_text="A chart rendered again for each group whose override carries Helm values: {group id: {group, "
+                  "values_digest, digest, manifests}}; the clusters of that group receive these manifests")
 
     objects = RolloutsQuerySet.as_manager()
     visibility = through_application()
@@ -198,14 +204,47 @@ class Source(models.Model):
         return str(crypto.decrypt_json(self.webhook_ciphertext).get("secret", "")) if self.webhook_ciphertext else ""
 
 
+class SourceTest(models.Model):
+    """A "Test source" asked for from the source form or the API: what the form held (sealed: values may hold
+    secrets), fetched and rendered by a worker without saving anything, and what it found. Kept an hour."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                                     related_name="+")
+    credential = models.ForeignKey(SourceCredential, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    ciphertext = models.TextField(help_text="The source's fields as given (sealed)")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    result = models.JSONField(default=dict, blank=True, help_text="What was found: {seen, commit, subject, chart, "
+                                                                  "version, tool, tool_version, objects, groups}")
+    error = models.CharField(max_length=500, blank=True)
+    error_kind = models.CharField(max_length=16, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RolloutsQuerySet.as_manager()
+    visibility = through_application()
+
+    def __str__(self) -> str:
+        return f"test of a source for {self.application.name}"
+
+
 class Override(models.Model):
-    """A small, validated patch of an application for the clusters of one group: replicas, image tags, labels."""
+    """A small, validated patch of an application for the clusters of one group: replicas, image tags, labels, and
+    for an application read from a Helm chart, values of its own."""
 
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="overrides")
     group = models.ForeignKey(ClusterGroup, on_delete=models.CASCADE, related_name="+")
     replicas = models.PositiveIntegerField(null=True, blank=True)
     image_tags = models.JSONField(default=dict, blank=True, help_text="{container name: tag}")
     labels = models.JSONField(default=dict, blank=True, help_text="Added to every object's metadata.labels")
+    values = models.TextField(blank=True, help_text="Helm values (YAML) for this group's clusters, a values file after "
+                                                    "the application's: rendered into each revision read from a chart")
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+", help_text="Who wrote what is in effect (may not approve it)")
     updated_at = models.DateTimeField(null=True, blank=True)

@@ -44,13 +44,29 @@ def overrides_in_effect(application: Application, clusters) -> dict[int, Overrid
 
 
 def render_all(application: Application, revision: Revision, clusters) -> dict[int, list[dict]]:
-    """{cluster id: the revision's objects as they would be applied there now} (override and labels included);
-    the manifests are parsed once for all clusters."""
+    """{cluster id: the revision's objects as they would be applied there now} (override and labels included, and for
+    a group rendered with its own Helm values, that rendering); the manifests are parsed once for all clusters."""
     clusters = list(clusters)
-    parsed = manifests.parse(revision.manifests, namespace=application.namespace)
+    parsed = manifests.parse(revision.manifests, namespace=application.namespace,
+                             sourced=bool(revision.source))
     overrides = overrides_in_effect(application, clusters)
-    return {c.pk: manifests.render(parsed.objects, application=application.name, revision=revision.number,
-                                   digest=revision.digest, override=overrides[c.pk]) for c in clusters}
+    variants: dict[str, list[dict]] = {}
+
+    def objects(override: Override | None) -> list[dict]:
+        """The revision's objects, or those rendered with the override's group values when the revision has them
+        (a revision pins what it was rendered with: values set since are in the next one)."""
+        key = str(override.group_id) if override is not None else ""
+        variant = (revision.variants or {}).get(key)
+        if variant is None:
+            return parsed.objects
+        if key not in variants:
+            variants[key] = manifests.parse(variant["manifests"], namespace=application.namespace,
+                                            sourced=True).objects
+        return variants[key]
+
+    return {c.pk: manifests.render(objects(overrides[c.pk]), application=application.name,
+                                   revision=revision.number, digest=revision.digest, override=overrides[c.pk])
+            for c in clusters}
 
 
 def render_for(application: Application, revision: Revision, cluster: Cluster) -> list[dict]:
@@ -122,5 +138,10 @@ def refresh_pending(*, reason: str, application: Application | None = None, clus
 
 
 def _override_view(o: Override | None) -> dict | None:
-    return None if o is None else {"group": o.group.name, "replicas": o.replicas, "image_tags": o.image_tags,
-                                   "labels": o.labels}
+    """An override as its audit events show it: the values by their digest (they may be long, and name secrets)."""
+    if o is None:
+        return None
+    view = {"group": o.group.name, "replicas": o.replicas, "image_tags": o.image_tags, "labels": o.labels}
+    if o.values.strip():
+        view["values_digest"] = "sha256:" + hashlib.sha256(o.values.encode()).hexdigest()
+    return view

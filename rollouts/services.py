@@ -7,6 +7,8 @@ Pages and API call these same functions, so the approval rules cannot differ bet
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import logging
 
 from django.db import transaction
@@ -14,7 +16,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from foundation.audit import record
-from foundation.queueing import enqueue_after_commit
+from foundation.queueing import enqueue, enqueue_after_commit
 from foundation.roles import ADMIN, has_role
 from inventory import selectors
 from inventory.access import FLEETWEB_NAMESPACE
@@ -41,6 +43,7 @@ from rollouts.models import (
     Revision,
     Rollout,
     RolloutPlan,
+    Source,
     Stage,
     Target,
 )
@@ -111,38 +114,72 @@ def _user(user):
 
 
 def _new_revision(app: Application, parsed: manifests.Parsed, text: str, *, user, message: str,
-                  source: dict | None = None) -> Revision:
+                  source: dict | None = None, variants: dict[str, dict] | None = None,
+                  digest: str = "") -> Revision:
     """The next revision, its dry run queued for when the save commits."""
     number = (app.revisions.aggregate(n=Max("number"))["n"] or 0) + 1
-    revision = Revision.objects.create(application=app, number=number, manifests=text, digest=parsed.digest,
+    revision = Revision.objects.create(application=app, number=number, manifests=text, digest=digest or parsed.digest,
                                        objects_summary=parsed.summary, message=message[:500], author=_user(user),
-                                       validation=dryrun.checking(), source=source or {})
+                                       validation=dryrun.checking(), source=source or {}, variants=variants or {})
     dryrun.request(revision)
     return revision
 
 
+def parse_variants(variants: dict[str, dict], *, namespace: str) -> dict[str, manifests.Parsed]:
+    """{group id: the parsed manifests} of a revision's per-group renderings, each validated like the revision's own;
+    a problem names its group."""
+    parsed = {}
+    for key, variant in sorted(variants.items()):
+        try:
+            parsed[key] = manifests.parse(variant["manifests"], namespace=namespace, sourced=True)
+        except manifests.ManifestError as exc:
+            raise manifests.ManifestError([f"rendered with group {variant['group']}'s values: {error}"
+                                           for error in exc.errors]) from None
+    return parsed
+
+
+def variants_digest(digest: str, parsed: dict[str, manifests.Parsed]) -> str:
+    """What a revision's digest is: its objects' digest, and when groups have renderings of their own, the digest of
+    it and theirs together (a change of one group's values is a new revision)."""
+    if not parsed:
+        return digest
+    joined = json.dumps([digest, sorted((key, p.digest) for key, p in parsed.items())], separators=(",", ":"))
+    return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def queue_source_check(source_id: int, *, after_commit: bool = False) -> None:
+    """Queue a check of an application's source (the id only: its credential stays encrypted in the database until
+    the worker's check reads it)."""
+    (enqueue_after_commit if after_commit else enqueue)(
+        "rollouts.tasks.check_source", source_id, what=f"check of application source #{source_id}")
+
+
 def create_revision(app: Application, *, manifests_text: str, user, message: str = "", source_ip: str = "",
-                    source: dict | None = None) -> Revision:
+                    source: dict | None = None, variants: dict[str, dict] | None = None) -> Revision:
     """A new immutable revision, checked by the members and Fleetweb's policies in a worker (`rollouts.dryrun`).
     Pasted by a person: pending approvals of this application's rollouts are voided (what the approvers saw has
     changed). Read from the application's source (`source`: what it pins, `rollouts.sourcing`): nothing is voided,
     since an approval binds to its own revision's commit and a new commit is a revision of its own."""
     check_change(user, app)
     try:
-        parsed = manifests.parse(manifests_text, namespace=app.namespace)
+        parsed = manifests.parse(manifests_text, namespace=app.namespace, sourced=bool(source))
+        by_group = parse_variants(variants or {}, namespace=app.namespace)
+        digest = variants_digest(parsed.digest, by_group)
+        variants = {key: {**variant, "digest": by_group[key].digest} for key, variant in (variants or {}).items()}
     except manifests.ManifestError as exc:
         raise RolloutError({"manifests": "\n".join(exc.errors)}) from None
     latest = app.latest_revision
-    if latest is not None and latest.digest == parsed.digest:
+    if latest is not None and latest.digest == digest:
         raise RolloutError({"manifests": f"Nothing changed: this is revision {latest.number} "
                                          f"({latest.short_digest})."})
     with transaction.atomic():
         Application.objects.select_for_update().get(pk=app.pk)  # numbers revisions one at a time
         latest = app.latest_revision
-        if latest is not None and latest.digest == parsed.digest:
+        if latest is not None and latest.digest == digest:
             raise RolloutError({"manifests": f"Nothing changed: this is revision {latest.number} "
                                              f"({latest.short_digest})."})
-        revision = _new_revision(app, parsed, manifests_text, user=user, message=message, source=source)
+        revision = _new_revision(app, parsed, manifests_text, user=user, message=message, source=source,
+                                 variants=variants, digest=digest)
         voided = 0 if source else Approval.objects.filter(
             stage__rollout__application=app, stage__state__in=[StageState.PENDING, StageState.AWAITING_APPROVAL],
             stage__rollout__state__in=[*ACTIVE_ROLLOUT_STATES, RolloutState.PAUSED], voided_at__isnull=True,
@@ -154,29 +191,41 @@ def create_revision(app: Application, *, manifests_text: str, user, message: str
 
 
 def set_override(app: Application, *, group: ClusterGroup, user, replicas=None, image_tags=None, labels=None,
-                 source_ip: str = "") -> Override | None:
-    """Set (or, when empty, remove) the per-group patch of an application."""
+                 values: str | None = None, source_ip: str = "") -> Override | None:
+    """Set (or, when empty, remove) the per-group patch of an application. `values` (None: keep them): Helm values
+    for the group's clusters, for an application read from a source; they are rendered into the next revision,
+    which a check of the source queued now makes (a revision pins what it was rendered with)."""
     check_change(user, app)
     image_tags, labels = image_tags or {}, labels or {}
-    errors = manifests.validate_override(replicas=replicas, image_tags=image_tags, labels=labels)
+    existing = Override.objects.filter(application=app, group=group).first()
+    values = (existing.values if existing else "") if values is None else values
+    errors = manifests.validate_override(replicas=replicas, image_tags=image_tags, labels=labels, values=values)
     if errors:
         raise RolloutError({e.split(":", 1)[0]: e.split(":", 1)[1].strip() for e in errors})
+    source = Source.objects.filter(application=app).first()
+    if values.strip() and source is None:
+        raise RolloutError({"values": "Helm values are for an application read from a chart: set its source first."})
     with transaction.atomic():
-        existing = Override.objects.filter(application=app, group=group).first()
+        existing = Override.objects.select_for_update().filter(application=app, group=group).first()
         before = _override_view(existing)
-        if replicas is None and not image_tags and not labels:
+        if replicas is None and not image_tags and not labels and not values.strip():
             if existing:
                 existing.delete()
             override = None
         else:
             override, _ = Override.objects.update_or_create(
                 application=app, group=group, defaults={"replicas": replicas, "image_tags": image_tags,
-                                                        "labels": labels, "updated_by": _user(user),
-                                                        "updated_at": timezone.now()})
+                                                        "labels": labels, "values": values,
+                                                        "updated_by": _user(user), "updated_at": timezone.now()})
         voided = refresh_pending(application=app, reason=f"the override of {app.name} for group {group.name} "
                                                           f"was changed by {_name(user)}")
+        values_changed = (existing.values if existing else "") != values
+        if values_changed and source is not None:  # rendered anew by the next check, queued once this commits
+            Source.objects.filter(pk=source.pk).update(seen="", next_check_at=timezone.now())
+            queue_source_check(source.pk, after_commit=True)
         record(user=user, action="application.override", target=app, source_ip=source_ip, before=before,
-               after={**(_override_view(override) or {}), "group": group.name, "approvals_voided": voided})
+               after={**(_override_view(override) or {}), "group": group.name, "approvals_voided": voided,
+                      **({"render_queued": True} if values_changed and source is not None else {})})
     return override
 
 

@@ -24,13 +24,19 @@ from django.utils import timezone
 
 from foundation import crypto, outbound, queueing
 from foundation.audit import record
-from foundation.queueing import enqueue, enqueue_after_commit
+from foundation.queueing import enqueue_after_commit
 from inventory.people.access import can
 from inventory.validators import dns_label_problem
 from rollouts import manifests
 from rollouts.errors import RolloutError, check_change
-from rollouts.models import Application, Revision, RolloutPlan, Source, SourceCredential
-from rollouts.services import create_revision, create_rollout
+from rollouts.models import Application, Override, Revision, RolloutPlan, Source, SourceCredential, SourceTest
+from rollouts.services import (
+    create_revision,
+    create_rollout,
+    parse_variants,
+    queue_source_check,
+    variants_digest,
+)
 from rollouts.sources import charts, git, render
 from rollouts.sources.tree import SourceError, folder
 
@@ -78,12 +84,11 @@ def delete_credential(*, credential: SourceCredential, user, source_ip: str = ""
 SOURCE_FIELDS = ("kind", "url", "ref", "path", "chart", "version", "values", "poll_interval", "plan")
 
 
-def set_source(app: Application, *, user, kind: str, url: str, ref: str = "", path: str = "", chart: str = "",
-               version: str = "", values: str = "", credential: SourceCredential | None = None,
-               poll_interval: int = 300, plan: RolloutPlan | None = None, source_ip: str = "") -> Source:
-    """Read the application's revisions from a source from now on (or change where from); checked at once by a
-    worker. Every field is validated here, whichever door it came through."""
-    check_change(user, app)
+def _validated(app: Application, *, user, kind: str, url: str, ref: str, path: str, chart: str, version: str,
+               values: str, credential: SourceCredential | None, poll_interval: int,
+               plan: RolloutPlan | None) -> dict:
+    """The source's fields as stored, each checked whatever door it came through; RolloutError naming each bad one
+    (403 for another team's credentials)."""
     errors: dict[str, str] = {}
     if kind not in Source.Kind.values:
         errors["kind"] = "Choose git, helm or oci."
@@ -106,8 +111,8 @@ def set_source(app: Application, *, user, kind: str, url: str, ref: str = "", pa
                 errors["version"] = str(exc)
     if any(part == ".." for part in path.split("/")) or path.startswith("/") or len(path) > 500:
         errors["path"] = "A folder of the repository, relative to its top, without '..'."
-    if len(values) > 256 * 1024:
-        errors["values"] = "Values are at most 256 KiB."
+    if problem := manifests.values_problem(values):
+        errors["values"] = problem
     if not 30 <= int(poll_interval) <= 86400:
         errors["poll_interval"] = "Between 30 seconds and a day."
     if credential is not None:
@@ -117,9 +122,19 @@ def set_source(app: Application, *, user, kind: str, url: str, ref: str = "", pa
             errors["credential"] = "These credentials belong to another team than the application's."
     if errors:
         raise RolloutError(errors)
-    fields = {"kind": kind, "url": url, "ref": ref.strip()[:255], "path": path.strip("/"), "chart": chart.strip(),
-              "version": version.strip(), "values": values, "poll_interval": int(poll_interval),
-              "credential": credential, "plan": plan}
+    return {"kind": kind, "url": url, "ref": ref.strip()[:255], "path": path.strip("/"), "chart": chart.strip(),
+            "version": version.strip(), "values": values, "poll_interval": int(poll_interval),
+            "credential": credential, "plan": plan}
+
+
+def set_source(app: Application, *, user, kind: str, url: str, ref: str = "", path: str = "", chart: str = "",
+               version: str = "", values: str = "", credential: SourceCredential | None = None,
+               poll_interval: int = 300, plan: RolloutPlan | None = None, source_ip: str = "") -> Source:
+    """Read the application's revisions from a source from now on (or change where from); checked at once by a
+    worker. Every field is validated here, whichever door it came through."""
+    check_change(user, app)
+    fields = _validated(app, user=user, kind=kind, url=url, ref=ref, path=path, chart=chart, version=version,
+                        values=values, credential=credential, poll_interval=poll_interval, plan=plan)
     with transaction.atomic():
         before = Source.objects.filter(application=app).values(*SOURCE_FIELDS, "credential__name",
                                                                "plan__name").first()
@@ -129,20 +144,86 @@ def set_source(app: Application, *, user, kind: str, url: str, ref: str = "", pa
                after={**{k: v for k, v in fields.items() if k not in ("credential", "plan")},
                       "credential__name": credential.name if credential else None,
                       "plan__name": plan.name if plan else None})
-        _queue_check(source, after_commit=True)
+        queue_source_check(source.pk, after_commit=True)
     return source
+
+
+# ---------------------------------------------------------------------------------------------
+# "Test source": what the form holds, fetched and rendered by a worker, nothing saved
+
+TEST_FIELDS = ("kind", "url", "ref", "path", "chart", "version", "values")
+TEST_KEPT = timedelta(hours=1)
+
+
+def request_test(app: Application, *, user, kind: str, url: str, ref: str = "", path: str = "", chart: str = "",
+                 version: str = "", values: str = "", credential: SourceCredential | None = None,
+                 source_ip: str = "") -> SourceTest:
+    """Queue a test of a source as given (not saved): a worker fetches and renders it as a check would and keeps what
+    it found on the test (`run_test`); the same permission and field checks as saving it. The fields are sealed in
+    the test (values may hold secrets); the task gets the test's id only."""
+    check_change(user, app)
+    fields = _validated(app, user=user, kind=kind, url=url, ref=ref, path=path, chart=chart, version=version,
+                        values=values, credential=credential, poll_interval=300, plan=None)
+    with transaction.atomic():
+        test = SourceTest.objects.create(application=app, requested_by=user if getattr(user, "pk", None) else None,
+                                         credential=credential,
+                                         ciphertext=crypto.encrypt_json({k: fields[k] for k in TEST_FIELDS}))
+        record(user=user, action="application.source_test", target=app, source_ip=source_ip,
+               after={**{k: fields[k] for k in TEST_FIELDS if k != "values"},
+                      "values_digest": _digest(fields["values"]),
+                      "credential__name": credential.name if credential else None, "test": str(test.pk)})
+        enqueue_after_commit("rollouts.tasks.test_source", str(test.pk), what=f"test of a source of {app.name}")
+    return test
+
+
+def run_test(test_id: str) -> str:
+    """In a worker: fetch and render what the test holds, as a check would (limits, boxes, the outbound policy),
+    and keep what was found or why not, in Fleetweb's words; nothing else is saved. Never raises for the source."""
+    test = SourceTest.objects.select_related("application", "credential", "requested_by").filter(
+        pk=test_id, state__in=[SourceTest.State.QUEUED, SourceTest.State.RUNNING]).first()
+    if test is None:
+        return "gone"
+    SourceTest.objects.filter(pk=test.pk).update(state=SourceTest.State.RUNNING)
+    app = test.application
+    result: dict = {}
+    error = kind = ""
+    try:
+        if test.requested_by is not None:  # asked again: a role may have been taken away since
+            check_change(test.requested_by, app)
+            if test.credential is not None and not can(test.requested_by, "use_source_credential", test.credential):
+                raise RolloutError("These credentials belong to another team.", status=403)
+        source = Source(application=app, credential=test.credential, **crypto.decrypt_json(test.ciphertext))
+        auth = _auth(source)
+        seen = _seen(source, auth)
+        pins, text, variants = _fetch_and_render(source, seen, auth)
+        parsed = manifests.parse(text, namespace=app.namespace, sourced=True)
+        parse_variants(variants, namespace=app.namespace)
+        result = {**{k: pins[k] for k in ("commit", "subject", "author", "date", "chart", "version", "tool",
+                                          "tool_version") if pins.get(k)},
+                  "objects": parsed.summary[:100], "object_count": len(parsed.summary),
+                  "groups": sorted(v["group"] for v in variants.values())}
+    except (SourceError, render.RenderError, manifests.ManifestError) as exc:
+        kind = getattr(exc, "kind", "render" if isinstance(exc, render.RenderError) else "invalid")
+        error = "; ".join(exc.errors) if isinstance(exc, manifests.ManifestError) else str(exc)
+    except RolloutError as exc:
+        kind, error = "refused", str(exc)
+    except Exception as exc:  # a bug must not leave the test running forever; its text may carry a secret
+        log.exception("test of a source of %s failed", app.name)
+        kind, error = "internal", f"internal error ({type(exc).__name__}); the worker's log has the details"
+    SourceTest.objects.filter(pk=test.pk).update(state=SourceTest.State.DONE, result=result, error=error[:500],
+                                                 error_kind=kind[:16], finished_at=timezone.now())
+    return "done"
+
+
+def forget_old_tests(*, now=None) -> int:
+    """Delete the tests older than TEST_KEPT (their sealed fields with them)."""
+    return SourceTest.objects.filter(requested_at__lt=(now or timezone.now()) - TEST_KEPT).delete()[0]
 
 
 def request_check(source: Source, *, user) -> None:
     """Check now (a person's "Check now", any door): queued for a worker, whose result shows on the source."""
     check_change(user, source.application)
-    _queue_check(source)
-
-
-def _queue_check(source: Source, *, after_commit: bool = False) -> None:
-    """The id only: the credential stays encrypted in the database until the worker's check reads it."""
-    (enqueue_after_commit if after_commit else enqueue)(
-        "rollouts.tasks.check_source", source.pk, what=f"check of application source #{source.pk}")
+    queue_source_check(source.pk)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,8 +260,9 @@ def check(source: Source, *, user=None, source_ip: str = "", force: bool = False
         if seen == source.seen and not force and app.revisions.filter(source__url=source.url).exists():
             _checked(source, seen=seen, now=now)  # nothing new: one request to the remote, nothing fetched
             return None
-        pins, text = _fetch_and_render(source, seen, auth)
-        parsed = manifests.parse(text, namespace=app.namespace)
+        pins, text, variants = _fetch_and_render(source, seen, auth)
+        parsed = manifests.parse(text, namespace=app.namespace, sourced=True)
+        digest = variants_digest(parsed.digest, parse_variants(variants, namespace=app.namespace))
     except (SourceError, render.RenderError, manifests.ManifestError) as exc:
         kind = getattr(exc, "kind", "render" if isinstance(exc, render.RenderError) else "invalid")
         message = "; ".join(exc.errors) if isinstance(exc, manifests.ManifestError) else str(exc)
@@ -189,13 +271,13 @@ def check(source: Source, *, user=None, source_ip: str = "", force: bool = False
             raise RolloutError({"source": message}) from None
         return None
     latest = app.latest_revision
-    if latest is not None and latest.digest == parsed.digest:  # a new commit that renders the same objects
+    if latest is not None and latest.digest == digest:  # a new commit that renders the same objects
         _checked(source, seen=seen, now=now)
         return None
     subject = pins.get("subject") or f"{pins.get('chart', '')} {pins.get('version', '')}".strip()
     try:
         revision = create_revision(app, manifests_text=text, user=user, source_ip=source_ip, source=pins,
-                                   message=f"{source.get_kind_display()}: {subject}"[:500])
+                                   message=f"{source.get_kind_display()}: {subject}"[:500], variants=variants)
     except RolloutError as exc:  # e.g. a check running at the same time saved these objects first
         _checked(source, seen=source.seen, now=now, error=str(exc)[:500], kind="invalid")
         if user is not None:
@@ -218,18 +300,23 @@ def _start_plan(source: Source, revision: Revision) -> None:
         source.error, source.error_kind = message[:500], "rollout"
 
 
-def _fetch_and_render(source: Source, seen: str, auth: git.Auth | None) -> tuple[dict, str]:
-    """(what the revision pins, the rendered manifests) of what `_seen` found."""
+def _fetch_and_render(source: Source, seen: str, auth: git.Auth | None) -> tuple[dict, str, dict[str, dict]]:
+    """(what the revision pins, the rendered manifests, the variants of the groups whose override carries Helm values)
+    of what `_seen` found."""
     app = source.application
     values = [source.values] if source.values.strip() else []
-    pins: dict = {"kind": source.kind, "url": source.url,
-                  "values_digest": "sha256:" + hashlib.sha256(source.values.encode()).hexdigest()}
+    groups = list(Override.objects.filter(application=app).exclude(values="").select_related("group")
+                  .order_by("group__name"))
+    pins: dict = {"kind": source.kind, "url": source.url, "values_digest": _digest(source.values)}
     with folder() as scratch:
         if source.kind == Source.Kind.GIT:
             commit = git.checkout(source.url, seen, scratch / "checkout", auth)
             root = scratch / "checkout" / source.path.strip("/") if source.path.strip("/") else scratch / "checkout"
-            done = render.render(root, release=app.name, namespace=app.namespace, values=values,
-                                 checkout=scratch / "checkout")
+
+            def rendered(more: list[str]) -> render.Rendered:
+                return render.render(root, release=app.name, namespace=app.namespace, values=values + more,
+                                     checkout=scratch / "checkout")
+
             pins.update(ref=source.ref or "HEAD", commit=commit.sha, path=source.path, subject=commit.subject,
                         author=commit.author, date=commit.date.isoformat())
         else:
@@ -237,10 +324,32 @@ def _fetch_and_render(source: Source, seen: str, auth: git.Auth | None) -> tuple
                 chart = charts.from_repository(source.url, source.chart, seen.split("@", 1)[0], scratch, auth)
             else:
                 chart = charts.from_oci(source.url, seen, scratch, auth)
-            done = render.render(chart.folder, release=app.name, namespace=app.namespace, values=values)
+
+            def rendered(more: list[str]) -> render.Rendered:
+                return render.render(chart.folder, release=app.name, namespace=app.namespace, values=values + more)
+
             pins.update(chart=chart.name, version=chart.version, chart_digest=chart.digest)
+        done = rendered([])
+        variants: dict[str, dict] = {}
+        for override in groups:  # each group with values of its own: the chart rendered again with them last
+            if done.tool != render.HELM:
+                raise SourceError(f"group {override.group.name}'s override carries Helm values, and this source "
+                                  f"renders with {done.tool}, not Helm: remove them or point the source at a chart",
+                                  kind="invalid")
+            try:
+                text = rendered([override.values]).text
+            except render.RenderError as exc:
+                raise render.RenderError(f"with group {override.group.name}'s values: {exc}") from None
+            variants[str(override.group_id)] = {"group": override.group.name, "manifests": text,
+                                                "values_digest": _digest(override.values)}
         pins.update(tool=done.tool, tool_version=done.tool_version)
-    return pins, done.text
+        if variants:
+            pins["group_values"] = {v["group"]: v["values_digest"] for v in variants.values()}
+    return pins, done.text, variants
+
+
+def _digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _checked(source: Source, *, seen: str, now, error: str = "", kind: str = "") -> None:
@@ -310,7 +419,7 @@ def receive_webhook(hook_id: str, *, headers: dict[str, str], body: bytes) -> bo
         return False
     if not queueing.once(f"source-webhook:{source.pk}", seconds=WEBHOOK_COALESCE_SECONDS):
         return False  # a burst of pushes is one check
-    _queue_check(source)
+    queue_source_check(source.pk)
     return True
 
 

@@ -8,10 +8,11 @@ from celery import shared_task
 from django.conf import settings
 
 from foundation import metrics
-from foundation.queueing import enqueue, send_safely
+from foundation.queueing import send_safely
 from notifications import channels
 from rollouts import corrections, dryrun, engine, sourcing
 from rollouts.models import Rollout, Source
+from rollouts.services import queue_source_check
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,8 @@ def check_due_sources() -> int:
     credential stays encrypted in the database until the check reads it)."""
     due = sourcing.claim_due()
     for pk in due:
-        enqueue("rollouts.tasks.check_source", pk, what=f"check of application source #{pk}")
+        queue_source_check(pk)
+    sourcing.forget_old_tests()
     return len(due)
 
 
@@ -130,3 +132,9 @@ def check_source(source_id: int) -> int | None:
         return None  # the application went
     revision = sourcing.check(source)
     return revision.number if revision is not None else None
+
+
+@shared_task(soft_time_limit=240, time_limit=270, acks_late=True, ignore_result=True)
+def test_source(test_id: str) -> str:
+    """Fetch and render a source as a person's "Test source" gave it, saving nothing but what was found."""
+    return sourcing.run_test(test_id)

@@ -50,7 +50,7 @@ from rollouts.forms import (
     builder_stages,
     stage_initial,
 )
-from rollouts.models import Application, Revision, Rollout, Source, Stage
+from rollouts.models import Application, Revision, Rollout, Source, SourceTest, Stage
 from rollouts.services import STAGE_DEFAULTS
 
 DEFAULT_STAGES = """- name: canary
@@ -238,13 +238,16 @@ def override_edit(request, name: str) -> HttpResponseBase:
     if existing:
         initial = {"group": existing.group.name, "replicas": existing.replicas,
                    "image_tags": "\n".join(f"{k}={v}" for k, v in existing.image_tags.items()),
-                   "labels": "\n".join(f"{k}={v}" for k, v in existing.labels.items())}
-    form = OverrideForm(request.POST or None, initial=initial, user=request.user)
+                   "labels": "\n".join(f"{k}={v}" for k, v in existing.labels.items()),
+                   "values": existing.values}
+    sourced = Source.objects.filter(application=app).exists()
+    form = OverrideForm(request.POST or None, initial=initial, user=request.user, sourced=sourced)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:
             services.set_override(app, group=d["group"], user=request.user, replicas=d["replicas"],
-                                  image_tags=d["image_tags"], labels=d["labels"], source_ip=client_ip(request))
+                                  image_tags=d["image_tags"], labels=d["labels"], values=d.get("values"),
+                                  source_ip=client_ip(request))
         except services.RolloutError as exc:
             add_to_form(form, exc)
         else:
@@ -281,6 +284,36 @@ def source_edit(request, name: str) -> HttpResponseBase:
             return redirect(app)
     return render(request, "rollouts/source_form.html", {"app": app, "form": form},
                   status=400 if request.method == "POST" else 200)
+
+
+@role_required(OPERATOR, teams=True)
+@require_POST
+def source_test(request, name: str) -> HttpResponseBase:
+    """"Test source": what the form holds, fetched and rendered by a worker without saving it; the answer is the
+    test's panel, which polls until the worker is done (htmx), or the form with it."""
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
+    form = SourceForm(request.POST, user=request.user)
+    test = None
+    if form.is_valid():
+        d = form.cleaned_data
+        try:
+            test = sourcing.request_test(app, user=request.user, source_ip=client_ip(request), kind=d["kind"],
+                                         url=d["url"], ref=d["ref"], path=d["path"], chart=d["chart"],
+                                         version=d["version"], values=d["values"], credential=d["credential"])
+        except services.RolloutError as exc:
+            add_to_form(form, exc)
+    context = {"app": app, "form": form, "test": test, "tested": True}
+    if request.htmx:
+        return render(request, "rollouts/partials/_source_test.html", context)
+    return render(request, "rollouts/source_form.html", context, status=202 if test else 400)
+
+
+@role_required(OPERATOR, teams=True)
+def source_test_status(request, name: str, test_id: str) -> HttpResponseBase:
+    """The panel of one's own source test (polled while the worker runs it)."""
+    app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
+    test = get_object_or_404(SourceTest.objects.filter(application=app, requested_by=request.user), pk=test_id)
+    return render(request, "rollouts/partials/_source_test.html", {"app": app, "test": test})
 
 
 @role_required(OPERATOR, teams=True)
@@ -540,7 +573,13 @@ def my_approvals(request) -> HttpResponseBase:
 def revision_raw(request, name: str, number: int) -> HttpResponseBase:
     app = get_object_or_404(Application.objects.visible_to(request.user), name=name)
     revision = get_object_or_404(app.revisions, number=number)
-    return HttpResponse(revision.manifests, content_type="text/plain; charset=utf-8")
+    group = request.GET.get("group")
+    if group is None:
+        return HttpResponse(revision.manifests, content_type="text/plain; charset=utf-8")
+    variant = next((v for v in (revision.variants or {}).values() if v["group"] == group), None)
+    if variant is None:
+        raise Http404(f"r{revision.number} has no rendering of its own for group '{group[:63]}'.")
+    return HttpResponse(variant["manifests"], content_type="text/plain; charset=utf-8")
 
 
 @role_required(OPERATOR, teams=True)

@@ -19,6 +19,7 @@ from rollouts.models import (
     RolloutPlan,
     Source,
     SourceCredential,
+    SourceTest,
     Stage,
     Target,
 )
@@ -32,6 +33,15 @@ class RevisionSerializer(serializers.ModelSerializer):
                   "members (each member's dry run), policies (what Fleetweb's rules find, `enforced`: that cluster "
                   "will refuse it), refused_on (clusters); clusters the caller cannot see are only counted")
 
+    variants = serializers.SerializerMethodField(
+        help_text="A chart rendered again for each group whose override carries Helm values: [{group, values_digest, "
+                  "digest, manifests}]; that group's clusters receive these manifests instead")
+
+    def get_variants(self, revision: Revision) -> list[dict]:
+        return [{"group": v["group"], "values_digest": v["values_digest"], "digest": v.get("digest", ""),
+                 "manifests": v["manifests"]} for _key, v in sorted((revision.variants or {}).items(),
+                                                                    key=lambda pair: pair[1]["group"])]
+
     def get_validation(self, revision: Revision) -> dict:
         request = self.context.get("request")
         if request is None:
@@ -41,12 +51,19 @@ class RevisionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Revision
         fields = ("id", "number", "digest", "message", "author", "created_at", "objects_summary", "manifests",
-                  "validation", "source")
+                  "validation", "source", "variants")
         read_only_fields = ("id", "number", "digest", "author", "created_at", "objects_summary", "validation",
-                            "source")
+                            "source", "variants")
         extra_kwargs = {"source": {"help_text": "What a revision read from the application's source pins: kind, "
                                                 "url, ref, commit, path, subject, author, date, chart, version, "
                                                 "chart_digest, values_digest, tool, tool_version (empty: pasted)"}}
+
+
+class SourceTestSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SourceTest
+        fields = ("id", "state", "result", "error", "error_kind", "requested_at", "finished_at")
+        read_only_fields = fields
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -103,7 +120,7 @@ class OverrideSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Override
-        fields = ("group", "replicas", "image_tags", "labels")
+        fields = ("group", "replicas", "image_tags", "labels", "values")
         read_only_fields = fields
 
 

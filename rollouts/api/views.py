@@ -18,7 +18,16 @@ from rollouts import approvals, corrections, placement, plans, services, sourcin
 from rollouts.api import serializers
 from rollouts.choices import StageState
 from rollouts.filtersets import DriftFilterSet, RolloutFilterSet
-from rollouts.models import Application, Drift, NamespaceHold, Rollout, RolloutPlan, Source, SourceCredential
+from rollouts.models import (
+    Application,
+    Drift,
+    NamespaceHold,
+    Rollout,
+    RolloutPlan,
+    Source,
+    SourceCredential,
+    SourceTest,
+)
 
 
 def _call(fn, **kwargs):
@@ -102,6 +111,31 @@ class ApplicationViewSet(viewsets.ModelViewSet):
         path, secret = _call(sourcing.issue_webhook, app=app, user=request.user, source_ip=client_ip(request))
         return Response({"url": request.build_absolute_uri(path), "secret": secret}, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=serializers.SourceSerializer, responses={202: serializers.SourceTestSerializer})
+    @action(detail=True, methods=["post"], url_path="source/test")
+    def test_source(self, request, pk=None) -> Response:
+        """Test a source as given (the body of a PUT to `source/`), without saving it: a worker fetches and renders
+        it; read the answer at `source/tests/{id}/` (state queued | running | done, then result or error)."""
+        app = self.get_object()
+        serializer = serializers.SourceSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        test = _call(sourcing.request_test, app=app, user=request.user, source_ip=client_ip(request),
+                     kind=data["kind"], url=data["url"], ref=data.get("ref", ""), path=data.get("path", ""),
+                     chart=data.get("chart", ""), version=data.get("version", ""), values=data.get("values", ""),
+                     credential=data.get("credential"))
+        return Response(serializers.SourceTestSerializer(test).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses=serializers.SourceTestSerializer)
+    @action(detail=True, methods=["get"], url_path=r"source/tests/(?P<test_id>[0-9a-f-]{36})")
+    def source_test(self, request, pk=None, test_id=None) -> Response:
+        """One's own source test: its state, then what the worker found or why it failed."""
+        found = SourceTest.objects.filter(application=self.get_object(), requested_by=request.user,
+                                          pk=test_id).first()
+        if found is None:
+            raise NotFound("No such test of yours (tests are kept an hour).")
+        return Response(serializers.SourceTestSerializer(found).data)
+
     @extend_schema(request=None, responses={202: None})
     @action(detail=True, methods=["post"], url_path="source/check")
     def check_source(self, request, pk=None) -> Response:
@@ -122,18 +156,19 @@ class ApplicationViewSet(viewsets.ModelViewSet):
     @extend_schema(request=serializers.OverrideSerializer, responses=serializers.OverrideSerializer)
     @action(detail=True, methods=["put"], url_path=r"overrides/(?P<group>[-a-z0-9_]+)")
     def override(self, request, pk=None, group=None) -> Response:
-        """Set the per-group patch (`replicas`, `image_tags`, `labels`); all empty removes it."""
+        """Set the per-group patch (`replicas`, `image_tags`, `labels`, and for an application read from a chart
+        `values`: Helm values YAML, rendered into the next revision; absent keeps them); all empty removes it."""
         app = self.get_object()
         group_obj = ClusterGroup.objects.visible_to(request.user).filter(name=group).first()
         if group_obj is None:
             raise NotFound(f"No group named '{group}'.")
         body = request.data
         if not isinstance(body, dict):
-            raise ValidationError({"non_field_errors": ["The body must be an object with replicas, image_tags and "
-                                                        "labels."]})
+            raise ValidationError({"non_field_errors": ["The body must be an object with replicas, image_tags, "
+                                                        "labels and values."]})
         override = _call(services.set_override, app=app, group=group_obj, user=request.user,
                          replicas=body.get("replicas"), image_tags=body.get("image_tags"),
-                         labels=body.get("labels"), source_ip=client_ip(request))
+                         labels=body.get("labels"), values=body.get("values"), source_ip=client_ip(request))
         if override is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(serializers.OverrideSerializer(override).data)

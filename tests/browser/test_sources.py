@@ -1,5 +1,5 @@
 """In a real browser at 1280×800: an operator points an application at a real Git server through the source form,
-a worker turns the commit into a revision, the page shows which commit it is; a push webhook's secret is shown once.
+tests it there (a worker fetches and renders it, nothing saved), a worker turns the commit into a revision, the page shows which commit it is; a push webhook's secret is shown once.
 Every page of it fits the window."""
 
 from __future__ import annotations
@@ -46,8 +46,12 @@ def test_an_operator_reads_an_application_from_git_and_sees_the_commit(page, liv
         page.fill("#id_ref", "main")
         page.fill("#id_path", "deploy")
         page.select_option("#id_credential", "shop-git")
+        page.click("#source-test-button")  # a worker fetches and renders it; the panel polls until it has
+        expect(page.locator("#source-test-ok")).to_contain_text(sha[:12], timeout=30_000)
+        expect(page.locator("#source-test-ok")).to_contain_text("1 object")
+        assert page.evaluate(OVERFLOW) <= 0
         screenshot("source-form")
-        page.click("#source-form button[type=submit]")
+        page.click("#source-save")
         expect(page.locator("#source")).to_contain_text(url)
         for _ in range(30):  # the worker's check: reload until its revision is listed
             if page.locator('tr[data-revision="2"]').count():

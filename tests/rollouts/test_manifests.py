@@ -121,3 +121,16 @@ def test_override_validation():
 ])
 def test_readiness(kind, live, ready):
     assert manifests.readiness(kind, live)["ready"] is ready
+
+
+def test_a_rendered_revision_may_weigh_what_a_render_may_give_and_pasted_yaml_keeps_its_cap(settings):
+    """What the renderer passed (FLEETWEB_SOURCE_MAX_RENDERED_BYTES) is not refused after it for its size; YAML
+    pasted into a web request keeps the smaller cap."""
+    settings.FLEETWEB_SOURCE_MAX_RENDERED_BYTES = 4 * 2**20
+    big = dict(DEPLOYMENT, metadata={"name": "web", "annotations": {"note": "x" * 1_500_000}})
+    text = dump(big)
+    assert manifests.MAX_BYTES < len(text.encode()) < settings.FLEETWEB_SOURCE_MAX_RENDERED_BYTES
+    assert errors_of(text) == [f"the manifests are larger than {manifests.MAX_BYTES // 1000} kB"]
+    assert manifests.parse(text, namespace="shop", sourced=True).summary == [{"kind": "Deployment", "name": "web"}]
+    settings.FLEETWEB_SOURCE_MAX_RENDERED_BYTES = 500_000  # a smaller render cap never lowers the pasted one
+    assert manifests.max_bytes(sourced=True) == manifests.MAX_BYTES

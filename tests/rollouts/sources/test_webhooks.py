@@ -30,7 +30,7 @@ def hooked(admin_user, git_server, monkeypatch):
     sourcing.set_source(app, user=admin_user, kind="git", url=git_server.url("payments/hook"))
     path, secret = sourcing.issue_webhook(app, user=admin_user)
     queued: list = []
-    monkeypatch.setattr(sourcing, "enqueue", lambda name, *args, **kwargs: queued.append((name, args)))
+    monkeypatch.setattr(services, "enqueue", lambda name, *args, **kwargs: queued.append((name, args)))
     yield {"app": app, "team": team, "path": path, "secret": secret, "queued": queued}
     purge_queues()
 
