@@ -134,6 +134,10 @@ CELERY_TASK_ROUTES = {
     "rollouts.*": {"queue": "rollouts"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# One beat at a time (fleetweb/beat.py): a second beat process stands by until the leader's lock lapses.
+CELERY_BEAT_SCHEDULER = "fleetweb.beat:SingleBeat"
+CELERY_BEAT_MAX_LOOP_INTERVAL = 5  # the leader renews its lock at least this often
+FLEETWEB_BEAT_LOCK_SECONDS = env_int("FLEETWEB_BEAT_LOCK_SECONDS", 30, minimum=2)
 CELERY_BEAT_SCHEDULE = {
     "schedule-due-syncs": {"task": "inventory.tasks.schedule_due_syncs", "schedule": 5.0},
     "mark-stale-clusters": {"task": "inventory.tasks.mark_stale_clusters", "schedule": 30.0},

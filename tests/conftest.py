@@ -86,9 +86,13 @@ def beat_env() -> dict:
 def beat_process(transactional_db, tmp_path, beat_env):
     """Only `celery beat` (due-sync claims every 5 s, due rollouts every 3 s): for tests that run their own
     worker processes, so that no in-process worker takes their tasks."""
+    import redis
+
+    from fleetweb.beat import LAST_SENT, LOCK
     from fleetweb.embedded import child_environment
 
     purge_queues()
+    redis.Redis.from_url(settings.REDIS_URL).delete(LOCK, LAST_SENT)  # a killed earlier beat's lock: not a standby
 
     env = {**child_environment(), **beat_env}
     log = open(tmp_path / "beat.log", "wb")  # noqa: SIM115 - closed below
