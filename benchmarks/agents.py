@@ -222,8 +222,9 @@ class Fleet:
         counts[status] = counts.get(status, 0) + 1
         return answer
 
-    async def report(self, sim: Sim, conn: Connection, lists: dict[str, str]) -> None:
-        await self.call(sim, conn, "POST", "changes", {"kinds": sorted(lists), "lists": lists}, "changes")
+    async def report(self, sim: Sim, conn: Connection, lists: dict[str, str]) -> dict:
+        """Post a report of changes; the hub's answer ({} when it refused or failed)."""
+        return await self.call(sim, conn, "POST", "changes", {"kinds": sorted(lists), "lists": lists}, "changes")
 
     def answer(self, sim: Sim, item: dict) -> dict:
         path, method = item.get("path", ""), item.get("method", "GET")
@@ -311,7 +312,13 @@ class Fleet:
                     conn = Connection(self.host, self.port)
                     lists = {**{path: EMPTY for path in watch}, **self.pages,
                              DEPLOYMENTS: deployments_page(sim.generation)}
-                    await self.report(sim, conn, lists)
+                    for attempt in range(5):  # as the agent does: a refused or failed report is sent again
+                        try:
+                            if await self.report(sim, conn, lists):
+                                break
+                        except (OSError, ConnectionError, asyncio.IncompleteReadError):
+                            pass
+                        await asyncio.sleep(1 + attempt)
                     conn.close()
 
             await asyncio.gather(*(one(sim) for sim in sims))
