@@ -1,6 +1,6 @@
 """In a real browser at 1280×800: an operator points an application at a real Git server through the source form,
-tests it there (a worker fetches and renders it, nothing saved), a worker turns the commit into a revision, the page shows which commit it is; a push webhook's secret is shown once.
-Every page of it fits the window."""
+tests it there (a worker fetches and renders it, nothing saved), a worker turns the commit into a revision, the page
+shows which commit it is; a push webhook's secret is shown once. Every page of it fits the window."""
 
 from __future__ import annotations
 
