@@ -39,6 +39,7 @@ check: install
 	$(BIN)/mypy --no-incremental
 	$(BIN)/python .ci/annotations.py
 	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python manage.py agent_chart --check
 
 lint: install
 	$(BIN)/ruff check .

@@ -5,6 +5,8 @@ short-lived credential); and the Deployment, non-root and read-only, that connec
 
 from __future__ import annotations
 
+import json
+
 import yaml
 from django.conf import settings
 from django.http import HttpRequest
@@ -88,3 +90,57 @@ def agent_manifest(*, hub_url: str, bootstrap_token: str = "") -> str:
 def apply_command(*, hub_url: str, bootstrap_token: str) -> str:
     """The one line an admin runs against the member (the token is single-use and expires)."""
     return f"kubectl apply -f '{hub_url}/agent/v1/manifest.yaml?token={bootstrap_token}'"
+
+
+# ---------------------------------------------------------------------------------------------
+# The agent's Helm chart (charts/fleetweb-agent): written from the documents above, so that what `helm install`
+# applies and what the hub's manifest applies are the same objects (`manage.py agent_chart` writes it; a test checks
+# that the committed chart is what it writes).
+
+CHART_DIR = "charts/fleetweb-agent"
+_HUB, _IMAGE = "__FLEETWEB_HUB_URL__", "__FLEETWEB_AGENT_IMAGE__"
+_TOKEN = "__FLEETWEB_BOOTSTRAP_TOKEN__"
+
+
+def chart_files() -> dict[str, str]:
+    """{path in the chart: text} of the agent's chart at AGENT_VERSION."""
+    docs = [d for d in agent_documents(hub_url=_HUB, bootstrap_token=_TOKEN) if d["kind"] != "Namespace"]
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            doc["spec"]["template"]["spec"]["containers"][0]["image"] = _IMAGE
+    blocks = []
+    for doc in docs:
+        text = yaml.safe_dump(doc, sort_keys=False)
+        if doc["kind"] == "Secret" and doc["metadata"]["name"] == BOOTSTRAP_SECRET:
+            text = "{{- if .Values.bootstrapToken }}\n" + text + "{{- end }}\n"
+        blocks.append(text)
+    template = "\n---\n".join(blocks)
+    template = (template.replace(_HUB, "{{ required \"hubUrl: the hub's agents address (FLEETWEB_AGENT_URL)\" "
+                                       ".Values.hubUrl | quote }}")
+                .replace(_IMAGE, "{{ .Values.image | quote }}")
+                .replace(_TOKEN, "{{ .Values.bootstrapToken | quote }}"))
+    header = ("{{- if ne .Release.Namespace \"" + FLEETWEB_NAMESPACE + "\" }}{{ fail \"install into the namespace "
+              + FLEETWEB_NAMESPACE + " (--namespace " + FLEETWEB_NAMESPACE + " --create-namespace): the hub and its "
+              "policies know Fleetweb's namespace in a member by that name\" }}{{ end }}\n"
+              "# Written by `manage.py agent_chart` from agents/manifests.py: the hub's agent manifest's objects.\n")
+    return {
+        "Chart.yaml": yaml.safe_dump({
+            "apiVersion": "v2", "name": AGENT_NAME, "type": "application", "version": AGENT_VERSION,
+            "appVersion": AGENT_VERSION, "kubeVersion": ">=1.29.0-0",
+            "description": "Fleetweb's agent for a cluster Fleetweb cannot reach: it connects out to the hub. The same "
+                           "objects as the hub's manifest (Register a cluster)."}, sort_keys=False),
+        "values.yaml": ("# The hub's agents address (FLEETWEB_AGENT_URL), as the Register a cluster page shows it.\n"
+                        "hubUrl: \"\"\n"
+                        "# The single-use bootstrap token from that page; or leave it empty and create the Secret\n"
+                        f"# {BOOTSTRAP_SECRET} (key: token) yourself, which keeps it out of Helm's release record.\n"
+                        "bootstrapToken: \"\"\n"
+                        f"image: {settings.FLEETWEB_AGENT_IMAGE}\n"),
+        "values.schema.json": json.dumps({
+            "$schema": "https://json-schema.org/draft-07/schema#", "type": "object", "additionalProperties": False,
+            "required": ["hubUrl"],
+            "properties": {"hubUrl": {"type": "string", "pattern": "^(https://.+|)$",
+                                      "description": "https:// only: the agent never speaks plain http"},
+                           "bootstrapToken": {"type": "string"}, "image": {"type": "string", "minLength": 1}}},
+            indent=2) + "\n",
+        "templates/agent.yaml": header + template,
+    }
