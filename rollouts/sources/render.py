@@ -28,7 +28,7 @@ import yaml
 from django.conf import settings
 
 from foundation import untrusted
-from rollouts.sources.tree import size_text
+from rollouts.sources.tree import shown, size_text
 
 PLAIN, KUSTOMIZE, HELM = "plain", "kustomize", "helm"
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -140,11 +140,11 @@ def _refuse_remote_kustomizations(root: Path, checkout: Path) -> None:
                 if not isinstance(entry, str):
                     continue
                 if _REMOTE.match(entry.strip()):
-                    raise RenderError(f"{where}: '{field}' names a remote location ({_short(entry)}); Fleetweb "
+                    raise RenderError(f"{where}: '{field}' names a remote location ({shown(entry)}); Fleetweb "
                                       "renders from the fetched source only: vendor it into the repository")
                 target = (folder / entry).resolve()
                 if not target.is_relative_to(checkout):
-                    raise RenderError(f"{where}: '{field}' names a path outside the source ({_short(entry)})")
+                    raise RenderError(f"{where}: '{field}' names a path outside the source ({shown(entry)})")
                 if target.is_dir():
                     todo.append(target)
 
@@ -162,7 +162,7 @@ def _refuse_unvendored_dependencies(root: Path) -> None:
     for dependency in chart.get("dependencies") or []:
         name = dependency.get("name", "") if isinstance(dependency, dict) else ""
         if not any(found == name or found.startswith(f"{name}-") for found in vendored):
-            raise RenderError(f"Chart.yaml: the dependency '{_short(str(name))}' is not vendored in charts/ "
+            raise RenderError(f"Chart.yaml: the dependency '{shown(str(name))}' is not vendored in charts/ "
                               "(run `helm dependency build` and commit charts/, or publish the chart with it)")
 
 
@@ -228,7 +228,7 @@ def _tool_error(text: str, *, hide: Path, home: str, tool: str) -> str:
     first = next((line for line in lines if line.lower().startswith("error")), lines[0] if lines else "")
     first = first.replace(f"{hide}/", "").replace(str(hide), ".").replace(home, "~")
     first = re.sub(r"^error:\s*", "", first, flags=re.IGNORECASE)
-    return f"{tool} could not render the source: {_short(first, 400)}" if first else f"{tool} failed"
+    return f"{tool} could not render the source: {shown(first, 400)}" if first else f"{tool} failed"
 
 
 _VERSIONS: dict[str, str] = {}
@@ -246,8 +246,3 @@ def tool_version(tool: str) -> str:
                 return ""
         _VERSIONS[tool] = done.stdout.strip().splitlines()[0][:64] if done.returncode == 0 and done.stdout else ""
     return _VERSIONS[tool]
-
-
-def _short(text: str, limit: int = 120) -> str:
-    text = text.replace("\n", " ")
-    return text if len(text) <= limit else text[:limit - 1] + "…"

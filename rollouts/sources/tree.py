@@ -48,7 +48,7 @@ class Tree:
 
     def _count(self, size: int, name: str) -> None:
         if size > settings.FLEETWEB_SOURCE_MAX_FILE_BYTES:
-            raise SourceError(f"{_shown(name)} is larger than {size_text(settings.FLEETWEB_SOURCE_MAX_FILE_BYTES)}",
+            raise SourceError(f"{shown(name)} is larger than {size_text(settings.FLEETWEB_SOURCE_MAX_FILE_BYTES)}",
                               kind="limit")
         self.files += 1
         self.bytes += size
@@ -62,7 +62,7 @@ class Tree:
         target = self._target(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists() or target.is_symlink():
-            raise SourceError(f"{_shown(name)} appears twice in the source")
+            raise SourceError(f"{shown(name)} appears twice in the source")
         target.write_bytes(data)
         target.chmod(0o644)  # never executable: nothing of a source is run
 
@@ -71,13 +71,13 @@ class Tree:
         target = self._target(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists() or target.is_symlink():
-            raise SourceError(f"{_shown(name)} appears twice in the source")
+            raise SourceError(f"{shown(name)} appears twice in the source")
         written = 0
         with target.open("wb") as out:
             for chunk in iter(lambda: stream.read(65536), b""):
                 written += len(chunk)
                 if written > settings.FLEETWEB_SOURCE_MAX_FILE_BYTES:
-                    raise SourceError(f"{_shown(name)} is larger than "
+                    raise SourceError(f"{shown(name)} is larger than "
                                       f"{size_text(settings.FLEETWEB_SOURCE_MAX_FILE_BYTES)}", kind="limit")
                 if self.bytes + written > settings.FLEETWEB_SOURCE_MAX_BYTES:
                     raise _too_large()
@@ -93,28 +93,28 @@ class Tree:
     def finish(self) -> None:
         for path, target in self.links:
             if posixpath.isabs(target) or "\\" in target or "\0" in target:
-                raise SourceError(f"{_shown(str(path.relative_to(self.root)))} is a symbolic link out of the source "
-                                  f"(to {_shown(target)})", kind="refused")
+                raise SourceError(f"{shown(str(path.relative_to(self.root)))} is a symbolic link out of the source "
+                                  f"(to {shown(target)})", kind="refused")
             resolved = (path.parent / target).resolve()
             if not resolved.is_relative_to(self.root):
-                raise SourceError(f"{_shown(str(path.relative_to(self.root)))} is a symbolic link out of the source "
-                                  f"(to {_shown(target)})", kind="refused")
+                raise SourceError(f"{shown(str(path.relative_to(self.root)))} is a symbolic link out of the source "
+                                  f"(to {shown(target)})", kind="refused")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.symlink_to(target)
         # A link may point at a link: resolve every one again now that all exist.
         for path, target in self.links:
             if not path.resolve().is_relative_to(self.root):
-                raise SourceError(f"{_shown(str(path.relative_to(self.root)))} is a symbolic link out of the source "
-                                  f"(to {_shown(target)})", kind="refused")
+                raise SourceError(f"{shown(str(path.relative_to(self.root)))} is a symbolic link out of the source "
+                                  f"(to {shown(target)})", kind="refused")
 
 
 def clean_name(name: str) -> str:
     """A source's file name as a relative path inside the folder; SourceError when it could leave it."""
     if not name or "\0" in name or "\\" in name or name.startswith("/"):
-        raise SourceError(f"the source names a file '{_shown(name)}' Fleetweb does not write", kind="refused")
+        raise SourceError(f"the source names a file '{shown(name)}' Fleetweb does not write", kind="refused")
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if not parts or any(part == ".." for part in parts) or parts[0] == ".git":
-        raise SourceError(f"the source names a file '{_shown(name)}' Fleetweb does not write", kind="refused")
+        raise SourceError(f"the source names a file '{shown(name)}' Fleetweb does not write", kind="refused")
     return "/".join(parts)
 
 
@@ -147,7 +147,7 @@ def extract_chart(archive: bytes, into: Path) -> Path:
                     if stream is not None:
                         tree.add_stream(name, stream)  # type: ignore[arg-type]
                 else:  # hard links, devices, fifos
-                    raise SourceError(f"the chart archive holds {_shown(name)}, which is not a file or a folder",
+                    raise SourceError(f"the chart archive holds {shown(name)}, which is not a file or a folder",
                                       kind="refused")
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise SourceError(f"the chart archive could not be read ({type(exc).__name__})") from None
@@ -182,8 +182,10 @@ def _gunzip(archive: bytes) -> bytes:
             return bytes(out)
 
 
-def _shown(text: str, limit: int = 120) -> str:
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+def shown(text: str, limit: int = 120) -> str:
+    """Text from a source or a tool as a message may quote it: one line (whitespace as spaces, other unprintable
+    characters as '?'), at most `limit` characters."""
+    text = "".join(ch if ch.isprintable() else " " if ch.isspace() else "?" for ch in text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

@@ -118,3 +118,8 @@ def test_the_temporary_folder_goes_whatever_happens():
         (path / "x").write_text("y")
         raise SourceError("boom")
     assert not path.exists()
+
+
+def test_text_quoted_in_a_message_is_one_printable_line_of_bounded_length():
+    assert tree.shown("a\nb\tc\x1b[31md") == "a b c?[31md"
+    assert tree.shown("x" * 500, 10) == "x" * 9 + "…"
