@@ -272,9 +272,7 @@ def source_edit(request, name: str) -> HttpResponseBase:
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:
-            source = sourcing.set_source(app, user=request.user, source_ip=client_ip(request), kind=d["kind"],
-                                         url=d["url"], ref=d["ref"], path=d["path"], chart=d["chart"],
-                                         version=d["version"], values=d["values"], credential=d["credential"],
+            source = sourcing.set_source(app, user=request.user, source_ip=client_ip(request), **_source_fields(d),
                                          poll_interval=d["poll_interval"], plan=d["plan"])
         except services.RolloutError as exc:
             add_to_form(form, exc)
@@ -284,6 +282,11 @@ def source_edit(request, name: str) -> HttpResponseBase:
             return redirect(app)
     return render(request, "rollouts/source_form.html", {"app": app, "form": form},
                   status=400 if request.method == "POST" else 200)
+
+
+def _source_fields(d: dict) -> dict:
+    """Where the source form says to read from (what saving and testing it share)."""
+    return {field: d[field] for field in ("kind", "url", "ref", "path", "chart", "version", "values", "credential")}
 
 
 @role_required(OPERATOR, teams=True)
@@ -297,9 +300,7 @@ def source_test(request, name: str) -> HttpResponseBase:
     if form.is_valid():
         d = form.cleaned_data
         try:
-            test = sourcing.request_test(app, user=request.user, source_ip=client_ip(request), kind=d["kind"],
-                                         url=d["url"], ref=d["ref"], path=d["path"], chart=d["chart"],
-                                         version=d["version"], values=d["values"], credential=d["credential"])
+            test = sourcing.request_test(app, user=request.user, source_ip=client_ip(request), **_source_fields(d))
         except services.RolloutError as exc:
             add_to_form(form, exc)
     context = {"app": app, "form": form, "test": test, "tested": True}

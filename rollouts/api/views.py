@@ -30,6 +30,17 @@ from rollouts.models import (
 )
 
 
+def _source_fields(request) -> dict:
+    """The fields of a source in the request's body, checked by its serializer (the service checks them again)."""
+    serializer = serializers.SourceSerializer(data=request.data, context={"request": request})
+    serializer.is_valid(raise_exception=True)
+    data = serializer.validated_data
+    return {"kind": data["kind"], "url": data["url"], "ref": data.get("ref", ""), "path": data.get("path", ""),
+            "chart": data.get("chart", ""), "version": data.get("version", ""), "values": data.get("values", ""),
+            "credential": data.get("credential"), "poll_interval": data.get("poll_interval", 300),
+            "plan": data.get("plan")}
+
+
 def _call(fn, **kwargs):
     """Run a service; its refusals (RolloutError) become 400, 403 or 409 in foundation.api.exception_handler."""
     return fn(**kwargs)
@@ -92,14 +103,8 @@ class ApplicationViewSet(viewsets.ModelViewSet):
             if found is None:
                 raise NotFound("This application has no source: its revisions are pasted.")
             return Response(serializers.SourceSerializer(found, context={"request": request}).data)
-        serializer = serializers.SourceSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        found = _call(sourcing.set_source, app=app, user=request.user, source_ip=client_ip(request),
-                      kind=data["kind"], url=data["url"], ref=data.get("ref", ""), path=data.get("path", ""),
-                      chart=data.get("chart", ""), version=data.get("version", ""), values=data.get("values", ""),
-                      credential=data.get("credential"), poll_interval=data.get("poll_interval", 300),
-                      plan=data.get("plan"))
+        data = _source_fields(request)
+        found = _call(sourcing.set_source, app=app, user=request.user, source_ip=client_ip(request), **data)
         return Response(serializers.SourceSerializer(found, context={"request": request}).data)
 
     @extend_schema(request=None, responses={201: None})
@@ -117,13 +122,9 @@ class ApplicationViewSet(viewsets.ModelViewSet):
         """Test a source as given (the body of a PUT to `source/`), without saving it: a worker fetches and renders
         it; read the answer at `source/tests/{id}/` (state queued | running | done, then result or error)."""
         app = self.get_object()
-        serializer = serializers.SourceSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        test = _call(sourcing.request_test, app=app, user=request.user, source_ip=client_ip(request),
-                     kind=data["kind"], url=data["url"], ref=data.get("ref", ""), path=data.get("path", ""),
-                     chart=data.get("chart", ""), version=data.get("version", ""), values=data.get("values", ""),
-                     credential=data.get("credential"))
+        data = _source_fields(request)
+        del data["poll_interval"], data["plan"]  # a test saves neither
+        test = _call(sourcing.request_test, app=app, user=request.user, source_ip=client_ip(request), **data)
         return Response(serializers.SourceTestSerializer(test).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=serializers.SourceTestSerializer)
