@@ -24,6 +24,8 @@ from celery.beat import PersistentScheduler
 from celery.utils.time import maybe_make_aware
 from django.conf import settings
 
+from foundation import health
+
 log = logging.getLogger(__name__)
 
 LOCK = "fleetweb:beat:leader"
@@ -49,7 +51,7 @@ class SingleBeat(PersistentScheduler):
     def __init__(self, *args, **kwargs):
         self.token = f"{os.getpid()}:{secrets.token_hex(8)}"
         self.leading = False
-        self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+        self._redis = health.redis_client(timeout=5)
         self._lead_script = self._redis.register_script(_LEAD)
         self._release_script = self._redis.register_script(_RELEASE)
         super().__init__(*args, **kwargs)

@@ -220,6 +220,11 @@ def reserved_key_problems(meta: dict, where: str) -> list[str]:
 MAX_VALUES_BYTES = 256 * 1024
 
 
+def values_digest(text: str) -> str:
+    """What pins and audit events show of Helm values: their digest (they may be long, and hold secrets)."""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 def values_problem(text: str) -> str:
     """Why `text` cannot be a Helm values file ("" when it can): at most MAX_VALUES_BYTES of YAML holding one mapping,
     without aliases and nested at most untrusted.MAX_BODY_DEPTH deep. Helm reads it again in its box; this says what

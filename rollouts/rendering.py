@@ -143,5 +143,5 @@ def _override_view(o: Override | None) -> dict | None:
         return None
     view = {"group": o.group.name, "replicas": o.replicas, "image_tags": o.image_tags, "labels": o.labels}
     if o.values.strip():
-        view["values_digest"] = "sha256:" + hashlib.sha256(o.values.encode()).hexdigest()
+        view["values_digest"] = manifests.values_digest(o.values)
     return view

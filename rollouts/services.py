@@ -197,16 +197,16 @@ def set_override(app: Application, *, group: ClusterGroup, user, replicas=None, 
     which a check of the source queued now makes (a revision pins what it was rendered with)."""
     check_change(user, app)
     image_tags, labels = image_tags or {}, labels or {}
-    existing = Override.objects.filter(application=app, group=group).first()
-    values = (existing.values if existing else "") if values is None else values
-    errors = manifests.validate_override(replicas=replicas, image_tags=image_tags, labels=labels, values=values)
-    if errors:
-        raise RolloutError({e.split(":", 1)[0]: e.split(":", 1)[1].strip() for e in errors})
-    source = Source.objects.filter(application=app).first()
-    if values.strip() and source is None:
-        raise RolloutError({"values": "Helm values are for an application read from a chart: set its source first."})
     with transaction.atomic():
         existing = Override.objects.select_for_update().filter(application=app, group=group).first()
+        values = (existing.values if existing else "") if values is None else values
+        errors = manifests.validate_override(replicas=replicas, image_tags=image_tags, labels=labels, values=values)
+        if errors:
+            raise RolloutError({e.split(":", 1)[0]: e.split(":", 1)[1].strip() for e in errors})
+        source = Source.objects.filter(application=app).first()
+        if values.strip() and source is None:
+            raise RolloutError({"values": "Helm values are for an application read from a chart: set its source "
+                                          "first."})
         before = _override_view(existing)
         if replicas is None and not image_tags and not labels and not values.strip():
             if existing:

@@ -170,7 +170,7 @@ def request_test(app: Application, *, user, kind: str, url: str, ref: str = "", 
                                          ciphertext=crypto.encrypt_json({k: fields[k] for k in TEST_FIELDS}))
         record(user=user, action="application.source_test", target=app, source_ip=source_ip,
                after={**{k: fields[k] for k in TEST_FIELDS if k != "values"},
-                      "values_digest": _digest(fields["values"]),
+                      "values_digest": manifests.values_digest(fields["values"]),
                       "credential__name": credential.name if credential else None, "test": str(test.pk)})
         enqueue_after_commit("rollouts.tasks.test_source", str(test.pk), what=f"test of a source of {app.name}")
     return test
@@ -195,16 +195,13 @@ def run_test(test_id: str) -> str:
         source = Source(application=app, credential=test.credential, **crypto.decrypt_json(test.ciphertext))
         auth = _auth(source)
         seen = _seen(source, auth)
-        pins, text, variants = _fetch_and_render(source, seen, auth)
-        parsed = manifests.parse(text, namespace=app.namespace, sourced=True)
-        parse_variants(variants, namespace=app.namespace)
+        pins, _text, variants, parsed, _ = _rendered(source, seen, auth)
         result = {**{k: pins[k] for k in ("commit", "subject", "author", "date", "chart", "version", "tool",
                                           "tool_version") if pins.get(k)},
                   "objects": parsed.summary[:100], "object_count": len(parsed.summary),
                   "groups": sorted(v["group"] for v in variants.values())}
-    except (SourceError, render.RenderError, manifests.ManifestError) as exc:
-        kind = getattr(exc, "kind", "render" if isinstance(exc, render.RenderError) else "invalid")
-        error = "; ".join(exc.errors) if isinstance(exc, manifests.ManifestError) else str(exc)
+    except FAILURES as exc:
+        kind, error = _failure(exc)
     except RolloutError as exc:
         kind, error = "refused", str(exc)
     except Exception as exc:  # a bug must not leave the test running forever; its text may carry a secret
@@ -260,12 +257,9 @@ def check(source: Source, *, user=None, source_ip: str = "", force: bool = False
         if seen == source.seen and not force and app.revisions.filter(source__url=source.url).exists():
             _checked(source, seen=seen, now=now)  # nothing new: one request to the remote, nothing fetched
             return None
-        pins, text, variants = _fetch_and_render(source, seen, auth)
-        parsed = manifests.parse(text, namespace=app.namespace, sourced=True)
-        digest = variants_digest(parsed.digest, parse_variants(variants, namespace=app.namespace))
-    except (SourceError, render.RenderError, manifests.ManifestError) as exc:
-        kind = getattr(exc, "kind", "render" if isinstance(exc, render.RenderError) else "invalid")
-        message = "; ".join(exc.errors) if isinstance(exc, manifests.ManifestError) else str(exc)
+        pins, text, variants, parsed, digest = _rendered(source, seen, auth)
+    except FAILURES as exc:
+        kind, message = _failure(exc)
         _checked(source, seen=source.seen, now=now, error=message, kind=kind)
         if user is not None:
             raise RolloutError({"source": message}) from None
@@ -289,6 +283,27 @@ def check(source: Source, *, user=None, source_ip: str = "", force: bool = False
     return revision
 
 
+# What a source may fail with, each said in Fleetweb's words (`_failure`).
+FAILURES = (SourceError, render.RenderError, manifests.ManifestError)
+
+
+def _failure(exc: Exception) -> tuple[str, str]:
+    """(kind, message) of one of FAILURES: kind as the pages and the API classify it."""
+    kind = getattr(exc, "kind", "render" if isinstance(exc, render.RenderError) else "invalid")
+    message = "; ".join(exc.errors) if isinstance(exc, manifests.ManifestError) else str(exc)
+    return kind, message
+
+
+def _rendered(source: Source, seen: str, auth: git.Auth | None) -> tuple[dict, str, dict[str, dict],
+                                                                         manifests.Parsed, str]:
+    """What `seen` renders to, validated as a revision would be: (pins, manifests, the groups' renderings, the parsed
+    manifests, the revision's digest). A check saves it; a test only reports it."""
+    pins, text, variants = _fetch_and_render(source, seen, auth)
+    parsed = manifests.parse(text, namespace=source.application.namespace, sourced=True)
+    digest = variants_digest(parsed.digest, parse_variants(variants, namespace=source.application.namespace))
+    return pins, text, variants, parsed, digest
+
+
 def _start_plan(source: Source, revision: Revision) -> None:
     """Roll the new revision out with the source's plan, as the system: it runs up to its first approval gate (a
     stage reaching prod always has one). When it cannot start, the revision stays and the source says why."""
@@ -307,7 +322,7 @@ def _fetch_and_render(source: Source, seen: str, auth: git.Auth | None) -> tuple
     values = [source.values] if source.values.strip() else []
     groups = list(Override.objects.filter(application=app).exclude(values="").select_related("group")
                   .order_by("group__name"))
-    pins: dict = {"kind": source.kind, "url": source.url, "values_digest": _digest(source.values)}
+    pins: dict = {"kind": source.kind, "url": source.url, "values_digest": manifests.values_digest(source.values)}
     with folder() as scratch:
         if source.kind == Source.Kind.GIT:
             commit = git.checkout(source.url, seen, scratch / "checkout", auth)
@@ -341,15 +356,11 @@ def _fetch_and_render(source: Source, seen: str, auth: git.Auth | None) -> tuple
             except render.RenderError as exc:
                 raise render.RenderError(f"with group {override.group.name}'s values: {exc}") from None
             variants[str(override.group_id)] = {"group": override.group.name, "manifests": text,
-                                                "values_digest": _digest(override.values)}
+                                                "values_digest": manifests.values_digest(override.values)}
         pins.update(tool=done.tool, tool_version=done.tool_version)
         if variants:
             pins["group_values"] = {v["group"]: v["values_digest"] for v in variants.values()}
     return pins, done.text, variants
-
-
-def _digest(text: str) -> str:
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _checked(source: Source, *, seen: str, now, error: str = "", kind: str = "") -> None:
