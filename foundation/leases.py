@@ -8,7 +8,12 @@ the lease a newer run took over. The model needs `lease_expires_at` (nullable Da
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -17,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 M = TypeVar("M", bound=models.Model)
+log = logging.getLogger(__name__)
 
 
 def free(now: datetime | None = None) -> Q:
@@ -68,3 +74,68 @@ def release(model: type[models.Model], pk: int | list[int], token: str) -> None:
     pks = pk if isinstance(pk, list) else [pk]
     if pks:
         model._default_manager.filter(pk__in=pks, lease_token=token).update(lease_expires_at=None, lease_token="")
+
+
+class _Keeper:
+    """One thread per process that renews the leases its runs hold (`kept`), every third of their duration.
+
+    A lease can then be short: when the process dies (a killed worker, a drained node), its leases expire within
+    one duration and another worker takes the rows, instead of the rows waiting out a lease sized for the longest
+    run. A run that never ends (a hung call in a thread pool, where Celery's time limits do not reach) stops being
+    renewed at its `longest`, so it cannot hold its rows for ever either."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held: dict[str, tuple[type[models.Model], list[int], timedelta, float]] = {}
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def add(self, model: type[models.Model], pks: list[int], token: str, duration: timedelta,
+            longest: timedelta) -> None:
+        with self.lock:
+            self.held[token] = (model, list(pks), duration, time.monotonic() + longest.total_seconds())
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+                self.thread.start()
+
+    def drop(self, token: str) -> None:
+        with self.lock:
+            self.held.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                if not self.held:
+                    self.thread = None
+                    return
+                period = min(d.total_seconds() for _m, _p, d, _l in self.held.values()) / 3
+            self.wake.wait(period)
+            self.wake.clear()
+            with self.lock:
+                now = time.monotonic()
+                due = [(t, m, p, d) for t, (m, p, d, longest) in self.held.items() if now < longest]
+                for token in [t for t, (_m, _p, _d, longest) in self.held.items() if now >= longest]:
+                    self.held.pop(token)  # its run outlived every limit: let the lease expire
+            try:
+                for token, model, pks, duration in due:
+                    model._default_manager.filter(pk__in=pks, lease_token=token).update(
+                        lease_expires_at=timezone.now() + duration)
+            except Exception:  # the database away: the leases expire, as when the process dies
+                log.exception("renewing %d leases failed", len(due))
+            finally:
+                connections.close_all()  # this thread's own connections; it sleeps far longer than it works
+
+
+_keeper = _Keeper()
+
+
+@contextmanager
+def kept(model: type[models.Model], pks: int | list[int], token: str, duration: timedelta, *,
+         longest: timedelta) -> Iterator[None]:
+    """Renew the lease `token` holds on `pks` every third of `duration` while the block runs, for at most
+    `longest`; the caller still releases it (or a commit gives it back)."""
+    _keeper.add(model, pks if isinstance(pks, list) else [pks], token, duration, longest)
+    try:
+        yield
+    finally:
+        _keeper.drop(token)

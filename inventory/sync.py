@@ -29,7 +29,11 @@ from inventory.signals import clusters_changed
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=330)  # longer than the sync task's hard time limit (300 s)
+# A sync's lease is short and renewed while the sync runs (`leases.kept`): a killed worker's clusters are free for
+# the next one within LEASE, not after the longest sync; a sync is renewed for at most LONGEST, longer than the sync
+# task's hard time limit (300 s), which a thread pool does not enforce.
+LEASE = timedelta(seconds=45)
+LONGEST = timedelta(seconds=330)
 BATCH = 500
 
 
@@ -133,6 +137,13 @@ def sync_reported(cluster_ids: list[int] | None = None) -> int:
     except Exception:  # the database away: the next report, or the next full sync, writes it
         log.exception("writing the reported changes of clusters %s failed", mine)
         return len(ids)
+    with leases.kept(Cluster, list(taken), token, LEASE, longest=LONGEST):
+        _write_taken(mine, taken, token)
+    return len(ids)
+
+
+def _write_taken(mine: list[int], taken: dict[int, Cluster], token: str) -> None:
+    """`sync_reported`'s work on the clusters whose leases it took (`taken`, under `token`)."""
     try:
         missing = [pk for pk in mine if pk not in taken]
         held = set(Cluster.objects.filter(pk__in=missing).values_list("pk", flat=True)) if missing else set()
@@ -167,7 +178,6 @@ def sync_reported(cluster_ids: list[int] | None = None) -> int:
                     log.exception("writing the reported changes of cluster %s failed", read.cluster.pk)
     finally:  # what a write did not give back in its commit (one statement; nothing where all went back)
         leases.release(Cluster, list(taken), token)
-    return len(ids)
 
 
 REPORTED_CHUNK = 50
@@ -185,10 +195,11 @@ def sync_unless_held(cluster_id: int, *, triggered_by: str = "schedule") -> Sync
         raise Held(cluster_id)
     token, cluster = taken
     try:
-        read = _read(cluster, triggered_by=triggered_by)
-        if not isinstance(read, _Read):
-            return read  # a failure's run, or nothing to write
-        return _write_reads([read]).get(cluster.pk)
+        with leases.kept(Cluster, cluster_id, token, LEASE, longest=LONGEST):
+            read = _read(cluster, triggered_by=triggered_by)
+            if not isinstance(read, _Read):
+                return read  # a failure's run, or nothing to write
+            return _write_reads([read]).get(cluster.pk)
     finally:
         if cluster.lease_token == token:  # not given back with the snapshot written
             leases.release(Cluster, cluster_id, token)

@@ -143,6 +143,21 @@ def fleet(localfleet_members, admin_user):
         wait_for(gone, timeout=120, interval=1, what=f"test namespaces deleted on {name}")
 
 
+def child_env() -> dict:
+    """The environment of a process a test starts (a worker, a web process): the same servers and keys, and pytest's
+    test database on the same PostgreSQL server."""
+    from urllib.parse import urlparse, urlunparse
+
+    from django.db import connection
+
+    from fleetweb.embedded import child_environment
+
+    env = child_environment()
+    url = urlparse(settings.DATABASE_URL)
+    env["DATABASE_URL"] = urlunparse(url._replace(path="/" + connection.settings_dict["NAME"]))
+    return env
+
+
 def wait_for(predicate, *, timeout: float = 60, interval: float = 0.25, what: str = "condition"):
     """Poll until predicate() is truthy; return its value or fail saying what never happened."""
     deadline = time.monotonic() + timeout

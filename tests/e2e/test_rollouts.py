@@ -8,12 +8,10 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import pytest
 import yaml
 from django.conf import settings
-from django.db import connection
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -22,7 +20,7 @@ from rollouts import engine, services
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.models import Approval, Rollout, Target
 from tests.builders import make_user
-from tests.conftest import wait_for
+from tests.conftest import child_env, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -178,11 +176,7 @@ def test_deadline_fails_the_stage_and_rollback_restores_the_previous_revision(fl
 def _worker_env() -> dict:
     """A separate worker process on the test database and broker, with a short lease so it is quick to
     take over from a killed one."""
-    from fleetweb.embedded import child_environment
-
-    env = child_environment()
-    url = urlparse(settings.DATABASE_URL)  # the same server, but pytest's test database
-    env["DATABASE_URL"] = urlunparse(url._replace(path="/" + connection.settings_dict["NAME"]))
+    env = child_env()
     env["FLEETWEB_ROLLOUT_LEASE"] = "6"
     # The lease must outlast the longest single call to a cluster (settings refuse it otherwise).
     env["FLEETWEB_KUBE_CONNECT_TIMEOUT"], env["FLEETWEB_KUBE_READ_TIMEOUT"] = "1", "4"

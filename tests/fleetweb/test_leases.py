@@ -50,3 +50,34 @@ def test_take_returns_the_row_as_taken_in_one_statement(django_assert_num_querie
     assert leases.take(Cluster, cluster.pk, MINUTE) is None  # held
     assert leases.take(Cluster, cluster.pk + 1000, MINUTE) is None  # no such row
 
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_kept_lease_outlives_its_duration_while_its_run_goes_on_and_expires_once_the_run_stops():
+    """A sync's lease is short and renewed while it runs: a killed worker's clusters are free again within one
+    lease, not after the longest sync."""
+    import time
+
+    cluster = make_cluster("kept")
+    short = timedelta(seconds=1.5)
+    token = leases.acquire(Cluster, cluster.pk, short)
+    with leases.kept(Cluster, cluster.pk, token, short, longest=timedelta(minutes=1)):
+        time.sleep(3.2)  # two durations: renewed at each third of one
+        assert leases.acquire(Cluster, cluster.pk, short) is None, "still held while the run goes on"
+        renewed = Cluster.objects.get(pk=cluster.pk).lease_expires_at
+    time.sleep(2)  # the run stopped renewing (as a killed process would): the lease runs out
+    assert Cluster.objects.get(pk=cluster.pk).lease_expires_at == renewed
+    assert leases.acquire(Cluster, cluster.pk, short), "free for the next run within one duration"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_never_ends_is_renewed_only_until_its_longest():
+    import time
+
+    cluster = make_cluster("hung")
+    short = timedelta(seconds=1.2)
+    token = leases.acquire(Cluster, cluster.pk, short)
+    with leases.kept(Cluster, cluster.pk, token, short, longest=timedelta(seconds=1.5)):
+        time.sleep(3.5)  # a hung call: past its longest, no longer renewed
+        assert leases.acquire(Cluster, cluster.pk, short), "another run takes the hung run's rows"
+    assert not leases.renew(Cluster, cluster.pk, token, short), "and the hung run's token holds nothing"
