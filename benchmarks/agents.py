@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 
-from benchmarks.common import ROOT, STATE, say, table
+from benchmarks.common import ROOT, STATE, cpu_seconds, say, table
 from foundation.queueing import QUEUES, purge_queues
 from inventory import kinds
 from localfleet.member import free_port
@@ -433,29 +433,6 @@ def _db_writes() -> int:
         return int(cursor.fetchone()[0])
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes and their children (gunicorn workers)."""
-    import os
-
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    seen = set()
-    todo = list(pids)
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            children = open(f"/proc/{pid}/task/{pid}/children").read().split()
-            todo += [int(c) for c in children]
-        except OSError:
-            continue
-    return total
-
-
 def _machine() -> tuple[float, float, float]:
     """(busy, steal, all) jiffies of the whole machine so far (/proc/stat): the other tenants' share shows as steal,
     and every process here, the simulator's included, as busy."""
@@ -626,24 +603,24 @@ def _run_door(size: str, door: str) -> dict:
             say(f"[agents] {count} agents: quiet for {quiet}s (heartbeats and polls only)")
             time.sleep(min(quiet, 10))  # ramp: heartbeats and polls spread out
             fleet.reset()
-            writes, cpu, t0 = _db_writes(), _cpu_seconds(hub), time.monotonic()
+            writes, cpu, t0 = _db_writes(), cpu_seconds(hub), time.monotonic()
             time.sleep(quiet)
             quiet_writes = _db_writes() - writes
             beats = len(fleet.latency.get("heartbeat", []))
             quiet_elapsed = time.monotonic() - t0
-            quiet_cpu = (_cpu_seconds(hub) - cpu) / quiet_elapsed
+            quiet_cpu = (cpu_seconds(hub) - cpu) / quiet_elapsed
             quiet_requests = sum(len(v) for v in fleet.latency.values()) + len(fleet.held)
             quiet_p95 = _pct([v for values in fleet.latency.values() for v in values], 95) * 1000
             say(f"[agents] {count} agents: loaded for {loaded}s (a change a minute each)")
             fleet.reset()
             fleet.changing = True
-            cpu, t0 = _cpu_seconds(hub), time.monotonic()
-            data_cpu, sim_cpu, machine = _cpu_seconds(data_pids), time.process_time(), _machine()
+            cpu, t0 = cpu_seconds(hub), time.monotonic()
+            data_cpu, sim_cpu, machine = cpu_seconds(data_pids), time.process_time(), _machine()
             time.sleep(loaded)
             busy, steal, ticks = (b - a for a, b in zip(machine, _machine(), strict=True))
             elapsed = time.monotonic() - t0
-            load_cpu = (_cpu_seconds(hub) - cpu) / elapsed
-            data_cpu = (_cpu_seconds(data_pids) - data_cpu) / elapsed
+            load_cpu = (cpu_seconds(hub) - cpu) / elapsed
+            data_cpu = (cpu_seconds(data_pids) - data_cpu) / elapsed
             sim_cpu = (time.process_time() - sim_cpu) / elapsed
             fleet.changing = False
             time.sleep(15)  # the last changes' syncs finish

@@ -53,6 +53,56 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _tree(pids: list[int]) -> list[int]:
+    """These processes and all their descendants (gunicorn's workers, PostgreSQL's backends)."""
+    seen: list[int] = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        try:
+            todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            continue
+        seen.append(pid)
+    return seen
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and their descendants (gunicorn workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in _tree(pids):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Resident memory of these processes and their descendants now (the sum of VmRSS), MiB."""
+    total = 0
+    for pid in _tree(pids):
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), 0)
+    return total / 1024
+
+
+def database_mib() -> float:
+    """The size of Fleetweb's database on disk (tables, indexes, TOAST), MiB."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_database_size(current_database())")
+        return cursor.fetchone()[0] / 2**20
+
+
 def child(*args: str, timeout: float = 1800) -> dict:
     """Run `python -m benchmarks.child ARGS` in a fresh process (its own peak RSS) and return its JSON."""
     from fleetweb.embedded import child_environment

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import defaultdict
 
-from benchmarks.common import ROOT, STATE, median, say, table
+from benchmarks.common import ROOT, STATE, cpu_seconds, database_mib, median, rss_mib, say, table
 
 SIZES = {"quick": (100, 200), "full": (1000, 1000)}  # clusters, requests per endpoint
 NODES, WORKLOADS, NAMESPACES = 50, 200, 10
@@ -306,7 +306,8 @@ def load(eps, requests_per_endpoint: int, *, tree=ROOT, username: str = "bench-v
             if time.monotonic() > deadline:
                 raise RuntimeError("gunicorn did not start; see " + str(STATE / "gunicorn.log"))
             time.sleep(0.3)
-        results = {}
+        results: dict = {}
+        cpu, served = cpu_seconds([server.pid]), 0
         for kind, label, url, headers in eps:
             hdrs = dict(headers)
             if kind == "api":
@@ -322,6 +323,10 @@ def load(eps, requests_per_endpoint: int, *, tree=ROOT, username: str = "bench-v
             else:
                 measured = _measure(http, base + url, hdrs, requests_per_endpoint)
             results[label] = {"kind": kind, "url": url, **measured}
+            served += measured["requests"] + 10
+        # For the sizing table: the web tier's CPU per request (the mix above) and its memory once warm.
+        results["web"] = {"cpu_ms_per_request": (cpu_seconds([server.pid]) - cpu) * 1000 / max(served, 1),
+                          "rss_mib": rss_mib([server.pid]), "processes": 4}
         return results
     finally:
         server.terminate()
@@ -463,7 +468,13 @@ def run(size: str) -> dict:
     say(f"[fleet] policy evaluation of {evaluation['workloads']:,} workloads ({count} clusters, 16 rules): "
         f"first {evaluation['first_seconds']:.1f}s, unchanged {evaluation['unchanged_seconds']:.1f}s "
         f"(goal ≤ 20 s for 200,000 workloads)")
-    return {"clusters": count, "nodes": Cluster.objects.filter(name__startswith="fleet-").count() * NODES,
+    web, size = latency.pop("web"), database_mib()
+    scoped_latency.pop("web")
+    say(f"[fleet] for sizing: gunicorn (master and 3 workers × 2 threads) {web['rss_mib']:.0f} MiB resident once "
+        f"warm, {web['cpu_ms_per_request']:.1f} ms CPU per request of the mix above; database {size:,.0f} MiB "
+        f"({size / count:.2f} MiB per cluster)")
+    return {"clusters": count, "web": web, "database_mib": size,
+            "nodes": Cluster.objects.filter(name__startswith="fleet-").count() * NODES,
             "workloads": count * WORKLOADS, "evaluation": evaluation, "latency": latency, "queries": counts,
             "scoped": {"clusters": len(scoped), "latency": scoped_latency, "queries": scoped_counts},
             "metrics_breakdown": breakdown, "upgrade_refresh_ms": median(refresh) * 1000,

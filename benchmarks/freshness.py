@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from benchmarks.common import ROOT, STATE, say, table
+from benchmarks.common import ROOT, STATE, cpu_seconds, rss_mib, say, table
 from foundation.queueing import QUEUES
 
 SIZES = {"quick": (60, 30, 150), "full": (200, 60, 420)}  # clusters, interval (s), duration (s)
@@ -108,6 +108,8 @@ def _measure(fleet, count: int, interval: int, duration: int) -> dict:
     ages: list[float] = []
     marked: dict[str, float] = {}
     never: set[str] = set()
+    workers = [p.pid for p in procs[:WORKERS]]
+    cpu, started, rss = cpu_seconds(workers), timezone.now(), 0.0
     try:
         end = time.monotonic() + duration
         while time.monotonic() < end:
@@ -123,6 +125,8 @@ def _measure(fleet, count: int, interval: int, duration: int) -> dict:
                 elif kinds[name] != "reachable" and name not in marked and status in (
                         ClusterStatus.UNREACHABLE, ClusterStatus.ERROR, ClusterStatus.TLS_ERROR):
                     marked[name] = (now - attached_at).total_seconds()
+            rss = max(rss, rss_mib(workers))
+        cpu = cpu_seconds(workers) - cpu
     finally:
         for p in procs:
             p.terminate()
@@ -138,11 +142,18 @@ def _measure(fleet, count: int, interval: int, duration: int) -> dict:
     def pct(p: float) -> float:
         return ages[min(len(ages) - 1, int(p / 100 * len(ages)))] if ages else float("nan")
 
+    from inventory.models import SyncRun
+
+    syncs = SyncRun.objects.filter(cluster__name__startswith="fresh-", started_at__gte=started).count()
+    say(f"[freshness] for sizing: {WORKERS} workers used {cpu:.0f} CPU s for {syncs} syncs ({cpu / max(syncs, 1):.2f} "
+        f"CPU s per sync of a 5-node member, "
+        f"{cpu / duration:.2f} cores on average); resident at most {rss:.0f} MiB for the {WORKERS} workers")
     bad = [n for n, k in kinds.items() if k != "reachable"]
     result = {"clusters": count, "interval": interval, "duration": duration, "samples": len(ages),
               "age_p50": pct(50), "age_p95": pct(95), "age_max": ages[-1] if ages else None,
               "never_synced": sorted(never), "unmarked": sorted(set(bad) - set(marked)),
-              "marked_after_max": max(marked.values()) if marked else None}
+              "marked_after_max": max(marked.values()) if marked else None,
+              "workers": {"cpu_seconds": cpu, "syncs": syncs, "rss_mib": rss, "processes": WORKERS, "threads": THREADS}}
     say(table([
         ["reachable: age of data, p50", f"{result['age_p50']:.0f} s", ""],
         ["reachable: age of data, p95", f"{result['age_p95']:.0f} s", f"goal ≤ {1.5 * interval:.0f} s (1.5 intervals)"],
