@@ -46,6 +46,7 @@ BUILTIN_DENIED = (
 PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "198.18.0.0/15", "fc00::/7")
 PURPOSES = {"cluster": "FLEETWEB_CLUSTER_PRIVATE_NETWORKS", "idp": "FLEETWEB_IDP_PRIVATE_NETWORKS",
             "channel": "FLEETWEB_CHANNEL_PRIVATE_NETWORKS", "source": "FLEETWEB_SOURCE_PRIVATE_NETWORKS"}
+DEFAULT_PORTS = {"https": 443, "http": 80, "ssh": 22}
 # IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, RFC 6052 and RFC 8215 with /96).
 NAT64 = ("64:ff9b::/96", "64:ff9b:1::/96")
 
@@ -164,7 +165,7 @@ def check_url(url: str, *, schemes: tuple[str, ...] = ("https",), what: str = "U
         raise OutboundRefused(f"The {what} path may not contain '.', '..' or percent-escapes.")
     path = "/" + "/".join(segments) if segments else ""
     host = parts.hostname.lower().rstrip(".")
-    port = port or (443 if scheme == "https" else 80)
+    port = port or DEFAULT_PORTS.get(scheme, 80)
     netloc = f"[{host}]" if ":" in host else host
     if parts.port:
         netloc += f":{parts.port}"
@@ -227,7 +228,7 @@ class Watch:
 
 
 def _shut(connection) -> None:
-    sock = getattr(connection, "sock", None)
+    sock = connection if isinstance(connection, socket.socket) else getattr(connection, "sock", None)
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
@@ -283,6 +284,18 @@ def deadline(at: float) -> Iterator[Watch]:
     finally:
         watch.done = True
         _current.watch = previous
+
+
+def connect(target: Target, *, timeout: float) -> socket.socket:
+    """A TCP connection to a checked, resolved target (`check_and_resolve`), at the address that was checked, for
+    protocols that are not HTTP (Git over SSH); cut off with the other connections of the current `deadline`."""
+    if not target.address:
+        raise ValueError("connect() needs a resolved target")
+    sock = socket.create_connection((target.address, target.port), timeout=timeout)
+    watch = getattr(_current, "watch", None)
+    if watch is not None:
+        watch.add(sock)
+    return sock
 
 
 # ---------------------------------------------------------------------------------------------

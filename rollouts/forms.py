@@ -208,7 +208,9 @@ class SourceForm(forms.Form):
     kind = forms.ChoiceField(choices=[("git", "Git repository"), ("helm", "Helm chart repository"),
                                       ("oci", "OCI registry")])
     url = forms.CharField(max_length=500, label="URL", widget=forms.TextInput(attrs={
-        "placeholder": "https://git.example.com/team/deploy.git · https://charts.example.com · oci://host/charts/web"}))
+        "placeholder": "https://git.example.com/team/deploy.git · git@git.example.com:team/deploy.git · "
+                       "https://charts.example.com · oci://host/charts/web"}),
+        help_text="Git over SSH needs SSH credentials (a deploy key)")
     ref = forms.CharField(max_length=255, required=False, label="Branch, tag or commit",
                           help_text="Git: default HEAD")
     path = forms.CharField(max_length=500, required=False, help_text="Git: the folder with plain manifests, a "

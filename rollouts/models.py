@@ -127,11 +127,18 @@ class SourceCredential(models.Model):
     cluster's, never shown again. A team's credentials are used only by its own applications' sources; the platform
     team's (no team) only by admins' choice."""
 
+    class Kind(models.TextChoices):
+        TOKEN = "token", "Token or password (HTTPS, registries)"
+        SSH = "ssh", "SSH deploy key (Git over SSH)"
+
     name = models.SlugField(max_length=63, unique=True)
     owner_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                                    help_text="Whose applications may use it; none: only admins may pick it")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TOKEN)
     username = models.CharField(max_length=200, blank=True)
-    ciphertext = models.TextField(help_text="The token or password, encrypted")
+    ciphertext = models.TextField(help_text="The token, password or SSH private key, encrypted")
+    public_key = models.TextField(blank=True, help_text="SSH: the deploy key's public half, to add to the repository")
+    host_key = models.TextField(blank=True, help_text="SSH: the Git server's host key, pinned (type and base64)")
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")

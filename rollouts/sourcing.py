@@ -37,7 +37,7 @@ from rollouts.services import (
     queue_source_check,
     variants_digest,
 )
-from rollouts.sources import charts, git, render
+from rollouts.sources import charts, git, render, ssh
 from rollouts.sources.tree import SourceError, folder
 
 log = logging.getLogger(__name__)
@@ -47,24 +47,53 @@ log = logging.getLogger(__name__)
 # Credentials and sources: what people set (pages, API and commands call these)
 
 
-def create_credential(*, user, name: str, secret: str, username: str = "", owner_team=None,
+def create_credential(*, user, name: str, secret: str = "", username: str = "", owner_team=None,
+                      kind: str = SourceCredential.Kind.TOKEN, host_key: str = "", generate: bool = False,
                       source_ip: str = "") -> SourceCredential:
-    """Store credentials for sources (encrypted; never shown, logged or returned again)."""
+    """Store credentials for sources (encrypted; never shown, logged or returned again): a token or password, or an
+    SSH deploy key (the private key given, or generated here when `generate`: its public half is what people add to
+    the repository) with the Git server's host key, pinned."""
     if user is not None and not can(user, "manage_source_credential", owner_team):
         raise RolloutError("Storing source credentials for this team needs its operator role.", status=403)
-    problem = dns_label_problem(name, "credential name")
-    if problem:
-        raise RolloutError({"name": problem})
-    if not secret or len(secret) > 4096 or len(username) > 200:
-        raise RolloutError({"secret": "Give the token or password (at most 4,096 characters)."})
+    errors: dict[str, str] = {}
+    if problem := dns_label_problem(name, "credential name"):
+        errors["name"] = problem
+    if len(username) > 200:
+        errors["username"] = "At most 200 characters."
+    public = pinned = ""
+    if kind == SourceCredential.Kind.SSH:
+        if generate and secret:
+            errors["secret"] = "Give a private key or let Fleetweb generate one, not both."
+        elif generate:
+            secret, public = ssh.generate()
+        else:
+            try:
+                public = ssh.public_of(secret)
+            except SourceError as exc:
+                errors["secret"] = str(exc)
+        try:
+            pinned = ssh.host_key(host_key)
+        except SourceError as exc:
+            errors["host_key"] = str(exc)
+    elif kind == SourceCredential.Kind.TOKEN:
+        if generate or host_key:
+            errors["kind"] = "Only SSH credentials are generated or carry a host key."
+        if not secret or len(secret) > 4096:
+            errors["secret"] = "Give the token or password (at most 4,096 characters)."
+    else:
+        errors["kind"] = "Choose token or ssh."
+    if errors:
+        raise RolloutError(errors)
     if SourceCredential.objects.filter(name=name).exists():
         raise RolloutError({"name": f"A credential named '{name}' exists already."}, conflict=True)
     with transaction.atomic():
-        credential = SourceCredential.objects.create(name=name, owner_team=owner_team, username=username,
-                                                     ciphertext=SourceCredential.seal(secret),
+        credential = SourceCredential.objects.create(name=name, owner_team=owner_team, kind=kind, username=username,
+                                                     ciphertext=SourceCredential.seal(secret), public_key=public,
+                                                     host_key=pinned,
                                                      created_by=user if getattr(user, "pk", None) else None)
         record(user=user, action="source_credential.create", target=credential, source_ip=source_ip,
-               after={"name": name, "team": owner_team.name if owner_team else "", "username": username})
+               after={"name": name, "team": owner_team.name if owner_team else "", "username": username,
+                      "kind": kind, "public_key": public, "host_key": pinned, "generated": bool(generate)})
     return credential
 
 
@@ -94,8 +123,11 @@ def _validated(app: Application, *, user, kind: str, url: str, ref: str, path: s
         errors["kind"] = "Choose git, helm or oci."
     url = (url or "").strip()
     try:
-        checked = "{}/v2/{}".format(*charts.oci_parts(url)) if kind == Source.Kind.OCI else url
-        outbound.check_and_resolve(checked, schemes=git.schemes(), what="source URL", purpose="source")
+        if kind == Source.Kind.GIT:
+            git.remote(url)  # HTTPS, or SSH with a deploy key
+        else:
+            checked = "{}/v2/{}".format(*charts.oci_parts(url)) if kind == Source.Kind.OCI else url
+            outbound.check_and_resolve(checked, schemes=git.schemes(), what="source URL", purpose="source")
     except outbound.OutboundRefused as exc:
         if exc.kind != "dns":  # a name that does not resolve yet is the check's to report
             errors["url"] = str(exc)
@@ -120,6 +152,11 @@ def _validated(app: Application, *, user, kind: str, url: str, ref: str, path: s
             raise RolloutError("These credentials belong to another team.", status=403)
         if credential.owner_team_id not in (None, app.owner_team_id):
             errors["credential"] = "These credentials belong to another team than the application's."
+        elif credential.kind == SourceCredential.Kind.SSH and not (kind == Source.Kind.GIT and git.is_ssh(url)):
+            errors["credential"] = "An SSH deploy key reads Git over SSH only: give an ssh:// or git@host:path URL."
+    if kind == Source.Kind.GIT and git.is_ssh(url) and (credential is None
+                                                        or credential.kind != SourceCredential.Kind.SSH):
+        errors.setdefault("credential", "Git over SSH needs SSH credentials (a deploy key).")
     if errors:
         raise RolloutError(errors)
     return {"kind": kind, "url": url, "ref": ref.strip()[:255], "path": path.strip("/"), "chart": chart.strip(),
@@ -230,6 +267,8 @@ def request_check(source: Source, *, user) -> None:
 def _auth(source: Source) -> git.Auth | None:
     if source.credential is None:
         return None
+    if source.credential.kind == SourceCredential.Kind.SSH:
+        return git.Auth(ssh_key=source.credential.open(), host_key=source.credential.host_key)
     return git.Auth(username=source.credential.username, password=source.credential.open())
 
 

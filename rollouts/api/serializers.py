@@ -84,13 +84,22 @@ class SourceSerializer(serializers.ModelSerializer):
 class SourceCredentialSerializer(serializers.ModelSerializer):
     owner_team: serializers.SlugRelatedField = VisibleSlugField(
         slug_field="name", queryset=Team.objects.all(), required=False, allow_null=True)
-    secret = serializers.CharField(write_only=True, max_length=4096, style={"input_type": "password"},
-                                   help_text="The token or password: stored encrypted, never returned")
+    secret = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=16384,
+                                   trim_whitespace=False, style={"input_type": "password"},
+                                   help_text="The token or password, or (kind ssh) the deploy key's private key: "
+                                             "stored encrypted, never returned")
+    generate = serializers.BooleanField(write_only=True, required=False, default=False,
+                                        help_text="kind ssh: Fleetweb generates the deploy key (Ed25519); add the "
+                                                  "returned public_key to the repository")
+    host_key = serializers.CharField(required=False, allow_blank=True, max_length=16384,
+                                     help_text="kind ssh: the Git server's host key as `ssh-keyscan HOST` prints it "
+                                               "(pinned; a server presenting another is refused)")
 
     class Meta:
         model = SourceCredential
-        fields = ("id", "name", "owner_team", "username", "secret", "created_at")
-        read_only_fields = ("id", "created_at")
+        fields = ("id", "name", "owner_team", "kind", "username", "secret", "generate", "host_key", "public_key",
+                  "created_at")
+        read_only_fields = ("id", "public_key", "created_at")
 
 
 class PlacementWorkloadSerializer(serializers.Serializer):

@@ -363,8 +363,10 @@ class SourceCredentialViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer) -> None:
         data = serializer.validated_data
         serializer.instance = _call(sourcing.create_credential, user=self.request.user, name=data["name"],
-                                    secret=data["secret"], username=data.get("username", ""),
-                                    owner_team=data.get("owner_team"), source_ip=client_ip(self.request))
+                                    secret=data.get("secret", ""), username=data.get("username", ""),
+                                    owner_team=data.get("owner_team"), kind=data.get("kind", "token"),
+                                    host_key=data.get("host_key", ""), generate=data.get("generate", False),
+                                    source_ip=client_ip(self.request))
 
     def perform_destroy(self, instance) -> None:
         _call(sourcing.delete_credential, credential=instance, user=self.request.user,

@@ -1,11 +1,12 @@
-"""Reading a Git repository over HTTPS: its refs (cheap: one request, what a poll compares first), and one commit's
-tree, written to a folder within the source limits (`rollouts.sources.tree`).
+"""Reading a Git repository over HTTPS or SSH: its refs (cheap: one request, what a poll compares first), and one
+commit's tree, written to a folder within the source limits (`rollouts.sources.tree`).
 
 Git's smart HTTP protocol is spoken by Dulwich (pure Python), over a urllib3 pool that dials only the repository's
 host, at the address the outbound policy checked (purpose "source": FLEETWEB_SOURCE_PRIVATE_NETWORKS), so no `git`
 program runs and nothing is dialled the policy did not see: a redirect to another host is not followed. The pack is
 fetched shallow (the one commit), capped at FLEETWEB_SOURCE_MAX_BYTES as it arrives, and the whole fetch ends by
-FLEETWEB_SOURCE_DEADLINE seconds. Submodules are not fetched. Errors say what failed in Fleetweb's words, never what
+FLEETWEB_SOURCE_DEADLINE seconds. Over SSH (a deploy key), `rollouts.sources.ssh` speaks SSH on a socket dialled
+the same way, the host key pinned. Submodules are not fetched. Errors say what failed in Fleetweb's words, never what
 the server answered.
 """
 
@@ -17,22 +18,29 @@ import stat
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, cast
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
 from foundation import outbound
 from rollouts.sources.tree import SourceError, Tree
 
+if TYPE_CHECKING:
+    from dulwich.client import SSHVendor
+
 SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 @dataclasses.dataclass(frozen=True)
 class Auth:
-    """HTTPS credentials: a token (as the password, with any user name the host expects) or a user and password."""
+    """HTTPS credentials: a token (as the password, with any user name the host expects) or a user and password; or
+    for SSH, a deploy key and the Git server's pinned host key."""
 
     username: str = ""
     password: str = ""
+    ssh_key: str = ""
+    host_key: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +56,56 @@ def schemes() -> tuple[str, ...]:
     return ("https", "http") if settings.FLEETWEB_SOURCE_ALLOW_HTTP else ("https",)
 
 
-def _client(url: str, auth: Auth | None):
-    """(Dulwich HTTP client for the repository's host, the repository's path), under the outbound policy."""
-    from dulwich.client import HttpGitClient
+# `git@github.com:team/deploy.git`, the form Git hosts show for SSH.
+SCP = re.compile(r"^(?P<user>[A-Za-z0-9._-]{1,64})@(?P<host>[A-Za-z0-9.-]{1,253}):(?P<path>[^/:][^:]*)$")
+SSH_USER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
+
+def is_ssh(url: str) -> bool:
+    text = (url or "").strip()
+    return text[:6].lower() == "ssh://" or bool(SCP.match(text))
+
+
+def remote(url: str) -> tuple[outbound.Target, str, str]:
+    """A Git URL checked by the outbound policy: (the target, the SSH user, the repository's path). HTTPS (http in a
+    lab), `ssh://[user@]host[:port]/path` or `user@host:path`; the user (default `git`) only in SSH URLs."""
+    text = (url or "").strip()
+    user, path = "", ""
+    if m := SCP.match(text):
+        user, path = m["user"], m["path"]
+        text = f"ssh://{m['host']}/{path}"
+    elif text[:6].lower() == "ssh://":
+        parts = urlsplit(text)
+        if parts.password is not None or (parts.username is not None and not SSH_USER.match(parts.username)):
+            raise outbound.OutboundRefused("The Git repository URL may carry an SSH user name, nothing else.")
+        user, path = parts.username or "", parts.path
+        text = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
+    target = outbound.check_and_resolve(text, schemes=(*schemes(), "ssh"), what="Git repository URL",
+                                        purpose="source")
+    if target.scheme == "ssh":
+        return target, user or "git", path or urlsplit(target.url).path
+    return target, "", urlsplit(target.url).path or "/"
+
+
+def _client(url: str, auth: Auth | None):
+    """(Dulwich client for the repository's host, over HTTP or SSH, the repository's path), under the outbound
+    policy."""
+    from dulwich.client import HttpGitClient, SSHGitClient
+
+    from rollouts.sources import ssh
+
+    if is_ssh(url):
+        try:
+            target, user, path = remote(url)
+        except outbound.OutboundRefused as exc:
+            raise SourceError(str(exc), kind="refused") from None
+        if not (auth and auth.ssh_key):
+            raise SourceError("Git over SSH needs a deploy key: choose SSH credentials for this source", kind="auth")
+        vendor = ssh.Vendor(target, private_key=auth.ssh_key, pinned_host_key=auth.host_key)
+        return SSHGitClient(target.host, target.port, username=user, quiet=True,
+                            vendor=cast("SSHVendor", vendor)), path  # (Dulwich's vendor protocol, duck-typed)
+    if auth and auth.ssh_key:
+        raise SourceError("These credentials are an SSH deploy key: give the repository's ssh:// URL", kind="auth")
     try:
         checked, pool = outbound.pool_manager(url, schemes=schemes(), what="Git repository URL", purpose="source",
                                               retries=False, timeout=settings.FLEETWEB_SOURCE_DEADLINE)
@@ -67,10 +121,12 @@ def _client(url: str, auth: Auth | None):
 
 def _failure(exc: Exception, url: str) -> SourceError:
     """A Dulwich or network error in Fleetweb's words."""
+    import paramiko
     from dulwich.client import HTTPUnauthorized
     from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 
-    host = urlsplit(url).hostname or "the host"
+    m = SCP.match(url.strip())
+    host = (m["host"] if m else urlsplit(url).hostname) or "the host"
     if isinstance(exc, SourceError):
         return exc
     if isinstance(exc, outbound.OutboundRefused):
@@ -82,7 +138,12 @@ def _failure(exc: Exception, url: str) -> SourceError:
         return SourceError(f"{host} has no Git repository at this URL (or hides it from these credentials)",
                            kind="not_found")
     if isinstance(exc, HangupException | GitProtocolError):
+        if is_ssh(url):
+            return SourceError(f"{host} did not answer as a Git server over SSH (or has no repository at this path "
+                               "for this key)", kind="network")
         return SourceError(f"{host} did not answer as a Git server over HTTP", kind="network")
+    if isinstance(exc, paramiko.SSHException | EOFError):
+        return SourceError(f"{host} did not complete an SSH handshake with Fleetweb", kind="network")
     if isinstance(exc, TimeoutError):
         return SourceError(f"{host} did not answer within {settings.FLEETWEB_SOURCE_DEADLINE} s", kind="network")
     if isinstance(exc, OSError):

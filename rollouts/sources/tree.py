@@ -26,7 +26,8 @@ from django.conf import settings
 
 class SourceError(ValueError):
     """A source Fleetweb refuses or cannot read; the message says why in Fleetweb's words. `kind` classifies it for
-    pages and the API: auth, not_found, refused (policy), limit, invalid, network, render."""
+    pages and the API: auth, host_key (an SSH server other than the pinned one), not_found, refused (policy), limit,
+    invalid, network, render."""
 
     def __init__(self, message: str, *, kind: str = "invalid"):
         super().__init__(message)

@@ -23,3 +23,15 @@ def sources(settings):
     settings.FLEETWEB_SOURCE_ALLOW_HTTP = True
     settings.FLEETWEB_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     return settings
+
+
+@pytest.fixture(scope="session")
+def ssh_git(git_server, tmp_path_factory):
+    """OpenSSH's sshd serving the Git server's repositories over SSH, every session forced through git-shell."""
+    from localfleet import sshgit
+    from localfleet.pytest_plugin import require
+
+    require(sshgit.available(), "sshd (openssh-server), git-shell and ssh-keygen are needed for Git over SSH")
+    server = sshgit.SshGitServer(tmp_path_factory.mktemp("ssh"), git_server.root).start()
+    yield server
+    server.stop()
