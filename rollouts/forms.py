@@ -6,6 +6,7 @@ import yaml
 from django import forms
 
 from foundation.roles import OPERATOR
+from inventory.forms import SecretTextarea
 from inventory.models import ClusterGroup, Team
 from inventory.people.access import access_of
 from inventory.validators import validate_dns_label
@@ -272,3 +273,34 @@ def builder_stages(formset) -> list[dict]:
     """The specs in the order the user gave, the removed ones left out."""
     kept = [f for f in formset.ordered_forms if not f.cleaned_data.get("DELETE")] if formset.can_order else []
     return [f.spec() for f in kept]
+
+
+class CredentialForm(forms.Form):
+    """Store source credentials (the service validates every field again): a token, or an SSH deploy key generated
+    here or given, with the Git server's host key."""
+
+    name = forms.CharField(max_length=63, validators=[validate_dns_label])
+    owner_team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, label="Team",
+                                        help_text="Whose applications may use it")
+    kind = forms.ChoiceField(choices=SourceCredential.Kind.choices, initial=SourceCredential.Kind.SSH)
+    username = forms.CharField(max_length=200, required=False, help_text="Token: the user name, when the host wants "
+                                                                        "one")
+    secret = forms.CharField(required=False, max_length=16384, strip=False, label="Token or private key",
+                             widget=SecretTextarea(attrs={"rows": 3, "class": "mono", "autocomplete": "off"}),
+                             help_text="Stored encrypted and never shown again. SSH: leave empty to have Fleetweb "
+                                       "generate the key")
+    host_key = forms.CharField(required=False, max_length=16384, label="Git server's host key",
+                               widget=forms.TextInput(attrs={"class": "mono",
+                                                             "placeholder": "github.com ssh-ed25519 AAAA…"}),
+                               help_text="SSH: as `ssh-keyscan HOST` prints it; Fleetweb refuses a server "
+                                         "presenting another key")
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        access = access_of(user) if user is not None else None
+        platform = access is None or OPERATOR in access.global_roles
+        owner = self.fields["owner_team"]
+        owner.queryset = (Team.objects.all() if platform  # type: ignore[attr-defined]  # per request
+                          else Team.objects.filter(pk__in=access.teams_with(OPERATOR)))  # type: ignore[union-attr]
+        owner.required = not platform
+        owner.empty_label = "— the platform team (admins pick it) —" if platform else None  # type: ignore[attr-defined]

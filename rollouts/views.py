@@ -41,6 +41,7 @@ from rollouts.forms import (
     ApplicationDeleteForm,
     ApplicationEditForm,
     ApplicationForm,
+    CredentialForm,
     DecisionForm,
     OverrideForm,
     RevisionForm,
@@ -50,7 +51,7 @@ from rollouts.forms import (
     builder_stages,
     stage_initial,
 )
-from rollouts.models import Application, Revision, Rollout, Source, SourceTest, Stage
+from rollouts.models import Application, Revision, Rollout, Source, SourceCredential, SourceTest, Stage
 from rollouts.services import STAGE_DEFAULTS
 
 DEFAULT_STAGES = """- name: canary
@@ -282,6 +283,45 @@ def source_edit(request, name: str) -> HttpResponseBase:
             return redirect(app)
     return render(request, "rollouts/source_form.html", {"app": app, "form": form},
                   status=400 if request.method == "POST" else 200)
+
+
+@role_required(OPERATOR, teams=True)
+def credential_list(request) -> HttpResponseBase:
+    """Source credentials the user may use, with each deploy key's public half (to add to the repository) and pinned
+    host key; a form to store another (`sourcing.create_credential`: the same checks as the API)."""
+    form = CredentialForm(request.POST or None, user=request.user)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        ssh = d["kind"] == SourceCredential.Kind.SSH
+        try:
+            created = sourcing.create_credential(user=request.user, name=d["name"], owner_team=d["owner_team"],
+                                                 kind=d["kind"], username=d["username"], secret=d["secret"],
+                                                 host_key=d["host_key"], generate=ssh and not d["secret"].strip(),
+                                                 source_ip=client_ip(request))
+        except services.RolloutError as exc:
+            add_to_form(form, exc)
+        else:
+            messages.success(request, f"Credentials {created.name} stored." + (
+                " Add the deploy key below to the repository (read-only is enough)." if ssh else ""))
+            form = CredentialForm(user=request.user)
+    credentials = SourceCredential.objects.visible_to(request.user).select_related("owner_team").order_by("name")
+    return render(request, "rollouts/credentials.html", {"form": form, "credentials": credentials,
+                                                         "created": created},
+                  status=400 if request.method == "POST" and created is None else 200)
+
+
+@role_required(OPERATOR, teams=True)
+@require_POST
+def credential_delete(request, name: str) -> HttpResponseBase:
+    credential = get_object_or_404(SourceCredential.objects.visible_to(request.user), name=name)
+    try:
+        sourcing.delete_credential(credential=credential, user=request.user, source_ip=client_ip(request))
+    except services.RolloutError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Credentials {name} deleted.")
+    return redirect("rollouts:credential_list")
 
 
 def _source_fields(d: dict) -> dict:
