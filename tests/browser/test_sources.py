@@ -72,3 +72,43 @@ def test_an_operator_reads_an_application_from_git_and_sees_the_commit(page, liv
         assert secret not in page.content()
     finally:
         server.stop()
+
+
+def test_an_operator_generates_a_deploy_key_and_reads_git_over_ssh_with_it(page, live_server, celery_worker,
+                                                                          tmp_path, settings, screenshot):
+    from localfleet import sshgit
+    from localfleet.pytest_plugin import require
+
+    require(sshgit.available(), "sshd (openssh-server), git-shell and ssh-keygen are needed for Git over SSH")
+    settings.FLEETWEB_SOURCE_ALLOW_HTTP = True
+    settings.FLEETWEB_ALLOWED_NETWORKS = [*settings.FLEETWEB_ALLOWED_NETWORKS, "127.0.0.0/8"]
+    server = GitServer(tmp_path).start()
+    ssh = sshgit.SshGitServer(tmp_path, server.root).start()
+    try:
+        server.create("shop/ssh")
+        sha = server.commit("shop/ssh", {"settings.yaml": _config("over ssh")}, message="Settings over SSH")
+        make_user("olga-operator", "operator")
+        services.create_application(name="checkout", namespace="checkout", manifests_text=_config("pasted"),
+                                    user=None)
+        page.set_viewport_size({"width": 1280, "height": 800})
+        log_in(page, live_server, "olga-operator")
+        page.click("#credentials-link")
+        page.fill("#id_name", "shop-deploy")
+        page.select_option("#id_kind", "ssh")
+        page.fill("#id_host_key", f"[127.0.0.1]:{ssh.port} {ssh.host_key}")
+        page.click("#credential-save")
+        public = page.locator("#new-public-key").inner_text().strip()
+        assert public.startswith("ssh-ed25519 ") and page.evaluate(OVERFLOW) <= 0
+        expect(page.locator("#credential-shop-deploy")).to_contain_text(public.split()[1][:20])
+        screenshot("source-credentials")
+        ssh.authorize(public)  # as the repository's owner adds a deploy key
+        page.goto(f"{live_server.url}/applications/checkout/source/")
+        page.select_option("#id_kind", "git")
+        page.fill("#id_url", ssh.url("shop/ssh"))
+        page.select_option("#id_credential", "shop-deploy")
+        page.click("#source-test-button")
+        expect(page.locator("#source-test-ok")).to_contain_text(sha[:12], timeout=30_000)
+        assert page.evaluate(OVERFLOW) <= 0
+    finally:
+        ssh.stop()
+        server.stop()
