@@ -8,6 +8,33 @@ import pytest
 from localfleet.gitserver import GitServer
 
 TOKEN = "s3cret-token"
+WEB = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "nginx:1.27"}]}
+"""
+
+
+@pytest.fixture
+def team(admin_user):
+    """The team whose application reads from the sources (its operators may use its credentials)."""
+    from inventory.people import services as team_services
+
+    return team_services.save_team(user=admin_user, name="payments", selector="owner=payments")
+
+
+@pytest.fixture
+def app(team):
+    """The team's application: one Deployment pasted as revision 1."""
+    from rollouts import services
+
+    return services.create_application(name="pay", namespace="pay", manifests_text=WEB % 1, user=None,
+                                       owner_team=team)
 
 
 @pytest.fixture(scope="session")

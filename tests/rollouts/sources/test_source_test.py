@@ -29,11 +29,6 @@ data: {a: "%s"}
 
 
 @pytest.fixture
-def team(admin_user):
-    return team_services.save_team(user=admin_user, name="payments", selector="owner=payments")
-
-
-@pytest.fixture
 def app(team):
     return services.create_application(name="pay", namespace="pay", manifests_text=WEB % 0, user=None,
                                        owner_team=team)

@@ -15,31 +15,9 @@ from rollouts.errors import RolloutError
 from rollouts.models import Application, Revision, Source, SourceCredential
 from rollouts.sources import git
 from tests.builders import make_user
-from tests.rollouts.sources.conftest import TOKEN
+from tests.rollouts.sources.conftest import TOKEN, WEB
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sources")]
-
-WEB = """apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: %d
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: "nginx:1.27"}]}
-"""
-
-
-@pytest.fixture
-def team(admin_user):
-    return team_services.save_team(user=admin_user, name="payments", selector="owner=payments")
-
-
-@pytest.fixture
-def app(team):
-    return services.create_application(name="pay", namespace="pay", manifests_text=WEB % 1, user=None,
-                                       owner_team=team)
 
 
 @pytest.fixture

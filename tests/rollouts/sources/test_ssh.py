@@ -14,25 +14,14 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from foundation.models import AuditEvent
 from inventory.people import services as team_services
-from rollouts import services, sourcing
+from rollouts import sourcing
 from rollouts.errors import RolloutError
 from rollouts.models import Revision, Source, SourceCredential
 from rollouts.sources import ssh
 from tests.builders import make_user
-from tests.rollouts.sources.test_sourcing import WEB
+from tests.rollouts.sources.conftest import WEB
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sources")]
-
-
-@pytest.fixture
-def team(admin_user):
-    return team_services.save_team(user=admin_user, name="payments", selector="owner=payments")
-
-
-@pytest.fixture
-def app(team):
-    return services.create_application(name="pay", namespace="pay", manifests_text=WEB % 1, user=None,
-                                       owner_team=team)
 
 
 @pytest.fixture
