@@ -344,14 +344,27 @@ class Gateway:
                          "signature": headers.get("x-fleetweb-signature", "")}
             boot = params.get("boot", [""])[0][:64]
 
-            def take() -> tuple[int, list[dict]]:
-                return services.poll_of(credential, signature=signature, boot=boot, wait=0)
+            def slow() -> tuple[int, list[dict]]:
+                return services.poll_slow(credential, signature=signature, boot=boot, wait=0)
+
+            async def take() -> tuple[int, list[dict]]:
+                """One look: for an agent seen here, its single Redis round trip on this loop, and a thread only
+                when there is more to do (items popped, a restart, a refusal: `services.needs_io`)."""
+                who_key = services.known_poll(credential, signature=signature)
+                if who_key is None:
+                    return await self.in_thread(slow, timing=timing)
+                answer = await relay.take_known_async(who_key, boot=boot)
+                if services.needs_io(credential, answer, boot=boot):
+                    return await self.in_thread(
+                        lambda: services.after_known(credential, answer, boot=boot) or slow(), timing=timing)
+                found = services.after_known(credential, answer, boot=boot)  # (touches nothing: needs_io said so)
+                return found if found is not None else await self.in_thread(slow, timing=timing)
 
             digest = protocol.digest(credential)
             known = self.clusters.get(digest)
             if known is not None and wait > 0:
                 watching = (known, self.waiters.watch(known))
-            cluster_id, items = await self.in_thread(take, timing=timing)
+            cluster_id, items = await take()
             if len(self.clusters) > services.MAX_KEYS:
                 self.clusters.clear()
             self.clusters[digest] = cluster_id
@@ -361,7 +374,7 @@ class Gateway:
                 if watching is not None:
                     self.waiters.unwatch(*watching)
                 watching = (cluster_id, self.waiters.watch(cluster_id))
-                cluster_id, items = await self.in_thread(take, timing=timing)
+                cluster_id, items = await take()
             event = watching[1]
             loop = asyncio.get_running_loop()
             until = loop.time() + wait
@@ -376,7 +389,7 @@ class Gateway:
                         return None  # the agent is gone: take nothing it could not receive
                     if event.is_set():
                         event.clear()
-                        cluster_id, items = await self.in_thread(take, timing=timing)
+                        cluster_id, items = await take()
             finally:
                 hung_up.cancel()
             return await _answer(send, 200, {"items": items}, timing=timing)

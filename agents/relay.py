@@ -9,6 +9,7 @@ resent or replayed one is ignored), and an answer after the deadline is dropped 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import uuid
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 from django.conf import settings
 
 from agents import protocol
@@ -203,7 +205,7 @@ def handed(cluster_id: int, raw: list, *, boot: str, previous: Any, wait: float 
     """What a poll hands out of the `raw` items it popped (`previous`: the boot id it replaced): the last process's
     unanswered items first when the agent restarted, nothing past its deadline, each kept in flight."""
     r = client()
-    if _restarted(boot, previous):
+    if restarted(boot, previous):
         _requeue(r, cluster_id)  # what the last process held goes first, then what was just taken
         raw = (r.lpop(_queue(cluster_id), MAX_TAKE) or []) + raw  # type: ignore[operator,assignment]
     if not raw and wait > 0:
@@ -219,7 +221,7 @@ def handed(cluster_id: int, raw: list, *, boot: str, previous: Any, wait: float 
     return items
 
 
-def _restarted(boot: str, previous: Any) -> bool:
+def restarted(boot: str, previous: Any) -> bool:
     """Whether a poll naming process `boot` replaced another process's id (`previous`, as Redis returned it)."""
     return bool(boot) and isinstance(previous, bytes) and bool(previous) and previous.decode() != boot
 
@@ -234,7 +236,7 @@ def give_back(cluster_id: int, raw: list, *, boot: str, previous: Any) -> None:
     with client().pipeline(transaction=False) as pipe:
         if raw:
             pipe.lpush(_queue(cluster_id), *reversed(raw))
-        if _restarted(boot, previous):
+        if restarted(boot, previous):
             pipe.set(_boot(cluster_id), previous, ex=86400)
         pipe.execute()
 
@@ -265,8 +267,30 @@ def take_known(who_key: str, *, boot: str) -> tuple[int, bytes | None, bytes | N
     if pid not in _scripts:
         _scripts.clear()
         _scripts[pid] = client().register_script(_POLL_SCRIPT)
-    answer = _scripts[pid](keys=[who_key], args=[PREFIX, int(time.time()), settings.FLEETWEB_AGENT_RATE, boot,
-                                                  MAX_TAKE])
+    return _known_answer(_scripts[pid](keys=[who_key], args=_known_args(boot)))
+
+
+async def take_known_async(who_key: str, *, boot: str) -> tuple[int, bytes | None, bytes | None, list]:
+    """`take_known` on the running event loop (the gateway's), with its own asyncio client: an idle poll of a known
+    agent then needs no thread."""
+    loop = asyncio.get_running_loop()
+    found = _async_scripts.get(id(loop))
+    if found is None or found[0] is not loop:
+        _async_scripts.clear()
+        script = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=10,
+                                         health_check_interval=30).register_script(_POLL_SCRIPT)
+        found = _async_scripts[id(loop)] = (loop, script)
+    return _known_answer(await found[1](keys=[who_key], args=_known_args(boot)))
+
+
+_async_scripts: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
+
+
+def _known_args(boot: str) -> list:
+    return [PREFIX, int(time.time()), settings.FLEETWEB_AGENT_RATE, boot, MAX_TAKE]
+
+
+def _known_answer(answer: list) -> tuple[int, bytes | None, bytes | None, list]:
     state = int(answer[0])
     if state != 1:
         return state, answer[1] if len(answer) > 1 else None, None, []

@@ -330,27 +330,71 @@ def poll_of(credential: str, *, signature: dict, boot: str, wait: float) -> tupl
     """The poll for work, answering (the asking agent's cluster id, its items): who is asking (credential, key,
     revocation, expiry, rate), then its cluster's items (`relay.take`). For an agent seen before whose identity is
     cached, an idle poll is one Redis round trip (`relay.take_known`, after the signature was checked against the key
-    this process saw); anything else takes the path of every other door (`agent_of`, `check_signature`), with the
-    same refusals."""
+    this process saw; the gateway makes that trip on its event loop, `relay.take_known_async`); anything else takes
+    the path of every other door (`poll_slow`), with the same refusals."""
+    who_key = known_poll(credential, signature=signature) if wait <= 0 else None
+    if who_key is not None:
+        found = after_known(credential, relay.take_known(who_key, boot=boot), boot=boot)
+        if found is not None:
+            return found
+    return poll_slow(credential, signature=signature, boot=boot, wait=wait)
+
+
+def known_poll(credential: str, *, signature: dict) -> str | None:
+    """The Redis key of the cached identity of an agent this process has seen, once the request's signature checks
+    against that agent's key (refused here, before Redis is touched); None for an agent not seen here. No I/O."""
     if not credential.startswith(protocol.CREDENTIAL_PREFIX):
         raise AgentError("No agent credential (Authorization: Bearer fwa_…).", status=401)
     key = protocol.digest(credential)
     public = _KEYS.get(key)
-    if public is not None and wait <= 0:
-        protocol.verify(public, **signature)  # refused here, nothing in Redis was touched
-        state, who, previous, raw = relay.take_known(_who(key), boot=boot)
-        if state == 2:
-            raise relay.too_many("this agent")
-        if state == 1 and who is not None:
-            agent = _caller(json.loads(who))
-            try:
-                _still_good(agent, key)
-                if agent.previous_digest and agent.credential_digest == key:  # a renewed one's first use
-                    check_signature(agent, credential, signature=signature)
-            except AgentError:
-                relay.give_back(agent.cluster_id, raw, boot=boot, previous=previous)
-                raise
-            return agent.cluster_id, relay.handed(agent.cluster_id, raw, boot=boot, previous=previous)
+    if public is None:
+        return None
+    protocol.verify(public, **signature)
+    return _who(key)
+
+
+def after_known(credential: str, answer: tuple[int, bytes | None, bytes | None, list], *,
+                boot: str) -> tuple[int, list[dict]] | None:
+    """The rest of an idle poll after its round trip (`relay.take_known`'s answer): the agent's checks, then the items
+    handed out; None when no identity was cached (then `poll_slow`). It touches Redis only when items were popped,
+    the agent restarted or it is refused (`needs_io` says which answers those are)."""
+    state, who, previous, raw = answer
+    if state == 2:
+        raise relay.too_many("this agent")
+    if state != 1 or who is None:
+        return None
+    key = protocol.digest(credential)
+    agent = _caller(json.loads(who))
+    try:
+        _still_good(agent, key)
+        _first_use(agent, credential)  # (the signature was checked by known_poll; the event loop never gets here
+        # for a first use: needs_io)
+    except AgentError:
+        relay.give_back(agent.cluster_id, raw, boot=boot, previous=previous)
+        raise
+    return agent.cluster_id, relay.handed(agent.cluster_id, raw, boot=boot, previous=previous)
+
+
+def needs_io(credential: str, answer: tuple[int, bytes | None, bytes | None, list], *, boot: str) -> bool:
+    """Whether `after_known` would touch the database or Redis for this answer (then it runs in a thread): items were
+    popped, the agent restarted, or its credential is refused or renewed. No I/O."""
+    state, who, previous, raw = answer
+    if state != 1 or who is None:
+        return state != 2
+    if raw or relay.restarted(boot, previous):
+        return True
+    agent = _caller(json.loads(who))
+    key = protocol.digest(credential)
+    try:
+        _still_good(agent, key)
+    except AgentError:
+        return True
+    return bool(agent.previous_digest and agent.credential_digest == key)
+
+
+def poll_slow(credential: str, *, signature: dict, boot: str, wait: float) -> tuple[int, list[dict]]:
+    """The poll of an agent whose identity is not cached here: every check of the other doors (`agent_of`,
+    `check_signature`), then its items (`relay.take`)."""
     agent = agent_of(credential, cached=True)
     check_signature(agent, credential, signature=signature)
     return agent.cluster_id, relay.take(agent.cluster_id, wait=wait, boot=boot, counted=True)
@@ -360,6 +404,11 @@ def check_signature(agent: Caller, credential: str, *, signature: dict) -> None:
     """Refuse (401) a request not signed with the agent's key; the first use of a renewed credential ends the one
     it replaced."""
     protocol.verify(agent.public_key, **signature)
+    _first_use(agent, credential)
+
+
+def _first_use(agent: Caller, credential: str) -> None:
+    """A renewed credential's first (signed) use ends the one it replaced."""
     if agent.previous_digest and agent.credential_digest == protocol.digest(credential):
         with transaction.atomic():
             Agent.objects.filter(pk=agent.pk).update(previous_digest="")

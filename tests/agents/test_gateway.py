@@ -294,3 +294,49 @@ def test_the_gateways_start_up_hides_what_it_loaded_from_the_garbage_collector()
         gc.unfreeze()
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert frozen > 10_000, f"only {frozen} objects frozen: start-up's modules were not"
+
+
+def test_an_idle_poll_of_a_known_agent_takes_no_thread_and_is_still_checked(admin_user):
+    """An agent seen before polls in one Redis round trip made on the event loop: no door thread is taken (so
+    heartbeats and reports do not queue behind idle polls), and the checks still hold there: a forged signature is
+    refused, work queued meanwhile is handed out (by a thread: it is kept in flight), a revoked agent is refused."""
+    agent, cluster = accepted_agent(admin_user)
+    app = make_app(web, hold=10, threads=1)
+    threads: list[str] = []
+    in_thread = app.in_thread
+
+    async def counted(call, **kwargs):
+        threads.append(getattr(call, "__name__", "call"))
+        return await in_thread(call, **kwargs)
+
+    app.in_thread = counted  # type: ignore[method-assign]
+    path = "/agent/v1/work?wait=0&boot=b1"
+    timings: list[dict] = []
+
+    async def poll(headers=None):
+        answer_headers: dict = {}
+        status, answer, _elapsed = await _request(app, "GET", path, headers or agent.headers("GET", path, b""),
+                                                  answer_headers=answer_headers)
+        timings.append(answer_headers)
+        return status, answer
+
+    async def go():
+        first = await poll()  # not seen by this process yet: the path of every door, in a thread
+        seen = len(threads)
+        idle = [await poll() for _ in range(3)]
+        idle_threads = len(threads) - seen
+        forged = await poll(dict(agent.headers("GET", path, b""), **{"X-Fleetweb-Signature": "AAAA"}))
+        queued = _queue_work(cluster.pk, after=0)
+        queued.join()
+        with_work = await poll()
+        await asyncio.to_thread(lambda: (services.revoke(cluster, user=admin_user), connections.close_all()))
+        revoked = await poll()
+        return first, seen, idle, idle_threads, forged, with_work, revoked
+
+    first, seen, idle, idle_threads, forged, with_work, revoked = _run(app, go())
+    assert first == (200, {"items": []}) and seen == 1
+    assert idle == [(200, {"items": []})] * 3 and idle_threads == 0, "idle polls of a known agent took a thread"
+    assert all(_server_timing(t) == {"pool": 0.0, "door": 0.0} for t in timings[1:4])
+    assert forged[0] == 401
+    assert with_work[0] == 200 and [i["path"] for i in with_work[1]["items"]] == ["/api/v1/namespaces/a"]
+    assert revoked[0] == 401 and "revoked" in revoked[1]["error"]
