@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from benchmarks.common import ROOT, STATE, cpu_seconds, database_mib, median, rss_mib, say, table
 
-SIZES = {"quick": (100, 200), "full": (1000, 1000)}  # clusters, requests per endpoint
+SIZES = {"quick": (100, 200), "full": (1000, 1000), "limit": (5000, 300)}  # clusters, requests per endpoint
 NODES, WORKLOADS, NAMESPACES = 50, 200, 10
 REGIONS = ["eu-west-1", "eu-north-1", "us-east-1", "us-west-2", "ap-southeast-1", "cn-hangzhou"]
 ENVIRONMENTS = ["dev", "staging", "prod"]
