@@ -349,15 +349,16 @@ class Gateway:
 
             async def take() -> tuple[int, list[dict]]:
                 """One look: for an agent seen here, its single Redis round trip on this loop, and a thread only
-                when there is more to do (items popped, a restart, a refusal: `services.needs_io`)."""
+                when there is more to do (items popped, a restart, a refusal: `services.NeedsThread`)."""
                 who_key = services.known_poll(credential, signature=signature)
                 if who_key is None:
                     return await self.in_thread(slow, timing=timing)
                 answer = await relay.take_known_async(who_key, boot=boot)
-                if services.needs_io(credential, answer, boot=boot):
+                try:
+                    found = services.after_known(credential, answer, boot=boot, inline=True)
+                except services.NeedsThread:
                     return await self.in_thread(
                         lambda: services.after_known(credential, answer, boot=boot) or slow(), timing=timing)
-                found = services.after_known(credential, answer, boot=boot)  # (touches nothing: needs_io said so)
                 return found if found is not None else await self.in_thread(slow, timing=timing)
 
             digest = protocol.digest(credential)

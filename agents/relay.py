@@ -273,17 +273,15 @@ def take_known(who_key: str, *, boot: str) -> tuple[int, bytes | None, bytes | N
 async def take_known_async(who_key: str, *, boot: str) -> tuple[int, bytes | None, bytes | None, list]:
     """`take_known` on the running event loop (the gateway's), with its own asyncio client: an idle poll of a known
     agent then needs no thread."""
+    global _async_script
     loop = asyncio.get_running_loop()
-    found = _async_scripts.get(id(loop))
-    if found is None or found[0] is not loop:
-        _async_scripts.clear()
-        script = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=10,
-                                         health_check_interval=30).register_script(_POLL_SCRIPT)
-        found = _async_scripts[id(loop)] = (loop, script)
-    return _known_answer(await found[1](keys=[who_key], args=_known_args(boot)))
+    if _async_script is None or _async_script[0] is not loop:  # (a client belongs to the loop it was made on)
+        _async_script = (loop, aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=10,
+                                                       health_check_interval=30).register_script(_POLL_SCRIPT))
+    return _known_answer(await _async_script[1](keys=[who_key], args=_known_args(boot)))
 
 
-_async_scripts: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
+_async_script: tuple[asyncio.AbstractEventLoop, Any] | None = None
 
 
 def _known_args(boot: str) -> list:

@@ -353,43 +353,37 @@ def known_poll(credential: str, *, signature: dict) -> str | None:
     return _who(key)
 
 
-def after_known(credential: str, answer: tuple[int, bytes | None, bytes | None, list], *,
-                boot: str) -> tuple[int, list[dict]] | None:
+class NeedsThread(Exception):
+    """`after_known(inline=True)` would touch the database or Redis: run it again in a thread."""
+
+
+def after_known(credential: str, answer: tuple[int, bytes | None, bytes | None, list], *, boot: str,
+                inline: bool = False) -> tuple[int, list[dict]] | None:
     """The rest of an idle poll after its round trip (`relay.take_known`'s answer): the agent's checks, then the items
-    handed out; None when no identity was cached (then `poll_slow`). It touches Redis only when items were popped,
-    the agent restarted or it is refused (`needs_io` says which answers those are)."""
+    handed out; None when no identity was cached (then `poll_slow`). `inline` (the gateway's event loop): raise
+    NeedsThread instead of touching Redis or the database, which happens only when items were popped, the agent
+    restarted, its credential is refused, or a renewed one is used for the first time."""
     state, who, previous, raw = answer
     if state == 2:
         raise relay.too_many("this agent")
     if state != 1 or who is None:
         return None
+    if inline and (raw or relay.restarted(boot, previous)):
+        raise NeedsThread
     key = protocol.digest(credential)
     agent = _caller(json.loads(who))
     try:
         _still_good(agent, key)
-        _first_use(agent, credential)  # (the signature was checked by known_poll; the event loop never gets here
-        # for a first use: needs_io)
+        if _first_used(agent, key):
+            if inline:
+                raise NeedsThread
+            _first_use(agent, credential)  # (the signature was checked by known_poll)
     except AgentError:
+        if inline:
+            raise NeedsThread from None
         relay.give_back(agent.cluster_id, raw, boot=boot, previous=previous)
         raise
     return agent.cluster_id, relay.handed(agent.cluster_id, raw, boot=boot, previous=previous)
-
-
-def needs_io(credential: str, answer: tuple[int, bytes | None, bytes | None, list], *, boot: str) -> bool:
-    """Whether `after_known` would touch the database or Redis for this answer (then it runs in a thread): items were
-    popped, the agent restarted, or its credential is refused or renewed. No I/O."""
-    state, who, previous, raw = answer
-    if state != 1 or who is None:
-        return state != 2
-    if raw or relay.restarted(boot, previous):
-        return True
-    agent = _caller(json.loads(who))
-    key = protocol.digest(credential)
-    try:
-        _still_good(agent, key)
-    except AgentError:
-        return True
-    return bool(agent.previous_digest and agent.credential_digest == key)
 
 
 def poll_slow(credential: str, *, signature: dict, boot: str, wait: float) -> tuple[int, list[dict]]:
@@ -407,9 +401,14 @@ def check_signature(agent: Caller, credential: str, *, signature: dict) -> None:
     _first_use(agent, credential)
 
 
+def _first_used(agent: Caller, key: str) -> bool:
+    """Whether credential digest `key` is a renewed credential used for the first time."""
+    return bool(agent.previous_digest and agent.credential_digest == key)
+
+
 def _first_use(agent: Caller, credential: str) -> None:
     """A renewed credential's first (signed) use ends the one it replaced."""
-    if agent.previous_digest and agent.credential_digest == protocol.digest(credential):
+    if _first_used(agent, protocol.digest(credential)):
         with transaction.atomic():
             Agent.objects.filter(pk=agent.pk).update(previous_digest="")
             forget(agent.previous_digest, agent.credential_digest)

@@ -87,7 +87,6 @@ class _Keeper:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.held: dict[str, tuple[type[models.Model], list[int], timedelta, float]] = {}
-        self.wake = threading.Event()
         self.thread: threading.Thread | None = None
 
     def add(self, model: type[models.Model], pks: list[int], token: str, duration: timedelta,
@@ -109,8 +108,7 @@ class _Keeper:
                     self.thread = None
                     return
                 period = min(d.total_seconds() for _m, _p, d, _l in self.held.values()) / 3
-            self.wake.wait(period)
-            self.wake.clear()
+            time.sleep(period)
             with self.lock:
                 now = time.monotonic()
                 due = [(t, m, p, d) for t, (m, p, d, longest) in self.held.items() if now < longest]

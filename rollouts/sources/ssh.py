@@ -65,9 +65,7 @@ def public_of(private: str) -> str:
 def host_key(text: str) -> str:
     """The Git server's host key as stored, "type base64", from what people paste: that, a `.pub` line with a
     comment, or a known_hosts line (`host type base64`, as `ssh-keyscan` prints). SourceError otherwise."""
-    fields = (text or "").strip().split()
-    if len(text or "") > MAX_KEY_CHARS:
-        fields = []
+    fields = (text or "").strip().split() if len(text or "") <= MAX_KEY_CHARS else []
     for i, word in enumerate(fields[:2]):
         if word in KEY_TYPES and i + 1 < len(fields):
             kind, blob = word, fields[i + 1]
