@@ -35,7 +35,9 @@ class TeamFieldsMixin(forms.Form):
     """Owner team (the teams the user operates; any team, or none, for a global operator) and approver team
     (global operators only: the service refuses it from anyone else too)."""
 
-    def _team_fields(self, user, *, instance=None) -> None:
+    def _owner_team_field(self, user) -> bool:
+        """Offer the teams `user` operates as owners (any team, or none, for a global operator); whether the user is
+        a global operator."""
         access = access_of(user) if user is not None else None
         platform = access is None or OPERATOR in access.global_roles
         owner = self.fields["owner_team"]
@@ -44,6 +46,10 @@ class TeamFieldsMixin(forms.Form):
         owner.required = not platform
         owner.empty_label = (  # type: ignore[attr-defined]  # a ModelChoiceField
             "— the platform team (global operators) —" if platform else None)
+        return platform
+
+    def _team_fields(self, user, *, instance=None) -> None:
+        platform = self._owner_team_field(user)
         if not platform:  # the service refuses it too ("choose_approvers")
             self.fields.pop("approver_team")
         if instance is not None and not platform:
@@ -275,7 +281,7 @@ def builder_stages(formset) -> list[dict]:
     return [f.spec() for f in kept]
 
 
-class CredentialForm(forms.Form):
+class CredentialForm(TeamFieldsMixin):
     """Store source credentials (the service validates every field again): a token, or an SSH deploy key generated
     here or given, with the Git server's host key."""
 
@@ -297,10 +303,4 @@ class CredentialForm(forms.Form):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        access = access_of(user) if user is not None else None
-        platform = access is None or OPERATOR in access.global_roles
-        owner = self.fields["owner_team"]
-        owner.queryset = (Team.objects.all() if platform  # type: ignore[attr-defined]  # per request
-                          else Team.objects.filter(pk__in=access.teams_with(OPERATOR)))  # type: ignore[union-attr]
-        owner.required = not platform
-        owner.empty_label = "— the platform team (admins pick it) —" if platform else None  # type: ignore[attr-defined]
+        self._owner_team_field(user)
