@@ -162,6 +162,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# A set-password link (an invitation, or a reset an admin issued) works once, for FLEETWEB_PASSWORD_LINK_HOURS.
+PASSWORD_RESET_TIMEOUT = env_int("FLEETWEB_PASSWORD_LINK_HOURS", 72, minimum=1) * 3600
 # Login throttling (django-axes): after FLEETWEB_LOGIN_FAILURE_LIMIT failures for one username, or from one
 # address, logins from it are refused for FLEETWEB_LOGIN_LOCKOUT_MINUTES (a success resets the username's count).
 # Lock-outs and unlocks are on the audit log; `manage.py axes_reset_username NAME` unlocks early.

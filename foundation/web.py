@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from django.conf import settings
@@ -58,11 +60,27 @@ class ServerTimingMiddleware:
 
 
 _request: ContextVar = ContextVar("fleetweb_request", default=None)
+_acting: ContextVar = ContextVar("fleetweb_acting", default=None)
+
+
+@contextmanager
+def acting(user, source_ip: str = "") -> Iterator[None]:
+    """A service that changes users or roles through model saves names its caller for the audit receivers of
+    those saves, whatever the door (a command or a task has no request; a set-password link's request has no
+    signed-in user)."""
+    token = _acting.set((user if getattr(user, "pk", None) else None, source_ip))
+    try:
+        yield
+    finally:
+        _acting.reset(token)
 
 
 def current_actor() -> tuple:
-    """(user, source ip) of the request being served, or (None, "") outside one (shell, command, task). The user
-    is read now, not when the request began: the API authenticates tokens inside the view."""
+    """(user, source ip) of the service call or request being served, or (None, "") outside one (shell, command,
+    task). The user is read now, not when the request began: the API authenticates tokens inside the view."""
+    named = _acting.get()
+    if named is not None:
+        return named
     request = _request.get()
     if request is None:
         return None, ""

@@ -100,7 +100,8 @@ def audit_user_saved(sender, instance: User, created: bool, update_fields=None, 
     password_changed = bool(before) and before.get("password") != instance.password
     if not changed and not password_changed:
         return
-    action = "user.deactivate" if "is_active" in changed and not instance.is_active else "user.update"
+    action = getattr(instance, "_audit_action", None) or (
+        "user.deactivate" if "is_active" in changed and not instance.is_active else "user.update")
     record(user=actor, action=action, target=instance, source_ip=ip,
            before={f: before.get(f) for f in sorted(changed)},
            after={**{f: after[f] for f in sorted(changed)}, **({"password": "changed"} if password_changed else {})})

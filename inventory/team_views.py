@@ -131,7 +131,10 @@ def team_member_add(request, name: str) -> HttpResponseBase:
 @require_POST
 def team_member_remove(request, name: str, pk: int) -> HttpResponseBase:
     grant = get_object_or_404(TeamMember.objects.select_related("team", "user"), team__name=name, pk=pk)
-    team_services.remove_member(grant, user=request.user, source_ip=client_ip(request))
+    try:
+        team_services.remove_member(grant, user=request.user, source_ip=client_ip(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
     return redirect(grant.team)
 
 

@@ -1,6 +1,6 @@
 from rest_framework.routers import DefaultRouter
 
-from inventory.api import views
+from inventory.api import people, views
 
 router = DefaultRouter()
 router.register("clusters", views.ClusterViewSet, basename="cluster")
@@ -13,6 +13,7 @@ router.register("problem-pods", views.ProblemPodViewSet, basename="problempod")
 router.register("sync-runs", views.SyncRunViewSet, basename="syncrun")
 router.register("groups", views.ClusterGroupViewSet, basename="group")
 router.register("teams", views.TeamViewSet, basename="team")
+router.register("users", people.UserViewSet, basename="user")
 
 app_name = "api"
 urlpatterns = router.urls

@@ -204,8 +204,10 @@ for _action in ("attach", "detach", "edit_cluster", "edit_group", "edit_policy",
 # run_exec_plugin: any door that could have a worker run a kubeconfig's exec plugin (attach, credential update,
 # connection test, an attach draft) acts with Fleetweb's own host identity, so it is the platform admins' alone.
 # hold_namespace: who holds a namespace on a member decides which team's applications may deploy into it.
+# manage_people: create, invite, change, deactivate accounts, give global roles, issue set-password links.
 # register_cluster: hand out bootstrap tokens, accept or reject what agents present, revoke an agent's credential.
-for _action in ("manage_teams", "manage_sso", "run_exec_plugin", "hold_namespace", "register_cluster"):
+for _action in ("manage_people", "manage_teams", "manage_sso", "run_exec_plugin", "hold_namespace",
+                "register_cluster"):
     rule(_action)(_platform(ADMIN))
 
 

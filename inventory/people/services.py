@@ -90,8 +90,15 @@ def add_member(team: Team, *, member, role: str, user, source: str = GrantSource
 
 
 def remove_member(grant: TeamMember, *, user, source_ip: str = "") -> None:
+    """Take a role given in Fleetweb away (admins); a role the sign-on mapping gave goes only at a sign-in that
+    no longer brings it (`sync_sso_roles`, user None), since the next sign-in would give it back."""
     if grant.source == GrantSource.MANUAL:
         _check(user)
+    elif user is not None:
+        _check(user)
+        raise ServiceError(f"{grant.user.get_username()}'s {grant.role} role in {grant.team.name} comes from the "
+                           "identity provider's groups: change the sign-on mapping or their groups there.",
+                           status=409)
     with transaction.atomic():
         record(user=user, action="team.member_remove", target=grant.team, source_ip=source_ip,
                before={"user": grant.user.get_username(), "role": grant.role, "source": grant.source})

@@ -45,7 +45,7 @@ def test_every_page_fits_1280_by_800_with_the_sections_grouped_and_the_account_l
     paths += ["/accounts/tokens/", f"/clusters/{'eks-prod-eu-west-1-2'}/", "/groups/production/",
               f"/applications/{app.name}/", f"/applications/{app.name}/rollout/", f"/rollouts/{rollout.pk}/",
               "/compliance/violations/", "/policies/catalog/", "/notifications/deliveries/", "/clusters/register/",
-              "/clusters/registrations/"]
+              "/clusters/registrations/", "/people/new/", "/people/ada-admin/"]
     overflowing = {}
     for path in paths:
         response = page.goto(f"{live_server.url}{path}")
