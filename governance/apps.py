@@ -7,7 +7,8 @@ class GovernanceConfig(AppConfig):
     name = "governance"
 
     def ready(self) -> None:
-        from governance import alerts, metrics, signals  # noqa: F401 - audit receivers, alert conditions, metrics
+        # audit receivers, alert conditions, metrics, the built-in policy sets (installed after each migrate)
+        from governance import alerts, metrics, policysets, signals  # noqa: F401
         from governance.services import EnforcementGuard
         from inventory.signals import membership_guards
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
 
 from governance import rules
 from governance.choices import EnforcementState, Mode, Severity
@@ -236,3 +237,31 @@ class Enforcement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.assignment_id} on {self.cluster_id}: {self.state}"
+
+
+class PolicySet(models.Model):
+    """A named baseline: rules of the catalog with their parameters, applied to a group in one step
+    (`governance.policysets.apply_set`). Built-in sets ship with Fleetweb and are not edited or deleted."""
+
+    name = models.SlugField(max_length=63, unique=True)
+    title = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    items = models.JSONField(default=list, help_text='[{"rule": key, "params": {...}}] in the order shown')
+    built_in = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        ordering = ["-built_in", "title"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("governance:policy_set_detail", args=[self.name])
+
+    @property
+    def rule_keys(self) -> list[str]:
+        return [item["rule"] for item in self.items]

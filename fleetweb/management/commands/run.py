@@ -219,22 +219,22 @@ class Command(BaseCommand):
         self._demo_baseline()
 
     def _demo_baseline(self) -> None:
-        """On the first run with local members: two groups with a baseline in audit mode, so the policy and
-        compliance pages show something real. Never touches a database that already has groups."""
-        from governance import services as governance
+        """On the first run with local members: two groups, each with a built-in policy set applied in audit mode,
+        so the policy and compliance pages show something real. Never touches a database that already has
+        groups."""
+        from governance import policysets
+        from governance.models import PolicySet
         from inventory import services
         from inventory.models import ClusterGroup
 
         if ClusterGroup.objects.exists():
             return
-        baseline = {
-            "production": ("environment=prod", ["no-privileged-containers", "no-host-namespaces", "no-host-path",
-                                                "no-latest-tag", "resources-set", "kubernetes-version-supported"]),
-            "localfleet": ("source=localfleet", ["kubelet-version-skew", "namespace-quota", "probes-set"]),
-        }
-        for name, (selector, keys) in baseline.items():
+        baseline = {"production": ("environment=prod", "production-baseline"),
+                    "localfleet": ("source=localfleet", "pod-security-restricted")}
+        for name, (selector, set_name) in baseline.items():
             group = services.create_group(name=name, selector=selector, user=None, owner="platform",
                                           description="Demo baseline created by `make run`; edit or delete freely.")
-            for key in keys:
-                governance.create_assignment(group=group, rule_key=key, user=None)
-        self.say("Demo baseline: groups 'production' and 'localfleet' with policies in audit mode (see /policies/)")
+            policysets.apply_set(policy_set=PolicySet.objects.get(name=set_name), group=group, mode="audit",
+                                 user=None)
+        self.say("Demo baseline: groups 'production' (Production baseline) and 'localfleet' (Pod Security: "
+                 "restricted), in audit mode (see /policies/sets/)")
