@@ -46,7 +46,7 @@ from inventory.access import FLEETWEB_NAMESPACE
 from inventory.choices import ClusterStatus
 from inventory.models import Cluster
 from inventory.people.access import team_scope
-from rollouts import manifests, rendering
+from rollouts import manifests, rendering, schemahints
 from rollouts.models import Application, Revision
 
 log = logging.getLogger(__name__)
@@ -96,14 +96,17 @@ def _opener(cluster: Cluster) -> port.Opener | None:
         return None
 
 
-def _dry_run_member(cluster: Cluster, opener: port.Opener | None, objects: list[dict], until: float) -> MemberResult:
-    """Runs in a thread: no database here (the member's opener read it before)."""
+def _dry_run_member(cluster: Cluster, opener: port.Opener | None, objects: list[dict], until: float,
+                    text: str = "") -> MemberResult:
+    """Runs in a thread: no database here (the member's opener read it before). `text`: the YAML the objects came
+    from, for the line of a field a member refuses."""
     result = MemberResult(cluster=cluster.name, version=cluster.kubernetes_version, checked=True)
     if opener is None:
         return MemberResult(cluster=cluster.name, version=cluster.kubernetes_version, checked=False,
                             note="its credentials could not be read")
     try:
         with port.deadline(until), opener() as member:
+            documents: dict[str, dict] = {}
             for obj in objects:
                 probe = copy.deepcopy(obj)
                 probe["metadata"]["namespace"] = FLEETWEB_NAMESPACE
@@ -112,12 +115,9 @@ def _dry_run_member(cluster: Cluster, opener: port.Opener | None, objects: list[
                     member.apply(manifests.path_of(probe), probe, dry_run=True, strict=True,
                                  what=f"dry run of {name}")
                 except port.KubeError as exc:
-                    if _refused(exc):
-                        # Said of the probe in Fleetweb's namespace: name the application's namespace instead.
-                        result.problems.append(exc.message.replace(f"{FLEETWEB_NAMESPACE}/",
-                                                                   f"{obj['metadata']['namespace']}/"))
-                    else:
+                    if not _refused(exc):
                         raise
+                    result.problems.append(_problem(member, obj, exc.message, text, documents))
     except port.KubeError as exc:
         return MemberResult(cluster=cluster.name, version=cluster.kubernetes_version, checked=False,
                             note=exc.message)
@@ -126,6 +126,40 @@ def _dry_run_member(cluster: Cluster, opener: port.Opener | None, objects: list[
         return MemberResult(cluster=cluster.name, version=cluster.kubernetes_version, checked=False,
                             note=f"could not be asked ({type(exc).__name__})")
     return result
+
+
+def _problem(member, obj: dict, message: str, text: str, documents: dict[str, dict]) -> str:
+    """A member's refusal of `obj` in words a person can act on: the object, the field, the line of the YAML and
+    the field the member's schema knows that was probably meant (`rollouts.schemahints`); else the member's own
+    message, with the probe's namespace (Fleetweb's) replaced by the application's."""
+    kind, name = obj["kind"], obj["metadata"]["name"]
+    error = schemahints.field_error(message)
+    if error is None:
+        return message.replace(f"{FLEETWEB_NAMESPACE}/", f"{obj['metadata']['namespace']}/")
+    hint = ""
+    if error.unknown:
+        api_version = str(obj.get("apiVersion", ""))
+        if api_version not in documents:
+            try:
+                documents[api_version] = member.read(schemahints.openapi_path(api_version))
+            except port.KubeError:
+                documents[api_version] = {}  # no suggestion from this member; the refusal stands
+        hint = schemahints.suggestion(documents[api_version], obj, error)
+    line = schemahints.line_of(text, kind, name, error.path) if text else None
+    words = (f"{kind} {name}: {error.dotted} is not a field of {obj.get('apiVersion')} {kind}" if error.unknown
+             else f"{kind} {name}: {error.dotted}: {error.reason}")
+    return words + (f" ({hint})" if hint else "") + (f", line {line}" if line else "")
+
+
+def grouped(members: list[dict]) -> list[dict]:
+    """Each problem once, with every member that said it: [{"problem", "clusters", "where"}], in first-seen order."""
+    out: dict[str, dict] = {}
+    for member in sorted(members, key=lambda m: m["cluster"]):
+        for problem in member.get("problems", []):
+            entry = out.setdefault(problem, {"problem": problem, "clusters": [], "where": []})
+            entry["clusters"].append(member["cluster"])
+            entry["where"].append(f"{member['cluster']} ({member['version']})")
+    return list(out.values())
 
 
 def _refused(exc: port.KubeError) -> bool:
@@ -139,7 +173,7 @@ def _refused(exc: port.KubeError) -> bool:
 
 
 def check(objects: list[dict], *, owner_scope: frozenset[int] | None = None,
-          policies: list[precheck.Refusal] | None = None) -> dict:
+          policies: list[precheck.Refusal] | None = None, text: str = "") -> dict:
     """{"state": passed | refused_by_some | failed | unchecked, "members": [MemberResult…], "policies": […]} for a
     revision's parsed objects, asking the members in `owner_scope` (None: the whole fleet, for a platform
     application). `policies`: what Fleetweb's own rules find in what each cluster would receive; an enforced one
@@ -150,7 +184,7 @@ def check(objects: list[dict], *, owner_scope: frozenset[int] | None = None,
         asked = [(cluster, _opener(cluster)) for cluster in members]
         until = time.monotonic() + settings.FLEETWEB_DRY_RUN_BUDGET
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(members))) as pool:
-            results = list(pool.map(lambda pair: _dry_run_member(pair[0], pair[1], objects, until), asked))
+            results = list(pool.map(lambda pair: _dry_run_member(pair[0], pair[1], objects, until, text), asked))
     policies = policies or []
     refused = [r for r in results if r.problems]
     enforced = [p for p in policies if p.enforced]
@@ -190,7 +224,7 @@ def run(revision_id: int) -> str:
     scope = team_scope(app.owner_team_id) if app.owner_team_id is not None else None
     parsed = manifests.parse(revision.manifests, namespace=app.namespace, sourced=bool(revision.source))
     verdict = check(_with_variants(parsed.objects, revision, namespace=app.namespace), owner_scope=scope,
-                    policies=policy_findings(app, revision, scope))
+                    policies=policy_findings(app, revision, scope), text=revision.manifests)
     verdict["checked_at"] = timezone.now().isoformat()
     with transaction.atomic():
         if not Revision.objects.filter(pk=revision.pk, validation__state=CHECKING).update(validation=verdict):
@@ -227,6 +261,7 @@ def for_user(validation: dict, user) -> dict:
     """The verdict as `user` may read it: members and findings on clusters they cannot see are counted, not named
     (an approver team may see an application whose clusters lie outside its own scope)."""
     validation = dict(validation or {})
+    validation["grouped"] = grouped(validation.get("members", []))
     named = {m["cluster"] for m in validation.get("members", [])} | \
         {p["cluster"] for p in validation.get("policies", [])} | set(validation.get("refused_on", []))
     if not named:
@@ -239,7 +274,7 @@ def for_user(validation: dict, user) -> dict:
     refused_on = [c for c in validation.get("refused_on", []) if c in visible]
     hidden = len(named - visible)
     return {**validation, "members": members, "policies": policies, "refused_on": refused_on,
-            "policies_found": len(policies), "hidden_clusters": hidden}
+            "policies_found": len(policies), "hidden_clusters": hidden, "grouped": grouped(members)}
 
 
 def stale(older_than_seconds: float) -> list[int]:
@@ -250,11 +285,9 @@ def stale(older_than_seconds: float) -> list[int]:
 
 
 def summary(validation: dict) -> str:
-    """One paragraph for a form or an error: each problem with the member and version that reported it, then what
-    an enforced policy refuses."""
-    lines = []
-    for member in validation.get("members", []):
-        where = f"{member['cluster']} ({member['version']})"
-        lines += [f"{where}: {problem}" for problem in member["problems"]]
+    """One paragraph for a form or an error: each problem once, with the members and versions that reported it,
+    then what an enforced policy refuses."""
+    lines = [f"{entry['problem']} (said by {', '.join(entry['where'])})"
+             for entry in grouped(validation.get("members", []))]
     lines += [p["words"] for p in validation.get("policies", []) if p.get("enforced")]
     return "\n".join(lines)

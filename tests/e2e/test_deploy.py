@@ -52,7 +52,12 @@ def test_a_typo_is_refused_by_the_members_dry_run_in_a_worker(member_cluster, ce
     verdict = wait_for(lambda: _checked(app.latest_revision), timeout=60, what="the worker's dry run verdict")
     assert verdict["state"] == "failed"
     message = dryrun.summary(verdict)
-    assert "replica" in message and f"{cluster.name} ({cluster.kubernetes_version})" in message, message
+    text = typo(app_yaml("1.0"))
+    name = next(yaml.safe_load_all(text))["metadata"]["name"]
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if row.strip().startswith("replica:"))
+    # The object, the field, the field the member's own schema knows, and the line of the YAML; once, with the member.
+    assert message == (f"Deployment {name}: spec.replica is not a field of apps/v1 Deployment (did you mean "
+                       f"'replicas'?), line {line} (said by {cluster.name} ({cluster.kubernetes_version}))"), message
     listed = api_as(operator).get(f"/api/v1/applications/{app.pk}/revisions/").json()["results"][0]["validation"]
     assert listed["state"] == "failed" and "replica" in listed["members"][0]["problems"][0]
     with pytest.raises(services.RolloutError) as no_rollout:
