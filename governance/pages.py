@@ -5,11 +5,13 @@ compliance."""
 from __future__ import annotations
 
 from django.core.paginator import Paginator
+from django.db.models import Count, Min
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 
 from governance import compliance as fleet_compliance
 from governance import upgrades
+from governance.choices import Severity
 from governance.compliance import group_scores, history
 from governance.models import ClusterCompliance, Enforcement, PolicyAssignment, Violation
 from inventory import extensions
@@ -55,6 +57,21 @@ def overview_cards(user) -> list[dict]:
              "url": reverse("governance:violation_list")}]
 
 
+RANK_CRITICAL = 2  # in the overview's "Needs attention"
+ATTENTION_CLUSTERS = 15
+
+
+def needs_attention(user, clusters, team: str = "") -> list[dict]:
+    """The clusters with open critical violations, most first (one row each, counted)."""
+    counts = (Violation.objects.filter(resolved_at__isnull=True, severity=Severity.CRITICAL, cluster__in=clusters)
+              .values("cluster__name").annotate(n=Count("pk"), since=Min("first_seen"))
+              .order_by("-n", "cluster__name")[:ATTENTION_CLUSTERS])
+    return [{"subject": f"cluster {c['cluster__name']}", "badge": "critical", "tone": "failed",
+             "url": f"{reverse('governance:violation_list')}?cluster={c['cluster__name']}&severity=critical&state=open",
+             "why": f"{c['n']} open critical violation{pluralize(c['n'])}", "at": c["since"],
+             "rank": RANK_CRITICAL} for c in counts]
+
+
 def upgrade_tab(cluster, page_number, user=None) -> dict:
     """The cluster's readiness for its next minor, with every fact it rests on (deprecated APIs its clients call,
     CRDs' stored versions)."""
@@ -67,5 +84,5 @@ def upgrade_tab(cluster, page_number, user=None) -> dict:
 
 def register() -> None:
     extensions.register(tab=("compliance", compliance_tab), scores=group_scores, detail=group_detail,
-                        cards=overview_cards)
+                        cards=overview_cards, needs_attention=needs_attention)
     extensions.register(tab=("upgrade", upgrade_tab))

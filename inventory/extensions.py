@@ -9,6 +9,10 @@ Governance registers its compliance tab, group scores and group-member complianc
   member row of a group's page, and extra context.
 - `overview_cards`: `fn(user) -> [{"value", "label", "url", "id"}]` functions, each adding stat cards to the
   overview (governance: the fleet score and open violations; rollouts: active rollouts, approvals waiting).
+- `attention`: `fn(user, clusters, team) -> [{"subject", "url", "badge", "tone", "why", "at", "rank"}]` functions,
+  each adding rows to the overview's "Needs attention" (rollouts: drifted applications, failed rollouts, stages
+  awaiting approval; governance: critical violations), over `clusters` (the user's, narrowed to `team` when the
+  team switcher is on), each a bounded number of rows.
 - `cluster_panels`: `fn(cluster, user) -> {"template", **context} | None` functions, each adding a panel under the
   cluster page's header (agents: how the cluster's agent is doing), refreshed with it.
 - `namespace_holders = fn(cluster, names) -> {name: who holds it}`: the "Held by" column of a cluster's namespaces
@@ -22,6 +26,7 @@ from typing import Any
 
 cluster_tabs: dict[str, Callable[[Any, Any, Any], dict]] = {}
 overview_cards: list[Callable[[Any], list[dict]]] = []
+attention: list[Callable[[Any, Any, str], list[dict]]] = []
 cluster_panels: list[Callable[[Any, Any], dict | None]] = []
 
 
@@ -44,8 +49,10 @@ namespace_holders: Callable[[Any, list[str]], dict[str, str]] = _no_holders
 
 def register(*, tab: tuple[str, Callable] | None = None, scores: Callable | None = None,
              detail: Callable | None = None, cards: Callable | None = None, holders: Callable | None = None,
-             panel: Callable | None = None) -> None:
+             panel: Callable | None = None, needs_attention: Callable | None = None) -> None:
     global group_scores, group_detail, namespace_holders
+    if needs_attention is not None and needs_attention not in attention:
+        attention.append(needs_attention)
     if panel is not None and panel not in cluster_panels:
         cluster_panels.append(panel)
     if holders is not None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db.models import Count, Q, Sum
 from django.http import HttpResponse
 from django.urls import path
+from django.utils import timezone
 
 from foundation.decorators import role_required
 from foundation.htmx import htmx_partial
@@ -42,10 +45,7 @@ def overview_context(user, team: str = "") -> dict:
     most = max(versions.values(), default=1)
     version_bars = [{"label": v, "count": n, "pct": round(100 * n / most)}
                     for v, n in sorted(versions.items(), key=lambda item: item[0], reverse=True)]
-    attention = sorted(
-        clusters.exclude(status=ClusterStatus.CONNECTED).only(
-            "name", "status", "status_reason", "environment", "last_seen_at", "kubernetes_version")[:50],
-        key=lambda c: (STATUS_SEVERITY.get(ClusterStatus(c.status), 9), c.name))
+    attention = needs_attention(user, clusters, team)
     return {
         "totals": {k: v or 0 for k, v in totals.items()},
         "status_cards": [{"value": s.value, "label": s.label, "count": by_status.get(s.value, 0)}
@@ -56,6 +56,36 @@ def overview_context(user, team: str = "") -> dict:
         "attention": attention,
         "more_cards": [card for cards in extensions.overview_cards for card in cards(user)],
     }
+
+
+ATTENTION_ROWS = 50
+CREDENTIALS_WARNING = timedelta(days=14)
+RANK_CLUSTER, RANK_CREDENTIALS = 0, 4  # rollouts and governance rank theirs between (extensions.attention)
+
+
+def needs_attention(user, clusters, team: str = "") -> list[dict]:
+    """What someone should look at now, most urgent first: clusters not connected, then what the other apps add
+    (failed rollouts, critical violations, drifted applications, stages awaiting approval), then credentials
+    that expire within two weeks. Each part is a bounded query, whatever the fleet size."""
+    now = timezone.now()
+    rows: list[dict] = []
+    for c in clusters.exclude(status=ClusterStatus.CONNECTED).only(
+            "name", "status", "status_reason", "environment", "last_seen_at")[:ATTENTION_ROWS]:
+        rows.append({"subject": f"cluster {c.name}", "url": c.get_absolute_url(), "badge": c.get_status_display(),
+                     "tone": c.status, "why": c.status_reason, "at": c.last_seen_at,
+                     "rank": RANK_CLUSTER + STATUS_SEVERITY.get(ClusterStatus(c.status), 9) / 10})
+    for c in (clusters.filter(credentials_expire_at__lt=now + CREDENTIALS_WARNING)
+              .order_by("credentials_expire_at").only("name", "credentials_expire_at")[:ATTENTION_ROWS]):
+        expired = c.credentials_expire_at <= now
+        rows.append({"subject": f"credentials of {c.name}", "url": c.get_absolute_url(),
+                     "badge": "expired" if expired else "expiring", "tone": "failed" if expired else "degraded",
+                     "why": ("expired" if expired else "expire") + f" {c.credentials_expire_at:%Y-%m-%d %H:%M} UTC: "
+                            "replace them on the cluster's Edit page", "at": c.credentials_expire_at,
+                     "rank": RANK_CREDENTIALS})
+    for provider in extensions.attention:
+        rows += provider(user, clusters, team)
+    rows.sort(key=lambda r: (r["rank"], r["subject"]))
+    return rows[:ATTENTION_ROWS]
 
 
 @role_required(VIEWER)

@@ -93,6 +93,11 @@ def _at(obj, path: tuple):
     return obj
 
 
+def values_by_path(obj: dict) -> dict[str, object]:
+    """Every field of `obj` Fleetweb would set, by its `path_text` (as drift rows name them), shown as they are."""
+    return {path_text(path): _shown(value) for path, value in _leaves(obj)}
+
+
 def path_text(path: tuple) -> str:
     """spec.template.spec.containers[web].image"""
     out = ""

@@ -16,9 +16,11 @@ from django.db.models import Count, Max, Sum
 from governance import precheck
 from governance.models import PolicyAssignment
 from inventory.models import Workload
-from rollouts import manifests, rendering
-from rollouts.choices import StageState, TargetState
-from rollouts.models import Rollout, Stage, Target
+from rollouts import drift, manifests, rendering
+from rollouts.choices import DriftState, StageState, TargetState
+from rollouts.models import Drift, Rollout, Stage, Target
+
+MAX_DRIFT_FIELDS = 10  # per object, on the approval page
 
 
 def _yaml(objects: list[dict]) -> str:
@@ -55,6 +57,34 @@ def _stage_changes(stage: Stage) -> list[dict]:
         body = "\n".join(text.splitlines()[2:]) if text.startswith("---") else text
         groups.setdefault((running, body), []).append(t.cluster.name)
     return [{"clusters": names, "running": running, "diff": body} for (running, body), names in groups.items()]
+
+
+def live_drift(stage: Stage) -> list[dict]:
+    """What the stage's clusters run now that differs from what Fleetweb applied there (the last drift check), beside
+    what this stage would set: [{cluster, object, path, live, applied, new, sets, managers, missing}]. "prod runs
+    spec.replicas 5 now (kubectl-scale); this sets 2": an approver sees whose change the approval overwrites."""
+    targets = {t.cluster_id: t for t in stage.targets.all()}
+    drifts = (Drift.objects.filter(deployed__application_id=stage.rollout.application_id,
+                                   deployed__cluster_id__in=list(targets),
+                                   state__in=[DriftState.DRIFTED, DriftState.MISSING])
+              .select_related("deployed__cluster").order_by("deployed__cluster__name"))
+    rows = []
+    for d in drifts:
+        new = {(o.get("kind"), (o.get("metadata") or {}).get("name")): o
+               for o in targets[d.deployed.cluster_id].rendered or []}
+        for obj in d.objects_state or []:
+            target = new.get((obj.get("kind"), obj.get("name")))
+            base = {"cluster": d.deployed.cluster.name, "object": f"{obj.get('kind')} {obj.get('name')}",
+                    "sets": target is not None}
+            if obj.get("state") == DriftState.MISSING:
+                rows.append({**base, "missing": True})
+                continue
+            values = drift.values_by_path(target) if target is not None else {}
+            for f in (obj.get("fields") or [])[:MAX_DRIFT_FIELDS]:
+                rows.append({**base, "missing": False, "path": f["path"], "live": f.get("live"),
+                             "applied": f.get("applied"), "sets": f["path"] in values, "new": values.get(f["path"]),
+                             "managers": ", ".join(m["manager"] for m in f.get("managers") or [])})
+    return rows
 
 
 def earlier_stages(rollout: Rollout, stage: Stage) -> list[dict]:

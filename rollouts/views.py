@@ -523,6 +523,7 @@ def _rollout_context(request, rollout: Rollout) -> dict:
             stage.valid_count = len(approvals.valid_approvals(stage))  # type: ignore[attr-defined]
             stage.rollout = rollout
             stage.changes = evidence.stage_changes(stage)  # type: ignore[attr-defined]
+            stage.drift = evidence.live_drift(stage)  # type: ignore[attr-defined]
             stage.findings = evidence.stage_findings(stage)  # type: ignore[attr-defined]
             stage.earlier = evidence.earlier_stages(rollout, stage)  # type: ignore[attr-defined]
         # What the template shows of each stage, set on it (not model fields).

@@ -8,6 +8,7 @@ from inventory.api.serializers import VisibleRelatedField, VisibleSlugField
 from inventory.models import Cluster, Team
 from inventory.validators import validate_dns_label
 from rollouts import dryrun
+from rollouts.choices import DriftState
 from rollouts.models import (
     Application,
     Approval,
@@ -120,7 +121,8 @@ class PlacementSerializer(serializers.Serializer):
     revision = serializers.IntegerField()
     since = serializers.DateTimeField()
     rollout = serializers.IntegerField(allow_null=True)
-    healthy = serializers.BooleanField()
+    healthy = serializers.BooleanField(help_text="Every workload available now, and nothing drifted or missing")
+    drift = serializers.ChoiceField(choices=DriftState.choices, help_text="By the last drift check")
     workloads = PlacementWorkloadSerializer(many=True)
 
 
