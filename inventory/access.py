@@ -68,6 +68,7 @@ def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionR
                 checks.append(Check(label, True, "allowed"))
         if ok:
             checks.append(_enforcement_check(member))
+            checks.append(_deploy_check(member))
             checks += _readiness_checks(member)
         return ConnectionReport(ok, checks, version=git_version, error=first_error)
 
@@ -84,6 +85,24 @@ def _enforcement_check(member: port.Member) -> Check:
         return Check(label, True, "allowed", optional=True)
     return Check(label, False, "not allowed: audit mode works, enforce-mode policies will fail on this cluster "
                                "(apply the fleetweb-reader-enforcer role to allow it)", optional=True)
+
+
+def _deploy_check(member: port.Member) -> Check:
+    """Optional: may Fleetweb apply applications' objects here (rollouts, Re-apply, drift correction)?"""
+    label = "apply application objects (rollouts, Re-apply and drift correction, optional)"
+    missing = []
+    try:
+        for group, resource, verb in (("", "namespaces", "create"), ("apps", "deployments", "patch"),
+                                      ("", "configmaps", "patch"), ("", "services", "patch")):
+            allowed, _ = port.can_i(member, verb=verb, group=group, resource=resource)
+            if not allowed:
+                missing.append(f"{verb} {resource}{'.' + group if group else ''}")
+    except port.KubeError as exc:
+        return Check(label, False, exc.message, optional=True)
+    if not missing:
+        return Check(label, True, "allowed", optional=True)
+    return Check(label, False, f"not allowed ({', '.join(missing)}): inventory and policies work, rollouts to this "
+                               "cluster fail (apply the fleetweb-reader-deployer role to allow them)", optional=True)
 
 
 # Upgrade readiness (inventory/readiness.py): the API server's own metrics, for the deprecated APIs its clients
@@ -129,18 +148,20 @@ DEPLOYABLE = {
 FLEETWEB_NAMESPACE = "fleetweb-system"
 
 
-def least_privilege_manifest(namespace: str = FLEETWEB_NAMESPACE, name: str = "fleetweb-reader") -> str:
+def least_privilege_manifest(namespace: str = FLEETWEB_NAMESPACE, name: str = "fleetweb-reader", *,
+                             enforce: bool = True, deploy: bool = True) -> str:
     """ServiceAccount, ClusterRole (get/list/watch on exactly the collected kinds, and what upgrade readiness reads:
-    get on /metrics, get/list on CRDs), binding, token Secret,
-    a separate role to manage Fleetweb's ValidatingAdmissionPolicies (enforce mode), and one to apply
-    rollouts' objects."""
-    return yaml.safe_dump_all(least_privilege_documents(namespace, name), sort_keys=False)
+    get on /metrics, get/list on CRDs), binding, token Secret; with `enforce` a separate role to manage Fleetweb's
+    ValidatingAdmissionPolicies (enforce mode), with `deploy` one to apply rollouts' objects. The attach page
+    offers it read-only, each opt-in explained."""
+    return yaml.safe_dump_all(least_privilege_documents(namespace, name, enforce=enforce, deploy=deploy),
+                              sort_keys=False)
 
 
 def least_privilege_documents(namespace: str = FLEETWEB_NAMESPACE, name: str = "fleetweb-reader", *,
-                              token_secret: bool = True) -> list[dict]:
+                              token_secret: bool = True, enforce: bool = True, deploy: bool = True) -> list[dict]:
     """The documents of `least_privilege_manifest`; without `token_secret` for an agent, which runs as the
-    ServiceAccount and needs no token handed out."""
+    ServiceAccount and needs no token handed out; without `enforce` or `deploy`, without that role."""
     rules = kinds.rbac_rules()
     docs: list[dict] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
@@ -194,6 +215,8 @@ def least_privilege_documents(namespace: str = FLEETWEB_NAMESPACE, name: str = "
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         },
     ]
+    roles = {f"{name}-enforcer": enforce, f"{name}-deployer": deploy}
+    docs = [d for d in docs if roles.get(d["metadata"]["name"], True)]
     if token_secret:
         docs.append({
             "apiVersion": "v1",

@@ -36,6 +36,9 @@ class ClusterMetadataForm(forms.Form):
     sync_interval = forms.IntegerField(min_value=15, max_value=86400, initial=60, label="Sync interval (seconds)")
     insecure_skip_tls_verify = forms.BooleanField(required=False,
                                                   label="Skip TLS verification (admins only; never prod)")
+    attach_anyway = forms.BooleanField(required=False, label="Attach anyway",
+                                       help_text="Only when the connection test named this API server as already "
+                                                 "attached and you mean a second entry for it.")
 
     def clean_labels(self) -> dict[str, str]:
         return parse_labels(self.cleaned_data.get("labels", ""))
@@ -55,6 +58,7 @@ class ClusterEditForm(ClusterMetadataForm):
         super().__init__(*args, **kwargs)
         self.cluster = cluster
         del self.fields["name"]
+        del self.fields["attach_anyway"]
         if not self.is_bound:
             for field in ("environment", "region", "owner", "cost_center", "sync_interval", "insecure_skip_tls_verify"):
                 self.fields[field].initial = getattr(cluster, field)

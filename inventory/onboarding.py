@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -18,7 +19,7 @@ from foundation.audit import record
 from foundation.errors import ServiceError
 from foundation.queueing import enqueue_after_commit
 from inventory import access, kubeconfigs, port
-from inventory.models import AttachDraft
+from inventory.models import AttachDraft, Cluster
 from inventory.people.access import can, require
 
 EXEC_ADMIN_ONLY = ("Only admins may attach a kubeconfig that runs an exec plugin, or test it: the plugin runs on "
@@ -128,9 +129,43 @@ def run_test(draft_id: str) -> str:
     results += [{"target": context or port.server_of(credentials), "ok": False, "version": "",
                  "checks": [{"name": "connection test", "ok": False, "optional": False, "detail": EXEC_ADMIN_ONLY}]}
                 for context, credentials in refused]
+    twins = already_attached(targets)
+    for result in results:
+        if result["target"] in twins:
+            result["checks"].append({"name": "not attached yet", "ok": False, "optional": True,
+                                     "detail": f"this API server is already attached as cluster "
+                                               f"{twins[result['target']]}: attaching it again needs "
+                                               "'Attach anyway'"})
     AttachDraft.objects.filter(pk=draft.pk).update(test_state="done", test_finished_at=timezone.now(),
                                                    test_results=results, test_error=error)
     return "done"
+
+
+def _server_key(server: str) -> str:
+    """An API server URL as compared for "already attached": scheme, host (lowercase) and port (443 by default)."""
+    parts = urlsplit((server or "").strip())
+    try:
+        port_number = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return server.strip().lower()
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port_number}{parts.path.rstrip('/')}"
+
+
+def already_attached(targets: list[tuple[str, dict]]) -> dict[str, str]:
+    """{target: name of the cluster already attached at the same API server} for the targets that are."""
+    wanted = {}
+    for context, credentials in targets:
+        server = port.server_of(credentials)
+        if server:
+            wanted[_server_key(server)] = context or server
+    if not wanted:
+        return {}
+    found = {}
+    for name, server in Cluster.objects.exclude(server="").values_list("name", "server").order_by("name"):
+        key = _server_key(server)
+        if key in wanted and wanted[key] not in found:
+            found[wanted[key]] = name
+    return found
 
 
 def test_all(targets: list[tuple[str, dict]], *, insecure: bool, budget: float) -> list[dict]:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("clusters/attach/test/", views.cluster_attach_test, name="cluster_attach_test"),
     path("clusters/attach/test/<uuid:draft_id>/", views.cluster_attach_test_result, name="cluster_attach_test_result"),
     path("clusters/attach/contexts/", views.cluster_attach_contexts, name="cluster_attach_contexts"),
+    path("clusters/attach/manifest/", views.cluster_attach_manifest, name="cluster_attach_manifest"),
     path("clusters/<slug:name>/", views.cluster_detail, name="cluster_detail"),
     path("clusters/<slug:name>/sync/", views.cluster_sync, name="cluster_sync"),
     path("clusters/<slug:name>/edit/", views.cluster_edit, name="cluster_edit"),

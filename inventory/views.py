@@ -273,7 +273,16 @@ def _hold(request, method: str, creds, draft):
 
 def _wizard_context(method, meta, creds, draft=None, **extra) -> dict:
     return {"method": method, "meta": meta, "creds": creds, "draft": draft,
-            "manifest": access.least_privilege_manifest(), "commands": access.least_privilege_commands(), **extra}
+            "manifest": access.least_privilege_manifest(enforce=False, deploy=False),
+            "commands": access.least_privilege_commands(), **extra}
+
+
+@role_required(OPERATOR)
+def cluster_attach_manifest(request) -> HttpResponseBase:
+    """HTMX: the least-privilege manifest, read-only unless enforcement or deployment is chosen."""
+    return render(request, "inventory/partials/_manifest.html", {
+        "manifest": access.least_privilege_manifest(enforce=request.GET.get("enforce") == "on",
+                                                    deploy=request.GET.get("deploy") == "on")})
 
 
 def _targets(method: str, creds) -> list[tuple[str, dict]]:
@@ -301,6 +310,13 @@ def cluster_attach(request) -> HttpResponseBase:
             if method == "kubeconfig" and creds.is_valid() and not creds.cleaned_data["contexts"]:
                 creds.add_error("contexts", "Pick at least one context to attach.")
                 targets = []
+            if targets and not meta.cleaned_data["attach_anyway"]:
+                twins = onboarding.already_attached(targets)
+                if twins:
+                    meta.add_error("attach_anyway", "Already attached: " + "; ".join(
+                        f"{target} is the API server of cluster {name}" for target, name in twins.items())
+                        + ". Tick 'Attach anyway' to attach it a second time.")
+                    targets = []
             if targets:
                 attached = _attach_all(request, method, meta, targets)
                 if attached:

@@ -50,6 +50,13 @@ def test_attach_with_token_through_the_wizard(page, live_server, localfleet_memb
     page.click("#test-connection")
     expect(page.locator("#test-report")).to_contain_text("ready to attach")
     expect(page.locator("#test-report")).to_contain_text("list pods: allowed")
+    expect(page.locator("#test-report")).to_contain_text("apply application objects (rollouts, Re-apply and drift "
+                                                         "correction, optional)")
+    # The manifest offered is read-only until enforcement or deployment is chosen.
+    expect(page.locator("#least-privilege-manifest")).not_to_contain_text("fleetweb-reader-enforcer")
+    page.check("#opt-enforce")
+    expect(page.locator("#least-privilege-manifest")).to_contain_text("fleetweb-reader-enforcer")
+    expect(page.locator("#least-privilege-manifest")).not_to_contain_text("fleetweb-reader-deployer")
     screenshot("02-wizard-connection-tested")
     page.click("#attach-submit")
 
@@ -73,6 +80,19 @@ def test_attach_with_token_through_the_wizard(page, live_server, localfleet_memb
     page.click("nav.side >> text=Overview")
     expect(page.locator("#overview")).to_contain_text(member.version.rsplit(".", 1)[0])
     screenshot("07-overview")
+
+    # The same API server again: the test names the cluster it already is, and attaching needs "Attach anyway".
+    page.click("text=Attach cluster")
+    page.click("#method-token")
+    page.fill("#id_server", member.server)
+    page.fill("#id_ca_data", member.ca_pem)
+    page.fill("#id_token", member.reader_token)
+    page.fill("#id_meta-name", "eu-prod-1-again")
+    page.click("#test-connection")
+    expect(page.locator("#test-report")).to_contain_text("already attached as cluster eu-prod-1")
+    page.click("#attach-submit")
+    expect(page.locator("#attach-form")).to_contain_text(f"{member.server} is the API server of cluster eu-prod-1")
+    assert not Cluster.objects.filter(name="eu-prod-1-again").exists()
 
 
 def test_attach_from_pasted_kubeconfig_picking_a_context(page, live_server, localfleet_members, celery_worker,

@@ -99,9 +99,29 @@ def test_connection_test_reports_success_and_missing_permissions(member):
         "list nodes", "list namespaces", "list deployments.apps", "list statefulsets.apps", "list daemonsets.apps",
         "list replicasets.apps", "list cronjobs.batch", "list jobs.batch", "list pods", "list resourcequotas",
         "list limitranges", "manage validatingadmissionpolicies (enforce mode, optional)",
+        "apply application objects (rollouts, Re-apply and drift correction, optional)",
         "get /metrics (upgrade readiness, optional)",
         "list customresourcedefinitions.apiextensions.k8s.io (upgrade readiness, optional)"]
-    assert all(c.ok for c in report.checks[-3:]), "the seeded reader holds the enforcer and readiness rules too"
+    assert all(c.ok for c in report.checks[-4:]), "the seeded reader holds the enforcer, deployer, readiness rules"
+    # The read-only manifest (the attach page's default): attachable, and the test says what it leaves out.
+    with member.admin_api() as api:
+        core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
+        try:
+            core.create_namespaced_service_account("default", {"metadata": {"name": "read-only"}})
+            rbac.create_cluster_role_binding({
+                "metadata": {"name": "read-only-test"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "fleetweb-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "read-only", "namespace": "default"}]})
+        except k8s.ApiException as exc:
+            assert exc.status == 409
+        read_only = core.create_namespaced_service_account_token(
+            "read-only", "default", {"spec": {"expirationSeconds": 3600}}).status.token
+    report = access.test_connection({**member.token_credentials(), "token": read_only})
+    assert report.ok, report.checks
+    details = {c.name.split(" (")[0]: c.detail for c in report.checks if not c.ok}
+    assert set(details) == {"manage validatingadmissionpolicies", "apply application objects"}, details
+    assert "rollouts to this cluster fail" in details["apply application objects"]
+    assert "enforce-mode policies will fail" in details["manage validatingadmissionpolicies"]
     # A token of a ServiceAccount without the ClusterRole: every list check fails with the resource named.
     with member.admin_api() as api:
         core = k8s.CoreV1Api(api)

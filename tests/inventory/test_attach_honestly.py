@@ -1,0 +1,81 @@
+"""Attach, honestly (issue 30, item 5, in part): the least-privilege manifest is read-only by default, enforcement
+and deployment separate, explained opt-ins; the connection test says which features the credentials allow and
+names an API server that is already attached; attaching it a second time needs 'Attach anyway'."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+import yaml
+
+from foundation.models import AuditEvent
+from inventory import access, onboarding
+from inventory.models import Cluster
+from tests.builders import make_cluster
+from tests.inventory.test_direct_credentials import CERT
+
+pytestmark = pytest.mark.django_db
+
+
+def _kinds(manifest: str) -> set[str]:
+    return {d["metadata"]["name"] for d in yaml.safe_load_all(manifest) if d["kind"] == "ClusterRole"}
+
+
+def test_the_attach_page_offers_a_read_only_manifest_and_explains_each_opt_in(client, operator):
+    client.force_login(operator)
+    page = client.get("/clusters/attach/?method=token").content.decode()
+    shown = page[page.index('<pre id="least-privilege-manifest">'):]
+    shown = shown[:shown.index("</pre>")]
+    assert "fleetweb-reader" in shown and "-enforcer" not in shown and "-deployer" not in shown
+    assert 'id="opt-enforce"' in page and 'id="opt-deploy"' in page and "never\n      Secrets" in page
+    for query, roles in (("", {"fleetweb-reader"}),
+                         ("?enforce=on", {"fleetweb-reader", "fleetweb-reader-enforcer"}),
+                         ("?deploy=on", {"fleetweb-reader", "fleetweb-reader-deployer"}),
+                         ("?enforce=on&deploy=on", {"fleetweb-reader", "fleetweb-reader-enforcer",
+                                                     "fleetweb-reader-deployer"})):
+        partial = client.get(f"/clusters/attach/manifest/{query}", HTTP_HX_REQUEST="true").content.decode()
+        text = partial.split(">", 1)[1].rsplit("</pre>", 1)[0]
+
+        assert _kinds(html.unescape(text)) == roles, query
+    assert _kinds(access.least_privilege_manifest()) == {"fleetweb-reader", "fleetweb-reader-enforcer",
+                                                         "fleetweb-reader-deployer"}, "localfleet and agents: all"
+
+
+@pytest.mark.parametrize(("existing", "new"), [
+    ("https://127.0.0.1:6443", "https://127.0.0.1:6443/"),
+    ("https://API.Example.com", "https://api.example.com:443"),
+])
+def test_the_same_api_server_is_recognised_however_it_is_written(existing, new):
+    make_cluster("first", server=existing)
+    assert onboarding.already_attached([("", {"method": "token", "server": new})]) == {new: "first"}
+    assert onboarding.already_attached([("", {"method": "token", "server": "https://127.0.0.2:6443"})]) == {}
+
+
+def test_a_second_attach_of_an_api_server_is_named_and_needs_attach_anyway(client, operator):
+    make_cluster("eks-prod", server="https://127.0.0.1:6443")
+    client.force_login(operator)
+    form = {"method": "token", "server": "https://127.0.0.1:6443/", "ca_data": CERT, "token": "tok",
+            "meta-name": "eks-prod-again", "meta-environment": "prod", "meta-sync_interval": 60}
+    refused = client.post("/clusters/attach/", form)
+    assert refused.status_code == 400
+    assert "https://127.0.0.1:6443 is the API server of cluster eks-prod" in refused.content.decode()
+    assert not Cluster.objects.filter(name="eks-prod-again").exists()
+    assert not AuditEvent.objects.filter(action="cluster.attach", target_name="eks-prod-again").exists()
+    draft = refused.context["draft"]
+    attached = client.post("/clusters/attach/", {**form, "draft": str(draft.pk) if draft else "",
+                                                 "meta-attach_anyway": "on"})
+    assert attached.status_code == 302 and Cluster.objects.filter(name="eks-prod-again").exists()
+
+
+def test_the_connection_test_names_an_api_server_already_attached(operator):
+    make_cluster("eks-prod", server="https://127.0.0.1:1")
+    draft = onboarding.save_draft(user=operator, method="token", source={"credentials": {
+        "method": "token", "server": "https://127.0.0.1:1", "ca_data": CERT, "token": "tok"}})
+    onboarding.request_test(draft, contexts=[], insecure=False, user=operator)
+    assert onboarding.run_test(str(draft.pk)) == "done"
+    draft.refresh_from_db()
+    [report] = draft.test_results
+    warning = report["checks"][-1]
+    assert warning["name"] == "not attached yet" and warning["optional"] and not warning["ok"]
+    assert "already attached as cluster eks-prod" in warning["detail"]
