@@ -259,7 +259,8 @@ SPECTACULAR_SETTINGS = {
     # Violations' severity and alert rules' min_severity are one choice set: one enum in the schema.
     "ENUM_NAME_OVERRIDES": {"SeverityEnum": "inventory.choices.Severity",
                             "WorkloadKindEnum": "inventory.choices.WorkloadKind",
-                            "ChannelKindEnum": "notifications.choices.ChannelKind"},
+                            "ChannelKindEnum": "notifications.choices.ChannelKind",
+                            "DriftStateEnum": "rollouts.choices.DriftState"},
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "foundation.api.declare_errors"],
     # Swagger UI served from Fleetweb itself, not a CDN: self-hosted consoles often have no internet.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -18,8 +17,8 @@ from django.utils import timezone
 from foundation.audit import record
 from foundation.errors import ServiceError
 from foundation.queueing import enqueue_after_commit
-from inventory import access, kubeconfigs, port
-from inventory.models import AttachDraft, Cluster
+from inventory import access, kubeconfigs, port, services
+from inventory.models import AttachDraft
 from inventory.people.access import can, require
 
 EXEC_ADMIN_ONLY = ("Only admins may attach a kubeconfig that runs an exec plugin, or test it: the plugin runs on "
@@ -46,10 +45,15 @@ def save_draft(*, user, method: str, source: dict, draft: AttachDraft | None = N
     AttachDraft.objects.filter(expires_at__lt=now).delete()
     summary = _summary(method, source)
     if draft is not None and draft.created_by_id == user.pk:
+        unchanged = draft.method == method and draft.open() == source
         draft.method, draft.ciphertext, draft.summary = method, AttachDraft.seal(source), summary
         draft.expires_at = now + AttachDraft.TTL
-        draft.test_state, draft.test_results, draft.test_error = "", [], ""
-        draft.save()
+        fields = ["method", "ciphertext", "summary", "expires_at"]
+        if not unchanged:  # a test of other credentials says nothing of these
+            draft.test_state, draft.test_results, draft.test_error = "", [], ""
+            draft.test_request = {}
+            fields += ["test_state", "test_results", "test_error", "test_request"]
+        draft.save(update_fields=fields)  # (a worker may be writing the test's result meanwhile)
         return draft
     return AttachDraft.objects.create(created_by=user, method=method, ciphertext=AttachDraft.seal(source),
                                       summary=summary, expires_at=now + AttachDraft.TTL)
@@ -71,6 +75,16 @@ def draft_of(user, draft_id) -> AttachDraft:
     if draft is None:
         raise DraftError("The credentials held for this attach expired or were used: paste them again.")
     return draft
+
+
+def test_passed(draft: AttachDraft | None, contexts: list[str]) -> bool:
+    """True when the draft's last connection test, of exactly what it holds now and these contexts, passed for
+    every target (optional checks aside)."""
+    if draft is None or draft.test_state != "done" or not draft.test_results:
+        return False
+    if sorted((draft.test_request or {}).get("contexts") or []) != sorted(contexts):
+        return False
+    return all(result.get("ok") for result in draft.test_results)
 
 
 def discard(draft: AttachDraft | None) -> None:
@@ -129,7 +143,7 @@ def run_test(draft_id: str) -> str:
     results += [{"target": context or port.server_of(credentials), "ok": False, "version": "",
                  "checks": [{"name": "connection test", "ok": False, "optional": False, "detail": EXEC_ADMIN_ONLY}]}
                 for context, credentials in refused]
-    twins = already_attached(targets)
+    twins = services.already_attached(targets)
     for result in results:
         if result["target"] in twins:
             result["checks"].append({"name": "not attached yet", "ok": False, "optional": True,
@@ -139,33 +153,6 @@ def run_test(draft_id: str) -> str:
     AttachDraft.objects.filter(pk=draft.pk).update(test_state="done", test_finished_at=timezone.now(),
                                                    test_results=results, test_error=error)
     return "done"
-
-
-def _server_key(server: str) -> str:
-    """An API server URL as compared for "already attached": scheme, host (lowercase) and port (443 by default)."""
-    parts = urlsplit((server or "").strip())
-    try:
-        port_number = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return server.strip().lower()
-    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port_number}{parts.path.rstrip('/')}"
-
-
-def already_attached(targets: list[tuple[str, dict]]) -> dict[str, str]:
-    """{target: name of the cluster already attached at the same API server} for the targets that are."""
-    wanted = {}
-    for context, credentials in targets:
-        server = port.server_of(credentials)
-        if server:
-            wanted[_server_key(server)] = context or server
-    if not wanted:
-        return {}
-    found = {}
-    for name, server in Cluster.objects.exclude(server="").values_list("name", "server").order_by("name"):
-        key = _server_key(server)
-        if key in wanted and wanted[key] not in found:
-            found[wanted[key]] = name
-    return found
 
 
 def test_all(targets: list[tuple[str, dict]], *, insecure: bool, budget: float) -> list[dict]:

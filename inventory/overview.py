@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.db.models import Count, Q, Sum
 from django.http import HttpResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 
 from foundation.decorators import role_required
@@ -77,10 +77,11 @@ def needs_attention(user, clusters, team: str = "") -> list[dict]:
     for c in (clusters.filter(credentials_expire_at__lt=now + CREDENTIALS_WARNING)
               .order_by("credentials_expire_at").only("name", "credentials_expire_at")[:ATTENTION_ROWS]):
         expired = c.credentials_expire_at <= now
-        rows.append({"subject": f"credentials of {c.name}", "url": c.get_absolute_url(),
+        rows.append({"subject": f"credentials of {c.name}", "url": reverse("inventory:cluster_credentials",
+                                                                            args=[c.name]),
                      "badge": "expired" if expired else "expiring", "tone": "failed" if expired else "degraded",
                      "why": ("expired" if expired else "expire") + f" {c.credentials_expire_at:%Y-%m-%d %H:%M} UTC: "
-                            "replace them on the cluster's Edit page", "at": c.credentials_expire_at,
+                            "replace them (tested first) on its Credentials page", "at": c.credentials_expire_at,
                      "rank": RANK_CREDENTIALS})
     for provider in extensions.attention:
         rows += provider(user, clusters, team)

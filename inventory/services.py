@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -161,14 +162,47 @@ def group_name_taken(name: str) -> str:
     return f"A group named '{name}' already exists." if ClusterGroup.objects.filter(name=name).exists() else ""
 
 
-def attach_many(named: list[tuple[str, dict]], *, user, **metadata) -> list[Cluster]:
+def _server_key(server: str) -> str:
+    """An API server URL as compared for "already attached": scheme, host (lowercase) and port (443 by default)."""
+    parts = urlsplit((server or "").strip())
+    try:
+        port_number = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return server.strip().lower()
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port_number}{parts.path.rstrip('/')}"
+
+
+def already_attached(targets: list[tuple[str, dict]]) -> dict[str, str]:
+    """{target: name of the cluster already attached at the same API server} for the targets that are."""
+    wanted = {}
+    for context, credentials in targets:
+        server = port.server_of(credentials)
+        if server:
+            wanted[_server_key(server)] = context or server
+    if not wanted:
+        return {}
+    found = {}
+    for name, server in Cluster.objects.exclude(server="").values_list("name", "server").order_by("name"):
+        key = _server_key(server)
+        if key in wanted and wanted[key] not in found:
+            found[wanted[key]] = name
+    return found
+
+
+def attach_many(named: list[tuple[str, dict]], *, user, allow_same_server: bool = True, **metadata) -> list[Cluster]:
     """Attach several clusters (the contexts of one kubeconfig) with the same metadata, all or none: a clash on the
-    second name must not leave the first half-done."""
+    second name must not leave the first half-done. Without `allow_same_server` (the page, until "Attach anyway" is
+    ticked) an API server already attached is refused, naming its cluster."""
     names = [name for name, _credentials in named]
     clashes = sorted(set(Cluster.objects.filter(name__in=names).values_list("name", flat=True)))
     if clashes or len(set(names)) != len(names):
         raise AttachError(f"These names are taken or repeated: {', '.join(clashes or names)}. Attach one context at "
                           "a time with its own name.", field="name")
+    twins = {} if allow_same_server else already_attached([(name, c) for name, c in named])
+    if twins:
+        raise AttachError("Already attached: " + "; ".join(f"{target} has the API server of cluster {existing}"
+                                                           for target, existing in twins.items())
+                          + ". Tick 'Attach anyway' to attach it a second time.", field="attach_anyway")
     with transaction.atomic():
         return [attach_cluster(name=name, credentials=credentials, user=user, **metadata)
                 for name, credentials in named]

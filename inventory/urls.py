@@ -14,6 +14,7 @@ urlpatterns = [
     path("clusters/<slug:name>/", views.cluster_detail, name="cluster_detail"),
     path("clusters/<slug:name>/sync/", views.cluster_sync, name="cluster_sync"),
     path("clusters/<slug:name>/edit/", views.cluster_edit, name="cluster_edit"),
+    path("clusters/<slug:name>/credentials/", views.cluster_credentials, name="cluster_credentials"),
     path("clusters/<slug:name>/detach/", views.cluster_detach, name="cluster_detach"),
     path("workloads/", views.workload_list, name="workload_list"),
     path("node-pools/", views.node_pool_list, name="node_pool_list"),

@@ -25,7 +25,7 @@ from foundation.roles import ADMIN, OPERATOR, VIEWER, has_role
 from foundation.web import client_ip
 from inventory import access, extensions, kinds, kubeconfigs, onboarding, pools, services
 from inventory.addons import ADDONS
-from inventory.choices import Environment, Provider
+from inventory.choices import AuthMethod, Environment, Provider
 from inventory.filtersets import ClusterFilterSet, NodePoolFilterSet, WorkloadFilterSet
 from inventory.forms import ClusterEditForm, ClusterMetadataForm, KubeconfigForm, TokenCredentialsForm
 from inventory.models import Cluster, ClusterAddon, ClusterEvent, Namespace, Node, ProblemPod, SyncRun, Workload
@@ -220,6 +220,54 @@ def cluster_edit(request, name: str) -> HttpResponseBase:
 
 
 @role_required(OPERATOR)
+def cluster_credentials(request, name: str) -> HttpResponseBase:
+    """Replace a cluster's credentials, tested first: the page's connection test (the attach wizard's, on a draft
+    held encrypted) must have passed for exactly what is given, or 'Replace anyway' be ticked. Replacing goes
+    through `services.update_cluster` like the API, audited and on the cluster's History."""
+    cluster = get_object_or_404(Cluster.objects.visible_to(request.user), name=name)
+    if cluster.auth_method == AuthMethod.AGENT:
+        messages.error(request, f"{cluster.name} is reached through its agent, which holds no credentials of ours: "
+                                "revoke the agent and register the cluster again to replace it.")
+        return redirect(cluster)
+    method, _meta, creds, draft = _wizard_forms(request)
+    problem = ""
+    if request.method == "POST" and creds.is_valid():
+        draft = _hold(request, method, creds, draft)
+        targets: list[tuple[str, dict]] = []
+        if draft is not None:
+            try:
+                targets = _targets(method, creds)
+            except kubeconfigs.KubeconfigError as exc:
+                creds.add_error(None, str(exc))
+        contexts = creds.cleaned_data.get("contexts", []) if method == "kubeconfig" else []
+        if draft is not None and len(targets) != 1:
+            creds.add_error(None, "Pick exactly one context: its credentials replace this cluster's.")
+        elif targets:
+            if not onboarding.test_passed(draft, contexts) and request.POST.get("replace_anyway") != "on":
+                tested = bool(draft and draft.test_results)
+                problem = (("The connection test did not pass for these credentials" if tested else
+                            "Test the connection first: these credentials have not passed a test yet")
+                           + ". Fix them, or tick 'Replace anyway' to store them regardless (the cluster then shows "
+                           "why it cannot be reached).")
+            else:
+                try:
+                    services.update_cluster(cluster, user=request.user, source_ip=client_ip(request),
+                                            credentials=targets[0][1])
+                except services.AttachError as exc:
+                    problem = exc.message
+                else:
+                    onboarding.discard(draft)
+                    messages.success(request, f"{cluster.name}'s credentials replaced; a sync is queued.")
+                    return redirect(cluster)
+    extra = {}
+    if method == "kubeconfig" and hasattr(creds, "parsed"):
+        extra = {"contexts": _context_choices(creds, chosen=creds.cleaned_data.get("contexts", []))}
+    return render(request, "inventory/cluster_credentials.html",
+                  {"cluster": cluster, "method": method, "creds": creds, "draft": draft, "problem": problem,
+                   **extra}, status=400 if request.method == "POST" else 200)
+
+
+@role_required(OPERATOR)
 def cluster_detach(request, name: str) -> HttpResponseBase:
     """Confirm, then remove the cluster with its credentials and inventory."""
     cluster = get_object_or_404(Cluster.objects.visible_to(request.user), name=name)
@@ -310,13 +358,6 @@ def cluster_attach(request) -> HttpResponseBase:
             if method == "kubeconfig" and creds.is_valid() and not creds.cleaned_data["contexts"]:
                 creds.add_error("contexts", "Pick at least one context to attach.")
                 targets = []
-            if targets and not meta.cleaned_data["attach_anyway"]:
-                twins = onboarding.already_attached(targets)
-                if twins:
-                    meta.add_error("attach_anyway", "Already attached: " + "; ".join(
-                        f"{target} is the API server of cluster {name}" for target, name in twins.items())
-                        + ". Tick 'Attach anyway' to attach it a second time.")
-                    targets = []
             if targets:
                 attached = _attach_all(request, method, meta, targets)
                 if attached:
@@ -349,7 +390,7 @@ def _attach_all(request, method: str, meta: ClusterMetadataForm, targets: list[t
             [(name, credentials) for name, (_context, credentials) in zip(names, targets, strict=True)],
             user=request.user, environment=data["environment"], region=data["region"], owner=data["owner"],
             cost_center=data["cost_center"], labels=data["labels"], insecure=data["insecure_skip_tls_verify"],
-            sync_interval=data["sync_interval"], source_ip=client_ip(request))
+            sync_interval=data["sync_interval"], allow_same_server=data["attach_anyway"], source_ip=client_ip(request))
     except services.AttachError as exc:
         add_to_form(meta, exc)
         return []

@@ -91,8 +91,23 @@ def test_attach_with_token_through_the_wizard(page, live_server, localfleet_memb
     page.click("#test-connection")
     expect(page.locator("#test-report")).to_contain_text("already attached as cluster eu-prod-1")
     page.click("#attach-submit")
-    expect(page.locator("#attach-form")).to_contain_text(f"{member.server} is the API server of cluster eu-prod-1")
+    expect(page.locator("#attach-form")).to_contain_text("eu-prod-1-again has the API server of cluster eu-prod-1")
     assert not Cluster.objects.filter(name="eu-prod-1-again").exists()
+
+    # Replacing the credentials from the cluster's page: refused until a test of exactly these passed.
+    page.goto(f"{live_server.url}/clusters/eu-prod-1/")
+    page.click("#replace-credentials")
+    page.click("#method-token")
+    page.fill("#id_server", member.server)
+    page.fill("#id_ca_data", member.ca_pem)
+    page.fill("#id_token", member.reader_token)
+    page.click("#replace-submit")
+    expect(page.locator("#form-errors")).to_contain_text("Test the connection first")
+    page.click("#test-connection")
+    expect(page.locator("#test-report")).to_contain_text("ready to attach")
+    page.click("#replace-submit")
+    expect(page.locator(".alert.success")).to_contain_text("eu-prod-1's credentials replaced")
+    expect(page).to_have_url(re.compile(r"/clusters/eu-prod-1/$"))
 
 
 def test_attach_from_pasted_kubeconfig_picking_a_context(page, live_server, localfleet_members, celery_worker,

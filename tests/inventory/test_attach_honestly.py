@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from foundation.models import AuditEvent
-from inventory import access, onboarding
+from inventory import access, onboarding, services
 from inventory.models import Cluster
 from tests.builders import make_cluster
 from tests.inventory.test_direct_credentials import CERT
@@ -48,8 +48,8 @@ def test_the_attach_page_offers_a_read_only_manifest_and_explains_each_opt_in(cl
 ])
 def test_the_same_api_server_is_recognised_however_it_is_written(existing, new):
     make_cluster("first", server=existing)
-    assert onboarding.already_attached([("", {"method": "token", "server": new})]) == {new: "first"}
-    assert onboarding.already_attached([("", {"method": "token", "server": "https://127.0.0.2:6443"})]) == {}
+    assert services.already_attached([("", {"method": "token", "server": new})]) == {new: "first"}
+    assert services.already_attached([("", {"method": "token", "server": "https://127.0.0.2:6443"})]) == {}
 
 
 def test_a_second_attach_of_an_api_server_is_named_and_needs_attach_anyway(client, operator):
@@ -59,7 +59,7 @@ def test_a_second_attach_of_an_api_server_is_named_and_needs_attach_anyway(clien
             "meta-name": "eks-prod-again", "meta-environment": "prod", "meta-sync_interval": 60}
     refused = client.post("/clusters/attach/", form)
     assert refused.status_code == 400
-    assert "https://127.0.0.1:6443 is the API server of cluster eks-prod" in refused.content.decode()
+    assert "eks-prod-again has the API server of cluster eks-prod" in refused.content.decode()
     assert not Cluster.objects.filter(name="eks-prod-again").exists()
     assert not AuditEvent.objects.filter(action="cluster.attach", target_name="eks-prod-again").exists()
     draft = refused.context["draft"]
