@@ -37,8 +37,8 @@ class ClusterMetadataForm(forms.Form):
     insecure_skip_tls_verify = forms.BooleanField(required=False,
                                                   label="Skip TLS verification (admins only; never prod)")
     attach_anyway = forms.BooleanField(required=False, label="Attach anyway",
-                                       help_text="Only when the connection test named this API server as already "
-                                                 "attached and you mean a second entry for it.")
+                                       help_text="Without a passed connection test, or when its API server is "
+                                                 "already attached and you mean a second entry for it.")
 
     def clean_labels(self) -> dict[str, str]:
         return parse_labels(self.cleaned_data.get("labels", ""))

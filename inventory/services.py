@@ -189,15 +189,22 @@ def already_attached(targets: list[tuple[str, dict]]) -> dict[str, str]:
     return found
 
 
+def names_problem(names: list[str]) -> str:
+    """Why these names cannot all be new clusters' names, or ''."""
+    clashes = sorted(set(Cluster.objects.filter(name__in=names).values_list("name", flat=True)))
+    if clashes or len(set(names)) != len(names):
+        return (f"These names are taken or repeated: {', '.join(clashes or names)}. Attach one context at a time "
+                "with its own name.")
+    return ""
+
+
 def attach_many(named: list[tuple[str, dict]], *, user, allow_same_server: bool = True, **metadata) -> list[Cluster]:
     """Attach several clusters (the contexts of one kubeconfig) with the same metadata, all or none: a clash on the
     second name must not leave the first half-done. Without `allow_same_server` (the page, until "Attach anyway" is
     ticked) an API server already attached is refused, naming its cluster."""
     names = [name for name, _credentials in named]
-    clashes = sorted(set(Cluster.objects.filter(name__in=names).values_list("name", flat=True)))
-    if clashes or len(set(names)) != len(names):
-        raise AttachError(f"These names are taken or repeated: {', '.join(clashes or names)}. Attach one context at "
-                          "a time with its own name.", field="name")
+    if problem := names_problem(names):
+        raise AttachError(problem, field="name")
     twins = {} if allow_same_server else already_attached([(name, c) for name, c in named])
     if twins:
         raise AttachError("Already attached: " + "; ".join(f"{target} has the API server of cluster {existing}"

@@ -358,8 +358,10 @@ def cluster_attach(request) -> HttpResponseBase:
             if method == "kubeconfig" and creds.is_valid() and not creds.cleaned_data["contexts"]:
                 creds.add_error("contexts", "Pick at least one context to attach.")
                 targets = []
+            contexts = creds.cleaned_data.get("contexts", []) if method == "kubeconfig" else []
             if targets:
-                attached = _attach_all(request, method, meta, targets)
+                attached = _attach_all(request, method, meta, targets,
+                                       tested=onboarding.test_passed(draft, contexts), draft=draft)
                 if attached:
                     onboarding.discard(draft)
                     names = ", ".join(c.name for c in attached)
@@ -373,8 +375,11 @@ def cluster_attach(request) -> HttpResponseBase:
                   status=400 if request.method == "POST" else 200)
 
 
-def _attach_all(request, method: str, meta: ClusterMetadataForm, targets: list[tuple[str, dict]]) -> list[Cluster]:
-    """Attach every target or none (services.attach_many); the single target may carry the name field's name."""
+def _attach_all(request, method: str, meta: ClusterMetadataForm, targets: list[tuple[str, dict]], *,
+                tested: bool, draft=None) -> list[Cluster]:
+    """Attach every target or none (services.attach_many); the single target may carry the name field's name.
+    Credentials that have not passed the page's connection test are attached only with 'Attach anyway' (after the
+    names are found free, so a re-attach still says its name is taken first)."""
     data = meta.cleaned_data
     names = []
     for context, _credentials in targets:
@@ -385,6 +390,18 @@ def _attach_all(request, method: str, meta: ClusterMetadataForm, targets: list[t
         else:
             meta.add_error("name", "Give the cluster a name.")
             return []
+    try:  # who may attach what first: a refusal of rights is said before "test it first"
+        onboarding.require_exec_rights(request.user, targets)
+    except ServiceError as exc:
+        add_to_form(meta, exc)
+        return []
+    if not tested and not data["attach_anyway"] and not services.names_problem(names):
+        meta.add_error("attach_anyway", (
+            "The connection test did not pass for these credentials" if draft is not None and draft.test_results
+            else "Test the connection first: nothing is attached before its credentials passed a test")
+            + ". Fix them, or tick 'Attach anyway' to attach regardless (the cluster then shows why it cannot be "
+            "reached).")
+        return []
     try:
         return services.attach_many(
             [(name, credentials) for name, (_context, credentials) in zip(names, targets, strict=True)],

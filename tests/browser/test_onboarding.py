@@ -132,6 +132,11 @@ def test_attach_from_pasted_kubeconfig_picking_a_context(page, live_server, loca
     page.uncheck(f"input[name=contexts][value='{config['current-context']}']")
     page.check(f"input[name=contexts][value='{second['current-context']}']")
     screenshot("08-wizard-kubeconfig-contexts")
+    page.click("#attach-submit")  # untested: refused, nothing attached, the choice kept
+    expect(page.locator("#attach-form")).to_contain_text("Test the connection first")
+    assert not Cluster.objects.exists()
+    page.click("#test-connection")
+    expect(page.locator("#test-report")).to_contain_text("ready to attach")
     page.click("#attach-submit")
     name = f"localfleet-{broken.name}"
     expect(page).to_have_url(re.compile(rf"/clusters/{name}/$"))

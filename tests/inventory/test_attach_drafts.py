@@ -46,7 +46,8 @@ def test_a_rejected_token_attach_renders_no_secret_and_loses_nothing(client, ope
     # The second submit leaves the token field empty and names the draft: the held token is used.
     with django_capture_on_commit_callbacks(execute=False):
         response = client.post("/clusters/attach/", {**body, "token": "", "meta-labels": "team=web",
-                                                     "meta-name": "web-1", "draft": str(draft.pk)})
+                                                     "meta-name": "web-1", "draft": str(draft.pk),
+                                                     "meta-attach_anyway": "on"})  # (untested: nothing answers)
     assert response.status_code == 302, response.content.decode()[:2000]
     cluster = Cluster.objects.get(name="web-1")
     assert cluster.credential.open()["token"] == TOKEN
@@ -64,7 +65,8 @@ def test_a_rejected_kubeconfig_attach_renders_no_kubeconfig(client, operator, dj
     draft = AttachDraft.objects.get()
     with django_capture_on_commit_callbacks(execute=False):
         response = client.post("/clusters/attach/", {"method": "kubeconfig", "kubeconfig": "", **META,
-                                                     "contexts": ["west"], "draft": str(draft.pk)})
+                                                     "contexts": ["west"], "draft": str(draft.pk),
+                                                     "meta-attach_anyway": "on"})
     assert response.status_code == 302
     assert Cluster.objects.get(name="west").credential.open()["kubeconfig"]["users"][0]["user"]["token"] == \
         f"{TOKEN}-west"

@@ -52,20 +52,37 @@ def test_the_same_api_server_is_recognised_however_it_is_written(existing, new):
     assert services.already_attached([("", {"method": "token", "server": "https://127.0.0.2:6443"})]) == {}
 
 
-def test_a_second_attach_of_an_api_server_is_named_and_needs_attach_anyway(client, operator):
-    make_cluster("eks-prod", server="https://127.0.0.1:6443")
+def test_untested_or_failing_credentials_are_attached_only_with_attach_anyway(client, operator):
     client.force_login(operator)
-    form = {"method": "token", "server": "https://127.0.0.1:6443/", "ca_data": CERT, "token": "tok",
-            "meta-name": "eks-prod-again", "meta-environment": "prod", "meta-sync_interval": 60}
-    refused = client.post("/clusters/attach/", form)
-    assert refused.status_code == 400
-    assert "eks-prod-again has the API server of cluster eks-prod" in refused.content.decode()
+    form = {"method": "token", "server": "https://127.0.0.1:1", "ca_data": CERT, "token": "tok",
+            "meta-name": "eks-new", "meta-environment": "prod", "meta-sync_interval": 60}
+    untested = client.post("/clusters/attach/", form)
+    assert untested.status_code == 400
+    assert "Test the connection first: nothing is attached before its credentials passed a test" in \
+        untested.content.decode()
+    draft = untested.context["draft"]
+    onboarding.request_test(draft, contexts=[], insecure=False, user=operator)
+    onboarding.run_test(str(draft.pk))  # as the worker does: nothing listens there, so it fails
+    failed = client.post("/clusters/attach/", {**form, "token": "", "draft": str(draft.pk)})
+    assert failed.status_code == 400 and "The connection test did not pass" in failed.content.decode()
+    assert not Cluster.objects.filter(name="eks-new").exists()
+    assert not AuditEvent.objects.filter(action="cluster.attach", target_name="eks-new").exists()
+    anyway = client.post("/clusters/attach/", {**form, "token": "", "draft": str(draft.pk),
+                                               "meta-attach_anyway": "on"})
+    assert anyway.status_code == 302 and Cluster.objects.get(name="eks-new").credential.open()["token"] == "tok"
+
+
+def test_a_second_attach_of_an_api_server_is_refused_naming_its_cluster(operator):
+    make_cluster("eks-prod", server="https://127.0.0.1:6443")
+    second = [("eks-prod-again", {"method": "token", "server": "https://127.0.0.1:6443/", "ca_data": CERT,
+                                  "token": "tok"})]
+    with pytest.raises(services.AttachError) as refused:
+        services.attach_many(second, user=operator, allow_same_server=False)
+    assert refused.value.field == "attach_anyway"
+    assert "eks-prod-again has the API server of cluster eks-prod" in refused.value.message
     assert not Cluster.objects.filter(name="eks-prod-again").exists()
-    assert not AuditEvent.objects.filter(action="cluster.attach", target_name="eks-prod-again").exists()
-    draft = refused.context["draft"]
-    attached = client.post("/clusters/attach/", {**form, "draft": str(draft.pk) if draft else "",
-                                                 "meta-attach_anyway": "on"})
-    assert attached.status_code == 302 and Cluster.objects.filter(name="eks-prod-again").exists()
+    services.attach_many(second, user=operator, allow_same_server=True)
+    assert Cluster.objects.filter(name="eks-prod-again").exists()
 
 
 def test_the_connection_test_names_an_api_server_already_attached(operator):

@@ -133,8 +133,13 @@ def test_wizard_token_attach_and_errors(client, operator, django_capture_on_comm
     assert missing.status_code == 400 and b"A bearer token or a client certificate is required" in missing.content
     assert b'value="new-one"' in missing.content  # nothing typed is lost
     with django_capture_on_commit_callbacks(execute=False):
+        untested = client.post("/clusters/attach/", {**base, "server": "https://api.example.com:6443",
+                                                     "token": "tok", "meta-name": "new-one"})
+        assert untested.status_code == 400 and b"Test the connection first" in untested.content
+        assert not Cluster.objects.filter(name="new-one").exists()
         ok = client.post("/clusters/attach/", {**base, "server": "https://api.example.com:6443", "token": "tok",
-                                               "meta-name": "new-one", "meta-labels": "team=shop"})
+                                               "meta-name": "new-one", "meta-labels": "team=shop",
+                                               "meta-attach_anyway": "on"})
     assert ok.status_code == 302 and ok["Location"] == "/clusters/new-one/"
     cluster = Cluster.objects.get(name="new-one")
     assert cluster.environment == "staging" and cluster.labels == {"team": "shop"}
@@ -157,7 +162,7 @@ def test_wizard_kubeconfig_contexts_and_bad_kubeconfig(client, operator, django_
     with django_capture_on_commit_callbacks(execute=False):
         response = client.post("/clusters/attach/", {"method": "kubeconfig", "kubeconfig": kubeconfig,
                                                      "contexts": ["prod-eu", "staging:us"], "meta-environment": "dev",
-                                                     "meta-sync_interval": 60})
+                                                     "meta-sync_interval": 60, "meta-attach_anyway": "on"})
     assert response.status_code == 302
     assert sorted(Cluster.objects.values_list("name", flat=True)) == ["prod-eu", "staging-us"]
     again = client.post("/clusters/attach/", {"method": "kubeconfig", "kubeconfig": kubeconfig,
