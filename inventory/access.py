@@ -28,6 +28,7 @@ class ConnectionReport:
     checks: list[Check]
     version: str = ""
     error: port.KubeError | None = None
+    kube_system_uid: str = ""  # what tells one cluster from another whatever URL reaches it ("" when unread)
 
 
 def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionReport:
@@ -70,7 +71,17 @@ def test_connection(credentials: dict, *, insecure: bool = False) -> ConnectionR
             checks.append(_enforcement_check(member))
             checks.append(_deploy_check(member))
             checks += _readiness_checks(member)
-        return ConnectionReport(ok, checks, version=git_version, error=first_error)
+        return ConnectionReport(ok, checks, version=git_version, error=first_error,
+                                kube_system_uid=_kube_system_uid(member) if ok else "")
+
+
+def _kube_system_uid(member: port.Member) -> str:
+    """The `kube-system` namespace's uid (the reader may get namespaces); "" when it cannot be read."""
+    try:
+        uid = (member.read("/api/v1/namespaces/kube-system").get("metadata") or {}).get("uid")
+    except (port.KubeError, AttributeError):
+        return ""
+    return uid[:64] if isinstance(uid, str) else ""
 
 
 def _enforcement_check(member: port.Member) -> Check:

@@ -144,12 +144,14 @@ def run_test(draft_id: str) -> str:
                  "checks": [{"name": "connection test", "ok": False, "optional": False, "detail": EXEC_ADMIN_ONLY}]}
                 for context, credentials in refused]
     twins = services.already_attached(targets)
+    same = services.attached_by_uid([r.get("kube_system_uid", "") for r in results])
     for result in results:
-        if result["target"] in twins:
+        existing = twins.get(result["target"]) or same.get(result.get("kube_system_uid", ""))
+        if existing:
             result["checks"].append({"name": "not attached yet", "ok": False, "optional": True,
-                                     "detail": f"this API server is already attached as cluster "
-                                               f"{twins[result['target']]}: attaching it again needs "
-                                               "'Attach anyway'"})
+                                     "detail": f"this cluster is already attached as cluster {existing} (same API "
+                                               "server or the same kube-system namespace): attaching it again "
+                                               "needs 'Attach anyway'"})
     AttachDraft.objects.filter(pk=draft.pk).update(test_state="done", test_finished_at=timezone.now(),
                                                    test_results=results, test_error=error)
     return "done"
@@ -174,6 +176,7 @@ def test_all(targets: list[tuple[str, dict]], *, insecure: bool, budget: float) 
         if future.done() and future.exception() is None:
             report = future.result()
             results.append({"target": name, "ok": report.ok, "version": report.version,
+                            "kube_system_uid": report.kube_system_uid,
                             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "optional": c.optional}
                                        for c in report.checks]})
         else:

@@ -26,6 +26,7 @@ from inventory.models import (
     Cluster,
     ClusterCredential,
     ClusterGroup,
+    Namespace,
 )
 from inventory.people.access import can, require
 from inventory.signals import clusters_changed, membership_guards
@@ -189,6 +190,16 @@ def already_attached(targets: list[tuple[str, dict]]) -> dict[str, str]:
     return found
 
 
+def attached_by_uid(uids: list[str]) -> dict[str, str]:
+    """{kube-system uid: name of the attached cluster whose inventory has that namespace} for the uids given: the
+    same cluster reached by another URL (a load balancer, another DNS name)."""
+    wanted = [u for u in uids if u]
+    if not wanted:
+        return {}
+    return dict(Namespace.objects.filter(name="kube-system", uid__in=wanted).order_by("cluster__name")
+                .values_list("uid", "cluster__name"))
+
+
 def names_problem(names: list[str]) -> str:
     """Why these names cannot all be new clusters' names, or ''."""
     clashes = sorted(set(Cluster.objects.filter(name__in=names).values_list("name", flat=True)))
@@ -198,7 +209,8 @@ def names_problem(names: list[str]) -> str:
     return ""
 
 
-def attach_many(named: list[tuple[str, dict]], *, user, allow_same_server: bool = True, **metadata) -> list[Cluster]:
+def attach_many(named: list[tuple[str, dict]], *, user, allow_same_server: bool = True, kube_system_uids=(),
+                **metadata) -> list[Cluster]:
     """Attach several clusters (the contexts of one kubeconfig) with the same metadata, all or none: a clash on the
     second name must not leave the first half-done. Without `allow_same_server` (the page, until "Attach anyway" is
     ticked) an API server already attached is refused, naming its cluster."""
@@ -206,10 +218,13 @@ def attach_many(named: list[tuple[str, dict]], *, user, allow_same_server: bool 
     if problem := names_problem(names):
         raise AttachError(problem, field="name")
     twins = {} if allow_same_server else already_attached([(name, c) for name, c in named])
-    if twins:
-        raise AttachError("Already attached: " + "; ".join(f"{target} has the API server of cluster {existing}"
-                                                           for target, existing in twins.items())
-                          + ". Tick 'Attach anyway' to attach it a second time.", field="attach_anyway")
+    same = {} if allow_same_server else attached_by_uid(list(kube_system_uids))
+    if twins or same:
+        said = [f"{target} has the API server of cluster {existing}" for target, existing in twins.items()]
+        said += [f"the tested credentials reach cluster {existing} (its kube-system namespace)"
+                 for existing in same.values() if existing not in twins.values()]
+        raise AttachError("Already attached: " + "; ".join(said) + ". Tick 'Attach anyway' to attach it a second "
+                          "time.", field="attach_anyway")
     with transaction.atomic():
         return [attach_cluster(name=name, credentials=credentials, user=user, **metadata)
                 for name, credentials in named]

@@ -407,7 +407,9 @@ def _attach_all(request, method: str, meta: ClusterMetadataForm, targets: list[t
             [(name, credentials) for name, (_context, credentials) in zip(names, targets, strict=True)],
             user=request.user, environment=data["environment"], region=data["region"], owner=data["owner"],
             cost_center=data["cost_center"], labels=data["labels"], insecure=data["insecure_skip_tls_verify"],
-            sync_interval=data["sync_interval"], allow_same_server=data["attach_anyway"], source_ip=client_ip(request))
+            sync_interval=data["sync_interval"], allow_same_server=data["attach_anyway"],
+            kube_system_uids=[r.get("kube_system_uid", "") for r in (draft.test_results if draft and tested else [])],
+            source_ip=client_ip(request))
     except services.AttachError as exc:
         add_to_form(meta, exc)
         return []

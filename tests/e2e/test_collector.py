@@ -103,6 +103,8 @@ def test_connection_test_reports_success_and_missing_permissions(member):
         "get /metrics (upgrade readiness, optional)",
         "list customresourcedefinitions.apiextensions.k8s.io (upgrade readiness, optional)"]
     assert all(c.ok for c in report.checks[-4:]), "the seeded reader holds the enforcer, deployer, readiness rules"
+    with member.admin_api() as api:
+        assert report.kube_system_uid == k8s.CoreV1Api(api).read_namespace("kube-system").metadata.uid
     # The read-only manifest (the attach page's default): attachable, and the test says what it leaves out.
     with member.admin_api() as api:
         core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)

@@ -11,7 +11,7 @@ import yaml
 
 from foundation.models import AuditEvent
 from inventory import access, onboarding, services
-from inventory.models import Cluster
+from inventory.models import Cluster, Namespace
 from tests.builders import make_cluster
 from tests.inventory.test_direct_credentials import CERT
 
@@ -96,3 +96,14 @@ def test_the_connection_test_names_an_api_server_already_attached(operator):
     warning = report["checks"][-1]
     assert warning["name"] == "not attached yet" and warning["optional"] and not warning["ok"]
     assert "already attached as cluster eks-prod" in warning["detail"]
+
+
+def test_the_same_cluster_behind_another_url_is_known_by_its_kube_system_namespace(operator):
+    cluster = make_cluster("eks-prod", server="https://10.0.0.1:6443")
+    Namespace.objects.create(cluster=cluster, uid="0b9a-kube-system", name="kube-system")
+    assert services.attached_by_uid(["0b9a-kube-system", "", "other"]) == {"0b9a-kube-system": "eks-prod"}
+    via_lb = [("eks-prod-lb", {"method": "token", "server": "https://lb.example.com", "ca_data": CERT, "token": "t"})]
+    with pytest.raises(services.AttachError) as refused:
+        services.attach_many(via_lb, user=operator, allow_same_server=False, kube_system_uids=["0b9a-kube-system"])
+    assert "the tested credentials reach cluster eks-prod (its kube-system namespace)" in refused.value.message
+    assert not Cluster.objects.filter(name="eks-prod-lb").exists()
