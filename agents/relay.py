@@ -276,9 +276,18 @@ async def take_known_async(who_key: str, *, boot: str) -> tuple[int, bytes | Non
     global _async_script
     loop = asyncio.get_running_loop()
     if _async_script is None or _async_script[0] is not loop:  # (a client belongs to the loop it was made on)
-        _async_script = (loop, aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=10,
-                                                       health_check_interval=30).register_script(_POLL_SCRIPT))
+        # A burst of polls (two thousand agents woken together) waits for one of a few connections rather than
+        # failing: redis-py's default pool refuses the 101st at once ("Too many connections"), which answered one
+        # loaded poll in ten with 503 at 2,000 agents.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=ASYNC_CONNECTIONS, timeout=ASYNC_CONNECTION_WAIT,
+            socket_connect_timeout=5, socket_timeout=10, health_check_interval=30)
+        _async_script = (loop, aioredis.Redis(connection_pool=pool).register_script(_POLL_SCRIPT))
     return _known_answer(await _async_script[1](keys=[who_key], args=_known_args(boot)))
+
+
+ASYNC_CONNECTIONS = 32  # the gateway loop's connections for idle polls; more would only queue inside Redis
+ASYNC_CONNECTION_WAIT = 10  # seconds a poll waits for one before it answers 503 (the agent retries)
 
 
 _async_script: tuple[asyncio.AbstractEventLoop, Any] | None = None
