@@ -81,6 +81,19 @@ def _differs(policy_set: PolicySet) -> dict:
     return out
 
 
+def _rules_of(policy_set: PolicySet) -> list[dict]:
+    """The set's rules of the catalog with their parameters, for its page."""
+    return [{"rule": rules.get(i["rule"]), "params": i.get("params") or {}}
+            for i in policy_set.items if i["rule"] in rules.REGISTRY]
+
+
+def _initial_of(policy_set: PolicySet, **fields) -> dict:
+    """The set form's fields from a set (to edit it, or to copy it)."""
+    differs = _differs(policy_set)
+    return {"description": policy_set.description, "rules": policy_set.rule_keys,
+            "params": yaml.safe_dump(differs, sort_keys=True) if differs else "", **fields}
+
+
 @role_required(VIEWER)
 def policy_set_list(request) -> HttpResponseBase:
     sets = list(PolicySet.objects.all())
@@ -112,8 +125,7 @@ def policy_set_detail(request, name: str) -> HttpResponseBase:
     policy_set = get_object_or_404(PolicySet, name=name)
     form = ApplyForm(request.GET if request.GET.get("group") else None, user=request.user)
     context = {"set": policy_set, "form": form, "can_edit": has_role(request.user, OPERATOR),
-               "rules": [{"rule": rules.get(i["rule"]), "params": i.get("params") or {}}
-                         for i in policy_set.items if i["rule"] in rules.REGISTRY],
+               "rules": _rules_of(policy_set),
                **_plan_context(request, policy_set, form)}
     if request.htmx:
         return render(request, "governance/partials/_policy_set_plan.html", context)
@@ -126,8 +138,7 @@ def policy_set_apply(request, name: str) -> HttpResponseBase:
     policy_set = get_object_or_404(PolicySet, name=name)
     form = ApplyForm(request.POST, user=request.user)
     context = {"set": policy_set, "form": form, "can_edit": True,
-               "rules": [{"rule": rules.get(i["rule"]), "params": i.get("params") or {}}
-                         for i in policy_set.items if i["rule"] in rules.REGISTRY]}
+               "rules": _rules_of(policy_set)}
     if form.is_valid():
         context.update(_plan_context(request, policy_set, form))
         if context["enforcing"] and not form.cleaned_data["confirmed"]:
@@ -150,12 +161,9 @@ def policy_set_apply(request, name: str) -> HttpResponseBase:
 def _set_form(request, policy_set: PolicySet | None) -> HttpResponseBase:
     initial = None
     if policy_set is not None:
-        initial = {"name": policy_set.name, "title": policy_set.title, "description": policy_set.description,
-                   "rules": policy_set.rule_keys,
-                   "params": yaml.safe_dump(_differs(policy_set), sort_keys=True) if _differs(policy_set) else ""}
+        initial = _initial_of(policy_set, name=policy_set.name, title=policy_set.title)
     elif (source := request.GET.get("from")) and (base := PolicySet.objects.filter(name=source).first()):
-        initial = {"title": f"{base.title} (copy)", "description": base.description, "rules": base.rule_keys,
-                   "params": yaml.safe_dump(_differs(base), sort_keys=True) if _differs(base) else ""}
+        initial = _initial_of(base, title=f"{base.title} (copy)")
     form = PolicySetForm(request.POST or None, initial=initial)
     if policy_set is not None:
         form.fields["name"].disabled = True

@@ -182,8 +182,11 @@ def already_attached(targets: list[tuple[str, dict]]) -> dict[str, str]:
             wanted[_server_key(server)] = context or server
     if not wanted:
         return {}
+    hosts = Q()
+    for key in wanted:  # the candidates by host name, in the database (not every cluster of the fleet)
+        hosts |= Q(server__icontains=urlsplit(key).hostname or key)
     found = {}
-    for name, server in Cluster.objects.exclude(server="").values_list("name", "server").order_by("name"):
+    for name, server in Cluster.objects.filter(hosts).values_list("name", "server").order_by("name"):
         key = _server_key(server)
         if key in wanted and wanted[key] not in found:
             found[wanted[key]] = name

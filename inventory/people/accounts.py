@@ -30,7 +30,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from foundation.errors import ServiceError
-from foundation.roles import ADMIN, ROLES
+from foundation.roles import ADMIN, ROLES, has_role
 from foundation.web import acting
 from inventory.people.access import forget, require
 
@@ -97,16 +97,14 @@ def _clean_profile(*, email: str, first_name: str, last_name: str) -> dict:
     return {"email": email, "first_name": first_name, "last_name": last_name}
 
 
-def _is_admin(account: User) -> bool:
-    return account.is_active and (account.is_superuser or account.groups.filter(name=ADMIN).exists())
-
-
 def _other_admins(account: User) -> int:
     return (User.objects.filter(is_active=True).exclude(pk=account.pk)
             .filter(Q(is_superuser=True) | Q(groups__name=ADMIN)).distinct().count())
 
 
-def _set_roles(account: User, roles: list[str]) -> None:
+def set_global_roles(account: User, roles: list[str]) -> None:
+    """Give `account` exactly these global roles (the callers check who may): each grant and removal is recorded by
+    the role receivers (governance.signals)."""
     held = set(roles_held(account))
     for role in roles:
         if role not in held:
@@ -140,7 +138,7 @@ def create_account(*, user, username: str, email: str = "", first_name: str = ""
                 account.save()  # recorded: user.create
         except IntegrityError:
             raise ServiceError({"username": f"An account named '{username}' exists already."}, status=409) from None
-        _set_roles(account, roles)
+        set_global_roles(account, roles)
     return account, _link(account, base_url=base_url, invited=True)
 
 
@@ -162,7 +160,7 @@ def update_account(account: User, *, user, email: str | None = None, first_name:
         raise ServiceError({"roles": "This account signs in through the identity provider, whose groups set its "
                                      "global roles at each sign-in: change the sign-on mapping (Teams, Sign-on) "
                                      "instead."}, status=409)
-    loses_admin = _is_admin(account) and not (active and (account.is_superuser or ADMIN in new_roles))
+    loses_admin = has_role(account, ADMIN) and not (active and (account.is_superuser or ADMIN in new_roles))
     if loses_admin and account.pk == getattr(user, "pk", None):
         raise ServiceError("You cannot deactivate your own account or give up your own admin role: ask another "
                            "admin.", status=409)
@@ -175,7 +173,7 @@ def update_account(account: User, *, user, email: str | None = None, first_name:
             setattr(account, field, value)
         account.is_active = active
         account.save(update_fields=[*profile, "is_active"])  # recorded: user.update or user.deactivate
-        _set_roles(account, new_roles)
+        set_global_roles(account, new_roles)
     return account
 
 

@@ -3,7 +3,6 @@ transaction, whatever the door (pages, API, the sign-on's login sync calls `sync
 
 from __future__ import annotations
 
-from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import ProtectedError
 
@@ -13,6 +12,7 @@ from foundation.roles import ROLES
 from inventory import selectors
 from inventory.choices import GrantSource, TeamRole
 from inventory.models import ClusterGroup, RoleMapping, Team, TeamMember
+from inventory.people import accounts
 from inventory.people.access import forget, require
 from inventory.validators import dns_label_problem
 
@@ -149,10 +149,7 @@ def sync_sso_roles(member, claim_values: list[str]) -> dict:
     want_global = {m.role for m in mappings if m.team_id is None and m.role in ROLES}
     want_team = {(m.team_id, m.role): m.team for m in mappings if m.team is not None}
     have_global = set(member.groups.filter(name__in=ROLES).values_list("name", flat=True))
-    for role in sorted(want_global - have_global):
-        member.groups.add(Group.objects.get_or_create(name=role)[0])  # on the record (governance.signals)
-    for role in sorted(have_global - want_global):
-        member.groups.remove(Group.objects.get(name=role))
+    accounts.set_global_roles(member, [r for r in ROLES if r in want_global])
     have_team = {(g.team_id, g.role): g for g in TeamMember.objects.filter(user=member, source=GrantSource.SSO)
                  .select_related("team", "user")}
     for team_id, role in sorted(set(want_team) - set(have_team)):
