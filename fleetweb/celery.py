@@ -19,6 +19,25 @@ def _worker_runs_exec_plugins(**_kwargs) -> None:
     execplugins.allow_in_this_process()
 
 
+@__import__("celery").signals.worker_ready.connect
+def _worker_serves_its_metrics(**_kwargs) -> None:
+    """With FLEETWEB_WORKER_METRICS_PORT set (the Helm chart sets it), the worker serves its pool's metrics there."""
+    import logging
+
+    from django.conf import settings
+
+    port = settings.FLEETWEB_WORKER_METRICS_PORT
+    if not port:
+        return
+    if not settings.FLEETWEB_METRICS_TOKEN:
+        logging.getLogger(__name__).warning(
+            "FLEETWEB_WORKER_METRICS_PORT is set but FLEETWEB_METRICS_TOKEN is not: the worker serves no metrics")
+        return
+    from foundation import metrics
+
+    metrics.serve_processes(port)
+
+
 _in_beat = False
 
 

@@ -414,6 +414,8 @@ if not FLEETWEB_LOCAL_LOGIN and not FLEETWEB_OIDC_ISSUER:
     raise ConfigError("FLEETWEB_LOCAL_LOGIN=false needs single sign-on (FLEETWEB_OIDC_ISSUER): nobody could sign in")
 # /metrics (foundation/metrics.py): served only with a bearer token; unset means disabled.
 FLEETWEB_METRICS_TOKEN = env_str("FLEETWEB_METRICS_TOKEN")
+# A Celery worker's own /metrics on this port (0: off), for workers in pods of their own (the Helm chart).
+FLEETWEB_WORKER_METRICS_PORT = env_int("FLEETWEB_WORKER_METRICS_PORT", 0, minimum=0)
 # Notifications (notifications/alerting.py): alert rules are evaluated every FLEETWEB_ALERT_INTERVAL seconds;
 # when one evaluation has more than FLEETWEB_ALERT_DIGEST_OVER messages for one channel, it sends one digest
 # instead. A delivery is tried FLEETWEB_DELIVERY_ATTEMPTS times with backoff. Email goes through the SMTP server

@@ -19,8 +19,10 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseBase, JsonResponse
@@ -117,8 +119,8 @@ def multiprocess_dir() -> str:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 
 
-def exposition() -> bytes:
-    """Fleetweb's processes (through prometheus_client, multiprocess when configured), then the fleet."""
+def process_exposition() -> bytes:
+    """Fleetweb's processes only: this one, or every process writing to PROMETHEUS_MULTIPROC_DIR."""
     registry = CollectorRegistry(auto_describe=False)
     if multiprocess_dir():
         from prometheus_client import multiprocess
@@ -126,7 +128,55 @@ def exposition() -> bytes:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_ThisProcess())
-    return generate_latest(registry) + fleet_text().encode()
+    return generate_latest(registry)
+
+
+def exposition() -> bytes:
+    """Fleetweb's processes (through prometheus_client, multiprocess when configured), then the fleet."""
+    return process_exposition() + fleet_text().encode()
+
+
+def authorized(header: str) -> bool:
+    """An Authorization header carrying FLEETWEB_METRICS_TOKEN as its bearer token (compared in constant time)."""
+    token = settings.FLEETWEB_METRICS_TOKEN
+    return bool(token) and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(),
+                                                                               token.encode())
+
+
+def serve_processes(port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:  # noqa: S104 (a pod's own port)
+    """A Celery worker's own /metrics (task runtimes and outcomes, lease contention, delivery failures of its pool),
+    on a port of its own in a daemon thread, behind the same bearer token as web's /metrics. Where workers run in
+    pods of their own (Kubernetes) web cannot read their PROMETHEUS_MULTIPROC_DIR, so Prometheus scrapes each pod.
+    The fleet's series are web's alone: this serves nothing from the database."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path.split("?", 1)[0] != "/metrics":
+                return self._send(404, b"Not found\n", "text/plain")
+            if not authorized(self.headers.get("Authorization", "")):
+                return self._send(401, b"A bearer token (FLEETWEB_METRICS_TOKEN) is required.\n", "text/plain",
+                                  {"WWW-Authenticate": 'Bearer realm="fleetweb-metrics"'})
+            try:
+                body = process_exposition()
+            except Exception:
+                log.exception("worker metrics exposition failed")
+                return self._send(500, b"Metrics failed; see the worker's log.\n", "text/plain")
+            return self._send(200, body, CONTENT_TYPE_LATEST)
+
+        def _send(self, status: int, body: bytes, kind: str, headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            for name, value in {"Content-Type": kind, "Content-Length": str(len(body)), **(headers or {})}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args) -> None:  # a scrape a minute is not worth a log line
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="worker-metrics", daemon=True).start()
+    return server
 
 
 def mark_process_dead(pid: int) -> None:
@@ -139,12 +189,10 @@ def mark_process_dead(pid: int) -> None:
 
 def view(request) -> HttpResponseBase:
     """GET /metrics: 404 while FLEETWEB_METRICS_TOKEN is unset; otherwise `Authorization: Bearer <token>`."""
-    token = settings.FLEETWEB_METRICS_TOKEN
-    if not token:
+    if not settings.FLEETWEB_METRICS_TOKEN:
         return JsonResponse({"detail": "Metrics are disabled: set FLEETWEB_METRICS_TOKEN to enable /metrics."},
                             status=404)
-    given = request.headers.get("Authorization", "")
-    if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].strip().encode(), token.encode()):
+    if not authorized(request.headers.get("Authorization", "")):
         response = JsonResponse({"detail": "A bearer token (FLEETWEB_METRICS_TOKEN) is required."}, status=401)
         response["WWW-Authenticate"] = 'Bearer realm="fleetweb-metrics"'
         return response

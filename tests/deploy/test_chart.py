@@ -89,6 +89,38 @@ def test_the_large_set_routes_agents_to_the_gateway_and_scales_what_it_says():
     assert objects[("Deployment", "fw-fleetweb-beat")]["spec"]["replicas"] == 2
 
 
+def test_prometheus_scrapes_web_and_every_worker_pod_where_the_operator_exists():
+    """Web's /metrics through its Service; each worker pod's own port (its pool's task metrics) through a headless
+    Service that selects exactly the worker pods; the bearer token from the Secret; the monitoring namespaces let in
+    on that port only. Without the operator's API there is no ServiceMonitor."""
+    assert not [o for o in _template(None) if o["kind"] == "ServiceMonitor"]
+    objects = {(o["kind"], o["metadata"]["name"]): o
+               for o in _template(None, "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")}
+    monitors = {name: o["spec"] for (kind, name), o in objects.items() if kind == "ServiceMonitor"}
+    assert set(monitors) == {"fw-fleetweb", "fw-fleetweb-workers"}
+    service = objects[("Service", "fw-fleetweb-workers")]
+    assert service["spec"]["clusterIP"] == "None"
+    labels = service["metadata"]["labels"]
+    assert monitors["fw-fleetweb-workers"]["selector"]["matchLabels"].items() <= labels.items()
+    assert not monitors["fw-fleetweb"]["selector"]["matchLabels"].items() <= labels.items()
+    for spec in monitors.values():
+        assert spec["endpoints"][0]["bearerTokenSecret"]["key"] == "FLEETWEB_METRICS_TOKEN"
+    assert monitors["fw-fleetweb-workers"]["endpoints"][0]["port"] == "metrics"
+    selected = {o["metadata"]["name"] for o, pod in _pods(list(objects.values()))
+                if service["spec"]["selector"].items() <= o["spec"]["template"]["metadata"]["labels"].items()}
+    workers = {name for (kind, name) in objects if kind == "Deployment" and "-worker-" in name}
+    assert selected == workers and len(workers) == 3
+    for name in workers:
+        container = objects[("Deployment", name)]["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["FLEETWEB_WORKER_METRICS_PORT"] == "9808"
+        assert container["ports"] == [{"name": "metrics", "containerPort": 9808}]
+    policy = objects[("NetworkPolicy", "fw-fleetweb-worker-metrics")]["spec"]
+    assert policy["podSelector"]["matchLabels"] == service["spec"]["selector"]
+    assert policy["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring"}}}], "ports": [{"protocol": "TCP", "port": 9808}]}]
+
+
 @pytest.mark.parametrize(("setting", "expected"), [
     (["--set", "webb.replicas=3"], "additional properties 'webb' not allowed"),
     (["--set", "config.FLEETWEB_SECRET_KEY=in-values"], "'not' failed"),

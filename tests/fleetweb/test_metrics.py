@@ -126,3 +126,64 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", show], env=env, cwd=ROOT, check=True, timeout=60,
                          capture_output=True, text=True).stdout
     assert "fleetweb_sync_lease_contention_total 7.0" in out
+
+
+def _worker_scrape(port: int, token: str | None) -> tuple[int, str]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {token}"} if token else {})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_in_a_pod_of_its_own_serves_its_pools_metrics_behind_the_token(tmp_path):
+    """As the Helm chart runs it (FLEETWEB_WORKER_METRICS_PORT, its own PROMETHEUS_MULTIPROC_DIR): a real worker
+    process runs a task sent through the broker, and its port shows that task's runtime to the bearer token only,
+    and nothing of the fleet (web's series, read from the database)."""
+    import signal
+    import socket
+
+    from foundation.queueing import purge_queues
+    from inventory.tasks import mark_stale_clusters
+    from tests.conftest import child_env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    make_cluster("counted")
+    env = {**child_env(), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "FLEETWEB_METRICS_TOKEN": TOKEN,
+           "FLEETWEB_WORKER_METRICS_PORT": str(port)}
+    purge_queues()
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "fleetweb", "worker", "-Q", "default,sync",
+                               "-P", "threads", "-c", "2", "-n", "metrics@%h", "-l", "WARNING"],
+                              env=env, cwd=ROOT, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "wb"))  # noqa: SIM115
+    try:
+        def up() -> bool:
+            try:
+                return _worker_scrape(port, None)[0] == 401
+            except OSError:
+                return False
+        wait_for(up, timeout=60, interval=0.5, what="the worker's metrics port")
+        assert _worker_scrape(port, "wrong-token")[0] == 401
+        mark_stale_clusters.delay()
+
+        def seen() -> str:
+            status, text = _worker_scrape(port, TOKEN)
+            assert status == 200
+            return text if 'task="inventory.tasks.mark_stale_clusters"' in text else ""
+        text = wait_for(seen, timeout=30, what="the task's runtime on the worker's port")
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        runs = [s for s in families["fleetweb_task_duration_seconds"].samples
+                if s.name.endswith("_count") and s.labels["task"] == "inventory.tasks.mark_stale_clusters"]
+        assert [(s.labels["outcome"], s.value) for s in runs] == [("success", 1.0)]
+        assert "fleetweb_cluster_up" not in text and "counted" not in text, "the fleet's series are web's alone"
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+        purge_queues()
