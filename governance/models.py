@@ -113,6 +113,8 @@ class ClusterCompliance(models.Model):
                                help_text="[{assignment, group, rule, severity, mode, violations}]")
     digest = models.CharField(max_length=32, blank=True,
                               help_text="Hash of the open findings: equal means no violation changed")
+    inputs = models.CharField(max_length=32, blank=True,
+                              help_text="Hash of what the rules read (evaluation.inputs_of): equal, nothing to run")
 
     objects = GovernanceQuerySet.as_manager()
 

@@ -275,3 +275,122 @@ def test_enforce_needs_an_admin_and_an_enforceable_rule(operator, admin_user):
         services.update_assignment(a, mode=Mode.AUDIT, user=operator)
     with pytest.raises(services.PolicyError):
         services.delete_assignment(a, user=operator)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Every rule's check wrapped to count the clusters it ran on (the rules themselves unchanged)."""
+    import dataclasses
+
+    from governance import rules
+
+    runs: list[str] = []
+    for key, rule in list(rules.REGISTRY.items()):
+        def check(ctx, params, _original=rule.check):
+            runs.append(ctx.cluster_name)
+            return _original(ctx, params)
+        monkeypatch.setitem(rules.REGISTRY, key, dataclasses.replace(rule, check=check))
+    return runs
+
+
+def test_an_unchanged_cluster_is_not_run_again_and_its_evaluation_stands_as_of_now(prod, counted, settings):
+    """Issue 31: an unchanged fleet costs close to nothing. Nothing the rules read changed, so no rule runs and no
+    violation is written; the stored evaluation is confirmed as of now (open violations are seen until then) and
+    the trend gets its periodic point all the same."""
+    settings.FLEETWEB_COMPLIANCE_HISTORY_INTERVAL = 900
+    privileged(prod, "a")
+    t0 = timezone.now()
+    first = evaluation.evaluate_cluster(prod, now=t0)
+    assert counted == ["prod-1"] and first.open_violations == 1
+    counted.clear()
+    again = evaluation.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))
+    assert counted == [], "no rule ran"
+    assert (again.score, again.open_violations, again.evaluated_at) == (0.0, 1, t0 + timedelta(minutes=1))
+    stored = ClusterCompliance.objects.get(cluster=prod)
+    assert (stored.evaluated_at, stored.results) == (t0 + timedelta(minutes=1), first.results)
+    v = Violation.objects.select_related("cluster__compliance").get(cluster=prod)
+    assert (v.last_seen, v.seen_until) == (t0, t0 + timedelta(minutes=1))
+    evaluation.evaluate_cluster(prod, now=t0 + timedelta(minutes=20))
+    assert counted == []
+    assert list(ComplianceSnapshot.objects.filter(cluster=prod).order_by("at").values_list("at", "failed")) == [
+        (t0, 1), (t0 + timedelta(minutes=20), 1)]
+
+
+def _change_workload(cluster, admin_user):
+    Workload.objects.filter(cluster=cluster, name="a").update(
+        pod_template={"containers": [{"name": "main", "privileged": False}]})
+
+
+def _new_workload(cluster, admin_user):
+    privileged(cluster, "b")
+
+
+def _delete_workload(cluster, admin_user):
+    Workload.objects.filter(cluster=cluster, name="a").delete()
+
+
+def _namespace_labels(cluster, admin_user):
+    from inventory.models import Namespace
+
+    Namespace.objects.filter(cluster=cluster, name="shop").update(labels={"team": "other"})
+
+
+def _kubelet(cluster, admin_user):
+    from inventory.models import Node
+
+    Node.objects.create(cluster=cluster, uid="n2", name="n2", kubelet_version="v1.20.0")
+
+
+def _addon(cluster, admin_user):
+    from inventory.models import ClusterAddon
+
+    ClusterAddon.objects.create(cluster=cluster, addon="coredns", version="v1.8.0", namespace="kube-system",
+                                workload="coredns", kind="Deployment", image="r/coredns:1.8.0")
+
+
+def _version(cluster, admin_user):
+    from inventory.models import Cluster
+
+    Cluster.objects.filter(pk=cluster.pk).update(kubernetes_version="v1.20.3")
+
+
+def _excluded(cluster, admin_user):
+    from governance.models import PolicyAssignment
+
+    services.update_assignment(PolicyAssignment.objects.get(rule_key="no-privileged-containers"), user=admin_user,
+                               excluded_namespaces=["shop"])
+
+
+def _other_rule(cluster, admin_user):
+    group = next(g for g in inventory_services.groups_of(cluster) if g.name == "prod")
+    services.create_assignment(group=group, rule_key="no-latest-tag", user=admin_user)
+
+
+@pytest.mark.parametrize("change", [_change_workload, _new_workload, _delete_workload, _namespace_labels, _kubelet,
+                                    _addon, _version, _excluded, _other_rule])
+def test_whatever_the_rules_read_changes_runs_them_again(prod, admin_user, counted, change):
+    """Each thing a rule reads, changed by any writer (a sync, a service, a plain UPDATE), within the same
+    transaction too: the rules run again and their result is stored."""
+    from inventory.models import Namespace
+
+    Namespace.objects.create(cluster=prod, uid="ns-shop", name="shop", labels={"team": "shop"})
+    privileged(prod, "a")
+    t0 = timezone.now()
+    before = evaluation.evaluate_cluster(prod, now=t0)
+    counted.clear()
+    change(prod, admin_user)
+    prod.refresh_from_db()  # as the evaluation task reads it
+    after = evaluation.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))
+    assert "prod-1" in counted, f"{change.__name__}: the rules did not run"
+    assert ClusterCompliance.objects.get(cluster=prod).inputs == evaluation.inputs_of(
+        [prod], evaluation.assignments_by_cluster([prod]), timezone.localdate(t0)).get(prod.pk)
+    assert after.evaluated_at == t0 + timedelta(minutes=1) and before is not None
+
+
+def test_a_new_day_runs_the_rules_again(prod, counted):
+    """Rules read the date (a Kubernetes minor's end of support): the next day is a new input."""
+    t0 = timezone.now()
+    evaluation.evaluate_cluster(prod, now=t0)
+    counted.clear()
+    evaluation.evaluate_cluster(prod, now=t0 + timedelta(days=1))
+    assert counted == ["prod-1"]
