@@ -39,12 +39,36 @@ def _rows_seen_by(user, within: frozenset[int] | None):
         cluster_id__in=scope)
 
 
+TALLIES = tuple(f"{severity}_{what}" for severity in rules.SEVERITIES for what in ("checks", "passed", "open"))
+
+
+def tallies(results: list[dict]) -> dict[str, int]:
+    """A cluster's results added up by severity: checks, passed and open violations (`ClusterCompliance`'s
+    `<severity>_checks`, `_passed`, `_open`)."""
+    out = dict.fromkeys(TALLIES, 0)
+    for r in results:
+        out[f"{r['severity']}_checks"] += 1
+        out[f"{r['severity']}_passed"] += 0 if r["violations"] else 1
+        out[f"{r['severity']}_open"] += r["violations"]
+    return out
+
+
+def fleet_tallies(rows) -> dict:
+    """Over ClusterCompliance `rows`, in one aggregate of one row per cluster: the clusters, those failing, the open
+    violations, the checks and passes by severity (`TALLIES`) and the open violations by severity."""
+    sums = rows.aggregate(clusters=Count("pk"), failing=Count("pk", filter=Q(failed__gt=0)),
+                          open=Sum("open_violations"), **{name: Sum(name) for name in TALLIES})
+    return {"clusters": sums["clusters"], "failing": sums["failing"], "open": sums["open"] or 0,
+            "checks": [(s, sums[f"{s}_checks"] or 0, sums[f"{s}_passed"] or 0) for s in rules.SEVERITIES],
+            "by_severity": {s: sums[f"{s}_open"] for s in rules.SEVERITIES if sums[f"{s}_open"]}}
+
+
 def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> dict[int | None, dict]:
     """{group id: {score, clusters, failing_clusters, open_violations}} plus None for the fleet (with by_severity).
 
     A group's score counts only its own assignments' results (on the clusters that were its members when
     they were last evaluated: every membership change queues an evaluation); the fleet's counts each rule once per
-    cluster (primary results: a rule two groups assign is one result). For a
+    cluster (a cluster's own results, added up by severity on its ClusterCompliance row: `fleet_tallies`). For a
     team member (`user` with no global role) everything is computed over the clusters in their teams' scopes
     only: "the fleet" is then their part of it. Four aggregate queries whatever the number of groups and
     clusters (plus the scope's, once per request). `within` narrows further (the team switcher).
@@ -53,21 +77,19 @@ def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> 
     scope, results, fleet_rows = _rows_seen_by(user, within)
     checks_by: dict[int | None, list[tuple[str, int, int]]] = defaultdict(list)  # (severity, checks, passed)
     open_by_group: Counter = Counter()
-    by_severity: Counter = Counter()
-    for group_id, severity, primary, checks, passed, violations in (
-            results.order_by().values_list("assignment__group_id", "severity", "primary")
-            .annotate(checks=Count("pk"), passed=Count("pk", filter=Q(violations=0)), open=Sum("violations"))
-            .values_list("assignment__group_id", "severity", "primary", "checks", "passed", "open")):
-        checks_by[group_id].append((severity, checks, passed))
-        open_by_group[group_id] += violations
-        if primary:  # the fleet counts a rule once per cluster, however many groups assign it
-            checks_by[None].append((severity, checks, passed))
-            by_severity[severity] += violations
-    failing = dict(results.filter(violations__gt=0).order_by().values("assignment__group_id")
-                   .annotate(n=Count("cluster_id", distinct=True)).values_list("assignment__group_id", "n"))
+    if groups:
+        for group_id, severity, checks, passed, violations in (
+                results.filter(assignment__group__in=groups).order_by()
+                .values_list("assignment__group_id", "severity")
+                .annotate(checks=Count("pk"), passed=Count("pk", filter=Q(violations=0)), open=Sum("violations"))
+                .values_list("assignment__group_id", "severity", "checks", "passed", "open")):
+            checks_by[group_id].append((severity, checks, passed))
+            open_by_group[group_id] += violations
+    failing = dict(results.filter(violations__gt=0, assignment__group__in=groups).order_by()
+                   .values("assignment__group_id").annotate(n=Count("cluster_id", distinct=True))
+                   .values_list("assignment__group_id", "n")) if groups else {}
     counts = inventory_services.member_counts(groups, within=scope)
-    fleet = fleet_rows.aggregate(clusters=Count("pk"), failing=Count("pk", filter=Q(failed__gt=0)),
-                                                open=Sum("open_violations"))
+    fleet = fleet_tallies(fleet_rows)
 
     def score(key) -> float | None:
         return rules.weighted_score(checks_by.get(key, ()))
@@ -75,21 +97,18 @@ def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> 
     out: dict[int | None, dict] = {
         g.pk: {"score": score(g.pk), "clusters": counts[g.pk], "failing_clusters": failing.get(g.pk, 0),
                "open_violations": open_by_group[g.pk]} for g in groups}
-    out[None] = {"score": score(None), "clusters": fleet["clusters"], "by_severity": dict(by_severity),
-                 "failing_clusters": fleet["failing"], "open_violations": fleet["open"] or 0}
+    out[None] = {"score": rules.weighted_score(fleet["checks"]), "clusters": fleet["clusters"],
+                 "by_severity": fleet["by_severity"], "failing_clusters": fleet["failing"],
+                 "open_violations": fleet["open"]}
     return out
 
 
 def fleet_summary(*, user=None) -> dict:
-    """The fleet's score and open violations only (what the overview polls every 10 s): the score of
-    `group_scores(...)[None]` from one aggregate by severity, with no join and no per-group counts, and the
-    open violations from the clusters' own counters. Over the user's clusters for a team member."""
-    _scope, results, rows = _rows_seen_by(user, None)
-    checks = list(results.filter(primary=True).order_by().values("severity").annotate(checks=Count("pk"),
-                                                                 passed=Count("pk", filter=Q(violations=0)))
-                  .values_list("severity", "checks", "passed"))
-    return {"score": rules.weighted_score(checks),
-            "open_violations": rows.aggregate(n=Sum("open_violations"))["n"] or 0}
+    """The fleet's score and open violations only (what the overview polls every 10 s): `fleet_tallies` over the
+    clusters the user sees (a team member: their teams' scopes), one aggregate of one row per cluster."""
+    _scope, _results, rows = _rows_seen_by(user, None)
+    fleet = fleet_tallies(rows)
+    return {"score": rules.weighted_score(fleet["checks"]), "open_violations": fleet["open"]}
 
 
 def record_group_history(*, now=None) -> int:

@@ -19,7 +19,7 @@ from django.db.models import Count, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from governance import alerts, enforcement, rules, upgrades
+from governance import alerts, compliance, enforcement, rules, upgrades
 from governance import kubernetes_releases as releases_module
 from governance.choices import Mode
 from governance.models import (
@@ -420,10 +420,11 @@ def _store_compliance(ids: list[int], results: dict[int, list[dict]], open_count
         compliances[pk] = ClusterCompliance(cluster_id=pk, evaluated_at=now, score=score_of(results[pk]),
                                             passed=passed, failed=len(results[pk]) - passed,
                                             open_violations=open_counts[pk], results=results[pk],
-                                            digest=digests[pk], inputs=inputs[pk])
+                                            digest=digests[pk], inputs=inputs[pk], **compliance.tallies(results[pk]))
     ClusterCompliance.objects.bulk_create(list(compliances.values()), update_conflicts=True, unique_fields=["cluster"],
                                           update_fields=["evaluated_at", "score", "passed", "failed",
-                                                         "open_violations", "results", "digest", "inputs"])
+                                                         "open_violations", "results", "digest", "inputs",
+                                                         *compliance.TALLIES])
     last = {s.cluster_id: s for s in ComplianceSnapshot.objects.filter(cluster_id__in=ids)
             .order_by("cluster_id", "-at").distinct("cluster_id")}
     every = timedelta(seconds=settings.FLEETWEB_COMPLIANCE_HISTORY_INTERVAL)

@@ -115,6 +115,20 @@ class ClusterCompliance(models.Model):
                               help_text="Hash of the open findings: equal means no violation changed")
     inputs = models.CharField(max_length=32, blank=True,
                               help_text="Hash of what the rules read (evaluation.inputs_of): equal, nothing to run")
+    # The results added up by severity (checks, passed, open violations), so that the fleet's and a team's score
+    # and counts are sums over one row per cluster rather than aggregates over every result or violation.
+    critical_checks = models.PositiveIntegerField(default=0)
+    critical_passed = models.PositiveIntegerField(default=0)
+    critical_open = models.PositiveIntegerField(default=0)
+    high_checks = models.PositiveIntegerField(default=0)
+    high_passed = models.PositiveIntegerField(default=0)
+    high_open = models.PositiveIntegerField(default=0)
+    medium_checks = models.PositiveIntegerField(default=0)
+    medium_passed = models.PositiveIntegerField(default=0)
+    medium_open = models.PositiveIntegerField(default=0)
+    low_checks = models.PositiveIntegerField(default=0)
+    low_passed = models.PositiveIntegerField(default=0)
+    low_open = models.PositiveIntegerField(default=0)
 
     objects = GovernanceQuerySet.as_manager()
 

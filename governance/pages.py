@@ -5,7 +5,7 @@ compliance."""
 from __future__ import annotations
 
 from django.core.paginator import Paginator
-from django.db.models import Count, Min
+from django.db.models import Min
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 
@@ -63,13 +63,16 @@ ATTENTION_CLUSTERS = 15
 
 def needs_attention(user, clusters, team: str = "") -> list[dict]:
     """The clusters with open critical violations, most first (one row each, counted)."""
-    counts = (Violation.objects.filter(resolved_at__isnull=True, severity=Severity.CRITICAL, cluster__in=clusters)
-              .values("cluster__name").annotate(n=Count("pk"), since=Min("first_seen"))
-              .order_by("-n", "cluster__name")[:ATTENTION_CLUSTERS])
-    return [{"subject": f"cluster {c['cluster__name']}", "badge": "critical", "tone": "failed",
-             "url": f"{reverse('governance:violation_list')}?cluster={c['cluster__name']}&severity=critical&state=open",
-             "why": f"{c['n']} open critical violation{pluralize(c['n'])}", "at": c["since"],
-             "rank": RANK_CRITICAL} for c in counts]
+    counts = list(ClusterCompliance.objects.filter(critical_open__gt=0, cluster__in=clusters)
+                  .order_by("-critical_open", "cluster__name")
+                  .values_list("cluster_id", "cluster__name", "critical_open")[:ATTENTION_CLUSTERS])
+    since = dict(Violation.objects.filter(resolved_at__isnull=True, severity=Severity.CRITICAL,
+                                          cluster_id__in=[pk for pk, _name, _n in counts])
+                 .order_by().values("cluster_id").annotate(since=Min("first_seen")).values_list("cluster_id", "since"))
+    return [{"subject": f"cluster {name}", "badge": "critical", "tone": "failed",
+             "url": f"{reverse('governance:violation_list')}?cluster={name}&severity=critical&state=open",
+             "why": f"{n} open critical violation{pluralize(n)}", "at": since.get(pk),
+             "rank": RANK_CRITICAL} for pk, name, n in counts]
 
 
 def upgrade_tab(cluster, page_number, user=None) -> dict:

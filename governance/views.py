@@ -249,6 +249,7 @@ def compliance_overview(request) -> HttpResponseBase:
     group_rows = sorted(({"group": g, **scores[g.pk]} for g in groups),
                         key=lambda r: (r["score"] is None, r["score"] or 0, r["group"].name))
     clusters = (ClusterCompliance.objects.visible_to(request.user).select_related("cluster")
+                .only("cluster__name", "score", "passed", "failed", "open_violations", "evaluated_at")
                 .order_by(F("score").asc(nulls_last=True), "cluster__name"))
     if within is not None:
         clusters = clusters.filter(cluster_id__in=within)

@@ -56,7 +56,7 @@ class Cluster(models.Model):
         null=True, blank=True, help_text="Last read of the upgrade-readiness facts (deprecated APIs, CRDs)")
     readiness_error = models.TextField(blank=True, help_text="What that read could not get, by part")
     credentials_expire_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the client certificate or token expires, where it says")
+        null=True, blank=True, db_index=True, help_text="When the client certificate or token expires, where it says")
 
     # Counters kept by each sync so lists need no aggregation over the inventory tables.
     node_count = models.PositiveIntegerField(default=0)

@@ -14,10 +14,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from governance import evaluation
 from governance import services as governance_services
-from governance.models import Violation
 from inventory import services as inventory_services
-from inventory.models import Cluster
+from inventory.models import Cluster, Workload
 from rollouts.choices import DriftState, RolloutState, StageState
 from rollouts.models import Application, Deployed, Drift, Rollout, Stage, Target
 from tests.conftest import api_client_for
@@ -61,12 +61,11 @@ def troubles(org, admin_user):
                                         finished_at=timezone.now())
         Stage.objects.create(rollout=failed, index=0, name="prod", state=StageState.FAILED)
         group = inventory_services.create_group(name=f"{team}-all", selector=f"name={cluster}", user=admin_user)
-        assignment = governance_services.create_assignment(group=group, rule_key="no-privileged-containers",
-                                                           user=admin_user)
-        Violation.objects.create(assignment=assignment, cluster=Cluster.objects.get(name=cluster),
-                                 rule_key="no-privileged-containers", severity="critical", object_kind="Deployment",
-                                 namespace="legacy", object_name=f"{team}-root", message="privileged",
-                                 first_seen=timezone.now(), last_seen=timezone.now())
+        governance_services.create_assignment(group=group, rule_key="no-privileged-containers", user=admin_user)
+        Workload.objects.create(cluster=Cluster.objects.get(name=cluster), uid=f"{team}-root", name=f"{team}-root",
+                                kind="Deployment", namespace="legacy", pod_template={"containers": [
+                                    {"name": "main", "image": "r.example.com/a:1", "privileged": True}]})
+        evaluation.evaluate_cluster(Cluster.objects.get(name=cluster))  # as after its sync: one critical violation
     # Each failed rollout is its application's newest; make shop's waiting one newer, so shop's failure is
     # superseded and only pay's needs attention.
     shop_waiting = Rollout.objects.get(application__name="shop-app", state=RolloutState.RUNNING)
