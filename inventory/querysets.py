@@ -30,7 +30,7 @@ class Visibility:
     def q(self, access) -> Q:
         q = Q(pk__in=[])
         if self.cluster:
-            q |= Q(**{f"{self.cluster}__in": access.cluster_ids})
+            q |= Q(**{f"{self.cluster}__in": access.cluster_query})  # decided by the database, joinable
         if self.group:
             q |= Q(**{f"{self.group}__in": access.group_ids})
         for path in (self.team,) if isinstance(self.team, str) else self.team:

@@ -19,12 +19,11 @@ import dataclasses
 from collections.abc import Callable
 from functools import cached_property
 
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet
 
 from foundation.errors import ServiceError
 from foundation.roles import ADMIN, APPROVER, OPERATOR, VIEWER, implied, roles_of
 from inventory.models import Cluster, ClusterGroup, Team, TeamMember
-from inventory.selectors import FIELDS
 
 
 @dataclasses.dataclass
@@ -55,16 +54,33 @@ class Access:
         return frozenset(team for team, held in self.team_roles.items() if role in held)
 
     @cached_property
-    def team_clusters(self) -> dict[int, frozenset[int]]:
-        """Team id -> ids of the clusters in its scope (3 queries, or none without teams)."""
+    def scope_conditions(self) -> dict[int, Q]:
+        """Team id -> its scope as one condition on clusters (2 queries: the teams and their groups; none without
+        teams)."""
         if not self.team_roles:
             return {}
-        return scopes_of(Team.objects.filter(pk__in=self.team_roles))
+        return conditions_of(Team.objects.filter(pk__in=self.team_roles))
+
+    @cached_property
+    def team_clusters(self) -> dict[int, frozenset[int]]:
+        """Team id -> ids of the clusters in its scope (one query more than `scope_conditions`)."""
+        return scopes_from(self.scope_conditions)
 
     @cached_property
     def cluster_ids(self) -> frozenset[int]:
-        """Clusters in any of the user's teams' scopes (meaningful only when not `sees_all`)."""
+        """Clusters in any of the user's teams' scopes (meaningful only when not `sees_all`), for checks in Python;
+        queries filter by `cluster_query`."""
         return frozenset().union(*self.team_clusters.values()) if self.team_clusters else frozenset()
+
+    @cached_property
+    def cluster_query(self) -> QuerySet:
+        """The clusters in any of the user's teams' scopes as a subquery (`pk`) the database decides within each
+        query that filters by it and can join, whatever the scope's size: never a list of ids in the SQL. Costs
+        no query of its own beyond `scope_conditions`."""
+        union = Q(pk__in=[])
+        for condition in self.scope_conditions.values():
+            union |= condition
+        return Cluster.objects.filter(union).order_by().values("pk")
 
     def clusters_for(self, role: str) -> frozenset[int] | None:
         """Clusters the user holds `role` over; None for all of them (a global role)."""
@@ -75,33 +91,45 @@ class Access:
 
     @cached_property
     def group_ids(self) -> frozenset[int]:
-        """Groups the user sees: those of their teams' scopes and any group with a cluster in reach (4 queries)."""
+        """Groups the user sees: those of their teams' scopes and any group with a cluster in reach, decided by the
+        database over `cluster_query` (at most 4 queries, whatever the scope's size)."""
         ids = set(Team.groups.through.objects.filter(team_id__in=self.team_roles)
                   .values_list("clustergroup_id", flat=True))
-        if self.cluster_ids:
-            static = set(ClusterGroup.static_members.through.objects.filter(cluster_id__in=self.cluster_ids)
-                         .values_list("clustergroup_id", flat=True))
-            ids |= static
-            clusters = list(Cluster.objects.filter(pk__in=self.cluster_ids).only("pk", "labels", *FIELDS))
-            for group in ClusterGroup.objects.exclude(pk__in=ids).exclude(selector="").only("pk", "selector"):
-                if any(group.parsed_selector.matches(c) for c in clusters):
-                    ids.add(group.pk)
+        if not self.team_roles:
+            return frozenset(ids)
+        ids |= set(ClusterGroup.static_members.through.objects.filter(cluster_id__in=self.cluster_query)
+                   .values_list("clustergroup_id", flat=True))
+        candidates = list(ClusterGroup.objects.exclude(pk__in=ids).exclude(selector="").only("pk", "selector"))
+        if candidates:
+            reached = Cluster.objects.filter(pk__in=self.cluster_query).aggregate(
+                **{f"g{g.pk}": Count("pk", filter=g.parsed_selector.q()) for g in candidates})
+            ids |= {g.pk for g in candidates if reached[f"g{g.pk}"]}
         return frozenset(ids)
+
+
+def conditions_of(teams) -> dict[int, Q]:
+    """Team id -> its scope as one condition on clusters, for any number of teams in two queries (the teams, their
+    groups)."""
+    return {team.pk: team.scope_q(list(team.groups.all())) for team in teams.prefetch_related("groups")}
 
 
 def scopes_of(teams) -> dict[int, frozenset[int]]:
     """Team id -> ids of the clusters in its scope, for any number of teams in three queries: the teams, their
     groups, and the clusters in the union with one true/false column per team, all decided by the database."""
-    teams = list(teams.prefetch_related("groups"))
-    if not teams:
+    return scopes_from(conditions_of(teams))
+
+
+def scopes_from(conditions: dict[int, Q]) -> dict[int, frozenset[int]]:
+    """`scopes_of` from the teams' conditions: one query."""
+    if not conditions:
         return {}
-    conditions = {team.pk: team.scope_q(list(team.groups.all())) for team in teams}
     union = Q(pk__in=[])
     for condition in conditions.values():
         union |= condition
     matched = Cluster.objects.filter(union).order_by()
-    if len(teams) == 1:
-        return {teams[0].pk: frozenset(matched.values_list("pk", flat=True))}
+    if len(conditions) == 1:
+        [team_id] = conditions
+        return {team_id: frozenset(matched.values_list("pk", flat=True))}
     flags = {f"in_{pk}": ExpressionWrapper(condition, output_field=BooleanField())
              for pk, condition in conditions.items()}
     scopes: dict[int, set[int]] = {pk: set() for pk in conditions}
@@ -129,11 +157,21 @@ def access_of(user) -> Access:
 
 
 def cluster_scope(user) -> frozenset[int] | None:
-    """Ids of the clusters the user sees; None for all of them (a global role)."""
+    """Ids of the clusters the user sees; None for all of them (a global role). For checks in Python; a query
+    filters by `scope_query`."""
     access = access_of(user)
     if access.sees_all:
         return None
     return access.cluster_ids if access.roles_anywhere else frozenset()
+
+
+def scope_query(user) -> QuerySet | None:
+    """The clusters the user sees as a subquery (`pk`) to filter by (`cluster_id__in=`), decided by the database
+    within that query; None for all of them (a global role)."""
+    access = access_of(user)
+    if access.sees_all:
+        return None
+    return access.cluster_query if access.roles_anywhere else Cluster.objects.none().values("pk")
 
 
 def narrowed_scope(user, team_name: str = "") -> frozenset[int] | None:

@@ -505,3 +505,59 @@ def test_the_upgrade_plan_partial_costs_a_team_member_only_its_scope(org):
     scope = queries("pay_viewer", "/clusters/?q=pay") - queries("viewer", "/clusters/?q=pay")
     plan = "/upgrades/?environment=prod&verdict=blocked"
     assert scope > 0 and queries("pay_viewer", plan) - queries("viewer", plan) == scope
+
+
+# What the fleet benchmark loads (issue 31), as a team member: every page, partial and API of the fleet.
+FLEET_DOORS = [
+    ("/", {}), ("/", {"HTTP_HX_REQUEST": "true"}), ("/clusters/?environment=prod&q=pay", {}),
+    ("/clusters/?q=pay&environment=prod", {"HTTP_HX_REQUEST": "true"}), ("/compliance/", {}), ("/upgrades/", {}),
+    ("/upgrades/?environment=prod&verdict=blocked", {"HTTP_HX_REQUEST": "true"}),
+    ("/api/v1/clusters/?page_size=100", {}), ("/api/v1/nodes/?page_size=100", {}),
+    ("/api/v1/workloads/?page_size=100", {}), ("/api/v1/violations/?page_size=100", {}),
+    ("/api/v1/compliance/clusters/?page_size=100", {}), ("/api/v1/upgrade-plan/?page_size=100", {}),
+]
+
+
+def _fleet_queries(user) -> dict[str, list[str]]:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    api = api_client_for(user)
+    api.get("/api/v1/clusters/")  # the token's first use writes its last-used time
+    seen = {}
+    for url, headers in FLEET_DOORS:
+        with CaptureQueriesContext(connection) as ctx:
+            response = (api if url.startswith("/api/") else client).get(url, **headers)
+        assert response.status_code == 200, url
+        seen[f"{url} {headers}"] = [q["sql"] for q in ctx.captured_queries]
+    return seen
+
+
+def test_a_team_member_with_a_thousand_clusters_in_scope_costs_what_one_with_two_does(org, admin_user):
+    """The team member's guard of issue 31: the same number of queries with 2 clusters in scope as with 1,002 (of
+    1,003 and more), and no statement that grows with the scope: the scope is decided by the database in each
+    query, never sent as a list of ids."""
+    from governance import evaluation
+    from inventory.models import Cluster, ClusterCredential
+
+    user = org["users"]["pay_viewer"]
+    evaluation.evaluate_clusters(list(Cluster.objects.all()))
+    few = _fleet_queries(user)
+    made = Cluster.objects.bulk_create([
+        Cluster(name=f"pay-bulk-{i:04d}", environment=["dev", "staging", "prod"][i % 3], owner="payments",
+                region="eu-west-1", server=f"https://10.1.{i // 250}.{i % 250}:6443", auth_method="token",
+                kubernetes_version="v1.35.4", status="connected") for i in range(1000)])
+    ClusterCredential.objects.bulk_create([ClusterCredential(cluster=c, ciphertext=ClusterCredential.seal(
+        {"method": "token", "server": c.server, "ca_data": "", "token": "unused"})) for c in made[:1]])
+    for i in range(20):
+        make_cluster(f"other-{i}", owner="elsewhere")
+    evaluation.evaluate_clusters(list(Cluster.objects.all()))
+    many = _fleet_queries(user)
+    longest_few = max(len(sql) for queries in few.values() for sql in queries)
+    for door, queries in many.items():
+        assert len(queries) == len(few[door]), "\n".join(
+            [f"{door}: {len(few[door])} queries with 2 clusters, {len(queries)}", *[q[:120] for q in few[door]], "--",
+             *[q[:120] for q in queries]])
+        for sql in queries:
+            assert len(sql) <= longest_few + 2000, f"{door}: a statement grew with the scope: {sql[:300]}"
