@@ -7,6 +7,7 @@ import logging
 from collections import Counter, defaultdict
 from datetime import timedelta
 
+from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -14,11 +15,13 @@ from governance import rules
 from governance.models import (
     ClusterCompliance,
     GroupComplianceSnapshot,
+    GroupTally,
+    PolicyAssignment,
     PolicyResult,
 )
 from inventory import services as inventory_services
-from inventory.models import ClusterGroup
-from inventory.people.access import cluster_scope
+from inventory.models import Cluster, ClusterGroup
+from inventory.people.access import scope_query
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +31,20 @@ log = logging.getLogger(__name__)
 
 
 def _rows_seen_by(user, within: frozenset[int] | None):
-    """(cluster ids or None for all, PolicyResult rows, ClusterCompliance rows) over the clusters `user` sees
-    (all for no user), narrowed to `within` when given."""
-    scope = cluster_scope(user) if user is not None else None
-    if within is not None:
-        scope = within if scope is None else scope & within
-    if scope is None:
+    """(the clusters as a subquery or None for all, PolicyResult rows, ClusterCompliance rows) over the clusters
+    `user` sees (all for no user), narrowed to `within` when given. A team member's scope is decided by the
+    database in each query (`scope_query`), never a list of ids."""
+    scope = scope_query(user) if user is not None else None
+    if scope is None and within is None:
         return None, PolicyResult.objects.all(), ClusterCompliance.objects.all()
-    return scope, PolicyResult.objects.filter(cluster_id__in=scope), ClusterCompliance.objects.filter(
-        cluster_id__in=scope)
+    seen = Cluster.objects.order_by()
+    if scope is not None:
+        seen = seen.filter(pk__in=scope)
+    if within is not None:
+        seen = seen.filter(pk__in=within)
+    clusters = seen.values("pk")
+    return clusters, PolicyResult.objects.filter(cluster_id__in=clusters), ClusterCompliance.objects.filter(
+        cluster_id__in=clusters)
 
 
 TALLIES = tuple(f"{severity}_{what}" for severity in rules.SEVERITIES for what in ("checks", "passed", "open"))
@@ -51,6 +59,66 @@ def tallies(results: list[dict]) -> dict[str, int]:
         out[f"{r['severity']}_passed"] += 0 if r["violations"] else 1
         out[f"{r['severity']}_open"] += r["violations"]
     return out
+
+
+# A group's tallies from its stored results, for the groups `where` names (an assignment removed).
+REBUILD_GROUP_TALLIES = """INSERT INTO governance_grouptally (cluster_id, group_id, failing,
+    critical_checks, critical_passed, critical_open,
+    high_checks, high_passed, high_open,
+    medium_checks, medium_passed, medium_open,
+    low_checks, low_passed, low_open)
+SELECT r.cluster_id, a.group_id, bool_or(r.violations > 0),
+       count(*) FILTER (WHERE r.severity = 'critical'),
+       count(*) FILTER (WHERE r.severity = 'critical' AND r.violations = 0),
+       coalesce(sum(r.violations) FILTER (WHERE r.severity = 'critical'), 0),
+       count(*) FILTER (WHERE r.severity = 'high'),
+       count(*) FILTER (WHERE r.severity = 'high' AND r.violations = 0),
+       coalesce(sum(r.violations) FILTER (WHERE r.severity = 'high'), 0),
+       count(*) FILTER (WHERE r.severity = 'medium'),
+       count(*) FILTER (WHERE r.severity = 'medium' AND r.violations = 0),
+       coalesce(sum(r.violations) FILTER (WHERE r.severity = 'medium'), 0),
+       count(*) FILTER (WHERE r.severity = 'low'),
+       count(*) FILTER (WHERE r.severity = 'low' AND r.violations = 0),
+       coalesce(sum(r.violations) FILTER (WHERE r.severity = 'low'), 0)
+FROM governance_policyresult r JOIN governance_policyassignment a ON a.id = r.assignment_id
+{where}GROUP BY r.cluster_id, a.group_id"""
+
+
+def rebuild_group_tallies(group_ids: list[int]) -> None:
+    """The tallies of these groups recomputed from their stored results (after an assignment went, whose results
+    went with it), in the caller's transaction."""
+    if not group_ids:
+        return
+    GroupTally.objects.filter(group_id__in=group_ids).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(REBUILD_GROUP_TALLIES.format(where="WHERE a.group_id = ANY(%s) "), [list(group_ids)])
+
+
+def store_group_tallies(ids: list[int], wanted: dict[tuple[int, int], tuple[str, int, bool]]) -> None:
+    """The tallies per group of the clusters `ids`, from their results as `_store_results` wants them ((cluster,
+    assignment) -> (severity, violations, primary)): only rows that changed are written, those of groups no longer
+    reaching a cluster deleted."""
+    group_of = dict(PolicyAssignment.objects.filter(pk__in={a for _c, a in wanted}).values_list("pk", "group_id"))
+    per: dict[tuple[int, int], dict] = {}
+    for (cluster_id, assignment_id), (severity, violations, _primary) in wanted.items():
+        group_id = group_of.get(assignment_id)
+        if group_id is None:  # removed while the rules ran: its results are left out too
+            continue
+        row = per.setdefault((cluster_id, group_id), {"failing": False, **dict.fromkeys(TALLIES, 0)})
+        row[f"{severity}_checks"] += 1
+        row[f"{severity}_passed"] += 0 if violations else 1
+        row[f"{severity}_open"] += violations
+        row["failing"] = row["failing"] or violations > 0
+    fields = ("failing", *TALLIES)
+    existing = {(c, g): (pk, values) for pk, c, g, *values in GroupTally.objects.filter(cluster_id__in=ids)
+                .values_list("pk", "cluster_id", "group_id", *fields)}
+    changed = [GroupTally(cluster_id=c, group_id=g, **row) for (c, g), row in per.items()
+               if (c, g) not in existing or existing[(c, g)][1] != [row[f] for f in fields]]
+    GroupTally.objects.bulk_create(changed, update_conflicts=True, unique_fields=["cluster", "group"],
+                                   update_fields=list(fields))
+    gone = [pk for key, (pk, _values) in existing.items() if key not in per]
+    if gone:
+        GroupTally.objects.filter(pk__in=gone).delete()
 
 
 def fleet_tallies(rows) -> dict:
@@ -70,24 +138,27 @@ def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> 
     they were last evaluated: every membership change queues an evaluation); the fleet's counts each rule once per
     cluster (a cluster's own results, added up by severity on its ClusterCompliance row: `fleet_tallies`). For a
     team member (`user` with no global role) everything is computed over the clusters in their teams' scopes
-    only: "the fleet" is then their part of it. Four aggregate queries whatever the number of groups and
-    clusters (plus the scope's, once per request). `within` narrows further (the team switcher).
+    only: "the fleet" is then their part of it. Three aggregate queries whatever the number of groups and clusters,
+    over one row per cluster (and group): `GroupTally`, `ClusterCompliance`'s tallies, and the groups' members.
+    `within` narrows further (the team switcher).
     """
     groups = list(groups)
-    scope, results, fleet_rows = _rows_seen_by(user, within)
+    scope, _results, fleet_rows = _rows_seen_by(user, within)
     checks_by: dict[int | None, list[tuple[str, int, int]]] = defaultdict(list)  # (severity, checks, passed)
     open_by_group: Counter = Counter()
+    failing: dict[int, int] = {}
     if groups:
-        for group_id, severity, checks, passed, violations in (
-                results.filter(assignment__group__in=groups).order_by()
-                .values_list("assignment__group_id", "severity")
-                .annotate(checks=Count("pk"), passed=Count("pk", filter=Q(violations=0)), open=Sum("violations"))
-                .values_list("assignment__group_id", "severity", "checks", "passed", "open")):
-            checks_by[group_id].append((severity, checks, passed))
-            open_by_group[group_id] += violations
-    failing = dict(results.filter(violations__gt=0, assignment__group__in=groups).order_by()
-                   .values("assignment__group_id").annotate(n=Count("cluster_id", distinct=True))
-                   .values_list("assignment__group_id", "n")) if groups else {}
+        tallies_seen = GroupTally.objects.filter(group__in=groups)
+        if scope is not None:
+            tallies_seen = tallies_seen.filter(cluster_id__in=scope)
+        for summed in (tallies_seen.order_by().values("group_id")
+                       .annotate(failing_n=Count("pk", filter=Q(failing=True)), **{t: Sum(t) for t in TALLIES})):
+            row: dict = dict(summed)
+            group_id = row["group_id"]
+            checks_by[group_id] = [(s, row[f"{s}_checks"], row[f"{s}_passed"]) for s in rules.SEVERITIES
+                                   if row[f"{s}_checks"]]
+            open_by_group[group_id] = sum(row[f"{s}_open"] for s in rules.SEVERITIES)
+            failing[group_id] = row["failing_n"]
     counts = inventory_services.member_counts(groups, within=scope)
     fleet = fleet_tallies(fleet_rows)
 

@@ -463,3 +463,4 @@ def _store_results(ids: list[int], results: dict[int, list[dict]]) -> None:
     gone = [row[0] for key, row in existing.items() if key not in wanted]
     if gone:
         PolicyResult.objects.filter(pk__in=gone).delete()
+    compliance.store_group_tallies(ids, wanted)

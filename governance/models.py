@@ -100,7 +100,29 @@ class Violation(models.Model):
         return self.last_seen
 
 
-class ClusterCompliance(models.Model):
+class Tallies(models.Model):
+    """Results added up by severity (checks, passed, open violations), so that scores and counts are sums over one
+    row per cluster (or per cluster and group) rather than aggregates over every result or violation
+    (`compliance.TALLIES`, `compliance.tallies`)."""
+
+    critical_checks = models.PositiveIntegerField(default=0)
+    critical_passed = models.PositiveIntegerField(default=0)
+    critical_open = models.PositiveIntegerField(default=0)
+    high_checks = models.PositiveIntegerField(default=0)
+    high_passed = models.PositiveIntegerField(default=0)
+    high_open = models.PositiveIntegerField(default=0)
+    medium_checks = models.PositiveIntegerField(default=0)
+    medium_passed = models.PositiveIntegerField(default=0)
+    medium_open = models.PositiveIntegerField(default=0)
+    low_checks = models.PositiveIntegerField(default=0)
+    low_passed = models.PositiveIntegerField(default=0)
+    low_open = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class ClusterCompliance(Tallies):
     """The latest evaluation of one cluster: score, counts and the result of each applicable assignment."""
 
     cluster = models.OneToOneField(Cluster, on_delete=models.CASCADE, primary_key=True, related_name="compliance")
@@ -115,20 +137,6 @@ class ClusterCompliance(models.Model):
                               help_text="Hash of the open findings: equal means no violation changed")
     inputs = models.CharField(max_length=32, blank=True,
                               help_text="Hash of what the rules read (evaluation.inputs_of): equal, nothing to run")
-    # The results added up by severity (checks, passed, open violations), so that the fleet's and a team's score
-    # and counts are sums over one row per cluster rather than aggregates over every result or violation.
-    critical_checks = models.PositiveIntegerField(default=0)
-    critical_passed = models.PositiveIntegerField(default=0)
-    critical_open = models.PositiveIntegerField(default=0)
-    high_checks = models.PositiveIntegerField(default=0)
-    high_passed = models.PositiveIntegerField(default=0)
-    high_open = models.PositiveIntegerField(default=0)
-    medium_checks = models.PositiveIntegerField(default=0)
-    medium_passed = models.PositiveIntegerField(default=0)
-    medium_open = models.PositiveIntegerField(default=0)
-    low_checks = models.PositiveIntegerField(default=0)
-    low_passed = models.PositiveIntegerField(default=0)
-    low_open = models.PositiveIntegerField(default=0)
 
     objects = GovernanceQuerySet.as_manager()
 
@@ -160,6 +168,23 @@ class UpgradeReadiness(models.Model):
 
     def __str__(self) -> str:
         return f"{self.verdict}: {self.cluster_id} → {self.target}"
+
+
+class GroupTally(Tallies):
+    """One cluster's results of one group's assignments added up by severity: a group's score and counts are sums
+    over its rows (one per member cluster), not aggregates over every result. Written with the results by each
+    evaluation; rebuilt from the results for a group whose assignment is removed; goes with its cluster or group."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="group_tallies")
+    group = models.ForeignKey(ClusterGroup, on_delete=models.CASCADE, related_name="tallies")
+    failing = models.BooleanField(default=False, help_text="Some result of the group's assignments has a violation")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["cluster", "group"], name="group_tally_cluster_group")]
+        indexes = [models.Index(fields=["group"])]
+
+    def __str__(self) -> str:
+        return f"group {self.group_id} on {self.cluster_id}"
 
 
 class PolicyResult(models.Model):

@@ -17,7 +17,7 @@ from foundation.audit import record
 from foundation.errors import ServiceError
 from foundation.queueing import gather, gather_after_commit, take_gathered, task
 from foundation.roles import ADMIN, has_role
-from governance import evaluation, rules
+from governance import compliance, evaluation, rules
 from governance.choices import Mode
 from governance.evaluation import CHUNK
 from governance.models import (
@@ -270,5 +270,7 @@ def delete_assignment(assignment: PolicyAssignment, *, user, source_ip: str = ""
         clusters = _members(assignment.group) + list(assignment.enforcements.values_list("cluster_id", flat=True))
         record(user=user, action="policy.unassign", target=assignment, source_ip=source_ip,
                before=assignment_audit_view(assignment))
+        group_id = assignment.group_id
         assignment.delete()
+        compliance.rebuild_group_tallies([group_id])  # its results went with it: the group's score follows now
         _reevaluate(clusters)

@@ -158,7 +158,7 @@ def test_group_scores_take_the_same_queries_for_any_number_of_groups(prod, admin
         services.create_assignment(group=g, rule_key="no-privileged-containers", user=admin_user)
     privileged(prod, "a")
     evaluation.evaluate_clusters([prod, lab])
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(3):  # the groups' tallies, the clusters' tallies, the groups' members
         scores = compliance.group_scores(groups)
     assert [scores[g.pk]["clusters"] for g in groups] == [1, 2, 2, 2, 2, 2]
     assert [scores[g.pk]["failing_clusters"] for g in groups] == [0, 1, 1, 0, 0, 0]
@@ -424,3 +424,38 @@ def test_tallies_add_up_the_results_and_the_migration_fills_them_in_alike(prod, 
 def compliance_scores_agree(cluster) -> bool:
     """The fleet's score from the tallies is the cluster's own score (one cluster: the same weighted share)."""
     return compliance.fleet_summary()["score"] == ClusterCompliance.objects.get(cluster=cluster).score
+
+
+def test_group_tallies_follow_every_evaluation_and_a_removed_assignment_at_once(prod, admin_user):
+    """A group's score is a sum of its tallies (one row per member cluster): written with each evaluation's
+    results, rebuilt from the results when one of its assignments goes (before the re-evaluation it queues), and the
+    same as the scores the results themselves give."""
+    from governance.models import GroupTally, PolicyAssignment, PolicyResult
+
+    group = next(g for g in inventory_services.groups_of(prod) if g.name == "prod")
+    latest = services.create_assignment(group=group, rule_key="no-latest-tag", user=admin_user)  # medium
+    privileged(prod, "a")
+    evaluation.evaluate_cluster(prod)
+    tally = GroupTally.objects.get(cluster=prod, group=group)
+    assert (tally.failing, tally.critical_checks, tally.critical_open, tally.medium_checks, tally.medium_passed) == (
+        True, 1, 1, 1, 1)
+    assert compliance.group_scores([group])[group.pk]["score"] == pytest.approx(100 * 2 / 10, abs=0.1)
+    services.delete_assignment(PolicyAssignment.objects.get(pk=latest.pk), user=admin_user)
+    tally = GroupTally.objects.get(cluster=prod, group=group)
+    assert (tally.critical_checks, tally.medium_checks) == (1, 0), "rebuilt from the results left"
+    assert list(PolicyResult.objects.values_list("assignment__rule_key", flat=True)) == ["no-privileged-containers"]
+    assert compliance.group_scores([group])[group.pk] == {"score": 0.0, "clusters": 1, "failing_clusters": 1,
+                                                           "open_violations": 1}
+    inventory_services.update_cluster(prod, user=admin_user, environment="staging")  # leaves the group
+    evaluation.evaluate_cluster(prod)
+    assert not GroupTally.objects.filter(cluster=prod).exists()
+
+
+def test_the_group_tallies_migration_fills_them_in_as_a_rebuild_does():
+    import importlib
+
+    from django.db import migrations
+
+    migration = importlib.import_module("governance.migrations.0013_group_tallies").Migration
+    [fill] = [op for op in migration.operations if isinstance(op, migrations.RunSQL)]
+    assert fill.sql == compliance.REBUILD_GROUP_TALLIES.format(where="")

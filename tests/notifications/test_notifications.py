@@ -21,7 +21,7 @@ from notifications import alerting as notifications
 from notifications import events, services
 from notifications.choices import ChannelKind, DeliveryState
 from notifications.models import Alert, AlertRule, Channel, Delivery
-from tests.builders import make_cluster, make_user
+from tests.builders import make_cluster, make_user, make_workload
 
 pytestmark = pytest.mark.django_db
 
@@ -454,25 +454,30 @@ def test_api_creates_channels_and_rules_through_the_services(http_receiver, admi
 
 
 def test_group_score_and_failing_enforcement_conditions(http_receiver, admin):
+    from governance import evaluation
     from governance.choices import EnforcementState, Mode
     from governance.models import Enforcement, PolicyAssignment, PolicyResult
-    from inventory.models import ClusterGroup
+    from inventory.models import ClusterGroup, Workload
 
     rule_for(hook(http_receiver, admin), admin, "group.score_low", "enforcement.failed",
              score_below=75)
     group = ClusterGroup.objects.create(name="prod", selector="environment=prod")
     clusters = [make_cluster(f"p{i}", environment="prod") for i in range(4)]
-    assignment = PolicyAssignment.objects.create(group=group, rule_key="no-privileged", mode=Mode.ENFORCE)
-    for i, cluster in enumerate(clusters):
-        PolicyResult.objects.create(cluster=cluster, assignment=assignment, severity="critical",
-                                    violations=1 if i < 2 else 0)
+    assignment = PolicyAssignment.objects.create(group=group, rule_key="no-privileged-containers", mode=Mode.ENFORCE)
+    for i, cluster in enumerate(clusters):  # two of the four run a privileged container: the group scores 50
+        make_workload(cluster, "web")
+        Workload.objects.filter(cluster=cluster).update(pod_template={"containers": [
+            {"name": "main", "image": "r.example.com/web:1", "privileged": i < 2}]})
+    evaluation.evaluate_clusters(clusters)
+    assert PolicyResult.objects.filter(violations=1).count() == 2
     failing = Enforcement.objects.create(assignment=assignment, cluster=clusters[0], state=EnforcementState.FAILED,
                                          message="403: cannot create validatingadmissionpolicies")
     assert notifications.evaluate() == 2
     titles = sorted(d.title for d in Delivery.objects.all())
-    assert titles == ["enforcement of no-privileged on p0: failing", "group prod compliance: below 75"]
+    assert titles == ["enforcement of no-privileged-containers on p0: failing", "group prod compliance: below 75"]
     # Fixed: both close, one recovery each.
-    PolicyResult.objects.update(violations=0)
+    Workload.objects.update(pod_template={"containers": [{"name": "main", "image": "r.example.com/web:1"}]})
+    evaluation.evaluate_clusters(clusters)
     failing.state = EnforcementState.INSTALLED
     failing.save()
     assert notifications.evaluate() == 2
