@@ -190,8 +190,20 @@ def readiness_facts(clusters) -> None:
 
 
 def evaluate_fleet(clusters) -> dict:
-    from governance import evaluation
+    """The first run starts from no evaluation at all (a reused fleet's results, violations and tallies are
+    deleted first, then vacuumed as autovacuum would); the later runs find nothing changed."""
+    from django.db import connection
 
+    from governance import evaluation
+    from governance.models import ClusterCompliance, ComplianceSnapshot, GroupTally, PolicyResult, Violation
+
+    started = time.perf_counter()
+    for model in (Violation, PolicyResult, GroupTally, ComplianceSnapshot, ClusterCompliance):
+        model.objects.filter(cluster__in=clusters).delete()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE governance_violation, governance_policyresult, governance_grouptally, "
+                       "governance_clustercompliance, governance_compliancesnapshot")
+    say(f"[fleet] earlier evaluations of the fleet deleted in {time.perf_counter() - started:.0f}s")
     runs = []
     for attempt in range(3 if len(clusters) <= 200 else 2):
         started = time.perf_counter()
@@ -422,7 +434,7 @@ def scrape_breakdown(runs: int = 7) -> dict:
             "bytes": len(text)}
 
 
-GOALS = {"page": 150, "partial": 80, "api": 150, "metrics": 150}
+GOALS = {"page": 150, "partial": 80, "api": 150, "metrics": 500}
 METRICS_TOKEN = "bench-metrics-token"
 
 
