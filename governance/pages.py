@@ -64,7 +64,7 @@ ATTENTION_CLUSTERS = 15
 def needs_attention(user, clusters, team: str = "") -> list[dict]:
     """The clusters with open critical violations, most first (one row each, counted)."""
     counts = list(ClusterCompliance.objects.filter(critical_open__gt=0, cluster__in=clusters)
-                  .order_by("-critical_open", "cluster__name")
+                  .order_by("-critical_open", "cluster_id")  # the index's order: the first rows are the answer
                   .values_list("cluster_id", "cluster__name", "critical_open")[:ATTENTION_CLUSTERS])
     since = dict(Violation.objects.filter(resolved_at__isnull=True, severity=Severity.CRITICAL,
                                           cluster_id__in=[pk for pk, _name, _n in counts])
