@@ -35,7 +35,11 @@ def _worker_serves_its_metrics(**_kwargs) -> None:
         return
     from foundation import metrics
 
-    metrics.serve_processes(port)
+    try:
+        metrics.serve_processes(port)
+    except OSError as exc:  # the port taken or not allowed: the worker still works, without its metrics port
+        logging.getLogger(__name__).error("FLEETWEB_WORKER_METRICS_PORT %s: cannot listen (%s); no worker metrics",
+                                          port, exc.strerror or exc)
 
 
 _in_beat = False

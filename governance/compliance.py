@@ -99,16 +99,12 @@ def store_group_tallies(ids: list[int], wanted: dict[tuple[int, int], tuple[str,
     assignment) -> (severity, violations, primary)): only rows that changed are written, those of groups no longer
     reaching a cluster deleted."""
     group_of = dict(PolicyAssignment.objects.filter(pk__in={a for _c, a in wanted}).values_list("pk", "group_id"))
-    per: dict[tuple[int, int], dict] = {}
+    results: dict[tuple[int, int], list[dict]] = defaultdict(list)
     for (cluster_id, assignment_id), (severity, violations, _primary) in wanted.items():
         group_id = group_of.get(assignment_id)
-        if group_id is None:  # removed while the rules ran: its results are left out too
-            continue
-        row = per.setdefault((cluster_id, group_id), {"failing": False, **dict.fromkeys(TALLIES, 0)})
-        row[f"{severity}_checks"] += 1
-        row[f"{severity}_passed"] += 0 if violations else 1
-        row[f"{severity}_open"] += violations
-        row["failing"] = row["failing"] or violations > 0
+        if group_id is not None:  # None: removed while the rules ran, and its results are left out too
+            results[(cluster_id, group_id)].append({"severity": severity, "violations": violations})
+    per = {key: {"failing": any(r["violations"] for r in rows), **tallies(rows)} for key, rows in results.items()}
     fields = ("failing", *TALLIES)
     existing = {(c, g): (pk, values) for pk, c, g, *values in GroupTally.objects.filter(cluster_id__in=ids)
                 .values_list("pk", "cluster_id", "group_id", *fields)}
