@@ -17,7 +17,6 @@ from governance.models import (
     GroupComplianceSnapshot,
     GroupTally,
     PolicyAssignment,
-    PolicyResult,
 )
 from inventory import services as inventory_services
 from inventory.models import Cluster, ClusterGroup
@@ -31,20 +30,19 @@ log = logging.getLogger(__name__)
 
 
 def _rows_seen_by(user, within: frozenset[int] | None):
-    """(the clusters as a subquery or None for all, PolicyResult rows, ClusterCompliance rows) over the clusters
+    """(the clusters as a subquery or None for all, ClusterCompliance rows) over the clusters
     `user` sees (all for no user), narrowed to `within` when given. A team member's scope is decided by the
     database in each query (`scope_query`), never a list of ids."""
     scope = scope_query(user) if user is not None else None
     if scope is None and within is None:
-        return None, PolicyResult.objects.all(), ClusterCompliance.objects.all()
+        return None, ClusterCompliance.objects.all()
     seen = Cluster.objects.order_by()
     if scope is not None:
         seen = seen.filter(pk__in=scope)
     if within is not None:
         seen = seen.filter(pk__in=within)
     clusters = seen.values("pk")
-    return clusters, PolicyResult.objects.filter(cluster_id__in=clusters), ClusterCompliance.objects.filter(
-        cluster_id__in=clusters)
+    return clusters, ClusterCompliance.objects.filter(cluster_id__in=clusters)
 
 
 TALLIES = tuple(f"{severity}_{what}" for severity in rules.SEVERITIES for what in ("checks", "passed", "open"))
@@ -139,7 +137,7 @@ def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> 
     `within` narrows further (the team switcher).
     """
     groups = list(groups)
-    scope, _results, fleet_rows = _rows_seen_by(user, within)
+    scope, fleet_rows = _rows_seen_by(user, within)
     checks_by: dict[int | None, list[tuple[str, int, int]]] = defaultdict(list)  # (severity, checks, passed)
     open_by_group: Counter = Counter()
     failing: dict[int, int] = {}
@@ -173,7 +171,7 @@ def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> 
 def fleet_summary(*, user=None) -> dict:
     """The fleet's score and open violations only (what the overview polls every 10 s): `fleet_tallies` over the
     clusters the user sees (a team member: their teams' scopes), one aggregate of one row per cluster."""
-    _scope, _results, rows = _rows_seen_by(user, None)
+    _scope, rows = _rows_seen_by(user, None)
     fleet = fleet_tallies(rows)
     return {"score": rules.weighted_score(fleet["checks"]), "open_violations": fleet["open"]}
 

@@ -9,7 +9,7 @@ import functools
 import hashlib
 import logging
 from collections import Counter, defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -295,9 +295,7 @@ def _confirm(ids: set[int], compliances: dict[int, ClusterCompliance], now) -> d
         present = set(Cluster.objects.select_for_update().filter(pk__in=ids).order_by("pk")
                       .values_list("pk", flat=True))
         ClusterCompliance.objects.filter(cluster_id__in=present).update(evaluated_at=now)
-        every = timedelta(seconds=settings.FLEETWEB_COMPLIANCE_HISTORY_INTERVAL)
-        due = [s for s in ComplianceSnapshot.objects.filter(cluster_id__in=present)
-               .order_by("cluster_id", "-at").distinct("cluster_id") if s.at <= now - every]
+        due = [s for s in _latest_points(present).values() if s.at <= _history_due(now)]
         ComplianceSnapshot.objects.bulk_create([
             ComplianceSnapshot(cluster_id=s.cluster_id, at=now, score=s.score, passed=s.passed, failed=s.failed,
                                open_violations=s.open_violations, by_rule=s.by_rule,
@@ -425,9 +423,7 @@ def _store_compliance(ids: list[int], results: dict[int, list[dict]], open_count
                                           update_fields=["evaluated_at", "score", "passed", "failed",
                                                          "open_violations", "results", "digest", "inputs",
                                                          *compliance.TALLIES])
-    last = {s.cluster_id: s for s in ComplianceSnapshot.objects.filter(cluster_id__in=ids)
-            .order_by("cluster_id", "-at").distinct("cluster_id")}
-    every = timedelta(seconds=settings.FLEETWEB_COMPLIANCE_HISTORY_INTERVAL)
+    last = _latest_points(ids)
     points = []
     for pk, c in compliances.items():
         by_rule = {r["rule"]: {"severity": r["severity"], "passed": not r["violations"],
@@ -435,7 +431,7 @@ def _store_compliance(ids: list[int], results: dict[int, list[dict]], open_count
         prev = last.get(pk)
         # One point per evaluation would be 1,440 rows a day per cluster at a 60 s interval: write a point
         # when the result changed, and otherwise at most once per history interval.
-        if prev is None or prev.by_rule != by_rule or prev.score != c.score or prev.at <= now - every:
+        if prev is None or prev.by_rule != by_rule or prev.score != c.score or prev.at <= _history_due(now):
             points.append(ComplianceSnapshot(
                 cluster_id=pk, at=now, score=c.score, passed=c.passed, failed=c.failed,
                 open_violations=c.open_violations, by_rule=by_rule,
@@ -443,6 +439,17 @@ def _store_compliance(ids: list[int], results: dict[int, list[dict]], open_count
     ComplianceSnapshot.objects.bulk_create(points)
     _store_results(ids, results)
     return compliances
+
+
+def _latest_points(ids) -> dict[int, ComplianceSnapshot]:
+    """Each of these clusters' newest trend point, in one query."""
+    return {s.cluster_id: s for s in ComplianceSnapshot.objects.filter(cluster_id__in=ids)
+            .order_by("cluster_id", "-at").distinct("cluster_id")}
+
+
+def _history_due(now: datetime) -> datetime:
+    """A trend point at or before this is old enough for the next one, even if nothing changed."""
+    return now - timedelta(seconds=settings.FLEETWEB_COMPLIANCE_HISTORY_INTERVAL)
 
 
 def _store_results(ids: list[int], results: dict[int, list[dict]]) -> None:
