@@ -4,11 +4,15 @@ results, violations and compliance stored; then the cluster's admission policies
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import gc
 import hashlib
 import logging
+import threading
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +23,7 @@ from django.db.models import Count, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from foundation import bulk
 from governance import alerts, compliance, enforcement, rules, upgrades
 from governance import kubernetes_releases as releases_module
 from governance.choices import Mode
@@ -149,8 +154,35 @@ def evaluate_clusters(clusters, *, now=None) -> dict[int, ClusterCompliance]:
         changed = [c for c in block if c.pk not in same]
         for at in range(0, len(changed), CHUNK):
             chunk = changed[at:at + CHUNK]
-            out.update(_evaluate_chunk(chunk, {c.pk: assigned[c.pk] for c in chunk}, now, inputs))
+            with _collector_paused():
+                out.update(_evaluate_chunk(chunk, {c.pk: assigned[c.pk] for c in chunk}, now, inputs))
     return out
+
+
+_paused = 0
+_paused_lock = threading.Lock()
+_enabled_before = True
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a chunk is evaluated: a chunk builds some hundred thousand small
+    acyclic objects (decoded workloads, findings) that reference counting frees, and each collection the allocations
+    trigger walks all of them again (a fifth of a first evaluation). Process-wide, hence counted across the threads
+    of a worker: on again when the last chunk in progress ends."""
+    global _paused, _enabled_before
+    with _paused_lock:
+        _paused += 1
+        if _paused == 1:
+            _enabled_before = gc.isenabled()
+            gc.disable()
+    try:
+        yield
+    finally:
+        with _paused_lock:
+            _paused -= 1
+            if _paused == 0 and _enabled_before:
+                gc.enable()
 
 
 def assignments_by_cluster(clusters: list[Cluster]) -> dict[int, list[PolicyAssignment]]:
@@ -173,13 +205,14 @@ def _load(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]], tod
         for scope in {a.rule.scope for a in assigned[c.pk]}:
             scopes[scope].append(c.pk)
     if scopes["workload"]:
-        # pod_template as text, decoded by msgspec: several times faster than json.loads per row.
+        # JSON as text, decoded by msgspec: several times faster than json.loads per row.
         rows = (Workload.objects.filter(cluster_id__in=scopes["workload"]).order_by()
-                .values_list("cluster_id", "namespace", "kind", "name", "labels",
+                .values_list("cluster_id", "namespace", "kind", "name", Cast("labels", output_field=TextField()),
                              Cast("pod_template", output_field=TextField())))
         for cluster_id, namespace, kind, name, labels, template in rows.iterator(chunk_size=5000):
             contexts[cluster_id].workloads.append({"namespace": namespace, "kind": kind, "name": name,
-                                                   "labels": labels, "pod_template": _decode_json.decode(template)})
+                                                   "labels": _decode_json.decode(labels),
+                                                   "pod_template": _decode_json.decode(template)})
     if scopes["namespace"]:
         for row in (Namespace.objects.filter(cluster_id__in=scopes["namespace"]).order_by()
                     .values("cluster_id", "name", "labels", "resource_quotas", "limit_ranges")):
@@ -241,7 +274,7 @@ def _evaluate_chunk(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignm
         _write_violations(found, [pk for pk in ids if pk not in unchanged], unchanged, previous, now,
                           merged_away=merged_away)
         open_counts = Counter(key[0] for key in found)
-        return _store_compliance(ids, results, open_counts, digests, now, inputs)
+        return _store_compliance(ids, results, open_counts, digests, now, inputs, evaluated=previous.keys())
 
 
 def inputs_of(chunk: list[Cluster], assigned: dict[int, list[PolicyAssignment]], today) -> dict[int, str]:
@@ -348,6 +381,10 @@ def _previous_evaluations(ids: list[int], digests: dict[int, str]) -> tuple[dict
     return previous, unchanged
 
 
+_NEW_VIOLATION = ("assignment", "cluster", "rule_key", "severity", "object_kind", "namespace", "object_name", "message",
+                  "first_seen", "last_seen", "times_reopened")
+
+
 def _write_violations(found: Found, diff_ids: list[int], unchanged: set[int], previous: dict, now, *,
                       merged_away: set[tuple[int, int]] | frozenset[tuple[int, int]] = frozenset()) -> None:
     """Open new violations, reopen resolved ones found again, update changed messages, resolve those gone. Those of
@@ -360,7 +397,8 @@ def _write_violations(found: Found, diff_ids: list[int], unchanged: set[int], pr
                 in Violation.objects.filter(cluster_id__in=diff_ids).order_by().values_list(
                     "pk", "cluster_id", "assignment_id", "object_kind", "namespace", "object_name",
                     "resolved_at", "message", "times_reopened").iterator(chunk_size=5000)}
-    new, changed = [], []
+    new: list[tuple] = []
+    changed: list[Violation] = []
     opened: list[tuple[int, str, str, str, str, str]] = []  # for violation.opened alerts
     for key, (a, f) in found.items():
         if key[0] in unchanged:
@@ -369,9 +407,8 @@ def _write_violations(found: Found, diff_ids: list[int], unchanged: set[int], pr
         if row is None or row[1] is not None:
             opened.append((key[0], a.rule_key, a.rule.severity, f.kind, f.namespace, f.name))
         if row is None:
-            new.append(Violation(assignment=a, cluster_id=key[0], rule_key=a.rule_key, severity=a.rule.severity,
-                                 object_kind=f.kind, namespace=f.namespace, object_name=f.name,
-                                 message=f.message, first_seen=now, last_seen=now))
+            new.append((a.pk, key[0], a.rule_key, a.rule.severity, f.kind, f.namespace, f.name, f.message, now, now,
+                        0))
             continue
         pk, resolved_at, message, reopened = row
         if resolved_at is not None:
@@ -380,7 +417,8 @@ def _write_violations(found: Found, diff_ids: list[int], unchanged: set[int], pr
         elif message != f.message:
             changed.append(Violation(pk=pk, resolved_at=None, reopened_at=None, times_reopened=reopened,
                                      message=f.message, last_seen=now))
-    Violation.objects.bulk_create(new, batch_size=1000)
+    # A first evaluation opens tens of thousands at once: COPY, not model instances and quoted parameter arrays.
+    bulk.copy_rows(Violation, _NEW_VIOLATION, new)
     Violation.objects.bulk_update([v for v in changed if v.reopened_at is not None],
                                   ["resolved_at", "reopened_at", "times_reopened", "message", "last_seen"],
                                   batch_size=1000)
@@ -410,8 +448,13 @@ def _lock_assignments_shared(ids: set[int]) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
+_POINT = ("cluster", "at", "score", "passed", "failed", "open_violations", "by_rule", "failed_by_severity")
+
+
 def _store_compliance(ids: list[int], results: dict[int, list[dict]], open_counts: Counter, digests: dict,
-                      now, inputs: dict[int, str]) -> dict:
+                      now, inputs: dict[int, str], evaluated: Iterable[int]) -> dict:
+    """Store each cluster's evaluation (`evaluated`: those with one stored already; their rows are locked), its
+    trend point where due, and its results."""
     compliances = {}
     for pk in ids:
         passed = sum(1 for r in results[pk] if not r["violations"])
@@ -419,10 +462,13 @@ def _store_compliance(ids: list[int], results: dict[int, list[dict]], open_count
                                             passed=passed, failed=len(results[pk]) - passed,
                                             open_violations=open_counts[pk], results=results[pk],
                                             digest=digests[pk], inputs=inputs[pk], **compliance.tallies(results[pk]))
-    ClusterCompliance.objects.bulk_create(list(compliances.values()), update_conflicts=True, unique_fields=["cluster"],
-                                          update_fields=["evaluated_at", "score", "passed", "failed",
-                                                         "open_violations", "results", "digest", "inputs",
-                                                         *compliance.TALLIES])
+    # Written as rows, not an upsert of parameter arrays: psycopg quotes every JSON text of an array in Python.
+    fields = ["evaluated_at", "score", "passed", "failed", "open_violations", "results", "digest", "inputs",
+              *compliance.TALLIES]
+    bulk.update_rows([c for pk, c in compliances.items() if pk in evaluated], fields)
+    bulk.copy_rows(ClusterCompliance, ["cluster", *fields],
+                   ([pk, *(getattr(c, name) for name in fields)] for pk, c in compliances.items()
+                    if pk not in evaluated))
     last = _latest_points(ids)
     points = []
     for pk, c in compliances.items():
@@ -432,11 +478,9 @@ def _store_compliance(ids: list[int], results: dict[int, list[dict]], open_count
         # One point per evaluation would be 1,440 rows a day per cluster at a 60 s interval: write a point
         # when the result changed, and otherwise at most once per history interval.
         if prev is None or prev.by_rule != by_rule or prev.score != c.score or prev.at <= _history_due(now):
-            points.append(ComplianceSnapshot(
-                cluster_id=pk, at=now, score=c.score, passed=c.passed, failed=c.failed,
-                open_violations=c.open_violations, by_rule=by_rule,
-                failed_by_severity=dict(Counter(r["severity"] for r in results[pk] if r["violations"]))))
-    ComplianceSnapshot.objects.bulk_create(points)
+            points.append((pk, now, c.score, c.passed, c.failed, c.open_violations, by_rule,
+                           dict(Counter(r["severity"] for r in results[pk] if r["violations"]))))
+    bulk.copy_rows(ComplianceSnapshot, _POINT, points)
     _store_results(ids, results)
     return compliances
 
@@ -461,12 +505,13 @@ def _store_results(ids: list[int], results: dict[int, list[dict]]) -> None:
     # Each assignment merged into a result gets the same result (its group's score sees it); one is primary.
     wanted = {(pk, a_pk): (r["severity"], r["violations"], a_pk == r["assignment"])
               for pk in ids for r in results[pk] for a_pk in r.get("merged_from") or [r["assignment"]]}
-    changed = [PolicyResult(cluster_id=key[0], assignment_id=key[1], severity=severity, violations=violations,
-                            primary=primary)
+    changed = [PolicyResult(pk=existing[key][0], severity=severity, violations=violations, primary=primary)
                for key, (severity, violations, primary) in wanted.items()
-               if existing.get(key, (None,))[1:] != (severity, violations, primary)]
-    PolicyResult.objects.bulk_create(changed, update_conflicts=True, unique_fields=["cluster", "assignment"],
-                                     update_fields=["severity", "violations", "primary"])
+               if key in existing and existing[key][1:] != (severity, violations, primary)]
+    bulk.update_rows(changed, ["severity", "violations", "primary"])
+    # The rows' clusters are locked (`_evaluate_chunk`): no other evaluation adds theirs meanwhile.
+    bulk.copy_rows(PolicyResult, ("cluster", "assignment", "severity", "violations", "primary"),
+                   ((*key, *value) for key, value in wanted.items() if key not in existing))
     gone = [row[0] for key, row in existing.items() if key not in wanted]
     if gone:
         PolicyResult.objects.filter(pk__in=gone).delete()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,13 @@ from django.utils import timezone
 
 from governance import compliance, evaluation, services
 from governance.choices import Mode
-from governance.models import ClusterCompliance, ComplianceSnapshot, GroupComplianceSnapshot, Violation
+from governance.models import (
+    ClusterCompliance,
+    ComplianceSnapshot,
+    GroupComplianceSnapshot,
+    PolicyResult,
+    Violation,
+)
 from inventory import services as inventory_services
 from inventory.models import Workload
 from tests.builders import make_cluster
@@ -118,7 +125,6 @@ def test_group_and_fleet_scores_count_only_their_own_assignments(prod, admin_use
 
 def test_policy_result_rows_follow_each_evaluation(prod, admin_user):
     """Group scores are aggregated from PolicyResult rows: they must say what the latest evaluation said."""
-    from governance.models import PolicyResult
 
     group = next(g for g in inventory_services.groups_of(prod) if g.name == "prod")
     latest = services.create_assignment(group=group, rule_key="no-latest-tag", user=admin_user)
@@ -459,3 +465,60 @@ def test_the_group_tallies_migration_fills_them_in_as_a_rebuild_does():
     migration = importlib.import_module("governance.migrations.0013_group_tallies").Migration
     [fill] = [op for op in migration.operations if isinstance(op, migrations.RunSQL)]
     assert fill.sql == compliance.REBUILD_GROUP_TALLIES.format(where="")
+
+
+def test_a_first_evaluation_writes_every_row_as_the_orm_reads_it(prod, admin_user):
+    """New violations, results, compliance and trend points are written by COPY (`bulk.copy_rows`); what the ORM
+    reads back is what the evaluation found, JSON and times included."""
+    privileged(prod, "a")
+    privileged(prod, "b", namespace="web")
+    t0 = timezone.now()
+    evaluation.evaluate_cluster(prod, now=t0)
+    violations = list(Violation.objects.filter(cluster=prod).order_by("object_name").values_list(
+        "object_name", "namespace", "rule_key", "severity", "first_seen", "last_seen", "resolved_at", "times_reopened"))
+    assert violations == [("a", "shop", "no-privileged-containers", "critical", t0, t0, None, 0),
+                          ("b", "web", "no-privileged-containers", "critical", t0, t0, None, 0)]
+    stored = ClusterCompliance.objects.get(cluster=prod)
+    assert (stored.evaluated_at, stored.open_violations, stored.critical_checks, stored.critical_open) == (t0, 2, 1, 2)
+    assert [(r["rule"], r["violations"]) for r in stored.results] == [("no-privileged-containers", 2)]
+    point = ComplianceSnapshot.objects.get(cluster=prod)
+    assert (point.at, point.by_rule, point.failed_by_severity) == (
+        t0, {"no-privileged-containers": {"severity": "critical", "passed": False, "violations": 2}}, {"critical": 1})
+    # Evaluated again with one more: the stored rows are updated in place, the new violation added.
+    privileged(prod, "c")
+    evaluation.evaluate_cluster(prod, now=t0 + timedelta(minutes=1))
+    assert Violation.objects.filter(cluster=prod, resolved_at=None).count() == 3
+    assert ClusterCompliance.objects.get(cluster=prod).open_violations == 3
+    assert PolicyResult.objects.get(cluster=prod).violations == 3
+
+
+def test_the_garbage_collector_is_off_only_while_a_chunk_is_evaluated(prod, monkeypatch):
+    seen = []
+    write = evaluation._write_violations
+
+    def recording(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "_write_violations", recording)
+    privileged(prod, "a")
+    assert gc.isenabled()
+    evaluation.evaluate_cluster(prod)
+    assert (seen, gc.isenabled()) == ([False], True)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("a bug in the middle of a chunk")
+
+    monkeypatch.setattr(evaluation, "_write_violations", failing)
+    privileged(prod, "b")
+    with pytest.raises(RuntimeError):
+        evaluation.evaluate_cluster(prod)
+    assert gc.isenabled(), "a chunk that fails turns it on again"
+    gc.disable()
+    try:
+        monkeypatch.setattr(evaluation, "_write_violations", write)
+        privileged(prod, "c")
+        evaluation.evaluate_cluster(prod)
+        assert not gc.isenabled(), "a process that had it off keeps it off"
+    finally:
+        gc.enable()
