@@ -59,6 +59,8 @@ def evaluate_and_enforce_many(clusters: list[Cluster]) -> dict[int, ClusterCompl
     for cluster in clusters:
         if not any_enforced and cluster.pk not in installed:
             continue
+        if cluster.busy_since is not None:  # an incident: its admission policies are brought in line once cleared
+            continue
         desired = enforcement.desired_for(cluster, assignments_for(cluster))
         if desired or cluster.pk in installed:
             try:

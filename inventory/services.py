@@ -342,6 +342,32 @@ def sync_now(cluster: Cluster, *, user, via: str) -> None:
     request_sync(cluster.pk, triggered_by=f"{via}:{user.get_username()}")
 
 
+def set_busy(cluster: Cluster, *, user, reason: str = "", busy: bool = True, source_ip: str = "") -> Cluster:
+    """Mark a cluster busy (an incident: Fleetweb changes nothing there, neither rollouts nor Re-apply, drift
+    correction or admission policies, until it is cleared) or clear it: global operators and the operators of a team
+    whose scope holds it. Audited."""
+    require(user, "mark_busy", cluster, message=f"Marking {cluster.name} busy needs the operator role over it.")
+    reason = (reason or "").strip()
+    if busy and (not reason or len(reason) > 500):
+        raise AttachError("Say why the cluster is busy, in 1 to 500 characters: whoever waits for it reads this.",
+                          field="reason")
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        before = {"busy": cluster.busy_since is not None, "reason": cluster.busy_reason}
+        if busy:
+            cluster.busy_since = cluster.busy_since or timezone.now()
+            cluster.busy_reason = reason
+            cluster.busy_by = user if getattr(user, "pk", None) else None
+        elif cluster.busy_since is None:
+            return cluster
+        else:
+            cluster.busy_since, cluster.busy_reason, cluster.busy_by = None, "", None
+        cluster.save(update_fields=["busy_since", "busy_reason", "busy_by", "updated_at"])
+        record(user=user, action="cluster.busy" if busy else "cluster.busy_cleared", target=cluster,
+               source_ip=source_ip, before=before, after={"busy": busy, "reason": cluster.busy_reason})
+    return cluster
+
+
 SYNC_AFTER_CHANGE = sync.SYNC_AFTER_CHANGE  # a sync of what the cluster's agent reported changed
 
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path("clusters/attach/manifest/", views.cluster_attach_manifest, name="cluster_attach_manifest"),
     path("clusters/<slug:name>/", views.cluster_detail, name="cluster_detail"),
     path("clusters/<slug:name>/sync/", views.cluster_sync, name="cluster_sync"),
+    path("clusters/<slug:name>/busy/", views.cluster_busy, name="cluster_busy"),
     path("clusters/<slug:name>/edit/", views.cluster_edit, name="cluster_edit"),
     path("clusters/<slug:name>/credentials/", views.cluster_credentials, name="cluster_credentials"),
     path("clusters/<slug:name>/detach/", views.cluster_detach, name="cluster_detach"),

@@ -483,3 +483,19 @@ def _context_choices(form: KubeconfigForm, *, chosen: list[str] | None) -> list[
         contexts.append({"name": name, "suggested": kubeconfigs.default_name(name), "problem": problem,
                          "checked": checked and not problem, "exists": kubeconfigs.default_name(name) in taken})
     return contexts
+
+
+@role_required(OPERATOR, teams=True)
+@require_POST
+def cluster_busy(request, name: str) -> HttpResponseBase:
+    """Mark a cluster busy, or clear it (the operators over it; the service checks)."""
+    cluster = get_object_or_404(Cluster.objects.visible_to(request.user), name=name)
+    busy = request.POST.get("busy") == "1"
+    try:
+        services.set_busy(cluster, user=request.user, busy=busy, reason=request.POST.get("reason", ""),
+                                    source_ip=client_ip(request))
+    except ServiceError as exc:  # a bad reason, or not the user's to change: both say why
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{cluster.name} marked busy." if busy else f"{cluster.name} is no longer busy.")
+    return redirect(cluster.get_absolute_url())

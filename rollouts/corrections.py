@@ -20,7 +20,7 @@ from inventory import history, port
 from inventory.choices import ClusterEventKind, ClusterStatus, Environment
 from inventory.models import Cluster
 from inventory.people.access import deploy_refusal
-from rollouts import members, rendering
+from rollouts import calendar, members, rendering
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, DriftState, RolloutState
 from rollouts.drift import Session, examine, ignore_rules, keep_ignored, overall
 from rollouts.errors import RolloutError, check_change
@@ -170,6 +170,12 @@ def reapply_refusal(deployed: Deployed) -> str:
     return ""
 
 
+def window_refusal(cluster: Cluster) -> str:
+    """'' when the cluster's change windows allow a change now and it is not busy; else why not."""
+    why = calendar.refusal(cluster)
+    return f"not re-applied: {why}" if why else ""
+
+
 def reapply(deployed_id: int) -> Drift | None:
     """Apply the deployment's objects again, exactly as deployed (never taking over what is not the
     application's), then check it; run by a worker after `request_reapply`."""
@@ -179,8 +185,9 @@ def reapply(deployed_id: int) -> Drift | None:
         return None
     active = rollout_in_progress(deployed)
     problem = f"not re-applied: rollout #{active.pk} of {deployed.application.name} is in progress" if active else ""
-    # Whoever asked (a person, or the application's own correction), the cluster as it is now decides.
-    problem = problem or reapply_refusal(deployed)
+    # Whoever asked (a person, or the application's own correction), the cluster as it is now decides, and its change
+    # windows now (a freeze may have begun since it was asked).
+    problem = problem or reapply_refusal(deployed) or window_refusal(deployed.cluster)
     if not problem:
         try:
             rules = ignore_rules(deployed.application)
@@ -254,6 +261,8 @@ def request_reapply(deployed: Deployed, *, user, via: str = "page", source_ip: s
             raise RolloutError(f"Not re-applied: {refusal}.", status=403)
     if refusal := reapply_refusal(deployed):
         raise RolloutError(refusal[0].upper() + refusal[1:] + ".", status=403)
+    if refusal := window_refusal(cluster):
+        raise RolloutError(refusal[0].upper() + refusal[1:] + ".", conflict=True)
     if not deployed.objects_applied:
         raise RolloutError(f"{app.name} was deployed on {cluster.name} before Fleetweb kept the objects it applied: "
                            "roll it out again (re-applying objects rendered now could carry an unapproved "

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from governance import precheck
 from inventory.choices import Environment
-from rollouts import approvals, dryrun, rendering, services
+from rollouts import approvals, calendar, dryrun, rendering, services
 from rollouts.models import Stage, Target
 
 
@@ -107,7 +107,43 @@ class SoakGate:
         return Verdict(True, evidence={"soak_seconds": stage.soak_time})
 
 
-ENTRY: list[Gate] = [PolicyGate(), ApprovalGate()]
+class WindowGate:
+    """Every target's cluster may be changed now (`rollouts.calendar.decisions`): no freeze open, an allow window open
+    where it has any, and not marked busy. Otherwise the stage waits, saying which windows (or busy clusters) hold it
+    and when it opens, on the stage (`Stage.window_hold`: the page, the API and /metrics read it). An admin's
+    override (`calendar.override_stage`) lifts the windows, never a busy cluster."""
+
+    name = "window"
+
+    def check(self, stage: Stage, now: datetime) -> Verdict:
+        clusters = [t.cluster for t in stage.targets.select_related("cluster")]
+        decided = calendar.decisions(clusters, now)
+        overridden = bool(stage.window_override)
+        held = [(c, d) for c in clusters if not (d := decided[c.pk]).allowed and (d.busy or not overridden)]
+        if not held:
+            if stage.window_hold:
+                Stage.objects.filter(pk=stage.pk).update(window_hold={})
+                stage.window_hold = {}
+            return Verdict(True, evidence={"window_override": stage.window_override} if overridden else {})
+        busy = [c.name for c, d in held if d.busy]
+        opening = [d.opens_at for _c, d in held if not d.busy and d.opens_at is not None]
+        never = any(not d.busy and d.opens_at is None for _c, d in held)
+        # A busy cluster is cleared by a person, and windows can be edited: look again within a minute, or when the
+        # last window holding it opens.
+        recheck = now + timedelta(minutes=1) if busy or never else max(opening)
+        opens_at = None if busy or never else max(opening)
+        hold = {"clusters": [c.name for c, _d in held], "busy": busy,
+                "windows": sorted({r.name for _c, d in held for r in d.holding}),
+                "opens_at": opens_at.isoformat() if opens_at else None}
+        words = "; ".join(f"{c.name} is {d.words()}" if d.busy else f"{c.name}: {d.words()}" for c, d in held[:5])
+        more = f" (and {len(held) - 5} more)" if len(held) > 5 else ""
+        if stage.window_hold != hold:
+            Stage.objects.filter(pk=stage.pk).update(window_hold=hold)
+            stage.window_hold = hold
+        return Verdict(False, recheck_at=recheck, message=f"waiting for a change window: {words}{more}")
+
+
+ENTRY: list[Gate] = [PolicyGate(), ApprovalGate(), WindowGate()]
 EXIT: list[Gate] = [SoakGate()]
 
 

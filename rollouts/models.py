@@ -9,7 +9,7 @@ from django.db import models
 from django.urls import reverse
 
 from foundation import crypto
-from inventory.models import Cluster, ClusterGroup, Team
+from inventory.models import Cluster, ClusterGroup, SelectorMixin, Team
 from inventory.querysets import Visibility
 from rollouts.choices import Decision, DriftState, RolloutState, StageState, TargetState
 from rollouts.querysets import RolloutsQuerySet, through_application
@@ -339,6 +339,11 @@ class Stage(models.Model):
     approved_digests = models.JSONField(default=dict, blank=True,
                                         help_text="{cluster id: rendered digest} the approvals covered at start")
     soak_until = models.DateTimeField(null=True, blank=True)
+    # What holds the stage while a change window is closed or a target is busy ({"windows": [names], "clusters":
+    # [names], "busy": [names], "opens_at": ISO or None}); empty when nothing does (`gates.WindowGate`).
+    window_hold = models.JSONField(default=dict, blank=True)
+    # An admin's emergency override of the stage's change windows ({"by", "reason", "at"}); never of a busy cluster.
+    window_override = models.JSONField(default=dict, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     objects = RolloutsQuerySet.as_manager()
@@ -510,3 +515,37 @@ class NamespaceHold(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} on {self.cluster_id}"
+
+
+class ChangeWindow(SelectorMixin, models.Model):
+    """When Fleetweb may change clusters (`rollouts.windows`): an allow window ("only then") or a deny window (a
+    freeze, "never then"), recurring (weekdays and local hours) or one-off, in a time zone, for the clusters of its
+    groups or selector (every cluster when it names neither) in its environments (all when none). A team's window
+    holds only clusters in that team's scope; a platform window (no team) is the admins'."""
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=8, choices=[("allow", "allow window"), ("deny", "freeze (deny window)")])
+    reason = models.CharField(max_length=500)
+    zone = models.CharField(max_length=64, default="UTC", help_text="IANA time zone, e.g. Europe/Berlin")
+    weekdays = models.JSONField(default=list, blank=True, help_text="Recurring: 0 (Monday) to 6 (Sunday)")
+    start_time = models.TimeField(null=True, blank=True, help_text="Recurring: local start")
+    end_time = models.TimeField(null=True, blank=True, help_text="Recurring: local end (not after start: next day)")
+    starts_at = models.DateTimeField(null=True, blank=True, help_text="One-off: start")
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="One-off: end")
+    groups = models.ManyToManyField(ClusterGroup, blank=True, related_name="change_windows")
+    selector = models.CharField(max_length=1024, blank=True)
+    environments = models.JSONField(default=list, blank=True)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="change_windows",
+                             help_text="Whose window it is (none: the platform's)")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [models.UniqueConstraint(fields=["name"], name="change_window_name")]
+
+    def __str__(self) -> str:
+        return self.name

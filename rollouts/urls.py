@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rollouts import plan_views, views
+from rollouts import plan_views, views, window_views
 
 app_name = "rollouts"
 urlpatterns = [
@@ -33,5 +33,10 @@ urlpatterns = [
     path("rollouts/<int:pk>/", views.rollout_detail, name="rollout_detail"),
     path("rollouts/<int:pk>/stages/<int:index>/approve/", views.stage_approve, name="stage_approve"),
     path("rollouts/<int:pk>/stages/<int:index>/reject/", views.stage_reject, name="stage_reject"),
+    path("rollouts/<int:pk>/stages/<int:index>/override-window/", window_views.stage_override,
+         name="stage_override"),
+    path("change-windows/", window_views.window_list, name="window_list"),
+    path("change-windows/<int:pk>/edit/", window_views.window_edit, name="window_edit"),
+    path("change-windows/<int:pk>/delete/", window_views.window_delete, name="window_delete"),
     path("rollouts/<int:pk>/<str:action>/", views.rollout_action, name="rollout_action"),
 ]

@@ -30,6 +30,7 @@ READ_ONLY_CLUSTER_FIELDS = (
     "id", "auth_method", "provider", "kubernetes_version", "platform", "status", "status_reason",
     "last_error", "last_seen_at", "last_sync_at", "node_count", "ready_node_count", "namespace_count",
     "workload_count", "unhealthy_workload_count", "pod_count", "problem_pod_count", "created_at", "url",
+    "busy_since", "busy_reason",
 )
 
 
@@ -56,7 +57,8 @@ class ClusterSerializer(serializers.ModelSerializer):
             "insecure_skip_tls_verify", "provider", "kubernetes_version", "platform", "status", "status_reason",
             "last_error", "last_seen_at", "last_sync_at", "sync_interval", "node_count", "ready_node_count",
             "namespace_count", "workload_count", "unhealthy_workload_count", "pod_count", "problem_pod_count",
-            "created_at", "kubeconfig", "context", "ca_data", "token", "client_cert", "client_key",
+            "busy_since", "busy_reason", "created_at", "kubeconfig", "context", "ca_data", "token", "client_cert",
+            "client_key",
         )
         read_only_fields = READ_ONLY_CLUSTER_FIELDS
         # Uniqueness is checked in validate_name, with a message that names the cluster.
@@ -264,6 +266,12 @@ class VisibleSlugField(serializers.SlugRelatedField):
     def get_queryset(self) -> QuerySet:
         queryset: Any = super().get_queryset()  # a ScopedQuerySet: every model here has visible_to
         return queryset.visible_to(self.context["request"].user)
+
+
+class BusySerializer(serializers.Serializer):
+    busy = serializers.BooleanField(help_text="true: mark busy (an incident); false: clear")
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500,
+                                   help_text="Why (required to mark busy): whoever waits for the cluster reads it")
 
 
 class ClusterEventSerializer(serializers.ModelSerializer):

@@ -67,7 +67,7 @@ class ClusterViewSet(viewsets.ModelViewSet):
     @property
     def team_roles(self) -> bool:
         """'Sync now' is open to team operators (the service checks the cluster); every other write is not."""
-        return self.action in ("sync", "history")
+        return self.action in ("sync", "history", "busy")
 
     def perform_create(self, serializer) -> None:
         data = dict(serializer.validated_data)
@@ -108,6 +108,18 @@ class ClusterViewSet(viewsets.ModelViewSet):
         cluster = self.get_object()
         services.sync_now(cluster, user=request.user, via="api")
         return Response({"detail": f"Sync of {cluster.name} queued."}, status=status.HTTP_202_ACCEPTED)
+
+
+    @extend_schema(request=serializers.BusySerializer, responses={200: serializers.ClusterSerializer, 403: dict})
+    @action(detail=True, methods=["post"])
+    def busy(self, request, pk=None) -> Response:
+        """Mark the cluster busy (an incident: Fleetweb changes nothing there until it is cleared) or clear it: the
+        operators over it. Audited."""
+        body = serializers.BusySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        cluster = services.set_busy(self.get_object(), user=request.user, busy=body.validated_data["busy"],
+                                    reason=body.validated_data.get("reason", ""), source_ip=client_ip(request))
+        return Response(serializers.ClusterSerializer(cluster, context={"request": request}).data)
 
 
 class _InventoryViewSet(viewsets.ReadOnlyModelViewSet):

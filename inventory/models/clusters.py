@@ -72,6 +72,13 @@ class Cluster(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="A sync holds the cluster until then")
     lease_token = models.CharField(max_length=32, blank=True, help_text="Token of the sync holding the lease")
 
+    # Busy (an incident): Fleetweb changes nothing on the cluster (rollouts, Re-apply, drift correction, admission
+    # policies) until its team clears it (`inventory.services.set_busy`, `rollouts.calendar`).
+    busy_since = models.DateTimeField(null=True, blank=True)
+    busy_reason = models.CharField(max_length=500, blank=True)
+    busy_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

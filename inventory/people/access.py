@@ -244,8 +244,9 @@ for _action in ("attach", "detach", "edit_cluster", "edit_group", "edit_policy",
 # hold_namespace: who holds a namespace on a member decides which team's applications may deploy into it.
 # manage_people: create, invite, change, deactivate accounts, give global roles, issue set-password links.
 # register_cluster: hand out bootstrap tokens, accept or reject what agents present, revoke an agent's credential.
+# override_window: start a stage a change window holds, in an emergency (audited, announced).
 for _action in ("manage_people", "manage_teams", "manage_sso", "run_exec_plugin", "hold_namespace",
-                "register_cluster"):
+                "register_cluster", "override_window"):
     rule(_action)(_platform(ADMIN))
 
 
@@ -258,8 +259,18 @@ def _manage_notifications(access: Access, team) -> bool:
 
 
 @rule("sync")
+@rule("mark_busy")  # mark a cluster busy (an incident: Fleetweb changes nothing there) or clear it
 def _sync(access: Access, cluster) -> bool:
     return in_reach(access, OPERATOR, cluster.pk)
+
+
+@rule("manage_windows")
+def _manage_windows(access: Access, team) -> bool:
+    """Change windows and freezes: a team's by its operators (they hold only that team's clusters) and admins; the
+    platform's (no team) by admins alone."""
+    if ADMIN in access.global_roles:
+        return True
+    return team is not None and team.pk in access.teams_with(OPERATOR)
 
 
 @rule("create_application")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from inventory.api.serializers import VisibleRelatedField, VisibleSlugField
-from inventory.models import Cluster, Team
+from inventory.models import Cluster, ClusterGroup, Team
 from inventory.validators import validate_dns_label
-from rollouts import dryrun
+from rollouts import calendar, dryrun
 from rollouts.choices import DriftState
 from rollouts.models import (
     Application,
     Approval,
+    ChangeWindow,
     Drift,
     NamespaceHold,
     Override,
@@ -198,7 +200,7 @@ class StageSerializer(serializers.ModelSerializer):
         model = Stage
         fields = ("id", "index", "name", "group", "selector", "approvals_required", "max_parallel", "health_deadline",
                   "soak_time", "failures_allowed", "state", "message", "started_at", "approved_at", "soak_until",
-                  "finished_at", "digest", "targets", "approvals")
+                  "finished_at", "digest", "window_hold", "window_override", "targets", "approvals")
         read_only_fields = fields
 
 
@@ -281,3 +283,43 @@ class NamespaceHoldSerializer(serializers.ModelSerializer):
         fields = ("id", "cluster", "name", "team", "at")
         read_only_fields = ("id", "at")
         validators: list = []  # one hold per (cluster, name): POST replaces the holder
+
+
+class ChangeWindowSerializer(serializers.ModelSerializer):
+    """A change window or freeze. Recurring: `weekdays` (0 = Monday), `start_time`, `end_time` (local, in `zone`; an
+    end not after the start ends the next day); one-off: `starts_at`, `ends_at` (with offsets). `groups` by name;
+    `team` by name (none: a platform window, admins only)."""
+
+    groups: serializers.SlugRelatedField = VisibleSlugField(
+        slug_field="name", many=True, required=False, queryset=ClusterGroup.objects.all())
+    team: serializers.SlugRelatedField = VisibleSlugField(
+        slug_field="name", required=False, allow_null=True, queryset=Team.objects.all())
+    schedule = serializers.SerializerMethodField()
+    open_now = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ChangeWindow
+        fields = ("id", "name", "kind", "reason", "zone", "weekdays", "start_time", "end_time", "starts_at", "ends_at",
+                  "groups", "selector", "environments", "team", "enabled", "schedule", "open_now", "created_at",
+                  "updated_at")
+        read_only_fields = ("id", "schedule", "open_now", "created_at", "updated_at")
+        extra_kwargs: dict[str, dict] = {"name": {"validators": []}}
+
+    def get_schedule(self, window) -> str:
+        return calendar.schedule_of(window).describe()
+
+    def get_open_now(self, window) -> bool:
+        return calendar.schedule_of(window).is_open(timezone.now())
+
+    def to_representation(self, instance) -> dict:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is not None:  # a platform window's groups the reader cannot see are not named
+            visible = set(ClusterGroup.objects.visible_to(request.user).values_list("name", flat=True))
+            data["groups"] = [g for g in data["groups"] if g in visible]
+        return data
+
+
+class WindowOverrideSerializer(serializers.Serializer):
+    stage = serializers.IntegerField(min_value=0, help_text="The stage's index")
+    reason = serializers.CharField(max_length=500)

@@ -14,12 +14,13 @@ from rest_framework.response import Response
 from foundation.roles import VIEWER
 from foundation.web import client_ip
 from inventory.models import Cluster, ClusterGroup
-from rollouts import approvals, corrections, placement, plans, services, sourcing
+from rollouts import approvals, calendar, corrections, placement, plans, services, sourcing
 from rollouts.api import serializers
 from rollouts.choices import StageState
 from rollouts.filtersets import DriftFilterSet, RolloutFilterSet
 from rollouts.models import (
     Application,
+    ChangeWindow,
     Drift,
     NamespaceHold,
     Rollout,
@@ -292,6 +293,19 @@ class RolloutViewSet(viewsets.ModelViewSet):
     def rollback(self, request, pk=None) -> Response:
         return self._action(request, services.rollback_rollout)
 
+    @extend_schema(request=serializers.WindowOverrideSerializer, responses={200: dict, 403: dict, 409: dict})
+    @action(detail=True, methods=["post"], url_path="override-window")
+    def override_window(self, request, pk=None) -> Response:
+        """Emergency: the stage's change windows no longer hold it (admins only, with a reason; audited and
+        announced). A busy cluster still holds it, and every other gate still applies."""
+        rollout = self.get_object()
+        body = serializers.WindowOverrideSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        stage = self._stage(rollout, body.validated_data["stage"])
+        calendar.override_stage(stage, user=request.user, reason=body.validated_data["reason"],
+                                source_ip=client_ip(request))
+        return self._state(rollout)
+
 
 
 class DriftViewSet(viewsets.ReadOnlyModelViewSet):
@@ -348,6 +362,46 @@ class NamespaceHoldViewSet(viewsets.ModelViewSet):
         data = serializer.validated_data
         serializer.instance = _call(services.hold_namespace, cluster=data["cluster"], name=data["name"],
                                     team=data.get("team"), user=self.request.user, source_ip=client_ip(self.request))
+
+
+class ChangeWindowViewSet(viewsets.ModelViewSet):
+    """Change windows and freezes (`rollouts.windows`): the platform's (admins) and teams' (their operators; they hold
+    only the team's clusters). A team member reads its teams' windows and the platform windows that hold one of its
+    clusters. Every write goes through `calendar.save_window` / `delete_window`; audited."""
+
+    serializer_class = serializers.ChangeWindowSerializer
+    team_roles = True  # team operators manage their team's windows: the service checks which
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):  # the schema generator, with no user and no database
+            return ChangeWindow.objects.none()
+        ids = [w.pk for w in calendar.visible_windows(self.request.user)]
+        return (ChangeWindow.objects.filter(pk__in=ids).select_related("team").prefetch_related("groups")
+                .order_by("name", "pk"))
+
+    def _fields(self, data: dict) -> dict:
+        return {k: data[k] for k in calendar.FIELDS if k in data}
+
+    def perform_create(self, serializer) -> None:
+        data = dict(serializer.validated_data)
+        serializer.instance = calendar.save_window(user=self.request.user, team=data.get("team"),
+                                                   groups=data.get("groups", []), source_ip=client_ip(self.request),
+                                                   **self._fields(data))
+
+    def perform_update(self, serializer) -> None:
+        window = serializer.instance
+        data = dict(serializer.validated_data)
+        if "team" in data and data["team"] != window.team:
+            raise ValidationError({"team": ["A window's team cannot change; delete it and make another."]})
+        current = {k: getattr(window, k) for k in calendar.FIELDS}
+        serializer.instance = calendar.save_window(
+            user=self.request.user, window=window, groups=data.get("groups", list(window.groups.all())),
+            source_ip=client_ip(self.request), **{**current, **self._fields(data)})
+
+    def perform_destroy(self, instance) -> None:
+        calendar.delete_window(instance, user=self.request.user, source_ip=client_ip(self.request))
 
 
 class SourceCredentialViewSet(viewsets.ModelViewSet):
