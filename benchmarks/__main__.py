@@ -1,6 +1,6 @@
 """`python -m benchmarks [--size quick|full|limit] [--only sync,fleet,freshness,drift,agents,sources]`
-(`--only fleet --clusters N --nodes N --workloads N --requests N`: the fleet's own size): run, print,
-save JSON.
+(`--only fleet --clusters N --nodes N --workloads N --requests N`: the fleet's own size; `--only freshness
+--clusters N`: that many clusters at --size's interval and duration): run, print, save JSON.
 
 `limit` (5,000 nodes, 150,000 pods) exists for `--only sync`."""
 
@@ -35,8 +35,9 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
     sizes = {name: __import__(f"benchmarks.{name}", fromlist=["SIZES"]).SIZES for name in ALL}
-    if shaped and chosen != ["fleet"]:
-        parser.error("--clusters, --nodes, --workloads and --requests size the fleet benchmark: add --only fleet")
+    if shaped and chosen != ["fleet"] and not (chosen == ["freshness"] and set(shaped) == {"count"}):
+        parser.error("--clusters, --nodes, --workloads and --requests size the fleet benchmark (add --only fleet); "
+                     "--clusters alone also sizes the freshness benchmark (--only freshness)")
     args.shaped = shaped
     if any(args.size not in sizes[name] for name in chosen):
         parser.error(f"size '{args.size}' exists only for: {', '.join(n for n in ALL if args.size in sizes[n])}")
@@ -64,7 +65,8 @@ def _run(args, chosen: list[str]) -> int:
     for name in chosen:
         module = __import__(f"benchmarks.{name}", fromlist=["run"])
         started = time.monotonic()
-        results[name] = module.run(args.size, **args.shaped) if name == "fleet" else module.run(args.size)
+        results[name] = module.run(args.size, **args.shaped) if name in ("fleet", "freshness") else \
+            module.run(args.size)
         say(f"[{name}] done in {time.monotonic() - started:.0f}s\n")
     out = STATE / f"results-{args.size}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2, default=str))

@@ -60,10 +60,12 @@ def _processes(env: dict) -> list[subprocess.Popen]:
     return procs
 
 
-def run(size: str) -> dict:
+def run(size: str, *, count: int | None = None) -> dict:
+    """`size` gives the clusters, interval and duration; `count` (`--clusters`) the number of clusters."""
     from localfleet.fleet import Fleet
 
-    count, interval, duration = SIZES[size]
+    sized, interval, duration = SIZES[size]
+    count = count or sized
     fleet = Fleet(STATE / "localfleet-fresh")
     try:
         return _measure(fleet, count, interval, duration)
