@@ -12,6 +12,7 @@ from foundation.env import (
     celery_broker_url,
     env_bool,
     env_int,
+    env_int_map,
     env_list,
     env_networks,
     env_str,
@@ -286,6 +287,10 @@ FLEETWEB_STALE_AFTER_INTERVALS = env_int("FLEETWEB_STALE_AFTER_INTERVALS", 3, mi
 # rollout (a killed worker's rollout is picked up again after this); where events are POSTed (HMAC-signed
 # with the secret when one is set); the public URL used in links inside those events.
 FLEETWEB_APPROVAL_TTL = env_int("FLEETWEB_APPROVAL_TTL", 86400, minimum=60)
+# Per environment (`prod=14400,staging=86400`): an approval of a stage lasts the shortest of its clusters'
+# environments' (FLEETWEB_APPROVAL_TTL where one has none), or its application's own when that is shorter.
+FLEETWEB_APPROVAL_TTL_BY_ENVIRONMENT = env_int_map("FLEETWEB_APPROVAL_TTL_BY_ENVIRONMENT", ("dev", "staging", "prod"),
+                                                   minimum=60)
 FLEETWEB_ROLLOUT_LEASE = env_int("FLEETWEB_ROLLOUT_LEASE", 60, minimum=5)
 FLEETWEB_WEBHOOK_URL = env_str("FLEETWEB_WEBHOOK_URL", "")
 FLEETWEB_WEBHOOK_SECRET = env_str("FLEETWEB_WEBHOOK_SECRET", "")

@@ -60,6 +60,25 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_int_map(name: str, keys: tuple[str, ...], *, minimum: int = 0) -> dict[str, int]:
+    """`key=integer` pairs, comma-separated (`prod=14400,staging=86400`), each key one of `keys`, each value at least
+    `minimum`; empty: none."""
+    out: dict[str, int] = {}
+    for item in env_list(name):
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in keys:
+            raise ConfigError(f"{name}: {item!r} is not KEY=SECONDS with KEY one of {', '.join(keys)}")
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r}: {raw.strip()!r} is not an integer") from None
+        if value < minimum:
+            raise ConfigError(f"{name}: {key}={value} must be at least {minimum}")
+        out[key] = value
+    return out
+
+
 def env_networks(name: str, default: list[str] | None = None, *, none_word: bool = False) -> list[str]:
     """A comma-separated list of networks (CIDRs), each checked; with `none_word`, `none` means an empty list."""
     import ipaddress

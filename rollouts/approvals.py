@@ -4,7 +4,7 @@ and the engine alike."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -13,26 +13,142 @@ from django.utils import timezone
 
 from foundation.audit import record
 from foundation.roles import APPROVER, has_role_anywhere
+from governance.choices import Severity
+from governance.models import Violation
+from inventory.choices import ClusterStatus
 from inventory.people.access import access_of, can
+from rollouts import calendar, windows
 from rollouts.alerts import notify
 from rollouts.choices import (
     Decision,
     RolloutState,
     StageState,
+    TargetState,
 )
 from rollouts.models import Approval, Rollout, Stage
 from rollouts.rendering import overrides_in_effect, refresh_stage, stage_digest, stage_digests
 from rollouts.services import RolloutError, kick
 
 log = logging.getLogger(__name__)
+HEALTHY = (ClusterStatus.CONNECTED,)
 
 
 # ---------------------------------------------------------------------------------------------
 # Approvals: the one place their rules live
 
 
-def approval_ttl() -> timedelta:
-    return timedelta(seconds=settings.FLEETWEB_APPROVAL_TTL)
+def approval_ttl(stage: Stage) -> tuple[timedelta, str]:
+    """How long an approval of `stage` lasts, and why: the shortest of its clusters' environments'
+    (FLEETWEB_APPROVAL_TTL_BY_ENVIRONMENT, FLEETWEB_APPROVAL_TTL where one has none), or the application's own
+    `approval_ttl` when shorter (its owners may shorten it, never lengthen it)."""
+    default = settings.FLEETWEB_APPROVAL_TTL
+    by_environment = settings.FLEETWEB_APPROVAL_TTL_BY_ENVIRONMENT
+    environments = set(stage.targets.values_list("cluster__environment", flat=True))
+    seconds, why = min(((by_environment.get(e, default), f"{e} clusters") for e in environments),
+                       default=(default, "default"))
+    app = stage.rollout.application
+    if app.approval_ttl and app.approval_ttl < seconds:
+        seconds, why = app.approval_ttl, f"application {app.name}"
+    return timedelta(seconds=seconds), why
+
+
+def duration(span: timedelta) -> str:
+    """4 h, 30 min, 45 s."""
+    seconds = int(span.total_seconds())
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
+# What an approver may require to hold when the stage starts; a condition that fails voids the approval.
+CONDITIONS = {
+    "in_window": "each cluster inside one of its allow windows",
+    "healthy_minutes": "every earlier stage succeeded and healthy for at least N minutes",
+    "no_critical": "no open critical violation on the stage's clusters",
+}
+MAX_HEALTHY_MINUTES = 7 * 24 * 60
+
+
+def clean_conditions(raw) -> dict:
+    """Checked conditions (RolloutError naming the field otherwise); empty: none."""
+    if raw in (None, "", {}):
+        return {}
+    if not isinstance(raw, dict) or set(raw) - set(CONDITIONS):
+        raise RolloutError({"conditions": f"Conditions are an object of {', '.join(CONDITIONS)}."})
+    out: dict = {}
+    for key in ("in_window", "no_critical"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise RolloutError({"conditions": f"{key} is true or false."})
+            if raw[key]:
+                out[key] = True
+    if raw.get("healthy_minutes") not in (None, 0):
+        minutes = raw["healthy_minutes"]
+        if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 < minutes <= MAX_HEALTHY_MINUTES:
+            raise RolloutError({"conditions": f"healthy_minutes is a number of minutes, 1 to {MAX_HEALTHY_MINUTES}."})
+        out["healthy_minutes"] = minutes
+    return out
+
+
+def describe_conditions(conditions: dict) -> str:
+    words = []
+    if conditions.get("in_window"):
+        words.append("only inside an allow window")
+    if conditions.get("healthy_minutes"):
+        words.append(f"only once earlier stages were healthy for {conditions['healthy_minutes']} min")
+    if conditions.get("no_critical"):
+        words.append("only with no open critical violation")
+    return "; ".join(words)
+
+
+def condition_verdict(approval: Approval, stage: Stage, now) -> tuple[str, datetime | None, str]:
+    """('ok' | 'wait' | 'fail', when to look again for 'wait', why for 'fail') of an approval's conditions now."""
+    conditions = approval.conditions or {}
+    wait: datetime | None = None
+    clusters = [t.cluster for t in stage.targets.select_related("cluster")]
+    if conditions.get("no_critical"):
+        critical = sorted(set(Violation.objects.filter(cluster__in=clusters, resolved_at__isnull=True,
+                                                       severity=Severity.CRITICAL)
+                              .values_list("cluster__name", flat=True)))
+        if critical:
+            return "fail", None, f"a critical violation is open on {', '.join(critical[:5])}"
+    if conditions.get("healthy_minutes"):
+        need = timedelta(minutes=conditions["healthy_minutes"])
+        for earlier in stage.rollout.stages.filter(index__lt=stage.index).order_by("index"):
+            if earlier.state != StageState.SUCCEEDED or earlier.finished_at is None:
+                return "wait", None, ""
+            failed = list(earlier.targets.filter(state=TargetState.FAILED).values_list("cluster__name", flat=True))
+            unhealthy = list(earlier.targets.exclude(cluster__status__in=HEALTHY)
+                             .values_list("cluster__name", flat=True))
+            if failed or unhealthy:
+                return "fail", None, (f"stage {earlier.name} did not stay healthy: "
+                                      f"{', '.join((failed + unhealthy)[:5])}")
+            if earlier.finished_at + need > now:
+                wait = max(wait or now, earlier.finished_at + need)
+    if conditions.get("in_window"):
+        held = calendar.holding(clusters)
+        decided = calendar.decisions(clusters, now)
+        without = [c.name for c in clusters if not any(w.kind == windows.ALLOW for w in held[c.pk])]
+        if without:
+            return "fail", None, f"no allow window holds {', '.join(without[:5])}"
+        closed = [d for c in clusters if not (d := decided[c.pk]).allowed]
+        if closed:
+            opens = [d.opens_at for d in closed if d.opens_at is not None]
+            return "wait", max(opens) if opens and len(opens) == len(closed) else now + timedelta(minutes=1), ""
+    return ("wait", wait, "") if wait else ("ok", None, "")
+
+
+def void(approvals: list[tuple[Approval, str]], stage: Stage, now) -> None:
+    """Void these approvals, each with its reason; the stage says so and asks its approvers again."""
+    if not approvals:
+        return
+    for approval, reason in approvals:
+        Approval.objects.filter(pk=approval.pk, voided_at__isnull=True).update(voided_at=now, void_reason=reason[:255])
+    words = "; ".join(f"the approval by {a.user.get_username()} is void: {reason}" for a, reason in approvals)
+    Stage.objects.filter(pk=stage.pk).update(message=words[:2000])
+    stage.message = words[:2000]
+    if stage.state == StageState.AWAITING_APPROVAL:
+        notify("stage.awaiting_approval", stage.rollout, stage=stage)
 
 
 def excluded_deciders(stage: Stage) -> dict[int, str]:
@@ -111,23 +227,28 @@ def _lock_for_decision(stage: Stage, *, seen_digest: str) -> Stage:
     return stage
 
 
-def approve_stage(stage: Stage, *, user, comment: str = "", seen_digest: str = "", source_ip: str = "") -> Stage:
+def approve_stage(stage: Stage, *, user, comment: str = "", seen_digest: str = "", source_ip: str = "",
+                  conditions: dict | None = None) -> Stage:
     """Record an approval of exactly the objects each of the stage's clusters would receive now (`seen_digest`,
-    when given, must be the stage digest the approver was shown); the stage starts once enough distinct approvers
+    when given, must be the stage digest the approver was shown), lasting `approval_ttl(stage)`, with the
+    `conditions` (`CONDITIONS`) that must hold when the stage starts; the stage starts once enough distinct approvers
     agreed (checked by the engine too)."""
+    conditions = clean_conditions(conditions)
     with transaction.atomic():
         stage = _lock_for_decision(stage, seen_digest=seen_digest)
         check_can_decide(stage, user)
         digests = stage_digests(stage)
+        lasts, why = approval_ttl(stage)
         Approval.objects.create(stage=stage, user=user, decision=Decision.APPROVE, comment=comment[:2000],
-                                revision_id=stage.rollout.revision_id, digests=digests,
-                                expires_at=timezone.now() + approval_ttl())
+                                revision_id=stage.rollout.revision_id, digests=digests, conditions=conditions,
+                                expires_at=timezone.now() + lasts)
         count = len(valid_approvals(stage))
         record(user=user, action="rollout.approve", target=stage.rollout, source_ip=source_ip,
                target_name=f"rollout #{stage.rollout_id} stage {stage.name}",
                after={"stage": stage.name, "comment": comment, "approvals": count,
                       "required": stage.approvals_required, "revision": stage.rollout.revision.number,
-                      "stage_digest": stage_digest(stage)})
+                      "stage_digest": stage_digest(stage), "conditions": conditions,
+                      "lasts_seconds": int(lasts.total_seconds()), "lasts_because": why})
         # Beat picks it up too if the kick below is lost (broker down): the gate is re-checked either way.
         kick(stage.rollout)
     return stage
@@ -144,7 +265,7 @@ def reject_stage(stage: Stage, *, user, comment: str, seen_digest: str = "", sou
         now = timezone.now()
         Approval.objects.create(stage=stage, user=user, decision=Decision.REJECT, comment=comment[:2000],
                                 revision_id=stage.rollout.revision_id, digests=stage_digests(stage),
-                                expires_at=now + approval_ttl())
+                                expires_at=now + approval_ttl(stage)[0])
         stage.state, stage.finished_at = StageState.REJECTED, now
         stage.message = f"rejected by {user.get_username()}: {comment}"[:2000]
         stage.save()

@@ -133,6 +133,15 @@ class PlanForm(forms.Form):
 class DecisionForm(forms.Form):
     comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
     stage_digest = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+    # Approve only: what must hold when the stage starts (`approvals.CONDITIONS`).
+    in_window = forms.BooleanField(required=False)
+    healthy_minutes = forms.IntegerField(required=False, min_value=0)
+    no_critical = forms.BooleanField(required=False)
+
+    def conditions(self) -> dict:
+        d = self.cleaned_data
+        return {"in_window": d.get("in_window", False), "no_critical": d.get("no_critical", False),
+                "healthy_minutes": d.get("healthy_minutes") or 0}
 
 
 class ApplicationEditForm(TeamFieldsMixin):
@@ -145,6 +154,10 @@ class ApplicationEditForm(TeamFieldsMixin):
         required=False, label="Correct drift automatically",
         help_text="When a drift check finds a field changed by hand or an object deleted, re-apply the deployed "
                   "revision at once (audited), instead of only reporting it.")
+    approval_ttl = forms.IntegerField(
+        required=False, min_value=60, max_value=31 * 86400, label="Approvals last at most (seconds)",
+        help_text="Shorter than its clusters' environments allow, where you want approvals to go stale sooner; "
+                  "empty: as the environments say.")
     drift_ignore = forms.CharField(
         required=False, label="Fields drift leaves to others", widget=forms.Textarea(attrs={"rows": 3}),
         help_text="One per line, '[Kind[/name]] path', e.g. 'Deployment spec.replicas' where an autoscaler sets "

@@ -20,13 +20,14 @@ from typing import Protocol
 from governance import precheck
 from inventory.choices import Environment
 from rollouts import approvals, calendar, dryrun, rendering, services
+from rollouts.choices import Decision
 from rollouts.models import Stage, Target
 
 
 @dataclasses.dataclass
 class Verdict:
     passed: bool
-    recheck_at: datetime | None = None  # when to look again; None: on the next click or event
+    recheck_at: datetime | None = None  # when to look again (passed: when that may lapse); None: on a click or event
     message: str = ""
     evidence: dict = dataclasses.field(default_factory=dict)  # recorded with the stage's start or success
     refused: bool = False  # waiting cannot help: the engine fails the stage before it starts, with `message`
@@ -55,10 +56,40 @@ class ApprovalGate:
             stage.approvals_required, stage.message = 1, note
         if not stage.approvals_required:
             return Verdict(True)
+        lapsed = list(stage.approvals.filter(decision=Decision.APPROVE, voided_at__isnull=True,
+                                             revision_id=stage.rollout.revision_id, expires_at__lte=now)
+                      .select_related("user"))
+        if lapsed:  # void, saying so, and the stage asks again
+            lasts, why = approvals.approval_ttl(stage)
+            approvals.void([(a, f"expired at {a.expires_at:%Y-%m-%d %H:%M} UTC before the stage started (approvals "
+                                f"of this stage last {approvals.duration(lasts)}: {why})") for a in lapsed], stage, now)
         valid = approvals.valid_approvals(stage, now=now)
-        evidence = {"approved_by": [a.user.get_username() for a in valid], "digests": rendering.stage_digests(stage)}
+        wait: list[datetime] = []
         if len(valid) >= stage.approvals_required:
-            return Verdict(True, evidence=evidence)
+            # Enough approvals: their conditions must hold now, when the stage would start.
+            failed, counted = [], []
+            for a in valid:
+                state, when, why = approvals.condition_verdict(a, stage, now)
+                if state == "fail":
+                    failed.append((a, f"its condition failed: {why}"))
+                elif state == "wait":
+                    wait.append(when or now + timedelta(minutes=1))
+                else:
+                    counted.append(a)
+            approvals.void(failed, stage, now)
+            valid = [a for a in valid if a not in [f for f, _why in failed]]
+            ready = counted
+        else:
+            ready = valid
+        evidence = {"approved_by": [a.user.get_username() for a in valid], "digests": rendering.stage_digests(stage),
+                    "conditions": {a.user.get_username(): a.conditions for a in valid if a.conditions}}
+        if len(ready) >= stage.approvals_required and not wait:
+            # Passed; should another gate hold the stage, look again when an approval counted would lapse.
+            return Verdict(True, recheck_at=min(a.expires_at for a in ready) if ready else None, evidence=evidence)
+        if len(valid) >= stage.approvals_required:
+            return Verdict(False, recheck_at=min(wait), evidence=evidence,
+                           message="waiting for the approvals' conditions: " + "; ".join(
+                               approvals.describe_conditions(a.conditions) for a in valid if a.conditions))
         # Approvals expire: look again when the oldest one counted would lapse, else wait for a click.
         return Verdict(False, recheck_at=min((a.expires_at for a in valid), default=None),
                        message=f"{len(valid)} of {stage.approvals_required} approval(s)", evidence=evidence)
@@ -161,7 +192,8 @@ def _all(gates: list[Gate], stage: Stage, now: datetime) -> Verdict:
     refused = [v for v in waiting if v.refused]
     if refused:
         return Verdict(False, refused=True, message="; ".join(v.message for v in refused), evidence=evidence)
-    times = [v.recheck_at for v in waiting if v.recheck_at is not None]
+    # A gate that passed may say when that lapses (an approval expiring while a window holds the stage).
+    times = [v.recheck_at for v in verdicts if v.recheck_at is not None]
     return Verdict(False, recheck_at=min(times) if times else None, not_yet=any(v.not_yet for v in waiting),
                    message="; ".join(v.message for v in waiting if v.message), evidence=evidence)
 

@@ -28,6 +28,9 @@ class Application(models.Model):
                                       help_text="Whose approvers approve its production stages (default: the owner "
                                                 "team)")
     description = models.TextField(blank=True)
+    approval_ttl = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds an approval of its stages lasts, where shorter than its clusters' "
+                                         "environments' (FLEETWEB_APPROVAL_TTL_BY_ENVIRONMENT)")
     correct_drift = models.BooleanField(
         default=False, help_text="Re-apply the deployed revision wherever a drift check finds it changed by hand")
     drift_ignore = models.JSONField(
@@ -412,6 +415,9 @@ class Approval(models.Model):
     expires_at = models.DateTimeField()
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.CharField(max_length=255, blank=True)
+    # What must hold when the stage starts for this approval to count (`approvals.CONDITIONS`): {"in_window": true,
+    # "healthy_minutes": 30, "no_critical": true}; one that fails voids it, saying why.
+    conditions = models.JSONField(default=dict, blank=True)
 
     objects = RolloutsQuerySet.as_manager()
     visibility = through_application("stage__rollout__application")

@@ -234,16 +234,21 @@ def _name(user) -> str:
 
 
 def update_application(app: Application, *, user, source_ip: str = "", **changes) -> Application:
-    """Change owner or description (the owner team's operators), owner team or approver team (global operators
+    """Change owner, description, drift handling or how long its approvals last at most (`approval_ttl`: shorter
+    than its environments' only; the owner team's operators), owner team or approver team (global operators
     only: moving an application or its approvers is the platform's); manifests change through a new revision,
     name and namespace never."""
     check_change(user, app)
     unknown = set(changes) - {"owner", "description", "owner_team", "approver_team", "correct_drift",
-                              "drift_ignore"}
+                              "drift_ignore", "approval_ttl"}
     if unknown:
-        raise RolloutError({"detail": "Only owner, description, owner team, approver team, drift correction and "
-                                      "the fields drift ignores change here; manifests change through a new "
-                                      "revision, name and namespace never."})
+        raise RolloutError({"detail": "Only owner, description, owner team, approver team, drift correction, "
+                                      "the fields drift ignores and how long approvals last change here; manifests "
+                                      "change through a new revision, name and namespace never."})
+    ttl = changes.get("approval_ttl")
+    if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool) or not 60 <= ttl <= 31 * 86400):
+        raise RolloutError({"approval_ttl": "Seconds from 60 to 2678400 (31 days), or none: approvals then last "
+                                            "what their clusters' environments say."})
     if "drift_ignore" in changes:
         changes["drift_ignore"] = _drift_ignore(changes["drift_ignore"])
     for field in ("owner_team", "approver_team"):

@@ -194,7 +194,7 @@ def application_edit(request, name: str) -> HttpResponseBase:
     form = ApplicationEditForm(request.POST or None, user=request.user, instance=app, initial={
         "owner": app.owner, "description": app.description, "owner_team": app.owner_team,
         "approver_team": app.approver_team, "correct_drift": app.correct_drift,
-        "drift_ignore": "\n".join(app.drift_ignore)})
+        "drift_ignore": "\n".join(app.drift_ignore), "approval_ttl": app.approval_ttl})
     if request.method == "POST" and form.is_valid():
         try:
             changes = {k: v for k, v in form.cleaned_data.items()
@@ -526,6 +526,10 @@ def _rollout_context(request, rollout: Rollout) -> dict:
             stage.drift = evidence.live_drift(stage)  # type: ignore[attr-defined]
             stage.findings = evidence.stage_findings(stage)  # type: ignore[attr-defined]
             stage.earlier = evidence.earlier_stages(rollout, stage)  # type: ignore[attr-defined]
+            lasts, why = approvals.approval_ttl(stage)
+            stage.approval_lasts, stage.approval_lasts_why = approvals.duration(lasts), why  # type: ignore[attr-defined]
+        for approval in stage.approvals.all():
+            approval.conditions_words = approvals.describe_conditions(approval.conditions)  # type: ignore[attr-defined]
         # What the template shows of each stage, set on it (not model fields).
         stage.can_decide = decidable.get(stage.pk) == ""  # type: ignore[attr-defined]
         stage.refusal = decidable.get(stage.pk, "")  # type: ignore[attr-defined]
@@ -555,8 +559,9 @@ def _decide(request, pk: int, index: int, fn, verb: str):
     valid = form.is_valid()
     comment = form.cleaned_data["comment"] if valid else ""
     seen = form.cleaned_data["stage_digest"] if valid else ""
+    extra = {"conditions": form.conditions() if valid else {}} if fn is approvals.approve_stage else {}
     try:
-        fn(stage, user=request.user, comment=comment, seen_digest=seen, source_ip=client_ip(request))
+        fn(stage, user=request.user, comment=comment, seen_digest=seen, source_ip=client_ip(request), **extra)
     except services.RolloutError as exc:
         reason = exc.message
         if exc.status == 403:

@@ -159,7 +159,7 @@ class ApplicationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Application
         fields = ("id", "name", "namespace", "owner", "owner_team", "approver_team", "description", "correct_drift",
-                  "drift_ignore", "created_at", "latest_revision", "overrides",
+                  "drift_ignore", "approval_ttl", "created_at", "latest_revision", "overrides",
                   "manifests", "message")
         read_only_fields = ("id", "created_at", "latest_revision", "overrides")
         extra_kwargs: dict[str, dict] = {"name": {"validators": [validate_dns_label]},
@@ -172,8 +172,8 @@ class ApprovalSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Approval
-        fields = ("user", "decision", "comment", "revision", "digests", "created_at", "expires_at", "voided_at",
-                  "void_reason")
+        fields = ("user", "decision", "comment", "revision", "digests", "conditions", "created_at", "expires_at",
+                  "voided_at", "void_reason")
         read_only_fields = fields
 
 
@@ -245,6 +245,10 @@ class DecisionSerializer(serializers.Serializer):
     stage_digest = serializers.CharField(required=False, allow_blank=True, default="", max_length=64,
                                          help_text="The stage's `digest` you reviewed: refused (409) when what the "
                                                    "stage would apply changed since")
+    conditions = serializers.JSONField(required=False, default=dict,
+                                       help_text="Approve only: what must hold when the stage starts, "
+                                                 '{"in_window": true, "healthy_minutes": 30, "no_critical": true}; '
+                                                 "one that fails voids the approval")
 
 
 class DriftSerializer(serializers.ModelSerializer):

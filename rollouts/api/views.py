@@ -68,6 +68,9 @@ class ApplicationViewSet(viewsets.ModelViewSet):
                                     owner_team=data.get("owner_team"), approver_team=data.get("approver_team"),
                                     correct_drift=data.get("correct_drift", False),
                                     drift_ignore=data.get("drift_ignore"), source_ip=client_ip(self.request))
+        if data.get("approval_ttl") is not None:  # a setting of its own, with its own check
+            serializer.instance = _call(services.update_application, app=serializer.instance, user=self.request.user,
+                                        source_ip=client_ip(self.request), approval_ttl=data["approval_ttl"])
 
     def perform_update(self, serializer) -> None:
         serializer.instance = _call(services.update_application, app=serializer.instance, user=self.request.user,
@@ -248,8 +251,9 @@ class RolloutViewSet(viewsets.ModelViewSet):
             body = serializers.DecisionSerializer(data=request.data)
             body.is_valid(raise_exception=True)
             stage = _call(self._stage, rollout=rollout, index=body.validated_data.get("stage"))
+            extra = {"conditions": body.validated_data["conditions"]} if fn is approvals.approve_stage else {}
             _call(fn, stage=stage, user=request.user, comment=body.validated_data["comment"],
-                  seen_digest=body.validated_data.get("stage_digest", ""), source_ip=client_ip(request))
+                  seen_digest=body.validated_data.get("stage_digest", ""), source_ip=client_ip(request), **extra)
         else:
             _call(fn, rollout=rollout, user=request.user, source_ip=client_ip(request))
         return self._state(rollout)

@@ -104,3 +104,39 @@ def test_automatic_drift_correction_waits_for_the_window(newest, celery_beat, ad
              timeout=6 * INTERVAL + 30, what="the correction once the freeze ended")
     event = AuditEvent.objects.get(action="application.reapply", message="auto-correct")
     assert event.at >= ends
+
+
+def test_an_approval_that_expires_while_a_freeze_holds_the_stage_is_asked_for_again(
+        fleet, celery_worker, celery_beat, api_as, operator, approver, admin_user):
+    """The application's approvals last a minute; the prod stage is approved at once but a freeze holds it longer:
+    the approval is voided as expired, the stage asks again, and only a new approval lets it reach the member."""
+    members = fleet["members"]
+    app = services.create_application(name="stale-web", namespace="stale-web", manifests_text=app_yaml("1.0"),
+                                      user=operator)
+    services.update_application(app, user=operator, approval_ttl=60)
+    ends = timezone.now() + timedelta(seconds=80)
+    calendar.save_window(user=admin_user, name="prod-hold", kind="deny", reason="release train", zone="UTC",
+                         environments=["prod"], starts_at=(timezone.now() - timedelta(minutes=1)).isoformat(),
+                         ends_at=ends.isoformat())
+    rollout = services.create_rollout(revision=app.latest_revision, user=operator, stages=[
+        {"name": "production", "group": "prod", "health_deadline": 90}])
+    wait_for(lambda: rollout.stages.get(index=0).state == StageState.AWAITING_APPROVAL, timeout=60,
+             what="the prod stage to await approval")
+    answer = api_as(approver).post(f"/api/v1/rollouts/{rollout.pk}/approve/", {}, format="json")
+    assert answer.status_code == 200, answer.content
+    first = rollout.stages.get(index=0).approvals.get()
+    assert 55 <= (first.expires_at - first.created_at).total_seconds() <= 60
+    wait_for(lambda: rollout.stages.get(index=0).approvals.get(pk=first.pk).voided_at is not None, timeout=90,
+             what="the approval to be voided as expired")
+    first.refresh_from_db()
+    assert first.void_reason.startswith("expired at") and "application stale-web" in first.void_reason
+    stage = rollout.stages.get(index=0)
+    assert "void: expired" in stage.message and stage.state == StageState.AWAITING_APPROVAL
+    wait_for(lambda: timezone.now() > ends + timedelta(seconds=8), timeout=120, interval=1,
+             what="the freeze to be over")
+    assert rollout.stages.get(index=0).state == StageState.AWAITING_APPROVAL, "no approval counts: it asks again"
+    assert live_deployment(members["aws-eu-west"], "stale-web") is None
+    assert api_as(approver).post(f"/api/v1/rollouts/{rollout.pk}/approve/", {}, format="json").status_code == 200
+    wait_for(lambda: Rollout.objects.get(pk=rollout.pk).state == RolloutState.SUCCEEDED, timeout=120,
+             what="the rollout to go with the new approval")
+    assert live_deployment(members["aws-eu-west"], "stale-web") is not None
