@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -292,6 +294,15 @@ FLEETWEB_APPROVAL_TTL = env_int("FLEETWEB_APPROVAL_TTL", 86400, minimum=60)
 FLEETWEB_APPROVAL_TTL_BY_ENVIRONMENT = env_int_map("FLEETWEB_APPROVAL_TTL_BY_ENVIRONMENT", ("dev", "staging", "prod"),
                                                    minimum=60)
 FLEETWEB_ROLLOUT_LEASE = env_int("FLEETWEB_ROLLOUT_LEASE", 60, minimum=5)
+# Rollout receipts are signed with this Ed25519 key (base64 of its 32-byte seed); empty: one derived from the
+# secret key (the same in every process; it changes when the secret key does).
+FLEETWEB_RECEIPT_KEY = env_str("FLEETWEB_RECEIPT_KEY", "")
+if FLEETWEB_RECEIPT_KEY:
+    try:
+        if len(base64.b64decode(FLEETWEB_RECEIPT_KEY, validate=True)) != 32:
+            raise ValueError
+    except (ValueError, binascii.Error):
+        raise ConfigError("FLEETWEB_RECEIPT_KEY must be the base64 of 32 bytes (an Ed25519 seed)") from None
 FLEETWEB_WEBHOOK_URL = env_str("FLEETWEB_WEBHOOK_URL", "")
 FLEETWEB_WEBHOOK_SECRET = env_str("FLEETWEB_WEBHOOK_SECRET", "")
 FLEETWEB_BASE_URL = env_str("FLEETWEB_BASE_URL", "").rstrip("/")

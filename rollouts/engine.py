@@ -33,7 +33,7 @@ from inventory import history, port
 from inventory import services as inventory_services
 from inventory.choices import ClusterEventKind, Environment
 from inventory.people.access import deploy_refusal
-from rollouts import alerts, drift, dryrun, gates, manifests, members, ownership, rendering
+from rollouts import alerts, drift, dryrun, gates, manifests, members, ownership, receipts, rendering
 from rollouts.choices import RolloutState, StageState, TargetState
 from rollouts.fence import Fence, LeaseLost, acquire, release
 from rollouts.models import Deployed, Revision, Rollout, Stage, Target
@@ -249,13 +249,24 @@ def _resume_interrupted(rollout: Rollout, stage: Stage, targets: list[Target], f
 
 
 def _over_budget(targets: list[Target], stage: Stage) -> bool:
-    return sum(1 for t in targets if t.state == TargetState.FAILED) > stage.failures_allowed
+    """More targets failed than the stage allows, or too few can still succeed for its minimum success ratio
+    (skipped targets do not succeed)."""
+    if sum(1 for t in targets if t.state == TargetState.FAILED) > stage.failures_allowed:
+        return True
+    if stage.min_success_ratio is None or not targets:
+        return False
+    possible = sum(1 for t in targets if t.state not in (TargetState.FAILED, TargetState.SKIPPED))
+    return possible / len(targets) < stage.min_success_ratio
 
 
 def _fail_stage(rollout: Rollout, stage: Stage, targets: list[Target], fence: Fence, now) -> None:
     failed = [t for t in targets if t.state == TargetState.FAILED]
     message = (f"stage '{stage.name}' failed on {', '.join(t.cluster.name for t in failed)}: "
                + "; ".join(t.message for t in failed)[:1500])
+    if stage.min_success_ratio is not None and len(failed) <= stage.failures_allowed:
+        possible = sum(1 for t in targets if t.state not in (TargetState.FAILED, TargetState.SKIPPED))
+        message = (f"stage '{stage.name}': at most {possible} of {len(targets)} targets can succeed, at least "
+                   f"{stage.min_success_ratio:.0%} needed; " + message)
     with fence.hold():
         _set_stage(stage, StageState.FAILED, finished_at=now, message=message)
         _finish(rollout, RolloutState.FAILED, message, now)
@@ -370,9 +381,27 @@ def _verify_target(rollout: Rollout, t: Target, revision: Revision, fence: Fence
     except port.KubeError as exc:
         observed, problem = t.observed, exc.message
     verdict, message = gates.health(t, observed, problem, now)
+    read_back: dict = {}
+    if verdict == "ready":
+        # Ready: what the cluster holds must be what was sent and approved, read back now, or it does not count.
+        objects = _objects(rollout, t, revision)
+        try:
+            lives = members.read_all(t.cluster, objects, renew=fence.renew)
+        except port.KubeError as exc:
+            verdict, message = gates.health(t, observed, f"could not read the objects back: {exc.message}", now)
+        else:
+            digest, differences = receipts.read_back_digest(objects, lives, drift.ignore_rules(rollout.application))
+            read_back = {"read_back_digest": digest, "read_back_differences": differences, "verified_at": now}
+            expected = ((t.stage.approved_digests or {}).get(str(t.cluster_id)) or t.rendered_digest
+                        if ok == TargetState.READY else rendering.objects_digest(objects))
+            if digest != expected:
+                verdict = "failed"
+                message = ("what the cluster holds is not what was approved: " + "; ".join(differences)
+                           if differences else "what the cluster holds is not what was approved")
     with fence.hold():
         if verdict == "ready":
-            Target.objects.filter(pk=t.pk).update(state=ok, observed=observed, message="", finished_at=now)
+            Target.objects.filter(pk=t.pk).update(state=ok, observed=observed, message="", finished_at=now,
+                                                  **read_back)
             t.state = ok
             if ok == TargetState.READY:
                 drift.record_deployed(rollout.application, t.cluster, revision, _objects(rollout, t, revision), now,
@@ -384,7 +413,7 @@ def _verify_target(rollout: Rollout, t: Target, revision: Revision, fence: Fence
             return True
         if verdict == "failed":
             Target.objects.filter(pk=t.pk).update(state=failed, observed=observed, message=message[:2000],
-                                                  finished_at=now)
+                                                  finished_at=now, **read_back)
             t.state, t.message = failed, message
             _history(rollout, t, revision,
                      "failed to roll out" if ok == TargetState.READY else "failed to roll back to", now, message)

@@ -108,6 +108,16 @@ def read_back(cluster, objects: list[dict], *, renew) -> list[tuple[dict, dict]]
     return live
 
 
+def read_all(cluster, objects: list[dict], *, renew) -> list[dict | None]:
+    """What the cluster holds of each of `objects` (None: gone), for the receipt's read-back digest."""
+    with port.connect(cluster) as member:
+        out = []
+        for obj in objects:
+            renew()
+            out.append(_live(member, obj))
+        return out
+
+
 def remove(cluster, objects: list[dict], *, renew, application=None) -> list[str]:
     """Delete the objects that are the application's; return the names of those left alone because they are not."""
     left = []

@@ -334,6 +334,8 @@ class Stage(models.Model):
     health_deadline = models.PositiveIntegerField(default=300, help_text="Seconds for workloads to become ready")
     soak_time = models.PositiveIntegerField(default=0, help_text="Seconds to watch after ready")
     failures_allowed = models.PositiveIntegerField(default=0)
+    min_success_ratio = models.FloatField(null=True, blank=True,
+                                          help_text="Share of targets that must succeed (0 < r <= 1); none: any")
     state = models.CharField(max_length=20, choices=StageState.choices, default=StageState.PENDING)
     message = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -385,6 +387,11 @@ class Target(models.Model):
                                           "when the stage awaits approval or starts")
     rendered_digest = models.CharField(max_length=64, blank=True)
     observed = models.JSONField(default=list, blank=True, help_text="[{kind, name, desired, updated, available}]")
+    # When it became ready: the digest of what the cluster holds of the objects applied (`rollouts.receipts`), what
+    # differs from them (empty when the digest matches), and when.
+    read_back_digest = models.CharField(max_length=64, blank=True)
+    read_back_differences = models.JSONField(default=list, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
     message = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)

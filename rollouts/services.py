@@ -294,7 +294,7 @@ def delete_application(app: Application, *, user, source_ip: str = "") -> None:
 # Creating a rollout
 
 
-STAGE_FIELDS = ("name", "group", "selector", *STAGE_DEFAULTS)
+STAGE_FIELDS = ("name", "group", "selector", *STAGE_DEFAULTS, "min_success_ratio")
 
 
 def clean_stages(raw) -> list[dict]:
@@ -356,6 +356,12 @@ def _clean_stage(spec: dict, label: str, where: str, errors: dict[str, str]) -> 
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             errors[f"{where}.{field}"] = f"{label}: {field} must be a whole number from {low} to {high}"
         stage[field] = value
+    ratio = spec.get("min_success_ratio")
+    if ratio is not None and (not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 < ratio <= 1):
+        errors[f"{where}.min_success_ratio"] = (f"{label}: min_success_ratio is the share of targets that must "
+                                                "succeed, above 0 and at most 1 (e.g. 0.9)")
+        ratio = None
+    stage["min_success_ratio"] = float(ratio) if ratio is not None else None
     return stage
 
 
@@ -428,7 +434,8 @@ def create_rollout(*, revision: Revision, user, stages=None, plan: RolloutPlan |
             group = ClusterGroup.objects.filter(name=spec["group"]).first() if spec["group"] else None
             stage = Stage.objects.create(
                 rollout=rollout, index=index, name=spec["name"], group=group, selector=spec["selector"],
-                message=spec.get("note", ""), **{f: spec[f] for f in STAGE_DEFAULTS})
+                message=spec.get("note", ""), min_success_ratio=spec.get("min_success_ratio"),
+                **{f: spec[f] for f in STAGE_DEFAULTS})
             Target.objects.bulk_create([
                 Target(stage=stage, cluster=c, previous_revision_id=d.revision_id if d else None,
                        previous_objects=d.objects_applied if d else [], previous_approved=bool(d and d.approved))

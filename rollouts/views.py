@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from foundation.decorators import role_required
 from foundation.errors import add_to_form
+from foundation.exports import csv_response
 from foundation.htmx import htmx_partial
 from foundation.lists import filtered
 from foundation.roles import OPERATOR, VIEWER
@@ -31,6 +32,7 @@ from rollouts import (
     manifests,
     placement,
     plans,
+    receipts,
     rendering,
     services,
     sourcing,
@@ -659,3 +661,28 @@ def source_webhook(request, hook_id: str) -> HttpResponseBase:
     except sourcing.WebhookRefused as exc:
         return JsonResponse({"detail": str(exc)}, status=exc.status)
     return JsonResponse({"queued": queued}, status=202)
+
+
+@role_required(VIEWER, teams=True)
+def rollout_receipt(request, pk: int) -> HttpResponseBase:
+    """The rollout's receipt: per cluster what was sent, approved and read back, health, when, who approved."""
+    rollout = get_object_or_404(Rollout.objects.visible_to(request.user).select_related(
+        "application", "revision", "requested_by"), pk=pk)
+    return render(request, "rollouts/receipt.html", {"rollout": rollout, "receipt": receipts.receipt(rollout),
+                                                      "key_id": receipts.key_id(receipts.public_key())})
+
+
+@role_required(VIEWER, teams=True)
+def rollout_receipt_csv(request, pk: int) -> HttpResponseBase:
+    rollout = get_object_or_404(Rollout.objects.visible_to(request.user), pk=pk)
+    return csv_response(f"fleetweb-rollout-{rollout.pk}-receipt.csv", receipts.CSV_HEADER,
+                        receipts.csv_rows(receipts.receipt(rollout)))
+
+
+@role_required(VIEWER, teams=True)
+def rollout_receipt_json(request, pk: int) -> HttpResponseBase:
+    """The receipt signed with Fleetweb's receipt key, as a file to keep."""
+    rollout = get_object_or_404(Rollout.objects.visible_to(request.user), pk=pk)
+    response = JsonResponse(receipts.sign(receipts.receipt(rollout)), json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="fleetweb-rollout-{rollout.pk}-receipt.json"'
+    return response

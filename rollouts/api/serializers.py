@@ -200,7 +200,8 @@ class StageSerializer(serializers.ModelSerializer):
         model = Stage
         fields = ("id", "index", "name", "group", "selector", "approvals_required", "max_parallel", "health_deadline",
                   "soak_time", "failures_allowed", "state", "message", "started_at", "approved_at", "soak_until",
-                  "finished_at", "digest", "window_hold", "window_override", "targets", "approvals")
+                  "finished_at", "digest", "window_hold", "window_override", "min_success_ratio", "targets",
+                  "approvals")
         read_only_fields = fields
 
 

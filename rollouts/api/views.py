@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from foundation.roles import VIEWER
 from foundation.web import client_ip
 from inventory.models import Cluster, ClusterGroup
-from rollouts import approvals, calendar, corrections, placement, plans, services, sourcing
+from rollouts import approvals, calendar, corrections, placement, plans, receipts, services, sourcing
 from rollouts.api import serializers
 from rollouts.choices import StageState
 from rollouts.filtersets import DriftFilterSet, RolloutFilterSet
@@ -297,6 +297,15 @@ class RolloutViewSet(viewsets.ModelViewSet):
     def rollback(self, request, pk=None) -> Response:
         return self._action(request, services.rollback_rollout)
 
+    @extend_schema(request=None, responses={200: dict}, parameters=[OpenApiParameter(
+        "signed", bool, description="1: the receipt signed with Fleetweb's receipt key (`/api/v1/receipt-key/`)")])
+    @action(detail=True, methods=["get"])
+    def receipt(self, request, pk=None) -> Response:
+        """Every cluster the rollout reached with its evidence: digest sent, approved and read back from the
+        cluster, whether they match, the health seen when verified, when, and the approvals that covered it."""
+        data = receipts.receipt(self.get_object())
+        return Response(receipts.sign(data) if request.query_params.get("signed") in ("1", "true") else data)
+
     @extend_schema(request=serializers.WindowOverrideSerializer, responses={200: dict, 403: dict, 409: dict})
     @action(detail=True, methods=["post"], url_path="override-window")
     def override_window(self, request, pk=None) -> Response:
@@ -366,6 +375,17 @@ class NamespaceHoldViewSet(viewsets.ModelViewSet):
         data = serializer.validated_data
         serializer.instance = _call(services.hold_namespace, cluster=data["cluster"], name=data["name"],
                                     team=data.get("team"), user=self.request.user, source_ip=client_ip(self.request))
+
+
+class ReceiptKeyViewSet(viewsets.ViewSet):
+    """The public half of the key rollout receipts are signed with: check a signed receipt with it, anywhere."""
+
+    team_roles = True
+
+    @extend_schema(responses={200: dict})
+    def list(self, request) -> Response:
+        public = receipts.public_key()
+        return Response({"alg": "Ed25519", "public_key": public, "key_id": receipts.key_id(public)})
 
 
 class ChangeWindowViewSet(viewsets.ModelViewSet):

@@ -69,7 +69,7 @@ def test_stage_fields_are_validated_by_name():
                                 "max_parallel": 0, "typo": 1}, "nope"])
     assert excinfo.value.errors == {"stages[0]": "stage 1 'a': unknown field 'typo' (known: name, group, selector, "
                                                  "approvals_required, max_parallel, health_deadline, soak_time, "
-                                                 "failures_allowed)",
+                                                 "failures_allowed, min_success_ratio)",
                                     "stages[1]": "stage 2: must be a mapping (name: …, selector: …), not str"}
     with pytest.raises(services.RolloutError) as excinfo:
         services.clean_stages([{"name": "a", "group": "g", "selector": "x", "approvals_required": 4,
