@@ -16,7 +16,7 @@ from rollouts.services import STAGE_DEFAULTS, STAGE_LIMITS
 
 STAGES_HELP = ("One item per stage: name; group (a group's name) or selector; approvals_required (0-3; a stage "
                "reaching a prod cluster always needs 1); max_parallel; health_deadline and soak_time (seconds); "
-               "failures_allowed.")
+               "failures_allowed; min_success_ratio (the share of its clusters that must succeed, e.g. 0.9).")
 
 
 def parse_stages(text: str) -> list:
@@ -271,11 +271,16 @@ class StageForm(forms.Form):
             self.fields[field] = forms.IntegerField(min_value=low, max_value=high, initial=STAGE_DEFAULTS[field],
                                                     label=field.replace("_", " "),
                                                     help_text=f"{low}–{high}")
+        self.fields["min_success_ratio"] = forms.IntegerField(
+            min_value=1, max_value=100, required=False, label="must succeed (%)",
+            help_text="Share of its clusters that must succeed; empty: only the failures allowed count")
 
     def spec(self) -> dict:
         d = self.cleaned_data
+        ratio = d.get("min_success_ratio")
         return {"name": d["name"], "group": d["group"].name if d.get("group") else "",
-                "selector": d.get("selector", ""), **{f: d[f] for f in STAGE_LIMITS}}
+                "selector": d.get("selector", ""), **{f: d[f] for f in STAGE_LIMITS},
+                **({"min_success_ratio": ratio / 100} if ratio else {})}
 
 
 StageFormSet = forms.formset_factory(StageForm, extra=0, can_delete=True, can_order=True, min_num=1,
@@ -285,7 +290,9 @@ StageFormSet = forms.formset_factory(StageForm, extra=0, can_delete=True, can_or
 def stage_initial(stages: list[dict]) -> list[dict]:
     """Builder rows for stage specs (a plan's, or the defaults)."""
     return [{"name": s.get("name", ""), "group": s.get("group") or None, "selector": s.get("selector", ""),
-             **{f: s.get(f, STAGE_DEFAULTS[f]) for f in STAGE_LIMITS}, "ORDER": i + 1} for i, s in enumerate(stages)]
+             **{f: s.get(f, STAGE_DEFAULTS[f]) for f in STAGE_LIMITS}, "ORDER": i + 1,
+             "min_success_ratio": round(s["min_success_ratio"] * 100) if s.get("min_success_ratio") else None}
+            for i, s in enumerate(stages)]
 
 
 def builder_stages(formset) -> list[dict]:

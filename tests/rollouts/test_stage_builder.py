@@ -44,6 +44,16 @@ def test_the_builder_starts_a_rollout_in_the_order_given_without_the_removed_sta
         ("canary", 2, 0), ("production", 1, 1)], "order as given; prod got its approval"
 
 
+def test_the_builder_sets_a_minimum_success_share_in_percent(client, operator, app):
+    client.force_login(operator)
+    response = client.post("/applications/web/rollout/", builder_post(app, [
+        {"name": "canary", "selector": "environment=dev", "min_success_ratio": 90},
+        {"name": "production", "selector": "environment=prod"}]))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    stages = Rollout.objects.get().stages.order_by("index")
+    assert [s.min_success_ratio for s in stages] == [0.9, None]
+
+
 def test_add_a_stage_keeps_what_was_typed(client, operator, app):
     client.force_login(operator)
     page = client.post("/applications/web/rollout/", builder_post(app, [{"name": "canary", "selector": "x=y"}],
