@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 
-from benchmarks.common import ROOT, STATE, cpu_seconds, say, table
+from benchmarks.common import ROOT, STATE, cpu_seconds, say, stop, table
 from foundation.queueing import QUEUES, purge_queues
 from inventory import kinds
 from localfleet.member import free_port
@@ -675,12 +675,6 @@ def _run_door(size: str, door: str) -> dict:
         beat_stop.set()
         if fleet is not None:
             fleet.stop()
-        for proc in procs:  # first: a sync still writing would deadlock with the delete below
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs, timeout=20)  # first: a sync still writing would deadlock with the delete below
         Cluster.objects.filter(name__startswith="agent-", auth_method="agent").delete()
         purge_queues()

@@ -134,3 +134,14 @@ def table(rows: list[list], header: list[str]) -> str:
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) for r in rows]
     return "\n".join(out)
+
+
+def stop(procs: list, *, timeout: float = 30) -> None:
+    """Terminate the processes a benchmark started, all at once, then wait for each (killed after `timeout`)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()

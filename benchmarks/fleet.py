@@ -12,7 +12,7 @@ import threading
 import time
 from collections import defaultdict
 
-from benchmarks.common import ROOT, STATE, cpu_seconds, database_mib, median, rss_mib, say, table
+from benchmarks.common import ROOT, STATE, cpu_seconds, database_mib, median, rss_mib, say, stop, table
 
 SIZES = {"quick": (100, 200), "full": (1000, 1000), "limit": (5000, 300)}  # clusters, requests per endpoint
 # Each generated cluster's shape; `python -m benchmarks --only fleet --clusters 10000 --nodes 10 --workloads 40`
@@ -265,13 +265,7 @@ def _evaluate_on_workers(clusters) -> float:
             time.sleep(0.25)
         return time.perf_counter() - started
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
 
 
 def _free_port() -> int:

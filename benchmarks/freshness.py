@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from benchmarks.common import ROOT, STATE, cpu_seconds, rss_mib, say, table
+from benchmarks.common import ROOT, STATE, cpu_seconds, rss_mib, say, stop, table
 from foundation.queueing import QUEUES
 
 SIZES = {"quick": (60, 30, 150), "full": (200, 60, 420)}  # clusters, interval (s), duration (s)
@@ -130,13 +130,7 @@ def _measure(fleet, count: int, interval: int, duration: int) -> dict:
             rss = max(rss, rss_mib(workers))
         cpu = cpu_seconds(workers) - cpu
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         stop_hanging.set()
         hanging.close()
     ages.sort()

@@ -44,8 +44,8 @@ def approval_ttl(stage: Stage) -> tuple[timedelta, str]:
     default = settings.FLEETWEB_APPROVAL_TTL
     by_environment = settings.FLEETWEB_APPROVAL_TTL_BY_ENVIRONMENT
     environments = set(stage.targets.values_list("cluster__environment", flat=True))
-    seconds, why = min(((by_environment.get(e, default), f"{e} clusters") for e in environments),
-                       default=(default, "default"))
+    seconds, why = min(((by_environment[e], f"{e} clusters") if e in by_environment else (default, "default")
+                        for e in environments), default=(default, "default"))
     app = stage.rollout.application
     if app.approval_ttl and app.approval_ttl < seconds:
         seconds, why = app.approval_ttl, f"application {app.name}"

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.conf import settings
 from django.utils import timezone
 
+from inventory.decode import parse_quantity
 from rollouts import drift, rendering
 from rollouts.choices import Decision
 from rollouts.models import Rollout, Target
@@ -44,25 +45,45 @@ FORMAT = "fleetweb.receipt/v1"
 # Reading back
 
 
-def project(applied, live) -> Any:
+def project(applied, live, *, quantities: bool = False) -> Any:
     """`applied`'s shape with `live`'s values: maps by key, lists of named items by name, other lists item by item
-    (a list of another length is the live list as it is); a field the cluster lacks is ABSENT."""
+    (a list of another length is the live list as it is); a field the cluster lacks is ABSENT. What the API server
+    normalizes is not a change: an empty value it dropped, and a resource quantity it wrote in canonical form
+    (`0.5` read back as `500m`, under `resources`, a quota's `hard`, a LimitRange's limits)."""
     if live is _MISSING:
-        return ABSENT
+        return applied if applied in (None, "", {}, []) else ABSENT
     if isinstance(applied, dict):
         if not isinstance(live, dict):
             return live
-        return {key: project(value, live.get(key, _MISSING)) for key, value in applied.items()}
+        return {key: project(value, live.get(key, _MISSING), quantities=quantities or key in QUANTITY_KEYS)
+                for key, value in applied.items()}
     if isinstance(applied, list):
         if not isinstance(live, list):
             return live
         if applied and all(isinstance(i, dict) and "name" in i for i in applied):
             by_name = {i.get("name"): i for i in live if isinstance(i, dict)}
-            return [project(item, by_name.get(item["name"], _MISSING)) for item in applied]
+            return [project(item, by_name.get(item["name"], _MISSING), quantities=quantities) for item in applied]
         if len(live) != len(applied):
             return live
-        return [project(a, b) for a, b in zip(applied, live, strict=True)]
+        return [project(a, b, quantities=quantities) for a, b in zip(applied, live, strict=True)]
+    if quantities and live != applied and _same_quantity(applied, live):
+        return applied
     return live
+
+
+# Keys under which the API server keeps resource quantities in canonical form.
+QUANTITY_KEYS = {"resources", "hard", "limits", "requests", "default", "defaultRequest", "max", "min", "capacity",
+                 "sizeLimit"}
+
+
+def _same_quantity(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, str | int | float) \
+            or not isinstance(b, str | int | float):
+        return False
+    try:
+        return parse_quantity(a) == parse_quantity(b)
+    except ValueError:
+        return False
 
 
 _MISSING = object()

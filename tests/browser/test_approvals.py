@@ -49,6 +49,8 @@ def test_approver_approves_production_in_the_browser(page, live_server, fleet, c
     expect(confirm).to_contain_text("storefront r1")
     expect(confirm).to_contain_text("aws-eu-west")
     page.fill("#comment-2", "Checked the canary dashboards, go.")
+    page.check("#conditions-2 input[name=no_critical]")  # only if no critical violation is open when it starts
+    expect(page.locator("#decide-2")).to_contain_text("This approval lasts 24 h (default)")
     screenshot("21-approve-confirmation")
     page.click("#approve-confirm-2")
     expect(page.locator(".alert.success")).to_contain_text("You approved stage 'production'")
@@ -58,7 +60,17 @@ def test_approver_approves_production_in_the_browser(page, live_server, fleet, c
     expect(page.locator("#rollout-state")).to_have_text("succeeded", timeout=120_000)
     expect(page.locator("#stage-2 .approvals")).to_contain_text("Checked the canary dashboards, go.")
     screenshot("22-rollout-succeeded")
-    assert Rollout.objects.get(pk=rollout.pk).stages.get(index=2).approvals.get().user.username == "anna-approver"
+    approval = Rollout.objects.get(pk=rollout.pk).stages.get(index=2).approvals.get()
+    assert (approval.user.username, approval.conditions) == ("anna-approver", {"no_critical": True})
+
+    # The receipt: every member read back as approved, who approved production and on what condition.
+    page.click("#receipt-link")
+    expect(page.locator("h1")).to_contain_text(f"Receipt of rollout #{rollout.pk}")
+    for name in ("gke-us-central", "ack-hangzhou", "aws-eu-west"):
+        expect(page.locator(f"#receipt tr[data-cluster={name}]")).to_have_attribute("data-matches", "yes")
+    expect(page.locator("#receipt tr[data-cluster=aws-eu-west]")).to_contain_text("anna-approver")
+    expect(page.locator("#receipt tr[data-cluster=aws-eu-west]")).to_contain_text("no_critical")
+    screenshot("26-receipt")
 
     # The application page says where it runs now: per cluster the revision, the rollout, and health, with the
     # Deployment in the inventory (each cluster was synced when its target became ready).

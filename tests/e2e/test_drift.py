@@ -150,18 +150,23 @@ def test_hand_changes_show_as_drift_alert_and_reapply_restores_the_deployed_revi
     assert json.dumps(firing).count("secret") == 0
 
 
-def test_an_application_that_corrects_drift_puts_the_change_back_by_itself(newest, celery_beat, admin_user,
-                                                                            settings):
-    settings.FLEETWEB_DRIFT_INTERVAL = INTERVAL
-    cluster = inventory_services.attach_cluster(name="drift-auto", credentials=newest.token_credentials(),
+def correcting_deployment(handle, cluster_name: str, admin_user) -> Deployed:
+    """The member attached as `cluster_name` (dev), and an application that corrects its drift rolled out there."""
+    cluster = inventory_services.attach_cluster(name=cluster_name, credentials=handle.token_credentials(),
                                                 user=None, environment="dev")
     app = services.create_application(name="drifty", namespace=NAMESPACE, manifests_text=MANIFESTS,
                                       user=admin_user, correct_drift=True)
     rollout = services.create_rollout(revision=app.latest_revision, user=admin_user, stages=[
-        {"name": "dev", "selector": "name=drift-auto", "health_deadline": 90}])
+        {"name": "dev", "selector": f"name={cluster_name}", "health_deadline": 90}])
     wait_for(lambda: Rollout.objects.get(pk=rollout.pk).state == RolloutState.SUCCEEDED, timeout=150,
              what="the rollout to succeed")
-    deployed = Deployed.objects.get(application=app, cluster=cluster)
+    return Deployed.objects.get(application=app, cluster=cluster)
+
+
+def test_an_application_that_corrects_drift_puts_the_change_back_by_itself(newest, celery_beat, admin_user,
+                                                                            settings):
+    settings.FLEETWEB_DRIFT_INTERVAL = INTERVAL
+    deployed = correcting_deployment(newest, "drift-auto", admin_user)
     with newest.admin_api() as api:
         k8s.CoreV1Api(api).patch_namespaced_config_map("settings", NAMESPACE, {"data": {"level": "debug"}},
                                                        field_manager="kubectl-edit")

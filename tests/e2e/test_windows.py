@@ -12,12 +12,11 @@ from django.utils import timezone
 from kubernetes import client as k8s
 
 from foundation.models import AuditEvent
-from inventory import services as inventory_services
 from rollouts import calendar, services
 from rollouts.choices import DriftState, RolloutState, StageState
-from rollouts.models import Deployed, Drift, Rollout
+from rollouts.models import Drift, Rollout
 from tests.conftest import wait_for
-from tests.e2e.test_drift import INTERVAL, MANIFESTS, NAMESPACE
+from tests.e2e.test_drift import INTERVAL, NAMESPACE, correcting_deployment
 from tests.e2e.test_drift import newest as newest  # noqa: F401 (the fixture, shared)
 from tests.e2e.test_rollouts import app_yaml, live_deployment
 
@@ -71,15 +70,7 @@ def test_a_prod_stage_waits_for_a_freeze_says_when_it_opens_and_goes_when_it_end
 
 def test_automatic_drift_correction_waits_for_the_window(newest, celery_beat, admin_user, settings):  # noqa: F811
     settings.FLEETWEB_DRIFT_INTERVAL = INTERVAL
-    cluster = inventory_services.attach_cluster(name="drift-frozen", credentials=newest.token_credentials(),
-                                                user=None, environment="dev")
-    app = services.create_application(name="drifty", namespace=NAMESPACE, manifests_text=MANIFESTS,
-                                      user=admin_user, correct_drift=True)
-    rollout = services.create_rollout(revision=app.latest_revision, user=admin_user, stages=[
-        {"name": "dev", "selector": "name=drift-frozen", "health_deadline": 90}])
-    wait_for(lambda: Rollout.objects.get(pk=rollout.pk).state == RolloutState.SUCCEEDED, timeout=150,
-             what="the rollout to succeed")
-    deployed = Deployed.objects.get(application=app, cluster=cluster)
+    deployed = correcting_deployment(newest, "drift-frozen", admin_user)
     ends = timezone.now() + timedelta(seconds=FREEZE_SECONDS)
     calendar.save_window(user=admin_user, name="drift-freeze", kind="deny", reason="incident review", zone="UTC",
                          selector="name=drift-frozen", starts_at=(timezone.now() - timedelta(minutes=1)).isoformat(),

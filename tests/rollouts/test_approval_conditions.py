@@ -56,7 +56,8 @@ def test_an_approval_lasts_what_its_clusters_environment_says_and_an_application
     assert timedelta(hours=3, minutes=59) < first.expires_at - first.created_at <= timedelta(hours=4)
     event = AuditEvent.objects.get(action="rollout.approve")
     assert (event.after["lasts_seconds"], event.after["lasts_because"]) == (14400, "prod clusters")
-    assert approvals.approval_ttl(rollout.stages.get(index=0)) == (timedelta(days=1), "dev clusters")
+    canary = rollout.stages.get(index=0)
+    assert approvals.approval_ttl(canary) == (timedelta(days=1), "default"), "dev has none of its own"
     services.update_application(rollout.application, user=operator, approval_ttl=31 * 86400)
     assert approvals.approval_ttl(stage)[0] == timedelta(hours=4), "an application cannot lengthen it"
     services.update_application(rollout.application, user=operator, approval_ttl=600)

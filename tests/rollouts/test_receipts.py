@@ -65,6 +65,28 @@ def test_what_the_server_adds_is_not_a_difference_and_what_someone_changed_is():
     assert receipts.read_back_digest(objects, [None, lives[1]])[1] == ["Deployment web: missing on the cluster"]
 
 
+def test_what_the_server_normalizes_is_not_a_change_and_a_changed_quantity_is():
+    applied = copy.deepcopy(DEPLOYMENT)
+    container = applied["spec"]["template"]["spec"]["containers"][0]
+    container["resources"] = {"requests": {"cpu": "0.5", "memory": "1024Mi"}, "limits": {"cpu": 1}}
+    container["env"] = []
+    applied["metadata"]["annotations"] = {}
+    live = as_the_server_keeps_it(applied)
+    live_container = live["spec"]["template"]["spec"]["containers"][0]
+    live_container["resources"] = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1"}}
+    del live_container["env"]
+    live["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "3"}
+    assert receipts.read_back_digest([applied], [live]) == (rendering.objects_digest([applied]), [])
+    live_container["resources"]["requests"]["cpu"] = "250m"
+    assert receipts.read_back_digest([applied], [live])[1] == [
+        "Deployment web: spec.template.spec.containers[web].resources.requests.cpu is 250m on the cluster, 0.5 "
+        "applied"]
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"ratio": "0.5"}}
+    changed = copy.deepcopy(config)
+    changed["data"]["ratio"] = "500m"
+    assert receipts.read_back_digest([config], [changed])[1], "a ConfigMap's text is not a quantity"
+
+
 @pytest.mark.django_db
 def test_a_verified_target_keeps_the_digest_read_back_and_the_receipt_verifies(fleet, operator, approver):
     fleet.ready.update({"a-1", "b-1"})
