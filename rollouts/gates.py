@@ -4,11 +4,15 @@ The engine asks `entry(stage, now)` while a stage is pending or awaiting approva
 entry gate passed; it asks `exit(stage, now)` while the stage soaks and marks it succeeded only when every exit
 gate passed. Each target's readiness is judged by `health` against the stage's health deadline. A gate that does
 not pass says when to look again (`recheck_at`, None to wait for a click or another event) and why, in words the
-stage page shows.
+stage page shows; one that passes may say when that lapses (an approval expiring while another gate holds).
+
+Entry gates: the enforced policies (`PolicyGate`), the approvals with their expiry and conditions (`ApprovalGate`),
+the change windows and busy clusters (`WindowGate`). Exit: the soak (`SoakGate`).
 
 A new gate is a class with `name` and `check(stage, now) -> Verdict`, appended to `ENTRY` or `EXIT` with
 `register`. Copy `tests/rollouts/test_gates.py`. Gates run inside the engine's `Fence.hold` (the rollout row is
-locked); they may read anything, and write only the stage they are given.
+locked); they may read anything, and write only the stage they are given and its approvals (an expired approval,
+or one whose condition failed, is voided with the reason).
 """
 
 from __future__ import annotations
