@@ -226,6 +226,16 @@ def override_stage(stage: Stage, *, user, reason: str, source_ip: str = "") -> S
     return stage
 
 
+def shown_groups(window: ChangeWindow, user) -> list[str]:
+    """The names of a window's groups the reader may see (a platform window's others are not named); the reader's
+    visible groups are read once per request, however many windows are shown."""
+    visible = getattr(user, "_fleetweb_visible_groups", None)
+    if visible is None:
+        visible = set(ClusterGroup.objects.visible_to(user).values_list("pk", flat=True))
+        user._fleetweb_visible_groups = visible
+    return sorted(g.name for g in window.groups.all() if g.pk in visible)
+
+
 def visible_windows(user) -> list[ChangeWindow]:
     """The windows a user may read: all of them for a global role; for a team member, the team's windows and the
     platform windows that hold at least one cluster in the member's scope."""

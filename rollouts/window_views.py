@@ -118,19 +118,11 @@ def window_list(request) -> HttpResponseBase:
     now = timezone.now()
     rows = [{"window": w, "schedule": calendar.schedule_of(w).describe(),
              "open": calendar.schedule_of(w).is_open(now), "editable": can(request.user, "manage_windows", w.team),
-             "groups": [g.name for g in w.groups.all() if g.pk in _visible_groups(request.user)]}
+             "groups": calendar.shown_groups(w, request.user)}
             for w in calendar.visible_windows(request.user)]
     may_create = "admin" in access_of(request.user).global_roles or bool(access_of(request.user).teams_with(OPERATOR))
     return render(request, "rollouts/windows.html", {"rows": rows, "form": form, "may_create": may_create},
                   status=400 if request.method == "POST" else 200)
-
-
-def _visible_groups(user) -> set[int]:
-    cached = getattr(user, "_fleetweb_visible_groups", None)
-    if cached is None:
-        cached = set(ClusterGroup.objects.visible_to(user).values_list("pk", flat=True))
-        user._fleetweb_visible_groups = cached
-    return cached
 
 
 def _readable(request, pk: int) -> ChangeWindow:

@@ -320,8 +320,7 @@ class ChangeWindowSerializer(serializers.ModelSerializer):
         data = super().to_representation(instance)
         request = self.context.get("request")
         if request is not None:  # a platform window's groups the reader cannot see are not named
-            visible = set(ClusterGroup.objects.visible_to(request.user).values_list("name", flat=True))
-            data["groups"] = [g for g in data["groups"] if g in visible]
+            data["groups"] = calendar.shown_groups(instance, request.user)
         return data
 
 
