@@ -281,7 +281,7 @@ def fetch(member: port.Member, *, only: frozenset[str] | None = None) -> Snapsho
         for attempt in range(MAX_LIST_RESTARTS + 1):
             reader.reset(kind)
             try:
-                for page in port.prefetch(member.pages(path)):
+                for page in port.prefetch(member.pages(path), more=_continues):
                     reader.add(kind, kinds.decode_page(kind, page).items)
             except port.ListRestarted:
                 if attempt == MAX_LIST_RESTARTS:
@@ -300,6 +300,14 @@ def fetch(member: port.Member, *, only: frozenset[str] | None = None) -> Snapsho
         snapshot.timings_ms[kind] = int((time.monotonic() - started) * 1000)
     snapshot.bytes_read = member.bytes_read
     return snapshot
+
+
+def _continues(page: bytes) -> bool:
+    """Whether a LIST page says more pages follow (a page that is no list: no; the paging itself refuses it)."""
+    try:
+        return bool(decode.decode_list_meta(page))
+    except decode.DecodeError:
+        return False
 
 
 def health(snapshot: Snapshot, unavailable: int | None = None, *, nodes: tuple[int, int] | None = None,

@@ -400,10 +400,24 @@ def remove_admission_policy(member: Member, name: str) -> None:
     member.delete(f"{ADMISSION_API}/validatingadmissionpolicies/{name}")
 
 
-def prefetch(pages: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+def prefetch(pages: Iterator[bytes], depth: int = 2, *,
+             more: Callable[[bytes], bool] | None = None) -> Iterator[bytes]:
     """Read the next pages in a thread while the caller decodes this one, so a sync takes about as long as
     its reads, not reads plus decoding. At most `depth` pages wait in memory; errors reach the caller in
-    order; stopping early stops the reader."""
+    order; stopping early stops the reader. `more(first page)`: whether pages follow it; given, the first page is
+    read in the caller's thread and the reader starts only when more follow (a list of one page, as most are, costs
+    no thread)."""
+    first: list[bytes] = []
+    if more is not None:
+        for page in pages:  # (a break does not close the generator)
+            first.append(page)
+            break
+        if not first:
+            return
+        if not more(first[0]):
+            yield first[0]
+            yield from pages  # (nothing, unless `more` was wrong: then read here, in order)
+            return
     box: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     end = object()
@@ -432,6 +446,8 @@ def prefetch(pages: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
     thread = threading.Thread(target=reader, name="kube-prefetch", daemon=True)
     thread.start()
     try:
+        if first:
+            yield first[0]
         while True:
             page, error = box.get()
             if error is not None:

@@ -41,23 +41,57 @@ BATCH = 500
 # Scheduling
 
 
-def claim_due_clusters(*, now=None, limit: int = 500) -> list[int]:
-    """Move the next sync time of due clusters forward and return them; run by beat every few seconds.
+# A scheduled sync queued this long ago that has not written yet is taken as lost (a worker that died with it, a
+# message the broker dropped): its cluster may be claimed again. Until then a cluster is not queued twice, however
+# long the queue: a backlog must not grow by syncs of clusters that are already waiting for theirs.
+QUEUED_FOR = timedelta(minutes=10)
+# Healthy clusters are synced this many to a task: read one after the other, written in one transaction
+# (`sync_many`), which costs a fraction of one write each. A cluster that failed its last sync, or never answered, is
+# synced alone, so a cluster that hangs until the connect timeout never holds back the writes of others.
+SYNC_CHUNK = 10
 
-    `select_for_update(skip_locked=True)` makes two schedulers never claim the same cluster.
-    """
-    now = now or timezone.now()
+
+def claim_due_clusters(*, now=None, limit: int = 500) -> list[int]:
+    """Move the next sync time of due clusters forward, mark them queued and return them; run by beat every few
+    seconds (through `queue_due_syncs`).
+
+    `select_for_update(skip_locked=True)` makes two schedulers never claim the same cluster."""
+    return [pk for pk, _failing in _claim(now or timezone.now(), limit)]
+
+
+def _claim(now, limit: int) -> list[tuple[int, bool]]:
+    """`claim_due_clusters`, with whether each failed its last sync or never answered: [(id, failing)], in one
+    SELECT and one UPDATE."""
     with transaction.atomic():
         due = list(
             Cluster.objects.filter(Q(next_sync_at__lte=now) | Q(next_sync_at__isnull=True))
             .filter(leases.free(now))
+            .filter(Q(sync_queued_at__isnull=True) | Q(sync_queued_at__lt=now - QUEUED_FOR))
             .order_by("next_sync_at")
             .select_for_update(skip_locked=True)
-            .values_list("pk", "sync_interval")[:limit]
+            .values_list("pk", "consecutive_failures", "last_seen_at")[:limit]
         )
-        for pk, interval in due:
-            Cluster.objects.filter(pk=pk).update(next_sync_at=now + timedelta(seconds=interval))
-    return [pk for pk, _ in due]
+        if due:
+            interval = ExpressionWrapper(F("sync_interval") * timedelta(seconds=1), output_field=DurationField())
+            Cluster.objects.filter(pk__in=[pk for pk, *_ in due]).update(next_sync_at=now + interval,
+                                                                         sync_queued_at=now)
+    return [(pk, failures > 0 or seen is None) for pk, failures, seen in due]
+
+
+def queue_due_syncs(*, now=None) -> int:
+    """Claim the due clusters and queue their syncs: the healthy ones SYNC_CHUNK to a task (`sync_many`), each that
+    failed its last sync (or never answered) alone. A task the broker refused leaves its clusters unqueued, for the
+    next claim. Returns the clusters claimed."""
+    claimed = _claim(now or timezone.now(), 500)
+    healthy = [pk for pk, failing in claimed if not failing]
+    tasks: list[tuple[str, Any, list[int]]] = [
+        ("inventory.tasks.sync_clusters", healthy[start:start + SYNC_CHUNK], healthy[start:start + SYNC_CHUNK])
+        for start in range(0, len(healthy), SYNC_CHUNK)]
+    tasks += [("inventory.tasks.sync_cluster", pk, [pk]) for pk, failing in claimed if failing]
+    for name, argument, ids in tasks:
+        if not enqueue(name, argument, what=f"sync of clusters {ids}"):
+            Cluster.objects.filter(pk__in=ids).update(sync_queued_at=None)
+    return len(claimed)
 
 
 def backoff_seconds(failures: int, interval: int) -> float:
@@ -138,19 +172,38 @@ def sync_reported(cluster_ids: list[int] | None = None) -> int:
         log.exception("writing the reported changes of clusters %s failed", mine)
         return len(ids)
     with leases.kept(Cluster, list(taken), token, LEASE, longest=LONGEST):
-        _write_taken(mine, taken, token)
+        _write_taken(mine, taken, token, triggered_by=SYNC_AFTER_CHANGE)
     return len(ids)
 
 
-def _write_taken(mine: list[int], taken: dict[int, Cluster], token: str) -> None:
-    """`sync_reported`'s work on the clusters whose leases it took (`taken`, under `token`)."""
+def sync_many(cluster_ids: list[int], *, triggered_by: str = "schedule") -> int:
+    """Sync these clusters as one task (`queue_due_syncs` gives SYNC_CHUNK healthy ones): their leases taken in one
+    statement, each read in turn, then all written in one transaction (`_write_reads`; each alone if that fails). A
+    cluster another sync holds is skipped (that sync writes it); a failure is its cluster's own. Returns the clusters
+    synced or failed."""
+    try:
+        token, taken = leases.take_many(Cluster, list(cluster_ids), LEASE)
+    except Exception:  # the database away: the clusters stay queued until QUEUED_FOR, then are claimed again
+        log.exception("syncing clusters %s failed", cluster_ids)
+        return 0
+    with leases.kept(Cluster, list(taken), token, LEASE, longest=LONGEST):
+        _write_taken(list(cluster_ids), taken, token, triggered_by=triggered_by)
+    return len(taken)
+
+
+def _write_taken(mine: list[int], taken: dict[int, Cluster], token: str, *, triggered_by: str) -> None:
+    """The work of `sync_reported` and `sync_many` on the clusters whose leases they took (`taken`, under `token`).
+    A change's sync of a cluster another sync holds runs after that one (it may have read before the change)."""
     try:
         missing = [pk for pk in mine if pk not in taken]
         held = set(Cluster.objects.filter(pk__in=missing).values_list("pk", flat=True)) if missing else set()
         for cluster_id in missing:
             if cluster_id in held:  # (the others were detached)
-                log.info("sync of cluster %s waits: another sync holds it", cluster_id)
                 metrics.LEASE_CONTENTION.inc()
+                if triggered_by != SYNC_AFTER_CHANGE:
+                    log.info("sync of cluster %s skipped: another sync holds it", cluster_id)
+                    continue
+                log.info("sync of cluster %s waits: another sync holds it", cluster_id)
                 enqueue("inventory.tasks.sync_cluster", cluster_id, triggered_by=SYNC_AFTER_CHANGE,
                         what=f"sync of cluster {cluster_id}")
         try:  # every agent's state in one read
@@ -161,9 +214,9 @@ def _write_taken(mine: list[int], taken: dict[int, Cluster], token: str) -> None
         reads = []
         for cluster in taken.values():
             try:
-                read = _read(cluster, triggered_by=SYNC_AFTER_CHANGE, opener=opened.get(cluster.pk))
+                read = _read(cluster, triggered_by=triggered_by, opener=opened.get(cluster.pk))
             except Exception:  # the database away while a failure was recorded
-                log.exception("reading the reported changes of cluster %s failed", cluster.pk)
+                log.exception("reading cluster %s failed", cluster.pk)
                 continue
             if isinstance(read, _Read):
                 reads.append(read)
@@ -175,7 +228,7 @@ def _write_taken(mine: list[int], taken: dict[int, Cluster], token: str) -> None
                 try:
                     _write_reads([read])
                 except Exception:
-                    log.exception("writing the reported changes of cluster %s failed", read.cluster.pk)
+                    log.exception("writing the sync of cluster %s failed", read.cluster.pk)
     finally:  # what a write did not give back in its commit (one statement; nothing where all went back)
         leases.release(Cluster, list(taken), token)
 
@@ -312,7 +365,8 @@ def _write_reads(reads: list[_Read]) -> dict[int, SyncRun]:
                 also += ["readiness_checked_at", "readiness_error"]
             if snapshot.only is None:  # a change's sync leaves the next full sync where it was, and the version
                 cluster.next_sync_at = now + timedelta(seconds=cluster.sync_interval)
-                also += ["next_sync_at", "kubernetes_version", "platform"]
+                cluster.sync_queued_at = None
+                also += ["next_sync_at", "sync_queued_at", "kubernetes_version", "platform"]
             saves.setdefault((*also, *WRITTEN_FIELDS), []).append(cluster)
             run.finished_at = now
             run.duration_ms = int((time.monotonic() - read.clock) * 1000)
@@ -361,7 +415,8 @@ def _record_failure(cluster: Cluster, run: SyncRun, exc: port.KubeError, clock: 
         changed = {"status_changed_at": now} if stored[0] != exc.status else {}
         Cluster.objects.filter(pk=cluster.pk).update(
             status=exc.status, status_reason=exc.message[:255], last_error=exc.message,
-            consecutive_failures=failures, next_sync_at=now + timedelta(seconds=delay), updated_at=now, **changed)
+            consecutive_failures=failures, next_sync_at=now + timedelta(seconds=delay), sync_queued_at=None,
+            updated_at=now, **changed)
         run.save()
         if changed:
             history.record(history.status_change(cluster.pk, stored[0], exc.status, exc.message, at=now))

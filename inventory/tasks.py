@@ -27,13 +27,16 @@ def sync_reported(cluster_ids: list[int] | None = None) -> int:
     return sync.sync_reported(cluster_ids)
 
 
+@shared_task(soft_time_limit=270, time_limit=300, acks_late=True, ignore_result=True)
+def sync_clusters(cluster_ids: list[int]) -> int:
+    """Sync a few healthy clusters due together, in one write (`sync.sync_many`)."""
+    return sync.sync_many(cluster_ids)
+
+
 @shared_task(ignore_result=True)
 def schedule_due_syncs() -> int:
-    """Run by beat every few seconds: queue a sync for every cluster whose time has come."""
-    due = sync.claim_due_clusters()
-    for cluster_id in due:
-        sync_cluster.delay(cluster_id)
-    return len(due)
+    """Run by beat every few seconds: queue the syncs of every cluster whose time has come (`sync.queue_due_syncs`)."""
+    return sync.queue_due_syncs()
 
 
 @shared_task(ignore_result=True)

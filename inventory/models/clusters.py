@@ -69,6 +69,8 @@ class Cluster(models.Model):
 
     sync_interval = models.PositiveIntegerField(default=60, help_text="Seconds between syncs")
     next_sync_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Set when beat queues a scheduled sync, cleared by the sync's write: a cluster is not queued again meanwhile.
+    sync_queued_at = models.DateTimeField(null=True, blank=True, help_text="A scheduled sync was queued then")
     lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="A sync holds the cluster until then")
     lease_token = models.CharField(max_length=32, blank=True, help_text="Token of the sync holding the lease")
 

@@ -28,6 +28,60 @@ def test_due_clusters_are_claimed_once_and_pushed_an_interval_ahead():
     assert held.next_sync_at < now
 
 
+def test_a_queued_cluster_is_not_queued_again_until_its_sync_has_written():
+    """A backlog longer than the interval must not fill with second syncs of clusters still waiting for their
+    first: the claim marks the cluster queued, its sync's write (here a failure's) clears the mark."""
+    now = timezone.now()
+    cluster = make_cluster("queued", server="https://127.0.0.1:1", next_sync_at=now - timedelta(seconds=1))
+    assert sync.claim_due_clusters(now=now) == [cluster.pk]
+    later = now + timedelta(seconds=cluster.sync_interval + 1)
+    assert sync.claim_due_clusters(now=later) == [], "due again, but its queued sync has not run"
+    cluster.refresh_from_db()
+    assert cluster.sync_queued_at == now and cluster.next_sync_at == now + timedelta(seconds=cluster.sync_interval)
+    run = sync.sync_cluster(cluster.pk)  # the queued sync runs (and fails: nothing listens there)
+    assert run is not None and run.outcome == "failed"
+    cluster.refresh_from_db()
+    assert cluster.sync_queued_at is None
+    assert sync.claim_due_clusters(now=cluster.next_sync_at + timedelta(seconds=1)) == [cluster.pk]
+
+
+def test_a_sync_queued_and_never_run_is_taken_as_lost_after_a_while():
+    now = timezone.now()
+    cluster = make_cluster("lost", next_sync_at=now - timedelta(seconds=1))
+    assert sync.claim_due_clusters(now=now) == [cluster.pk]
+    assert sync.claim_due_clusters(now=now + sync.QUEUED_FOR - timedelta(seconds=1)) == []
+    assert sync.claim_due_clusters(now=now + sync.QUEUED_FOR + timedelta(seconds=1)) == [cluster.pk]
+
+
+def test_healthy_due_clusters_are_queued_ten_to_a_task_and_failing_or_new_ones_alone(monkeypatch):
+    now = timezone.now()
+    ago = now - timedelta(seconds=1)
+    healthy = [make_cluster(f"ok-{i:02d}", next_sync_at=ago) for i in range(sync.SYNC_CHUNK + 3)]
+    failing = make_cluster("failing", next_sync_at=ago, consecutive_failures=2, status=ClusterStatus.UNREACHABLE)
+    new = make_cluster("new", next_sync_at=ago)
+    Cluster.objects.filter(pk=new.pk).update(last_seen_at=None)  # attached, never answered yet
+    sent = []
+    monkeypatch.setattr(sync, "enqueue", lambda name, *args, what, **kwargs: sent.append((name, args)) or True)
+    assert sync.queue_due_syncs(now=now) == len(healthy) + 2
+    chunks = [args[0] for name, args in sent if name == "inventory.tasks.sync_clusters"]
+    assert [len(chunk) for chunk in chunks] == [sync.SYNC_CHUNK, 3]
+    assert sorted(pk for chunk in chunks for pk in chunk) == sorted(c.pk for c in healthy)
+    assert sorted(args for name, args in sent if name == "inventory.tasks.sync_cluster") == sorted(
+        [(failing.pk,), (new.pk,)])
+    assert sync.queue_due_syncs(now=now) == 0, "queued once"
+
+
+def test_a_task_the_broker_refused_leaves_its_clusters_to_the_next_claim(monkeypatch):
+    now = timezone.now()
+    cluster = make_cluster("refused", next_sync_at=now - timedelta(seconds=1))
+    monkeypatch.setattr(sync, "enqueue", lambda name, *args, what, **kwargs: False)
+    assert sync.queue_due_syncs(now=now) == 1
+    cluster.refresh_from_db()
+    assert cluster.sync_queued_at is None
+    later = now + timedelta(seconds=cluster.sync_interval + 1)
+    assert sync.claim_due_clusters(now=later) == [cluster.pk], "claimed again when due, not after QUEUED_FOR"
+
+
 def test_a_held_lease_skips_the_sync():
     cluster = make_cluster("busy", lease_expires_at=timezone.now() + timedelta(seconds=60))
     assert sync.sync_cluster(cluster.pk) is None
