@@ -104,11 +104,12 @@ def attach_cluster(*, name: str, credentials: dict, user, environment: str = Env
     if taken:
         raise AttachError(taken, field="name")
     with transaction.atomic():
+        now = timezone.now()
         cluster = Cluster.objects.create(
             name=name, environment=environment, region=region, owner=owner, cost_center=cost_center,
             labels=labels or {}, server=port.server_of(credentials), auth_method=credentials["method"],
             insecure_skip_tls_verify=insecure, sync_interval=sync_interval or settings.FLEETWEB_SYNC_INTERVAL,
-            next_sync_at=timezone.now(), created_by=user if getattr(user, "pk", None) else None,
+            next_sync_at=now, sync_queued_at=now, created_by=user if getattr(user, "pk", None) else None,
             credentials_expire_at=expiry_of(credentials),
         )
         ClusterCredential.objects.create(cluster=cluster, ciphertext=ClusterCredential.seal(credentials))
@@ -116,8 +117,9 @@ def attach_cluster(*, name: str, credentials: dict, user, environment: str = Env
                after=cluster_audit_view(cluster))
         history.record(history.event(cluster.pk, ClusterEventKind.ATTACHED,
                                      f"attached ({credentials_summary(cluster)})", actor=_actor(user)))
-        # Its groups' policies are evaluated (and enforced) after that sync, like after every sync.
-        transaction.on_commit(lambda: request_sync(cluster.pk, triggered_by="attach"))
+        # Its groups' policies are evaluated (and enforced) after that sync, like after every sync. Queued here, beat
+        # does not queue a second one meanwhile.
+        transaction.on_commit(lambda: request_sync(cluster.pk, triggered_by="attach", queued=True))
     return cluster
 
 
@@ -371,10 +373,14 @@ def set_busy(cluster: Cluster, *, user, reason: str = "", busy: bool = True, sou
 SYNC_AFTER_CHANGE = sync.SYNC_AFTER_CHANGE  # a sync of what the cluster's agent reported changed
 
 
-def request_sync(cluster_id: int, *, triggered_by: str = "manual") -> None:
-    """Queue a sync of one cluster now (the task itself refuses to run twice at once)."""
+def request_sync(cluster_id: int, *, triggered_by: str = "manual", queued: bool = False) -> None:
+    """Queue a sync of one cluster now (the task itself refuses to run twice at once). `queued`: the cluster was
+    marked queued for it (`Cluster.sync_queued_at`), a mark taken back when the broker refuses the task."""
     # A lost message is no lost sync: the cluster stays due and beat claims it.
-    enqueue("inventory.tasks.sync_cluster", cluster_id, triggered_by=triggered_by, what=f"sync of cluster {cluster_id}")
+    sent = enqueue("inventory.tasks.sync_cluster", cluster_id, triggered_by=triggered_by,
+                   what=f"sync of cluster {cluster_id}")
+    if queued and not sent:
+        Cluster.objects.filter(pk=cluster_id).update(sync_queued_at=None)
 
 
 # ---------------------------------------------------------------------------------------------

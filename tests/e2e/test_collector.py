@@ -9,6 +9,7 @@ import time
 
 import pytest
 import yaml
+from django.utils import timezone
 from kubernetes import client as k8s
 
 from inventory import access, collector, kube, services, sync
@@ -139,6 +140,48 @@ def test_connection_test_reports_success_and_missing_permissions(member):
     assert len(failed) == 11
     assert "403: not allowed to list nodes" in failed[0].detail
     assert any("deployments in API group 'apps'" in c.detail for c in failed)
+
+
+def test_clusters_due_together_are_read_in_turn_and_written_in_one_transaction(localfleet_members, db):
+    """`sync_many` (healthy clusters due together, SYNC_CHUNK to a task): every member's inventory as its API server
+    lists it, one INSERT of their runs; a cluster that fails among them is its own failure and the others are
+    written; every queued mark is cleared."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    members = list(localfleet_members.values())
+    clusters = [services.attach_cluster(name=f"together-{m.name}", credentials=m.token_credentials(), user=None)
+                for m in members]
+    down = services.attach_cluster(name="together-down", user=None, credentials={
+        "method": "token", "server": "https://127.0.0.1:1", "ca_data": members[0].ca_pem, "token": "x"})
+    ids = [c.pk for c in clusters] + [down.pk]
+    Cluster.objects.filter(pk__in=ids).update(sync_queued_at=timezone.now())
+    with CaptureQueriesContext(connection) as queries:
+        assert sync.sync_many(ids) == len(ids)
+    run_inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "inventory_syncrun"')]
+    assert len(run_inserts) == 2, "the healthy clusters' runs in one statement, the failure's alone"
+    for cluster, member in zip(clusters, members, strict=True):
+        run = SyncRun.objects.get(cluster=cluster)
+        assert run.outcome == SyncOutcome.SUCCEEDED and run.triggered_by == "schedule"
+        assert _stored_inventory(cluster) == _apiserver_inventory(member)
+        assert cluster.status == ClusterStatus.CONNECTED and cluster.sync_queued_at is None
+    down.refresh_from_db()
+    assert SyncRun.objects.get(cluster=down).outcome == SyncOutcome.FAILED
+    assert down.status == ClusterStatus.UNREACHABLE and down.sync_queued_at is None
+
+
+def test_a_cluster_another_sync_holds_is_skipped_by_a_sync_of_many(member, db):
+    from foundation import leases
+
+    held = services.attach_cluster(name="held-by-another", credentials=member.token_credentials(), user=None)
+    free = services.attach_cluster(name="free-of-others", credentials=member.token_credentials(), user=None)
+    token = leases.acquire(Cluster, held.pk, sync.LEASE)
+    try:
+        assert sync.sync_many([held.pk, free.pk]) == 1
+    finally:
+        leases.release(Cluster, held.pk, token)
+    assert not SyncRun.objects.filter(cluster=held).exists(), "the holder writes it"
+    assert SyncRun.objects.get(cluster=free).outcome == SyncOutcome.SUCCEEDED
 
 
 def test_stopped_apiserver_keeps_inventory_and_shows_unreachable(member, db):

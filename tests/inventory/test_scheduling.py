@@ -146,3 +146,25 @@ def test_a_cluster_detached_during_its_sync_is_dropped_quietly(monkeypatch, admi
     assert not Cluster.objects.filter(pk=cluster.pk).exists()
     assert not SyncRun.objects.exists()
 
+
+
+def test_an_attached_cluster_is_queued_once_for_its_first_sync(monkeypatch, django_capture_on_commit_callbacks):
+    sent = []
+    monkeypatch.setattr(services, "enqueue", lambda name, *args, what, **kwargs: sent.append((name, args)) or True)
+    with django_capture_on_commit_callbacks(execute=True):
+        cluster = services.attach_cluster(name="first", user=None, credentials={
+            "method": "token", "server": "https://127.0.0.1:1", "ca_data": "", "token": "x"})
+    assert sent == [("inventory.tasks.sync_cluster", (cluster.pk,))]
+    assert sync.claim_due_clusters(now=timezone.now() + timedelta(seconds=1)) == [], "beat leaves it to that sync"
+    sync.sync_cluster(cluster.pk, triggered_by="attach")
+    cluster.refresh_from_db()
+    assert cluster.sync_queued_at is None
+
+
+def test_an_attached_cluster_whose_first_sync_the_broker_refused_is_left_to_beat(
+        monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch.setattr(services, "enqueue", lambda name, *args, what, **kwargs: False)
+    with django_capture_on_commit_callbacks(execute=True):
+        cluster = services.attach_cluster(name="refused-first", user=None, credentials={
+            "method": "token", "server": "https://127.0.0.1:1", "ca_data": "", "token": "x"})
+    assert sync.claim_due_clusters(now=timezone.now() + timedelta(seconds=1)) == [cluster.pk]
