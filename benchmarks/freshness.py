@@ -124,6 +124,7 @@ def _measure(fleet, count: int, interval: int, duration: int) -> dict:
     env = {**child_environment(), "FLEETWEB_STATE_DIR": str(STATE)}
     procs = _processes(env)
     ages: list[float] = []
+    by_minute: dict[int, list[float]] = {}  # the ages sampled in each minute of the measurement
     marked: dict[str, float] = {}
     never: set[str] = set()
     workers = [p.pid for p in procs[:WORKERS]]
@@ -142,13 +143,16 @@ def _measure(fleet, count: int, interval: int, duration: int) -> dict:
         say(f"[freshness] first inventory of all {len(reachable)} reachable clusters: "
             + (f"within {filled_after:.0f} s" if filled_after is not None else f"not within {duration} s"))
         cpu, members_cpu, started, rss = cpu_seconds(workers), cpu_seconds(member_pids), timezone.now(), 0.0
-        end = time.monotonic() + duration
+        begun = time.monotonic()
+        end = begun + duration
         while time.monotonic() < end:
             time.sleep(5)
             now = timezone.now()
+            minute = by_minute.setdefault(int((time.monotonic() - begun) // 60), [])
             _mark_bad(kinds, marked, attached_at)
             for name, last_sync in Cluster.objects.filter(name__in=reachable).values_list("name", "last_sync_at"):
                 ages.append((now - (last_sync or attached_at)).total_seconds())
+                minute.append(ages[-1])
                 if last_sync is None:
                     never.add(name)
             rss = max(rss, rss_mib(workers))
@@ -159,8 +163,11 @@ def _measure(fleet, count: int, interval: int, duration: int) -> dict:
         hanging.close()
     ages.sort()
 
-    def pct(p: float) -> float:
-        return ages[min(len(ages) - 1, int(p / 100 * len(ages)))] if ages else float("nan")
+    def pct(p: float, values: list[float] = ages) -> float:
+        return values[min(len(values) - 1, int(p / 100 * len(values)))] if values else float("nan")
+
+    minutes = [round(pct(95, sorted(values))) for _minute, values in sorted(by_minute.items())]
+    say(f"[freshness] age of data p95 in each minute of the measurement: {', '.join(f'{m} s' for m in minutes)}")
 
     from inventory.models import SyncRun
 
@@ -172,7 +179,7 @@ def _measure(fleet, count: int, interval: int, duration: int) -> dict:
         f"{members_cpu / duration:.2f} cores ({members_cpu / max(syncs, 1):.3f} CPU s per sync)")
     bad = [n for n, k in kinds.items() if k != "reachable"]
     result = {"clusters": count, "interval": interval, "duration": duration, "samples": len(ages),
-              "first_fill_s": filled_after, "members_cpu_seconds": members_cpu,
+              "first_fill_s": filled_after, "members_cpu_seconds": members_cpu, "age_p95_by_minute": minutes,
               "age_p50": pct(50), "age_p95": pct(95), "age_max": ages[-1] if ages else None,
               "never_synced": sorted(never), "unmarked": sorted(set(bad) - set(marked)),
               "marked_after_max": max(marked.values()) if marked else None,
