@@ -264,7 +264,7 @@ class _Read:
 
     cluster: Cluster
     run: SyncRun
-    clock: float
+    reading: float  # seconds spent reading this cluster (a sync of many reads the others before the one write)
     snapshot: collector.Snapshot
     facts: readiness.Facts | None
 
@@ -302,7 +302,7 @@ def _read(cluster: Cluster, *, triggered_by: str, opener: port.Opener | None = N
     finally:
         if member is not None:
             member.close()
-    return _Read(cluster, run, clock, snapshot, facts)
+    return _Read(cluster, run, time.monotonic() - clock, snapshot, facts)
 
 
 # The cluster row's columns every write sets; a full sync sets the next sync time and the version too.
@@ -317,6 +317,7 @@ def _write_reads(reads: list[_Read]) -> dict[int, SyncRun]:
     finished) and history. Returns the runs written, by cluster id (a cluster detached meanwhile has none)."""
     if not reads:
         return {}
+    writing = time.monotonic()
     with transaction.atomic():
         # Detached while it was being read: nothing to write to. The lock also makes a detach wait for this write.
         # In the order of their ids, as every gathered write takes them: two writes never wait for each other.
@@ -369,7 +370,7 @@ def _write_reads(reads: list[_Read]) -> dict[int, SyncRun]:
                 also += ["next_sync_at", "sync_queued_at", "kubernetes_version", "platform"]
             saves.setdefault((*also, *WRITTEN_FIELDS), []).append(cluster)
             run.finished_at = now
-            run.duration_ms = int((time.monotonic() - read.clock) * 1000)
+            run.duration_ms = int((read.reading + time.monotonic() - writing) * 1000)
             run.outcome = SyncOutcome.SUCCEEDED if snapshot.read_all_it_meant else SyncOutcome.PARTIAL
             run.status = status
             run.counts = dict(snapshot.counts)
