@@ -131,6 +131,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("FLEETWEB_CELERY_EAGER", False)
 CELERY_TASK_ROUTES = {
     "inventory.tasks.sync_cluster": {"queue": "sync"},
     "inventory.tasks.sync_clusters": {"queue": "sync"},
+    "inventory.tasks.sync_attached": {"queue": "sync"},
     # Registered clusters' reported changes: database work only, and what "change -> visible" waits for, so never
     # queued behind syncs that wait for their clusters (or agents) to answer.
     "inventory.tasks.sync_reported": {"queue": "reports"},

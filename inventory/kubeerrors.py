@@ -126,10 +126,25 @@ def _connect_error(exc: urllib3.exceptions.NewConnectionError, prefix: str) -> K
     return KubeError("network", f"{prefix}cannot connect to {exc.conn.host}:{exc.conn.port}{reason}")
 
 
+def _in_handshake(exc: BaseException) -> bool:
+    """Whether a timeout came from the TLS handshake (Python's own text for it, never the other side's)."""
+    seen: BaseException | None = exc
+    for _depth in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, TimeoutError | socket.timeout) and "handshake operation timed out" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _transport_error(exc: BaseException, prefix: str) -> KubeError:
     if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
         return KubeError("timeout", f"{prefix}connection timed out after {settings.FLEETWEB_KUBE_CONNECT_TIMEOUT}s")
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError | socket.timeout):
+        if _in_handshake(exc):  # urllib3 calls it a read timeout, but the connect timeout bounds the handshake
+            return KubeError("timeout", f"{prefix}no TLS handshake within {settings.FLEETWEB_KUBE_CONNECT_TIMEOUT}s "
+                                        "(connect timeout)")
         return KubeError("timeout", f"{prefix}no answer within {settings.FLEETWEB_KUBE_READ_TIMEOUT}s (read timeout)")
     if isinstance(exc, urllib3.exceptions.ProtocolError | ConnectionError):
         # Never the text: a non-HTTP server's banner lands there.

@@ -117,9 +117,9 @@ def attach_cluster(*, name: str, credentials: dict, user, environment: str = Env
                after=cluster_audit_view(cluster))
         history.record(history.event(cluster.pk, ClusterEventKind.ATTACHED,
                                      f"attached ({credentials_summary(cluster)})", actor=_actor(user)))
-        # Its groups' policies are evaluated (and enforced) after that sync, like after every sync. Queued here, beat
-        # does not queue a second one meanwhile.
-        transaction.on_commit(lambda: request_sync(cluster.pk, triggered_by="attach", queued=True))
+        # Its groups' policies are evaluated (and enforced) after that sync, like after every sync. Queued here (with
+        # those of clusters attached meanwhile), beat does not queue a second one meanwhile.
+        transaction.on_commit(lambda: sync.first_sync(cluster.pk))
     return cluster
 
 
@@ -373,14 +373,10 @@ def set_busy(cluster: Cluster, *, user, reason: str = "", busy: bool = True, sou
 SYNC_AFTER_CHANGE = sync.SYNC_AFTER_CHANGE  # a sync of what the cluster's agent reported changed
 
 
-def request_sync(cluster_id: int, *, triggered_by: str = "manual", queued: bool = False) -> None:
-    """Queue a sync of one cluster now (the task itself refuses to run twice at once). `queued`: the cluster was
-    marked queued for it (`Cluster.sync_queued_at`), a mark taken back when the broker refuses the task."""
+def request_sync(cluster_id: int, *, triggered_by: str = "manual") -> None:
+    """Queue a sync of one cluster now (the task itself refuses to run twice at once)."""
     # A lost message is no lost sync: the cluster stays due and beat claims it.
-    sent = enqueue("inventory.tasks.sync_cluster", cluster_id, triggered_by=triggered_by,
-                   what=f"sync of cluster {cluster_id}")
-    if queued and not sent:
-        Cluster.objects.filter(pk=cluster_id).update(sync_queued_at=None)
+    enqueue("inventory.tasks.sync_cluster", cluster_id, triggered_by=triggered_by, what=f"sync of cluster {cluster_id}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import random
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from datetime import timedelta
 from typing import Any
 
 import msgspec
+from django import db
 from django.apps import apps
 from django.conf import settings
 from django.db import transaction
@@ -191,6 +195,30 @@ def sync_many(cluster_ids: list[int], *, triggered_by: str = "schedule") -> int:
     return len(taken)
 
 
+# Clusters attached within this many seconds of each other have their first syncs together (`sync_attached`): a
+# platform team attaching two thousand clusters through the API waits for two hundred writes, not two thousand.
+ATTACH_GATHER = 1.0
+SYNC_AFTER_ATTACH = "attach"
+
+
+def first_sync(cluster_id: int) -> None:
+    """Queue the first sync of a cluster just attached, with those of any attached meanwhile (`sync_attached`)."""
+    gather("inventory.tasks.sync_attached", [cluster_id], within=ATTACH_GATHER, what="the first sync of clusters")
+
+
+def sync_attached(cluster_ids: list[int] | None = None) -> int:
+    """The first syncs of the clusters attached together (`first_sync`; or `cluster_ids`, when Redis was away as they
+    were gathered): SYNC_CHUNK here (`sync_many`), the others as tasks of their own. Returns the clusters taken."""
+    ids = take_gathered("inventory.tasks.sync_attached") if cluster_ids is None else list(cluster_ids)
+    for start in range(SYNC_CHUNK, len(ids), SYNC_CHUNK):
+        if not enqueue("inventory.tasks.sync_clusters", ids[start:start + SYNC_CHUNK], triggered_by=SYNC_AFTER_ATTACH,
+                       what="the first sync of clusters"):
+            Cluster.objects.filter(pk__in=ids[start:start + SYNC_CHUNK]).update(sync_queued_at=None)  # to beat
+    if ids:
+        sync_many(ids[:SYNC_CHUNK], triggered_by=SYNC_AFTER_ATTACH)
+    return len(ids)
+
+
 def _write_taken(mine: list[int], taken: dict[int, Cluster], token: str, *, triggered_by: str) -> None:
     """The work of `sync_reported` and `sync_many` on the clusters whose leases they took (`taken`, under `token`).
     A change's sync of a cluster another sync holds runs after that one (it may have read before the change)."""
@@ -211,24 +239,16 @@ def _write_taken(mine: list[int], taken: dict[int, Cluster], token: str, *, trig
         except Exception:  # then each alone, so that one cluster's failure is its own
             log.exception("preparing the members of clusters %s failed", list(taken))
             opened = {}
-        reads = []
-        for cluster in taken.values():
+        for reads in _reads_in_batches(list(taken.values()), opened, triggered_by=triggered_by):
             try:
-                read = _read(cluster, triggered_by=triggered_by, opener=opened.get(cluster.pk))
-            except Exception:  # the database away while a failure was recorded
-                log.exception("reading cluster %s failed", cluster.pk)
-                continue
-            if isinstance(read, _Read):
-                reads.append(read)
-        try:
-            _write_reads(reads)
-        except Exception:
-            log.exception("the gathered write of %d clusters failed; writing each alone", len(reads))
-            for read in reads:
-                try:
-                    _write_reads([read])
-                except Exception:
-                    log.exception("writing the sync of cluster %s failed", read.cluster.pk)
+                _write_reads(reads)
+            except Exception:
+                log.exception("the gathered write of %d clusters failed; writing each alone", len(reads))
+                for read in reads:
+                    try:
+                        _write_reads([read])
+                    except Exception:
+                        log.exception("writing the sync of cluster %s failed", read.cluster.pk)
     finally:  # what a write did not give back in its commit (one statement; nothing where all went back)
         leases.release(Cluster, list(taken), token)
 
@@ -272,6 +292,31 @@ class _Read:
 def _read(cluster: Cluster, *, triggered_by: str, opener: port.Opener | None = None) -> _Read | SyncRun | None:
     """Read the cluster (or what its agent reported), opened by `opener` when it was prepared with others'; a
     failure is recorded and its run returned; None when a change's sync finds nothing left to read."""
+    return _settle(_fetch(cluster, triggered_by=triggered_by, opener=opener))
+
+
+@dataclasses.dataclass
+class _Failed:
+    """A read that failed, to be recorded (`_settle`)."""
+
+    cluster: Cluster
+    run: SyncRun
+    error: port.KubeError
+    clock: float
+    bytes_read: int
+
+
+def _settle(fetched: _Read | _Failed | None) -> _Read | SyncRun | None:
+    """A failed read recorded (its run returned); anything else as it is."""
+    if isinstance(fetched, _Failed):
+        return _record_failure(fetched.cluster, fetched.run, fetched.error, fetched.clock,
+                               bytes_read=fetched.bytes_read)
+    return fetched
+
+
+def _fetch(cluster: Cluster, *, triggered_by: str, opener: port.Opener | None = None) -> _Read | _Failed | None:
+    """`_read` without the failure's record. With an `opener` it touches no database (a sync of many reads its direct
+    clusters in threads of its own); without, the credentials are read first."""
     run = SyncRun(cluster=cluster, started_at=timezone.now(), triggered_by=triggered_by)
     clock = time.monotonic()
     member = None
@@ -294,15 +339,65 @@ def _read(cluster: Cluster, *, triggered_by: str, opener: port.Opener | None = N
             snapshot.counts.update(facts.counts)
             snapshot.bytes_read = member.bytes_read
     except port.KubeError as exc:
-        return _record_failure(cluster, run, exc, clock, bytes_read=member.bytes_read if member else 0)
+        return _Failed(cluster, run, exc, clock, member.bytes_read if member else 0)
     except Exception as exc:  # a bug or bad data must not stop the next sync, only this one
         log.exception("sync of %s failed", cluster.name)
         error = port.KubeError("protocol", f"internal error during sync: {type(exc).__name__}: {exc}")
-        return _record_failure(cluster, run, error, clock, bytes_read=member.bytes_read if member else 0)
+        return _Failed(cluster, run, error, clock, member.bytes_read if member else 0)
     finally:
         if member is not None:
             member.close()
     return _Read(cluster, run, time.monotonic() - clock, snapshot, facts)
+
+
+# A sync of many reads its direct clusters at once; the reads done within READ_TOGETHER seconds are written together,
+# each slower one alone as it ends (a cluster that hangs until its timeouts holds back no other's write).
+READ_TOGETHER = 5.0
+
+
+def _reads_in_batches(clusters: list[Cluster], opened: dict[int, port.Opener], *,
+                      triggered_by: str) -> Iterator[list[_Read]]:
+    """The reads of `clusters`, in the batches to write: the direct clusters that have an opener are read in threads
+    (which touch no database), the others here, one after the other; failures are recorded here as they come."""
+    threaded = [c for c in clusters if c.pk in opened and port.reached_by(c) == "direct"] if len(clusters) > 1 else []
+    here = [c for c in clusters if c not in threaded]
+    reads = []
+    for cluster in here:
+        reads += _settled([functools.partial(_fetch, cluster, triggered_by=triggered_by,
+                                             opener=opened.get(cluster.pk))])
+    if not threaded:
+        yield reads
+        return
+    with ThreadPoolExecutor(max_workers=len(threaded), thread_name_prefix="sync-read") as pool:
+        futures = [pool.submit(_fetch_in_thread, c, triggered_by=triggered_by, opener=opened[c.pk]) for c in threaded]
+        done, pending = wait(futures, timeout=READ_TOGETHER)
+        yield reads + _settled([future.result for future in done])
+        for future in as_completed(pending):
+            yield _settled([future.result])
+
+
+def _fetch_in_thread(cluster: Cluster, *, triggered_by: str, opener: port.Opener) -> _Read | _Failed | None:
+    """`_fetch` in a reader thread: a database connection opened there after all (by a change to what reading
+    touches) is closed with it, not left to the server."""
+    try:
+        return _fetch(cluster, triggered_by=triggered_by, opener=opener)
+    finally:
+        db.connections.close_all()
+
+
+def _settled(results: list[Callable[[], _Read | _Failed | None]]) -> list[_Read]:
+    """The reads among `results` (each called here), the failures recorded (the database away while one was
+    recorded: logged, the others go on)."""
+    reads = []
+    for result in results:
+        try:
+            settled = _settle(result())
+        except Exception:
+            log.exception("reading a cluster failed")
+            continue
+        if isinstance(settled, _Read):
+            reads.append(settled)
+    return reads
 
 
 # The cluster row's columns every write sets; a full sync sets the next sync time and the version too.

@@ -28,9 +28,15 @@ def sync_reported(cluster_ids: list[int] | None = None) -> int:
 
 
 @shared_task(soft_time_limit=270, time_limit=300, acks_late=True, ignore_result=True)
-def sync_clusters(cluster_ids: list[int]) -> int:
-    """Sync a few healthy clusters due together, in one write (`sync.sync_many`)."""
-    return sync.sync_many(cluster_ids)
+def sync_clusters(cluster_ids: list[int], triggered_by: str = "schedule") -> int:
+    """Sync a few clusters due (or attached) together, in one write (`sync.sync_many`)."""
+    return sync.sync_many(cluster_ids, triggered_by=triggered_by)
+
+
+@shared_task(soft_time_limit=270, time_limit=300, acks_late=True, ignore_result=True)
+def sync_attached(cluster_ids: list[int] | None = None) -> int:
+    """The first syncs of clusters attached together (`sync.sync_attached`)."""
+    return sync.sync_attached(cluster_ids)
 
 
 @shared_task(ignore_result=True)

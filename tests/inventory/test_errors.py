@@ -82,6 +82,21 @@ def test_read_timeout(settings):
     assert "no answer within 1s" in error.message
 
 
+def test_a_tls_handshake_that_never_ends_is_a_connect_timeout(settings):
+    """A server that accepts the connection and never answers the handshake ends at the connect timeout, which is
+    what the message says (urllib3 calls it a read timeout)."""
+    settings.FLEETWEB_KUBE_CONNECT_TIMEOUT, settings.FLEETWEB_KUBE_READ_TIMEOUT = 1, 30
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    try:
+        error = call(token_creds(f"https://127.0.0.1:{silent.getsockname()[1]}"))
+    finally:
+        silent.close()
+    assert error.kind == "timeout" and error.transient
+    assert error.message == "GET /version: no TLS handshake within 1s (connect timeout)"
+
+
 def test_tls_verification_failure_names_the_reason(tmp_path):
     ca_cert, ca_key = pki.make_ca("server-ca")
     cert, key = pki.issue(ca_cert, ca_key, cn="api", server=True, hosts=("127.0.0.1",))

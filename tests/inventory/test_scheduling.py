@@ -149,22 +149,37 @@ def test_a_cluster_detached_during_its_sync_is_dropped_quietly(monkeypatch, admi
 
 
 def test_an_attached_cluster_is_queued_once_for_its_first_sync(monkeypatch, django_capture_on_commit_callbacks):
-    sent = []
-    monkeypatch.setattr(services, "enqueue", lambda name, *args, what, **kwargs: sent.append((name, args)) or True)
+    gathered = []
+    monkeypatch.setattr(sync, "gather", lambda name, ids, *, within, what: gathered.append((name, ids)))
     with django_capture_on_commit_callbacks(execute=True):
         cluster = services.attach_cluster(name="first", user=None, credentials={
             "method": "token", "server": "https://127.0.0.1:1", "ca_data": "", "token": "x"})
-    assert sent == [("inventory.tasks.sync_cluster", (cluster.pk,))]
+    assert gathered == [("inventory.tasks.sync_attached", [cluster.pk])]
     assert sync.claim_due_clusters(now=timezone.now() + timedelta(seconds=1)) == [], "beat leaves it to that sync"
-    sync.sync_cluster(cluster.pk, triggered_by="attach")
+    assert sync.sync_attached([cluster.pk]) == 1
+    run = SyncRun.objects.get(cluster=cluster)
+    assert run.triggered_by == "attach" and run.outcome == "failed"
     cluster.refresh_from_db()
     assert cluster.sync_queued_at is None
 
 
-def test_an_attached_cluster_whose_first_sync_the_broker_refused_is_left_to_beat(
-        monkeypatch, django_capture_on_commit_callbacks):
-    monkeypatch.setattr(services, "enqueue", lambda name, *args, what, **kwargs: False)
-    with django_capture_on_commit_callbacks(execute=True):
-        cluster = services.attach_cluster(name="refused-first", user=None, credentials={
-            "method": "token", "server": "https://127.0.0.1:1", "ca_data": "", "token": "x"})
-    assert sync.claim_due_clusters(now=timezone.now() + timedelta(seconds=1)) == [cluster.pk]
+def test_clusters_attached_together_have_their_first_syncs_ten_to_a_task(monkeypatch):
+    clusters = [make_cluster(f"bulk-{i:02d}", server="https://127.0.0.1:1") for i in range(sync.SYNC_CHUNK * 2 + 1)]
+    ids = [c.pk for c in clusters]
+    Cluster.objects.filter(pk__in=ids).update(sync_queued_at=timezone.now())
+    sent = []
+    monkeypatch.setattr(sync, "enqueue", lambda name, *args, what, **kwargs: sent.append((name, args, kwargs)) or True)
+    assert sync.sync_attached(ids) == len(ids)
+    assert sent == [("inventory.tasks.sync_clusters", (ids[10:20],), {"triggered_by": "attach"}),
+                    ("inventory.tasks.sync_clusters", (ids[20:],), {"triggered_by": "attach"})]
+    assert set(SyncRun.objects.values_list("cluster_id", flat=True)) == set(ids[:10]), "the first ten here"
+
+
+def test_first_syncs_the_broker_refused_are_left_to_beat(monkeypatch):
+    clusters = [make_cluster(f"refused-{i:02d}", server="https://127.0.0.1:1") for i in range(sync.SYNC_CHUNK + 1)]
+    ids = [c.pk for c in clusters]
+    now = timezone.now()
+    Cluster.objects.filter(pk__in=ids).update(sync_queued_at=now, next_sync_at=now)
+    monkeypatch.setattr(sync, "enqueue", lambda name, *args, what, **kwargs: False)
+    sync.sync_attached(ids)
+    assert sync.claim_due_clusters(now=now + timedelta(seconds=1)) == [ids[-1]]
