@@ -186,7 +186,7 @@ def _measure(fleet, count: int, interval: int, duration: int) -> dict:
               "workers": {"cpu_seconds": cpu, "syncs": syncs, "rss_mib": rss, "processes": WORKERS, "threads": THREADS}}
     say(table([
         ["first inventory of every reachable cluster", f"{filled_after:.0f} s" if filled_after is not None else "—",
-         "(one task per new cluster)"],
+         "(attached at once; first syncs gathered)"],
         ["reachable: age of data, p50", f"{result['age_p50']:.0f} s", ""],
         ["reachable: age of data, p95", f"{result['age_p95']:.0f} s", f"goal ≤ {1.5 * interval:.0f} s (1.5 intervals)"],
         ["reachable: age of data, max", f"{result['age_max']:.0f} s" if ages else "—", ""],
