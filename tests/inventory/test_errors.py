@@ -69,15 +69,20 @@ def test_dns_failure():
     assert "DNS lookup failed for 'cluster.does-not-exist.invalid'" in error.message
 
 
-def test_read_timeout(settings):
-    settings.FLEETWEB_KUBE_READ_TIMEOUT = 1
+def silent_call(scheme: str) -> kube.KubeError:
+    """The error of a call to a server that accepts the connection (in its backlog) and never says a word."""
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(4)
     try:
-        error = call(token_creds(f"http://127.0.0.1:{silent.getsockname()[1]}"))
+        return call(token_creds(f"{scheme}://127.0.0.1:{silent.getsockname()[1]}"))
     finally:
         silent.close()
+
+
+def test_read_timeout(settings):
+    settings.FLEETWEB_KUBE_READ_TIMEOUT = 1
+    error = silent_call("http")
     assert error.kind == "timeout"
     assert "no answer within 1s" in error.message
 
@@ -86,13 +91,7 @@ def test_a_tls_handshake_that_never_ends_is_a_connect_timeout(settings):
     """A server that accepts the connection and never answers the handshake ends at the connect timeout, which is
     what the message says (urllib3 calls it a read timeout)."""
     settings.FLEETWEB_KUBE_CONNECT_TIMEOUT, settings.FLEETWEB_KUBE_READ_TIMEOUT = 1, 30
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(4)
-    try:
-        error = call(token_creds(f"https://127.0.0.1:{silent.getsockname()[1]}"))
-    finally:
-        silent.close()
+    error = silent_call("https")
     assert error.kind == "timeout" and error.transient
     assert error.message == "GET /version: no TLS handshake within 1s (connect timeout)"
 
