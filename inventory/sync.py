@@ -49,8 +49,8 @@ BATCH = 500
 # message the broker dropped): its cluster may be claimed again. Until then a cluster is not queued twice, however
 # long the queue: a backlog must not grow by syncs of clusters that are already waiting for theirs.
 QUEUED_FOR = timedelta(minutes=10)
-# Healthy clusters are synced this many to a task: read one after the other, written in one transaction
-# (`sync_many`), which costs a fraction of one write each. A cluster that failed its last sync, or never answered, is
+# Healthy clusters are synced this many to a task: read at once, written in one transaction (`sync_many`), which
+# costs a fraction of one write each. A cluster that failed its last sync, or never answered, is
 # synced alone, so a cluster that hangs until the connect timeout never holds back the writes of others.
 SYNC_CHUNK = 10
 
@@ -182,9 +182,9 @@ def sync_reported(cluster_ids: list[int] | None = None) -> int:
 
 def sync_many(cluster_ids: list[int], *, triggered_by: str = "schedule") -> int:
     """Sync these clusters as one task (`queue_due_syncs` gives SYNC_CHUNK healthy ones): their leases taken in one
-    statement, each read in turn, then all written in one transaction (`_write_reads`; each alone if that fails). A
-    cluster another sync holds is skipped (that sync writes it); a failure is its cluster's own. Returns the clusters
-    synced or failed."""
+    statement, the clusters read at once (`_reads_in_batches`), then written in one transaction (`_write_reads`;
+    each alone if that fails; a slow one alone when it ends). A cluster another sync holds is skipped (that sync
+    writes it); a failure is its cluster's own. Returns the clusters synced or failed."""
     try:
         token, taken = leases.take_many(Cluster, list(cluster_ids), LEASE)
     except Exception:  # the database away: the clusters stay queued until QUEUED_FOR, then are claimed again
@@ -284,7 +284,7 @@ class _Read:
 
     cluster: Cluster
     run: SyncRun
-    reading: float  # seconds spent reading this cluster (a sync of many reads the others before the one write)
+    reading: float  # seconds spent reading this cluster (in a sync of many, the others' reads end at other times)
     snapshot: collector.Snapshot
     facts: readiness.Facts | None
 
