@@ -47,7 +47,9 @@ def needs_attention(user, clusters, team: str = "") -> list[dict]:
                      "rank": RANK_FAILED})
     for d in (Drift.objects.filter(state__in=[DriftState.DRIFTED, DriftState.MISSING],
                                    deployed__application__in=apps, deployed__cluster__in=clusters)
-              .select_related("deployed__application", "deployed__cluster").order_by("since")[:ATTENTION_EACH]):
+              .select_related("deployed__application", "deployed__cluster")
+              .only("state", "objects_state", "since", "deployed__application__name", "deployed__cluster__name")
+              .order_by("since")[:ATTENTION_EACH]):  # (not the clusters' and applications' wide rows)
         objects = [f"{o.get('kind')} {o.get('name')}" for o in d.objects_state or []
                    if o.get("state") in (DriftState.DRIFTED, DriftState.MISSING)]
         app = d.deployed.application
