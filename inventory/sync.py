@@ -45,10 +45,11 @@ BATCH = 500
 # Scheduling
 
 
-# A scheduled sync queued this long ago that has not written yet is taken as lost (a worker that died with it, a
-# message the broker dropped): its cluster may be claimed again. Until then a cluster is not queued twice, however
-# long the queue: a backlog must not grow by syncs of clusters that are already waiting for theirs.
-QUEUED_FOR = timedelta(minutes=10)
+# A scheduled sync that has not written within this many of its cluster's intervals of being queued is taken as lost
+# (a worker killed with it leaves its messages in the broker until the visibility timeout; a message the broker
+# dropped): the cluster may be claimed again, so a dead worker's clusters are synced again within two intervals.
+# Until then a cluster is not queued twice: a backlog must not grow by second syncs of clusters waiting for a first.
+QUEUED_FOR_INTERVALS = 1.5
 # Healthy clusters are synced this many to a task: read at once, written in one transaction (`sync_many`), which
 # costs a fraction of one write each. A cluster that failed its last sync, or never answered, is
 # synced alone, so a cluster that hangs until the connect timeout never holds back the writes of others.
@@ -70,7 +71,8 @@ def _claim(now, limit: int) -> list[tuple[int, bool]]:
         due = list(
             Cluster.objects.filter(Q(next_sync_at__lte=now) | Q(next_sync_at__isnull=True))
             .filter(leases.free(now))
-            .filter(Q(sync_queued_at__isnull=True) | Q(sync_queued_at__lt=now - QUEUED_FOR))
+            .filter(Q(sync_queued_at__isnull=True) | Q(sync_queued_at__lt=now - ExpressionWrapper(
+                F("sync_interval") * timedelta(seconds=QUEUED_FOR_INTERVALS), output_field=DurationField())))
             .order_by("next_sync_at")
             .select_for_update(skip_locked=True)
             .values_list("pk", "consecutive_failures", "last_seen_at")[:limit]
@@ -187,7 +189,7 @@ def sync_many(cluster_ids: list[int], *, triggered_by: str = "schedule") -> int:
     writes it); a failure is its cluster's own. Returns the clusters synced or failed."""
     try:
         token, taken = leases.take_many(Cluster, list(cluster_ids), LEASE)
-    except Exception:  # the database away: the clusters stay queued until QUEUED_FOR, then are claimed again
+    except Exception:  # the database away: the clusters stay queued for QUEUED_FOR_INTERVALS, then are claimed again
         log.exception("syncing clusters %s failed", cluster_ids)
         return 0
     with leases.kept(Cluster, list(taken), token, LEASE, longest=LONGEST):

@@ -177,6 +177,9 @@ def test_two_web_processes_and_two_workers_serve_and_keep_200_clusters_fresh_and
         assert scale.filter(status__in=reachable).count() == CLUSTERS, \
             f"none went stale or unreachable: {set(scale.values_list('status', 'status_reason'))}"
         assert not scale.filter(pk__in=held, lease_expires_at__gt=timezone.now() + sync.LEASE).exists()
+        # The console keeps being used after the kill for at least 50 requests, however soon the syncs caught up.
+        wait_for(lambda: sum(1 for started, _f, _r in results if started > killed_clock + 1) > 50, timeout=90,
+                 interval=1, what="50 requests after the kill")
     finally:
         stop.set()
         browser.join(40)

@@ -49,8 +49,9 @@ def test_a_sync_queued_and_never_run_is_taken_as_lost_after_a_while():
     now = timezone.now()
     cluster = make_cluster("lost", next_sync_at=now - timedelta(seconds=1))
     assert sync.claim_due_clusters(now=now) == [cluster.pk]
-    assert sync.claim_due_clusters(now=now + sync.QUEUED_FOR - timedelta(seconds=1)) == []
-    assert sync.claim_due_clusters(now=now + sync.QUEUED_FOR + timedelta(seconds=1)) == [cluster.pk]
+    lost_after = timedelta(seconds=cluster.sync_interval * sync.QUEUED_FOR_INTERVALS)
+    assert sync.claim_due_clusters(now=now + lost_after - timedelta(seconds=1)) == []
+    assert sync.claim_due_clusters(now=now + lost_after + timedelta(seconds=1)) == [cluster.pk]
 
 
 def test_healthy_due_clusters_are_queued_ten_to_a_task_and_failing_or_new_ones_alone(monkeypatch):
