@@ -169,16 +169,8 @@ def sync_reported(cluster_ids: list[int] | None = None) -> int:
     for start in range(REPORTED_CHUNK, len(ids), REPORTED_CHUNK):
         enqueue("inventory.tasks.sync_reported", ids[start:start + REPORTED_CHUNK],
                 what="the write of reported changes")
-    mine = ids[:REPORTED_CHUNK]
-    if not mine:
-        return 0
-    try:
-        token, taken = leases.take_many(Cluster, mine, LEASE)
-    except Exception:  # the database away: the next report, or the next full sync, writes it
-        log.exception("writing the reported changes of clusters %s failed", mine)
-        return len(ids)
-    with leases.kept(Cluster, list(taken), token, LEASE, longest=LONGEST):
-        _write_taken(mine, taken, token, triggered_by=SYNC_AFTER_CHANGE)
+    if ids:
+        sync_many(ids[:REPORTED_CHUNK], triggered_by=SYNC_AFTER_CHANGE)
     return len(ids)
 
 
@@ -186,10 +178,11 @@ def sync_many(cluster_ids: list[int], *, triggered_by: str = "schedule") -> int:
     """Sync these clusters as one task (`queue_due_syncs` gives SYNC_CHUNK healthy ones): their leases taken in one
     statement, the clusters read at once (`_reads_in_batches`), then written in one transaction (`_write_reads`;
     each alone if that fails; a slow one alone when it ends). A cluster another sync holds is skipped (that sync
-    writes it); a failure is its cluster's own. Returns the clusters synced or failed."""
+    writes it), but a change's sync waits for the holder; a failure is its cluster's own. Returns the clusters
+    synced or failed (`sync_reported` writes its chunk of reported changes with it too)."""
     try:
         token, taken = leases.take_many(Cluster, list(cluster_ids), LEASE)
-    except Exception:  # the database away: the clusters stay queued for QUEUED_FOR_INTERVALS, then are claimed again
+    except Exception:  # the database away: a queued mark lapses (QUEUED_FOR_INTERVALS), the next report writes it
         log.exception("syncing clusters %s failed", cluster_ids)
         return 0
     with leases.kept(Cluster, list(taken), token, LEASE, longest=LONGEST):
@@ -222,7 +215,7 @@ def sync_attached(cluster_ids: list[int] | None = None) -> int:
 
 
 def _write_taken(mine: list[int], taken: dict[int, Cluster], token: str, *, triggered_by: str) -> None:
-    """The work of `sync_reported` and `sync_many` on the clusters whose leases they took (`taken`, under `token`).
+    """`sync_many`'s work on the clusters whose leases it took (`taken`, under `token`).
     A change's sync of a cluster another sync holds runs after that one (it may have read before the change)."""
     try:
         missing = [pk for pk in mine if pk not in taken]
