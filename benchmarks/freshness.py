@@ -132,8 +132,8 @@ def _measure(fleet, count: int, interval: int, duration: int) -> dict:
     reachable = {name for name, kind in kinds.items() if kind == "reachable"}
     filled_after = None
     try:
-        # The first fill (every cluster's first sync, one task each) is its own figure: staleness is measured from
-        # the moment every reachable cluster has answered once, over `duration` seconds.
+        # The first fill (every cluster's first sync, gathered from the attaches) is its own figure: staleness is
+        # measured from the moment every reachable cluster has answered once, over `duration` seconds.
         fill_end = time.monotonic() + duration
         while filled_after is None and time.monotonic() < fill_end:
             time.sleep(5)
