@@ -168,7 +168,7 @@ class UpgradeReadiness(models.Model):
     warnings = models.JSONField(default=list, blank=True)
     missing = models.JSONField(default=list, blank=True)
     checked_at = models.DateTimeField(null=True, blank=True, help_text="When its facts were last read")
-    computed_at = models.DateTimeField()
+    computed_at = models.DateTimeField(help_text="When it was last stored: only a change is (`upgrades.refresh`)")
 
     objects = GovernanceQuerySet.as_manager()
 

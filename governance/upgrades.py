@@ -185,9 +185,16 @@ CLUSTER_FIELDS = ("pk", "name", "labels", *selectors.FIELDS, "kubernetes_version
                   "readiness_error")
 
 
+# What a stored readiness says (all but when it was written): a row is written only when one of these changed.
+STORED = ("current", "target", "target_from", "target_released", "steps", "end_of_support", "verdict", "blockers",
+          "warnings", "missing", "checked_at")
+
+
 def refresh(clusters: Iterable[Cluster], *, now=None) -> int:
-    """Compute and store the readiness of these clusters (after each evaluation, and hourly for the whole fleet:
-    end of support moves with the date); returns how many were stored."""
+    """Compute the readiness of these clusters (after each evaluation, and hourly for the whole fleet: end of support
+    moves with the date) and store those that changed; returns how many were computed. Most evaluations change no
+    readiness (its facts are read hourly): rewriting every row each time left the plan's table mostly dead rows,
+    which every page of the plan read through."""
     now = now or timezone.now()
     rows = [UpgradeReadiness(
         cluster_id=r.cluster.pk, current=r.current, target=r.target, target_from=r.target_from[:80],
@@ -195,9 +202,12 @@ def refresh(clusters: Iterable[Cluster], *, now=None) -> int:
         blockers=[b.as_dict() for b in r.blockers], warnings=[w.as_dict() for w in r.warnings],
         missing=[m.as_dict() for m in r.missing], checked_at=r.checked_at, computed_at=now)
         for r in plan(clusters, today=timezone.localdate(now))]
-    existing = set(Cluster.objects.filter(pk__in=[r.cluster_id for r in rows]).values_list("pk", flat=True))
+    # What is stored of each cluster still there (one not evaluated yet: all None; one detached meanwhile: absent).
+    stored = {pk: tuple(values) for pk, *values in Cluster.objects.filter(
+        pk__in=[r.cluster_id for r in rows]).values_list("pk", *(f"upgrade_readiness__{f}" for f in STORED))}
     UpgradeReadiness.objects.bulk_create(
-        [r for r in rows if r.cluster_id in existing], batch_size=500, update_conflicts=True,
+        [r for r in rows if r.cluster_id in stored and stored[r.cluster_id] != tuple(getattr(r, f) for f in STORED)],
+        batch_size=500, update_conflicts=True,
         unique_fields=["cluster"], update_fields=[f.name for f in UpgradeReadiness._meta.concrete_fields
                                                   if f.name != "cluster"])
     return len(rows)
@@ -228,13 +238,18 @@ def fleet(clusters: QuerySet[Cluster], *, verdict: str = "") -> QuerySet[Cluster
     return rows
 
 
-def counts(clusters: QuerySet[Cluster]) -> dict[str, int]:
-    """How many clusters have each verdict (one aggregate query)."""
-    found = clusters.order_by().aggregate(**{
+def tally(clusters: QuerySet[Cluster]) -> tuple[dict[str, int], int]:
+    """How many clusters have each verdict, and how many there are (one aggregate query)."""
+    found = clusters.order_by().aggregate(total=Count("pk"), **{
         v: Count("pk", filter=Q(upgrade_readiness__verdict=v) | (Q(upgrade_readiness__isnull=True)
                                                                   if v == UNKNOWN else Q(pk__in=[])))
         for v in VERDICTS})
-    return {v: found[v] for v in VERDICTS}
+    return {v: found[v] for v in VERDICTS}, found["total"]
+
+
+def counts(clusters: QuerySet[Cluster]) -> dict[str, int]:
+    """How many clusters have each verdict."""
+    return tally(clusters)[0]
 
 
 def stored(cluster: Cluster, *, today=None) -> Readiness:

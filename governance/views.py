@@ -308,13 +308,18 @@ def upgrade_plan(request) -> HttpResponseBase:
     """Every cluster's readiness for its next minor (or its groups' target), earliest end of support first."""
     filterset = _upgrade_filter(request)
     clusters = filtered(filterset)
-    page = Paginator(upgrades.fleet(clusters, verdict=request.GET.get("verdict", "")), 50).get_page(
-        request.GET.get("page"))
+    verdict = request.GET.get("verdict", "")
+    counts, total = upgrades.tally(clusters)
+    paginator = Paginator(upgrades.fleet(clusters, verdict=verdict), 50)
+    # `fleet` keeps the clusters of that verdict, all of them for no (or an unknown) verdict: the tally above has
+    # counted them already, and the page needs no count query of its own over the same join.
+    paginator.count = counts[verdict] if verdict in upgrades.VERDICTS else total  # type: ignore[misc]
+    page = paginator.get_page(request.GET.get("page"))
     page.object_list = [upgrades.stored(c) for c in page.object_list]  # type: ignore[misc]  # shown, not queried
     # The group choices are the full page's; a team member's visible groups cost queries the partial would waste.
     groups = [] if is_partial(request) else ClusterGroup.objects.visible_to(request.user).values_list("name", flat=True)
     return htmx_partial(request, "governance/upgrade_plan.html", "governance/partials/_upgrade_table.html", {
-        "page": page, "counts": upgrades.counts(clusters), "verdicts": upgrades.VERDICTS, "filters": request.GET,
+        "page": page, "counts": counts, "verdicts": upgrades.VERDICTS, "filters": request.GET,
         "filterset": filterset, "groups": groups, "environments": Environment.choices,
         "errors": filterset.errors if filterset.is_bound else {}})
 

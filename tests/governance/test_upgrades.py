@@ -15,6 +15,7 @@ from django.utils import timezone
 from foundation.models import AuditEvent
 from governance import upgrades
 from governance.api_removals import REMOVALS
+from governance.models import UpgradeReadiness
 from inventory import readiness
 from inventory import services as inventory_services
 from inventory.models import (
@@ -255,6 +256,45 @@ def test_the_plan_costs_the_same_queries_for_2_or_30_clusters(admin_user):
         assert upgrades.refresh(Cluster.objects.all()) == 30
     assert upgrades.counts(Cluster.objects.all())["blocked"] == 30
     assert len(many.captured_queries) == len(few.captured_queries) <= 9
+
+
+def test_a_readiness_that_did_not_change_is_not_written_again():
+    same = _checked(make_cluster("same", version="v1.35.4"))
+    moved = _checked(make_cluster("moved", version="v1.35.4"))
+    first, later = timezone.now() - datetime.timedelta(hours=1), timezone.now()
+    assert upgrades.refresh(Cluster.objects.all(), now=first) == 2
+    Cluster.objects.filter(pk=moved.pk).update(kubernetes_version="v1.36.3")
+    with CaptureQueriesContext(connection) as ctx:
+        assert upgrades.refresh(Cluster.objects.all(), now=later) == 2
+    assert len([q for q in ctx.captured_queries if q["sql"].startswith("INSERT")]) == 1
+    stored = {r.cluster.name: r for r in UpgradeReadiness.objects.select_related("cluster")}
+    assert stored["same"].computed_at == first, "not written again: its upsert would have set the time"
+    assert (stored["same"].current, stored["same"].pk) == ("1.35", same.pk)
+    assert stored["moved"].computed_at == later and stored["moved"].current == "1.36"
+    with CaptureQueriesContext(connection) as ctx:
+        upgrades.refresh(Cluster.objects.all(), now=later)
+    assert not [q for q in ctx.captured_queries if q["sql"].startswith(("INSERT", "UPDATE"))]
+
+
+def test_the_plan_pages_count_from_the_verdict_tally_without_a_count_query_of_their_own(client, viewer):
+    for i in range(53):
+        _checked(make_cluster(f"old-{i:02}", environment="prod", version="v1.31.9"))
+        _deprecated(Cluster.objects.get(name=f"old-{i:02}"), "batch", "v1beta1", "cronjobs", "1.25")
+    for i in range(3):
+        _checked(make_cluster(f"mid-{i}", environment="prod", version="v1.35.4"))
+    _checked(make_cluster("dev-1", environment="dev", version="v1.31.9"))
+    upgrades.refresh(Cluster.objects.all())
+    client.force_login(viewer)
+    for query, shown in [("verdict=blocked&environment=prod", "53 clusters, page 1 of 2"),
+                         ("verdict=ready&environment=prod", "3 clusters<"), ("environment=prod", "56 clusters, page"),
+                         ("verdict=nonsense", "57 clusters, page"),
+                         ("verdict=blocked&page=2", "53 clusters, page 2 of 2")]:
+        with CaptureQueriesContext(connection) as ctx:
+            html = client.get(f"/upgrades/?{query}", HTTP_HX_REQUEST="true").content.decode()
+        assert shown in html, (query, html[-600:])
+        assert not [q for q in ctx.captured_queries if q["sql"].startswith("SELECT COUNT(*)")], query
+    page_two = client.get("/upgrades/?verdict=blocked&environment=prod&page=2", HTTP_HX_REQUEST="true")
+    assert page_two.content.decode().count("data-cluster=") == 3
 
 
 # --- group targets are validated and audited ----------------------------------------------------------------
