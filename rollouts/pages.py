@@ -9,6 +9,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 
+from foundation.queries import any_rows
 from inventory import extensions
 from rollouts import corrections, ownership
 from rollouts.choices import ACTIVE_ROLLOUT_STATES, DriftState, RolloutState, StageState
@@ -20,10 +21,14 @@ FAILED_FOR = timedelta(days=7)
 
 
 def overview_cards(user) -> list[dict]:
-    """Active rollouts, and stages waiting for an approval, for the overview (two counts in one query each)."""
-    active = Rollout.objects.visible_to(user).aggregate(n=Count("pk", filter=Q(state__in=ACTIVE_ROLLOUT_STATES)))["n"]
-    waiting = Stage.objects.filter(state=StageState.AWAITING_APPROVAL,
-                                   rollout__in=Rollout.objects.visible_to(user)).count()
+    """Active rollouts, and stages waiting for an approval, for the overview (two counts in one query each, each only
+    where the fleet has some at all: one query when there are none)."""
+    any_active, any_waiting = any_rows(Rollout.objects.filter(state__in=ACTIVE_ROLLOUT_STATES),
+                                       Stage.objects.filter(state=StageState.AWAITING_APPROVAL))
+    active = (Rollout.objects.visible_to(user).aggregate(n=Count("pk", filter=Q(state__in=ACTIVE_ROLLOUT_STATES)))["n"]
+              if any_active else 0)
+    waiting = (Stage.objects.filter(state=StageState.AWAITING_APPROVAL,
+                                    rollout__in=Rollout.objects.visible_to(user)).count() if any_waiting else 0)
     return [{"id": "card-rollouts", "value": active, "label": f"active rollout{pluralize(active)}",
              "url": reverse("rollouts:rollout_list") + "?state=active"},
             {"id": "card-awaiting", "value": waiting, "label": f"stage{pluralize(waiting)} awaiting approval",
@@ -34,22 +39,26 @@ def needs_attention(user, clusters, team: str = "") -> list[dict]:
     """Failed rollouts (the last of their application, within a week), applications drifted or missing on a
     cluster of `clusters`, and stages awaiting approval; of the applications the user may see (the team's, with
     the team switcher on)."""
+    failed = Rollout.objects.filter(state=RolloutState.FAILED, finished_at__gte=timezone.now() - FAILED_FOR)
+    drifted = Drift.objects.filter(state__in=[DriftState.DRIFTED, DriftState.MISSING])
+    awaiting = Stage.objects.filter(state=StageState.AWAITING_APPROVAL)
+    # Most refreshes find none of the three anywhere: then the scoped queries below (their planning alone cost more
+    # than this) are not asked.
+    any_failed, any_drifted, any_awaiting = any_rows(failed, drifted, awaiting)
     apps = Application.objects.visible_to(user)
     if team:
         apps = apps.filter(owner_team__name=team)
     rows: list[dict] = []
     newer = Rollout.objects.filter(application=OuterRef("application"), created_at__gt=OuterRef("created_at"))
-    for r in (Rollout.objects.filter(application__in=apps, state=RolloutState.FAILED,
-                                     finished_at__gte=timezone.now() - FAILED_FOR)
-              .exclude(Exists(newer)).select_related("application").order_by("-finished_at")[:ATTENTION_EACH]):
+    for r in (failed.filter(application__in=apps).exclude(Exists(newer)).select_related("application")
+              .order_by("-finished_at")[:ATTENTION_EACH] if any_failed else failed.none()):
         rows.append({"subject": f"rollout #{r.pk} of {r.application.name}", "url": r.get_absolute_url(),
                      "badge": "failed", "tone": "failed", "why": r.message, "at": r.finished_at,
                      "rank": RANK_FAILED})
-    for d in (Drift.objects.filter(state__in=[DriftState.DRIFTED, DriftState.MISSING],
-                                   deployed__application__in=apps, deployed__cluster__in=clusters)
+    for d in (drifted.filter(deployed__application__in=apps, deployed__cluster__in=clusters)
               .select_related("deployed__application", "deployed__cluster")
               .only("state", "objects_state", "since", "deployed__application__name", "deployed__cluster__name")
-              .order_by("since")[:ATTENTION_EACH]):  # (not the clusters' and applications' wide rows)
+              .order_by("since")[:ATTENTION_EACH] if any_drifted else drifted.none()):  # (not the wide rows of either)
         objects = [f"{o.get('kind')} {o.get('name')}" for o in d.objects_state or []
                    if o.get("state") in (DriftState.DRIFTED, DriftState.MISSING)]
         app = d.deployed.application
@@ -59,8 +68,8 @@ def needs_attention(user, clusters, team: str = "") -> list[dict]:
                      "why": f"{', '.join(objects[:3])}{' and more' if len(objects) > 3 else ''} "
                             f"{'drifted from' if d.state == DriftState.DRIFTED else 'missing since'} what Fleetweb "
                             "applied", "at": d.since, "rank": RANK_DRIFTED})
-    for s in (Stage.objects.filter(state=StageState.AWAITING_APPROVAL, rollout__application__in=apps)
-              .select_related("rollout__application").order_by("awaiting_since")[:ATTENTION_EACH]):
+    for s in (awaiting.filter(rollout__application__in=apps).select_related("rollout__application")
+              .order_by("awaiting_since")[:ATTENTION_EACH] if any_awaiting else awaiting.none()):
         rows.append({"subject": f"{s.rollout.application.name}: stage {s.name}", "url": s.rollout.get_absolute_url(),
                      "badge": "awaiting approval", "tone": "pending",
                      "why": f"{s.approvals_required} approval{pluralize(s.approvals_required)} needed before rollout "

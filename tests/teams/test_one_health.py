@@ -119,6 +119,27 @@ def test_needs_attention_costs_the_same_queries_however_many_troubles(troubles, 
     assert len(many) == len(few), (len(few), len(many))
 
 
+def test_a_fleet_with_no_rollout_trouble_costs_one_question_for_it_and_one_for_its_cards(org, admin_user):
+    """No failed rollout, drift or waiting stage anywhere: rollouts ask whether there is any (one statement for the
+    attention list, one for the cards), not three scoped queries and two scoped counts."""
+    client = _page(admin_user)
+    client.get("/", HTTP_HX_REQUEST="true")
+    with CaptureQueriesContext(connection) as idle:
+        page = client.get("/", HTTP_HX_REQUEST="true").content.decode()
+    asked = [q["sql"] for q in idle.captured_queries if '"rollouts_' in q["sql"]]
+    assert len(asked) == 2 and all(sql.startswith("SELECT EXISTS") for sql in asked), asked
+    assert "data-attention=\"pay-app" not in page
+    application = Application.objects.get(name="pay-app")
+    waiting = Rollout.objects.create(application=application, revision=application.latest_revision,
+                                     state=RolloutState.RUNNING)
+    Stage.objects.create(rollout=waiting, index=0, name="pay-prod", state=StageState.AWAITING_APPROVAL,
+                         approvals_required=1, awaiting_since=timezone.now())
+    with CaptureQueriesContext(connection) as busy:
+        page = client.get("/", HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-attention="pay-app: stage pay-prod"' in page
+    assert len([q for q in busy.captured_queries if '"rollouts_' in q["sql"]]) == 2 + 3  # the stage, the two cards
+
+
 def test_where_it_runs_counts_drift_as_not_healthy_on_the_page_and_the_api(troubles, admin_user):
     app = Application.objects.get(name="pay-app")
     page = _page(admin_user).get(f"/applications/{app.name}/").content.decode()
