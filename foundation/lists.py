@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Generic, TypeVar, overload
+
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
+
+M = TypeVar("M", bound=Model)
 
 
 def filtered(filterset) -> QuerySet:
@@ -20,3 +25,38 @@ def filtered_page(request, filterset, *, queryset: QuerySet | None = None, page_
     query.pop("page", None)
     return {"filterset": filterset, "page": page, "query": query.urlencode(),
             "errors": filterset.errors if filterset.is_bound else {}}
+
+
+class KeysFirst(Generic[M]):
+    """`queryset` for a paginator, read in two steps: the page's primary keys by a query that selects nothing but
+    what it filters and orders by, then those rows, whole.
+
+    For wide rows ordered over a join: PostgreSQL carries every selected column of every joined row through the
+    hash join and the sort before the LIMIT keeps 50 of them. The Upgrade plan's rows (JSON of blockers and warnings,
+    ~550 bytes) made its first page of 10,000 clusters a 5.7 MB hash and 15 ms; the keys alone take 5 ms. A row
+    removed between the two queries is left out of the page."""
+
+    def __init__(self, queryset: QuerySet[M]) -> None:
+        self.queryset = queryset
+
+    def count(self) -> int:
+        return self.queryset.count()
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __iter__(self) -> Iterator[M]:
+        return iter(self.queryset)
+
+    @overload
+    def __getitem__(self, index: int, /) -> M: ...
+
+    @overload
+    def __getitem__(self, index: slice, /) -> list[M]: ...
+
+    def __getitem__(self, index: int | slice, /) -> M | list[M]:
+        if not isinstance(index, slice):
+            return self[index:index + 1][0]
+        keys = list(self.queryset.values_list("pk", flat=True)[index])
+        rows = {row.pk: row for row in self.queryset.order_by().filter(pk__in=keys)}
+        return [rows[key] for key in keys if key in rows]

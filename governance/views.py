@@ -16,7 +16,7 @@ from foundation.decorators import role_required
 from foundation.errors import add_to_form
 from foundation.exports import csv_response
 from foundation.htmx import htmx_partial, is_partial
-from foundation.lists import filtered
+from foundation.lists import KeysFirst, filtered
 from foundation.models import AuditEvent
 from foundation.roles import ADMIN, OPERATOR, VIEWER, has_role
 from foundation.web import client_ip
@@ -310,7 +310,7 @@ def upgrade_plan(request) -> HttpResponseBase:
     clusters = filtered(filterset)
     verdict = request.GET.get("verdict", "")
     counts, total = upgrades.tally(clusters)
-    paginator = Paginator(upgrades.fleet(clusters, verdict=verdict), 50)
+    paginator: Paginator[Cluster] = Paginator(KeysFirst(upgrades.fleet(clusters, verdict=verdict)), 50)
     # `fleet` keeps the clusters of that verdict, all of them for no (or an unknown) verdict: the tally above has
     # counted them already, and the page needs no count query of its own over the same join.
     paginator.count = counts[verdict] if verdict in upgrades.VERDICTS else total  # type: ignore[misc]

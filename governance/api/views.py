@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from foundation.api import NewestFirstCursorPagination, Pagination
+from foundation.lists import KeysFirst
 from foundation.models import AuditEvent
 from foundation.roles import ADMIN, VIEWER
 from foundation.web import client_ip
@@ -199,7 +200,7 @@ class UpgradePlanViewSet(viewsets.GenericViewSet):
         """As stored by the last evaluation of each cluster (the detail computes it now)."""
         rows = upgrades.fleet(self.filter_queryset(self.get_queryset()),
                               verdict=request.query_params.get("verdict", ""))
-        page = self.paginate_queryset(rows) or []
+        page: list[Cluster] = self.paginate_queryset(KeysFirst(rows)) or []  # type: ignore[arg-type]
         return self.get_paginated_response(UpgradeReadinessSerializer(
             [upgrades.stored(c).as_dict() for c in page], many=True).data)
 

@@ -24,3 +24,40 @@ def test_each_queryset_is_answered_in_one_statement_whatever_its_order_or_slice(
     assert found == [True, False, True, False, False]
     assert len(ctx.captured_queries) == 1 and ctx.captured_queries[0]["sql"].startswith("SELECT EXISTS")
     assert any_rows() == []
+
+
+def test_keys_first_pages_in_the_querysets_order_with_the_rows_whole_and_drops_a_row_gone_meanwhile():
+    from django.core.paginator import Paginator
+
+    from foundation.lists import KeysFirst
+
+    for i in range(7):
+        make_cluster(f"c-{i}", environment="prod" if i % 2 else "dev")
+    rows = KeysFirst(Cluster.objects.filter(environment="prod").order_by("-name"))
+    paginator = Paginator(rows, 2)
+    assert paginator.count == 3 and paginator.num_pages == 2
+    with CaptureQueriesContext(connection) as ctx:
+        first = list(paginator.page(1).object_list)
+    assert [c.name for c in first] == ["c-5", "c-3"] and first[0].server  # whole rows, in the queryset's order
+    keys_query, rows_query = (q["sql"] for q in ctx.captured_queries)
+    assert keys_query.startswith('SELECT "inventory_cluster"."id" AS "pk" FROM') and "LIMIT 2" in keys_query
+    assert '"inventory_cluster"."server"' in rows_query and "LIMIT" not in rows_query
+    assert rows[2].name == "c-1"
+
+
+def test_keys_first_leaves_out_a_row_removed_between_its_two_queries():
+    from foundation.lists import KeysFirst
+
+    for i in range(3):
+        make_cluster(f"c-{i}")
+    detached = []
+
+    def detach_after_the_keys(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith('SELECT "inventory_cluster"."id" AS "pk" FROM') and not detached:
+            detached.append(Cluster.objects.filter(name="c-1").delete())
+        return result
+
+    with connection.execute_wrapper(detach_after_the_keys):
+        page = KeysFirst(Cluster.objects.order_by("name"))[0:3]
+    assert detached and [c.name for c in page] == ["c-0", "c-2"]
