@@ -32,7 +32,7 @@ from governance.models import (
 )
 from inventory.choices import Environment
 from inventory.models import Cluster, ClusterGroup
-from inventory.people.access import cluster_scope, narrowed_scope
+from inventory.people.access import narrowed_scope, scope_query
 
 
 def _filtered(request):
@@ -253,10 +253,12 @@ def compliance_overview(request) -> HttpResponseBase:
                 .order_by(F("score").asc(nulls_last=True), "cluster__name"))
     if within is not None:
         clusters = clusters.filter(cluster_id__in=within)
-    page = Paginator(clusters, 50).get_page(request.GET.get("page"))
+    paginator: Paginator[ClusterCompliance] = Paginator(clusters, 50)
+    paginator.count = scores[None]["clusters"]  # type: ignore[misc]  # the same rows, counted by the fleet's sums
+    page = paginator.get_page(request.GET.get("page"))
     # The trend is kept for the whole fleet: a team member's "fleet" (their scope) has no stored history.
     fleet_history = (compliance.history(GroupComplianceSnapshot.objects.filter(group=None), days=30)
-                     if cluster_scope(request.user) is None and within is None else [])
+                     if scope_query(request.user) is None and within is None else [])
     by_severity = scores[None]["by_severity"]  # from the latest evaluations: no scan of the violations table
     context = {"fleet": scores[None], "group_rows": group_rows, "page": page, "history": fleet_history,
                "by_severity": [(s, by_severity.get(s, 0)) for s in rules.SEVERITIES]}

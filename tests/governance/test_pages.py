@@ -207,3 +207,27 @@ def test_the_assignment_form_asks_before_enforcing_and_says_what_violates_it(cli
     new = client.post("/policies/assign/", {"rule": "no-latest-tag", "group": "prod", "mode": "enforce",
                                             "excluded_namespaces": "kube-system"}).content.decode()
     assert 'id="confirm-enforce"' in new and not PolicyAssignment.objects.filter(rule_key="no-latest-tag").exists()
+
+
+def test_the_compliance_pages_count_from_the_fleets_sums_for_a_viewer_and_a_team_member(client, admin_user, viewer):
+    from inventory.people import services as team_services
+    from tests.builders import make_user
+
+    group = inventory_services.create_group(name="prod", selector="environment=prod", user=admin_user)
+    services.create_assignment(group=group, rule_key="no-privileged-containers", user=admin_user)
+    clusters = [make_cluster(f"pay-{i:02}", environment="prod", owner="payments") for i in range(52)]
+    clusters += [make_cluster(f"shop-{i}", environment="prod", owner="shop") for i in range(3)]
+    evaluation.evaluate_clusters(clusters)
+    team = team_services.save_team(user=admin_user, name="payments", selector="owner=payments")
+    member = make_user("pay-viewer")
+    team_services.add_member(team, member=member, role="viewer", user=admin_user)
+    for who, on_the_second_page in ((viewer, 5), (member, 2)):  # 55 clusters, and the member's 52
+        client.force_login(who)
+        with CaptureQueriesContext(connection) as ctx:
+            first = client.get("/compliance/", **HX).content.decode()
+        assert "page 1 of 2" in first and first.count("data-cluster=") == 50, who
+        assert not [q for q in ctx.captured_queries if q["sql"].startswith("SELECT COUNT(*)")]
+        second = client.get("/compliance/?page=2", **HX).content.decode()
+        assert "page 2 of 2" in second and second.count("data-cluster=") == on_the_second_page, who
+        if who == member:
+            assert "shop-" not in first + second
