@@ -33,7 +33,7 @@ from governance.filtersets import (
 )
 from governance.models import ClusterCompliance, PolicyAssignment, Violation
 from inventory.models import Cluster, ClusterGroup
-from inventory.people.access import cluster_scope
+from inventory.people.access import scope_query
 
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
@@ -143,7 +143,7 @@ class ComplianceView(APIView):
         groups = list(ClusterGroup.objects.visible_to(request.user))
         scores = compliance.group_scores(groups, user=request.user)
         # Trends are kept per group over all its members: none for a team member (see SECURITY.md).
-        histories = compliance.group_history(days=days) if cluster_scope(request.user) is None else {}
+        histories = compliance.group_history(days=days) if scope_query(request.user) is None else {}
 
         def entry(group_id, s):
             return {"score": s["score"], "clusters": s["clusters"], "failing_clusters": s["failing_clusters"],
