@@ -357,6 +357,10 @@ class Stage(models.Model):
     class Meta:
         ordering = ["rollout", "index"]
         constraints = [models.UniqueConstraint(fields=["rollout", "index"], name="stage_index")]
+        # The stages awaiting approval, oldest first: the overview, the approvals page and the header's badge ask for
+        # them on every page; without it each asked through every stage of every rollout ever run.
+        indexes = [models.Index(fields=["awaiting_since"], condition=models.Q(state=StageState.AWAITING_APPROVAL),
+                                name="stage_awaiting")]
 
     def __str__(self) -> str:
         return f"stage {self.index + 1} ({self.name}) of rollout #{self.rollout_id}"
