@@ -8,6 +8,11 @@ Each round serves every endpoint from one tree's gunicorn, then from the other's
 both alike; prints each round's p95/p50 and the median p95 per tree. Needs the fleet of
 `python -m benchmarks --only fleet` (any size) in `.fleetweb/bench`; the other tree must run against the
 same database schema (an older tree ignores newer tables).
+
+    python -m benchmarks.ab /tmp/base --cpu --endpoints "overview (HTMX refresh)|upgrade plan"
+
+`--cpu` measures what a request costs instead of how long it waited: each tree in one process with one client
+(`benchmarks/cost.py`), the Python CPU and the PostgreSQL backend's CPU per request, and the median wall time.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--as-member", action="store_true",
                         help="ask as the team member whose scope holds every 10th cluster, not the global viewer")
+    parser.add_argument("--cpu", action="store_true",
+                        help="CPU per request (Python and the PostgreSQL backend) in one process with one client, "
+                             "instead of latency under load; --requests per endpoint per round (default 30 here)")
     args = parser.parse_args()
     if not (args.other / "manage.py").is_file():
         parser.error(f"{args.other} is not a Fleetweb source tree (no manage.py)")
@@ -55,6 +63,8 @@ def _run(args) -> int:
     if args.as_member:
         fleet.scoped_member()
     trees = {"other": args.other.resolve(), "this": ROOT}
+    if args.cpu:
+        return _cpu(args, eps, username, trees)
     p95: dict[str, dict[str, list[float]]] = {name: {label: [] for label in labels} for name in trees}
     for r in range(args.rounds):
         for name, tree in trees.items():
@@ -66,6 +76,38 @@ def _run(args) -> int:
                 for label in labels))
     say(table([[label, f"{median(p95['other'][label]):.0f}", f"{median(p95['this'][label]):.0f}"]
                for label in labels], ["endpoint", f"p95 ms {args.other}", "p95 ms this tree"]))
+    return 0
+
+
+def _cpu(args, eps, username: str, trees: dict[str, Path]) -> int:
+    """Each round runs `benchmarks/cost.py` in one tree, then the other, each in its own process, against the
+    embedded servers this process keeps running."""
+    import json
+    import subprocess
+    import sys
+
+    count = args.requests if args.requests != 400 else 30
+    wanted = json.dumps([[label, url, headers] for kind, label, url, headers in eps if kind != "metrics"])
+    found: dict[str, dict[str, list[list[float]]]] = {name: {} for name in trees}
+    for r in range(args.rounds):
+        for name, tree in trees.items():
+            done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cost.py"), str(count), username, wanted],
+                                  cwd=tree, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"{tree}: {done.stderr[-2000:]}")
+            for label, figures in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                found[name].setdefault(label, []).append(figures)
+            say(f"round {r + 1} {name} as {username}: " + ", ".join(
+                f"{label} {f[0]:.1f} ms ({f[1]:.1f} + {f[2]:.1f} CPU)"
+                for label, f in ((label, found[name][label][-1]) for label in found[name])))
+
+    def cell(name: str, label: str) -> str:
+        rows = found[name][label]
+        return (f"{median([r[0] for r in rows]):.1f} ({median([r[1] for r in rows]):.1f} + "
+                f"{median([r[2] for r in rows]):.1f})")
+
+    say(table([[label, cell("other", label), cell("this", label)] for label in found["this"]],
+              ["endpoint", f"ms (Python + PostgreSQL CPU ms) {args.other}", "this tree"]))
     return 0
 
 
