@@ -247,11 +247,6 @@ def tally(clusters: QuerySet[Cluster]) -> tuple[dict[str, int], int]:
     return {v: found[v] for v in VERDICTS}, found["total"]
 
 
-def counts(clusters: QuerySet[Cluster]) -> dict[str, int]:
-    """How many clusters have each verdict."""
-    return tally(clusters)[0]
-
-
 def stored(cluster: Cluster, *, today=None) -> Readiness:
     """The Readiness a cluster's stored row says (loaded by `fleet`); not evaluated yet: unknown."""
     today = today or timezone.localdate()

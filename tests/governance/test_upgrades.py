@@ -229,7 +229,7 @@ def test_out_of_support_is_said_and_the_plan_orders_by_end_of_support():
     everyone = Cluster.objects.all()
     assert [c.name for c in upgrades.fleet(everyone)] == ["old", "mid", "new", "not-evaluated", "weird"]
     # 1.37 is the newest release: nothing to upgrade "new" to yet, so neither ready nor blocked.
-    assert upgrades.counts(everyone) == {"ready": 2, "blocked": 0, "unknown": 2, "current": 0, "newest": 1}
+    assert upgrades.tally(everyone) == ({"ready": 2, "blocked": 0, "unknown": 2, "current": 0, "newest": 1}, 5)
     assert {c.name for c in upgrades.fleet(everyone, verdict="unknown")} == {weird.name, never.name}
     assert [c.name for c in upgrades.fleet(everyone, verdict="ready")] == ["old", "mid"]
     assert [c.name for c in upgrades.fleet(everyone, verdict="newest")] == ["new"]
@@ -254,7 +254,7 @@ def test_the_plan_costs_the_same_queries_for_2_or_30_clusters(admin_user):
     fleet("many", 28)
     with CaptureQueriesContext(connection) as many:
         assert upgrades.refresh(Cluster.objects.all()) == 30
-    assert upgrades.counts(Cluster.objects.all())["blocked"] == 30
+    assert upgrades.tally(Cluster.objects.all())[0]["blocked"] == 30
     assert len(many.captured_queries) == len(few.captured_queries) <= 9
 
 
