@@ -27,13 +27,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ab")
     parser.add_argument("other", type=Path, help="the other source tree (e.g. a git worktree of the base commit)")
     parser.add_argument("--endpoints", required=True, help="endpoint labels of benchmarks.fleet, separated by |")
-    parser.add_argument("--requests", type=int, default=400, help="requests per endpoint per round")
+    parser.add_argument("--requests", type=int, help="requests per endpoint per round (default 400; with --cpu 30)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--as-member", action="store_true",
                         help="ask as the team member whose scope holds every 10th cluster, not the global viewer")
     parser.add_argument("--cpu", action="store_true",
                         help="CPU per request (Python and the PostgreSQL backend) in one process with one client, "
-                             "instead of latency under load; --requests per endpoint per round (default 30 here)")
+                             "instead of latency under load")
     args = parser.parse_args()
     if not (args.other / "manage.py").is_file():
         parser.error(f"{args.other} is not a Fleetweb source tree (no manage.py)")
@@ -68,7 +68,7 @@ def _run(args) -> int:
     p95: dict[str, dict[str, list[float]]] = {name: {label: [] for label in labels} for name in trees}
     for r in range(args.rounds):
         for name, tree in trees.items():
-            result = fleet.load(eps, args.requests, tree=tree, username=username)
+            result = fleet.load(eps, args.requests or 400, tree=tree, username=username)
             for label in labels:
                 p95[name][label].append(result[label]["p95_ms"])
             say(f"round {r + 1} {name} as {username}: " + ", ".join(
@@ -86,7 +86,7 @@ def _cpu(args, eps, username: str, trees: dict[str, Path]) -> int:
     import subprocess
     import sys
 
-    count = args.requests if args.requests != 400 else 30
+    count = args.requests or 30
     wanted = json.dumps([[label, url, headers] for kind, label, url, headers in eps if kind != "metrics"])
     found: dict[str, dict[str, list[list[float]]]] = {name: {} for name in trees}
     for r in range(args.rounds):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from django.core.paginator import Paginator
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from foundation.lists import KeysFirst
 from foundation.queries import any_rows
 from inventory.models import Cluster
 from tests.builders import make_cluster
@@ -27,10 +29,6 @@ def test_each_queryset_is_answered_in_one_statement_whatever_its_order_or_slice(
 
 
 def test_keys_first_pages_in_the_querysets_order_with_the_rows_whole_and_drops_a_row_gone_meanwhile():
-    from django.core.paginator import Paginator
-
-    from foundation.lists import KeysFirst
-
     for i in range(7):
         make_cluster(f"c-{i}", environment="prod" if i % 2 else "dev")
     rows = KeysFirst(Cluster.objects.filter(environment="prod").order_by("-name"))
@@ -46,8 +44,6 @@ def test_keys_first_pages_in_the_querysets_order_with_the_rows_whole_and_drops_a
 
 
 def test_keys_first_leaves_out_a_row_removed_between_its_two_queries():
-    from foundation.lists import KeysFirst
-
     for i in range(3):
         make_cluster(f"c-{i}")
     detached = []
