@@ -18,9 +18,8 @@ from governance.models import (
     GroupTally,
     PolicyAssignment,
 )
-from inventory import services as inventory_services
-from inventory.models import Cluster, ClusterGroup
-from inventory.people.access import scope_query
+from inventory.models import Cluster, ClusterGroup, member_counts
+from inventory.people.access import access_of, scope_query
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +29,16 @@ log = logging.getLogger(__name__)
 
 
 def _rows_seen_by(user, within: frozenset[int] | None):
-    """(the clusters as a subquery or None for all, ClusterCompliance rows) over the clusters
-    `user` sees (all for no user), narrowed to `within` when given. A team member's scope is decided by the
-    database in each query (`scope_query`), never a list of ids."""
-    scope = scope_query(user) if user is not None else None
-    if scope is None and within is None:
-        return None, ClusterCompliance.objects.all()
-    seen = Cluster.objects.order_by()
-    if scope is not None:
-        seen = seen.filter(pk__in=scope)
+    """(the clusters seen as a queryset, or None for all; their ClusterCompliance rows): the clusters `user` sees
+    (all for no user), narrowed to `within` when given. A team member's scope is the cluster table's own condition
+    (`Access.cluster_condition`), decided by the database in each query, never a list of ids."""
+    seen = None if user is None or scope_query(user) is None else Cluster.objects.visible_to(user)
     if within is not None:
-        seen = seen.filter(pk__in=within)
-    clusters = seen.values("pk")
-    return clusters, ClusterCompliance.objects.filter(cluster_id__in=clusters)
+        seen = (Cluster.objects.all() if seen is None else seen).filter(pk__in=within)
+    if seen is None:
+        return None, ClusterCompliance.objects.all()
+    seen = seen.order_by()
+    return seen, ClusterCompliance.objects.filter(cluster_id__in=seen.values("pk"))
 
 
 TALLIES = tuple(f"{severity}_{what}" for severity in rules.SEVERITIES for what in ("checks", "passed", "open"))
@@ -144,7 +140,7 @@ def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> 
     if groups:
         tallies_seen = GroupTally.objects.filter(group__in=groups)
         if scope is not None:
-            tallies_seen = tallies_seen.filter(cluster_id__in=scope)
+            tallies_seen = tallies_seen.filter(cluster_id__in=scope.values("pk"))
         for summed in (tallies_seen.order_by().values("group_id")
                        .annotate(failing_n=Count("pk", filter=Q(failing=True)), **{t: Sum(t) for t in TALLIES})):
             row: dict = dict(summed)
@@ -153,14 +149,17 @@ def group_scores(groups, *, user=None, within: frozenset[int] | None = None) -> 
                                    if row[f"{s}_checks"]]
             open_by_group[group_id] = sum(row[f"{s}_open"] for s in rules.SEVERITIES)
             failing[group_id] = row["failing_n"]
-    counts = inventory_services.member_counts(groups, within=scope)
+    if user is not None and within is None and scope is not None:
+        counts = access_of(user).group_member_counts  # (what deciding which groups they see counted already)
+    else:
+        counts = member_counts(groups, Cluster.objects.all() if scope is None else scope)
     fleet = fleet_tallies(fleet_rows)
 
     def score(key) -> float | None:
         return rules.weighted_score(checks_by.get(key, ()))
 
     out: dict[int | None, dict] = {
-        g.pk: {"score": score(g.pk), "clusters": counts[g.pk], "failing_clusters": failing.get(g.pk, 0),
+        g.pk: {"score": score(g.pk), "clusters": counts.get(g.pk, 0), "failing_clusters": failing.get(g.pk, 0),
                "open_violations": open_by_group[g.pk]} for g in groups}
     out[None] = {"score": rules.weighted_score(fleet["checks"]), "clusters": fleet["clusters"],
                  "by_severity": fleet["by_severity"], "failing_clusters": fleet["failing"],

@@ -29,7 +29,9 @@ class Visibility:
 
     def q(self, access) -> Q:
         q = Q(pk__in=[])
-        if self.cluster:
+        if self.cluster == "pk":  # the row is a cluster: the scope's own condition, answered through its indexes
+            q |= access.cluster_condition
+        elif self.cluster:
             q |= Q(**{f"{self.cluster}__in": access.cluster_query})  # decided by the database, joinable
         if self.group:
             q |= Q(**{f"{self.group}__in": access.group_ids})

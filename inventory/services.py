@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from foundation import outbound
@@ -410,20 +410,6 @@ def membership(groups, clusters=None, *, light: bool = False) -> dict[int, list]
             clustergroup_id__in=static).values_list("clustergroup_id", "cluster_id"):
         static[group_id].add(cluster_id)
     return {g.pk: [c for c in clusters if g.contains(c, static_ids=static[g.pk])] for g in groups}
-
-
-def member_counts(groups, *, within=None) -> dict[int, int]:
-    """{group id: number of members now} (among the cluster ids `within`, when given), counted by the database in
-    one query for all groups."""
-    groups = list(groups)
-    if not groups:
-        return {}
-    static = ClusterGroup.static_members.through.objects
-    clusters = Cluster.objects.all() if within is None else Cluster.objects.filter(pk__in=within)
-    counts = clusters.aggregate(**{
-        f"g{g.pk}": Count("pk", filter=Q(pk__in=static.filter(clustergroup_id=g.pk).values("cluster_id"))
-                          | g.parsed_selector.q()) for g in groups})
-    return {g.pk: counts[f"g{g.pk}"] for g in groups}
 
 
 def groups_of(cluster: Cluster) -> list[ClusterGroup]:

@@ -9,6 +9,7 @@ from inventory.models.clusters import (
     ClusterGroup,
     SelectorMixin,
     SyncRun,
+    member_counts,
 )
 from inventory.models.inventoried import (
     ClusterAddon,
@@ -26,4 +27,5 @@ __all__ = [
     "AttachDraft", "Cluster", "ClusterAddon", "ClusterCredential", "ClusterEvent", "ClusterGroup",
     "CustomResourceDefinition", "DeprecatedAPIRequest", "InventoryModel", "Namespace", "Node", "ProblemPod",
     "RoleMapping", "SelectorMixin", "SsoIdentity", "SyncRun", "Team", "TeamMember", "Workload",
+    "member_counts",
 ]

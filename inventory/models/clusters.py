@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.urls import reverse
 
 from foundation import crypto
@@ -214,6 +214,19 @@ class ClusterGroup(SelectorMixin, models.Model):
         if static_ids is None:
             static_ids = set(self.static_members.values_list("pk", flat=True))
         return cluster.pk in static_ids or self.parsed_selector.matches(cluster)
+
+
+def member_counts(groups, clusters: ClusterQuerySet) -> dict[int, int]:
+    """{group id: how many of `clusters` are its members now (static or by selector)}, counted by the database in
+    one aggregate over `clusters` for all groups."""
+    groups = list(groups)
+    if not groups:
+        return {}
+    static = ClusterGroup.static_members.through.objects
+    counts = clusters.order_by().aggregate(**{
+        f"g{g.pk}": Count("pk", filter=Q(pk__in=static.filter(clustergroup_id=g.pk).values("cluster_id"))
+                          | g.parsed_selector.q()) for g in groups})
+    return {g.pk: counts[f"g{g.pk}"] for g in groups}
 
 
 class AttachDraft(models.Model):

@@ -19,11 +19,11 @@ import dataclasses
 from collections.abc import Callable
 from functools import cached_property
 
-from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 
 from foundation.errors import ServiceError
 from foundation.roles import ADMIN, APPROVER, OPERATOR, VIEWER, implied, roles_of
-from inventory.models import Cluster, ClusterGroup, Team, TeamMember
+from inventory.models import Cluster, ClusterGroup, Team, TeamMember, member_counts
 
 
 @dataclasses.dataclass
@@ -73,14 +73,22 @@ class Access:
         return frozenset().union(*self.team_clusters.values()) if self.team_clusters else frozenset()
 
     @cached_property
-    def cluster_query(self) -> QuerySet:
-        """The clusters in any of the user's teams' scopes as a subquery (`pk`) the database decides within each
-        query that filters by it and can join, whatever the scope's size: never a list of ids in the SQL. Costs
-        no query of its own beyond `scope_conditions`."""
+    def cluster_condition(self) -> Q:
+        """The clusters in any of the user's teams' scopes as one condition on the cluster table itself (no joins,
+        so no duplicate rows): what a query over clusters filters by. Asked as a condition rather than as
+        `pk IN (cluster_query)`, PostgreSQL reads only the scope's rows through the selector fields' indexes, where
+        the subquery made it join the scope against a scan of the whole table. No query beyond `scope_conditions`."""
         union = Q(pk__in=[])
         for condition in self.scope_conditions.values():
             union |= condition
-        return Cluster.objects.filter(union).order_by().values("pk")
+        return union
+
+    @cached_property
+    def cluster_query(self) -> QuerySet:
+        """The clusters in any of the user's teams' scopes as a subquery (`pk`) the database decides within each
+        query that filters by it and can join, whatever the scope's size: never a list of ids in the SQL. For rows
+        that hang off a cluster; a query over clusters filters by `cluster_condition`."""
+        return Cluster.objects.filter(self.cluster_condition).order_by().values("pk")
 
     def clusters_for(self, role: str) -> frozenset[int] | None:
         """Clusters the user holds `role` over; None for all of them (a global role)."""
@@ -90,21 +98,21 @@ class Access:
         return frozenset().union(*(self.team_clusters.get(t, frozenset()) for t in teams)) if teams else frozenset()
 
     @cached_property
+    def group_member_counts(self) -> dict[int, int]:
+        """Group id -> how many of its members are in the user's teams' scopes, for every group (meaningful only
+        when not `sees_all`): one aggregate over the scope, shared by `group_ids` and the group pages' counts."""
+        return member_counts(ClusterGroup.objects.only("pk", "selector"),
+                             Cluster.objects.filter(self.cluster_condition))
+
+    @cached_property
     def group_ids(self) -> frozenset[int]:
         """Groups the user sees: those of their teams' scopes and any group with a cluster in reach, decided by the
-        database over `cluster_query` (at most 4 queries, whatever the scope's size)."""
+        database over the scope (at most 3 queries, whatever the scope's size)."""
         ids = set(Team.groups.through.objects.filter(team_id__in=self.team_roles)
                   .values_list("clustergroup_id", flat=True))
         if not self.team_roles:
             return frozenset(ids)
-        ids |= set(ClusterGroup.static_members.through.objects.filter(cluster_id__in=self.cluster_query)
-                   .values_list("clustergroup_id", flat=True))
-        candidates = list(ClusterGroup.objects.exclude(pk__in=ids).exclude(selector="").only("pk", "selector"))
-        if candidates:
-            reached = Cluster.objects.filter(pk__in=self.cluster_query).aggregate(
-                **{f"g{g.pk}": Count("pk", filter=g.parsed_selector.q()) for g in candidates})
-            ids |= {g.pk for g in candidates if reached[f"g{g.pk}"]}
-        return frozenset(ids)
+        return frozenset(ids | {pk for pk, n in self.group_member_counts.items() if n})
 
 
 def conditions_of(teams) -> dict[int, Q]:

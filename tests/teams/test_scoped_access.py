@@ -456,9 +456,39 @@ def test_scopes_of_many_teams_match_each_teams_own_clusters(org, admin_user):
         assert set(team.clusters().values_list("pk", flat=True)) == scopes[team.pk]
 
 
+def test_a_team_members_clusters_are_read_through_the_scopes_own_condition(org, admin_user):
+    """A query over clusters filters the cluster table by the scope's condition itself: the table is read once
+    (no `pk IN (SELECT ... FROM inventory_cluster ...)` joined against a scan of every cluster), and the rows are
+    exactly the scope's, with a static member of a team's group and no duplicates."""
+    from governance import compliance
+    from inventory.people.access import access_of
+
+    shop_prod = Cluster.objects.get(name="shop-prod")
+    static = inventory_services.create_group(name="borrowed", user=admin_user, static_members=[shop_prod])
+    also = inventory_services.create_group(name="prod-all", selector="environment=prod", user=admin_user,
+                                           static_members=[shop_prod])
+    team_services.save_team(user=admin_user, name="payments", selector="owner=payments", groups=[static, also],
+                            team=org["teams"]["payments"])
+    member = org["users"]["pay_viewer"]
+    clusters = Cluster.objects.visible_to(member)
+    assert str(clusters.query).count('FROM "inventory_cluster"') == 1
+    names = list(clusters.order_by("name").values_list("name", flat=True))
+    assert names == ["pay-dev", "pay-prod", "shop-prod"]  # each once, though shop-prod is reached three ways
+    groups = list(ClusterGroup.objects.visible_to(member))
+    access = access_of(member)
+    with CaptureQueriesContext(connection) as ctx:
+        scores = compliance.group_scores(groups, user=member)
+    assert not any(f'AS "g{also.pk}"' in q["sql"] for q in ctx.captured_queries)  # counted once: for which groups
+    in_python = {g.pk: sum(1 for c in Cluster.objects.filter(pk__in=access.cluster_ids) if g.contains(c))
+                 for g in groups}
+    assert {g.pk: scores[g.pk]["clusters"] for g in groups} == in_python
+    assert in_python[also.pk] == 2 and in_python[static.pk] == 1
+
+
 def test_a_team_member_sees_the_groups_its_scope_reaches(org, admin_user):
     """Groups a team names, groups with a static member in reach and groups whose selector matches a cluster in
-    reach (by field or by label); not groups whose clusters all lie outside. Four queries once the scope is known."""
+    reach (by field or by label); not groups whose clusters all lie outside. Three queries once the scope is known:
+    the teams' groups, all groups, and one count of each group's members in the scope."""
     from inventory.people.access import access_of
 
     pay_prod = Cluster.objects.get(name="pay-prod")
@@ -482,7 +512,7 @@ def test_a_team_member_sees_the_groups_its_scope_reaches(org, admin_user):
     assert access.cluster_ids  # the scope is computed first
     with CaptureQueriesContext(connection) as ctx:
         groups = access.group_ids
-    assert groups == expected and len(ctx.captured_queries) == 4
+    assert groups == expected and len(ctx.captured_queries) == 3
     in_python = {g.pk for g in ClusterGroup.objects.all()
                  if g.pk == named.pk or any(g.contains(c) for c in Cluster.objects.filter(pk__in=access.cluster_ids))}
     assert in_python == groups
