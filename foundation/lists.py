@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar, overload
 
 from django.core.paginator import Paginator
@@ -27,26 +27,44 @@ def filtered_page(request, filterset, *, queryset: QuerySet | None = None, page_
             "errors": filterset.errors if filterset.is_bound else {}}
 
 
-class KeysFirst(Generic[M]):
-    """`queryset` for a paginator, read in two steps: the page's primary keys by a query that selects nothing but
-    what it filters and orders by, then those rows, whole.
+class Counted(Generic[M]):
+    """`queryset` for a paginator, with its number of rows when the caller knows it already (an aggregate it made
+    anyway, counters kept by the writes): the paginator then asks no COUNT of its own. `count` is a number or a
+    function called once, when the paginator asks; None: the queryset's COUNT."""
 
-    For wide rows ordered over a join: PostgreSQL carries every selected column of every joined row through the
-    hash join and the sort before the LIMIT keeps 50 of them. The Upgrade plan's rows (JSON of blockers and warnings,
-    ~550 bytes) made its first page of 10,000 clusters a 5.7 MB hash and 15 ms; the keys alone take 5 ms. A row
-    removed between the two queries is left out of the page."""
-
-    def __init__(self, queryset: QuerySet[M]) -> None:
+    def __init__(self, queryset: QuerySet[M], *, count: int | Callable[[], int] | None = None) -> None:
         self.queryset = queryset
+        self._count = count
 
     def count(self) -> int:
-        return self.queryset.count()
+        if self._count is None:
+            return self.queryset.count()
+        return self._count() if callable(self._count) else self._count
 
     def __len__(self) -> int:
         return self.count()
 
     def __iter__(self) -> Iterator[M]:
         return iter(self.queryset)
+
+    @overload
+    def __getitem__(self, index: int, /) -> M: ...
+
+    @overload
+    def __getitem__(self, index: slice, /) -> list[M]: ...
+
+    def __getitem__(self, index: int | slice, /) -> M | list[M]:
+        return self.queryset[index]  # type: ignore[return-value]
+
+
+class KeysFirst(Counted[M]):
+    """`queryset` for a paginator, read in two steps: the page's primary keys by a query that selects nothing but
+    what it filters and orders by, then those rows, whole (`count` as for `Counted`).
+
+    For wide rows ordered over a join: PostgreSQL carries every selected column of every joined row through the
+    hash join and the sort before the LIMIT keeps 50 of them. The Upgrade plan's rows (JSON of blockers and warnings,
+    ~550 bytes) made its first page of 10,000 clusters a 5.7 MB hash and 15 ms; the keys alone take 5 ms. A row
+    removed between the two queries is left out of the page."""
 
     @overload
     def __getitem__(self, index: int, /) -> M: ...

@@ -16,7 +16,7 @@ from foundation.decorators import role_required
 from foundation.errors import add_to_form
 from foundation.exports import csv_response
 from foundation.htmx import htmx_partial, is_partial
-from foundation.lists import KeysFirst, filtered
+from foundation.lists import Counted, KeysFirst, filtered
 from foundation.models import AuditEvent
 from foundation.roles import ADMIN, OPERATOR, VIEWER, has_role
 from foundation.web import client_ip
@@ -253,8 +253,8 @@ def compliance_overview(request) -> HttpResponseBase:
                 .order_by(F("score").asc(nulls_last=True), "cluster__name"))
     if within is not None:
         clusters = clusters.filter(cluster_id__in=within)
-    paginator: Paginator[ClusterCompliance] = Paginator(clusters, 50)
-    paginator.count = scores[None]["clusters"]  # type: ignore[misc]  # the same rows, counted by the fleet's sums
+    # The same rows, counted by the fleet's sums already.
+    paginator: Paginator[ClusterCompliance] = Paginator(Counted(clusters, count=scores[None]["clusters"]), 50)
     page = paginator.get_page(request.GET.get("page"))
     # The trend is kept for the whole fleet: a team member's "fleet" (their scope) has no stored history.
     fleet_history = (compliance.history(GroupComplianceSnapshot.objects.filter(group=None), days=30)
@@ -312,10 +312,11 @@ def upgrade_plan(request) -> HttpResponseBase:
     clusters = filtered(filterset)
     verdict = request.GET.get("verdict", "")
     counts, total = upgrades.tally(clusters)
-    paginator: Paginator[Cluster] = Paginator(KeysFirst(upgrades.fleet(clusters, verdict=verdict)), 50)
     # `fleet` keeps the clusters of that verdict, all of them for no (or an unknown) verdict: the tally above has
     # counted them already, and the page needs no count query of its own over the same join.
-    paginator.count = counts[verdict] if verdict in upgrades.VERDICTS else total  # type: ignore[misc]
+    paginator: Paginator[Cluster] = Paginator(KeysFirst(upgrades.fleet(clusters, verdict=verdict),
+                                                        count=counts[verdict] if verdict in upgrades.VERDICTS
+                                                        else total), 50)
     page = paginator.get_page(request.GET.get("page"))
     page.object_list = [upgrades.stored(c) for c in page.object_list]  # type: ignore[misc]  # shown, not queried
     # The group choices are the full page's; a team member's visible groups cost queries the partial would waste.

@@ -703,7 +703,8 @@ def _write_addons(pairs: list[tuple[Cluster, collector.Snapshot]]) -> None:
 
 def _update_counters(pairs: list[tuple[Cluster, collector.Snapshot]]) -> None:
     """The cluster rows' version, provider and counters (saved by the caller): the workload counters of every
-    cluster in one aggregate (the sync's hot path), by the one "unavailable" rule."""
+    cluster in one aggregate (the sync's hot path), by the one "unavailable" rule. `workload_count` is counted from
+    the table in the transaction that wrote its rows: the workloads API counts an unfiltered list by it."""
     counted = {row["cluster_id"]: row for row in Workload.objects.filter(cluster_id__in=[c.pk for c, _ in pairs])
                .values("cluster_id").annotate(total=Count("pk"), unavailable=Count("pk", filter=UNAVAILABLE))
                .order_by()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import Group, User
+from django.db.models import F
 from django.utils import timezone
 
 from inventory.choices import AuthMethod, ClusterStatus, Environment
@@ -34,6 +35,9 @@ def make_cluster(name: str = "c1", *, environment: str = Environment.DEV, status
 
 def make_workload(cluster: Cluster, name: str, *, kind: str = "Deployment", namespace: str = "default",
                   desired: int = 1, available: int = 1) -> Workload:
-    return Workload.objects.create(cluster=cluster, uid=f"{cluster.name}-{namespace}-{name}", name=name, kind=kind,
-                                   namespace=namespace, replicas_desired=desired, replicas_available=available,
-                                   replicas_ready=available)
+    workload = Workload.objects.create(cluster=cluster, uid=f"{cluster.name}-{namespace}-{name}", name=name,
+                                       kind=kind, namespace=namespace, replicas_desired=desired,
+                                       replicas_available=available, replicas_ready=available)
+    # As the sync keeps it, in the same transaction as the rows: the workloads API counts an unfiltered list by it.
+    Cluster.objects.filter(pk=cluster.pk).update(workload_count=F("workload_count") + 1)
+    return workload

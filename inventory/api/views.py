@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import IntegrityError, models
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -11,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from foundation.lists import Counted
 from foundation.roles import VIEWER
 from foundation.web import client_ip
 from inventory import pools, services
@@ -125,6 +126,9 @@ class ClusterViewSet(viewsets.ModelViewSet):
 class _InventoryViewSet(viewsets.ReadOnlyModelViewSet):
     model: type[models.Model]
     required_role = VIEWER
+    # The cluster's field that counts its rows of `model`, written by the sync in the transaction that writes them
+    # (`inventory.sync._update_counters` counts the table): an unfiltered list counts by adding those up.
+    counter: str | None = None
 
     def get_queryset(self) -> QuerySet:
         # Of the cluster only its name, not its whole row (labels, errors, counters) per item; select_related
@@ -132,6 +136,18 @@ class _InventoryViewSet(viewsets.ReadOnlyModelViewSet):
         own = (f.name for f in self.model._meta.concrete_fields)
         rows: InventoryQuerySet = self.model._default_manager.all()  # type: ignore[assignment]
         return rows.visible_to(self.request.user).select_related("cluster").only(*own, "cluster__name")
+
+    def paginate_queryset(self, queryset) -> list | None:
+        """A page; with no filter, counted by the visible clusters' counters: a COUNT(*) of 400,000 workloads took
+        15-28 ms and two parallel workers on every page, the sum over 10,000 cluster rows takes ~2 ms."""
+        counter = self.counter
+        filterset_class = getattr(self, "filterset_class", None)
+        filters = filterset_class.base_filters if filterset_class else {}
+        if counter and not any(self.request.query_params.get(name) for name in filters):
+            user = self.request.user
+            queryset = Counted(queryset, count=lambda: Cluster.objects.visible_to(user).aggregate(
+                n=Sum(counter))["n"] or 0)
+        return super().paginate_queryset(queryset)
 
 
 class NodeViewSet(_InventoryViewSet):
@@ -150,6 +166,7 @@ class NamespaceViewSet(_InventoryViewSet):
 
 class WorkloadViewSet(_InventoryViewSet):
     model = Workload
+    counter = "workload_count"
     serializer_class = serializers.WorkloadSerializer
     filterset_class = WorkloadFilterSet
     ordering_fields = ["name", "namespace", "kind", "cluster__name", "restarts"]

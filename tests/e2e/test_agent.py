@@ -201,6 +201,8 @@ def test_register_accept_sync_and_revoke_a_cluster_the_hub_cannot_reach(
             wait_for(lambda: Workload.objects.filter(cluster=cluster, name="seen-in-seconds").exists(), timeout=30,
                      interval=0.1, what="the new Deployment in the stored inventory")
             print(f"change visible after {time.monotonic() - changed_at:.1f}s")
+            cluster.refresh_from_db()  # the change's write counted the rows it wrote, in its transaction
+            assert cluster.workload_count == Workload.objects.filter(cluster=cluster).count()
             assert SyncRun.objects.filter(cluster=cluster, triggered_by="change").exists()
             assert not [path for at, path in asked if at >= changed_at and "deployments" in path], \
                 "the agent sent the changed list: the hub asked it for nothing"

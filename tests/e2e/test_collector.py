@@ -70,6 +70,9 @@ def test_attach_via_api_syncs_and_matches_the_apiserver(localfleet_members, cele
     assert cluster.status == ClusterStatus.CONNECTED
     assert cluster.provider == "aws"
     assert cluster.node_count == cluster.ready_node_count == len(actual["nodes"])
+    # The counter the workloads API counts an unfiltered list by, written with the rows.
+    assert cluster.workload_count == len(actual["workloads"]) > 0
+    assert api_as(operator).get("/api/v1/workloads/").json()["count"] == len(actual["workloads"])
     detail = api_as(operator).get(f"/api/v1/clusters/{cluster.pk}/").json()
     assert detail["kubernetes_version"] == member.version
     assert detail["status"] == "connected"

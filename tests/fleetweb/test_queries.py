@@ -7,7 +7,7 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from foundation.lists import KeysFirst
+from foundation.lists import Counted, KeysFirst
 from foundation.queries import any_rows
 from inventory.models import Cluster
 from tests.builders import make_cluster
@@ -57,3 +57,23 @@ def test_keys_first_leaves_out_a_row_removed_between_its_two_queries():
     with connection.execute_wrapper(detach_after_the_keys):
         page = KeysFirst(Cluster.objects.order_by("name"))[0:3]
     assert detached and [c.name for c in page] == ["c-0", "c-2"]
+
+
+def test_a_count_given_to_the_paginator_spares_its_count_query_and_a_function_is_asked_once_when_needed():
+    for i in range(3):
+        make_cluster(f"counted-{i}")
+    rows = Cluster.objects.order_by("name")
+    asked: list[int] = []
+
+    def count() -> int:
+        asked.append(1)
+        return 3
+
+    for given, expected_counts in ((3, 0), (count, 0), (None, 1)):
+        with CaptureQueriesContext(connection) as ctx:
+            page = Paginator(Counted(rows, count=given), 2).get_page(2)
+            names = [c.name for c in page.object_list]
+        counts = [q for q in ctx.captured_queries if "COUNT(" in q["sql"]]
+        assert len(counts) == expected_counts and names == ["counted-2"] and page.paginator.count == 3
+    assert asked == [1]
+    assert Paginator(KeysFirst(rows, count=3), 2).get_page(1).paginator.num_pages == 2

@@ -215,3 +215,25 @@ def test_api_docs_are_served_without_a_cdn(client, viewer):
     page = client.get("/api/docs/").content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page
     assert "cdn.jsdelivr.net" not in page and "unpkg.com" not in page
+
+
+def test_an_unfiltered_workload_list_counts_by_the_clusters_counters_and_pages_through_every_row(api_as, viewer):
+    """No COUNT(*) of the workloads table for the unfiltered list (the clusters' counters, kept with the rows, add
+    up to it); every row is on some page, once. A filtered list counts its own rows."""
+    for name, n in (("w-a", 3), ("w-b", 2)):
+        cluster = make_cluster(name)
+        for i in range(n):
+            make_workload(cluster, f"app-{i}", namespace="shop" if i == 0 else "default")
+    api = api_as(viewer)
+    with CaptureQueriesContext(connection) as ctx:
+        first = api.get("/api/v1/workloads/?page_size=2").json()
+    assert first["count"] == 5
+    assert not [q for q in ctx.captured_queries if 'COUNT(*)' in q["sql"] and '"inventory_workload"' in q["sql"]]
+    seen, url = [], "/api/v1/workloads/?page_size=2"
+    while url:
+        body = api.get(url).json()
+        seen += [w["id"] for w in body["results"]]
+        url = body["next"]
+    assert len(seen) == len(set(seen)) == 5
+    filtered = api.get("/api/v1/workloads/?namespace=shop").json()
+    assert filtered["count"] == 2 and {w["namespace"] for w in filtered["results"]} == {"shop"}
