@@ -12,7 +12,8 @@ Governance registers its compliance tab, group scores and group-member complianc
 - `attention`: `fn(user, clusters, team) -> [{"subject", "url", "badge", "tone", "why", "at", "rank"}]` functions,
   each adding rows to the overview's "Needs attention" (rollouts: drifted applications, failed rollouts, stages
   awaiting approval; governance: critical violations), over `clusters` (the user's, narrowed to `team` when the
-  team switcher is on), each a bounded number of rows.
+  team switcher is on), each a bounded number of rows, ranked 1 or more: clusters not connected rank below 1, and
+  when they fill the list these functions are not called.
 - `cluster_panels`: `fn(cluster, user) -> {"template", **context} | None` functions, each adding a panel under the
   cluster page's header (agents: how the cluster's agent is doing), refreshed with it.
 - `namespace_holders = fn(cluster, names) -> {name: who holds it}`: the "Held by" column of a cluster's namespaces

@@ -70,7 +70,7 @@ def overview_context(user, team: str = "") -> dict:
 
 ATTENTION_ROWS = 50
 CREDENTIALS_WARNING = timedelta(days=14)
-RANK_CLUSTER, RANK_CREDENTIALS = 0, 4  # rollouts and governance rank theirs between (extensions.attention)
+RANK_CLUSTER, RANK_CREDENTIALS = 0, 4  # rollouts and governance rank theirs between (extensions.attention), >= 1
 
 
 def needs_attention(user, clusters, team: str = "") -> list[dict]:
@@ -84,6 +84,10 @@ def needs_attention(user, clusters, team: str = "") -> list[dict]:
         rows.append({"subject": f"cluster {c.name}", "url": c.get_absolute_url(), "badge": c.get_status_display(),
                      "tone": c.status, "why": c.status_reason, "at": c.last_seen_at,
                      "rank": RANK_CLUSTER + STATUS_SEVERITY.get(ClusterStatus(c.status), 9) / 10})
+    if len(rows) == ATTENTION_ROWS:
+        # Every other row ranks after every cluster row (RANK_CLUSTER < the apps' ranks < RANK_CREDENTIALS): with
+        # the list full of clusters, nothing else would be shown, and nothing else is asked.
+        return sorted(rows, key=lambda r: (r["rank"], r["subject"]))
     for c in (clusters.filter(credentials_expire_at__lt=now + CREDENTIALS_WARNING)
               .order_by("credentials_expire_at").only("name", "credentials_expire_at")[:ATTENTION_ROWS]):
         expired = c.credentials_expire_at <= now

@@ -163,3 +163,35 @@ def test_the_approval_page_shows_what_prod_runs_now_beside_what_this_sets(troubl
     assert 'id="live-drift-0"' in page
     assert ("<strong>pay-prod</strong> runs Deployment web <code>spec.replicas</code> = <code>5</code> now (set by "
             "kubectl-scale); Fleetweb applied <code>1</code>; this sets <code>2</code>") in page
+
+
+def test_a_list_full_of_clusters_not_connected_asks_nothing_else_and_shows_what_it_would_have(troubles, admin_user,
+                                                                                               monkeypatch):
+    """Every other row ranks after a cluster not connected: with ATTENTION_ROWS of them the list is those clusters,
+    most severe first, exactly as when everything was asked and cut; the apps' parts and the credentials are not
+    asked. One row fewer, and they are."""
+    from inventory import overview
+
+    monkeypatch.setattr(overview, "ATTENTION_ROWS", 6)
+    for n in range(4):  # pay-dev is unreachable already: with these, 5 clusters not connected
+        Cluster.objects.create(name=f"down-{n}", status="stale" if n % 2 else "error", server="https://127.0.0.1:1")
+    client = _page(admin_user)
+    with CaptureQueriesContext(connection) as room:
+        page = client.get("/", HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-attention="credentials of pay-prod"' not in page  # the 6th row: a failed rollout ranks first
+    pay_failed = Rollout.objects.get(application__name="pay-app", state=RolloutState.FAILED)
+    assert f'data-attention="rollout #{pay_failed.pk} of pay-app"' in page
+    assert any('"rollouts_' in q["sql"] for q in room.captured_queries)
+    Cluster.objects.create(name="down-4", status="unreachable", server="https://127.0.0.1:1")
+    with CaptureQueriesContext(connection) as full:
+        page = client.get("/", HTTP_HX_REQUEST="true").content.decode()
+    shown = [line.split('data-attention="')[1].split('"')[0] for line in page.splitlines() if "data-attention=" in line]
+    assert shown == ["cluster down-4", "cluster pay-dev", "cluster down-0", "cluster down-2", "cluster down-1",
+                     "cluster down-3"]  # unreachable, error, stale; by name within each
+
+    def asking(ctx, needle: str) -> int:
+        return sum(needle in q["sql"] for q in ctx.captured_queries)
+
+    for needle in ("credentials_expire_at", '"critical_open" > 0'):  # the credentials, the critical violations
+        assert asking(room, needle) and not asking(full, needle), needle
+    assert asking(full, '"rollouts_') < asking(room, '"rollouts_')  # the cards' question only
