@@ -54,12 +54,16 @@ class Access:
         return frozenset(team for team, held in self.team_roles.items() if role in held)
 
     @cached_property
-    def scope_conditions(self) -> dict[int, Q]:
-        """Team id -> its scope as one condition on clusters (2 queries: the teams and their groups; none without
-        teams)."""
+    def teams(self) -> list[Team]:
+        """The user's teams, their groups loaded (2 queries; none without teams)."""
         if not self.team_roles:
-            return {}
-        return conditions_of(Team.objects.filter(pk__in=self.team_roles))
+            return []
+        return list(Team.objects.filter(pk__in=self.team_roles).prefetch_related("groups"))
+
+    @cached_property
+    def scope_conditions(self) -> dict[int, Q]:
+        """Team id -> its scope as one condition on clusters (no query beyond `teams`)."""
+        return {team.pk: team.scope_q(list(team.groups.all())) for team in self.teams}
 
     @cached_property
     def team_clusters(self) -> dict[int, frozenset[int]]:
@@ -107,12 +111,11 @@ class Access:
     @cached_property
     def group_ids(self) -> frozenset[int]:
         """Groups the user sees: those of their teams' scopes and any group with a cluster in reach, decided by the
-        database over the scope (at most 3 queries, whatever the scope's size)."""
-        ids = set(Team.groups.through.objects.filter(team_id__in=self.team_roles)
-                  .values_list("clustergroup_id", flat=True))
+        database over the scope (2 queries once the scope is known, whatever its size)."""
         if not self.team_roles:
-            return frozenset(ids)
-        return frozenset(ids | {pk for pk, n in self.group_member_counts.items() if n})
+            return frozenset()
+        named = {group.pk for team in self.teams for group in team.groups.all()}
+        return frozenset(named | {pk for pk, n in self.group_member_counts.items() if n})
 
 
 def conditions_of(teams) -> dict[int, Q]:
