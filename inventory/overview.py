@@ -84,10 +84,18 @@ def needs_attention(user, clusters, team: str = "") -> list[dict]:
         rows.append({"subject": f"cluster {c.name}", "url": c.get_absolute_url(), "badge": c.get_status_display(),
                      "tone": c.status, "why": c.status_reason, "at": c.last_seen_at,
                      "rank": RANK_CLUSTER + STATUS_SEVERITY.get(ClusterStatus(c.status), 9) / 10})
-    if len(rows) == ATTENTION_ROWS:
+    if len(rows) < ATTENTION_ROWS:
         # Every other row ranks after every cluster row (RANK_CLUSTER < the apps' ranks < RANK_CREDENTIALS): with
-        # the list full of clusters, nothing else would be shown, and nothing else is asked.
-        return sorted(rows, key=lambda r: (r["rank"], r["subject"]))
+        # the list full of clusters nothing else would be shown, so nothing else is asked.
+        rows += _expiring_credentials(clusters, now)
+        for provider in extensions.attention:
+            rows += provider(user, clusters, team)
+    rows.sort(key=lambda r: (r["rank"], r["subject"]))
+    return rows[:ATTENTION_ROWS]
+
+
+def _expiring_credentials(clusters, now) -> list[dict]:
+    rows = []
     for c in (clusters.filter(credentials_expire_at__lt=now + CREDENTIALS_WARNING)
               .order_by("credentials_expire_at").only("name", "credentials_expire_at")[:ATTENTION_ROWS]):
         expired = c.credentials_expire_at <= now
@@ -97,10 +105,7 @@ def needs_attention(user, clusters, team: str = "") -> list[dict]:
                      "why": ("expired" if expired else "expire") + f" {c.credentials_expire_at:%Y-%m-%d %H:%M} UTC: "
                             "replace them (tested first) on its Credentials page", "at": c.credentials_expire_at,
                      "rank": RANK_CREDENTIALS})
-    for provider in extensions.attention:
-        rows += provider(user, clusters, team)
-    rows.sort(key=lambda r: (r["rank"], r["subject"]))
-    return rows[:ATTENTION_ROWS]
+    return rows
 
 
 @role_required(VIEWER)

@@ -63,7 +63,7 @@ class Access:
     @cached_property
     def scope_conditions(self) -> dict[int, Q]:
         """Team id -> its scope as one condition on clusters (no query beyond `teams`)."""
-        return {team.pk: team.scope_q(list(team.groups.all())) for team in self.teams}
+        return conditions_of(self.teams)
 
     @cached_property
     def team_clusters(self) -> dict[int, frozenset[int]]:
@@ -119,9 +119,11 @@ class Access:
 
 
 def conditions_of(teams) -> dict[int, Q]:
-    """Team id -> its scope as one condition on clusters, for any number of teams in two queries (the teams, their
-    groups)."""
-    return {team.pk: team.scope_q(list(team.groups.all())) for team in teams.prefetch_related("groups")}
+    """Team id -> its scope as one condition on clusters, for any number of teams: a queryset in two queries (the
+    teams, their groups), or teams whose groups are loaded already in none."""
+    if isinstance(teams, QuerySet):
+        teams = teams.prefetch_related("groups")
+    return {team.pk: team.scope_q(list(team.groups.all())) for team in teams}
 
 
 def scopes_of(teams) -> dict[int, frozenset[int]]:
