@@ -64,7 +64,16 @@ class KeysFirst(Counted[M]):
     For wide rows ordered over a join: PostgreSQL carries every selected column of every joined row through the
     hash join and the sort before the LIMIT keeps 50 of them. The Upgrade plan's rows (JSON of blockers and warnings,
     ~550 bytes) made its first page of 10,000 clusters a 5.7 MB hash and 15 ms; the keys alone take 5 ms. A row
-    removed between the two queries is left out of the page."""
+    removed between the two queries is left out of the page.
+
+    `keys`: (the rows, their primary keys) when the caller read the keys of the page it is about to show already
+    (with its count, in one statement: `governance.upgrades.tally`); a page of those rows asks no key query, any
+    other page asks its own."""
+
+    def __init__(self, queryset: QuerySet[M], *, count: int | Callable[[], int] | None = None,
+                 keys: tuple[slice, list] | None = None) -> None:
+        super().__init__(queryset, count=count)
+        self._keys = keys
 
     @overload
     def __getitem__(self, index: int, /) -> M: ...
@@ -75,6 +84,27 @@ class KeysFirst(Counted[M]):
     def __getitem__(self, index: int | slice, /) -> M | list[M]:
         if not isinstance(index, slice):
             return self[index:index + 1][0]
-        keys = list(self.queryset.values_list("pk", flat=True)[index])
+        keys = self._known(index)
+        if keys is None:
+            keys = list(self.queryset.values_list("pk", flat=True)[index])
         rows = {row.pk: row for row in self.queryset.order_by().filter(pk__in=keys)}
         return [rows[key] for key in keys if key in rows]
+
+    def _known(self, index: slice) -> list | None:
+        """The keys of `index` when they are within those the caller gave (a paginator cuts the last page short)."""
+        if self._keys is None or index.step is not None:
+            return None
+        (given, keys), start = self._keys, index.start or 0
+        if start != (given.start or 0) or index.stop is None or index.stop > given.stop:
+            return None
+        return keys[:index.stop - start]
+
+
+def page_rows(number, per_page: int) -> slice:
+    """The rows `Paginator.get_page(number)` shows when that page exists (page 1 for no number or one not a
+    number): to read a page's keys with its count, before the paginator knows whether the page is there."""
+    try:
+        wanted = max(int(number), 1)
+    except (TypeError, ValueError):
+        wanted = 1
+    return slice((wanted - 1) * per_page, wanted * per_page)

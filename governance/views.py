@@ -16,7 +16,7 @@ from foundation.decorators import role_required
 from foundation.errors import add_to_form
 from foundation.exports import csv_response
 from foundation.htmx import htmx_partial, is_partial
-from foundation.lists import Counted, KeysFirst, filtered
+from foundation.lists import Counted, KeysFirst, filtered, page_rows
 from foundation.models import AuditEvent
 from foundation.roles import ADMIN, OPERATOR, VIEWER, has_role
 from foundation.web import client_ip
@@ -311,18 +311,18 @@ def upgrade_plan(request) -> HttpResponseBase:
     filterset = _upgrade_filter(request)
     clusters = filtered(filterset)
     verdict = request.GET.get("verdict", "")
-    counts, total = upgrades.tally(clusters)
-    # `fleet` keeps the clusters of that verdict, all of them for no (or an unknown) verdict: the tally above has
-    # counted them already, and the page needs no count query of its own over the same join.
+    # The verdict counts and the page's keys in one statement; `fleet` then reads that page's rows only (a page
+    # number past the end is shown as the last page, whose keys the paginator asks for itself).
+    rows = page_rows(request.GET.get("page"), 50)
+    tally = upgrades.tally(clusters, verdict=verdict, keys=rows)
     paginator: Paginator[Cluster] = Paginator(KeysFirst(upgrades.fleet(clusters, verdict=verdict),
-                                                        count=counts[verdict] if verdict in upgrades.VERDICTS
-                                                        else total), 50)
+                                                        count=tally.count(verdict), keys=(rows, tally.keys)), 50)
     page = paginator.get_page(request.GET.get("page"))
     page.object_list = [upgrades.stored(c) for c in page.object_list]  # type: ignore[misc]  # shown, not queried
     # The group choices are the full page's; a team member's visible groups cost queries the partial would waste.
     groups = [] if is_partial(request) else ClusterGroup.objects.visible_to(request.user).values_list("name", flat=True)
     return htmx_partial(request, "governance/upgrade_plan.html", "governance/partials/_upgrade_table.html", {
-        "page": page, "counts": counts, "verdicts": upgrades.VERDICTS, "filters": request.GET,
+        "page": page, "counts": tally.counts, "verdicts": upgrades.VERDICTS, "filters": request.GET,
         "filterset": filterset, "groups": groups, "environments": Environment.choices,
         "errors": filterset.errors if filterset.is_bound else {}})
 

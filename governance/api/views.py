@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from foundation.api import NewestFirstCursorPagination, Pagination
-from foundation.lists import KeysFirst
+from foundation.lists import KeysFirst, page_rows
 from foundation.models import AuditEvent
 from foundation.roles import ADMIN, VIEWER
 from foundation.web import client_ip
@@ -198,9 +198,14 @@ class UpgradePlanViewSet(viewsets.GenericViewSet):
 
     def list(self, request) -> Response:
         """As stored by the last evaluation of each cluster (the detail computes it now)."""
-        rows = upgrades.fleet(self.filter_queryset(self.get_queryset()),
-                              verdict=request.query_params.get("verdict", ""))
-        page: list[Cluster] = self.paginate_queryset(KeysFirst(rows)) or []  # type: ignore[arg-type]
+        clusters, verdict = self.filter_queryset(self.get_queryset()), request.query_params.get("verdict", "")
+        # Counted, and the page's keys read, in one statement (as on the page); `fleet` reads that page's rows.
+        pagination: Pagination = self.paginator  # type: ignore[assignment]  # pagination_class
+        rows = page_rows(request.query_params.get(pagination.page_query_param),
+                         pagination.get_page_size(request) or 0)
+        tally = upgrades.tally(clusters, verdict=verdict, keys=rows)
+        page: list[Cluster] = self.paginate_queryset(KeysFirst(  # type: ignore[arg-type]
+            upgrades.fleet(clusters, verdict=verdict), count=tally.count(verdict), keys=(rows, tally.keys))) or []
         return self.get_paginated_response(UpgradeReadinessSerializer(
             [upgrades.stored(c).as_dict() for c in page], many=True).data)
 

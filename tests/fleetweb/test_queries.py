@@ -7,7 +7,7 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from foundation.lists import Counted, KeysFirst
+from foundation.lists import Counted, KeysFirst, page_rows
 from foundation.queries import any_rows
 from inventory.models import Cluster
 from tests.builders import make_cluster
@@ -77,3 +77,25 @@ def test_a_count_given_to_the_paginator_spares_its_count_query_and_a_function_is
         assert len(counts) == expected_counts and names == ["counted-2"] and page.paginator.count == 3
     assert asked == [1]
     assert Paginator(KeysFirst(rows, count=3), 2).get_page(1).paginator.num_pages == 2
+
+
+def test_keys_first_uses_the_keys_it_was_given_for_that_page_only_and_asks_for_any_other():
+    for i in range(5):
+        make_cluster(f"k-{i}")
+    rows = Cluster.objects.order_by("name")
+    ids = list(rows.values_list("pk", flat=True))
+    for number, wanted in (("2", slice(2, 4)), (None, slice(0, 2)), ("x", slice(0, 2)), ("-3", slice(0, 2)),
+                           ("3", slice(4, 6))):
+        assert page_rows(number, 2) == wanted, number
+    given = (slice(2, 4), ids[2:4])
+    for number, names, key_queries in (("2", ["k-2", "k-3"], 0), ("1", ["k-0", "k-1"], 1), ("3", ["k-4"], 1)):
+        with CaptureQueriesContext(connection) as ctx:
+            page = Paginator(KeysFirst(rows, count=5, keys=given), 2).get_page(number)
+            assert [c.name for c in page.object_list] == names, number
+        sql = [q["sql"] for q in ctx.captured_queries]
+        assert len([q for q in sql if q.startswith('SELECT "inventory_cluster"."id" AS "pk"')]) == key_queries
+        assert len(sql) == key_queries + 1, number  # and the page's rows
+    # The last page, cut short by the paginator, is within the keys read for a whole page.
+    with CaptureQueriesContext(connection) as ctx:
+        last = Paginator(KeysFirst(rows, count=5, keys=(slice(4, 6), ids[4:])), 2).get_page(3)
+        assert [c.name for c in last.object_list] == ["k-4"] and len(ctx.captured_queries) == 1

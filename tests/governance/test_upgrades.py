@@ -229,7 +229,17 @@ def test_out_of_support_is_said_and_the_plan_orders_by_end_of_support():
     everyone = Cluster.objects.all()
     assert [c.name for c in upgrades.fleet(everyone)] == ["old", "mid", "new", "not-evaluated", "weird"]
     # 1.37 is the newest release: nothing to upgrade "new" to yet, so neither ready nor blocked.
-    assert upgrades.tally(everyone) == ({"ready": 2, "blocked": 0, "unknown": 2, "current": 0, "newest": 1}, 5)
+    tally = upgrades.tally(everyone)
+    assert (tally.counts, tally.total, tally.keys) == (
+        {"ready": 2, "blocked": 0, "unknown": 2, "current": 0, "newest": 1}, 5, [])
+    # The page's keys come with the counts, in the plan's order (none last, then by name), for every verdict.
+    for verdict in ["", "nonsense", *upgrades.VERDICTS]:
+        order = list(upgrades.fleet(everyone, verdict=verdict).values_list("pk", flat=True))
+        for rows in (slice(0, 2), slice(2, 4), slice(4, 6), slice(0, 50)):
+            tally = upgrades.tally(everyone, verdict=verdict, keys=rows)
+            assert tally.keys == order[rows] and tally.count(verdict) == len(order), (verdict, rows)
+    assert upgrades.tally(everyone, verdict="unknown", keys=slice(0, 5)).keys == [never.pk, weird.pk]
+    assert upgrades.tally(Cluster.objects.none(), keys=slice(0, 5)) == ({v: 0 for v in upgrades.VERDICTS}, 0, [])
     assert {c.name for c in upgrades.fleet(everyone, verdict="unknown")} == {weird.name, never.name}
     assert [c.name for c in upgrades.fleet(everyone, verdict="ready")] == ["old", "mid"]
     assert [c.name for c in upgrades.fleet(everyone, verdict="newest")] == ["new"]
@@ -254,7 +264,7 @@ def test_the_plan_costs_the_same_queries_for_2_or_30_clusters(admin_user):
     fleet("many", 28)
     with CaptureQueriesContext(connection) as many:
         assert upgrades.refresh(Cluster.objects.all()) == 30
-    assert upgrades.tally(Cluster.objects.all())[0]["blocked"] == 30
+    assert upgrades.tally(Cluster.objects.all()).counts["blocked"] == 30
     assert len(many.captured_queries) == len(few.captured_queries) <= 9
 
 
@@ -293,8 +303,17 @@ def test_the_plan_pages_count_from_the_verdict_tally_without_a_count_query_of_th
             html = client.get(f"/upgrades/?{query}", HTTP_HX_REQUEST="true").content.decode()
         assert shown in html, (query, html[-600:])
         assert not [q for q in ctx.captured_queries if q["sql"].startswith("SELECT COUNT(*)")], query
+        # The counts and the page's keys are one statement: no query of the keys alone, one of the page's rows.
+        sql = [q["sql"] for q in ctx.captured_queries]
+        assert len([q for q in sql if q.startswith("WITH plan")]) == 1, query
+        assert not [q for q in sql if q.startswith('SELECT "inventory_cluster"."id" AS "pk"')], query
     page_two = client.get("/upgrades/?verdict=blocked&environment=prod&page=2", HTTP_HX_REQUEST="true")
     assert page_two.content.decode().count("data-cluster=") == 3
+    # A page past the end, or not a number, shows the last page, or the first, with its own rows.
+    for page, first in [("9", "old-50"), ("x", "old-00"), ("0", "old-50")]:
+        html = client.get(f"/upgrades/?verdict=blocked&page={page}", HTTP_HX_REQUEST="true").content.decode()
+        assert html.count("data-cluster=") == (3 if first == "old-50" else 50), page
+        assert html.index(f'data-cluster="{first}"') == html.index("data-cluster="), page
 
 
 # --- group targets are validated and audited ----------------------------------------------------------------
@@ -387,6 +406,15 @@ def test_the_api_lists_and_shows_readiness(viewer, api_as, plan_fleet):
     api = api_as(viewer)
     listed = api.get("/api/v1/upgrade-plan/?verdict=blocked").json()
     assert listed["count"] == 1
+    # Pages are the plan's order, counted by the tally; one past the end is a 404, as on every list.
+    names = [r["cluster"] for r in api.get("/api/v1/upgrade-plan/?page_size=500").json()["results"]]
+    assert names == [c.name for c in upgrades.fleet(Cluster.objects.all())] and len(names) > 2
+    paged = [api.get(f"/api/v1/upgrade-plan/?page_size=2&page={n}").json() for n in (1, 2)]
+    assert [r["cluster"] for p in paged for r in p["results"]] == names[:4]
+    assert paged[0]["count"] == len(names) and paged[1]["previous"] and paged[0]["next"]
+    last = api.get("/api/v1/upgrade-plan/?page_size=2&page=last").json()
+    assert [r["cluster"] for r in last["results"]] == names[(len(names) - 1) // 2 * 2:]
+    assert api.get("/api/v1/upgrade-plan/?page_size=2&page=99").status_code == 404
     [row] = listed["results"]
     assert (row["cluster"], row["current"], row["target"], row["verdict"]) == ("pay-prod", "1.34", "1.35", "blocked")
     assert row["end_of_support"] == "2026-10-27" and row["blockers"][0]["code"] == "api"
