@@ -63,6 +63,13 @@ class Item:
         return dataclasses.asdict(self)
 
 
+class Support(NamedTuple):
+    """Named, not indexed, in templates: `support.0` is looked up as a key, then an attribute, then through dir()."""
+
+    text: str
+    css: str
+
+
 @dataclasses.dataclass
 class Readiness:
     cluster: Cluster
@@ -84,13 +91,13 @@ class Readiness:
         return VERDICTS[self.verdict]
 
     @property
-    def support(self) -> tuple[str, str]:
-        """(text, css class) of the days to end of support, for the plan's rows."""
+    def support(self) -> Support:
+        """The days to end of support, for the plan's rows."""
         if self.days_left is None:
-            return "", ""
+            return Support("", "")
         if self.days_left < 0:
-            return f"{-self.days_left} days ago", "bad"
-        return f"in {self.days_left} days", "warn" if self.days_left < 90 else "muted"
+            return Support(f"{-self.days_left} days ago", "bad")
+        return Support(f"in {self.days_left} days", "warn" if self.days_left < 90 else "muted")
 
     @property
     def first_steps(self) -> list[str]:
