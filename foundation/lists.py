@@ -107,4 +107,10 @@ def page_rows(number, per_page: int) -> slice:
         wanted = max(int(number), 1)
     except (TypeError, ValueError):
         wanted = 1
+    # A number past any list (`?page=99999999999999999999`) still makes an OFFSET PostgreSQL takes (a bigint); the
+    # paginator then shows the last page (or the API answers 404) as it would have.
+    wanted = min(wanted, MAX_PAGE)
     return slice((wanted - 1) * per_page, wanted * per_page)
+
+
+MAX_PAGE = 2**31

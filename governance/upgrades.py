@@ -266,10 +266,10 @@ def tally(clusters: QuerySet[Cluster], *, verdict: str = "", keys: slice = slice
     primary keys of the rows `keys` of `fleet(clusters, verdict=verdict)` (the page about to be shown).
 
     One statement: the filtered clusters and their stored readiness are read once, into a CTE that both the counts
-    and the page's keys read. As two statements (the aggregate, then the keys) each read and joined both tables:
-    the prod clusters of a 10,000-cluster fleet took 13-21 ms against 7-11 ms, and those of a team member's
-    1,000, 6-9 ms against 2-4 ms (BENCHMARKS.md, stop 48). The order is `fleet`'s: earliest end of support
-    first, none last, then by name."""
+    and the page's keys read (PostgreSQL computes a CTE that is read twice once). As two statements (the aggregate,
+    then the keys) each read and joined both tables: the prod clusters of a 10,000-cluster fleet took 13-21 ms
+    against 7-11 ms, and those of a team member's 1,000, 6-9 ms against 2-4 ms (BENCHMARKS.md, stop 48). The order
+    is `fleet`'s: earliest end of support first, none last, then by name."""
     rows = clusters.order_by().values_list("pk", "name", "upgrade_readiness__verdict",
                                            "upgrade_readiness__end_of_support")
     try:
@@ -281,7 +281,7 @@ def tally(clusters: QuerySet[Cluster], *, verdict: str = "", keys: slice = slice
     start, stop = keys.start or 0, max(keys.stop or 0, keys.start or 0)
     with connections[clusters.db].cursor() as cursor:
         cursor.execute(
-            f"WITH plan (id, name, verdict, end_of_support) AS MATERIALIZED ({sql}) "
+            f"WITH plan (id, name, verdict, end_of_support) AS ({sql}) "  # read twice: computed once
             f"SELECT COUNT(*), {counted}, ARRAY(SELECT id FROM plan WHERE {kept} "
             "ORDER BY end_of_support ASC NULLS LAST, name ASC LIMIT %s OFFSET %s) FROM plan",
             [*params, *(p for v in VERDICTS for p in _verdict_params(v)),

@@ -7,7 +7,7 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from foundation.lists import Counted, KeysFirst, page_rows
+from foundation.lists import MAX_PAGE, Counted, KeysFirst, page_rows
 from foundation.queries import any_rows
 from inventory.models import Cluster
 from tests.builders import make_cluster
@@ -85,7 +85,7 @@ def test_keys_first_uses_the_keys_it_was_given_for_that_page_only_and_asks_for_a
     rows = Cluster.objects.order_by("name")
     ids = list(rows.values_list("pk", flat=True))
     for number, wanted in (("2", slice(2, 4)), (None, slice(0, 2)), ("x", slice(0, 2)), ("-3", slice(0, 2)),
-                           ("3", slice(4, 6))):
+                           ("3", slice(4, 6)), ("9" * 30, slice((MAX_PAGE - 1) * 2, MAX_PAGE * 2))):
         assert page_rows(number, 2) == wanted, number
     given = (slice(2, 4), ids[2:4])
     for number, names, key_queries in (("2", ["k-2", "k-3"], 0), ("1", ["k-0", "k-1"], 1), ("3", ["k-4"], 1)):

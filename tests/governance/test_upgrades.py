@@ -310,7 +310,7 @@ def test_the_plan_pages_count_from_the_verdict_tally_without_a_count_query_of_th
     page_two = client.get("/upgrades/?verdict=blocked&environment=prod&page=2", HTTP_HX_REQUEST="true")
     assert page_two.content.decode().count("data-cluster=") == 3
     # A page past the end, or not a number, shows the last page, or the first, with its own rows.
-    for page, first in [("9", "old-50"), ("x", "old-00"), ("0", "old-50")]:
+    for page, first in [("9", "old-50"), ("x", "old-00"), ("0", "old-50"), ("9" * 30, "old-50")]:
         html = client.get(f"/upgrades/?verdict=blocked&page={page}", HTTP_HX_REQUEST="true").content.decode()
         assert html.count("data-cluster=") == (3 if first == "old-50" else 50), page
         assert html.index(f'data-cluster="{first}"') == html.index("data-cluster="), page
@@ -414,7 +414,8 @@ def test_the_api_lists_and_shows_readiness(viewer, api_as, plan_fleet):
     assert paged[0]["count"] == len(names) and paged[1]["previous"] and paged[0]["next"]
     last = api.get("/api/v1/upgrade-plan/?page_size=2&page=last").json()
     assert [r["cluster"] for r in last["results"]] == names[(len(names) - 1) // 2 * 2:]
-    assert api.get("/api/v1/upgrade-plan/?page_size=2&page=99").status_code == 404
+    for page in ("99", "9" * 30):
+        assert api.get(f"/api/v1/upgrade-plan/?page_size=2&page={page}").status_code == 404, page
     [row] = listed["results"]
     assert (row["cluster"], row["current"], row["target"], row["verdict"]) == ("pay-prod", "1.34", "1.35", "blocked")
     assert row["end_of_support"] == "2026-10-27" and row["blockers"][0]["code"] == "api"
