@@ -238,7 +238,8 @@ SHOWN = ("pk", "name", "environment", "kubernetes_version", "readiness_checked_a
 
 def fleet(clusters: QuerySet[Cluster], *, verdict: str = "") -> QuerySet[Cluster]:
     """The clusters with their stored readiness, earliest end of support first (unknown versions, and clusters
-    not evaluated yet, last); `verdict` keeps those with it (not evaluated yet counts as unknown)."""
+    not evaluated yet, last); `verdict` keeps those with it (not evaluated yet counts as unknown). `tally` reads the
+    page's keys in SQL in this order and with this filter: change both."""
     rows = (clusters.select_related("upgrade_readiness").only(*SHOWN)
             .order_by(F("upgrade_readiness__end_of_support").asc(nulls_last=True), "name"))
     if verdict == UNKNOWN:
