@@ -99,6 +99,19 @@ def test_overview_counts_only_what_the_user_sees(org, who):
     assert response.context["totals"]["clusters"] == len(clusters)
 
 
+@pytest.mark.parametrize("who", ["pay_viewer", "shop_operator", "viewer"])
+def test_the_upgrade_plans_counts_and_pages_hold_only_what_the_user_sees(org, who):
+    clusters = {n for n in SEES[who] if _kind_of(n) == "cluster"}
+    page = _get(org, who, "/upgrades/", "page")
+    assert page.status_code == 200
+    assert sum(page.context["counts"].values()) == page.context["page"].paginator.count == len(clusters)
+    assert {r.cluster.name for r in page.context["page"].object_list} == clusters
+    listed = _get(org, who, "/api/v1/upgrade-plan/?verdict=unknown", "api").json()
+    assert listed["count"] == page.context["counts"]["unknown"]
+    assert {r["cluster"] for r in listed["results"]} <= clusters
+    assert _get(org, who, "/api/v1/upgrade-plan/", "api").json()["count"] == len(clusters)
+
+
 def _kind_of(name: str) -> str:
     return "app" if name.endswith("-app") else "cluster"
 
